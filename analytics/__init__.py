@@ -1,0 +1,1 @@
+"""hciwatch package."""

@@ -1,0 +1,1 @@
+"""Getting alerts and metrics out: one module per destination, all behind one Exporter protocol."""
