@@ -1,0 +1,341 @@
+"""The Parquet store: batched, atomic, Hive-partitioned writes and the DuckDB catalog of views.
+
+Layout::
+
+    <data_dir>/<table>/date=YYYY-MM-DD/part-<first ts ms>-<seq>-<rand>.parquet
+    <data_dir>/<table>/date=1970-01-01/part-empty.parquet   (zero rows: keeps views valid before data)
+    <data_dir>/catalog.duckdb                                (views only; analysts open it with any client)
+
+Why it is built this way:
+
+* **Atomic files.** Each file is written under a hidden temporary name in its final directory,
+  fsynced, renamed into place, and the directory fsynced. A reader globbing ``*.parquet`` therefore
+  only ever sees whole files, and a crash loses at most the batch being written.
+* **Views, not tables.** ``catalog.duckdb`` holds only views over the Parquet globs, written once
+  (and whenever the analyst views change). The service never keeps it open, so an analyst can hold
+  it in their DuckDB client while the service writes.
+* **Compaction is journaled.** Merging a partition's small files writes the merged file first and a
+  journal naming the files it replaces; the swap (hide sources, reveal merged file) is replayed from
+  the journal on the next start if the process died half-way, so data is never duplicated or lost
+  across a crash. A query racing the swap itself may miss that partition for an instant; it never
+  reads a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from collector.errors import StoreError
+from collector.schema import TABLE_SCHEMAS
+
+log = logging.getLogger(__name__)
+
+EMPTY_PARTITION = "date=1970-01-01"
+EMPTY_FILE = "part-empty.parquet"
+JOURNAL = "_compaction.json"
+CATALOG_FILE = "catalog.duckdb"
+
+# The one place the Parquet write options live (zstd, dictionary pages for strings).
+_WRITE_OPTS = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 256_000) -> None:
+    """Write ``table`` to ``final`` so that no reader ever sees a partial file."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, row_group_size=row_group_size, **_WRITE_OPTS)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def table_glob(data_dir: Path, name: str) -> str:
+    """The glob DuckDB reads one stored table from."""
+    return str(data_dir / name / "*" / "*.parquet")
+
+
+def view_sql(data_dir: Path, name: str) -> str:
+    """``SELECT`` over one stored table's Parquet files (Hive ``date`` column included)."""
+    glob = table_glob(data_dir, name).replace("'", "''")
+    return (f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
+            f"hive_types = {{'date': DATE}})")
+
+
+@dataclass
+class StoreStats:
+    """Counters the service exports about the store (also handy in tests)."""
+
+    rows_written: dict[str, int] = field(default_factory=dict)
+    files_written: int = 0
+    bytes_written: int = 0
+    flushes: int = 0
+    compactions: int = 0
+    files_deleted: int = 0
+
+
+class Store:
+    """Buffers Arrow tables per stored table and writes them as atomic Parquet files.
+
+    Thread-safe: ``append`` may be called from the event loop while ``flush`` runs in a worker
+    thread (the buffers are swapped under a lock, files are written outside it).
+    """
+
+    def __init__(self, data_dir: Path, *, batch_rows: int = 250_000, retention_days: int | None = None,
+                 extra_views: Mapping[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.batch_rows = batch_rows
+        self.retention_days = retention_days
+        self.extra_views: dict[str, str] = dict(extra_views or {})
+        self.stats = StoreStats()
+        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
+        self._rows: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
+        self._lock = threading.Lock()
+        self._seq = 0
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            for name, schema in TABLE_SCHEMAS.items():
+                empty = self.data_dir / name / EMPTY_PARTITION / EMPTY_FILE
+                if not empty.exists():
+                    write_parquet_atomic(schema.empty_table(), empty)
+                self._recover_compactions(self.data_dir / name)
+        except OSError as exc:
+            raise StoreError(f"cannot initialise the store in {self.data_dir}: {exc}") from exc
+        self.write_catalog()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, name: str, table: pa.Table) -> None:
+        """Buffer rows for ``name``; flushes that table when ``batch_rows`` are buffered."""
+        schema = TABLE_SCHEMAS.get(name)
+        if schema is None:
+            raise StoreError(f"unknown table {name!r}; tables: {', '.join(TABLE_SCHEMAS)}")
+        if table.num_rows == 0:
+            return
+        if table.schema != schema:
+            try:
+                table = table.select(schema.names).cast(schema)
+            except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise StoreError(f"rows for {name!r} do not match its schema: {exc}") from exc
+        with self._lock:
+            self._buffers[name].append(table)
+            self._rows[name] += table.num_rows
+            full = self._rows[name] >= self.batch_rows
+        if full:
+            self.flush(name)
+
+    def buffered_rows(self, name: str | None = None) -> int:
+        """Rows accepted but not yet on disk (queue depth for health metrics)."""
+        with self._lock:
+            return sum(self._rows.values()) if name is None else self._rows[name]
+
+    def flush(self, name: str | None = None) -> list[Path]:
+        """Write buffered rows to disk now; returns the files written."""
+        names = [name] if name else list(TABLE_SCHEMAS)
+        written: list[Path] = []
+        for n in names:
+            with self._lock:
+                chunks, self._buffers[n] = self._buffers[n], []
+                self._rows[n] = 0
+            if not chunks:
+                continue
+            table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
+            written.extend(self._write_partitions(n, table))
+        if written:
+            self.stats.flushes += 1
+        return written
+
+    def _write_partitions(self, name: str, table: pa.Table) -> list[Path]:
+        ts = table.column("ts")
+        days = pc.cast(pc.cast(ts, pa.timestamp("ms")), pa.date32())
+        uniq = pc.unique(days).to_pylist()
+        out: list[Path] = []
+        for day in sorted(d for d in uniq if d is not None):
+            part = table if len(uniq) == 1 else table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+            first_ms = int(pc.min(pc.cast(part.column("ts"), pa.int64())).as_py() or 0)
+            self._seq += 1
+            fname = f"part-{first_ms:013d}-{self._seq:06d}-{secrets.token_hex(3)}.parquet"
+            path = self.data_dir / name / f"date={day.isoformat()}" / fname
+            try:
+                write_parquet_atomic(part, path)
+            except OSError as exc:
+                raise StoreError(f"cannot write {path}: {exc}") from exc
+            self.stats.files_written += 1
+            self.stats.bytes_written += path.stat().st_size
+            self.stats.rows_written[name] = self.stats.rows_written.get(name, 0) + part.num_rows
+            out.append(path)
+        return out
+
+    def close(self) -> None:
+        """Flush everything; the store stays usable for reads afterwards."""
+        self.flush()
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def compact(self, name: str, *, min_files: int = 8, before: date | None = None) -> int:
+        """Merge small files of each closed partition (older than ``before``, default today).
+
+        Rows are sorted by (metric/kind, host, ts) where those columns exist, which makes later
+        scans prune row groups well. Returns the number of partitions compacted.
+        """
+        before = before or datetime.now(UTC).date()
+        done = 0
+        for part_dir in sorted((self.data_dir / name).glob("date=*")):
+            if part_dir.name == EMPTY_PARTITION:
+                continue
+            try:
+                day = date.fromisoformat(part_dir.name[5:])
+            except ValueError:
+                continue
+            if day >= before:
+                continue
+            files = sorted(part_dir.glob("part-*.parquet"))
+            if len(files) < min_files:
+                continue
+            table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
+            keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts")
+                    if c in table.column_names]
+            table = table.sort_by(keys)
+            target = part_dir / f"part-{int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000):013d}-compact-{secrets.token_hex(3)}.parquet"  # noqa: E501
+            staged = part_dir / f".{target.name}.staged"
+            write_parquet_atomic(table, staged)
+            journal = {"target": target.name, "staged": staged.name, "sources": [f.name for f in files]}
+            jpath = part_dir / JOURNAL
+            tmpj = part_dir / f".{JOURNAL}.tmp"
+            tmpj.write_text(json.dumps(journal))
+            os.replace(tmpj, jpath)
+            _fsync_dir(part_dir)
+            self._finish_compaction(part_dir, journal)
+            self.stats.compactions += 1
+            done += 1
+        return done
+
+    def _finish_compaction(self, part_dir: Path, journal: Mapping[str, object]) -> None:
+        staged = part_dir / str(journal["staged"])
+        target = part_dir / str(journal["target"])
+        sources = [part_dir / str(s) for s in journal["sources"]]  # type: ignore[attr-defined]
+        if staged.exists():
+            for src in sources:
+                src.unlink(missing_ok=True)
+                self.stats.files_deleted += 1
+            os.replace(staged, target)
+        (part_dir / JOURNAL).unlink(missing_ok=True)
+        _fsync_dir(part_dir)
+
+    def _recover_compactions(self, table_dir: Path) -> None:
+        for jpath in table_dir.glob(f"date=*/{JOURNAL}"):
+            try:
+                journal = json.loads(jpath.read_text())
+            except (OSError, ValueError):
+                jpath.unlink(missing_ok=True)
+                continue
+            log.warning("finishing an interrupted compaction in %s", jpath.parent)
+            self._finish_compaction(jpath.parent, journal)
+        for stray in table_dir.glob("date=*/.*.tmp"):  # partial writes of a crashed process
+            stray.unlink(missing_ok=True)
+
+    def apply_retention(self, now: datetime | None = None) -> int:
+        """Delete whole date partitions older than ``retention_days``; returns how many."""
+        if not self.retention_days:
+            return 0
+        cutoff = (now or datetime.now(UTC)).date() - timedelta(days=self.retention_days)
+        removed = 0
+        for name in TABLE_SCHEMAS:
+            for part_dir in (self.data_dir / name).glob("date=*"):
+                if part_dir.name == EMPTY_PARTITION:
+                    continue
+                try:
+                    day = date.fromisoformat(part_dir.name[5:])
+                except ValueError:
+                    continue
+                if day < cutoff:
+                    shutil.rmtree(part_dir, ignore_errors=True)
+                    removed += 1
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def view_statements(self) -> dict[str, str]:
+        """``CREATE OR REPLACE VIEW`` statements for the stored tables plus extra views."""
+        stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(self.data_dir, n)}" for n in TABLE_SCHEMAS}
+        for n, body in self.extra_views.items():
+            stmts[n] = f"CREATE OR REPLACE VIEW {n} AS {body}"
+        return stmts
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB connection with the views installed."""
+        con = duckdb.connect(":memory:")
+        self.refresh_views(con)
+        return con
+
+    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """(Re)install the views on ``con`` (new files are picked up by the glob at query time)."""
+        for stmt in self.view_statements().values():
+            con.execute(stmt)
+
+    def write_catalog(self, extra_views: Mapping[str, str] | None = None) -> bool:
+        """Write ``catalog.duckdb`` (views only). Returns False if another process holds it.
+
+        The file is rebuilt under a temporary name and renamed, so an analyst never opens a
+        half-written catalog; when an analyst has it open read-write on a platform that locks
+        it, the rename still succeeds on POSIX and their session keeps the old views.
+        """
+        if extra_views:
+            self.extra_views.update(extra_views)
+        final = self.data_dir / CATALOG_FILE
+        tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
+        try:
+            con = duckdb.connect(str(tmp))
+            try:
+                for stmt in self.view_statements().values():
+                    con.execute(stmt)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.replace(tmp, final)
+            Path(str(tmp) + ".wal").unlink(missing_ok=True)
+            return True
+        except (duckdb.Error, OSError) as exc:
+            log.warning("could not write %s: %s", final, exc)
+            tmp.unlink(missing_ok=True)
+            return False
+
+
+def concat(tables: Iterable[pa.Table], name: str) -> pa.Table:
+    """Concatenate tables of one stored schema (empty input gives an empty table)."""
+    lst = [t for t in tables if t.num_rows]
+    if not lst:
+        return TABLE_SCHEMAS[name].empty_table()
+    return pa.concat_tables(lst)
