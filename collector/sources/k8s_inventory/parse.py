@@ -174,12 +174,6 @@ class _Builder:
             return []
         return value
 
-    def str_at(self, obj: Mapping[str, Any], key: str, path: str) -> str | None:
-        value = obj.get(key)
-        if value is None:
-            return None
-        return self.text(value, f"{path}.{key}")
-
     def text(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str):
             self.error(path, f"expected a string, got {_type_name(value)}")
@@ -346,19 +340,15 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         if meta is None:
             b.error(f"{path}.metadata", "missing")
             continue
-        name = b.str_at(meta, "name", f"{path}.metadata")
-        if not name:
-            if name is not None or "name" not in meta:
-                b.error(f"{path}.metadata.name", "missing or empty")
+        name = _required_text(b, meta, "name", f"{path}.metadata")
+        if name is None:
             continue
         if item_kind == "Node":
             _node(b, item, path, name)
             counts["Node"] += 1
             continue
-        namespace = b.str_at(meta, "namespace", f"{path}.metadata")
-        if not namespace:
-            if namespace is not None or "namespace" not in meta:
-                b.error(f"{path}.metadata.namespace", f"missing or empty on a {item_kind}")
+        namespace = _required_text(b, meta, "namespace", f"{path}.metadata")
+        if namespace is None:
             continue
         if item_kind == "Service":
             if namespace == "default" and name == "kubernetes":
@@ -377,6 +367,14 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     if "Node" in counts:
         b.sample(METRIC_NODES, {}, float(counts["Node"]))
     return b.result()
+
+
+def _required_text(b: _Builder, meta: dict[str, Any], key: str, path: str) -> str | None:
+    value = meta.get(key)
+    if value is None or value == "":
+        b.error(f"{path}.{key}", "missing or empty")
+        return None
+    return b.text(value, f"{path}.{key}")
 
 
 def _control_plane(b: _Builder, record: RawRecord, kubernetes_cluster_ip: str | None) -> None:

@@ -1,0 +1,58 @@
+# hciwatch — two commands: `make demo` (install + run the main job) and `make test` (install test
+# needs + the whole suite). Both work from a clean clone on Debian with Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+DEMO_DIR ?= demo-data
+
+.PHONY: demo install test test-deps debian-deps lint fuzz bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python venv module missing: installing python3-venv"; \
+	  $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/hciwatch demo --data-dir $(DEMO_DIR)
+
+# Real peers the tests start on loopback (never the system's own services).
+debian-deps:
+	@missing=""; \
+	for pair in haproxy:haproxy mosquitto:mosquitto mosquitto_passwd:mosquitto openssl:openssl; do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq $$missing; fi
+
+test-deps: $(VENV)/.installed-test debian-deps
+
+lint: test-deps
+	$(BIN)/ruff check collector analytics exporters hciwatch tests bench
+	$(BIN)/mypy
+
+test: test-deps lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+fuzz: test-deps
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

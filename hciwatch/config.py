@@ -1,0 +1,121 @@
+"""The whole configuration: the collector's sections plus analytics, exporters and the API.
+
+Collector, analytics and exporters each own the models for their sections; this composition
+root validates a file against all of them in one pass so a user sees every problem at once,
+each with ``file:line: key.path: why``. ``hciwatch check-config`` prints exactly these lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.settings import AnalyticsSettings
+from collector.config import (
+    COLLECTOR_KEYS,
+    CollectorSettings,
+    collector_section,
+    load_toml,
+    locate,
+    validate_section,
+    validate_sources,
+)
+from collector.errors import ConfigError
+from collector.sources.base import SourceSettings
+
+
+class ApiSettings(BaseModel):
+    """The service's HTTP API (``hciwatch run``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = Field(default="127.0.0.1:8080", description="host:port to bind")
+    token_file: str | None = Field(default=None, description="file holding the bearer token (or env:NAME)")
+    allow_unauthenticated: bool = Field(default=False, description="only for local testing")
+    query_row_limit: int = Field(default=10_000, ge=1, le=10_000_000)
+    query_timeout: float = Field(default=10.0, gt=0, le=600)
+
+
+TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "api")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Validated settings for every part of the flow."""
+
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+    sources: list[SourceSettings] = field(default_factory=list)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    exporters: list[Any] = field(default_factory=list)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    path: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        p = Path(self.collector.data_dir).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+
+def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:
+    from exporters.settings import exporter_models
+
+    models = exporter_models()
+    out: list[Any] = []
+    if raw is None:
+        return out
+    if not isinstance(raw, list):
+        problems.append(f"{file}: exporters: must be an array of tables ([[exporters]])")
+        return out
+    for i, item in enumerate(raw):
+        prefix = f"exporters[{i}]"
+        line = locate(text, prefix)
+        where = f"{file}:{line}" if line else file
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind not in models:
+            problems.append(f"{where}: {prefix}.type: {'missing' if kind is None else repr(kind)} "
+                            f"(allowed: {', '.join(sorted(models))})")
+            continue
+        model = validate_section(models[kind], item, file=file, text=text, prefix=prefix, problems=problems)
+        if model is not None:
+            out.append(model)
+    return out
+
+
+def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None = None) -> AppConfig:
+    """Validate a decoded config; raises one :class:`ConfigError` listing every problem."""
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            line = locate(text, key)
+            problems.append(f"{file}:{line or 1}: {key}: unknown top-level key "
+                            f"(allowed: {', '.join(TOP_LEVEL_KEYS)})")
+    collector = validate_section(CollectorSettings, collector_section(raw), file=file, text=text, prefix="",
+                                 problems=problems)
+    sources = validate_sources(raw.get("sources"), file=file, text=text, problems=problems)
+    analytics = validate_section(AnalyticsSettings, raw.get("analytics", {}), file=file, text=text,
+                                 prefix="analytics", problems=problems)
+    exporters = _validate_exporters(raw.get("exporters"), file=file, text=text, problems=problems)
+    api = validate_section(ApiSettings, raw.get("api", {}), file=file, text=text, prefix="api",
+                           problems=problems)
+    if problems or collector is None or analytics is None or api is None:
+        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file,
+                          problems=problems)
+    return AppConfig(collector=collector, sources=sources, analytics=analytics, exporters=exporters,
+                     api=api, path=path)
+
+
+def load_config(path: Path | str) -> AppConfig:
+    """Read, parse and validate a config file."""
+    p = Path(path)
+    raw, text = load_toml(p)
+    return parse_config(raw, text, file=str(p), path=p.resolve())
+
+
+def default_config(data_dir: Path | None = None) -> AppConfig:
+    """The embedded default: local Parquet + DuckDB, no sources, no external sinks."""
+    col = CollectorSettings(data_dir=str(data_dir) if data_dir else "./data")
+    return AppConfig(collector=col)
