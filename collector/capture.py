@@ -39,12 +39,51 @@ def _open_write(path: Path) -> IO[str]:
     return open(path, "w", encoding="utf-8", newline="\n")
 
 
-def _open_read(path: Path) -> IO[str]:
-    if path.name.endswith(".zst"):
-        raw = open(path, "rb")  # noqa: SIM115 - closed through the text wrapper
-        stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="\n")
-    return open(path, encoding="utf-8", errors="strict", newline="\n")
+class TruncatedStream(Exception):
+    """A compressed capture ended in the middle of a frame."""
+
+
+def _iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Yield raw lines (with their newline, the last one maybe without) of a plain or zstd file.
+
+    zstd frames are decoded by hand so a file cut off mid-frame is *detected* (the streaming
+    reader would just stop) and reported, instead of silently losing its tail.
+    """
+    with open(path, "rb") as raw:
+        if path.name.endswith(".zst"):
+            def blocks() -> Iterator[bytes]:
+                dctx = zstandard.ZstdDecompressor()
+                dobj = dctx.decompressobj()
+                pending = b""
+                while True:
+                    data = pending or raw.read(chunk)
+                    pending = b""
+                    if not data:
+                        if not dobj.eof:
+                            raise TruncatedStream("compressed stream ends mid-frame (file truncated?)")
+                        return
+                    out = dobj.decompress(data)
+                    if out:
+                        yield out
+                    if dobj.eof:
+                        pending = dobj.unused_data
+                        if not pending:
+                            nxt = raw.read(chunk)
+                            if not nxt:
+                                return
+                            pending = nxt
+                        dobj = dctx.decompressobj()
+            source: Iterator[bytes] = blocks()
+        else:
+            source = iter(lambda: raw.read(chunk), b"")
+        buf = b""
+        for block in source:
+            buf += block
+            *lines, buf = buf.split(b"\n")
+            for ln in lines:
+                yield ln + b"\n"
+        if buf:
+            yield buf
 
 
 def record_to_json(rec: RawRecord) -> dict[str, Any]:
@@ -149,47 +188,53 @@ def read_capture(path: Path, *, known_kinds: Iterable[str] | None = None) -> Ite
     name = str(path)
     last_ts = None
     line_no = 0
-    try:
-        fh = _open_read(Path(path))
-    except OSError as exc:
-        yield CaptureItem(name, 0, None, CaptureError(f"cannot open: {exc}", file=name, line=0))
-        return
-    with fh:
-        while True:
-            try:
-                line = fh.readline()
-            except (UnicodeDecodeError, zstandard.ZstdError, OSError, EOFError) as exc:
-                yield CaptureItem(name, line_no + 1, None,
-                                  CaptureError(f"unreadable data ({exc})", file=name, line=line_no + 1))
-                return
-            if not line:
-                return
-            line_no += 1
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                why = "truncated JSON" if not line.endswith("\n") else f"invalid JSON ({exc})"
-                yield CaptureItem(name, line_no, None, CaptureError(why, file=name, line=line_no))
-                continue
-            try:
-                rec = record_from_json(obj, file=name, line=line_no)
-            except CaptureError as err:
-                yield CaptureItem(name, line_no, None, err)
-                continue
-            if kinds is not None and rec.kind not in kinds:
-                yield CaptureItem(name, line_no, None, CaptureError(
-                    f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}",
-                    file=name, line=line_no, target=rec.target))
-                continue
-            if last_ts is not None and rec.ts < last_ts:
-                yield CaptureItem(name, line_no, None, CaptureError(
-                    f"out of order: ts {iso(rec.ts)} is before the previous record's {iso(last_ts)}",
-                    file=name, line=line_no, target=rec.target))
-                continue
-            last_ts = rec.ts
-            yield CaptureItem(name, line_no, rec, None)
+    lines = _iter_lines(Path(path))
+    while True:
+        try:
+            raw_line = next(lines)
+        except StopIteration:
+            return
+        except FileNotFoundError as exc:
+            yield CaptureItem(name, 0, None, CaptureError(f"cannot open: {exc.strerror}", file=name, line=0))
+            return
+        except (TruncatedStream, zstandard.ZstdError, OSError) as exc:
+            yield CaptureItem(name, line_no + 1, None,
+                              CaptureError(f"unreadable data: {exc}", file=name, line=line_no + 1))
+            return
+        line_no += 1
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield CaptureItem(name, line_no, None,
+                              CaptureError(f"not UTF-8 at byte {exc.start}", file=name, line=line_no))
+            continue
+        if not line.strip():
+            continue
+        text = line.rstrip("\r\n")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+            why = "truncated JSON" if truncated else f"invalid JSON ({exc})"
+            yield CaptureItem(name, line_no, None, CaptureError(why, file=name, line=line_no))
+            continue
+        try:
+            rec = record_from_json(obj, file=name, line=line_no)
+        except CaptureError as err:
+            yield CaptureItem(name, line_no, None, err)
+            continue
+        if kinds is not None and rec.kind not in kinds:
+            yield CaptureItem(name, line_no, None, CaptureError(
+                f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}",
+                file=name, line=line_no, target=rec.target))
+            continue
+        if last_ts is not None and rec.ts < last_ts:
+            yield CaptureItem(name, line_no, None, CaptureError(
+                f"out of order: ts {iso(rec.ts)} is before the previous record's {iso(last_ts)}",
+                file=name, line=line_no, target=rec.target))
+            continue
+        last_ts = rec.ts
+        yield CaptureItem(name, line_no, rec, None)
 
 
 def read_captures(paths: Iterable[Path], *, known_kinds: Iterable[str] | None = None) -> Iterator[CaptureItem]:

@@ -227,7 +227,10 @@ class Store:
             table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
             keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts")
                     if c in table.column_names]
-            table = table.sort_by(keys)
+            keytab = pa.table({c: (pc.cast(table[c], pa.string())
+                                   if pa.types.is_dictionary(table[c].type) else table[c])
+                               for c, _ in keys})
+            table = table.take(pc.sort_indices(keytab, sort_keys=keys))
             target = part_dir / f"part-{int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000):013d}-compact-{secrets.token_hex(3)}.parquet"  # noqa: E501
             staged = part_dir / f".{target.name}.staged"
             write_parquet_atomic(table, staged)

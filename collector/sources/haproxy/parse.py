@@ -296,8 +296,8 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         except csv.Error as exc:
             result.errors.append(error(f"unreadable CSV row: {exc}", lineno))
             continue
-        if len(row) == cols.width + 1 and row[-1] == "":
-            row.pop()
+        if len(row) > cols.width and row[-1] == "":
+            row.pop()  # the trailing comma HAProxy ends lines with
         if len(row) != cols.width:
             result.errors.append(error(
                 f"row has {len(row)} fields but the header has {cols.width}: {_snippet(line)}", lineno))

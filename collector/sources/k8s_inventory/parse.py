@@ -101,10 +101,7 @@ def is_lb_node(name: str, labels: Mapping[str, str], *, name_pattern: re.Pattern
     """Whether a node is the AKS HAProxy load-balancer VM (node IP pool, not a worker)."""
     if name_pattern is not None and name_pattern.search(name):
         return True
-    for key, value in label_rules:
-        if key in labels and (value is None or labels[key] == value):
-            return True
-    return False
+    return any(key in labels and (value is None or labels[key] == value) for key, value in label_rules)
 
 
 class _Builder:

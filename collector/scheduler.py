@@ -1,0 +1,160 @@
+"""Runs every source: one task per pull target, one supervised task per push source.
+
+Pull targets are polled on their interval with jitter (so 500 hosts do not all scrape on the same
+second), each fetch bounded by the source's timeout; failures back off exponentially with full
+jitter up to ``max_backoff``. Records go through ``emit``, which awaits a bounded queue: when the
+store falls behind, scrapes slow down instead of memory growing. Target health (last success,
+consecutive failures, down since) feeds ``source_down`` alerts and ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.errors import FetchError, SourceError
+from collector.sources.base import Emit, PullSource, PushSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetHealth:
+    """Health of one (source, target) pair."""
+
+    source: str
+    target: str
+    down_after: float
+    last_success: datetime | None = None
+    last_attempt: datetime | None = None
+    last_error: str = ""
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    fetches: int = 0
+    failures: int = 0
+    records: int = 0
+
+    def ok(self, now: datetime, n_records: int) -> None:
+        self.last_success = now
+        self.last_attempt = now
+        self.consecutive_failures = 0
+        self.failing_since = None
+        self.last_error = ""
+        self.fetches += 1
+        self.records += n_records
+
+    def fail(self, now: datetime, why: str) -> None:
+        self.last_attempt = now
+        self.consecutive_failures += 1
+        self.failures += 1
+        self.fetches += 1
+        self.last_error = why
+        if self.failing_since is None:
+            self.failing_since = now
+
+    def is_down(self, now: datetime) -> bool:
+        """Failing continuously for longer than ``down_after`` seconds."""
+        return (self.failing_since is not None
+                and (now - self.failing_since).total_seconds() >= self.down_after)
+
+
+@dataclass
+class SchedulerSettings:
+    max_backoff: float = 300.0
+    min_backoff: float = 1.0
+
+
+@dataclass
+class Scheduler:
+    """Drives pull and push sources until cancelled."""
+
+    pull: list[PullSource]
+    push: list[PushSource]
+    emit: Emit
+    settings: SchedulerSettings = field(default_factory=SchedulerSettings)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    health: dict[tuple[str, str], TargetHealth] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for src in self.pull:
+            for tgt in src.targets():
+                self.health[(src.name, tgt)] = TargetHealth(src.name, tgt, src.settings.down_after)
+        for psrc in self.push:
+            self.health[(psrc.name, psrc.name)] = TargetHealth(psrc.name, psrc.name, psrc.settings.down_after)
+
+    async def run(self) -> None:
+        """Run until cancelled; one failing target never affects another."""
+        async with asyncio.TaskGroup() as tg:
+            for src in self.pull:
+                for tgt in src.targets():
+                    tg.create_task(self._pull_loop(src, tgt), name=f"pull:{src.name}:{tgt}")
+            for psrc in self.push:
+                tg.create_task(self._push_loop(psrc), name=f"push:{psrc.name}")
+
+    def _backoff(self, failures: int, interval: float) -> float:
+        cap = min(self.settings.max_backoff, max(self.settings.min_backoff, interval) * 2 ** min(failures, 16))
+        return self.rng.uniform(self.settings.min_backoff, cap)  # full jitter
+
+    async def _pull_loop(self, src: PullSource, target: str) -> None:
+        st = src.settings
+        h = self.health[(src.name, target)]
+        await self.sleep(self.rng.uniform(0, st.interval * max(st.jitter, 0.0)))
+        while True:
+            started = time.monotonic()
+            try:
+                records = await asyncio.wait_for(src.fetch(target), timeout=st.timeout)
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                h.fail(self.now(), f"timed out after {st.timeout:g}s")
+            except FetchError as exc:
+                h.fail(self.now(), exc.reason)
+            except SourceError as exc:
+                h.fail(self.now(), str(exc))
+            except Exception as exc:  # a source bug must not kill the scheduler
+                log.exception("source %s crashed fetching %s", src.name, target)
+                h.fail(self.now(), f"internal error: {exc!r}")
+            else:
+                for rec in records:
+                    await self.emit(rec)
+                h.ok(self.now(), len(records))
+            if h.consecutive_failures:
+                delay = min(self._backoff(h.consecutive_failures - 1, st.interval),
+                            max(st.interval, self.settings.max_backoff))
+                log.warning("%s %s: %s (retry in %.1fs)", src.name, target, h.last_error, delay)
+            else:
+                spent = time.monotonic() - started
+                delay = max(0.0, st.interval - spent) + self.rng.uniform(-1, 1) * st.jitter * st.interval / 2
+            await self.sleep(max(0.0, delay))
+
+    async def _push_loop(self, src: PushSource) -> None:
+        h = self.health[(src.name, src.name)]
+
+        async def counted(rec: Any) -> None:
+            await self.emit(rec)
+            h.ok(self.now(), 1)
+
+        while True:
+            try:
+                await src.run(counted)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                h.fail(self.now(), str(exc))
+                delay = self._backoff(h.consecutive_failures - 1, 5.0)
+                log.warning("push source %s stopped: %s (restart in %.1fs)", src.name, exc, delay)
+                await self.sleep(delay)
+
+    def down_targets(self, now: datetime | None = None) -> list[TargetHealth]:
+        """Targets failing for longer than their ``down_after``."""
+        t = now or self.now()
+        return [h for h in self.health.values() if h.is_down(t)]

@@ -1,0 +1,1 @@
+"""Telegraf on Windows hosts → MQTT broker → hciwatch (push source and parser)."""

@@ -1,0 +1,1 @@
+"""Neighbour (ARP/NDP) tables and Windows Tcpip conflict events: duplicate-IP evidence."""

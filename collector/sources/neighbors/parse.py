@@ -1,0 +1,434 @@
+"""Neighbour tables and Windows Tcpip conflict events → IP observations (pure: no I/O, no clock).
+
+Duplicate-IP detection needs evidence from the wire, not only from inventories: who answered ARP
+for an address (neighbour tables) and what Windows itself noticed (Tcpip 4198/4199, domain
+reference §7.1).
+
+``neighbors`` records: a JSON array (or one object) of rows in any of three shapes, normalized to
+``{"ip", "mac", "interface", "state"}``:
+
+* hciwatch rows ``{"ip", "mac", "interface", "state"}`` (optional ``"host"``);
+* iproute2 ``ip -j neigh``: ``{"dst", "dev", "lladdr", "state": ["REACHABLE"]}``;
+* PowerShell ``Get-NetNeighbor | ConvertTo-Json``: ``{"IPAddress", "LinkLayerAddress",
+  "InterfaceAlias", "State"}`` with ``State`` the ``NL_NEIGHBOR_STATE`` number (0 Unreachable,
+  1 Incomplete, 2 Probe, 3 Delay, 4 Stale, 5 Reachable, 6 Permanent) or its name.
+
+Each row with a unicast MAC becomes owner_kind ``neighbor``, owner ``<host>/<interface>``. Rows
+without a MAC, in a failed/incomplete/unreachable state, or naming a broadcast/multicast MAC or
+IP are skipped: they say nothing about who holds the address.
+
+``event`` records: a JSON array (or one object) of ``{"provider", "id", "time", "host",
+"message", "ip", "mac"}`` or raw ``Get-WinEvent | ConvertTo-Json`` objects (``ProviderName``,
+``Id``, ``TimeCreated``, ``MachineName``, ``Message``, ``Properties[].Value``). Tcpip 4198/4199
+become owner_kind ``event``, owner ``<host>/tcpip-<id>``, mac = the *other* system's MAC, ts =
+the event time, plus one ``event.tcpip_address_conflict`` sample (value 1) per event so conflicts
+can be counted over any window. Other events are skipped and counted in
+``event.records_ignored``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from collector.catalog import Catalog
+from collector.errors import ParseError
+from collector.schema import (
+    IP_OBSERVATIONS_SCHEMA,
+    TS_TYPE,
+    OwnerKind,
+    ParseResult,
+    RawRecord,
+    normalize_mac,
+    to_ms,
+)
+from collector.sources.mqtt.parse import SampleRows, clean
+
+NEIGHBOR_SOURCE = "neighbors"
+EVENT_SOURCE = "event"
+CONFLICT_METRIC = "event.tcpip_address_conflict"
+IGNORED_METRIC = "event.records_ignored"
+TCPIP_PROVIDERS = frozenset({"tcpip", "microsoft-windows-tcpip", "tcp/ip"})
+TCPIP_CONFLICT_IDS = frozenset({4198, 4199})
+MAX_TS_MS = 9_223_372_036_854
+
+# NL_NEIGHBOR_STATE (nldef.h), the numbers MSFT_NetNeighbor.State carries.
+WINDOWS_STATES = ("unreachable", "incomplete", "probe", "delay", "stale", "reachable", "permanent")
+# States whose MAC (if any) is not current evidence of who holds the address.
+NOT_EVIDENCE_STATES = frozenset({"unreachable", "incomplete", "failed", "none"})
+
+
+class IpObservationRows:
+    """Column lists for an IP_OBSERVATIONS_SCHEMA table."""
+
+    def __init__(self) -> None:
+        self.ts: list[int] = []
+        self.ip: list[str] = []
+        self.mac: list[str | None] = []
+        self.owner_kind: list[str] = []
+        self.owner: list[str] = []
+        self.cluster: list[str | None] = []
+        self.network: list[str | None] = []
+        self.source: list[str] = []
+
+    def add(self, ts_ms: int, ip: str, mac: str | None, owner_kind: OwnerKind, owner: str,
+            cluster: str | None, network: str | None, source: str) -> None:
+        self.ts.append(ts_ms)
+        self.ip.append(ip)
+        self.mac.append(mac)
+        self.owner_kind.append(owner_kind.value)
+        self.owner.append(owner)
+        self.cluster.append(cluster)
+        self.network.append(network)
+        self.source.append(source)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def table(self) -> pa.Table:
+        if not self.ts:
+            return IP_OBSERVATIONS_SCHEMA.empty_table()
+
+        def dict_col(values: list[str | None] | list[str]) -> pa.Array:
+            return pa.array(values, pa.string()).dictionary_encode()
+
+        return pa.table(
+            {
+                "ts": pa.array(self.ts, pa.int64()).cast(TS_TYPE),
+                "ip": pa.array(self.ip, pa.string()),
+                "mac": pa.array(self.mac, pa.string()),
+                "owner_kind": dict_col(self.owner_kind),
+                "owner": pa.array(self.owner, pa.string()),
+                "cluster": dict_col(self.cluster),
+                "network": dict_col(self.network),
+                "source": dict_col(self.source),
+            },
+            schema=IP_OBSERVATIONS_SCHEMA,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class _RowError(ValueError):
+    """One row is unusable; the message names the field."""
+
+
+def _load(record: RawRecord, parser: str) -> tuple[list[Any], str]:
+    """Body → list of rows (one object is a list of one); raises ParseError when not JSON."""
+    target = record.target or record.topic or ""
+    raw = record.body
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        except UnicodeDecodeError:
+            text = ""
+        if not text:
+            raise ParseError("body is not UTF-8 text", source=parser, target=target) from None
+    if not text.strip():
+        return [], target
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"invalid JSON: {getattr(exc, 'msg', None) or str(exc)[:200]}", source=parser,
+                         target=target, line=getattr(exc, "lineno", None),
+                         offset=getattr(exc, "pos", None)) from None
+    if isinstance(doc, dict):
+        # PowerShell 5.1 pipes sometimes wrap arrays as {"value": [...], "Count": n}
+        if isinstance(doc.get("value"), list) and "Count" in doc:
+            return doc["value"], target
+        return [doc], target
+    if isinstance(doc, list):
+        return doc, target
+    raise ParseError(f"expected a JSON array of rows or one object, got {type(doc).__name__}",
+                     source=parser, target=target)
+
+
+def _str(row: dict[str, Any], *keys: str) -> str:
+    for k in keys:
+        v = row.get(k)
+        if isinstance(v, str) and v.strip():
+            return clean(v.strip())
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+    return ""
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = text.strip().strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(addr)
+    except ValueError:
+        raise _RowError(f"not an IP address: {text[:60]!r}") from None
+
+
+def _mac(value: Any) -> str | None:
+    """MAC from text (any separator) or a 6-byte array (PowerShell byte[]); None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        if len(value) == 6 and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255
+                                   for b in value):
+            return ":".join(f"{b:02x}" for b in value)
+        raise _RowError(f"not a MAC address: {str(value)[:60]}")
+    if not isinstance(value, str):
+        raise _RowError(f"not a MAC address: {str(value)[:60]}")
+    try:
+        return normalize_mac(value)
+    except ValueError:
+        raise _RowError(f"not a MAC address: {value[:60]!r}") from None
+
+
+def _is_unicast_mac(mac: str) -> bool:
+    first = int(mac[:2], 16)
+    return mac != "00:00:00:00:00:00" and not first & 1
+
+
+def _owner(host: str, suffix: str) -> str:
+    if host and suffix:
+        return f"{host}/{suffix}"
+    return host or suffix or "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbour rows
+# ---------------------------------------------------------------------------------------------
+
+
+def _state(row: dict[str, Any]) -> str:
+    v = row.get("state", row.get("State"))
+    if isinstance(v, list):
+        names = [clean(s).lower() for s in v if isinstance(s, str)]
+        # ip -j neigh may list several NUD flags; the entry is evidence if any flag is
+        return next((s for s in names if s not in NOT_EVIDENCE_STATES), names[0] if names else "")
+    if isinstance(v, bool):
+        return ""
+    if isinstance(v, int):
+        return WINDOWS_STATES[v] if 0 <= v < len(WINDOWS_STATES) else str(v)
+    if isinstance(v, str):
+        return clean(v).strip().lower()
+    return ""
+
+
+def neighbor_rows(rows: list[Any]) -> Iterator[tuple[int, dict[str, str] | None, str]]:
+    """Normalize every shape to ``{"ip", "mac", "interface", "state", "host"}``.
+
+    Yields ``(index, row, why)``: row None with ``why`` for a bad row, row None with an empty
+    ``why`` for a skipped one (no MAC, failed state, broadcast/multicast).
+    """
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            yield i, None, f"expected an object, got {type(row).__name__}"
+            continue
+        try:
+            if "IPAddress" in row:
+                ip_text, mac_val = _str(row, "IPAddress"), row.get("LinkLayerAddress")
+                iface = _str(row, "InterfaceAlias", "ifIndex", "InterfaceIndex")
+            elif "dst" in row:
+                ip_text, mac_val = _str(row, "dst"), row.get("lladdr")
+                iface = _str(row, "dev")
+            elif "ip" in row:
+                ip_text, mac_val = _str(row, "ip"), row.get("mac")
+                iface = _str(row, "interface", "dev")
+            else:
+                yield i, None, "row has none of the keys ip, dst, IPAddress"
+                continue
+            if not ip_text:
+                yield i, None, "row has an empty IP address"
+                continue
+            addr = _ip(ip_text)
+            state = _state(row)
+            mac = _mac(mac_val) if not isinstance(mac_val, bool) else None
+        except _RowError as exc:
+            yield i, None, str(exc)
+            continue
+        if (mac is None or state in NOT_EVIDENCE_STATES or not _is_unicast_mac(mac)
+                or addr.is_multicast or addr.is_unspecified
+                or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address(
+                    "255.255.255.255"))):
+            yield i, None, ""
+            continue
+        host = _str(row, "host", "PSComputerName")
+        yield i, {"ip": str(addr), "mac": mac, "interface": iface, "state": state, "host": host}, ""
+
+
+def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
+    """``neighbors`` record → owner_kind ``neighbor`` observations (see module docstring)."""
+    rows, target = _load(record, NEIGHBOR_SOURCE)
+    source = clean(record.labels.get("source", "")) or NEIGHBOR_SOURCE
+    cluster = clean(record.labels.get("cluster", "")) or None
+    network = clean(record.labels.get("network", "")) or None
+    record_host = clean(record.host)
+    ts = to_ms(record.ts)
+    obs = IpObservationRows()
+    errors: list[Exception] = []
+    skipped = 0
+    for i, row, why in neighbor_rows(rows):
+        if row is None:
+            if why:
+                errors.append(ParseError(f"[{i}]: {why}", source=NEIGHBOR_SOURCE, target=target))
+            else:
+                skipped += 1
+            continue
+        owner = _owner(row["host"] or record_host, row["interface"])
+        obs.add(ts, row["ip"], row["mac"], OwnerKind.NEIGHBOR, owner, cluster, network, source)
+    if errors and not obs and not skipped:
+        raise _summary(errors, NEIGHBOR_SOURCE, target)
+    return ParseResult(ip_observations=obs.table(), errors=errors)
+
+
+def _summary(errors: list[Exception], parser: str, target: str) -> ParseError:
+    first = errors[0]
+    if len(errors) == 1 and isinstance(first, ParseError):
+        return first
+    return ParseError(f"no usable row ({len(errors)} problems); first: {first}", source=parser,
+                      target=target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows events
+# ---------------------------------------------------------------------------------------------
+
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_MSG_CONFLICT = re.compile(
+    r"IP address\s+(?P<ip>[0-9A-Fa-f:.]+?)\.?\s+with the system having (?:network )?hardware address\s+"
+    r"(?P<mac>[0-9A-Fa-f]{2}(?:[-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12})",
+    re.IGNORECASE,
+)
+
+
+def event_time_ms(value: Any) -> int:
+    """Event time → epoch ms: ISO-8601 (PowerShell 7), ``/Date(ms)/`` (Windows PowerShell 5.1),
+    or epoch seconds/milliseconds."""
+    if isinstance(value, bool):
+        raise _RowError("time must be a string or a number")
+    if isinstance(value, int | float):
+        num = float(value)
+        if num != num or num in (float("inf"), float("-inf")):
+            raise _RowError("time is not finite")
+        ms = round(num * 1000) if abs(num) < 1e11 else round(num)
+    elif isinstance(value, str):
+        text = value.strip()
+        m = _MS_DATE.match(text)
+        if m:
+            ms = int(m.group(1))
+        else:
+            t = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+            try:
+                dt = datetime.fromisoformat(t)
+            except ValueError:
+                raise _RowError(f"time is not ISO-8601 or /Date(ms)/: {text[:40]!r}") from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            ms = to_ms(dt)
+    else:
+        raise _RowError("time must be a string or a number")
+    if not 0 <= ms <= MAX_TS_MS:
+        raise _RowError(f"time {value!r} is out of range")
+    return ms
+
+
+def _event_id(row: dict[str, Any]) -> int | None:
+    v = row.get("id", row.get("Id", row.get("EventID")))
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) < 10:
+        return int(v.strip())
+    return None
+
+
+def _property_values(row: dict[str, Any]) -> list[Any]:
+    props = row.get("Properties")
+    if not isinstance(props, list):
+        return []
+    return [p.get("Value") if isinstance(p, dict) else p for p in props]
+
+
+def _conflict_ip_mac(row: dict[str, Any]) -> tuple[str, str | None]:
+    """The conflicting IP and the other system's MAC: explicit keys, insertion strings, message."""
+    ip_text = _str(row, "ip")
+    mac_val: Any = row.get("mac")
+    if not ip_text or mac_val in (None, ""):
+        for v in _property_values(row):
+            if not ip_text and isinstance(v, str):
+                try:
+                    addr = _ip(v)
+                except _RowError:
+                    addr = None
+                if addr is not None and not addr.is_unspecified:
+                    ip_text = str(addr)
+                    continue
+            if mac_val in (None, "") and v not in (None, ""):
+                try:
+                    if _mac(v) is not None:
+                        mac_val = v
+                except _RowError:
+                    pass
+    if not ip_text or mac_val in (None, ""):
+        message = row.get("message", row.get("Message"))
+        m = _MSG_CONFLICT.search(message) if isinstance(message, str) else None
+        if m:
+            ip_text = ip_text or m.group("ip")
+            mac_val = mac_val if mac_val not in (None, "") else m.group("mac")
+    if not ip_text:
+        raise _RowError("no IP address in ip, Properties or Message")
+    return str(_ip(ip_text)), _mac(mac_val)
+
+
+def parse_event_record(record: RawRecord, catalog: Catalog) -> ParseResult:
+    """``event`` record → owner_kind ``event`` observations for Tcpip 4198/4199."""
+    rows, target = _load(record, EVENT_SOURCE)
+    source = clean(record.labels.get("source", "")) or EVENT_SOURCE
+    cluster = clean(record.labels.get("cluster", "")) or None
+    network = clean(record.labels.get("network", "")) or None
+    record_host = clean(record.host)
+    record_ms = to_ms(record.ts)
+    extra = {k: clean(v) for k, v in record.labels.items()
+             if k not in ("source", "topic_template", "network")}
+    obs = IpObservationRows()
+    samples = SampleRows()
+    errors: list[Exception] = []
+    ignored = 0
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(ParseError(f"[{i}]: expected an event object, got {type(row).__name__}",
+                                     source=EVENT_SOURCE, target=target))
+            continue
+        provider = _str(row, "provider", "ProviderName").lower()
+        event_id = _event_id(row)
+        if provider not in TCPIP_PROVIDERS or event_id not in TCPIP_CONFLICT_IDS:
+            ignored += 1
+            continue
+        try:
+            raw_time = row.get("time", row.get("TimeCreated"))
+            ts = event_time_ms(raw_time) if raw_time is not None else record_ms
+            ip, mac = _conflict_ip_mac(row)
+        except _RowError as exc:
+            errors.append(ParseError(f"[{i}] (Tcpip {event_id}): {exc}", source=EVENT_SOURCE,
+                                     target=target))
+            continue
+        host = _str(row, "host", "MachineName") or record_host
+        obs.add(ts, ip, mac, OwnerKind.EVENT, _owner(host, f"tcpip-{event_id}"), cluster, network,
+                source)
+        labels = dict(extra)
+        labels.update({"event_id": str(event_id), "ip": ip})
+        if mac:
+            labels["mac"] = mac
+        samples.add(ts, source, host, CONFLICT_METRIC, labels, 1.0)
+    if ignored:
+        samples.add(record_ms, source, record_host, IGNORED_METRIC, extra, float(ignored))
+    if errors and not obs and not ignored:
+        raise _summary(errors, EVENT_SOURCE, target)
+    return ParseResult(samples=samples.table(), ip_observations=obs.table(), errors=errors)

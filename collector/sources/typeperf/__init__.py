@@ -1,0 +1,1 @@
+"""typeperf / relog PDH-CSV files (offline import of Windows performance counter logs)."""

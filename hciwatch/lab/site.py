@@ -1,0 +1,223 @@
+"""The simulated site's static plan: HCI hosts, their NICs, one AKS cluster network, its clusters.
+
+The defaults follow the AKS-on-Azure-Local IP plan (domain reference §5): one
+``AksHciClusterNetwork``-style object (VIP pool, k8s node IP pool, prefix) shared by the
+management cluster and two workload clusters. API-server VIPs and LoadBalancer service IPs come
+from the VIP pool; control-plane, worker and HAProxy load-balancer VMs take node-pool IPs. The
+HCI hosts' management vNICs sit in the same /24 (outside both pools), so the hosts' neighbour
+tables see every VIP and VM address; storage traffic runs over two RDMA adapters on the Network
+ATC default storage subnets (VLAN 711/712 → 10.71.1.0/24 and 10.71.2.0/24).
+
+Everything here is validated at construction so a bad plan fails where it was written, naming
+the field and the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+def pdh_instance(description: str) -> str:
+    """The PDH instance name of an adapter (``(``→``[``, ``)``→``]``, ``#``→``_``).
+
+    windows_exporter applies the same replacer to its ``nic`` label, so RDMA Activity, Network
+    Interface and nic_info series of one adapter carry the same string.
+    """
+    return description.replace("(", "[").replace(")", "]").replace("#", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A Kubernetes Service of type LoadBalancer that exists when the scenario starts.
+
+    ``weight`` scales its client traffic (sessions per second through HAProxy).
+    """
+
+    namespace: str
+    name: str
+    ports: tuple[int, ...]
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.name:
+            raise ValueError("ServiceSpec needs a namespace and a name")
+        if not self.ports or any(not 0 < p < 65536 for p in self.ports):
+            raise ValueError(f"ServiceSpec {self.namespace}/{self.name}: ports must be 1..65535, "
+                             f"got {self.ports!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """One AKS cluster on the shared cluster network.
+
+    The management cluster (AKS host / KVA) has one control-plane VM whose API VIP it answers
+    itself; a workload cluster has control-plane and worker VMs plus ``lb_vms`` HAProxy VMs
+    (2 = keepalived active/standby) that own its API VIP and LoadBalancer service VIPs.
+    """
+
+    name: str
+    management: bool = False
+    control_plane_nodes: int = 1
+    worker_nodes: int = 0
+    lb_vms: int = 0
+    services: tuple[ServiceSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.lower():
+            raise ValueError(f"cluster name must be non-empty lower case, got {self.name!r}")
+        if self.control_plane_nodes < 1:
+            raise ValueError(f"cluster {self.name}: control_plane_nodes must be >= 1")
+        if self.management and (self.worker_nodes or self.lb_vms or self.services):
+            raise ValueError(f"cluster {self.name}: the management cluster has no workers, "
+                             "load-balancer VMs or LoadBalancer services")
+        if not self.management and (self.worker_nodes < 1 or self.lb_vms < 1):
+            raise ValueError(f"workload cluster {self.name}: needs worker_nodes >= 1 and lb_vms >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    """The cluster-network object (keys mirror ``New-AksHciClusterNetwork``)."""
+
+    name: str = "akshci-vnet"
+    ip_address_prefix: str = "10.40.0.0/24"
+    gateway: str = "10.40.0.1"
+    k8s_node_ip_pool_start: str = "10.40.0.20"
+    k8s_node_ip_pool_end: str = "10.40.0.59"
+    vip_pool_start: str = "10.40.0.200"
+    vip_pool_end: str = "10.40.0.231"
+
+    def __post_init__(self) -> None:
+        try:
+            net = ipaddress.ip_network(self.ip_address_prefix, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"network {self.name}: ip_address_prefix: {exc}") from None
+        for key in ("gateway", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end", "vip_pool_start",
+                    "vip_pool_end"):
+            value = getattr(self, key)
+            try:
+                ip = ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"network {self.name}: {key}: not an IP address: {value!r}") from None
+            if ip not in net:
+                raise ValueError(f"network {self.name}: {key} {value} is outside {self.ip_address_prefix}")
+        if self.node_pool()[0] > self.node_pool()[-1] or self.vip_pool()[0] > self.vip_pool()[-1]:
+            raise ValueError(f"network {self.name}: a pool ends before it starts")
+        if set(self.node_pool()) & set(self.vip_pool()):
+            raise ValueError(f"network {self.name}: the VIP pool overlaps the k8s node IP pool")
+        gw = ipaddress.ip_address(self.gateway)
+        if gw in self.node_pool() or gw in self.vip_pool():
+            raise ValueError(f"network {self.name}: the gateway {self.gateway} is inside a pool")
+
+    def node_pool(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return _range(self.k8s_node_ip_pool_start, self.k8s_node_ip_pool_end)
+
+    def vip_pool(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return _range(self.vip_pool_start, self.vip_pool_end)
+
+
+def _range(start: str, end: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    a, b = ipaddress.ip_address(start), ipaddress.ip_address(end)
+    return [ipaddress.ip_address(int(a) + i) for i in range(int(b) - int(a) + 1)]
+
+
+DEFAULT_CLUSTERS: tuple[ClusterSpec, ...] = (
+    ClusterSpec("aks-mgmt", management=True),
+    ClusterSpec(
+        "workload-a", control_plane_nodes=3, worker_nodes=3, lb_vms=1,
+        services=(
+            ServiceSpec("web", "storefront", (80, 443), weight=4.0),
+            ServiceSpec("shop", "checkout-api", (8080,), weight=1.5),
+            ServiceSpec("monitoring", "grafana", (3000,), weight=0.3),
+        ),
+    ),
+    ClusterSpec(
+        "workload-b", control_plane_nodes=1, worker_nodes=2, lb_vms=2,
+        services=(
+            ServiceSpec("ingress-nginx", "ingress-nginx-controller", (80, 443), weight=3.0),
+            ServiceSpec("data", "kafka-external", (9094,), weight=0.8),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSpec:
+    """The simulated Azure Local site (defaults = the demo site).
+
+    ``pause_baseline`` is each host's normal rate of received PFC pause frames per second on the
+    lossless priority at average load (lossless classes always see a few); when empty, a
+    per-host spread of 0.15–3 /s is used.
+    """
+
+    name: str = "hci-1"
+    hosts: tuple[str, ...] = ("hci-node-01", "hci-node-02", "hci-node-03", "hci-node-04")
+    host_ip_start: str = "10.40.0.11"
+    management_nic: str = "Hyper-V Virtual Ethernet Adapter"
+    management_alias: str = "vManagement(mgmt_compute)"
+    rdma_adapters: tuple[str, ...] = ("Mellanox ConnectX-6 Dx Adapter", "Mellanox ConnectX-6 Dx Adapter #2")
+    rdma_aliases: tuple[str, ...] = ("SLOT 3 Port 1", "SLOT 3 Port 2")
+    storage_subnets: tuple[str, ...] = ("10.71.1.0/24", "10.71.2.0/24")
+    smb_share: str = "ClusterStorage$"
+    pfc_priority: int = 3
+    utc_offset_hours: float = 1.0
+    pause_baseline: tuple[float, ...] = ()
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    clusters: tuple[ClusterSpec, ...] = DEFAULT_CLUSTERS
+
+    def __post_init__(self) -> None:
+        if len(self.hosts) < 2 or len(set(self.hosts)) != len(self.hosts):
+            raise ValueError(f"site {self.name}: needs at least 2 distinct hosts, got {self.hosts!r}")
+        if len(self.rdma_adapters) < 1 or len(self.rdma_adapters) != len(self.rdma_aliases) \
+                or len(self.rdma_adapters) != len(self.storage_subnets):
+            raise ValueError(f"site {self.name}: rdma_adapters, rdma_aliases and storage_subnets must be "
+                             "non-empty and of equal length")
+        if not 0 <= self.pfc_priority <= 7:
+            raise ValueError(f"site {self.name}: pfc_priority must be 0..7, got {self.pfc_priority}")
+        if self.pause_baseline and len(self.pause_baseline) != len(self.hosts):
+            raise ValueError(f"site {self.name}: pause_baseline needs one rate per host "
+                             f"({len(self.hosts)}), got {len(self.pause_baseline)}")
+        names = [c.name for c in self.clusters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site {self.name}: duplicate cluster names in {names}")
+        if sum(c.management for c in self.clusters) != 1:
+            raise ValueError(f"site {self.name}: exactly one cluster must be the management cluster")
+        net = ipaddress.ip_network(self.network.ip_address_prefix)
+        pools = set(self.network.node_pool()) | set(self.network.vip_pool())
+        for ip in self.host_ips():
+            if ipaddress.ip_address(ip) not in net or ipaddress.ip_address(ip) in pools:
+                raise ValueError(f"site {self.name}: host IP {ip} must be inside "
+                                 f"{self.network.ip_address_prefix} and outside both pools")
+        for subnet in self.storage_subnets:
+            if ipaddress.ip_network(subnet).num_addresses < len(self.hosts) + 12:
+                raise ValueError(f"site {self.name}: storage subnet {subnet} is too small")
+        nodes = sum(c.control_plane_nodes + c.worker_nodes + c.lb_vms for c in self.clusters)
+        if nodes > len(self.network.node_pool()):
+            raise ValueError(f"site {self.name}: {nodes} VMs need node IPs but the k8s node IP pool has "
+                             f"{len(self.network.node_pool())}")
+        vips = len(self.clusters) + sum(len(c.services) for c in self.clusters)
+        if vips > len(self.network.vip_pool()):
+            raise ValueError(f"site {self.name}: {vips} VIPs needed but the VIP pool has "
+                             f"{len(self.network.vip_pool())}")
+
+    def host_ips(self) -> list[str]:
+        first = int(ipaddress.ip_address(self.host_ip_start))
+        return [str(ipaddress.ip_address(first + i)) for i in range(len(self.hosts))]
+
+    def storage_ip(self, host_index: int, adapter_index: int) -> str:
+        net = ipaddress.ip_network(self.storage_subnets[adapter_index])
+        return str(net.network_address + 11 + host_index)
+
+    def cluster(self, name: str) -> ClusterSpec:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(f"no cluster named {name!r} (clusters: {', '.join(c.name for c in self.clusters)})")
+
+    @property
+    def management_cluster(self) -> ClusterSpec:
+        return next(c for c in self.clusters if c.management)
+
+    @property
+    def adapter_instances(self) -> tuple[str, ...]:
+        return tuple(pdh_instance(a) for a in self.rdma_adapters)
