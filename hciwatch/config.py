@@ -25,6 +25,7 @@ from collector.config import (
 )
 from collector.errors import ConfigError
 from collector.sources.base import SourceSettings
+from exporters.settings import OutboxSettings
 
 
 class ApiSettings(BaseModel):
@@ -39,7 +40,7 @@ class ApiSettings(BaseModel):
     query_timeout: float = Field(default=10.0, gt=0, le=600)
 
 
-TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "api")
+TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "outbox", "api")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class AppConfig:
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     exporters: list[Any] = field(default_factory=list)
     api: ApiSettings = field(default_factory=ApiSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
     path: Path | None = None
 
     @property
@@ -60,9 +62,22 @@ class AppConfig:
         return p if p.is_absolute() else (base / p)
 
 
-def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:
-    from exporters.settings import exporter_models
+def exporter_models() -> dict[str, type[BaseModel]]:
+    """``[[exporters]] type`` → its settings model."""
+    from exporters.settings import (
+        AzureMonitorSettings,
+        JsonlSettings,
+        MemorySettings,
+        MqttSettings,
+        OtlpSettings,
+        WebhookSettings,
+    )
 
+    return {"otlp": OtlpSettings, "azure_monitor": AzureMonitorSettings, "webhook": WebhookSettings,
+            "mqtt": MqttSettings, "jsonl": JsonlSettings, "memory": MemorySettings}
+
+
+def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:
     models = exporter_models()
     out: list[Any] = []
     if raw is None:
@@ -101,11 +116,13 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
     exporters = _validate_exporters(raw.get("exporters"), file=file, text=text, problems=problems)
     api = validate_section(ApiSettings, raw.get("api", {}), file=file, text=text, prefix="api",
                            problems=problems)
-    if problems or collector is None or analytics is None or api is None:
+    outbox = validate_section(OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox",
+                              problems=problems)
+    if problems or collector is None or analytics is None or api is None or outbox is None:
         raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file,
                           problems=problems)
     return AppConfig(collector=collector, sources=sources, analytics=analytics, exporters=exporters,
-                     api=api, path=path)
+                     api=api, outbox=outbox, path=path)
 
 
 def load_config(path: Path | str) -> AppConfig:

@@ -100,6 +100,8 @@ def _number(text: str) -> float | None:
     Python's own ``float``/``int`` would accept ``nan``, ``1e9``, ``1_000`` and padded text, which
     HAProxy never prints; taking them would turn garbage into believable values.
     """
+    if text.isascii() and text.isdigit():
+        return float(text)  # the common case, without the regex
     if _NUMBER.fullmatch(text) is None:
         return None
     value = float(text)
@@ -184,6 +186,12 @@ class _SampleColumns:
         self.labels.append(labels)
         self.value.append(value)
 
+    def add_row(self, metrics: list[str], labels: list[tuple[str, str]], values: list[float]) -> None:
+        """All samples of one CSV row; they share one label list."""
+        self.metric.extend(metrics)
+        self.labels.extend([labels] * len(metrics))
+        self.value.extend(values)
+
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         n = len(self.metric)
         if n == 0:
@@ -235,10 +243,14 @@ class _IpColumns:
         )
 
 
+# Labels the payload sets; a record label of the same name would make a duplicate map key.
+_PAYLOAD_LABELS = frozenset({"source", "proxy", "server", "type", "status", "check_status", "version"})
+
+
 def _context(record: RawRecord) -> tuple[str, list[tuple[str, str]]]:
     """Source name and the record labels every sample carries (``source`` only renames)."""
     source = record.labels.get("source") or SOURCE
-    extra = sorted((k, v) for k, v in record.labels.items() if k != "source")
+    extra = sorted((k, v) for k, v in record.labels.items() if k not in _PAYLOAD_LABELS)
     return source, extra
 
 
@@ -330,7 +342,8 @@ def _parse_row(cols: _Columns, row: list[str], lineno: int, extra: list[tuple[st
             f"column 'type' is not a row type number (row {pxname}/{svname})", lineno))
         return
 
-    values: list[tuple[str, float]] = []
+    metrics: list[str] = []
+    values: list[float] = []
     for i, name, canonical, native, strict in cols.plan:
         text = row[i]
         if text == "":
@@ -343,13 +356,13 @@ def _parse_row(cols: _Columns, row: list[str], lineno: int, extra: list[tuple[st
                 return
             continue  # an unknown column that holds text
         if canonical is not None and (name, row_type) not in _CANONICAL_NOT_FOR:
-            values.append((canonical.name, value))
+            metrics.append(canonical.name)
         else:
-            values.append((native, value))
+            metrics.append(native)
+        values.append(value)
 
     labels = sorted([*extra, ("proxy", pxname), ("server", svname), ("type", row_type)])
-    for metric, value in values:
-        samples.add(metric, labels, value)
+    samples.add_row(metrics, labels, values)
     if cols.status is not None and row[cols.status] != "":
         status = row[cols.status]
         up_labels = [*labels, ("status", status)]

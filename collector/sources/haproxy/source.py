@@ -17,6 +17,7 @@ it); parsing happens in :mod:`collector.sources.haproxy.parse`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import socket
@@ -167,6 +168,11 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def _basic_auth(username: str, password: str) -> str:
+    """RFC 7617 header value (built here: aiohttp's helpers changed across 3.x releases)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
 _HTTP_HINTS = {
     401: "the stats page rejected the credentials (check username and password_file, `stats auth`)",
     403: "access to the stats page is forbidden (check `stats auth`/`stats admin` and ACLs)",
@@ -184,10 +190,10 @@ class AioTransport:
                        max_bytes: int, verify_tls: bool) -> bytes:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "hciwatch"})
-        basic = aiohttp.BasicAuth(*auth) if auth else None
+        headers = {"Authorization": _basic_auth(*auth)} if auth else {}
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.get(yarl.URL(url, encoded=True), auth=basic,
+                async with self._session.get(yarl.URL(url, encoded=True), headers=headers,
                                              ssl=verify_tls,
                                              allow_redirects=False) as resp:
                     if resp.status != 200:

@@ -1,0 +1,340 @@
+"""The daemon (``hciwatch run``) and live capture (``hciwatch capture``).
+
+Wiring, in the order data flows::
+
+    Scheduler (pull targets, push sources) ──emit──▶ bounded queue ──▶ Pipeline.ingest (worker thread)
+        │                                                               │ Store (timed flushes)
+        └─ target health ─▶ source_down findings ─┐                     ▼
+                                                   └──────▶ Pipeline.evaluate (every interval)
+                                                                   │ alert state changes
+                                                                   ▼
+                                                 Outbox (fsync = accepted) ──▶ one dispatcher per sink
+                                                                                (feed/SSE, OTLP, …)
+
+Pipeline work runs in a worker thread under one lock (parsing and detectors are CPU work and
+must not stall the event loop that serves the API and keeps sockets alive). SIGTERM/SIGINT stop
+the sources, drain the queue, flush the store, save the alert state, give the sinks a short grace
+to deliver and shut everything down; what was accepted is on disk and is delivered after restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from analytics.findings import Finding
+from analytics.views import analyst_views
+from collector.capture import CaptureWriter
+from collector.config import resolve_secret
+from collector.errors import ConfigError
+from collector.registry import get_source_spec
+from collector.scheduler import Scheduler
+from collector.schema import AlertKind, RawRecord, Severity
+from collector.sources.base import PullSource, PushSource
+from collector.store import Store
+from exporters.base import Exporter
+from exporters.feed import AlertFeed
+from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.settings import build_exporter
+from hciwatch.api import create_app
+from hciwatch.config import AppConfig
+from hciwatch.pipeline import Pipeline
+from hciwatch.selfmetrics import HciwatchCollector
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5.0
+MAINTENANCE_EVERY_S = 3600.0
+
+
+def build_sources(cfg: AppConfig) -> tuple[list[PullSource], list[PushSource]]:
+    """Instantiate every configured source through its registered spec."""
+    pull: list[PullSource] = []
+    push: list[PushSource] = []
+    for settings in cfg.sources:
+        spec = get_source_spec(settings.type)
+        src = spec.factory(settings)
+        if isinstance(src, PushSource):
+            push.append(src)
+        elif isinstance(src, PullSource):
+            pull.append(src)
+        else:  # a registered factory returned something else: a bug in that source
+            raise ConfigError(f"source type {settings.type!r} built an object that is neither pull nor push")
+    return pull, push
+
+
+def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
+    """One active ``source_down`` finding per target failing longer than its ``down_after``."""
+    out = []
+    for h in scheduler.down_targets(now):
+        out.append(Finding(
+            kind=AlertKind.SOURCE_DOWN, resource={"source": h.source, "target": h.target},
+            severity=Severity.SEV2,
+            summary=f"{h.source} target {h.target} unreachable since {h.failing_since:%Y-%m-%d %H:%M} UTC "
+                    f"({h.consecutive_failures} failed fetches): {h.last_error}",
+            evidence={"last_error": h.last_error, "failing_since": h.failing_since,
+                      "consecutive_failures": h.consecutive_failures, "last_success": h.last_success},
+        ))
+    return out
+
+
+class Service:
+    """Everything ``hciwatch run`` starts, owned in one place so shutdown is orderly."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = cfg.data_dir
+        token = resolve_secret(cfg.api.token_file, what="api.token_file")
+        if token is None and not cfg.api.allow_unauthenticated:
+            raise ConfigError("api.token_file is required (the HTTP API needs a bearer token for anything "
+                              "but /healthz and /readyz); set api.allow_unauthenticated = true only for "
+                              "local testing")
+        self.token = token
+        self.views = analyst_views(cfg.collector.networks)
+        st = cfg.collector.store
+        self.store = Store(self.data_dir, batch_rows=st.batch_rows, retention_days=st.retention_days,
+                           extra_views=self.views)
+        self.feed = AlertFeed()
+        self.exporters: list[Exporter] = [self.feed, *(build_exporter(s) for s in cfg.exporters)]
+        self.outbox = Outbox(self.data_dir, [e.name for e in self.exporters],
+                             max_bytes=cfg.outbox.max_bytes, segment_bytes=cfg.outbox.segment_bytes)
+        policies = {s.name: DeliveryPolicy.from_settings(s) for s in cfg.exporters}
+        self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
+        self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self.outbox.append],
+                                 state_path=self.data_dir / "alert_state.json")
+        pull, push = build_sources(cfg)
+        self.queue: asyncio.Queue[RawRecord] = asyncio.Queue(maxsize=st.queue_max_records)
+        self.scheduler = Scheduler(pull, push, self.queue.put)
+        self.sources: list[Any] = [*pull, *push]
+        self.registry = CollectorRegistry()
+        self.registry.register(HciwatchCollector(
+            pipeline=lambda: self.pipeline.stats, scheduler=lambda: self.scheduler,
+            store=lambda: self.store, outbox=self.outbox.stats, queue_depth=self.queue.qsize))
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, Any]:
+        writable = os.access(self.data_dir, os.W_OK)
+        sinks: dict[str, bool] = {}
+        for e in self.exporters:
+            try:
+                sinks[e.name] = bool(await asyncio.wait_for(e.healthcheck(), timeout=2.0))
+            except Exception:
+                sinks[e.name] = False
+        ready = writable and bool(self.sources) and all(sinks.values())
+        return {"ready": ready, "store_writable": writable, "sources_configured": len(self.sources),
+                "sinks": sinks}
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            rec = await self.queue.get()
+            batch = [rec]
+            while not self.queue.empty() and len(batch) < 256:
+                batch.append(self.queue.get_nowait())
+            async with self._lock:
+                await asyncio.to_thread(self._ingest_batch, batch)
+
+    def _ingest_batch(self, batch: list[RawRecord]) -> None:
+        for rec in batch:
+            self.pipeline.ingest(rec)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.collector.store.flush_interval)
+            await asyncio.to_thread(self.store.flush)
+
+    async def _evaluate_loop(self) -> None:
+        step = self.cfg.analytics.evaluation_interval.total_seconds()
+        while True:
+            await asyncio.sleep(step)
+            now = datetime.now(UTC)
+            self.pipeline.add_findings(source_down_findings(self.scheduler, now))
+            async with self._lock:
+                await asyncio.to_thread(self.pipeline.evaluate, now)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_EVERY_S)
+            async with self._lock:
+                await asyncio.to_thread(self._maintain)
+
+    def _maintain(self) -> None:
+        removed = self.store.apply_retention()
+        for name in ("samples", "ip_observations", "alerts"):
+            self.store.compact(name, min_files=self.cfg.collector.store.compact_min_files)
+        if removed:
+            log.info("retention removed %d partitions", removed)
+        self.pipeline.manager.save()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        host, _, port = self.cfg.api.listen.rpartition(":")
+        app = create_app(data_dir=self.data_dir, feed=self.feed, token=self.token, readiness=self.readiness,
+                         metrics_registry=self.registry, allow_unauthenticated=self.cfg.api.allow_unauthenticated,
+                         extra_views=self.views)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
+        for d in self.dispatchers:
+            self._tasks.append(d.start())
+        loops = (self.scheduler.run(), self._consume(), self._flush_loop(), self._evaluate_loop(),
+                 self._maintenance_loop())
+        self._tasks.extend(asyncio.create_task(c) for c in loops)
+        log.info("hciwatch running: %d sources, %d sinks, API on %s", len(self.sources), len(self.exporters),
+                 self.cfg.api.listen)
+
+    @property
+    def port(self) -> int:
+        """The bound API port (useful when configured as port 0)."""
+        assert self._runner is not None
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return int(server.sockets[0].getsockname()[1])
+        raise RuntimeError("API not started")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Orderly shutdown: nothing accepted is lost."""
+        producers, consumers = self._tasks[len(self.dispatchers):], self._tasks[: len(self.dispatchers)]
+        for t in producers:
+            t.cancel()
+        for t in producers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        async with self._lock:
+            pending = []
+            while not self.queue.empty():
+                pending.append(self.queue.get_nowait())
+            await asyncio.to_thread(self._ingest_batch, pending)
+            await asyncio.to_thread(self.pipeline.close)
+        await self._drain_sinks()
+        for d in self.dispatchers:
+            await d.stop()
+        del consumers
+        for e in self.exporters:
+            with contextlib.suppress(Exception):
+                await e.shutdown()
+        for src in self.sources:
+            with contextlib.suppress(Exception):
+                await src.close()
+        self.outbox.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _drain_sinks(self) -> None:
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE_S
+        while any(self.outbox.lag(e.name) for e in self.exporters):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("shutting down with undelivered alert changes; they are re-sent after restart")
+                return
+            await asyncio.sleep(0.1)
+
+
+async def run_service(cfg: AppConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    svc = Service(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.request_stop)
+    await svc.start()
+    try:
+        await svc.wait()
+    finally:
+        await svc.stop()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# capture
+# ---------------------------------------------------------------------------------------------
+
+
+class ReorderingWriter:
+    """Writes records in time order although concurrent targets emit slightly out of order.
+
+    Records are held for ``hold`` of capture time and written sorted; anything arriving later
+    than that is written with its time raised to the last written one (and counted), so the
+    capture stays sorted as the format requires.
+    """
+
+    def __init__(self, writer: CaptureWriter, hold: timedelta = timedelta(seconds=30)) -> None:
+        self.writer = writer
+        self.hold = hold
+        self._heap: list[tuple[datetime, int, RawRecord]] = []
+        self._seq = 0
+        self._last: datetime | None = None
+        self.late = 0
+
+    def add(self, rec: RawRecord) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (rec.ts, self._seq, rec))
+        newest = max(rec.ts, self._heap[0][0])
+        while self._heap and self._heap[0][0] <= newest - self.hold:
+            self._write(heapq.heappop(self._heap)[2])
+
+    def _write(self, rec: RawRecord) -> None:
+        if self._last is not None and rec.ts < self._last:
+            self.late += 1
+            rec = RawRecord(ts=self._last, kind=rec.kind, target=rec.target, body=rec.body, host=rec.host,
+                            labels=rec.labels, topic=rec.topic)
+        self._last = rec.ts
+        self.writer.write(rec)
+
+    def close(self) -> None:
+        while self._heap:
+            self._write(heapq.heappop(self._heap)[2])
+        self.writer.close()
+
+
+async def capture(cfg: AppConfig, out: Path, duration_s: float) -> int:
+    """Record the configured sources into a capture file for ``duration_s`` seconds."""
+    pull, push = build_sources(cfg)
+    if not pull and not push:
+        raise ConfigError("no [[sources]] configured: nothing to capture")
+    writer = ReorderingWriter(CaptureWriter(out))
+
+    async def emit(rec: RawRecord) -> None:
+        writer.add(rec)
+
+    scheduler = Scheduler(pull, push, emit)
+    task = asyncio.create_task(scheduler.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=duration_s)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    for src in [*pull, *push]:
+        with contextlib.suppress(Exception):
+            await src.close()
+    writer.close()
+    for h in scheduler.health.values():
+        if h.failures:
+            log.warning("%s %s: %d failed fetches (last: %s)", h.source, h.target, h.failures, h.last_error)
+    return writer.writer.count
