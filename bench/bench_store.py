@@ -21,8 +21,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.schema import SAMPLES_SCHEMA  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.schema import SAMPLES_SCHEMA
+from collector.store import Store
 
 METRICS = ["net.bytes_received_total", "net.bytes_sent_total", "rdma.inbound_bytes_total",
            "rdma.outbound_bytes_total", "rdma.cq_errors_total", "pfc.rx_pause_frames_total",

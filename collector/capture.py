@@ -134,7 +134,7 @@ def record_from_json(obj: Any, *, file: str, line: int) -> RawRecord:
     """Validate one decoded capture line; raises :class:`CaptureError` naming the problem."""
     if not isinstance(obj, dict):
         raise CaptureError(f"a record must be a JSON object, got {type(obj).__name__}", file=file, line=line)
-    target = obj.get("target") if isinstance(obj.get("target"), str) else ""
+    target: str = obj["target"] if isinstance(obj.get("target"), str) else ""
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
         raise CaptureError(f"missing field(s) {', '.join(missing)}", file=file, line=line, target=target)

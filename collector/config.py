@@ -193,9 +193,9 @@ def locate(text: str, path: str) -> int | None:
                 best = n
             continue
         km = _KEY_RE.match(line)
-        if km and keys[: len(current)] == current and len(keys) > len(current):
-            if km.group(1).strip('"') == keys[len(current)]:
-                return n
+        if (km and keys[: len(current)] == current and len(keys) > len(current)
+                and km.group(1).strip('"') == keys[len(current)]):
+            return n
     return best
 
 

@@ -142,7 +142,7 @@ def utc(ts: datetime) -> datetime:
 
 def to_ms(ts: datetime) -> int:
     """Milliseconds since the epoch (the on-disk resolution)."""
-    return int(round(utc(ts).timestamp() * 1000))
+    return round(utc(ts).timestamp() * 1000)
 
 
 def from_ms(ms: int) -> datetime:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
+
 from collector.schema import Alert, AlertKind, AlertStatus, Severity
 from collector.store import view_sql
-
-import duckdb
 
 
 def load_alerts(data_dir: Path, *, status: str | None = None, kind: str | None = None) -> list[Alert]:

@@ -51,6 +51,7 @@ each refusal):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -370,10 +371,8 @@ class _Interrupter:
             if self._done:
                 return
             self.fired = True
-            try:
+            with contextlib.suppress(duckdb.Error):
                 self._con.interrupt()
-            except duckdb.Error:
-                pass
 
     def __enter__(self) -> _Interrupter:
         self._timer.start()

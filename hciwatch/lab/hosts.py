@@ -1,0 +1,460 @@
+"""HCI hosts as windows_exporter sees them: NICs, SMB client shares, RDMA and PFC counters.
+
+The exporter is modelled as started with ``--collectors.enabled=net,smbclient,performancecounter``,
+``--collector.net.nic-include`` limited to the management vNIC and the RDMA adapters,
+``--web.disable-exporter-metrics`` (no go_*/process_* series) and this ``performancecounter``
+configuration (raw values, default metric names, default ``instance`` label)::
+
+    - name: rdma
+      object: "RDMA Activity"
+      instances: ["*"]
+      counters:                        # type: counter for cumulative counts, gauge otherwise
+        - {name: "RDMA Accepted Connections", type: counter}
+        - {name: "RDMA Active Connections", type: gauge}
+        - {name: "RDMA Completion Queue Errors", type: counter}
+        - ... (all ten RDMA Activity counters)
+    - name: mlxqos
+      object: "Mellanox WinOF-2 Port QoS"
+      instances: ["*"]                 # "<adapter> Prio 0" .. "<adapter> Prio 7"
+      counters:
+        - {name: "Rcv Pause Frames", type: counter}
+        - {name: "Sent Pause Frames", type: counter}
+
+How the numbers behave (all cumulative counters raw, as windows_exporter reports them):
+
+* SMB client traffic from each host to every other host's ``ClusterStorage$`` share follows a
+  per-host working-hours load with slow noise; latency is ~1 ms with a lognormal body and a
+  Pareto tail (``request_seconds_total`` is tick-accumulated, i.e. Δseconds/Δrequests = mean
+  latency). RDMA Activity bytes are the SMB reads and writes the host sends and receives, split
+  over its two adapters. RDMA does not pass through the Windows stack, so the adapters' Network
+  Interface counters only carry the little non-RDMA traffic.
+* The lossless priority sees a few pause frames per second normally (a different rate per host,
+  rising with load, with rare micro-bursts); every other priority sees none (PFC is only enabled
+  on the lossless class).
+* Incidents and confounders bend these series as described in :mod:`hciwatch.lab.scenario`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.catalog import windows_perfcounter_metric
+from hciwatch.lab.promtext import Exposition, go_float
+from hciwatch.lab.rand import ar1, stream
+from hciwatch.lab.scenario import BackupBurst, HostReboot, PfcStorm, Scenario, ScrapeGap
+from hciwatch.lab.timeline import BOOL, F64, Grid, load
+from hciwatch.lab.world import World
+
+I64 = npt.NDArray[np.int64]
+
+PERF_HELP = "windows_exporter: custom Performance Counter metric"
+RDMA_OBJECT = "RDMA Activity"
+QOS_OBJECT = "Mellanox WinOF-2 Port QoS"
+OPER_STATUSES = ("up", "down", "testing", "unknown", "dormant", "not present", "lower layer down")
+TICKS = 10_000_000  # PDH 100-ns ticks per second; windows_exporter multiplies by 1e-7
+
+NET_FAMILIES: dict[str, tuple[str, str]] = {
+    "bytes_received_total": ("(Network.BytesReceivedPerSec)", "counter"),
+    "bytes_sent_total": ("(Network.BytesSentPerSec)", "counter"),
+    "bytes_total": ("(Network.BytesTotalPerSec)", "counter"),
+    "output_queue_length_packets": ("(Network.OutputQueueLength)", "gauge"),
+    "packets_outbound_discarded_total": ("(Network.PacketsOutboundDiscarded)", "counter"),
+    "packets_outbound_errors_total": ("(Network.PacketsOutboundErrors)", "counter"),
+    "packets_received_discarded_total": ("(Network.PacketsReceivedDiscarded)", "counter"),
+    "packets_received_errors_total": ("(Network.PacketsReceivedErrors)", "counter"),
+    "packets_received_total": ("(Network.PacketsReceivedPerSec)", "counter"),
+    "packets_received_unknown_total": ("(Network.PacketsReceivedUnknown)", "counter"),
+    "packets_total": ("(Network.PacketsPerSec)", "counter"),
+    "packets_sent_total": ("(Network.PacketsSentPerSec)", "counter"),
+    "current_bandwidth_bytes": ("(Network.CurrentBandwidth)", "gauge"),
+}
+
+SMB_HELP: dict[str, str] = {
+    "data_queue_seconds_total": "Seconds requests waited on queue on this share",
+    "read_queue_seconds_total": "Seconds read requests waited on queue on this share",
+    "write_queue_seconds_total": "Seconds write requests waited on queue on this share",
+    "request_seconds_total": "Seconds waiting for requests on this share",
+    "stalls_total": "The number of requests delayed based on insufficient credits on this share",
+    "requests_queued": "The point in time number of requests outstanding on this share",
+    "data_bytes_total": "The bytes read or written on this share",
+    "requests_total": "The requests on this share",
+    "metadata_requests_total": "The metadata requests on this share",
+    "read_bytes_via_smbdirect_total": "The bytes read from this share via RDMA direct placement",
+    "read_bytes_total": "The bytes read on this share",
+    "read_requests_via_smbdirect_total": "The read requests on this share via RDMA direct placement",
+    "read_requests_total": "The read requests on this share",
+    "turbo_io_reads_total": "The read requests that go through Turbo I/O",
+    "turbo_io_writes_total": "The write requests that go through Turbo I/O",
+    "write_bytes_via_smbdirect_total": "The written bytes to this share via RDMA direct placement",
+    "write_bytes_total": "The bytes written on this share",
+    "write_requests_via_smbdirect_total": "The write requests to this share via RDMA direct placement",
+    "write_requests_total": "The write requests on this share",
+    "read_seconds_total": "Seconds waiting for read requests on this share",
+    "write_seconds_total": "Seconds waiting for write requests on this share",
+}
+
+RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("RDMA Accepted Connections", "counter"),
+    ("RDMA Active Connections", "gauge"),
+    ("RDMA Completion Queue Errors", "counter"),
+    ("RDMA Connection Errors", "counter"),
+    ("RDMA Failed Connection Attempts", "counter"),
+    ("RDMA Inbound Bytes/sec", "counter"),
+    ("RDMA Inbound Frames/sec", "counter"),
+    ("RDMA Initiated Connections", "counter"),
+    ("RDMA Outbound Bytes/sec", "counter"),
+    ("RDMA Outbound Frames/sec", "counter"),
+)
+
+DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
+
+
+class HostModel:
+    """Every host's series over the whole scenario, ready to render one scrape at a time."""
+
+    def __init__(self, scenario: Scenario, world: World, grid: Grid) -> None:
+        self.scenario = scenario
+        self.world = world
+        self.grid = grid
+        site = scenario.site
+        n_hosts = len(site.hosts)
+        self.n_hosts = n_hosts
+        g = grid
+        sc = scenario
+        dur = sc.duration.total_seconds()
+        rng0 = stream(sc.seed, "hosts")
+        self.loads = [load(g, stream(sc.seed, "load", h), scale=float(rng0.uniform(0.8, 1.2)),
+                           phase_h=float(rng0.uniform(-0.6, 0.6))) for h in site.hosts]
+        idx = {h: i for i, h in enumerate(site.hosts)}
+        # --- incident masks -----------------------------------------------------------------
+        none = np.zeros(g.n, dtype=np.bool_)
+        self.down = [none.copy() for _ in range(n_hosts)]  # rebooting: not running
+        self.no_scrape = [none.copy() for _ in range(n_hosts)]
+        self.reset_at: list[list[int]] = [[] for _ in range(n_hosts)]
+        self.backup = [none.copy() for _ in range(n_hosts)]
+        storm = [[none.copy() for _ in site.rdma_adapters] for _ in range(n_hosts)]  # storm source
+        spread = [none.copy() for _ in range(n_hosts)]
+        for inc in sc.incidents:
+            lo_td, hi_td = inc.window(sc.duration)
+            lo, hi = lo_td.total_seconds(), hi_td.total_seconds()
+            if isinstance(inc, HostReboot):
+                h = idx[inc.host]
+                m = (g.sec >= lo) & (g.sec < hi)
+                self.down[h] |= m
+                self.no_scrape[h] |= m
+                if hi < dur:
+                    self.reset_at[h].append(g.index_at_or_after(hi))
+            elif isinstance(inc, ScrapeGap):
+                self.no_scrape[idx[inc.host]] |= (g.sec >= lo) & (g.sec < hi)
+            elif isinstance(inc, BackupBurst):
+                for h in inc.hosts or site.hosts:
+                    self.backup[idx[h]] |= g.mask(lo, hi)
+            elif isinstance(inc, PfcStorm):
+                storm[idx[inc.host]][inc.adapter] |= g.mask(lo, hi)
+                if inc.spread_to is not None:
+                    spread[idx[inc.spread_to]] |= g.mask(lo + inc.spread_delay.total_seconds(), hi)
+        storm_host = [np.logical_or.reduce(s) for s in storm]
+        self._storm, self._storm_host, self._spread = storm, storm_host, spread
+        # --- SMB client pairs ------------------------------------------------------------------
+        pairs = [(c, s) for c in range(n_hosts) for s in range(n_hosts) if c != s]
+        self.pairs = pairs
+        smb: dict[tuple[int, int], dict[str, I64]] = {}
+        lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
+        self.uptime_ticks = rng0.uniform(3, 40, size=n_hosts) * 86400.0 / g.dt
+        for c, s in pairs:
+            smb[(c, s)] = self._smb_pair(c, s, float(lat_base[c]))
+        self.smb = smb
+        # --- per-host series -------------------------------------------------------------------
+        self.templates: list[str] = []
+        self.matrices: list[F64] = []
+        for h in range(n_hosts):
+            tmpl, matrix = self._host_series(h)
+            self.templates.append(tmpl)
+            self.matrices.append(matrix)
+
+    # ------------------------------------------------------------------------------------------
+    def _smb_pair(self, c: int, s: int, lat_c: float) -> dict[str, I64]:
+        """Per-tick increments of one client→server share (counts, bytes, 100-ns ticks)."""
+        g, sc = self.grid, self.scenario
+        rng = stream(sc.seed, "smb", c, s)
+        dt = g.dt
+        w = float(rng.uniform(0.7, 1.3))
+        rate = 1200.0 * self.loads[c] * w * np.exp(ar1(rng, g.n, 0.9, 0.12))
+        involved_storm = self._storm_host[c] | self._storm_host[s]
+        involved_spread = (self._spread[c] | self._spread[s]) & ~involved_storm
+        rate = rate * np.where(involved_storm, 0.5, 1.0) * np.where(involved_spread, 0.8, 1.0)
+        rate = np.where(self.down[s] | self.down[c], 0.0, rate)
+        backup_rate = np.where(self.backup[c] & ~self.down[s], 300.0 * np.exp(rng.normal(0, 0.1, g.n)), 0.0)
+        lat = lat_c * (0.85 + 0.3 * self.loads[c]) * np.exp(rng.normal(0.0, 0.18, g.n))
+        tail = rng.random(g.n) < 0.015
+        lat = np.where(tail, lat * np.minimum(1.0 + rng.pareto(2.0, g.n), 15.0), lat)
+        storm_lat = np.clip(0.035 * np.exp(ar1(rng, g.n, 0.8, 0.35)), 0.012, 0.09)
+        lat = np.where(involved_storm, storm_lat, lat)
+        lat = np.where(involved_spread, lat * rng.uniform(3.0, 8.0, g.n), lat)
+        lat_b = 0.0013 * np.exp(rng.normal(0.0, 0.15, g.n))
+        reads_n = rng.poisson(rate * 0.62 * dt)
+        reads_b = rng.poisson(backup_rate * dt)
+        writes = rng.poisson(rate * 0.38 * dt)
+        read_bytes = np.rint(reads_n * 49152.0 * np.exp(rng.normal(0, 0.08, g.n))) + reads_b * 524288
+        write_bytes = np.rint(writes * 32768.0 * np.exp(rng.normal(0, 0.08, g.n)))
+        read_ticks = np.rint((reads_n * lat * 0.85 + reads_b * lat_b) * TICKS)
+        write_ticks = np.rint(writes * lat * 1.25 * TICKS)
+        queue_factor = rng.uniform(1.0, 1.05, g.n)
+        stall_p = np.where(involved_storm, 0.004, 2e-6)
+        out = {
+            "read_requests_total": reads_n + reads_b,
+            "write_requests_total": writes,
+            "read_bytes_total": read_bytes,
+            "write_bytes_total": write_bytes,
+            "read_seconds_total": read_ticks,
+            "write_seconds_total": write_ticks,
+            "read_queue_seconds_total": np.rint(read_ticks * queue_factor),
+            "write_queue_seconds_total": np.rint(write_ticks * queue_factor),
+            "metadata_requests_total": rng.poisson(rate * 0.05 * dt),
+            "stalls_total": rng.poisson((reads_n + writes) * stall_p),
+        }
+        out["requests_total"] = out["read_requests_total"] + writes
+        out["data_bytes_total"] = read_bytes + write_bytes
+        out["request_seconds_total"] = read_ticks + write_ticks
+        out["data_queue_seconds_total"] = out["read_queue_seconds_total"] + out["write_queue_seconds_total"]
+        out["read_bytes_via_smbdirect_total"] = read_bytes
+        out["write_bytes_via_smbdirect_total"] = write_bytes
+        out["read_requests_via_smbdirect_total"] = out["read_requests_total"]
+        out["write_requests_via_smbdirect_total"] = writes
+        inflight = (reads_n + writes) / dt * lat + reads_b / dt * lat_b
+        out["requests_queued"] = rng.poisson(inflight)  # a gauge, not an increment
+        return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
+    # ------------------------------------------------------------------------------------------
+    def _accumulate(self, h: int, inc: npt.NDArray[np.int64] | F64, init: float) -> F64:
+        """Cumulative counter from per-tick increments; restarts from 0 after a reboot."""
+        cum = np.cumsum(np.asarray(inc, dtype=np.float64)) + init
+        for r in self.reset_at[h]:
+            if r < self.grid.n:
+                cum[r:] = np.cumsum(np.asarray(inc[r:], dtype=np.float64))
+        return cum
+
+    def _host_series(self, h: int) -> tuple[str, F64]:
+        sc, g, world = self.scenario, self.grid, self.world
+        site = sc.site
+        host = world.hosts[h]
+        rng = stream(sc.seed, "host", host.name)
+        dt = g.dt
+        up = float(self.uptime_ticks[h])
+        L = self.loads[h]
+        ex = Exposition()
+        cols: dict[int, F64] = {}
+
+        def counter(name: str, help_text: str, labels: dict[str, str], inc: npt.NDArray[np.int64] | F64,
+                    init: float, mtype: str = "counter", scale: float = 1.0) -> None:
+            col = ex.add(name, help_text, mtype, labels, None)
+            assert col is not None
+            cum = self._accumulate(h, inc, float(np.rint(init)))
+            cols[col] = cum * scale if scale != 1.0 else cum
+
+        def gauge(name: str, help_text: str, labels: dict[str, str], values: F64 | npt.NDArray[np.int64],
+                  mtype: str = "gauge") -> None:
+            col = ex.add(name, help_text, mtype, labels, None)
+            assert col is not None
+            cols[col] = np.asarray(values, dtype=np.float64)
+
+        def const(name: str, help_text: str, mtype: str, labels: dict[str, str], value: float) -> None:
+            ex.add(name, help_text, mtype, labels, value)
+
+        # --- windows_exporter self metrics ----------------------------------------------------
+        for coll, base in (("net", 0.012), ("performancecounter", 0.031), ("smbclient", 0.009)):
+            lab = {"collector": coll}
+            gauge("windows_exporter_collector_duration_seconds", "windows_exporter: Duration of a collection.",
+                  lab, np.round(base * np.exp(rng.normal(0, 0.25, g.n)), 7))
+            const("windows_exporter_collector_success", "windows_exporter: Whether the collector was successful.",
+                  "gauge", lab, 1.0)
+            const("windows_exporter_collector_timeout", "windows_exporter: Whether the collector timed out.",
+                  "gauge", lab, 0.0)
+
+        # --- SMB client shares ----------------------------------------------------------------
+        inbound = np.zeros(g.n)
+        outbound = np.zeros(g.n)
+        for c, s in self.pairs:
+            if c == h:
+                inc = self.smb[(c, s)]
+                inbound += inc["read_bytes_total"]
+                outbound += inc["write_bytes_total"]
+                lab = {"server": site.hosts[s], "share": site.smb_share}
+                mean_rate = {k: float(v.mean()) for k, v in inc.items()}
+                for fam, help_text in SMB_HELP.items():
+                    fname = "windows_smbclient_" + fam
+                    if fam == "requests_queued":
+                        gauge(fname, help_text, lab, inc[fam])
+                    elif fam.startswith("turbo_io"):
+                        const(fname, help_text, "counter", lab, 0.0)
+                    elif "seconds" in fam:
+                        counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1),
+                                scale=1e-7)
+                    else:
+                        counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1))
+            elif s == h:
+                inc = self.smb[(c, s)]
+                inbound += inc["write_bytes_total"]
+                outbound += inc["read_bytes_total"]
+
+        # --- RDMA Activity and PFC per adapter ------------------------------------------------
+        n_ad = len(host.adapters)
+        share0 = np.clip(1.0 / n_ad + ar1(rng, g.n, 0.98, 0.02), 0.05, 0.95)
+        shares = [share0] + [np.full(g.n, (1.0 - 0.0) / n_ad) for _ in range(n_ad - 1)]
+        if n_ad > 1:
+            rest = (1.0 - share0) / (n_ad - 1)
+            shares = [share0] + [rest for _ in range(n_ad - 1)]
+        for a in range(n_ad):
+            if self._storm[h][a].any():
+                weak = np.where(self._storm[h][a], 0.25, shares[a])
+                moved = shares[a] - weak
+                shares[a] = weak
+                for b in range(n_ad):
+                    if b != a:
+                        shares[b] = shares[b] + moved / max(1, n_ad - 1)
+        peers_up = np.zeros(g.n)
+        peer_down_starts = np.zeros(g.n)
+        peer_up_again = np.zeros(g.n)
+        peer_down = np.zeros(g.n)
+        for p in range(self.n_hosts):
+            if p == h:
+                continue
+            d = self.down[p]
+            peers_up += ~d
+            peer_down += d
+            starts = d & ~np.concatenate(([False], d[:-1]))
+            ends = ~d & np.concatenate(([False], d[:-1]))
+            peer_down_starts += starts
+            peer_up_again += ends
+        baseline = site.pause_baseline[h] if site.pause_baseline else \
+            DEFAULT_PAUSE_BASELINE[h % len(DEFAULT_PAUSE_BASELINE)]
+        storm_any = self._storm_host[h]
+        for a, ad in enumerate(host.adapters):
+            lab = {"instance": ad.instance}
+            st = self._storm[h][a]
+            st_other = storm_any & ~st
+            sp = self._spread[h]
+            bg = 2e6 * dt * np.exp(rng.normal(0, 0.3, g.n))
+            in_b = np.rint(inbound * shares[a] + bg)
+            out_b = np.rint(outbound * shares[a] + bg * 0.8)
+            in_f = np.rint(in_b / rng.uniform(3300, 3700, g.n))
+            out_f = np.rint(out_b / rng.uniform(3300, 3700, g.n))
+            base_conn = 2.0 * peers_up
+            jitter = rng.choice([-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], size=g.n)
+            active = np.maximum(0.0, base_conn + jitter)
+            active = np.where(st, np.floor(rng.uniform(0, 1, g.n) * (base_conn + 1)), active)
+            initiated = rng.poisson(0.0003 * dt, g.n) + 2 * peer_up_again + rng.poisson(np.where(st, 0.02 * dt, 0.0))
+            accepted = rng.poisson(0.0003 * dt, g.n) + 2 * peer_up_again + rng.poisson(np.where(st, 0.02 * dt, 0.0))
+            failed = rng.poisson(3e-7 * dt + 0.03 * dt * peer_down + np.where(st, 0.08 * dt, 0.0)
+                                 + np.where(st_other, 0.005 * dt, 0.0) + np.where(sp, 0.002 * dt, 0.0))
+            conn_err = peer_down_starts + rng.poisson(np.where(st, 0.02 * dt, 0.0))
+            cq_err = rng.poisson(np.where(st, 0.25 * dt, 0.0) + np.where(st_other, 0.01 * dt, 0.0))
+            days = up * dt / 86400.0
+            incs: dict[str, tuple[F64 | npt.NDArray[np.int64], float]] = {
+                "RDMA Accepted Connections": (accepted, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Completion Queue Errors": (cq_err, float(rng.integers(0, 2))),
+                "RDMA Connection Errors": (conn_err, float(rng.integers(0, 4))),
+                "RDMA Failed Connection Attempts": (failed, float(rng.integers(0, 6))),
+                "RDMA Inbound Bytes/sec": (in_b, float(in_b.mean()) * up * rng.uniform(0.9, 1.1)),
+                "RDMA Inbound Frames/sec": (in_f, float(in_f.mean()) * up * rng.uniform(0.9, 1.1)),
+                "RDMA Initiated Connections": (initiated, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Outbound Bytes/sec": (out_b, float(out_b.mean()) * up * rng.uniform(0.9, 1.1)),
+                "RDMA Outbound Frames/sec": (out_f, float(out_f.mean()) * up * rng.uniform(0.9, 1.1)),
+            }
+            for cname, mtype in RDMA_COUNTERS:
+                metric = windows_perfcounter_metric(RDMA_OBJECT, cname)
+                if mtype == "gauge":
+                    gauge(metric, PERF_HELP, lab, active)
+                else:
+                    inc_arr, init = incs[cname]
+                    counter(metric, PERF_HELP, lab, inc_arr, init)
+            # PFC pause frames per priority; only the lossless priority ever pauses.
+            load_term = 0.4 + 0.8 * L
+            rcv_rate = baseline * load_term * np.exp(ar1(rng, g.n, 0.9, 0.35))
+            burst = rng.random(g.n) < 0.004
+            rcv_rate = np.where(burst, rcv_rate * rng.uniform(4, 12, g.n), rcv_rate)
+            sent_rate = baseline * 0.3 * load_term * np.exp(ar1(rng, g.n, 0.9, 0.4))
+            storm_level = 15000.0 * np.exp(ar1(rng, g.n, 0.7, 0.4))
+            sent_rate = np.where(st, storm_level, sent_rate)
+            rcv_rate = np.where(st, rcv_rate * 60.0, rcv_rate)
+            sent_rate = np.where(st_other, sent_rate * 3.0, sent_rate)
+            rcv_rate = np.where(st_other, rcv_rate * 3.0, rcv_rate)
+            spread_level = 1500.0 * np.exp(ar1(rng, g.n, 0.7, 0.4))
+            rcv_rate = np.where(sp & ~storm_any, spread_level, rcv_rate)
+            sent_rate = np.where(sp & ~storm_any, sent_rate * 2.0, sent_rate)
+            rcv_metric = windows_perfcounter_metric(QOS_OBJECT, "Rcv Pause Frames")
+            sent_metric = windows_perfcounter_metric(QOS_OBJECT, "Sent Pause Frames")
+            for prio in range(8):
+                plab = {"instance": f"{ad.instance} Prio {prio}"}
+                if prio == site.pfc_priority:
+                    counter(rcv_metric, PERF_HELP, plab, rng.poisson(rcv_rate * dt),
+                            baseline * 0.8 * up * dt * rng.uniform(0.8, 1.2))
+                    counter(sent_metric, PERF_HELP, plab, rng.poisson(sent_rate * dt),
+                            baseline * 0.24 * up * dt * rng.uniform(0.8, 1.2))
+                else:
+                    const(rcv_metric, PERF_HELP, "counter", plab, 0.0)
+                    const(sent_metric, PERF_HELP, "counter", plab, 0.0)
+
+        # --- Network Interface (net collector) ------------------------------------------------
+        nics: list[tuple[str, str, str, str, float, float, float, int]] = [
+            (site.management_nic, site.management_alias, host.mgmt_mac, host.mgmt_ip, 1.2e6, 0.8e6, 1.25e9, -1)
+        ]
+        for a, ad in enumerate(host.adapters):
+            nics.append((ad.instance, ad.alias, ad.mac, ad.ip, 4.5e5, 3.8e5, 1.25e10, a))
+        for nic, alias, mac, ip, rx_rate, tx_rate, bandwidth, a in nics:
+            lab = {"nic": nic}
+            rx = np.rint(rx_rate * (0.4 + L) * dt * np.exp(ar1(rng, g.n, 0.95, 0.3)))
+            tx = np.rint(tx_rate * (0.4 + L) * dt * np.exp(ar1(rng, g.n, 0.95, 0.3)))
+            rx_p = np.rint(rx / rng.uniform(700, 900, g.n))
+            tx_p = np.rint(tx / rng.uniform(750, 950, g.n))
+            st = self._storm[h][a] if a >= 0 else np.zeros(g.n, dtype=np.bool_)
+            rx_disc = rng.poisson(1e-4 * dt + np.where(st, rng.uniform(50, 400, g.n) * dt, 0.0))
+            tx_disc = rng.poisson(2e-5 * dt + np.where(st, rng.uniform(20, 120, g.n) * dt, 0.0))
+            unknown = rng.poisson((0.02 if a >= 0 else 0.002) * dt, g.n)
+            init_days = up * dt
+            specs: dict[str, tuple[F64 | npt.NDArray[np.int64], float]] = {
+                "bytes_received_total": (rx, rx_rate * 0.8 * init_days),
+                "bytes_sent_total": (tx, tx_rate * 0.8 * init_days),
+                "packets_outbound_discarded_total": (tx_disc, float(rng.integers(0, 3))),
+                "packets_received_discarded_total": (rx_disc, float(rng.integers(0, 40))),
+                "packets_received_total": (rx_p, rx_rate * 0.8 * init_days / 800),
+                "packets_received_unknown_total": (unknown, 0.02 * init_days * (1 if a >= 0 else 0.1)),
+                "packets_sent_total": (tx_p, tx_rate * 0.8 * init_days / 850),
+            }
+            specs["bytes_total"] = (rx + tx, specs["bytes_received_total"][1] + specs["bytes_sent_total"][1])
+            specs["packets_total"] = (rx_p + tx_p, specs["packets_received_total"][1] + specs["packets_sent_total"][1])
+            for fam, (help_text, mtype) in NET_FAMILIES.items():
+                name = "windows_net_" + fam
+                if fam == "current_bandwidth_bytes":
+                    const(name, help_text, mtype, lab, bandwidth)
+                elif fam == "output_queue_length_packets" or fam.endswith("errors_total"):
+                    const(name, help_text, mtype, lab, 0.0)
+                else:
+                    inc_arr, init = specs[fam]
+                    counter(name, help_text, lab, inc_arr, init)
+            const("windows_net_nic_info",
+                  "A metric with a constant '1' value labeled with the network interface's general information.",
+                  "gauge", {"nic": nic, "friendly_name": alias, "mac": mac.upper()}, 1.0)
+            const("windows_net_nic_address_info",
+                  "A metric with a constant '1' value labeled with the network interface's address information.",
+                  "gauge", {"nic": nic, "address": ip, "family": "ipv4"}, 1.0)
+            for status in OPER_STATUSES:
+                const("windows_net_nic_operation_status",
+                      "The operational status for the interface as defined in RFC 2863 as IfOperStatus.",
+                      "gauge", {"nic": nic, "status": status}, 1.0 if status == "up" else 0.0)
+
+        template, order = ex.compile()
+        matrix = np.column_stack([cols[c] for c in order]) if order else np.zeros((g.n, 0))
+        return template, np.ascontiguousarray(matrix)
+
+    # ------------------------------------------------------------------------------------------
+    def scraped(self, h: int, i: int) -> bool:
+        return not bool(self.no_scrape[h][i])
+
+    def body(self, h: int, i: int) -> str:
+        row = self.matrices[h][i].tolist()
+        return self.templates[h] % tuple([go_float(v) for v in row])
+
+    def storm_mask(self, h: int, a: int) -> BOOL:
+        return self._storm[h][a]
