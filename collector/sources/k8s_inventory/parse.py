@@ -81,6 +81,15 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+@lru_cache(maxsize=65536)
+def _normalize_ip(text: str) -> str | None:
+    """Canonical text of an IP; cached because the same addresses come back every scrape."""
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        return None
+
+
 @lru_cache(maxsize=64)
 def _compile(pattern: str) -> re.Pattern[str] | str:
     """Compile a user pattern once; a bad pattern comes back as the error text."""
@@ -186,11 +195,10 @@ class _Builder:
         text = self.text(value, path)
         if text is None:
             return None
-        try:
-            return str(ipaddress.ip_address(text.strip().strip("[]")))
-        except ValueError:
+        ip = _normalize_ip(text)
+        if ip is None:
             self.error(path, f"not an IP address: {_short(text)}")
-            return None
+        return ip
 
     # -- rows -------------------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ SessionFactory = Callable[[ssl.SSLContext | None], aiohttp.ClientSession]
 
 def default_session(ssl_ctx: ssl.SSLContext | None) -> aiohttp.ClientSession:
     """A session bound to one cluster's TLS settings (CA, client certificate)."""
-    connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True, limit=4)
+    connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True, limit=8)
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
 
 
@@ -197,7 +197,7 @@ class ClusterClient:
         self._creds: ApiCredentials | None = None
         self._stamp: tuple[int, int] | None = None
 
-    def _error(self, message: str, *, retryable: bool = True) -> FetchError:
+    def error(self, message: str, *, retryable: bool = True) -> FetchError:
         return FetchError(message, source=self.source, target=self.cfg.name, retryable=retryable)
 
     async def credentials(self) -> ApiCredentials:
@@ -212,14 +212,14 @@ class ClusterClient:
         try:
             st = await asyncio.to_thread(cfg.kubeconfig.stat)
         except OSError as exc:
-            raise self._error(f"cannot read kubeconfig {cfg.kubeconfig}: {exc.strerror}",
+            raise self.error(f"cannot read kubeconfig {cfg.kubeconfig}: {exc.strerror}",
                               retryable=False) from None
         stamp = (st.st_mtime_ns, st.st_size)
         if self._creds is None or stamp != self._stamp:
             try:
                 creds = await asyncio.to_thread(load_kubeconfig, cfg.kubeconfig, cfg.context)
             except ConfigError as exc:
-                raise self._error(str(exc), retryable=False) from None
+                raise self.error(str(exc), retryable=False) from None
             if self._creds is not None:
                 log.info("kubeconfig %s changed; reconnecting to cluster %s", cfg.kubeconfig, cfg.name)
             await self._close_session()
@@ -232,7 +232,7 @@ class ClusterClient:
             try:
                 ctx = await asyncio.to_thread(creds.ssl_context)
             except ConfigError as exc:
-                raise self._error(str(exc), retryable=False) from None
+                raise self.error(str(exc), retryable=False) from None
             self._session = self._session_factory(ctx)
         return self._session
 
@@ -240,7 +240,7 @@ class ClusterClient:
         try:
             token = await asyncio.to_thread(creds.bearer_token)
         except ConfigError as exc:
-            raise self._error(str(exc), retryable=False) from None
+            raise self.error(str(exc), retryable=False) from None
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -258,12 +258,12 @@ class ClusterClient:
                 data = await resp.read()
                 status = resp.status
         except TimeoutError:
-            raise self._error(f"GET {url}: no answer within {self.timeout:g} s") from None
+            raise self.error(f"GET {url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientConnectorCertificateError as exc:  # wrong CA: retrying will not help
-            raise self._error(f"GET {url}: server certificate rejected ({exc.certificate_error}); "
+            raise self.error(f"GET {url}: server certificate rejected ({exc.certificate_error}); "
                               "check the CA (certificate-authority / ca_file)", retryable=False) from None
         except aiohttp.ClientError as exc:
-            raise self._error(f"GET {url}: {type(exc).__name__}: {exc}") from None
+            raise self.error(f"GET {url}: {type(exc).__name__}: {exc}") from None
         if status == 200:
             return data
         self.raise_status(status, url, data)
@@ -279,7 +279,7 @@ class ClusterClient:
         elif status == 403:
             hint = " (RBAC: grant list/watch on services, nodes, pods; see the README ClusterRole)"
         retryable = status == 429 or status >= 500
-        raise self._error(f"GET {url}: HTTP {status}{hint}: {why}", retryable=retryable)
+        raise self.error(f"GET {url}: HTTP {status}{hint}: {why}", retryable=retryable)
 
     async def list(self, resource: str, page_size: int) -> ListResult:
         """List one resource completely, following ``continue`` tokens; restart on 410."""
@@ -290,7 +290,7 @@ class ClusterClient:
                 return await self._list_once(creds, path, page_size)
             except _Gone as gone:
                 if attempt == MAX_LIST_RESTARTS:
-                    raise self._error(f"list of {resource} kept expiring (HTTP 410 Gone "
+                    raise self.error(f"list of {resource} kept expiring (HTTP 410 Gone "
                                       f"{MAX_LIST_RESTARTS + 1} times): {gone}") from None
                 log.info("cluster %s: continue token for %s expired (410); listing again",
                          self.cfg.name, resource)
@@ -309,18 +309,18 @@ class ClusterClient:
                 raw = await self.get(creds, path, params)
             except _Gone:
                 if token is None:  # 410 on a fresh list is not a stale token: report it
-                    raise self._error(f"GET {creds.server}{path}: HTTP 410 Gone on a fresh list") from None
+                    raise self.error(f"GET {creds.server}{path}: HTTP 410 Gone on a fresh list") from None
                 raise
             page = _json_object(raw)
             if page is None or not isinstance(page.get("items", []), list | None):
-                raise self._error(f"GET {creds.server}{path}: page {page_no + 1} is not a Kubernetes List")
+                raise self.error(f"GET {creds.server}{path}: page {page_no + 1} is not a Kubernetes List")
             meta = _mapping(page.get("metadata"))
             if page_no == 0:
                 first_raw, head = raw, page
             items.extend(page.get("items") or [])
             token = meta.get("continue") or None
             if not isinstance(token, str | None):
-                raise self._error(f"GET {creds.server}{path}: metadata.continue is not a string")
+                raise self.error(f"GET {creds.server}{path}: metadata.continue is not a string")
             if token is None:
                 rv = str(_mapping(head.get("metadata")).get("resourceVersion") or "")
                 api_version = str(head.get("apiVersion") or "v1")
@@ -331,7 +331,7 @@ class ClusterClient:
                     body = _dump({"apiVersion": api_version, "kind": kind,
                                   "metadata": {"resourceVersion": rv}, "items": items})
                 return ListResult(body, rv, items, api_version, kind, page_no + 1)
-        raise self._error(f"GET {creds.server}{path}: more than {MAX_PAGES} pages; raise page_size")
+        raise self.error(f"GET {creds.server}{path}: more than {MAX_PAGES} pages; raise page_size")
 
     async def control_plane_ip(self, creds: ApiCredentials) -> str | None:
         """The API-server VIP: the configured one, or the server URL's host (resolved if a name)."""
@@ -361,6 +361,13 @@ class ClusterClient:
 
     async def close(self) -> None:
         await self._close_session()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -426,12 +433,12 @@ class _Base:
             labels["lb_node_label"] = s.lb_node_label
         return labels
 
-    def _record(self, client: ClusterClient, creds: ApiCredentials, resource: str, body: bytes,
+    def _record(self, client: ClusterClient, server: str, resource: str, body: bytes,
                 resource_version: str, control_plane: str | None) -> RawRecord:
         labels = self._labels(client.cfg, resource_version)
         if control_plane:
             labels["control_plane_endpoint"] = control_plane
-        return RawRecord(ts=self._now(), kind=RECORD_KIND, target=creds.server + RESOURCE_PATHS[resource],
+        return RawRecord(ts=self._now(), kind=RECORD_KIND, target=server + RESOURCE_PATHS[resource],
                          body=body, host=client.cfg.name, labels=labels)
 
     def _control_plane_resource(self) -> str:
@@ -466,7 +473,8 @@ class K8sInventorySource(_Base):
         for resource in self.settings.resources:
             result = await client.list(resource, self.settings.page_size)
             cp = control_plane if resource == self._control_plane_resource() else None
-            records.append(self._record(client, creds, resource, result.body, result.resource_version, cp))
+            records.append(self._record(client, creds.server, resource, result.body,
+                                        result.resource_version, cp))
         return records
 
 
@@ -491,6 +499,8 @@ class _WatchState:
         self.resource_version = ""
         self.api_version = "v1"
         self.kind = "List"
+        self.server = ""
+        self.control_plane: str | None = None
         self.changed = asyncio.Event()
 
     def reset(self, listed: ListResult) -> None:
@@ -542,11 +552,14 @@ class K8sInventoryWatchSource(_Base):
     backoff_max = 60.0
 
     async def run(self, emit: Emit) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for client in self._clients.values():
-                for resource in self.settings.resources:
-                    tg.create_task(self._run_one(client, resource, emit),
-                                   name=f"k8s-watch-{client.cfg.name}-{resource}")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for client in self._clients.values():
+                    for resource in self.settings.resources:
+                        tg.create_task(self._run_one(client, resource, emit),
+                                       name=f"k8s-watch-{client.cfg.name}-{resource}")
+        except BaseExceptionGroup as group:  # only emit() can fail: surface its own exception
+            raise _first(group) from None
 
     async def _run_one(self, client: ClusterClient, resource: str, emit: Emit) -> None:
         state = _WatchState()
@@ -558,11 +571,16 @@ class K8sInventoryWatchSource(_Base):
         backoff = self.backoff_initial
         while True:
             try:
+                creds = await client.credentials()
                 listed = await client.list(resource, self.settings.page_size)
+                state.server = creds.server
+                if resource == self._control_plane_resource():
+                    state.control_plane = await client.control_plane_ip(creds)
                 state.reset(listed)
                 backoff = self.backoff_initial
                 while True:  # each watch request ends at watch_timeout; resume from the last rv
-                    await self._watch(client, resource, state)
+                    if not await self._watch(client, resource, state):
+                        await asyncio.sleep(self.backoff_initial)  # ended at once: do not spin
             except _Gone:
                 log.info("cluster %s: watch of %s expired (410); listing again", client.cfg.name, resource)
             except FetchError as exc:
@@ -576,13 +594,11 @@ class K8sInventoryWatchSource(_Base):
             await state.changed.wait()
             await asyncio.sleep(self.settings.watch_debounce)  # gather the rest of the batch
             state.changed.clear()
-            creds = await client.credentials()
-            cp = None
-            if resource == self._control_plane_resource():
-                cp = await client.control_plane_ip(creds)
-            await emit(self._record(client, creds, resource, state.snapshot(), state.resource_version, cp))
+            await emit(self._record(client, state.server, resource, state.snapshot(),
+                                    state.resource_version, state.control_plane))
 
-    async def _watch(self, client: ClusterClient, resource: str, state: _WatchState) -> None:
+    async def _watch(self, client: ClusterClient, resource: str, state: _WatchState) -> bool:
+        """One watch request until the server ends it; ``True`` if any event arrived."""
         creds = await client.credentials()
         session = await client.session(creds)
         headers = await client.headers(creds)
@@ -596,21 +612,28 @@ class K8sInventoryWatchSource(_Base):
                                    server_hostname=creds.tls_server_name) as resp:
                 if resp.status != 200:
                     client.raise_status(resp.status, url, await resp.read())
-                buf = b""
+                pending = bytearray()
+                seen = False
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    if len(buf) > MAX_WATCH_LINE:
-                        raise client._error(f"watch {url}: event larger than {MAX_WATCH_LINE} bytes")
-                    for line in lines:
-                        if line.strip() and state.apply(_json_object(line)):
-                            state.changed.set()
+                    start = 0
+                    while (newline := chunk.find(b"\n", start)) >= 0:
+                        pending += chunk[start:newline]
+                        start = newline + 1
+                        if pending.strip():
+                            seen = True
+                            if state.apply(_json_object(bytes(pending))):
+                                state.changed.set()
+                        pending.clear()
+                    pending += chunk[start:]
+                    if len(pending) > MAX_WATCH_LINE:
+                        raise client.error(f"watch {url}: event larger than {MAX_WATCH_LINE} bytes")
+                return seen
         except _WatchFailed as exc:
-            raise client._error(f"watch {url}: {exc}") from None
+            raise client.error(f"watch {url}: {exc}") from None
         except TimeoutError:
-            raise client._error(f"watch {url}: no data within {self.settings.watch_timeout + 30} s") from None
+            raise client.error(f"watch {url}: no data within {self.settings.watch_timeout + 30} s") from None
         except aiohttp.ClientError as exc:
-            raise client._error(f"watch {url}: {type(exc).__name__}: {exc}") from None
+            raise client.error(f"watch {url}: {type(exc).__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
