@@ -144,10 +144,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from hciwatch.query import QueryError, run_query
+    from hciwatch.query import QueryError, QueryLimits, run_query
 
+    if not (Path(args.data_dir) / "samples").is_dir():
+        errconsole.print(f"[red]error[/]: {args.data_dir} is not an hciwatch data dir (no samples/ in it)")
+        return 2
+    limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
     try:
-        result = run_query(Path(args.data_dir), args.query, limit=args.limit)
+        result = run_query(Path(args.data_dir), args.query, limit=args.limit, limits=limits,
+                           extra_views=_stored_views(Path(args.data_dir)))
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
         return 2
@@ -169,6 +174,29 @@ def cmd_sql(args: argparse.Namespace) -> int:
         if getattr(result, "truncated", False):
             errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
     return 0
+
+
+def _stored_views(data_dir: Path) -> dict[str, str]:
+    """The analyst views recorded in the data dir's catalog (pool_usage, ip_conflicts, …)."""
+    import duckdb
+
+    from collector.store import CATALOG_FILE
+
+    cat = data_dir / CATALOG_FILE
+    if not cat.exists():
+        return {}
+    con = duckdb.connect(str(cat), read_only=True)
+    try:
+        rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    finally:
+        con.close()
+    out = {}
+    for name, sql in rows:
+        if name in ("samples", "ip_observations", "alerts"):
+            continue
+        body = re.sub(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\s+", "", sql).rstrip().rstrip(";")
+        out[name] = body
+    return out
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -279,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default="data")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.add_argument("--limit", type=int, default=10_000)
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds before the query is interrupted")
     s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("alerts", help="list stored alert state changes")

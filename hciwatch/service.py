@@ -49,6 +49,7 @@ from exporters.settings import build_exporter
 from hciwatch.api import create_app
 from hciwatch.config import AppConfig
 from hciwatch.pipeline import Pipeline
+from hciwatch.query import QueryLimits
 from hciwatch.selfmetrics import HciwatchCollector
 
 log = logging.getLogger(__name__)
@@ -186,9 +187,12 @@ class Service:
 
     async def start(self) -> None:
         host, _, port = self.cfg.api.listen.rpartition(":")
+        api = self.cfg.api
+        limits = QueryLimits(default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit,
+                             timeout_s=api.query_timeout)
         app = create_app(data_dir=self.data_dir, feed=self.feed, token=self.token, readiness=self.readiness,
-                         metrics_registry=self.registry, allow_unauthenticated=self.cfg.api.allow_unauthenticated,
-                         extra_views=self.views)
+                         metrics_registry=self.registry, query_limits=limits,
+                         allow_unauthenticated=api.allow_unauthenticated, extra_views=self.store.extra_views)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()

@@ -1,0 +1,1 @@
+"""Tests of the HTTP API, the alert feed and the read-only query runner."""
