@@ -115,8 +115,10 @@ class SinkSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("name") and data.get("type"):
-            data = {**data, "name": str(data["type"])}
+        if isinstance(data, dict) and not data.get("name"):
+            kind = data.get("type") or cls.model_fields["type"].default
+            if isinstance(kind, str) and kind:
+                data = {**data, "name": kind}
         return data
 
     @field_validator("name")
@@ -258,7 +260,8 @@ class WebhookSettings(SinkSettings):
     """HTTP POST of the Azure Monitor common alert schema (Logic Apps, ITSM, chat bridges)."""
 
     type: Literal["webhook"] = "webhook"
-    url: str
+    url: str = Field(default="", description="http(s) URL, or env:NAME (Logic App URLs carry a SAS sig)")
+    url_file: Path | None = Field(default=None, description="file holding the URL (when it has a secret)")
     token_file: Path | None = Field(default=None, description="bearer token file")
     secret_file: Path | None = Field(default=None, description="HMAC-SHA256 signing secret file")
     signature_header: str = "X-Hciwatch-Signature"
@@ -273,9 +276,25 @@ class WebhookSettings(SinkSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
+        if v and not v.startswith(("http://", "https://", _ENV_PREFIX)):
+            raise ValueError("url must start with http://, https:// or env:")
         return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookSettings:
+        if bool(self.url) == (self.url_file is not None):
+            raise ValueError("set exactly one of url and url_file")
+        return self
+
+    def resolved_url(self) -> str:
+        key = f"exporters.{self.name}"
+        if self.url_file is not None:
+            url = read_secret_file(self.url_file, key=f"{key}.url_file").strip()
+        else:
+            url = resolve_value(self.url, key=f"{key}.url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: the webhook URL must start with http:// or https://", key=key)
+        return url
 
     @field_validator("signature_header")
     @classmethod

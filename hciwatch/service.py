@@ -110,6 +110,7 @@ class Service:
         self.outbox = Outbox(self.data_dir, [e.name for e in self.exporters],
                              max_bytes=cfg.outbox.max_bytes, segment_bytes=cfg.outbox.segment_bytes)
         policies = {s.name: DeliveryPolicy.from_settings(s) for s in cfg.exporters}
+        policies[self.feed.name] = DeliveryPolicy(max_wait=0.0)  # live views want changes at once
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
         self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self.outbox.append],
                                  state_path=self.data_dir / "alert_state.json")
