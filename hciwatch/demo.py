@@ -75,7 +75,7 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     from collector.registry import parser_kinds
 
     console.print(f"[bold]2/3[/] replaying {capture.name} through parse → store → detectors → alerts …")
-    total = int(scenario.duration / timedelta(seconds=cfg.analytics.evaluation_interval))
+    total = int(scenario.duration / cfg.analytics.evaluation_interval)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=errconsole) as progress:
         task = progress.add_task("virtual time", total=total)

@@ -98,7 +98,7 @@ class Pipeline:
     """Wires one configured flow. Not thread-safe: call from one task/thread."""
 
     def __init__(self, cfg: AppConfig, store: Store, *, alert_sinks: Iterable[AlertSink] = (),
-                 state_path: Path | None = None) -> None:
+                 state_path: Path | None = None, bootstrap_from_store: bool = False) -> None:
         self.cfg = cfg
         self.store = store
         self.catalog = Catalog(UserMapping(m.native, m.canonical, m.unit, m.counter)
@@ -107,8 +107,12 @@ class Pipeline:
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
-        span = timedelta(seconds=cfg.analytics.window_seconds)
+        a = cfg.analytics
+        # The engine is incremental: each pass reads only the new steps plus max_rate_gap before
+        # them, so the in-memory window needs little more than that.
+        span = a.max_rate_gap + a.settle + 2 * a.evaluation_interval + timedelta(minutes=5)
         self.windows = {n: Window(n, span) for n in ("samples", "ip_observations")}
+        self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET threads TO 2")
         self._external_findings: list[Finding] = []
@@ -158,7 +162,17 @@ class Pipeline:
         for name, win in self.windows.items():
             win.trim(now)
             self.con.register(name, win.table())
-        findings = list(self.engine.evaluate(self.con, now))
+        if self._bootstrap_from_store:
+            # first pass after a (re)start: the engine rebuilds baselines from stored history
+            self._bootstrap_from_store = False
+            self.store.flush()
+            store_con = self.store.connect()
+            try:
+                findings = list(self.engine.evaluate(store_con, now))
+            finally:
+                store_con.close()
+        else:
+            findings = list(self.engine.evaluate(self.con, now))
         findings.extend(self._external_findings)
         self._external_findings.clear()
         changes = self.manager.update(findings, now)
@@ -221,7 +235,7 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
     if out_fh is not None:
         sinks.append(_jsonl_sink(out_fh))
     pipe = Pipeline(cfg, store, alert_sinks=sinks)
-    step = timedelta(seconds=cfg.analytics.evaluation_interval)
+    step = cfg.analytics.evaluation_interval
     next_eval: datetime | None = None
     first: datetime | None = None
     last: datetime | None = None

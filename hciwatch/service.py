@@ -113,7 +113,7 @@ class Service:
         policies[self.feed.name] = DeliveryPolicy(max_wait=0.0)  # live views want changes at once
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
         self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self.outbox.append],
-                                 state_path=self.data_dir / "alert_state.json")
+                                 state_path=self.data_dir / "alert_state.json", bootstrap_from_store=True)
         pull, push = build_sources(cfg)
         self.queue: asyncio.Queue[RawRecord] = asyncio.Queue(maxsize=st.queue_max_records)
         self.scheduler = Scheduler(pull, push, self.queue.put)

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.catalog import windows_perfcounter_metric
-from hciwatch.lab.promtext import Exposition, go_float
+from hciwatch.lab.promtext import Exposition, RowFormatter
 from hciwatch.lab.rand import ar1, stream
 from hciwatch.lab.scenario import BackupBurst, HostReboot, PfcStorm, Scenario, ScrapeGap
 from hciwatch.lab.timeline import BOOL, F64, Grid, load
@@ -107,6 +107,7 @@ RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
     ("RDMA Outbound Frames/sec", "counter"),
 )
 
+CHUNK = 256  # scrapes rendered per formatter call
 DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
 
 
@@ -148,8 +149,8 @@ class HostModel:
             elif isinstance(inc, ScrapeGap):
                 self.no_scrape[idx[inc.host]] |= (g.sec >= lo) & (g.sec < hi)
             elif isinstance(inc, BackupBurst):
-                for h in inc.hosts or site.hosts:
-                    self.backup[idx[h]] |= g.mask(lo, hi)
+                for name in inc.hosts or site.hosts:
+                    self.backup[idx[name]] |= g.mask(lo, hi)
             elif isinstance(inc, PfcStorm):
                 storm[idx[inc.host]][inc.adapter] |= g.mask(lo, hi)
                 if inc.spread_to is not None:
@@ -166,11 +167,12 @@ class HostModel:
             smb[(c, s)] = self._smb_pair(c, s, float(lat_base[c]))
         self.smb = smb
         # --- per-host series -------------------------------------------------------------------
-        self.templates: list[str] = []
+        self.formatters: list[RowFormatter] = []
         self.matrices: list[F64] = []
+        self._chunks: list[tuple[int, list[str]]] = [(-1, []) for _ in range(n_hosts)]
         for h in range(n_hosts):
-            tmpl, matrix = self._host_series(h)
-            self.templates.append(tmpl)
+            segments, matrix = self._host_series(h)
+            self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
 
     # ------------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ class HostModel:
                 cum[r:] = np.cumsum(np.asarray(inc[r:], dtype=np.float64))
         return cum
 
-    def _host_series(self, h: int) -> tuple[str, F64]:
+    def _host_series(self, h: int) -> tuple[list[str], F64]:
         sc, g, world = self.scenario, self.grid, self.world
         site = sc.site
         host = world.hosts[h]
@@ -300,11 +302,12 @@ class HostModel:
 
         # --- RDMA Activity and PFC per adapter ------------------------------------------------
         n_ad = len(host.adapters)
-        share0 = np.clip(1.0 / n_ad + ar1(rng, g.n, 0.98, 0.02), 0.05, 0.95)
-        shares = [share0] + [np.full(g.n, (1.0 - 0.0) / n_ad) for _ in range(n_ad - 1)]
+        # SMB multichannel spreads traffic over the adapters, not perfectly evenly.
         if n_ad > 1:
-            rest = (1.0 - share0) / (n_ad - 1)
-            shares = [share0] + [rest for _ in range(n_ad - 1)]
+            share0 = np.clip(1.0 / n_ad + ar1(rng, g.n, 0.98, 0.02), 0.05, 0.95)
+            shares = [share0] + [(1.0 - share0) / (n_ad - 1) for _ in range(n_ad - 1)]
+        else:
+            shares = [np.ones(g.n)]
         for a in range(n_ad):
             if self._storm[h][a].any():
                 weak = np.where(self._storm[h][a], 0.25, shares[a])
@@ -444,17 +447,22 @@ class HostModel:
                       "The operational status for the interface as defined in RFC 2863 as IfOperStatus.",
                       "gauge", {"nic": nic, "status": status}, 1.0 if status == "up" else 0.0)
 
-        template, order = ex.compile()
+        segments, order = ex.compile()
         matrix = np.column_stack([cols[c] for c in order]) if order else np.zeros((g.n, 0))
-        return template, np.ascontiguousarray(matrix)
+        return segments, np.ascontiguousarray(matrix)
 
     # ------------------------------------------------------------------------------------------
     def scraped(self, h: int, i: int) -> bool:
         return not bool(self.no_scrape[h][i])
 
     def body(self, h: int, i: int) -> str:
-        row = self.matrices[h][i].tolist()
-        return self.templates[h] % tuple([go_float(v) for v in row])
+        """The exposition text of host ``h`` at tick ``i`` (rendered in blocks of ticks)."""
+        first, bodies = self._chunks[h]
+        if not first <= i < first + len(bodies):
+            first = i - i % CHUNK
+            bodies = self.formatters[h].render(self.matrices[h][first:first + CHUNK])
+            self._chunks[h] = (first, bodies)
+        return bodies[i - first]
 
     def storm_mask(self, h: int, a: int) -> BOOL:
         return self._storm[h][a]

@@ -292,3 +292,32 @@ def demo_scenario(seed: int = 7) -> Scenario:
     )
     return Scenario(site=SiteSpec(), start=datetime(2026, 11, 16, tzinfo=UTC), duration=48 * h,
                     interval=timedelta(seconds=30), incidents=incidents, seed=seed)
+
+
+def compact_scenario(seed: int = 7, hours: float = 6.0) -> Scenario:
+    """Every incident and confounder squeezed into a few hours (fast replay tests).
+
+    Same site as the demo; the script is scaled to ``hours`` (default 6): backup, leak (one
+    service per ``hours``/6), reboot, scale-out, scrape gap, duplicate IP with Tcpip events on,
+    failover and a PFC storm that spreads.
+    """
+    if hours < 1.0:
+        raise ValueError(f"compact_scenario needs at least 1 hour, got {hours}")
+    u = timedelta(hours=hours) / 6  # one "unit" = an hour of the 6-hour script
+
+    def t(units: float) -> timedelta:
+        return timedelta(seconds=round((u * units).total_seconds()))
+
+    incidents: tuple[Incident, ...] = (
+        BackupBurst(start=t(0), end=t(0.67)),
+        VipLeak(start=t(0.5), every=t(1)),
+        HostReboot(start=t(1), host="hci-node-04"),
+        NodeScaleOut(start=t(1.5), end=t(3), cluster="workload-b", nodes=3),
+        ScrapeGap(start=t(2), end=t(2.25), host="hci-node-03"),
+        DuplicateLbIp(start=t(3), end=t(4), events=True),
+        VipFailover(start=t(4.25), cluster="workload-b"),
+        PfcStorm(start=t(4.5), end=t(5.25), host="hci-node-02", spread_to="hci-node-03",
+                 spread_delay=t(0.1)),
+    )
+    return Scenario(site=SiteSpec(), start=datetime(2026, 11, 17, 8, tzinfo=UTC), duration=timedelta(hours=hours),
+                    interval=timedelta(seconds=30), incidents=incidents, seed=seed)

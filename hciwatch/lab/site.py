@@ -101,8 +101,13 @@ class NetworkSpec:
                 raise ValueError(f"network {self.name}: {key}: not an IP address: {value!r}") from None
             if ip not in net:
                 raise ValueError(f"network {self.name}: {key} {value} is outside {self.ip_address_prefix}")
-        if self.node_pool()[0] > self.node_pool()[-1] or self.vip_pool()[0] > self.vip_pool()[-1]:
-            raise ValueError(f"network {self.name}: a pool ends before it starts")
+        def n(ip: str) -> int:
+            return int(ipaddress.ip_address(ip))
+
+        for lo, hi in ((self.k8s_node_ip_pool_start, self.k8s_node_ip_pool_end),
+                       (self.vip_pool_start, self.vip_pool_end)):
+            if n(lo) > n(hi):
+                raise ValueError(f"network {self.name}: pool {lo}-{hi} ends before it starts")
         if set(self.node_pool()) & set(self.vip_pool()):
             raise ValueError(f"network {self.name}: the VIP pool overlaps the k8s node IP pool")
         gw = ipaddress.ip_address(self.gateway)

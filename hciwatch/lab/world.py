@@ -117,7 +117,7 @@ class World:
         self.scenario = scenario
         site = scenario.site
         rng = stream(scenario.seed, "world")
-        self.gateway_mac = "00:1c:73:%02x:%02x:%02x" % tuple(int(x) for x in rng.integers(0, 256, 3))
+        self.gateway_mac = ":".join(["00", "1c", "73"] + [f"{int(x):02x}" for x in rng.integers(0, 256, 3)])
         self.hosts = tuple(self._host(i, name, rng) for i, name in enumerate(site.hosts))
         self._mac_seq = 0x0A10
         self._node_free = [str(ip) for ip in site.network.node_pool()]
@@ -166,11 +166,11 @@ class World:
 
     def _host(self, i: int, name: str, rng: np.random.Generator) -> HostInfo:
         site = self.scenario.site
-        mgmt_mac = "00:15:5d:0b:%02x:%02x" % (0x10 + i, int(rng.integers(0, 256)))
+        mgmt_mac = f"00:15:5d:0b:{0x10 + i:02x}:{int(rng.integers(0, 256)):02x}"
         adapters = []
         for a, desc in enumerate(site.rdma_adapters):
             tail = rng.integers(0, 256, 2)
-            mac = "b8:ce:f6:%02x:%02x:%02x" % (int(tail[0]), int(tail[1]), (2 * i + a) & 0xFF)
+            mac = f"b8:ce:f6:{int(tail[0]):02x}:{int(tail[1]):02x}:{(2 * i + a) & 0xFF:02x}"
             adapters.append(AdapterInfo(desc, pdh_instance(desc), site.rdma_aliases[a], mac, site.storage_ip(i, a)))
         return HostInfo(name, i, site.host_ips()[i], mgmt_mac, tuple(adapters))
 
@@ -191,7 +191,7 @@ class World:
             raise RuntimeError("k8s node IP pool exhausted while building the lab site; enlarge the pool")
         ip = self._node_free.pop(0)
         self._mac_seq += 1
-        mac = "00:15:5d:28:%02x:%02x" % (self._mac_seq >> 8 & 0xFF, self._mac_seq & 0xFF)
+        mac = f"00:15:5d:28:{self._mac_seq >> 8 & 0xFF:02x}:{self._mac_seq & 0xFF:02x}"
         if role == "load-balancer":
             # cluster-api-provider-azurestackhci names the HAProxy VM "<cluster>-load-balancer-<5>".
             name = f"{cluster}-load-balancer-{token(rng, 5)}"
@@ -232,6 +232,8 @@ class World:
         dur = sc.duration.total_seconds()
         events: list[tuple[float, int, int, str, object]] = []  # (sec, incident no, seq, what, payload)
         for n, inc in enumerate(sc.incidents):
+            if inc.start >= sc.duration:
+                continue
             if isinstance(inc, VipLeak):
                 t, k = inc.start, 0
                 stop = inc.window(sc.duration)[1]

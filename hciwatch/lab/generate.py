@@ -1,0 +1,371 @@
+"""Turning a scenario into capture records, capture files, ground truth and a network config."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from collector.schema import AlertKind, RawRecord, iso
+from hciwatch.lab.haproxy import LbVmSim, cluster_loads
+from hciwatch.lab.hosts import HostModel
+from hciwatch.lab.k8s import K8sLists
+from hciwatch.lab.neighbors import NeighborTables
+from hciwatch.lab.rand import stream
+from hciwatch.lab.scenario import (
+    BackupBurst,
+    DuplicateLbIp,
+    HostReboot,
+    NodeScaleOut,
+    PfcStorm,
+    Scenario,
+    ScrapeGap,
+    VipFailover,
+    VipLeak,
+)
+from hciwatch.lab.timeline import Grid
+from hciwatch.lab.world import World
+
+# Sort rank of record kinds sharing a millisecond (keeps the order total and stable).
+_RANK = {"prometheus": 0, "haproxy-csv": 1, "k8s": 2, "neighbors": 3, "event": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One record to build: when, what, and the builder's arguments (bodies are made lazily)."""
+
+    ms: int
+    rank: int
+    target: str
+    kind: str
+    host: str
+    what: str
+    a: int
+    i: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats:
+    """What :func:`write_capture` wrote."""
+
+    path: Path
+    records: int
+    body_bytes: int
+    file_bytes: int
+    by_kind: dict[str, int]
+
+
+class _Lab:
+    """Everything needed to build a scenario's records, built once."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.world = World(scenario)
+        self.fast = Grid.build(scenario, scenario.interval.total_seconds())
+        self.slow = Grid.build(scenario, scenario.slow_interval.total_seconds())
+        self.hosts = HostModel(scenario, self.world, self.fast)
+        loads = cluster_loads(scenario, self.fast)
+        self.lb_vms = [v for v in self.world.snapshots[0].vms if v.role == "load-balancer"]
+        self.lbs = [LbVmSim(scenario, self.world, self.fast, v, loads[v.cluster]) for v in self.lb_vms]
+        self.k8s = {c.name: K8sLists(self.world, c.name) for c in scenario.site.clusters}
+        self.neighbors = NeighborTables(scenario, self.world)
+        self.slow_down = self._slow_no_scrape()
+
+    def _slow_no_scrape(self) -> list[list[bool]]:
+        """Per host and slow tick: is the host unreachable (rebooting or in a scrape gap)?"""
+        sc = self.scenario
+        out = []
+        for h in sc.site.hosts:
+            flags = [False] * self.slow.n
+            for inc in sc.incidents:
+                if isinstance(inc, HostReboot | ScrapeGap) and inc.host == h:
+                    lo, hi = (x.total_seconds() for x in inc.window(sc.duration))
+                    for j, s in enumerate(self.slow.sec.tolist()):
+                        if lo <= s < hi:
+                            flags[j] = True
+            out.append(flags)
+        return out
+
+    def plan(self) -> list[_Item]:
+        sc = self.scenario
+        site = sc.site
+        start_ms = round(sc.start.timestamp() * 1000)
+        fast_ms = int(sc.interval.total_seconds() * 1000)
+        slow_ms = int(sc.slow_interval.total_seconds() * 1000)
+        rng = stream(sc.seed, "schedule")
+        jit_fast = max(1, fast_ms // 500)
+        jit_slow = max(1, slow_ms // 500)
+        items: list[_Item] = []
+        fast_n, slow_n = self.fast.n, self.slow.n
+        for h, name in enumerate(site.hosts):
+            base = int(fast_ms * (0.010 + 0.013 * h))
+            jitter = rng.integers(0, jit_fast, fast_n).tolist()
+            for i in range(fast_n):
+                if self.hosts.scraped(h, i):
+                    items.append(_Item(start_ms + i * fast_ms + base + jitter[i], 0, f"{name}:9182", "prometheus",
+                                       name, "host", h, i))
+        for k, vm in enumerate(self.lb_vms):
+            base = int(fast_ms * (0.20 + 0.013 * k))
+            jitter = rng.integers(0, jit_fast, fast_n).tolist()
+            for i in range(fast_n):
+                items.append(_Item(start_ms + i * fast_ms + base + jitter[i], 1, f"{vm.name}:stats", "haproxy-csv",
+                                   vm.name, "lb", k, i))
+        for c, cl in enumerate(site.clusters):
+            base = int(slow_ms * (0.40 + 0.013 * c))
+            jitter = rng.integers(0, jit_slow, slow_n).tolist()
+            server = f"https://{self.world.api_vips[cl.name]}:6443"
+            for j in range(slow_n):
+                t = start_ms + j * slow_ms + base + jitter[j]
+                items.append(_Item(t, 2, server + "/api/v1/services", "k8s", cl.name, "svc", c, j))
+                items.append(_Item(t + 41, 2, server + "/api/v1/nodes", "k8s", cl.name, "nodes", c, j))
+        for h, name in enumerate(site.hosts):
+            base = int(slow_ms * (0.60 + 0.013 * h))
+            jitter = rng.integers(0, jit_slow, slow_n).tolist()
+            for j in range(slow_n):
+                if not self.slow_down[h][j]:
+                    items.append(_Item(start_ms + j * slow_ms + base + jitter[j], 3, f"{name}:neighbors", "neighbors",
+                                       name, "nbr", h, j))
+        items.sort(key=lambda it: (it.ms, it.rank, it.target))
+        return items
+
+    def records(self) -> Iterator[tuple[datetime, str, str, str, dict[str, str], str]]:
+        """(ts, kind, target, host, labels, body) in time order."""
+        sc = self.scenario
+        site = sc.site
+        net = site.network.name
+        epoch = datetime(1970, 1, 1, tzinfo=sc.start.tzinfo)
+        # Host-level records carry no labels: `cluster`/`network` name a Kubernetes cluster and a
+        # cluster network in IP observations, which an HCI host's NICs and ARP table are not.
+        host_labels: dict[str, str] = {}
+        for it in self.plan():
+            ts = epoch + timedelta(milliseconds=it.ms)
+            if it.what == "host":
+                yield ts, it.kind, it.target, it.host, host_labels, self.hosts.body(it.a, it.i)
+            elif it.what == "lb":
+                labels = {"cluster": self.lb_vms[it.a].cluster, "network": net}
+                yield ts, it.kind, it.target, it.host, labels, self.lbs[it.a].body(it.i)
+            elif it.what in ("svc", "nodes"):
+                cl = site.clusters[it.a]
+                lists = self.k8s[cl.name]
+                sec = float(self.slow.sec[it.i])
+                snap = self.world.at(sec)
+                labels = {"cluster": cl.name, "network": net}
+                if it.what == "svc":
+                    body = lists.services(snap, ts)
+                    labels["control_plane_endpoint"] = self.world.api_vips[cl.name]
+                else:
+                    body = lists.nodes(snap, ts)
+                labels["resource_version"] = _resource_version(body)
+                yield ts, it.kind, it.target, it.host, labels, body
+            else:
+                sec = float(self.slow.sec[it.i])
+                body, events = self.neighbors.scrape(it.a, sec, ts)
+                yield ts, it.kind, it.target, it.host, host_labels, body
+                if events:
+                    yield ts, "event", f"{it.host}:events", it.host, host_labels, \
+                        json.dumps(events, separators=(",", ":"))
+
+
+def _resource_version(body: str) -> str:
+    """The list's resourceVersion (the first ``resourceVersion`` in the body is the list's own)."""
+    key = '"resourceVersion":"'
+    at = body.index(key) + len(key)
+    return body[at:body.index('"', at)]
+
+
+def generate(scenario: Scenario) -> Iterator[RawRecord]:
+    """Every capture record of the scenario, sorted by time (deterministic for a given seed)."""
+    for ts, kind, target, host, labels, body in _Lab(scenario).records():
+        yield RawRecord(ts=ts, kind=kind, target=target, host=host, labels=labels, body=body.encode("utf-8"))
+
+
+def write_capture(scenario: Scenario, path: str | os.PathLike[str], *, level: int = 3) -> CaptureStats:
+    """Write the scenario as a capture file (JSON Lines; zstd when the name ends in ``.zst``).
+
+    Same line format as :mod:`collector.capture` (key order ts, kind, target, host, labels,
+    body; labels sorted), written atomically: a temporary file is fsynced and renamed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    body_bytes = 0
+    by_kind: dict[str, int] = {}
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with open(tmp, "wb") as raw:
+        sink: Any = raw
+        cctx = None
+        if path.name.endswith(".zst"):
+            cctx = zstandard.ZstdCompressor(level=level, threads=0)
+            sink = cctx.stream_writer(raw, closefd=False)
+        buf: list[str] = []
+        size = 0
+        for ts, kind, target, host, labels, body in _Lab(scenario).records():
+            line = dumps({"ts": iso(ts), "kind": kind, "target": target, "host": host,
+                          "labels": dict(sorted(labels.items())), "body": body})
+            buf.append(line)
+            buf.append("\n")
+            size += len(line)
+            count += 1
+            body_bytes += len(body)
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            if size > 4_000_000:
+                sink.write("".join(buf).encode("utf-8"))
+                buf, size = [], 0
+        if buf:
+            sink.write("".join(buf).encode("utf-8"))
+        if cctx is not None:
+            sink.flush(zstandard.FLUSH_FRAME)
+            sink.close()
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, path)
+    return CaptureStats(path, count, body_bytes, path.stat().st_size, dict(sorted(by_kind.items())))
+
+
+# ----------------------------------------------------------------------------------------------
+# Ground truth and configuration
+
+
+def ground_truth(scenario: Scenario) -> list[dict[str, Any]]:
+    """The alerts a correct detector raises for the scripted incidents (not the confounders).
+
+    Each entry: ``incident`` (script kind), ``kind`` (:class:`AlertKind` value), ``resource``
+    (the keys that identify it: network/pool, network/ip, host/nic/priority), ``start`` and
+    ``end`` (ISO-8601; ``end`` is None when it lasts past the scenario) and ``details`` (numbers
+    a grader or a human can check the alert's evidence against).
+    """
+    world = World(scenario)
+    sc, site = scenario, scenario.site
+    net = site.network.name
+    out: list[dict[str, Any]] = []
+
+    def at(sec: float) -> str:
+        return iso(sc.start + timedelta(seconds=sec))
+
+    dur = sc.duration.total_seconds()
+    pool = len(site.network.vip_pool())
+    for inc in sc.incidents:
+        if inc.start >= sc.duration:
+            continue
+        lo, hi = (x.total_seconds() for x in inc.window(sc.duration))
+        if isinstance(inc, VipLeak):
+            used_start = len(world.vips_in_use(world.at(lo - 1e-3)))
+            used_end = len(world.vips_in_use(world.snapshots[-1]))
+            per_day = 86400.0 / inc.every.total_seconds()
+            free_end = pool - used_end
+            exhaustion = dur + free_end * inc.every.total_seconds() if inc.end is None else None
+            out.append({
+                "incident": inc.kind.value, "kind": AlertKind.VIP_POOL_EXHAUSTION.value,
+                "resource": {"network": net, "pool": "vip"},
+                "start": at(lo), "end": None if inc.end is None or hi >= dur else at(hi),
+                "details": {"pool_size": pool, "used_at_start": used_start, "used_at_end": used_end,
+                            "leak_per_day": per_day, "cluster": inc.cluster,
+                            "leaked_services": [f"{s.namespace}/{s.name}" for _t, s in world.leaked
+                                                if s.cluster == inc.cluster],
+                            "projected_exhaustion": at(exhaustion) if exhaustion is not None else None},
+            })
+        elif isinstance(inc, DuplicateLbIp):
+            for t0, t1, ip, owner, intruder in world.duplicate_ips:
+                if t0 != lo:
+                    continue
+                macs = sorted({mac for snap in world.snapshots if snap.duplicate and snap.duplicate[0] == ip
+                               for mac, _c in world.vip_claims(snap).get(ip, [])})
+                out.append({
+                    "incident": inc.kind.value, "kind": AlertKind.DUPLICATE_IP.value,
+                    "resource": {"network": net, "ip": ip},
+                    "start": at(t0), "end": None if t1 >= dur else at(t1),
+                    "details": {"owners": [f"{owner.cluster}/{owner.key}", f"{intruder.cluster}/{intruder.key}"],
+                                "ports": [list(owner.ports), list(intruder.ports)], "macs": macs},
+                })
+        elif isinstance(inc, PfcStorm):
+            adapter = site.adapter_instances[inc.adapter]
+            out.append({
+                "incident": inc.kind.value, "kind": AlertKind.EASTWEST_CONGESTION.value,
+                "resource": {"host": inc.host, "nic": adapter, "priority": str(site.pfc_priority)},
+                "start": at(lo), "end": None if hi >= dur else at(hi),
+                "details": {"role": "source",
+                            "signals": ["pfc.tx_pause_frames_total", "rdma.cq_errors_total",
+                                        "rdma.failed_connection_attempts_total", "smb.client latency",
+                                        "net.packets_received_discarded_total"],
+                            # every host's SMB client shares on this server slow down too
+                            "smb_server": inc.host},
+            })
+            if inc.spread_to is not None:
+                s0 = lo + inc.spread_delay.total_seconds()
+                if s0 < hi:
+                    out.append({
+                        "incident": inc.kind.value, "kind": AlertKind.EASTWEST_CONGESTION.value,
+                        "resource": {"host": inc.spread_to, "priority": str(site.pfc_priority)},
+                        "start": at(s0), "end": None if hi >= dur else at(hi),
+                        "details": {"role": "spread", "from_host": inc.host,
+                                    "signals": ["pfc.rx_pause_frames_total", "smb.client latency"]},
+                    })
+    out.sort(key=lambda e: (e["start"], e["kind"]))
+    return out
+
+
+_CONFOUNDER_RULES: dict[type, tuple[list[str], list[str]]] = {
+    BackupBurst: ([AlertKind.EASTWEST_CONGESTION.value], []),
+    NodeScaleOut: ([AlertKind.NODE_POOL_EXHAUSTION.value, AlertKind.DUPLICATE_IP.value], []),
+    VipFailover: ([AlertKind.DUPLICATE_IP.value], []),
+    HostReboot: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value],
+                 [AlertKind.SOURCE_DOWN.value]),
+    ScrapeGap: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value],
+                [AlertKind.SOURCE_DOWN.value]),
+}
+
+
+def confounder_windows(scenario: Scenario) -> list[dict[str, Any]]:
+    """The confounders' windows with the alert kinds they must not raise (and may raise).
+
+    A reboot or scrape gap is a real outage of the exporter, so ``source_down`` is allowed;
+    nothing else about them is an incident. Windows are padded by 15 minutes after the end,
+    where a detector's look-back still covers the event.
+    """
+    sc = scenario
+    out: list[dict[str, Any]] = []
+    pad = 900.0
+    dur = sc.duration.total_seconds()
+    for inc in sc.incidents:
+        rule = _CONFOUNDER_RULES.get(type(inc))
+        if rule is None or inc.start >= sc.duration:
+            continue
+        lo, hi = (x.total_seconds() for x in inc.window(sc.duration))
+        if isinstance(inc, VipFailover):
+            hi = lo
+        resource: dict[str, str] = {}
+        for attr in ("host", "cluster"):
+            v = getattr(inc, attr, None)
+            if v:
+                resource[attr] = v
+        out.append({"confounder": inc.kind.value, "resource": resource,
+                    "start": iso(sc.start + timedelta(seconds=lo)),
+                    "end": iso(sc.start + timedelta(seconds=min(dur, hi + pad))),
+                    "must_not_raise": rule[0], "may_raise": rule[1]})
+    out.sort(key=lambda e: e["start"])
+    return out
+
+
+def network_config(scenario: Scenario) -> list[dict[str, Any]]:
+    """The ``[[networks]]`` tables describing the site's cluster network (one dict per table)."""
+    site = scenario.site
+    n = site.network
+    return [{
+        "name": n.name,
+        "vip_pool_start": n.vip_pool_start,
+        "vip_pool_end": n.vip_pool_end,
+        "k8s_node_ip_pool_start": n.k8s_node_ip_pool_start,
+        "k8s_node_ip_pool_end": n.k8s_node_ip_pool_end,
+        "ip_address_prefix": n.ip_address_prefix,
+        "gateway": n.gateway,
+        "clusters": [c.name for c in site.clusters],
+        "management_cluster": site.management_cluster.name,
+        "lb_ranges": [],
+    }]
