@@ -1,0 +1,1 @@
+"""kube-proxy's /metrics endpoint (Prometheus text, port 10249)."""

@@ -1,0 +1,1 @@
+"""MetalLB controller and speaker metrics (Prometheus text, port 7472)."""

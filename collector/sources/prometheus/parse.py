@@ -1,0 +1,387 @@
+"""Prometheus text exposition (0.0.4) → samples and NIC IP observations, built columnarly.
+
+One parser serves every Prometheus-speaking peer: windows_exporter, kube-proxy, Calico Felix and
+kube-controllers, MetalLB and HAProxy's built-in exporter. What it decides, and why:
+
+* **Names.** A native name the catalog knows becomes its canonical name; unknown names are kept
+  as-is so analysts can still query them. Windows-derived canonical metrics get their labels
+  normalized by :func:`collector.catalog.normalize_windows_labels` (``instance``/``adapter`` →
+  ``nic``, PFC priority split out), so analyzers see one label scheme whatever agent delivered it.
+* **Source column.** By native prefix (``windows_`` → windows, ``kubeproxy_`` → kube-proxy,
+  ``felix_``/``ipam_`` → calico, ``metallb_`` → metallb, ``haproxy_`` → haproxy), otherwise the
+  record's ``source`` label or ``prometheus``. A ``source`` record label overrides the prefix rule
+  (the per-peer sources set it, so an exporter's own ``go_*``/``process_*`` series stay with it).
+* **Record labels** other than ``source`` (``cluster``, ``network``, ...) are added to every
+  sample. If the payload already has a label of that name, the payload's one is renamed
+  ``exported_<name>`` and the record's wins — Prometheus' ``honor_labels: false`` behaviour.
+* **Values.** NaN, +Inf and -Inf are kept as IEEE floats: a summary quantile with no observations
+  is NaN and a staleness-free store should say so rather than invent a number; queries filter
+  with ``isfinite``. Duplicate series in one payload are kept (each is a sample).
+* **Timestamps.** A sample's own timestamp (integer ms) is used when present, else ``record.ts``.
+* **Histograms/summaries** are plain series: ``_bucket``/``_sum``/``_count`` with ``le`` and
+  ``quantile`` labels kept verbatim.
+* **Errors.** A bad line is skipped and reported as :class:`ParseError` with its line number
+  (the first :data:`MAX_LINE_ERRORS` individually, the rest counted in one summary error). A body
+  that is not text (NUL bytes, gzip magic, mostly undecodable UTF-8), or in which no line at all
+  is a valid sample while some line is bad (an HTML error page, a wrong port), raises ParseError.
+
+windows_exporter's ``windows_net_nic_info{nic,friendly_name,mac}`` and
+``windows_net_nic_address_info{nic,address,family}`` also become IP observations (owner kind
+``nic``, owner ``<host>/<nic>``, MAC joined by ``nic``); link-local IPv6 and loopback are skipped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from collector.catalog import Catalog, normalize_windows_labels
+from collector.errors import ParseError
+from collector.schema import (
+    IP_OBSERVATIONS_SCHEMA,
+    SAMPLES_SCHEMA,
+    TS_TYPE,
+    OwnerKind,
+    ParseResult,
+    RawRecord,
+    normalize_mac,
+    to_ms,
+)
+from collector.sources.prometheus._scan import I32, I64, Scan, scan
+
+MAX_LINE_ERRORS = 100
+"""Individually reported bad lines per payload; further ones are counted in one summary error."""
+
+PREFIX_SOURCES: tuple[tuple[str, str], ...] = (
+    ("windows_", "windows"),
+    ("kubeproxy_", "kube-proxy"),
+    ("felix_", "calico"),
+    ("ipam_", "calico"),
+    ("metallb_", "metallb"),
+    ("haproxy_", "haproxy"),
+)
+
+NIC_INFO = "windows_net_nic_info"
+NIC_ADDRESS_INFO = "windows_net_nic_address_info"
+# Label names normalize_windows_labels reads or writes; everything else passes through it.
+_WINDOWS_SPECIAL = ("nic", "instance", "adapter", "port_prio", "priority")
+_DICT_TYPE = pa.dictionary(pa.int32(), pa.string())
+
+
+def source_for(native_name: str, labels: Mapping[str, str]) -> str:
+    """The ``source`` column value for one native metric name (see the module docstring)."""
+    override = labels.get("source")
+    if override:
+        return override
+    for prefix, src in PREFIX_SOURCES:
+        if native_name.startswith(prefix):
+            return src
+    return "prometheus"
+
+
+def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
+    """Parse one ``prometheus`` capture record. Pure: no I/O, no clock."""
+    src = record.labels.get("source") or "prometheus"
+    try:
+        return _parse(record, catalog)
+    except ParseError:
+        raise
+    except Exception as exc:  # a bug must still surface as a ParseError naming the payload
+        raise ParseError(f"internal parser failure ({type(exc).__name__}: {exc})",
+                         source=src, target=record.target) from exc
+
+
+def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]]]:
+    """Check the body is text; blank out undecodable lines (reported), raise if not text at all."""
+    body = record.body
+    if body[:2] == b"\x1f\x8b":
+        raise ParseError("payload is gzip-compressed bytes, not text (the source must decompress it)",
+                         source=src, target=record.target, offset=0)
+    if len(body) >= 2**31 - 1:
+        raise ParseError(f"payload of {len(body)} bytes is larger than 2 GiB", source=src,
+                         target=record.target)
+    nul = body.find(b"\x00")
+    if nul >= 0:
+        raise ParseError("binary payload: NUL byte", source=src, target=record.target, offset=nul)
+    if body.isascii():
+        return body, []
+    try:
+        body.decode("utf-8")
+        return body, []
+    except UnicodeDecodeError:
+        pass
+    lines = body.split(b"\n")
+    bad: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append((i, f"not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"))
+            lines[i] = b""
+    content = sum(1 for ln in lines if ln.strip())
+    if len(bad) > content:
+        first_line, why = bad[0]
+        raise ParseError(f"payload is not UTF-8 text ({len(bad)} of {len(bad) + content} non-blank lines "
+                         f"undecodable; first: {why})", source=src, target=record.target,
+                         line=first_line + 1)
+    return b"\n".join(lines), bad
+
+
+def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
+    src = record.labels.get("source") or "prometheus"
+    body, undecodable = _text_body(record, src)
+    sc = scan(body)
+    sc.errors.extend(undecodable)
+    sc.bad_lines += len(undecodable)
+    result = ParseResult()
+    result.errors = _errors(sc, src, record.target)
+    if sc.n == 0:
+        if sc.bad_lines:
+            first = min(sc.errors)
+            raise ParseError(f"no valid sample in payload ({sc.bad_lines} bad lines; first: {first[1]})",
+                             source=src, target=record.target, line=first[0] + 1)
+        return result
+    name_info = _NameInfo(sc.names, record.labels, catalog)
+    result.ip_observations = _nic_observations(sc, name_info, record)
+    additions = _normalize_windows(sc, name_info)
+    result.samples = _samples_table(sc, name_info, record, additions)
+    return result
+
+
+def _errors(sc: Scan, src: str, target: str) -> list[Exception]:
+    ordered = sorted(sc.errors)
+    errs: list[Exception] = [ParseError(why, source=src, target=target, line=li + 1)
+                             for li, why in ordered[:MAX_LINE_ERRORS]]
+    if sc.bad_lines > MAX_LINE_ERRORS:
+        errs.append(ParseError(f"{sc.bad_lines - MAX_LINE_ERRORS} more bad lines not listed "
+                               f"({sc.bad_lines} in total)", source=src, target=target))
+    return errs
+
+
+class _NameInfo:
+    """Per unique native name: canonical name, source and whether Windows normalization applies."""
+
+    def __init__(self, names: list[str], labels: Mapping[str, str], catalog: Catalog) -> None:
+        canon_ids: dict[str, int] = {}
+        src_ids: dict[str, int] = {}
+        self.canon: list[str] = []
+        self.sources: list[str] = []
+        n = len(names)
+        self.canon_of = np.empty(n, dtype=np.int32)
+        self.source_of = np.empty(n, dtype=np.int32)
+        self.windows = np.zeros(n, dtype=np.bool_)
+        self.canonical_name: list[str] = []
+        for i, native in enumerate(names):
+            d = catalog.lookup_prometheus(native)
+            cn = d.name if d is not None else native
+            self.canonical_name.append(cn)
+            if cn not in canon_ids:
+                canon_ids[cn] = len(self.canon)
+                self.canon.append(cn)
+            self.canon_of[i] = canon_ids[cn]
+            s = source_for(native, labels)
+            if s not in src_ids:
+                src_ids[s] = len(self.sources)
+                self.sources.append(s)
+            self.source_of[i] = src_ids[s]
+            self.windows[i] = d is not None and native.startswith("windows_")
+        self.names = names
+
+
+def _row_offsets(e_row: I64, n: int) -> I64:
+    counts = np.bincount(e_row, minlength=n).astype(np.int64)
+    off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=off[1:])
+    return off
+
+
+def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
+    a, b = int(off[row]), int(off[row + 1])
+    return {sc.keys[int(k)]: sc.value_str(int(v)) for k, v in zip(sc.e_key[a:b], sc.e_val[a:b], strict=True)}
+
+
+def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
+    ids = [i for i, s in enumerate(info.names) if s in (NIC_INFO, NIC_ADDRESS_INFO)]
+    if not ids:
+        return IP_OBSERVATIONS_SCHEMA.empty_table()
+    rows = np.flatnonzero(np.isin(sc.name_idx, ids))
+    off = _row_offsets(sc.e_row, sc.n)
+    macs: dict[str, str] = {}
+    addrs: list[tuple[int, dict[str, str]]] = []
+    for r in rows.tolist():
+        labels = _row_labels(sc, off, r)
+        if info.names[sc.name_idx[r]] == NIC_INFO:
+            try:
+                macs[labels.get("nic", "")] = normalize_mac(labels.get("mac", ""))
+            except ValueError:
+                continue
+        else:
+            addrs.append((r, labels))
+    record_ms = to_ms(record.ts)
+    out: dict[str, list[object]] = {k: [] for k in ("ts", "ip", "mac", "owner", "cluster", "network")}
+    seen: set[tuple[int, str, str]] = set()
+    for r, labels in addrs:
+        try:
+            ip = ipaddress.ip_address(labels.get("address", "").strip().strip("[]").split("%")[0])
+        except ValueError:
+            continue
+        if ip.is_loopback or (ip.version == 6 and ip.is_link_local) or ip.is_unspecified:
+            continue
+        nic = labels.get("nic", "")
+        ts = int(sc.ts[r]) if sc.has_ts[r] else record_ms
+        key = (ts, str(ip), nic)
+        if key in seen:
+            continue
+        seen.add(key)
+        out["ts"].append(ts)
+        out["ip"].append(str(ip))
+        out["mac"].append(macs.get(nic))
+        out["owner"].append(f"{record.host}/{nic}")
+        out["cluster"].append(record.labels.get("cluster"))
+        out["network"].append(record.labels.get("network"))
+    n = len(out["ip"])
+    return pa.table({
+        "ts": pa.array(out["ts"], pa.int64()).cast(TS_TYPE),
+        "ip": pa.array(out["ip"], pa.string()),
+        "mac": pa.array(out["mac"], pa.string()),
+        "owner_kind": pa.array([OwnerKind.NIC.value] * n, pa.string()).dictionary_encode(),
+        "owner": pa.array(out["owner"], pa.string()),
+        "cluster": pa.array(out["cluster"], pa.string()).dictionary_encode(),
+        "network": pa.array(out["network"], pa.string()).dictionary_encode(),
+        "source": pa.array(["windows"] * n, pa.string()).dictionary_encode(),
+    }, schema=IP_OBSERVATIONS_SCHEMA)
+
+
+Additions = tuple[I64, I32, I64]  # (row, key id, value ref) of entries added to rows, row-sorted
+
+
+def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
+    """Rewrite nic/instance/adapter/priority labels of Windows canonical rows.
+
+    Only rows that carry one of those label names change; their other labels pass through, so the
+    catalog function is called once per distinct (metric, special labels). Rewritten labels reuse
+    the old entries' slots in place; a row that gains labels (``priority`` split out of a QoS
+    instance) gets them as additions, placed by the final assembly without moving anything else.
+    """
+    none: Additions = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    special_ids = [i for i, k in enumerate(sc.keys) if k in _WINDOWS_SPECIAL]
+    if not special_ids or not info.windows.any():
+        return none
+    is_special = np.zeros(len(sc.keys), dtype=np.bool_)
+    is_special[special_ids] = True
+    row_windows = info.windows[sc.name_idx]
+    ent_idx = np.flatnonzero(is_special[sc.e_key])
+    ent_idx = ent_idx[row_windows[sc.e_row[ent_idx]]]
+    if not len(ent_idx):
+        return none
+    key_ids = {k: i for i, k in enumerate(sc.keys)}
+    cache: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, int]]] = {}
+    set_pos: list[int] = []
+    set_key: list[int] = []
+    set_val: list[int] = []
+    drop: list[int] = []
+    add_row: list[int] = []
+    add_key: list[int] = []
+    add_val: list[int] = []
+    rows = sc.e_row[ent_idx]
+    bounds = [*np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]).tolist(), len(ent_idx)]
+    for a, b in itertools.pairwise(bounds):
+        r = int(rows[a])
+        slots = ent_idx[a:b].tolist()
+        special = tuple(sorted((sc.keys[int(sc.e_key[j])], sc.value_str(int(sc.e_val[j]))) for j in slots))
+        metric = info.canonical_name[int(sc.name_idx[r])]
+        hit = cache.get((metric, special))
+        if hit is None:
+            hit = []
+            for k, v in normalize_windows_labels(metric, dict(special)).items():
+                if k not in key_ids:
+                    key_ids[k] = len(sc.keys)
+                    sc.keys.append(k)
+                hit.append((key_ids[k], sc.blob_ref(v)))
+            cache[(metric, special)] = hit
+        for slot, (k_id, v_ref) in zip(slots, hit, strict=False):
+            set_pos.append(slot)
+            set_key.append(k_id)
+            set_val.append(v_ref)
+        drop.extend(slots[len(hit):])
+        for k_id, v_ref in hit[len(slots):]:
+            add_row.append(r)
+            add_key.append(k_id)
+            add_val.append(v_ref)
+    if not sc.e_key.flags.writeable:  # a zero-copy view of Arrow's dictionary indices
+        sc.e_key = sc.e_key.copy()
+    sc.e_key[set_pos] = set_key
+    sc.e_val[set_pos] = set_val
+    if drop:
+        keep = np.ones(len(sc.e_row), dtype=np.bool_)
+        keep[drop] = False
+        sc.e_row, sc.e_key, sc.e_val = sc.e_row[keep], sc.e_key[keep], sc.e_val[keep]
+    return (np.asarray(add_row, np.int64), np.asarray(add_key, np.int32), np.asarray(add_val, np.int64))
+
+
+def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Additions) -> pa.Table:
+    n = sc.n
+    extras = sorted((k, v) for k, v in record.labels.items() if k != "source")
+    x_keys: list[int] = []
+    x_vals: list[int] = []
+    if extras:
+        key_ids = {k: i for i, k in enumerate(sc.keys)}
+        for k, v in extras:
+            if k in key_ids:  # the payload has this label too: rename the payload's
+                sc.keys[key_ids[k]] = "exported_" + k
+            x_keys.append(len(sc.keys))
+            sc.keys.append(k)
+            x_vals.append(sc.blob_ref(v))
+    e_row, e_key, e_val = sc.e_row, sc.e_key, sc.e_val
+    a_row, a_key, a_val = additions
+    counts = np.bincount(e_row, minlength=n).astype(np.int64)
+    off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=off[1:])
+    k_x = len(extras)
+    if k_x or len(a_row):
+        # every row keeps its entries in order, then its additions, then the record's labels;
+        # positions are computed, so nothing is sorted and no string moves twice
+        a_counts = np.bincount(a_row, minlength=n).astype(np.int64)
+        shift = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(a_counts + k_x, out=shift[1:])
+        off = off + shift
+        total = int(off[-1])
+        new_key = np.empty(total, dtype=np.int32)
+        new_val = np.empty(total, dtype=np.int64)
+        pos = np.arange(len(e_row), dtype=np.int64) + shift[e_row]
+        new_key[pos] = e_key
+        new_val[pos] = e_val
+        if len(a_row):
+            a_start = np.zeros(n, dtype=np.int64)
+            np.cumsum(a_counts[:-1], out=a_start[1:])
+            rank = np.arange(len(a_row), dtype=np.int64) - a_start[a_row]
+            p = off[a_row] + counts[a_row] + rank
+            new_key[p] = a_key
+            new_val[p] = a_val
+        for t in range(k_x):
+            p = off[1:] - k_x + t
+            new_key[p] = x_keys[t]
+            new_val[p] = x_vals[t]
+        e_key, e_val = new_key, new_val
+    keys = pa.array(sc.keys, pa.string()).take(pa.array(e_key))
+    values = sc.value_segments().take(pa.array(e_val)).combine_chunks()
+    labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32)), keys, values)
+
+    record_ms = to_ms(record.ts)
+    if sc.has_ts.any():
+        ts_ms = np.where(sc.has_ts, sc.ts, record_ms).astype(np.int64)
+    else:
+        ts_ms = np.full(n, record_ms, dtype=np.int64)
+    ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms)])
+    metric = pa.DictionaryArray.from_arrays(pa.array(info.canon_of[sc.name_idx]),
+                                            pa.array(info.canon, pa.string()))
+    source = pa.DictionaryArray.from_arrays(pa.array(info.source_of[sc.name_idx]),
+                                            pa.array(info.sources, pa.string()))
+    host = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                          pa.array([record.host], pa.string()))
+    value = pa.array(sc.value, pa.float64())
+    return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)
