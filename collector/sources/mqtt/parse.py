@@ -45,7 +45,7 @@ DEFAULT_TOPIC_TEMPLATE = "telegraf/{host}/{measurement}"
 CONTROL_LABELS = frozenset({"source", "topic_template"})
 # PERF_AVERAGE_TIMER raw numerators are 100 ns ticks (10 MHz performance frequency on every
 # supported Windows; windows_exporter scales its smbclient timers by the same factor).
-TICKS_TO_SECONDS = 1e-7
+TICKS_PER_SECOND = 10_000_000.0
 # The int64-nanosecond range every Telegraf timestamp lives in, in milliseconds.
 MAX_TS_MS = 9_223_372_036_854
 
@@ -144,6 +144,13 @@ _TIMESTAMP = re.compile(r"-?[0-9]{1,19}")
 _KEY_UNESCAPES = (("\\,", ","), ('\\"', '"'), ("\\ ", " "), ("\\=", "="))
 _NAME_UNESCAPES = (("\\,", ","), ("\\ ", " "))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Token grammars of machine.go.rl: a backslash escapes the next character (kept for unescaping);
+# a backslash before a control character or the end is literal; in tags a doubled backslash consumes one
+# backslash only, so the second may escape what follows.
+_MEASUREMENT = re.compile(r"(?:[^\t\n\f\r ,\\]|\\[^\t\n\f\r]|\\)+")
+_TAG = re.compile(r"(?:[^\t\n\f\r ,=\\]|\\[^\t\n\f\r\\]|\\)+")
+_FIELD_KEY = re.compile(r"(?:[^\t\n\f\r ,=\\]|\\[^\t\n\f\r]|\\)+")
+_FIELD_VALUE = re.compile(r"(?:[^\t\n\f\r ,\\]|\\[^\t\n\f\r]|\\)+")
 
 
 def _unescape(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
@@ -174,27 +181,13 @@ class _LineScanner:
     def at_eol(self) -> bool:
         return self.pos >= self.n or self.text[self.pos] in "\r\n"
 
-    def token(self, stops: str, *, tag: bool, what: str) -> str:
-        """Read until an unescaped stop character; backslash pairs are kept for unescaping."""
-        t = self.text
-        start = self.pos
-        while self.pos < self.n:
-            c = t[self.pos]
-            if c == "\\":
-                nxt = t[self.pos + 1] if self.pos + 1 < self.n else ""
-                if nxt == "" or nxt in "\t\n\f\r":
-                    self.pos += 1  # a lone trailing backslash is literal
-                elif tag and nxt == "\\":
-                    self.pos += 1  # tags: "\\\\" consumes one backslash, the next may escape
-                else:
-                    self.pos += 2
-                continue
-            if c in stops or c in "\t\n\f\r":
-                break
-            self.pos += 1
-        if self.pos == start:
+    def token(self, pattern: re.Pattern[str], what: str) -> str:
+        """Read one token matching ``pattern`` (its escape rules are in the pattern)."""
+        m = pattern.match(self.text, self.pos)
+        if m is None:
             raise _Bad(f"expected {what}", self.pos)
-        return t[start:self.pos]
+        self.pos = m.end()
+        return m.group()
 
     def string_field(self) -> str:
         """A quoted string field (``\\\\`` and ``\\"`` escapes; raw newlines allowed)."""
@@ -227,12 +220,13 @@ class _LineScanner:
 
 
 def _field_value(raw: str, pos: int) -> FieldValue:
-    if _INT.fullmatch(raw):
+    last = raw[-1]
+    if last == "i" and _INT.fullmatch(raw):
         v = int(raw[:-1])
         if not _INT64_MIN <= v <= _INT64_MAX:
             raise _Bad(f"integer field {raw!r} out of int64 range", pos)
         return v
-    if _UINT.fullmatch(raw):
+    if last == "u" and _UINT.fullmatch(raw):
         v = int(raw[:-1])
         if v > 2**64 - 1:
             raise _Bad(f"unsigned field {raw!r} out of uint64 range", pos)
@@ -251,22 +245,22 @@ def _field_value(raw: str, pos: int) -> FieldValue:
 
 def _parse_lp_line(sc: _LineScanner) -> Metric:
     """Parse one metric line starting at the cursor (which sits on its first character)."""
-    name_raw = sc.token(" ,", tag=False, what="measurement name")
+    name_raw = sc.token(_MEASUREMENT, "measurement name")
     name = _unescape(name_raw, _NAME_UNESCAPES)
     tags: dict[str, str] = {}
     while sc.peek() == ",":
         sc.pos += 1
-        key = sc.token(" ,=", tag=True, what="tag key")
+        key = sc.token(_TAG, "tag key")
         if sc.peek() != "=":
             raise _Bad(f"expected '=' after tag key {key!r}", sc.pos)
         sc.pos += 1
-        val = sc.token(" ,=", tag=True, what=f"value of tag {key!r}")
+        val = sc.token(_TAG, f"value of tag {key!r}")
         tags[_unescape(key, _KEY_UNESCAPES)] = _unescape(val, _KEY_UNESCAPES)
     if sc.skip_ws() == 0 or sc.at_eol():
         raise _Bad("expected a space and a field set after the measurement/tags", sc.pos)
     fields: dict[str, FieldValue] = {}
     while True:
-        key = _unescape(sc.token(" ,=", tag=False, what="field key"), _KEY_UNESCAPES)
+        key = _unescape(sc.token(_FIELD_KEY, "field key"), _KEY_UNESCAPES)
         if sc.peek() != "=":
             raise _Bad(f"expected '=' after field key {key!r}", sc.pos)
         sc.pos += 1
@@ -274,7 +268,7 @@ def _parse_lp_line(sc: _LineScanner) -> Metric:
             fields[key] = sc.string_field()
         else:
             vpos = sc.pos
-            raw = sc.token(" ,", tag=False, what=f"value of field {key!r}")
+            raw = sc.token(_FIELD_VALUE, f"value of field {key!r}")
             fields[key] = _field_value(raw, vpos)
         if sc.peek() == ",":
             sc.pos += 1
@@ -514,7 +508,7 @@ def add_metric(rows: SampleRows, m: Metric, ctx: _Context, catalog: Catalog) -> 
             if mapped_labels is None:
                 mapped_labels = {k: v for k, v in base.items() if k != "objectname"}
             if md.name.endswith("_seconds_total") and md.unit == "s":
-                value *= TICKS_TO_SECONDS
+                value /= TICKS_PER_SECOND
             rows.add(ts, ctx.source, host, md.name, normalize_windows_labels(md.name, mapped_labels), value)
         else:
             native = f"{m.name}.{fname}"

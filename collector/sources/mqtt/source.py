@@ -59,14 +59,22 @@ log = logging.getLogger("hciwatch.sources.mqtt")
 SOURCE_KIND = "mqtt"
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 
-# CONNACK return codes of MQTT 3.1.1 (§3.2.2.3) in words a user can act on.
+# CONNACK return codes of MQTT 3.1.1 (§3.2.2.3), and the MQTT 5 reason codes paho 2 reports them
+# as, in words a user can act on.
 _CONNACK = {
     1: "unacceptable protocol version",
     2: "client identifier rejected (is client_id in use or too long?)",
     3: "server unavailable",
     4: "bad user name or password",
     5: "not authorised (wrong password, or the user may not connect)",
+    0x84: "unacceptable protocol version",
+    0x85: "client identifier rejected (is client_id in use or too long?)",
+    0x86: "bad user name or password",
+    0x87: "not authorised (wrong password, or the user may not connect)",
+    0x88: "server unavailable",
+    0x8A: "banned",
 }
+_AUTH_CODES = frozenset({4, 5, 0x86, 0x87, 0x8A})
 
 
 class MqttSettings(SourceSettings):
@@ -239,8 +247,8 @@ def describe_mqtt_error(exc: BaseException, settings: MqttSettings) -> FetchErro
         if isinstance(exc, MqttConnectError):
             why = _CONNACK.get(code, str(exc))
             user = f" for user {settings.username!r}" if settings.username else " (no username set)"
-            hint = "; check username/password_file" if code in (4, 5) else ""
-            return FetchError(f"broker refused the connection{user}: {why} (CONNACK {code}){hint}",
+            hint = "; check username/password_file" if code in _AUTH_CODES else ""
+            return FetchError(f"broker refused the connection{user}: {why} (CONNACK code {code}){hint}",
                               source=SOURCE_KIND, target=target, retryable=True)
         return FetchError(f"MQTT error: {exc}", source=SOURCE_KIND, target=target)
     if isinstance(exc, ssl.SSLError):
@@ -282,6 +290,7 @@ class MqttSource:
         self.stats = MqttStats()
         self.last_error: FetchError | None = None
         self.connected = False
+        self.subscribed = False
         self._clock = clock or (lambda: datetime.now(UTC))
         self._client_factory: ClientFactory = client_factory or aiomqtt.Client
         self._rng = rng or random.Random()
@@ -360,6 +369,7 @@ class MqttSource:
                 self._note_failure(err)
             finally:
                 self.connected = False
+                self.subscribed = False
             if self._closed:
                 break
             if self.stats.connects > connects_before:
@@ -390,6 +400,7 @@ class MqttSource:
             if failed:
                 raise FetchError(f"broker refused subscription(s) {', '.join(failed)} (check the "
                                  f"ACL of user {s.username!r})", source=SOURCE_KIND, target=s.server)
+            self.subscribed = True
             log.info("mqtt %s: connected to %s, subscribed to %s", self.name, s.server, ", ".join(subs))
             async for message in client.messages:
                 self.stats.received += 1

@@ -344,7 +344,7 @@ def _event_id(row: dict[str, Any]) -> int | None:
         return None
     if isinstance(v, int):
         return v
-    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) < 10:
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,9}", v.strip()):
         return int(v.strip())
     return None
 
