@@ -156,7 +156,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
         return 2
-    table = result.table if hasattr(result, "table") else result
+    table = result.table
     if args.format == "csv":
         import pyarrow.csv as pacsv
 
@@ -247,15 +247,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from hciwatch.evaluate import run_eval
 
-    return run_eval([Path(p) for p in args.scenarios], console=console, fmt=args.format)
+    rc: int = run_eval([Path(p) for p in args.scenarios], console=console, fmt=args.format)
+    return rc
 
 
 def cmd_anomalies(args: argparse.Namespace) -> int:
     from analytics.offline import anomalies_csv
 
-    with open(args.file, newline="", encoding="utf-8") as fh:
-        anomalies_csv(fh, sys.stdout, time_col=args.time_col, value_col=args.value_col,
-                      sensitivity=args.sensitivity)
+    if not Path(args.file).exists():
+        errconsole.print(f"[red]error[/]: file not found: {args.file}")
+        return 2
+    anomalies_csv(args.file, sys.stdout, time_col=args.time_col, value_col=args.value_col,
+                  sensitivity=args.sensitivity)
     return 0
 
 

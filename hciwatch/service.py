@@ -25,6 +25,7 @@ import heapq
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from collector.config import resolve_secret
 from collector.errors import ConfigError
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
-from collector.schema import AlertKind, RawRecord, Severity
+from collector.schema import Alert, AlertKind, RawRecord, Severity
 from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
@@ -112,7 +113,7 @@ class Service:
         policies = {s.name: DeliveryPolicy.from_settings(s) for s in cfg.exporters}
         policies[self.feed.name] = DeliveryPolicy(max_wait=0.0)  # live views want changes at once
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
-        self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self.outbox.append],
+        self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self._to_outbox],
                                  state_path=self.data_dir / "alert_state.json", bootstrap_from_store=True)
         pull, push = build_sources(cfg)
         self.queue: asyncio.Queue[RawRecord] = asyncio.Queue(maxsize=st.queue_max_records)
@@ -126,6 +127,10 @@ class Service:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+
+    def _to_outbox(self, changes: Sequence[Alert]) -> None:
+        """Alert changes count as accepted once the outbox has fsynced them."""
+        self.outbox.append(changes)
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -335,7 +340,8 @@ async def capture(cfg: AppConfig, out: Path, duration_s: float) -> int:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-    for src in [*pull, *push]:
+    sources: list[PullSource | PushSource] = [*pull, *push]
+    for src in sources:
         with contextlib.suppress(Exception):
             await src.close()
     writer.close()

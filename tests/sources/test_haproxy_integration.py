@@ -161,7 +161,15 @@ async def test_counters_follow_traffic(haproxy_server: HaproxyServer) -> None:
         before = by_row((await scrape(src, hx.tcp_target))[1])
         echoed = await asyncio.to_thread(hx.send, "svc-default-web-80", b"ping through the LB VM\n")
         assert echoed == b"ping through the LB VM\n"
-        after = by_row((await scrape(src, hx.tcp_target))[1])
+        # HAProxy accounts a session's bytes when it closes, which can trail the echo a little:
+        # scrape until the frontend shows the closed session (bounded, ~5 s at most).
+        for _ in range(50):
+            after = by_row((await scrape(src, hx.tcp_target))[1])
+            fe = after[("svc-default-web-80", "FRONTEND")]["metrics"]
+            prev = before[("svc-default-web-80", "FRONTEND")]["metrics"].get("haproxy.bytes_in_total", 0)
+            if fe.get("haproxy.bytes_in_total", 0) >= prev + 23:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await src.close()
     fe_before = before[("svc-default-web-80", "FRONTEND")]["metrics"]
