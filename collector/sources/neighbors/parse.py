@@ -28,6 +28,7 @@ can be counted over any window. Other events are skipped and counted in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -164,6 +165,7 @@ def _str(row: dict[str, Any], *keys: str) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=65_536)  # tables repeat the same addresses every poll
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     addr = text.strip().strip("[]").split("%", 1)[0]
     try:
@@ -184,9 +186,12 @@ def _mac(value: Any) -> str | None:
     if not isinstance(value, str):
         raise _RowError(f"not a MAC address: {str(value)[:60]}")
     try:
-        return normalize_mac(value)
+        return _normalize_mac_cached(value)
     except ValueError:
         raise _RowError(f"not a MAC address: {value[:60]!r}") from None
+
+
+_normalize_mac_cached = functools.lru_cache(maxsize=65_536)(normalize_mac)
 
 
 def _is_unicast_mac(mac: str) -> bool:

@@ -32,6 +32,7 @@ windows_exporter's ``windows_net_nic_info{nic,friendly_name,mac}`` and
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 from collections.abc import Mapping
@@ -259,6 +260,12 @@ def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
 Additions = tuple[I64, I32, I64]  # (row, key id, value ref) of entries added to rows, row-sorted
 
 
+@functools.lru_cache(maxsize=65_536)
+def _normalized(metric: str, special: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The catalog's label normalisation, memoised: the same NICs come back every scrape."""
+    return tuple(normalize_windows_labels(metric, dict(special)).items())
+
+
 def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
     """Rewrite nic/instance/adapter/priority labels of Windows canonical rows.
 
@@ -297,7 +304,7 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
         hit = cache.get((metric, special))
         if hit is None:
             hit = []
-            for k, v in normalize_windows_labels(metric, dict(special)).items():
+            for k, v in _normalized(metric, special):
                 if k not in key_ids:
                     key_ids[k] = len(sc.keys)
                     sc.keys.append(k)

@@ -1,0 +1,216 @@
+"""Metric anomaly (metric_anomaly): dynamic thresholds for any canonical metric a user lists.
+
+Each ``[[analytics.metric_anomaly]]`` rule selects series (metric + label filter); every series
+gets its own robust, time-of-day aware baseline (:mod:`analytics.baselines`). As in Azure
+Monitor's dynamic thresholds, ``sensitivity`` sets how far from the baseline a step must be to
+violate (low/medium/high → robust z of 6 / 4.5 / 3), ``direction`` which side counts, and
+``min_failing_periods`` of ``of_periods`` how many of the last observed steps must violate before
+the series is anomalous. Hysteresis: an anomalous series clears after ``of_periods`` consecutive
+steps without a violation at 0.6 × the firing z. Violating steps, and every step of an anomalous
+series, are kept out of its baseline.
+
+Counters (``*_total``) are judged by their per-second rate (resets and gaps handled by
+:mod:`analytics.rates`); formatted rates and gauges by their value. Cold start: a series is judged
+once it has ``baselines.min_points`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analytics.baselines import SOURCE_NAMES, BaselineBank, poisson_floor, robust_z
+from analytics.findings import Finding
+from analytics.rates import is_counter, metric_forms
+from analytics.settings import AnalyticsSettings, MetricAnomalyRule
+from collector.schema import AlertKind, from_ms, iso
+
+SERIES_EXPR = "CAST(to_json(map_from_entries(list_sort(map_entries(labels)))) AS VARCHAR)"
+CLEAR_RATIO = 0.6
+
+
+def label_match(want: dict[str, str], host: str, labels: dict[str, str]) -> bool:
+    """Every filter key present and equal (``*``/``?``/``[]`` globs allowed); ``host`` is the host."""
+    for k, pattern in want.items():
+        v = host if k == "host" else labels.get(k)
+        if v is None or not fnmatchcase(v, pattern):
+            return False
+    return True
+
+
+def _pretty(series_json: str) -> str:
+    """``{"a":"1","b":"2"}`` → ``a=1,b=2`` (stable: keys are sorted in the query)."""
+    try:
+        d = json.loads(series_json or "{}")
+    except ValueError:
+        return series_json
+    return ",".join(f"{k}={v}" for k, v in d.items())
+
+
+def violates(z: float, zf: float, direction: str) -> bool:
+    if not math.isfinite(z):
+        return False
+    if direction == "up":
+        return z >= zf
+    if direction == "down":
+        return z <= -zf
+    return abs(z) >= zf
+
+
+@dataclass(slots=True)
+class _Series:
+    flags: deque[bool]
+    quiet: int = 0
+    active: bool = False
+    onset: int = 0
+    last: int = 0
+    cleared: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=12))
+
+
+class _Rule:
+    def __init__(self, rule: MetricAnomalyRule, settings: AnalyticsSettings) -> None:
+        self.rule = rule
+        self.forms = metric_forms(rule.metric)
+        self.zf = (rule.sensitivity or settings.sensitivity).z
+        self.series: dict[tuple[str, str], _Series] = {}
+
+
+class MetricAnomalyDetector:
+    def __init__(self, settings: AnalyticsSettings) -> None:
+        self.s = settings
+        self.step_ms = settings.step_ms
+        self.bank = BaselineBank(settings.baselines, self.step_ms)
+        self.rules = [_Rule(r, settings) for r in settings.metric_anomaly]
+        self._match_cache: dict[tuple[str, str, str], bool] = {}
+
+    @property
+    def metrics(self) -> list[str]:
+        """Stored metric names the rules need from the window query."""
+        return sorted({m for r in self.rules for m in r.forms})
+
+    def _matches(self, rule: _Rule, host: str, series: str) -> bool:
+        key = (rule.rule.rule_name, host, series)
+        hit = self._match_cache.get(key)
+        if hit is None:
+            try:
+                labels = {str(k): str(v) for k, v in json.loads(series or "{}").items()}
+            except ValueError:
+                labels = {}
+            hit = label_match(rule.rule.labels, host, labels)
+            if len(self._match_cache) > 100_000:
+                self._match_cache.clear()
+            self._match_cache[key] = hit
+        return hit
+
+    def process(self, tbl: pa.Table, hi_ms: int) -> None:
+        """Judge every step of the rules' series in a window table."""
+        if self.rules and tbl.num_rows:
+            mask = pc.is_in(tbl.column("metric").combine_chunks(), value_set=pa.array(self.metrics))
+            if pc.any(mask).as_py():
+                rows = tbl.filter(mask).select(["host", "metric", "bucket", "rate", "mean", "series"]).to_pylist()
+                for rule in self.rules:
+                    forms = set(rule.forms)
+                    by_bucket: dict[int, dict[tuple[str, str], tuple[float, bool]]] = {}
+                    for r in rows:
+                        if r["metric"] not in forms or not self._matches(rule, r["host"], r["series"] or ""):
+                            continue
+                        counter = is_counter(r["metric"])
+                        v = r["rate"] if counter else r["mean"]
+                        if v is None or not math.isfinite(v):
+                            continue
+                        key = (r["host"], _pretty(r["series"] or ""))
+                        slot = by_bucket.setdefault(int(r["bucket"]), {})
+                        if key in slot and slot[key][1] and not counter:
+                            continue  # the raw counter form wins over the formatted one
+                        slot[key] = (float(v), counter)
+                    for b in sorted(by_bucket):
+                        self._step(rule, b, by_bucket[b])
+        self._expire(hi_ms)
+
+    def _step(self, rule: _Rule, bucket: int, vals: dict[tuple[str, str], tuple[float, bool]]) -> None:
+        keys = sorted(vals)
+        ids = self.bank.ids([(rule.rule.rule_name, *k) for k in keys])
+        v = np.array([vals[k][0] for k in keys])
+        counter = np.array([vals[k][1] for k in keys])
+        self.bank.refresh(bucket)
+        med, sig, src = self.bank.baseline(ids)
+        rel = self.s.baselines.relative_floor * np.abs(np.nan_to_num(med))
+        floor = np.where(counter, np.fmax(poisson_floor(med, self.step_ms / 1000), rel), np.fmax(rel, 1e-12))
+        z = robust_z(v, med, sig, floor)
+        m = rule.rule.of_periods
+        learn = np.ones(len(keys), bool)
+        for i, key in enumerate(keys):
+            st = rule.series.get(key)
+            if st is None:
+                st = _Series(deque(maxlen=m))
+                rule.series[key] = st
+            zi = float(z[i])
+            bad = violates(zi, rule.zf, rule.rule.direction)
+            near = violates(zi, rule.zf * CLEAR_RATIO, rule.rule.direction)
+            st.flags.append(bad)
+            st.last = bucket
+            st.recent.append(float(v[i]))
+            st.quiet = 0 if near else st.quiet + 1
+            if bad or st.active:
+                learn[i] = False
+            if not st.active and sum(st.flags) >= rule.rule.min_failing_periods:
+                st.active, st.onset, st.cleared = True, bucket, None
+            elif st.active and st.quiet >= m:
+                st.active, st.cleared = False, bucket
+            if st.active or st.cleared == bucket:
+                scale = max(float(np.nan_to_num(sig[i])), float(floor[i]))
+                st.evidence = {
+                    "metric": rule.rule.metric, "stored_as": rule.forms, "host": key[0], "labels": key[1],
+                    "value": float(v[i]), "judged_as": "per-second rate" if counter[i] else "value",
+                    "baseline": float(med[i]), "spread": scale, "z": zi,
+                    "band": [float(med[i]) - rule.zf * scale, float(med[i]) + rule.zf * scale],
+                    "baseline_source": SOURCE_NAMES[int(src[i])],
+                    "sensitivity": (rule.rule.sensitivity or self.s.sensitivity).value,
+                    "direction": rule.rule.direction,
+                    "failing_periods": f"{sum(st.flags)}/{len(st.flags)}",
+                    "required": f"{rule.rule.min_failing_periods}/{m}",
+                    "recent_values": list(st.recent),
+                    "step_end": iso(from_ms(bucket)), "onset": iso(from_ms(st.onset)),
+                }
+        if learn.any():
+            self.bank.add(ids[learn], v[learn], bucket)
+
+    def _expire(self, now_ms: int) -> None:
+        gap = self.s.max_rate_gap.total_seconds() * 1000
+        for rule in self.rules:
+            for key in list(rule.series):
+                st = rule.series[key]
+                if st.active and now_ms - st.last > max(gap, rule.rule.of_periods * self.step_ms):
+                    st.active, st.cleared = False, now_ms
+                    st.evidence = {**st.evidence, "cleared_because": "series stopped reporting"}
+                if not st.active and st.cleared is not None and now_ms - st.cleared > 3_600_000:
+                    st.cleared = None
+
+    def findings(self) -> list[Finding]:
+        out = []
+        for rule in self.rules:
+            r = rule.rule
+            for (host, labels), st in sorted(rule.series.items()):
+                if not st.active and st.cleared is None:
+                    continue
+                ev = st.evidence
+                lab = f" {{{labels}}}" if labels else ""
+                state = "" if st.active else " (cleared)"
+                summary = (f"{r.metric} on {host}{lab}{state}: {ev.get('value', math.nan):.4g} vs baseline "
+                           f"{ev.get('baseline', math.nan):.4g} (z {ev.get('z', math.nan):+.1f}, "
+                           f"{ev.get('failing_periods', '?')} periods)")
+                out.append(Finding(AlertKind.METRIC_ANOMALY,
+                                   {"rule": r.rule_name, "metric": r.metric, "host": host, "labels": labels},
+                                   r.severity, summary, dict(ev), active=st.active))
+        return out
+

@@ -1,0 +1,248 @@
+"""Robust, time-of-day aware baselines for many series at once (congestion and metric anomaly).
+
+Every series (a host's PFC pause rate, a user-listed metric of one host, …) keeps two bounded
+rings of its per-step values:
+
+* a trailing ring (``baselines.window`` of steps) — the fallback baseline;
+* 24 hour-of-day rings (``baselines.tod_days`` days of that hour) — used once the slot spans at
+  least ``tod_min_days`` distinct days and ``tod_min_points`` values, so a nightly backup or a
+  business-hours ramp is normal *at that hour* and not otherwise.
+
+The centre is the median and the spread 1.4826 × MAD (≈ σ for Gaussian noise, unmoved by the
+outliers we are looking for). Values that the caller flags as anomalous are not added, so a long
+incident does not teach the baseline that the incident is normal. Memory is fixed per series
+(float32 rings); statistics are recomputed every ``baselines.refresh`` of data time, vectorised
+over all series, so the per-step cost is one array write per series.
+
+Cold start: a series without ``min_points`` values has no baseline of its own (NaN); callers may
+fall back to peers (the same signal on other hosts) and otherwise do not judge it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.settings import BaselineSettings
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+MAD_TO_SIGMA = 1.4826
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+# Where a baseline came from (reported in evidence).
+SOURCE_NONE = 0
+SOURCE_TRAILING = 1
+SOURCE_TOD = 2
+SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_TRAILING: "trailing", SOURCE_TOD: "time_of_day"}
+
+
+def median_mad(values: npt.ArrayLike) -> tuple[float, float]:
+    """Median and MAD-based σ of the finite values (NaN, NaN when there are none)."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return math.nan, math.nan
+    med = float(np.median(a))
+    return med, MAD_TO_SIGMA * float(np.median(np.abs(a - med)))
+
+
+def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64) -> F64:
+    """Median per row of an ascending-sorted block whose NaNs are at the end (n valid values)."""
+    lo = np.clip((n - 1) // 2, 0, None)
+    hi = np.clip(n // 2, 0, None)
+    a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
+    b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
+    return np.asarray(np.where(n > 0, (a + b) / 2, np.nan), np.float64)
+
+
+def _nan_med_mad(block: npt.NDArray[np.float32]) -> tuple[F64, F64, I64]:
+    """Row-wise median, MAD-σ and count over the last axis, ignoring NaN.
+
+    Vectorised with two sorts (``np.nanmedian`` falls back to a Python loop per row for wide
+    arrays, which is far too slow for thousands of series).
+    """
+    b = block.astype(np.float64)
+    n = np.sum(np.isfinite(b), axis=-1).astype(np.int64)
+    med = _sorted_median(np.sort(b, axis=-1), n)
+    dev = np.sort(np.abs(b - med[..., None]), axis=-1)
+    mad = _sorted_median(dev, n) * MAD_TO_SIGMA
+    return med, mad, n
+
+
+def poisson_floor(median_rate: F64, step_seconds: float) -> F64:
+    """Smallest credible spread of an event rate measured over one step.
+
+    Counts of independent events are at least Poisson-noisy: the σ of a rate λ over ``dt`` seconds
+    is sqrt(λ/dt). A series that is normally zero gets the σ of one event per step, so a handful of
+    errors in one step is noticed but a single one does not make an infinite z-score.
+    """
+    lam = np.maximum(np.nan_to_num(median_rate, nan=0.0), 1.0 / step_seconds)
+    return np.asarray(np.sqrt(lam / step_seconds), dtype=np.float64)
+
+
+class BaselineBank:
+    """Baselines for a growing set of series keyed by any hashable."""
+
+    def __init__(self, cfg: BaselineSettings, step_ms: int) -> None:
+        self.cfg = cfg
+        self.step_ms = step_ms
+        self.g_cap = max(cfg.min_points, int(cfg.window.total_seconds() * 1000 // step_ms))
+        per_hour = max(1, HOUR_MS // step_ms)
+        self.t_cap = max(cfg.tod_min_points, cfg.tod_days * per_hour)
+        self.day_cap = cfg.tod_days + 1
+        self.index: dict[Hashable, int] = {}
+        self.keys: list[Hashable] = []
+        n = 0
+        self.g = np.full((n, self.g_cap), np.nan, np.float32)
+        self.g_pos = np.zeros(n, np.int64)
+        self.tod = np.full((n, 24, self.t_cap), np.nan, np.float32) if cfg.time_of_day else None
+        self.t_pos = np.zeros((n, 24), np.int64)
+        self.t_days = np.full((n, 24, self.day_cap), -1, np.int64)
+        self.t_dpos = np.zeros((n, 24), np.int64)
+        # cached statistics
+        self.g_med = np.zeros(0)
+        self.g_sig = np.zeros(0)
+        self.g_n = np.zeros(0, np.int64)
+        self.t_med = np.zeros(0)
+        self.t_sig = np.zeros(0)
+        self.t_ok = np.zeros(0, bool)
+        self._stats_hour = -1
+        self._last_refresh = -(1 << 62)
+        self._dirty = True
+
+    # -- series management ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def ids(self, keys: Sequence[Hashable]) -> I64:
+        """Row ids of the keys, creating rows for new ones."""
+        out = np.empty(len(keys), np.int64)
+        new = 0
+        for i, k in enumerate(keys):
+            j = self.index.get(k)
+            if j is None:
+                j = len(self.keys)
+                self.index[k] = j
+                self.keys.append(k)
+                new += 1
+            out[i] = j
+        if new:
+            self._grow(new)
+        return out
+
+    def _grow(self, new: int) -> None:
+        """Make room for ``new`` more series (capacity doubles, so growth is amortised)."""
+        need = len(self.keys)
+        cap = self.g.shape[0]
+        if need > cap:
+            cap2 = max(need, 2 * cap, 64)
+
+            def grow(a: npt.NDArray[Any], fill: Any) -> npt.NDArray[Any]:
+                out = np.full((cap2, *a.shape[1:]), fill, a.dtype)
+                out[: a.shape[0]] = a
+                return out
+
+            self.g = grow(self.g, np.nan)
+            self.g_pos = grow(self.g_pos, 0)
+            if self.tod is not None:
+                self.tod = grow(self.tod, np.nan)
+            self.t_pos = grow(self.t_pos, 0)
+            self.t_days = grow(self.t_days, -1)
+            self.t_dpos = grow(self.t_dpos, 0)
+            self.g_med = grow(self.g_med, np.nan)
+            self.g_sig = grow(self.g_sig, np.nan)
+            self.g_n = grow(self.g_n, 0)
+            self.t_med = grow(self.t_med, np.nan)
+            self.t_sig = grow(self.t_sig, np.nan)
+            self.t_ok = grow(self.t_ok, False)
+        self._dirty = True
+
+    # -- learning ---------------------------------------------------------------------------
+    def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
+        """Append one step value per series (NaN values and duplicate ids are skipped)."""
+        ok = np.isfinite(values)
+        if not ok.any():
+            return
+        ids = ids[ok]
+        vals = values[ok].astype(np.float32)
+        ids, first = np.unique(ids, return_index=True)
+        vals = vals[first]
+        pos = self.g_pos[ids] % self.g_cap
+        self.g[ids, pos] = vals
+        self.g_pos[ids] += 1
+        if self.tod is not None:
+            hour = int((bucket_ms // HOUR_MS) % 24)
+            day = int(bucket_ms // DAY_MS)
+            tpos = self.t_pos[ids, hour] % self.t_cap
+            self.tod[ids, hour, tpos] = vals
+            self.t_pos[ids, hour] += 1
+            last_day = self.t_days[ids, hour, (self.t_dpos[ids, hour] - 1) % self.day_cap]
+            newday = ids[last_day != day]
+            if newday.size:
+                dpos = self.t_dpos[newday, hour] % self.day_cap
+                self.t_days[newday, hour, dpos] = day
+                self.t_dpos[newday, hour] += 1
+        self._dirty = True
+
+    def refresh(self, bucket_ms: int, *, force: bool = False) -> None:
+        """Recompute statistics if the refresh interval passed or the hour slot changed."""
+        hour = int((bucket_ms // HOUR_MS) % 24)
+        due = bucket_ms - self._last_refresh >= self.cfg.refresh.total_seconds() * 1000
+        if not (force or due or hour != self._stats_hour) or not self.keys:
+            return
+        if not (self._dirty or hour != self._stats_hour or force):
+            return
+        rows = len(self.keys)
+        self.g_med[:rows], self.g_sig[:rows], self.g_n[:rows] = _nan_med_mad(self.g[:rows])
+        if self.tod is not None:
+            med, sig, n = _nan_med_mad(self.tod[:rows, hour, :])
+            day = int(bucket_ms // DAY_MS)
+            days = self.t_days[:rows, hour, :]
+            cov = np.sum((days >= 0) & (days > day - self.cfg.tod_days - 1) & (days <= day), axis=1)
+            self.t_ok[:rows] = (n >= self.cfg.tod_min_points) & (cov >= self.cfg.tod_min_days)
+            self.t_med[:rows], self.t_sig[:rows] = med, sig
+        self._stats_hour = hour
+        self._last_refresh = bucket_ms
+        self._dirty = False
+
+    # -- querying ---------------------------------------------------------------------------
+    def baseline(self, ids: I64) -> tuple[F64, F64, I64]:
+        """(median, MAD-σ, source) per id under the current hour's statistics."""
+        med = np.full(ids.size, np.nan)
+        sig = np.full(ids.size, np.nan)
+        src = np.zeros(ids.size, np.int64)
+        if ids.size == 0 or self.g_med.size == 0:
+            return med, sig, src
+        known = ids < self.g_med.size
+        kid = ids[known]
+        g_ok = self.g_n[kid] >= self.cfg.min_points
+        t_ok = self.t_ok[kid] if self.t_ok.size else np.zeros(kid.size, bool)
+        m = np.where(t_ok, self.t_med[kid] if self.t_med.size else np.nan,
+                     np.where(g_ok, self.g_med[kid], np.nan))
+        s = np.where(t_ok, self.t_sig[kid] if self.t_sig.size else np.nan,
+                     np.where(g_ok, self.g_sig[kid], np.nan))
+        med[known] = m
+        sig[known] = s
+        src[known] = np.where(t_ok, SOURCE_TOD, np.where(g_ok, SOURCE_TRAILING, SOURCE_NONE))
+        return med, sig, src
+
+    def history_points(self, ids: I64) -> I64:
+        """How many trailing values each series has (cold-start reporting)."""
+        out = np.zeros(ids.size, np.int64)
+        known = ids < self.g_n.size
+        out[known] = self.g_n[ids[known]]
+        return out
+
+
+def robust_z(value: F64, med: F64, sigma: F64, floor: F64) -> F64:
+    """(value − median) / max(σ, floor); NaN where there is no baseline."""
+    scale = np.fmax(np.nan_to_num(sigma, nan=0.0), floor)
+    scale = np.where(scale > 0, scale, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((value - med) / scale, dtype=np.float64)

@@ -1,0 +1,583 @@
+"""East-west (storage / RDMA) congestion: PFC storms, RDMA errors, SMB latency, NIC discards.
+
+Per host and step four independent signals are measured (all as per-second rates from raw
+counters, or from formatted values when that is all the agent sends):
+
+=================  =================================================================  ========
+signal             source metrics                                                     unit
+=================  =================================================================  ========
+pfc_pause_frames   pfc.rx_pause_frames_total + pfc.tx_pause_frames_total (all NICs,    frames/s
+                   all priorities)
+rdma_errors        rdma.cq_errors_total + rdma.failed_connection_attempts_total +      errors/s
+                   rdma.connection_errors_total
+smb_latency        Δ smb.client.request_seconds_total / Δ smb.client.requests_total    s
+                   (or smb.client.request_avg_seconds weighted by requests_per_sec)
+nic_discards       net.packets_received_discarded_total + _outbound_discarded_total    pkts/s
+=================  =================================================================  ========
+
+Throughput (RDMA bytes, else NIC bytes) is measured as context and fed to the multivariate model,
+but never counts as a violation: a backup window moving a lot of data without pauses, errors or
+latency is not congestion.
+
+Each signal is judged against the host's own robust baseline (:mod:`analytics.baselines`:
+median/MAD, hour-of-day once there are two days of history, peers during cold start). Event-rate
+signals get a Poisson floor on their spread, so a counter that is normally zero needs several
+events in a step to matter. A step violates when ``min_signals`` signals exceed the sensitivity's
+z together, or one does and the cross-host IsolationForest (seeded, trained on non-violating
+steps) also calls the step an outlier. A host is congested after ``min_failing_periods`` violating
+steps of the last ``of_periods`` observed ones, and clears (hysteresis) when no signal reaches
+``clear_ratio`` × z for ``clear_periods`` steps or the host stops reporting.
+
+Incidents: one per host; hosts that become congested within ``group_window`` of an open
+incident's latest onset join it (a fabric-wide PFC storm is one incident with every host in its
+evidence). The incident keeps the resource of its first host, so its fingerprint never changes as
+it widens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from sklearn.ensemble import IsolationForest
+
+from analytics.baselines import (
+    SOURCE_NAMES,
+    SOURCE_NONE,
+    BaselineBank,
+    poisson_floor,
+    robust_z,
+)
+from analytics.findings import Finding
+from analytics.settings import AnalyticsSettings
+from collector.schema import AlertKind, Severity, from_ms, iso
+
+F64 = npt.NDArray[np.float64]
+
+SOURCE_PEERS = 3
+_SRC_NAMES = {**SOURCE_NAMES, SOURCE_PEERS: "peers"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSpec:
+    name: str
+    title: str
+    unit: str
+    kind: str  # "count" (event rate, Poisson floor) or "latency"
+
+
+SIGNALS: tuple[SignalSpec, ...] = (
+    SignalSpec("pfc_pause_frames", "PFC pause frames", "frames/s", "count"),
+    SignalSpec("rdma_errors", "RDMA errors", "errors/s", "count"),
+    SignalSpec("smb_latency", "SMB client latency", "s", "latency"),
+    SignalSpec("nic_discards", "NIC discards", "packets/s", "count"),
+)
+THROUGHPUT = "throughput"
+NSIG = len(SIGNALS)
+
+# metric → (signal index, role). Roles: 0 event count, 1/2 SMB Δseconds/Δrequests (raw),
+# 3/4 SMB avg seconds / requests per second (formatted), 5-8 throughput raw/formatted RDMA/NIC.
+_PFC, _RDMA, _SMB, _DISC, _TP = 0, 1, 2, 3, 4
+R_COUNT, R_LNUM, R_LDEN, R_LAVG, R_LRPS, R_RDMA_RAW, R_RDMA_FMT, R_NET_RAW, R_NET_FMT = range(9)
+METRIC_ROLES: dict[str, tuple[int, int]] = {
+    "pfc.rx_pause_frames_total": (_PFC, R_COUNT),
+    "pfc.tx_pause_frames_total": (_PFC, R_COUNT),
+    "rdma.cq_errors_total": (_RDMA, R_COUNT),
+    "rdma.failed_connection_attempts_total": (_RDMA, R_COUNT),
+    "rdma.connection_errors_total": (_RDMA, R_COUNT),
+    "net.packets_received_discarded_total": (_DISC, R_COUNT),
+    "net.packets_outbound_discarded_total": (_DISC, R_COUNT),
+    "smb.client.request_seconds_total": (_SMB, R_LNUM),
+    "smb.client.requests_total": (_SMB, R_LDEN),
+    "smb.client.request_avg_seconds": (_SMB, R_LAVG),
+    "smb.client.requests_per_sec": (_SMB, R_LRPS),
+    "rdma.inbound_bytes_total": (_TP, R_RDMA_RAW),
+    "rdma.outbound_bytes_total": (_TP, R_RDMA_RAW),
+    "rdma.inbound_bytes_per_sec": (_TP, R_RDMA_FMT),
+    "rdma.outbound_bytes_per_sec": (_TP, R_RDMA_FMT),
+    "net.bytes_received_total": (_TP, R_NET_RAW),
+    "net.bytes_sent_total": (_TP, R_NET_RAW),
+    "net.bytes_received_per_sec": (_TP, R_NET_FMT),
+    "net.bytes_sent_per_sec": (_TP, R_NET_FMT),
+}
+CONGESTION_METRICS = tuple(METRIC_ROLES)
+
+# label-derived columns the shared window query must provide
+SUB_EXPR = ("coalesce(labels['nic'], labels['instance'], "
+            "CASE WHEN labels['server'] IS NOT NULL OR labels['share'] IS NOT NULL THEN "
+            "'\\\\' || coalesce(labels['server'], '') || '\\' || coalesce(labels['share'], '') END, '')")
+PRIORITY_EXPR = "coalesce(labels['priority'], '')"
+
+
+def _f64(col: pa.ChunkedArray) -> F64:
+    return np.asarray(col.to_numpy(), np.float64)  # nulls become NaN for float columns
+
+
+@dataclass(slots=True)
+class _Window:
+    """Columns of one window table, decoded once."""
+
+    host_names: list[str]
+    host: npt.NDArray[np.int64]
+    sig: npt.NDArray[np.int64]
+    role: npt.NDArray[np.int64]
+    mcode: npt.NDArray[np.int64]
+    mnames: list[str]
+    rate: F64
+    inc: F64
+    mean: F64
+    sub: pa.Array
+    prio: pa.Array
+
+
+@dataclass(frozen=True, slots=True)
+class SignalScore:
+    value: float
+    baseline: float
+    sigma: float
+    z: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CongestionScore:
+    """Latest per-host congestion picture (exported as OTLP metrics)."""
+
+    host: str
+    ts: int  # step end, ms
+    score: float  # largest z over the four signals (NaN when not judged)
+    signals: dict[str, SignalScore]
+    throughput: float
+    iforest_outlier: bool | None
+    congested: bool
+
+
+@dataclass(slots=True)
+class _HostState:
+    flags: deque[bool]
+    clears: deque[bool]
+    active: bool = False
+    onset: int = 0
+    last_data: int = 0
+    incident: int | None = None
+    last_evidence: dict[str, Any] = field(default_factory=dict)
+    peak_z: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Incident:
+    id: int
+    anchor: str
+    hosts: dict[str, int]  # host → onset ms
+    last_onset: int
+    active: bool = True
+    ended: int | None = None
+
+
+def _fmt(value: float, unit: str) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if unit == "s":
+        return f"{value * 1000:.2f} ms"
+    if abs(value) >= 100:
+        return f"{value:,.0f} {unit}"
+    return f"{value:.3g} {unit}"
+
+
+class CongestionDetector:
+    """Incremental east-west congestion detection over the samples table."""
+
+    def __init__(self, settings: AnalyticsSettings) -> None:
+        self.s = settings
+        self.c = settings.congestion
+        self.step_ms = settings.step_ms
+        self.step_s = self.step_ms / 1000.0
+        self.z_fire = (self.c.sensitivity or settings.sensitivity).z
+        self.z_clear = self.z_fire * self.c.clear_ratio
+        self.bank = BaselineBank(settings.baselines, self.step_ms)
+        self.hosts: dict[str, _HostState] = {}
+        self.host_ids: dict[str, npt.NDArray[np.int64]] = {}
+        self.incidents: dict[int, _Incident] = {}
+        self._next_incident = 1
+        self.scores: dict[str, CongestionScore] = {}
+        # multivariate model
+        self.train: deque[npt.NDArray[np.float64]] = deque(maxlen=self.c.if_train_max)
+        self.model: IsolationForest | None = None
+        self.last_train = -(1 << 62)
+        self._trained_on = 0
+        self.last_bucket = 0
+
+    # ------------------------------------------------------------------------------------------
+    def process(self, tbl: pa.Table, hi_ms: int) -> None:
+        """Judge every step in a window table (see :func:`analytics.rates.step_values_sql`)."""
+        if tbl.num_rows:
+            metric_col = tbl.column("metric").combine_chunks()
+            mask = pc.is_in(metric_col, value_set=pa.array(CONGESTION_METRICS))
+            if pc.any(mask).as_py():
+                self._process(tbl.filter(mask))
+        self._expire(hi_ms)
+
+    def _process(self, tbl: pa.Table) -> None:
+        host_col = tbl.column("host").combine_chunks().dictionary_encode()
+        host_names: list[str] = host_col.dictionary.to_pylist()
+        host_code = np.asarray(host_col.indices.to_numpy(zero_copy_only=False), np.int64)
+        mcol = tbl.column("metric").combine_chunks().dictionary_encode()
+        mnames: list[str] = mcol.dictionary.to_pylist()
+        mcode = np.asarray(mcol.indices.to_numpy(zero_copy_only=False), np.int64)
+        sig_of = np.array([METRIC_ROLES[m][0] for m in mnames], np.int64)
+        role_of = np.array([METRIC_ROLES[m][1] for m in mnames], np.int64)
+        w = _Window(
+            host_names=host_names, host=host_code, sig=sig_of[mcode], role=role_of[mcode],
+            mcode=mcode, mnames=mnames,
+            rate=_f64(tbl.column("rate")), inc=_f64(tbl.column("inc")), mean=_f64(tbl.column("mean")),
+            sub=tbl.column("sub").combine_chunks(), prio=tbl.column("priority").combine_chunks(),
+        )
+        buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)
+        order = np.argsort(buckets, kind="stable")
+        ub, starts = np.unique(buckets[order], return_index=True)
+        ends = np.append(starts[1:], order.size)
+        last = len(ub) - 1
+        for n, (b, a, z) in enumerate(zip(ub, starts, ends, strict=True)):
+            self._step(int(b), order[a:z], w, final=n == last)
+
+    def _step(self, bucket: int, sel: npt.NDArray[np.intp], w: _Window, *, final: bool = True) -> None:
+        nh = len(w.host_names)
+        h, role, sig = w.host[sel], w.role[sel], w.sig[sel]
+        rate, inc, mean = w.rate[sel], w.inc[sel], w.mean[sel]
+        vals = np.full((nh, NSIG), np.nan)
+        cnt = (role == R_COUNT) & np.isfinite(rate)
+        if cnt.any():
+            acc = np.zeros((nh, NSIG))
+            seen = np.zeros((nh, NSIG), bool)
+            np.add.at(acc, (h[cnt], sig[cnt]), rate[cnt])
+            seen[h[cnt], sig[cnt]] = True
+            vals = np.where(seen, acc, np.nan)
+        # SMB latency: Δseconds / Δrequests over all shares (raw), else formatted averages
+        lat_num = np.zeros(nh)
+        lat_den = np.zeros(nh)
+        m = (role == R_LNUM) & np.isfinite(inc)
+        np.add.at(lat_num, h[m], inc[m])
+        m = (role == R_LDEN) & np.isfinite(inc)
+        np.add.at(lat_den, h[m], inc[m])
+        raw_ok = lat_den > 0
+        vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
+        fmt = np.nonzero((role == R_LAVG) | (role == R_LRPS))[0]
+        if fmt.size:
+            pairs: dict[tuple[int, str], list[float]] = {}
+            for j in fmt:
+                i = int(sel[j])
+                slot = pairs.setdefault((int(h[j]), str(w.sub[i].as_py())), [math.nan, math.nan])
+                slot[0 if role[j] == R_LAVG else 1] = float(mean[j])
+            num = np.zeros(nh)
+            den = np.zeros(nh)
+            for (hh, _sub), (avg, rps) in pairs.items():
+                if raw_ok[hh] or not math.isfinite(avg):
+                    continue
+                wt = rps if math.isfinite(rps) else (1.0 if avg > 0 else 0.0)
+                num[hh] += avg * wt
+                den[hh] += wt
+            ok = (den > 0) & ~raw_ok
+            vals[ok, _SMB] = num[ok] / den[ok]
+        # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
+        throughput = np.full(nh, np.nan)
+        for r, use_rate in ((R_NET_FMT, False), (R_NET_RAW, True), (R_RDMA_FMT, False), (R_RDMA_RAW, True)):
+            v = rate if use_rate else mean
+            m = (role == r) & np.isfinite(v)
+            if m.any():
+                acc1 = np.zeros(nh)
+                seen1 = np.zeros(nh, bool)
+                np.add.at(acc1, h[m], v[m])
+                seen1[h[m]] = True
+                throughput = np.where(seen1, acc1, throughput)
+        present = np.nonzero(np.isfinite(vals).any(axis=1) | np.isfinite(throughput))[0]
+        if present.size == 0:
+            return
+        self._judge(bucket, [w.host_names[i] for i in present], vals[present], throughput[present],
+                    sel, present, w, final)
+
+    # ------------------------------------------------------------------------------------------
+    def _ids(self, hosts: list[str]) -> npt.NDArray[np.int64]:
+        out = np.empty((len(hosts), NSIG + 1), np.int64)
+        missing = [h for h in hosts if h not in self.host_ids]
+        if missing:
+            keys = [(h, name) for h in missing for name in [s.name for s in SIGNALS] + [THROUGHPUT]]
+            ids = self.bank.ids(keys).reshape(len(missing), NSIG + 1)
+            for h, row in zip(missing, ids, strict=True):
+                self.host_ids[h] = row
+        for i, h in enumerate(hosts):
+            out[i] = self.host_ids[h]
+        return out
+
+    def _judge(self, bucket: int, hosts: list[str], vals: F64, throughput: F64,
+               sel: npt.NDArray[np.intp], present: npt.NDArray[np.intp], w: _Window, final: bool) -> None:
+        n = len(hosts)
+        ids = self._ids(hosts)
+        self.bank.refresh(bucket)
+        flat = ids.reshape(-1)
+        med, sig, src = self.bank.baseline(flat)
+        med = med.reshape(n, NSIG + 1)
+        sig = sig.reshape(n, NSIG + 1)
+        src = src.reshape(n, NSIG + 1)
+        # cold start: borrow the peers' baseline for the same signal (≥ 3 peers with their own)
+        for s in range(NSIG + 1):
+            own = src[:, s] != SOURCE_NONE
+            if (~own).any() and own.sum() >= 3:
+                med[~own, s] = float(np.median(med[own, s]))
+                sig[~own, s] = float(np.median(sig[own, s]))
+                src[~own, s] = SOURCE_PEERS
+        allv = np.concatenate([vals, throughput[:, None]], axis=1)
+        floor = np.empty_like(med)
+        rel = self.s.baselines.relative_floor
+        for s, spec in enumerate(SIGNALS):
+            if spec.kind == "count":
+                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s),
+                                      rel * np.abs(np.nan_to_num(med[:, s])))
+            else:
+                floor[:, s] = np.fmax(rel * np.abs(np.nan_to_num(med[:, s])), self.c.latency_floor_seconds)
+        floor[:, NSIG] = np.fmax(rel * np.abs(np.nan_to_num(med[:, NSIG])), 1.0)
+        z = robust_z(allv, med, sig, floor)
+        zs = z[:, :NSIG]
+        over = np.nan_to_num(zs, nan=0.0) >= self.z_fire
+        n_over = over.sum(axis=1)
+        near: npt.NDArray[np.bool_] = np.asarray((np.nan_to_num(zs, nan=0.0) >= self.z_clear).any(axis=1))
+        feats = np.clip(np.nan_to_num(z, nan=0.0), -10.0, 50.0)
+        if_out = np.zeros(n, bool)
+        if_known = np.zeros(n, bool)
+        cand = np.nonzero((n_over >= 1) & (n_over < self.c.min_signals))[0]
+        if self.model is not None and cand.size:
+            pred = self.model.predict(feats[cand])
+            if_out[cand] = pred == -1
+            if_known[cand] = True
+        flag: npt.NDArray[np.bool_] = np.asarray((n_over >= self.c.min_signals) | ((n_over >= 1) & if_out))
+
+        # learn from quiet steps of quiet hosts only (an incident must not become the baseline)
+        learn = np.ones(n, bool)
+        newly_active: list[str] = []
+        for i, h in enumerate(hosts):
+            st = self.hosts.get(h)
+            if st is None:
+                st = _HostState(deque(maxlen=self.c.of_periods), deque(maxlen=self.c.clear_periods))
+                self.hosts[h] = st
+            st.flags.append(bool(flag[i]))
+            st.clears.append(bool(near[i]))
+            st.last_data = bucket
+            if st.active or bool(flag[i]):
+                learn[i] = False
+            if not st.active and sum(st.flags) >= self.c.min_failing_periods:
+                st.active = True
+                st.onset = bucket
+                st.peak_z = {}
+                newly_active.append(h)
+            elif st.active and not any(st.clears):
+                self._clear_host(h, bucket)
+        if learn.any():
+            lid = ids[learn].reshape(-1)
+            self.bank.add(lid, allv[learn].reshape(-1), bucket)
+            if self.c.isolation_forest:
+                # train only on steps judged against a baseline (cold-start zeros would teach the
+                # forest that "no baseline yet" is normal)
+                judged = np.isfinite(zs).sum(axis=1) >= 2
+                for row in feats[learn & judged]:
+                    self.train.append(row)
+        self._maybe_train(bucket)
+
+        # peaks every step; scores and evidence only where someone will read them (the last step of
+        # a catch-up, a host that just became congested, a congested host's current step)
+        newly = set(newly_active)
+        for i, h in enumerate(hosts):
+            st = self.hosts[h]
+            if st.active:
+                for s_i, spec in enumerate(SIGNALS):
+                    zi = float(z[i, s_i])
+                    if math.isfinite(zi):
+                        st.peak_z[spec.name] = max(st.peak_z.get(spec.name, -math.inf), zi)
+            if not (final or h in newly or (st.active and bool(flag[i]))):
+                continue
+            scores = {
+                spec.name: SignalScore(float(allv[i, s_i]), float(med[i, s_i]), float(sig[i, s_i]),
+                                       float(z[i, s_i]), _SRC_NAMES[int(src[i, s_i])])
+                for s_i, spec in enumerate(SIGNALS)
+            }
+            fin = zs[i][np.isfinite(zs[i])]
+            self.scores[h] = CongestionScore(
+                h, bucket, float(fin.max()) if fin.size else math.nan, scores, float(throughput[i]),
+                bool(if_out[i]) if if_known[i] else None, st.active)
+            if st.active:
+                hcode = int(present[i])
+                rows = [int(j) for j in sel[w.host[sel] == hcode]]
+                st.last_evidence = self._host_evidence(
+                    bucket, scores, float(throughput[i]), float(med[i, NSIG]), over[i], if_out[i],
+                    if_known[i], st, rows, w)
+        self._group(newly_active, bucket)
+        self.last_bucket = max(self.last_bucket, bucket)
+
+    def _host_evidence(self, bucket: int, scores: dict[str, SignalScore], tput: float, tput_base: float,
+                       over: npt.NDArray[np.bool_], if_out: bool, if_known: bool, st: _HostState,
+                       rows: list[int], w: _Window) -> dict[str, Any]:
+        signals: dict[str, Any] = {}
+        for s, spec in enumerate(SIGNALS):
+            sc = scores[spec.name]
+            signals[spec.name] = {
+                "value": sc.value, "baseline": sc.baseline, "spread": sc.sigma, "z": sc.z,
+                "unit": spec.unit, "baseline_source": sc.source, "violating": bool(over[s]),
+                "peak_z": st.peak_z.get(spec.name),
+            }
+        pfc: dict[str, float] = {}
+        rdma: dict[str, float] = {}
+        disc: dict[str, float] = {}
+        for j in rows:
+            m = w.mnames[int(w.mcode[j])]
+            r = float(w.rate[j])
+            if not math.isfinite(r):
+                continue
+            sub = w.sub[j].as_py() or "?"
+            if m.startswith("pfc."):
+                direction = "rx" if ".rx_" in m else "tx"
+                key = f"{sub} prio {w.prio[j].as_py() or '?'} {direction}"
+                pfc[key] = pfc.get(key, 0.0) + r
+            elif METRIC_ROLES[m][0] == _RDMA:
+                key = f"{sub} {m.split('.', 1)[1].removesuffix('_total')}"
+                rdma[key] = rdma.get(key, 0.0) + r
+            elif METRIC_ROLES[m][0] == _DISC:
+                key = f"{sub} {'rx' if 'received' in m else 'tx'}"
+                disc[key] = disc.get(key, 0.0) + r
+
+        def top(d: dict[str, float]) -> dict[str, float]:
+            return dict(sorted(((k, v) for k, v in d.items() if v > 0), key=lambda kv: -kv[1])[:8])
+
+        return {
+            "step_end": iso(from_ms(bucket)),
+            "onset": iso(from_ms(st.onset)),
+            "signals": signals,
+            "violating": [spec.name for s, spec in enumerate(SIGNALS) if over[s]],
+            "failing_periods": f"{sum(st.flags)}/{len(st.flags)}",
+            "throughput_bytes_per_sec": {"value": tput, "baseline": tput_base},
+            "isolation_forest_outlier": bool(if_out) if if_known else None,
+            "pfc_pause_frames_by_nic_priority": top(pfc),
+            "rdma_errors_by_nic": top(rdma),
+            "nic_discards_by_nic": top(disc),
+        }
+
+    def _clear_host(self, host: str, bucket: int) -> None:
+        st = self.hosts[host]
+        st.active = False
+        if st.incident is not None:
+            inc = self.incidents.get(st.incident)
+            st.incident = None
+            if inc is not None and not any(
+                    self.hosts[h].active and self.hosts[h].incident == inc.id for h in inc.hosts):
+                inc.active = False
+                inc.ended = bucket
+
+    def _group(self, newly: list[str], bucket: int) -> None:
+        if not newly:
+            return
+        gw = self.c.group_window.total_seconds() * 1000
+        for h in sorted(newly):
+            st = self.hosts[h]
+            target = None
+            for inc in self.incidents.values():
+                if inc.active and bucket - inc.last_onset <= gw:
+                    target = inc
+                    break
+            if target is None:
+                # an incident this host was part of that ended moments ago comes back to life (one
+                # storm that pauses is still one incident, whichever host wakes first)
+                for inc in self.incidents.values():
+                    if not inc.active and h in inc.hosts and inc.ended is not None \
+                            and bucket - inc.ended <= gw:
+                        target = inc
+                        target.active = True
+                        target.ended = None
+                        break
+            if target is None:
+                target = _Incident(self._next_incident, h, {}, bucket)
+                self._next_incident += 1
+                self.incidents[target.id] = target
+            target.hosts.setdefault(h, bucket)
+            target.last_onset = max(target.last_onset, bucket)
+            st.incident = target.id
+
+    def _maybe_train(self, bucket: int) -> None:
+        if not self.c.isolation_forest or len(self.train) < self.c.if_min_train:
+            return
+        # retrain once early (when the training set has grown 4×), then on schedule
+        grown = self.model is not None and self._trained_on < 4 * self.c.if_min_train \
+            and len(self.train) >= 4 * self._trained_on
+        if not grown and bucket - self.last_train < self.c.if_retrain.total_seconds() * 1000:
+            return
+        x = np.asarray(self.train)
+        model = IsolationForest(n_estimators=self.c.if_estimators, contamination=self.c.if_contamination,
+                                max_samples=min(256, len(x)), random_state=self.s.seed)
+        model.fit(x)
+        self.model = model
+        self.last_train = bucket
+        self._trained_on = len(x)
+
+    def _expire(self, now_ms: int) -> None:
+        """Hosts that stopped reporting clear; long-cleared incidents are forgotten."""
+        gap = self.s.max_rate_gap.total_seconds() * 1000
+        for h, st in self.hosts.items():
+            if st.active and now_ms - st.last_data > gap:
+                st.last_evidence = {**st.last_evidence, "cleared_because": "host stopped reporting"}
+                self._clear_host(h, now_ms)
+        keep = self.c.retain_inactive.total_seconds() * 1000
+        for iid in [i.id for i in self.incidents.values()
+                    if not i.active and i.ended is not None and now_ms - i.ended > keep]:
+            del self.incidents[iid]
+
+    # ------------------------------------------------------------------------------------------
+    def findings(self) -> list[Finding]:
+        out = []
+        for inc in sorted(self.incidents.values(), key=lambda i: i.id):
+            members = sorted(inc.hosts, key=lambda h: (inc.hosts[h], h))
+            active = [h for h in members if self.hosts[h].active and self.hosts[h].incident == inc.id]
+            ev_hosts = {h: self.hosts[h].last_evidence for h in members}
+            many = len(members) >= 2
+            top_sig = 0
+            for h in active:
+                top_sig = max(top_sig, len(self.hosts[h].last_evidence.get("violating", [])))
+            severity = Severity.SEV1 if (many and inc.active) or top_sig >= 3 else Severity.SEV2
+            lead = active[0] if active else inc.anchor
+            desc = self._describe(self.hosts[lead].last_evidence)
+            who = lead if len(members) == 1 else f"{len(members)} hosts ({', '.join(members[:6])}" + (
+                ", …)" if len(members) > 6 else ")")
+            state = "" if inc.active else " (cleared)"
+            summary = f"East-west congestion on {who}{state}: {desc}"
+            evidence = {
+                "hosts": members,
+                "active_hosts": active,
+                "onset": iso(from_ms(min(inc.hosts.values()))),
+                "ended": iso(from_ms(inc.ended)) if inc.ended is not None else None,
+                "per_host": ev_hosts,
+                "sensitivity_z": self.z_fire,
+                "clear_z": self.z_clear,
+            }
+            out.append(Finding(AlertKind.EASTWEST_CONGESTION, {"host": inc.anchor}, severity, summary,
+                               evidence, active=inc.active))
+        return out
+
+    @staticmethod
+    def _describe(ev: dict[str, Any]) -> str:
+        sigs = ev.get("signals", {})
+        names = ev.get("violating") or sorted(
+            sigs, key=lambda k: -(sigs[k]["z"] if sigs[k]["z"] is not None and math.isfinite(sigs[k]["z"])
+                                  else -1e9))[:2]
+        spec = {s.name: s for s in SIGNALS}
+        parts = []
+        for n in names:
+            sg = sigs.get(n)
+            if not sg:
+                continue
+            parts.append(f"{spec[n].title} {_fmt(sg['value'], spec[n].unit)} "
+                         f"(baseline {_fmt(sg['baseline'], spec[n].unit)})")
+        return "; ".join(parts) or "signals above baseline"
+
+    def snapshot(self) -> list[CongestionScore]:
+        return [self.scores[h] for h in sorted(self.scores)]

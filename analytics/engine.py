@@ -1,0 +1,130 @@
+"""Runs every detector over the store, incrementally, on a fixed step grid.
+
+``Engine.evaluate(con, now)`` is called every ``evaluation_interval`` of (virtual or wall) time.
+It analyses the complete steps between its cursor and ``now − settle`` — reading only rows with
+``ts`` in that window (plus ``max_rate_gap`` before it, so counters find their predecessor) — and
+returns the findings of all detectors. Baselines, holdings and usage histories live in memory and
+are updated from the new rows only, which keeps a call cheap however long the store's history.
+
+Calling less often is fine: a call catches up over every step since the last one, exactly as if
+it had been called at each step. The first call after a (re)start reads ``bootstrap_window`` of
+history to rebuild baselines and trends (in chunks, so memory stays bounded); alert state itself
+is restored by :class:`analytics.lifecycle.AlertManager`.
+
+``con`` is any DuckDB connection with ``samples`` and ``ip_observations`` views or tables in the
+hciwatch schemas; the engine never writes to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from analytics.anomaly import SERIES_EXPR, MetricAnomalyDetector
+from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, CongestionDetector, CongestionScore
+from analytics.duplicate_ip import DuplicateIpDetector
+from analytics.findings import Finding
+from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
+from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks
+from analytics.observations import ObservationTracker
+from analytics.overlap import OverlapDetector
+from analytics.rates import SeriesRegistry, StepAccumulator, query_table, sql_str, window_sql
+from analytics.settings import AnalyticsSettings
+from collector.schema import to_ms
+
+SAMPLE_CHUNK_MS = 3_600_000
+
+
+def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
+    """(a, b] pieces of (lo, hi] whose ends fall on multiples of size (except the last)."""
+    a = lo
+    while a < hi:
+        b = min(hi, (a // size + 1) * size)
+        yield a, b
+        a = b
+
+
+class Engine:
+    """All detectors, one cursor. Not thread-safe: one caller evaluates at a time."""
+
+    def __init__(self, settings: AnalyticsSettings, networks: Sequence[NetworkLike]) -> None:
+        self.settings = settings
+        self.plans: list[NetworkPlan] = compile_networks(networks, settings.pools)
+        self.index = NetworkIndex(self.plans)
+        self.obs = ObservationTracker(settings)
+        self.pools = PoolDetector(settings, self.plans, self.index)
+        self.overlap = OverlapDetector(settings, self.plans, self.index)
+        self.duplicates = DuplicateIpDetector(settings, self.index)
+        self.congestion = CongestionDetector(settings)
+        self.anomaly = MetricAnomalyDetector(settings)
+        metrics = sorted(set(CONGESTION_METRICS) | set(POOL_METRICS) | set(self.anomaly.metrics))
+        series = (f"CASE WHEN metric IN ({', '.join(sql_str(m) for m in self.anomaly.metrics)}) "
+                  f"THEN {SERIES_EXPR} END") if self.anomaly.metrics else "NULL::VARCHAR"
+        self.registry = SeriesRegistry(metrics, {
+            "sub": SUB_EXPR, "priority": PRIORITY_EXPR, "pool": POOL_EXPR, "scope": SCOPE_EXPR,
+            "series": series})
+        self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000),
+                                     self.registry)
+        self.window_sql = window_sql(metrics)
+        self.cursor: int | None = None
+        self.last_eval_seconds = 0.0
+        self.timings: dict[str, float] = {}
+
+    def evaluate(self, con: Any, now: datetime) -> list[Finding]:
+        """Analyse every complete step up to ``now`` and return the current findings."""
+        t0 = time.perf_counter()
+        s = self.settings
+        step = s.step_ms
+        hi = ((to_ms(now) - int(s.settle.total_seconds() * 1000)) // step) * step
+        if self.cursor is None:
+            boot = int(s.bootstrap_window.total_seconds() * 1000)
+            self.cursor = ((hi - boot) // step) * step
+        if hi < self.cursor:
+            raise ValueError(
+                f"evaluate() called with now={now.isoformat()} before the last evaluated step; "
+                "use a new Engine to analyse an earlier time range")
+        timings: dict[str, float] = {}
+        if hi > self.cursor:
+            cur = self.cursor
+            for a, b in _chunks(cur, hi, SAMPLE_CHUNK_MS):
+                raw = self._timed(timings, "samples_query", query_table, con, self.window_sql,
+                                  {"lo_us": a * 1000, "hi_us": b * 1000})
+                tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)
+                self._timed(timings, "congestion", self.congestion.process, tbl, b)
+                self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
+                self._timed(timings, "pool_metrics", self.pools.process_metrics, tbl)
+            self._timed(timings, "ip_observations", self.obs.ingest, con, cur, hi, prune=False)
+            bucket = self.pools.bucket_ms
+            t = (cur // bucket + 1) * bucket
+            while t <= hi:  # usage at every pool-bucket end in the window (past states included)
+                self._timed(timings, "pool_usage", self.pools.sample_observed, self.obs, t)
+                t += bucket
+            self.obs.prune(hi)
+            self.cursor = hi
+        findings: list[Finding] = []
+        findings += self._timed(timings, "pool_forecast", self.pools.evaluate, hi)
+        findings += self._timed(timings, "overlap", self.overlap.evaluate, self.obs, hi)
+        findings += self._timed(timings, "duplicate_ip", self.duplicates.evaluate, self.obs, hi)
+        findings += self.congestion.findings()
+        findings += self.anomaly.findings()
+        self.timings = timings
+        self.last_eval_seconds = time.perf_counter() - t0
+        return findings
+
+    @staticmethod
+    def _timed(timings: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+
+    def pool_stats(self) -> list[PoolStat]:
+        """Latest usage and forecast of every pool (for OTLP metrics / the API)."""
+        return self.pools.snapshot()
+
+    def congestion_scores(self) -> list[CongestionScore]:
+        """Latest per-host congestion signals, baselines and scores (for OTLP metrics / the API)."""
+        return self.congestion.snapshot()

@@ -1,0 +1,409 @@
+"""VIP / node pool accounting and time-to-exhaustion (vip_pool_exhaustion, node_pool_exhaustion).
+
+Usage per pool and network, every ``pools.bucket``:
+
+* **VIP pool** (and each configured MetalLB/custom LB range): distinct addresses inside the range
+  held by anything (Services, API-server VIPs, HAProxy frontends, and misplaced nodes/NICs, which
+  occupy an address just the same), but never less than the IP plan says: one VIP per cluster
+  API server (management cluster included) plus one per LoadBalancer Service seen;
+* **node pool**: distinct addresses held by node VMs, load-balancer (HAProxy) VMs and anything else
+  inside the range;
+* **MetalLB / Calico pools** from their own gauges when scraped (``metallb.addresses_in_use`` /
+  ``metallb.addresses_total`` per pool; ``calico.ipam.allocations_in_use`` summed over nodes /
+  ``calico.ipam.ippool_size`` per ippool). Calico IPAM pools hold pod addresses; they are reported
+  under ``node_pool_exhaustion`` (workload capacity) until a dedicated kind exists.
+
+The reserve is what the next upgrade or scale-out needs: node pools keep the IP plan's update IPs
+(22H2: 2 for the management cluster + 5 per workload cluster; 23H2: 1 per cluster; or the
+network's ``node_upgrade_reserve``); VIP pools keep ``vip_reserve`` (default 2: one more cluster's
+API-server and load-balancer VIPs); Calico pools keep 0.
+
+Forecast: a Theil–Sen line (median of pairwise slopes — the estimator of scikit-learn's
+``TheilSenRegressor``, computed exactly here because its interval is needed) over the trailing
+``trend_window``, with Sen's confidence interval widened for the autocorrelation of usage
+(:func:`theil_sen`). It fires when free addresses are already below the reserve, or
+when the *lower* confidence bound of the slope is positive and the median forecast crosses the
+reserve within ``horizon``. A flat pool — however full — never pages on the forecast; a scale-out
+that is released again does not move a robust slope over hours of history. Hysteresis: a firing
+forecast clears only when the crossing moves beyond ``horizon × clear_horizon_factor`` or the
+trend stops rising, and free addresses are back at or above the reserve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.stats import norm
+
+from analytics.findings import Finding
+from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
+from analytics.observations import Holding, ObservationTracker
+from analytics.settings import AnalyticsSettings
+from collector.schema import AlertKind, Severity, from_ms, iso
+
+POOL_METRICS = ("metallb.addresses_in_use", "metallb.addresses_total",
+                "calico.ipam.allocations_in_use", "calico.ipam.ippool_size")
+POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
+SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStat:
+    """Latest state of one pool (exported as OTLP metrics and shown by the CLI)."""
+
+    network: str
+    pool: str
+    pool_type: str  # vip, node, lb, metallb, calico
+    ts: int
+    size: int
+    used: int
+    free: int
+    reserve: int
+    slope_per_day: float  # NaN until there is a trend
+    slope_per_day_low: float
+    slope_per_day_high: float
+    hours_to_reserve: float | None  # None: not forecast to cross (flat/falling/no trend)
+    hours_to_reserve_low: float | None
+    hours_to_reserve_high: float | None
+    firing: bool
+
+
+@dataclass(slots=True)
+class _Pool:
+    network: str
+    pool: str
+    pool_type: str
+    kind: AlertKind
+    size: int
+    reserve: int
+    history: deque[tuple[int, float]] = field(default_factory=deque)
+    firing: bool = False
+    fired_at: int | None = None
+    cleared_at: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    stat: PoolStat | None = None
+    last_fit: tuple[int, int] | None = None
+    trend_reset_at: int | None = None
+    fit: tuple[float, float, float] | None = None
+
+
+def theil_sen(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+              confidence: float) -> tuple[float, float, float]:
+    """Theil–Sen slope with Sen's confidence interval, widened for autocorrelation.
+
+    Pool usage is a step process: consecutive points are far from independent, and the textbook
+    interval (which assumes independence) would call a random excursion of a churning pool a
+    trend. The variance of Kendall's S is inflated by (1 + ρ) / (1 − ρ), ρ being the lag-1
+    autocorrelation of the residuals (the Hamed & Rao correction, AR(1) form). Ties are not
+    corrected for, which only widens the interval. Returns (slope, low, high) per unit of x.
+    """
+    n = x.size
+    if n < 3 or np.all(y == y[0]):
+        return 0.0, 0.0, 0.0
+    i, j = np.triu_indices(n, k=1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    slopes = np.sort((y[j] - y[i])[ok] / dx[ok])
+    if slopes.size == 0:
+        return 0.0, 0.0, 0.0
+    b = float(np.median(slopes))
+    resid = y - (float(np.median(y - b * x)) + b * x)
+    r0 = resid - resid.mean()
+    den = float(np.dot(r0, r0))
+    rho = float(np.dot(r0[1:], r0[:-1]) / den) if den > 0 else 0.0
+    rho = min(max(rho, 0.0), 0.95)
+    var_s = n * (n - 1) * (2 * n + 5) / 18.0 * (1 + rho) / (1 - rho)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    m = slopes.size
+    lo_rank = int(np.floor((m - z * np.sqrt(var_s)) / 2))
+    hi_rank = int(np.ceil((m + z * np.sqrt(var_s)) / 2))
+    lo = float(slopes[max(0, lo_rank)]) if lo_rank >= 0 else -math.inf
+    hi = float(slopes[min(m - 1, hi_rank)]) if hi_rank < m else math.inf
+    return b, lo, hi
+
+
+def _hours(headroom: float, slope_per_h: float) -> float | None:
+    if slope_per_h <= 0 or not math.isfinite(slope_per_h):
+        return None
+    return max(0.0, headroom / slope_per_h)
+
+
+class PoolDetector:
+    def __init__(self, settings: AnalyticsSettings, plans: list[NetworkPlan], index: NetworkIndex) -> None:
+        self.s = settings
+        self.p = settings.pools
+        self.plans = plans
+        self.index = index
+        self.bucket_ms = int(self.p.bucket.total_seconds() * 1000)
+        self.ttl = int(self.p.allocation_ttl.total_seconds() * 1000)
+        self.window = int(self.p.trend_window.total_seconds() * 1000)
+        self.pools: dict[tuple[str, str], _Pool] = {}
+        for plan in plans:
+            for r in plan.ranges:
+                if r.kind == "node":
+                    kind, reserve = AlertKind.NODE_POOL_EXHAUSTION, plan.node_reserve
+                else:
+                    kind, reserve = AlertKind.VIP_POOL_EXHAUSTION, plan.vip_reserve
+                self.pools[(plan.name, r.pool)] = _Pool(plan.name, r.pool, r.kind, kind, r.size, reserve)
+
+    # -- usage sampling --------------------------------------------------------------------------
+    def sample_observed(self, obs: ObservationTracker, t_ms: int) -> None:
+        """Record every configured pool's usage at t_ms from the current holdings."""
+        in_pool: dict[tuple[str, str], dict[str, list[Holding]]] = {k: {} for k in self.pools
+                                                                   if not k[1].startswith(("metallb:",
+                                                                                           "calico:"))}
+        for h in obs.holdings.values():
+            if h.owner_kind == "pod" or not h.held_at(t_ms, self.ttl):
+                continue
+            _key, ranges, _net = self.index.lookup(h.ip)
+            for r in ranges:
+                slot = in_pool.get((r.network, r.pool))
+                if slot is not None:
+                    slot.setdefault(h.ip, []).append(h)
+        for plan in self.plans:
+            for r in plan.ranges:
+                held = in_pool[(plan.name, r.pool)]
+                pool = self.pools[(plan.name, r.pool)]
+                used, detail = self._usage(plan, r, held)
+                pool.detail = detail
+                self._append(pool, t_ms, float(used))
+
+    def _usage(self, plan: NetworkPlan, r: PoolRange, held: dict[str, list[Holding]]) -> tuple[int, dict[str, Any]]:
+        by_kind: Counter[str] = Counter()
+        for hs in held.values():
+            by_kind[sorted({h.owner_kind for h in hs})[0]] += 1
+        observed = len(held)
+        detail: dict[str, Any] = {"observed_addresses": observed, "addresses_by_owner_kind": dict(by_kind)}
+        used = observed
+        if r.kind == "vip":
+            service_ips = {ip for ip, hs in held.items() if any(h.owner_kind == "service" for h in hs)}
+            cp_clusters = {h.cluster or h.owner for hs in held.values() for h in hs
+                           if h.owner_kind == "control-plane"}
+            planned_api = [c for c in plan.all_clusters if c not in cp_clusters]
+            plan_min = len(service_ips) + len(plan.all_clusters)
+            used = max(observed, plan_min)
+            per_cluster: Counter[str] = Counter()
+            per_ns: Counter[tuple[str, str]] = Counter()
+            for ip in service_ips:
+                for h in held[ip]:
+                    if h.owner_kind == "service":
+                        per_cluster[h.cluster or "?"] += 1
+                        per_ns[(h.cluster or "?", h.owner.split("/", 1)[0] if "/" in h.owner else "")] += 1
+                        break
+            detail.update({
+                "loadbalancer_service_vips": len(service_ips),
+                "api_server_vips_planned": len(plan.all_clusters),
+                "api_server_vips_not_observed": planned_api,
+                "top_vip_holders_by_cluster": [{"cluster": c, "vips": n}
+                                               for c, n in per_cluster.most_common(5)],
+                "top_vip_holders_by_namespace": [{"cluster": c, "namespace": ns, "vips": n}
+                                                 for (c, ns), n in per_ns.most_common(5)],
+            })
+        elif r.kind == "node":
+            vms: Counter[str] = Counter()
+            for hs in held.values():
+                for h in hs:
+                    if h.owner_kind in ("node", "load-balancer"):
+                        vms[f"{h.owner_kind}:{h.cluster or '?'}"] += 1
+                        break
+            detail["vms_by_cluster"] = dict(sorted(vms.items()))
+        return used, detail
+
+    def process_metrics(self, tbl: pa.Table) -> None:
+        """Fold MetalLB / Calico pool gauges of a window table into pool histories.
+
+        Per step the series of one (scope, pool) are summed (Calico reports allocations per node).
+        """
+        if not tbl.num_rows:
+            return
+        mask = pc.is_in(tbl.column("metric").combine_chunks(), value_set=pa.array(POOL_METRICS))
+        if not pc.any(mask).as_py():
+            return
+        rows = tbl.filter(mask).select(["metric", "bucket", "mean", "pool", "scope"]).to_pylist()
+        cur: dict[tuple[str, str, int], dict[str, float]] = {}
+        for r in rows:
+            if r["mean"] is None or not math.isfinite(r["mean"]):
+                continue
+            slot = cur.setdefault((r["scope"], r["pool"], int(r["bucket"])), {})
+            slot[r["metric"]] = slot.get(r["metric"], 0.0) + float(r["mean"])
+        for (scope, name, bucket), vals in sorted(cur.items(), key=lambda kv: kv[0][2]):
+            if "metallb.addresses_in_use" in vals or "metallb.addresses_total" in vals:
+                self._metric_point("metallb", scope, name, bucket, vals.get("metallb.addresses_in_use"),
+                                   vals.get("metallb.addresses_total"))
+            if "calico.ipam.allocations_in_use" in vals or "calico.ipam.ippool_size" in vals:
+                self._metric_point("calico", scope, name, bucket, vals.get("calico.ipam.allocations_in_use"),
+                                   vals.get("calico.ipam.ippool_size"))
+
+    def _metric_point(self, typ: str, scope: str, name: str, bucket: int, used: float | None,
+                      size: float | None) -> None:
+        network = self.index.cluster_net.get(scope, scope)
+        key = (network, f"{typ}:{scope}/{name}")
+        pool = self.pools.get(key)
+        if pool is None:
+            if typ == "metallb":
+                plan = self.index.by_name.get(network)
+                reserve = plan.vip_reserve if plan else self.p.vip_reserve
+                kind = AlertKind.VIP_POOL_EXHAUSTION
+            else:
+                reserve, kind = 0, AlertKind.NODE_POOL_EXHAUSTION
+            pool = _Pool(network, key[1], typ, kind, 0, reserve)
+            self.pools[key] = pool
+        if size is not None and size > 0:
+            pool.size = int(size)
+        if used is not None:
+            t = -(-bucket // self.bucket_ms) * self.bucket_ms  # the usage history's resolution
+            if pool.history and pool.history[-1][0] == t:
+                pool.history.pop()
+            pool.detail = {"source": f"{typ} gauges", "scope": scope, "pool_name": name}
+            self._append(pool, t, used)
+
+    def _append(self, pool: _Pool, t_ms: int, used: float) -> None:
+        """Add a usage point; a large release restarts the trend (what was before no longer
+        predicts what comes next — a scale-out that was released is not growth)."""
+        if pool.history:
+            recent = [v for ts, v in pool.history if ts >= t_ms - HOUR_MS] or [pool.history[-1][1]]
+            if used <= max(recent) - max(3.0, 0.05 * pool.size):
+                pool.history.clear()
+                pool.trend_reset_at = t_ms
+        pool.history.append((t_ms, used))
+        self._trim(pool, t_ms)
+
+    def _trim(self, pool: _Pool, t_ms: int) -> None:
+        while pool.history and pool.history[0][0] < t_ms - self.window:
+            pool.history.popleft()
+
+    # -- forecasting -----------------------------------------------------------------------------
+    def _forecast(self, pool: _Pool) -> tuple[float, float, float] | None:
+        h = pool.history
+        if len(h) < self.p.min_trend_points:
+            return None
+        span = h[-1][0] - h[0][0]
+        if span < self.p.min_trend_span.total_seconds() * 1000:
+            return None
+        key = (len(h), h[-1][0])
+        if pool.last_fit == key:
+            return pool.fit
+        x = np.array([t for t, _ in h], np.float64)
+        y = np.array([v for _, v in h], np.float64)
+        x = (x - x[-1]) / HOUR_MS
+        fit = theil_sen(x, y, self.p.confidence)
+        pool.last_fit, pool.fit = key, fit
+        return fit
+
+    def evaluate(self, now_ms: int) -> list[Finding]:
+        out = []
+        horizon_h = self.p.horizon.total_seconds() / 3600
+        for key in sorted(self.pools):
+            pool = self.pools[key]
+            if not pool.history or pool.size <= 0:
+                continue
+            t_last, used_f = pool.history[-1]
+            used = round(used_f)
+            free = pool.size - used
+            headroom = free - pool.reserve
+            below = free < pool.reserve or free <= 0
+            fit = self._forecast(pool)
+            slope = lo = hi = math.nan
+            tte = tte_lo = tte_hi = None
+            if fit is not None:
+                slope, lo, hi = fit
+                if headroom > 0:
+                    tte = _hours(headroom, slope)
+                    tte_lo = _hours(headroom, hi)
+                    tte_hi = _hours(headroom, lo) if lo > 0 else None
+            rising = fit is not None and lo > 0
+            soon = rising and tte is not None and tte <= horizon_h
+            far = (not rising) or tte is None or tte > horizon_h * self.p.clear_horizon_factor
+            was = pool.firing
+            pool.firing = (below or soon) if not was else not (not below and far)
+            if pool.firing and not was:
+                pool.fired_at, pool.cleared_at = now_ms, None
+            elif was and not pool.firing:
+                pool.cleared_at = now_ms
+            pool.stat = PoolStat(pool.network, pool.pool, pool.pool_type, t_last, pool.size, used, free,
+                                 pool.reserve, slope * 24, lo * 24, hi * 24, tte, tte_lo, tte_hi, pool.firing)
+            # a cleared pool is still reported (inactive, final numbers) for an hour
+            if not pool.firing and (pool.cleared_at is None or now_ms - pool.cleared_at > HOUR_MS):
+                continue
+            out.append(self._finding(pool, below, now_ms))
+        return out
+
+    def _finding(self, pool: _Pool, below: bool, now_ms: int) -> Finding:
+        st = pool.stat
+        assert st is not None
+        plan = self.index.by_name.get(pool.network)
+        what = {"vip": "VIP pool", "node": "node IP pool", "lb": "load-balancer range",
+                "metallb": "MetalLB pool", "calico": "Calico IP pool"}[pool.pool_type]
+        if st.free <= 0:
+            severity = Severity.SEV0
+        elif below or (st.hours_to_reserve is not None and st.hours_to_reserve <= 24):
+            severity = Severity.SEV1
+        else:
+            severity = Severity.SEV2
+        name = pool.pool if pool.pool_type not in ("vip", "node") else ""
+        head = f"{what}{' ' + name if name else ''} of {pool.network}: {st.used}/{st.size} used, {st.free} free"
+        if below:
+            tail = f"; below the upgrade reserve of {st.reserve}"
+        elif st.hours_to_reserve is not None:
+            tail = (f"; forecast to fall below the reserve of {st.reserve} in "
+                    f"{_dur(st.hours_to_reserve)} ({_dur(st.hours_to_reserve_low)}–{_dur(st.hours_to_reserve_high)})")
+        else:
+            tail = "; trend no longer forecasts exhaustion"
+        if not pool.firing:
+            tail += " (cleared)"
+        hist = list(pool.history)
+        ev: dict[str, Any] = {
+            "network": pool.network, "pool": pool.pool, "pool_type": pool.pool_type,
+            "size": st.size, "used": st.used, "free": st.free,
+            "reserve": st.reserve,
+            "below_reserve": below,
+            "trend": {
+                "method": "Theil-Sen (median pairwise slope), Sen's interval with autocorrelation correction",
+                "confidence": self.p.confidence,
+                "window_hours": round((hist[-1][0] - hist[0][0]) / HOUR_MS, 2) if hist else 0,
+                "points": len(hist),
+                "slope_per_day": st.slope_per_day,
+                "slope_per_day_interval": [st.slope_per_day_low, st.slope_per_day_high],
+            },
+            "trend_restarted_after_release_at": iso(from_ms(pool.trend_reset_at)) if pool.trend_reset_at else None,
+            "hours_to_reserve": st.hours_to_reserve,
+            "hours_to_reserve_interval": [st.hours_to_reserve_low, st.hours_to_reserve_high],
+            "hours_to_exhaustion": _hours(st.free, st.slope_per_day / 24) if st.free > 0 else 0.0,
+            "horizon_hours": self.p.horizon.total_seconds() / 3600,
+            "usage_history": [[iso(from_ms(t)), v] for t, v in hist[-12:]],
+            **pool.detail,
+        }
+        if plan is not None:
+            if pool.pool_type == "node":
+                ev["next_upgrade_needs"] = {"node_ips": plan.node_reserve,
+                                            "breakdown": plan.node_reserve_breakdown}
+            elif pool.pool_type in ("vip", "lb", "metallb"):
+                ev["next_upgrade_needs"] = {
+                    "vips": plan.vip_reserve,
+                    "why": "one more workload cluster takes an API-server VIP and a load-balancer VIP"}
+            ev["clusters_sharing_network"] = plan.all_clusters
+        kind = pool.kind
+        return Finding(kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev,
+                       active=pool.firing)
+
+    def snapshot(self) -> list[PoolStat]:
+        return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]
+
+
+def _dur(hours: float | None) -> str:
+    if hours is None:
+        return "never"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"

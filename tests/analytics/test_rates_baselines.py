@@ -1,0 +1,122 @@
+"""Shared machinery: per-step rates (resets, gaps, both forms) and robust baselines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analytics.baselines import BaselineBank, median_mad, poisson_floor, robust_z
+from analytics.rates import SeriesRegistry, StepAccumulator, is_counter, metric_forms, query_table, window_sql
+from analytics.settings import BaselineSettings
+from collector.schema import Sample, from_ms, samples_table
+from tests.analytics.harness import connect
+
+T0 = 1_767_225_600_000
+STEP = 60_000
+
+
+def _steps(rows: list[tuple[str, int, float]], cuts: int = 1, gap: int = 300_000) -> list[dict[str, object]]:
+    """Run rows (series label, ms, value) through DuckDB + StepAccumulator in ``cuts`` calls."""
+    con = connect(samples_table(Sample(from_ms(t), "windows", "h", "m_total", v, (("s", s),))
+                                for s, t, v in rows))
+    acc = StepAccumulator(STEP, gap, SeriesRegistry(["m_total"], {"s": "labels['s']"}))
+    times = sorted({t for _, t, _ in rows})
+    bounds = [times[0] - 1] + [times[min(len(times) - 1, (i + 1) * len(times) // cuts - 1)] for i in range(cuts)]
+    out: list[dict[str, object]] = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        if hi <= lo:
+            continue
+        raw = query_table(con, window_sql(["m_total"]), {"lo_us": lo * 1000, "hi_us": hi * 1000})
+        out += acc.process(con, raw, lo * 1000, hi * 1000).to_pylist()
+    return out
+
+
+def test_counter_rates_handle_resets_gaps_and_late_rows() -> None:
+    a = [("a", T0 + k * 15_000, 100.0 + 10 * k) for k in range(1, 9)]  # 10 per 15 s = 0.667/s
+    # then a reboot (value drops → reset, that interval skipped) and a 10-minute gap
+    b = [("a", T0 + 135_000, 3.0), ("a", T0 + 150_000, 13.0), ("a", T0 + 750_000, 400.0),
+         ("a", T0 + 795_000, 410.0)]
+    out = {r["bucket"]: r for r in _steps(a + b, cuts=2)}
+    assert math.isclose(out[T0 + 2 * STEP]["rate"], 10 / 15, rel_tol=1e-9)  # type: ignore[arg-type]
+    assert math.isclose(out[T0 + 3 * STEP]["rate"], 10 / 15), "the reset interval is dropped, not negative"  # type: ignore[arg-type]
+    assert math.isnan(out[T0 + 13 * STEP]["rate"]), "no rate across a 10-minute scrape gap"  # type: ignore[arg-type]
+    assert math.isclose(out[T0 + 13 * STEP]["mean"], 400.0)  # type: ignore[arg-type]
+    assert math.isclose(out[T0 + 14 * STEP]["rate"], 10 / 45)  # type: ignore[arg-type]
+    assert {r["s"] for r in out.values()} == {"a"}
+
+
+@settings(max_examples=12)
+@given(st.lists(st.tuples(st.integers(1, 120), st.floats(0, 1e6)), min_size=2, max_size=40),
+       st.integers(1, 4))
+def test_rates_are_never_negative_and_split_calls_agree(steps: list[tuple[int, float]], cuts: int) -> None:
+    t, v, rows = T0, 0.0, []
+    for dt, dv in steps:
+        t += dt * 1000
+        v = v + dv if dv < 5e5 else dv / 10  # sometimes a reset
+        rows.append(("s", t, v))
+    whole = _steps(rows)
+    split = _steps(rows, cuts=cuts)
+    rates = [float(r["rate"]) for r in whole if r["rate"] is not None]  # type: ignore[arg-type]
+    assert all(math.isnan(x) or x >= 0 for x in rates)
+
+    def total(rs: list[dict[str, object]]) -> float:
+        return sum(float(r["inc"]) for r in rs if r["inc"] is not None and not math.isnan(float(r["inc"])))  # type: ignore[arg-type]
+
+    assert math.isclose(total(whole), total(split), rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_window_sql_reads_both_forms_from_duckdb() -> None:
+    rows = []
+    for k in range(10):
+        ts = from_ms(T0 + k * 30_000)
+        rows.append(Sample(ts, "windows", "h1", "smb.client.requests_total", 100.0 * k, (("share", "a"),)))
+        rows.append(Sample(ts, "telegraf", "h2", "smb.client.requests_per_sec", 3.5, (("share", "a"),)))
+    con = connect(samples_table(rows))
+    forms = metric_forms("smb.client.requests")
+    assert forms == ["smb.client.requests_total", "smb.client.requests_per_sec"]
+    raw = query_table(con, window_sql(forms), {"lo_us": 0, "hi_us": (T0 + 10 * STEP) * 1000})
+    acc = StepAccumulator(STEP, 300_000, SeriesRegistry(forms, {"share": "labels['share']"}))
+    out = acc.process(con, raw, 0, (T0 + 10 * STEP) * 1000).to_pylist()
+    h1 = [r for r in out if r["host"] == "h1" and r["rate"] is not None and not math.isnan(r["rate"])]
+    assert h1 and all(math.isclose(r["rate"], 100 / 30) for r in h1)
+    assert all(math.isclose(r["mean"], 3.5) and r["share"] == "a" for r in out if r["host"] == "h2")
+    assert is_counter("smb.client.requests_total") and not is_counter("smb.client.requests_per_sec")
+
+
+def test_median_mad_and_floors() -> None:
+    med, sig = median_mad([1, 2, 3, 4, 100, float("nan")])
+    assert med == 3 and math.isclose(sig, 1.4826 * 1)
+    assert math.isnan(median_mad([])[0])
+    # a counter that is normally zero: one event per step is the spread, not zero
+    assert math.isclose(float(poisson_floor(np.array([0.0]), 60.0)[0]), 1 / 60)
+    z = robust_z(np.array([5 / 60, np.nan]), np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([1 / 60, 0.1]))
+    assert math.isclose(float(z[0]), 5.0) and math.isnan(float(z[1]))
+
+
+def test_baseline_bank_uses_time_of_day_once_it_has_two_days() -> None:
+    cfg = BaselineSettings.model_validate({"window": "2h", "min_points": 10, "tod_min_points": 10,
+                                           "tod_min_days": 2, "refresh": "1m"})
+    bank = BaselineBank(cfg, STEP)
+    ids = bank.ids(["x"])
+    rng = np.random.default_rng(1)
+    hour_ms = 3_600_000
+    # a series that is 10 at 03:00-04:00 and 100 otherwise, for three days
+    for k in range(3 * 24 * 60):
+        t = T0 + k * STEP
+        level = 10.0 if (t // hour_ms) % 24 == 3 else 100.0
+        if k < 2 * 24 * 60 or (t // hour_ms) % 24 != 3:
+            bank.add(ids, np.array([level + rng.normal(0, 1)]), t)
+    at_3 = T0 + 2 * 86_400_000 + 3 * hour_ms + 30 * STEP
+    bank.refresh(at_3, force=True)
+    med, _sig, src = bank.baseline(ids)
+    assert src[0] == 2 and abs(med[0] - 10) < 1, "the 03:00 slot knows its own level"
+    at_5 = at_3 + 2 * hour_ms
+    bank.refresh(at_5, force=True)
+    med, _, _ = bank.baseline(ids)
+    assert abs(med[0] - 100) < 1
+    cold = bank.ids(["new"])
+    bank.refresh(at_5, force=True)
+    assert bank.baseline(cold)[2][0] == 0, "no baseline before min_points (cold start)"

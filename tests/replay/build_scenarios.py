@@ -1,0 +1,76 @@
+"""Build the replay scenario library under ``tests/replay/scenarios/`` from the lab.
+
+Each folder is one test: ``capture.jsonl.zst`` (real-format payloads), ``config.toml`` (the site's
+networks) and ``expected.json`` (ground truth incidents + confounder windows, as
+``hciwatch.lab.ground_truth`` / ``confounder_windows`` state them). Regenerate with::
+
+    .venv/bin/python -m tests.replay.build_scenarios
+
+Scenarios vary site shape on purpose (host names, NIC model, IP plan, seeds) so the detectors
+are not tuned to one site.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from hciwatch import lab
+from hciwatch.demo import demo_config_text
+
+HERE = Path(__file__).parent / "scenarios"
+M = timedelta(minutes=1)
+H = timedelta(hours=1)
+
+OTHER_SITE = lab.SiteSpec(
+    name="edge-7", hosts=("azl-h1", "azl-h2", "azl-h3"), host_ip_start="10.40.0.11",
+    rdma_adapters=("QLogic FastLinQ QL41262", "QLogic FastLinQ QL41262 #2"),
+)
+
+
+def scenarios() -> dict[str, lab.Scenario]:
+    iv = timedelta(seconds=60)
+    return {
+        "duplicate_lb_ip": lab.Scenario(duration=2 * H, interval=iv, seed=3,
+                                        incidents=(lab.DuplicateLbIp(start=45 * M, end=90 * M),)),
+        "pfc_storm": lab.Scenario(duration=3 * H, interval=iv, seed=5,
+                                  incidents=(lab.PfcStorm(start=2 * H, end=2 * H + 40 * M, host="hci-node-02", spread_to=None),)),
+        "pfc_storm_other_site": lab.Scenario(site=OTHER_SITE, duration=3 * H, interval=iv, seed=9,
+                                             incidents=(lab.PfcStorm(start=2 * H, end=2 * H + 30 * M,
+                                                                     host="azl-h3", spread_to=None),)),
+        "vip_leak": lab.Scenario(duration=6 * H, interval=iv, seed=4,
+                                 incidents=(lab.VipLeak(start=30 * M, every=20 * M),)),
+        "confounders": lab.Scenario(duration=4 * H, interval=iv, seed=6, incidents=(
+            lab.BackupBurst(start=1 * H, end=2 * H), lab.HostReboot(start=2 * H + 10 * M, host="hci-node-04"),
+            lab.NodeScaleOut(start=90 * M, end=3 * H, cluster="workload-b", nodes=3),
+            lab.ScrapeGap(start=3 * H, end=3 * H + 15 * M, host="hci-node-03"),
+            lab.VipFailover(start=3 * H + 30 * M, cluster="workload-b"))),
+        "all_together": lab.compact_scenario(seed=8, hours=6),
+        "clean_baseline_a": lab.Scenario(duration=24 * H, interval=timedelta(seconds=120), seed=11),
+        "clean_baseline_b": lab.Scenario(site=OTHER_SITE, duration=24 * H, interval=timedelta(seconds=120),
+                                         seed=23),
+    }
+
+
+def build(names: list[str] | None = None) -> None:
+    for name, scen in scenarios().items():
+        if names and name not in names:
+            continue
+        d = HERE / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        lab.write_capture(scen, d / "capture.jsonl.zst")
+        (d / "config.toml").write_text(demo_config_text(scen))
+        expected = {"incidents": lab.ground_truth(scen), "confounders": lab.confounder_windows(scen),
+                    "origin": f"hciwatch.lab scenario {name!r} (tests/replay/build_scenarios.py), seed {scen.seed}"}
+        (d / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+        size = (d / "capture.jsonl.zst").stat().st_size
+        print(f"{name}: {scen.duration} → {size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    import sys
+
+    build(sys.argv[1:] or None)
