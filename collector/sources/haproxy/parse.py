@@ -25,10 +25,14 @@ import csv
 import ipaddress
 import math
 import re
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.catalog import HAPROXY_STATUS_METRIC, Catalog, MetricDef
 from collector.errors import ParseError
@@ -108,7 +112,7 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _decode(record: RawRecord, result: ParseResult) -> str:
+def _decode(record: RawRecord, errors: list[Exception]) -> str:
     """Text of the payload; bytes that are not UTF-8 are replaced and reported, not fatal."""
     body = record.body
     if body.startswith(b"\xef\xbb\xbf"):
@@ -116,7 +120,7 @@ def _decode(record: RawRecord, result: ParseResult) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        result.errors.append(ParseError(
+        errors.append(ParseError(
             f"payload is not valid UTF-8 ({exc.reason}); undecodable bytes were replaced with U+FFFD",
             source=SOURCE, target=record.target, offset=exc.start))
         return body.decode("utf-8", errors="replace")
@@ -129,8 +133,15 @@ def _split_csv(line: str) -> list[str]:
     return next(csv.reader([line], strict=True))
 
 
+_PLAIN_IPV4_PORT = re.compile(r"((?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                              r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])):[^:]*")
+
+
 def _addr_ip(addr: str) -> str | None:
     """The IP of an ``addr`` value (``ip:port``, ``[v6]:port``); None for anything else."""
+    plain = _PLAIN_IPV4_PORT.fullmatch(addr)
+    if plain is not None and plain[1] != "0.0.0.0":
+        return plain[1]  # the common case, already in ipaddress's canonical form
     a = addr.strip()
     if not a:
         return None
@@ -171,6 +182,13 @@ class _Columns:
                 continue
             self.plan.append((i, name, catalog.haproxy_csv.get(name), NATIVE_PREFIX + name,
                               name in NUMERIC_COLUMNS))
+        # The plan as arrays, so a whole block of rows is checked and converted at once.
+        self.positions = np.array([p[0] for p in self.plan], dtype=np.intp)
+        self.strict = np.array([p[4] for p in self.plan], dtype=np.bool_)
+        self.metrics = [p[2].name if p[2] is not None else p[3] for p in self.plan]
+        # (plan index, row type, metric used instead) for canonical names that do not fit a row type
+        self.overrides = [(j, row_type, p[3]) for j, p in enumerate(self.plan)
+                          for name, row_type in _CANONICAL_NOT_FOR if p[1] == name and p[2] is not None]
 
 
 class _SampleColumns:
@@ -185,12 +203,6 @@ class _SampleColumns:
         self.metric.append(metric)
         self.labels.append(labels)
         self.value.append(value)
-
-    def add_row(self, metrics: list[str], labels: list[tuple[str, str]], values: list[float]) -> None:
-        """All samples of one CSV row; they share one label list."""
-        self.metric.extend(metrics)
-        self.labels.extend([labels] * len(metrics))
-        self.value.extend(values)
 
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         n = len(self.metric)
@@ -207,6 +219,121 @@ class _SampleColumns:
             },
             schema=SAMPLES_SCHEMA,
         )
+
+
+_LABELS_TYPE = SAMPLES_SCHEMA.field("labels").type
+
+
+class _Block:
+    """The accepted rows under one header line, converted together when the block ends."""
+
+    def __init__(self, cols: _Columns) -> None:
+        self.cols = cols
+        self.rows: list[list[str]] = []
+        self.lines: list[str] = []  # each row as exactly `width` comma-separated fields
+        self.linenos: list[int] = []
+        self.types: list[str] = []
+        self.quoted: list[int] = []  # rows whose fields were unquoted by the csv module
+
+
+class _Layout:
+    """Label names in map order (sorted), encoded once per block instead of once per row."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        perm = sorted(range(len(names)), key=names.__getitem__)
+        keys = [names[i].encode() for i in perm]
+        self.fmt = f"={len(perm)}i"
+        self.key_data = b"".join(keys)
+        self.key_lens = struct.pack(self.fmt, *map(len, keys))
+        self.size = struct.pack("=i", len(perm))
+        self._perm = perm
+
+    def order(self, values: tuple[str, ...]) -> list[str]:
+        return [values[i] for i in self._perm]
+
+
+class _Samples:
+    """The samples table under construction, as arrays.
+
+    Rows of samples come in groups sharing one label map (all metrics of a CSV row; its
+    ``haproxy.up`` sample), so the map column is built by repeating each group's encoded labels
+    rather than converting one Python list per sample.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.codes_of: dict[str, int] = {}
+        self.codes: list[npt.NDArray[np.int32]] = []
+        self.values: list[npt.NDArray[np.float64]] = []
+        self.key_data: list[bytes] = []
+        self.key_lens: list[bytes] = []
+        self.item_data: list[bytes] = []
+        self.item_lens: list[bytes] = []
+        self.sizes: list[bytes] = []
+
+    def code(self, metric: str) -> int:
+        code = self.codes_of.get(metric)
+        if code is None:
+            code = self.codes_of[metric] = len(self.names)
+            self.names.append(metric)
+        return code
+
+    def add_group(self, layout: _Layout, values: tuple[str, ...], count: int) -> None:
+        """``count`` samples labelled ``values`` (in the order of ``layout.names``)."""
+        items = layout.order(values)
+        text = "".join(items)
+        data = text.encode()
+        if len(data) == len(text):
+            lens = struct.pack(layout.fmt, *map(len, items))
+        else:
+            lens = struct.pack(layout.fmt, *(len(v.encode()) for v in items))
+        self.key_data.append(layout.key_data * count)
+        self.key_lens.append(layout.key_lens * count)
+        self.item_data.append(data * count)
+        self.item_lens.append(lens * count)
+        self.sizes.append(layout.size * count)
+
+    def table(self, ts: datetime, source: str, host: str) -> pa.Table:
+        codes = np.concatenate(self.codes) if self.codes else np.empty(0, np.int32)
+        n = len(codes)
+        if n == 0:
+            return SAMPLES_SCHEMA.empty_table()
+        # the dictionary in order of first appearance, exactly as dictionary_encode() makes it
+        unique, first = np.unique(codes, return_index=True)
+        order = unique[np.argsort(first)]
+        remap = np.zeros(len(self.names), np.int32)
+        remap[order] = np.arange(len(order), dtype=np.int32)
+        metric = pa.DictionaryArray.from_arrays(
+            pa.array(remap[codes]), pa.array([self.names[c] for c in order.tolist()], pa.string()))
+        labels = pa.MapArray.from_arrays(
+            pa.array(_offsets(b"".join(self.sizes))),
+            _strings(b"".join(self.key_data), b"".join(self.key_lens)),
+            _strings(b"".join(self.item_data), b"".join(self.item_lens)),
+            type=_LABELS_TYPE)
+        zeros = pa.array(np.zeros(n, np.int32))
+        return pa.table(
+            {
+                "ts": pa.array(np.full(n, to_ms(ts), np.int64), TS_TYPE),
+                "source": pa.DictionaryArray.from_arrays(zeros, pa.array([source], pa.string())),
+                "host": pa.DictionaryArray.from_arrays(zeros, pa.array([host], pa.string())),
+                "metric": metric,
+                "labels": labels,
+                "value": pa.array(np.concatenate(self.values)),
+            },
+            schema=SAMPLES_SCHEMA,
+        )
+
+
+def _offsets(lengths: bytes) -> npt.NDArray[np.int32]:
+    lens = np.frombuffer(lengths, np.int32)
+    out = np.zeros(len(lens) + 1, np.int32)
+    np.cumsum(lens, out=out[1:])
+    return out
+
+
+def _strings(data: bytes, lengths: bytes) -> pa.Array:
+    offsets = _offsets(lengths)
+    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 class _IpColumns:
@@ -257,7 +384,11 @@ def _context(record: RawRecord) -> tuple[str, list[tuple[str, str]]]:
 def _row_type(cols: _Columns, row: Sequence[str], svname: str) -> str | None:
     """Row type name; inferred from svname when the column is absent (very old versions)."""
     if cols.type is not None and row[cols.type] != "":
-        n = _number(row[cols.type])
+        text = row[cols.type]
+        known = _TYPE_TEXT.get(text)
+        if known is not None:
+            return known
+        n = _number(text)
         if n is None or n != int(n):
             return None
         return TYPE_NAMES.get(int(n), str(int(n)))
@@ -268,6 +399,9 @@ def _row_type(cols: _Columns, row: Sequence[str], svname: str) -> str | None:
     return "server"
 
 
+_TYPE_TEXT = {str(n): name for n, name in TYPE_NAMES.items()}
+
+
 def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """Parse one ``show stat`` / ``;csv`` payload.
 
@@ -275,14 +409,20 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     header lacks ``pxname``/``svname``; a row with the wrong number of fields or a non-number in
     a numeric column is reported in ``result.errors`` and skipped whole, so a half-read row never
     mixes with good ones.
+
+    Lines are split and checked one by one (field count, pxname, type), but the ~100 metric
+    cells of every row are checked and converted for a whole block of rows at once (see
+    :func:`_convert_block`): per-cell Python work dominated the cost of a large LB VM's stats.
     """
-    result = ParseResult()
-    text = _decode(record, result)
+    errors: list[Exception] = []
+    text = _decode(record, errors)
     source, extra = _context(record)
-    samples = _SampleColumns()
+    samples = _Samples()
     ips = _IpColumns()
     cols: _Columns | None = None
+    block: _Block | None = None
     pending: list[ParseError] = []  # lines before the first header
+    row_errors: list[tuple[int, ParseError]] = []
 
     def error(message: str, lineno: int) -> ParseError:
         return ParseError(message, source=source, target=record.target, line=lineno)
@@ -299,81 +439,183 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             cols = _Columns(names, catalog)
             if cols.px is None or cols.sv is None:
                 raise error(f"CSV header has no pxname/svname column: {_snippet(line)}", lineno)
+            if block is not None:
+                _convert_block(block, extra, samples, ips, row_errors, error)
+            block = _Block(cols)
             continue
-        if cols is None:
+        if cols is None or block is None:
             pending.append(error(f"text before the CSV header ignored: {_snippet(line)}", lineno))
             continue
-        try:
-            row = _split_csv(line)
-        except csv.Error as exc:
-            result.errors.append(error(f"unreadable CSV row: {exc}", lineno))
-            continue
-        if len(row) > cols.width and row[-1] == "":
+        quoted = '"' in line
+        if quoted:
+            try:
+                row = next(csv.reader([line], strict=True))
+            except csv.Error as exc:
+                row_errors.append((lineno, error(f"unreadable CSV row: {exc}", lineno)))
+                continue
+        else:
+            row = line.split(",")
+        width = cols.width
+        trailing = len(row) > width and row[-1] == ""
+        if trailing:
             row.pop()  # the trailing comma HAProxy ends lines with
-        if len(row) != cols.width:
-            result.errors.append(error(
-                f"row has {len(row)} fields but the header has {cols.width}: {_snippet(line)}", lineno))
+        if len(row) != width:
+            row_errors.append((lineno, error(
+                f"row has {len(row)} fields but the header has {width}: {_snippet(line)}", lineno)))
             continue
-        _parse_row(cols, row, lineno, extra, samples, ips, result, error)
+        assert cols.px is not None and cols.sv is not None
+        pxname = row[cols.px]
+        if not pxname:
+            row_errors.append((lineno, error("row has an empty pxname", lineno)))
+            continue
+        row_type = _row_type(cols, row, row[cols.sv])
+        if row_type is None:
+            row_errors.append((lineno, error(
+                f"column 'type' is not a row type number (row {pxname}/{row[cols.sv]})", lineno)))
+            continue
+        if quoted:
+            block.quoted.append(len(block.rows))
+            line = "," * (width - 1)  # its cells are taken from `row` instead
+        elif trailing:
+            line = line[:-1]
+        block.rows.append(row)
+        block.lines.append(line)
+        block.linenos.append(lineno)
+        block.types.append(row_type)
 
-    if cols is None:
+    if cols is None or block is None:
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
         raise ParseError(
             "no HAProxy CSV header ('# pxname,svname,...') in the payload; "
             f"first line: {_snippet(first) if first else 'none (empty payload)'}",
             source=source, target=record.target)
-    result.errors[:0] = pending
-    result.samples = samples.table(record.ts, source, record.host)
-    result.ip_observations = ips.table(record.ts, source, record.labels)
-    return result
+    _convert_block(block, extra, samples, ips, row_errors, error)
+    row_errors.sort(key=lambda e: e[0])  # a block's bad numbers are found after its bad lines
+    return ParseResult(
+        samples=samples.table(record.ts, source, record.host),
+        ip_observations=ips.table(record.ts, source, record.labels),
+        errors=[*pending, *errors, *(e for _, e in row_errors)],
+    )
 
 
-def _parse_row(cols: _Columns, row: list[str], lineno: int, extra: list[tuple[str, str]],
-               samples: _SampleColumns, ips: _IpColumns, result: ParseResult,
-               make_error: Callable[[str, int], ParseError]) -> None:
+def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Value of every plan cell of the block (NaN where not a number) and which cells are empty.
+
+    The rows are laid out as one byte buffer; each field is checked for being a plain decimal
+    integer (``-?[0-9]{1,18}``) with byte arithmetic, and those are converted by Arrow (correctly
+    rounded, like Python's ``float``). Anything else that is not empty (decimals, text, long
+    digit strings, non-ASCII digits) and every cell of a quoted row goes through :func:`_number`,
+    so the result is exactly what the cell-by-cell reading gives.
+    """
+    cols = block.cols
+    rows = block.rows
+    n_rows, width, n_plan = len(rows), cols.width, len(cols.plan)
+    data = np.frombuffer(("\n".join(block.lines) + "\n").encode(), np.uint8)
+    is_sep = (data == 44) | (data == 10)
+    ends = np.flatnonzero(is_sep)  # every field ends at one separator
+    n = len(ends)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+    non_digit = np.zeros(len(data) + 1, np.int64)
+    np.cumsum((data < 48) | (data > 57), out=non_digit[1:])
+    minus = (data[starts] == 45) & (lengths > 0)
+    digits = lengths - minus
+    plain = (non_digit[ends] - non_digit[starts] == minus) & (digits > 0) & (digits <= 18)
+    packed = data[~is_sep]
+    offsets = np.empty(n + 1, np.int32)
+    offsets[:-1] = starts - np.arange(n)
+    offsets[-1] = len(packed)
+    fields = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(packed),
+                                         pa.py_buffer(np.packbits(plain, bitorder="little")))
+    numbers = pc.cast(fields, pa.float64()).to_numpy(zero_copy_only=False)
+
+    cells = (np.arange(n_rows)[:, None] * width + cols.positions).ravel()
+    values = numbers[cells].reshape(n_rows, n_plan)
+    empty = (lengths[cells] == 0).reshape(n_rows, n_plan)
+    positions = [p[0] for p in cols.plan]
+    odd = ~empty & ~plain[cells].reshape(n_rows, n_plan)
+    for r, j in zip(*(ix.tolist() for ix in np.nonzero(odd)), strict=True):
+        value = _number(rows[r][positions[j]])
+        values[r, j] = math.nan if value is None else value
+    for r in block.quoted:
+        row = rows[r]
+        for j, i in enumerate(positions):
+            cell = row[i]
+            empty[r, j] = cell == ""
+            value = _number(cell) if cell else None
+            values[r, j] = math.nan if value is None else value
+    return values, empty
+
+
+def _convert_block(block: _Block, extra: list[tuple[str, str]], samples: _Samples, ips: _IpColumns,
+                   row_errors: list[tuple[int, ParseError]],
+                   make_error: Callable[[str, int], ParseError]) -> None:
+    """Samples, IP observations and bad-number errors of one block, in row then column order."""
+    cols = block.cols
+    rows = block.rows
+    n_rows, n_plan = len(rows), len(cols.plan)
+    if n_rows == 0:
+        return
     assert cols.px is not None and cols.sv is not None
-    pxname, svname = row[cols.px], row[cols.sv]
-    if not pxname:
-        result.errors.append(make_error("row has an empty pxname", lineno))
-        return
-    row_type = _row_type(cols, row, svname)
-    if row_type is None:
-        result.errors.append(make_error(
-            f"column 'type' is not a row type number (row {pxname}/{svname})", lineno))
-        return
+    if n_plan:
+        values, empty = _cell_values(block)
+    else:
+        values, empty = np.empty((n_rows, 0)), np.empty((n_rows, 0), np.bool_)
+    numeric = ~np.isnan(values)
+    bad = ~empty & ~numeric & cols.strict
+    bad_rows = bad.any(axis=1)
+    for r in np.flatnonzero(bad_rows).tolist():
+        i, name = cols.plan[int(bad[r].argmax())][:2]
+        row = rows[r]
+        row_errors.append((block.linenos[r], make_error(
+            f"column {name!r} is not a number: {_snippet(row[i])} (row {row[cols.px]}/{row[cols.sv]})",
+            block.linenos[r])))
 
-    metrics: list[str] = []
-    values: list[float] = []
-    for i, name, canonical, native, strict in cols.plan:
-        text = row[i]
-        if text == "":
+    # one matrix cell per possible sample: the plan's columns, then haproxy.up
+    keep = np.zeros((n_rows, n_plan + 1), np.bool_)
+    keep[:, :n_plan] = ~empty & numeric
+    keep[bad_rows] = False
+    codes = np.empty((n_rows, n_plan + 1), np.int32)
+    codes[:, :n_plan] = [samples.code(m) for m in cols.metrics]
+    codes[:, n_plan] = samples.code(HAPROXY_STATUS_METRIC.name)
+    for j, row_type, metric in cols.overrides:
+        codes[[r for r, t in enumerate(block.types) if t == row_type], j] = samples.code(metric)
+    full = np.empty((n_rows, n_plan + 1), np.float64)
+    full[:, :n_plan] = values
+
+    counts: list[int] = keep[:, :n_plan].sum(axis=1).tolist()
+    good: list[bool] = np.logical_not(bad_rows).tolist()
+    names = [k for k, _ in extra] + ["proxy", "server", "type"]
+    plain_layout = _Layout(names)
+    up_layout = _Layout([*names, "status"])
+    check_layout = _Layout([*names, "status", "check_status"])
+    extra_values = tuple(v for _, v in extra)
+    for r, row in enumerate(rows):
+        if not good[r]:
             continue
-        value = _number(text)
-        if value is None:
-            if strict:
-                result.errors.append(make_error(
-                    f"column {name!r} is not a number: {_snippet(text)} (row {pxname}/{svname})", lineno))
-                return
-            continue  # an unknown column that holds text
-        if canonical is not None and (name, row_type) not in _CANONICAL_NOT_FOR:
-            metrics.append(canonical.name)
-        else:
-            metrics.append(native)
-        values.append(value)
-
-    labels = sorted([*extra, ("proxy", pxname), ("server", svname), ("type", row_type)])
-    samples.add_row(metrics, labels, values)
-    if cols.status is not None and row[cols.status] != "":
-        status = row[cols.status]
-        up_labels = [*labels, ("status", status)]
-        if cols.check_status is not None and row[cols.check_status] != "":
-            up_labels.append(("check_status", row[cols.check_status].lstrip("* ")))
-        samples.add(HAPROXY_STATUS_METRIC.name, sorted(up_labels), 1.0 if status_is_up(status) else 0.0)
-    if cols.addr is not None and row_type in ("server", "listener"):
-        ip = _addr_ip(row[cols.addr])
-        if ip is not None:
-            kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
-            ips.add(ip, kind, f"{pxname}/{svname}")
+        pxname, svname, row_type = row[cols.px], row[cols.sv], block.types[r]
+        label_values = (*extra_values, pxname, svname, row_type)
+        if counts[r]:
+            samples.add_group(plain_layout, label_values, counts[r])
+        if cols.status is not None and row[cols.status] != "":
+            status = row[cols.status]
+            if cols.check_status is not None and row[cols.check_status] != "":
+                check = row[cols.check_status].lstrip("* ")
+                samples.add_group(check_layout, (*label_values, status, check), 1)
+            else:
+                samples.add_group(up_layout, (*label_values, status), 1)
+            keep[r, n_plan] = True
+            full[r, n_plan] = 1.0 if status_is_up(status) else 0.0
+        if cols.addr is not None and row_type in ("server", "listener"):
+            ip = _addr_ip(row[cols.addr])
+            if ip is not None:
+                kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
+                ips.add(ip, kind, f"{pxname}/{svname}")
+    chosen = keep.ravel()
+    samples.codes.append(codes.ravel()[chosen])
+    samples.values.append(full.ravel()[chosen])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +684,7 @@ def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """
     del catalog  # process metrics are fixed by HAProxy, not user-mappable
     result = ParseResult()
-    text = _decode(record, result)
+    text = _decode(record, result.errors)
     source, extra = _context(record)
     samples = _SampleColumns()
     known = 0
