@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 
-.PHONY: demo install test test-deps debian-deps lint fuzz bench clean
+.PHONY: demo install test test-deps debian-deps lint fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -50,6 +50,9 @@ test: test-deps lint
 
 fuzz: test-deps
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"
+
+eval: install
+	$(BIN)/hciwatch eval tests/replay/scenarios/*
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
