@@ -21,7 +21,7 @@ GATING = ["duplicate_lb_ip", "pfc_storm", "pfc_storm_other_site", "confounders"]
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GATING)
 def test_scenario_detects_every_incident_and_nothing_else(name: str) -> None:
-    score, alerts = run_scenario(SCENARIOS / name)
+    score, _ = run_scenario(SCENARIOS / name)
     assert not score.missed, f"missed: {score.missed}"
     assert not score.false_alerts, f"false alerts: {score.false_alerts}"
     assert score.detected == score.expected
