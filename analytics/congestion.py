@@ -51,6 +51,7 @@ from analytics.baselines import (
     SOURCE_NAMES,
     SOURCE_NONE,
     BaselineBank,
+    CompiledForest,
     poisson_floor,
     robust_z,
 )
@@ -134,6 +135,8 @@ class _Window:
     mean: F64
     sub: pa.Array
     prio: pa.Array
+    subcode: npt.NDArray[np.int64]
+    nsub: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,7 @@ class CongestionDetector:
         # multivariate model
         self.train: deque[npt.NDArray[np.float64]] = deque(maxlen=self.c.if_train_max)
         self.model: IsolationForest | None = None
+        self.forest: CompiledForest | None = None
         self.last_train = -(1 << 62)
         self._trained_on = 0
         self.last_bucket = 0
@@ -232,11 +236,15 @@ class CongestionDetector:
         mcode = np.asarray(mcol.indices.to_numpy(zero_copy_only=False), np.int64)
         sig_of = np.array([METRIC_ROLES[m][0] for m in mnames], np.int64)
         role_of = np.array([METRIC_ROLES[m][1] for m in mnames], np.int64)
+        sub = tbl.column("sub").combine_chunks()
+        sub_enc = sub.dictionary_encode()
         w = _Window(
             host_names=host_names, host=host_code, sig=sig_of[mcode], role=role_of[mcode],
             mcode=mcode, mnames=mnames,
             rate=_f64(tbl.column("rate")), inc=_f64(tbl.column("inc")), mean=_f64(tbl.column("mean")),
-            sub=tbl.column("sub").combine_chunks(), prio=tbl.column("priority").combine_chunks(),
+            sub=sub, prio=tbl.column("priority").combine_chunks(),
+            subcode=np.asarray(sub_enc.indices.to_numpy(zero_copy_only=False), np.int64),
+            nsub=max(1, len(sub_enc.dictionary)),
         )
         buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)
         order = np.argsort(buckets, kind="stable")
@@ -267,23 +275,25 @@ class CongestionDetector:
         np.add.at(lat_den, h[m], inc[m])
         raw_ok = lat_den > 0
         vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
-        fmt = np.nonzero((role == R_LAVG) | (role == R_LRPS))[0]
-        if fmt.size:
-            pairs: dict[tuple[int, str], list[float]] = {}
-            for j in fmt:
-                i = int(sel[j])
-                slot = pairs.setdefault((int(h[j]), str(w.sub[i].as_py())), [math.nan, math.nan])
-                slot[0 if role[j] == R_LAVG else 1] = float(mean[j])
+        fmt = (role == R_LAVG) | (role == R_LRPS)
+        if fmt.any():
+            # pair each share's formatted average latency with its request rate (same host, share)
+            pair = h[fmt] * w.nsub + w.subcode[sel][fmt]
+            uniq, inv = np.unique(pair, return_inverse=True)
+            avg = np.full(uniq.size, np.nan)
+            rps = np.full(uniq.size, np.nan)
+            is_avg = role[fmt] == R_LAVG
+            avg[inv[is_avg]] = mean[fmt][is_avg]
+            rps[inv[~is_avg]] = mean[fmt][~is_avg]
+            wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
+            ph = uniq // w.nsub
+            ok = np.isfinite(avg) & ~raw_ok[ph]
             num = np.zeros(nh)
             den = np.zeros(nh)
-            for (hh, _sub), (avg, rps) in pairs.items():
-                if raw_ok[hh] or not math.isfinite(avg):
-                    continue
-                wt = rps if math.isfinite(rps) else (1.0 if avg > 0 else 0.0)
-                num[hh] += avg * wt
-                den[hh] += wt
-            ok = (den > 0) & ~raw_ok
-            vals[ok, _SMB] = num[ok] / den[ok]
+            np.add.at(num, ph[ok], (avg * wt)[ok])
+            np.add.at(den, ph[ok], wt[ok])
+            good = (den > 0) & ~raw_ok
+            vals[good, _SMB] = num[good] / den[good]
         # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
         throughput = np.full(nh, np.nan)
         for r, use_rate in ((R_NET_FMT, False), (R_NET_RAW, True), (R_RDMA_FMT, False), (R_RDMA_RAW, True)):
@@ -350,9 +360,8 @@ class CongestionDetector:
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
         cand = np.nonzero((n_over >= 1) & (n_over < self.c.min_signals))[0]
-        if self.model is not None and cand.size:
-            pred = self.model.predict(feats[cand])
-            if_out[cand] = pred == -1
+        if self.forest is not None and cand.size:
+            if_out[cand] = self.forest.outlier(feats[cand])
             if_known[cand] = True
         flag: npt.NDArray[np.bool_] = np.asarray((n_over >= self.c.min_signals) | ((n_over >= 1) & if_out))
 
@@ -517,6 +526,7 @@ class CongestionDetector:
                                 max_samples=min(256, len(x)), random_state=self.s.seed)
         model.fit(x)
         self.model = model
+        self.forest = CompiledForest(model)
         self.last_train = bucket
         self._trained_on = len(x)
 

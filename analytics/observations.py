@@ -27,18 +27,12 @@ import pyarrow.compute as pc
 from analytics.rates import query_table
 from analytics.settings import AnalyticsSettings
 
-HOLDINGS_SQL = """
+# One plain scan per evaluation; holdings are grouped and neighbour changes found in Arrow/numpy.
+WINDOW_SQL = """
 SELECT ip, CAST(owner_kind AS VARCHAR) AS kind, owner, CAST(cluster AS VARCHAR) AS cluster,
        CAST(network AS VARCHAR) AS network, epoch_ms(ts) AS t, mac, CAST(source AS VARCHAR) AS source
 FROM ip_observations
-WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner_kind <> 'neighbor'
-"""
-
-NEIGHBORS_SQL = """
-SELECT ip || '|' || owner AS key, ip, owner, CAST(network AS VARCHAR) AS network, epoch_ms(ts) AS t, mac
-FROM ip_observations
 WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
-  AND owner_kind = 'neighbor' AND mac IS NOT NULL
 """
 
 # owner kinds that *hold* an address (as opposed to referencing or observing it)
@@ -138,23 +132,27 @@ class ObservationTracker:
         :meth:`prune` afterwards)."""
         if hi_ms <= cur_ms:
             return
-        p = {"lo_us": cur_ms * 1000, "hi_us": hi_ms * 1000, "bucket": max(1, self.ttl)}
+        raw = query_table(con, WINDOW_SQL, {"lo_us": cur_ms * 1000, "hi_us": hi_ms * 1000})
         changed = False
-        raw = query_table(con, HOLDINGS_SQL, p)
         if raw.num_rows:
-            raw = raw.append_column("b", pc.divide(raw.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
-            agg = raw.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
-                [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")])
-            rows = agg.rename_columns(["ip", "kind", "owner", "cluster", "network", "b", "first_ms",
-                                       "last_ms", "n", "macs", "names"]).to_pylist()
-            for r in sorted(rows, key=lambda r: r["first_ms"]):
-                r["macs"] = [m for m in r["macs"] if m is not None]
-                r["mac"] = r["macs"][-1] if r["macs"] else None
-                self._hold(r)
-            changed = True
-        nb = query_table(con, NEIGHBORS_SQL, p)
-        if nb.num_rows:
-            changed = self._neighbors(nb) or changed
+            is_nb = pc.equal(raw.column("kind"), "neighbor")
+            held = raw.filter(pc.invert(is_nb))
+            if held.num_rows:
+                held = held.append_column("b", pc.divide(held.column("t"),
+                                                         pa.scalar(max(1, self.ttl), pa.int64())))
+                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
+                    [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")])
+                rows = agg.rename_columns(["ip", "kind", "owner", "cluster", "network", "b", "first_ms",
+                                           "last_ms", "n", "macs", "names"]).to_pylist()
+                for r in sorted(rows, key=lambda r: r["first_ms"]):
+                    r["macs"] = [m for m in r["macs"] if m is not None]
+                    r["mac"] = r["macs"][-1] if r["macs"] else None
+                    self._hold(r)
+                changed = True
+            nb = raw.filter(pc.and_(is_nb, pc.is_valid(raw.column("mac"))))
+            if nb.num_rows:
+                nb = nb.append_column("key", pc.binary_join_element_wise(nb.column("ip"), nb.column("owner"), "|"))
+                changed = self._neighbors(nb) or changed
         if prune:
             self.prune(hi_ms)
         if changed:

@@ -55,7 +55,7 @@ def metric_forms(metric: str) -> list[str]:
     return forms or [metric]
 
 
-SERIES_KEY = "hash(source, host, metric, labels)"
+SERIES_KEY = "hash(CAST(source AS VARCHAR), CAST(host AS VARCHAR), CAST(metric AS VARCHAR), labels)"
 
 
 def window_sql(metrics: Sequence[str]) -> str:
@@ -104,7 +104,9 @@ class SeriesRegistry:
 
     def resolve(self, con: Any, keys: npt.NDArray[np.uint64], lo_us: int, hi_us: int) -> npt.NDArray[np.int64]:
         """Series ids of the keys, querying metadata for keys never seen before."""
-        uniq = np.unique(keys)
+        enc = pa.array(keys, pa.uint64()).dictionary_encode()
+        uniq = np.asarray(enc.dictionary.to_numpy(), np.uint64)
+        codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
         unknown = [int(x) for x in uniq if int(x) not in self.index]
         if unknown and len(unknown) > 2000:
             # many new series (a cold start): every series shows up within a scrape gap, so read
@@ -115,8 +117,7 @@ class SeriesRegistry:
             self._fetch(con, self.sql_keys if len(unknown) <= 2000 else self.sql_all,
                         {"lo_us": lo_us, "hi_us": hi_us, "keys": unknown})
         lookup = np.fromiter((self.index.get(int(x), -1) for x in uniq), np.int64, uniq.size)
-        pos = np.searchsorted(uniq, keys)
-        return np.asarray(lookup[pos], np.int64)
+        return np.asarray(lookup[codes], np.int64)
 
     def _fetch(self, con: Any, sql: str, params: dict[str, Any]) -> None:
         tbl = query_table(con, sql, params)
@@ -187,7 +188,10 @@ class StepAccumulator:
             self.last_v = np.concatenate([self.last_v, np.full(grow, np.nan)])
         t = np.asarray(raw.column("t").to_numpy(), np.int64)
         v = np.asarray(raw.column("value").to_numpy(), np.float64)
-        order = np.lexsort((t, sid))
+        # one int64 sort key: series id high, time within the call low (a call spans < 2^31 ms)
+        t0 = int(t.min())
+        order = np.argsort((sid << 31) | (t - t0), kind="stable") if int(t.max()) - t0 < (1 << 31) \
+            else np.lexsort((t, sid))
         k, t, v = sid[order], t[order], v[order]
         first = np.r_[True, k[1:] != k[:-1]]
         last = np.r_[k[1:] != k[:-1], True]

@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.engine import Engine  # noqa: E402
-from analytics.settings import AnalyticsSettings  # noqa: E402
-from collector.schema import IP_OBSERVATIONS_SCHEMA, TS_TYPE, from_ms  # noqa: E402
-from tests.analytics.synth import Effects, random_network, random_site, samples  # noqa: E402
+from analytics.engine import Engine
+from analytics.settings import AnalyticsSettings
+from collector.schema import IP_OBSERVATIONS_SCHEMA, TS_TYPE, from_ms
+from tests.analytics.synth import Effects, Net, random_network, random_site, samples
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -60,11 +60,12 @@ def write_samples(out: Path, hosts: int, filler: int, minutes: int, batch: int) 
     return rows, start, end
 
 
-def write_ip_observations(out: Path, hosts: int, start: int, end: int, seed: int = 7) -> tuple[int, list[object]]:
+def write_ip_observations(out: Path, hosts: int, start: int, end: int, seed: int = 7) -> tuple[int, list[Net]]:
     """Inventory polls (60 s) of 25 clusters on 5 networks plus every host's neighbour table."""
     rng = np.random.default_rng(seed)
     nets = []
     ips: list[tuple[str, str, str, str, str, str | None]] = []  # ip, kind, owner, cluster, network, mac
+    mac: str | None
     for n in range(5):
         clusters = [f"c{n}-{k}" for k in range(5)]
         net = random_network(rng, f"net{n}", clusters, vip_size=120, node_size=100, management=None,
@@ -80,7 +81,7 @@ def write_ip_observations(out: Path, hosts: int, start: int, end: int, seed: int
                 ips.append((f"10.{40 + n}.0.{vip0 + v}", "service", f"ns{k % 4}/svc{k}", c, net.name, None))
                 v += 1
             for k in range(8):
-                mac = "00:15:5d:%02x:%02x:%02x" % tuple(rng.integers(0, 256, 3))
+                mac = "00:15:5d:" + ":".join(f"{int(x):02x}" for x in rng.integers(0, 256, 3))
                 kind = "load-balancer" if k == 0 else "node"
                 ips.append((f"10.{40 + n}.0.{node0 + n_}", kind, f"{c}-vm{k}", c, net.name, mac))
                 n_ += 1
@@ -153,7 +154,7 @@ def main() -> None:
         settings = AnalyticsSettings.model_validate({"evaluation_interval": "30s", "bootstrap_window": "1h"})
         interval = settings.evaluation_interval.total_seconds()
         t_full = start + HOUR
-        eng = Engine(settings, nets)  # type: ignore[arg-type]
+        eng = Engine(settings, nets)
         t = time.perf_counter()
         eng.evaluate(con, from_ms(t_full))
         full = time.perf_counter() - t

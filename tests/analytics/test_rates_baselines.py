@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -26,7 +27,7 @@ def _steps(rows: list[tuple[str, int, float]], cuts: int = 1, gap: int = 300_000
     times = sorted({t for _, t, _ in rows})
     bounds = [times[0] - 1] + [times[min(len(times) - 1, (i + 1) * len(times) // cuts - 1)] for i in range(cuts)]
     out: list[dict[str, object]] = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         if hi <= lo:
             continue
         raw = query_table(con, window_sql(["m_total"]), {"lo_us": lo * 1000, "hi_us": hi * 1000})
@@ -120,3 +121,18 @@ def test_baseline_bank_uses_time_of_day_once_it_has_two_days() -> None:
     cold = bank.ids(["new"])
     bank.refresh(at_5, force=True)
     assert bank.baseline(cold)[2][0] == 0, "no baseline before min_points (cold start)"
+
+
+def test_compiled_forest_scores_exactly_like_sklearn() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from analytics.baselines import CompiledForest
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 5))
+    x[:20] *= 6
+    model = IsolationForest(n_estimators=60, max_samples=128, contamination=0.01, random_state=0).fit(x)
+    fast = CompiledForest(model)
+    probe = rng.normal(size=(200, 5)) * 3
+    assert np.allclose(fast.score_samples(probe), model.score_samples(probe), atol=1e-12)
+    assert (fast.outlier(probe) == (model.predict(probe) == -1)).all()
