@@ -104,3 +104,43 @@ token_file = "{tmp_path / 'token'}"
     store_rows = svc.store.connect().execute("SELECT count(*) FROM samples").fetchone()
     assert store_rows is not None and store_rows[0] >= rows
     assert (tmp_path / "data" / "alert_state.json").exists()
+
+
+async def test_capture_records_live_targets_and_replay_reproduces_them(tmp_path: Path) -> None:
+    from collector.capture import read_capture
+    from hciwatch.pipeline import replay_records
+    from hciwatch.service import capture
+
+    scen = lab.Scenario(duration=timedelta(minutes=2), interval=timedelta(seconds=60))
+    body = next(r.body for r in lab.generate(scen) if r.kind == "prometheus")
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    cfg_path = tmp_path / "hciwatch.toml"
+    cfg_path.write_text(f"""
+data_dir = "data"
+[[sources]]
+type = "windows"
+targets = ["127.0.0.1:{port}"]
+interval = 0.3
+""")
+    cfg = load_config(cfg_path)
+    out = tmp_path / "live.jsonl.zst"
+    try:
+        n = await capture(cfg, out, 1.5)
+    finally:
+        await runner.cleanup()
+    assert n >= 2
+    items = list(read_capture(out, known_kinds=["prometheus"]))
+    assert all(i.error is None for i in items)
+    assert all(i.record is not None and i.record.body == body for i in items)
+    res = replay_records(items, cfg, tmp_path / "replayed")
+    assert res.stats.records_rejected == 0
+    assert res.stats.samples_stored > 0 and res.stats.records_read == n
