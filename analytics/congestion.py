@@ -219,7 +219,7 @@ class CongestionDetector:
 
     # ------------------------------------------------------------------------------------------
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
-        """Judge every step in a window table (see :func:`analytics.rates.step_values_sql`)."""
+        """Judge every step in a window table (see :class:`analytics.rates.StepAccumulator`)."""
         if tbl.num_rows:
             metric_col = tbl.column("metric").combine_chunks()
             mask = pc.is_in(metric_col, value_set=pa.array(CONGESTION_METRICS))
@@ -234,8 +234,9 @@ class CongestionDetector:
         mcol = tbl.column("metric").combine_chunks().dictionary_encode()
         mnames: list[str] = mcol.dictionary.to_pylist()
         mcode = np.asarray(mcol.indices.to_numpy(zero_copy_only=False), np.int64)
-        sig_of = np.array([METRIC_ROLES[m][0] for m in mnames], np.int64)
-        role_of = np.array([METRIC_ROLES[m][1] for m in mnames], np.int64)
+        # the dictionary may still name metrics the filter removed: they map to no role
+        sig_of = np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64)
+        role_of = np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64)
         sub = tbl.column("sub").combine_chunks()
         sub_enc = sub.dictionary_encode()
         w = _Window(
@@ -261,18 +262,16 @@ class CongestionDetector:
         vals = np.full((nh, NSIG), np.nan)
         cnt = (role == R_COUNT) & np.isfinite(rate)
         if cnt.any():
-            acc = np.zeros((nh, NSIG))
+            flat = h[cnt] * NSIG + sig[cnt]
+            acc = np.bincount(flat, rate[cnt], minlength=nh * NSIG).reshape(nh, NSIG)
             seen = np.zeros((nh, NSIG), bool)
-            np.add.at(acc, (h[cnt], sig[cnt]), rate[cnt])
             seen[h[cnt], sig[cnt]] = True
             vals = np.where(seen, acc, np.nan)
         # SMB latency: Δseconds / Δrequests over all shares (raw), else formatted averages
-        lat_num = np.zeros(nh)
-        lat_den = np.zeros(nh)
         m = (role == R_LNUM) & np.isfinite(inc)
-        np.add.at(lat_num, h[m], inc[m])
+        lat_num = np.bincount(h[m], inc[m], minlength=nh)
         m = (role == R_LDEN) & np.isfinite(inc)
-        np.add.at(lat_den, h[m], inc[m])
+        lat_den = np.bincount(h[m], inc[m], minlength=nh)
         raw_ok = lat_den > 0
         vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
         fmt = (role == R_LAVG) | (role == R_LRPS)
@@ -288,10 +287,8 @@ class CongestionDetector:
             wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
             ph = uniq // w.nsub
             ok = np.isfinite(avg) & ~raw_ok[ph]
-            num = np.zeros(nh)
-            den = np.zeros(nh)
-            np.add.at(num, ph[ok], (avg * wt)[ok])
-            np.add.at(den, ph[ok], wt[ok])
+            num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nh)
+            den = np.bincount(ph[ok], wt[ok], minlength=nh)
             good = (den > 0) & ~raw_ok
             vals[good, _SMB] = num[good] / den[good]
         # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
@@ -300,9 +297,8 @@ class CongestionDetector:
             v = rate if use_rate else mean
             m = (role == r) & np.isfinite(v)
             if m.any():
-                acc1 = np.zeros(nh)
+                acc1 = np.bincount(h[m], v[m], minlength=nh)
                 seen1 = np.zeros(nh, bool)
-                np.add.at(acc1, h[m], v[m])
                 seen1[h[m]] = True
                 throughput = np.where(seen1, acc1, throughput)
         present = np.nonzero(np.isfinite(vals).any(axis=1) | np.isfinite(throughput))[0]

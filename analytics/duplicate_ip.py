@@ -38,10 +38,14 @@ indirect evidence (flip-flops or events alone).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex
@@ -125,6 +129,10 @@ def flip_flops(changes: list[MacChange], window_ms: int) -> list[tuple[MacChange
     return out
 
 
+LB_INFO_METRIC = "k8s.service_lb_ip_info"  # k8s inventory: one per (Service, LB IP) with its ports
+LB_INFO_EXPR = f"CASE WHEN metric = '{LB_INFO_METRIC}' THEN CAST(to_json(labels) AS VARCHAR) END"
+
+
 class DuplicateIpDetector:
     def __init__(self, settings: AnalyticsSettings, index: NetworkIndex) -> None:
         self.s = settings
@@ -136,6 +144,27 @@ class DuplicateIpDetector:
         self.event_ms = int(self.d.event_ttl.total_seconds() * 1000)
         self.retention = int(self.d.retention.total_seconds() * 1000)
         self.known: dict[tuple[str, str], _Known] = {}
+        # ip → {(cluster, namespace/service): (ports, last seen ms)} from the k8s inventory
+        self.ports: dict[str, dict[tuple[str, str], tuple[str, int]]] = {}
+
+    def process_samples(self, tbl: pa.Table, now_ms: int) -> None:
+        """Remember each LoadBalancer IP's Services and ports (evidence for the runbook: the
+        AKS-HCI fix is to re-deploy on the *same* port or onto another cluster network)."""
+        if tbl.num_rows and "lbinfo" in tbl.column_names:
+            rows = tbl.filter(pc.is_valid(tbl.column("lbinfo"))).select(["lbinfo", "bucket"]).to_pylist()
+            for r in rows:
+                try:
+                    lab = json.loads(r["lbinfo"])
+                except ValueError:
+                    continue
+                ip = str(lab.get("ip") or "")
+                if not ip:
+                    continue
+                key = (str(lab.get("cluster") or ""), f"{lab.get('namespace', '')}/{lab.get('service', '')}")
+                self.ports.setdefault(ip, {})[key] = (str(lab.get("ports") or ""), int(r["bucket"]))
+        cutoff = now_ms - self.retention
+        for ip in [ip for ip, d in self.ports.items() if max(v[1] for v in d.values()) < cutoff]:
+            del self.ports[ip]
 
     def evaluate(self, obs: ObservationTracker, now_ms: int) -> list[Finding]:
         current: dict[tuple[str, str], dict[str, Any]] = {}
@@ -255,7 +284,7 @@ class DuplicateIpDetector:
         if "claims" in parts:
             ev["evidence_types"].append("simultaneous_owners")
             c = parts["claims"]
-            owners = []
+            owners: list[dict[str, Any]] = []
             for claimant, hs in c["claimants"]:
                 kinds = {h.owner_kind for h in hs}
                 kinds_by_claimant[claimant] = kinds
@@ -274,7 +303,12 @@ class DuplicateIpDetector:
                     "macs": macs,
                     "sources": sorted({s for h in hs for s in h.sources}),
                 })
+            ports = {f"{c}/{svc}" if c else svc: p for (c, svc), (p, _t) in self.ports.get(ip, {}).items()}
+            for o in owners:
+                o["ports"] = {k: v for k, v in ports.items() if any(k.startswith(f"{c}/") for c in o["clusters"])}
             ev["owners"] = owners
+            if ports:
+                ev["service_ports"] = ports
             ev["overlaps"] = [{"a": self._label(a, dict(c["claimants"])[a]),
                                "b": self._label(b, dict(c["claimants"])[b]),
                                "seconds_held_together": round(ov / 1000)} for a, b, ov in c["pairs"]]
@@ -285,6 +319,9 @@ class DuplicateIpDetector:
             severity = Severity.SEV1
             if any("control-plane" in k for k in kinds_by_claimant.values()):
                 severity = Severity.SEV0
+            port_sets = {frozenset(o["ports"].values()) for o in owners if o["ports"]}
+            if len(port_sets) > 1:
+                ev["different_ports"] = True  # the documented HAProxy case: same IP, different ports
             scenario = self._scenario(list(kinds_by_claimant))
         if "flips" in parts:
             ev["evidence_types"].append("arp_flip_flop")
@@ -310,6 +347,8 @@ class DuplicateIpDetector:
                                      "owner": mac_owner.get(nb[0])}
         if "claims" not in parts and len(ev["evidence_types"]) >= 2:
             severity = Severity.SEV1
+        if any(e.host.endswith("tcpip-4198") for e in parts.get("events", [])) and severity.rank > 1:
+            severity = Severity.SEV1  # 4198: Windows disabled the address on that host
         ev["scenario"] = scenario
         if "claims" in parts:
             summary = f"Duplicate IP {ip} on {net}: held at the same time by {' and '.join(who[:4])}"

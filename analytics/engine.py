@@ -24,7 +24,7 @@ from typing import Any
 
 from analytics.anomaly import SERIES_EXPR, MetricAnomalyDetector
 from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, CongestionDetector, CongestionScore
-from analytics.duplicate_ip import DuplicateIpDetector
+from analytics.duplicate_ip import LB_INFO_EXPR, LB_INFO_METRIC, DuplicateIpDetector
 from analytics.findings import Finding
 from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
 from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks
@@ -59,12 +59,13 @@ class Engine:
         self.duplicates = DuplicateIpDetector(settings, self.index)
         self.congestion = CongestionDetector(settings)
         self.anomaly = MetricAnomalyDetector(settings)
-        metrics = sorted(set(CONGESTION_METRICS) | set(POOL_METRICS) | set(self.anomaly.metrics))
+        metrics = sorted(set(CONGESTION_METRICS) | set(POOL_METRICS) | set(self.anomaly.metrics)
+                         | {LB_INFO_METRIC})
         series = (f"CASE WHEN metric IN ({', '.join(sql_str(m) for m in self.anomaly.metrics)}) "
                   f"THEN {SERIES_EXPR} END") if self.anomaly.metrics else "NULL::VARCHAR"
         self.registry = SeriesRegistry(metrics, {
             "sub": SUB_EXPR, "priority": PRIORITY_EXPR, "pool": POOL_EXPR, "scope": SCOPE_EXPR,
-            "series": series})
+            "series": series, "lbinfo": LB_INFO_EXPR})
         self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000),
                                      self.registry)
         self.window_sql = window_sql(metrics)
@@ -95,6 +96,7 @@ class Engine:
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
                 self._timed(timings, "pool_metrics", self.pools.process_metrics, tbl)
+                self._timed(timings, "lb_ports", self.duplicates.process_samples, tbl, b)
             self._timed(timings, "ip_observations", self.obs.ingest, con, cur, hi, prune=False)
             bucket = self.pools.bucket_ms
             t = (cur // bucket + 1) * bucket

@@ -6,8 +6,9 @@ Each evaluation reads only the rows that arrived since the last one and folds th
   holding the address. Sightings closer than ``duplicate_ip.presence_ttl`` join into one period,
   so "held at the same time" means overlapping periods, not a shared history;
 * **MAC changes** per (ip, observer) from neighbour (ARP/NDP) tables — the raw material of
-  arpwatch-style flip-flop detection. Consecutive rows are compared inside the query over a window
-  widened by ``max_rate_gap`` so an observer's previous MAC is known without Python state;
+  arpwatch-style flip-flop detection. Each observer's last MAC per IP is remembered, so a call
+  compares only the new rows (vectorised) with it; rows further apart than ``max_rate_gap`` are
+  not compared (a change across a long gap is not evidence of alternation);
 * **the latest neighbour MAC** per IP, and **Tcpip 4198/4199 conflict events**.
 
 Inventory sources re-list everything on every poll, so an address that stops being listed stops

@@ -9,9 +9,10 @@ One SQL builder serves every detector (and the analyst view ``counter_rates``):
 * formatted rates (``*_per_sec``, Telegraf's default) and gauges are taken as they are.
 
 Rows are grouped onto a fixed step grid: the interval ending at ``t`` belongs to the step ending
-at ``ceil(t / step) * step``. The query reads ``(cursor − max_rate_gap, hi]`` so the first new
-sample of a series still finds its predecessor, and keeps only intervals ending after the cursor,
-which makes repeated calls incremental without any per-series state in Python.
+at ``ceil(t / step) * step``. Each call reads only rows newer than the previous call; the last
+sample of every series is remembered (:class:`StepAccumulator`), and per-series metadata (host,
+metric, label-derived columns) is fetched once per new series (:class:`SeriesRegistry`), so the
+per-row work in DuckDB is a hash and a filter.
 """
 
 from __future__ import annotations
@@ -126,10 +127,22 @@ class SeriesRegistry:
         if not fresh:
             return
         add = tbl.take(pa.array(fresh))
+        # few distinct hosts/metrics: dictionary-encode so per-row filters downstream are cheap
+        for name in ("host", "metric"):
+            i = add.schema.get_field_index(name)
+            add = add.set_column(i, name, add.column(name).combine_chunks().dictionary_encode())
         base = 0 if self.meta is None else self.meta.num_rows
         for j, i in enumerate(fresh):
             self.index[ks[i]] = base + j
-        self.meta = add if self.meta is None else pa.concat_tables([self.meta, add.cast(self.meta.schema)])
+        if self.meta is None:
+            self.meta = add
+        else:
+            merged = pa.concat_tables([self.meta, add.cast(self.meta.schema)]).combine_chunks()
+            for name in ("host", "metric"):  # one dictionary per column again
+                i = merged.schema.get_field_index(name)
+                col = merged.column(name).cast(pa.string()).combine_chunks().dictionary_encode()
+                merged = merged.set_column(i, name, col)
+            self.meta = merged
 
     def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.Array]:
         if self.meta is None:

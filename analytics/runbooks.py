@@ -59,7 +59,8 @@ DUP_LB_ACROSS_CLUSTERS = """\
 Two workload clusters that share one cluster network (AksHciClusterNetwork) were handed the same
 LoadBalancer IP by HAProxy — a documented AKS-on-Azure-Local issue when workloads on *different
 ports* are deployed to clusters sharing a network. One or both workloads see random connectivity
-failures until they are re-deployed. Evidence: owners (both clusters and Services), overlaps,
+failures until they are re-deployed. Evidence: owners (both clusters and Services),
+service_ports (each Service's ports — different ports on one IP is exactly this case), overlaps,
 MACs answering.
 Fix by re-deploying the workloads, either on the *same port* (each then receives its own service
 IP) or onto clusters that use *different* cluster-network objects, i.e. give each cluster its own

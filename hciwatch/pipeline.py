@@ -124,9 +124,9 @@ class Pipeline:
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
         a = cfg.analytics
-        # The engine is incremental: each pass reads only the new steps plus max_rate_gap before
-        # them, so the in-memory window needs little more than that.
-        span = a.max_rate_gap + a.settle + 2 * a.evaluation_interval + timedelta(minutes=5)
+        # The engine is incremental (it keeps each series' last sample itself): each pass reads only
+        # the steps since its last call, so the window needs those plus settle and a margin.
+        span = a.settle + 2 * a.evaluation_interval + timedelta(minutes=1)
         self.windows = {n: Window(n, span) for n in ("samples", "ip_observations")}
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")

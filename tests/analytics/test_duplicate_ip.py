@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.schema import Severity
+from collector.schema import Sample, Severity, from_ms, samples_table
 from tests.analytics.harness import HOUR, MIN, Run, connect, replay
 from tests.analytics.synth import Holder, IpWorld, Net, lb_mac_of, populate_clusters, random_mac, random_network
 
@@ -43,7 +43,13 @@ def test_lb_ip_handed_to_two_clusters_sharing_a_network(seed: int) -> None:
     # both load-balancer VMs answer ARP: observers see the MAC alternate
     world.arp_script[victim.ip] = [(t0 + k * 3 * MIN, lb_b if k % 2 == 0 else lb_a) for k in range(14)] + \
         [(t0 + 42 * MIN, lb_a)]
-    run = _run(world, net, [(t0 - 5 * MIN, t0 + 80 * MIN)])
+    # the k8s inventory also reports each LoadBalancer IP's Services and their ports
+    lb_info = [Sample(from_ms(t), "k8s", "k8s-api", "k8s.service_lb_ip_info", 1.0,
+                      (("cluster", c), ("ip", victim.ip), ("namespace", ns), ("ports", ports), ("service", svc)))
+               for t in range(t0, t0 + 40 * MIN, world.poll_s * 1000)
+               for c, ns, svc, ports in ((a, *victim.owner.split("/"), "443/TCP"), (b, "shop", "frontend", "8080/TCP"))]
+    run = replay(connect(samples_table(lb_info), world.table()), world.start_ms, world.end_ms, networks=[net],
+                 fine=[(t0 - 5 * MIN, t0 + 80 * MIN)], step=2 * MIN)
 
     fired = run.firing("duplicate_ip")
     assert len({x.fingerprint for _, x in fired}) == 1 and fired[0][1].severity is Severity.SEV1
@@ -54,6 +60,8 @@ def test_lb_ip_handed_to_two_clusters_sharing_a_network(seed: int) -> None:
     assert ev["scenario"] == "lb_ip_shared_across_clusters"
     assert {o["clusters"][0] for o in ev["owners"]} == {a, b}
     assert ev["overlaps"][0]["seconds_held_together"] >= 120
+    assert ev["service_ports"] == {f"{a}/{victim.owner}": "443/TCP", f"{b}/shop/frontend": "8080/TCP"}
+    assert ev["different_ports"] is True
     owners = set(ev.get("mac_owners", {}).values())
     assert owners == set() or any(a in o for o in owners)
     assert "same port" in alert.runbook and "cluster network" in alert.runbook

@@ -147,3 +147,15 @@ def test_settings_knobs_move_the_forecast() -> None:
                   settings=settings(pools={"horizon": "30d"}))
     assert not short.firing("vip_pool_exhaustion")
     assert long.firing("vip_pool_exhaustion")
+
+
+def test_the_config_model_satisfies_the_network_protocol() -> None:
+    from collector.config import NetworkSettings
+
+    net = NetworkSettings(name="akshci-vnet", vip_pool_start="10.40.0.200", vip_pool_end="10.40.0.231",
+                          k8s_node_ip_pool_start="10.40.0.100", k8s_node_ip_pool_end="10.40.0.150",
+                          ip_address_prefix="10.40.0.0/24", clusters=["mgmt", "wl-a", "wl-b"],
+                          management_cluster="mgmt", lb_ranges=["10.40.1.0/28"])
+    plan = compile_network(net, PoolSettings())
+    assert plan.all_clusters == ["mgmt", "wl-a", "wl-b"] and plan.workload_clusters == ["wl-a", "wl-b"]
+    assert plan.node_reserve == 2 + 2 * 5 and plan.vip.size == 32 and plan.lbs[0].size == 16

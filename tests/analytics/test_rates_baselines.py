@@ -35,6 +35,10 @@ def _steps(rows: list[tuple[str, int, float]], cuts: int = 1, gap: int = 300_000
     return out
 
 
+def _num(v: object) -> float:
+    return math.nan if v is None else float(v)  # type: ignore[arg-type]
+
+
 def test_counter_rates_handle_resets_gaps_and_late_rows() -> None:
     a = [("a", T0 + k * 15_000, 100.0 + 10 * k) for k in range(1, 9)]  # 10 per 15 s = 0.667/s
     # then a reboot (value drops → reset, that interval skipped) and a 10-minute gap
@@ -60,11 +64,11 @@ def test_rates_are_never_negative_and_split_calls_agree(steps: list[tuple[int, f
         rows.append(("s", t, v))
     whole = _steps(rows)
     split = _steps(rows, cuts=cuts)
-    rates = [float(r["rate"]) for r in whole if r["rate"] is not None]  # type: ignore[arg-type]
+    rates = [_num(r["rate"]) for r in whole]
     assert all(math.isnan(x) or x >= 0 for x in rates)
 
     def total(rs: list[dict[str, object]]) -> float:
-        return sum(float(r["inc"]) for r in rs if r["inc"] is not None and not math.isnan(float(r["inc"])))  # type: ignore[arg-type]
+        return sum(x for x in (_num(r["inc"]) for r in rs) if not math.isnan(x))
 
     assert math.isclose(total(whole), total(split), rel_tol=1e-9, abs_tol=1e-6)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from analytics.engine import Engine
 from analytics.views import ANALYST_VIEWS, analyst_views
-from collector.schema import from_ms
+from collector.schema import Sample, from_ms, samples_table
 from tests.analytics.harness import HOUR, MIN, connect, connect_parquet, replay, settings
 from tests.analytics.synth import Effects, Holder, IpWorld, Net, populate_clusters, random_network, random_site, samples
 
@@ -57,6 +58,16 @@ def test_engine_reads_nothing_after_now_and_catch_up_equals_stepping(tmp_path: P
     t0 = site.start_ms + 4 * HOUR
     tbl = samples(site, Effects(congestion=[(site.hosts[:1], t0, t0 + 40 * MIN)]))
     world, net, dup = _ip_world(5, start=site.start_ms + 3 * HOUR)
+    # other metrics the engine reads in the same pass (pool gauges, LB inventory) and ignores
+    extra = [Sample(from_ms(t), src, "ctl", m, v, labels)
+             for t in range(site.start_ms + 3 * HOUR, site.end_ms, MIN)
+             for src, m, v, labels in (
+                 ("metallb", "metallb.addresses_in_use", 5.0, (("pool", "p1"),)),
+                 ("metallb", "metallb.addresses_total", 16.0, (("pool", "p1"),)),
+                 ("k8s", "k8s.service_lb_ip_info", 1.0, (("cluster", "x2"), ("ip", dup), ("namespace", "a"),
+                                                         ("ports", "80/TCP"), ("service", "b"))),
+                 ("windows", "windows.cpu.time_total", float(t), (("core", "0"),)))]
+    tbl = pa.concat_tables([tbl, samples_table(extra)], promote_options="permissive")
     con = connect_parquet(tmp_path, tbl, world.table(), rows_per_file=40_000)  # the store's layout
     s = settings()
     # evaluating at t0 must not see the incident that starts at t0
@@ -71,7 +82,8 @@ def test_engine_reads_nothing_after_now_and_catch_up_equals_stepping(tmp_path: P
     a = {f.fingerprint: f.active for f in stepped.findings}
     b = {f.fingerprint: f.active for f in findings}
     assert a == b and any(f.kind.value == "eastwest_congestion" and f.active for f in findings)
-    assert any(f.kind.value == "duplicate_ip" and f.resource["ip"] == dup for f in findings)
-    assert catch.pool_stats() and {p.pool for p in catch.pool_stats()} == {"vip", "node"}
+    dups = [f for f in findings if f.kind.value == "duplicate_ip" and f.resource["ip"] == dup]
+    assert dups and dups[0].evidence["service_ports"] == {"x2/a/b": "80/TCP"}
+    assert {p.pool for p in catch.pool_stats()} == {"vip", "node", "metallb:ctl/p1"}
     with pytest.raises(ValueError, match="before the last evaluated step"):
         catch.evaluate(con, from_ms(t0))
