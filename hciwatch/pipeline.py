@@ -114,7 +114,8 @@ class Pipeline:
     """Wires one configured flow. Not thread-safe: call from one task/thread."""
 
     def __init__(self, cfg: AppConfig, store: Store, *, alert_sinks: Iterable[AlertSink] = (),
-                 state_path: Path | None = None, bootstrap_from_store: bool = False) -> None:
+                 state_path: Path | None = None, bootstrap_from_store: bool = False,
+                 call_interval: timedelta | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.catalog = Catalog(UserMapping(m.native, m.canonical, m.unit, m.counter)
@@ -126,7 +127,9 @@ class Pipeline:
         a = cfg.analytics
         # The engine is incremental (it keeps each series' last sample itself): each pass reads only
         # the steps since its last call, so the window needs those plus settle and a margin.
-        span = a.settle + 2 * a.evaluation_interval + timedelta(minutes=1)
+        # ``call_interval``: how often evaluate() is really called (replay may call less often).
+        every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
+        span = a.settle + 2 * every + timedelta(minutes=1)
         self.windows = {n: Window(n, span) for n in ("samples", "ip_observations")}
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
@@ -261,7 +264,7 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
     out_fh = open(alerts_out, "w", encoding="utf-8") if alerts_out else None  # noqa: SIM115
     if out_fh is not None:
         sinks.append(_jsonl_sink(out_fh))
-    pipe = Pipeline(cfg, store, alert_sinks=sinks)
+    pipe = Pipeline(cfg, store, alert_sinks=sinks, call_interval=eval_every)
     step = eval_every or cfg.analytics.evaluation_interval
     next_eval: datetime | None = None
     first: datetime | None = None
