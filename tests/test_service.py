@@ -27,7 +27,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path) -> None:
+async def _serve_lab_metrics() -> tuple[bytes, web.AppRunner, int]:
+    """A loopback HTTP target serving one lab windows_exporter payload at /metrics."""
     scen = lab.Scenario(duration=timedelta(minutes=2), interval=timedelta(seconds=60))
     body = next(r.body for r in lab.generate(scen) if r.kind == "prometheus")
 
@@ -40,6 +41,11 @@ async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path)
     await runner.setup()
     port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    return body, runner, port
+
+
+async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path) -> None:
+    body, runner, port = await _serve_lab_metrics()
     dead = _free_port()  # nothing listens here
     api_port = _free_port()
     (tmp_path / "token").write_text("t0ken-for-tests\n")
@@ -111,18 +117,7 @@ async def test_capture_records_live_targets_and_replay_reproduces_them(tmp_path:
     from hciwatch.pipeline import replay_records
     from hciwatch.service import capture
 
-    scen = lab.Scenario(duration=timedelta(minutes=2), interval=timedelta(seconds=60))
-    body = next(r.body for r in lab.generate(scen) if r.kind == "prometheus")
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    body, runner, port = await _serve_lab_metrics()
     cfg_path = tmp_path / "hciwatch.toml"
     cfg_path.write_text(f"""
 data_dir = "data"
