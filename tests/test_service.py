@@ -45,7 +45,7 @@ async def _serve_lab_metrics() -> tuple[bytes, web.AppRunner, int]:
 
 
 async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path) -> None:
-    body, runner, port = await _serve_lab_metrics()
+    _, runner, port = await _serve_lab_metrics()
     dead = _free_port()  # nothing listens here
     api_port = _free_port()
     (tmp_path / "token").write_text("t0ken-for-tests\n")
