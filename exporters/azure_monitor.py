@@ -48,7 +48,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from collector.errors import ConfigError
 from collector.schema import Alert
-from exporters.base import ExportResult
+from exporters.base import ExportResult, ThreadedSdkExporter
 from exporters.otlp import AlertLogEncoder, MetricsSnapshot, OtlpMetrics, parse_retry_after
 from exporters.settings import AzureMonitorSettings
 
@@ -121,7 +121,7 @@ class _LastResponse:
             self.body = ""
 
 
-class AzureMonitorExporter:
+class AzureMonitorExporter(ThreadedSdkExporter):
     """Alert changes → Application Insights ``traces`` (or ``customEvents``), one request per batch."""
 
     def __init__(self, settings: AzureMonitorSettings, *, now: Callable[[], float] = time.time) -> None:
@@ -175,15 +175,6 @@ class AzureMonitorExporter:
             return ExportResult.failure(f"Azure Monitor: HTTP {status} (daily ingestion cap reached; "
                                         "the service drops data until the cap resets)", retryable=False)
         return ExportResult.failure(f"Azure Monitor: HTTP {status} (not retryable)", retryable=False)
-
-    async def export(self, batch: Sequence[Alert]) -> ExportResult:
-        result = await asyncio.to_thread(self._export_sync, list(batch))
-        self._healthy = result.ok
-        return result
-
-    async def healthcheck(self) -> bool:
-        """Whether the last export succeeded (no probe traffic of its own)."""
-        return self._healthy
 
     async def shutdown(self) -> None:
         await asyncio.to_thread(self._sdk.shutdown)

@@ -7,6 +7,7 @@ only has to say, per batch, "taken", "try again (maybe after N s)" or "never goi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -57,3 +58,26 @@ class Exporter(Protocol):
     async def healthcheck(self) -> bool: ...
 
     async def shutdown(self) -> None: ...
+
+
+class ThreadedSdkExporter:
+    """Shared behaviour of sinks built on a blocking SDK (OpenTelemetry, Azure Monitor).
+
+    Subclasses implement ``_export_sync``; it runs in a worker thread so the SDK's blocking HTTP
+    or gRPC call never stalls the event loop. Health is the outcome of the last export: these
+    sinks send no probe traffic of their own.
+    """
+
+    _healthy: bool = True
+
+    def _export_sync(self, batch: Sequence[Alert]) -> ExportResult:
+        raise TypeError(f"{type(self).__name__} must implement _export_sync")
+
+    async def export(self, batch: Sequence[Alert]) -> ExportResult:
+        result = await asyncio.to_thread(self._export_sync, list(batch))
+        self._healthy = result.ok
+        return result
+
+    async def healthcheck(self) -> bool:
+        """Whether the last export succeeded (no probe traffic of its own)."""
+        return self._healthy

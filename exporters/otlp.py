@@ -67,7 +67,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 
 from collector.schema import Alert, AlertKind, Severity, iso, to_ms
-from exporters.base import ExportResult
+from exporters.base import ExportResult, ThreadedSdkExporter
 from exporters.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def _grpc_security(s: OtlpSettings) -> tuple[bool, grpc.ChannelCredentials | Non
                                                certificate_chain=_read_bytes(s.cert_file))
 
 
-class OtlpExporter:
+class OtlpExporter(ThreadedSdkExporter):
     """Alert changes → OTLP logs (gRPC or HTTP/protobuf); one export call per outbox batch."""
 
     def __init__(self, settings: OtlpSettings, *, now: Callable[[], float] | None = None) -> None:
@@ -385,15 +385,6 @@ class OtlpExporter:
             if result == LogRecordExportResult.SUCCESS:
                 return ExportResult.success()
             return _classify(self._wire, f"OTLP {self.settings.protocol} {self.endpoint}")
-
-    async def export(self, batch: Sequence[Alert]) -> ExportResult:
-        result = await asyncio.to_thread(self._export_sync, list(batch))
-        self._healthy = result.ok
-        return result
-
-    async def healthcheck(self) -> bool:
-        """Whether the last export succeeded (no probe traffic of its own)."""
-        return self._healthy
 
     async def shutdown(self) -> None:
         exporter, self._exporter = self._exporter, None
