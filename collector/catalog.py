@@ -392,8 +392,9 @@ class Catalog:
     """Lookup from native names to canonical metrics; one instance per process, immutable."""
 
     def __init__(self, extra: Iterable[UserMapping] = ()) -> None:
+        self.user_mappings: tuple[UserMapping, ...] = tuple(extra)  # so a worker process can rebuild it
         self.prometheus: dict[str, MetricDef] = dict(PROMETHEUS_NATIVE)
-        for m in extra:
+        for m in self.user_mappings:
             self.prometheus[m.native] = MetricDef(m.canonical, m.unit, m.counter, "user mapping")
         # (object lower, counter lower) → PdhCounter; telegraf fields → PdhCounter per object
         self.pdh: dict[tuple[str, str], PdhCounter] = {

@@ -30,6 +30,7 @@ import secrets
 import shutil
 import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -114,8 +115,13 @@ class Store:
     """
 
     def __init__(self, data_dir: Path, *, batch_rows: int = 250_000, retention_days: int | None = None,
-                 extra_views: Mapping[str, str] | None = None) -> None:
+                 extra_views: Mapping[str, str] | None = None, write_behind: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        # write_behind: a full batch is written by one background thread while the caller goes on
+        # (Arrow releases the GIL while it encodes and compresses); one batch at most is in flight,
+        # so a crash still loses no more than that batch plus the buffer.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer") if write_behind else None
+        self._in_flight: Future[list[Path]] | None = None
         self.batch_rows = batch_rows
         self.retention_days = retention_days
         self.extra_views: dict[str, str] = dict(extra_views or {})
@@ -154,7 +160,24 @@ class Store:
             self._rows[name] += table.num_rows
             full = self._rows[name] >= self.batch_rows
         if full:
-            self.flush(name)
+            if self._writer is None:
+                self.flush(name)
+            else:
+                self._write_behind(name)
+
+    def _write_behind(self, name: str) -> None:
+        assert self._writer is not None
+        with self._lock:
+            chunks, self._buffers[name] = self._buffers[name], []
+            self._rows[name] = 0
+        self._wait_in_flight()
+        self._in_flight = self._writer.submit(self._write_chunks, name, chunks)
+
+    def _wait_in_flight(self) -> None:
+        """Block until the background batch is on disk; re-raises its error here."""
+        fut, self._in_flight = self._in_flight, None
+        if fut is not None:
+            fut.result()
 
     def buffered_rows(self, name: str | None = None) -> int:
         """Rows accepted but not yet on disk (queue depth for health metrics)."""
@@ -163,16 +186,21 @@ class Store:
 
     def flush(self, name: str | None = None) -> list[Path]:
         """Write buffered rows to disk now; returns the files written."""
+        self._wait_in_flight()
         names = [name] if name else list(TABLE_SCHEMAS)
         written: list[Path] = []
         for n in names:
             with self._lock:
                 chunks, self._buffers[n] = self._buffers[n], []
                 self._rows[n] = 0
-            if not chunks:
-                continue
-            table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
-            written.extend(self._write_partitions(n, table))
+            written.extend(self._write_chunks(n, chunks))
+        return written
+
+    def _write_chunks(self, name: str, chunks: list[pa.Table]) -> list[Path]:
+        if not chunks:
+            return []
+        table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
+        written = self._write_partitions(name, table)
         if written:
             self.stats.flushes += 1
         return written
@@ -201,6 +229,9 @@ class Store:
     def close(self) -> None:
         """Flush everything; the store stays usable for reads afterwards."""
         self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     # -- maintenance ---------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """``make demo`` / ``hciwatch demo``: a simulated Azure Local site replayed through the whole flow.
 
-The lab writes a real-format capture (windows_exporter text, HAProxy CSV, Kubernetes lists,
-neighbour rows) of 48 h with scripted incidents; the demo writes the matching config next to it,
-replays both on a virtual clock with a progress bar, prints the alerts, and leaves the data
-directory for the user to query.
+The lab generates 48 h of real-format telemetry (windows_exporter text, HAProxy CSV, Kubernetes
+lists, neighbour rows) with scripted incidents; the demo records it as a capture file and replays
+each record through the whole flow on a virtual clock as it is generated (one pass, no read-back),
+with the matching config next to it, then prints the alerts and leaves the data directory for the
+user to query (or to replay the capture again).
 """
 
 from __future__ import annotations
@@ -66,18 +67,14 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     if hours != scenario.duration.total_seconds() / 3600:
         scenario = dataclasses.replace(scenario, duration=timedelta(hours=hours))
     capture = data_dir / "capture.jsonl.zst"
-    console.print(f"[bold]1/3[/] simulating {scenario.duration} of an Azure Local site "
-                  f"({len(scenario.site.hosts)} HCI hosts, {len(scenario.site.clusters)} clusters) …")
-    lab.write_capture(scenario, capture)
     cfg_path = data_dir / "demo-config.toml"
     text = demo_config_text(scenario)
     cfg_path.write_text(text)
     cfg = parse_config(tomllib.loads(text), text, file=str(cfg_path), path=cfg_path)
-
-    from collector.capture import read_captures
-    from collector.registry import parser_kinds
-
-    console.print(f"[bold]2/3[/] replaying {capture.name} through parse → store → detectors → alerts …")
+    console.print(f"[bold]1/3[/] simulating {scenario.duration} of an Azure Local site "
+                  f"({len(scenario.site.hosts)} HCI hosts, {len(scenario.site.clusters)} clusters), "
+                  f"recording it to {capture.name} and replaying it as it is generated through "
+                  "parse → store → detectors → alerts …")
     total = int(scenario.duration / DEMO_EVAL_EVERY)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=errconsole) as progress:
@@ -86,12 +83,12 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
         def tick(now: Any) -> None:
             progress.update(task, advance=1, description=f"virtual time {now:%Y-%m-%d %H:%M} UTC")
 
-        result = replay_records(read_captures([capture], known_kinds=parser_kinds()), cfg, data_dir,
+        result = replay_records(lab.CaptureTee(scenario, capture), cfg, data_dir,
                                 data_dir / "alerts.jsonl", on_progress=tick, eval_every=DEMO_EVAL_EVERY)
         progress.update(task, completed=total)
 
     summary = summarize(result)
-    console.print("[bold]3/3[/] results")
+    console.print("[bold]2/3[/] results")
     t = Table(title="what was stored", show_header=False)
     for k in ("records_read", "records_rejected", "samples_stored", "ip_observations_stored", "evaluations"):
         t.add_row(k, f"{summary[k]:,}")
@@ -112,6 +109,9 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     console.print(f"  .venv/bin/hciwatch sql --data-dir {data_dir} "
                   "\"SELECT metric, count(*) AS n FROM samples GROUP BY ALL ORDER BY n DESC LIMIT 10\"")
     console.print(f"  .venv/bin/hciwatch alerts --data-dir {data_dir} --status open")
+    console.print("Replay the recorded capture again (same alerts, byte for byte):")
+    console.print(f"  .venv/bin/hciwatch replay {capture} --config {cfg_path} --data-dir /tmp/hciwatch-replay "
+                  "--alerts-jsonl /tmp/hciwatch-replay-alerts.jsonl")
     console.print(f"  duckdb {data_dir / 'catalog.duckdb'}   (any DuckDB client: views samples, "
                   "ip_observations, alerts, pool_usage, ip_conflicts, congestion_signals)")
     return 0

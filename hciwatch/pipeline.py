@@ -25,11 +25,11 @@ from analytics.findings import Finding
 from analytics.lifecycle import AlertManager
 from collector.capture import CaptureItem
 from collector.catalog import Catalog, UserMapping
-from collector.errors import CaptureError, ParseError
-from collector.registry import get_parser
+from collector.errors import CaptureError
 from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
 from hciwatch.config import AppConfig
+from hciwatch.parse_pool import ParseOutcome, ParsePool, default_workers, parse_one
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,26 @@ class PipelineStats:
 
 
 class Window:
-    """Recent rows of one table, kept as Arrow chunks and trimmed by age."""
+    """Recent rows of one table, kept as Arrow chunks and trimmed by age.
 
-    def __init__(self, name: str, span: timedelta) -> None:
+    ``convert`` reshapes each chunk once as it arrives (not the whole window at every pass).
+    """
+
+    def __init__(self, name: str, span: timedelta, convert: Callable[[pa.Table], pa.Table] | None = None) -> None:
         self.name = name
         self.span = span
+        self._convert = convert
         self._chunks: list[tuple[datetime, pa.Table]] = []
         self._dirty = True
-        self._table: pa.Table = TABLE_SCHEMAS[name].empty_table()
+        self._empty = TABLE_SCHEMAS[name].empty_table()
+        if convert is not None:
+            self._empty = convert(self._empty)
+        self._table: pa.Table = self._empty
 
     def add(self, table: pa.Table) -> None:
         if table.num_rows:
             newest = pc.max(table.column("ts")).as_py()
-            self._chunks.append((newest, table))
+            self._chunks.append((newest, self._convert(table) if self._convert else table))
             self._dirty = True
 
     def trim(self, now: datetime) -> None:
@@ -85,7 +92,7 @@ class Window:
     def table(self) -> pa.Table:
         if self._dirty:
             chunks = [tb for _, tb in self._chunks]
-            self._table = pa.concat_tables(chunks) if chunks else TABLE_SCHEMAS[self.name].empty_table()
+            self._table = pa.concat_tables(chunks) if chunks else self._empty
             self._dirty = False
         return self._table
 
@@ -130,7 +137,8 @@ class Pipeline:
         # ``call_interval``: how often evaluate() is really called (replay may call less often).
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
-        self.windows = {n: Window(n, span) for n in ("samples", "ip_observations")}
+        self.windows = {"samples": Window("samples", span, _labels_as_entries),
+                        "ip_observations": Window("ip_observations", span)}
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET threads TO 2")
@@ -141,34 +149,28 @@ class Pipeline:
 
     def ingest(self, rec: RawRecord, *, where: str = "") -> bool:
         """Parse one raw record and store what it yields; False when it was rejected."""
+        return self.apply(rec, parse_one(rec, self.catalog), where=where)
+
+    def apply(self, rec: RawRecord, outcome: ParseOutcome, *, where: str = "") -> bool:
+        """Store what parsing ``rec`` gave (parsed here or in a :class:`ParsePool` worker)."""
         self.stats.records_read += 1
         self.stats.records_by_kind[rec.kind] += 1
         loc = f"{where} " if where else ""
-        try:
-            parser = get_parser(rec.kind)
-        except KeyError as exc:
-            self.stats.reject("unknown kind", f"{loc}[{rec.target}] {exc.args[0]}")
+        if outcome.rejected is not None:
+            reason, why = outcome.rejected
+            self.stats.reject(reason, f"{loc}[{rec.target}] {why}")
             return False
-        try:
-            result = parser(rec, self.catalog)
-        except ParseError as exc:
-            self.stats.reject("parse error", f"{loc}[{rec.target}] {rec.kind}: {exc}")
-            return False
-        except Exception as exc:  # a parser bug must not stop the flow; it is counted and shown
-            log.exception("parser for %s crashed on %s", rec.kind, rec.target)
-            self.stats.reject("parser crash", f"{loc}[{rec.target}] {rec.kind}: internal error {exc!r}")
-            return False
-        if result.errors:
-            self.stats.line_errors += len(result.errors)
-            for err in result.errors[:3]:
+        if outcome.errors:
+            self.stats.line_errors += len(outcome.errors)
+            for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")
-        for name, table in (("samples", result.samples), ("ip_observations", result.ip_observations)):
+        for name, table in (("samples", outcome.samples), ("ip_observations", outcome.ip_observations)):
             if table.num_rows:
                 self.store.append(name, table)
                 self.windows[name].add(table)
-        self.stats.samples_stored += result.samples.num_rows
-        self.stats.ip_observations_stored += result.ip_observations.num_rows
+        self.stats.samples_stored += outcome.samples.num_rows
+        self.stats.ip_observations_stored += outcome.ip_observations.num_rows
         return True
 
     def add_findings(self, findings: Iterable[Finding]) -> None:
@@ -181,10 +183,7 @@ class Pipeline:
         """Run every detector at ``now``; returns (and dispatches) the alert state changes."""
         for name, win in self.windows.items():
             win.trim(now)
-            table = win.table()
-            if name == "samples":
-                table = _labels_as_entries(table)
-            self.con.register(f"_{name}_window", table)
+            self.con.register(f"_{name}_window", win.table())
         if not self._views_ready:
             self.con.execute(SAMPLES_WINDOW_VIEW)
             self.con.execute("CREATE OR REPLACE VIEW ip_observations AS SELECT * FROM _ip_observations_window")
@@ -247,18 +246,21 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
                    alerts_out: Path | None = None, *,
                    on_progress: Callable[[datetime], None] | None = None,
                    extra_sinks: Iterable[AlertSink] = (),
-                   eval_every: timedelta | None = None) -> ReplayResult:
+                   eval_every: timedelta | None = None, workers: int | None = None) -> ReplayResult:
     """Push records through the whole flow on a virtual clock; deterministic for a given input.
 
     The detectors run at every ``analytics.evaluation_interval`` boundary the records' time
     crosses (or every ``eval_every``, a multiple of it, to replay faster: the engine analyses
     every step since its last call either way, so findings are the same and only the time an
     alert change is stamped with moves to the next call), and once more at the end.
+
+    ``workers`` parser processes (default: 2 on a machine with two or more cores) parse ahead of
+    the flow; results are applied in input order, so the outcome does not depend on it.
     """
     from analytics.views import analyst_views
 
     store = Store(data_dir, batch_rows=cfg.collector.store.batch_rows,
-                  extra_views=analyst_views(cfg.collector.networks))
+                  extra_views=analyst_views(cfg.collector.networks), write_behind=True)
     collected: list[Alert] = []
     sinks: list[AlertSink] = [collected.extend, *extra_sinks]
     out_fh = open(alerts_out, "w", encoding="utf-8") if alerts_out else None  # noqa: SIM115
@@ -269,28 +271,27 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
     next_eval: datetime | None = None
     first: datetime | None = None
     last: datetime | None = None
+    n_workers = default_workers() if workers is None else workers
     try:
-        for item in items:
-            if isinstance(item, CaptureItem):
-                if item.error is not None:
+        with ParsePool(pipe.catalog.user_mappings, workers=n_workers) as pool:
+            for rec, where, outcome in pool.parse(_located(items)):
+                if rec is None:
+                    assert isinstance(where, CaptureError)
                     pipe.stats.records_read += 1
-                    _reject_capture(pipe.stats, item.error)
+                    _reject_capture(pipe.stats, where)
                     continue
-                assert item.record is not None
-                rec, where = item.record, f"{item.file}:{item.line}"
-            else:
-                rec, where = item, ""
-            if first is None:
-                first = rec.ts
-                next_eval = _align(rec.ts, step) + step
-            assert next_eval is not None
-            while rec.ts >= next_eval:
-                pipe.evaluate(next_eval)
-                if on_progress:
-                    on_progress(next_eval)
-                next_eval += step
-            pipe.ingest(rec, where=where)
-            last = rec.ts
+                assert outcome is not None and isinstance(where, str)
+                if first is None:
+                    first = rec.ts
+                    next_eval = _align(rec.ts, step) + step
+                assert next_eval is not None
+                while rec.ts >= next_eval:
+                    pipe.evaluate(next_eval)
+                    if on_progress:
+                        on_progress(next_eval)
+                    next_eval += step
+                pipe.apply(rec, outcome, where=where)
+                last = rec.ts
         if last is not None:
             pipe.evaluate(last)
     finally:
@@ -299,6 +300,18 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
             out_fh.close()
     store.write_catalog()
     return ReplayResult(pipe.stats, collected, first, last, Path(data_dir))
+
+
+def _located(items: Iterable[RawRecord | CaptureItem]) -> Iterator[tuple[RawRecord | None, str | CaptureError]]:
+    """Records with where they came from; a bad capture line as ``(None, its error)``."""
+    for item in items:
+        if not isinstance(item, CaptureItem):
+            yield item, ""
+        elif item.error is not None:
+            yield None, item.error
+        else:
+            assert item.record is not None
+            yield item.record, f"{item.file}:{item.line}"
 
 
 def _align(ts: datetime, step: timedelta) -> datetime:

@@ -25,6 +25,7 @@ Example::
 
 from hciwatch.lab.generate import (
     CaptureStats,
+    CaptureTee,
     confounder_windows,
     generate,
     ground_truth,
@@ -51,6 +52,7 @@ from hciwatch.lab.site import ClusterSpec, NetworkSpec, ServiceSpec, SiteSpec
 __all__ = [
     "BackupBurst",
     "CaptureStats",
+    "CaptureTee",
     "ClusterSpec",
     "DuplicateLbIp",
     "HostReboot",

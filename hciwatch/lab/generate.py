@@ -191,42 +191,72 @@ def write_capture(scenario: Scenario, path: str | os.PathLike[str], *, level: in
     Same line format as :mod:`collector.capture` (key order ts, kind, target, host, labels,
     body; labels sorted), written atomically: a temporary file is fsynced and renamed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    body_bytes = 0
-    by_kind: dict[str, int] = {}
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    with open(tmp, "wb") as raw:
-        sink: Any = raw
-        cctx = None
-        if path.name.endswith(".zst"):
-            cctx = zstandard.ZstdCompressor(level=level, threads=0)
-            sink = cctx.stream_writer(raw, closefd=False)
-        buf: list[str] = []
-        size = 0
-        for ts, kind, target, host, labels, body in _Lab(scenario).records():
-            line = dumps({"ts": iso(ts), "kind": kind, "target": target, "host": host,
-                          "labels": dict(sorted(labels.items())), "body": body})
-            buf.append(line)
-            buf.append("\n")
-            size += len(line)
-            count += 1
-            body_bytes += len(body)
-            by_kind[kind] = by_kind.get(kind, 0) + 1
-            if size > 4_000_000:
-                sink.write("".join(buf).encode("utf-8"))
-                buf, size = [], 0
-        if buf:
-            sink.write("".join(buf).encode("utf-8"))
-        if cctx is not None:
-            sink.flush(zstandard.FLUSH_FRAME)
-            sink.close()
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
-    return CaptureStats(path, count, body_bytes, path.stat().st_size, dict(sorted(by_kind.items())))
+    tee = CaptureTee(scenario, path, level=level)
+    for _ in tee:
+        pass
+    assert tee.stats is not None
+    return tee.stats
+
+
+class CaptureTee:
+    """Iterate a scenario's records while writing them to a capture file, in one pass.
+
+    ``make demo`` replays the records as they are generated instead of writing the capture and
+    reading it back (the JSON decode costs as much as the encode). The file appears, whole, only
+    when the iteration is complete; ``stats`` is set then. An interrupted iteration leaves no file.
+    """
+
+    def __init__(self, scenario: Scenario, path: str | os.PathLike[str], *, level: int = 3) -> None:
+        self.scenario = scenario
+        self.path = Path(path)
+        self.level = level
+        self.stats: CaptureStats | None = None
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        count = 0
+        body_bytes = 0
+        by_kind: dict[str, int] = {}
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        done = False
+        try:
+            with open(tmp, "wb") as raw:
+                sink: Any = raw
+                cctx = None
+                if path.name.endswith(".zst"):
+                    cctx = zstandard.ZstdCompressor(level=self.level, threads=0)
+                    sink = cctx.stream_writer(raw, closefd=False)
+                buf: list[str] = []
+                size = 0
+                for ts, kind, target, host, labels, body in _Lab(self.scenario).records():
+                    line = dumps({"ts": iso(ts), "kind": kind, "target": target, "host": host,
+                                  "labels": dict(sorted(labels.items())), "body": body})
+                    buf.append(line)
+                    buf.append("\n")
+                    size += len(line)
+                    count += 1
+                    body_bytes += len(body)
+                    by_kind[kind] = by_kind.get(kind, 0) + 1
+                    if size > 4_000_000:
+                        sink.write("".join(buf).encode("utf-8"))
+                        buf, size = [], 0
+                    yield RawRecord(ts=ts, kind=kind, target=target, host=host, labels=labels,
+                                    body=body.encode("utf-8"))
+                if buf:
+                    sink.write("".join(buf).encode("utf-8"))
+                if cctx is not None:
+                    sink.flush(zstandard.FLUSH_FRAME)
+                    sink.close()
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, path)
+            done = True
+        finally:
+            if not done:
+                tmp.unlink(missing_ok=True)
+        self.stats = CaptureStats(path, count, body_bytes, path.stat().st_size, dict(sorted(by_kind.items())))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
+from collector.errors import StoreError
 from collector.schema import Sample, samples_table
 from collector.store import CATALOG_FILE, JOURNAL, Store
 
@@ -46,6 +48,21 @@ def test_batches_flush_automatically_and_buffer_is_reported(tmp_path: Path) -> N
     store.append("samples", samples_table(_rows(60)))
     assert store.buffered_rows() == 0
     assert store.stats.rows_written["samples"] == 110
+
+
+def test_write_behind_stores_the_same_rows_and_reports_a_failed_write(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a", batch_rows=100, write_behind=True)
+    for i in range(5):
+        store.append("samples", samples_table(_rows(70, T0 + timedelta(hours=i))))
+    store.close()  # waits for the batch in flight, then writes the rest
+    con = store.connect()
+    assert con.execute("SELECT count(*), sum(value) FROM samples").fetchone() == (350, 5 * sum(range(70)))
+    # a write that fails in the background surfaces at the next append or flush, not silently
+    broken = Store(tmp_path / "b", batch_rows=10, write_behind=True)
+    (tmp_path / "b" / "samples" / "date=2026-11-20").write_text("a file where a partition directory goes")
+    broken.append("samples", samples_table(_rows(20)))
+    with pytest.raises(StoreError, match="cannot write"):
+        broken.flush()
 
 
 def test_killed_writer_never_leaves_a_file_that_breaks_a_query(tmp_path: Path) -> None:
@@ -124,9 +141,6 @@ def test_retention_drops_old_partitions_but_keeps_the_schema_seed(tmp_path: Path
 
 def test_bad_rows_are_refused_with_the_table_named(tmp_path: Path) -> None:
     import pyarrow as pa
-    import pytest
-
-    from collector.errors import StoreError
 
     store = Store(tmp_path)
     with pytest.raises(StoreError, match="samples"):
