@@ -8,7 +8,9 @@ on every evaluation, which keeps a pass cheap while the durable copy goes to the
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -299,7 +301,20 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
         if out_fh is not None:
             out_fh.close()
     store.write_catalog()
-    return ReplayResult(pipe.stats, collected, first, last, Path(data_dir))
+    result = ReplayResult(pipe.stats, collected, first, last, Path(data_dir))
+    _write_json_atomic(Path(data_dir) / INGEST_SUMMARY_FILE,
+                       {**summarize(result), "records_by_kind": dict(sorted(pipe.stats.records_by_kind.items())),
+                        "rejected": pipe.stats.rejects})
+    return result
+
+
+INGEST_SUMMARY_FILE = "ingest-summary.json"  # read by the report's "what was collected" header
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _located(items: Iterable[RawRecord | CaptureItem]) -> Iterator[tuple[RawRecord | None, str | CaptureError]]:
