@@ -457,7 +457,8 @@ class OtlpMetrics:
         gauge("hciwatch.pool.free", [self._pool("free")], unit="{address}",
               description="addresses still free")
         gauge("hciwatch.pool.time_to_exhaustion", [self._pool("time_to_exhaustion")], unit="s",
-              description="projected seconds until the pool is exhausted (absent when not growing)")
+              description="projected seconds until free addresses fall below the upgrade reserve "
+                          "(absent when usage is not growing)")
         gauge("hciwatch.congestion.score", [self._congestion], unit="1",
               description="east-west congestion score per host (0 = healthy)")
         gauge("hciwatch.alerts.firing", [self._firing], unit="{alert}",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import os
@@ -45,10 +46,12 @@ from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
 from exporters.feed import AlertFeed
+from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
 from exporters.settings import build_exporter
 from hciwatch.api import create_app
 from hciwatch.config import AppConfig
+from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.selfmetrics import HciwatchCollector
@@ -123,10 +126,21 @@ class Service:
         self.registry.register(HciwatchCollector(
             pipeline=lambda: self.pipeline.stats, scheduler=lambda: self.scheduler,
             store=lambda: self.store, outbox=self.outbox.stats, queue_depth=self.queue.qsize))
+        self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
+        self.metric_exporters = build_metric_exporters(cfg, self._dashboard_snapshot)
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+
+    def _dashboard_snapshot(self) -> MetricsSnapshot:
+        """Called by the metrics SDK's thread: detector numbers as of the last evaluation, live counters."""
+        health = pipeline_health(self.pipeline, self.queue.qsize(), self.outbox.stats())
+        return dataclasses.replace(self._analytics_snapshot, pipeline=health)
+
+    def _evaluate(self, now: datetime) -> None:
+        self.pipeline.evaluate(now)
+        self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
 
     def _to_outbox(self, changes: Sequence[Alert]) -> None:
         """Alert changes count as accepted once the outbox has fsynced them."""
@@ -173,7 +187,7 @@ class Service:
             now = datetime.now(UTC)
             self.pipeline.add_findings(source_down_findings(self.scheduler, now))
             async with self._lock:
-                await asyncio.to_thread(self.pipeline.evaluate, now)
+                await asyncio.to_thread(self._evaluate, now)
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -240,6 +254,7 @@ class Service:
                 pending.append(self.queue.get_nowait())
             await asyncio.to_thread(self._ingest_batch, pending)
             await asyncio.to_thread(self.pipeline.close)
+            self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
         await self._drain_sinks()
         for d in self.dispatchers:
             await d.stop()
@@ -247,6 +262,10 @@ class Service:
         for e in self.exporters:
             with contextlib.suppress(Exception):
                 await e.shutdown()
+        for m in self.metric_exporters:  # a last collection with the final numbers, then stop
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(m.force_flush)
+                await asyncio.to_thread(m.shutdown)
         for src in self.sources:
             with contextlib.suppress(Exception):
                 await src.close()
