@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analytics.baselines import SOURCE_NAMES, BaselineBank, poisson_floor, robust_z
 from analytics.findings import Finding
-from analytics.rates import is_counter, metric_forms
+from analytics.rates import in_set, is_counter, metric_forms
 from analytics.settings import AnalyticsSettings, MetricAnomalyRule
 from collector.schema import AlertKind, from_ms, iso
 
@@ -115,9 +114,10 @@ class MetricAnomalyDetector:
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
         """Judge every step of the rules' series in a window table."""
         if self.rules and tbl.num_rows:
-            mask = pc.is_in(tbl.column("metric").combine_chunks(), value_set=pa.array(self.metrics))
-            if pc.any(mask).as_py():
-                rows = tbl.filter(mask).select(["host", "metric", "bucket", "rate", "mean", "series"]).to_pylist()
+            mask = in_set(tbl.column("metric"), self.metrics)
+            if mask.any():
+                cols = ["host", "metric", "bucket", "rate", "mean", "series"]
+                rows = tbl.filter(pa.array(mask)).select(cols).to_pylist()
                 for rule in self.rules:
                     forms = set(rule.forms)
                     by_bucket: dict[int, dict[tuple[str, str], tuple[float, bool]]] = {}

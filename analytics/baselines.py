@@ -101,7 +101,9 @@ class BaselineBank:
         n = 0
         self.g = np.full((n, self.g_cap), np.nan, np.float32)
         self.g_pos = np.zeros(n, np.int64)
-        self.tod = np.full((n, 24, self.t_cap), np.nan, np.float32) if cfg.time_of_day else None
+        # one ring block per hour-of-day slot, allocated when that hour first gets a value (a
+        # cold start pays for one slot, not 24)
+        self.tod: list[npt.NDArray[np.float32] | None] | None = [None] * 24 if cfg.time_of_day else None
         self.t_pos = np.zeros((n, 24), np.int64)
         self.t_days = np.full((n, 24, self.day_cap), -1, np.int64)
         self.t_dpos = np.zeros((n, 24), np.int64)
@@ -151,7 +153,7 @@ class BaselineBank:
             self.g = grow(self.g, np.nan)
             self.g_pos = grow(self.g_pos, 0)
             if self.tod is not None:
-                self.tod = grow(self.tod, np.nan)
+                self.tod = [None if slot is None else grow(slot, np.nan) for slot in self.tod]
             self.t_pos = grow(self.t_pos, 0)
             self.t_days = grow(self.t_days, -1)
             self.t_dpos = grow(self.t_dpos, 0)
@@ -179,8 +181,12 @@ class BaselineBank:
         if self.tod is not None:
             hour = int((bucket_ms // HOUR_MS) % 24)
             day = int(bucket_ms // DAY_MS)
+            slot = self.tod[hour]
+            if slot is None:
+                slot = np.full((self.g.shape[0], self.t_cap), np.nan, np.float32)
+                self.tod[hour] = slot
             tpos = self.t_pos[ids, hour] % self.t_cap
-            self.tod[ids, hour, tpos] = vals
+            slot[ids, tpos] = vals
             self.t_pos[ids, hour] += 1
             last_day = self.t_days[ids, hour, (self.t_dpos[ids, hour] - 1) % self.day_cap]
             newday = ids[last_day != day]
@@ -199,9 +205,17 @@ class BaselineBank:
         if not (self._dirty or hour != self._stats_hour or force):
             return
         rows = len(self.keys)
-        self.g_med[:rows], self.g_sig[:rows], self.g_n[:rows] = _nan_med_mad(self.g[:rows])
+        # ring slots are filled from position 0: until a ring wraps, only its first columns hold
+        # values (the rest is NaN and would only be sorted to the end)
+        filled = min(int(self.g_pos[:rows].max()), self.g_cap)
+        self.g_med[:rows], self.g_sig[:rows], self.g_n[:rows] = _nan_med_mad(self.g[:rows, :max(filled, 1)])
         if self.tod is not None:
-            med, sig, n = _nan_med_mad(self.tod[:rows, hour, :])
+            slot = self.tod[hour]
+            if slot is None:
+                med, sig, n = np.full(rows, np.nan), np.full(rows, np.nan), np.zeros(rows, np.int64)
+            else:
+                filled = min(int(self.t_pos[:rows, hour].max()), self.t_cap)
+                med, sig, n = _nan_med_mad(slot[:rows, :max(filled, 1)])
             day = int(bucket_ms // DAY_MS)
             days = self.t_days[:rows, hour, :]
             cov = np.sum((days >= 0) & (days > day - self.cfg.tod_days - 1) & (days <= day), axis=1)

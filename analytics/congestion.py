@@ -24,14 +24,21 @@ median/MAD, hour-of-day once there are two days of history, peers during cold st
 signals get a Poisson floor on their spread, so a counter that is normally zero needs several
 events in a step to matter. A step violates when ``min_signals`` signals exceed the sensitivity's
 z together, or one does and the cross-host IsolationForest (seeded, trained on non-violating
-steps) also calls the step an outlier. A host is congested after ``min_failing_periods`` violating
-steps of the last ``of_periods`` observed ones, and clears (hysteresis) when no signal reaches
-``clear_ratio`` × z for ``clear_periods`` steps or the host stops reporting.
+steps) also calls the step an outlier — and in both cases at least one of them is a *fabric*
+signal measured at the host's own adapters (PFC pauses, RDMA errors, NIC discards). SMB client
+latency is end to end: it corroborates, but alone it does not place congestion on the host —
+every client of one stalled storage node sees its requests to that node slow down, and those
+clients are victims, not incidents (they are listed in the incident's evidence instead).
+
+A host is congested after ``min_failing_periods`` violating steps of the last ``of_periods``
+observed ones, and clears (hysteresis) when no signal reaches ``clear_ratio`` × z for
+``clear_periods`` steps or the host stops reporting.
 
 Incidents: one per host; hosts that become congested within ``group_window`` of an open
 incident's latest onset join it (a fabric-wide PFC storm is one incident with every host in its
 evidence). The incident keeps the resource of its first host, so its fingerprint never changes as
-it widens.
+it widens; the hosts it reached are its :attr:`~analytics.findings.Finding.scope`, and the alert
+manager announces each widening.
 """
 
 from __future__ import annotations
@@ -50,8 +57,11 @@ from sklearn.ensemble import IsolationForest
 from analytics.baselines import (
     SOURCE_NAMES,
     SOURCE_NONE,
+    SOURCE_TOD,
+    SOURCE_TRAILING,
     BaselineBank,
     CompiledForest,
+    median_mad,
     poisson_floor,
     robust_z,
 )
@@ -81,6 +91,7 @@ SIGNALS: tuple[SignalSpec, ...] = (
 )
 THROUGHPUT = "throughput"
 NSIG = len(SIGNALS)
+_LOCAL = [0, 1, 3]  # fabric signals measured at the host's own adapters (not SMB latency)
 
 # metric → (signal index, role). Roles: 0 event count, 1/2 SMB Δseconds/Δrequests (raw),
 # 3/4 SMB avg seconds / requests per second (formatted), 5-8 throughput raw/formatted RDMA/NIC.
@@ -122,7 +133,11 @@ def _f64(col: pa.ChunkedArray) -> F64:
 
 @dataclass(slots=True)
 class _Window:
-    """Columns of one window table, decoded once."""
+    """The congestion rows of one window table as numpy arrays, decoded once.
+
+    Hosts are numbered in name order, so everything that depends on host order (the forest's
+    training rows) is the same however the store happened to return the rows.
+    """
 
     host_names: list[str]
     host: npt.NDArray[np.int64]
@@ -133,10 +148,25 @@ class _Window:
     rate: F64
     inc: F64
     mean: F64
-    sub: pa.Array
+    sub: pa.Array  # unfiltered (index with ``orig``): read only for evidence
     prio: pa.Array
+    orig: npt.NDArray[np.int64]  # row → row of the window table
     subcode: npt.NDArray[np.int64]
     nsub: int
+
+
+def _dict_col(col: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A column as one dictionary array (the step table's columns already are)."""
+    if pa.types.is_dictionary(col.type):
+        arr = (col.unify_dictionaries() if col.num_chunks > 1 else col).combine_chunks()
+    else:
+        arr = col.combine_chunks().dictionary_encode()
+    out: pa.DictionaryArray = arr
+    return out
+
+
+def _codes(arr: pa.DictionaryArray) -> npt.NDArray[np.int64]:
+    return np.asarray(pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False), np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,63 +251,80 @@ class CongestionDetector:
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
         """Judge every step in a window table (see :class:`analytics.rates.StepAccumulator`)."""
         if tbl.num_rows:
-            metric_col = tbl.column("metric").combine_chunks()
-            mask = pc.is_in(metric_col, value_set=pa.array(CONGESTION_METRICS))
-            if pc.any(mask).as_py():
-                self._process(tbl.filter(mask))
+            self._process(tbl)
         self._expire(hi_ms)
 
     def _process(self, tbl: pa.Table) -> None:
-        host_col = tbl.column("host").combine_chunks().dictionary_encode()
-        host_names: list[str] = host_col.dictionary.to_pylist()
-        host_code = np.asarray(host_col.indices.to_numpy(zero_copy_only=False), np.int64)
-        mcol = tbl.column("metric").combine_chunks().dictionary_encode()
+        # select the congestion rows with numpy on dictionary codes (no per-row strings, no table filter)
+        mcol = _dict_col(tbl.column("metric"))
         mnames: list[str] = mcol.dictionary.to_pylist()
-        mcode = np.asarray(mcol.indices.to_numpy(zero_copy_only=False), np.int64)
-        # the dictionary may still name metrics the filter removed: they map to no role
         sig_of = np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64)
         role_of = np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64)
-        sub = tbl.column("sub").combine_chunks()
-        sub_enc = sub.dictionary_encode()
+        mcode_all = _codes(mcol)
+        rows = np.flatnonzero(role_of[mcode_all] >= 0)
+        if rows.size == 0:
+            return
+        mcode = mcode_all[rows]
+        hcol = _dict_col(tbl.column("host"))
+        names: list[str] = hcol.dictionary.to_pylist()
+        by_name = sorted(range(len(names)), key=lambda i: names[i])
+        rank = np.empty(len(names), np.int64)
+        rank[by_name] = np.arange(len(names))
+        sub = _dict_col(tbl.column("sub"))
         w = _Window(
-            host_names=host_names, host=host_code, sig=sig_of[mcode], role=role_of[mcode],
-            mcode=mcode, mnames=mnames,
-            rate=_f64(tbl.column("rate")), inc=_f64(tbl.column("inc")), mean=_f64(tbl.column("mean")),
-            sub=sub, prio=tbl.column("priority").combine_chunks(),
-            subcode=np.asarray(sub_enc.indices.to_numpy(zero_copy_only=False), np.int64),
-            nsub=max(1, len(sub_enc.dictionary)),
+            host_names=[names[i] for i in by_name], host=rank[_codes(hcol)[rows]],
+            sig=sig_of[mcode], role=role_of[mcode], mcode=mcode, mnames=mnames,
+            rate=_f64(tbl.column("rate"))[rows], inc=_f64(tbl.column("inc"))[rows],
+            mean=_f64(tbl.column("mean"))[rows],
+            sub=sub, prio=tbl.column("priority").combine_chunks(), orig=rows,
+            subcode=_codes(sub)[rows], nsub=max(1, len(sub.dictionary)),
         )
-        buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)
-        order = np.argsort(buckets, kind="stable")
-        ub, starts = np.unique(buckets[order], return_index=True)
+        buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)[rows]
+        # group rows by step; step numbers are small, so a stable radix sort on int16 does it
+        first = int(buckets.min())
+        steps = (buckets - first) // self.step_ms
+        if int(steps.max()) < 32_768 and bool(np.all(buckets % self.step_ms == first % self.step_ms)):
+            order = np.argsort(steps.astype(np.int16), kind="stable")
+        else:
+            order = np.argsort(buckets, kind="stable")
+        ub, starts, si = np.unique(buckets[order], return_index=True, return_inverse=True)
+        step_of = np.empty(order.size, np.int64)
+        step_of[order] = si
+        vals, throughput = self._aggregate(w, step_of, len(ub))
         ends = np.append(starts[1:], order.size)
         last = len(ub) - 1
         for n, (b, a, z) in enumerate(zip(ub, starts, ends, strict=True)):
-            self._step(int(b), order[a:z], w, final=n == last)
+            present = np.flatnonzero(np.isfinite(vals[n]).any(axis=1) | np.isfinite(throughput[n]))
+            if present.size:
+                self._judge(int(b), [w.host_names[i] for i in present], vals[n][present], throughput[n][present],
+                            order[a:z], present, w, n == last)
 
-    def _step(self, bucket: int, sel: npt.NDArray[np.intp], w: _Window, *, final: bool = True) -> None:
+    @staticmethod
+    def _aggregate(w: _Window, si: npt.NDArray[np.int64], nsteps: int) -> tuple[F64, F64]:
+        """Per step, host and signal: the signal values and the throughput, for every step of the
+        window at once (sums run in row order, exactly as they would step by step)."""
         nh = len(w.host_names)
-        h, role, sig = w.host[sel], w.role[sel], w.sig[sel]
-        rate, inc, mean = w.rate[sel], w.inc[sel], w.mean[sel]
-        vals = np.full((nh, NSIG), np.nan)
+        h, role, sig = w.host, w.role, w.sig
+        rate, inc, mean = w.rate, w.inc, w.mean
+        cell = si * nh + h  # (step, host)
+        vals = np.full((nsteps * nh, NSIG), np.nan)
         cnt = (role == R_COUNT) & np.isfinite(rate)
         if cnt.any():
-            flat = h[cnt] * NSIG + sig[cnt]
-            acc = np.bincount(flat, rate[cnt], minlength=nh * NSIG).reshape(nh, NSIG)
-            seen = np.zeros((nh, NSIG), bool)
-            seen[h[cnt], sig[cnt]] = True
+            flat = cell[cnt] * NSIG + sig[cnt]
+            acc = np.bincount(flat, rate[cnt], minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG)
+            seen = np.bincount(flat, minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG) > 0
             vals = np.where(seen, acc, np.nan)
         # SMB latency: Δseconds / Δrequests over all shares (raw), else formatted averages
         m = (role == R_LNUM) & np.isfinite(inc)
-        lat_num = np.bincount(h[m], inc[m], minlength=nh)
+        lat_num = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
         m = (role == R_LDEN) & np.isfinite(inc)
-        lat_den = np.bincount(h[m], inc[m], minlength=nh)
+        lat_den = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
         raw_ok = lat_den > 0
         vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
         fmt = (role == R_LAVG) | (role == R_LRPS)
         if fmt.any():
-            # pair each share's formatted average latency with its request rate (same host, share)
-            pair = h[fmt] * w.nsub + w.subcode[sel][fmt]
+            # pair each share's formatted average latency with its request rate (same step, host, share)
+            pair = cell[fmt] * w.nsub + w.subcode[fmt]
             uniq, inv = np.unique(pair, return_inverse=True)
             avg = np.full(uniq.size, np.nan)
             rps = np.full(uniq.size, np.nan)
@@ -287,25 +334,20 @@ class CongestionDetector:
             wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
             ph = uniq // w.nsub
             ok = np.isfinite(avg) & ~raw_ok[ph]
-            num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nh)
-            den = np.bincount(ph[ok], wt[ok], minlength=nh)
+            num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nsteps * nh)
+            den = np.bincount(ph[ok], wt[ok], minlength=nsteps * nh)
             good = (den > 0) & ~raw_ok
             vals[good, _SMB] = num[good] / den[good]
         # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
-        throughput = np.full(nh, np.nan)
+        throughput = np.full(nsteps * nh, np.nan)
         for r, use_rate in ((R_NET_FMT, False), (R_NET_RAW, True), (R_RDMA_FMT, False), (R_RDMA_RAW, True)):
             v = rate if use_rate else mean
             m = (role == r) & np.isfinite(v)
             if m.any():
-                acc1 = np.bincount(h[m], v[m], minlength=nh)
-                seen1 = np.zeros(nh, bool)
-                seen1[h[m]] = True
+                acc1 = np.bincount(cell[m], v[m], minlength=nsteps * nh)
+                seen1 = np.bincount(cell[m], minlength=nsteps * nh) > 0
                 throughput = np.where(seen1, acc1, throughput)
-        present = np.nonzero(np.isfinite(vals).any(axis=1) | np.isfinite(throughput))[0]
-        if present.size == 0:
-            return
-        self._judge(bucket, [w.host_names[i] for i in present], vals[present], throughput[present],
-                    sel, present, w, final)
+        return vals.reshape(nsteps, nh, NSIG), throughput.reshape(nsteps, nh)
 
     # ------------------------------------------------------------------------------------------
     def _ids(self, hosts: list[str]) -> npt.NDArray[np.int64]:
@@ -330,12 +372,16 @@ class CongestionDetector:
         med = med.reshape(n, NSIG + 1)
         sig = sig.reshape(n, NSIG + 1)
         src = src.reshape(n, NSIG + 1)
-        # cold start: borrow the peers' baseline for the same signal (≥ 3 peers with their own)
+        # cold start: borrow the peers' baseline for the same signal (≥ 3 peers with their own). A
+        # borrowed baseline describes the population, not this host: its spread is the peers'
+        # typical spread combined with how far the peers' own medians lie apart (hosts differ —
+        # one with twice the PFC pauses of another is not congested for that)
         for s in range(NSIG + 1):
             own = src[:, s] != SOURCE_NONE
             if (~own).any() and own.sum() >= 3:
-                med[~own, s] = float(np.median(med[own, s]))
-                sig[~own, s] = float(np.median(sig[own, s]))
+                centre, between = median_mad(med[own, s])
+                med[~own, s] = centre
+                sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
                 src[~own, s] = SOURCE_PEERS
         allv = np.concatenate([vals, throughput[:, None]], axis=1)
         floor = np.empty_like(med)
@@ -355,11 +401,12 @@ class CongestionDetector:
         feats = np.clip(np.nan_to_num(z, nan=0.0), -10.0, 50.0)
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
-        cand = np.nonzero((n_over >= 1) & (n_over < self.c.min_signals))[0]
+        cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
         if self.forest is not None and cand.size:
             if_out[cand] = self.forest.outlier(feats[cand])
             if_known[cand] = True
-        flag: npt.NDArray[np.bool_] = np.asarray((n_over >= self.c.min_signals) | ((n_over >= 1) & if_out))
+        local = over[:, _LOCAL].any(axis=1)
+        flag: npt.NDArray[np.bool_] = np.asarray(local & ((n_over >= self.c.min_signals) | if_out))
 
         # learn from quiet steps of quiet hosts only (an incident must not become the baseline)
         learn = np.ones(n, bool)
@@ -381,15 +428,19 @@ class CongestionDetector:
                 newly_active.append(h)
             elif st.active and not any(st.clears):
                 self._clear_host(h, bucket)
-        if learn.any():
-            lid = ids[learn].reshape(-1)
-            self.bank.add(lid, allv[learn].reshape(-1), bucket)
-            if self.c.isolation_forest:
-                # train only on steps judged against a baseline (cold-start zeros would teach the
-                # forest that "no baseline yet" is normal)
-                judged = np.isfinite(zs).sum(axis=1) >= 2
-                for row in feats[learn & judged]:
-                    self.train.append(row)
+        # ... except that a signal still judged on borrowed (peer) baselines is always learned:
+        # until it has a history of its own, a host's difference from its peers may be its normal,
+        # and refusing to learn it would keep the host on borrowed baselines — and alerting —
+        # for ever (a host that joins mid-incident alerts until its own baseline takes over)
+        cells = learn[:, None] | ((src != SOURCE_TRAILING) & (src != SOURCE_TOD))
+        if cells.any():
+            self.bank.add(ids[cells], allv[cells], bucket)
+        if learn.any() and self.c.isolation_forest:
+            # train only on steps judged against a baseline (cold-start zeros would teach the
+            # forest that "no baseline yet" is normal)
+            judged = np.isfinite(zs).sum(axis=1) >= 2
+            for row in feats[learn & judged]:
+                self.train.append(row)
         self._maybe_train(bucket)
 
         # peaks every step; scores and evidence only where someone will read them (the last step of
@@ -441,10 +492,11 @@ class CongestionDetector:
             r = float(w.rate[j])
             if not math.isfinite(r):
                 continue
-            sub = w.sub[j].as_py() or "?"
+            o = int(w.orig[j])
+            sub = w.sub[o].as_py() or "?"
             if m.startswith("pfc."):
                 direction = "rx" if ".rx_" in m else "tx"
-                key = f"{sub} prio {w.prio[j].as_py() or '?'} {direction}"
+                key = f"{sub} prio {w.prio[o].as_py() or '?'} {direction}"
                 pfc[key] = pfc.get(key, 0.0) + r
             elif METRIC_ROLES[m][0] == _RDMA:
                 key = f"{sub} {m.split('.', 1)[1].removesuffix('_total')}"
@@ -556,7 +608,7 @@ class CongestionDetector:
                 ", …)" if len(members) > 6 else ")")
             state = "" if inc.active else " (cleared)"
             summary = f"East-west congestion on {who}{state}: {desc}"
-            evidence = {
+            evidence: dict[str, Any] = {
                 "hosts": members,
                 "active_hosts": active,
                 "onset": iso(from_ms(min(inc.hosts.values()))),
@@ -565,8 +617,22 @@ class CongestionDetector:
                 "sensitivity_z": self.z_fire,
                 "clear_z": self.z_clear,
             }
+            if inc.active:
+                evidence["smb_latency_elevated_on"] = self._smb_victims(members)
             out.append(Finding(AlertKind.EASTWEST_CONGESTION, {"host": inc.anchor}, severity, summary,
-                               evidence, active=inc.active))
+                               evidence, active=inc.active, scope={"host": tuple(members)}))
+        return out
+
+    def _smb_victims(self, members: list[str]) -> list[dict[str, Any]]:
+        """Hosts outside the incident whose SMB client latency is above baseline right now (clients
+        of a stalled storage node: context for the operator, not incidents of their own)."""
+        out = []
+        for h in sorted(self.scores):
+            sc = self.scores[h]
+            lat = sc.signals.get("smb_latency")
+            if h in members or lat is None or sc.ts < self.last_bucket or not lat.z >= self.z_fire:
+                continue
+            out.append({"host": h, "smb_latency_s": lat.value, "baseline_s": lat.baseline, "z": lat.z})
         return out
 
     @staticmethod

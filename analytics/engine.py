@@ -34,7 +34,10 @@ from analytics.rates import SeriesRegistry, StepAccumulator, query_table, sql_st
 from analytics.settings import AnalyticsSettings
 from collector.schema import to_ms
 
-SAMPLE_CHUNK_MS = 3_600_000
+# Samples are read and stepped in pieces of about this much data time (a whole number of steps):
+# a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
+# reuses, instead of touching fresh memory for one huge array per column.
+SAMPLE_CHUNK_MS = 600_000
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -89,7 +92,7 @@ class Engine:
         timings: dict[str, float] = {}
         if hi > self.cursor:
             cur = self.cursor
-            for a, b in _chunks(cur, hi, SAMPLE_CHUNK_MS):
+            for a, b in _chunks(cur, hi, max(1, SAMPLE_CHUNK_MS // step) * step):
                 raw = self._timed(timings, "samples_query", query_table, con, self.window_sql,
                                   {"lo_us": a * 1000, "hi_us": b * 1000})
                 tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)

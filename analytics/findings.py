@@ -21,6 +21,11 @@ class Finding:
     ``active`` is False when the detector still knows the incident but its condition no longer
     holds (the resolution then carries the final evidence); a finding that is simply absent is
     treated the same way by the alert manager.
+
+    ``scope`` is what the incident covers beyond its resource, per resource key (e.g. every host
+    of a congestion incident that widened from its first host). It is not part of the identity —
+    an incident keeps its fingerprint as it widens — but growing it is news: the alert manager
+    announces it like a severity escalation.
     """
 
     kind: AlertKind
@@ -29,9 +34,11 @@ class Finding:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     active: bool = True
+    scope: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", AlertKind(self.kind))
+        object.__setattr__(self, "scope", {str(k): tuple(str(x) for x in v) for k, v in self.scope.items()})
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "resource", {str(k): str(v) for k, v in self.resource.items()})
         if not self.summary:

@@ -18,15 +18,31 @@ The reserve is what the next upgrade or scale-out needs: node pools keep the IP 
 network's ``node_upgrade_reserve``); VIP pools keep ``vip_reserve`` (default 2: one more cluster's
 API-server and load-balancer VIPs); Calico pools keep 0.
 
-Forecast: a Theil–Sen line (median of pairwise slopes — the estimator of scikit-learn's
-``TheilSenRegressor``, computed exactly here because its interval is needed) over the trailing
-``trend_window``, with Sen's confidence interval widened for the autocorrelation of usage
-(:func:`theil_sen`). It fires when free addresses are already below the reserve, or
-when the *lower* confidence bound of the slope is positive and the median forecast crosses the
-reserve within ``horizon``. A flat pool — however full — never pages on the forecast; a scale-out
-that is released again does not move a robust slope over hours of history. Hysteresis: a firing
-forecast clears only when the crossing moves beyond ``horizon × clear_horizon_factor`` or the
-trend stops rising, and free addresses are back at or above the reserve.
+Usage is sampled only where it was observed: from the first full bucket after the first
+inventory row, and never in a bucket without any inventory row within ``allocation_ttl``
+(before the first poll, or while every inventory source is unreachable, "nothing seen" is not
+"nothing held" — a history of invented empty buckets would flatten every trend).
+
+Forecast (:mod:`analytics.trend`), over the usage history since the last large release, at most
+``trend_window``, two estimators:
+
+* a **Theil–Sen line** with Sen's interval widened for autocorrelation (and counting at most one
+  independent point per usage change): slow growth under noise;
+* the **growth run**: the usage changes as ±1 events of a fair walk, the most-rising recent
+  stretch judged by the reflection principle, its rate (net addresses per hour after its first
+  event) with a compound-Poisson interval. Catches a leak that began recently in a long flat
+  window (which a line through "flat, then rising" never calls significant); a burst shorter
+  than ``min_trend_span`` (one scale-out) is one operation, not a trend.
+
+It fires when free addresses are already below the reserve, or when either estimator is
+significant (Theil–Sen: the *lower* confidence bound of the slope is above zero; growth run:
+p ≤ (1 − confidence)/2, spanning ``min_trend_span``, rate interval above zero) and its median
+forecast crosses the reserve within ``horizon`` — the faster significant estimate is used, an
+alert should not wait for the slower one. A flat pool — however full — never pages on the
+forecast; a pool that churns (allocations and releases alike) does not make a significant run;
+a scale-out that is released restarts the trend. Hysteresis: a firing forecast clears only when
+the crossing moves beyond ``horizon × clear_horizon_factor`` or no estimator is significant any
+more, and free addresses are back at or above the reserve.
 """
 
 from __future__ import annotations
@@ -37,15 +53,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
-from scipy.stats import norm
 
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
 from analytics.observations import Holding, ObservationTracker
+from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
+from analytics.trend import GrowthRun, Trend, usage_trend
+from analytics.trend import theil_sen as theil_sen  # re-exported: the report fits the same line
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 POOL_METRICS = ("metallb.addresses_in_use", "metallb.addresses_total",
@@ -75,6 +91,7 @@ class PoolStat:
     hours_to_reserve_low: float | None
     hours_to_reserve_high: float | None
     firing: bool
+    method: str = "none"  # which estimator the forecast uses: theil-sen, growth-run or none
 
 
 @dataclass(slots=True)
@@ -91,44 +108,9 @@ class _Pool:
     cleared_at: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     stat: PoolStat | None = None
-    last_fit: tuple[int, int] | None = None
+    last_fit: tuple[int, int, int] | None = None
     trend_reset_at: int | None = None
-    fit: tuple[float, float, float] | None = None
-
-
-def theil_sen(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
-              confidence: float) -> tuple[float, float, float]:
-    """Theil–Sen slope with Sen's confidence interval, widened for autocorrelation.
-
-    Pool usage is a step process: consecutive points are far from independent, and the textbook
-    interval (which assumes independence) would call a random excursion of a churning pool a
-    trend. The variance of Kendall's S is inflated by (1 + ρ) / (1 − ρ), ρ being the lag-1
-    autocorrelation of the residuals (the Hamed & Rao correction, AR(1) form). Ties are not
-    corrected for, which only widens the interval. Returns (slope, low, high) per unit of x.
-    """
-    n = x.size
-    if n < 3 or np.all(y == y[0]):
-        return 0.0, 0.0, 0.0
-    i, j = np.triu_indices(n, k=1)
-    dx = x[j] - x[i]
-    ok = dx != 0
-    slopes = np.sort((y[j] - y[i])[ok] / dx[ok])
-    if slopes.size == 0:
-        return 0.0, 0.0, 0.0
-    b = float(np.median(slopes))
-    resid = y - (float(np.median(y - b * x)) + b * x)
-    r0 = resid - resid.mean()
-    den = float(np.dot(r0, r0))
-    rho = float(np.dot(r0[1:], r0[:-1]) / den) if den > 0 else 0.0
-    rho = min(max(rho, 0.0), 0.95)
-    var_s = n * (n - 1) * (2 * n + 5) / 18.0 * (1 + rho) / (1 - rho)
-    z = float(norm.ppf(0.5 + confidence / 2))
-    m = slopes.size
-    lo_rank = int(np.floor((m - z * np.sqrt(var_s)) / 2))
-    hi_rank = int(np.ceil((m + z * np.sqrt(var_s)) / 2))
-    lo = float(slopes[max(0, lo_rank)]) if lo_rank >= 0 else -math.inf
-    hi = float(slopes[min(m - 1, hi_rank)]) if hi_rank < m else math.inf
-    return b, lo, hi
+    trend: Trend | None = None
 
 
 def _hours(headroom: float, slope_per_h: float) -> float | None:
@@ -157,7 +139,11 @@ class PoolDetector:
 
     # -- usage sampling --------------------------------------------------------------------------
     def sample_observed(self, obs: ObservationTracker, t_ms: int) -> None:
-        """Record every configured pool's usage at t_ms from the current holdings."""
+        """Record every configured pool's usage at t_ms from the current holdings — if the
+        inventory was being observed then (see the module docstring)."""
+        first = obs.first_holder_ms
+        if first is None or t_ms - self.bucket_ms < first or not obs.observed(t_ms, self.ttl):
+            return
         in_pool: dict[tuple[str, str], dict[str, list[Holding]]] = {k: {} for k in self.pools
                                                                    if not k[1].startswith(("metallb:",
                                                                                            "calico:"))}
@@ -225,10 +211,10 @@ class PoolDetector:
         """
         if not tbl.num_rows:
             return
-        mask = pc.is_in(tbl.column("metric").combine_chunks(), value_set=pa.array(POOL_METRICS))
-        if not pc.any(mask).as_py():
+        mask = in_set(tbl.column("metric"), POOL_METRICS)
+        if not mask.any():
             return
-        rows = tbl.filter(mask).select(["metric", "bucket", "mean", "pool", "scope"]).to_pylist()
+        rows = tbl.filter(pa.array(mask)).select(["metric", "bucket", "mean", "pool", "scope"]).to_pylist()
         cur: dict[tuple[str, str, int], dict[str, float]] = {}
         for r in rows:
             if r["mean"] is None or not math.isfinite(r["mean"]):
@@ -282,22 +268,23 @@ class PoolDetector:
             pool.history.popleft()
 
     # -- forecasting -----------------------------------------------------------------------------
-    def _forecast(self, pool: _Pool) -> tuple[float, float, float] | None:
+    def _forecast(self, pool: _Pool, now_ms: int) -> Trend | None:
+        """Both estimators over the pool's history (the line is cached while the history stands)."""
         h = pool.history
-        if len(h) < self.p.min_trend_points:
+        if len(h) < 2:
             return None
-        span = h[-1][0] - h[0][0]
-        if span < self.p.min_trend_span.total_seconds() * 1000:
-            return None
-        key = (len(h), h[-1][0])
+        key = (len(h), h[-1][0], now_ms)
         if pool.last_fit == key:
-            return pool.fit
-        x = np.array([t for t, _ in h], np.float64)
-        y = np.array([v for _, v in h], np.float64)
-        x = (x - x[-1]) / HOUR_MS
-        fit = theil_sen(x, y, self.p.confidence)
-        pool.last_fit, pool.fit = key, fit
-        return fit
+            return pool.trend
+        t = np.fromiter((p[0] for p in h), np.int64, len(h))
+        y = np.fromiter((p[1] for p in h), np.float64, len(h))
+        same_history = pool.last_fit is not None and pool.last_fit[:2] == key[:2]
+        trend = usage_trend(t, y, now_ms, confidence=self.p.confidence,
+                            min_span_ms=int(self.p.min_trend_span.total_seconds() * 1000),
+                            min_points=self.p.min_trend_points,
+                            line=pool.trend.theil_sen if same_history and pool.trend is not None else None)
+        pool.last_fit, pool.trend = key, trend
+        return trend
 
     def evaluate(self, now_ms: int) -> list[Finding]:
         out = []
@@ -311,16 +298,16 @@ class PoolDetector:
             free = pool.size - used
             headroom = free - pool.reserve
             below = free < pool.reserve or free <= 0
-            fit = self._forecast(pool)
-            slope = lo = hi = math.nan
+            trend = self._forecast(pool, now_ms)
+            if trend is None:
+                method, slope, lo, hi, rising = "none", math.nan, math.nan, math.nan, False
+            else:
+                method, slope, lo, hi, rising = trend.method, trend.slope_per_h, trend.low, trend.high, trend.rising
             tte = tte_lo = tte_hi = None
-            if fit is not None:
-                slope, lo, hi = fit
-                if headroom > 0:
-                    tte = _hours(headroom, slope)
-                    tte_lo = _hours(headroom, hi)
-                    tte_hi = _hours(headroom, lo) if lo > 0 else None
-            rising = fit is not None and lo > 0
+            if headroom > 0 and math.isfinite(slope):
+                tte = _hours(headroom, slope)
+                tte_lo = _hours(headroom, hi)
+                tte_hi = _hours(headroom, lo) if lo > 0 else None
             soon = rising and tte is not None and tte <= horizon_h
             far = (not rising) or tte is None or tte > horizon_h * self.p.clear_horizon_factor
             was = pool.firing
@@ -330,7 +317,8 @@ class PoolDetector:
             elif was and not pool.firing:
                 pool.cleared_at = now_ms
             pool.stat = PoolStat(pool.network, pool.pool, pool.pool_type, t_last, pool.size, used, free,
-                                 pool.reserve, slope * 24, lo * 24, hi * 24, tte, tte_lo, tte_hi, pool.firing)
+                                 pool.reserve, slope * 24, lo * 24, hi * 24, tte, tte_lo, tte_hi, pool.firing,
+                                 method)
             # a cleared pool is still reported (inactive, final numbers) for an hour
             if not pool.firing and (pool.cleared_at is None or now_ms - pool.cleared_at > HOUR_MS):
                 continue
@@ -367,12 +355,14 @@ class PoolDetector:
             "reserve": st.reserve,
             "below_reserve": below,
             "trend": {
-                "method": "Theil-Sen (median pairwise slope), Sen's interval with autocorrelation correction",
+                "method": st.method,
                 "confidence": self.p.confidence,
                 "window_hours": round((hist[-1][0] - hist[0][0]) / HOUR_MS, 2) if hist else 0,
                 "points": len(hist),
                 "slope_per_day": st.slope_per_day,
                 "slope_per_day_interval": [st.slope_per_day_low, st.slope_per_day_high],
+                "theil_sen": _ts_evidence(pool.trend.theil_sen if pool.trend else None),
+                "growth_run": _run_evidence(pool.trend.run if pool.trend else None),
             },
             "trend_restarted_after_release_at": iso(from_ms(pool.trend_reset_at)) if pool.trend_reset_at else None,
             "hours_to_reserve": st.hours_to_reserve,
@@ -397,6 +387,25 @@ class PoolDetector:
 
     def snapshot(self) -> list[PoolStat]:
         return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]
+
+
+def _ts_evidence(fit: tuple[float, float, float] | None) -> dict[str, Any] | None:
+    if fit is None:
+        return None
+    return {"what": "median pairwise slope over the window, Sen's interval widened for autocorrelation",
+            "slope_per_day": fit[0] * 24, "slope_per_day_interval": [fit[1] * 24, fit[2] * 24],
+            "significant": fit[1] > 0}
+
+
+def _run_evidence(run: GrowthRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"what": "usage changes as a fair ±1 walk; the most-rising recent stretch, reflection-principle p",
+            "since": iso(from_ms(run.start_ms)), "last_change": iso(from_ms(run.last_ms)),
+            "allocations": run.run_up, "releases": run.run_down, "net_addresses": run.growth,
+            "changes_in_window": run.events, "p_value": run.p_value,
+            "rate_per_day": run.rate_per_h * 24, "rate_per_day_interval": [run.rate_low * 24, run.rate_high * 24],
+            "significant": run.significant}
 
 
 def _dur(hours: float | None) -> str:

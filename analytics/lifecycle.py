@@ -8,9 +8,11 @@
 * **pending** — an active finding must stay active for its kind's ``for`` duration before it fires
   (``for = 0`` fires at once). A condition that goes away while pending never produces an alert;
 * **firing** — emitted once, with the latest evidence. If the incident's severity *escalates*
-  (e.g. Sev2 → Sev1) while firing, a new firing change with the same fingerprint and ``starts_at``
-  and the higher severity is emitted; de-escalation emits nothing (the incident keeps its worst
-  severity until it resolves; the evidence still shows the current numbers);
+  (e.g. Sev2 → Sev1) or its scope *widens* (a congestion incident reaches another host; see
+  :attr:`analytics.findings.Finding.scope`) while firing, a new firing change with the same
+  fingerprint and ``starts_at`` is emitted; de-escalation emits nothing (the incident keeps its
+  worst severity and everything it ever covered until it resolves; the evidence still shows the
+  current numbers). The scope announced so far is in the alert's evidence under ``scope``;
 * **resolved** — only after the condition has been gone (finding inactive or absent) for the
   kind's ``hold`` duration; coming back within the hold keeps the same firing incident, so a value
   hovering at a threshold cannot flap. The resolution carries the last evidence seen.
@@ -78,6 +80,18 @@ class _State:
     inactive_since: datetime | None = None
     last_seen: datetime | None = None
     worst: Severity = field(default=Severity.SEV4)
+    scope: dict[str, list[str]] = field(default_factory=dict)  # announced so far
+
+    def widen(self, scope: Mapping[str, tuple[str, ...]]) -> bool:
+        """Add a finding's scope; True when it names something not announced yet."""
+        grew = False
+        for k, vals in scope.items():
+            cur = self.scope.setdefault(k, [])
+            for v in vals:
+                if v not in cur:
+                    cur.append(v)
+                    grew = True
+        return grew
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +101,7 @@ class _State:
             "starts_at": iso(self.starts_at) if self.starts_at else None,
             "inactive_since": iso(self.inactive_since) if self.inactive_since else None,
             "last_seen": iso(self.last_seen) if self.last_seen else None,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -104,6 +119,7 @@ class _State:
         if st.status not in (PENDING, FIRING):
             raise ValueError(f"unknown status {st.status!r}")
         st.worst = st.severity
+        st.scope = {str(k): [str(x) for x in v] for k, v in (o.get("scope") or {}).items()}
         return st
 
 
@@ -197,10 +213,14 @@ class AlertManager:
                     st.worst = f.severity
                 if now - st.since >= pol.for_:
                     st.status, st.starts_at, st.severity = FIRING, now, st.worst
+                    st.widen(f.scope)
                     changes.append(self._alert(st, AlertStatus.FIRING, now))
-            elif f.severity.rank < st.severity.rank:
-                st.severity = st.worst = f.severity
-                changes.append(self._alert(st, AlertStatus.FIRING, now))
+            else:
+                escalated = f.severity.rank < st.severity.rank
+                if escalated:
+                    st.severity = st.worst = f.severity
+                if st.widen(f.scope) or escalated:
+                    changes.append(self._alert(st, AlertStatus.FIRING, now))
         for fp in sorted(self.states):
             st = self.states[fp]
             if fp in batch and batch[fp].active:
@@ -221,6 +241,8 @@ class AlertManager:
         ev = dict(st.evidence)
         if status is AlertStatus.RESOLVED and st.inactive_since is not None:
             ev["condition_cleared_at"] = iso(st.inactive_since)
+        if st.scope:
+            ev["scope"] = {k: list(v) for k, v in st.scope.items()}
         assert st.starts_at is not None
         return Alert(
             fingerprint=st.fingerprint, kind=st.kind, status=status, severity=st.severity,

@@ -9,7 +9,10 @@ Each evaluation reads only the rows that arrived since the last one and folds th
   arpwatch-style flip-flop detection. Each observer's last MAC per IP is remembered, so a call
   compares only the new rows (vectorised) with it; rows further apart than ``max_rate_gap`` are
   not compared (a change across a long gap is not evidence of alternation);
-* **the latest neighbour MAC** per IP, and **Tcpip 4198/4199 conflict events**.
+* **the latest neighbour MAC** per IP, and **Tcpip 4198/4199 conflict events**;
+* **coverage** — the minutes in which any inventory (holder) row arrived, so a consumer can tell
+  "nothing is held" from "nothing was observed" (before the first poll, or during an outage of
+  every inventory source).
 
 Inventory sources re-list everything on every poll, so an address that stops being listed stops
 being held ``presence_ttl`` after its last sighting.
@@ -17,23 +20,32 @@ being held ``presence_ttl`` after its last sighting.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics.rates import query_table
 from analytics.settings import AnalyticsSettings
 
-# One plain scan per evaluation; holdings are grouped and neighbour changes found in Arrow/numpy.
-WINDOW_SQL = """
+# Two plain scans per evaluation (holders/events; neighbour rows — the bulk, with only the columns
+# flip-flop detection needs); holdings are grouped and neighbour changes found in Arrow/numpy.
+HELD_SQL = """
 SELECT ip, CAST(owner_kind AS VARCHAR) AS kind, owner, CAST(cluster AS VARCHAR) AS cluster,
        CAST(network AS VARCHAR) AS network, epoch_ms(ts) AS t, mac, CAST(source AS VARCHAR) AS source
 FROM ip_observations
-WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
+WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner_kind <> 'neighbor'
+"""
+NEIGHBOR_SQL = """
+SELECT ip, owner, CAST(network AS VARCHAR) AS network, epoch_ms(ts) AS t, mac
+FROM ip_observations
+WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner_kind = 'neighbor'
+      AND mac IS NOT NULL AND ip IS NOT NULL AND owner IS NOT NULL
 """
 
 # owner kinds that *hold* an address (as opposed to referencing or observing it)
@@ -111,6 +123,16 @@ class ConflictEvent:
 HoldingKey = tuple[str, str, str, str | None, str | None]
 
 
+def _sorted_codes(enc: pa.DictionaryArray) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """A dictionary's values in sorted order and every row's code into that order."""
+    names: list[str] = enc.dictionary.to_pylist()
+    by_name = sorted(range(len(names)), key=lambda i: names[i])
+    rank = np.empty(len(names), np.int64)
+    rank[by_name] = np.arange(len(names))
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
+    return [names[i] for i in by_name], rank[codes]
+
+
 class ObservationTracker:
     """Folds new ``ip_observations`` rows into holdings, MAC changes and events."""
 
@@ -124,8 +146,10 @@ class ObservationTracker:
         self.changes: dict[tuple[str, str], deque[MacChange]] = {}
         self.events: deque[ConflictEvent] = deque()
         self.neighbor_latest: dict[str, tuple[str, int, str | None, list[str]]] = {}
-        self.last_mac: dict[str, tuple[str, int]] = {}  # "ip|observer" → (mac, ts)
+        self.last_mac: dict[tuple[str, str], tuple[str, int]] = {}  # (ip, observer) → (mac, ts)
         self.version = 0  # bumps whenever anything changed (lets consumers skip work)
+        self.first_holder_ms: int | None = None  # earliest inventory row ever seen
+        self.holder_minutes: list[int] = []  # sorted minute ends (⌈ms / 60 000⌉) of inventory rows
 
     def ingest(self, con: Any, cur_ms: int, hi_ms: int, *, prune: bool = True) -> None:
         """Fold rows with ts in (cur_ms, hi_ms]; then forget what is older than the retention
@@ -133,12 +157,13 @@ class ObservationTracker:
         :meth:`prune` afterwards)."""
         if hi_ms <= cur_ms:
             return
-        raw = query_table(con, WINDOW_SQL, {"lo_us": cur_ms * 1000, "hi_us": hi_ms * 1000})
+        window = {"lo_us": cur_ms * 1000, "hi_us": hi_ms * 1000}
+        held = query_table(con, HELD_SQL, window)
+        nb = query_table(con, NEIGHBOR_SQL, window)
         changed = False
-        if raw.num_rows:
-            is_nb = pc.equal(raw.column("kind"), "neighbor")
-            held = raw.filter(pc.invert(is_nb))
+        if held.num_rows or nb.num_rows:
             if held.num_rows:
+                self._cover(held)
                 held = held.append_column("b", pc.divide(held.column("t"),
                                                          pa.scalar(max(1, self.ttl), pa.int64())))
                 agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
@@ -150,58 +175,106 @@ class ObservationTracker:
                     r["mac"] = r["macs"][-1] if r["macs"] else None
                     self._hold(r)
                 changed = True
-            nb = raw.filter(pc.and_(is_nb, pc.is_valid(raw.column("mac"))))
             if nb.num_rows:
-                nb = nb.append_column("key", pc.binary_join_element_wise(nb.column("ip"), nb.column("owner"), "|"))
                 changed = self._neighbors(nb) or changed
         if prune:
             self.prune(hi_ms)
         if changed:
             self.version += 1
 
+    def _cover(self, held: pa.Table) -> None:
+        inv = held.filter(pc.not_equal(held.column("kind"), "event"))
+        if not inv.num_rows:
+            return
+        t = np.asarray(inv.column("t").to_numpy(), np.int64)
+        first = int(t.min())
+        if self.first_holder_ms is None or first < self.first_holder_ms:
+            self.first_holder_ms = first
+        minutes = np.unique(-(-t // 60_000)).tolist()  # the end of each row's minute
+        if self.holder_minutes and minutes[0] <= self.holder_minutes[-1]:
+            self.holder_minutes = sorted(set(self.holder_minutes) | set(minutes))
+        else:
+            self.holder_minutes.extend(minutes)
+
+    def observed(self, t_ms: int, within_ms: int) -> bool:
+        """Did any inventory row arrive in (t − within, t]? Minute resolution, erring towards
+        "no" (a row in t's own minute may be after t)."""
+        m = self.holder_minutes
+        i = bisect_right(m, t_ms // 60_000)
+        return i > 0 and m[i - 1] * 60_000 > t_ms - within_ms
+
     def _neighbors(self, tbl: pa.Table) -> bool:
-        """Detect per-observer MAC changes (vectorised; Python only touches changes and keys)."""
-        enc = tbl.column("key").combine_chunks().dictionary_encode()
-        keys: list[str] = enc.dictionary.to_pylist()
-        k = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
+        """Detect per-observer MAC changes (vectorised on dictionary codes; Python only touches
+        changes and each (ip, observer) pair's first and last row)."""
+        ip_enc = tbl.column("ip").combine_chunks().dictionary_encode()
+        ow_enc = tbl.column("owner").combine_chunks().dictionary_encode()
+        ip_names, ip_code = _sorted_codes(ip_enc)
+        ow_names, ow_code = _sorted_codes(ow_enc)
+        n_ow = max(1, len(ow_names))
+        k = ip_code * n_ow + ow_code  # pairs in (ip, observer) name order, whatever the row order
         t = np.asarray(tbl.column("t").to_numpy(), np.int64)
         mac_enc = tbl.column("mac").combine_chunks().dictionary_encode()
         macs: list[str] = mac_enc.dictionary.to_pylist()
         m = np.asarray(mac_enc.indices.to_numpy(zero_copy_only=False), np.int64)
-        order = np.lexsort((t, k))
+        t0 = int(t.min())
+        span = int(t.max()) - t0
+        if span < (1 << 31) and int(k.max()) < (1 << 31):
+            order = np.argsort((k << 31) | (t - t0), kind="stable")
+        else:
+            order = np.lexsort((t, k))
         k, t, m = k[order], t[order], m[order]
         n = k.size
-        first = np.r_[True, k[1:] != k[:-1]]
-        last = np.r_[k[1:] != k[:-1], True]
+        brk = k[1:] != k[:-1]
+        first = np.r_[True, brk]
+        last = np.r_[brk, True]
         diff = np.zeros(n, bool)
-        diff[1:] = (m[1:] != m[:-1]) & ~first[1:]
-        ips = tbl.column("ip").take(pa.array(order)).to_pylist() if diff.any() else None
-        owners = tbl.column("owner").take(pa.array(order)).to_pylist() if diff.any() else None
-        nets = tbl.column("network").take(pa.array(order)).to_pylist()
+        diff[1:] = (m[1:] != m[:-1]) & ~brk
+        nets = tbl.column("network").combine_chunks()
+
+        def net(i: int) -> str | None:
+            v: str | None = nets[int(order[i])].as_py()
+            return v
+
+        def names(i: int) -> tuple[str, str]:
+            code = int(k[i])
+            return ip_names[code // n_ow], ow_names[code % n_ow]
+
         gap = int(self.s.max_rate_gap.total_seconds() * 1000)
         changed = False
-        for i in np.nonzero(first | last)[0]:
-            key = keys[int(k[i])]
-            if first[i]:
+        # first row of a pair vs. the MAC remembered from the previous call
+        if self.last_mac:
+            for i in np.flatnonzero(first).tolist():
+                key = names(i)
                 prev = self.last_mac.get(key)
-                if prev is not None and prev[0] != macs[int(m[i])] and 0 < t[i] - prev[1] <= gap:
-                    ip, owner = key.split("|", 1)
-                    self._change(MacChange(int(t[i]), ip, owner, nets[i], prev[0], macs[int(m[i])]))
+                mac = macs[int(m[i])]
+                if prev is not None and prev[0] != mac and 0 < t[i] - prev[1] <= gap:
+                    self._change(MacChange(int(t[i]), key[0], key[1], net(i), prev[0], mac))
                     changed = True
-            if last[i]:
-                self.last_mac[key] = (macs[int(m[i])], int(t[i]))
-                ip = key.split("|", 1)[0]
-                cur = self.neighbor_latest.get(ip)
-                observer = key.split("|", 1)[1]
-                if cur is None or t[i] >= cur[1]:
-                    obs = sorted({*(cur[3] if cur else []), observer})[:20]
-                    self.neighbor_latest[ip] = (macs[int(m[i])], int(t[i]), nets[i], obs)
-        if ips is not None and owners is not None:
-            for i in np.nonzero(diff)[0]:
-                if t[i] - t[i - 1] <= gap:
-                    self._change(MacChange(int(t[i]), ips[i], owners[i], nets[i], macs[int(m[i - 1])],
-                                           macs[int(m[i])]))
-                    changed = True
+        # remember each pair's last MAC
+        li = np.flatnonzero(last)
+        lk, lt, lm = k[li], t[li], m[li]
+        lmacs = [macs[x] for x in lm.tolist()]
+        lts = lt.tolist()
+        self.last_mac.update(zip((names(i) for i in li.tolist()), zip(lmacs, lts, strict=True), strict=False))
+        # the latest neighbour answer per IP: the newest row (ties: the last observer in name order)
+        lip = lk // n_ow
+        g0 = np.flatnonzero(np.r_[True, lip[1:] != lip[:-1]])
+        g1 = np.r_[g0[1:], lip.size]
+        gmax = np.maximum.reduceat(lt, g0)
+        at_max = lt == np.repeat(gmax, g1 - g0)
+        win = np.maximum.reduceat(np.where(at_max, np.arange(lip.size), -1), g0)
+        for a, z, w in zip(g0.tolist(), g1.tolist(), win.tolist(), strict=True):
+            ip = ip_names[int(lip[a])]
+            cur = self.neighbor_latest.get(ip)
+            if cur is None or lts[w] >= cur[1]:
+                seen = {ow_names[int(c) % n_ow] for c in lk[a:z].tolist()}
+                obs = sorted({*(cur[3] if cur else []), *seen})[:20]
+                self.neighbor_latest[ip] = (lmacs[w], lts[w], net(int(li[w])), obs)
+        for i in np.flatnonzero(diff).tolist():
+            if t[i] - t[i - 1] <= gap:
+                ip, observer = names(i)
+                self._change(MacChange(int(t[i]), ip, observer, net(i), macs[int(m[i - 1])], macs[int(m[i])]))
+                changed = True
         return changed
 
     def _change(self, ch: MacChange) -> None:
@@ -251,6 +324,9 @@ class ObservationTracker:
             del self.neighbor_latest[ip]
         for key in [key for key, v in self.last_mac.items() if v[1] < before]:
             del self.last_mac[key]
+        cut = bisect_right(self.holder_minutes, before // 60_000)
+        if cut:
+            del self.holder_minutes[:cut]
 
     def current(self, now_ms: int, ttl_ms: int) -> list[Holding]:
         """Holdings seen within ``ttl_ms`` of now."""

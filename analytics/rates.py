@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.catalog import DEFAULT_CATALOG
 
@@ -99,6 +100,9 @@ class SeriesRegistry:
         self.sql_keys = series_sql(metrics, extra, only_keys=True)
         self.index: dict[int, int] = {}
         self.meta: pa.Table | None = None
+        # the index as sorted arrays, for vectorised lookups of many keys
+        self._sorted_keys = np.zeros(0, np.uint64)
+        self._sorted_ids = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -108,7 +112,10 @@ class SeriesRegistry:
         enc = pa.array(keys, pa.uint64()).dictionary_encode()
         uniq = np.asarray(enc.dictionary.to_numpy(), np.uint64)
         codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
-        unknown = [int(x) for x in uniq if int(x) not in self.index]
+        lookup = self._lookup(uniq)
+        if (lookup >= 0).all():
+            return np.asarray(lookup[codes], np.int64)
+        unknown = [int(x) for x in uniq[lookup < 0]]
         if unknown and len(unknown) > 2000:
             # many new series (a cold start): every series shows up within a scrape gap, so read
             # their metadata from the first slice of the window instead of all of it
@@ -117,8 +124,15 @@ class SeriesRegistry:
         if unknown:
             self._fetch(con, self.sql_keys if len(unknown) <= 2000 else self.sql_all,
                         {"lo_us": lo_us, "hi_us": hi_us, "keys": unknown})
-        lookup = np.fromiter((self.index.get(int(x), -1) for x in uniq), np.int64, uniq.size)
-        return np.asarray(lookup[codes], np.int64)
+        return np.asarray(self._lookup(uniq)[codes], np.int64)
+
+    def _lookup(self, uniq: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Series id of each key (−1 when unknown)."""
+        sk = self._sorted_keys
+        if sk.size == 0:
+            return np.full(uniq.size, -1, np.int64)
+        pos = np.minimum(np.searchsorted(sk, uniq), sk.size - 1)
+        return np.asarray(np.where(sk[pos] == uniq, self._sorted_ids[pos], -1), np.int64)
 
     def _fetch(self, con: Any, sql: str, params: dict[str, Any]) -> None:
         tbl = query_table(con, sql, params)
@@ -127,28 +141,63 @@ class SeriesRegistry:
         if not fresh:
             return
         add = tbl.take(pa.array(fresh))
-        # few distinct hosts/metrics: dictionary-encode so per-row filters downstream are cheap
-        for name in ("host", "metric"):
+        # few distinct values per column: dictionary-encode, so the per-row columns handed to the
+        # detectors are int32 indices (cheap to take and filter; masks are decided per entry)
+        names = ["host", "metric", *self.extra]
+        for name in names:
             i = add.schema.get_field_index(name)
-            add = add.set_column(i, name, add.column(name).combine_chunks().dictionary_encode())
+            add = add.set_column(i, name, _dict(add.column(name)))
         base = 0 if self.meta is None else self.meta.num_rows
         for j, i in enumerate(fresh):
             self.index[ks[i]] = base + j
+        keys = np.concatenate([self._sorted_keys, np.array([ks[i] for i in fresh], np.uint64)])
+        ids = np.concatenate([self._sorted_ids, np.arange(base, base + len(fresh), dtype=np.int64)])
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys, self._sorted_ids = keys[order], ids[order]
         if self.meta is None:
             self.meta = add
         else:
-            merged = pa.concat_tables([self.meta, add.cast(self.meta.schema)]).combine_chunks()
-            for name in ("host", "metric"):  # one dictionary per column again
-                i = merged.schema.get_field_index(name)
-                col = merged.column(name).cast(pa.string()).combine_chunks().dictionary_encode()
-                merged = merged.set_column(i, name, col)
-            self.meta = merged
+            cols: dict[str, pa.Array] = {}
+            for name in self.meta.column_names:  # one dictionary per column again
+                both = [self.meta.column(name), add.column(name)]
+                if name in names:
+                    cols[name] = _dict(pa.chunked_array([c for b in both for c in b.cast(pa.string()).chunks],
+                                                        pa.string()))
+                else:
+                    cols[name] = pa.chunked_array([c for b in both for c in b.cast(self.meta.schema.field(name).type)
+                                                   .chunks]).combine_chunks()
+            self.meta = pa.table(cols)
 
     def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.Array]:
         if self.meta is None:
             raise ValueError("no series resolved yet")
         idx = pa.array(sids)
         return {n: self.meta.column(n).take(idx) for n in names}
+
+
+def _dict(col: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(pa.string())
+    out: pa.DictionaryArray = arr.dictionary_encode()
+    return out
+
+
+def in_set(col: pa.ChunkedArray | pa.Array, values: Collection[str]) -> npt.NDArray[np.bool_]:
+    """Row mask "value in values"; for a dictionary column decided once per dictionary entry."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(arr.type):
+        return np.asarray(pc.is_in(arr, value_set=pa.array(list(values), arr.type))
+                          .to_numpy(zero_copy_only=False), bool)
+    want = set(values)
+    entry = np.fromiter((v in want for v in arr.dictionary.to_pylist()), bool, len(arr.dictionary))
+    if not entry.any():
+        return np.zeros(len(arr), bool)
+    idx = np.asarray(pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False), np.int64)
+    mask = entry[idx]
+    if arr.null_count:
+        mask &= np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
+    return np.asarray(mask, bool)
 
 
 class StepAccumulator:
@@ -206,8 +255,15 @@ class StepAccumulator:
         order = np.argsort((sid << 31) | (t - t0), kind="stable") if int(t.max()) - t0 < (1 << 31) \
             else np.lexsort((t, sid))
         k, t, v = sid[order], t[order], v[order]
-        first = np.r_[True, k[1:] != k[:-1]]
-        last = np.r_[k[1:] != k[:-1], True]
+        del order
+        brk = k[1:] != k[:-1]
+        first = np.empty(n, bool)
+        first[0] = True
+        first[1:] = brk
+        last = np.empty(n, bool)
+        last[-1] = True
+        last[:-1] = brk
+        del brk
         prev_t = np.empty(n, np.int64)
         prev_v = np.empty(n, np.float64)
         prev_t[1:], prev_v[1:] = t[:-1], v[:-1]
@@ -218,13 +274,23 @@ class StepAccumulator:
         dt = (t - prev_t).astype(np.float64)
         dv = v - prev_v
         valid = fresh & (prev_t >= 0) & (dt <= self.gap) & np.isfinite(dv) & (dv >= 0)
+        del prev_t, prev_v
         bucket = -(-t // self.step) * self.step
         use = fresh & np.isfinite(v)
-        starts = np.nonzero(np.r_[True, (k[1:] != k[:-1]) | (bucket[1:] != bucket[:-1])])[0]
-        inc = np.add.reduceat(np.where(valid, dv, 0.0), starts)
-        span = np.add.reduceat(np.where(valid, dt, 0.0), starts)
-        nval = np.add.reduceat(use.astype(np.float64), starts)
-        total = np.add.reduceat(np.where(use, v, 0.0), starts)
+        group = first.copy()
+        group[1:] |= bucket[1:] != bucket[:-1]
+        starts = np.flatnonzero(group)
+        del group
+        inc = np.where(valid, dv, 0.0)
+        span = np.where(valid, dt, 0.0)
+        total = np.where(use, v, 0.0)
+        nval = use.astype(np.float64)
+        if starts.size < n:  # several samples per (series, step): sum them (else each row is its group)
+            inc = np.add.reduceat(inc, starts)
+            span = np.add.reduceat(span, starts)
+            nval = np.add.reduceat(nval, starts)
+            total = np.add.reduceat(total, starts)
+        del dt, dv, valid, use
         mean = np.where(nval > 0, total / np.maximum(nval, 1), np.nan)
         rate = np.where(span > 0, inc * 1000.0 / np.where(span > 0, span, 1.0), np.nan)
         # remember each series' newest sample
@@ -233,11 +299,13 @@ class StepAccumulator:
         self.last_t[lk[newer]] = lt[newer]
         self.last_v[lk[newer]] = lv[newer]
         keep = (span > 0) | (nval > 0)
-        sids = k[starts][keep]
+        inc = np.where(span > 0, inc, np.nan)
+        sids, buckets = k[starts], bucket[starts]
+        if not keep.all():
+            sids, buckets, rate, inc, span, mean = (a[keep] for a in (sids, buckets, rate, inc, span, mean))
         out: dict[str, pa.Array] = {
-            "sid": pa.array(sids), "bucket": pa.array(bucket[starts][keep]), "rate": pa.array(rate[keep]),
-            "inc": pa.array(np.where(span > 0, inc, np.nan)[keep]), "span_ms": pa.array(span[keep]),
-            "mean": pa.array(mean[keep]),
+            "sid": pa.array(sids), "bucket": pa.array(buckets), "rate": pa.array(rate), "inc": pa.array(inc),
+            "span_ms": pa.array(span), "mean": pa.array(mean),
         }
         out.update(self.registry.columns(sids, ["host", "metric", *self.registry.extra]))
         return pa.table(out)

@@ -6,11 +6,14 @@ A scenario folder holds ``capture.jsonl.zst`` (or ``.jsonl``), ``config.toml`` a
 
 Scoring rules (the same for every scenario):
 
-* an expected incident is **detected** when an alert of its kind fires between ``start − 5 min``
-  and ``end + 30 min`` whose resource agrees with the incident's on every key both carry (a
-  comma-separated alert value, e.g. a widened host set, agrees when it contains the expected
-  value) and shares at least one identifying key (network, ip, host, pool); time to detect is
-  the first such firing minus ``start``;
+* an expected incident is **detected** when a firing change of its kind (the first firing of an
+  alert, or a later one announcing an escalation or a widening) happens between ``start − 5 min``
+  and ``end + 30 min`` whose resource agrees with the incident's on every key both carry and
+  shares at least one identifying key (network, ip, host, pool). A key agrees when the expected
+  value is the alert's value, one of its comma-separated values, or one the alert's announced
+  ``scope`` lists for that key (a congestion incident that widened to a second host has detected
+  that host's incident too — at the change that announced it). Time to detect is the first such
+  change minus ``start``;
 * every firing incident (fingerprint) that matches no expected incident is a **false alert**,
   unless a confounder window overlapping it lists its kind under ``may_raise`` (a host reboot may
   raise ``source_down``);
@@ -69,12 +72,14 @@ class ScenarioScore:
                 "mean_time_to_detect_s": round(sum(self.ttd_s) / len(self.ttd_s), 1) if self.ttd_s else None}
 
 
-def _agrees(expected: dict[str, str], got: dict[str, str]) -> bool:
+def _agrees(expected: dict[str, str], alert: Alert) -> bool:
+    got = dict(alert.resource)
+    scope = alert.evidence.get("scope") or {}
     shared = [k for k in expected if k in got]
     if not any(k in IDENTITY_KEYS for k in shared):
         return False
     for k in shared:
-        values = {v.strip() for v in str(got[k]).split(",")}
+        values = {v.strip() for v in str(got[k]).split(",")} | {str(v) for v in scope.get(k, [])}
         if str(expected[k]) not in values:
             return False
     return True
@@ -91,15 +96,16 @@ def score(name: str, alerts: Sequence[Alert], expected: dict[str, Any], end: dat
     incidents = expected.get("incidents", [])
     confounders = expected.get("confounders", [])
     first_firing: dict[str, Alert] = {}
-    for a in alerts:
-        if a.status is AlertStatus.FIRING and a.fingerprint not in first_firing:
+    changes = [a for a in alerts if a.status is AlertStatus.FIRING]
+    for a in changes:
+        if a.fingerprint not in first_firing:
             first_firing[a.fingerprint] = a
     firing = list(first_firing.values())
     result = ScenarioScore(name, expected=len(incidents), alerts=len(firing))
     matched: set[str] = set()
     for inc in incidents:
         start, stop = _window(inc, end)
-        hits = [a for a in firing if a.kind.value == inc["kind"] and _agrees(inc["resource"], dict(a.resource))
+        hits = [a for a in changes if a.kind.value == inc["kind"] and _agrees(inc["resource"], a)
                 and start - EARLY <= a.changed_at <= stop + LATE]
         label = f"{inc.get('incident', inc['kind'])} {inc['resource']}"
         if hits:

@@ -94,6 +94,8 @@ class Effects:
     reboot: list[tuple[str, int, int]] = field(default_factory=list)  # host, down at, down for (ms)
     gaps: list[tuple[str, int, int]] = field(default_factory=list)  # host, from, to (ms)
     rdma_errors: list[tuple[str, int, int, float]] = field(default_factory=list)  # host, from, to, rate/s
+    # hosts whose SMB client latency alone is multiplied (clients of a stalled storage node)
+    smb_latency: list[tuple[Sequence[str], int, int, float]] = field(default_factory=list)
 
 
 class _Builder:
@@ -183,6 +185,9 @@ def samples(site: Site, fx: Effects | None = None, *, filler_series: int = 0) ->
                 err_rate = err_rate + np.where(_in(t, a, z), r, 0.0)
         disc_rate = p["disc"] * diurnal + np.where(cong, rng.uniform(20, 200), 0.0)
         lat = p["lat"] * (1 + 0.1 * load) * rng.lognormal(0, 0.08, t.size) * np.where(cong, rng.uniform(4, 12), 1)
+        for hs, a, z, f in fx.smb_latency:
+            if h in hs:
+                lat = np.where(_in(t, a, z), lat * f, lat)
         req_rate = p["req"] * load * np.where(tput > load * 1.5, 2.5, 1.0)
 
         def counts(rate: np.ndarray, dt: np.ndarray = dt) -> np.ndarray:

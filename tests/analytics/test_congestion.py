@@ -88,6 +88,23 @@ def test_cold_start_host_is_judged_against_peers() -> None:
     assert "peers" in sources
 
 
+def test_a_late_host_unlike_its_peers_gets_a_baseline_of_its_own() -> None:
+    """A host added later whose adapters normally see far more PFC pauses than its peers' is not
+    congested for it: it may look odd against the peers at first, but it learns its own
+    baseline (steps judged on borrowed baselines are learned) and is quiet from then on."""
+    site = random_site(3, n_hosts=6, hours=6, scrape_s=60)
+    late = site.hosts[-1]
+    site.base[late]["pause"] = 40 * max(p["pause"] for h, p in site.base.items() if h != late) + 5.0
+    t_join = site.start_ms + 3 * HOUR
+    con = connect(samples(site, Effects(gaps=[(late, site.start_ms, t_join)])))
+    run = replay(con, site.start_ms, site.end_ms, fine=[(t_join, t_join + 60 * MIN)], step=2 * MIN)
+    assert not run.findings_at(site.end_ms, "eastwest_congestion") or not any(
+        f.active for f in run.findings_at(site.end_ms, "eastwest_congestion"))
+    score = {c.host: c for c in run.engine.congestion_scores()}[late]  # type: ignore[union-attr]
+    assert score.signals["pfc_pause_frames"].source == "trailing" and not score.congested
+    assert all(t < t_join + 45 * MIN for t, _ in run.firing()), "nothing pages once its own baseline exists"
+
+
 def test_single_signal_needs_corroboration_unless_configured() -> None:
     """RDMA errors alone on one host (driver issue, no pauses/latency) page when the multivariate
     model agrees or ``min_signals = 1``; the evidence names the one violating signal."""
@@ -100,3 +117,37 @@ def test_single_signal_needs_corroboration_unless_configured() -> None:
     fired = run.firing("eastwest_congestion")
     assert fired and fired[0][1].resource == {"host": site.hosts[1]}
     assert fired[0][1].evidence["per_host"][site.hosts[1]]["violating"] == ["rdma_errors"]
+
+
+def test_clients_of_a_stalled_storage_node_are_victims_not_incidents() -> None:
+    """A storm on one host slows every client's SMB requests to it. The clients' adapters see no
+    pauses, errors or discards: they are listed in the storm's evidence, not paged on their own —
+    even when their latency rises before the storm host is judged congested, and even when a
+    single violating signal is configured to be enough."""
+    site = random_site(13, n_hosts=6, hours=6, scrape_s=60)
+    t0 = site.start_ms + 4 * HOUR
+    storm, clients = site.hosts[0], site.hosts[1:4]
+    fx = Effects(congestion=[([storm], t0 + 4 * MIN, t0 + 30 * MIN)],
+                 smb_latency=[(clients, t0, t0 + 30 * MIN, 8.0)])
+    run = replay(connect(samples(site, fx)), site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)],
+                 step=2 * MIN, settings=settings(congestion={"min_signals": 1}))
+    fired = run.firing("eastwest_congestion")
+    assert {a.fingerprint for _, a in fired} == {fired[0][1].fingerprint}, [a.summary for _, a in fired]
+    assert fired[0][1].resource == {"host": storm}
+    assert fired[0][1].evidence["scope"] == {"host": [storm]}
+    during = run.findings_at(t0 + 20 * MIN, "eastwest_congestion")
+    assert len(during) == 1
+    assert {v["host"] for v in during[0].evidence["smb_latency_elevated_on"]} == set(clients)
+
+
+def test_widening_is_announced_with_the_same_fingerprint() -> None:
+    site = random_site(17, n_hosts=5, hours=6, scrape_s=60)
+    t0 = site.start_ms + 4 * HOUR
+    fx = Effects(congestion=[(site.hosts[:1], t0, t0 + 30 * MIN), (site.hosts[1:2], t0 + 6 * MIN, t0 + 30 * MIN)])
+    run = replay(connect(samples(site, fx)), site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)],
+                 step=2 * MIN)
+    fired = run.firing("eastwest_congestion")
+    assert len({a.fingerprint for _, a in fired}) == 1
+    scopes = [a.evidence["scope"]["host"] for _, a in fired]
+    assert scopes[0] == [site.hosts[0]] and scopes[-1] == site.hosts[:2], scopes
+    assert fired[-1][0] > fired[0][0] and fired[-1][1].starts_at == fired[0][1].starts_at

@@ -134,3 +134,24 @@ def test_lifecycle_defaults_cover_every_kind_and_accept_partial_overrides() -> N
     assert s.policy(AlertKind.EASTWEST_CONGESTION).hold == timedelta(minutes=20)
     assert s.policy(AlertKind.EASTWEST_CONGESTION).for_ == timedelta(minutes=2)  # default kept
     assert s.policy(AlertKind.DUPLICATE_IP).for_ == timedelta(minutes=1)
+
+
+def test_widening_scope_is_announced_once_and_survives_restart(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.json"
+
+    def cong(hosts: tuple[str, ...]) -> Finding:
+        return Finding(AlertKind.EASTWEST_CONGESTION, {"host": hosts[0]}, Severity.SEV1, "storm",
+                       {"hosts": list(hosts)}, scope={"host": hosts})
+
+    am = AlertManager(AnalyticsSettings.model_validate({"lifecycle": {"eastwest_congestion": {"for": "0s"}}}), path)
+    [a] = am.update([cong(("n1",))], T0)
+    assert a.evidence["scope"] == {"host": ["n1"]}
+    [b] = am.update([cong(("n1", "n2"))], T0 + M)
+    assert b.status is AlertStatus.FIRING and b.fingerprint == a.fingerprint and b.starts_at == a.starts_at
+    assert b.evidence["scope"] == {"host": ["n1", "n2"]}
+    assert am.update([cong(("n1", "n2"))], T0 + 2 * M) == []
+    assert am.update([cong(("n1",))], T0 + 3 * M) == [], "narrowing is not news"
+    am2 = AlertManager(AnalyticsSettings.model_validate({"lifecycle": {"eastwest_congestion": {"for": "0s"}}}), path)
+    assert am2.update([cong(("n1", "n2"))], T0 + 4 * M) == [], "the announced scope was persisted"
+    [c] = am2.update([cong(("n1", "n3"))], T0 + 5 * M)
+    assert c.evidence["scope"] == {"host": ["n1", "n2", "n3"]}

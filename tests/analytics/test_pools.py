@@ -159,3 +159,42 @@ def test_the_config_model_satisfies_the_network_protocol() -> None:
     plan = compile_network(net, PoolSettings())
     assert plan.all_clusters == ["mgmt", "wl-a", "wl-b"] and plan.workload_clusters == ["wl-a", "wl-b"]
     assert plan.node_reserve == 2 + 2 * 5 and plan.vip.size == 32 and plan.lbs[0].size == 16
+
+
+def test_leak_after_a_long_flat_history_pages_on_the_growth_run() -> None:
+    """12 quiet hours, then CI previews that nobody deletes: the straight line over the window
+    stays insignificant for hours, the run of unopposed allocations does not."""
+    world, net, hs = _world(7, vip_size=40, node_size=30, hours=16, services=3)
+    a = net.clusters[0]
+    t_leak = START + 12 * HOUR
+    add_services(world, net, a, 10, t_leak, START + 15 * HOUR, lb_mac=lb_mac_of(hs[a]))
+    run = replay(connect(None, world.table()), START, world.end_ms, networks=[net], coarse=10 * MIN)
+    fired = run.firing("vip_pool_exhaustion")
+    assert fired, "a leak of ~3 VIPs/h into a 40-address pool pages"
+    t_fire, alert = fired[0]
+    assert t_leak < t_fire <= START + 15 * HOUR
+    trend = alert.evidence["trend"]
+    assert trend["method"] == "growth-run" and trend["growth_run"]["significant"]
+    assert trend["growth_run"]["releases"] == 0 and trend["growth_run"]["p_value"] <= 0.05
+    assert not trend["theil_sen"]["significant"]
+    lo, hi = alert.evidence["hours_to_reserve_interval"]
+    assert lo is not None and lo <= alert.evidence["hours_to_reserve"] <= (hi or float("inf"))
+
+
+def test_usage_is_sampled_only_where_the_inventory_was_observed() -> None:
+    """Before the first poll and while every inventory source is unreachable nothing is known:
+    no invented empty buckets (they would flatten every trend), and an outage is no release."""
+    world, net, _hs = _world(8, vip_size=40, node_size=30, hours=7, services=6)
+    tbl = world.table()
+    ts = tbl.column("ts").cast(pa.int64()).to_numpy()
+    outage = (ts >= START + 3 * HOUR) & (ts < START + 4 * HOUR)
+    tbl = tbl.filter(pa.array(~outage))
+    run = replay(connect(None, tbl), START, world.end_ms, networks=[net], coarse=30 * MIN,
+                 settings=settings(bootstrap_window="24h"))
+    assert run.engine is not None
+    pool = run.engine.pools.pools[(net.name, "vip")]
+    times = [t for t, _ in pool.history]
+    assert times[0] >= START, "no usage before the first observation"
+    assert not [t for t in times if START + 3 * HOUR + 10 * MIN < t <= START + 4 * HOUR]
+    assert pool.trend_reset_at is None, "an outage of the inventory is not a release"
+    assert len({v for _, v in pool.history}) == 1
