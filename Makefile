@@ -29,12 +29,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/hciwatch demo --data-dir $(DEMO_DIR)
 
-# Real peers the tests start on loopback (never the system's own services).
+# Real peers the tests start on loopback (never the system's own services), and the headless
+# Chromium the operator-view tests open pages in (driven by Python playwright, never downloaded).
 debian-deps:
 	@missing=""; \
-	for pair in haproxy:haproxy mosquitto:mosquitto mosquitto_passwd:mosquitto openssl:openssl; do \
+	for pair in haproxy:haproxy mosquitto:mosquitto mosquitto_passwd:mosquitto openssl:openssl chromium:chromium; do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ] || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq $$missing; fi

@@ -7,7 +7,13 @@ Routes (all but ``/healthz`` and ``/readyz`` need ``Authorization: Bearer <token
 ``GET /readyz``             readiness: the service's readiness dict, 200 when ``ready`` is true,
                             else 503 (keep it free of secrets: it is served without a token)
 ``GET /metrics``            Prometheus text exposition of the service's registry
-``GET /``                   JSON index of the endpoints (an HTML status page will live here)
+``GET /``                   a browser (``Accept: text/html``) gets the live status page: a shell
+                            with no data that asks for the token once per browser session and
+                            then reads everything below with it; other clients get the JSON
+                            index of the endpoints (with the token)
+``GET /api/v1/report``      the operator views' model (:mod:`hciwatch.report.model`) for
+                            ``?from=&to=`` (ISO-8601) or the last ``?hours=`` (48) of data, with
+                            the feed's alert changes merged in
 ``GET /api/v1/alerts``      ``?state=firing|recent&kind=&status=&network=&host=&since=&limit=``
 ``GET /api/v1/alerts/stream``  Server-Sent Events: ``id: <seq>``, ``event: alert``,
                             ``data: <alert JSON>``; ``: heartbeat`` comments every 15 s;
@@ -30,6 +36,11 @@ Why it is built this way:
 * **SQL never runs on the event loop.** Queries run in worker threads, at most
   ``QueryLimits.max_concurrent`` at once, each on its own locked-down DuckDB connection (see
   :mod:`hciwatch.query`); the JSON/Arrow encoding happens in the worker too.
+* **The page is public, its data is not.** A browser cannot put a bearer token on a navigation,
+  so ``/`` serves the page (scripts and styles only, pinned by a Content-Security-Policy that
+  allows requests to this origin alone) without the token; the page asks for the token and sends
+  it on every data request, including the SSE stream (read with ``fetch``, as ``EventSource``
+  cannot send headers). The token never appears in a URL.
 * **Self-instrumented.** Requests, queries and the feed are counted in the same registry that
   ``/metrics`` serves, labelled by route template (never by raw path, which would let any client
   create series).
@@ -51,6 +62,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -61,6 +73,10 @@ from collector.errors import ConfigError
 from collector.schema import AlertKind, AlertStatus, iso, parse_iso
 from exporters.feed import AlertFeed, AlertFilter, FeedEvent
 from hciwatch.query import QueryError, QueryLimits, QueryResult, run_query
+from hciwatch.report.alerts import merge_live
+from hciwatch.report.model import build_model
+from hciwatch.report.render import live_page
+from hciwatch.report.window import resolve_window
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +88,13 @@ READINESS_TIMEOUT_S = 5.0
 MAX_ALERT_LIMIT = 10_000
 _FILTER_PARAMS = ("kind", "status", "network", "host", "since")
 _QUERY_STATUS = {"bad_query": 400, "execution": 422, "timeout": 503, "internal": 500}
+REPORT_CACHE_S = 10.0
+MAX_REPORT_HOURS = 24 * 31
+HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
+IngestStats = Callable[[], Mapping[str, Any]]
 
 
 class _Metrics:
@@ -125,7 +146,8 @@ def _json_error(status: int, message: str, *, headers: Mapping[str, str] | None 
 def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness: Readiness,
                metrics_registry: CollectorRegistry, query_limits: QueryLimits | None = None,
                allow_unauthenticated: bool = False, extra_views: Mapping[str, str] | None = None,
-               sse_heartbeat_s: float = SSE_HEARTBEAT_S) -> web.Application:
+               sse_heartbeat_s: float = SSE_HEARTBEAT_S, site: str | None = None,
+               ingest_stats: IngestStats | None = None) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
     Args:
@@ -138,6 +160,9 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
         allow_unauthenticated: serve without a token. For local testing only.
         extra_views: more query views, name → ``SELECT`` over the stored tables.
         sse_heartbeat_s: seconds between SSE heartbeat comments.
+        site: the site's name, shown in the views' header.
+        ingest_stats: returns the pipeline's parse counters (``records_read``, ``records_rejected``,
+            ``reject_reasons``, ``skipped_parts``) for the views' header.
 
     Raises:
         ConfigError: no token and ``allow_unauthenticated`` is not set, or the token is blank.
@@ -155,6 +180,8 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
     metrics = _Metrics(metrics_registry, feed)
     token_bytes = token.encode("utf-8") if token is not None else None
     query_slots = asyncio.Semaphore(limits.max_concurrent)
+    report_lock = asyncio.Lock()  # one model build at a time; concurrent viewers share the cache
+    report_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
 
     @web.middleware
     async def metrics_mw(request: web.Request,
@@ -196,7 +223,7 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
     async def auth_mw(request: web.Request,
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                       ) -> web.StreamResponse:
-        if token_bytes is None or request.path in PUBLIC_PATHS:
+        if token_bytes is None or request.path in PUBLIC_PATHS or _is_page_request(request):
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), token_bytes):
@@ -232,6 +259,10 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(request: web.Request) -> web.Response:
+        if _is_page_request(request):
+            page, csp = live_page()
+            return web.Response(text=page, content_type="text/html",
+                                headers={**HTML_HEADERS, "Content-Security-Policy": csp})
         return web.json_response({
             "service": "hciwatch",
             "endpoints": {
@@ -242,6 +273,8 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
                     "alerts: ?state=firing|recent&kind=&status=&network=&host=&since=&limit="),
                 "GET /api/v1/alerts/stream": "Server-Sent Events of alert changes (Last-Event-ID replay)",
                 "POST /api/v1/query": 'read-only SQL: {"sql": "...", "limit": N} or text/plain',
+                "GET /api/v1/report": "the operator views' model: ?from=&to= (ISO-8601) or ?hours=",
+                "GET / (Accept: text/html)": "the live status page (asks for this token once per session)",
             },
             "tables": ["samples", "ip_observations", "alerts", *(extra_views or {})],
         })
@@ -321,6 +354,38 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             return web.Response(body=body, content_type=ARROW_STREAM, headers=headers)
         return web.Response(body=body, content_type="application/json", headers=headers)
 
+    async def report(request: web.Request) -> web.Response:
+        _reject_unknown(request, {"from", "to", "hours"})
+        start, end, hours = _report_window(request)
+        key = (request.query.get("from", ""), request.query.get("to", ""), str(hours))
+        async with report_lock:
+            cached = report_cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < REPORT_CACHE_S:
+                model = cached[1]
+            else:
+                summary = ({"origin": "the service's counters since it started", **ingest_stats()}
+                           if ingest_stats is not None else None)
+                try:
+                    model = await asyncio.to_thread(_build_report, data_dir, start, end, hours, site,
+                                                    extra_views, summary)
+                except ValueError as exc:
+                    raise _bad_request(str(exc)) from None
+                except duckdb.Error:  # a compaction swapped files under the read: read again, once
+                    log.info("report: the store changed while it was read; reading again")
+                    try:
+                        model = await asyncio.to_thread(_build_report, data_dir, start, end, hours, site,
+                                                        extra_views, summary)
+                    except duckdb.Error as exc:
+                        log.warning("report: could not read the store: %s", exc)
+                        return _json_error(503, "the store is busy; try again shortly",
+                                           headers={"Retry-After": "2"})
+                report_cache.clear()
+                report_cache[key] = (time.monotonic(), model)
+        live = [e.alert.to_json() for e in reversed(feed.recent(limit=MAX_ALERT_LIMIT))]
+        merged = {**model, "alerts": merge_live(model["alerts"], live, _iso_from_s(model["window"]["from"]))}
+        return web.Response(text=_dumps(merged), content_type="application/json",
+                            headers={"Cache-Control": "no-store"})
+
     async def on_shutdown(app: web.Application) -> None:
         feed.close_subscribers()  # ends open SSE responses so graceful shutdown does not wait
 
@@ -331,6 +396,7 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/alerts/stream", stream)
     app.router.add_post("/api/v1/query", query)
+    app.router.add_get("/api/v1/report", report)
     app.on_shutdown.append(on_shutdown)
     return app
 
@@ -338,6 +404,44 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
 # ---------------------------------------------------------------------------------------------
 # Request parsing
 # ---------------------------------------------------------------------------------------------
+
+
+def _is_page_request(request: web.Request) -> bool:
+    """A browser navigating to ``/``: it gets the page, which holds no data."""
+    return (request.path == "/" and request.method in ("GET", "HEAD")
+            and "text/html" in request.headers.get("Accept", "").lower())
+
+
+def _report_window(request: web.Request) -> tuple[dt.datetime | None, dt.datetime | None, float]:
+    bounds: list[dt.datetime | None] = []
+    for name in ("from", "to"):
+        raw = request.query.get(name, "").strip()
+        try:
+            bounds.append(parse_iso(raw) if raw else None)
+        except ValueError as exc:
+            raise _bad_request(f"{name}: {exc}") from None
+    raw_hours = request.query.get("hours", "").strip()
+    try:
+        hours = float(raw_hours) if raw_hours else 48.0
+    except ValueError:
+        raise _bad_request(f"hours must be a number, got {raw_hours!r}") from None
+    if not 0 < hours <= MAX_REPORT_HOURS or not math.isfinite(hours):
+        raise _bad_request(f"hours must be between 0 and {MAX_REPORT_HOURS}, got {raw_hours}")
+    return bounds[0], bounds[1], hours
+
+
+def _build_report(data_dir: Path, start: dt.datetime | None, end: dt.datetime | None, hours: float,
+                  site: str | None, extra_views: Mapping[str, str] | None,
+                  summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The views' model; without ``from`` the window is the last ``hours`` before ``to`` (or the
+    newest data)."""
+    win = resolve_window(data_dir, start, end, default_span=dt.timedelta(hours=hours))
+    return build_model(data_dir, site=site, extra_views=extra_views, ingest_summary=summary, window=win)
+
+
+def _iso_from_s(seconds: float) -> str:
+    """Unix seconds as the ISO-8601 UTC text alert changes carry."""
+    return iso(dt.datetime.fromtimestamp(seconds, dt.UTC))
 
 
 def _route_name(request: web.Request) -> str:

@@ -1,5 +1,5 @@
-"""``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | check-config |
-eval | anomalies.
+"""``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | report |
+check-config | eval | anomalies.
 
 Each command validates its configuration first (the same validation ``check-config`` prints) and
 exits non-zero with precise messages when it is wrong. Heavy modules are imported per command so
@@ -262,6 +262,33 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso_time(text: str) -> Any:
+    from collector.schema import parse_iso
+
+    try:
+        return parse_iso(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-16T00:00Z)") from exc
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hciwatch.report import write_report
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / "samples").is_dir():
+        errconsole.print(f"[red]error[/]: {data_dir} is not an hciwatch data dir (no samples/ in it)")
+        return 2
+    try:
+        stats = write_report(data_dir, Path(args.out), args.start, args.end, site=args.site)
+    except ValueError as exc:
+        errconsole.print(f"[red]error[/]: {exc}")
+        return 2
+    console.print(f"report written: {stats.path} ({stats.bytes / 1e6:.2f} MB in {stats.seconds:.1f} s; "
+                  f"{stats.pools} pool(s), {stats.duplicate_ip_incidents} duplicate-IP incident(s), "
+                  f"{stats.congestion_hosts} host(s) in the heat strips, {stats.alert_changes} alert change(s))")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind")
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.set_defaults(func=cmd_alerts)
+
+    s = sub.add_parser("report", help="write the operator views of a window as one self-contained HTML file")
+    s.add_argument("--data-dir", default="data")
+    s.add_argument("--out", default="report.html")
+    s.add_argument("--from", dest="start", type=_iso_time, metavar="ISO",
+                   help="window start (default: 48 h before the end)")
+    s.add_argument("--to", dest="end", type=_iso_time, metavar="ISO", help="window end (default: the newest data)")
+    s.add_argument("--site", help="site name for the header")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("check-config", help="validate a config file and print every problem")
     s.add_argument("config")

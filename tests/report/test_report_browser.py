@@ -1,0 +1,166 @@
+"""``hciwatch report`` opened in headless Chromium: every view draws what the replayed scenario
+holds, the file makes no request at all, and the console stays clean.
+
+One screenshot per view is kept in ``test-artifacts/report/`` (see tests/fixtures/chromium.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hciwatch.report import build_model, write_report
+from tests.fixtures.chromium import ChromiumSession, PageInfo, artifacts_dir
+from tests.report.conftest import Replayed
+from tests.report.synth import write_site
+
+VIEWS = ("view-header", "view-pools", "view-duplicates", "view-congestion", "view-alerts")
+RENDER_TIMEOUT_MS = 20_000  # bounds a hang; not a timing assertion
+
+# Counts the non-blank pixels of each chart canvas: a chart that threw or drew nothing is empty.
+INKED = """() => [...document.querySelectorAll('.chart canvas')].map((c) => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+  return n;
+})"""
+
+
+def open_report(chromium: ChromiumSession, path: Path) -> PageInfo:
+    info = chromium.new_page()
+    info.page.goto(path.as_uri())
+    info.page.wait_for_selector("#app[data-rendered='1']", timeout=RENDER_TIMEOUT_MS)
+    return info
+
+
+def screenshots(info: PageInfo, prefix: str) -> list[Path]:
+    out = []
+    for view in VIEWS:
+        path = artifacts_dir("report") / f"{prefix}-{view.removeprefix('view-')}.png"
+        info.page.locator(f"#{view}").screenshot(path=str(path))
+        out.append(path)
+    return out
+
+
+def check_common(info: PageInfo, model: dict[str, Any], rep: Replayed) -> dict[str, Any]:
+    """What every scenario's report must show; returns the page's counts for specific checks."""
+    counts: dict[str, Any] = info.page.evaluate("hciwatchViews.counts()")
+    assert counts["pools"] == len(model["pools"]) >= 2  # the scenario's network has a VIP and a node pool
+    assert counts["poolSeries"] == [7] * counts["pools"]  # used, size, reserve line, trend, forecast ×3
+    assert counts["alertIncidents"] == rep.incidents
+    assert counts["currentAlerts"] == rep.firing_at_end
+    assert info.page.locator("#current-alerts tbody tr").count() == rep.firing_at_end
+    hosts = next(s for s in model["collected"]["sources"] if s["source"] == "windows")["targets"]
+    assert counts["congestionHosts"] == len(hosts) == 4
+    assert counts["congestionSignals"] == 2
+    assert info.page.locator(".heat-chart[data-series='4']").count() == 2
+    assert info.page.locator("#collected-table tbody tr").count() == len(model["collected"]["sources"])
+    text = info.page.locator("#parse-errors").inner_text()
+    assert f"{rep.summary['records_rejected']} record(s) rejected" in text
+    inked = info.page.evaluate(INKED)
+    assert len(inked) == counts["charts"] and all(n > 0 for n in inked), inked
+    assert info.outside == [], f"requests left the machine: {info.outside}"
+    assert info.errors == [], info.errors
+    return counts
+
+
+@pytest.mark.integration
+def test_duplicate_ip_report(chromium: ChromiumSession, duplicate_lb_ip: Replayed, tmp_path: Path) -> None:
+    rep = duplicate_lb_ip
+    out = tmp_path / "report.html"
+    stats = write_report(rep.data_dir, out)
+    model = build_model(rep.data_dir)
+    info = open_report(chromium, out)
+    counts = check_common(info, model, rep)
+    assert info.requests == [out.as_uri()]  # the file itself and nothing else
+
+    assert counts["duplicates"] == rep.expected_incidents("duplicate_ip") == stats.duplicate_ip_incidents == 1
+    truth = next(i for i in rep.expected["incidents"] if i["kind"] == "duplicate_ip")
+    box = info.page.locator(".incident").first
+    assert truth["resource"]["ip"] in box.locator("h3").inner_text()
+    owners = box.locator("table.owners tbody tr")
+    assert owners.count() == len(truth["details"]["owners"])
+    table = box.locator("table.owners").inner_text()
+    for owner in truth["details"]["owners"]:  # "cluster/namespace/service"
+        cluster, service = owner.split("/", 1)
+        assert cluster in table and service in table
+    for mac in truth["details"]["macs"]:
+        assert mac in table  # attributed through the neighbour tables
+    assert "evidence" in box.locator("details.evidence summary").inner_text()
+    assert counts["congestionIncidents"] == rep.expected_incidents("eastwest_congestion") == 0
+    assert info.page.locator("#duplicates-timeline canvas").count() == 1
+    screenshots(info, "duplicate_lb_ip")
+    info.page.close()
+
+
+@pytest.mark.integration
+def test_congestion_report(chromium: ChromiumSession, pfc_storm: Replayed, tmp_path: Path) -> None:
+    rep = pfc_storm
+    out = tmp_path / "report.html"
+    write_report(rep.data_dir, out)
+    model = build_model(rep.data_dir)
+    info = open_report(chromium, out)
+    counts = check_common(info, model, rep)
+    assert counts["congestionIncidents"] == rep.expected_incidents("eastwest_congestion") == 1
+    assert counts["duplicates"] == rep.expected_incidents("duplicate_ip") == 0
+    assert info.page.locator("#view-congestion").get_attribute("data-incidents") == "1"
+    # the storm's source host is one of the hosts the alert marks on the strip
+    truth = next(i for i in rep.expected["incidents"] if i["kind"] == "eastwest_congestion")
+    marked = info.page.evaluate("""() => {
+        const s = document.querySelector('#view-congestion');
+        return s ? s.innerText : '';
+    }""")
+    assert truth["resource"]["host"] in marked
+    # and the strip is hottest there during the storm: the model's cell over the baseline
+    pfc = next(s for s in model["congestion"]["signals"] if s["key"] == "pfc")
+    i = model["congestion"]["hosts"].index(truth["resource"]["host"])
+    peak = max(v for v in pfc["values"][i] if v is not None)
+    assert peak > 10 * max(pfc["baseline"][i], pfc["floor"])
+    screenshots(info, "pfc_storm")
+    info.page.close()
+
+
+def test_report_is_one_self_contained_file(duplicate_lb_ip: Replayed, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    write_report(duplicate_lb_ip.data_dir, out)
+    text = out.read_text(encoding="utf-8")
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=\"(https?:)?//", text)
+    assert "connect-src 'none'" in text and "default-src 'none'" in text
+    scripts = re.findall(r"<script>(.*?)</script>", text, flags=re.S)
+    assert len(scripts) == 2  # uPlot and the views, both pinned by hash in the CSP
+    block = re.search(r'<script type="application/json" id="hciwatch-model">(.*?)</script>', text, flags=re.S)
+    assert block is not None
+    assert json.loads(block.group(1))["schema"] == "hciwatch.report/1"
+
+
+@pytest.mark.integration
+def test_48h_four_host_site_renders(chromium: ChromiumSession, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", hours=48, hosts=4, interval_s=60, incidents=300)
+    out = tmp_path / "r.html"
+    stats = write_report(site.data_dir, out)
+    assert stats.bytes < 3 * 1024 * 1024
+    info = open_report(chromium, out)
+    counts = info.page.evaluate("hciwatchViews.counts()")
+    assert counts["congestionHosts"] == 4 and counts["alertIncidents"] == 300
+    assert int(info.page.locator("#alerts-timeline").get_attribute("data-series") or 0) <= 80
+    assert info.errors == [] and info.outside == []
+    info.page.close()
+
+
+@pytest.mark.integration
+def test_empty_store_says_so_in_every_view(chromium: ChromiumSession, tmp_path: Path) -> None:
+    from collector.store import Store
+
+    Store(tmp_path / "data").close()  # initialised, nothing collected yet, no analyst views
+    out = tmp_path / "r.html"
+    write_report(tmp_path / "data", out)
+    info = open_report(chromium, out)
+    for view in VIEWS[1:]:
+        assert info.page.locator(f"#{view} .empty").count() >= 1, view
+    assert "not recorded" in info.page.locator("#parse-errors").inner_text()
+    assert info.errors == [] and info.outside == []
+    info.page.close()
