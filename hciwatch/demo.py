@@ -104,14 +104,21 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     console.print(at)
     for msg in result.stats.rejects[:10]:
         console.print(f"  rejected: {msg}", markup=False)
+    console.print("[bold]3/3[/] report")
+    from hciwatch.report import write_report
+
+    report = write_report(data_dir, data_dir / "report.html", site="demo-azure-local", ingest_summary=summary)
+    console.print(f"  {report.path} ({report.bytes / 1e6:.2f} MB, {report.seconds:.1f} s): pools with forecasts, "
+                  "duplicate-IP timeline, congestion heat strip, alerts; one self-contained file, "
+                  "open it in any browser (it makes no network request)")
     console.print(f"\nfinished in {time.monotonic() - started:.1f} s. Data kept in {data_dir}")
     console.print("Query it:")
     console.print(f"  .venv/bin/hciwatch sql --data-dir {data_dir} "
                   "\"SELECT metric, count(*) AS n FROM samples GROUP BY ALL ORDER BY n DESC LIMIT 10\"")
     console.print(f"  .venv/bin/hciwatch alerts --data-dir {data_dir} --status open")
+    console.print(f"  duckdb {data_dir / 'catalog.duckdb'}   (any DuckDB client: views samples, "
+                  "ip_observations, alerts, pool_usage, ip_conflicts, congestion_signals)")
     console.print("Replay the recorded capture again (same alerts, byte for byte):")
     console.print(f"  .venv/bin/hciwatch replay {capture} --config {cfg_path} --data-dir /tmp/hciwatch-replay "
                   "--alerts-jsonl /tmp/hciwatch-replay-alerts.jsonl")
-    console.print(f"  duckdb {data_dir / 'catalog.duckdb'}   (any DuckDB client: views samples, "
-                  "ip_observations, alerts, pool_usage, ip_conflicts, congestion_signals)")
     return 0

@@ -138,6 +138,13 @@ class Service:
         health = pipeline_health(self.pipeline, self.queue.qsize(), self.outbox.stats())
         return dataclasses.replace(self._analytics_snapshot, pipeline=health)
 
+    def _ingest_stats(self) -> dict[str, Any]:
+        """Parse counters for the live page's "what was collected" header (they are not stored)."""
+        s = self.pipeline.stats
+        return {"records_read": s.records_read, "records_rejected": s.records_rejected,
+                "reject_reasons": dict(s.reject_reasons), "skipped_parts": s.line_errors,
+                "samples_stored": s.samples_stored, "ip_observations_stored": s.ip_observations_stored}
+
     def _evaluate(self, now: datetime) -> None:
         self.pipeline.evaluate(now)
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
@@ -212,7 +219,8 @@ class Service:
                              timeout_s=api.query_timeout)
         app = create_app(data_dir=self.data_dir, feed=self.feed, token=self.token, readiness=self.readiness,
                          metrics_registry=self.registry, query_limits=limits,
-                         allow_unauthenticated=api.allow_unauthenticated, extra_views=self.store.extra_views)
+                         allow_unauthenticated=api.allow_unauthenticated, extra_views=self.store.extra_views,
+                         site=self.cfg.collector.site.name, ingest_stats=self._ingest_stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
