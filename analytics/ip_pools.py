@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from analytics.findings import Finding
@@ -61,7 +62,6 @@ from analytics.observations import Holding, ObservationTracker
 from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
 from analytics.trend import GrowthRun, Trend, usage_trend
-from analytics.trend import theil_sen as theil_sen  # re-exported: the report fits the same line
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 POOL_METRICS = ("metallb.addresses_in_use", "metallb.addresses_total",
@@ -70,6 +70,23 @@ POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
 
 HOUR_MS = 3_600_000
+
+
+def is_release(recent_peak: float, used: float, size: float) -> bool:
+    """A drop below the last hour's peak big enough to restart the trend: what came before a
+    released scale-out no longer predicts what comes next (shared with the report's forecast)."""
+    return used <= recent_peak - max(3.0, 0.05 * size)
+
+
+def trend_start(t_ms: npt.NDArray[np.int64], y: npt.NDArray[np.float64], size: float) -> int:
+    """Index where the detector's usage history begins: just after the last release."""
+    start = 0
+    for i in range(1, t_ms.size):
+        lo = int(np.searchsorted(t_ms, t_ms[i] - HOUR_MS, side="left"))
+        peak = float(y[max(lo, start):i].max()) if i > max(lo, start) else float(y[i - 1])
+        if is_release(peak, float(y[i]), size):
+            start = i
+    return start
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +274,7 @@ class PoolDetector:
         predicts what comes next — a scale-out that was released is not growth)."""
         if pool.history:
             recent = [v for ts, v in pool.history if ts >= t_ms - HOUR_MS] or [pool.history[-1][1]]
-            if used <= max(recent) - max(3.0, 0.05 * pool.size):
+            if is_release(max(recent), used, pool.size):
                 pool.history.clear()
                 pool.trend_reset_at = t_ms
         pool.history.append((t_ms, used))

@@ -5,10 +5,12 @@ Usage comes from the analyst view ``pool_usage`` (the same accounting an analyst
 ``catalog.duckdb``), downsampled to the window's step by the *peak* of each bucket: exhaustion is
 about the highest point, and a mean would hide a short-lived allocation that already hit the wall.
 
-The forecast is the alerting detector's own estimator (:func:`analytics.ip_pools.theil_sen`, same
-``trend_window``, ``confidence`` and minimum history as ``[analytics.pools]``), fitted on the
-5-minute points of the trailing window and anchored at the last observed usage exactly as the
-detector does, so the date on the chart and the hours in a pool alert tell the same story.
+The forecast is the alerting detector's own verdict (:func:`analytics.trend.usage_trend`: the
+Theil–Sen line or the growth-run rate, whichever is significant and faster; same ``trend_window``,
+``confidence`` and minimum history as ``[analytics.pools]``, restarted after a release exactly as
+:func:`analytics.ip_pools.trend_start` says), fitted on the 5-minute points of the trailing window
+and anchored at the last observed usage as the detector does, so the date on the chart and the
+hours in a pool alert tell the same story.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from analytics.ip_pools import theil_sen
+from analytics.ip_pools import trend_start
 from analytics.settings import PoolSettings
+from analytics.trend import Trend, usage_trend
 from hciwatch.report.numbers import num
 from hciwatch.report.window import Window
 
@@ -36,13 +39,14 @@ def _crossing(headroom: float, slope_per_h: float, t_last: float) -> float | Non
     return t_last + headroom / slope_per_h * HOUR_S
 
 
-def _forecast(x_s: np.ndarray, y: np.ndarray, settings: PoolSettings) -> tuple[float, float, float] | None:
-    if x_s.size < settings.min_trend_points:
+def _forecast(x_s: np.ndarray, y: np.ndarray, settings: PoolSettings) -> Trend | None:
+    if x_s.size < 2:
         return None
-    if x_s[-1] - x_s[0] < settings.min_trend_span.total_seconds():
-        return None
-    changes = int(np.count_nonzero(np.diff(np.rint(y))))  # a step process has as many independent points
-    return theil_sen((x_s - x_s[-1]) / HOUR_S, y, settings.confidence, max_effective=changes + 1)
+    t_ms = np.rint(x_s * 1000).astype(np.int64)
+    trend = usage_trend(t_ms, y, int(t_ms[-1]), confidence=settings.confidence,
+                        min_span_ms=int(settings.min_trend_span.total_seconds() * 1000),
+                        min_points=settings.min_trend_points)
+    return trend if math.isfinite(trend.slope_per_h) else None
 
 
 def pool_views(con: duckdb.DuckDBPyConnection, win: Window, settings: PoolSettings | None = None
@@ -91,6 +95,8 @@ def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float
     trail = [r for r in pts if r[1] >= t_last - p.trend_window.total_seconds()]
     x = np.array([r[1] for r in trail], np.float64)
     y = np.array([r[2] for r in trail], np.float64)
+    first = trend_start(np.rint(x * 1000).astype(np.int64), y, size_last)
+    x, y = x[first:], y[first:]
     fit = _forecast(x, y, p)
     free = size_last - used_last
     headroom = free - reserve_last
@@ -114,13 +120,14 @@ def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float
         view["trend_note"] = (f"no trend yet: needs {p.min_trend_points} points over "
                               f"{p.min_trend_span} of history")
         return view
-    slope, lo, hi = fit
+    slope, lo, hi = fit.slope_per_h, fit.low, fit.high
     intercept = float(np.median(y - slope * (x - x[-1]) / HOUR_S))
     view["trend"] = {
         "t0": float(x[0]), "y0": num(intercept + slope * (x[0] - x[-1]) / HOUR_S),
         "t1": float(x[-1]), "y1": num(intercept),
         "slope_per_day": num(slope * 24), "slope_per_day_low": num(lo * 24), "slope_per_day_high": num(hi * 24),
         "window_hours": num((x[-1] - x[0]) / HOUR_S), "points": int(x.size),
+        "method": fit.method, "rising": fit.rising,
     }
     # half the window ahead, stretched to show the reserve crossing when it is within one window
     span = win.end_s - win.start_s

@@ -293,6 +293,13 @@
   // pools
   // ------------------------------------------------------------------------------------------
 
+  // which of the detector's estimators set the forecast (the same verdict a pool alert carries)
+  const TREND_METHOD = {
+    'theil-sen': ', Theil–Sen line',
+    'growth-run': ', growth run (rate of the recent run of allocations)',
+    none: ', not significantly rising',
+  };
+
   function poolFacts(p, alerts) {
     const facts = el('p', { class: 'facts' });
     facts.append(`Now ${fmtNum(p.used, 0)} of ${fmtNum(p.size, 0)} addresses used, ${fmtNum(p.free, 0)} free; ` +
@@ -304,7 +311,8 @@
     if (tr) {
       facts.append(`Trend ${tr.slope_per_day >= 0 ? '+' : ''}${fmtNum(tr.slope_per_day)} addresses/day ` +
                    `(${Math.round(p.confidence * 100)} %: ${fmtNum(tr.slope_per_day_low)} … ` +
-                   `${fmtNum(tr.slope_per_day_high)}) over the last ${fmtNum(tr.window_hours, 1)} h. `);
+                   `${fmtNum(tr.slope_per_day_high)}) over the last ${fmtNum(tr.window_hours, 1)} h` +
+                   `${TREND_METHOD[tr.method] || ''}. `);
       const rc = p.reserve_crossing || {};
       if (rc.at !== null && rc.at !== undefined) {
         const range = rc.latest ? `${fmtUTC(rc.earliest)} … ${fmtUTC(rc.latest)}` :

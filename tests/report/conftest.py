@@ -63,3 +63,8 @@ def duplicate_lb_ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay
 @pytest.fixture(scope="session")
 def pfc_storm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     yield replay("pfc_storm", tmp_path_factory.mktemp("pfc_storm"))
+
+
+@pytest.fixture(scope="session")
+def vip_leak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+    yield replay("vip_leak", tmp_path_factory.mktemp("vip_leak"))

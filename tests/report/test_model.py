@@ -5,6 +5,7 @@ alert selection and evidence budget, live merge, MAC attribution, HTML safety, a
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +15,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from collector.schema import SAMPLES_SCHEMA, TS_TYPE
+from collector.schema import SAMPLES_SCHEMA, TS_TYPE, AlertKind, AlertStatus
 from hciwatch.report import build_model, render_report, write_report
 from hciwatch.report.alerts import EVIDENCE_BUDGET, VIEW_KEYS, mac_attribution, merge_live, select_changes
 from hciwatch.report.congestion import congestion_view
 from hciwatch.report.numbers import num
 from hciwatch.report.render import _script_hash, asset
 from hciwatch.report.window import MAX_POINTS, Window, resolve_window, step_for
+from tests.report.conftest import Replayed
 from tests.report.synth import write_site
 
 T0 = datetime(2026, 11, 16, tzinfo=UTC)
@@ -213,6 +215,28 @@ def test_pool_forecast_covers_the_true_leak(site_48h: Any) -> None:
     assert pool["forecast"]["t"][0] == pool["last_t"]
     assert all(lo <= mid <= hi for lo, mid, hi in zip(pool["forecast"]["lo"], pool["forecast"]["mid"],
                                                      pool["forecast"]["hi"], strict=True))
+
+
+def test_report_forecast_tells_the_pool_alerts_story(vip_leak: Replayed) -> None:
+    """The chart's reserve crossing, rebuilt from the stored data at the moment the alert was
+    raised, agrees with the alert: each estimate lies inside the other's confidence interval, and
+    both name the same estimator."""
+    fired = [a for a in vip_leak.alerts if a.kind is AlertKind.VIP_POOL_EXHAUSTION
+             and a.status is AlertStatus.FIRING and a.evidence.get("hours_to_reserve") is not None]
+    assert fired, "the leak must be forecast by the detector"
+    for a in fired:
+        assert a.ts is not None
+        model = build_model(vip_leak.data_dir, end=a.ts)
+        (pool,) = [p for p in model["pools"]
+                   if (p["network"], p["pool"]) == (a.resource["network"], a.resource["pool"])]
+        assert pool["trend"]["method"] == a.evidence["trend"]["method"]
+        hours = a.evidence["hours_to_reserve"]
+        low, high = a.evidence["hours_to_reserve_interval"]
+        alert_at = a.ts.timestamp() + hours * 3600
+        rc = pool["reserve_crossing"]
+        assert rc["earliest"] <= alert_at and (rc["latest"] is None or alert_at <= rc["latest"])
+        latest = math.inf if high is None else a.ts.timestamp() + high * 3600
+        assert a.ts.timestamp() + low * 3600 <= rc["at"] <= latest
 
 
 # -- HTML --------------------------------------------------------------------------------------------
