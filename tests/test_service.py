@@ -114,20 +114,26 @@ token_file = "{tmp_path / 'token'}"
     assert (tmp_path / "data" / "alert_state.json").exists()
 
 
-async def test_capture_records_live_targets_and_replay_reproduces_them(tmp_path: Path) -> None:
-    from collector.capture import read_capture
-    from hciwatch.pipeline import replay_records
-    from hciwatch.service import capture
-
-    body, runner, port = await _serve_lab_metrics()
+def _write_scrape_config(tmp_path: Path, port: int, interval: float, extra: str = "") -> Path:
+    """A config scraping one windows_exporter-format target on loopback, plus ``extra`` TOML."""
     cfg_path = tmp_path / "hciwatch.toml"
     cfg_path.write_text(f"""
 data_dir = "data"
 [[sources]]
 type = "windows"
 targets = ["127.0.0.1:{port}"]
-interval = 0.3
-""")
+interval = {interval}
+{extra}""")
+    return cfg_path
+
+
+async def test_capture_records_live_targets_and_replay_reproduces_them(tmp_path: Path) -> None:
+    from collector.capture import read_capture
+    from hciwatch.pipeline import replay_records
+    from hciwatch.service import capture
+
+    body, runner, port = await _serve_lab_metrics()
+    cfg_path = _write_scrape_config(tmp_path, port, 0.3)
     cfg = load_config(cfg_path)
     out = tmp_path / "live.jsonl.zst"
     try:
@@ -152,13 +158,7 @@ async def test_service_pushes_dashboard_metrics_through_otlp(tmp_path: Path, otl
     _, runner, port = await _serve_lab_metrics()
     scen = lab.Scenario(duration=timedelta(minutes=2), interval=timedelta(seconds=60))
     networks = demo_config_text(scen).split("[[networks]]", 1)[1]
-    cfg_path = tmp_path / "hciwatch.toml"
-    cfg_path.write_text(f"""
-data_dir = "data"
-[[sources]]
-type = "windows"
-targets = ["127.0.0.1:{port}"]
-interval = 0.5
+    cfg_path = _write_scrape_config(tmp_path, port, 0.5, f"""
 [analytics]
 evaluation_interval = "1s"
 [analytics.pools]
