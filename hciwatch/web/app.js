@@ -300,6 +300,8 @@
     none: ', not significantly rising',
   };
 
+  const TREND_LABEL = { 'theil-sen': 'Theil–Sen', 'growth-run': 'growth run', none: 'not rising' };
+
   function poolFacts(p, alerts) {
     const facts = el('p', { class: 'facts' });
     facts.append(`Now ${fmtNum(p.used, 0)} of ${fmtNum(p.size, 0)} addresses used, ${fmtNum(p.free, 0)} free; ` +
@@ -367,7 +369,8 @@
         { label: 'reserve line: size − reserve', stroke: OI.vermillion, width: 2, dash: [2, 3], value: v0 },
         { label: `forecast ${Math.round(p.confidence * 100)} % low`, stroke: OI.sky, width: 1, value: v0 },
         { label: `forecast ${Math.round(p.confidence * 100)} % high`, stroke: OI.sky, width: 1, value: v0 },
-        { label: 'trend (Theil–Sen)', stroke: OI.orange, width: 2, value: v0 },
+        { label: `trend (${TREND_LABEL[tr ? tr.method : 'none'] || 'fitted line'})`, stroke: OI.orange, width: 2,
+          value: v0 },
         { label: 'forecast (median)', stroke: OI.orange, width: 2, dash: [9, 5], value: v0 },
         { label: 'used (addresses)', stroke: OI.blue, width: 2.5, paths: uPlot.paths.stepped({ align: 1 }), value: v0 },
       ],
@@ -390,7 +393,8 @@
           ctx.stroke();
           ctx.setLineDash([]);
           ctx.font = `${11 * dpr()}px sans-serif`;
-          const label = `reserve crossed ${fmtUTC(rc.at)}`;
+          ctx.textAlign = 'left'; // uPlot leaves the y axis's 'right' alignment on the context
+          const label = `${rc.at > p.last_t ? 'forecast to cross the reserve' : 'reserve crossed'} ${fmtUTC(rc.at)}`;
           const w = ctx.measureText(label).width;
           const lx = Math.max(u.bbox.left + 2, x - w - 6 * dpr());
           const ly = u.bbox.top + u.bbox.height - 8 * dpr();
@@ -413,9 +417,10 @@
   function renderPools(m, incs, win) {
     const sec = el('section', { class: 'view', id: 'view-pools' },
       el('h2', { text: 'IP pools: used, reserve and size over time, trend and forecast' }),
-      el('p', { class: 'note', text: 'Per cluster network and pool. The forecast extends the robust trend (the ' +
-        'pool detector\'s Theil–Sen estimator over its trend window) from the last observation; the band is ' +
-        'its confidence interval. The reserve line is where the upgrade reserve begins (size − reserve).' }));
+      el('p', { class: 'note', text: 'Per cluster network and pool. The forecast extends the pool detector\'s own trend ' +
+        '(its Theil–Sen line or, for step-shaped growth, the growth-run rate, over its trend window) from the ' +
+        'last observation; the band is its confidence interval. The reserve line is where the upgrade reserve ' +
+        'begins (size − reserve).' }));
     const pools = m.pools || [];
     sec.setAttribute('data-pools', String(pools.length));
     if (!pools.length) {
