@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 
-.PHONY: demo install test test-deps debian-deps lint fuzz bench eval clean
+.PHONY: bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -56,7 +56,14 @@ eval: install
 	$(BIN)/hciwatch eval tests/replay/scenarios/*
 
 bench: install
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do \
+	  case $$b in *_nab.py) echo "== $$b: skipped, needs NAB data (make bench-nab NAB_DIR=...)"; continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The anomaly scorer on labelled NAB series (git clone https://github.com/numenta/NAB; AGPL, not vendored).
+bench-nab: install
+	@for s in low medium high; do echo "== sensitivity $$s"; \
+	  $(BIN)/python bench/bench_anomalies_nab.py --nab-dir "$(NAB_DIR)" --sensitivity $$s || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

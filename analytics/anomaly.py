@@ -7,7 +7,11 @@ violate (low/medium/high → robust z of 6 / 4.5 / 3), ``direction`` which side 
 ``min_failing_periods`` of ``of_periods`` how many of the last observed steps must violate before
 the series is anomalous. Hysteresis: an anomalous series clears after ``of_periods`` consecutive
 steps without a violation at 0.6 × the firing z. Violating steps, and every step of an anomalous
-series, are kept out of its baseline.
+series, are withheld from its baseline while the anomaly is open and learned once it clears
+(the robust median and MAD keep a rare incident from moving the baseline, while behaviour that
+recurs often, like routine write bursts, becomes normal) — or once it has lasted
+``relearn_after``: a lasting level shift is then the new normal and clears instead of firing
+forever. Violations that never make an anomaly are learned after ``of_periods`` quiet steps.
 
 Counters (``*_total``) are judged by their per-second rate (resets and gaps handled by
 :mod:`analytics.rates`); formatted rates and gauges by their value. Cold start: a series is judged
@@ -34,6 +38,7 @@ from collector.schema import AlertKind, from_ms, iso
 
 SERIES_EXPR = "CAST(to_json(map_from_entries(list_sort(map_entries(labels)))) AS VARCHAR)"
 CLEAR_RATIO = 0.6
+HELD_MAX = 4096  # withheld steps kept per series (a trailing baseline never holds more)
 
 
 def label_match(want: dict[str, str], host: str, labels: dict[str, str]) -> bool:
@@ -74,6 +79,7 @@ class _Series:
     cleared: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=12))
+    held: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=HELD_MAX))  # (bucket, value)
 
 
 class _Rule:
@@ -81,6 +87,7 @@ class _Rule:
         self.rule = rule
         self.forms = metric_forms(rule.metric)
         self.zf = (rule.sensitivity or settings.sensitivity).z
+        self.relearn_ms = int(rule.relearn_after.total_seconds() * 1000)
         self.series: dict[tuple[str, str], _Series] = {}
 
 
@@ -149,6 +156,7 @@ class MetricAnomalyDetector:
         z = robust_z(v, med, sig, floor)
         m = rule.rule.of_periods
         learn = np.ones(len(keys), bool)
+        release: list[tuple[int, deque[tuple[int, float]]]] = []  # withheld values now learned
         for i, key in enumerate(keys):
             st = rule.series.get(key)
             if st is None:
@@ -161,12 +169,17 @@ class MetricAnomalyDetector:
             st.last = bucket
             st.recent.append(float(v[i]))
             st.quiet = 0 if near else st.quiet + 1
-            if bad or st.active:
+            relearn = rule.relearn_ms > 0 and st.active and bucket - st.onset >= rule.relearn_ms
+            if bad or (st.active and not relearn):
                 learn[i] = False
+                st.held.append((bucket, float(v[i])))
             if not st.active and sum(st.flags) >= rule.rule.min_failing_periods:
                 st.active, st.onset, st.cleared = True, bucket, None
             elif st.active and st.quiet >= m:
                 st.active, st.cleared = False, bucket
+            if st.held and (relearn or (not st.active and st.quiet >= m)):
+                release.append((i, st.held))
+                st.held = deque(maxlen=st.held.maxlen)
             if st.active or st.cleared == bucket:
                 scale = max(float(np.nan_to_num(sig[i])), float(floor[i]))
                 st.evidence = {
@@ -181,7 +194,14 @@ class MetricAnomalyDetector:
                     "required": f"{rule.rule.min_failing_periods}/{m}",
                     "recent_values": list(st.recent),
                     "step_end": iso(from_ms(bucket)), "onset": iso(from_ms(st.onset)),
+                    "relearning": relearn,
                 }
+        for i, held in release:  # older steps first, so each ring stays in time order
+            for b, value in held:
+                if b < bucket:
+                    self.bank.add(ids[i:i + 1], np.array([value]), b)
+                else:  # this step's own value, withheld a moment ago
+                    learn[i] = True
         if learn.any():
             self.bank.add(ids[learn], v[learn], bucket)
 

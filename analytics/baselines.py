@@ -9,7 +9,13 @@ rings of its per-step values:
   business-hours ramp is normal *at that hour* and not otherwise.
 
 The centre is the median and the spread 1.4826 × MAD (≈ σ for Gaussian noise, unmoved by the
-outliers we are looking for). Values that the caller flags as anomalous are not added, so a long
+outliers we are looking for). When more than half the values sit on one value (an idle disk's
+write rate: mostly 0 with bursts) the MAD is 0 and says nothing about how the rest vary; the
+spread is then how far the *other* values typically sit from it (1.4826 × the median of the
+non-zero deviations), so a routine burst is judged against routine bursts rather than against
+zero, while a series that never moved still flags its first move (spread 0, the caller's floor).
+
+Values that the caller flags as anomalous are not added, so a long
 incident does not teach the baseline that the incident is normal. Memory is fixed per series
 (float32 rings); statistics are recomputed every ``baselines.refresh`` of data time, vectorised
 over all series, so the per-step cost is one array write per series.
@@ -43,13 +49,19 @@ SOURCE_NAMES = {SOURCE_NONE: "none", SOURCE_TRAILING: "trailing", SOURCE_TOD: "t
 
 
 def median_mad(values: npt.ArrayLike) -> tuple[float, float]:
-    """Median and MAD-based σ of the finite values (NaN, NaN when there are none)."""
+    """Median and robust σ of the finite values (NaN, NaN when there are none); see the module
+    docstring for the spread when the MAD is 0."""
     a = np.asarray(values, dtype=np.float64)
     a = a[np.isfinite(a)]
     if a.size == 0:
         return math.nan, math.nan
     med = float(np.median(a))
-    return med, MAD_TO_SIGMA * float(np.median(np.abs(a - med)))
+    dev = np.abs(a - med)
+    sig = MAD_TO_SIGMA * float(np.median(dev))
+    if sig == 0:
+        off = dev[dev > 0]
+        sig = MAD_TO_SIGMA * float(np.median(off)) if off.size else 0.0
+    return med, sig
 
 
 def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64) -> F64:
@@ -61,7 +73,7 @@ def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64) -> F64:
     return np.asarray(np.where(n > 0, (a + b) / 2, np.nan), np.float64)
 
 
-def _nan_med_mad(block: npt.NDArray[np.float32]) -> tuple[F64, F64, I64]:
+def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tuple[F64, F64, I64]:
     """Row-wise median, MAD-σ and count over the last axis, ignoring NaN.
 
     Vectorised with two sorts (``np.nanmedian`` falls back to a Python loop per row for wide
@@ -71,8 +83,14 @@ def _nan_med_mad(block: npt.NDArray[np.float32]) -> tuple[F64, F64, I64]:
     n = np.sum(np.isfinite(b), axis=-1).astype(np.int64)
     med = _sorted_median(np.sort(b, axis=-1), n)
     dev = np.sort(np.abs(b - med[..., None]), axis=-1)
-    mad = _sorted_median(dev, n) * MAD_TO_SIGMA
-    return med, mad, n
+    sig = _sorted_median(dev, n) * MAD_TO_SIGMA
+    flat = sig == 0
+    if flat.any():  # only rows whose MAD is 0 pay for the fallback (module docstring)
+        d = dev[flat]
+        off = np.sort(np.where(d > 0, d, np.nan), axis=-1)
+        sig[flat] = _sorted_median(off, np.sum(d > 0, axis=-1).astype(np.int64)) * MAD_TO_SIGMA
+        sig[flat] = np.nan_to_num(sig[flat], nan=0.0)
+    return med, sig, n
 
 
 def poisson_floor(median_rate: F64, step_seconds: float) -> F64:

@@ -6,8 +6,13 @@ hour-of-day once the history spans ``tod_min_days`` days), so the output is what
 would have said at that moment. Sensitivity and N-of-M failing periods work as in Azure Monitor's
 dynamic thresholds. ``is_anomaly`` marks the first row of each anomalous *episode* once; the
 episode lasts until ``of_periods`` consecutive rows are back within 0.6 × the threshold, and its
-rows do not feed the baseline. Series made only of non-negative integers (event counts) get a
-Poisson floor on their spread, so going from 0 to 1 is not an anomaly but 0 to 20 is.
+rows are withheld from the baseline while it is open: learned once it closes (the robust median
+and MAD keep a rare incident from moving the baseline, while behaviour that recurs often, such as
+routine write bursts, becomes normal), or once it has lasted ``relearn_after`` (default 1 day: a
+lasting level shift is the new normal). Violations that never make an episode are learned once
+the series has been quiet for ``of_periods`` rows. The live detector does the same. Series made only of non-negative
+integers (event counts) get a Poisson floor on their spread, so going from 0 to 1 is not an
+anomaly but 0 to 20 is.
 
 Output columns: ``timestamp,value,score,is_anomaly`` — the input's timestamp and value text, the
 robust z-score (empty while there is no baseline yet or the value is missing) and true/false.
@@ -20,14 +25,14 @@ import math
 import sys
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 from analytics.anomaly import CLEAR_RATIO, violates
-from analytics.baselines import MAD_TO_SIGMA
+from analytics.baselines import median_mad
 from analytics.settings import BaselineSettings, Sensitivity
 from collector.errors import ParseError
 
@@ -73,6 +78,8 @@ class CausalScorer:
         self._since = self.refresh_every
         self._stats: tuple[float, float] = (math.nan, math.nan)
         self.integers = True
+        self._tod_version = [0] * 24  # bumped on every learn into that hour's slot
+        self._tod_stats: dict[int, tuple[int, float, float]] = {}  # hour -> (version, median, σ)
 
     def score(self, ts: datetime, value: float) -> float:
         hour = ts.hour
@@ -80,14 +87,14 @@ class CausalScorer:
         slot = self.tod.get(hour)
         if self.cfg.time_of_day and slot is not None and len(slot) >= self.cfg.tod_min_points \
                 and len({d for d, _ in slot}) >= self.cfg.tod_min_days:
-            a = np.fromiter((v for _, v in slot), np.float64)
-            med = float(np.median(a))
-            sig = MAD_TO_SIGMA * float(np.median(np.abs(a - med)))
+            cached = self._tod_stats.get(hour)
+            if cached is None or cached[0] != self._tod_version[hour]:
+                cached = (self._tod_version[hour], *median_mad(np.fromiter((v for _, v in slot), np.float64)))
+                self._tod_stats[hour] = cached
+            _, med, sig = cached
         elif len(self.window) >= self.cfg.min_points:
             if self._since >= self.refresh_every:
-                a = np.fromiter(self.window, np.float64)
-                m = float(np.median(a))
-                self._stats = (m, MAD_TO_SIGMA * float(np.median(np.abs(a - m))))
+                self._stats = median_mad(np.fromiter(self.window, np.float64))
                 self._since = 0
             med, sig = self._stats
         if not math.isfinite(med):
@@ -104,12 +111,14 @@ class CausalScorer:
             self.integers = False
         slot = self.tod.setdefault(ts.hour, deque(maxlen=self.tod_points))
         slot.append((int(ts.timestamp() // 86400), value))
+        self._tod_version[ts.hour] += 1
 
 
 def anomalies_csv(in_path: str | Path, out_stream: TextIO, time_col: str = "timestamp",
                   value_col: str = "value", sensitivity: str | Sensitivity = Sensitivity.MEDIUM, *,
                   min_failing_periods: int = 3, of_periods: int = 5, direction: str = "both",
-                  baselines: BaselineSettings | None = None) -> AnomalyRun:
+                  baselines: BaselineSettings | None = None,
+                  relearn_after: timedelta = timedelta(days=1)) -> AnomalyRun:
     """Score a CSV series causally and write ``timestamp,value,score,is_anomaly`` rows.
 
     Raises :class:`collector.errors.ParseError` (with the line) for a missing column, an
@@ -125,14 +134,14 @@ def anomalies_csv(in_path: str | Path, out_stream: TextIO, time_col: str = "time
     fh: TextIO = sys.stdin if target == "-" else open(in_path, newline="", encoding="utf-8-sig")  # noqa: SIM115
     try:
         return _run(fh, out_stream, target, time_col, value_col, sens.z, min_failing_periods, of_periods,
-                    direction, cfg)
+                    direction, cfg, relearn_after)
     finally:
         if fh is not sys.stdin:
             fh.close()
 
 
 def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf: float, n: int, m: int,
-         direction: str, cfg: BaselineSettings) -> AnomalyRun:
+         direction: str, cfg: BaselineSettings, relearn_after: timedelta) -> AnomalyRun:
     reader = csv.reader(fh)
     try:
         header = next(reader)
@@ -149,6 +158,8 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
     scorer = CausalScorer(cfg)
     flags: deque[bool] = deque(maxlen=m)
     in_episode, quiet = False, 0
+    held: deque[tuple[datetime, float]] = deque(maxlen=scorer.window.maxlen)  # withheld from the baseline
+    onset = datetime.min.replace(tzinfo=UTC)
     rows = scored = episodes = 0
     first: datetime | None = None
     last: datetime | None = None
@@ -186,13 +197,20 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
             flags.append(bad)
             quiet = 0 if violates(z, zf * CLEAR_RATIO, direction) else quiet + 1
             if not in_episode and sum(flags) >= n:
-                in_episode, is_new = True, True
+                in_episode, is_new, onset = True, True, ts
                 episodes += 1
             elif in_episode and quiet >= m:
                 in_episode = False
                 flags.clear()
-            if not (bad or in_episode):
+            relearn = in_episode and relearn_after > timedelta(0) and ts - onset >= relearn_after
+            if bad or (in_episode and not relearn):
+                held.append((ts, value))
+            else:
                 scorer.learn(ts, value)
+            if held and (relearn or (not in_episode and quiet >= m)):
+                for h_ts, h_value in held:
+                    scorer.learn(h_ts, h_value)
+                held.clear()
         else:
             scorer.learn(ts, value)
         writer.writerow([ts_text, v_text, "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",

@@ -265,6 +265,12 @@ class MetricAnomalyRule(_Model):
     direction: Literal["up", "down", "both"] = Field(
         default="both", description="Which deviations count. Default 'both' (as Azure's 'greater or lower').")
     severity: Severity = Field(default=Severity.SEV3, description="Severity of the alert. Default Sev3.")
+    relearn_after: Duration = Field(
+        default=timedelta(days=1),
+        description="An anomaly that lasts this long is taken as the series' new normal: its values "
+                    "feed the baseline from then on, so after a lasting level shift the alert clears "
+                    "once the baseline has moved instead of firing forever (dynamic thresholds adapt "
+                    "the same way). 0 = never. Default 1d.")
 
     @model_validator(mode="after")
     def _n_of_m(self) -> MetricAnomalyRule:

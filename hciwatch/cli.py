@@ -258,8 +258,17 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
         errconsole.print(f"[red]error[/]: file not found: {args.file}")
         return 2
     anomalies_csv(args.file, sys.stdout, time_col=args.time_col, value_col=args.value_col,
-                  sensitivity=args.sensitivity)
+                  sensitivity=args.sensitivity, relearn_after=args.relearn_after)
     return 0
+
+
+def _duration_arg(text: str) -> Any:
+    from analytics.settings import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30m, 6h, 1d): {exc}") from None
 
 
 def _iso_time(text: str) -> Any:
@@ -370,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-col", default="timestamp")
     s.add_argument("--value-col", default="value")
     s.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    s.add_argument("--relearn-after", type=_duration_arg, default="1d", metavar="DURATION",
+                   help="an anomaly lasting this long becomes the new normal (e.g. 6h, 1d; 0 = never). "
+                        "Default 1d.")
     s.set_defaults(func=cmd_anomalies)
     return p
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,26 @@ def test_rule_fires_on_a_level_shift_of_the_selected_series_only() -> None:
     assert alert.severity.value == "Sev2"
 
 
+@pytest.mark.parametrize("relearn_after", ["90m", "0"])
+def test_rule_takes_a_lasting_level_shift_as_the_new_normal(relearn_after: str) -> None:
+    """After ``relearn_after`` of anomaly the shifted level is learned and the alert resolves; with
+    0 it never is, and the alert stays firing."""
+    t, v = _series(9, 9, 3, 1.0)
+    rows = [Sample(from_ms(int(ts)), "haproxy", "hv-1", "haproxy.queue_current", float(x), (("proxy", "be"),))
+            for ts, x in zip(t, v, strict=True)]
+    s = settings(metric_anomaly=[{"metric": "haproxy.queue_current", "relearn_after": relearn_after}],
+                 baselines={"window": "2h", "time_of_day": False})
+    run = replay(connect(samples_table(rows)), T0, T0 + 9 * HOUR, settings=s, coarse=10 * MIN, step=MIN)
+    fired = run.firing("metric_anomaly")
+    assert len(fired) == 1 and T0 + 3 * HOUR <= fired[0][0] <= T0 + 3 * HOUR + 15 * MIN, fired
+    resolved = run.resolved("metric_anomaly")
+    if relearn_after == "0":
+        assert not resolved
+    else:
+        # relearning starts 90 min after onset; the 2 h median has moved an hour later
+        assert len(resolved) == 1 and resolved[0][0] <= T0 + 7 * HOUR, resolved
+
+
 def _csv(tmp: Path, t: np.ndarray, v: np.ndarray, iso: bool = True) -> Path:
     p = tmp / "series.csv"
     with p.open("w", newline="") as fh:
@@ -105,6 +126,44 @@ def test_offline_csv_count_series_and_sensitivity(tmp_path: Path) -> None:
     low = io.StringIO()
     anomalies_csv(_csv(tmp_path, t, v), low, sensitivity="low", min_failing_periods=4, of_periods=4)
     assert sum(r["is_anomaly"] == "true" for r in _read(low.getvalue())) <= 1
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_offline_routine_bursts_on_an_idle_series_become_normal(tmp_path: Path, seed: int) -> None:
+    """A disk mostly idle (0) with routine multi-step write bursts: the first bursts are news, the
+    baseline then learns them (closed episodes are learned; with a MAD of 0 the spread is that of
+    the non-idle values), and only a burst far larger than the routine ones is flagged later."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T0, T0 + 48 * HOUR, 300_000)  # 5-minute steps, 2 days
+    v = np.zeros(t.size)
+    starts = np.cumsum(rng.integers(30, 60, t.size // 30))  # about one burst in 45 steps
+    for st in starts[starts < t.size - 10]:
+        v[st:st + int(rng.integers(3, 7))] = rng.lognormal(np.log(3e7), 0.5, 1)[0] * rng.uniform(0.8, 1.2)
+    big = t.size - 40
+    v[big - 5:big + 5] = 0
+    v[big:big + 4] = 40 * np.median(v[v > 0])
+    out = io.StringIO()
+    anomalies_csv(_csv(tmp_path, t, v), out, sensitivity="medium")
+    flagged = [i for i, r in enumerate(_read(out.getvalue())) if r["is_anomaly"] == "true"]
+    later = [i for i in flagged if i >= t.size // 2]
+    assert later and big <= later[0] <= big + 3, flagged
+    assert len(later) == 1, f"routine bursts in the second day flagged: {later}"
+
+
+def test_offline_lasting_level_shift_becomes_the_new_normal(tmp_path: Path) -> None:
+    t, v = _series(8, 72, 12, 1.0, step_s=300)  # the level doubles at 12 h and stays
+    out = io.StringIO()
+    anomalies_csv(_csv(tmp_path, t, v), out, sensitivity="medium")
+    rows = _read(out.getvalue())
+    flagged = [i for i, r in enumerate(rows) if r["is_anomaly"] == "true"]
+    shift = 12 * 12  # 5-minute rows in 12 h
+    assert flagged and shift <= flagged[0] <= shift + 3
+    assert len(flagged) == 1
+    # two days on, the doubled level scores like normal noise again
+    assert all(abs(float(r["score"])) < 4.5 for r in rows[-60:])
+    never = io.StringIO()
+    anomalies_csv(_csv(tmp_path, t, v), never, sensitivity="medium", relearn_after=timedelta(0))
+    assert all(abs(float(r["score"])) > 4.5 for r in _read(never.getvalue())[-60:])
 
 
 def test_offline_csv_errors_name_the_line(tmp_path: Path) -> None:
