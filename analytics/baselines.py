@@ -15,10 +15,11 @@ spread is then how far the *other* values typically sit from it (1.4826 × the m
 non-zero deviations), so a routine burst is judged against routine bursts rather than against
 zero, while a series that never moved still flags its first move (spread 0, the caller's floor).
 
-Values that the caller flags as anomalous are not added, so a long
-incident does not teach the baseline that the incident is normal. Memory is fixed per series
-(float32 rings); statistics are recomputed every ``baselines.refresh`` of data time, vectorised
-over all series, so the per-step cost is one array write per series.
+Callers add only the values they judge normal, so a long incident does not teach the baseline
+that the incident is normal (when a withheld value is learned is the caller's policy: congestion
+never, metric anomaly once the anomaly closes). Memory is fixed per series (float32 rings);
+statistics are recomputed every ``baselines.refresh`` of data time, vectorised over all series,
+so the per-step cost is one array write per series.
 
 Cold start: a series without ``min_points`` values has no baseline of its own (NaN); callers may
 fall back to peers (the same signal on other hosts) and otherwise do not judge it.

@@ -10,9 +10,10 @@ rows are withheld from the baseline while it is open: learned once it closes (th
 and MAD keep a rare incident from moving the baseline, while behaviour that recurs often, such as
 routine write bursts, becomes normal), or once it has lasted ``relearn_after`` (default 1 day: a
 lasting level shift is the new normal). Violations that never make an episode are learned once
-the series has been quiet for ``of_periods`` rows. The live detector does the same. Series made only of non-negative
-integers (event counts) get a Poisson floor on their spread, so going from 0 to 1 is not an
-anomaly but 0 to 20 is.
+the series has been quiet for ``of_periods`` rows. The live detector does the same.
+
+Series made only of non-negative integers (event counts) get a Poisson floor on their spread, so
+going from 0 to 1 is not an anomaly but 0 to 20 is.
 
 Output columns: ``timestamp,value,score,is_anomaly`` — the input's timestamp and value text, the
 robust z-score (empty while there is no baseline yet or the value is missing) and true/false.
@@ -203,14 +204,15 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
                 in_episode = False
                 flags.clear()
             relearn = in_episode and relearn_after > timedelta(0) and ts - onset >= relearn_after
-            if bad or (in_episode and not relearn):
+            withhold = bad or (in_episode and not relearn)
+            if withhold:
                 held.append((ts, value))
-            else:
-                scorer.learn(ts, value)
             if held and (relearn or (not in_episode and quiet >= m)):
-                for h_ts, h_value in held:
+                for h_ts, h_value in held:  # older rows first, this one last
                     scorer.learn(h_ts, h_value)
                 held.clear()
+            if not withhold:
+                scorer.learn(ts, value)
         else:
             scorer.learn(ts, value)
         writer.writerow([ts_text, v_text, "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",
