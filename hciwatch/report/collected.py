@@ -76,13 +76,15 @@ def collected_view(con: duckdb.DuckDBPyConnection, win: Window, data_dir: Path,
         s["first"] = f if s["first"] is None or f < s["first"] else s["first"]
         s["last"] = la if s["last"] is None or la > s["last"] else s["last"]
     obs = con.execute("""
-        SELECT source::VARCHAR, count(*), count(DISTINCT ip) FROM ip_observations
+        SELECT source::VARCHAR, count(*), count(DISTINCT ip), min(ts), max(ts) FROM ip_observations
         WHERE ts >= to_timestamp($start) AND ts <= to_timestamp($end) GROUP BY ALL
     """, params).fetchall()
-    for source, n, ips in obs:
+    for source, n, ips, first, last in obs:
         s = sources.setdefault(source or "?", _new_source(source))
         s["ip_observations"] = int(n)
         s["distinct_ips"] = int(ips)
+        if s["first"] is None:  # a source that only observes addresses (neighbour tables)
+            s["first"], s["last"] = iso(utc(first)), iso(utc(last))
     listed = []
     for s in sorted(sources.values(), key=lambda x: x["source"]):
         s["targets"] = sorted(t for t in s["targets"] if t)

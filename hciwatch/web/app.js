@@ -251,8 +251,8 @@
       `Window ${fmtUTC(win.from)} → ${fmtUTC(win.to)} · series in ${Math.round(win.step / 60)}-minute buckets · ` +
       `model built ${fmtUTC(isoToS(m.generated_at), true)}` + (m.data_dir ? ` from ${m.data_dir}/` : ''));
     const table = el('table', { class: 'grid', id: 'collected-table' },
-      el('thead', {}, el('tr', {}, ['source', 'targets', 'samples', 'IP observations', 'first sample (UTC)',
-                                    'last sample (UTC)'].map((h) => el('th', { text: h })))),
+      el('thead', {}, el('tr', {}, ['source', 'targets', 'samples', 'IP observations', 'first record (UTC)',
+                                    'last record (UTC)'].map((h) => el('th', { text: h })))),
       el('tbody', {}, c.sources.map((s) => el('tr', { 'data-source': s.source },
         el('td', { text: s.source }),
         el('td', { title: (s.targets || []).join(', '), text: `${(s.targets || []).length}` +
