@@ -25,7 +25,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,7 @@ from collector.schema import AlertKind, from_ms, iso
 
 SERIES_EXPR = "CAST(to_json(map_from_entries(list_sort(map_entries(labels)))) AS VARCHAR)"
 CLEAR_RATIO = 0.6
+T = TypeVar("T")
 HELD_MAX = 4096  # withheld steps kept per series (a trailing baseline never holds more)
 
 
@@ -57,6 +58,24 @@ def _pretty(series_json: str) -> str:
     except ValueError:
         return series_json
     return ",".join(f"{k}={v}" for k, v in d.items())
+
+
+def to_learn(held: deque[tuple[T, float]], t: T, value: float, *, bad: bool, active: bool, relearn: bool,
+             settled: bool) -> list[tuple[T, float]]:
+    """The values that enter the baseline after this step, oldest first (module docstring):
+    a violating value, or any value of an open anomaly not yet ``relearn``-old, goes to ``held``;
+    ``held`` is released once the anomaly is relearned or the series has ``settled`` (inactive and
+    quiet for ``of_periods`` steps). Shared by the live detector and offline scoring."""
+    withhold = bad or (active and not relearn)
+    if withhold:
+        held.append((t, value))
+    out: list[tuple[T, float]] = []
+    if held and (relearn or settled):
+        out.extend(held)
+        held.clear()
+    if not withhold:
+        out.append((t, value))
+    return out
 
 
 def violates(z: float, zf: float, direction: str) -> bool:
@@ -155,8 +174,8 @@ class MetricAnomalyDetector:
         floor = np.where(counter, np.fmax(poisson_floor(med, self.step_ms / 1000), rel), np.fmax(rel, 1e-12))
         z = robust_z(v, med, sig, floor)
         m = rule.rule.of_periods
-        learn = np.ones(len(keys), bool)
-        release: list[tuple[int, deque[tuple[int, float]]]] = []  # withheld values now learned
+        learn = np.zeros(len(keys), bool)
+        earlier: list[tuple[int, list[tuple[int, float]]]] = []  # withheld steps released now, per series
         for i, key in enumerate(keys):
             st = rule.series.get(key)
             if st is None:
@@ -170,16 +189,18 @@ class MetricAnomalyDetector:
             st.recent.append(float(v[i]))
             st.quiet = 0 if near else st.quiet + 1
             relearn = rule.relearn_ms > 0 and st.active and bucket - st.onset >= rule.relearn_ms
-            if bad or (st.active and not relearn):
-                learn[i] = False
-                st.held.append((bucket, float(v[i])))
+            was_active = st.active
             if not st.active and sum(st.flags) >= rule.rule.min_failing_periods:
                 st.active, st.onset, st.cleared = True, bucket, None
             elif st.active and st.quiet >= m:
                 st.active, st.cleared = False, bucket
-            if st.held and (relearn or (not st.active and st.quiet >= m)):
-                release.append((i, st.held))
-                st.held = deque(maxlen=st.held.maxlen)
+            admitted = to_learn(st.held, bucket, float(v[i]), bad=bad, active=was_active, relearn=relearn,
+                                settled=not st.active and st.quiet >= m)
+            if admitted and admitted[-1][0] == bucket:
+                learn[i] = True  # this step's own value joins the batched add below
+                admitted.pop()
+            if admitted:
+                earlier.append((i, admitted))
             if st.active or st.cleared == bucket:
                 scale = max(float(np.nan_to_num(sig[i])), float(floor[i]))
                 st.evidence = {
@@ -196,12 +217,9 @@ class MetricAnomalyDetector:
                     "step_end": iso(from_ms(bucket)), "onset": iso(from_ms(st.onset)),
                     "relearning": relearn,
                 }
-        for i, held in release:  # older steps first, so each ring stays in time order
-            for b, value in held:
-                if b < bucket:
-                    self.bank.add(ids[i:i + 1], np.array([value]), b)
-                else:  # this step's own value, withheld a moment ago
-                    learn[i] = True
+        for i, admitted in earlier:  # older steps first, so each ring stays in time order
+            for b, value in admitted:
+                self.bank.add(ids[i:i + 1], np.array([value]), b)
         if learn.any():
             self.bank.add(ids[learn], v[learn], bucket)
 

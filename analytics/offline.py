@@ -32,7 +32,7 @@ from typing import TextIO
 
 import numpy as np
 
-from analytics.anomaly import CLEAR_RATIO, violates
+from analytics.anomaly import CLEAR_RATIO, to_learn, violates
 from analytics.baselines import median_mad
 from analytics.settings import BaselineSettings, Sensitivity
 from collector.errors import ParseError
@@ -204,15 +204,9 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
                 in_episode = False
                 flags.clear()
             relearn = in_episode and relearn_after > timedelta(0) and ts - onset >= relearn_after
-            withhold = bad or (in_episode and not relearn)
-            if withhold:
-                held.append((ts, value))
-            if held and (relearn or (not in_episode and quiet >= m)):
-                for h_ts, h_value in held:  # older rows first, this one last
-                    scorer.learn(h_ts, h_value)
-                held.clear()
-            if not withhold:
-                scorer.learn(ts, value)
+            for h_ts, h_value in to_learn(held, ts, value, bad=bad, active=in_episode, relearn=relearn,
+                                          settled=not in_episode and quiet >= m):
+                scorer.learn(h_ts, h_value)
         else:
             scorer.learn(ts, value)
         writer.writerow([ts_text, v_text, "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",

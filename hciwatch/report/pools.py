@@ -39,10 +39,9 @@ def _crossing(headroom: float, slope_per_h: float, t_last: float) -> float | Non
     return t_last + headroom / slope_per_h * HOUR_S
 
 
-def _forecast(x_s: np.ndarray, y: np.ndarray, settings: PoolSettings) -> Trend | None:
-    if x_s.size < 2:
+def _forecast(t_ms: np.ndarray, y: np.ndarray, settings: PoolSettings) -> Trend | None:
+    if t_ms.size < 2:
         return None
-    t_ms = np.rint(x_s * 1000).astype(np.int64)
     trend = usage_trend(t_ms, y, int(t_ms[-1]), confidence=settings.confidence,
                         min_span_ms=int(settings.min_trend_span.total_seconds() * 1000),
                         min_points=settings.min_trend_points)
@@ -95,9 +94,10 @@ def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float
     trail = [r for r in pts if r[1] >= t_last - p.trend_window.total_seconds()]
     x = np.array([r[1] for r in trail], np.float64)
     y = np.array([r[2] for r in trail], np.float64)
-    first = trend_start(np.rint(x * 1000).astype(np.int64), y, size_last)
+    t_ms = np.rint(x * 1000).astype(np.int64)
+    first = trend_start(t_ms, y, size_last)
     x, y = x[first:], y[first:]
-    fit = _forecast(x, y, p)
+    fit = _forecast(t_ms[first:], y, p)
     free = size_last - used_last
     headroom = free - reserve_last
     view: dict[str, Any] = {
