@@ -43,7 +43,8 @@ debian-deps:
 test-deps: $(VENV)/.installed-test debian-deps
 
 lint: test-deps
-	$(BIN)/ruff check collector analytics exporters hciwatch tests bench
+	$(BIN)/ruff check collector analytics exporters hciwatch lab tests bench
+	$(BIN)/ruff format --check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/mypy
 
 test: test-deps lint

@@ -60,8 +60,9 @@ def _pretty(series_json: str) -> str:
     return ",".join(f"{k}={v}" for k, v in d.items())
 
 
-def to_learn(held: deque[tuple[T, float]], t: T, value: float, *, bad: bool, active: bool, relearn: bool,
-             settled: bool) -> list[tuple[T, float]]:
+def to_learn(
+    held: deque[tuple[T, float]], t: T, value: float, *, bad: bool, active: bool, relearn: bool, settled: bool
+) -> list[tuple[T, float]]:
     """The values that enter the baseline after this step, oldest first (module docstring):
     a violating value, or any value of an open anomaly not yet ``relearn``-old, goes to ``held``;
     ``held`` is released once the anomaly is relearned or the series has ``settled`` (inactive and
@@ -194,8 +195,15 @@ class MetricAnomalyDetector:
                 st.active, st.onset, st.cleared = True, bucket, None
             elif st.active and st.quiet >= m:
                 st.active, st.cleared = False, bucket
-            admitted = to_learn(st.held, bucket, float(v[i]), bad=bad, active=was_active, relearn=relearn,
-                                settled=not st.active and st.quiet >= m)
+            admitted = to_learn(
+                st.held,
+                bucket,
+                float(v[i]),
+                bad=bad,
+                active=was_active,
+                relearn=relearn,
+                settled=not st.active and st.quiet >= m,
+            )
             if admitted and admitted[-1][0] == bucket:
                 learn[i] = True  # this step's own value joins the batched add below
                 admitted.pop()
@@ -204,9 +212,15 @@ class MetricAnomalyDetector:
             if st.active or st.cleared == bucket:
                 scale = max(float(np.nan_to_num(sig[i])), float(floor[i]))
                 st.evidence = {
-                    "metric": rule.rule.metric, "stored_as": rule.forms, "host": key[0], "labels": key[1],
-                    "value": float(v[i]), "judged_as": "per-second rate" if counter[i] else "value",
-                    "baseline": float(med[i]), "spread": scale, "z": zi,
+                    "metric": rule.rule.metric,
+                    "stored_as": rule.forms,
+                    "host": key[0],
+                    "labels": key[1],
+                    "value": float(v[i]),
+                    "judged_as": "per-second rate" if counter[i] else "value",
+                    "baseline": float(med[i]),
+                    "spread": scale,
+                    "z": zi,
                     "band": [float(med[i]) - rule.zf * scale, float(med[i]) + rule.zf * scale],
                     "baseline_source": SOURCE_NAMES[int(src[i])],
                     "sensitivity": (rule.rule.sensitivity or self.s.sensitivity).value,
@@ -214,12 +228,13 @@ class MetricAnomalyDetector:
                     "failing_periods": f"{sum(st.flags)}/{len(st.flags)}",
                     "required": f"{rule.rule.min_failing_periods}/{m}",
                     "recent_values": list(st.recent),
-                    "step_end": iso(from_ms(bucket)), "onset": iso(from_ms(st.onset)),
+                    "step_end": iso(from_ms(bucket)),
+                    "onset": iso(from_ms(st.onset)),
                     "relearning": relearn,
                 }
         for i, admitted in earlier:  # older steps first, so each ring stays in time order
             for b, value in admitted:
-                self.bank.add(ids[i:i + 1], np.array([value]), b)
+                self.bank.add(ids[i : i + 1], np.array([value]), b)
         if learn.any():
             self.bank.add(ids[learn], v[learn], bucket)
 
@@ -244,11 +259,19 @@ class MetricAnomalyDetector:
                 ev = st.evidence
                 lab = f" {{{labels}}}" if labels else ""
                 state = "" if st.active else " (cleared)"
-                summary = (f"{r.metric} on {host}{lab}{state}: {ev.get('value', math.nan):.4g} vs baseline "
-                           f"{ev.get('baseline', math.nan):.4g} (z {ev.get('z', math.nan):+.1f}, "
-                           f"{ev.get('failing_periods', '?')} periods)")
-                out.append(Finding(AlertKind.METRIC_ANOMALY,
-                                   {"rule": r.rule_name, "metric": r.metric, "host": host, "labels": labels},
-                                   r.severity, summary, dict(ev), active=st.active))
+                summary = (
+                    f"{r.metric} on {host}{lab}{state}: {ev.get('value', math.nan):.4g} vs baseline "
+                    f"{ev.get('baseline', math.nan):.4g} (z {ev.get('z', math.nan):+.1f}, "
+                    f"{ev.get('failing_periods', '?')} periods)"
+                )
+                out.append(
+                    Finding(
+                        AlertKind.METRIC_ANOMALY,
+                        {"rule": r.rule_name, "metric": r.metric, "host": host, "labels": labels},
+                        r.severity,
+                        summary,
+                        dict(ev),
+                        active=st.active,
+                    )
+                )
         return out
-

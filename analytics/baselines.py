@@ -227,14 +227,14 @@ class BaselineBank:
         # ring slots are filled from position 0: until a ring wraps, only its first columns hold
         # values (the rest is NaN and would only be sorted to the end)
         filled = min(int(self.g_pos[:rows].max()), self.g_cap)
-        self.g_med[:rows], self.g_sig[:rows], self.g_n[:rows] = _nan_med_mad(self.g[:rows, :max(filled, 1)])
+        self.g_med[:rows], self.g_sig[:rows], self.g_n[:rows] = _nan_med_mad(self.g[:rows, : max(filled, 1)])
         if self.tod is not None:
             slot = self.tod[hour]
             if slot is None:
                 med, sig, n = np.full(rows, np.nan), np.full(rows, np.nan), np.zeros(rows, np.int64)
             else:
                 filled = min(int(self.t_pos[:rows, hour].max()), self.t_cap)
-                med, sig, n = _nan_med_mad(slot[:rows, :max(filled, 1)])
+                med, sig, n = _nan_med_mad(slot[:rows, : max(filled, 1)])
             day = int(bucket_ms // DAY_MS)
             days = self.t_days[:rows, hour, :]
             cov = np.sum((days >= 0) & (days > day - self.cfg.tod_days - 1) & (days <= day), axis=1)
@@ -256,10 +256,8 @@ class BaselineBank:
         kid = ids[known]
         g_ok = self.g_n[kid] >= self.cfg.min_points
         t_ok = self.t_ok[kid] if self.t_ok.size else np.zeros(kid.size, bool)
-        m = np.where(t_ok, self.t_med[kid] if self.t_med.size else np.nan,
-                     np.where(g_ok, self.g_med[kid], np.nan))
-        s = np.where(t_ok, self.t_sig[kid] if self.t_sig.size else np.nan,
-                     np.where(g_ok, self.g_sig[kid], np.nan))
+        m = np.where(t_ok, self.t_med[kid] if self.t_med.size else np.nan, np.where(g_ok, self.g_med[kid], np.nan))
+        s = np.where(t_ok, self.t_sig[kid] if self.t_sig.size else np.nan, np.where(g_ok, self.g_sig[kid], np.nan))
         med[known] = m
         sig[known] = s
         src[known] = np.where(t_ok, SOURCE_TOD, np.where(g_ok, SOURCE_TRAILING, SOURCE_NONE))

@@ -121,9 +121,11 @@ METRIC_ROLES: dict[str, tuple[int, int]] = {
 CONGESTION_METRICS = tuple(METRIC_ROLES)
 
 # label-derived columns the shared window query must provide
-SUB_EXPR = ("coalesce(labels['nic'], labels['instance'], "
-            "CASE WHEN labels['server'] IS NOT NULL OR labels['share'] IS NOT NULL THEN "
-            "'\\\\' || coalesce(labels['server'], '') || '\\' || coalesce(labels['share'], '') END, '')")
+SUB_EXPR = (
+    "coalesce(labels['nic'], labels['instance'], "
+    "CASE WHEN labels['server'] IS NOT NULL OR labels['share'] IS NOT NULL THEN "
+    "'\\\\' || coalesce(labels['server'], '') || '\\' || coalesce(labels['share'], '') END, '')"
+)
 PRIORITY_EXPR = "coalesce(labels['priority'], '')"
 
 
@@ -272,12 +274,20 @@ class CongestionDetector:
         rank[by_name] = np.arange(len(names))
         sub = _dict_col(tbl.column("sub"))
         w = _Window(
-            host_names=[names[i] for i in by_name], host=rank[_codes(hcol)[rows]],
-            sig=sig_of[mcode], role=role_of[mcode], mcode=mcode, mnames=mnames,
-            rate=_f64(tbl.column("rate"))[rows], inc=_f64(tbl.column("inc"))[rows],
+            host_names=[names[i] for i in by_name],
+            host=rank[_codes(hcol)[rows]],
+            sig=sig_of[mcode],
+            role=role_of[mcode],
+            mcode=mcode,
+            mnames=mnames,
+            rate=_f64(tbl.column("rate"))[rows],
+            inc=_f64(tbl.column("inc"))[rows],
             mean=_f64(tbl.column("mean"))[rows],
-            sub=sub, prio=tbl.column("priority").combine_chunks(), orig=rows,
-            subcode=_codes(sub)[rows], nsub=max(1, len(sub.dictionary)),
+            sub=sub,
+            prio=tbl.column("priority").combine_chunks(),
+            orig=rows,
+            subcode=_codes(sub)[rows],
+            nsub=max(1, len(sub.dictionary)),
         )
         buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)[rows]
         # group rows by step; step numbers are small, so a stable radix sort on int16 does it
@@ -296,8 +306,16 @@ class CongestionDetector:
         for n, (b, a, z) in enumerate(zip(ub, starts, ends, strict=True)):
             present = np.flatnonzero(np.isfinite(vals[n]).any(axis=1) | np.isfinite(throughput[n]))
             if present.size:
-                self._judge(int(b), [w.host_names[i] for i in present], vals[n][present], throughput[n][present],
-                            order[a:z], present, w, n == last)
+                self._judge(
+                    int(b),
+                    [w.host_names[i] for i in present],
+                    vals[n][present],
+                    throughput[n][present],
+                    order[a:z],
+                    present,
+                    w,
+                    n == last,
+                )
 
     @staticmethod
     def _aggregate(w: _Window, si: npt.NDArray[np.int64], nsteps: int) -> tuple[F64, F64]:
@@ -362,8 +380,17 @@ class CongestionDetector:
             out[i] = self.host_ids[h]
         return out
 
-    def _judge(self, bucket: int, hosts: list[str], vals: F64, throughput: F64,
-               sel: npt.NDArray[np.intp], present: npt.NDArray[np.intp], w: _Window, final: bool) -> None:
+    def _judge(
+        self,
+        bucket: int,
+        hosts: list[str],
+        vals: F64,
+        throughput: F64,
+        sel: npt.NDArray[np.intp],
+        present: npt.NDArray[np.intp],
+        w: _Window,
+        final: bool,
+    ) -> None:
         n = len(hosts)
         ids = self._ids(hosts)
         self.bank.refresh(bucket)
@@ -388,8 +415,7 @@ class CongestionDetector:
         rel = self.s.baselines.relative_floor
         for s, spec in enumerate(SIGNALS):
             if spec.kind == "count":
-                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s),
-                                      rel * np.abs(np.nan_to_num(med[:, s])))
+                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s), rel * np.abs(np.nan_to_num(med[:, s])))
             else:
                 floor[:, s] = np.fmax(rel * np.abs(np.nan_to_num(med[:, s])), self.c.latency_floor_seconds)
         floor[:, NSIG] = np.fmax(rel * np.abs(np.nan_to_num(med[:, NSIG])), 1.0)
@@ -456,32 +482,67 @@ class CongestionDetector:
             if not (final or h in newly or (st.active and bool(flag[i]))):
                 continue
             scores = {
-                spec.name: SignalScore(float(allv[i, s_i]), float(med[i, s_i]), float(sig[i, s_i]),
-                                       float(z[i, s_i]), _SRC_NAMES[int(src[i, s_i])])
+                spec.name: SignalScore(
+                    float(allv[i, s_i]),
+                    float(med[i, s_i]),
+                    float(sig[i, s_i]),
+                    float(z[i, s_i]),
+                    _SRC_NAMES[int(src[i, s_i])],
+                )
                 for s_i, spec in enumerate(SIGNALS)
             }
             fin = zs[i][np.isfinite(zs[i])]
             self.scores[h] = CongestionScore(
-                h, bucket, float(fin.max()) if fin.size else math.nan, scores, float(throughput[i]),
-                bool(if_out[i]) if if_known[i] else None, st.active)
+                h,
+                bucket,
+                float(fin.max()) if fin.size else math.nan,
+                scores,
+                float(throughput[i]),
+                bool(if_out[i]) if if_known[i] else None,
+                st.active,
+            )
             if st.active:
                 hcode = int(present[i])
                 rows = [int(j) for j in sel[w.host[sel] == hcode]]
                 st.last_evidence = self._host_evidence(
-                    bucket, scores, float(throughput[i]), float(med[i, NSIG]), over[i], if_out[i],
-                    if_known[i], st, rows, w)
+                    bucket,
+                    scores,
+                    float(throughput[i]),
+                    float(med[i, NSIG]),
+                    over[i],
+                    if_out[i],
+                    if_known[i],
+                    st,
+                    rows,
+                    w,
+                )
         self._group(newly_active, bucket)
         self.last_bucket = max(self.last_bucket, bucket)
 
-    def _host_evidence(self, bucket: int, scores: dict[str, SignalScore], tput: float, tput_base: float,
-                       over: npt.NDArray[np.bool_], if_out: bool, if_known: bool, st: _HostState,
-                       rows: list[int], w: _Window) -> dict[str, Any]:
+    def _host_evidence(
+        self,
+        bucket: int,
+        scores: dict[str, SignalScore],
+        tput: float,
+        tput_base: float,
+        over: npt.NDArray[np.bool_],
+        if_out: bool,
+        if_known: bool,
+        st: _HostState,
+        rows: list[int],
+        w: _Window,
+    ) -> dict[str, Any]:
         signals: dict[str, Any] = {}
         for s, spec in enumerate(SIGNALS):
             sc = scores[spec.name]
             signals[spec.name] = {
-                "value": sc.value, "baseline": sc.baseline, "spread": sc.sigma, "z": sc.z,
-                "unit": spec.unit, "baseline_source": sc.source, "violating": bool(over[s]),
+                "value": sc.value,
+                "baseline": sc.baseline,
+                "spread": sc.sigma,
+                "z": sc.z,
+                "unit": spec.unit,
+                "baseline_source": sc.source,
+                "violating": bool(over[s]),
                 "peak_z": st.peak_z.get(spec.name),
             }
         pfc: dict[str, float] = {}
@@ -528,7 +589,8 @@ class CongestionDetector:
             inc = self.incidents.get(st.incident)
             st.incident = None
             if inc is not None and not any(
-                    self.hosts[h].active and self.hosts[h].incident == inc.id for h in inc.hosts):
+                self.hosts[h].active and self.hosts[h].incident == inc.id for h in inc.hosts
+            ):
                 inc.active = False
                 inc.ended = bucket
 
@@ -547,8 +609,7 @@ class CongestionDetector:
                 # an incident this host was part of that ended moments ago comes back to life (one
                 # storm that pauses is still one incident, whichever host wakes first)
                 for inc in self.incidents.values():
-                    if not inc.active and h in inc.hosts and inc.ended is not None \
-                            and bucket - inc.ended <= gw:
+                    if not inc.active and h in inc.hosts and inc.ended is not None and bucket - inc.ended <= gw:
                         target = inc
                         target.active = True
                         target.ended = None
@@ -565,13 +626,20 @@ class CongestionDetector:
         if not self.c.isolation_forest or len(self.train) < self.c.if_min_train:
             return
         # retrain once early (when the training set has grown 4×), then on schedule
-        grown = self.model is not None and self._trained_on < 4 * self.c.if_min_train \
+        grown = (
+            self.model is not None
+            and self._trained_on < 4 * self.c.if_min_train
             and len(self.train) >= 4 * self._trained_on
+        )
         if not grown and bucket - self.last_train < self.c.if_retrain.total_seconds() * 1000:
             return
         x = np.asarray(self.train)
-        model = IsolationForest(n_estimators=self.c.if_estimators, contamination=self.c.if_contamination,
-                                max_samples=min(256, len(x)), random_state=self.s.seed)
+        model = IsolationForest(
+            n_estimators=self.c.if_estimators,
+            contamination=self.c.if_contamination,
+            max_samples=min(256, len(x)),
+            random_state=self.s.seed,
+        )
         model.fit(x)
         self.model = model
         self.forest = CompiledForest(model)
@@ -586,8 +654,9 @@ class CongestionDetector:
                 st.last_evidence = {**st.last_evidence, "cleared_because": "host stopped reporting"}
                 self._clear_host(h, now_ms)
         keep = self.c.retain_inactive.total_seconds() * 1000
-        for iid in [i.id for i in self.incidents.values()
-                    if not i.active and i.ended is not None and now_ms - i.ended > keep]:
+        for iid in [
+            i.id for i in self.incidents.values() if not i.active and i.ended is not None and now_ms - i.ended > keep
+        ]:
             del self.incidents[iid]
 
     # ------------------------------------------------------------------------------------------
@@ -604,8 +673,11 @@ class CongestionDetector:
             severity = Severity.SEV1 if (many and inc.active) or top_sig >= 3 else Severity.SEV2
             lead = active[0] if active else inc.anchor
             desc = self._describe(self.hosts[lead].last_evidence)
-            who = lead if len(members) == 1 else f"{len(members)} hosts ({', '.join(members[:6])}" + (
-                ", …)" if len(members) > 6 else ")")
+            who = (
+                lead
+                if len(members) == 1
+                else f"{len(members)} hosts ({', '.join(members[:6])}" + (", …)" if len(members) > 6 else ")")
+            )
             state = "" if inc.active else " (cleared)"
             summary = f"East-west congestion on {who}{state}: {desc}"
             evidence: dict[str, Any] = {
@@ -619,8 +691,17 @@ class CongestionDetector:
             }
             if inc.active:
                 evidence["smb_latency_elevated_on"] = self._smb_victims(members)
-            out.append(Finding(AlertKind.EASTWEST_CONGESTION, {"host": inc.anchor}, severity, summary,
-                               evidence, active=inc.active, scope={"host": tuple(members)}))
+            out.append(
+                Finding(
+                    AlertKind.EASTWEST_CONGESTION,
+                    {"host": inc.anchor},
+                    severity,
+                    summary,
+                    evidence,
+                    active=inc.active,
+                    scope={"host": tuple(members)},
+                )
+            )
         return out
 
     def _smb_victims(self, members: list[str]) -> list[dict[str, Any]]:
@@ -638,17 +719,22 @@ class CongestionDetector:
     @staticmethod
     def _describe(ev: dict[str, Any]) -> str:
         sigs = ev.get("signals", {})
-        names = ev.get("violating") or sorted(
-            sigs, key=lambda k: -(sigs[k]["z"] if sigs[k]["z"] is not None and math.isfinite(sigs[k]["z"])
-                                  else -1e9))[:2]
+        names = (
+            ev.get("violating")
+            or sorted(
+                sigs,
+                key=lambda k: -(sigs[k]["z"] if sigs[k]["z"] is not None and math.isfinite(sigs[k]["z"]) else -1e9),
+            )[:2]
+        )
         spec = {s.name: s for s in SIGNALS}
         parts = []
         for n in names:
             sg = sigs.get(n)
             if not sg:
                 continue
-            parts.append(f"{spec[n].title} {_fmt(sg['value'], spec[n].unit)} "
-                         f"(baseline {_fmt(sg['baseline'], spec[n].unit)})")
+            parts.append(
+                f"{spec[n].title} {_fmt(sg['value'], spec[n].unit)} (baseline {_fmt(sg['baseline'], spec[n].unit)})"
+            )
         return "; ".join(parts) or "signals above baseline"
 
     def snapshot(self) -> list[CongestionScore]:

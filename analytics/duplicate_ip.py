@@ -201,8 +201,16 @@ class DuplicateIpDetector:
                     k.evidence = {**k.evidence, "conflict_last_seen": iso(from_ms(k.last_active))}
                     k.summary = k.headline + " (no longer observed)"
             ev = {**k.evidence, "first_detected": iso(from_ms(k.first_detected))}
-            out.append(Finding(AlertKind.DUPLICATE_IP, {"network": key[0], "ip": key[1]}, k.severity,
-                               k.summary, ev, active=k.active))
+            out.append(
+                Finding(
+                    AlertKind.DUPLICATE_IP,
+                    {"network": key[0], "ip": key[1]},
+                    k.severity,
+                    k.summary,
+                    ev,
+                    active=k.active,
+                )
+            )
         return out
 
     # -- evidence gathering ------------------------------------------------------------------------
@@ -229,7 +237,7 @@ class DuplicateIpDetector:
             live = [c for c in claims if last[c] >= now_ms - self.ttl]
             pairs = []
             for i, a in enumerate(live):
-                for b in live[i + 1:]:
+                for b in live[i + 1 :]:
                     if not _comparable(a, b):
                         continue
                     ov = _overlap(periods[a], periods[b])
@@ -272,8 +280,9 @@ class DuplicateIpDetector:
                 out.setdefault(m, label)
         return out
 
-    def _compose(self, key: tuple[str, str], parts: dict[str, Any], obs: ObservationTracker,
-                 known_macs: dict[str, str]) -> tuple[dict[str, Any], Severity, str]:
+    def _compose(
+        self, key: tuple[str, str], parts: dict[str, Any], obs: ObservationTracker, known_macs: dict[str, str]
+    ) -> tuple[dict[str, Any], Severity, str]:
         net, ip = key
         ev: dict[str, Any] = {"ip": ip, "network": net, "evidence_types": []}
         kinds_by_claimant: dict[Claimant, set[str]] = {}
@@ -293,29 +302,43 @@ class DuplicateIpDetector:
                 who.append(label)
                 for m in macs:
                     mac_owner[m] = label
-                owners.append({
-                    "claimant": label,
-                    "owner_kinds": sorted(kinds),
-                    "owners": sorted({h.owner for h in hs}),
-                    "clusters": sorted({h.cluster for h in hs if h.cluster}),
-                    "first_seen": iso(from_ms(min(h.first for h in hs))),
-                    "last_seen": iso(from_ms(max(h.last for h in hs))),
-                    "macs": macs,
-                    "sources": sorted({s for h in hs for s in h.sources}),
-                })
+                owners.append(
+                    {
+                        "claimant": label,
+                        "owner_kinds": sorted(kinds),
+                        "owners": sorted({h.owner for h in hs}),
+                        "clusters": sorted({h.cluster for h in hs if h.cluster}),
+                        "first_seen": iso(from_ms(min(h.first for h in hs))),
+                        "last_seen": iso(from_ms(max(h.last for h in hs))),
+                        "macs": macs,
+                        "sources": sorted({s for h in hs for s in h.sources}),
+                    }
+                )
             ports = {f"{c}/{svc}" if c else svc: p for (c, svc), (p, _t) in self.ports.get(ip, {}).items()}
             for o in owners:
                 o["ports"] = {k: v for k, v in ports.items() if any(k.startswith(f"{c}/") for c in o["clusters"])}
             ev["owners"] = owners
             if ports:
                 ev["service_ports"] = ports
-            ev["overlaps"] = [{"a": self._label(a, dict(c["claimants"])[a]),
-                               "b": self._label(b, dict(c["claimants"])[b]),
-                               "seconds_held_together": round(ov / 1000)} for a, b, ov in c["pairs"]]
+            ev["overlaps"] = [
+                {
+                    "a": self._label(a, dict(c["claimants"])[a]),
+                    "b": self._label(b, dict(c["claimants"])[b]),
+                    "seconds_held_together": round(ov / 1000),
+                }
+                for a, b, ov in c["pairs"]
+            ]
             refs = c["references"]
             if refs:
-                ev["references"] = [{"owner_kind": r.owner_kind, "owner": r.owner, "cluster": r.cluster,
-                                     "last_seen": iso(from_ms(r.last))} for r in refs]
+                ev["references"] = [
+                    {
+                        "owner_kind": r.owner_kind,
+                        "owner": r.owner,
+                        "cluster": r.cluster,
+                        "last_seen": iso(from_ms(r.last)),
+                    }
+                    for r in refs
+                ]
             severity = Severity.SEV1
             if any("control-plane" in k for k in kinds_by_claimant.values()):
                 severity = Severity.SEV0
@@ -327,8 +350,10 @@ class DuplicateIpDetector:
             ev["evidence_types"].append("arp_flip_flop")
             flips = {}
             for observer, changes in sorted(parts["flips"].items()):
-                flips[observer] = [{"at": iso(from_ms(ch.t)), "from": ch.prev, "to": ch.mac,
-                                    "to_owner": mac_owner.get(ch.mac)} for ch in changes[-12:]]
+                flips[observer] = [
+                    {"at": iso(from_ms(ch.t)), "from": ch.prev, "to": ch.mac, "to_owner": mac_owner.get(ch.mac)}
+                    for ch in changes[-12:]
+                ]
             ev["arp_flip_flops"] = flips
             macs = sorted({m for chs in parts["flips"].values() for ch in chs for m in (ch.prev, ch.mac)})
             ev["macs_answering"] = macs
@@ -337,14 +362,25 @@ class DuplicateIpDetector:
         if "events" in parts:
             ev["evidence_types"].append("tcpip_conflict_event")
             evs = sorted(parts["events"], key=lambda e: e.t)
-            ev["tcpip_events"] = [{"at": iso(from_ms(e.t)), "host": e.host, "conflicting_mac": e.mac,
-                                   "conflicting_owner": mac_owner.get(e.mac or ""), "source": e.source}
-                                  for e in evs[-10:]]
+            ev["tcpip_events"] = [
+                {
+                    "at": iso(from_ms(e.t)),
+                    "host": e.host,
+                    "conflicting_mac": e.mac,
+                    "conflicting_owner": mac_owner.get(e.mac or ""),
+                    "source": e.source,
+                }
+                for e in evs[-10:]
+            ]
             scenario = scenario or "tcpip_conflict_event"
         nb = obs.neighbor_latest.get(ip)
         if nb:
-            ev["neighbor_latest"] = {"mac": nb[0], "at": iso(from_ms(nb[1])), "observers": nb[3][:10],
-                                     "owner": mac_owner.get(nb[0])}
+            ev["neighbor_latest"] = {
+                "mac": nb[0],
+                "at": iso(from_ms(nb[1])),
+                "observers": nb[3][:10],
+                "owner": mac_owner.get(nb[0]),
+            }
         if "claims" not in parts and len(ev["evidence_types"]) >= 2:
             severity = Severity.SEV1
         if any(e.host.endswith("tcpip-4198") for e in parts.get("events", [])) and severity.rank > 1:
@@ -353,8 +389,10 @@ class DuplicateIpDetector:
         if "claims" in parts:
             summary = f"Duplicate IP {ip} on {net}: held at the same time by {' and '.join(who[:4])}"
         elif "flips" in parts:
-            summary = (f"Duplicate IP {ip} on {net}: MAC flip-flops between "
-                       f"{', '.join(ev['macs_answering'][:4])} (arpwatch-style)")
+            summary = (
+                f"Duplicate IP {ip} on {net}: MAC flip-flops between "
+                f"{', '.join(ev['macs_answering'][:4])} (arpwatch-style)"
+            )
         else:
             hosts = sorted({e.host for e in parts["events"]})
             summary = f"Duplicate IP {ip} on {net}: Windows Tcpip address-conflict event on {', '.join(hosts)}"
@@ -366,8 +404,9 @@ class DuplicateIpDetector:
     def _label(claimant: Claimant, hs: list[Holding]) -> str:
         kind = claimant[0]
         if kind == "vip":
-            owners = sorted({h.owner for h in hs if h.owner_kind != "haproxy-frontend"}) or \
-                sorted({h.owner for h in hs})
+            owners = sorted({h.owner for h in hs if h.owner_kind != "haproxy-frontend"}) or sorted(
+                {h.owner for h in hs}
+            )
             return f"cluster {claimant[1]} ({', '.join(owners[:3])})"
         if kind == "vm":
             k = sorted({h.owner_kind for h in hs})[0]

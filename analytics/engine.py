@@ -62,15 +62,24 @@ class Engine:
         self.duplicates = DuplicateIpDetector(settings, self.index)
         self.congestion = CongestionDetector(settings)
         self.anomaly = MetricAnomalyDetector(settings)
-        metrics = sorted(set(CONGESTION_METRICS) | set(POOL_METRICS) | set(self.anomaly.metrics)
-                         | {LB_INFO_METRIC})
-        series = (f"CASE WHEN metric IN ({', '.join(sql_str(m) for m in self.anomaly.metrics)}) "
-                  f"THEN {SERIES_EXPR} END") if self.anomaly.metrics else "NULL::VARCHAR"
-        self.registry = SeriesRegistry(metrics, {
-            "sub": SUB_EXPR, "priority": PRIORITY_EXPR, "pool": POOL_EXPR, "scope": SCOPE_EXPR,
-            "series": series, "lbinfo": LB_INFO_EXPR})
-        self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000),
-                                     self.registry)
+        metrics = sorted(set(CONGESTION_METRICS) | set(POOL_METRICS) | set(self.anomaly.metrics) | {LB_INFO_METRIC})
+        series = (
+            (f"CASE WHEN metric IN ({', '.join(sql_str(m) for m in self.anomaly.metrics)}) THEN {SERIES_EXPR} END")
+            if self.anomaly.metrics
+            else "NULL::VARCHAR"
+        )
+        self.registry = SeriesRegistry(
+            metrics,
+            {
+                "sub": SUB_EXPR,
+                "priority": PRIORITY_EXPR,
+                "pool": POOL_EXPR,
+                "scope": SCOPE_EXPR,
+                "series": series,
+                "lbinfo": LB_INFO_EXPR,
+            },
+        )
+        self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000), self.registry)
         self.window_sql = window_sql(metrics)
         self.cursor: int | None = None
         self.last_eval_seconds = 0.0
@@ -88,13 +97,15 @@ class Engine:
         if hi < self.cursor:
             raise ValueError(
                 f"evaluate() called with now={now.isoformat()} before the last evaluated step; "
-                "use a new Engine to analyse an earlier time range")
+                "use a new Engine to analyse an earlier time range"
+            )
         timings: dict[str, float] = {}
         if hi > self.cursor:
             cur = self.cursor
             for a, b in _chunks(cur, hi, max(1, SAMPLE_CHUNK_MS // step) * step):
-                raw = self._timed(timings, "samples_query", query_table, con, self.window_sql,
-                                  {"lo_us": a * 1000, "hi_us": b * 1000})
+                raw = self._timed(
+                    timings, "samples_query", query_table, con, self.window_sql, {"lo_us": a * 1000, "hi_us": b * 1000}
+                )
                 tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)

@@ -64,8 +64,12 @@ from analytics.settings import AnalyticsSettings
 from analytics.trend import GrowthRun, Trend, usage_trend
 from collector.schema import AlertKind, Severity, from_ms, iso
 
-POOL_METRICS = ("metallb.addresses_in_use", "metallb.addresses_total",
-                "calico.ipam.allocations_in_use", "calico.ipam.ippool_size")
+POOL_METRICS = (
+    "metallb.addresses_in_use",
+    "metallb.addresses_total",
+    "calico.ipam.allocations_in_use",
+    "calico.ipam.ippool_size",
+)
 POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
 
@@ -83,7 +87,7 @@ def trend_start(t_ms: npt.NDArray[np.int64], y: npt.NDArray[np.float64], size: f
     start = 0
     for i in range(1, t_ms.size):
         lo = int(np.searchsorted(t_ms, t_ms[i] - HOUR_MS, side="left"))
-        peak = float(y[max(lo, start):i].max()) if i > max(lo, start) else float(y[i - 1])
+        peak = float(y[max(lo, start) : i].max()) if i > max(lo, start) else float(y[i - 1])
         if is_release(peak, float(y[i]), size):
             start = i
     return start
@@ -161,9 +165,9 @@ class PoolDetector:
         first = obs.first_holder_ms
         if first is None or t_ms - self.bucket_ms < first or not obs.observed(t_ms, self.ttl):
             return
-        in_pool: dict[tuple[str, str], dict[str, list[Holding]]] = {k: {} for k in self.pools
-                                                                   if not k[1].startswith(("metallb:",
-                                                                                           "calico:"))}
+        in_pool: dict[tuple[str, str], dict[str, list[Holding]]] = {
+            k: {} for k in self.pools if not k[1].startswith(("metallb:", "calico:"))
+        }
         for h in obs.holdings.values():
             if h.owner_kind == "pod" or not h.held_at(t_ms, self.ttl):
                 continue
@@ -189,8 +193,7 @@ class PoolDetector:
         used = observed
         if r.kind == "vip":
             service_ips = {ip for ip, hs in held.items() if any(h.owner_kind == "service" for h in hs)}
-            cp_clusters = {h.cluster or h.owner for hs in held.values() for h in hs
-                           if h.owner_kind == "control-plane"}
+            cp_clusters = {h.cluster or h.owner for hs in held.values() for h in hs if h.owner_kind == "control-plane"}
             planned_api = [c for c in plan.all_clusters if c not in cp_clusters]
             plan_min = len(service_ips) + len(plan.all_clusters)
             used = max(observed, plan_min)
@@ -202,15 +205,17 @@ class PoolDetector:
                         per_cluster[h.cluster or "?"] += 1
                         per_ns[(h.cluster or "?", h.owner.split("/", 1)[0] if "/" in h.owner else "")] += 1
                         break
-            detail.update({
-                "loadbalancer_service_vips": len(service_ips),
-                "api_server_vips_planned": len(plan.all_clusters),
-                "api_server_vips_not_observed": planned_api,
-                "top_vip_holders_by_cluster": [{"cluster": c, "vips": n}
-                                               for c, n in per_cluster.most_common(5)],
-                "top_vip_holders_by_namespace": [{"cluster": c, "namespace": ns, "vips": n}
-                                                 for (c, ns), n in per_ns.most_common(5)],
-            })
+            detail.update(
+                {
+                    "loadbalancer_service_vips": len(service_ips),
+                    "api_server_vips_planned": len(plan.all_clusters),
+                    "api_server_vips_not_observed": planned_api,
+                    "top_vip_holders_by_cluster": [{"cluster": c, "vips": n} for c, n in per_cluster.most_common(5)],
+                    "top_vip_holders_by_namespace": [
+                        {"cluster": c, "namespace": ns, "vips": n} for (c, ns), n in per_ns.most_common(5)
+                    ],
+                }
+            )
         elif r.kind == "node":
             vms: Counter[str] = Counter()
             for hs in held.values():
@@ -240,14 +245,27 @@ class PoolDetector:
             slot[r["metric"]] = slot.get(r["metric"], 0.0) + float(r["mean"])
         for (scope, name, bucket), vals in sorted(cur.items(), key=lambda kv: kv[0][2]):
             if "metallb.addresses_in_use" in vals or "metallb.addresses_total" in vals:
-                self._metric_point("metallb", scope, name, bucket, vals.get("metallb.addresses_in_use"),
-                                   vals.get("metallb.addresses_total"))
+                self._metric_point(
+                    "metallb",
+                    scope,
+                    name,
+                    bucket,
+                    vals.get("metallb.addresses_in_use"),
+                    vals.get("metallb.addresses_total"),
+                )
             if "calico.ipam.allocations_in_use" in vals or "calico.ipam.ippool_size" in vals:
-                self._metric_point("calico", scope, name, bucket, vals.get("calico.ipam.allocations_in_use"),
-                                   vals.get("calico.ipam.ippool_size"))
+                self._metric_point(
+                    "calico",
+                    scope,
+                    name,
+                    bucket,
+                    vals.get("calico.ipam.allocations_in_use"),
+                    vals.get("calico.ipam.ippool_size"),
+                )
 
-    def _metric_point(self, typ: str, scope: str, name: str, bucket: int, used: float | None,
-                      size: float | None) -> None:
+    def _metric_point(
+        self, typ: str, scope: str, name: str, bucket: int, used: float | None, size: float | None
+    ) -> None:
         network = self.index.cluster_net.get(scope, scope)
         key = (network, f"{typ}:{scope}/{name}")
         pool = self.pools.get(key)
@@ -296,10 +314,15 @@ class PoolDetector:
         t = np.fromiter((p[0] for p in h), np.int64, len(h))
         y = np.fromiter((p[1] for p in h), np.float64, len(h))
         same_history = pool.last_fit is not None and pool.last_fit[:2] == key[:2]
-        trend = usage_trend(t, y, now_ms, confidence=self.p.confidence,
-                            min_span_ms=int(self.p.min_trend_span.total_seconds() * 1000),
-                            min_points=self.p.min_trend_points,
-                            line=pool.trend.theil_sen if same_history and pool.trend is not None else None)
+        trend = usage_trend(
+            t,
+            y,
+            now_ms,
+            confidence=self.p.confidence,
+            min_span_ms=int(self.p.min_trend_span.total_seconds() * 1000),
+            min_points=self.p.min_trend_points,
+            line=pool.trend.theil_sen if same_history and pool.trend is not None else None,
+        )
         pool.last_fit, pool.trend = key, trend
         return trend
 
@@ -333,9 +356,24 @@ class PoolDetector:
                 pool.fired_at, pool.cleared_at = now_ms, None
             elif was and not pool.firing:
                 pool.cleared_at = now_ms
-            pool.stat = PoolStat(pool.network, pool.pool, pool.pool_type, t_last, pool.size, used, free,
-                                 pool.reserve, slope * 24, lo * 24, hi * 24, tte, tte_lo, tte_hi, pool.firing,
-                                 method)
+            pool.stat = PoolStat(
+                pool.network,
+                pool.pool,
+                pool.pool_type,
+                t_last,
+                pool.size,
+                used,
+                free,
+                pool.reserve,
+                slope * 24,
+                lo * 24,
+                hi * 24,
+                tte,
+                tte_lo,
+                tte_hi,
+                pool.firing,
+                method,
+            )
             # a cleared pool is still reported (inactive, final numbers) for an hour
             if not pool.firing and (pool.cleared_at is None or now_ms - pool.cleared_at > HOUR_MS):
                 continue
@@ -346,8 +384,13 @@ class PoolDetector:
         st = pool.stat
         assert st is not None
         plan = self.index.by_name.get(pool.network)
-        what = {"vip": "VIP pool", "node": "node IP pool", "lb": "load-balancer range",
-                "metallb": "MetalLB pool", "calico": "Calico IP pool"}[pool.pool_type]
+        what = {
+            "vip": "VIP pool",
+            "node": "node IP pool",
+            "lb": "load-balancer range",
+            "metallb": "MetalLB pool",
+            "calico": "Calico IP pool",
+        }[pool.pool_type]
         if st.free <= 0:
             severity = Severity.SEV0
         elif below or (st.hours_to_reserve is not None and st.hours_to_reserve <= 24):
@@ -359,16 +402,22 @@ class PoolDetector:
         if below:
             tail = f"; below the upgrade reserve of {st.reserve}"
         elif st.hours_to_reserve is not None:
-            tail = (f"; forecast to fall below the reserve of {st.reserve} in "
-                    f"{_dur(st.hours_to_reserve)} ({_dur(st.hours_to_reserve_low)}–{_dur(st.hours_to_reserve_high)})")
+            tail = (
+                f"; forecast to fall below the reserve of {st.reserve} in "
+                f"{_dur(st.hours_to_reserve)} ({_dur(st.hours_to_reserve_low)}–{_dur(st.hours_to_reserve_high)})"
+            )
         else:
             tail = "; trend no longer forecasts exhaustion"
         if not pool.firing:
             tail += " (cleared)"
         hist = list(pool.history)
         ev: dict[str, Any] = {
-            "network": pool.network, "pool": pool.pool, "pool_type": pool.pool_type,
-            "size": st.size, "used": st.used, "free": st.free,
+            "network": pool.network,
+            "pool": pool.pool,
+            "pool_type": pool.pool_type,
+            "size": st.size,
+            "used": st.used,
+            "free": st.free,
             "reserve": st.reserve,
             "below_reserve": below,
             "trend": {
@@ -391,16 +440,17 @@ class PoolDetector:
         }
         if plan is not None:
             if pool.pool_type == "node":
-                ev["next_upgrade_needs"] = {"node_ips": plan.node_reserve,
-                                            "breakdown": plan.node_reserve_breakdown}
+                ev["next_upgrade_needs"] = {"node_ips": plan.node_reserve, "breakdown": plan.node_reserve_breakdown}
             elif pool.pool_type in ("vip", "lb", "metallb"):
                 ev["next_upgrade_needs"] = {
                     "vips": plan.vip_reserve,
-                    "why": "one more workload cluster takes an API-server VIP and a load-balancer VIP"}
+                    "why": "one more workload cluster takes an API-server VIP and a load-balancer VIP",
+                }
             ev["clusters_sharing_network"] = plan.all_clusters
         kind = pool.kind
-        return Finding(kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev,
-                       active=pool.firing)
+        return Finding(
+            kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev, active=pool.firing
+        )
 
     def snapshot(self) -> list[PoolStat]:
         return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]
@@ -409,20 +459,30 @@ class PoolDetector:
 def _ts_evidence(fit: tuple[float, float, float] | None) -> dict[str, Any] | None:
     if fit is None:
         return None
-    return {"what": "median pairwise slope over the window, Sen's interval widened for autocorrelation",
-            "slope_per_day": fit[0] * 24, "slope_per_day_interval": [fit[1] * 24, fit[2] * 24],
-            "significant": fit[1] > 0}
+    return {
+        "what": "median pairwise slope over the window, Sen's interval widened for autocorrelation",
+        "slope_per_day": fit[0] * 24,
+        "slope_per_day_interval": [fit[1] * 24, fit[2] * 24],
+        "significant": fit[1] > 0,
+    }
 
 
 def _run_evidence(run: GrowthRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    return {"what": "usage changes as a fair ±1 walk; the most-rising recent stretch, reflection-principle p",
-            "since": iso(from_ms(run.start_ms)), "last_change": iso(from_ms(run.last_ms)),
-            "allocations": run.run_up, "releases": run.run_down, "net_addresses": run.growth,
-            "changes_in_window": run.events, "p_value": run.p_value,
-            "rate_per_day": run.rate_per_h * 24, "rate_per_day_interval": [run.rate_low * 24, run.rate_high * 24],
-            "significant": run.significant}
+    return {
+        "what": "usage changes as a fair ±1 walk; the most-rising recent stretch, reflection-principle p",
+        "since": iso(from_ms(run.start_ms)),
+        "last_change": iso(from_ms(run.last_ms)),
+        "allocations": run.run_up,
+        "releases": run.run_down,
+        "net_addresses": run.growth,
+        "changes_in_window": run.events,
+        "p_value": run.p_value,
+        "rate_per_day": run.rate_per_h * 24,
+        "rate_per_day_interval": [run.rate_low * 24, run.rate_high * 24],
+        "significant": run.significant,
+    }
 
 
 def _dur(hours: float | None) -> str:

@@ -95,9 +95,14 @@ class _State:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "fingerprint": self.fingerprint, "kind": self.kind.value, "resource": self.resource,
-            "status": self.status, "since": iso(self.since), "severity": self.severity.value,
-            "summary": self.summary, "evidence": json_safe(self.evidence),
+            "fingerprint": self.fingerprint,
+            "kind": self.kind.value,
+            "resource": self.resource,
+            "status": self.status,
+            "since": iso(self.since),
+            "severity": self.severity.value,
+            "summary": self.summary,
+            "evidence": json_safe(self.evidence),
             "starts_at": iso(self.starts_at) if self.starts_at else None,
             "inactive_since": iso(self.inactive_since) if self.inactive_since else None,
             "last_seen": iso(self.last_seen) if self.last_seen else None,
@@ -113,9 +118,19 @@ class _State:
         since = ts("since")
         if since is None:
             raise ValueError("state entry without 'since'")
-        st = cls(str(o["fingerprint"]), AlertKind(o["kind"]), {str(k): str(v) for k, v in o["resource"].items()},
-                 str(o["status"]), since, Severity(o["severity"]), str(o["summary"]),
-                 dict(o.get("evidence") or {}), ts("starts_at"), ts("inactive_since"), ts("last_seen"))
+        st = cls(
+            str(o["fingerprint"]),
+            AlertKind(o["kind"]),
+            {str(k): str(v) for k, v in o["resource"].items()},
+            str(o["status"]),
+            since,
+            Severity(o["severity"]),
+            str(o["summary"]),
+            dict(o.get("evidence") or {}),
+            ts("starts_at"),
+            ts("inactive_since"),
+            ts("last_seen"),
+        )
         if st.status not in (PENDING, FIRING):
             raise ValueError(f"unknown status {st.status!r}")
         st.worst = st.severity
@@ -165,8 +180,7 @@ class AlertManager:
             return
         path = self.state_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": STATE_VERSION,
-               "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
+        doc = {"version": STATE_VERSION, "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
         data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
@@ -204,8 +218,17 @@ class AlertManager:
                 continue
             pol = self.settings.policy(f.kind)
             if st is None:
-                st = _State(fp, f.kind, dict(f.resource), PENDING, now, f.severity, f.summary,
-                            dict(f.evidence), worst=f.severity)
+                st = _State(
+                    fp,
+                    f.kind,
+                    dict(f.resource),
+                    PENDING,
+                    now,
+                    f.severity,
+                    f.summary,
+                    dict(f.evidence),
+                    worst=f.severity,
+                )
                 self.states[fp] = st
             st.summary, st.evidence, st.last_seen, st.inactive_since = f.summary, dict(f.evidence), now, None
             if st.status == PENDING:
@@ -245,9 +268,17 @@ class AlertManager:
             ev["scope"] = {k: list(v) for k, v in st.scope.items()}
         assert st.starts_at is not None
         return Alert(
-            fingerprint=st.fingerprint, kind=st.kind, status=status, severity=st.severity,
-            starts_at=st.starts_at, resource=st.resource, summary=st.summary, evidence=json_safe(ev),
-            runbook=runbook(st.kind, ev), ends_at=now if status is AlertStatus.RESOLVED else None, ts=now,
+            fingerprint=st.fingerprint,
+            kind=st.kind,
+            status=status,
+            severity=st.severity,
+            starts_at=st.starts_at,
+            resource=st.resource,
+            summary=st.summary,
+            evidence=json_safe(ev),
+            runbook=runbook(st.kind, ev),
+            ends_at=now if status is AlertStatus.RESOLVED else None,
+            ts=now,
         )
 
     # -- inspection ----------------------------------------------------------------------------
@@ -261,8 +292,7 @@ class AlertManager:
 
     def pending(self) -> list[tuple[str, AlertKind, dict[str, str], datetime]]:
         """(fingerprint, kind, resource, pending since) of conditions waiting out their 'for'."""
-        return [(s.fingerprint, s.kind, s.resource, s.since) for s in self.states.values()
-                if s.status == PENDING]
+        return [(s.fingerprint, s.kind, s.resource, s.since) for s in self.states.values() if s.status == PENDING]
 
 
 def policy_table(settings: AnalyticsSettings) -> dict[str, tuple[timedelta, timedelta]]:

@@ -162,8 +162,7 @@ def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
             n1, c = ip_key(net.k8s_node_ip_pool_start)
             n2, d = ip_key(net.k8s_node_ip_pool_end)
             if n1 != n2 or d < c:
-                raise ValueError(
-                    f"node pool {net.k8s_node_ip_pool_start}-{net.k8s_node_ip_pool_end} is not a range")
+                raise ValueError(f"node pool {net.k8s_node_ip_pool_start}-{net.k8s_node_ip_pool_end} is not a range")
             node = PoolRange(name, "node", "node", n1, c, d)
         lbs = []
         for spec in net.lb_ranges or ():
@@ -188,13 +187,15 @@ def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
             breakdown["management_cluster_update_ips"] = pools.management_update_ips
         n = len(plan.workload_clusters)
         if n:
-            breakdown[f"workload_cluster_update_ips ({n} x {pools.workload_update_ips})"] = \
+            breakdown[f"workload_cluster_update_ips ({n} x {pools.workload_update_ips})"] = (
                 n * pools.workload_update_ips
+            )
     else:
         n = len(plan.all_clusters)
         if n:
-            breakdown[f"rolling_upgrade_ips ({n} x {pools.arc_upgrade_ips_per_cluster})"] = \
+            breakdown[f"rolling_upgrade_ips ({n} x {pools.arc_upgrade_ips_per_cluster})"] = (
                 n * pools.arc_upgrade_ips_per_cluster
+            )
     plan.node_reserve = sum(breakdown.values())
     plan.node_reserve_breakdown = breakdown
     return plan

@@ -49,8 +49,7 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner
 """
 
 # owner kinds that *hold* an address (as opposed to referencing or observing it)
-HOLDER_KINDS = frozenset({"service", "node", "control-plane", "load-balancer", "pod",
-                          "haproxy-frontend", "nic"})
+HOLDER_KINDS = frozenset({"service", "node", "control-plane", "load-balancer", "pod", "haproxy-frontend", "nic"})
 REFERENCE_KINDS = frozenset({"haproxy-server"})
 
 
@@ -140,8 +139,16 @@ class ObservationTracker:
         self.s = settings
         d = settings.duplicate_ip
         self.ttl = int(d.presence_ttl.total_seconds() * 1000)
-        self.retention = int(max(d.retention, settings.pools.allocation_ttl, settings.overlap.observed_ttl,
-                                 d.flip_window * 2, d.event_ttl).total_seconds() * 1000)
+        self.retention = int(
+            max(
+                d.retention,
+                settings.pools.allocation_ttl,
+                settings.overlap.observed_ttl,
+                d.flip_window * 2,
+                d.event_ttl,
+            ).total_seconds()
+            * 1000
+        )
         self.holdings: dict[HoldingKey, Holding] = {}
         self.changes: dict[tuple[str, str], deque[MacChange]] = {}
         self.events: deque[ConflictEvent] = deque()
@@ -164,12 +171,13 @@ class ObservationTracker:
         if held.num_rows or nb.num_rows:
             if held.num_rows:
                 self._cover(held)
-                held = held.append_column("b", pc.divide(held.column("t"),
-                                                         pa.scalar(max(1, self.ttl), pa.int64())))
+                held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
                 agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
-                    [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")])
-                rows = agg.rename_columns(["ip", "kind", "owner", "cluster", "network", "b", "first_ms",
-                                           "last_ms", "n", "macs", "names"]).to_pylist()
+                    [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
+                )
+                rows = agg.rename_columns(
+                    ["ip", "kind", "owner", "cluster", "network", "b", "first_ms", "last_ms", "n", "macs", "names"]
+                ).to_pylist()
                 for r in sorted(rows, key=lambda r: r["first_ms"]):
                     r["macs"] = [m for m in r["macs"] if m is not None]
                     r["mac"] = r["macs"][-1] if r["macs"] else None
@@ -288,11 +296,13 @@ class ObservationTracker:
         names = r["names"] or []
         if kind == "event":
             src = names[0] if names else "event"
-            self.events.append(ConflictEvent(int(r["first_ms"]), r["ip"], r["owner"], r["mac"],
-                                             r["cluster"], r["network"], src))
+            self.events.append(
+                ConflictEvent(int(r["first_ms"]), r["ip"], r["owner"], r["mac"], r["cluster"], r["network"], src)
+            )
             if r["n"] > 1 and r["last_ms"] != r["first_ms"]:
-                self.events.append(ConflictEvent(int(r["last_ms"]), r["ip"], r["owner"], r["mac"],
-                                                 r["cluster"], r["network"], src))
+                self.events.append(
+                    ConflictEvent(int(r["last_ms"]), r["ip"], r["owner"], r["mac"], r["cluster"], r["network"], src)
+                )
             return
         key: HoldingKey = (r["ip"], kind, r["owner"], r["cluster"], r["network"])
         h = self.holdings.get(key)

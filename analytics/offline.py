@@ -62,8 +62,12 @@ def _parse_ts(text: str, line: int, target: str) -> datetime:
     try:
         dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
     except ValueError as exc:
-        raise ParseError(f"timestamp {text!r} is neither ISO-8601 nor epoch seconds/milliseconds",
-                         source=SOURCE, target=target, line=line) from exc
+        raise ParseError(
+            f"timestamp {text!r} is neither ISO-8601 nor epoch seconds/milliseconds",
+            source=SOURCE,
+            target=target,
+            line=line,
+        ) from exc
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
@@ -86,8 +90,12 @@ class CausalScorer:
         hour = ts.hour
         med, sig = math.nan, math.nan
         slot = self.tod.get(hour)
-        if self.cfg.time_of_day and slot is not None and len(slot) >= self.cfg.tod_min_points \
-                and len({d for d, _ in slot}) >= self.cfg.tod_min_days:
+        if (
+            self.cfg.time_of_day
+            and slot is not None
+            and len(slot) >= self.cfg.tod_min_points
+            and len({d for d, _ in slot}) >= self.cfg.tod_min_days
+        ):
             cached = self._tod_stats.get(hour)
             if cached is None or cached[0] != self._tod_version[hour]:
                 cached = (self._tod_version[hour], *median_mad(np.fromiter((v for _, v in slot), np.float64)))
@@ -115,11 +123,19 @@ class CausalScorer:
         self._tod_version[ts.hour] += 1
 
 
-def anomalies_csv(in_path: str | Path, out_stream: TextIO, time_col: str = "timestamp",
-                  value_col: str = "value", sensitivity: str | Sensitivity = Sensitivity.MEDIUM, *,
-                  min_failing_periods: int = 3, of_periods: int = 5, direction: str = "both",
-                  baselines: BaselineSettings | None = None,
-                  relearn_after: timedelta = timedelta(days=1)) -> AnomalyRun:
+def anomalies_csv(
+    in_path: str | Path,
+    out_stream: TextIO,
+    time_col: str = "timestamp",
+    value_col: str = "value",
+    sensitivity: str | Sensitivity = Sensitivity.MEDIUM,
+    *,
+    min_failing_periods: int = 3,
+    of_periods: int = 5,
+    direction: str = "both",
+    baselines: BaselineSettings | None = None,
+    relearn_after: timedelta = timedelta(days=1),
+) -> AnomalyRun:
     """Score a CSV series causally and write ``timestamp,value,score,is_anomaly`` rows.
 
     Raises :class:`collector.errors.ParseError` (with the line) for a missing column, an
@@ -134,15 +150,37 @@ def anomalies_csv(in_path: str | Path, out_stream: TextIO, time_col: str = "time
     target = str(in_path)
     fh: TextIO = sys.stdin if target == "-" else open(in_path, newline="", encoding="utf-8-sig")  # noqa: SIM115
     try:
-        return _run(fh, out_stream, target, time_col, value_col, sens.z, min_failing_periods, of_periods,
-                    direction, cfg, relearn_after)
+        return _run(
+            fh,
+            out_stream,
+            target,
+            time_col,
+            value_col,
+            sens.z,
+            min_failing_periods,
+            of_periods,
+            direction,
+            cfg,
+            relearn_after,
+        )
     finally:
         if fh is not sys.stdin:
             fh.close()
 
 
-def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf: float, n: int, m: int,
-         direction: str, cfg: BaselineSettings, relearn_after: timedelta) -> AnomalyRun:
+def _run(
+    fh: TextIO,
+    out: TextIO,
+    target: str,
+    time_col: str,
+    value_col: str,
+    zf: float,
+    n: int,
+    m: int,
+    direction: str,
+    cfg: BaselineSettings,
+    relearn_after: timedelta,
+) -> AnomalyRun:
     reader = csv.reader(fh)
     try:
         header = next(reader)
@@ -151,8 +189,9 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
     cols = [h.strip() for h in header]
     for c in (time_col, value_col):
         if c not in cols:
-            raise ParseError(f"no column {c!r} in header (columns: {', '.join(cols)})",
-                             source=SOURCE, target=target, line=1)
+            raise ParseError(
+                f"no column {c!r} in header (columns: {', '.join(cols)})", source=SOURCE, target=target, line=1
+            )
     ti, vi = cols.index(time_col), cols.index(value_col)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["timestamp", "value", "score", "is_anomaly"])
@@ -168,13 +207,18 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) <= max(ti, vi):
-            raise ParseError(f"row has {len(row)} fields, needs {max(ti, vi) + 1}",
-                             source=SOURCE, target=target, line=line_no)
+            raise ParseError(
+                f"row has {len(row)} fields, needs {max(ti, vi) + 1}", source=SOURCE, target=target, line=line_no
+            )
         ts_text, v_text = row[ti], row[vi]
         ts = _parse_ts(ts_text, line_no, target)
         if last is not None and ts < last:
-            raise ParseError(f"timestamp {ts_text!r} is earlier than the previous row (sort the file by time)",
-                             source=SOURCE, target=target, line=line_no)
+            raise ParseError(
+                f"timestamp {ts_text!r} is earlier than the previous row (sort the file by time)",
+                source=SOURCE,
+                target=target,
+                line=line_no,
+            )
         first = first or ts
         last = ts
         rows += 1
@@ -185,8 +229,7 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
         try:
             value = float(vt)
         except ValueError:
-            raise ParseError(f"value {v_text!r} is not a number", source=SOURCE, target=target,
-                             line=line_no) from None
+            raise ParseError(f"value {v_text!r} is not a number", source=SOURCE, target=target, line=line_no) from None
         if not math.isfinite(value):
             writer.writerow([ts_text, v_text, "", "false"])
             continue
@@ -204,12 +247,18 @@ def _run(fh: TextIO, out: TextIO, target: str, time_col: str, value_col: str, zf
                 in_episode = False
                 flags.clear()
             relearn = in_episode and relearn_after > timedelta(0) and ts - onset >= relearn_after
-            for h_ts, h_value in to_learn(held, ts, value, bad=bad, active=in_episode, relearn=relearn,
-                                          settled=not in_episode and quiet >= m):
+            for h_ts, h_value in to_learn(
+                held, ts, value, bad=bad, active=in_episode, relearn=relearn, settled=not in_episode and quiet >= m
+            ):
                 scorer.learn(h_ts, h_value)
         else:
             scorer.learn(ts, value)
-        writer.writerow([ts_text, v_text, "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",
-                         "true" if is_new else "false"])
+        writer.writerow(
+            [
+                ts_text,
+                v_text,
+                "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",
+                "true" if is_new else "false",
+            ]
+        )
     return AnomalyRun(rows, scored, episodes, first, last)
-

@@ -38,23 +38,33 @@ def config_overlaps(plans: list[NetworkPlan]) -> list[Finding]:
     ranges: list[PoolRange] = [r for p in plans for r in p.ranges]
     out = []
     for i, a in enumerate(ranges):
-        for b in ranges[i + 1:]:
+        for b in ranges[i + 1 :]:
             ov = a.overlaps(b)
             if ov is None:
                 continue
             x, y = sorted([a, b], key=lambda r: (r.network, r.pool))
             n = ov[1] - ov[0] + 1
             where = "" if x.network == y.network else f" of {y.network}"
-            summary = (f"{x.network}: {x.pool} {x.text} overlaps {y.pool}{where} {y.text} "
-                       f"({n} shared address{'es' if n != 1 else ''})")
-            ev = {"a": {"network": x.network, "pool": x.pool, "range": x.text, "size": x.size},
-                  "b": {"network": y.network, "pool": y.pool, "range": y.text, "size": y.size},
-                  "shared": f"{fmt_ip(x.version, ov[0])}-{fmt_ip(x.version, ov[1])}",
-                  "shared_addresses": n, "source": "configuration"}
-            out.append(Finding(AlertKind.IP_POOL_OVERLAP,
-                               {"network": x.network, "pool": x.pool, "other_network": y.network,
-                                "other_pool": y.pool},
-                               Severity.SEV2, summary, ev))
+            summary = (
+                f"{x.network}: {x.pool} {x.text} overlaps {y.pool}{where} {y.text} "
+                f"({n} shared address{'es' if n != 1 else ''})"
+            )
+            ev = {
+                "a": {"network": x.network, "pool": x.pool, "range": x.text, "size": x.size},
+                "b": {"network": y.network, "pool": y.pool, "range": y.text, "size": y.size},
+                "shared": f"{fmt_ip(x.version, ov[0])}-{fmt_ip(x.version, ov[1])}",
+                "shared_addresses": n,
+                "source": "configuration",
+            }
+            out.append(
+                Finding(
+                    AlertKind.IP_POOL_OVERLAP,
+                    {"network": x.network, "pool": x.pool, "other_network": y.network, "other_pool": y.pool},
+                    Severity.SEV2,
+                    summary,
+                    ev,
+                )
+            )
     return out
 
 
@@ -85,12 +95,21 @@ class OverlapDetector:
                 continue
             netname = net or "unassigned"
             inside = [f"{r.network}/{r.pool}" for r in pools]
-            summary = (f"{netname}: {kind} {h.owner}"
-                       f"{' of cluster ' + h.cluster if h.cluster else ''} holds {h.ip}, {problem}")
-            ev: dict[str, Any] = {"ip": h.ip, "owner_kind": kind, "owner": h.owner, "cluster": h.cluster,
-                                  "network": netname, "inside_pools": inside, "problem": problem,
-                                  "last_seen": iso(from_ms(h.last)), "source": "observation",
-                                  "expected": self._expected(kind, plan)}
+            summary = (
+                f"{netname}: {kind} {h.owner}{' of cluster ' + h.cluster if h.cluster else ''} holds {h.ip}, {problem}"
+            )
+            ev: dict[str, Any] = {
+                "ip": h.ip,
+                "owner_kind": kind,
+                "owner": h.owner,
+                "cluster": h.cluster,
+                "network": netname,
+                "inside_pools": inside,
+                "problem": problem,
+                "last_seen": iso(from_ms(h.last)),
+                "source": "observation",
+                "expected": self._expected(kind, plan),
+            }
             res = {"network": netname, "ip": h.ip}
             prev = current.get((netname, h.ip))
             if prev is not None:
@@ -106,8 +125,11 @@ class OverlapDetector:
             if k in current:
                 out.append(f)
             elif now_ms - last <= 3_600_000:
-                out.append(Finding(f.kind, f.resource, f.severity, f.summary + " (no longer observed)",
-                                   f.evidence, active=False))
+                out.append(
+                    Finding(
+                        f.kind, f.resource, f.severity, f.summary + " (no longer observed)", f.evidence, active=False
+                    )
+                )
             else:
                 del self.known[k]
         return out
@@ -143,8 +165,11 @@ class OverlapDetector:
             return "outside the VIP pool and every load-balancer range"
         if kind in VM_KINDS:
             if plan.node is None:
-                return ("inside the VIP pool / a load-balancer range (node addresses come from DHCP)"
-                        if kinds & {"vip", "lb"} else None)
+                return (
+                    "inside the VIP pool / a load-balancer range (node addresses come from DHCP)"
+                    if kinds & {"vip", "lb"}
+                    else None
+                )
             if "node" in kinds:
                 return None
             if kinds & {"vip", "lb"}:

@@ -92,8 +92,9 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND metri
 class SeriesRegistry:
     """Per-series metadata (host, metric, label-derived columns), fetched once per new series."""
 
-    def __init__(self, metrics: Sequence[str], extra: Mapping[str, str] | None = None, *,
-                 slice_ms: int = 300_000) -> None:
+    def __init__(
+        self, metrics: Sequence[str], extra: Mapping[str, str] | None = None, *, slice_ms: int = 300_000
+    ) -> None:
         self.extra = dict(extra or {})
         self.slice_us = slice_ms * 1000
         self.sql_all = series_sql(metrics, extra, only_keys=False)
@@ -122,8 +123,11 @@ class SeriesRegistry:
             self._fetch(con, self.sql_all, {"lo_us": lo_us, "hi_us": min(hi_us, lo_us + self.slice_us)})
             unknown = [x for x in unknown if x not in self.index]
         if unknown:
-            self._fetch(con, self.sql_keys if len(unknown) <= 2000 else self.sql_all,
-                        {"lo_us": lo_us, "hi_us": hi_us, "keys": unknown})
+            self._fetch(
+                con,
+                self.sql_keys if len(unknown) <= 2000 else self.sql_all,
+                {"lo_us": lo_us, "hi_us": hi_us, "keys": unknown},
+            )
         return np.asarray(self._lookup(uniq)[codes], np.int64)
 
     def _lookup(self, uniq: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
@@ -161,11 +165,13 @@ class SeriesRegistry:
             for name in self.meta.column_names:  # one dictionary per column again
                 both = [self.meta.column(name), add.column(name)]
                 if name in names:
-                    cols[name] = _dict(pa.chunked_array([c for b in both for c in b.cast(pa.string()).chunks],
-                                                        pa.string()))
+                    cols[name] = _dict(
+                        pa.chunked_array([c for b in both for c in b.cast(pa.string()).chunks], pa.string())
+                    )
                 else:
-                    cols[name] = pa.chunked_array([c for b in both for c in b.cast(self.meta.schema.field(name).type)
-                                                   .chunks]).combine_chunks()
+                    cols[name] = pa.chunked_array(
+                        [c for b in both for c in b.cast(self.meta.schema.field(name).type).chunks]
+                    ).combine_chunks()
             self.meta = pa.table(cols)
 
     def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.Array]:
@@ -187,8 +193,9 @@ def in_set(col: pa.ChunkedArray | pa.Array, values: Collection[str]) -> npt.NDAr
     """Row mask "value in values"; for a dictionary column decided once per dictionary entry."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if not pa.types.is_dictionary(arr.type):
-        return np.asarray(pc.is_in(arr, value_set=pa.array(list(values), arr.type))
-                          .to_numpy(zero_copy_only=False), bool)
+        return np.asarray(
+            pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False), bool
+        )
     want = set(values)
     entry = np.fromiter((v in want for v in arr.dictionary.to_pylist()), bool, len(arr.dictionary))
     if not entry.any():
@@ -223,10 +230,14 @@ class StepAccumulator:
 
     def _empty(self) -> pa.Table:
         cols: dict[str, pa.Array] = {
-            "sid": pa.array([], pa.int64()), "bucket": pa.array([], pa.int64()),
-            "rate": pa.array([], pa.float64()), "inc": pa.array([], pa.float64()),
-            "span_ms": pa.array([], pa.float64()), "mean": pa.array([], pa.float64()),
-            "host": pa.array([], pa.string()), "metric": pa.array([], pa.string()),
+            "sid": pa.array([], pa.int64()),
+            "bucket": pa.array([], pa.int64()),
+            "rate": pa.array([], pa.float64()),
+            "inc": pa.array([], pa.float64()),
+            "span_ms": pa.array([], pa.float64()),
+            "mean": pa.array([], pa.float64()),
+            "host": pa.array([], pa.string()),
+            "metric": pa.array([], pa.string()),
         }
         for c in self.registry.extra:
             cols[c] = pa.array([], pa.string())
@@ -252,8 +263,9 @@ class StepAccumulator:
         v = np.asarray(raw.column("value").to_numpy(), np.float64)
         # one int64 sort key: series id high, time within the call low (a call spans < 2^31 ms)
         t0 = int(t.min())
-        order = np.argsort((sid << 31) | (t - t0), kind="stable") if int(t.max()) - t0 < (1 << 31) \
-            else np.lexsort((t, sid))
+        order = (
+            np.argsort((sid << 31) | (t - t0), kind="stable") if int(t.max()) - t0 < (1 << 31) else np.lexsort((t, sid))
+        )
         k, t, v = sid[order], t[order], v[order]
         del order
         brk = k[1:] != k[:-1]
@@ -304,8 +316,12 @@ class StepAccumulator:
         if not keep.all():
             sids, buckets, rate, inc, span, mean = (a[keep] for a in (sids, buckets, rate, inc, span, mean))
         out: dict[str, pa.Array] = {
-            "sid": pa.array(sids), "bucket": pa.array(buckets), "rate": pa.array(rate), "inc": pa.array(inc),
-            "span_ms": pa.array(span), "mean": pa.array(mean),
+            "sid": pa.array(sids),
+            "bucket": pa.array(buckets),
+            "rate": pa.array(rate),
+            "inc": pa.array(inc),
+            "span_ms": pa.array(span),
+            "mean": pa.array(mean),
         }
         out.update(self.registry.columns(sids, ["host", "metric", *self.registry.extra]))
         return pa.table(out)

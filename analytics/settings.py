@@ -48,12 +48,12 @@ def parse_duration(value: Any) -> timedelta:
         m = _ISO.match(value.strip())
         if m and any(m.group(g) for g in "dhms"):
             return timedelta(
-                days=float(m.group("d") or 0), hours=float(m.group("h") or 0),
-                minutes=float(m.group("m") or 0), seconds=float(m.group("s") or 0),
+                days=float(m.group("d") or 0),
+                hours=float(m.group("h") or 0),
+                minutes=float(m.group("m") or 0),
+                seconds=float(m.group("s") or 0),
             )
-    raise ValueError(
-        f"not a duration: {value!r} (use seconds, a number with ms/s/m/h/d/w, or ISO-8601 like PT5M)"
-    )
+    raise ValueError(f"not a duration: {value!r} (use seconds, a number with ms/s/m/h/d/w, or ISO-8601 like PT5M)")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -81,32 +81,44 @@ class BaselineSettings(_Model):
 
     window: Duration = Field(
         default=timedelta(hours=12),
-        description="Trailing window of step values the fallback (non-time-of-day) baseline uses. "
-                    "Default 12h.")
+        description="Trailing window of step values the fallback (non-time-of-day) baseline uses. Default 12h.",
+    )
     min_points: int = Field(
-        default=30, ge=5,
+        default=30,
+        ge=5,
         description="Step values a series needs before it is judged against its own baseline; until "
-                    "then it is judged against its peers (other hosts, same signal) when there are at "
-                    "least 3 of them with baselines, else not at all (cold start). Default 30.")
+        "then it is judged against its peers (other hosts, same signal) when there are at "
+        "least 3 of them with baselines, else not at all (cold start). Default 30.",
+    )
     time_of_day: bool = Field(
-        default=True, description="Use an hour-of-day baseline once it has enough history. Default true.")
+        default=True, description="Use an hour-of-day baseline once it has enough history. Default true."
+    )
     tod_days: int = Field(
-        default=3, ge=2, le=14,
-        description="Days of history kept per hour-of-day slot (older values drop out). Default 3.")
+        default=3,
+        ge=2,
+        le=14,
+        description="Days of history kept per hour-of-day slot (older values drop out). Default 3.",
+    )
     tod_min_days: int = Field(
-        default=2, ge=2,
-        description="Distinct days an hour-of-day slot must span before it replaces the trailing "
-                    "baseline. Default 2.")
+        default=2,
+        ge=2,
+        description="Distinct days an hour-of-day slot must span before it replaces the trailing baseline. Default 2.",
+    )
     tod_min_points: int = Field(
-        default=30, ge=5, description="Values an hour-of-day slot needs before it is used. Default 30.")
+        default=30, ge=5, description="Values an hour-of-day slot needs before it is used. Default 30."
+    )
     refresh: Duration = Field(
         default=timedelta(minutes=10),
-        description="How often (in data time) medians and MADs are recomputed. Default 10m.")
+        description="How often (in data time) medians and MADs are recomputed. Default 10m.",
+    )
     relative_floor: float = Field(
-        default=0.05, ge=0.0, le=1.0,
+        default=0.05,
+        ge=0.0,
+        le=1.0,
         description="Smallest deviation scale as a fraction of the baseline median, so a series "
-                    "that is unusually steady does not turn every wobble into a huge z (at medium "
-                    "sensitivity a change must then be at least 4.5 × 5 % ≈ 22 %). Default 0.05.")
+        "that is unusually steady does not turn every wobble into a huge z (at medium "
+        "sensitivity a change must then be at least 4.5 × 5 % ≈ 22 %). Default 0.05.",
+    )
 
 
 class PoolSettings(_Model):
@@ -115,48 +127,61 @@ class PoolSettings(_Model):
     ip_plan: Literal["22h2", "23h2"] = Field(
         default="22h2",
         description="Which AKS IP plan sets the default node-pool upgrade reserve: '22h2' (AKS on "
-                    "Azure Stack HCI 22H2 / Windows Server: 2 IPs for the management cluster's "
-                    "update operations + 5 per workload cluster) or '23h2' (AKS Arc: 1 per "
-                    "cluster for rolling upgrades). A network's node_upgrade_reserve overrides it. "
-                    "Default '22h2'.")
+        "Azure Stack HCI 22H2 / Windows Server: 2 IPs for the management cluster's "
+        "update operations + 5 per workload cluster) or '23h2' (AKS Arc: 1 per "
+        "cluster for rolling upgrades). A network's node_upgrade_reserve overrides it. "
+        "Default '22h2'.",
+    )
     management_update_ips: int = Field(
-        default=2, ge=0, description="22H2 plan: node IPs reserved for the management cluster's updates. "
-                             "Default 2.")
+        default=2, ge=0, description="22H2 plan: node IPs reserved for the management cluster's updates. Default 2."
+    )
     workload_update_ips: int = Field(
-        default=5, ge=0, description="22H2 plan: node IPs reserved per workload cluster for updates. Default 5.")
+        default=5, ge=0, description="22H2 plan: node IPs reserved per workload cluster for updates. Default 5."
+    )
     arc_upgrade_ips_per_cluster: int = Field(
-        default=1, ge=0, description="23H2 plan: node IPs reserved per cluster for a rolling upgrade. Default 1.")
+        default=1, ge=0, description="23H2 plan: node IPs reserved per cluster for a rolling upgrade. Default 1."
+    )
     vip_reserve: int = Field(
-        default=2, ge=0,
+        default=2,
+        ge=0,
         description="VIPs to keep free when a network does not set vip_reserve: room for one more "
-                    "workload cluster (its API server VIP and its load balancer VIP). Default 2.")
+        "workload cluster (its API server VIP and its load balancer VIP). Default 2.",
+    )
     allocation_ttl: Duration = Field(
         default=timedelta(minutes=10),
         description="An observed IP counts as allocated until this long after it was last seen "
-                    "(inventory sources re-list everything every poll). Default 10m.")
+        "(inventory sources re-list everything every poll). Default 10m.",
+    )
     bucket: Duration = Field(
-        default=timedelta(minutes=5), description="Resolution of the usage history the trend is fitted on. "
-                                          "Default 5m.")
+        default=timedelta(minutes=5), description="Resolution of the usage history the trend is fitted on. Default 5m."
+    )
     trend_window: Duration = Field(
         default=timedelta(hours=12),
-        description="Trailing window the robust (Theil–Sen) trend is fitted over. Default 12h.")
+        description="Trailing window the robust (Theil–Sen) trend is fitted over. Default 12h.",
+    )
     min_trend_span: Duration = Field(
         default=timedelta(hours=1),
         description="History a pool needs before a trend is trusted (before that only 'already "
-                    "below the reserve' fires). Default 1h.")
+        "below the reserve' fires). Default 1h.",
+    )
     min_trend_points: int = Field(default=6, ge=3, description="Usage points a trend needs. Default 6.")
     confidence: float = Field(
-        default=0.90, gt=0.5, lt=1.0,
+        default=0.90,
+        gt=0.5,
+        lt=1.0,
         description="Confidence of the slope interval; a pool pages on a forecast only when the "
-                    "lower bound of the slope is above zero (a flat pool never pages). Default 0.90.")
+        "lower bound of the slope is above zero (a flat pool never pages). Default 0.90.",
+    )
     horizon: Duration = Field(
         default=timedelta(days=7),
-        description="Fire when free addresses are forecast to fall below the reserve within this. "
-                    "Default 7d.")
+        description="Fire when free addresses are forecast to fall below the reserve within this. Default 7d.",
+    )
     clear_horizon_factor: float = Field(
-        default=1.5, ge=1.0,
+        default=1.5,
+        ge=1.0,
         description="Hysteresis: a firing forecast clears only when the crossing is beyond "
-                    "horizon × this (or the trend is no longer rising). Default 1.5.")
+        "horizon × this (or the trend is no longer rising). Default 1.5.",
+    )
 
 
 class OverlapSettings(_Model):
@@ -164,7 +189,8 @@ class OverlapSettings(_Model):
 
     observed_ttl: Duration = Field(
         default=timedelta(minutes=10),
-        description="A misplaced address is reported while it was seen within this. Default 10m.")
+        description="A misplaced address is reported while it was seen within this. Default 10m.",
+    )
 
 
 class DuplicateIpSettings(_Model):
@@ -173,71 +199,91 @@ class DuplicateIpSettings(_Model):
     presence_ttl: Duration = Field(
         default=timedelta(minutes=5),
         description="An owner is taken to hold an IP from one sighting until this long after it; "
-                    "sightings closer than this join into one holding period. Default 5m.")
+        "sightings closer than this join into one holding period. Default 5m.",
+    )
     min_overlap: Duration = Field(
         default=timedelta(minutes=2),
         description="Two owners must hold the IP at the same time for at least this long (so an IP "
-                    "that moved between owners is not a duplicate). Default 2m.")
+        "that moved between owners is not a duplicate). Default 2m.",
+    )
     flip_window: Duration = Field(
         default=timedelta(minutes=15),
         description="An IP whose MAC goes A→B→A in one observer's neighbour table within this is "
-                    "flip-flopping (arpwatch 'flip flop'). A single change (failover) is not. "
-                    "Default 15m.")
+        "flip-flopping (arpwatch 'flip flop'). A single change (failover) is not. "
+        "Default 15m.",
+    )
     min_flips: int = Field(
-        default=2, ge=1,
+        default=2,
+        ge=1,
         description="Reversals (A→B then B→A) one observer must see within flip_window; 1 follows "
-                    "arpwatch literally, 2 (A→B→A→B) ignores a failover quickly followed by a "
-                    "failback. Default 2.")
+        "arpwatch literally, 2 (A→B→A→B) ignores a failover quickly followed by a "
+        "failback. Default 2.",
+    )
     event_ttl: Duration = Field(
         default=timedelta(minutes=30),
-        description="A Tcpip 4198/4199 address-conflict event keeps the conflict current this long. "
-                    "Default 30m.")
+        description="A Tcpip 4198/4199 address-conflict event keeps the conflict current this long. Default 30m.",
+    )
     retention: Duration = Field(
-        default=timedelta(hours=1), description="How long holding periods are remembered. Default 1h.")
+        default=timedelta(hours=1), description="How long holding periods are remembered. Default 1h."
+    )
 
 
 class CongestionSettings(_Model):
     """East-west (storage/RDMA) congestion detection."""
 
     sensitivity: Sensitivity | None = Field(
-        default=None, description="Overrides the global sensitivity for congestion. Default: the global one.")
+        default=None, description="Overrides the global sensitivity for congestion. Default: the global one."
+    )
     min_signals: int = Field(
-        default=2, ge=1, le=4,
+        default=2,
+        ge=1,
+        le=4,
         description="Independent signals (PFC pauses, RDMA errors, SMB latency, NIC discards) that "
-                    "must violate together for a step to count; a single violating signal counts "
-                    "only when the multivariate model also calls the step anomalous. Default 2.")
+        "must violate together for a step to count; a single violating signal counts "
+        "only when the multivariate model also calls the step anomalous. Default 2.",
+    )
     min_failing_periods: int = Field(default=3, ge=1, description="N violating steps … Default 3.")
     of_periods: int = Field(default=5, ge=1, description="… of the last M observed steps. Default 5.")
     clear_ratio: float = Field(
-        default=0.6, gt=0.0, le=1.0,
+        default=0.6,
+        gt=0.0,
+        le=1.0,
         description="Hysteresis: a congested host clears when no signal reaches clear_ratio × the "
-                    "firing z for clear_periods observed steps. Default 0.6.")
+        "firing z for clear_periods observed steps. Default 0.6.",
+    )
     clear_periods: int = Field(default=3, ge=1, description="See clear_ratio. Default 3.")
     group_window: Duration = Field(
         default=timedelta(minutes=10),
         description="Hosts that become congested within this of an open incident's latest onset "
-                    "join that incident (one incident for a fabric-wide storm). Default 10m.")
+        "join that incident (one incident for a fabric-wide storm). Default 10m.",
+    )
     latency_floor_seconds: float = Field(
-        default=0.0002, ge=0.0,
-        description="Smallest SMB latency deviation scale in seconds (timer resolution noise). "
-                    "Default 0.0002.")
+        default=0.0002,
+        ge=0.0,
+        description="Smallest SMB latency deviation scale in seconds (timer resolution noise). Default 0.0002.",
+    )
     isolation_forest: bool = Field(
-        default=True, description="Train a multivariate IsolationForest across hosts. Default true.")
+        default=True, description="Train a multivariate IsolationForest across hosts. Default true."
+    )
     if_estimators: int = Field(default=100, ge=10, le=1000, description="IsolationForest trees. Default 100.")
     if_contamination: float = Field(
-        default=0.005, gt=0.0, lt=0.5,
-        description="Share of training steps the forest treats as outliers (sets its cut). "
-                    "Default 0.005.")
+        default=0.005,
+        gt=0.0,
+        lt=0.5,
+        description="Share of training steps the forest treats as outliers (sets its cut). Default 0.005.",
+    )
     if_min_train: int = Field(
-        default=300, ge=50, description="Host-steps needed before the forest is trained. Default 300.")
+        default=300, ge=50, description="Host-steps needed before the forest is trained. Default 300."
+    )
     if_train_max: int = Field(
-        default=20000, ge=100, description="Most recent host-steps kept for training. Default 20000.")
-    if_retrain: Duration = Field(
-        default=timedelta(hours=6), description="Retrain interval (data time). Default 6h.")
+        default=20000, ge=100, description="Most recent host-steps kept for training. Default 20000."
+    )
+    if_retrain: Duration = Field(default=timedelta(hours=6), description="Retrain interval (data time). Default 6h.")
     retain_inactive: Duration = Field(
         default=timedelta(hours=1),
         description="A cleared incident is still reported (inactive, with its last evidence) this "
-                    "long, so its resolution carries the final numbers. Default 1h.")
+        "long, so its resolution carries the final numbers. Default 1h.",
+    )
 
     @model_validator(mode="after")
     def _n_of_m(self) -> CongestionSettings:
@@ -252,25 +298,29 @@ class MetricAnomalyRule(_Model):
     metric: str = Field(
         min_length=1,
         description="Required. Canonical metric name. '*_total' counters are judged as per-second rates, "
-                    "'*_per_sec' and gauges as values; a counter base name without suffix "
-                    "(e.g. 'smb.client.requests') matches both its raw and formatted forms.")
+        "'*_per_sec' and gauges as values; a counter base name without suffix "
+        "(e.g. 'smb.client.requests') matches both its raw and formatted forms.",
+    )
     name: str | None = Field(default=None, description="Rule name (part of the alert identity). Default: metric.")
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Label filter: every key must equal the value ('*' and '?' glob allowed). "
-                    "Use the key 'host' to filter hosts. Default: all series.")
+        "Use the key 'host' to filter hosts. Default: all series.",
+    )
     sensitivity: Sensitivity | None = Field(default=None, description="Default: the global sensitivity.")
     min_failing_periods: int = Field(default=3, ge=1, description="N violating steps … Default 3.")
     of_periods: int = Field(default=5, ge=1, description="… of the last M observed steps. Default 5.")
     direction: Literal["up", "down", "both"] = Field(
-        default="both", description="Which deviations count. Default 'both' (as Azure's 'greater or lower').")
+        default="both", description="Which deviations count. Default 'both' (as Azure's 'greater or lower')."
+    )
     severity: Severity = Field(default=Severity.SEV3, description="Severity of the alert. Default Sev3.")
     relearn_after: Duration = Field(
         default=timedelta(days=1),
         description="An anomaly that lasts this long is taken as the series' new normal: its values "
-                    "feed the baseline from then on, so after a lasting level shift the alert clears "
-                    "once the baseline has moved instead of firing forever (dynamic thresholds adapt "
-                    "the same way). 0 = never. Default 1d.")
+        "feed the baseline from then on, so after a lasting level shift the alert clears "
+        "once the baseline has moved instead of firing forever (dynamic thresholds adapt "
+        "the same way). 0 = never. Default 1d.",
+    )
 
     @model_validator(mode="after")
     def _n_of_m(self) -> MetricAnomalyRule:
@@ -287,13 +337,16 @@ class KindPolicy(_Model):
     """Lifecycle timing of one alert kind."""
 
     for_: Duration = Field(
-        default=timedelta(0), validation_alias=AliasChoices("for", "for_"),
+        default=timedelta(0),
+        validation_alias=AliasChoices("for", "for_"),
         description="A condition must hold this long (pending) before it fires. Default: per kind "
-                    "(see AnalyticsSettings.lifecycle).")
+        "(see AnalyticsSettings.lifecycle).",
+    )
     hold: Duration = Field(
         default=timedelta(minutes=5),
         description="A firing alert resolves only after its condition has been gone this long "
-                    "(hysteresis against flapping). Default: per kind (see AnalyticsSettings.lifecycle).")
+        "(hysteresis against flapping). Default: per kind (see AnalyticsSettings.lifecycle).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -317,21 +370,26 @@ class AnalyticsSettings(_Model):
     evaluation_interval: Duration = Field(
         default=timedelta(seconds=60),
         description="Step of the analysis grid: samples are turned into one value per step and "
-                    "series. The service evaluates this often. Default 60s.")
+        "series. The service evaluates this often. Default 60s.",
+    )
     settle: Duration = Field(
         default=timedelta(0),
         description="Wait this long after a step ends before analysing it, for agents that deliver "
-                    "late (MQTT batches). Default 0s (replay delivers in order).")
+        "late (MQTT batches). Default 0s (replay delivers in order).",
+    )
     max_rate_gap: Duration = Field(
         default=timedelta(minutes=5),
         description="Two samples of a counter further apart than this give no rate (no "
-                    "interpolation across scrape gaps). Default 5m.")
+        "interpolation across scrape gaps). Default 5m.",
+    )
     bootstrap_window: Duration = Field(
         default=timedelta(hours=24),
         description="History read on the first evaluation after a (re)start to rebuild baselines "
-                    "and usage trends. Default 24h.")
+        "and usage trends. Default 24h.",
+    )
     sensitivity: Sensitivity = Field(
-        default=Sensitivity.MEDIUM, description="Default sensitivity of dynamic thresholds. Default medium.")
+        default=Sensitivity.MEDIUM, description="Default sensitivity of dynamic thresholds. Default medium."
+    )
     seed: int = Field(default=0, description="Seed of every randomised model (reproducible replays). Default 0.")
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
     pools: PoolSettings = Field(default_factory=PoolSettings)
@@ -339,13 +397,15 @@ class AnalyticsSettings(_Model):
     duplicate_ip: DuplicateIpSettings = Field(default_factory=DuplicateIpSettings)
     congestion: CongestionSettings = Field(default_factory=CongestionSettings)
     metric_anomaly: list[MetricAnomalyRule] = Field(
-        default_factory=list, description="Metrics watched with dynamic thresholds. Default none.")
+        default_factory=list, description="Metrics watched with dynamic thresholds. Default none."
+    )
     lifecycle: dict[AlertKind, KindPolicy] = Field(
         default_factory=_default_lifecycle,
         description="Per-kind 'for' and 'hold' durations; kinds or fields not given keep their "
-                    "defaults. Default (for/hold): vip_pool_exhaustion 10m/30m, node_pool_exhaustion "
-                    "10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, eastwest_congestion 2m/10m, "
-                    "metric_anomaly 0s/5m, source_down 2m/2m.")
+        "defaults. Default (for/hold): vip_pool_exhaustion 10m/30m, node_pool_exhaustion "
+        "10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, eastwest_congestion 2m/10m, "
+        "metric_anomaly 0s/5m, source_down 2m/2m.",
+    )
 
     @field_validator("lifecycle", mode="before")
     @classmethod

@@ -114,8 +114,9 @@ def walk_max_p(steps: int, height: int) -> float:
     return min(1.0, tail(height) + tail(height + 1))
 
 
-def growth_run(t_ms: npt.NDArray[np.int64], y: F64, now_ms: int, *, confidence: float,
-               min_span_ms: int) -> GrowthRun | None:
+def growth_run(
+    t_ms: npt.NDArray[np.int64], y: F64, now_ms: int, *, confidence: float, min_span_ms: int
+) -> GrowthRun | None:
     """Find and judge the recent run of allocations in a bucketed usage history.
 
     ``y`` is rounded to whole addresses first (bucket means of a gauge carry fractions that are
@@ -150,10 +151,20 @@ def growth_run(t_ms: npt.NDArray[np.int64], y: F64, now_ms: int, *, confidence: 
     alpha = (1.0 - confidence) / 2
     up = int((steps > 0).sum())
     return GrowthRun(
-        events=int(ev.size), run_events=int(run.size), run_up=up, run_down=int(run.size) - up,
-        net_moves=best, start_ms=start, last_ms=last, growth=growth, p_value=p,
-        rate_per_h=rate, rate_low=rate - z * sd, rate_high=rate + z * sd,
-        significant=p <= alpha and last - start >= min_span_ms and rate - z * sd > 0)
+        events=int(ev.size),
+        run_events=int(run.size),
+        run_up=up,
+        run_down=int(run.size) - up,
+        net_moves=best,
+        start_ms=start,
+        last_ms=last,
+        growth=growth,
+        p_value=p,
+        rate_per_h=rate,
+        rate_low=rate - z * sd,
+        rate_high=rate + z * sd,
+        significant=p <= alpha and last - start >= min_span_ms and rate - z * sd > 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +186,16 @@ def step_line(t_ms: npt.NDArray[np.int64], y: F64, confidence: float) -> tuple[f
     return theil_sen((t_ms - t_ms[-1]).astype(np.float64) / HOUR_MS, y, confidence, max_effective=changes + 1)
 
 
-def usage_trend(t_ms: npt.NDArray[np.int64], y: F64, now_ms: int, *, confidence: float, min_span_ms: int,
-                min_points: int, line: tuple[float, float, float] | None = None) -> Trend:
+def usage_trend(
+    t_ms: npt.NDArray[np.int64],
+    y: F64,
+    now_ms: int,
+    *,
+    confidence: float,
+    min_span_ms: int,
+    min_points: int,
+    line: tuple[float, float, float] | None = None,
+) -> Trend:
     """The growth verdict of a usage history (``line``: a Theil–Sen fit already computed for it).
 
     The line needs ``min_points`` points over ``min_span_ms``; either estimator may call growth

@@ -26,9 +26,11 @@ from analytics.networks import NetworkLike, compile_networks
 from analytics.rates import COUNTER_RATES_VIEW, sql_str
 from analytics.settings import PoolSettings
 
-IPV4_INT = ("CASE WHEN regexp_full_match(ip, '[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+') THEN "
-            "split_part(ip, '.', 1)::BIGINT * 16777216 + split_part(ip, '.', 2)::BIGINT * 65536 + "
-            "split_part(ip, '.', 3)::BIGINT * 256 + split_part(ip, '.', 4)::BIGINT END")
+IPV4_INT = (
+    "CASE WHEN regexp_full_match(ip, '[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+') THEN "
+    "split_part(ip, '.', 1)::BIGINT * 16777216 + split_part(ip, '.', 2)::BIGINT * 65536 + "
+    "split_part(ip, '.', 3)::BIGINT * 256 + split_part(ip, '.', 4)::BIGINT END"
+)
 
 CLAIMANT = """CASE CAST(owner_kind AS VARCHAR)
         WHEN 'service' THEN 'cluster ' || coalesce(CAST(cluster AS VARCHAR), owner)
@@ -46,19 +48,22 @@ def _pools_values(networks: Sequence[NetworkLike], pools: PoolSettings) -> str:
         for r in plan.ranges:
             reserve = plan.node_reserve if r.kind == "node" else plan.vip_reserve
             first, last = (r.first, r.last) if r.version == 4 else ("NULL", "NULL")
-            rows.append(f"({sql_str(plan.name)}, {sql_str(r.pool)}, {sql_str(r.kind)}, {first}, {last}, "
-                        f"{r.size}, {reserve})")
+            rows.append(
+                f"({sql_str(plan.name)}, {sql_str(r.pool)}, {sql_str(r.kind)}, {first}, {last}, {r.size}, {reserve})"
+            )
     if not rows:
-        return ("SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, "
-                "NULL::BIGINT, NULL::BIGINT, NULL::BIGINT)) t(network, pool, pool_type, first_ip, last_ip, "
-                "size, reserve) WHERE false")
-    return ("SELECT * FROM (VALUES " + ", ".join(rows) +
-            ") t(network, pool, pool_type, first_ip, last_ip, size, reserve)")
+        return (
+            "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, "
+            "NULL::BIGINT, NULL::BIGINT, NULL::BIGINT)) t(network, pool, pool_type, first_ip, last_ip, "
+            "size, reserve) WHERE false"
+        )
+    return (
+        "SELECT * FROM (VALUES " + ", ".join(rows) + ") t(network, pool, pool_type, first_ip, last_ip, size, reserve)"
+    )
 
 
 def _cluster_values(networks: Sequence[NetworkLike], pools: PoolSettings) -> str:
-    rows = [f"({sql_str(c)}, {sql_str(p.name)})" for p in compile_networks(networks, pools)
-            for c in p.all_clusters]
+    rows = [f"({sql_str(c)}, {sql_str(p.name)})" for p in compile_networks(networks, pools) for c in p.all_clusters]
     if not rows:
         return "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR)) t(cluster, network) WHERE false"
     return "SELECT * FROM (VALUES " + ", ".join(rows) + ") t(cluster, network)"

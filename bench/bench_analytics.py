@@ -47,8 +47,9 @@ def write_samples(out: Path, hosts: int, filler: int, minutes: int, batch: int) 
     rows = 0
     start = end = 0
     for b in range(0, hosts, batch):
-        site = random_site(1000 + b, n_hosts=min(batch, hosts - b), hours=minutes / 60, scrape_s=30,
-                           start=from_ms(1_767_225_600_000))
+        site = random_site(
+            1000 + b, n_hosts=min(batch, hosts - b), hours=minutes / 60, scrape_s=30, start=from_ms(1_767_225_600_000)
+        )
         site.hosts = [f"azl-{b + i:04d}" for i in range(len(site.hosts))]
         site.nics = {h: site.nics[o] for h, o in zip(site.hosts, list(site.nics), strict=True)}
         site.shares = {h: site.shares[o] for h, o in zip(site.hosts, list(site.shares), strict=True)}
@@ -68,8 +69,9 @@ def write_ip_observations(out: Path, hosts: int, start: int, end: int, seed: int
     mac: str | None
     for n in range(5):
         clusters = [f"c{n}-{k}" for k in range(5)]
-        net = random_network(rng, f"net{n}", clusters, vip_size=120, node_size=100, management=None,
-                             subnet=f"10.{40 + n}.0.0/24")
+        net = random_network(
+            rng, f"net{n}", clusters, vip_size=120, node_size=100, management=None, subnet=f"10.{40 + n}.0.0/24"
+        )
         nets.append(net)
         vip0 = int(net.vip_pool_start.split(".")[-1])
         node0 = int(str(net.k8s_node_ip_pool_start).split(".")[-1])
@@ -111,21 +113,32 @@ def write_ip_observations(out: Path, hosts: int, start: int, end: int, seed: int
     def dict_arr(values: list[object] | np.ndarray) -> pa.Array:
         return pa.array(list(values), pa.string()).dictionary_encode()
 
-    inv = pa.table({
-        "ts": pa.array(np.array(cols["ts"], np.int64)).cast(TS_TYPE), "ip": pa.array(cols["ip"], pa.string()),
-        "mac": pa.array(cols["mac"], pa.string()), "owner_kind": dict_arr(cols["owner_kind"]),
-        "owner": pa.array(cols["owner"], pa.string()), "cluster": dict_arr(cols["cluster"]),
-        "network": dict_arr(cols["network"]), "source": dict_arr(cols["source"]),
-    }, schema=IP_OBSERVATIONS_SCHEMA)
-    nb = pa.table({
-        "ts": pa.array(nb_ts.astype(np.int64)).cast(TS_TYPE), "ip": pa.array(vm_ip[nb_pick], pa.string()),
-        "mac": pa.array(vm_mac[nb_pick], pa.string()),
-        "owner_kind": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_nb, np.int32)), pa.array(["neighbor"])),
-        "owner": pa.array(host_names[nb_host], pa.string()),
-        "cluster": pa.DictionaryArray.from_arrays(pa.nulls(n_nb, pa.int32()), pa.array([], pa.string())),
-        "network": pa.DictionaryArray.from_arrays(pa.nulls(n_nb, pa.int32()), pa.array([], pa.string())),
-        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_nb, np.int32)), pa.array(["neighbors"])),
-    }, schema=IP_OBSERVATIONS_SCHEMA)
+    inv = pa.table(
+        {
+            "ts": pa.array(np.array(cols["ts"], np.int64)).cast(TS_TYPE),
+            "ip": pa.array(cols["ip"], pa.string()),
+            "mac": pa.array(cols["mac"], pa.string()),
+            "owner_kind": dict_arr(cols["owner_kind"]),
+            "owner": pa.array(cols["owner"], pa.string()),
+            "cluster": dict_arr(cols["cluster"]),
+            "network": dict_arr(cols["network"]),
+            "source": dict_arr(cols["source"]),
+        },
+        schema=IP_OBSERVATIONS_SCHEMA,
+    )
+    nb = pa.table(
+        {
+            "ts": pa.array(nb_ts.astype(np.int64)).cast(TS_TYPE),
+            "ip": pa.array(vm_ip[nb_pick], pa.string()),
+            "mac": pa.array(vm_mac[nb_pick], pa.string()),
+            "owner_kind": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_nb, np.int32)), pa.array(["neighbor"])),
+            "owner": pa.array(host_names[nb_host], pa.string()),
+            "cluster": pa.DictionaryArray.from_arrays(pa.nulls(n_nb, pa.int32()), pa.array([], pa.string())),
+            "network": pa.DictionaryArray.from_arrays(pa.nulls(n_nb, pa.int32()), pa.array([], pa.string())),
+            "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_nb, np.int32)), pa.array(["neighbors"])),
+        },
+        schema=IP_OBSERVATIONS_SCHEMA,
+    )
     tbl = pa.concat_tables([inv, nb]).sort_by("ts")
     pq.write_table(tbl, out / "part-00000.parquet", row_group_size=100_000)
     return tbl.num_rows, nets
@@ -145,8 +158,10 @@ def main() -> None:
         minutes = 66  # the hour analysed + 6 minutes of steady-state evaluations
         n_samples, start, end = write_samples(tmp / "samples", args.hosts, args.filler, minutes, batch=50)
         n_ip, nets = write_ip_observations(tmp / "ip_observations", args.hosts, start, end)
-        print(f"site: {args.hosts} hosts, {n_samples:,} samples, {n_ip:,} ip observations over {minutes} min "
-              f"(generated in {time.perf_counter() - t:.1f} s)")
+        print(
+            f"site: {args.hosts} hosts, {n_samples:,} samples, {n_ip:,} ip observations over {minutes} min "
+            f"(generated in {time.perf_counter() - t:.1f} s)"
+        )
         con = duckdb.connect()
         con.execute(f"SET threads = {args.threads}")
         for name in ("samples", "ip_observations"):
@@ -158,8 +173,10 @@ def main() -> None:
         t = time.perf_counter()
         eng.evaluate(con, from_ms(t_full))
         full = time.perf_counter() - t
-        print(f"full pass (last hour, cold): {full:.2f} s = {100 * full / interval:.0f} % of a {interval:.0f} s "
-              f"interval; by part: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(eng.timings.items())))
+        print(
+            f"full pass (last hour, cold): {full:.2f} s = {100 * full / interval:.0f} % of a {interval:.0f} s "
+            f"interval; by part: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(eng.timings.items()))
+        )
         steady = []
         parts: dict[str, list[float]] = {}
         for k in range(1, 11):
@@ -169,9 +186,11 @@ def main() -> None:
             for name, v in eng.timings.items():
                 parts.setdefault(name, []).append(v)
         med = statistics.median(steady)
-        print(f"steady state (one {interval:.0f} s interval): median {med:.3f} s = {100 * med / interval:.1f} % "
-              f"of the interval (max {max(steady):.3f} s); by part: "
-              + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in sorted(parts.items())))
+        print(
+            f"steady state (one {interval:.0f} s interval): median {med:.3f} s = {100 * med / interval:.1f} % "
+            f"of the interval (max {max(steady):.3f} s); by part: "
+            + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in sorted(parts.items()))
+        )
         print(f"hosts scored: {len(eng.congestion_scores())}, pools: {len(eng.pool_stats())}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

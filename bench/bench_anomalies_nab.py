@@ -165,14 +165,18 @@ def fmt_frac(x: float | None) -> str:
 
 
 def print_series(r: SeriesResult) -> None:
-    print(f"\n{r.name}: {r.rows:,} rows, probation {r.probation} rows, {r.episodes} episode(s) flagged, "
-          f"{r.rows_per_s:,.0f} rows/s")
+    print(
+        f"\n{r.name}: {r.rows:,} rows, probation {r.probation} rows, {r.episodes} episode(s) flagged, "
+        f"{r.rows_per_s:,.0f} rows/s"
+    )
     print(f"  {'window':<36} {'rows':>5} {'detected':>9} {'delay rows':>11} {'delay frac':>11}")
     for w in r.windows:
         span = f"{w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M}"
         hit = w.delay_rows is not None
-        print(f"  {span:<36} {w.rows:>5} {'yes' if hit else 'no':>9} "
-              f"{'—' if w.delay_rows is None else w.delay_rows:>11} {fmt_frac(w.delay_frac):>11}")
+        print(
+            f"  {span:<36} {w.rows:>5} {'yes' if hit else 'no':>9} "
+            f"{'—' if w.delay_rows is None else w.delay_rows:>11} {fmt_frac(w.delay_frac):>11}"
+        )
     if r.skipped_windows:
         print(f"  ({r.skipped_windows} window(s) inside the probationary period left out)")
     print(f"  false positives: {r.false_positives} ({r.fp_per_1k:.2f} per 1k rows after probation)")
@@ -180,36 +184,63 @@ def print_series(r: SeriesResult) -> None:
 
 def print_totals(results: list[SeriesResult]) -> None:
     width = max(len("all"), *(len(r.name) for r in results))
-    head = (f"{'series':<{width}} {'windows':>7} {'detected':>8} {'recall':>6} {'FP':>4} {'FP/1k':>6} "
-            f"{'med delay frac':>14} {'rows/s':>9}")
+    head = (
+        f"{'series':<{width}} {'windows':>7} {'detected':>8} {'recall':>6} {'FP':>4} {'FP/1k':>6} "
+        f"{'med delay frac':>14} {'rows/s':>9}"
+    )
     print("\n" + head)
     print("-" * len(head))
 
-    def line(name: str, windows: int, detected: int, fp: int, scored: int, fracs: list[float],
-             rows: int, seconds: float) -> None:
+    def line(
+        name: str, windows: int, detected: int, fp: int, scored: int, fracs: list[float], rows: int, seconds: float
+    ) -> None:
         recall = f"{detected / windows:.2f}" if windows else "—"
         med = fmt_frac(statistics.median(fracs) if fracs else None)
         rate = f"{rows / seconds:,.0f}" if seconds > 0 else "—"
-        print(f"{name:<{width}} {windows:>7} {detected:>8} {recall:>6} {fp:>4} "
-              f"{1000 * fp / max(1, scored):>6.2f} {med:>14} {rate:>9}")
+        print(
+            f"{name:<{width}} {windows:>7} {detected:>8} {recall:>6} {fp:>4} "
+            f"{1000 * fp / max(1, scored):>6.2f} {med:>14} {rate:>9}"
+        )
 
     for r in results:
-        line(r.name, len(r.windows), r.detected, r.false_positives, r.rows - r.probation, r.delay_fracs,
-             r.rows, r.seconds)
+        line(
+            r.name,
+            len(r.windows),
+            r.detected,
+            r.false_positives,
+            r.rows - r.probation,
+            r.delay_fracs,
+            r.rows,
+            r.seconds,
+        )
     print("-" * len(head))
-    line("all", sum(len(r.windows) for r in results), sum(r.detected for r in results),
-         sum(r.false_positives for r in results), sum(r.rows - r.probation for r in results),
-         [f for r in results for f in r.delay_fracs], sum(r.rows for r in results),
-         sum(r.seconds for r in results))
+    line(
+        "all",
+        sum(len(r.windows) for r in results),
+        sum(r.detected for r in results),
+        sum(r.false_positives for r in results),
+        sum(r.rows - r.probation for r in results),
+        [f for r in results for f in r.delay_fracs],
+        sum(r.rows for r in results),
+        sum(r.seconds for r in results),
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nab-dir", default=os.environ.get("NAB_DIR"),
-                    help="NAB checkout: holds data/ and labels/combined_windows.json (default: $NAB_DIR)")
+    ap.add_argument(
+        "--nab-dir",
+        default=os.environ.get("NAB_DIR"),
+        help="NAB checkout: holds data/ and labels/combined_windows.json (default: $NAB_DIR)",
+    )
     ap.add_argument("--sensitivity", choices=[s.value for s in Sensitivity], default="medium")
-    ap.add_argument("--files", nargs="+", metavar="CSV", default=list(DEFAULT_FILES),
-                    help="series under DIR/data (category/name.csv); default: the four in DEFAULT_FILES")
+    ap.add_argument(
+        "--files",
+        nargs="+",
+        metavar="CSV",
+        default=list(DEFAULT_FILES),
+        help="series under DIR/data (category/name.csv); default: the four in DEFAULT_FILES",
+    )
     args = ap.parse_args()
     hint = "get the data with: git clone https://github.com/numenta/NAB (AGPL-3.0, not vendored here)"
     if not args.nab_dir:
@@ -218,8 +249,10 @@ def main() -> int:
     nab_dir = Path(args.nab_dir).expanduser()
     labels_path = nab_dir / "labels" / "combined_windows.json"
     if not nab_dir.is_dir() or not (nab_dir / "data").is_dir() or not labels_path.is_file():
-        print(f"error: {nab_dir} is not a NAB checkout (needs data/ and labels/combined_windows.json); {hint}",
-              file=sys.stderr)
+        print(
+            f"error: {nab_dir} is not a NAB checkout (needs data/ and labels/combined_windows.json); {hint}",
+            file=sys.stderr,
+        )
         return 2
     labels: dict[str, list[list[str]]] = json.loads(labels_path.read_text(encoding="utf-8"))
     series: list[tuple[str, Path]] = []
@@ -234,8 +267,10 @@ def main() -> int:
             return 2
         series.append((key, path))
 
-    print(f"hciwatch anomalies on NAB ({nab_dir}), sensitivity {args.sensitivity}: simplified window-hit "
-          f"scoring, not the official NAB score")
+    print(
+        f"hciwatch anomalies on NAB ({nab_dir}), sensitivity {args.sensitivity}: simplified window-hit "
+        f"scoring, not the official NAB score"
+    )
     results = [score_series(key, path, labels[key], args.sensitivity) for key, path in series]
     for r in results:
         print_series(r)

@@ -67,8 +67,10 @@ def synthetic_payload(rows: int, seed: int = 20261120) -> bytes:
         name = f"svc-ns{proxy % 17}-app{proxy}-{rng.choice([80, 443, 8080, 6443])}"
         servers = rng.randint(2, 6)
         plan: list[tuple[str, str, str]] = [("frontend", name, "FRONTEND"), ("listener", name, "sock-1")]
-        plan += [("server_down" if rng.random() < 0.1 else "server_up", f"{name}-nodes", f"worker-{i}")
-                 for i in range(1, servers + 1)]
+        plan += [
+            ("server_down" if rng.random() < 0.1 else "server_up", f"{name}-nodes", f"worker-{i}")
+            for i in range(1, servers + 1)
+        ]
         plan.append(("backend", f"{name}-nodes", "BACKEND"))
         for kind, px, sv in plan[: rows - written]:
             row = list(by_kind[kind])
@@ -117,8 +119,11 @@ def rate(parser: Parser, record: RawRecord, repeat: int) -> tuple[float, int]:
 
 
 def same(a: ParseResult, b: ParseResult) -> bool:
-    return (a.samples.equals(b.samples) and a.ip_observations.equals(b.ip_observations)
-            and [str(e) for e in a.errors] == [str(e) for e in b.errors])
+    return (
+        a.samples.equals(b.samples)
+        and a.ip_observations.equals(b.ip_observations)
+        and [str(e) for e in a.errors] == [str(e) for e in b.errors]
+    )
 
 
 def main() -> None:
@@ -134,8 +139,14 @@ def main() -> None:
     }
     other = load_parser(args.compare) if args.compare else None
     for name, body in payloads.items():
-        record = RawRecord(ts=ts, kind="haproxy-csv", target="unix:///run/haproxy/admin.sock", body=body,
-                           host="lb-vm-1", labels={"cluster": "hci-1", "network": "vnet-1"})
+        record = RawRecord(
+            ts=ts,
+            kind="haproxy-csv",
+            target="unix:///run/haproxy/admin.sock",
+            body=body,
+            host="lb-vm-1",
+            labels={"cluster": "hci-1", "network": "vnet-1"},
+        )
         now, samples = rate(parse_record, record, args.repeat)
         line = f"{name:<28} {len(body) / 1024:7.1f} KiB {samples:7d} samples  now {now:12,.0f} samples/s"
         if other is not None:

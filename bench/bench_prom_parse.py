@@ -76,8 +76,7 @@ class _Writer:
         self.parts: list[str] = []
         self.samples = 0
 
-    def family(self, name: str, help_text: str, mtype: str,
-               series: Iterable[tuple[dict[str, str], float]]) -> None:
+    def family(self, name: str, help_text: str, mtype: str, series: Iterable[tuple[dict[str, str], float]]) -> None:
         self.parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {mtype}\n")
         for labels, value in series:
             self.sample(name, labels, value)
@@ -119,27 +118,56 @@ def generate_payload(samples: int = DEFAULT_SAMPLES, seed: int = 20261120) -> by
     n_res = max(int(2_150 * scale), 4)
 
     cores = [f"{g},{c}" for g in range(2) for c in range(64)]
-    w.family("windows_cpu_time_total", "Time that processor spent in different modes (dpc, idle, "
-             "interrupt, privileged, user)", "counter",
-             [({"core": c, "mode": m}, w.seconds()) for c in cores
-              for m in ("dpc", "idle", "interrupt", "privileged", "user")])
-    for fam in ("interrupts_total", "dpcs_total", "clock_interrupts_total", "idle_break_events_total",
-                "processor_performance_total", "processor_mperf_total", "processor_rtc_total",
-                "processor_utility_total", "processor_privileged_utility_total"):
-        w.family(f"windows_cpu_{fam}", f"Total number of {fam.replace('_', ' ')}", "counter",
-                 [({"core": c}, w.counter()) for c in cores])
-    w.family("windows_cpu_cstate_seconds_total", "Time spent in low-power idle state", "counter",
-             [({"core": c, "state": s}, w.seconds()) for c in cores for s in ("c1", "c2", "c3")])
-    w.family("windows_cpu_core_frequency_mhz", "Core frequency in megahertz", "gauge",
-             [({"core": c}, 2600.0) for c in cores])
-    w.family("windows_cpu_parking_status", "Parking Status represents whether a processor is parked "
-             "or not", "gauge", [({"core": c}, 0.0) for c in cores])
+    w.family(
+        "windows_cpu_time_total",
+        "Time that processor spent in different modes (dpc, idle, interrupt, privileged, user)",
+        "counter",
+        [
+            ({"core": c, "mode": m}, w.seconds())
+            for c in cores
+            for m in ("dpc", "idle", "interrupt", "privileged", "user")
+        ],
+    )
+    for fam in (
+        "interrupts_total",
+        "dpcs_total",
+        "clock_interrupts_total",
+        "idle_break_events_total",
+        "processor_performance_total",
+        "processor_mperf_total",
+        "processor_rtc_total",
+        "processor_utility_total",
+        "processor_privileged_utility_total",
+    ):
+        w.family(
+            f"windows_cpu_{fam}",
+            f"Total number of {fam.replace('_', ' ')}",
+            "counter",
+            [({"core": c}, w.counter()) for c in cores],
+        )
+    w.family(
+        "windows_cpu_cstate_seconds_total",
+        "Time spent in low-power idle state",
+        "counter",
+        [({"core": c, "state": s}, w.seconds()) for c in cores for s in ("c1", "c2", "c3")],
+    )
+    w.family(
+        "windows_cpu_core_frequency_mhz", "Core frequency in megahertz", "gauge", [({"core": c}, 2600.0) for c in cores]
+    )
+    w.family(
+        "windows_cpu_parking_status",
+        "Parking Status represents whether a processor is parked or not",
+        "gauge",
+        [({"core": c}, 0.0) for c in cores],
+    )
 
     # --- net: physical RDMA ports, teaming, host vNICs ----------------------------------------
     nics = ["Mellanox ConnectX-6 Dx Adapter"] + [f"Mellanox ConnectX-6 Dx Adapter _{i}" for i in range(2, 5)]
-    nics += ["Intel[R] Ethernet Connection X722 for 10GbE SFP+",
-             "Intel[R] Ethernet Connection X722 for 10GbE SFP+ _2",
-             "Microsoft Network Adapter Multiplexor Driver"]
+    nics += [
+        "Intel[R] Ethernet Connection X722 for 10GbE SFP+",
+        "Intel[R] Ethernet Connection X722 for 10GbE SFP+ _2",
+        "Microsoft Network Adapter Multiplexor Driver",
+    ]
     nics += [f"Hyper-V Virtual Ethernet Adapter _{i}" for i in range(2, 12)]
     net_fams = [
         ("bytes_received_total", "(Network.BytesReceivedPerSec)", "counter"),
@@ -160,160 +188,436 @@ def generate_payload(samples: int = DEFAULT_SAMPLES, seed: int = 20261120) -> by
         w.family(f"windows_net_{fam}", help_text, mtype, [({"nic": n}, w.counter()) for n in nics])
     macs = {n: "-".join(f"{rng.randrange(256):02X}" for _ in range(6)) for n in nics}
     friendly = {n: f"vEthernet (Port{i})" for i, n in enumerate(nics)}
-    w.family("windows_net_nic_info", "A metric with a constant '1' value labeled with the network "
-             "interface's general information.", "gauge",
-             [({"nic": n, "friendly_name": friendly[n], "mac": macs[n]}, 1.0) for n in nics])
+    w.family(
+        "windows_net_nic_info",
+        "A metric with a constant '1' value labeled with the network interface's general information.",
+        "gauge",
+        [({"nic": n, "friendly_name": friendly[n], "mac": macs[n]}, 1.0) for n in nics],
+    )
     addr_rows = []
     for i, n in enumerate(nics):
-        addr_rows.append(({"nic": n, "friendly_name": friendly[n], "address": f"10.71.{i}.11",
-                           "family": "ipv4"}, 1.0))
-        addr_rows.append(({"nic": n, "friendly_name": friendly[n],
-                           "address": f"fe80::{i + 1:x}:5dff:fe01:{i + 1:x}", "family": "ipv6"}, 1.0))
-    w.family("windows_net_nic_address_info", "A metric with a constant '1' value labeled with the "
-             "network interface's address information.", "gauge", addr_rows)
-    w.family("windows_net_nic_operation_status", "The operational status for the interface as "
-             "defined in RFC 2863 as IfOperStatus.", "gauge",
-             [({"nic": n, "status": s}, 1.0 if s == "up" else 0.0) for n in nics
-              for s in ("down", "dormant", "lower layer down", "not present", "testing", "unknown", "up")])
+        addr_rows.append(({"nic": n, "friendly_name": friendly[n], "address": f"10.71.{i}.11", "family": "ipv4"}, 1.0))
+        addr_rows.append(
+            (
+                {
+                    "nic": n,
+                    "friendly_name": friendly[n],
+                    "address": f"fe80::{i + 1:x}:5dff:fe01:{i + 1:x}",
+                    "family": "ipv6",
+                },
+                1.0,
+            )
+        )
+    w.family(
+        "windows_net_nic_address_info",
+        "A metric with a constant '1' value labeled with the network interface's address information.",
+        "gauge",
+        addr_rows,
+    )
+    w.family(
+        "windows_net_nic_operation_status",
+        "The operational status for the interface as defined in RFC 2863 as IfOperStatus.",
+        "gauge",
+        [
+            ({"nic": n, "status": s}, 1.0 if s == "up" else 0.0)
+            for n in nics
+            for s in ("down", "dormant", "lower layer down", "not present", "testing", "unknown", "up")
+        ],
+    )
 
     # --- performancecounter: RDMA Activity, SMB Direct Connection, Mellanox Port QoS -----------
     help_pc = "windows_exporter: custom Performance Counter metric"
-    for counter in ("RDMA Accepted Connections", "RDMA Active Connections", "RDMA Completion Queue Errors",
-                    "RDMA Connection Errors", "RDMA Failed Connection Attempts", "RDMA Inbound Bytes/sec",
-                    "RDMA Inbound Frames/sec", "RDMA Initiated Connections", "RDMA Outbound Bytes/sec",
-                    "RDMA Outbound Frames/sec"):
-        w.family(_pc_name("RDMA Activity", counter), help_pc, "gauge" if "Active" in counter else "counter",
-                 [({"instance": n}, w.counter()) for n in nics[:4]])
-    conns = [f"10.71.{rng.randrange(1, 4)}.{rng.randrange(11, 40)}:445_10.71.{rng.randrange(1, 4)}."
-             f"{rng.randrange(11, 40)}:{rng.randrange(49152, 65535)}" for _ in range(64)]
+    for counter in (
+        "RDMA Accepted Connections",
+        "RDMA Active Connections",
+        "RDMA Completion Queue Errors",
+        "RDMA Connection Errors",
+        "RDMA Failed Connection Attempts",
+        "RDMA Inbound Bytes/sec",
+        "RDMA Inbound Frames/sec",
+        "RDMA Initiated Connections",
+        "RDMA Outbound Bytes/sec",
+        "RDMA Outbound Frames/sec",
+    ):
+        w.family(
+            _pc_name("RDMA Activity", counter),
+            help_pc,
+            "gauge" if "Active" in counter else "counter",
+            [({"instance": n}, w.counter()) for n in nics[:4]],
+        )
+    conns = [
+        f"10.71.{rng.randrange(1, 4)}.{rng.randrange(11, 40)}:445_10.71.{rng.randrange(1, 4)}."
+        f"{rng.randrange(11, 40)}:{rng.randrange(49152, 65535)}"
+        for _ in range(64)
+    ]
     for counter in ("Bytes RDMA Read/sec", "Bytes RDMA Written/sec", "Bytes Sent/sec", "Bytes Received/sec"):
-        w.family(_pc_name("SMB Direct Connection", counter), help_pc, "counter",
-                 [({"instance": c}, w.counter()) for c in conns])
-    for counter in ("Rcv Pause Frames", "Sent Pause Frames", "Rcv Pause Duration", "Sent Pause Duration",
-                    "Bytes Received", "Bytes Sent"):
-        w.family(_pc_name("Mellanox WinOF-2 Port QoS", counter), help_pc, "counter",
-                 [({"instance": f"{n} Prio {p}"}, w.counter()) for n in nics[:4] for p in range(8)])
+        w.family(
+            _pc_name("SMB Direct Connection", counter),
+            help_pc,
+            "counter",
+            [({"instance": c}, w.counter()) for c in conns],
+        )
+    for counter in (
+        "Rcv Pause Frames",
+        "Sent Pause Frames",
+        "Rcv Pause Duration",
+        "Sent Pause Duration",
+        "Bytes Received",
+        "Bytes Sent",
+    ):
+        w.family(
+            _pc_name("Mellanox WinOF-2 Port QoS", counter),
+            help_pc,
+            "counter",
+            [({"instance": f"{n} Prio {p}"}, w.counter()) for n in nics[:4] for p in range(8)],
+        )
 
     # --- smbclient / smb server ------------------------------------------------------------
-    smbc = ["data_queue_seconds_total", "read_queue_seconds_total", "write_queue_seconds_total",
-            "request_seconds_total", "read_seconds_total", "write_seconds_total", "stalls_total",
-            "requests_queued", "data_bytes_total", "requests_total", "metadata_requests_total",
-            "read_bytes_total", "read_requests_total", "write_bytes_total", "write_requests_total",
-            "read_bytes_via_smbdirect_total", "read_requests_via_smbdirect_total",
-            "write_bytes_via_smbdirect_total", "write_requests_via_smbdirect_total",
-            "turbo_io_reads_total", "turbo_io_writes_total"]
-    shares = [(f"hci-node-{s:02d}.corp.contoso.com", sh) for s in range(1, 9)
-              for sh in ("ClusterStorage$", "IPC$", "SLB_Share")]
+    smbc = [
+        "data_queue_seconds_total",
+        "read_queue_seconds_total",
+        "write_queue_seconds_total",
+        "request_seconds_total",
+        "read_seconds_total",
+        "write_seconds_total",
+        "stalls_total",
+        "requests_queued",
+        "data_bytes_total",
+        "requests_total",
+        "metadata_requests_total",
+        "read_bytes_total",
+        "read_requests_total",
+        "write_bytes_total",
+        "write_requests_total",
+        "read_bytes_via_smbdirect_total",
+        "read_requests_via_smbdirect_total",
+        "write_bytes_via_smbdirect_total",
+        "write_requests_via_smbdirect_total",
+        "turbo_io_reads_total",
+        "turbo_io_writes_total",
+    ]
+    shares = [
+        (f"hci-node-{s:02d}.corp.contoso.com", sh)
+        for s in range(1, 9)
+        for sh in ("ClusterStorage$", "IPC$", "SLB_Share")
+    ]
     for fam in smbc:
-        w.family(f"windows_smbclient_{fam}", f"SMB client shares {fam}",
-                 "gauge" if fam == "requests_queued" else "counter",
-                 [({"server": s, "share": sh}, w.counter()) for s, sh in shares])
-    srv_shares = ["_Total", "\\\\?\\GLOBALROOT\\Device\\Harddisk1\\ClusterPartition2\\",
-                  "ClusterStorage$", "IPC$", "ADMIN$", "C$"] + [f"VMShare{i:02d}" for i in range(20)]
-    for fam in ("current_open_file_count", "tree_connect_count", "received_bytes_total", "sent_bytes_total",
-                "read_requests_count_total", "write_requests_count_total", "metadata_requests_count_total",
-                "files_opened_count_total"):
-        w.family(f"windows_smb_server_shares_{fam}", f"SMB server shares {fam}",
-                 "counter" if fam.endswith("_total") else "gauge",
-                 [({"share": s}, w.counter()) for s in srv_shares])
+        w.family(
+            f"windows_smbclient_{fam}",
+            f"SMB client shares {fam}",
+            "gauge" if fam == "requests_queued" else "counter",
+            [({"server": s, "share": sh}, w.counter()) for s, sh in shares],
+        )
+    srv_shares = [
+        "_Total",
+        "\\\\?\\GLOBALROOT\\Device\\Harddisk1\\ClusterPartition2\\",
+        "ClusterStorage$",
+        "IPC$",
+        "ADMIN$",
+        "C$",
+    ] + [f"VMShare{i:02d}" for i in range(20)]
+    for fam in (
+        "current_open_file_count",
+        "tree_connect_count",
+        "received_bytes_total",
+        "sent_bytes_total",
+        "read_requests_count_total",
+        "write_requests_count_total",
+        "metadata_requests_count_total",
+        "files_opened_count_total",
+    ):
+        w.family(
+            f"windows_smb_server_shares_{fam}",
+            f"SMB server shares {fam}",
+            "counter" if fam.endswith("_total") else "gauge",
+            [({"share": s}, w.counter()) for s in srv_shares],
+        )
 
     # --- hyperv: per VM and per VM network adapter ---------------------------------------------
     vms = [f"aks-{'wl' if i % 3 else 'cp'}-{_guid(rng)[:8].lower()}-md-{i:04d}" for i in range(n_vm)]
     adapters = [f"{vm}_Network Adapter_{_guid(rng)}--{_guid(rng)}" for vm in vms for _ in range(2)]
-    for fam in ("bytes_dropped_total", "bytes_received_total", "bytes_sent_total", "frames_dropped_total",
-                "frames_received_total", "frames_sent_total", "directed_packets_received_total",
-                "directed_packets_sent_total", "broadcast_packets_received_total",
-                "multicast_packets_received_total", "dropped_packets_incoming_total",
-                "dropped_packets_outgoing_total", "ipsec_offload_bytes_receive_total",
-                "packets_received_total", "packets_sent_total"):
-        w.family(f"windows_hyperv_virtual_network_adapter_{fam}", f"Hyper-V virtual network adapter {fam}",
-                 "counter", [({"adapter": a}, w.counter()) for a in adapters])
+    for fam in (
+        "bytes_dropped_total",
+        "bytes_received_total",
+        "bytes_sent_total",
+        "frames_dropped_total",
+        "frames_received_total",
+        "frames_sent_total",
+        "directed_packets_received_total",
+        "directed_packets_sent_total",
+        "broadcast_packets_received_total",
+        "multicast_packets_received_total",
+        "dropped_packets_incoming_total",
+        "dropped_packets_outgoing_total",
+        "ipsec_offload_bytes_receive_total",
+        "packets_received_total",
+        "packets_sent_total",
+    ):
+        w.family(
+            f"windows_hyperv_virtual_network_adapter_{fam}",
+            f"Hyper-V virtual network adapter {fam}",
+            "counter",
+            [({"adapter": a}, w.counter()) for a in adapters],
+        )
     for fam in ("guest_run_time", "hypervisor_run_time", "remote_run_time", "total_run_time"):
-        w.family(f"windows_hyperv_vm_cpu_{fam}", f"Hyper-V VM CPU {fam}", "counter",
-                 [({"vm": vm, "core": str(c)}, w.seconds()) for vm in vms for c in range(8)])
-    for fam in ("physical", "physical_pages_allocated", "added_total", "pressure_average",
-                "pressure_current", "removed_total", "add_operations_total", "remove_operations_total"):
-        w.family(f"windows_hyperv_dynamic_memory_vm_{fam}", f"Hyper-V dynamic memory {fam}", "gauge",
-                 [({"vm": vm}, w.counter()) for vm in vms])
+        w.family(
+            f"windows_hyperv_vm_cpu_{fam}",
+            f"Hyper-V VM CPU {fam}",
+            "counter",
+            [({"vm": vm, "core": str(c)}, w.seconds()) for vm in vms for c in range(8)],
+        )
+    for fam in (
+        "physical",
+        "physical_pages_allocated",
+        "added_total",
+        "pressure_average",
+        "pressure_current",
+        "removed_total",
+        "add_operations_total",
+        "remove_operations_total",
+    ):
+        w.family(
+            f"windows_hyperv_dynamic_memory_vm_{fam}",
+            f"Hyper-V dynamic memory {fam}",
+            "gauge",
+            [({"vm": vm}, w.counter()) for vm in vms],
+        )
 
     # --- service -----------------------------------------------------------------------------
     svcs = [f"svc{i:03d}" for i in range(340)]
-    w.family("windows_service_info", "A metric with a constant '1' value labeled with service "
-             "information", "gauge",
-             [({"name": s, "display_name": f"Windows Service Display Name Number {s[3:]} for Host",
-                "path_name": f"C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s {s}",
-                "run_as": "LocalSystem"}, 1.0) for s in svcs])
-    w.family("windows_service_state", "The state of the service (State)", "gauge",
-             [({"name": s, "state": st}, 1.0 if st == "running" else 0.0) for s in svcs
-              for st in ("continue pending", "pause pending", "paused", "running", "start pending",
-                         "stop pending", "stopped")])
-    w.family("windows_service_start_mode", "The start mode of the service (StartMode)", "gauge",
-             [({"name": s, "start_mode": m}, 1.0 if m == "auto" else 0.0) for s in svcs
-              for m in ("auto", "boot", "disabled", "manual", "system")])
+    w.family(
+        "windows_service_info",
+        "A metric with a constant '1' value labeled with service information",
+        "gauge",
+        [
+            (
+                {
+                    "name": s,
+                    "display_name": f"Windows Service Display Name Number {s[3:]} for Host",
+                    "path_name": f"C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s {s}",
+                    "run_as": "LocalSystem",
+                },
+                1.0,
+            )
+            for s in svcs
+        ],
+    )
+    w.family(
+        "windows_service_state",
+        "The state of the service (State)",
+        "gauge",
+        [
+            ({"name": s, "state": st}, 1.0 if st == "running" else 0.0)
+            for s in svcs
+            for st in (
+                "continue pending",
+                "pause pending",
+                "paused",
+                "running",
+                "start pending",
+                "stop pending",
+                "stopped",
+            )
+        ],
+    )
+    w.family(
+        "windows_service_start_mode",
+        "The start mode of the service (StartMode)",
+        "gauge",
+        [
+            ({"name": s, "start_mode": m}, 1.0 if m == "auto" else 0.0)
+            for s in svcs
+            for m in ("auto", "boot", "disabled", "manual", "system")
+        ],
+    )
 
     # --- process -----------------------------------------------------------------------------
-    pnames = ["vmwp", "vmmem", "svchost", "WmiPrvSE", "clussvc", "rhs", "MsMpEng", "powershell",
-              "HealthService", "windows_exporter", "conhost", "lsass", "csrss", "wininit"]
+    pnames = [
+        "vmwp",
+        "vmmem",
+        "svchost",
+        "WmiPrvSE",
+        "clussvc",
+        "rhs",
+        "MsMpEng",
+        "powershell",
+        "HealthService",
+        "windows_exporter",
+        "conhost",
+        "lsass",
+        "csrss",
+        "wininit",
+    ]
     procs = []
     for i in range(n_proc):
         pn = pnames[0] if i % 3 == 0 else rng.choice(pnames)
-        cmd = (f"\"C:\\Windows\\System32\\{pn}.exe\" {_guid(rng)} 0x{rng.getrandbits(16):x} "
-               f"-k LocalServiceNetworkRestricted -p -s {pn}Svc{i}")
+        cmd = (
+            f'"C:\\Windows\\System32\\{pn}.exe" {_guid(rng)} 0x{rng.getrandbits(16):x} '
+            f"-k LocalServiceNetworkRestricted -p -s {pn}Svc{i}"
+        )
         procs.append((pn, str(1000 + i * 4), cmd))
-    w.family("windows_process_info", "Process information.", "gauge",
-             [({"process": p, "process_id": pid, "creating_process_id": "748", "process_group_id": "0",
-                "owner": "NT AUTHORITY\\SYSTEM", "cmdline": cmd}, 1.0) for p, pid, cmd in procs])
-    for fam, modes in (("cpu_time_total", ("privileged", "user")),
-                       ("io_bytes_total", ("other", "read", "write")),
-                       ("io_operations_total", ("other", "read", "write"))):
-        w.family(f"windows_process_{fam}", f"Process {fam}", "counter",
-                 [({"process": p, "process_id": pid, "mode": m}, w.counter())
-                  for p, pid, _ in procs for m in modes])
-    for fam in ("handles", "page_faults_total", "page_file_bytes", "pool_bytes", "priority_base",
-                "private_bytes", "threads", "virtual_bytes", "working_set_private_bytes",
-                "working_set_peak_bytes", "working_set_bytes", "start_time_seconds_timestamp"):
-        w.family(f"windows_process_{fam}", f"Process {fam}", "gauge",
-                 [({"process": p, "process_id": pid}, w.counter()) for p, pid, _ in procs])
+    w.family(
+        "windows_process_info",
+        "Process information.",
+        "gauge",
+        [
+            (
+                {
+                    "process": p,
+                    "process_id": pid,
+                    "creating_process_id": "748",
+                    "process_group_id": "0",
+                    "owner": "NT AUTHORITY\\SYSTEM",
+                    "cmdline": cmd,
+                },
+                1.0,
+            )
+            for p, pid, cmd in procs
+        ],
+    )
+    for fam, modes in (
+        ("cpu_time_total", ("privileged", "user")),
+        ("io_bytes_total", ("other", "read", "write")),
+        ("io_operations_total", ("other", "read", "write")),
+    ):
+        w.family(
+            f"windows_process_{fam}",
+            f"Process {fam}",
+            "counter",
+            [({"process": p, "process_id": pid, "mode": m}, w.counter()) for p, pid, _ in procs for m in modes],
+        )
+    for fam in (
+        "handles",
+        "page_faults_total",
+        "page_file_bytes",
+        "pool_bytes",
+        "priority_base",
+        "private_bytes",
+        "threads",
+        "virtual_bytes",
+        "working_set_private_bytes",
+        "working_set_peak_bytes",
+        "working_set_bytes",
+        "start_time_seconds_timestamp",
+    ):
+        w.family(
+            f"windows_process_{fam}",
+            f"Process {fam}",
+            "gauge",
+            [({"process": p, "process_id": pid}, w.counter()) for p, pid, _ in procs],
+        )
 
     # --- mscluster resources -----------------------------------------------------------------
-    res = [(f"Virtual Machine Configuration {vms[i % len(vms)]}" if i % 2 else
-            f"SCVMM {vms[i % len(vms)]} Resource {i}") for i in range(n_res)]
-    for fam in ("deadlock_timeout", "embedded_failure_action", "flags", "is_alive_poll_interval",
-                "looks_alive_poll_interval", "monitor_process_id", "pending_timeout", "restart_action",
-                "restart_delay", "restart_period", "restart_threshold", "retry_period_on_failure",
-                "state", "subclass", "owner_node"):
-        w.family(f"windows_mscluster_resource_{fam}", f"MSCluster resource {fam}", "gauge",
-                 [({"type": "Virtual Machine", "owner_group": r[-20:], "name": r}, float(rng.randrange(64)))
-                  for r in res])
+    res = [
+        (f"Virtual Machine Configuration {vms[i % len(vms)]}" if i % 2 else f"SCVMM {vms[i % len(vms)]} Resource {i}")
+        for i in range(n_res)
+    ]
+    for fam in (
+        "deadlock_timeout",
+        "embedded_failure_action",
+        "flags",
+        "is_alive_poll_interval",
+        "looks_alive_poll_interval",
+        "monitor_process_id",
+        "pending_timeout",
+        "restart_action",
+        "restart_delay",
+        "restart_period",
+        "restart_threshold",
+        "retry_period_on_failure",
+        "state",
+        "subclass",
+        "owner_node",
+    ):
+        w.family(
+            f"windows_mscluster_resource_{fam}",
+            f"MSCluster resource {fam}",
+            "gauge",
+            [({"type": "Virtual Machine", "owner_group": r[-20:], "name": r}, float(rng.randrange(64))) for r in res],
+        )
 
     # --- logical disks (CSV volumes) ---------------------------------------------------------
     vols = ["C:", "HarddiskVolume3"] + [f"C:\\ClusterStorage\\UserStorage_{i}" for i in range(1, 9)]
-    for fam in ("avg_read_requests_queued", "avg_write_requests_queued", "free_bytes", "idle_seconds_total",
-                "read_bytes_total", "read_latency_seconds_total", "read_seconds_total", "reads_total",
-                "requests_queued", "size_bytes", "split_ios_total", "write_bytes_total",
-                "write_latency_seconds_total", "write_seconds_total", "writes_total"):
-        w.family(f"windows_logical_disk_{fam}", f"Logical disk {fam}", "counter",
-                 [({"volume": v}, w.counter()) for v in vols])
+    for fam in (
+        "avg_read_requests_queued",
+        "avg_write_requests_queued",
+        "free_bytes",
+        "idle_seconds_total",
+        "read_bytes_total",
+        "read_latency_seconds_total",
+        "read_seconds_total",
+        "reads_total",
+        "requests_queued",
+        "size_bytes",
+        "split_ios_total",
+        "write_bytes_total",
+        "write_latency_seconds_total",
+        "write_seconds_total",
+        "writes_total",
+    ):
+        w.family(
+            f"windows_logical_disk_{fam}",
+            f"Logical disk {fam}",
+            "counter",
+            [({"volume": v}, w.counter()) for v in vols],
+        )
 
     # --- exporter self metrics (summary + histogram shapes) ---------------------------------
-    w.family("windows_exporter_collector_duration_seconds", "windows_exporter: Duration of a "
-             "collection.", "gauge",
-             [({"collector": c}, rng.random()) for c in ("cpu", "net", "hyperv", "process", "service",
-                                                          "smb", "smbclient", "mscluster",
-                                                          "performancecounter", "logical_disk")])
-    w.family("go_gc_duration_seconds", "A summary of the wall-time pause (stop-the-world) duration in "
-             "garbage collection cycles.", "summary",
-             [({"quantile": q}, rng.random() / 1000) for q in ("0", "0.25", "0.5", "0.75", "1")])
+    w.family(
+        "windows_exporter_collector_duration_seconds",
+        "windows_exporter: Duration of a collection.",
+        "gauge",
+        [
+            ({"collector": c}, rng.random())
+            for c in (
+                "cpu",
+                "net",
+                "hyperv",
+                "process",
+                "service",
+                "smb",
+                "smbclient",
+                "mscluster",
+                "performancecounter",
+                "logical_disk",
+            )
+        ],
+    )
+    w.family(
+        "go_gc_duration_seconds",
+        "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.",
+        "summary",
+        [({"quantile": q}, rng.random() / 1000) for q in ("0", "0.25", "0.5", "0.75", "1")],
+    )
     w.sample("go_gc_duration_seconds_sum", {}, 0.0123)
     w.sample("go_gc_duration_seconds_count", {}, 4711.0)
     buckets = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
-    w.family("promhttp_metric_handler_request_duration_seconds", "Histogram of scrape handler durations.",
-             "histogram", [({"le": b}, float(i * 7)) for i, b in enumerate(buckets)])
+    w.family(
+        "promhttp_metric_handler_request_duration_seconds",
+        "Histogram of scrape handler durations.",
+        "histogram",
+        [({"le": b}, float(i * 7)) for i, b in enumerate(buckets)],
+    )
     w.sample("promhttp_metric_handler_request_duration_seconds_sum", {}, 1234.5)
     w.sample("promhttp_metric_handler_request_duration_seconds_count", {}, 77.0)
-    w.family("windows_os_info", "Contains full product name & version in labels", "gauge",
-             [({"product": "Microsoft Azure Stack HCI", "version": "10.0.25398", "major_version": "10",
-                "minor_version": "0", "build_number": "25398", "revision": "1189"}, 1.0)])
+    w.family(
+        "windows_os_info",
+        "Contains full product name & version in labels",
+        "gauge",
+        [
+            (
+                {
+                    "product": "Microsoft Azure Stack HCI",
+                    "version": "10.0.25398",
+                    "major_version": "10",
+                    "minor_version": "0",
+                    "build_number": "25398",
+                    "revision": "1189",
+                },
+                1.0,
+            )
+        ],
+    )
     return "".join(w.parts).encode()
 
 
@@ -341,9 +645,14 @@ def main(argv: list[str] | None = None) -> int:
     body = generate_payload(args.samples)
     if args.write:
         args.write.write_bytes(body)
-    record = RawRecord(ts=datetime(2026, 11, 20, 10, 0, tzinfo=UTC), kind="prometheus",
-                       target="hci-node-01:9182", host="hci-node-01", body=body,
-                       labels={"cluster": "hci-1"})
+    record = RawRecord(
+        ts=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+        kind="prometheus",
+        target="hci-node-01:9182",
+        host="hci-node-01",
+        body=body,
+        labels={"cluster": "hci-1"},
+    )
 
     def ours() -> int:
         return int(parse_record(record, DEFAULT_CATALOG).samples.num_rows)
@@ -358,12 +667,18 @@ def main(argv: list[str] | None = None) -> int:
     w_peer, c_peer, n_peer = _time(peer, args.peer_repeat)
     mb = len(body) / 1e6
     print(f"payload: {mb:.1f} MB, {n_ours} samples parsed by hciwatch, {n_peer} by prometheus_client")
-    for label, wall, cpu, n in (("hciwatch parse_record", w_ours, c_ours, n_ours),
-                                ("prometheus_client parser", w_peer, c_peer, n_peer)):
-        print(f"{label:26s} wall {wall * 1000:8.1f} ms {n / wall:12,.0f} samples/s | "
-              f"CPU {cpu * 1000:8.1f} ms {n / cpu:12,.0f} samples/s")
-    print(f"ratio (samples/s, hciwatch / prometheus_client): wall {(n_ours / w_ours) / (n_peer / w_peer):.1f}x, "
-          f"CPU {(n_ours / c_ours) / (n_peer / c_peer):.1f}x")
+    for label, wall, cpu, n in (
+        ("hciwatch parse_record", w_ours, c_ours, n_ours),
+        ("prometheus_client parser", w_peer, c_peer, n_peer),
+    ):
+        print(
+            f"{label:26s} wall {wall * 1000:8.1f} ms {n / wall:12,.0f} samples/s | "
+            f"CPU {cpu * 1000:8.1f} ms {n / cpu:12,.0f} samples/s"
+        )
+    print(
+        f"ratio (samples/s, hciwatch / prometheus_client): wall {(n_ours / w_ours) / (n_peer / w_peer):.1f}x, "
+        f"CPU {(n_ours / c_ours) / (n_peer / c_peer):.1f}x"
+    )
     return 0
 
 

@@ -60,8 +60,9 @@ def browser_render_s(report: Path) -> float | None:
         print("browser: skipped (apt-get install chromium)")
         return None
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(profile, executable_path=binary, headless=True,
-                                                    args=["--no-sandbox", "--disable-gpu"])
+        ctx = pw.chromium.launch_persistent_context(
+            profile, executable_path=binary, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = ctx.new_page()
             page.set_viewport_size({"width": 1400, "height": 900})
@@ -96,11 +97,15 @@ def main() -> None:
             timings.append(time.perf_counter() - started)
             sections.append(model["timings_ms"])
         samples = model["collected"]["samples"]
-        print(f"store: {samples:,} samples, {model['collected']['ip_observations']:,} IP observations, "
-              f"{len(model['congestion']['hosts'])} hosts, {len(model['pools'])} pools, "
-              f"{len(model['alerts'])} alert changes in the window")
-        print(f"model:   {statistics.median(timings):6.2f} s median of {args.runs} "
-              f"(min {min(timings):.2f}, max {max(timings):.2f})")
+        print(
+            f"store: {samples:,} samples, {model['collected']['ip_observations']:,} IP observations, "
+            f"{len(model['congestion']['hosts'])} hosts, {len(model['pools'])} pools, "
+            f"{len(model['alerts'])} alert changes in the window"
+        )
+        print(
+            f"model:   {statistics.median(timings):6.2f} s median of {args.runs} "
+            f"(min {min(timings):.2f}, max {max(timings):.2f})"
+        )
         for key in sections[0]:
             print(f"  {key:<16} {statistics.median(s[key] for s in sections):8.1f} ms")
         out = (tmp or Path(tempfile.mkdtemp(prefix="bench-report-"))) / "report.html"
@@ -109,8 +114,10 @@ def main() -> None:
             reports.append(write_report(data_dir, out))
         report_s = statistics.median(r.seconds for r in reports)
         size = reports[-1].bytes
-        print(f"report:  {report_s:6.2f} s median; {size / 1e6:.2f} MB "
-              f"({'under' if size < TARGET_BYTES else 'OVER'} the 3 MB target)")
+        print(
+            f"report:  {report_s:6.2f} s median; {size / 1e6:.2f} MB "
+            f"({'under' if size < TARGET_BYTES else 'OVER'} the 3 MB target)"
+        )
         render = browser_render_s(out)
         if render is not None:
             total = report_s + render

@@ -74,8 +74,7 @@ async def _worker(url: str, data_dir: Path, seconds: float) -> None:
     from collector.store import Store
 
     parts = urllib.parse.urlsplit(url)
-    settings = PrometheusSettings(type="prometheus", targets=[parts.netloc], timeout=10.0,
-                                  labels={"cluster": "bench"})
+    settings = PrometheusSettings(type="prometheus", targets=[parts.netloc], timeout=10.0, labels={"cluster": "bench"})
     scraper = PrometheusScraper(settings)
     store = Store(data_dir, batch_rows=50_000_000)
     target = scraper.targets()[0]
@@ -108,8 +107,18 @@ async def _worker(url: str, data_dir: Path, seconds: float) -> None:
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
     store.flush()
     await scraper.close()
-    print(json.dumps({"samples": samples, "scrapes": scrapes, "missed_ticks": missed,
-                      "files": store.stats.files_written, "bytes": store.stats.bytes_written}), flush=True)
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "scrapes": scrapes,
+                "missed_ticks": missed,
+                "files": store.stats.files_written,
+                "bytes": store.stats.bytes_written,
+            }
+        ),
+        flush=True,
+    )
     sys.stdin.readline()  # stay alive until the parent has read our CPU and RSS
 
 
@@ -154,8 +163,12 @@ def _ensure_prometheus() -> str:
     if os.path.exists(PROMETHEUS):
         return PROMETHEUS
     print("installing Debian prometheus (apt-get install -y prometheus) ...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "prometheus"], check=True,
-                   stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "prometheus"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     return PROMETHEUS
 
 
@@ -198,21 +211,45 @@ def main(argv: list[str] | None = None) -> int:
         loop.run_forever()
 
     threading.Thread(target=serve, daemon=True).start()
-    _wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{payload_port}/metrics", timeout=5).status
-              == 200, 30, "the payload server")
+    _wait_for(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{payload_port}/metrics", timeout=5).status == 200,
+        30,
+        "the payload server",
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="hciwatch-bench-"))
     cfg = tmp / "prometheus.yml"
-    cfg.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                   "scrape_configs:\n  - job_name: bench\n    static_configs:\n"
-                   f"      - targets: ['127.0.0.1:{payload_port}']\n")
-    prom = subprocess.Popen([prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([sys.executable, __file__, "--worker",
-                               f"http://127.0.0.1:{payload_port}/metrics", "--data-dir", str(tmp / "store"),
-                               "--seconds", str(args.seconds)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    cfg.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: bench\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{payload_port}']\n"
+    )
+    prom = subprocess.Popen(
+        [
+            prom_bin,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            f"http://127.0.0.1:{payload_port}/metrics",
+            "--data-dir",
+            str(tmp / "store"),
+            "--seconds",
+            str(args.seconds),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: _prom_self_metric(prom_port, APPENDED) > 0, 120, "Prometheus' first scrape")
         assert worker.stdout is not None and worker.stdin is not None
@@ -231,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         p1 = _prom_self_metric(prom_port, APPENDED)
         window = max(1, round(elapsed))
         scraped_q = _prom_query(prom_port, f'sum_over_time(scrape_samples_scraped{{job="bench"}}[{window}s])')
-        failed_q = _prom_query(prom_port, f'count_over_time(up{{job="bench"}}[{window}s]) - '
-                                          f'sum_over_time(up{{job="bench"}}[{window}s])')
+        failed_q = _prom_query(
+            prom_port, f'count_over_time(up{{job="bench"}}[{window}s]) - sum_over_time(up{{job="bench"}}[{window}s])'
+        )
         rss_p, rss_w = peak_rss_mib(prom.pid), peak_rss_mib(worker.pid)
         worker.stdin.write("bye\n")
         worker.stdin.flush()
@@ -254,10 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':22s}{'samples':>12s}{'CPU s':>9s}{'CPU s/M':>9s}{'peak RSS MiB':>14s}")
     print(f"{'prometheus ' + '2.x':22s}{prom_samples:12,.0f}{cpu_p:9.1f}{per_m_p:9.2f}{rss_p:14.0f}")
     print(f"{'hciwatch':22s}{ours_samples:12,.0f}{cpu_w:9.1f}{per_m_w:9.2f}{rss_w:14.0f}")
-    print(f"hciwatch scrapes: {result['scrapes']}, missed ticks: {result['missed_ticks']}, "
-          f"parquet files: {result['files']} ({result['bytes'] / 1e6:.1f} MB)")
-    print(f"prometheus: /api/v1/query sum_over_time(scrape_samples_scraped) = {scraped_q:,.0f}, "
-          f"failed scrapes = {failed_q:.0f}")
+    print(
+        f"hciwatch scrapes: {result['scrapes']}, missed ticks: {result['missed_ticks']}, "
+        f"parquet files: {result['files']} ({result['bytes'] / 1e6:.1f} MB)"
+    )
+    print(
+        f"prometheus: /api/v1/query sum_over_time(scrape_samples_scraped) = {scraped_q:,.0f}, "
+        f"failed scrapes = {failed_q:.0f}"
+    )
     print(f"ratio CPU s/M (hciwatch / prometheus): {per_m_w / per_m_p:.2f}")
     print(f"ratio peak RSS (hciwatch / prometheus): {rss_w / rss_p:.2f}")
     return 0

@@ -24,10 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collector.schema import SAMPLES_SCHEMA
 from collector.store import Store
 
-METRICS = ["net.bytes_received_total", "net.bytes_sent_total", "rdma.inbound_bytes_total",
-           "rdma.outbound_bytes_total", "rdma.cq_errors_total", "pfc.rx_pause_frames_total",
-           "pfc.tx_pause_frames_total", "smb.client.request_seconds_total", "smb.client.requests_total",
-           "net.packets_received_discarded_total"]
+METRICS = [
+    "net.bytes_received_total",
+    "net.bytes_sent_total",
+    "rdma.inbound_bytes_total",
+    "rdma.outbound_bytes_total",
+    "rdma.cq_errors_total",
+    "pfc.rx_pause_frames_total",
+    "pfc.tx_pause_frames_total",
+    "smb.client.request_seconds_total",
+    "smb.client.requests_total",
+    "net.packets_received_discarded_total",
+]
 
 
 def scrape_table(rng: np.random.Generator, t_ms: int, hosts: int, series_per_host: int) -> pa.Table:
@@ -42,14 +50,17 @@ def scrape_table(rng: np.random.Generator, t_ms: int, hosts: int, series_per_hos
         pa.array(["nic"] * n),
         pa.array([f"Mellanox ConnectX-6 Dx Adapter #{k}" for k in nic]),
     )
-    return pa.table({
-        "ts": pa.array(np.full(n, t_ms, dtype=np.int64)).cast(pa.timestamp("ms", tz="UTC")),
-        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array(["windows"])),
-        "host": pa.DictionaryArray.from_arrays(pa.array(host_idx), host_dict),
-        "metric": pa.DictionaryArray.from_arrays(pa.array(metric_idx), pa.array(METRICS)),
-        "labels": labels,
-        "value": pa.array(rng.random(n) * 1e9),
-    }, schema=SAMPLES_SCHEMA)
+    return pa.table(
+        {
+            "ts": pa.array(np.full(n, t_ms, dtype=np.int64)).cast(pa.timestamp("ms", tz="UTC")),
+            "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array(["windows"])),
+            "host": pa.DictionaryArray.from_arrays(pa.array(host_idx), host_dict),
+            "metric": pa.DictionaryArray.from_arrays(pa.array(metric_idx), pa.array(METRICS)),
+            "labels": labels,
+            "value": pa.array(rng.random(n) * 1e9),
+        },
+        schema=SAMPLES_SCHEMA,
+    )
 
 
 def main() -> None:
@@ -64,8 +75,10 @@ def main() -> None:
     try:
         per_scrape = args.hosts * args.series_per_host
         scrapes = max(1, args.samples // per_scrape)
-        tables = [scrape_table(rng, 1_795_000_000_000 + i * 30_000, args.hosts, args.series_per_host)
-                  for i in range(min(scrapes, 20))]  # reuse 20 distinct scrapes (timestamps shifted below)
+        tables = [
+            scrape_table(rng, 1_795_000_000_000 + i * 30_000, args.hosts, args.series_per_host)
+            for i in range(min(scrapes, 20))
+        ]  # reuse 20 distinct scrapes (timestamps shifted below)
         store = Store(tmp, batch_rows=args.batch)
         t0 = time.perf_counter()
         written = 0
@@ -79,8 +92,10 @@ def main() -> None:
         store.flush()
         dt_write = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in tmp.rglob("*.parquet"))
-        print(f"write: {written:,} samples in {dt_write:.2f} s = {written / dt_write:,.0f} samples/s "
-              f"({size / written:.2f} bytes/sample on disk, {store.stats.files_written} files)")
+        print(
+            f"write: {written:,} samples in {dt_write:.2f} s = {written / dt_write:,.0f} samples/s "
+            f"({size / written:.2f} bytes/sample on disk, {store.stats.files_written} files)"
+        )
 
         con = store.connect()
         con.execute("SET threads TO 2")

@@ -51,6 +51,7 @@ def _iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
     """
     with open(path, "rb") as raw:
         if path.name.endswith(".zst"):
+
             def blocks() -> Iterator[bytes]:
                 dctx = zstandard.ZstdDecompressor()
                 dobj = dctx.decompressobj()
@@ -73,6 +74,7 @@ def _iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
                                 return
                             pending = nxt
                         dobj = dctx.decompressobj()
+
             source: Iterator[bytes] = blocks()
         else:
             source = iter(lambda: raw.read(chunk), b"")
@@ -88,8 +90,13 @@ def _iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
 
 def record_to_json(rec: RawRecord) -> dict[str, Any]:
     """The capture-line object for one record (key order fixed for byte-stable files)."""
-    obj: dict[str, Any] = {"ts": iso(rec.ts), "kind": rec.kind, "target": rec.target, "host": rec.host,
-                           "labels": dict(sorted(rec.labels.items()))}
+    obj: dict[str, Any] = {
+        "ts": iso(rec.ts),
+        "kind": rec.kind,
+        "target": rec.target,
+        "host": rec.host,
+        "labels": dict(sorted(rec.labels.items())),
+    }
     if rec.topic is not None:
         obj["topic"] = rec.topic
     try:
@@ -163,8 +170,15 @@ def record_from_json(obj: Any, *, file: str, line: int) -> RawRecord:
     topic = obj.get("topic")
     if not isinstance(host, str) or (topic is not None and not isinstance(topic, str)):
         raise CaptureError("fields 'host' and 'topic' must be strings", file=file, line=line, target=target)
-    return RawRecord(ts=ts, kind=obj["kind"], target=obj["target"], host=host,
-                     labels={str(k): str(v) for k, v in labels.items()}, body=body, topic=topic)
+    return RawRecord(
+        ts=ts,
+        kind=obj["kind"],
+        target=obj["target"],
+        host=host,
+        labels={str(k): str(v) for k, v in labels.items()},
+        body=body,
+        topic=topic,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +212,17 @@ def read_capture(path: Path, *, known_kinds: Iterable[str] | None = None) -> Ite
             yield CaptureItem(name, 0, None, CaptureError(f"cannot open: {exc.strerror}", file=name, line=0))
             return
         except (TruncatedStream, zstandard.ZstdError, OSError) as exc:
-            yield CaptureItem(name, line_no + 1, None,
-                              CaptureError(f"unreadable data: {exc}", file=name, line=line_no + 1))
+            yield CaptureItem(
+                name, line_no + 1, None, CaptureError(f"unreadable data: {exc}", file=name, line=line_no + 1)
+            )
             return
         line_no += 1
         try:
             line = raw_line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield CaptureItem(name, line_no, None,
-                              CaptureError(f"not UTF-8 at byte {exc.start}", file=name, line=line_no))
+            yield CaptureItem(
+                name, line_no, None, CaptureError(f"not UTF-8 at byte {exc.start}", file=name, line=line_no)
+            )
             continue
         if not line.strip():
             continue
@@ -224,14 +240,30 @@ def read_capture(path: Path, *, known_kinds: Iterable[str] | None = None) -> Ite
             yield CaptureItem(name, line_no, None, err)
             continue
         if kinds is not None and rec.kind not in kinds:
-            yield CaptureItem(name, line_no, None, CaptureError(
-                f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}",
-                file=name, line=line_no, target=rec.target))
+            yield CaptureItem(
+                name,
+                line_no,
+                None,
+                CaptureError(
+                    f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}",
+                    file=name,
+                    line=line_no,
+                    target=rec.target,
+                ),
+            )
             continue
         if last_ts is not None and rec.ts < last_ts:
-            yield CaptureItem(name, line_no, None, CaptureError(
-                f"out of order: ts {iso(rec.ts)} is before the previous record's {iso(last_ts)}",
-                file=name, line=line_no, target=rec.target))
+            yield CaptureItem(
+                name,
+                line_no,
+                None,
+                CaptureError(
+                    f"out of order: ts {iso(rec.ts)} is before the previous record's {iso(last_ts)}",
+                    file=name,
+                    line=line_no,
+                    target=rec.target,
+                ),
+            )
             continue
         last_ts = rec.ts
         yield CaptureItem(name, line_no, rec, None)

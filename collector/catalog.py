@@ -65,8 +65,7 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
         ("RDMA Activity", "RDMA Active Connections", "rdma.active_connections", PdhKind.GAUGE, "1"),
         ("RDMA Activity", "RDMA Completion Queue Errors", "rdma.cq_errors", PdhKind.COUNT, "1"),
         ("RDMA Activity", "RDMA Connection Errors", "rdma.connection_errors", PdhKind.COUNT, "1"),
-        ("RDMA Activity", "RDMA Failed Connection Attempts", "rdma.failed_connection_attempts",
-         PdhKind.COUNT, "1"),
+        ("RDMA Activity", "RDMA Failed Connection Attempts", "rdma.failed_connection_attempts", PdhKind.COUNT, "1"),
         ("RDMA Activity", "RDMA Inbound Bytes/sec", "rdma.inbound_bytes", PdhKind.RATE, "By"),
         ("RDMA Activity", "RDMA Inbound Frames/sec", "rdma.inbound_frames", PdhKind.RATE, "1"),
         ("RDMA Activity", "RDMA Initiated Connections", "rdma.initiated_connections", PdhKind.COUNT, "1"),
@@ -74,8 +73,7 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
         ("RDMA Activity", "RDMA Outbound Frames/sec", "rdma.outbound_frames", PdhKind.RATE, "1"),
         # SMB Direct Connection
         ("SMB Direct Connection", "Bytes RDMA Read/sec", "smbdirect.rdma_read_bytes", PdhKind.RATE, "By"),
-        ("SMB Direct Connection", "Bytes RDMA Written/sec", "smbdirect.rdma_written_bytes",
-         PdhKind.RATE, "By"),
+        ("SMB Direct Connection", "Bytes RDMA Written/sec", "smbdirect.rdma_written_bytes", PdhKind.RATE, "By"),
         ("SMB Direct Connection", "Bytes Sent/sec", "smbdirect.sent_bytes", PdhKind.RATE, "By"),
         ("SMB Direct Connection", "Bytes Received/sec", "smbdirect.received_bytes", PdhKind.RATE, "By"),
         # SMB Client Shares
@@ -90,10 +88,20 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
         ("SMB Client Shares", "Write Bytes/sec", "smb.client.write_bytes", PdhKind.RATE, "By"),
         ("SMB Client Shares", "Credit Stalls/sec", "smb.client.credit_stalls", PdhKind.RATE, "1"),
         ("SMB Client Shares", "Current Data Queue Length", "smb.client.queue_length", PdhKind.GAUGE, "1"),
-        ("SMB Client Shares", "Read Bytes transmitted via SMB Direct/sec",
-         "smb.client.read_bytes_smbdirect", PdhKind.RATE, "By"),
-        ("SMB Client Shares", "Write Bytes transmitted via SMB Direct/sec",
-         "smb.client.write_bytes_smbdirect", PdhKind.RATE, "By"),
+        (
+            "SMB Client Shares",
+            "Read Bytes transmitted via SMB Direct/sec",
+            "smb.client.read_bytes_smbdirect",
+            PdhKind.RATE,
+            "By",
+        ),
+        (
+            "SMB Client Shares",
+            "Write Bytes transmitted via SMB Direct/sec",
+            "smb.client.write_bytes_smbdirect",
+            PdhKind.RATE,
+            "By",
+        ),
         # SMB Server Shares
         ("SMB Server Shares", "Received Bytes/sec", "smb.server.received_bytes", PdhKind.RATE, "By"),
         ("SMB Server Shares", "Sent Bytes/sec", "smb.server.sent_bytes", PdhKind.RATE, "By"),
@@ -107,10 +115,8 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
         ("Network Interface", "Bytes Total/sec", "net.bytes", PdhKind.RATE, "By"),
         ("Network Interface", "Packets Received/sec", "net.packets_received", PdhKind.RATE, "1"),
         ("Network Interface", "Packets Sent/sec", "net.packets_sent", PdhKind.RATE, "1"),
-        ("Network Interface", "Packets Received Discarded", "net.packets_received_discarded",
-         PdhKind.COUNT, "1"),
-        ("Network Interface", "Packets Outbound Discarded", "net.packets_outbound_discarded",
-         PdhKind.COUNT, "1"),
+        ("Network Interface", "Packets Received Discarded", "net.packets_received_discarded", PdhKind.COUNT, "1"),
+        ("Network Interface", "Packets Outbound Discarded", "net.packets_outbound_discarded", PdhKind.COUNT, "1"),
         ("Network Interface", "Packets Received Errors", "net.packets_received_errors", PdhKind.COUNT, "1"),
         ("Network Interface", "Packets Outbound Errors", "net.packets_outbound_errors", PdhKind.COUNT, "1"),
         ("Network Interface", "Current Bandwidth", "net.current_bandwidth_bits", PdhKind.GAUGE, "bit/s"),
@@ -131,7 +137,8 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
 # Network Adapter mirrors Network Interface counter names.
 PDH_COUNTERS = PDH_COUNTERS + tuple(
     PdhCounter("Network Adapter", c.counter, c.base, c.kind, c.unit)
-    for c in PDH_COUNTERS if c.obj == "Network Interface"
+    for c in PDH_COUNTERS
+    if c.obj == "Network Interface"
 )
 
 
@@ -158,8 +165,13 @@ def pdh_canonical(c: PdhCounter, *, raw: bool) -> MetricDef:
 
 def telegraf_field(counter: str, *, raw: bool = False) -> str:
     """Telegraf win_perf_counters field name for a PDH counter (its replacer, then ``_Raw``)."""
-    name = (counter.replace("/sec", "_persec").replace("/Sec", "_persec").replace(" ", "_")
-            .replace("%", "Percent").replace("\\", ""))
+    name = (
+        counter.replace("/sec", "_persec")
+        .replace("/Sec", "_persec")
+        .replace(" ", "_")
+        .replace("%", "Percent")
+        .replace("\\", "")
+    )
     return name + "_Raw" if raw else name
 
 
@@ -190,16 +202,11 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "windows_net_packets_received_total": MetricDef("net.packets_received_total", "1", _COUNTER),
     "windows_net_packets_sent_total": MetricDef("net.packets_sent_total", "1", _COUNTER),
     "windows_net_packets_total": MetricDef("net.packets_total", "1", _COUNTER),
-    "windows_net_packets_received_discarded_total": MetricDef("net.packets_received_discarded_total",
-                                                              "1", _COUNTER),
-    "windows_net_packets_outbound_discarded_total": MetricDef("net.packets_outbound_discarded_total",
-                                                              "1", _COUNTER),
-    "windows_net_packets_received_errors_total": MetricDef("net.packets_received_errors_total", "1",
-                                                           _COUNTER),
-    "windows_net_packets_outbound_errors_total": MetricDef("net.packets_outbound_errors_total", "1",
-                                                           _COUNTER),
-    "windows_net_packets_received_unknown_total": MetricDef("net.packets_received_unknown_total", "1",
-                                                            _COUNTER),
+    "windows_net_packets_received_discarded_total": MetricDef("net.packets_received_discarded_total", "1", _COUNTER),
+    "windows_net_packets_outbound_discarded_total": MetricDef("net.packets_outbound_discarded_total", "1", _COUNTER),
+    "windows_net_packets_received_errors_total": MetricDef("net.packets_received_errors_total", "1", _COUNTER),
+    "windows_net_packets_outbound_errors_total": MetricDef("net.packets_outbound_errors_total", "1", _COUNTER),
+    "windows_net_packets_received_unknown_total": MetricDef("net.packets_received_unknown_total", "1", _COUNTER),
     "windows_net_current_bandwidth_bytes": MetricDef("net.current_bandwidth_bytes", "By/s", _GAUGE),
     "windows_net_output_queue_length_packets": MetricDef("net.output_queue_length", "1", _GAUGE),
     "windows_net_nic_operation_status": MetricDef("net.nic_operation_status", "1", _GAUGE),
@@ -215,42 +222,41 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "windows_smbclient_write_bytes_total": MetricDef("smb.client.write_bytes_total", "By", _COUNTER),
     "windows_smbclient_stalls_total": MetricDef("smb.client.credit_stalls_total", "1", _COUNTER),
     "windows_smbclient_requests_queued": MetricDef("smb.client.queue_length", "1", _GAUGE),
-    "windows_smbclient_data_queue_seconds_total": MetricDef("smb.client.data_queue_seconds_total", "s",
-                                                            _COUNTER),
-    "windows_smbclient_read_bytes_via_smbdirect_total": MetricDef("smb.client.read_bytes_smbdirect_total",
-                                                                  "By", _COUNTER),
+    "windows_smbclient_data_queue_seconds_total": MetricDef("smb.client.data_queue_seconds_total", "s", _COUNTER),
+    "windows_smbclient_read_bytes_via_smbdirect_total": MetricDef(
+        "smb.client.read_bytes_smbdirect_total", "By", _COUNTER
+    ),
     "windows_smbclient_write_bytes_via_smbdirect_total": MetricDef(
-        "smb.client.write_bytes_smbdirect_total", "By", _COUNTER),
+        "smb.client.write_bytes_smbdirect_total", "By", _COUNTER
+    ),
     # windows_exporter smb (label share)
-    "windows_smb_server_shares_received_bytes_total": MetricDef("smb.server.received_bytes_total", "By",
-                                                                _COUNTER),
+    "windows_smb_server_shares_received_bytes_total": MetricDef("smb.server.received_bytes_total", "By", _COUNTER),
     "windows_smb_server_shares_sent_bytes_total": MetricDef("smb.server.sent_bytes_total", "By", _COUNTER),
-    "windows_smb_server_shares_read_requests_count_total": MetricDef("smb.server.read_requests_total", "1",
-                                                                     _COUNTER),
-    "windows_smb_server_shares_write_requests_count_total": MetricDef("smb.server.write_requests_total",
-                                                                      "1", _COUNTER),
+    "windows_smb_server_shares_read_requests_count_total": MetricDef("smb.server.read_requests_total", "1", _COUNTER),
+    "windows_smb_server_shares_write_requests_count_total": MetricDef("smb.server.write_requests_total", "1", _COUNTER),
     "windows_smb_server_shares_current_open_file_count": MetricDef("smb.server.open_files", "1", _GAUGE),
     "windows_smb_server_shares_tree_connect_count": MetricDef("smb.server.tree_connects", "1", _GAUGE),
     # kube-proxy
-    "kubeproxy_sync_proxy_rules_duration_seconds_sum": MetricDef("kubeproxy.sync_duration_seconds_total",
-                                                                 "s", _COUNTER),
+    "kubeproxy_sync_proxy_rules_duration_seconds_sum": MetricDef(
+        "kubeproxy.sync_duration_seconds_total", "s", _COUNTER
+    ),
     "kubeproxy_sync_proxy_rules_duration_seconds_count": MetricDef("kubeproxy.syncs_total", "1", _COUNTER),
-    "kubeproxy_sync_proxy_rules_last_timestamp_seconds": MetricDef("kubeproxy.last_sync_timestamp", "s",
-                                                                   _GAUGE),
+    "kubeproxy_sync_proxy_rules_last_timestamp_seconds": MetricDef("kubeproxy.last_sync_timestamp", "s", _GAUGE),
     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": MetricDef(
-        "kubeproxy.last_queued_timestamp", "s", _GAUGE),
+        "kubeproxy.last_queued_timestamp", "s", _GAUGE
+    ),
     "kubeproxy_network_programming_duration_seconds_sum": MetricDef(
-        "kubeproxy.network_programming_seconds_total", "s", _COUNTER),
+        "kubeproxy.network_programming_seconds_total", "s", _COUNTER
+    ),
     "kubeproxy_network_programming_duration_seconds_count": MetricDef(
-        "kubeproxy.network_programming_total", "1", _COUNTER),
-    "kubeproxy_sync_proxy_rules_endpoint_changes_pending": MetricDef("kubeproxy.endpoint_changes_pending",
-                                                                     "1", _GAUGE),
-    "kubeproxy_sync_proxy_rules_service_changes_pending": MetricDef("kubeproxy.service_changes_pending",
-                                                                    "1", _GAUGE),
+        "kubeproxy.network_programming_total", "1", _COUNTER
+    ),
+    "kubeproxy_sync_proxy_rules_endpoint_changes_pending": MetricDef("kubeproxy.endpoint_changes_pending", "1", _GAUGE),
+    "kubeproxy_sync_proxy_rules_service_changes_pending": MetricDef("kubeproxy.service_changes_pending", "1", _GAUGE),
     "kubeproxy_sync_proxy_rules_iptables_restore_failures_total": MetricDef(
-        "kubeproxy.iptables_restore_failures_total", "1", _COUNTER),
-    "kubeproxy_sync_proxy_rules_no_local_endpoints_total": MetricDef("kubeproxy.no_local_endpoints", "1",
-                                                                     _GAUGE),
+        "kubeproxy.iptables_restore_failures_total", "1", _COUNTER
+    ),
+    "kubeproxy_sync_proxy_rules_no_local_endpoints_total": MetricDef("kubeproxy.no_local_endpoints", "1", _GAUGE),
     # Calico Felix
     "felix_iptables_restore_errors": MetricDef("calico.felix.iptables_restore_errors_total", "1", _COUNTER),
     "felix_int_dataplane_failures": MetricDef("calico.felix.dataplane_failures_total", "1", _COUNTER),
@@ -283,14 +289,12 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "haproxy_backend_current_queue": MetricDef("haproxy.queue_current", "1", _GAUGE),
     "haproxy_backend_active_servers": MetricDef("haproxy.active_servers", "1", _GAUGE),
     "haproxy_server_check_failures_total": MetricDef("haproxy.check_failures_total", "1", _COUNTER),
-    "haproxy_backend_response_time_average_seconds": MetricDef("haproxy.response_time_avg_seconds", "s",
-                                                               _GAUGE),
+    "haproxy_backend_response_time_average_seconds": MetricDef("haproxy.response_time_avg_seconds", "s", _GAUGE),
 }
 
 # windows_exporter performancecounter default names, derived from the PDH table (raw mode).
 for _c in PDH_COUNTERS:
-    PROMETHEUS_NATIVE.setdefault(windows_perfcounter_metric(_c.obj, _c.counter),
-                                 pdh_canonical(_c, raw=True))
+    PROMETHEUS_NATIVE.setdefault(windows_perfcounter_metric(_c.obj, _c.counter), pdh_canonical(_c, raw=True))
 
 # ---------------------------------------------------------------------------------------------
 # HAProxy CSV columns (show stat / ;csv): column → canonical, per row type
@@ -397,9 +401,7 @@ class Catalog:
         for m in self.user_mappings:
             self.prometheus[m.native] = MetricDef(m.canonical, m.unit, m.counter, "user mapping")
         # (object lower, counter lower) → PdhCounter; telegraf fields → PdhCounter per object
-        self.pdh: dict[tuple[str, str], PdhCounter] = {
-            (c.obj.lower(), c.counter.lower()): c for c in PDH_COUNTERS
-        }
+        self.pdh: dict[tuple[str, str], PdhCounter] = {(c.obj.lower(), c.counter.lower()): c for c in PDH_COUNTERS}
         self.telegraf: dict[tuple[str, str], tuple[PdhCounter, bool]] = {}
         for c in PDH_COUNTERS:
             self.telegraf[(c.obj.lower(), telegraf_field(c.counter).lower())] = (c, False)

@@ -35,8 +35,9 @@ class _Strict(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_ip_range(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address,
-                                       ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def parse_ip_range(
+    text: str,
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """``10.0.0.10-10.0.0.50`` or a CIDR → (first, last) address; ``ValueError`` otherwise."""
     t = text.strip()
     if "/" in t:
@@ -63,17 +64,18 @@ class NetworkSettings(_Strict):
     gateway: str | None = None
     vlan_id: int | None = Field(default=None, ge=0, le=4094)
     clusters: list[str] = Field(default_factory=list, description="clusters that share this network")
-    management_cluster: str | None = Field(default=None,
-                                           description="the AKS host / management cluster among `clusters`")
-    lb_ranges: list[str] = Field(default_factory=list,
-                                 description="MetalLB / custom load-balancer ranges (CIDR or a-b)")
-    vip_reserve: int | None = Field(default=None, ge=0,
-                                    description="VIPs to keep free (default: analytics default)")
-    node_upgrade_reserve: int | None = Field(default=None, ge=0,
-                                             description="node IPs rolling upgrades need (default: IP plan)")
+    management_cluster: str | None = Field(
+        default=None, description="the AKS host / management cluster among `clusters`"
+    )
+    lb_ranges: list[str] = Field(
+        default_factory=list, description="MetalLB / custom load-balancer ranges (CIDR or a-b)"
+    )
+    vip_reserve: int | None = Field(default=None, ge=0, description="VIPs to keep free (default: analytics default)")
+    node_upgrade_reserve: int | None = Field(
+        default=None, ge=0, description="node IPs rolling upgrades need (default: IP plan)"
+    )
 
-    @field_validator("vip_pool_start", "vip_pool_end", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end",
-                     "gateway")
+    @field_validator("vip_pool_start", "vip_pool_end", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end", "gateway")
     @classmethod
     def _ip(cls, v: str | None) -> str | None:
         if v is None:
@@ -132,8 +134,9 @@ class StoreSettings(_Strict):
     flush_interval: float = Field(default=10.0, gt=0, description="seconds between timed flushes")
     retention_days: int | None = Field(default=30, ge=1, description="delete date partitions older than this")
     compact_min_files: int = Field(default=8, ge=2, description="merge a closed partition with this many files")
-    queue_max_records: int = Field(default=1000, ge=1,
-                                   description="raw records waiting for the parser (backpressure bound)")
+    queue_max_records: int = Field(
+        default=1000, ge=1, description="raw records waiting for the parser (backpressure bound)"
+    )
 
 
 class CatalogMapping(_Strict):
@@ -193,8 +196,12 @@ def locate(text: str, path: str) -> int | None:
                 best = n
             continue
         km = _KEY_RE.match(line)
-        if (km and keys[: len(current)] == current and len(keys) > len(current)
-                and km.group(1).strip('"') == keys[len(current)]):
+        if (
+            km
+            and keys[: len(current)] == current
+            and len(keys) > len(current)
+            and km.group(1).strip('"') == keys[len(current)]
+        ):
             return n
     return best
 
@@ -215,8 +222,9 @@ def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseMode
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def format_validation_error(exc: ValidationError, *, file: str, text: str, prefix: str = "",
-                            model: type[BaseModel] | None = None) -> list[str]:
+def format_validation_error(
+    exc: ValidationError, *, file: str, text: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[str]:
     """One ``file:line: key: message`` line per pydantic error."""
     out = []
     for err in exc.errors():
@@ -239,8 +247,7 @@ def allowed_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
-def validate_section(model: type[M], data: Any, *, file: str, text: str, prefix: str,
-                     problems: list[str]) -> M | None:
+def validate_section(model: type[M], data: Any, *, file: str, text: str, prefix: str, problems: list[str]) -> M | None:
     """Validate one section; append formatted problems instead of raising."""
     try:
         return model.model_validate(data)
@@ -302,14 +309,14 @@ def validate_sources(raw: Any, *, file: str, text: str, problems: list[str]) -> 
         try:
             spec = get_source_spec(str(item["type"]))
         except KeyError:
-            problems.append(f"{where}: {prefix}.type: unknown source type {item['type']!r} "
-                            f"(allowed: {', '.join(source_types())})")
+            problems.append(
+                f"{where}: {prefix}.type: unknown source type {item['type']!r} (allowed: {', '.join(source_types())})"
+            )
             continue
         except ImportError as exc:
             problems.append(f"{where}: {prefix}.type: source {item['type']!r} cannot be loaded: {exc}")
             continue
-        settings = validate_section(spec.settings_model, item, file=file, text=text, prefix=prefix,
-                                    problems=problems)
+        settings = validate_section(spec.settings_model, item, file=file, text=text, prefix=prefix, problems=problems)
         if settings is None:
             continue
         name = settings.name or settings.type

@@ -31,8 +31,9 @@ class ConfigError(HciwatchError):
         problems: one line per problem found (validation reports all of them at once).
     """
 
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
-                 problems: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, key: str | None = None, problems: list[str] | None = None
+    ) -> None:
         self.file = file
         self.key = key
         self.problems = problems or [message]
@@ -58,8 +59,7 @@ class SourceError(HciwatchError):
 class FetchError(SourceError):
     """The transport failed: timeout, connection refused, HTTP error status, bad credentials."""
 
-    def __init__(self, message: str, *, source: str = "", target: str = "",
-                 retryable: bool = True) -> None:
+    def __init__(self, message: str, *, source: str = "", target: str = "", retryable: bool = True) -> None:
         self.retryable = retryable
         super().__init__(message, source=source, target=target)
 
@@ -72,8 +72,9 @@ class ParseError(SourceError):
         offset: byte offset in the payload, when known.
     """
 
-    def __init__(self, message: str, *, source: str = "", target: str = "",
-                 line: int | None = None, offset: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str = "", target: str = "", line: int | None = None, offset: int | None = None
+    ) -> None:
         self.line = line
         self.offset = offset
         where = []
@@ -116,8 +117,7 @@ class ExportError(HciwatchError):
         retry_after: seconds the peer asked us to wait (HTTP Retry-After), when given.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True,
-                 retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
         self.retryable = retryable
         self.retry_after = retry_after
         super().__init__(message)

@@ -60,8 +60,7 @@ class TargetHealth:
 
     def is_down(self, now: datetime) -> bool:
         """Failing continuously for longer than ``down_after`` seconds."""
-        return (self.failing_since is not None
-                and (now - self.failing_since).total_seconds() >= self.down_after)
+        return self.failing_since is not None and (now - self.failing_since).total_seconds() >= self.down_after
 
 
 @dataclass
@@ -127,8 +126,9 @@ class Scheduler:
                     await self.emit(rec)
                 h.ok(self.now(), len(records))
             if h.consecutive_failures:
-                delay = min(self._backoff(h.consecutive_failures - 1, st.interval),
-                            max(st.interval, self.settings.max_backoff))
+                delay = min(
+                    self._backoff(h.consecutive_failures - 1, st.interval), max(st.interval, self.settings.max_backoff)
+                )
                 log.warning("%s %s: %s (retry in %.1fs)", src.name, target, h.last_error, delay)
             else:
                 spent = time.monotonic() - started

@@ -240,8 +240,7 @@ def fingerprint(kind: str, resource: Mapping[str, str]) -> str:
     Evidence and numbers are deliberately left out, so the same incident keeps its fingerprint
     while its values change; 16 hex digits are plenty for one site's alerts.
     """
-    canon = json.dumps([kind, sorted((str(k), str(v)) for k, v in resource.items())],
-                       separators=(",", ":"))
+    canon = json.dumps([kind, sorted((str(k), str(v)) for k, v in resource.items())], separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
@@ -328,8 +327,7 @@ class Alert:
 
     def to_json_line(self) -> str:
         """One compact, key-stable JSON line (byte-identical for identical alerts)."""
-        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=False,
-                          ensure_ascii=False, allow_nan=False)
+        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=False, ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Alert:
@@ -430,14 +428,12 @@ def alerts_table(alerts: Iterable[Alert]) -> pa.Table:
             "kind": dict_col([a.kind.value for a in rows]),
             "status": dict_col([a.status.value for a in rows]),
             "severity": dict_col([a.severity.value for a in rows]),
-            "resource": pa.array([sorted(a.resource.items()) for a in rows],
-                                 pa.map_(pa.string(), pa.string())),
+            "resource": pa.array([sorted(a.resource.items()) for a in rows], pa.map_(pa.string(), pa.string())),
             "summary": pa.array([a.summary for a in rows], pa.string()),
             "evidence": pa.array([json.dumps(a.evidence, sort_keys=True) for a in rows], pa.string()),
             "runbook": pa.array([a.runbook for a in rows], pa.string()),
             "starts_at": pa.array([to_ms(a.starts_at) for a in rows], pa.int64()).cast(TS_TYPE),
-            "ends_at": pa.array([to_ms(a.ends_at) if a.ends_at else None for a in rows],
-                                pa.int64()).cast(TS_TYPE),
+            "ends_at": pa.array([to_ms(a.ends_at) if a.ends_at else None for a in rows], pa.int64()).cast(TS_TYPE),
         },
         schema=ALERTS_SCHEMA,
     )
@@ -463,11 +459,15 @@ class ParseResult:
     def extend(self, other: ParseResult) -> None:
         """Append another result (tables are concatenated lazily by Arrow)."""
         if other.samples.num_rows:
-            self.samples = pa.concat_tables([self.samples, other.samples], promote_options="none") \
-                if self.samples.num_rows else other.samples
+            self.samples = (
+                pa.concat_tables([self.samples, other.samples], promote_options="none")
+                if self.samples.num_rows
+                else other.samples
+            )
         if other.ip_observations.num_rows:
             self.ip_observations = (
                 pa.concat_tables([self.ip_observations, other.ip_observations])
-                if self.ip_observations.num_rows else other.ip_observations
+                if self.ip_observations.num_rows
+                else other.ip_observations
             )
         self.errors.extend(other.errors)

@@ -91,8 +91,10 @@ def table_glob(data_dir: Path, name: str) -> str:
 def view_sql(data_dir: Path, name: str) -> str:
     """``SELECT`` over one stored table's Parquet files (Hive ``date`` column included)."""
     glob = table_glob(data_dir, name).replace("'", "''")
-    return (f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
-            f"hive_types = {{'date': DATE}})")
+    return (
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
+        f"hive_types = {{'date': DATE}})"
+    )
 
 
 @dataclass
@@ -114,8 +116,15 @@ class Store:
     thread (the buffers are swapped under a lock, files are written outside it).
     """
 
-    def __init__(self, data_dir: Path, *, batch_rows: int = 250_000, retention_days: int | None = None,
-                 extra_views: Mapping[str, str] | None = None, write_behind: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        batch_rows: int = 250_000,
+        retention_days: int | None = None,
+        extra_views: Mapping[str, str] | None = None,
+        write_behind: bool = False,
+    ) -> None:
         self.data_dir = Path(data_dir)
         # write_behind: a full batch is written by one background thread while the caller goes on
         # (Arrow releases the GIL while it encodes and compresses); one batch at most is in flight,
@@ -256,13 +265,16 @@ class Store:
             if len(files) < min_files:
                 continue
             table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
-            keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts")
-                    if c in table.column_names]
-            keytab = pa.table({c: (pc.cast(table[c], pa.string())
-                                   if pa.types.is_dictionary(table[c].type) else table[c])
-                               for c, _ in keys})
+            keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts") if c in table.column_names]
+            keytab = pa.table(
+                {
+                    c: (pc.cast(table[c], pa.string()) if pa.types.is_dictionary(table[c].type) else table[c])
+                    for c, _ in keys
+                }
+            )
             table = table.take(pc.sort_indices(keytab, sort_keys=keys))
-            target = part_dir / f"part-{int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000):013d}-compact-{secrets.token_hex(3)}.parquet"  # noqa: E501
+            day_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+            target = part_dir / f"part-{day_ms:013d}-compact-{secrets.token_hex(3)}.parquet"
             staged = part_dir / f".{target.name}.staged"
             write_parquet_atomic(table, staged)
             journal = {"target": target.name, "staged": staged.name, "sources": [f.name for f in files]}

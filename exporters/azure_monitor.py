@@ -56,8 +56,11 @@ log = logging.getLogger(__name__)
 
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
 RETRYABLE_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
-_QUIET_ENV = ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
-              "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED")
+_QUIET_ENV = (
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
+)
 
 
 def _quiet_sdk(settings: AzureMonitorSettings) -> None:
@@ -94,8 +97,9 @@ def _build(cls: type[Any], settings: AzureMonitorSettings, hook: Callable[[Any],
         return cls(**kwargs)
     except ValueError as exc:
         # the SDK's messages name the problem, never the value; keep it that way
-        raise ConfigError(f"{key}: the connection string from {_connection_source(settings)} is "
-                          f"invalid: {exc}", key=key) from None
+        raise ConfigError(
+            f"{key}: the connection string from {_connection_source(settings)} is invalid: {exc}", key=key
+        ) from None
 
 
 class _LastResponse:
@@ -156,8 +160,9 @@ class AzureMonitorExporter(ThreadedSdkExporter):
     def _classify(self) -> ExportResult:
         status = self._last.status
         if status is None:
-            return ExportResult.failure("Azure Monitor: no response (ingestion endpoint unreachable, "
-                                        "timed out or client-side rate limit)")
+            return ExportResult.failure(
+                "Azure Monitor: no response (ingestion endpoint unreachable, timed out or client-side rate limit)"
+            )
         retry_after = parse_retry_after(self._last.retry_after, self._now())
         if status == 206:
             codes = _item_error_codes(self._last.body)
@@ -165,15 +170,21 @@ class AzureMonitorExporter(ThreadedSdkExporter):
             if retryable or not codes:
                 return ExportResult.failure(
                     f"Azure Monitor: partial success, {len(retryable)} items rejected with retryable "
-                    f"statuses {sorted(set(retryable))}; the batch is sent again", retry_after=retry_after)
+                    f"statuses {sorted(set(retryable))}; the batch is sent again",
+                    retry_after=retry_after,
+                )
             return ExportResult.failure(
-                f"Azure Monitor: partial success, items rejected permanently with statuses "
-                f"{sorted(set(codes))}", retryable=False)
+                f"Azure Monitor: partial success, items rejected permanently with statuses {sorted(set(codes))}",
+                retryable=False,
+            )
         if status in RETRYABLE_STATUS:
             return ExportResult.failure(f"Azure Monitor: HTTP {status}", retry_after=retry_after)
         if status in (402, 439):
-            return ExportResult.failure(f"Azure Monitor: HTTP {status} (daily ingestion cap reached; "
-                                        "the service drops data until the cap resets)", retryable=False)
+            return ExportResult.failure(
+                f"Azure Monitor: HTTP {status} (daily ingestion cap reached; "
+                "the service drops data until the cap resets)",
+                retryable=False,
+            )
         return ExportResult.failure(f"Azure Monitor: HTTP {status} (not retryable)", retryable=False)
 
     async def shutdown(self) -> None:
@@ -189,10 +200,12 @@ def _item_error_codes(body: str) -> list[int]:
         return []
 
 
-def azure_monitor_metrics(settings: AzureMonitorSettings,
-                          snapshot: Callable[[], MetricsSnapshot] | None = None) -> OtlpMetrics:
+def azure_monitor_metrics(
+    settings: AzureMonitorSettings, snapshot: Callable[[], MetricsSnapshot] | None = None
+) -> OtlpMetrics:
     """The ``hciwatch.*`` dashboard metrics to Application Insights ``customMetrics``."""
     _quiet_sdk(settings)
     exporter = _build(AzureMonitorMetricExporter, settings, None)
-    return OtlpMetrics(exporter, settings.resource.resource_dict(), interval=settings.metrics_interval,
-                       snapshot=snapshot)
+    return OtlpMetrics(
+        exporter, settings.resource.resource_dict(), interval=settings.metrics_interval, snapshot=snapshot
+    )

@@ -36,8 +36,7 @@ class ExportResult:
         return cls(ok=True)
 
     @classmethod
-    def failure(cls, error: str, *, retryable: bool = True,
-                retry_after: float | None = None) -> ExportResult:
+    def failure(cls, error: str, *, retryable: bool = True, retry_after: float | None = None) -> ExportResult:
         return cls(ok=False, retryable=retryable, retry_after=retry_after, error=error)
 
 

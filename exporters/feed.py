@@ -100,8 +100,16 @@ class Subscription:
         dropped: the feed dropped this reader because its queue overflowed.
     """
 
-    def __init__(self, feed: AlertFeed, sub_id: int, peer: str, backlog: deque[FeedEvent],
-                 filters: AlertFilter, queue_size: int, gap: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        feed: AlertFeed,
+        sub_id: int,
+        peer: str,
+        backlog: deque[FeedEvent],
+        filters: AlertFilter,
+        queue_size: int,
+        gap: tuple[int, int] | None,
+    ) -> None:
         self._feed = feed
         self.id = sub_id
         self.peer = peer
@@ -154,15 +162,17 @@ class Subscription:
     def __enter__(self) -> Subscription:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> Subscription:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -176,8 +186,14 @@ class AlertFeed:
             the module docstring); tests pass a small number.
     """
 
-    def __init__(self, *, ring_size: int = DEFAULT_RING_SIZE, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 first_seq: int | None = None, name: str = "feed") -> None:
+    def __init__(
+        self,
+        *,
+        ring_size: int = DEFAULT_RING_SIZE,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        first_seq: int | None = None,
+        name: str = "feed",
+    ) -> None:
         if ring_size < 1:
             raise ValueError(f"feed ring_size must be at least 1, got {ring_size}")
         if queue_size < 1:
@@ -235,7 +251,10 @@ class AlertFeed:
         log.warning(
             "alert feed: dropping subscriber #%d (%s): %d changes queued and not read; the client "
             "is too slow and must reconnect with Last-Event-ID to replay from the ring",
-            sub.id, sub.peer or "in-process", self.queue_size)
+            sub.id,
+            sub.peer or "in-process",
+            self.queue_size,
+        )
         sub._end()
         self._subs.pop(sub.id, None)
 
@@ -272,8 +291,7 @@ class AlertFeed:
                     break
         return out
 
-    def subscribe(self, *, after: int | None = None, filters: AlertFilter = ANY,
-                  peer: str = "") -> Subscription:
+    def subscribe(self, *, after: int | None = None, filters: AlertFilter = ANY, peer: str = "") -> Subscription:
         """Start receiving changes; with ``after``, first replay ring changes newer than it.
 
         ``after`` is the last sequence number the reader has (SSE ``Last-Event-ID``). If the ring

@@ -22,8 +22,7 @@ from exporters.settings import JsonlSettings, MiB
 class JsonlExporter:
     """Appends ``Alert.to_json_line()`` per change to :attr:`path`; fsync per batch."""
 
-    def __init__(self, path: Path, *, name: str = "jsonl", max_bytes: int = 64 * MiB,
-                 backups: int = 5) -> None:
+    def __init__(self, path: Path, *, name: str = "jsonl", max_bytes: int = 64 * MiB, backups: int = 5) -> None:
         self.name = name
         self.path = Path(path)
         self.max_bytes = max_bytes

@@ -15,8 +15,9 @@ from exporters.base import ExportResult
 class MemoryExporter:
     """Stores every accepted batch in :attr:`batches` (in delivery order)."""
 
-    def __init__(self, name: str = "memory", *, fail_times: int = 0, retryable: bool = True,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, name: str = "memory", *, fail_times: int = 0, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         self.name = name
         self.batches: list[list[Alert]] = []
         self.attempts = 0
@@ -44,8 +45,9 @@ class MemoryExporter:
         self.attempts += 1
         if self._fail_left > 0:
             self._fail_left -= 1
-            return ExportResult.failure("memory sink told to fail", retryable=self._retryable,
-                                        retry_after=self._retry_after)
+            return ExportResult.failure(
+                "memory sink told to fail", retryable=self._retryable, retry_after=self._retry_after
+            )
         self.batches.append(list(batch))
         return ExportResult.success()
 

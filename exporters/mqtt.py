@@ -58,16 +58,26 @@ class MqttExporter:
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
-        password = (read_secret_file(s.password_file, key=f"exporters.{s.name}.password_file")
-                    if s.password_file else None)
+        password = (
+            read_secret_file(s.password_file, key=f"exporters.{s.name}.password_file") if s.password_file else None
+        )
         tls = None
         if s.tls:
-            tls = aiomqtt.TLSParameters(ca_certs=str(s.ca_file) if s.ca_file else None,
-                                        certfile=str(s.cert_file) if s.cert_file else None,
-                                        keyfile=str(s.key_file) if s.key_file else None)
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+            )
         return aiomqtt.Client(
-            s.host, s.port, username=s.username, password=password, identifier=self.identifier,
-            clean_session=True, keepalive=s.keepalive, timeout=s.timeout, tls_params=tls,
+            s.host,
+            s.port,
+            username=s.username,
+            password=password,
+            identifier=self.identifier,
+            clean_session=True,
+            keepalive=s.keepalive,
+            timeout=s.timeout,
+            tls_params=tls,
             tls_insecure=s.tls_insecure if s.tls else None,
             logger=logging.getLogger(f"{__name__}.paho"),
         )

@@ -83,11 +83,17 @@ SEVERITY_NUMBERS: dict[Severity, SeverityNumber] = {
 SCOPE_NAME = "hciwatch.alerts"
 EVENT_NAME = "hciwatch.alert"
 
-RETRYABLE_GRPC_CODES = frozenset({
-    grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS,
-})
+RETRYABLE_GRPC_CODES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 RETRYABLE_HTTP_STATUS = frozenset({408, 429, 502, 503, 504})
 
 
@@ -130,9 +136,14 @@ class _Collect(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         resource = log_record.resource if log_record.resource is not None else Resource.create({})
-        self.records.append(ReadableLogRecord(log_record=log_record.log_record, resource=resource,
-                                              instrumentation_scope=log_record.instrumentation_scope,
-                                              limits=log_record.limits))
+        self.records.append(
+            ReadableLogRecord(
+                log_record=log_record.log_record,
+                resource=resource,
+                instrumentation_scope=log_record.instrumentation_scope,
+                limits=log_record.limits,
+            )
+        )
 
     def shutdown(self) -> None:
         return None
@@ -152,8 +163,9 @@ class AlertLogEncoder:
         self._logger = self._provider.get_logger(SCOPE_NAME, _version())
         self._lock = threading.Lock()
 
-    def records(self, alerts: Iterable[Alert],
-                extra: Callable[[Alert], Mapping[str, str]] | None = None) -> list[ReadableLogRecord]:
+    def records(
+        self, alerts: Iterable[Alert], extra: Callable[[Alert], Mapping[str, str]] | None = None
+    ) -> list[ReadableLogRecord]:
         """One log record per alert change; ``extra`` adds sink-specific attributes."""
         with self._lock:
             self._collect.records = []
@@ -161,14 +173,16 @@ class AlertLogEncoder:
                 attrs = alert_attributes(alert)
                 if extra is not None:
                     attrs.update(extra(alert))
-                self._logger.emit(LogRecord(
-                    timestamp=to_ms(alert.changed_at) * 1_000_000,
-                    severity_number=SEVERITY_NUMBERS[alert.severity],
-                    severity_text=alert.severity.value,
-                    body=alert.summary,
-                    attributes=attrs,
-                    event_name=EVENT_NAME,
-                ))
+                self._logger.emit(
+                    LogRecord(
+                        timestamp=to_ms(alert.changed_at) * 1_000_000,
+                        severity_number=SEVERITY_NUMBERS[alert.severity],
+                        severity_text=alert.severity.value,
+                        body=alert.summary,
+                        attributes=attrs,
+                        event_name=EVENT_NAME,
+                    )
+                )
             out, self._collect.records = self._collect.records, []
         return out
 
@@ -272,8 +286,7 @@ class _ObservedSession(requests.Session):
         self._wire = status
         self._now = now
 
-    def request(self, method: str | bytes, url: str | bytes,
-                *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         try:
             response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
         except requests.RequestException as exc:
@@ -290,12 +303,14 @@ class _ObservedSession(requests.Session):
 def _classify(status: _WireStatus, what: str) -> ExportResult:
     if status.grpc_code is not None and status.grpc_code != grpc.StatusCode.OK:
         retryable = status.grpc_code in RETRYABLE_GRPC_CODES
-        return ExportResult.failure(f"{what}: {status.detail}", retryable=retryable,
-                                    retry_after=status.retry_after if retryable else None)
+        return ExportResult.failure(
+            f"{what}: {status.detail}", retryable=retryable, retry_after=status.retry_after if retryable else None
+        )
     if status.http_status is not None and status.http_status >= 300:
         retryable = status.http_status in RETRYABLE_HTTP_STATUS
-        return ExportResult.failure(f"{what}: {status.detail}", retryable=retryable,
-                                    retry_after=status.retry_after if retryable else None)
+        return ExportResult.failure(
+            f"{what}: {status.detail}", retryable=retryable, retry_after=status.retry_after if retryable else None
+        )
     reason = status.detail or "no response (peer unreachable or timed out)"
     return ExportResult.failure(f"{what}: {reason}", retryable=True)
 
@@ -322,9 +337,11 @@ def _grpc_security(s: OtlpSettings) -> tuple[bool, grpc.ChannelCredentials | Non
     insecure = s.insecure if s.insecure is not None else endpoint.startswith("http://")
     if insecure:
         return True, None
-    return False, grpc.ssl_channel_credentials(root_certificates=_read_bytes(s.ca_file),
-                                               private_key=_read_bytes(s.key_file),
-                                               certificate_chain=_read_bytes(s.cert_file))
+    return False, grpc.ssl_channel_credentials(
+        root_certificates=_read_bytes(s.ca_file),
+        private_key=_read_bytes(s.key_file),
+        certificate_chain=_read_bytes(s.cert_file),
+    )
 
 
 class OtlpExporter(ThreadedSdkExporter):
@@ -354,8 +371,12 @@ class OtlpExporter(ThreadedSdkExporter):
         if s.protocol == "grpc":
             insecure, creds = _grpc_security(s)
             return _ObservedGrpcLogExporter(
-                self._wire, endpoint=s.resolved_endpoint(), insecure=insecure, credentials=creds,
-                headers=self._headers or None, timeout=s.timeout,
+                self._wire,
+                endpoint=s.resolved_endpoint(),
+                insecure=insecure,
+                credentials=creds,
+                headers=self._headers or None,
+                timeout=s.timeout,
                 compression=_grpc_compression(s),
             )
         return HttpLogExporter(
@@ -363,7 +384,8 @@ class OtlpExporter(ThreadedSdkExporter):
             certificate_file=str(s.ca_file) if s.ca_file else None,
             client_key_file=str(s.key_file) if s.key_file else None,
             client_certificate_file=str(s.cert_file) if s.cert_file else None,
-            headers=self._headers, timeout=s.timeout,
+            headers=self._headers,
+            timeout=s.timeout,
             compression=_http_compression(s),
             session=_ObservedSession(self._wire, self._now),
         )
@@ -440,50 +462,80 @@ class OtlpMetrics:
     counters, cumulative) and ``pipeline.queue_depth`` (gauge).
     """
 
-    def __init__(self, exporter: MetricExporter, resource_attributes: Mapping[str, str], *,
-                 interval: float = 60.0, snapshot: Callable[[], MetricsSnapshot] | None = None) -> None:
+    def __init__(
+        self,
+        exporter: MetricExporter,
+        resource_attributes: Mapping[str, str],
+        *,
+        interval: float = 60.0,
+        snapshot: Callable[[], MetricsSnapshot] | None = None,
+    ) -> None:
         self._latest = MetricsSnapshot()
         self._snapshot = snapshot
         self._reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval * 1000)
-        self._provider = MeterProvider(metric_readers=[self._reader],
-                                       resource=Resource.create(dict(resource_attributes)),
-                                       shutdown_on_exit=False)
+        self._provider = MeterProvider(
+            metric_readers=[self._reader], resource=Resource.create(dict(resource_attributes)), shutdown_on_exit=False
+        )
         meter = self._provider.get_meter("hciwatch", _version())
         gauge = meter.create_observable_gauge
-        gauge("hciwatch.pool.size", [self._pool("size")], unit="{address}",
-              description="addresses in the pool")
-        gauge("hciwatch.pool.used", [self._pool("used")], unit="{address}",
-              description="addresses in use")
-        gauge("hciwatch.pool.free", [self._pool("free")], unit="{address}",
-              description="addresses still free")
-        gauge("hciwatch.pool.time_to_exhaustion", [self._pool("time_to_exhaustion")], unit="s",
-              description="projected seconds until free addresses fall below the upgrade reserve "
-                          "(absent when usage is not growing)")
-        gauge("hciwatch.congestion.score", [self._congestion], unit="1",
-              description="east-west congestion score per host (0 = healthy)")
-        gauge("hciwatch.alerts.firing", [self._firing], unit="{alert}",
-              description="alerts currently firing, per kind")
+        gauge("hciwatch.pool.size", [self._pool("size")], unit="{address}", description="addresses in the pool")
+        gauge("hciwatch.pool.used", [self._pool("used")], unit="{address}", description="addresses in use")
+        gauge("hciwatch.pool.free", [self._pool("free")], unit="{address}", description="addresses still free")
+        gauge(
+            "hciwatch.pool.time_to_exhaustion",
+            [self._pool("time_to_exhaustion")],
+            unit="s",
+            description="projected seconds until free addresses fall below the upgrade reserve "
+            "(absent when usage is not growing)",
+        )
+        gauge(
+            "hciwatch.congestion.score",
+            [self._congestion],
+            unit="1",
+            description="east-west congestion score per host (0 = healthy)",
+        )
+        gauge("hciwatch.alerts.firing", [self._firing], unit="{alert}", description="alerts currently firing, per kind")
         counter = meter.create_observable_counter
-        counter("hciwatch.pipeline.samples_in", [self._pipeline("samples_in")], unit="{sample}",
-                description="samples parsed since start")
-        counter("hciwatch.pipeline.parse_errors", [self._pipeline("parse_errors")], unit="{error}",
-                description="payload parts that could not be parsed")
-        counter("hciwatch.pipeline.export_failures", [self._pipeline("export_failures")], unit="{failure}",
-                description="failed sink export attempts")
-        gauge("hciwatch.pipeline.queue_depth", [self._pipeline("queue_depth")], unit="{record}",
-              description="records waiting between sources and the store")
+        counter(
+            "hciwatch.pipeline.samples_in",
+            [self._pipeline("samples_in")],
+            unit="{sample}",
+            description="samples parsed since start",
+        )
+        counter(
+            "hciwatch.pipeline.parse_errors",
+            [self._pipeline("parse_errors")],
+            unit="{error}",
+            description="payload parts that could not be parsed",
+        )
+        counter(
+            "hciwatch.pipeline.export_failures",
+            [self._pipeline("export_failures")],
+            unit="{failure}",
+            description="failed sink export attempts",
+        )
+        gauge(
+            "hciwatch.pipeline.queue_depth",
+            [self._pipeline("queue_depth")],
+            unit="{record}",
+            description="records waiting between sources and the store",
+        )
 
     @classmethod
-    def from_settings(cls, settings: OtlpSettings,
-                      snapshot: Callable[[], MetricsSnapshot] | None = None) -> OtlpMetrics:
+    def from_settings(
+        cls, settings: OtlpSettings, snapshot: Callable[[], MetricsSnapshot] | None = None
+    ) -> OtlpMetrics:
         s = settings
         headers = s.resolved_headers()
         exporter: MetricExporter
         if s.protocol == "grpc":
             insecure, creds = _grpc_security(s)
             exporter = GrpcMetricExporter(
-                endpoint=s.resolved_endpoint(), insecure=insecure, credentials=creds,
-                headers=headers or None, timeout=s.timeout,
+                endpoint=s.resolved_endpoint(),
+                insecure=insecure,
+                credentials=creds,
+                headers=headers or None,
+                timeout=s.timeout,
                 compression=_grpc_compression(s),
             )
         else:
@@ -492,16 +544,23 @@ class OtlpMetrics:
                 certificate_file=str(s.ca_file) if s.ca_file else None,
                 client_key_file=str(s.key_file) if s.key_file else None,
                 client_certificate_file=str(s.cert_file) if s.cert_file else None,
-                headers=headers, timeout=s.timeout,
+                headers=headers,
+                timeout=s.timeout,
                 compression=_http_compression(s),
             )
         return cls(exporter, s.resource.resource_dict(), interval=s.metrics_interval, snapshot=snapshot)
 
-    def record(self, pool_stats: Sequence[PoolStat], congestion_scores: Mapping[str, float],
-               firing_by_kind: Mapping[str, int], pipeline_health: PipelineHealth) -> None:
+    def record(
+        self,
+        pool_stats: Sequence[PoolStat],
+        congestion_scores: Mapping[str, float],
+        firing_by_kind: Mapping[str, int],
+        pipeline_health: PipelineHealth,
+    ) -> None:
         """Replace the numbers the next collection reports."""
-        self._latest = MetricsSnapshot(tuple(pool_stats), dict(congestion_scores), dict(firing_by_kind),
-                                       pipeline_health)
+        self._latest = MetricsSnapshot(
+            tuple(pool_stats), dict(congestion_scores), dict(firing_by_kind), pipeline_health
+        )
 
     def _current(self) -> MetricsSnapshot:
         if self._snapshot is not None:
@@ -517,6 +576,7 @@ class OtlpMetrics:
                 value = getattr(p, attr)
                 if value is not None:
                     yield Observation(value, {"network": p.network, "pool": p.pool})
+
         return observe
 
     def _congestion(self, _: CallbackOptions) -> Iterable[Observation]:
@@ -532,6 +592,7 @@ class OtlpMetrics:
     def _pipeline(self, attr: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_: CallbackOptions) -> Iterable[Observation]:
             yield Observation(int(getattr(self._current().pipeline, attr)))
+
         return observe
 
     def force_flush(self, timeout: float = 10.0) -> bool:

@@ -124,8 +124,15 @@ class Outbox:
     lock, so other threads are safe too).
     """
 
-    def __init__(self, data_dir: Path, sinks: Iterable[str], *, max_bytes: int = 256 * MiB,
-                 segment_bytes: int = 4 * MiB, start: Literal["end", "oldest"] = "end") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        sinks: Iterable[str],
+        *,
+        max_bytes: int = 256 * MiB,
+        segment_bytes: int = 4 * MiB,
+        start: Literal["end", "oldest"] = "end",
+    ) -> None:
         self.directory = Path(data_dir) / "outbox"
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -154,7 +161,7 @@ class Outbox:
 
     def _load_segments(self) -> None:
         for path in sorted(self.directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}")):
-            digits = path.name[len(_SEGMENT_PREFIX):-len(_SEGMENT_SUFFIX)]
+            digits = path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)]
             if not digits.isdigit():
                 log.warning("outbox: ignoring unexpected file %s", path)
                 continue
@@ -170,8 +177,7 @@ class Outbox:
         last = self._segments[-1]
         good, count = self._recover_tail(last.path, last.first_seq)
         if good != last.size:
-            log.warning("outbox: cut %d bytes of an unacknowledged partial append off %s",
-                        last.size - good, last.path)
+            log.warning("outbox: cut %d bytes of an unacknowledged partial append off %s", last.size - good, last.path)
             with open(last.path, "r+b") as fh:
                 fh.truncate(good)
                 os.fsync(fh.fileno())
@@ -201,8 +207,12 @@ class Outbox:
             except (ValueError, KeyError, TypeError):
                 seq = -1
             if seq != first_seq + count - 1:
-                log.warning("outbox: %s: last record has seq %d, expected %d (damaged segment)",
-                            path, seq, first_seq + count - 1)
+                log.warning(
+                    "outbox: %s: last record has seq %d, expected %d (damaged segment)",
+                    path,
+                    seq,
+                    first_seq + count - 1,
+                )
         return good, count
 
     def _load_cursor(self, name: str, start: str) -> None:
@@ -214,12 +224,21 @@ class Outbox:
             try:
                 value = int(json.loads(path.read_text())["next_seq"])
             except (ValueError, KeyError, TypeError, OSError) as exc:
-                log.error("outbox: cursor file %s unreadable (%s); sink %s restarts at the oldest "
-                          "retained change (duplicates possible)", path, exc, name)
+                log.error(
+                    "outbox: cursor file %s unreadable (%s); sink %s restarts at the oldest "
+                    "retained change (duplicates possible)",
+                    path,
+                    exc,
+                    name,
+                )
                 value = oldest
             if value > self._end_seq:
-                log.warning("outbox: cursor of sink %s (%d) is past the end of the log (%d); clamping",
-                            name, value, self._end_seq)
+                log.warning(
+                    "outbox: cursor of sink %s (%d) is past the end of the log (%d); clamping",
+                    name,
+                    value,
+                    self._end_seq,
+                )
                 value = self._end_seq
             value = max(value, oldest)
         else:
@@ -243,8 +262,10 @@ class Outbox:
         When this returns, the changes are fsynced and will reach every sink at least once
         (unless the disk bound drops them first for a sink that stays down).
         """
-        lines = [json.dumps({"seq": 0, "alert": a.to_json()}, separators=(",", ":"),
-                            ensure_ascii=False, allow_nan=False) for a in alerts]
+        lines = [
+            json.dumps({"seq": 0, "alert": a.to_json()}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            for a in alerts
+        ]
         if not lines:
             return self._end_seq
         with self._lock:
@@ -413,9 +434,15 @@ class Outbox:
                         lost = seg_end - max(cur, seg.first_seq)
                         self.counters[name].dropped += lost
                         self.dropped += lost
-                        log.error("outbox: disk bound of %d bytes reached; sink %s loses %d undelivered "
-                                  "alert changes (seq %d-%d) because it is too far behind",
-                                  self.max_bytes, name, lost, max(cur, seg.first_seq), seg_end - 1)
+                        log.error(
+                            "outbox: disk bound of %d bytes reached; sink %s loses %d undelivered "
+                            "alert changes (seq %d-%d) because it is too far behind",
+                            self.max_bytes,
+                            name,
+                            lost,
+                            max(cur, seg.first_seq),
+                            seg_end - 1,
+                        )
                         self._write_cursor(name, seg_end)
                         self._cursors[name] = seg_end
                 total -= seg.size
@@ -503,12 +530,21 @@ class OutboxDispatcher:
     and backoff without waiting. Batch filling (``max_wait``) uses the event loop's own timer.
     """
 
-    def __init__(self, outbox: Outbox, exporter: Exporter, policy: DeliveryPolicy | None = None, *,
-                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        exporter: Exporter,
+        policy: DeliveryPolicy | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         if exporter.name not in outbox.sinks:
-            raise ValueError(f"sink {exporter.name!r} was not declared when the outbox was opened "
-                             f"(declared: {', '.join(outbox.sinks) or 'none'})")
+            raise ValueError(
+                f"sink {exporter.name!r} was not declared when the outbox was opened "
+                f"(declared: {', '.join(outbox.sinks) or 'none'})"
+            )
         self.outbox = outbox
         self.exporter = exporter
         self.name = exporter.name
@@ -574,8 +610,9 @@ class OutboxDispatcher:
             except Exception as exc:
                 delay = self._backoff.next_delay(None)
                 self.counters.last_error = f"start failed: {type(exc).__name__}: {exc}"
-                log.warning("sink %s: could not start (%s: %s); retrying in %.1fs",
-                            self.name, type(exc).__name__, exc, delay)
+                log.warning(
+                    "sink %s: could not start (%s: %s); retrying in %.1fs", self.name, type(exc).__name__, exc, delay
+                )
                 self.retry_delays.append(delay)
                 await self._sleep(delay)
 
@@ -624,14 +661,26 @@ class OutboxDispatcher:
         c.last_error = result.error
         if not result.retryable:
             c.skipped += len(batch)
-            log.error("sink %s: permanent failure, skipping %d alert changes (seq %d-%d): %s",
-                      self.name, len(batch), batch[0][0], batch[-1][0], result.error)
+            log.error(
+                "sink %s: permanent failure, skipping %d alert changes (seq %d-%d): %s",
+                self.name,
+                len(batch),
+                batch[0][0],
+                batch[-1][0],
+                result.error,
+            )
             self.outbox.commit(self.name, batch[-1][0] + 1)
             self._backoff.attempt = 0
             return True
         delay = self._backoff.next_delay(result.retry_after)
         self.retry_delays.append(delay)
-        log.warning("sink %s: export of %d alert changes failed (attempt %d): %s; retrying in %.1fs",
-                    self.name, len(batch), self._backoff.attempt, result.error, delay)
+        log.warning(
+            "sink %s: export of %d alert changes failed (attempt %d): %s; retrying in %.1fs",
+            self.name,
+            len(batch),
+            self._backoff.attempt,
+            result.error,
+            delay,
+        )
         await self._sleep(delay)
         return False

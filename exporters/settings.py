@@ -44,7 +44,7 @@ def resolve_value(value: str, *, key: str) -> str:
     """
     if not value.startswith(_ENV_PREFIX):
         return value
-    var = value[len(_ENV_PREFIX):].strip()
+    var = value[len(_ENV_PREFIX) :].strip()
     if not var:
         raise ConfigError(f"{key}: 'env:' must be followed by a variable name", key=key)
     if var not in os.environ:
@@ -104,12 +104,13 @@ class SinkSettings(BaseModel):
     type: str
     name: str = Field(default="", description="sink name (cursor file name); defaults to the type")
     max_batch: int = Field(default=100, ge=1, le=10_000, description="alert changes per export call")
-    max_wait: float = Field(default=0.5, ge=0, le=60,
-                            description="seconds to wait for a batch to fill before sending it")
-    backoff_initial: float = Field(default=1.0, gt=0, le=3600,
-                                   description="first retry delay cap, seconds (full jitter)")
-    backoff_max: float = Field(default=60.0, gt=0, le=86_400,
-                               description="largest retry delay cap, seconds")
+    max_wait: float = Field(
+        default=0.5, ge=0, le=60, description="seconds to wait for a batch to fill before sending it"
+    )
+    backoff_initial: float = Field(
+        default=1.0, gt=0, le=3600, description="first retry delay cap, seconds (full jitter)"
+    )
+    backoff_max: float = Field(default=60.0, gt=0, le=86_400, description="largest retry delay cap, seconds")
     timeout: float = Field(default=10.0, gt=0, le=600, description="per-request timeout, seconds")
 
     @model_validator(mode="before")
@@ -143,8 +144,7 @@ class ResourceSettings(BaseModel):
     site: str = Field(default="", description="hciwatch.site resource attribute")
     service_instance_id: str = Field(default="", description="service.instance.id; default hostname")
     deployment_environment: str = Field(default="", description="deployment.environment")
-    resource_attributes: dict[str, str] = Field(default_factory=dict,
-                                                description="extra resource attributes")
+    resource_attributes: dict[str, str] = Field(default_factory=dict, description="extra resource attributes")
 
     def resource_dict(self) -> dict[str, str]:
         """The resource attributes every record and metric of this sink carries."""
@@ -176,8 +176,7 @@ class OtlpSettings(SinkSettings):
     endpoint: str = Field(default="", description="default http://localhost:4317 (grpc) / :4318 (http)")
     headers: dict[str, str] = Field(default_factory=dict, description="values may be env:NAME")
     headers_file: Path | None = Field(default=None, description="'Name: value' lines")
-    insecure: bool | None = Field(default=None,
-                                  description="gRPC without TLS; default: true for http:// endpoints")
+    insecure: bool | None = Field(default=None, description="gRPC without TLS; default: true for http:// endpoints")
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -219,8 +218,7 @@ class AzureMonitorSettings(SinkSettings):
     as_custom_events: bool = Field(default=False, description="customEvents instead of traces")
     managed_identity: bool = Field(default=False, description="authenticate with Entra ID (MSI)")
     managed_identity_client_id: str | None = None
-    sdk_stats: bool = Field(default=False,
-                            description="let the SDK send its own usage statistics to Microsoft")
+    sdk_stats: bool = Field(default=False, description="let the SDK send its own usage statistics to Microsoft")
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     metrics: bool = Field(default=False, description="also export hciwatch.* metrics (customMetrics)")
     metrics_interval: float = Field(default=60.0, gt=0, le=3600)
@@ -235,7 +233,8 @@ class AzureMonitorSettings(SinkSettings):
                         f"'{key}' is not accepted in the configuration file: it is a credential "
                         "(the instrumentation key lets anyone write to your Application Insights); "
                         "put it in a file readable only by hciwatch and set connection_string_file, "
-                        "or in an environment variable and set connection_string_env")
+                        "or in an environment variable and set connection_string_env"
+                    )
         return data
 
     @model_validator(mode="after")
@@ -251,8 +250,10 @@ class AzureMonitorSettings(SinkSettings):
         var = self.connection_string_env or "APPLICATIONINSIGHTS_CONNECTION_STRING"
         value = os.environ.get(var, "").strip()
         if not value:
-            raise ConfigError(f"{key}.connection_string_env: environment variable {var} is not set "
-                              "(or set connection_string_file)", key=f"{key}.connection_string_env")
+            raise ConfigError(
+                f"{key}.connection_string_env: environment variable {var} is not set (or set connection_string_file)",
+                key=f"{key}.connection_string_env",
+            )
         return value
 
 
@@ -266,10 +267,10 @@ class WebhookSettings(SinkSettings):
     secret_file: Path | None = Field(default=None, description="HMAC-SHA256 signing secret file")
     signature_header: str = "X-Hciwatch-Signature"
     headers: dict[str, str] = Field(default_factory=dict, description="values may be env:NAME")
-    subscription_id: str = Field(default="00000000-0000-0000-0000-000000000000",
-                                 description="used in essentials.alertId")
-    target_ids: list[str] = Field(default_factory=list,
-                                  description="ARM resource ids added to alertTargetIDs")
+    subscription_id: str = Field(
+        default="00000000-0000-0000-0000-000000000000", description="used in essentials.alertId"
+    )
+    target_ids: list[str] = Field(default_factory=list, description="ARM resource ids added to alertTargetIDs")
     ca_file: Path | None = None
     verify_tls: bool = True
 
@@ -376,8 +377,9 @@ class OutboxSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_bytes: int = Field(default=256 * MiB, ge=64 * 1024,
-                           description="disk bound; oldest segments are dropped beyond it")
+    max_bytes: int = Field(
+        default=256 * MiB, ge=64 * 1024, description="disk bound; oldest segments are dropped beyond it"
+    )
     segment_bytes: int = Field(default=4 * MiB, ge=4096, description="segment file size")
 
     @model_validator(mode="after")

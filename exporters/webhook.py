@@ -59,12 +59,15 @@ RETRYABLE_STATUS = frozenset({408, 429})
 
 def alert_id(fingerprint: str, subscription_id: str) -> str:
     """The essentials.alertId of an incident: same value for its Fired and Resolved changes."""
-    return (f"/subscriptions/{subscription_id}/providers/Microsoft.AlertsManagement/alerts/"
-            f"{uuid.uuid5(ALERT_ID_NAMESPACE, fingerprint)}")
+    return (
+        f"/subscriptions/{subscription_id}/providers/Microsoft.AlertsManagement/alerts/"
+        f"{uuid.uuid5(ALERT_ID_NAMESPACE, fingerprint)}"
+    )
 
 
-def common_alert_schema(alert: Alert, *, subscription_id: str = "00000000-0000-0000-0000-000000000000",
-                        target_ids: Sequence[str] = ()) -> dict[str, Any]:
+def common_alert_schema(
+    alert: Alert, *, subscription_id: str = "00000000-0000-0000-0000-000000000000", target_ids: Sequence[str] = ()
+) -> dict[str, Any]:
     """The common alert schema document for one alert change."""
     resource = dict(sorted(alert.resource.items()))
     targets = [t.lower() for t in target_ids]
@@ -94,8 +97,10 @@ def common_alert_schema(alert: Alert, *, subscription_id: str = "00000000-0000-0
         "evidence": alert.evidence,
         "runbook": alert.runbook,
     }
-    return {"schemaId": SCHEMA_ID,
-            "data": {"essentials": essentials, "alertContext": context, "customProperties": resource or None}}
+    return {
+        "schemaId": SCHEMA_ID,
+        "data": {"essentials": essentials, "alertContext": context, "customProperties": resource or None},
+    }
 
 
 def redact_url(url: str) -> str:
@@ -125,8 +130,9 @@ class WebhookExporter:
         self._now = now
         self._url = settings.resolved_url()
         self._shown_url = redact_url(self._url)
-        self._static_headers = {k: resolve_value(v, key=f"exporters.{settings.name}.headers.{k}")
-                                for k, v in settings.headers.items()}
+        self._static_headers = {
+            k: resolve_value(v, key=f"exporters.{settings.name}.headers.{k}") for k, v in settings.headers.items()
+        }
         self._read_credentials()  # fail at start-up when a file is missing
         self._session: aiohttp.ClientSession | None = None
         self._accepted: set[tuple[str, str, str]] = set()  # progress inside a batch being retried
@@ -134,10 +140,8 @@ class WebhookExporter:
 
     def _read_credentials(self) -> tuple[str | None, str | None]:
         s = self.settings
-        token = read_secret_file(s.token_file, key=f"exporters.{s.name}.token_file").strip() \
-            if s.token_file else None
-        secret = read_secret_file(s.secret_file, key=f"exporters.{s.name}.secret_file") \
-            if s.secret_file else None
+        token = read_secret_file(s.token_file, key=f"exporters.{s.name}.token_file").strip() if s.token_file else None
+        secret = read_secret_file(s.secret_file, key=f"exporters.{s.name}.secret_file") if s.secret_file else None
         return token, secret
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -174,14 +178,20 @@ class WebhookExporter:
             if outcome.retryable:
                 self._healthy = False
                 return outcome
-            log.error("webhook %s: alert %s (%s) rejected permanently: %s",
-                      self.name, alert.fingerprint, alert.status.value, outcome.error)
+            log.error(
+                "webhook %s: alert %s (%s) rejected permanently: %s",
+                self.name,
+                alert.fingerprint,
+                alert.status.value,
+                outcome.error,
+            )
             rejected.append(outcome.error)
         self._accepted.clear()
         self._healthy = not rejected
         if rejected:
-            return ExportResult.failure(f"{len(rejected)} of {len(batch)} alert changes rejected: "
-                                        f"{rejected[0]}", retryable=False)
+            return ExportResult.failure(
+                f"{len(rejected)} of {len(batch)} alert changes rejected: {rejected[0]}", retryable=False
+            )
         return ExportResult.success()
 
     async def _post(self, alert: Alert, token: str | None, secret: str | None) -> ExportResult | None:
@@ -195,8 +205,7 @@ class WebhookExporter:
             headers[s.signature_header] = sign(body, secret)
         assert self._session is not None
         try:
-            async with self._session.post(self._url, data=body, headers=headers,
-                                          allow_redirects=False) as resp:
+            async with self._session.post(self._url, data=body, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self._now())
                 await resp.read()

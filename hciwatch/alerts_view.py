@@ -23,9 +23,19 @@ def load_alerts(data_dir: Path, *, status: str | None = None, kind: str | None =
     finally:
         con.close()
     alerts = [
-        Alert(fingerprint=r[1], kind=AlertKind(r[2]), status=AlertStatus(r[3]), severity=Severity(r[4]),
-              resource={e["key"]: e["value"] for e in r[5]}, summary=r[6], evidence=json.loads(r[7]),
-              runbook=r[8], starts_at=r[9], ends_at=r[10], ts=r[0])
+        Alert(
+            fingerprint=r[1],
+            kind=AlertKind(r[2]),
+            status=AlertStatus(r[3]),
+            severity=Severity(r[4]),
+            resource={e["key"]: e["value"] for e in r[5]},
+            summary=r[6],
+            evidence=json.loads(r[7]),
+            runbook=r[8],
+            starts_at=r[9],
+            ends_at=r[10],
+            ts=r[0],
+        )
         for r in rows
     ]
     if status == "open":

@@ -90,8 +90,12 @@ _FILTER_PARAMS = ("kind", "status", "network", "host", "since")
 _QUERY_STATUS = {"bad_query": 400, "execution": 422, "timeout": 503, "internal": 500}
 REPORT_CACHE_S = 10.0
 MAX_REPORT_HOURS = 24 * 31
-HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+HTML_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 IngestStats = Callable[[], Mapping[str, Any]]
@@ -101,17 +105,22 @@ class _Metrics:
     """The API's own series, registered once per app in the service registry."""
 
     def __init__(self, registry: CollectorRegistry, feed: AlertFeed) -> None:
-        self.requests = Counter("hciwatch_api_requests", "HTTP requests served by the API",
-                                ["route", "method", "code"], registry=registry)
-        self.latency = Histogram("hciwatch_api_request_duration_seconds",
-                                 "Time to answer an API request (SSE streams excluded)",
-                                 ["route"], registry=registry)
-        self.queries = Counter("hciwatch_api_queries", "SQL queries by outcome", ["outcome"],
-                               registry=registry)
-        self.query_seconds = Histogram("hciwatch_api_query_duration_seconds",
-                                       "Time SQL queries took (including refused ones)",
-                                       registry=registry,
-                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.requests = Counter(
+            "hciwatch_api_requests", "HTTP requests served by the API", ["route", "method", "code"], registry=registry
+        )
+        self.latency = Histogram(
+            "hciwatch_api_request_duration_seconds",
+            "Time to answer an API request (SSE streams excluded)",
+            ["route"],
+            registry=registry,
+        )
+        self.queries = Counter("hciwatch_api_queries", "SQL queries by outcome", ["outcome"], registry=registry)
+        self.query_seconds = Histogram(
+            "hciwatch_api_query_duration_seconds",
+            "Time SQL queries took (including refused ones)",
+            registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         registry.register(_FeedCollector(feed))
 
 
@@ -123,31 +132,44 @@ class _FeedCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         feed = self._feed
-        yield GaugeMetricFamily("hciwatch_feed_subscribers", "Live alert stream subscribers",
-                                value=feed.subscriber_count)
-        yield GaugeMetricFamily("hciwatch_feed_firing_alerts", "Alerts firing now, per the feed",
-                                value=feed.firing_count)
-        yield CounterMetricFamily("hciwatch_feed_changes", "Alert state changes the feed received",
-                                  value=feed.changes_total)
-        yield CounterMetricFamily("hciwatch_feed_subscribers_dropped",
-                                  "Stream subscribers dropped for reading too slowly",
-                                  value=feed.dropped_total)
+        yield GaugeMetricFamily(
+            "hciwatch_feed_subscribers", "Live alert stream subscribers", value=feed.subscriber_count
+        )
+        yield GaugeMetricFamily(
+            "hciwatch_feed_firing_alerts", "Alerts firing now, per the feed", value=feed.firing_count
+        )
+        yield CounterMetricFamily(
+            "hciwatch_feed_changes", "Alert state changes the feed received", value=feed.changes_total
+        )
+        yield CounterMetricFamily(
+            "hciwatch_feed_subscribers_dropped",
+            "Stream subscribers dropped for reading too slowly",
+            value=feed.dropped_total,
+        )
 
 
 FEED_KEY = web.AppKey("feed", AlertFeed)
 LIMITS_KEY = web.AppKey("query_limits", QueryLimits)
 
 
-def _json_error(status: int, message: str, *, headers: Mapping[str, str] | None = None,
-                **extra: Any) -> web.Response:
+def _json_error(status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness: Readiness,
-               metrics_registry: CollectorRegistry, query_limits: QueryLimits | None = None,
-               allow_unauthenticated: bool = False, extra_views: Mapping[str, str] | None = None,
-               sse_heartbeat_s: float = SSE_HEARTBEAT_S, site: str | None = None,
-               ingest_stats: IngestStats | None = None) -> web.Application:
+def create_app(
+    *,
+    data_dir: Path,
+    feed: AlertFeed,
+    token: str | None,
+    readiness: Readiness,
+    metrics_registry: CollectorRegistry,
+    query_limits: QueryLimits | None = None,
+    allow_unauthenticated: bool = False,
+    extra_views: Mapping[str, str] | None = None,
+    sse_heartbeat_s: float = SSE_HEARTBEAT_S,
+    site: str | None = None,
+    ingest_stats: IngestStats | None = None,
+) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
     Args:
@@ -173,7 +195,8 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
         raise ConfigError(
             "the API has no token: set api.token_file (a file or env:NAME holding the bearer token); "
             "api.allow_unauthenticated = true serves without one and is for local testing only",
-            key="api.token_file")
+            key="api.token_file",
+        )
     if token is None:
         log.warning("API authentication is OFF (allow_unauthenticated): for local testing only")
     limits = query_limits or QueryLimits()
@@ -184,9 +207,9 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
     report_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
 
     @web.middleware
-    async def metrics_mw(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                         ) -> web.StreamResponse:
+    async def metrics_mw(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         started = time.monotonic()
         route = _route_name(request)
         code = 500
@@ -203,16 +226,19 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
                 metrics.latency.labels(route).observe(time.monotonic() - started)
 
     @web.middleware
-    async def errors_mw(request: web.Request,
-                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                        ) -> web.StreamResponse:
+    async def errors_mw(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _json_error(exc.status, exc.reason, headers={
-                k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
+            return _json_error(
+                exc.status,
+                exc.reason,
+                headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
+            )
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
@@ -220,9 +246,9 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             return _json_error(500, "internal error (see the service log)")
 
     @web.middleware
-    async def auth_mw(request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
+    async def auth_mw(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if token_bytes is None or request.path in PUBLIC_PATHS or _is_page_request(request):
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -233,8 +259,9 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             challenge += ', error="invalid_token"'
         return _json_error(401, "unauthorized", headers={"WWW-Authenticate": challenge})
 
-    app = web.Application(middlewares=[metrics_mw, errors_mw, auth_mw],
-                          client_max_size=limits.max_sql_bytes + 16 * 1024)
+    app = web.Application(
+        middlewares=[metrics_mw, errors_mw, auth_mw], client_max_size=limits.max_sql_bytes + 16 * 1024
+    )
     app[FEED_KEY] = feed
     app[LIMITS_KEY] = limits
 
@@ -251,8 +278,9 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             log.warning("readiness check returned %s, not a dict", type(info).__name__)
             return web.json_response({"ready": False, "error": "readiness check failed"}, status=503)
         body = json.dumps(info, default=str)
-        return web.Response(text=body, content_type="application/json",
-                            status=200 if info.get("ready") is True else 503)
+        return web.Response(
+            text=body, content_type="application/json", status=200 if info.get("ready") is True else 503
+        )
 
     async def metrics_handler(request: web.Request) -> web.Response:
         payload = generate_latest(metrics_registry)
@@ -261,23 +289,25 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
     async def index(request: web.Request) -> web.Response:
         if _is_page_request(request):
             page, csp = live_page()
-            return web.Response(text=page, content_type="text/html",
-                                headers={**HTML_HEADERS, "Content-Security-Policy": csp})
-        return web.json_response({
-            "service": "hciwatch",
-            "endpoints": {
-                "GET /healthz": "liveness (no token)",
-                "GET /readyz": "readiness (no token)",
-                "GET /metrics": "Prometheus metrics",
-                "GET /api/v1/alerts": (
-                    "alerts: ?state=firing|recent&kind=&status=&network=&host=&since=&limit="),
-                "GET /api/v1/alerts/stream": "Server-Sent Events of alert changes (Last-Event-ID replay)",
-                "POST /api/v1/query": 'read-only SQL: {"sql": "...", "limit": N} or text/plain',
-                "GET /api/v1/report": "the operator views' model: ?from=&to= (ISO-8601) or ?hours=",
-                "GET / (Accept: text/html)": "the live status page (asks for this token once per session)",
-            },
-            "tables": ["samples", "ip_observations", "alerts", *(extra_views or {})],
-        })
+            return web.Response(
+                text=page, content_type="text/html", headers={**HTML_HEADERS, "Content-Security-Policy": csp}
+            )
+        return web.json_response(
+            {
+                "service": "hciwatch",
+                "endpoints": {
+                    "GET /healthz": "liveness (no token)",
+                    "GET /readyz": "readiness (no token)",
+                    "GET /metrics": "Prometheus metrics",
+                    "GET /api/v1/alerts": ("alerts: ?state=firing|recent&kind=&status=&network=&host=&since=&limit="),
+                    "GET /api/v1/alerts/stream": "Server-Sent Events of alert changes (Last-Event-ID replay)",
+                    "POST /api/v1/query": 'read-only SQL: {"sql": "...", "limit": N} or text/plain',
+                    "GET /api/v1/report": "the operator views' model: ?from=&to= (ISO-8601) or ?hours=",
+                    "GET / (Accept: text/html)": "the live status page (asks for this token once per session)",
+                },
+                "tables": ["samples", "ip_observations", "alerts", *(extra_views or {})],
+            }
+        )
 
     async def alerts(request: web.Request) -> web.Response:
         _reject_unknown(request, {"state", "limit", *_FILTER_PARAMS})
@@ -285,22 +315,23 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
         state = request.query.get("state", "firing")
         if state not in ("firing", "recent"):
             raise _bad_request(f"state must be 'firing' or 'recent', got {state!r}")
-        limit = _int_param(request, "limit", default=1000 if state == "firing" else 100,
-                           low=1, high=MAX_ALERT_LIMIT)
+        limit = _int_param(request, "limit", default=1000 if state == "firing" else 100, low=1, high=MAX_ALERT_LIMIT)
         events = feed.firing(filters)[:limit] if state == "firing" else feed.recent(filters, limit)
-        return web.json_response({"state": state, "count": len(events),
-                                  "alerts": [_event_json(e) for e in events]},
-                                 dumps=_dumps)
+        return web.json_response(
+            {"state": state, "count": len(events), "alerts": [_event_json(e) for e in events]}, dumps=_dumps
+        )
 
     async def stream(request: web.Request) -> web.StreamResponse:
         _reject_unknown(request, {"last_event_id", *_FILTER_PARAMS})
         filters = _parse_filters(request)
         after = _last_event_id(request)
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        })
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
         peer = request.remote or "unknown"
         with feed.subscribe(after=after, filters=filters, peer=peer) as sub:
             await response.prepare(request)
@@ -335,12 +366,12 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             await asyncio.wait_for(query_slots.acquire(), limits.timeout_s)
         except TimeoutError:
             metrics.queries.labels("busy").inc()
-            return _json_error(503, "too many queries are running; try again shortly",
-                               headers={"Retry-After": "1"})
+            return _json_error(503, "too many queries are running; try again shortly", headers={"Retry-After": "1"})
         started = time.monotonic()
         try:
-            result, body = await asyncio.to_thread(_run_and_encode, data_dir, sql, limit, limits,
-                                                   extra_views, wants_arrow)
+            result, body = await asyncio.to_thread(
+                _run_and_encode, data_dir, sql, limit, limits, extra_views, wants_arrow
+            )
         except QueryError as exc:
             metrics.queries.labels(exc.kind).inc()
             return _json_error(_QUERY_STATUS.get(exc.kind, 500), str(exc), kind=exc.kind)
@@ -348,8 +379,10 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             query_slots.release()
             metrics.query_seconds.observe(time.monotonic() - started)
         metrics.queries.labels("ok").inc()
-        headers = {"X-Hciwatch-Truncated": "true" if result.truncated else "false",
-                   "X-Hciwatch-Row-Count": str(result.table.num_rows)}
+        headers = {
+            "X-Hciwatch-Truncated": "true" if result.truncated else "false",
+            "X-Hciwatch-Row-Count": str(result.table.num_rows),
+        }
         if wants_arrow:
             return web.Response(body=body, content_type=ARROW_STREAM, headers=headers)
         return web.Response(body=body, content_type="application/json", headers=headers)
@@ -363,28 +396,31 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
             if cached is not None and time.monotonic() - cached[0] < REPORT_CACHE_S:
                 model = cached[1]
             else:
-                summary = ({"origin": "the service's counters since it started", **ingest_stats()}
-                           if ingest_stats is not None else None)
+                summary = (
+                    {"origin": "the service's counters since it started", **ingest_stats()}
+                    if ingest_stats is not None
+                    else None
+                )
                 try:
-                    model = await asyncio.to_thread(_build_report, data_dir, start, end, hours, site,
-                                                    extra_views, summary)
+                    model = await asyncio.to_thread(
+                        _build_report, data_dir, start, end, hours, site, extra_views, summary
+                    )
                 except ValueError as exc:
                     raise _bad_request(str(exc)) from None
                 except duckdb.Error:  # a compaction swapped files under the read: read again, once
                     log.info("report: the store changed while it was read; reading again")
                     try:
-                        model = await asyncio.to_thread(_build_report, data_dir, start, end, hours, site,
-                                                        extra_views, summary)
+                        model = await asyncio.to_thread(
+                            _build_report, data_dir, start, end, hours, site, extra_views, summary
+                        )
                     except duckdb.Error as exc:
                         log.warning("report: could not read the store: %s", exc)
-                        return _json_error(503, "the store is busy; try again shortly",
-                                           headers={"Retry-After": "2"})
+                        return _json_error(503, "the store is busy; try again shortly", headers={"Retry-After": "2"})
                 report_cache.clear()
                 report_cache[key] = (time.monotonic(), model)
         live = [e.alert.to_json() for e in reversed(feed.recent(limit=MAX_ALERT_LIMIT))]
         merged = {**model, "alerts": merge_live(model["alerts"], live, _iso_from_s(model["window"]["from"]))}
-        return web.Response(text=_dumps(merged), content_type="application/json",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(text=_dumps(merged), content_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def on_shutdown(app: web.Application) -> None:
         feed.close_subscribers()  # ends open SSE responses so graceful shutdown does not wait
@@ -408,8 +444,11 @@ def create_app(*, data_dir: Path, feed: AlertFeed, token: str | None, readiness:
 
 def _is_page_request(request: web.Request) -> bool:
     """A browser navigating to ``/``: it gets the page, which holds no data."""
-    return (request.path == "/" and request.method in ("GET", "HEAD")
-            and "text/html" in request.headers.get("Accept", "").lower())
+    return (
+        request.path == "/"
+        and request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("Accept", "").lower()
+    )
 
 
 def _report_window(request: web.Request) -> tuple[dt.datetime | None, dt.datetime | None, float]:
@@ -430,9 +469,15 @@ def _report_window(request: web.Request) -> tuple[dt.datetime | None, dt.datetim
     return bounds[0], bounds[1], hours
 
 
-def _build_report(data_dir: Path, start: dt.datetime | None, end: dt.datetime | None, hours: float,
-                  site: str | None, extra_views: Mapping[str, str] | None,
-                  summary: Mapping[str, Any] | None) -> dict[str, Any]:
+def _build_report(
+    data_dir: Path,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    hours: float,
+    site: str | None,
+    extra_views: Mapping[str, str] | None,
+    summary: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """The views' model; without ``from`` the window is the last ``hours`` before ``to`` (or the
     newest data)."""
     win = resolve_window(data_dir, start, end, default_span=dt.timedelta(hours=hours))
@@ -456,8 +501,7 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 def _reject_unknown(request: web.Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query) - allowed)
     if unknown:
-        raise _bad_request(f"unknown query parameter(s) {', '.join(unknown)}; "
-                           f"allowed: {', '.join(sorted(allowed))}")
+        raise _bad_request(f"unknown query parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _values(request: web.Request, name: str) -> frozenset[str]:
@@ -482,8 +526,13 @@ def _parse_filters(request: web.Request) -> AlertFilter:
             since = parse_iso(request.query["since"])
         except ValueError as exc:
             raise _bad_request(f"since: {exc}") from None
-    return AlertFilter(kinds=kinds, statuses=statuses, networks=_values(request, "network"),
-                       hosts=_values(request, "host"), since=since)
+    return AlertFilter(
+        kinds=kinds,
+        statuses=statuses,
+        networks=_values(request, "network"),
+        hosts=_values(request, "host"),
+        since=since,
+    )
 
 
 def _int_param(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
@@ -511,8 +560,7 @@ def _last_event_id(request: web.Request) -> int | None:
 
 async def _read_query(request: web.Request, limits: QueryLimits) -> tuple[str, int | None]:
     if request.content_length is not None and request.content_length > limits.max_sql_bytes + 1024:
-        raise web.HTTPRequestEntityTooLarge(max_size=limits.max_sql_bytes,
-                                            actual_size=request.content_length)
+        raise web.HTTPRequestEntityTooLarge(max_size=limits.max_sql_bytes, actual_size=request.content_length)
     ctype = request.content_type
     limit: int | None
     if ctype == "application/json":
@@ -537,11 +585,13 @@ async def _read_query(request: web.Request, limits: QueryLimits) -> tuple[str, i
             sql = await request.text()
         except UnicodeDecodeError:
             raise _bad_request("the body is not UTF-8 text") from None
-        limit = _int_param(request, "limit", default=limits.default_rows, low=1, high=limits.max_rows) \
-            if "limit" in request.query else None
+        limit = (
+            _int_param(request, "limit", default=limits.default_rows, low=1, high=limits.max_rows)
+            if "limit" in request.query
+            else None
+        )
     else:
-        raise web.HTTPUnsupportedMediaType(
-            reason="send the query as application/json {\"sql\": ...} or as text/plain")
+        raise web.HTTPUnsupportedMediaType(reason='send the query as application/json {"sql": ...} or as text/plain')
     return sql, limit
 
 
@@ -558,8 +608,9 @@ def _event_json(event: FeedEvent) -> dict[str, Any]:
     return {"seq": event.seq, **event.alert.to_json()}
 
 
-def _run_and_encode(data_dir: Path, sql: str, limit: int | None, limits: QueryLimits,
-                    extra_views: Mapping[str, str] | None, arrow: bool) -> tuple[QueryResult, bytes]:
+def _run_and_encode(
+    data_dir: Path, sql: str, limit: int | None, limits: QueryLimits, extra_views: Mapping[str, str] | None, arrow: bool
+) -> tuple[QueryResult, bytes]:
     result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views)
     if arrow:
         return result, arrow_ipc(result)
@@ -583,14 +634,16 @@ def json_result(result: QueryResult) -> str:
     table = result.table
     columns = [_column_values(table.column(i)) for i in range(table.num_columns)]
     rows = [list(r) for r in zip(*columns, strict=True)] if columns else []
-    return _dumps({
-        "columns": table.column_names,
-        "types": [str(f.type) for f in table.schema],
-        "rows": rows,
-        "row_count": table.num_rows,
-        "truncated": result.truncated,
-        "elapsed_ms": round(result.elapsed_s * 1000, 3),
-    })
+    return _dumps(
+        {
+            "columns": table.column_names,
+            "types": [str(f.type) for f in table.schema],
+            "rows": rows,
+            "row_count": table.num_rows,
+            "truncated": result.truncated,
+            "elapsed_ms": round(result.elapsed_s * 1000, 3),
+        }
+    )
 
 
 def _column_values(column: pa.ChunkedArray) -> list[Any]:
@@ -611,8 +664,10 @@ def _json_value(value: Any, typ: pa.DataType) -> Any:
     if pa.types.is_map(typ):
         return {str(k): _json_value(v, typ.item_type) for k, v in value}
     if pa.types.is_struct(typ):
-        return {typ.field(i).name: _json_value(value.get(typ.field(i).name), typ.field(i).type)
-                for i in range(typ.num_fields)}
+        return {
+            typ.field(i).name: _json_value(value.get(typ.field(i).name), typ.field(i).type)
+            for i in range(typ.num_fields)
+        }
     if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
         return [_json_value(v, typ.value_type) for v in value]
     if isinstance(value, float):

@@ -62,8 +62,10 @@ def _print_config_error(exc: ConfigError) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
-    console.print(f"[green]OK[/] {args.config}: {len(cfg.collector.networks)} network(s), "
-                  f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s)")
+    console.print(
+        f"[green]OK[/] {args.config}: {len(cfg.collector.networks)} network(s), "
+        f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s)"
+    )
     return 0
 
 
@@ -74,8 +76,14 @@ def _alerts_table(alerts: Sequence[Any], title: str) -> Table:
     for a in alerts:
         res = ", ".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
         style = "red" if a.status.value == "firing" else "green"
-        t.add_row(a.changed_at.strftime("%Y-%m-%d %H:%M"), f"[{style}]{a.status.value}[/]", a.severity.value,
-                  a.kind.value, res, a.summary)
+        t.add_row(
+            a.changed_at.strftime("%Y-%m-%d %H:%M"),
+            f"[{style}]{a.status.value}[/]",
+            a.severity.value,
+            a.kind.value,
+            res,
+            a.summary,
+        )
     return t
 
 
@@ -88,8 +96,7 @@ def _summary_table(summary: dict[str, Any], rejects: list[str]) -> Table:
     return t
 
 
-def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: Path,
-            alerts_out: Path | None) -> Any:
+def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: Path, alerts_out: Path | None) -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from collector.capture import read_captures
@@ -99,8 +106,13 @@ def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: 
     items = read_captures(captures, known_kinds=parser_kinds())
     if args.quiet:
         return replay_records(items, cfg, data_dir, alerts_out)
-    with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=errconsole, transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]replay[/] {task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=errconsole,
+        transient=True,
+    ) as progress:
         task = progress.add_task("starting", total=None)
 
         def tick(now: Any) -> None:
@@ -126,21 +138,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     console.print(_summary_table(summary, result.stats.rejects))
     if result.stats.rejects:
-        console.print("[yellow]rejected records / skipped parts (first "
-                      f"{len(result.stats.rejects)}):[/]")
+        console.print(f"[yellow]rejected records / skipped parts (first {len(result.stats.rejects)}):[/]")
         for msg in result.stats.rejects:
             console.print(f"  {msg}", markup=False)
     if result.alerts:
         console.print(_alerts_table(result.alerts, "alert state changes"))
-    console.print(f"data: {data_dir}   query: hciwatch sql --data-dir {data_dir} \"SELECT ...\"")
+    console.print(f'data: {data_dir}   query: hciwatch sql --data-dir {data_dir} "SELECT ..."')
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hciwatch.demo import run_demo
 
-    return run_demo(Path(args.data_dir), hours=args.hours, seed=args.seed, console=console,
-                    errconsole=errconsole)
+    return run_demo(Path(args.data_dir), hours=args.hours, seed=args.seed, console=console, errconsole=errconsole)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -151,8 +161,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
         return 2
     limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
     try:
-        result = run_query(Path(args.data_dir), args.query, limit=args.limit, limits=limits,
-                           extra_views=_stored_views(Path(args.data_dir)))
+        result = run_query(
+            Path(args.data_dir),
+            args.query,
+            limit=args.limit,
+            limits=limits,
+            extra_views=_stored_views(Path(args.data_dir)),
+        )
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
         return 2
@@ -257,8 +272,14 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     if not Path(args.file).exists():
         errconsole.print(f"[red]error[/]: file not found: {args.file}")
         return 2
-    anomalies_csv(args.file, sys.stdout, time_col=args.time_col, value_col=args.value_col,
-                  sensitivity=args.sensitivity, relearn_after=args.relearn_after)
+    anomalies_csv(
+        args.file,
+        sys.stdout,
+        time_col=args.time_col,
+        value_col=args.value_col,
+        sensitivity=args.sensitivity,
+        relearn_after=args.relearn_after,
+    )
     return 0
 
 
@@ -292,9 +313,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         errconsole.print(f"[red]error[/]: {exc}")
         return 2
-    console.print(f"report written: {stats.path} ({stats.bytes / 1e6:.2f} MB in {stats.seconds:.1f} s; "
-                  f"{stats.pools} pool(s), {stats.duplicate_ip_incidents} duplicate-IP incident(s), "
-                  f"{stats.congestion_hosts} host(s) in the heat strips, {stats.alert_changes} alert change(s))")
+    console.print(
+        f"report written: {stats.path} ({stats.bytes / 1e6:.2f} MB in {stats.seconds:.1f} s; "
+        f"{stats.pools} pool(s), {stats.duplicate_ip_incidents} duplicate-IP incident(s), "
+        f"{stats.congestion_hosts} host(s) in the heat strips, {stats.alert_changes} alert change(s))"
+    )
     return 0
 
 
@@ -304,9 +327,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hciwatch", description=(
-        "Telemetry collector and anomaly detector for AKS on Azure Local / Azure Stack HCI: "
-        "VIP pool exhaustion, duplicate IPs, east-west (RDMA/PFC) congestion."))
+    p = argparse.ArgumentParser(
+        prog="hciwatch",
+        description=(
+            "Telemetry collector and anomaly detector for AKS on Azure Local / Azure Stack HCI: "
+            "VIP pool exhaustion, duplicate IPs, east-west (RDMA/PFC) congestion."
+        ),
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -359,8 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="write the operator views of a window as one self-contained HTML file")
     s.add_argument("--data-dir", default="data")
     s.add_argument("--out", default="report.html")
-    s.add_argument("--from", dest="start", type=_iso_time, metavar="ISO",
-                   help="window start (default: 48 h before the end)")
+    s.add_argument(
+        "--from", dest="start", type=_iso_time, metavar="ISO", help="window start (default: 48 h before the end)"
+    )
     s.add_argument("--to", dest="end", type=_iso_time, metavar="ISO", help="window end (default: the newest data)")
     s.add_argument("--site", help="site name for the header")
     s.set_defaults(func=cmd_report)
@@ -379,9 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-col", default="timestamp")
     s.add_argument("--value-col", default="value")
     s.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
-    s.add_argument("--relearn-after", type=_duration_arg, default="1d", metavar="DURATION",
-                   help="an anomaly lasting this long becomes the new normal (e.g. 6h, 1d; 0 = never). "
-                        "Default 1d.")
+    s.add_argument(
+        "--relearn-after",
+        type=_duration_arg,
+        default="1d",
+        metavar="DURATION",
+        help="an anomaly lasting this long becomes the new normal (e.g. 6h, 1d; 0 = never). Default 1d.",
+    )
     s.set_defaults(func=cmd_anomalies)
     return p
 

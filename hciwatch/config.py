@@ -73,8 +73,14 @@ def exporter_models() -> dict[str, type[BaseModel]]:
         WebhookSettings,
     )
 
-    return {"otlp": OtlpSettings, "azure_monitor": AzureMonitorSettings, "webhook": WebhookSettings,
-            "mqtt": MqttSettings, "jsonl": JsonlSettings, "memory": MemorySettings}
+    return {
+        "otlp": OtlpSettings,
+        "azure_monitor": AzureMonitorSettings,
+        "webhook": WebhookSettings,
+        "mqtt": MqttSettings,
+        "jsonl": JsonlSettings,
+        "memory": MemorySettings,
+    }
 
 
 def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:
@@ -91,8 +97,10 @@ def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) 
         where = f"{file}:{line}" if line else file
         kind = item.get("type") if isinstance(item, dict) else None
         if kind not in models:
-            problems.append(f"{where}: {prefix}.type: {'missing' if kind is None else repr(kind)} "
-                            f"(allowed: {', '.join(sorted(models))})")
+            problems.append(
+                f"{where}: {prefix}.type: {'missing' if kind is None else repr(kind)} "
+                f"(allowed: {', '.join(sorted(models))})"
+            )
             continue
         model = validate_section(models[kind], item, file=file, text=text, prefix=prefix, problems=problems)
         if model is not None:
@@ -106,23 +114,30 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             line = locate(text, key)
-            problems.append(f"{file}:{line or 1}: {key}: unknown top-level key "
-                            f"(allowed: {', '.join(TOP_LEVEL_KEYS)})")
-    collector = validate_section(CollectorSettings, collector_section(raw), file=file, text=text, prefix="",
-                                 problems=problems)
+            problems.append(f"{file}:{line or 1}: {key}: unknown top-level key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+    collector = validate_section(
+        CollectorSettings, collector_section(raw), file=file, text=text, prefix="", problems=problems
+    )
     sources = validate_sources(raw.get("sources"), file=file, text=text, problems=problems)
-    analytics = validate_section(AnalyticsSettings, raw.get("analytics", {}), file=file, text=text,
-                                 prefix="analytics", problems=problems)
+    analytics = validate_section(
+        AnalyticsSettings, raw.get("analytics", {}), file=file, text=text, prefix="analytics", problems=problems
+    )
     exporters = _validate_exporters(raw.get("exporters"), file=file, text=text, problems=problems)
-    api = validate_section(ApiSettings, raw.get("api", {}), file=file, text=text, prefix="api",
-                           problems=problems)
-    outbox = validate_section(OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox",
-                              problems=problems)
+    api = validate_section(ApiSettings, raw.get("api", {}), file=file, text=text, prefix="api", problems=problems)
+    outbox = validate_section(
+        OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox", problems=problems
+    )
     if problems or collector is None or analytics is None or api is None or outbox is None:
-        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file,
-                          problems=problems)
-    return AppConfig(collector=collector, sources=sources, analytics=analytics, exporters=exporters,
-                     api=api, outbox=outbox, path=path)
+        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
+    return AppConfig(
+        collector=collector,
+        sources=sources,
+        analytics=analytics,
+        exporters=exporters,
+        api=api,
+        outbox=outbox,
+        path=path,
+    )
 
 
 def load_config(path: Path | str) -> AppConfig:

@@ -45,8 +45,12 @@ def pipeline_health(pipeline: Pipeline, queue_depth: int, outbox_stats: dict[str
 
     s = pipeline.stats
     failures = sum(int(v.get("failures", 0)) for v in outbox_stats.get("sinks", {}).values())
-    return PipelineHealth(samples_in=s.samples_stored, parse_errors=s.records_rejected + s.line_errors,
-                          queue_depth=queue_depth, export_failures=failures)
+    return PipelineHealth(
+        samples_in=s.samples_stored,
+        parse_errors=s.records_rejected + s.line_errors,
+        queue_depth=queue_depth,
+        export_failures=failures,
+    )
 
 
 def build_metric_exporters(cfg: AppConfig, snapshot: Callable[[], MetricsSnapshot]) -> Sequence[OtlpMetrics]:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hciwatch import lab
+import lab
 from hciwatch.config import parse_config
 from hciwatch.pipeline import replay_records, summarize
 
@@ -32,8 +32,15 @@ DEMO_EVAL_EVERY = timedelta(minutes=5)
 
 def demo_config_text(scenario: Any) -> str:
     """The TOML config a user would write for the simulated site (kept in the data dir)."""
-    lines = ["# Config for the simulated site of `hciwatch demo` (its networks mirror the lab's IP plan).",
-             'data_dir = "."', "", "[site]", 'name = "demo-azure-local"', 'environment = "demo"', ""]
+    lines = [
+        "# Config for the simulated site of `hciwatch demo` (its networks mirror the lab's IP plan).",
+        'data_dir = "."',
+        "",
+        "[site]",
+        'name = "demo-azure-local"',
+        'environment = "demo"',
+        "",
+    ]
     for net in lab.network_config(scenario):
         lines.append("[[networks]]")
         for k, v in net.items():
@@ -71,20 +78,33 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     text = demo_config_text(scenario)
     cfg_path.write_text(text)
     cfg = parse_config(tomllib.loads(text), text, file=str(cfg_path), path=cfg_path)
-    console.print(f"[bold]1/3[/] simulating {scenario.duration} of an Azure Local site "
-                  f"({len(scenario.site.hosts)} HCI hosts, {len(scenario.site.clusters)} clusters), "
-                  f"recording it to {capture.name} and replaying it as it is generated through "
-                  "parse → store → detectors → alerts …")
+    console.print(
+        f"[bold]1/3[/] simulating {scenario.duration} of an Azure Local site "
+        f"({len(scenario.site.hosts)} HCI hosts, {len(scenario.site.clusters)} clusters), "
+        f"recording it to {capture.name} and replaying it as it is generated through "
+        "parse → store → detectors → alerts …"
+    )
     total = int(scenario.duration / DEMO_EVAL_EVERY)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=errconsole) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=errconsole,
+    ) as progress:
         task = progress.add_task("virtual time", total=total)
 
         def tick(now: Any) -> None:
             progress.update(task, advance=1, description=f"virtual time {now:%Y-%m-%d %H:%M} UTC")
 
-        result = replay_records(lab.CaptureTee(scenario, capture), cfg, data_dir,
-                                data_dir / "alerts.jsonl", on_progress=tick, eval_every=DEMO_EVAL_EVERY)
+        result = replay_records(
+            lab.CaptureTee(scenario, capture),
+            cfg,
+            data_dir,
+            data_dir / "alerts.jsonl",
+            on_progress=tick,
+            eval_every=DEMO_EVAL_EVERY,
+        )
         progress.update(task, completed=total)
 
     summary = summarize(result)
@@ -99,8 +119,14 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     for a in result.alerts:
         res = ", ".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
         style = "red" if a.status.value == "firing" else "green"
-        at.add_row(f"{a.changed_at:%m-%d %H:%M}", f"[{style}]{a.status.value}[/]", a.severity.value,
-                   a.kind.value, res, a.summary)
+        at.add_row(
+            f"{a.changed_at:%m-%d %H:%M}",
+            f"[{style}]{a.status.value}[/]",
+            a.severity.value,
+            a.kind.value,
+            res,
+            a.summary,
+        )
     console.print(at)
     for msg in result.stats.rejects[:10]:
         console.print(f"  rejected: {msg}", markup=False)
@@ -108,17 +134,25 @@ def run_demo(data_dir: Path, *, hours: float, seed: int, console: Console, errco
     from hciwatch.report import write_report
 
     report = write_report(data_dir, data_dir / "report.html", site="demo-azure-local", ingest_summary=summary)
-    console.print(f"  {report.path} ({report.bytes / 1e6:.2f} MB, {report.seconds:.1f} s): pools with forecasts, "
-                  "duplicate-IP timeline, congestion heat strip, alerts; one self-contained file, "
-                  "open it in any browser (it makes no network request)")
+    console.print(
+        f"  {report.path} ({report.bytes / 1e6:.2f} MB, {report.seconds:.1f} s): pools with forecasts, "
+        "duplicate-IP timeline, congestion heat strip, alerts; one self-contained file, "
+        "open it in any browser (it makes no network request)"
+    )
     console.print(f"\nfinished in {time.monotonic() - started:.1f} s. Data kept in {data_dir}")
     console.print("Query it:")
-    console.print(f"  .venv/bin/hciwatch sql --data-dir {data_dir} "
-                  "\"SELECT metric, count(*) AS n FROM samples GROUP BY ALL ORDER BY n DESC LIMIT 10\"")
+    console.print(
+        f"  .venv/bin/hciwatch sql --data-dir {data_dir} "
+        '"SELECT metric, count(*) AS n FROM samples GROUP BY ALL ORDER BY n DESC LIMIT 10"'
+    )
     console.print(f"  .venv/bin/hciwatch alerts --data-dir {data_dir} --status open")
-    console.print(f"  duckdb {data_dir / 'catalog.duckdb'}   (any DuckDB client: views samples, "
-                  "ip_observations, alerts, pool_usage, ip_conflicts, congestion_signals)")
+    console.print(
+        f"  duckdb {data_dir / 'catalog.duckdb'}   (any DuckDB client: views samples, "
+        "ip_observations, alerts, pool_usage, ip_conflicts, congestion_signals)"
+    )
     console.print("Replay the recorded capture again (same alerts, byte for byte):")
-    console.print(f"  .venv/bin/hciwatch replay {capture} --config {cfg_path} --data-dir /tmp/hciwatch-replay "
-                  "--alerts-jsonl /tmp/hciwatch-replay-alerts.jsonl")
+    console.print(
+        f"  .venv/bin/hciwatch replay {capture} --config {cfg_path} --data-dir /tmp/hciwatch-replay "
+        "--alerts-jsonl /tmp/hciwatch-replay-alerts.jsonl"
+    )
     return 0

@@ -2,7 +2,7 @@
 
 A scenario folder holds ``capture.jsonl.zst`` (or ``.jsonl``), ``config.toml`` and
 ``expected.json`` ``{"incidents": [...], "confounders": [...]}`` as written by
-``hciwatch.lab.ground_truth`` / ``confounder_windows``. One folder = one test.
+``lab.ground_truth`` / ``confounder_windows``. One folder = one test.
 
 Scoring rules (the same for every scenario):
 
@@ -66,10 +66,16 @@ class ScenarioScore:
         return self.detected / self.expected if self.expected else 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scenario": self.name, "expected": self.expected, "detected": self.detected,
-                "missed": self.missed, "false_alerts": self.false_alerts, "precision": round(self.precision, 3),
-                "recall": round(self.recall, 3),
-                "mean_time_to_detect_s": round(sum(self.ttd_s) / len(self.ttd_s), 1) if self.ttd_s else None}
+        return {
+            "scenario": self.name,
+            "expected": self.expected,
+            "detected": self.detected,
+            "missed": self.missed,
+            "false_alerts": self.false_alerts,
+            "precision": round(self.precision, 3),
+            "recall": round(self.recall, 3),
+            "mean_time_to_detect_s": round(sum(self.ttd_s) / len(self.ttd_s), 1) if self.ttd_s else None,
+        }
 
 
 def _agrees(expected: dict[str, str], alert: Alert) -> bool:
@@ -105,8 +111,13 @@ def score(name: str, alerts: Sequence[Alert], expected: dict[str, Any], end: dat
     matched: set[str] = set()
     for inc in incidents:
         start, stop = _window(inc, end)
-        hits = [a for a in changes if a.kind.value == inc["kind"] and _agrees(inc["resource"], a)
-                and start - EARLY <= a.changed_at <= stop + LATE]
+        hits = [
+            a
+            for a in changes
+            if a.kind.value == inc["kind"]
+            and _agrees(inc["resource"], a)
+            and start - EARLY <= a.changed_at <= stop + LATE
+        ]
         label = f"{inc.get('incident', inc['kind'])} {inc['resource']}"
         if hits:
             result.detected += 1
@@ -120,8 +131,11 @@ def score(name: str, alerts: Sequence[Alert], expected: dict[str, Any], end: dat
         excused = False
         for c in confounders:
             c_start, c_end = _window(c, end)
-            if (a.kind.value in c.get("may_raise", []) and c_start - EARLY <= a.changed_at <= c_end + LATE
-                    and all(a.resource.get(k, v) == v for k, v in c.get("resource", {}).items())):
+            if (
+                a.kind.value in c.get("may_raise", [])
+                and c_start - EARLY <= a.changed_at <= c_end + LATE
+                and all(a.resource.get(k, v) == v for k, v in c.get("resource", {}).items())
+            ):
                 excused = True
         if not excused:
             result.false_alerts.append(f"{a.kind.value} {dict(a.resource)} at {a.changed_at:%m-%d %H:%M}")
@@ -152,9 +166,16 @@ def run_eval(folders: Sequence[Path], *, console: Console, fmt: str = "table") -
     exp = sum(s.expected for s in scores)
     fp = sum(len(s.false_alerts) for s in scores)
     ttd = [t for s in scores for t in s.ttd_s]
-    total = {"scenario": "TOTAL", "expected": exp, "detected": tp, "missed": exp - tp, "false_alerts": fp,
-             "precision": round(tp / (tp + fp), 3) if tp + fp else 1.0, "recall": round(tp / exp, 3) if exp else 1.0,
-             "mean_time_to_detect_s": round(sum(ttd) / len(ttd), 1) if ttd else None}
+    total = {
+        "scenario": "TOTAL",
+        "expected": exp,
+        "detected": tp,
+        "missed": exp - tp,
+        "false_alerts": fp,
+        "precision": round(tp / (tp + fp), 3) if tp + fp else 1.0,
+        "recall": round(tp / exp, 3) if exp else 1.0,
+        "mean_time_to_detect_s": round(sum(ttd) / len(ttd), 1) if ttd else None,
+    }
     if fmt == "json":
         console.print_json(json.dumps({"scenarios": [s.as_dict() for s in scores], "total": total}))
     else:
@@ -163,12 +184,26 @@ def run_eval(folders: Sequence[Path], *, console: Console, fmt: str = "table") -
             t.add_column(col)
         for s in scores:
             d = s.as_dict()
-            t.add_row(s.name, str(s.expected), str(s.detected), str(len(s.missed)), str(len(s.false_alerts)),
-                      f"{s.precision:.2f}", f"{s.recall:.2f}",
-                      f"{d['mean_time_to_detect_s']} s" if d["mean_time_to_detect_s"] is not None else "-")
-        t.add_row("TOTAL", str(exp), str(tp), str(exp - tp), str(fp), f"{total['precision']:.2f}",
-                  f"{total['recall']:.2f}",
-                  f"{total['mean_time_to_detect_s']} s" if total["mean_time_to_detect_s"] is not None else "-")
+            t.add_row(
+                s.name,
+                str(s.expected),
+                str(s.detected),
+                str(len(s.missed)),
+                str(len(s.false_alerts)),
+                f"{s.precision:.2f}",
+                f"{s.recall:.2f}",
+                f"{d['mean_time_to_detect_s']} s" if d["mean_time_to_detect_s"] is not None else "-",
+            )
+        t.add_row(
+            "TOTAL",
+            str(exp),
+            str(tp),
+            str(exp - tp),
+            str(fp),
+            f"{total['precision']:.2f}",
+            f"{total['recall']:.2f}",
+            f"{total['mean_time_to_detect_s']} s" if total["mean_time_to_detect_s"] is not None else "-",
+        )
         console.print(t)
         for s in scores:
             for m in s.missed:

@@ -108,7 +108,10 @@ def _parse_chunk(records: list[RawRecord | None]) -> _ChunkResult:
         samples=_to_ipc([o.samples for o in done], SAMPLES_SCHEMA),
         ip_observations=_to_ipc([o.ip_observations for o in done], IP_OBSERVATIONS_SCHEMA),
         rows=[(o.samples.num_rows, o.ip_observations.num_rows) for o in done],
-        errors=[o.errors for o in done], rejected=[o.rejected for o in done], absent=[o is None for o in outs])
+        errors=[o.errors for o in done],
+        rejected=[o.rejected for o in done],
+        absent=[o is None for o in outs],
+    )
 
 
 def _outcomes(res: _ChunkResult) -> list[ParseOutcome | None]:
@@ -120,9 +123,14 @@ def _outcomes(res: _ChunkResult) -> list[ParseOutcome | None]:
         if absent:
             out.append(None)
             continue
-        out.append(ParseOutcome(samples.slice(s_at, ns) if ns else SAMPLES_SCHEMA.empty_table(),
-                                ips.slice(i_at, ni) if ni else IP_OBSERVATIONS_SCHEMA.empty_table(),
-                                errors, rejected))
+        out.append(
+            ParseOutcome(
+                samples.slice(s_at, ns) if ns else SAMPLES_SCHEMA.empty_table(),
+                ips.slice(i_at, ni) if ni else IP_OBSERVATIONS_SCHEMA.empty_table(),
+                errors,
+                rejected,
+            )
+        )
         s_at += ns
         i_at += ni
     return out
@@ -152,8 +160,9 @@ class ParsePool:
     which bounds memory however long the input is.
     """
 
-    def __init__(self, mappings: Iterable[UserMapping], *, workers: int, chunk: int = 64, ahead: int = 6,
-                 start_after: int = 500) -> None:
+    def __init__(
+        self, mappings: Iterable[UserMapping], *, workers: int, chunk: int = 64, ahead: int = 6, start_after: int = 500
+    ) -> None:
         self._mappings = list(mappings)
         self.workers = workers
         self.start_after = start_after
@@ -166,8 +175,12 @@ class ParsePool:
         return self
 
     def _start(self) -> ProcessPoolExecutor:
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(self._mappings,))
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._mappings,),
+        )
         return self._pool
 
     def __exit__(self, *exc: object) -> None:

@@ -122,13 +122,21 @@ def _labels_as_entries(table: pa.Table) -> pa.Table:
 class Pipeline:
     """Wires one configured flow. Not thread-safe: call from one task/thread."""
 
-    def __init__(self, cfg: AppConfig, store: Store, *, alert_sinks: Iterable[AlertSink] = (),
-                 state_path: Path | None = None, bootstrap_from_store: bool = False,
-                 call_interval: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        store: Store,
+        *,
+        alert_sinks: Iterable[AlertSink] = (),
+        state_path: Path | None = None,
+        bootstrap_from_store: bool = False,
+        call_interval: timedelta | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
-        self.catalog = Catalog(UserMapping(m.native, m.canonical, m.unit, m.counter)
-                               for m in cfg.collector.metric_mappings)
+        self.catalog = Catalog(
+            UserMapping(m.native, m.canonical, m.unit, m.counter) for m in cfg.collector.metric_mappings
+        )
         self.engine = Engine(cfg.analytics, cfg.collector.networks)
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
@@ -139,8 +147,10 @@ class Pipeline:
         # ``call_interval``: how often evaluate() is really called (replay may call less often).
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
-        self.windows = {"samples": Window("samples", span, _labels_as_entries),
-                        "ip_observations": Window("ip_observations", span)}
+        self.windows = {
+            "samples": Window("samples", span, _labels_as_entries),
+            "ip_observations": Window("ip_observations", span),
+        }
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET threads TO 2")
@@ -244,11 +254,17 @@ def _jsonl_sink(fh: IO[str]) -> AlertSink:
     return sink
 
 
-def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, data_dir: Path,
-                   alerts_out: Path | None = None, *,
-                   on_progress: Callable[[datetime], None] | None = None,
-                   extra_sinks: Iterable[AlertSink] = (),
-                   eval_every: timedelta | None = None, workers: int | None = None) -> ReplayResult:
+def replay_records(
+    items: Iterable[RawRecord | CaptureItem],
+    cfg: AppConfig,
+    data_dir: Path,
+    alerts_out: Path | None = None,
+    *,
+    on_progress: Callable[[datetime], None] | None = None,
+    extra_sinks: Iterable[AlertSink] = (),
+    eval_every: timedelta | None = None,
+    workers: int | None = None,
+) -> ReplayResult:
     """Push records through the whole flow on a virtual clock; deterministic for a given input.
 
     The detectors run at every ``analytics.evaluation_interval`` boundary the records' time
@@ -261,8 +277,12 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
     """
     from analytics.views import analyst_views
 
-    store = Store(data_dir, batch_rows=cfg.collector.store.batch_rows,
-                  extra_views=analyst_views(cfg.collector.networks), write_behind=True)
+    store = Store(
+        data_dir,
+        batch_rows=cfg.collector.store.batch_rows,
+        extra_views=analyst_views(cfg.collector.networks),
+        write_behind=True,
+    )
     collected: list[Alert] = []
     sinks: list[AlertSink] = [collected.extend, *extra_sinks]
     out_fh = open(alerts_out, "w", encoding="utf-8") if alerts_out else None  # noqa: SIM115
@@ -302,9 +322,14 @@ def replay_records(items: Iterable[RawRecord | CaptureItem], cfg: AppConfig, dat
             out_fh.close()
     store.write_catalog()
     result = ReplayResult(pipe.stats, collected, first, last, Path(data_dir))
-    _write_json_atomic(Path(data_dir) / INGEST_SUMMARY_FILE,
-                       {**summarize(result), "records_by_kind": dict(sorted(pipe.stats.records_by_kind.items())),
-                        "rejected": pipe.stats.rejects})
+    _write_json_atomic(
+        Path(data_dir) / INGEST_SUMMARY_FILE,
+        {
+            **summarize(result),
+            "records_by_kind": dict(sorted(pipe.stats.records_by_kind.items())),
+            "rejected": pipe.stats.rejects,
+        },
+    )
     return result
 
 

@@ -75,15 +75,62 @@ _PARTITION_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _READ_TYPES = {duckdb.StatementType.SELECT}
-_READ_FIRST_WORDS = {"select", "with", "values", "from", "table", "describe", "show", "summarize",
-                     "pivot", "unpivot", "pivot_wider", "pivot_longer"}
-_WRITE_WORDS = {"insert", "update", "delete", "create", "drop", "alter", "copy", "attach", "detach",
-                "install", "load", "force", "set", "reset", "pragma", "call", "export", "import",
-                "vacuum", "checkpoint", "begin", "commit", "rollback", "abort", "start", "use",
-                "prepare", "execute", "deallocate", "truncate", "merge", "grant", "revoke", "comment",
-                "analyze", "update_extensions"}
-_ACCESS_DENIED = ("file and network access is disabled in queries: read the views "
-                  "(samples, ip_observations, alerts, ...) instead of files, URLs or extensions")
+_READ_FIRST_WORDS = {
+    "select",
+    "with",
+    "values",
+    "from",
+    "table",
+    "describe",
+    "show",
+    "summarize",
+    "pivot",
+    "unpivot",
+    "pivot_wider",
+    "pivot_longer",
+}
+_WRITE_WORDS = {
+    "insert",
+    "update",
+    "delete",
+    "create",
+    "drop",
+    "alter",
+    "copy",
+    "attach",
+    "detach",
+    "install",
+    "load",
+    "force",
+    "set",
+    "reset",
+    "pragma",
+    "call",
+    "export",
+    "import",
+    "vacuum",
+    "checkpoint",
+    "begin",
+    "commit",
+    "rollback",
+    "abort",
+    "start",
+    "use",
+    "prepare",
+    "execute",
+    "deallocate",
+    "truncate",
+    "merge",
+    "grant",
+    "revoke",
+    "comment",
+    "analyze",
+    "update_extensions",
+}
+_ACCESS_DENIED = (
+    "file and network access is disabled in queries: read the views "
+    "(samples, ip_observations, alerts, ...) instead of files, URLs or extensions"
+)
 
 
 class QueryError(HciwatchError):
@@ -148,8 +195,7 @@ class QueryLimits:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise QueryError(f"limit must be a positive integer, got {requested!r}", kind="bad_query")
         if requested > self.max_rows:
-            raise QueryError(f"limit {requested} is above the maximum of {self.max_rows} rows",
-                             kind="bad_query")
+            raise QueryError(f"limit {requested} is above the maximum of {self.max_rows} rows", kind="bad_query")
         return requested
 
 
@@ -202,10 +248,15 @@ def _check_multi(sql: str) -> None:
         if depth == 0 and word in _WRITE_WORDS:
             raise QueryError(
                 f"only read-only statements are allowed; found {word.upper()} in a PIVOT statement "
-                "(if it is a column alias, quote it)", kind="bad_query")
+                "(if it is a column alias, quote it)",
+                kind="bad_query",
+            )
     if not has_pivot or first not in _READ_FIRST_WORDS | {"("}:
-        raise QueryError("only a single read-only statement is allowed (SELECT, WITH, VALUES, FROM, "
-                         "DESCRIBE, SHOW, SUMMARIZE, PIVOT, EXPLAIN)", kind="bad_query")
+        raise QueryError(
+            "only a single read-only statement is allowed (SELECT, WITH, VALUES, FROM, "
+            "DESCRIBE, SHOW, SUMMARIZE, PIVOT, EXPLAIN)",
+            kind="bad_query",
+        )
 
 
 def _explained(con: duckdb.DuckDBPyConnection, sql: str) -> str:
@@ -214,12 +265,12 @@ def _explained(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     starts = [pos for pos, kind in raw if getattr(kind, "name", str(kind)) != "comment"]
     idx = 1  # past EXPLAIN
     if idx < len(starts):
-        word = sql[starts[idx]:starts[idx + 1] if idx + 1 < len(starts) else len(sql)].strip().lower()
+        word = sql[starts[idx] : starts[idx + 1] if idx + 1 < len(starts) else len(sql)].strip().lower()
         if word == "analyze":
             idx += 1
     if idx >= len(starts):
         raise QueryError("EXPLAIN needs a statement to explain", kind="bad_query")
-    rest = sql[starts[idx]:]
+    rest = sql[starts[idx] :]
     try:
         con.extract_statements(rest)
         return rest
@@ -230,7 +281,7 @@ def _explained(con: duckdb.DuckDBPyConnection, sql: str) -> str:
         for i, ch in enumerate(rest):
             depth += (ch == "(") - (ch == ")")
             if depth == 0:
-                return rest[i + 1:]
+                return rest[i + 1 :]
     return rest
 
 
@@ -243,13 +294,13 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str, *, _depth: int = 0
     except duckdb.Error as exc:
         raise QueryError(_clean_message(str(exc), ()), kind="bad_query") from None
     except ValueError:  # a statement type the Python enum does not know (e.g. UPDATE EXTENSIONS)
-        raise QueryError("only read-only statements are allowed; this statement type is not",
-                         kind="bad_query") from None
+        raise QueryError(
+            "only read-only statements are allowed; this statement type is not", kind="bad_query"
+        ) from None
     if not statements:
         raise QueryError("the query is empty", kind="bad_query")
     if len(statements) > 1:
-        raise QueryError(f"only one statement per query is allowed, found {len(statements)}",
-                         kind="bad_query")
+        raise QueryError(f"only one statement per query is allowed, found {len(statements)}", kind="bad_query")
     if stype in _READ_TYPES:
         return
     if stype == duckdb.StatementType.EXPLAIN and _depth < 4:
@@ -259,8 +310,11 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str, *, _depth: int = 0
         _check_multi(sql)
         return
     name = getattr(stype, "name", str(stype))
-    raise QueryError(f"only read-only statements are allowed (SELECT, WITH, VALUES, FROM, DESCRIBE, "
-                     f"SHOW, SUMMARIZE, PIVOT, EXPLAIN); this statement is {name}", kind="bad_query")
+    raise QueryError(
+        f"only read-only statements are allowed (SELECT, WITH, VALUES, FROM, DESCRIBE, "
+        f"SHOW, SUMMARIZE, PIVOT, EXPLAIN); this statement is {name}",
+        kind="bad_query",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,8 +344,7 @@ def open_table(data_dir: Path, name: str) -> ds.Dataset | pa.Table:
     if not files:
         return schema.empty_table()
     partitioning = ds.partitioning(pa.schema([PARTITION_FIELD]), flavor="hive")
-    return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning,
-                      partition_base_dir=str(base))
+    return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning, partition_base_dir=str(base))
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection, limits: QueryLimits) -> None:
@@ -312,8 +365,9 @@ def _lock_down(con: duckdb.DuckDBPyConnection, limits: QueryLimits) -> None:
         con.execute(stmt)
 
 
-def connect(data_dir: Path, limits: QueryLimits,
-            extra_views: Mapping[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: Path, limits: QueryLimits, extra_views: Mapping[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A fresh, locked-down in-memory connection with the stored tables and extra views."""
     con = duckdb.connect(":memory:")
     try:
@@ -326,8 +380,9 @@ def connect(data_dir: Path, limits: QueryLimits,
         _lock_down(con, limits)
     except duckdb.Error as exc:
         con.close()
-        raise QueryError("the query views could not be set up: "
-                         + _clean_message(str(exc), (data_dir,)), kind="internal") from None
+        raise QueryError(
+            "the query views could not be set up: " + _clean_message(str(exc), (data_dir,)), kind="internal"
+        ) from None
     except BaseException:
         con.close()
         raise
@@ -340,8 +395,15 @@ def connect(data_dir: Path, limits: QueryLimits,
 
 
 def _server_paths(data_dir: Path) -> list[str]:
-    paths = {str(data_dir), str(data_dir.resolve()), str(Path.home()), str(Path.cwd()),
-             sys.prefix, sys.exec_prefix, str(Path(duckdb.__file__).parent)}
+    paths = {
+        str(data_dir),
+        str(data_dir.resolve()),
+        str(Path.home()),
+        str(Path.cwd()),
+        sys.prefix,
+        sys.exec_prefix,
+        str(Path(duckdb.__file__).parent),
+    }
     return sorted((p for p in paths if len(p) > 1), key=len, reverse=True)
 
 
@@ -388,9 +450,14 @@ def _is_vanished_file(message: str) -> bool:
     return "No such file" in message or "FileNotFound" in message or "does not exist" in message
 
 
-def run_query(data_dir: Path, sql: str, *, limit: int | None = None,
-              limits: QueryLimits | None = None,
-              extra_views: Mapping[str, str] | None = None) -> QueryResult:
+def run_query(
+    data_dir: Path,
+    sql: str,
+    *,
+    limit: int | None = None,
+    limits: QueryLimits | None = None,
+    extra_views: Mapping[str, str] | None = None,
+) -> QueryResult:
     """Run one read-only statement over the store; blocking (call it from a worker thread).
 
     Raises:
@@ -411,8 +478,7 @@ def run_query(data_dir: Path, sql: str, *, limit: int | None = None,
         except _VanishedFile:
             # Compaction or retention replaced a file between listing and reading: list again.
             if attempt == 2:
-                raise QueryError("the store changed under the query twice; try again",
-                                 kind="execution") from None
+                raise QueryError("the store changed under the query twice; try again", kind="execution") from None
     raise AssertionError("unreachable")
 
 
@@ -420,12 +486,12 @@ class _VanishedFile(Exception):
     pass
 
 
-def _run_once(data_dir: Path, sql: str, rows: int, limits: QueryLimits,
-              extra_views: Mapping[str, str] | None, started: float) -> QueryResult:
+def _run_once(
+    data_dir: Path, sql: str, rows: int, limits: QueryLimits, extra_views: Mapping[str, str] | None, started: float
+) -> QueryResult:
     remaining = limits.timeout_s - (time.monotonic() - started)
     if remaining <= 0:
-        raise QueryError(f"the query was stopped at the time limit of {limits.timeout_s:g} s",
-                         kind="timeout")
+        raise QueryError(f"the query was stopped at the time limit of {limits.timeout_s:g} s", kind="timeout")
     con = connect(data_dir, limits, extra_views)
     try:
         check_statement(con, sql)
@@ -433,18 +499,20 @@ def _run_once(data_dir: Path, sql: str, rows: int, limits: QueryLimits,
             try:
                 return _fetch(con, sql, rows, limits, started)
             except duckdb.InterruptException:
-                raise QueryError(f"the query was stopped at the time limit of {limits.timeout_s:g} s",
-                                 kind="timeout") from None
+                raise QueryError(
+                    f"the query was stopped at the time limit of {limits.timeout_s:g} s", kind="timeout"
+                ) from None
             except duckdb.PermissionException:
                 raise QueryError(_ACCESS_DENIED, kind="bad_query") from None
             except duckdb.OutOfMemoryException:
-                raise QueryError(f"the query needs more than the {limits.max_memory} memory limit",
-                                 kind="execution") from None
+                raise QueryError(
+                    f"the query needs more than the {limits.max_memory} memory limit", kind="execution"
+                ) from None
             except duckdb.Error as exc:
                 if timer.fired:
                     raise QueryError(
-                        f"the query was stopped at the time limit of {limits.timeout_s:g} s",
-                        kind="timeout") from None
+                        f"the query was stopped at the time limit of {limits.timeout_s:g} s", kind="timeout"
+                    ) from None
                 message = str(exc)
                 if _is_vanished_file(message) and str(data_dir) in message:
                     raise _VanishedFile() from None
@@ -459,8 +527,7 @@ def _run_once(data_dir: Path, sql: str, rows: int, limits: QueryLimits,
         con.close()
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, rows: int, limits: QueryLimits,
-           started: float) -> QueryResult:
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, rows: int, limits: QueryLimits, started: float) -> QueryResult:
     rel = con.sql(sql)
     if rel is None:  # statements without a result cannot pass check_statement; be safe anyway
         return QueryResult(pa.table({}), False, time.monotonic() - started)
@@ -480,7 +547,9 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, rows: int, limits: QueryLim
             if size > limits.max_result_bytes:
                 raise QueryError(
                     f"the result is larger than {limits.max_result_bytes} bytes; select fewer "
-                    "columns or rows, or aggregate", kind="execution")
+                    "columns or rows, or aggregate",
+                    kind="execution",
+                )
             if truncated:
                 break
     finally:

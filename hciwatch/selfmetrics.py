@@ -16,9 +16,15 @@ from prometheus_client.registry import Collector
 class HciwatchCollector(Collector):
     """Exposes hciwatch_* series from callables that return the current state."""
 
-    def __init__(self, *, pipeline: Callable[[], Any], scheduler: Callable[[], Any],
-                 store: Callable[[], Any], outbox: Callable[[], dict[str, Any]],
-                 queue_depth: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Any],
+        scheduler: Callable[[], Any],
+        store: Callable[[], Any],
+        outbox: Callable[[], dict[str, Any]],
+        queue_depth: Callable[[], int],
+    ) -> None:
         self._pipeline = pipeline
         self._scheduler = scheduler
         self._store = store
@@ -35,27 +41,27 @@ class HciwatchCollector(Collector):
         for reason, n in sorted(p.reject_reasons.items()):
             r.add_metric([reason], n)
         yield r
-        yield CounterMetricFamily("hciwatch_parse_skipped_parts", "Bad lines/items skipped inside payloads",
-                                  value=p.line_errors)
-        yield CounterMetricFamily("hciwatch_samples_stored", "Samples accepted for storage",
-                                  value=p.samples_stored)
-        yield CounterMetricFamily("hciwatch_ip_observations_stored", "IP observations accepted",
-                                  value=p.ip_observations_stored)
+        yield CounterMetricFamily(
+            "hciwatch_parse_skipped_parts", "Bad lines/items skipped inside payloads", value=p.line_errors
+        )
+        yield CounterMetricFamily("hciwatch_samples_stored", "Samples accepted for storage", value=p.samples_stored)
+        yield CounterMetricFamily(
+            "hciwatch_ip_observations_stored", "IP observations accepted", value=p.ip_observations_stored
+        )
         yield CounterMetricFamily("hciwatch_evaluations", "Detector passes run", value=p.evaluations)
         a = CounterMetricFamily("hciwatch_alert_changes", "Alert state changes", labels=["kind", "status"])
         for key, n in sorted(p.alerts.items()):
             kind, _, status = key.partition("/")
             a.add_metric([kind, status], n)
         yield a
-        yield GaugeMetricFamily("hciwatch_ingest_queue_depth", "Raw records waiting for the parser",
-                                value=self._queue_depth())
+        yield GaugeMetricFamily(
+            "hciwatch_ingest_queue_depth", "Raw records waiting for the parser", value=self._queue_depth()
+        )
 
         s = self._scheduler()
         if s is not None:
-            up = GaugeMetricFamily("hciwatch_target_up", "1 when the last fetch succeeded",
-                                   labels=["source", "target"])
-            fails = CounterMetricFamily("hciwatch_target_fetch_failures", "Failed fetches",
-                                        labels=["source", "target"])
+            up = GaugeMetricFamily("hciwatch_target_up", "1 when the last fetch succeeded", labels=["source", "target"])
+            fails = CounterMetricFamily("hciwatch_target_fetch_failures", "Failed fetches", labels=["source", "target"])
             for h in s.health.values():
                 up.add_metric([h.source, h.target], 0.0 if h.consecutive_failures else 1.0)
                 fails.add_metric([h.source, h.target], h.failures)
@@ -63,22 +69,22 @@ class HciwatchCollector(Collector):
             yield fails
 
         st = self._store()
-        yield CounterMetricFamily("hciwatch_store_files_written", "Parquet files written",
-                                  value=st.stats.files_written)
-        yield CounterMetricFamily("hciwatch_store_bytes_written", "Parquet bytes written",
-                                  value=st.stats.bytes_written)
-        yield GaugeMetricFamily("hciwatch_store_buffered_rows", "Rows accepted but not yet on disk",
-                                value=st.buffered_rows())
+        yield CounterMetricFamily("hciwatch_store_files_written", "Parquet files written", value=st.stats.files_written)
+        yield CounterMetricFamily("hciwatch_store_bytes_written", "Parquet bytes written", value=st.stats.bytes_written)
+        yield GaugeMetricFamily(
+            "hciwatch_store_buffered_rows", "Rows accepted but not yet on disk", value=st.buffered_rows()
+        )
 
         ob = self._outbox()
         if ob:
-            yield CounterMetricFamily("hciwatch_outbox_appended", "Alert changes accepted into the outbox",
-                                      value=ob.get("appended", 0))
-            yield CounterMetricFamily("hciwatch_outbox_dropped", "Alert changes dropped by the disk bound",
-                                      value=ob.get("dropped", 0))
+            yield CounterMetricFamily(
+                "hciwatch_outbox_appended", "Alert changes accepted into the outbox", value=ob.get("appended", 0)
+            )
+            yield CounterMetricFamily(
+                "hciwatch_outbox_dropped", "Alert changes dropped by the disk bound", value=ob.get("dropped", 0)
+            )
             lag = GaugeMetricFamily("hciwatch_outbox_lag", "Undelivered alert changes per sink", labels=["sink"])
-            delivered = CounterMetricFamily("hciwatch_export_delivered", "Alert changes delivered",
-                                            labels=["sink"])
+            delivered = CounterMetricFamily("hciwatch_export_delivered", "Alert changes delivered", labels=["sink"])
             failures = CounterMetricFamily("hciwatch_export_failures", "Failed export calls", labels=["sink"])
             for name, sink in sorted((ob.get("sinks") or {}).items()):
                 lag.add_metric([name], sink.get("lag", 0))

@@ -82,14 +82,21 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
     """One active ``source_down`` finding per target failing longer than its ``down_after``."""
     out = []
     for h in scheduler.down_targets(now):
-        out.append(Finding(
-            kind=AlertKind.SOURCE_DOWN, resource={"source": h.source, "target": h.target},
-            severity=Severity.SEV2,
-            summary=f"{h.source} target {h.target} unreachable since {h.failing_since:%Y-%m-%d %H:%M} UTC "
-                    f"({h.consecutive_failures} failed fetches): {h.last_error}",
-            evidence={"last_error": h.last_error, "failing_since": h.failing_since,
-                      "consecutive_failures": h.consecutive_failures, "last_success": h.last_success},
-        ))
+        out.append(
+            Finding(
+                kind=AlertKind.SOURCE_DOWN,
+                resource={"source": h.source, "target": h.target},
+                severity=Severity.SEV2,
+                summary=f"{h.source} target {h.target} unreachable since {h.failing_since:%Y-%m-%d %H:%M} UTC "
+                f"({h.consecutive_failures} failed fetches): {h.last_error}",
+                evidence={
+                    "last_error": h.last_error,
+                    "failing_since": h.failing_since,
+                    "consecutive_failures": h.consecutive_failures,
+                    "last_success": h.last_success,
+                },
+            )
+        )
     return out
 
 
@@ -101,31 +108,49 @@ class Service:
         self.data_dir = cfg.data_dir
         token = resolve_secret(cfg.api.token_file, what="api.token_file")
         if token is None and not cfg.api.allow_unauthenticated:
-            raise ConfigError("api.token_file is required (the HTTP API needs a bearer token for anything "
-                              "but /healthz and /readyz); set api.allow_unauthenticated = true only for "
-                              "local testing")
+            raise ConfigError(
+                "api.token_file is required (the HTTP API needs a bearer token for anything "
+                "but /healthz and /readyz); set api.allow_unauthenticated = true only for "
+                "local testing"
+            )
         self.token = token
         self.views = analyst_views(cfg.collector.networks)
         st = cfg.collector.store
-        self.store = Store(self.data_dir, batch_rows=st.batch_rows, retention_days=st.retention_days,
-                           extra_views=self.views)
+        self.store = Store(
+            self.data_dir, batch_rows=st.batch_rows, retention_days=st.retention_days, extra_views=self.views
+        )
         self.feed = AlertFeed()
         self.exporters: list[Exporter] = [self.feed, *(build_exporter(s) for s in cfg.exporters)]
-        self.outbox = Outbox(self.data_dir, [e.name for e in self.exporters],
-                             max_bytes=cfg.outbox.max_bytes, segment_bytes=cfg.outbox.segment_bytes)
+        self.outbox = Outbox(
+            self.data_dir,
+            [e.name for e in self.exporters],
+            max_bytes=cfg.outbox.max_bytes,
+            segment_bytes=cfg.outbox.segment_bytes,
+        )
         policies = {s.name: DeliveryPolicy.from_settings(s) for s in cfg.exporters}
         policies[self.feed.name] = DeliveryPolicy(max_wait=0.0)  # live views want changes at once
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
-        self.pipeline = Pipeline(cfg, self.store, alert_sinks=[self._to_outbox],
-                                 state_path=self.data_dir / "alert_state.json", bootstrap_from_store=True)
+        self.pipeline = Pipeline(
+            cfg,
+            self.store,
+            alert_sinks=[self._to_outbox],
+            state_path=self.data_dir / "alert_state.json",
+            bootstrap_from_store=True,
+        )
         pull, push = build_sources(cfg)
         self.queue: asyncio.Queue[RawRecord] = asyncio.Queue(maxsize=st.queue_max_records)
         self.scheduler = Scheduler(pull, push, self.queue.put)
         self.sources: list[Any] = [*pull, *push]
         self.registry = CollectorRegistry()
-        self.registry.register(HciwatchCollector(
-            pipeline=lambda: self.pipeline.stats, scheduler=lambda: self.scheduler,
-            store=lambda: self.store, outbox=self.outbox.stats, queue_depth=self.queue.qsize))
+        self.registry.register(
+            HciwatchCollector(
+                pipeline=lambda: self.pipeline.stats,
+                scheduler=lambda: self.scheduler,
+                store=lambda: self.store,
+                outbox=self.outbox.stats,
+                queue_depth=self.queue.qsize,
+            )
+        )
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
         self.metric_exporters = build_metric_exporters(cfg, self._dashboard_snapshot)
         self._lock = asyncio.Lock()
@@ -141,9 +166,14 @@ class Service:
     def _ingest_stats(self) -> dict[str, Any]:
         """Parse counters for the live page's "what was collected" header (they are not stored)."""
         s = self.pipeline.stats
-        return {"records_read": s.records_read, "records_rejected": s.records_rejected,
-                "reject_reasons": dict(s.reject_reasons), "skipped_parts": s.line_errors,
-                "samples_stored": s.samples_stored, "ip_observations_stored": s.ip_observations_stored}
+        return {
+            "records_read": s.records_read,
+            "records_rejected": s.records_rejected,
+            "reject_reasons": dict(s.reject_reasons),
+            "skipped_parts": s.line_errors,
+            "samples_stored": s.samples_stored,
+            "ip_observations_stored": s.ip_observations_stored,
+        }
 
     def _evaluate(self, now: datetime) -> None:
         self.pipeline.evaluate(now)
@@ -164,8 +194,7 @@ class Service:
             except Exception:
                 sinks[e.name] = False
         ready = writable and bool(self.sources) and all(sinks.values())
-        return {"ready": ready, "store_writable": writable, "sources_configured": len(self.sources),
-                "sinks": sinks}
+        return {"ready": ready, "store_writable": writable, "sources_configured": len(self.sources), "sinks": sinks}
 
     # -- loops ---------------------------------------------------------------------------------
 
@@ -215,22 +244,40 @@ class Service:
     async def start(self) -> None:
         host, _, port = self.cfg.api.listen.rpartition(":")
         api = self.cfg.api
-        limits = QueryLimits(default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit,
-                             timeout_s=api.query_timeout)
-        app = create_app(data_dir=self.data_dir, feed=self.feed, token=self.token, readiness=self.readiness,
-                         metrics_registry=self.registry, query_limits=limits,
-                         allow_unauthenticated=api.allow_unauthenticated, extra_views=self.store.extra_views,
-                         site=self.cfg.collector.site.name, ingest_stats=self._ingest_stats)
+        limits = QueryLimits(
+            default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit, timeout_s=api.query_timeout
+        )
+        app = create_app(
+            data_dir=self.data_dir,
+            feed=self.feed,
+            token=self.token,
+            readiness=self.readiness,
+            metrics_registry=self.registry,
+            query_limits=limits,
+            allow_unauthenticated=api.allow_unauthenticated,
+            extra_views=self.store.extra_views,
+            site=self.cfg.collector.site.name,
+            ingest_stats=self._ingest_stats,
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
         for d in self.dispatchers:
             self._tasks.append(d.start())
-        loops = (self.scheduler.run(), self._consume(), self._flush_loop(), self._evaluate_loop(),
-                 self._maintenance_loop())
+        loops = (
+            self.scheduler.run(),
+            self._consume(),
+            self._flush_loop(),
+            self._evaluate_loop(),
+            self._maintenance_loop(),
+        )
         self._tasks.extend(asyncio.create_task(c) for c in loops)
-        log.info("hciwatch running: %d sources, %d sinks, API on %s", len(self.sources), len(self.exporters),
-                 self.cfg.api.listen)
+        log.info(
+            "hciwatch running: %d sources, %d sinks, API on %s",
+            len(self.sources),
+            len(self.exporters),
+            self.cfg.api.listen,
+        )
 
     @property
     def port(self) -> int:
@@ -250,7 +297,7 @@ class Service:
 
     async def stop(self) -> None:
         """Orderly shutdown: nothing accepted is lost."""
-        producers, consumers = self._tasks[len(self.dispatchers):], self._tasks[: len(self.dispatchers)]
+        producers, consumers = self._tasks[len(self.dispatchers) :], self._tasks[: len(self.dispatchers)]
         for t in producers:
             t.cancel()
         for t in producers:
@@ -335,8 +382,15 @@ class ReorderingWriter:
     def _write(self, rec: RawRecord) -> None:
         if self._last is not None and rec.ts < self._last:
             self.late += 1
-            rec = RawRecord(ts=self._last, kind=rec.kind, target=rec.target, body=rec.body, host=rec.host,
-                            labels=rec.labels, topic=rec.topic)
+            rec = RawRecord(
+                ts=self._last,
+                kind=rec.kind,
+                target=rec.target,
+                body=rec.body,
+                host=rec.host,
+                labels=rec.labels,
+                topic=rec.topic,
+            )
         self._last = rec.ts
         self.writer.write(rec)
 

@@ -17,12 +17,12 @@ import pytest
 import zstandard
 from prometheus_client.parser import text_string_to_metric_families
 
+import lab
 from collector.catalog import windows_perfcounter_metric
 from collector.config import NetworkSettings
 from collector.schema import AlertKind, RawRecord, parse_iso
-from hciwatch import lab
-from hciwatch.lab.haproxy import FIELDS
-from hciwatch.lab.promtext import RowFormatter, go_float
+from lab.haproxy import FIELDS
+from lab.promtext import RowFormatter, go_float
 
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 RCV_PAUSE = windows_perfcounter_metric("Mellanox WinOF-2 Port QoS", "Rcv Pause Frames")
@@ -116,7 +116,10 @@ def test_prometheus_bodies_are_windows_exporter_text(records: list[RawRecord], s
         fams = {f.name: f for f in text_string_to_metric_families(rec.body.decode())}
         assert fams["windows_net_bytes_received"].type == "counter"
         assert {s.labels["nic"] for s in fams["windows_net_nic_info"].samples} == {
-            "Hyper-V Virtual Ethernet Adapter", "Mellanox ConnectX-6 Dx Adapter", "Mellanox ConnectX-6 Dx Adapter _2"}
+            "Hyper-V Virtual Ethernet Adapter",
+            "Mellanox ConnectX-6 Dx Adapter",
+            "Mellanox ConnectX-6 Dx Adapter _2",
+        }
         for s in fams["windows_net_nic_info"].samples:
             assert re.fullmatch(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}", s.labels["mac"])
         addrs = {s.labels["address"] for s in fams["windows_net_nic_address_info"].samples}
@@ -290,8 +293,7 @@ def test_pfc_storm_shows_in_pauses_errors_and_latency(records: list[RawRecord], 
     assert calm["latency_ms"] < 3 and hot["latency_ms"] > 10
 
 
-def test_backup_burst_raises_throughput_not_pauses_or_latency(records: list[RawRecord],
-                                                             scenario: lab.Scenario) -> None:
+def test_backup_burst_raises_throughput_not_pauses_or_latency(records: list[RawRecord], scenario: lab.Scenario) -> None:
     backup = next(i for i in scenario.incidents if isinstance(i, lab.BackupBurst))
     assert backup.end is not None
     host = scenario.site.hosts[0]
@@ -357,11 +359,19 @@ def test_duplicate_lb_ip_in_two_clusters_and_flip_flopping(records: list[RawReco
 
 def test_vip_failover_is_one_change_per_vip(records: list[RawRecord], scenario: lab.Scenario) -> None:
     fo = next(i for i in scenario.incidents if isinstance(i, lab.VipFailover))
-    api_vip = next(r.labels["control_plane_endpoint"] for r in records
-                   if r.kind == "k8s" and r.host == fo.cluster and "control_plane_endpoint" in r.labels)
+    api_vip = next(
+        r.labels["control_plane_endpoint"]
+        for r in records
+        if r.kind == "k8s" and r.host == fo.cluster and "control_plane_endpoint" in r.labels
+    )
     host = scenario.site.hosts[0]
-    macs = [r2["mac"] for rec in records if rec.kind == "neighbors" and rec.host == host
-            for r2 in json.loads(rec.body) if r2["ip"] == api_vip]
+    macs = [
+        r2["mac"]
+        for rec in records
+        if rec.kind == "neighbors" and rec.host == host
+        for r2 in json.loads(rec.body)
+        if r2["ip"] == api_vip
+    ]
     changes = [i for i, (a, b) in enumerate(itertools.pairwise(macs)) if a != b]
     assert len(changes) == 1
 
@@ -392,8 +402,11 @@ def test_ground_truth_covers_every_scripted_incident() -> None:
     sc = lab.demo_scenario(seed=7)
     truth = lab.ground_truth(sc)
     kinds = {g["kind"] for g in truth}
-    assert kinds == {AlertKind.VIP_POOL_EXHAUSTION.value, AlertKind.DUPLICATE_IP.value,
-                     AlertKind.EASTWEST_CONGESTION.value}
+    assert kinds == {
+        AlertKind.VIP_POOL_EXHAUSTION.value,
+        AlertKind.DUPLICATE_IP.value,
+        AlertKind.EASTWEST_CONGESTION.value,
+    }
     assert {g["incident"] for g in truth} == {"vip_leak", "duplicate_lb_ip", "pfc_storm"}
     leak = next(g for g in truth if g["incident"] == "vip_leak")
     assert leak["resource"] == {"network": sc.site.network.name, "pool": "vip"} and leak["end"] is None
@@ -439,12 +452,23 @@ def test_incidents_after_the_end_are_ignored() -> None:
 # Go float formatting
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (607984.0, "607984"), (2.26406781e8, "2.26406781e+08"), (1e6, "1e+06"), (0.0, "0"),
-    (0.0001, "0.0001"), (1e-05, "1e-05"), (123456.5, "123456.5"), (1234567.5, "1.2345675e+06"),
-    (1.8446744073709552e19, "1.8446744073709552e+19"), (float("nan"), "NaN"), (float("inf"), "+Inf"),
-    (-3.5, "-3.5"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (607984.0, "607984"),
+        (2.26406781e8, "2.26406781e+08"),
+        (1e6, "1e+06"),
+        (0.0, "0"),
+        (0.0001, "0.0001"),
+        (1e-05, "1e-05"),
+        (123456.5, "123456.5"),
+        (1234567.5, "1.2345675e+06"),
+        (1.8446744073709552e19, "1.8446744073709552e+19"),
+        (float("nan"), "NaN"),
+        (float("inf"), "+Inf"),
+        (-3.5, "-3.5"),
+    ],
+)
 def test_go_float_matches_client_golang(value: float, text: str) -> None:
     assert go_float(value) == text
 
@@ -453,8 +477,14 @@ def test_row_formatter_agrees_with_go_float() -> None:
     import numpy as np
 
     rng = np.random.default_rng(5)
-    vals = np.concatenate([rng.integers(0, 10**14, 300).astype(float), rng.random(300) * 1e6,
-                           rng.integers(0, 10**13, 300) * 1e-7, rng.random(300) * 10.0 ** rng.integers(-8, 17, 300)])
+    vals = np.concatenate(
+        [
+            rng.integers(0, 10**14, 300).astype(float),
+            rng.random(300) * 1e6,
+            rng.integers(0, 10**13, 300) * 1e-7,
+            rng.random(300) * 10.0 ** rng.integers(-8, 17, 300),
+        ]
+    )
     matrix = vals.reshape(-1, 6)
     out = RowFormatter(["<"] + ["|"] * 5 + [">"]).render(matrix)
     for row, text in zip(matrix.tolist(), out, strict=True):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import lab
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import RawRecord
-from hciwatch import lab
 from hciwatch.parse_pool import ParsePool, parse_one
 
 MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1", True)]
@@ -16,7 +16,8 @@ MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1",
 def _records() -> list[tuple[RawRecord | None, str | CaptureError]]:
     scen = lab.Scenario(duration=timedelta(minutes=4), interval=timedelta(seconds=60))
     recs: list[tuple[RawRecord | None, str | CaptureError]] = [
-        (r, f"cap:{i}") for i, r in enumerate(lab.generate(scen))]
+        (r, f"cap:{i}") for i, r in enumerate(lab.generate(scen))
+    ]
     ts = datetime(2026, 1, 1, tzinfo=UTC)
     # a rejected payload, an unknown kind and a capture line without a record, mid-stream
     recs.insert(5, (RawRecord(ts, "prometheus", "bad", b"garbage{{{ \x00"), "cap:bad"))

@@ -3,7 +3,7 @@ queried through the token-protected API, a dead target raising ``source_down``, 
 shutdown that flushes what was accepted.
 
 windows_exporter cannot run here, so the target is an aiohttp server on 127.0.0.1 serving the
-lab's windows_exporter-format payload (see hciwatch/lab/hosts.py for how it is built).
+lab's windows_exporter-format payload (see lab/hosts.py for how it is built).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hciwatch import lab
+import lab
 from hciwatch.config import load_config
 from hciwatch.service import Service
 
@@ -75,7 +75,7 @@ for = "0s"
 hold = "1s"
 [api]
 listen = "127.0.0.1:{api_port}"
-token_file = "{tmp_path / 'token'}"
+token_file = "{tmp_path / "token"}"
 """)
     cfg = load_config(cfg_path)
     svc = Service(cfg)
@@ -91,8 +91,9 @@ token_file = "{tmp_path / 'token'}"
             rows = 0
             for _ in range(100):  # bounded: at most ~20 s
                 await asyncio.sleep(0.2)
-                async with http.post(f"{base}/api/v1/query", headers=auth,
-                                     json={"sql": "SELECT count(*) AS n FROM samples"}) as r:
+                async with http.post(
+                    f"{base}/api/v1/query", headers=auth, json={"sql": "SELECT count(*) AS n FROM samples"}
+                ) as r:
                     assert r.status == 200, await r.text()
                     rows = (await r.json())["rows"][0][0]
                 async with http.get(f"{base}/api/v1/alerts?state=firing", headers=auth) as r:
@@ -100,8 +101,9 @@ token_file = "{tmp_path / 'token'}"
                 if rows > 0 and any(a["kind"] == "source_down" for a in firing["alerts"]):
                     break
             assert rows > 0, "no samples reached the store through the API"
-            assert any(a["kind"] == "source_down" and a["resource"]["source"] == "dead-host"
-                       for a in firing["alerts"]), firing
+            assert any(
+                a["kind"] == "source_down" and a["resource"]["source"] == "dead-host" for a in firing["alerts"]
+            ), firing
             async with http.get(f"{base}/metrics", headers=auth) as r:
                 text = await r.text()
             assert "hciwatch_samples_stored_total" in text and "hciwatch_target_up" in text
@@ -158,7 +160,11 @@ async def test_service_pushes_dashboard_metrics_through_otlp(tmp_path: Path, otl
     _, runner, port = await _serve_lab_metrics()
     scen = lab.Scenario(duration=timedelta(minutes=2), interval=timedelta(seconds=60))
     networks = demo_config_text(scen).split("[[networks]]", 1)[1]
-    cfg_path = _write_scrape_config(tmp_path, port, 0.5, f"""
+    cfg_path = _write_scrape_config(
+        tmp_path,
+        port,
+        0.5,
+        f"""
 [analytics]
 evaluation_interval = "1s"
 [analytics.pools]
@@ -172,14 +178,19 @@ endpoint = "{otlp_receiver.grpc_endpoint}"
 metrics = true
 metrics_interval = 3600
 [[networks]]
-{networks}""")
+{networks}""",
+    )
     cfg = load_config(cfg_path)
     # The Kubernetes API cannot run here: the lab's ServiceList/NodeList payloads, stamped two and
     # one minutes ago, are replayed into the data dir first; the service's first evaluation
     # rebuilds the pools' holders from that stored history, as after a restart.
     now = datetime.now(UTC)
-    inventory = [dataclasses.replace(r, ts=now - timedelta(seconds=secs))
-                 for secs in (120, 60) for r in lab.generate(scen) if r.kind == "k8s"]
+    inventory = [
+        dataclasses.replace(r, ts=now - timedelta(seconds=secs))
+        for secs in (120, 60)
+        for r in lab.generate(scen)
+        if r.kind == "k8s"
+    ]
     inventory.sort(key=lambda r: r.ts)
     replay_records(inventory, cfg, cfg.data_dir)
     svc = Service(cfg)

@@ -34,8 +34,7 @@ class SourceSettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0, le=600, description="per-target timeout, seconds")
     jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of interval to jitter")
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every record")
-    down_after: float = Field(default=300.0, gt=0,
-                              description="seconds a target may fail before source_down fires")
+    down_after: float = Field(default=300.0, gt=0, description="seconds a target may fail before source_down fires")
 
 
 @runtime_checkable

@@ -45,8 +45,15 @@ class ReportStats:
     alert_changes: int
 
 
-def write_report(data_dir: Path, out: Path, start: datetime | None = None, end: datetime | None = None, *,
-                 site: str | None = None, ingest_summary: Mapping[str, Any] | None = None) -> ReportStats:
+def write_report(
+    data_dir: Path,
+    out: Path,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    site: str | None = None,
+    ingest_summary: Mapping[str, Any] | None = None,
+) -> ReportStats:
     """Write the self-contained HTML report of ``data_dir`` for ``[start, end]`` to ``out``.
 
     The window defaults to the last 48 h of stored data. The file is written under a temporary
@@ -71,7 +78,14 @@ def write_report(data_dir: Path, out: Path, start: datetime | None = None, end: 
         tmp.unlink(missing_ok=True)
         raise
     dups = {a["fingerprint"] for a in model["alerts"] if a["kind"] == "duplicate_ip"}
-    return ReportStats(path=out, bytes=len(page), seconds=time.perf_counter() - started,
-                       window_from=model["window"]["from"], window_to=model["window"]["to"],
-                       pools=len(model["pools"]), duplicate_ip_incidents=len(dups),
-                       congestion_hosts=len(model["congestion"]["hosts"]), alert_changes=len(model["alerts"]))
+    return ReportStats(
+        path=out,
+        bytes=len(page),
+        seconds=time.perf_counter() - started,
+        window_from=model["window"]["from"],
+        window_to=model["window"]["to"],
+        pools=len(model["pools"]),
+        duplicate_ip_incidents=len(dups),
+        congestion_hosts=len(model["congestion"]["hosts"]),
+        alert_changes=len(model["alerts"]),
+    )

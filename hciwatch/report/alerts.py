@@ -29,8 +29,19 @@ from hciwatch.report.window import Window
 MAX_CHANGES = 5_000
 EVIDENCE_BUDGET = 1_000_000
 VIEW_KEYS = {
-    "duplicate_ip": ("ip", "network", "owners", "overlaps", "evidence_types", "evidence_types_seen",
-                     "macs_answering", "mac_owners", "tcpip_events", "different_ports", "neighbor_latest"),
+    "duplicate_ip": (
+        "ip",
+        "network",
+        "owners",
+        "overlaps",
+        "evidence_types",
+        "evidence_types_seen",
+        "macs_answering",
+        "mac_owners",
+        "tcpip_events",
+        "different_ports",
+        "neighbor_latest",
+    ),
     "eastwest_congestion": ("hosts", "active_hosts", "onset", "ended", "condition_cleared_at"),
 }
 
@@ -42,11 +53,17 @@ def _change(row: tuple[Any, ...]) -> dict[str, Any]:
     except ValueError:
         ev = {"unparsed": str(evidence)[:2000]}
     return {
-        "fingerprint": str(fp), "kind": str(kind), "status": str(status), "severity": str(severity),
-        "ts": iso(utc(ts)), "starts_at": iso(utc(starts_at)),
+        "fingerprint": str(fp),
+        "kind": str(kind),
+        "status": str(status),
+        "severity": str(severity),
+        "ts": iso(utc(ts)),
+        "starts_at": iso(utc(starts_at)),
         "ends_at": iso(utc(ends_at)) if ends_at is not None else None,
         "resource": dict(sorted((str(e["key"]), str(e["value"])) for e in (resource or []))),
-        "summary": str(summary), "evidence": ev, "runbook": str(runbook or ""),
+        "summary": str(summary),
+        "evidence": ev,
+        "runbook": str(runbook or ""),
     }
 
 
@@ -86,26 +103,32 @@ def select_changes(changes: Iterable[Mapping[str, Any]], start_iso: str, end_iso
         if size <= budget:
             budget -= size
         else:
-            c["evidence"] = {**{k: c["evidence"][k] for k in VIEW_KEYS.get(c["kind"], ()) if k in c["evidence"]},
-                             "evidence_trimmed": True}
+            c["evidence"] = {
+                **{k: c["evidence"][k] for k in VIEW_KEYS.get(c["kind"], ()) if k in c["evidence"]},
+                "evidence_trimmed": True,
+            }
     return out
 
 
 def alert_changes(con: duckdb.DuckDBPyConnection, win: Window) -> list[dict[str, Any]]:
     """Stored alert state changes for the window (see the module docstring)."""
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT ts, fingerprint, kind, status, severity, map_entries(resource), summary, evidence,
                runbook, starts_at, ends_at
         FROM alerts WHERE ts <= to_timestamp($end) AND date > DATE '1970-01-01'
         ORDER BY ts, fingerprint, status
-    """, {"end": win.end_s}).fetchall()
+    """,
+        {"end": win.end_s},
+    ).fetchall()
     return select_changes((_change(r) for r in rows), iso(win.start), iso(win.end))
 
 
 def conflict_sightings(con: duckdb.DuckDBPyConnection, win: Window) -> list[dict[str, Any]]:
     """Per IP, the 5-minute buckets in which the ``ip_conflicts`` view saw more than one claimant,
     more than one MAC in neighbour tables, or a Tcpip conflict event."""
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT ip::VARCHAR, list(DISTINCT network::VARCHAR ORDER BY network::VARCHAR),
                list(epoch(bucket) ORDER BY bucket),
                list(claimants ORDER BY bucket), list(neighbor_macs ORDER BY bucket),
@@ -113,17 +136,23 @@ def conflict_sightings(con: duckdb.DuckDBPyConnection, win: Window) -> list[dict
         FROM ip_conflicts
         WHERE bucket >= to_timestamp($start) AND bucket <= to_timestamp($end)
         GROUP BY ip ORDER BY ip
-    """, {"start": win.start_s - 300, "end": win.end_s}).fetchall()
+    """,
+        {"start": win.start_s - 300, "end": win.end_s},
+    ).fetchall()
     out = []
     for ip, networks, ts, claimants, nmacs, claimed_by, macs, events in rows:
-        out.append({
-            "ip": ip, "networks": [n for n in networks if n],
-            "t": [float(t) for t in ts], "claimants": [int(c or 0) for c in claimants],
-            "neighbor_macs": [int(m or 0) for m in nmacs],
-            "claimed_by": sorted({str(c) for c in (claimed_by or []) if c}),
-            "macs": sorted({str(m) for m in (macs or []) if m}),
-            "conflict_events": int(events or 0),
-        })
+        out.append(
+            {
+                "ip": ip,
+                "networks": [n for n in networks if n],
+                "t": [float(t) for t in ts],
+                "claimants": [int(c or 0) for c in claimants],
+                "neighbor_macs": [int(m or 0) for m in nmacs],
+                "claimed_by": sorted({str(c) for c in (claimed_by or []) if c}),
+                "macs": sorted({str(m) for m in (macs or []) if m}),
+                "conflict_events": int(events or 0),
+            }
+        )
     return out
 
 
@@ -142,8 +171,9 @@ def _incident_macs(changes: Iterable[Mapping[str, Any]]) -> set[str]:
     return macs
 
 
-def mac_attribution(con: duckdb.DuckDBPyConnection, win: Window,
-                    changes: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def mac_attribution(
+    con: duckdb.DuckDBPyConnection, win: Window, changes: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Whose are the MACs answering for a duplicated IP? Per MAC: the *other* addresses it answers
     for in neighbour tables, and the clusters and VMs that hold those addresses.
 
@@ -157,7 +187,8 @@ def mac_attribution(con: duckdb.DuckDBPyConnection, win: Window,
     if not macs:
         return {}
     dup_ips = sorted({str(c["resource"].get("ip")) for c in changes if c["kind"] == "duplicate_ip"})
-    rows = con.execute("""
+    rows = con.execute(
+        """
         WITH n AS (
             SELECT DISTINCT mac, ip FROM ip_observations
             WHERE CAST(owner_kind AS VARCHAR) = 'neighbor' AND mac IN (SELECT unnest($macs))
@@ -176,15 +207,22 @@ def mac_attribution(con: duckdb.DuckDBPyConnection, win: Window,
                    FILTER (WHERE o.kind IN ('node', 'load-balancer', 'nic'))
         FROM n LEFT JOIN o ON o.ip = n.ip
         GROUP BY n.mac ORDER BY n.mac
-    """, {"macs": macs, "dup_ips": dup_ips, "start": win.start_s, "end": win.end_s}).fetchall()
-    return {str(mac): {"also_answers_for": [str(i) for i in ips or []][:20],
-                       "clusters": [str(c) for c in clusters or []],
-                       "vms": [str(v) for v in vms or []][:10]}
-            for mac, ips, clusters, vms in rows}
+    """,
+        {"macs": macs, "dup_ips": dup_ips, "start": win.start_s, "end": win.end_s},
+    ).fetchall()
+    return {
+        str(mac): {
+            "also_answers_for": [str(i) for i in ips or []][:20],
+            "clusters": [str(c) for c in clusters or []],
+            "vms": [str(v) for v in vms or []][:10],
+        }
+        for mac, ips, clusters, vms in rows
+    }
 
 
-def merge_live(stored: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
-               start_iso: str) -> list[dict[str, Any]]:
+def merge_live(
+    stored: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]], start_iso: str
+) -> list[dict[str, Any]]:
     """Stored changes plus the live feed's (which may not be flushed to the store yet), once each.
 
     Live changes from before the window are left out unless their incident is still firing; ones

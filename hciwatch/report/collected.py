@@ -25,8 +25,17 @@ from hciwatch.report.window import Window
 log = logging.getLogger(__name__)
 
 INGEST_SUMMARY_FILE = "ingest-summary.json"
-_SUMMARY_KEYS = ("records_read", "records_rejected", "skipped_parts", "reject_reasons", "samples_stored",
-                 "ip_observations_stored", "records_by_kind", "from", "to")
+_SUMMARY_KEYS = (
+    "records_read",
+    "records_rejected",
+    "skipped_parts",
+    "reject_reasons",
+    "samples_stored",
+    "ip_observations_stored",
+    "records_by_kind",
+    "from",
+    "to",
+)
 MAX_MESSAGES = 20
 
 
@@ -58,15 +67,19 @@ def _new_source(name: str | None) -> dict[str, Any]:
     return {"source": name or "?", "targets": [], "samples": 0, "first": None, "last": None}
 
 
-def collected_view(con: duckdb.DuckDBPyConnection, win: Window, data_dir: Path,
-                   ingest_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def collected_view(
+    con: duckdb.DuckDBPyConnection, win: Window, data_dir: Path, ingest_summary: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Per source: targets, samples, first/last sample; IP observations; parse errors."""
     params = {"start": win.start_s, "end": win.end_s}
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT source::VARCHAR, host::VARCHAR, count(*), min(ts), max(ts)
         FROM all_samples WHERE ts >= to_timestamp($start) AND ts <= to_timestamp($end)
         GROUP BY ALL
-    """, params).fetchall()
+    """,
+        params,
+    ).fetchall()
     sources: dict[str, dict[str, Any]] = {}
     for source, host, n, first, last in rows:
         s = sources.setdefault(source or "?", _new_source(source))
@@ -75,10 +88,13 @@ def collected_view(con: duckdb.DuckDBPyConnection, win: Window, data_dir: Path,
         f, la = iso(utc(first)), iso(utc(last))
         s["first"] = f if s["first"] is None or f < s["first"] else s["first"]
         s["last"] = la if s["last"] is None or la > s["last"] else s["last"]
-    obs = con.execute("""
+    obs = con.execute(
+        """
         SELECT source::VARCHAR, count(*), count(DISTINCT ip), min(ts), max(ts) FROM ip_observations
         WHERE ts >= to_timestamp($start) AND ts <= to_timestamp($end) GROUP BY ALL
-    """, params).fetchall()
+    """,
+        params,
+    ).fetchall()
     for source, n, ips, first, last in obs:
         s = sources.setdefault(source or "?", _new_source(source))
         s["ip_observations"] = int(n)

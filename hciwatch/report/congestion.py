@@ -39,8 +39,13 @@ SMB_REQUESTS = "smb.client.requests_total"
 SMB_AVG = "smb.client.request_avg_seconds"
 
 SIGNALS: tuple[dict[str, Any], ...] = (
-    {"key": "pfc", "label": "PFC pause frames (rx + tx, all NICs and priorities)", "unit": "frames/s",
-     "scale": 1.0, "floor": 1.0},
+    {
+        "key": "pfc",
+        "label": "PFC pause frames (rx + tx, all NICs and priorities)",
+        "unit": "frames/s",
+        "scale": 1.0,
+        "floor": 1.0,
+    },
     {"key": "smb", "label": "SMB client latency (per request)", "unit": "ms", "scale": 1000.0, "floor": 0.1},
 )
 
@@ -84,8 +89,7 @@ def _baseline(values: list[float | None]) -> tuple[float | None, float | None]:
 def congestion_view(con: duckdb.DuckDBPyConnection, win: Window) -> dict[str, Any]:
     """The heat strip's grid: bucket starts, hosts, and per signal a host × bucket matrix."""
     origin = math.floor(win.start_s / win.step_s) * win.step_s  # buckets on round times, as the pools'
-    rows = con.execute(_SQL, {"start": win.start_s, "end": win.end_s, "step": win.step_s,
-                              "origin": origin}).fetchall()
+    rows = con.execute(_SQL, {"start": win.start_s, "end": win.end_s, "step": win.step_s, "origin": origin}).fetchall()
     nb = max(1, math.ceil((win.end_s - origin) / win.step_s))
     hosts = sorted({str(r[0]) for r in rows if r[0] is not None})
     index = {h: i for i, h in enumerate(hosts)}
@@ -101,12 +105,17 @@ def congestion_view(con: duckdb.DuckDBPyConnection, win: Window) -> dict[str, An
         scale = float(s["scale"])
         values = [[None if v is None else v * scale for v in row] for row in grids[s["key"]]]
         stats = [_baseline(row) for row in values]
-        signals.append({
-            "key": s["key"], "label": s["label"], "unit": s["unit"], "floor": s["floor"],
-            "values": [[num(v) for v in row] for row in values],
-            "baseline": [num(b) for b, _ in stats],
-            "spread": [num(sp) for _, sp in stats],
-        })
+        signals.append(
+            {
+                "key": s["key"],
+                "label": s["label"],
+                "unit": s["unit"],
+                "floor": s["floor"],
+                "values": [[num(v) for v in row] for row in values],
+                "baseline": [num(b) for b, _ in stats],
+                "spread": [num(sp) for _, sp in stats],
+            }
+        )
     return {
         "t": [origin + i * win.step_s for i in range(nb)],
         "step_s": win.step_s,

@@ -37,11 +37,17 @@ from hciwatch.report.window import Window, resolve_window
 SCHEMA = "hciwatch.report/1"
 
 
-def build_model(data_dir: Path, start: datetime | None = None, end: datetime | None = None, *,
-                site: str | None = None, extra_views: Mapping[str, str] | None = None,
-                ingest_summary: Mapping[str, Any] | None = None,
-                pool_settings: PoolSettings | None = None,
-                window: Window | None = None) -> dict[str, Any]:
+def build_model(
+    data_dir: Path,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    site: str | None = None,
+    extra_views: Mapping[str, str] | None = None,
+    ingest_summary: Mapping[str, Any] | None = None,
+    pool_settings: PoolSettings | None = None,
+    window: Window | None = None,
+) -> dict[str, Any]:
     """Build the model for ``[start, end]`` (default: the last 48 h of stored data).
 
     Args:
@@ -61,8 +67,12 @@ def build_model(data_dir: Path, start: datetime | None = None, end: datetime | N
     t0 = time.perf_counter()
     win = window or resolve_window(data_dir, start, end)
     p = pool_settings or PoolSettings()
-    con = connect(data_dir, datetime.fromtimestamp(win.start_s - p.trend_window.total_seconds(), UTC), win.end,
-                  extra_views=extra_views)
+    con = connect(
+        data_dir,
+        datetime.fromtimestamp(win.start_s - p.trend_window.total_seconds(), UTC),
+        win.end,
+        extra_views=extra_views,
+    )
     timings["open"] = time.perf_counter() - t0
     try:
         sections: dict[str, Any] = {}

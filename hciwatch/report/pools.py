@@ -42,27 +42,37 @@ def _crossing(headroom: float, slope_per_h: float, t_last: float) -> float | Non
 def _forecast(t_ms: np.ndarray, y: np.ndarray, settings: PoolSettings) -> Trend | None:
     if t_ms.size < 2:
         return None
-    trend = usage_trend(t_ms, y, int(t_ms[-1]), confidence=settings.confidence,
-                        min_span_ms=int(settings.min_trend_span.total_seconds() * 1000),
-                        min_points=settings.min_trend_points)
+    trend = usage_trend(
+        t_ms,
+        y,
+        int(t_ms[-1]),
+        confidence=settings.confidence,
+        min_span_ms=int(settings.min_trend_span.total_seconds() * 1000),
+        min_points=settings.min_trend_points,
+    )
     return trend if math.isfinite(trend.slope_per_h) else None
 
 
-def pool_views(con: duckdb.DuckDBPyConnection, win: Window, settings: PoolSettings | None = None
-               ) -> list[dict[str, Any]]:
+def pool_views(
+    con: duckdb.DuckDBPyConnection, win: Window, settings: PoolSettings | None = None
+) -> list[dict[str, Any]]:
     """One entry per (network, pool) seen in the window; see the module docstring."""
     p = settings or PoolSettings()
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT network, pool, any_value(pool_type), epoch(bucket) AS t,
                max(used)::DOUBLE, max(size)::DOUBLE, max(reserve)::DOUBLE
         FROM pool_usage
         WHERE bucket <= to_timestamp($end) AND network IS NOT NULL AND pool IS NOT NULL
         GROUP BY ALL ORDER BY network, pool, t
-    """, {"end": win.end_s}).fetchall()
+    """,
+        {"end": win.end_s},
+    ).fetchall()
     by_pool: dict[tuple[str, str], list[tuple[str, float, float, float, float]]] = {}
     for network, pool, ptype, t, used, size, reserve in rows:
         by_pool.setdefault((str(network), str(pool)), []).append(
-            (str(ptype), float(t), float(used or 0), float(size or 0), float(reserve or 0)))
+            (str(ptype), float(t), float(used or 0), float(size or 0), float(reserve or 0))
+        )
     out = []
     for (network, pool), pts in by_pool.items():
         view = _pool_view(network, pool, pts, win, p)
@@ -71,8 +81,9 @@ def pool_views(con: duckdb.DuckDBPyConnection, win: Window, settings: PoolSettin
     return out
 
 
-def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float, float]], win: Window,
-               p: PoolSettings) -> dict[str, Any] | None:
+def _pool_view(
+    network: str, pool: str, pts: list[tuple[str, float, float, float, float]], win: Window, p: PoolSettings
+) -> dict[str, Any] | None:
     shown = [r for r in pts if r[1] >= win.start_s]
     if not shown:
         return None
@@ -101,12 +112,23 @@ def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float
     free = size_last - used_last
     headroom = free - reserve_last
     view: dict[str, Any] = {
-        "network": network, "pool": pool, "pool_type": ptype,
-        "size": num(size_last), "reserve": num(reserve_last), "used": num(used_last), "free": num(free),
-        "last_t": t_last, "below_reserve": bool(free < reserve_last),
-        "t": ts, "used_s": [num(v) for v in used_s], "size_s": [num(v) for v in size_s],
+        "network": network,
+        "pool": pool,
+        "pool_type": ptype,
+        "size": num(size_last),
+        "reserve": num(reserve_last),
+        "used": num(used_last),
+        "free": num(free),
+        "last_t": t_last,
+        "below_reserve": bool(free < reserve_last),
+        "t": ts,
+        "used_s": [num(v) for v in used_s],
+        "size_s": [num(v) for v in size_s],
         "limit_s": [num(v) for v in limit_s],
-        "trend": None, "forecast": None, "reserve_crossing": None, "exhaustion": None,
+        "trend": None,
+        "forecast": None,
+        "reserve_crossing": None,
+        "exhaustion": None,
         "confidence": p.confidence,
     }
     if free < reserve_last:
@@ -117,17 +139,22 @@ def _pool_view(network: str, pool: str, pts: list[tuple[str, float, float, float
             since = t
         view["below_reserve_since"] = since
     if fit is None:
-        view["trend_note"] = (f"no trend yet: needs {p.min_trend_points} points over "
-                              f"{p.min_trend_span} of history")
+        view["trend_note"] = f"no trend yet: needs {p.min_trend_points} points over {p.min_trend_span} of history"
         return view
     slope, lo, hi = fit.slope_per_h, fit.low, fit.high
     intercept = float(np.median(y - slope * (x - x[-1]) / HOUR_S))
     view["trend"] = {
-        "t0": float(x[0]), "y0": num(intercept + slope * (x[0] - x[-1]) / HOUR_S),
-        "t1": float(x[-1]), "y1": num(intercept),
-        "slope_per_day": num(slope * 24), "slope_per_day_low": num(lo * 24), "slope_per_day_high": num(hi * 24),
-        "window_hours": num((x[-1] - x[0]) / HOUR_S), "points": int(x.size),
-        "method": fit.method, "rising": fit.rising,
+        "t0": float(x[0]),
+        "y0": num(intercept + slope * (x[0] - x[-1]) / HOUR_S),
+        "t1": float(x[-1]),
+        "y1": num(intercept),
+        "slope_per_day": num(slope * 24),
+        "slope_per_day_low": num(lo * 24),
+        "slope_per_day_high": num(hi * 24),
+        "window_hours": num((x[-1] - x[0]) / HOUR_S),
+        "points": int(x.size),
+        "method": fit.method,
+        "rising": fit.rising,
     }
     # half the window ahead, stretched to show the reserve crossing when it is within one window
     span = win.end_s - win.start_s

@@ -38,15 +38,17 @@ def _script_hash(text: str) -> str:
 
 def content_security_policy(scripts: Sequence[str], *, connect: str) -> str:
     """A CSP allowing exactly these inline scripts, inline styles, data: images, and ``connect``."""
-    return "; ".join((
-        "default-src 'none'",
-        "script-src " + " ".join(_script_hash(s) for s in scripts),
-        "style-src 'unsafe-inline'",  # uPlot sizes its elements with style attributes
-        "img-src data:",
-        f"connect-src {connect}",
-        "base-uri 'none'",
-        "form-action 'none'",
-    ))
+    return "; ".join(
+        (
+            "default-src 'none'",
+            "script-src " + " ".join(_script_hash(s) for s in scripts),
+            "style-src 'unsafe-inline'",  # uPlot sizes its elements with style attributes
+            "img-src data:",
+            f"connect-src {connect}",
+            "base-uri 'none'",
+            "form-action 'none'",
+        )
+    )
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -76,27 +78,33 @@ def _title(model: Mapping[str, Any]) -> str:
 def render_report(model: Mapping[str, Any]) -> str:
     """The self-contained report page for ``model`` (see :mod:`hciwatch.report.model`)."""
     uplot_js, app_js = asset("vendor/uPlot.iife.min.js"), asset("app.js")
-    return _fill(asset("report.html"), {
-        "CSP": content_security_policy([uplot_js, app_js], connect="'none'"),
-        "TITLE": html.escape(_title(model)),
-        "UPLOT_CSS": asset("vendor/uPlot.min.css"),
-        "APP_CSS": asset("app.css"),
-        "MODEL": model_json(model),
-        "UPLOT_JS": uplot_js,
-        "APP_JS": app_js,
-    })
+    return _fill(
+        asset("report.html"),
+        {
+            "CSP": content_security_policy([uplot_js, app_js], connect="'none'"),
+            "TITLE": html.escape(_title(model)),
+            "UPLOT_CSS": asset("vendor/uPlot.min.css"),
+            "APP_CSS": asset("app.css"),
+            "MODEL": model_json(model),
+            "UPLOT_JS": uplot_js,
+            "APP_JS": app_js,
+        },
+    )
 
 
 @lru_cache(maxsize=1)
 def live_page() -> tuple[str, str]:
     """The live page's HTML and the Content-Security-Policy header to serve it with."""
     scripts = [asset("vendor/uPlot.iife.min.js"), asset("app.js"), asset("live.js")]
-    page = _fill(asset("live.html"), {
-        "UPLOT_CSS": asset("vendor/uPlot.min.css"),
-        "APP_CSS": asset("app.css"),
-        "UPLOT_JS": scripts[0],
-        "APP_JS": scripts[1],
-        "LIVE_JS": scripts[2],
-    })
+    page = _fill(
+        asset("live.html"),
+        {
+            "UPLOT_CSS": asset("vendor/uPlot.min.css"),
+            "APP_CSS": asset("app.css"),
+            "UPLOT_JS": scripts[0],
+            "APP_JS": scripts[1],
+            "LIVE_JS": scripts[2],
+        },
+    )
     csp = content_security_policy(scripts, connect="'self'") + "; frame-ancestors 'none'"
     return page, csp

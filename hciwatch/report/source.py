@@ -28,8 +28,12 @@ from collector.schema import TABLE_SCHEMAS, iso
 from collector.store import CATALOG_FILE, view_sql
 
 _CREATE_VIEW = re.compile(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\s+")
-POOL_GAUGES = ("metallb.addresses_in_use", "metallb.addresses_total",
-               "calico.ipam.allocations_in_use", "calico.ipam.ippool_size")
+POOL_GAUGES = (
+    "metallb.addresses_in_use",
+    "metallb.addresses_total",
+    "calico.ipam.allocations_in_use",
+    "calico.ipam.ippool_size",
+)
 USED_VIEWS = ("pool_usage", "ip_conflicts")
 
 
@@ -70,8 +74,14 @@ def _table_sql(data_dir: Path, name: str, start: datetime | None, end: datetime 
     return f"SELECT * FROM ({body})" + (" WHERE " + " AND ".join(where) if where else "")
 
 
-def connect(data_dir: Path, start: datetime | None = None, end: datetime | None = None, *,
-            extra_views: Mapping[str, str] | None = None, threads: int = 2) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: Path,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    extra_views: Mapping[str, str] | None = None,
+    threads: int = 2,
+) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with ``all_samples``, ``ip_observations``, ``alerts`` (all tables
     limited to ``[start, end]`` except ``alerts``, which is whole: an incident open at the start
     began before it), the pool-gauge ``samples`` subset and the analyst views the report uses.
@@ -83,10 +93,8 @@ def connect(data_dir: Path, start: datetime | None = None, end: datetime | None 
     try:
         con.execute(f"SET threads = {int(threads)}")
         con.execute("SET TimeZone = 'UTC'")
-        for name, view in (("samples", "all_samples"), ("ip_observations", "ip_observations"),
-                           ("alerts", "alerts")):
-            sql = _table_sql(data_dir, name, None if name == "alerts" else start,
-                             None if name == "alerts" else end)
+        for name, view in (("samples", "all_samples"), ("ip_observations", "ip_observations"), ("alerts", "alerts")):
+            sql = _table_sql(data_dir, name, None if name == "alerts" else start, None if name == "alerts" else end)
             if not sql:  # a data dir the store never initialised: an empty table of the right shape
                 con.register(f"_empty_{name}", TABLE_SCHEMAS[name].empty_table())
                 sql = f"SELECT *, NULL::DATE AS date FROM _empty_{name}"

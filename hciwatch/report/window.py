@@ -52,9 +52,11 @@ def data_extent(data_dir: Path) -> tuple[datetime, datetime] | None:
     """First and last ``ts`` stored in samples / ip_observations (None for an empty store)."""
     con = duckdb.connect(":memory:")
     try:
-        parts = [f"SELECT min(ts) AS lo, max(ts) AS hi FROM ({view_sql(Path(data_dir), n)}) "
-                 f"WHERE date > DATE '1970-01-01'"
-                 for n in ("samples", "ip_observations") if (Path(data_dir) / n).is_dir()]
+        parts = [
+            f"SELECT min(ts) AS lo, max(ts) AS hi FROM ({view_sql(Path(data_dir), n)}) WHERE date > DATE '1970-01-01'"
+            for n in ("samples", "ip_observations")
+            if (Path(data_dir) / n).is_dir()
+        ]
         if not parts:
             return None
         row = con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
@@ -65,8 +67,9 @@ def data_extent(data_dir: Path) -> tuple[datetime, datetime] | None:
     return utc(row[0]).astimezone(UTC), utc(row[1]).astimezone(UTC)
 
 
-def resolve_window(data_dir: Path, start: datetime | None, end: datetime | None,
-                   default_span: timedelta = DEFAULT_SPAN) -> Window:
+def resolve_window(
+    data_dir: Path, start: datetime | None, end: datetime | None, default_span: timedelta = DEFAULT_SPAN
+) -> Window:
     """The window to show: what was asked, else the last ``default_span`` of the stored data.
 
     Raises:

@@ -27,28 +27,35 @@ def connect(samples: pa.Table | None = None, ip_observations: pa.Table | None = 
     """In-memory DuckDB with native ``samples`` / ``ip_observations`` tables (fast, like Parquet)."""
     con = duckdb.connect()
     con.execute("SET threads = 1")  # tiny incremental queries: thread hand-offs cost more than they gain
-    for name, tbl, schema in (("samples", samples, SAMPLES_SCHEMA),
-                              ("ip_observations", ip_observations, IP_OBSERVATIONS_SCHEMA)):
+    for name, tbl, schema in (
+        ("samples", samples, SAMPLES_SCHEMA),
+        ("ip_observations", ip_observations, IP_OBSERVATIONS_SCHEMA),
+    ):
         con.register(f"{name}_src", ds.dataset(tbl if tbl is not None else schema.empty_table()))
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY ts")
         con.unregister(f"{name}_src")
     return con
 
 
-def connect_parquet(tmp: Path, samples: pa.Table | None = None, ip_observations: pa.Table | None = None,
-                    rows_per_file: int = 100_000) -> Any:
+def connect_parquet(
+    tmp: Path, samples: pa.Table | None = None, ip_observations: pa.Table | None = None, rows_per_file: int = 100_000
+) -> Any:
     """DuckDB views over Hive-style Parquet files, as the store lays them out."""
     con = duckdb.connect()
-    for name, tbl, schema in (("samples", samples, SAMPLES_SCHEMA),
-                              ("ip_observations", ip_observations, IP_OBSERVATIONS_SCHEMA)):
+    for name, tbl, schema in (
+        ("samples", samples, SAMPLES_SCHEMA),
+        ("ip_observations", ip_observations, IP_OBSERVATIONS_SCHEMA),
+    ):
         d = tmp / name / "date=2026-01-01"
         d.mkdir(parents=True, exist_ok=True)
         t = (tbl if tbl is not None else schema.empty_table()).sort_by("ts")
         for i in range(0, max(t.num_rows, 1), rows_per_file):
-            pq.write_table(t.slice(i, rows_per_file), d / f"part-{i // rows_per_file:05d}.parquet",
-                           row_group_size=20_000)
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{tmp / name}/*/*.parquet', "
-                    "hive_partitioning = false)")
+            pq.write_table(
+                t.slice(i, rows_per_file), d / f"part-{i // rows_per_file:05d}.parquet", row_group_size=20_000
+            )
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{tmp / name}/*/*.parquet', hive_partitioning = false)"
+        )
     return con
 
 
@@ -67,8 +74,9 @@ class Run:
     manager: AlertManager | None = None
 
     def firing(self, kind: str | None = None) -> list[tuple[int, Alert]]:
-        return [(t, a) for t, a in self.alerts if a.status is AlertStatus.FIRING
-                and (kind is None or a.kind.value == kind)]
+        return [
+            (t, a) for t, a in self.alerts if a.status is AlertStatus.FIRING and (kind is None or a.kind.value == kind)
+        ]
 
     def findings_at(self, t: int, kind: str) -> list[Finding]:
         """Findings of the last evaluation at or before t."""
@@ -76,12 +84,16 @@ class Run:
         return [f for f in self.history[max(times)] if f.kind.value == kind] if times else []
 
     def resolved(self, kind: str | None = None) -> list[tuple[int, Alert]]:
-        return [(t, a) for t, a in self.alerts if a.status is AlertStatus.RESOLVED
-                and (kind is None or a.kind.value == kind)]
+        return [
+            (t, a)
+            for t, a in self.alerts
+            if a.status is AlertStatus.RESOLVED and (kind is None or a.kind.value == kind)
+        ]
 
 
-def schedule(start: int, end: int, fine: Sequence[tuple[int, int]] = (), coarse: int = 30 * MIN,
-             step: int = MIN) -> list[int]:
+def schedule(
+    start: int, end: int, fine: Sequence[tuple[int, int]] = (), coarse: int = 30 * MIN, step: int = MIN
+) -> list[int]:
     """Evaluation times: every ``coarse`` ms, and every ``step`` inside the fine windows."""
     times = set(range(start + step, end + 1, coarse))
     for a, z in fine:
@@ -91,10 +103,20 @@ def schedule(start: int, end: int, fine: Sequence[tuple[int, int]] = (), coarse:
     return sorted(times)
 
 
-def replay(con: Any, start: int, end: int, *, networks: Sequence[NetworkLike] = (),
-           settings: AnalyticsSettings | None = None, fine: Sequence[tuple[int, int]] = (),
-           coarse: int = 60 * MIN, step: int = MIN, engine: Engine | None = None,
-           manager: AlertManager | None = None, state_path: Path | None = None) -> Run:
+def replay(
+    con: Any,
+    start: int,
+    end: int,
+    *,
+    networks: Sequence[NetworkLike] = (),
+    settings: AnalyticsSettings | None = None,
+    fine: Sequence[tuple[int, int]] = (),
+    coarse: int = 60 * MIN,
+    step: int = MIN,
+    engine: Engine | None = None,
+    manager: AlertManager | None = None,
+    state_path: Path | None = None,
+) -> Run:
     s = settings or AnalyticsSettings.model_validate({"bootstrap_window": "1h"})
     eng = engine or Engine(s, networks)
     am = manager or AlertManager(s, state_path)

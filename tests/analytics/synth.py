@@ -23,13 +23,21 @@ import pyarrow as pa
 from collector.schema import IP_OBSERVATIONS_SCHEMA, SAMPLES_SCHEMA, TS_TYPE
 
 HOST_STYLES: list[Callable[[int], str]] = [
-    "hci-node-{:02d}".format, "AZL{:03d}".format, "srv-hv{}".format, "contoso-s2d-n{}".format,
-    "edge-{:x}".format, "rack2-host{}".format,
+    "hci-node-{:02d}".format,
+    "AZL{:03d}".format,
+    "srv-hv{}".format,
+    "contoso-s2d-n{}".format,
+    "edge-{:x}".format,
+    "rack2-host{}".format,
 ]
 NIC_MODELS = [
-    "Mellanox ConnectX-6 Dx Adapter", "NVIDIA ConnectX-5 Ex Adapter", "Mellanox ConnectX-4 Lx Adapter",
-    "QLogic FastLinQ QL41262-DE 25GbE Adapter", "Intel[R] Ethernet Network Adapter E810-XXV-2",
-    "Chelsio T62100-LP-CR Unified Wire Ethernet Controller", "Broadcom NetXtreme E-Series Dual-port 25Gb",
+    "Mellanox ConnectX-6 Dx Adapter",
+    "NVIDIA ConnectX-5 Ex Adapter",
+    "Mellanox ConnectX-4 Lx Adapter",
+    "QLogic FastLinQ QL41262-DE 25GbE Adapter",
+    "Intel[R] Ethernet Network Adapter E810-XXV-2",
+    "Chelsio T62100-LP-CR Unified Wire Ethernet Controller",
+    "Broadcom NetXtreme E-Series Dual-port 25Gb",
 ]
 SHARE_NAMES = ["UserStorage_1", "UserStorage_2", "ClusterStorage$", "Volume01", "infra", "VMs", "csv-a"]
 
@@ -49,8 +57,14 @@ class Site:
     base: dict[str, dict[str, float]]
 
 
-def random_site(seed: int, n_hosts: int = 8, hours: float = 10.0, scrape_s: int | None = None,
-                formatted_share: float = 0.3, start: datetime | None = None) -> Site:
+def random_site(
+    seed: int,
+    n_hosts: int = 8,
+    hours: float = 10.0,
+    scrape_s: int | None = None,
+    formatted_share: float = 0.3,
+    start: datetime | None = None,
+) -> Site:
     rng = np.random.default_rng(seed)
     style = HOST_STYLES[int(rng.integers(len(HOST_STYLES)))]
     hosts = [style(i + 1) for i in range(n_hosts)]
@@ -67,8 +81,9 @@ def random_site(seed: int, n_hosts: int = 8, hours: float = 10.0, scrape_s: int 
         shares[h] = list(dict.fromkeys(shares[h]))
     prio = str(rng.choice(["3", "3", "4", "5"]))
     scrape = scrape_s or int(rng.choice([15, 30, 30, 60]))
-    t0 = start or datetime(2026, int(rng.integers(1, 12)), int(rng.integers(1, 28)),
-                           int(rng.integers(0, 24)), tzinfo=UTC)
+    t0 = start or datetime(
+        2026, int(rng.integers(1, 12)), int(rng.integers(1, 28)), int(rng.integers(0, 24)), tzinfo=UTC
+    )
     start_ms = int(t0.timestamp() * 1000) // 60000 * 60000
     formatted = {h for h in hosts if rng.random() < formatted_share}
     base = {}
@@ -83,8 +98,9 @@ def random_site(seed: int, n_hosts: int = 8, hours: float = 10.0, scrape_s: int 
             "phase": float(rng.uniform(0, 1)),
             "amp": float(rng.uniform(0.1, 0.5)),
         }
-    return Site(seed, rng, hosts, nics, shares, prio, scrape, start_ms,
-                start_ms + int(hours * 3_600_000), formatted, base)
+    return Site(
+        seed, rng, hosts, nics, shares, prio, scrape, start_ms, start_ms + int(hours * 3_600_000), formatted, base
+    )
 
 
 @dataclass
@@ -104,8 +120,7 @@ class _Builder:
         self.val: list[np.ndarray] = []
         self.meta: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = []
 
-    def add(self, source: str, host: str, metric: str, labels: dict[str, str], ts: np.ndarray,
-            val: np.ndarray) -> None:
+    def add(self, source: str, host: str, metric: str, labels: dict[str, str], ts: np.ndarray, val: np.ndarray) -> None:
         self.ts.append(ts)
         self.val.append(val.astype(np.float64))
         self.meta.append((source, host, metric, tuple(labels.items())))
@@ -118,9 +133,11 @@ class _Builder:
         keys = [[k for k, _ in m[3]] for m in self.meta]
         vals = [[v for _, v in m[3]] for m in self.meta]
         offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int32)
-        series_maps = pa.MapArray.from_arrays(pa.array(offsets), pa.array([k for ks in keys for k in ks],
-                                                                           pa.string()),
-                                              pa.array([v for vs in vals for v in vs], pa.string()))
+        series_maps = pa.MapArray.from_arrays(
+            pa.array(offsets),
+            pa.array([k for ks in keys for k in ks], pa.string()),
+            pa.array([v for vs in vals for v in vs], pa.string()),
+        )
         labels = series_maps.take(pa.array(idx))
 
         def dict_col(pos: int) -> pa.Array:
@@ -129,11 +146,17 @@ class _Builder:
             codes = np.array([code[m[pos]] for m in self.meta], np.int32)[idx]
             return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(uniq, pa.string()))
 
-        return pa.table({
-            "ts": pa.array(np.concatenate(self.ts).astype(np.int64)).cast(TS_TYPE),
-            "source": dict_col(0), "host": dict_col(1), "metric": dict_col(2),
-            "labels": labels, "value": pa.array(np.concatenate(self.val)),
-        }, schema=SAMPLES_SCHEMA)
+        return pa.table(
+            {
+                "ts": pa.array(np.concatenate(self.ts).astype(np.int64)).cast(TS_TYPE),
+                "source": dict_col(0),
+                "host": dict_col(1),
+                "metric": dict_col(2),
+                "labels": labels,
+                "value": pa.array(np.concatenate(self.val)),
+            },
+            schema=SAMPLES_SCHEMA,
+        )
 
 
 def _in(t: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -177,8 +200,9 @@ def samples(site: Site, fx: Effects | None = None, *, filler_series: int = 0) ->
         for hs, a, z in fx.congestion:
             if h in hs:
                 cong |= _in(t, a, z)
-        pause_rate = (p["pause"] + 0.02) * np.sqrt(diurnal) * np.where(cong, rng.uniform(80, 300), 1.0) \
-            + np.where(cong, rng.uniform(50, 400), 0.0)
+        pause_rate = (p["pause"] + 0.02) * np.sqrt(diurnal) * np.where(cong, rng.uniform(80, 300), 1.0) + np.where(
+            cong, rng.uniform(50, 400), 0.0
+        )
         err_rate = p["err"] + np.where(cong, rng.uniform(0.3, 2.0), 0.0)
         for host, a, z, r in fx.rdma_errors:
             if host == h:
@@ -219,20 +243,42 @@ def samples(site: Site, fx: Effects | None = None, *, filler_series: int = 0) ->
                 share = nic_w[n] if prio == site.prio else nic_w[n] * 0.002
                 for direction, frac in (("rx", 0.6), ("tx", 0.4)):
                     inc = counts(pause_rate * share * frac)
-                    b.add(src, h, f"pfc.{direction}_pause_frames_total", {"nic": nic, "priority": prio}, t,
-                          cumulative(inc, float(rng.integers(0, 10**7))))
-            for m, f in (("rdma.cq_errors_total", 0.3), ("rdma.failed_connection_attempts_total", 0.3),
-                         ("rdma.connection_errors_total", 0.4)):
-                b.add(src, h, m, {"nic": nic}, t, cumulative(counts(err_rate * f * nic_w[n]),
-                                                             float(rng.integers(0, 50))))
+                    b.add(
+                        src,
+                        h,
+                        f"pfc.{direction}_pause_frames_total",
+                        {"nic": nic, "priority": prio},
+                        t,
+                        cumulative(inc, float(rng.integers(0, 10**7))),
+                    )
+            for m, f in (
+                ("rdma.cq_errors_total", 0.3),
+                ("rdma.failed_connection_attempts_total", 0.3),
+                ("rdma.connection_errors_total", 0.4),
+            ):
+                b.add(
+                    src, h, m, {"nic": nic}, t, cumulative(counts(err_rate * f * nic_w[n]), float(rng.integers(0, 50)))
+                )
             for m in ("net.packets_received_discarded_total", "net.packets_outbound_discarded_total"):
-                b.add(src, h, m, {"nic": nic}, t, cumulative(counts(disc_rate * nic_w[n] / 2),
-                                                             float(rng.integers(0, 10**5))))
+                b.add(
+                    src,
+                    h,
+                    m,
+                    {"nic": nic},
+                    t,
+                    cumulative(counts(disc_rate * nic_w[n] / 2), float(rng.integers(0, 10**5))),
+                )
             byte_rate = p["bytes"] * tput * nic_w[n]
             for m in ("rdma.inbound_bytes", "rdma.outbound_bytes", "net.bytes_received", "net.bytes_sent"):
                 if raw:
-                    b.add(src, h, m + "_total", {"nic": nic}, t,
-                          cumulative(byte_rate * dt * rng.lognormal(0, 0.05, t.size), float(rng.integers(0, 10**12))))
+                    b.add(
+                        src,
+                        h,
+                        m + "_total",
+                        {"nic": nic},
+                        t,
+                        cumulative(byte_rate * dt * rng.lognormal(0, 0.05, t.size), float(rng.integers(0, 10**12))),
+                    )
                 else:
                     b.add(src, h, m + "_per_sec", {"nic": nic}, t, byte_rate * rng.lognormal(0, 0.05, t.size))
         w = rng.dirichlet(np.ones(len(site.shares[h])))
@@ -242,14 +288,26 @@ def samples(site: Site, fx: Effects | None = None, *, filler_series: int = 0) ->
             lat_k = lat * rng.lognormal(0, 0.05, t.size)
             if raw:
                 b.add(src, h, "smb.client.requests_total", labels, t, cumulative(reqs, float(rng.integers(0, 10**8))))
-                b.add(src, h, "smb.client.request_seconds_total", labels, t,
-                      cumulative(reqs * lat_k, float(rng.uniform(0, 1e5))))
+                b.add(
+                    src,
+                    h,
+                    "smb.client.request_seconds_total",
+                    labels,
+                    t,
+                    cumulative(reqs * lat_k, float(rng.uniform(0, 1e5))),
+                )
             else:
                 b.add(src, h, "smb.client.requests_per_sec", labels, t, reqs / dt)
                 b.add(src, h, "smb.client.request_avg_seconds", labels, t, np.where(reqs > 0, lat_k, 0.0))
         for f in range(filler_series):
-            b.add(src, h, f"windows.filler.metric{f % 40}_total", {"core": str(f)}, t,
-                  np.cumsum(rng.poisson(100, t.size)).astype(np.float64))
+            b.add(
+                src,
+                h,
+                f"windows.filler.metric{f % 40}_total",
+                {"core": str(f)},
+                t,
+                np.cumsum(rng.poisson(100, t.size)).astype(np.float64),
+            )
     return b.table()
 
 
@@ -275,8 +333,16 @@ class Net:
     node_upgrade_reserve: int | None = None
 
 
-def random_network(rng: np.random.Generator, name: str, clusters: Sequence[str], *, vip_size: int,
-                   node_size: int, management: str | None = None, subnet: str | None = None) -> Net:
+def random_network(
+    rng: np.random.Generator,
+    name: str,
+    clusters: Sequence[str],
+    *,
+    vip_size: int,
+    node_size: int,
+    management: str | None = None,
+    subnet: str | None = None,
+) -> Net:
     if subnet is None:
         choice = int(rng.integers(3))
         if choice == 0:
@@ -299,8 +365,16 @@ def random_network(rng: np.random.Generator, name: str, clusters: Sequence[str],
     def ip(off: int) -> str:
         return str(ipaddress.IPv4Address(base + off))
 
-    return Net(name, ip(vip0), ip(vip0 + vip_size - 1), ip(node0), ip(node0 + node_size - 1), subnet,
-               tuple(clusters), management)
+    return Net(
+        name,
+        ip(vip0),
+        ip(vip0 + vip_size - 1),
+        ip(node0),
+        ip(node0 + node_size - 1),
+        subnet,
+        tuple(clusters),
+        management,
+    )
 
 
 def pool_addresses(net: Net, pool: str) -> list[str]:
@@ -350,8 +424,16 @@ class IpWorld:
         rows: dict[str, list[object]] = {k: [] for k in IP_OBSERVATIONS_SCHEMA.names}
         step = self.poll_s * 1000
 
-        def add(t: int, ip: str, mac: str | None, kind: str, owner: str, cluster: str | None,
-                network: str | None, source: str) -> None:
+        def add(
+            t: int,
+            ip: str,
+            mac: str | None,
+            kind: str,
+            owner: str,
+            cluster: str | None,
+            network: str | None,
+            source: str,
+        ) -> None:
             rows["ts"].append(t)
             rows["ip"].append(ip)
             rows["mac"].append(mac)
@@ -388,16 +470,30 @@ class IpWorld:
         def dict_col(name: str) -> pa.Array:
             return pa.array(col(name), pa.string()).dictionary_encode()
 
-        return pa.table({
-            "ts": pa.array(np.array(col("ts"), np.int64)).cast(TS_TYPE),
-            "ip": pa.array(col("ip"), pa.string()), "mac": pa.array(col("mac"), pa.string()),
-            "owner_kind": dict_col("owner_kind"), "owner": pa.array(col("owner"), pa.string()),
-            "cluster": dict_col("cluster"), "network": dict_col("network"), "source": dict_col("source"),
-        }, schema=IP_OBSERVATIONS_SCHEMA)
+        return pa.table(
+            {
+                "ts": pa.array(np.array(col("ts"), np.int64)).cast(TS_TYPE),
+                "ip": pa.array(col("ip"), pa.string()),
+                "mac": pa.array(col("mac"), pa.string()),
+                "owner_kind": dict_col("owner_kind"),
+                "owner": pa.array(col("owner"), pa.string()),
+                "cluster": dict_col("cluster"),
+                "network": dict_col("network"),
+                "source": dict_col("source"),
+            },
+            schema=IP_OBSERVATIONS_SCHEMA,
+        )
 
 
-def populate_clusters(world: IpWorld, net: Net, *, services: dict[str, int], nodes: dict[str, int],
-                      t0: int | None = None, t1: int | None = None) -> dict[str, list[Holder]]:
+def populate_clusters(
+    world: IpWorld,
+    net: Net,
+    *,
+    services: dict[str, int],
+    nodes: dict[str, int],
+    t0: int | None = None,
+    t1: int | None = None,
+) -> dict[str, list[Holder]]:
     """Give each cluster its API VIP, LB VM, node VMs and Services from the network's pools."""
     rng = world.rng
     t0 = world.start_ms if t0 is None else t0
@@ -410,9 +506,21 @@ def populate_clusters(world: IpWorld, net: Net, *, services: dict[str, int], nod
     namespaces = ["default", "web", "payments", "monitoring", "ingress-nginx", "data"]
     for c in net.clusters:
         lb_mac = random_mac(rng)
-        hs = [Holder(vips.pop(), "control-plane", c, c, net.name, t0, t1, arp_mac=lb_mac),
-              Holder(node_ips.pop(), "load-balancer", f"{c}-lb", c, net.name, t0, t1, mac=lb_mac,
-                     source="haproxy", arp_mac=lb_mac)]
+        hs = [
+            Holder(vips.pop(), "control-plane", c, c, net.name, t0, t1, arp_mac=lb_mac),
+            Holder(
+                node_ips.pop(),
+                "load-balancer",
+                f"{c}-lb",
+                c,
+                net.name,
+                t0,
+                t1,
+                mac=lb_mac,
+                source="haproxy",
+                arp_mac=lb_mac,
+            ),
+        ]
         for k in range(nodes.get(c, 2)):
             mac = random_mac(rng)
             hs.append(Holder(node_ips.pop(), "node", f"{c}-np-{k}", c, net.name, t0, t1, mac=mac, arp_mac=mac))
@@ -428,9 +536,18 @@ def populate_clusters(world: IpWorld, net: Net, *, services: dict[str, int], nod
     return out
 
 
-def add_services(world: IpWorld, net: Net, cluster: str, count: int, t_from: int, t_to: int, *,
-                 lb_mac: str | None = None, lifetime: tuple[int, int] | None = None,
-                 namespaces: Sequence[str] = ("default", "web", "payments", "data")) -> list[Holder]:
+def add_services(
+    world: IpWorld,
+    net: Net,
+    cluster: str,
+    count: int,
+    t_from: int,
+    t_to: int,
+    *,
+    lb_mac: str | None = None,
+    lifetime: tuple[int, int] | None = None,
+    namespaces: Sequence[str] = ("default", "web", "payments", "data"),
+) -> list[Holder]:
     """Services created at Poisson-process times in [t_from, t_to] (optionally deleted later)."""
     rng = world.rng
     times = np.sort(rng.uniform(t_from, t_to, count)).astype(np.int64)

@@ -34,23 +34,51 @@ def test_rule_fires_on_a_level_shift_of_the_selected_series_only() -> None:
     for host, seed, shift in (("hv-1", 1, 0.0), ("hv-2", 2, 0.8), ("hv-3", 3, 0.8)):
         t, v = _series(seed, 6, 4.5, shift)
         for ts, x in zip(t, v, strict=True):
-            rows.append(Sample(from_ms(int(ts)), "haproxy", host, "haproxy.queue_current", float(x),
-                               (("proxy", "be_web"), ("cluster", "c1"))))
+            rows.append(
+                Sample(
+                    from_ms(int(ts)),
+                    "haproxy",
+                    host,
+                    "haproxy.queue_current",
+                    float(x),
+                    (("proxy", "be_web"), ("cluster", "c1")),
+                )
+            )
         # a counter on the same hosts: its rate is watched by a second rule (no shift → quiet)
         c = np.cumsum(np.random.default_rng(seed).poisson(50, t.size)).astype(float)
         for ts, x in zip(t, c, strict=True):
             rows.append(Sample(from_ms(int(ts)), "haproxy", host, "haproxy.sessions_total", x, (("proxy", "fe"),)))
-    s = settings(metric_anomaly=[
-        {"metric": "haproxy.queue_current", "labels": {"proxy": "be_*", "host": "hv-[12]"}, "sensitivity": "high",
-         "min_failing_periods": 3, "of_periods": 4, "direction": "up", "severity": "Sev2"},
-        {"metric": "haproxy.sessions_total", "name": "sessions"}])
-    run = replay(connect(samples_table(rows)), T0, T0 + 6 * HOUR, settings=s,
-                 fine=[(T0 + 4 * HOUR + 20 * MIN, T0 + 5 * HOUR)], step=MIN)
+    s = settings(
+        metric_anomaly=[
+            {
+                "metric": "haproxy.queue_current",
+                "labels": {"proxy": "be_*", "host": "hv-[12]"},
+                "sensitivity": "high",
+                "min_failing_periods": 3,
+                "of_periods": 4,
+                "direction": "up",
+                "severity": "Sev2",
+            },
+            {"metric": "haproxy.sessions_total", "name": "sessions"},
+        ]
+    )
+    run = replay(
+        connect(samples_table(rows)),
+        T0,
+        T0 + 6 * HOUR,
+        settings=s,
+        fine=[(T0 + 4 * HOUR + 20 * MIN, T0 + 5 * HOUR)],
+        step=MIN,
+    )
     fired = run.firing("metric_anomaly")
     assert len(fired) == 1, [a.summary for _, a in fired]
     t_fire, alert = fired[0]
-    assert alert.resource == {"rule": "haproxy.queue_current", "metric": "haproxy.queue_current",
-                              "host": "hv-2", "labels": "cluster=c1,proxy=be_web"}
+    assert alert.resource == {
+        "rule": "haproxy.queue_current",
+        "metric": "haproxy.queue_current",
+        "host": "hv-2",
+        "labels": "cluster=c1,proxy=be_web",
+    }
     assert T0 + 4.5 * HOUR <= t_fire <= T0 + 4.5 * HOUR + 6 * MIN
     ev = alert.evidence
     assert ev["value"] > ev["band"][1] and ev["judged_as"] == "value" and ev["failing_periods"].startswith(("3", "4"))
@@ -62,10 +90,14 @@ def test_rule_takes_a_lasting_level_shift_as_the_new_normal(relearn_after: str) 
     """After ``relearn_after`` of anomaly the shifted level is learned and the alert resolves; with
     0 it never is, and the alert stays firing."""
     t, v = _series(9, 9, 3, 1.0)
-    rows = [Sample(from_ms(int(ts)), "haproxy", "hv-1", "haproxy.queue_current", float(x), (("proxy", "be"),))
-            for ts, x in zip(t, v, strict=True)]
-    s = settings(metric_anomaly=[{"metric": "haproxy.queue_current", "relearn_after": relearn_after}],
-                 baselines={"window": "2h", "time_of_day": False})
+    rows = [
+        Sample(from_ms(int(ts)), "haproxy", "hv-1", "haproxy.queue_current", float(x), (("proxy", "be"),))
+        for ts, x in zip(t, v, strict=True)
+    ]
+    s = settings(
+        metric_anomaly=[{"metric": "haproxy.queue_current", "relearn_after": relearn_after}],
+        baselines={"window": "2h", "time_of_day": False},
+    )
     run = replay(connect(samples_table(rows)), T0, T0 + 9 * HOUR, settings=s, coarse=10 * MIN, step=MIN)
     fired = run.firing("metric_anomaly")
     assert len(fired) == 1 and T0 + 3 * HOUR <= fired[0][0] <= T0 + 3 * HOUR + 15 * MIN, fired
@@ -138,10 +170,10 @@ def test_offline_routine_bursts_on_an_idle_series_become_normal(tmp_path: Path, 
     v = np.zeros(t.size)
     starts = np.cumsum(rng.integers(30, 60, t.size // 30))  # about one burst in 45 steps
     for st in starts[starts < t.size - 10]:
-        v[st:st + int(rng.integers(3, 7))] = rng.lognormal(np.log(3e7), 0.5, 1)[0] * rng.uniform(0.8, 1.2)
+        v[st : st + int(rng.integers(3, 7))] = rng.lognormal(np.log(3e7), 0.5, 1)[0] * rng.uniform(0.8, 1.2)
     big = t.size - 40
-    v[big - 5:big + 5] = 0
-    v[big:big + 4] = 40 * np.median(v[v > 0])
+    v[big - 5 : big + 5] = 0
+    v[big : big + 4] = 40 * np.median(v[v > 0])
     out = io.StringIO()
     anomalies_csv(_csv(tmp_path, t, v), out, sensitivity="medium")
     flagged = [i for i, r in enumerate(_read(out.getvalue())) if r["is_anomaly"] == "true"]

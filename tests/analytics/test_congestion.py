@@ -19,10 +19,12 @@ def test_incident_fires_once_confounders_stay_quiet_then_resolves(seed: int, scr
     victim = h[seed % len(h)]
     others = [x for x in h if x != victim]
     t0 = s + 4 * HOUR
-    fx = Effects(congestion=[([victim], t0, t0 + 25 * MIN)],
-                 backup=[(others[:2], t0 - 40 * MIN, t0 + 20 * MIN, 6.0)],
-                 reboot=[(others[2], t0 - 30 * MIN, 6 * MIN)],
-                 gaps=[(others[3], t0 + 5 * MIN, t0 + 25 * MIN)])
+    fx = Effects(
+        congestion=[([victim], t0, t0 + 25 * MIN)],
+        backup=[(others[:2], t0 - 40 * MIN, t0 + 20 * MIN, 6.0)],
+        reboot=[(others[2], t0 - 30 * MIN, 6 * MIN)],
+        gaps=[(others[3], t0 + 5 * MIN, t0 + 25 * MIN)],
+    )
     con = connect(samples(site, fx))
     run = replay(con, s, site.end_ms, fine=[(t0 - 45 * MIN, t0 + 70 * MIN)], step=2 * MIN)
 
@@ -35,8 +37,9 @@ def test_incident_fires_once_confounders_stay_quiet_then_resolves(seed: int, scr
     assert len(ev["violating"]) >= 2
     for spec in SIGNALS:  # every signal named with value and baseline
         assert {"value", "baseline", "z", "unit", "baseline_source"} <= set(ev["signals"][spec.name])
-    assert any(f" prio {site.prio} " in k for k in ev["pfc_pause_frames_by_nic_priority"]), \
+    assert any(f" prio {site.prio} " in k for k in ev["pfc_pause_frames_by_nic_priority"]), (
         "PFC evidence broken down by NIC and priority"
+    )
     assert "PFC" in alert.runbook
     resolved = run.resolved()
     assert [a.fingerprint for _, a in resolved] == [alert.fingerprint]
@@ -48,8 +51,7 @@ def test_incident_fires_once_confounders_stay_quiet_then_resolves(seed: int, scr
 def test_fabric_wide_storm_is_one_incident_widened_to_all_hosts() -> None:
     site = random_site(11, n_hosts=6, hours=6, scrape_s=60)
     t0 = site.start_ms + 4 * HOUR
-    fx = Effects(congestion=[(site.hosts[:3], t0, t0 + 25 * MIN),
-                             (site.hosts[3:4], t0 + 4 * MIN, t0 + 25 * MIN)])
+    fx = Effects(congestion=[(site.hosts[:3], t0, t0 + 25 * MIN), (site.hosts[3:4], t0 + 4 * MIN, t0 + 25 * MIN)])
     con = connect(samples(site, fx))
     run = replay(con, site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)], step=2 * MIN)
     fired = run.firing("eastwest_congestion")
@@ -99,7 +101,8 @@ def test_a_late_host_unlike_its_peers_gets_a_baseline_of_its_own() -> None:
     con = connect(samples(site, Effects(gaps=[(late, site.start_ms, t_join)])))
     run = replay(con, site.start_ms, site.end_ms, fine=[(t_join, t_join + 60 * MIN)], step=2 * MIN)
     assert not run.findings_at(site.end_ms, "eastwest_congestion") or not any(
-        f.active for f in run.findings_at(site.end_ms, "eastwest_congestion"))
+        f.active for f in run.findings_at(site.end_ms, "eastwest_congestion")
+    )
     score = {c.host: c for c in run.engine.congestion_scores()}[late]  # type: ignore[union-attr]
     assert score.signals["pfc_pause_frames"].source == "trailing" and not score.congested
     assert all(t < t_join + 45 * MIN for t, _ in run.firing()), "nothing pages once its own baseline exists"
@@ -127,10 +130,15 @@ def test_clients_of_a_stalled_storage_node_are_victims_not_incidents() -> None:
     site = random_site(13, n_hosts=6, hours=6, scrape_s=60)
     t0 = site.start_ms + 4 * HOUR
     storm, clients = site.hosts[0], site.hosts[1:4]
-    fx = Effects(congestion=[([storm], t0 + 4 * MIN, t0 + 30 * MIN)],
-                 smb_latency=[(clients, t0, t0 + 30 * MIN, 8.0)])
-    run = replay(connect(samples(site, fx)), site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)],
-                 step=2 * MIN, settings=settings(congestion={"min_signals": 1}))
+    fx = Effects(congestion=[([storm], t0 + 4 * MIN, t0 + 30 * MIN)], smb_latency=[(clients, t0, t0 + 30 * MIN, 8.0)])
+    run = replay(
+        connect(samples(site, fx)),
+        site.start_ms,
+        site.end_ms,
+        fine=[(t0, t0 + 60 * MIN)],
+        step=2 * MIN,
+        settings=settings(congestion={"min_signals": 1}),
+    )
     fired = run.firing("eastwest_congestion")
     assert {a.fingerprint for _, a in fired} == {fired[0][1].fingerprint}, [a.summary for _, a in fired]
     assert fired[0][1].resource == {"host": storm}
@@ -144,8 +152,7 @@ def test_widening_is_announced_with_the_same_fingerprint() -> None:
     site = random_site(17, n_hosts=5, hours=6, scrape_s=60)
     t0 = site.start_ms + 4 * HOUR
     fx = Effects(congestion=[(site.hosts[:1], t0, t0 + 30 * MIN), (site.hosts[1:2], t0 + 6 * MIN, t0 + 30 * MIN)])
-    run = replay(connect(samples(site, fx)), site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)],
-                 step=2 * MIN)
+    run = replay(connect(samples(site, fx)), site.start_ms, site.end_ms, fine=[(t0, t0 + 60 * MIN)], step=2 * MIN)
     fired = run.firing("eastwest_congestion")
     assert len({a.fingerprint for _, a in fired}) == 1
     scopes = [a.evidence["scope"]["host"] for _, a in fired]

@@ -12,22 +12,37 @@ from tests.analytics.synth import Holder, IpWorld, Net, lb_mac_of, populate_clus
 START = 1_767_225_600_000
 
 
-def _world(seed: int, hours: float = 5.0, clusters: tuple[str, ...] = ("wl-a", "wl-b")) -> tuple[
-        IpWorld, Net, dict[str, list[Holder]]]:
+def _world(
+    seed: int, hours: float = 5.0, clusters: tuple[str, ...] = ("wl-a", "wl-b")
+) -> tuple[IpWorld, Net, dict[str, list[Holder]]]:
     rng = np.random.default_rng(seed)
     names = [f"{c}-{seed}" for c in clusters]
-    net = random_network(rng, f"clusternet-{seed}", names, vip_size=int(rng.integers(24, 60)),
-                         node_size=int(rng.integers(20, 40)), management=f"mgmt-{seed}")
-    world = IpWorld(rng, START, START + int(hours * HOUR), poll_s=int(rng.choice([30, 60])),
-                    observers=[f"hv{i}" for i in range(int(rng.integers(2, 5)))])
-    hs = populate_clusters(world, net, services={c: int(rng.integers(2, 6)) for c in names},
-                           nodes={c: int(rng.integers(2, 4)) for c in names})
+    net = random_network(
+        rng,
+        f"clusternet-{seed}",
+        names,
+        vip_size=int(rng.integers(24, 60)),
+        node_size=int(rng.integers(20, 40)),
+        management=f"mgmt-{seed}",
+    )
+    world = IpWorld(
+        rng,
+        START,
+        START + int(hours * HOUR),
+        poll_s=int(rng.choice([30, 60])),
+        observers=[f"hv{i}" for i in range(int(rng.integers(2, 5)))],
+    )
+    hs = populate_clusters(
+        world,
+        net,
+        services={c: int(rng.integers(2, 6)) for c in names},
+        nodes={c: int(rng.integers(2, 4)) for c in names},
+    )
     return world, net, hs
 
 
 def _run(world: IpWorld, net: Net, fine: list[tuple[int, int]]) -> Run:
-    return replay(connect(None, world.table()), world.start_ms, world.end_ms, networks=[net], fine=fine,
-                  step=2 * MIN)
+    return replay(connect(None, world.table()), world.start_ms, world.end_ms, networks=[net], fine=fine, step=2 * MIN)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -38,18 +53,32 @@ def test_lb_ip_handed_to_two_clusters_sharing_a_network(seed: int) -> None:
     t0 = START + 3 * HOUR
     victim = next(h for h in hs[a] if h.owner_kind == "service")
     lb_a, lb_b = lb_mac_of(hs[a]), lb_mac_of(hs[b])
-    world.holders.append(Holder(victim.ip, "service", "shop/frontend", b, net.name, t0, t0 + 40 * MIN,
-                                arp_mac=lb_b))
+    world.holders.append(Holder(victim.ip, "service", "shop/frontend", b, net.name, t0, t0 + 40 * MIN, arp_mac=lb_b))
     # both load-balancer VMs answer ARP: observers see the MAC alternate
-    world.arp_script[victim.ip] = [(t0 + k * 3 * MIN, lb_b if k % 2 == 0 else lb_a) for k in range(14)] + \
-        [(t0 + 42 * MIN, lb_a)]
+    world.arp_script[victim.ip] = [(t0 + k * 3 * MIN, lb_b if k % 2 == 0 else lb_a) for k in range(14)] + [
+        (t0 + 42 * MIN, lb_a)
+    ]
     # the k8s inventory also reports each LoadBalancer IP's Services and their ports
-    lb_info = [Sample(from_ms(t), "k8s", "k8s-api", "k8s.service_lb_ip_info", 1.0,
-                      (("cluster", c), ("ip", victim.ip), ("namespace", ns), ("ports", ports), ("service", svc)))
-               for t in range(t0, t0 + 40 * MIN, world.poll_s * 1000)
-               for c, ns, svc, ports in ((a, *victim.owner.split("/"), "443/TCP"), (b, "shop", "frontend", "8080/TCP"))]
-    run = replay(connect(samples_table(lb_info), world.table()), world.start_ms, world.end_ms, networks=[net],
-                 fine=[(t0 - 5 * MIN, t0 + 80 * MIN)], step=2 * MIN)
+    lb_info = [
+        Sample(
+            from_ms(t),
+            "k8s",
+            "k8s-api",
+            "k8s.service_lb_ip_info",
+            1.0,
+            (("cluster", c), ("ip", victim.ip), ("namespace", ns), ("ports", ports), ("service", svc)),
+        )
+        for t in range(t0, t0 + 40 * MIN, world.poll_s * 1000)
+        for c, ns, svc, ports in ((a, *victim.owner.split("/"), "443/TCP"), (b, "shop", "frontend", "8080/TCP"))
+    ]
+    run = replay(
+        connect(samples_table(lb_info), world.table()),
+        world.start_ms,
+        world.end_ms,
+        networks=[net],
+        fine=[(t0 - 5 * MIN, t0 + 80 * MIN)],
+        step=2 * MIN,
+    )
 
     fired = run.firing("duplicate_ip")
     assert len({x.fingerprint for _, x in fired}) == 1 and fired[0][1].severity is Severity.SEV1
@@ -79,8 +108,9 @@ def test_service_ip_equal_to_node_ip_and_api_vip_is_sev0() -> None:
     node = next(h for h in hs[a] if h.owner_kind == "node")
     api_vip = next(h for h in hs[b] if h.owner_kind == "control-plane")
     world.holders.append(Holder(node.ip, "service", "web/api", b, net.name, t0, world.end_ms))
-    world.holders.append(Holder(api_vip.ip, "node", f"{a}-np-9", a, net.name, t0, world.end_ms,
-                                mac=random_mac(world.rng)))
+    world.holders.append(
+        Holder(api_vip.ip, "node", f"{a}-np-9", a, net.name, t0, world.end_ms, mac=random_mac(world.rng))
+    )
     run = _run(world, net, [(t0, t0 + 10 * MIN)])
     by_ip = {x.resource["ip"]: x for _, x in run.firing("duplicate_ip")}
     assert by_ip[node.ip].evidence["scenario"] == "service_ip_equals_node_ip"
@@ -94,10 +124,20 @@ def test_same_address_on_two_hosts_nics() -> None:
     world, net, _ = _world(5)
     t0 = START + 2 * HOUR
     ip = "10.250.7.21"
-    world.holders += [Holder(ip, "nic", "azl-n1/vEthernet (Mgmt)", None, None, START, world.end_ms,
-                             mac=random_mac(world.rng), source="windows"),
-                      Holder(ip, "nic", "azl-n4", None, None, t0, t0 + 30 * MIN, mac=random_mac(world.rng),
-                             source="windows")]
+    world.holders += [
+        Holder(
+            ip,
+            "nic",
+            "azl-n1/vEthernet (Mgmt)",
+            None,
+            None,
+            START,
+            world.end_ms,
+            mac=random_mac(world.rng),
+            source="windows",
+        ),
+        Holder(ip, "nic", "azl-n4", None, None, t0, t0 + 30 * MIN, mac=random_mac(world.rng), source="windows"),
+    ]
     run = _run(world, net, [(t0, t0 + 60 * MIN)])
     fired = run.firing("duplicate_ip")
     assert len(fired) == 1
@@ -114,8 +154,9 @@ def test_arp_flip_flop_alone_and_tcpip_event_alone() -> None:
     t0 = START + 2 * HOUR
     svc = next(h for h in hs[a] if h.owner_kind == "service")
     rogue = random_mac(world.rng)
-    world.arp_script[svc.ip] = [(t0 + k * 2 * MIN, rogue if k % 2 == 0 else lb_mac_of(hs[a]))
-                                for k in range(10)] + [(t0 + 21 * MIN, lb_mac_of(hs[a]))]
+    world.arp_script[svc.ip] = [(t0 + k * 2 * MIN, rogue if k % 2 == 0 else lb_mac_of(hs[a])) for k in range(10)] + [
+        (t0 + 21 * MIN, lb_mac_of(hs[a]))
+    ]
     host_ip = "172.31.9.14"
     world.events.append((t0 + 5 * MIN, host_ip, "azl-n2", random_mac(world.rng)))
     run = _run(world, net, [(t0, t0 + 70 * MIN)])
@@ -144,8 +185,9 @@ def test_confounders_stay_quiet(seed: int) -> None:
     for h in hs[a]:  # the Service and the HAProxy frontend that bound its IP both go away
         if h.ip == moved.ip:
             h.t1 = t0 + 10 * MIN
-    world.holders.append(Holder(moved.ip, "service", "web/moved", b, net.name, t0 + 10 * MIN + world.poll_s * 1000,
-                                world.end_ms))
+    world.holders.append(
+        Holder(moved.ip, "service", "web/moved", b, net.name, t0 + 10 * MIN + world.poll_s * 1000, world.end_ms)
+    )
     world.holders.append(Holder(svc_a[0].ip, "service", "web/shared-udp", a, net.name, START, world.end_ms))
     for c in (a, b):
         world.holders.append(Holder("10.244.1.7", "pod", "default/nginx-0", c, None, START, world.end_ms))

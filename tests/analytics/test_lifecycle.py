@@ -19,10 +19,21 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 
 
-def _f(active: bool = True, sev: Severity = Severity.SEV2, value: float = 1.0,
-       kind: AlertKind = AlertKind.DUPLICATE_IP, ip: str = "10.0.0.5") -> Finding:
-    return Finding(kind, {"network": "net-a", "ip": ip}, sev, f"dup {ip} v={value}",
-                   {"value": value, "scenario": "lb_ip_shared_across_clusters"}, active=active)
+def _f(
+    active: bool = True,
+    sev: Severity = Severity.SEV2,
+    value: float = 1.0,
+    kind: AlertKind = AlertKind.DUPLICATE_IP,
+    ip: str = "10.0.0.5",
+) -> Finding:
+    return Finding(
+        kind,
+        {"network": "net-a", "ip": ip},
+        sev,
+        f"dup {ip} v={value}",
+        {"value": value, "scenario": "lb_ip_shared_across_clusters"},
+        active=active,
+    )
 
 
 def _settings(for_: str = "2m", hold: str = "5m") -> AnalyticsSettings:
@@ -140,8 +151,14 @@ def test_widening_scope_is_announced_once_and_survives_restart(tmp_path: Path) -
     path = tmp_path / "alerts.json"
 
     def cong(hosts: tuple[str, ...]) -> Finding:
-        return Finding(AlertKind.EASTWEST_CONGESTION, {"host": hosts[0]}, Severity.SEV1, "storm",
-                       {"hosts": list(hosts)}, scope={"host": hosts})
+        return Finding(
+            AlertKind.EASTWEST_CONGESTION,
+            {"host": hosts[0]},
+            Severity.SEV1,
+            "storm",
+            {"hosts": list(hosts)},
+            scope={"host": hosts},
+        )
 
     am = AlertManager(AnalyticsSettings.model_validate({"lifecycle": {"eastwest_congestion": {"for": "0s"}}}), path)
     [a] = am.update([cong(("n1",))], T0)

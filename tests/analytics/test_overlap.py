@@ -15,13 +15,24 @@ START = 1_767_225_600_000
 
 
 def test_configured_ranges_that_overlap_within_and_across_networks() -> None:
-    a = Net("net-a", "10.1.0.10", "10.1.0.60", "10.1.0.61", "10.1.0.99", "10.1.0.0/24", ("c1",),
-            lb_ranges=("10.1.0.50-10.1.0.70",))
+    a = Net(
+        "net-a",
+        "10.1.0.10",
+        "10.1.0.60",
+        "10.1.0.61",
+        "10.1.0.99",
+        "10.1.0.0/24",
+        ("c1",),
+        lb_ranges=("10.1.0.50-10.1.0.70",),
+    )
     b = Net("net-b", "10.1.0.90", "10.1.0.120", None, None, None, ("c2",), lb_ranges=("10.9.0.0/28",))
     found = config_overlaps(compile_networks([a, b], PoolSettings()))
     pairs = {(f.resource["pool"], f.resource["other_network"], f.resource["other_pool"]): f for f in found}
-    assert set(pairs) == {("lb:10.1.0.50-10.1.0.70", "net-a", "node"), ("lb:10.1.0.50-10.1.0.70", "net-a", "vip"),
-                          ("node", "net-b", "vip")}
+    assert set(pairs) == {
+        ("lb:10.1.0.50-10.1.0.70", "net-a", "node"),
+        ("lb:10.1.0.50-10.1.0.70", "net-a", "vip"),
+        ("node", "net-b", "vip"),
+    }
     vip_lb = pairs[("lb:10.1.0.50-10.1.0.70", "net-a", "vip")]
     assert vip_lb.evidence["shared"] == "10.1.0.50-10.1.0.60" and vip_lb.evidence["shared_addresses"] == 11
     assert all(f.severity is Severity.SEV2 for f in found)
@@ -44,8 +55,9 @@ def test_addresses_in_the_wrong_pool_are_reported_while_seen() -> None:
         Holder(host_in_vip, "nic", "azl-n3", None, None, t0, world.end_ms, mac=random_mac(rng), source="windows"),
         Holder("10.99.0.1", "node", "w1-np-x", "w1", net.name, t0, world.end_ms),  # outside the node pool
     ]
-    run = replay(connect(None, world.table()), START, world.end_ms, networks=[net],
-                 fine=[(t0, t0 + 15 * MIN)], step=3 * MIN)
+    run = replay(
+        connect(None, world.table()), START, world.end_ms, networks=[net], fine=[(t0, t0 + 15 * MIN)], step=3 * MIN
+    )
     fired = {x.resource["ip"]: x for _, x in run.firing("ip_pool_overlap")}
     assert set(fired) == {misplaced_svc, host_in_vip, "10.99.0.1"}
     assert "node pool" in fired[misplaced_svc].evidence["problem"]

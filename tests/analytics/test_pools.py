@@ -26,20 +26,27 @@ from tests.analytics.synth import (
 START = 1_767_225_600_000
 
 
-def _world(seed: int, *, vip_size: int, node_size: int, hours: float, services: int = 2,
-           nodes: int = 2) -> tuple[IpWorld, Net, dict[str, list[Holder]]]:
+def _world(
+    seed: int, *, vip_size: int, node_size: int, hours: float, services: int = 2, nodes: int = 2
+) -> tuple[IpWorld, Net, dict[str, list[Holder]]]:
     rng = np.random.default_rng(seed)
-    net = random_network(rng, f"net{seed}", [f"wl{seed}a", f"wl{seed}b"], vip_size=vip_size,
-                         node_size=node_size, management=f"mgmt{seed}")
+    net = random_network(
+        rng,
+        f"net{seed}",
+        [f"wl{seed}a", f"wl{seed}b"],
+        vip_size=vip_size,
+        node_size=node_size,
+        management=f"mgmt{seed}",
+    )
     world = IpWorld(rng, START, START + int(hours * HOUR), poll_s=120, observers=[])
-    hs = populate_clusters(world, net, services={c: services for c in net.clusters},
-                           nodes={c: nodes for c in net.clusters})
+    hs = populate_clusters(
+        world, net, services={c: services for c in net.clusters}, nodes={c: nodes for c in net.clusters}
+    )
     return world, net, hs
 
 
 def test_ip_plan_reserves_follow_the_reference() -> None:
-    net = Net("n", "10.0.0.10", "10.0.0.40", "10.0.0.50", "10.0.0.80", "10.0.0.0/24",
-              ("w1", "w2", "w3"), "mgmt")
+    net = Net("n", "10.0.0.10", "10.0.0.40", "10.0.0.50", "10.0.0.80", "10.0.0.0/24", ("w1", "w2", "w3"), "mgmt")
     p22 = compile_network(net, PoolSettings())
     assert p22.node_reserve == 2 + 5 * 3 and p22.vip_reserve == 2
     assert p22.vip.size == 31 and p22.node is not None and p22.node.size == 31
@@ -96,8 +103,18 @@ def test_node_pool_scale_out_then_release_is_quiet_but_below_reserve_pages() -> 
     free = world.free[(net.name, "node")]
     t0 = START + 7 * HOUR
     for k in range(6):  # scale-out by 6 node VMs for an hour, then scale back in
-        world.holders.append(Holder(free.pop(), "node", f"{a}-np-x{k}", a, net.name, t0 + k * 5 * MIN,
-                                    t0 + 60 * MIN, mac=random_mac(world.rng)))
+        world.holders.append(
+            Holder(
+                free.pop(),
+                "node",
+                f"{a}-np-x{k}",
+                a,
+                net.name,
+                t0 + k * 5 * MIN,
+                t0 + 60 * MIN,
+                mac=random_mac(world.rng),
+            )
+        )
     run = replay(connect(None, world.table()), START, world.end_ms, networks=[net], coarse=20 * MIN)
     assert not run.firing(), [x.summary for _, x in run.firing()]
 
@@ -108,8 +125,10 @@ def test_node_pool_scale_out_then_release_is_quiet_but_below_reserve_pages() -> 
     assert fired and fired[0][1].severity is Severity.SEV1
     ev = fired[0][1].evidence
     assert ev["below_reserve"] and ev["free"] < ev["reserve"] == 12
-    assert ev["next_upgrade_needs"]["breakdown"] == {"management_cluster_update_ips": 2,
-                                                    "workload_cluster_update_ips (2 x 5)": 10}
+    assert ev["next_upgrade_needs"]["breakdown"] == {
+        "management_cluster_update_ips": 2,
+        "workload_cluster_update_ips (2 x 5)": 10,
+    }
     assert "upgrade" in fired[0][1].runbook
 
 
@@ -120,10 +139,26 @@ def test_metallb_pool_from_gauges() -> None:
     rows = []
     for ts, u in zip(t.tolist(), used.tolist(), strict=True):
         labels = (("pool", "default-pool"), ("cluster", "edge-1"))
-        rows.append(Sample(ts=_dt(ts), source="metallb", host="metallb-controller", metric="metallb.addresses_in_use",
-                           value=float(u), labels=labels))
-        rows.append(Sample(ts=_dt(ts), source="metallb", host="metallb-controller",
-                           metric="metallb.addresses_total", value=64.0, labels=labels))
+        rows.append(
+            Sample(
+                ts=_dt(ts),
+                source="metallb",
+                host="metallb-controller",
+                metric="metallb.addresses_in_use",
+                value=float(u),
+                labels=labels,
+            )
+        )
+        rows.append(
+            Sample(
+                ts=_dt(ts),
+                source="metallb",
+                host="metallb-controller",
+                metric="metallb.addresses_total",
+                value=64.0,
+                labels=labels,
+            )
+        )
     tbl = samples_table(rows)
     assert isinstance(tbl, pa.Table)
     run = replay(connect(tbl), START, START + 14 * HOUR, coarse=20 * MIN)
@@ -141,10 +176,12 @@ def test_settings_knobs_move_the_forecast() -> None:
     world, net, _hs = _world(6, vip_size=80, node_size=30, hours=12)
     add_services(world, net, net.clusters[0], 20, START + 1 * HOUR, START + 12 * HOUR)
     con = connect(None, world.table())
-    short = replay(con, START, world.end_ms, networks=[net], coarse=30 * MIN,
-                   settings=settings(pools={"horizon": "6h"}))
-    long = replay(con, START, world.end_ms, networks=[net], coarse=30 * MIN,
-                  settings=settings(pools={"horizon": "30d"}))
+    short = replay(
+        con, START, world.end_ms, networks=[net], coarse=30 * MIN, settings=settings(pools={"horizon": "6h"})
+    )
+    long = replay(
+        con, START, world.end_ms, networks=[net], coarse=30 * MIN, settings=settings(pools={"horizon": "30d"})
+    )
     assert not short.firing("vip_pool_exhaustion")
     assert long.firing("vip_pool_exhaustion")
 
@@ -152,10 +189,17 @@ def test_settings_knobs_move_the_forecast() -> None:
 def test_the_config_model_satisfies_the_network_protocol() -> None:
     from collector.config import NetworkSettings
 
-    net = NetworkSettings(name="akshci-vnet", vip_pool_start="10.40.0.200", vip_pool_end="10.40.0.231",
-                          k8s_node_ip_pool_start="10.40.0.100", k8s_node_ip_pool_end="10.40.0.150",
-                          ip_address_prefix="10.40.0.0/24", clusters=["mgmt", "wl-a", "wl-b"],
-                          management_cluster="mgmt", lb_ranges=["10.40.1.0/28"])
+    net = NetworkSettings(
+        name="akshci-vnet",
+        vip_pool_start="10.40.0.200",
+        vip_pool_end="10.40.0.231",
+        k8s_node_ip_pool_start="10.40.0.100",
+        k8s_node_ip_pool_end="10.40.0.150",
+        ip_address_prefix="10.40.0.0/24",
+        clusters=["mgmt", "wl-a", "wl-b"],
+        management_cluster="mgmt",
+        lb_ranges=["10.40.1.0/28"],
+    )
     plan = compile_network(net, PoolSettings())
     assert plan.all_clusters == ["mgmt", "wl-a", "wl-b"] and plan.workload_clusters == ["wl-a", "wl-b"]
     assert plan.node_reserve == 2 + 2 * 5 and plan.vip.size == 32 and plan.lbs[0].size == 16
@@ -189,8 +233,14 @@ def test_usage_is_sampled_only_where_the_inventory_was_observed() -> None:
     ts = tbl.column("ts").cast(pa.int64()).to_numpy()
     outage = (ts >= START + 3 * HOUR) & (ts < START + 4 * HOUR)
     tbl = tbl.filter(pa.array(~outage))
-    run = replay(connect(None, tbl), START, world.end_ms, networks=[net], coarse=30 * MIN,
-                 settings=settings(bootstrap_window="24h"))
+    run = replay(
+        connect(None, tbl),
+        START,
+        world.end_ms,
+        networks=[net],
+        coarse=30 * MIN,
+        settings=settings(bootstrap_window="24h"),
+    )
     assert run.engine is not None
     pool = run.engine.pools.pools[(net.name, "vip")]
     times = [t for t, _ in pool.history]

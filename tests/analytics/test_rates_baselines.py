@@ -21,8 +21,7 @@ STEP = 60_000
 
 def _steps(rows: list[tuple[str, int, float]], cuts: int = 1, gap: int = 300_000) -> list[dict[str, object]]:
     """Run rows (series label, ms, value) through DuckDB + StepAccumulator in ``cuts`` calls."""
-    con = connect(samples_table(Sample(from_ms(t), "windows", "h", "m_total", v, (("s", s),))
-                                for s, t, v in rows))
+    con = connect(samples_table(Sample(from_ms(t), "windows", "h", "m_total", v, (("s", s),)) for s, t, v in rows))
     acc = StepAccumulator(STEP, gap, SeriesRegistry(["m_total"], {"s": "labels['s']"}))
     times = sorted({t for _, t, _ in rows})
     bounds = [times[0] - 1] + [times[min(len(times) - 1, (i + 1) * len(times) // cuts - 1)] for i in range(cuts)]
@@ -42,8 +41,7 @@ def _num(v: object) -> float:
 def test_counter_rates_handle_resets_gaps_and_late_rows() -> None:
     a = [("a", T0 + k * 15_000, 100.0 + 10 * k) for k in range(1, 9)]  # 10 per 15 s = 0.667/s
     # then a reboot (value drops → reset, that interval skipped) and a 10-minute gap
-    b = [("a", T0 + 135_000, 3.0), ("a", T0 + 150_000, 13.0), ("a", T0 + 750_000, 400.0),
-         ("a", T0 + 795_000, 410.0)]
+    b = [("a", T0 + 135_000, 3.0), ("a", T0 + 150_000, 13.0), ("a", T0 + 750_000, 400.0), ("a", T0 + 795_000, 410.0)]
     out = {r["bucket"]: r for r in _steps(a + b, cuts=2)}
     assert math.isclose(out[T0 + 2 * STEP]["rate"], 10 / 15, rel_tol=1e-9)  # type: ignore[arg-type]
     assert math.isclose(out[T0 + 3 * STEP]["rate"], 10 / 15), "the reset interval is dropped, not negative"  # type: ignore[arg-type]
@@ -54,8 +52,7 @@ def test_counter_rates_handle_resets_gaps_and_late_rows() -> None:
 
 
 @settings(max_examples=12)
-@given(st.lists(st.tuples(st.integers(1, 120), st.floats(0, 1e6)), min_size=2, max_size=40),
-       st.integers(1, 4))
+@given(st.lists(st.tuples(st.integers(1, 120), st.floats(0, 1e6)), min_size=2, max_size=40), st.integers(1, 4))
 def test_rates_are_never_negative_and_split_calls_agree(steps: list[tuple[int, float]], cuts: int) -> None:
     t, v, rows = T0, 0.0, []
     for dt, dv in steps:
@@ -102,8 +99,9 @@ def test_median_mad_and_floors() -> None:
 
 
 def test_baseline_bank_uses_time_of_day_once_it_has_two_days() -> None:
-    cfg = BaselineSettings.model_validate({"window": "2h", "min_points": 10, "tod_min_points": 10,
-                                           "tod_min_days": 2, "refresh": "1m"})
+    cfg = BaselineSettings.model_validate(
+        {"window": "2h", "min_points": 10, "tod_min_points": 10, "tod_min_days": 2, "refresh": "1m"}
+    )
     bank = BaselineBank(cfg, STEP)
     ids = bank.ids(["x"])
     rng = np.random.default_rng(1)

@@ -10,9 +10,23 @@ from pydantic import ValidationError
 from analytics.settings import AnalyticsSettings, Sensitivity, parse_duration
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    (90, 90), (1.5, 1.5), ("90", 90), ("90s", 90), ("5m", 300), ("2h", 7200), ("7d", 604800),
-    ("1w", 604800), ("250ms", 0.25), ("PT5M", 300), ("P1DT2H", 93600), ("PT0.5S", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (90, 90),
+        (1.5, 1.5),
+        ("90", 90),
+        ("90s", 90),
+        ("5m", 300),
+        ("2h", 7200),
+        ("7d", 604800),
+        ("1w", 604800),
+        ("250ms", 0.25),
+        ("PT5M", 300),
+        ("P1DT2H", 93600),
+        ("PT0.5S", 0.5),
+    ],
+)
 def test_duration_spellings(text: object, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
@@ -34,10 +48,12 @@ def test_defaults_and_strictness() -> None:
         AnalyticsSettings.model_validate({"congestion": {"min_signals": 9}})
     with pytest.raises(ValidationError, match="min_failing_periods must be <= of_periods"):
         AnalyticsSettings.model_validate(
-            {"metric_anomaly": [{"metric": "x", "min_failing_periods": 6, "of_periods": 5}]})
+            {"metric_anomaly": [{"metric": "x", "min_failing_periods": 6, "of_periods": 5}]}
+        )
     with pytest.raises(ValidationError, match="unique"):
         AnalyticsSettings.model_validate(
-            {"metric_anomaly": [{"metric": "x"}, {"metric": "x", "labels": {"host": "a"}}]})
+            {"metric_anomaly": [{"metric": "x"}, {"metric": "x", "labels": {"host": "a"}}]}
+        )
     with pytest.raises(ValidationError, match="lifecycle"):
         AnalyticsSettings.model_validate({"lifecycle": {"vip_exhaustion": {"for": "1m"}}})
     with pytest.raises(ValidationError, match="whole number of seconds"):

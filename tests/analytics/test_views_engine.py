@@ -30,8 +30,7 @@ def _ip_world(seed: int = 21, start: int = START) -> tuple[IpWorld, Net, str]:
 def test_analyst_views_install_and_answer() -> None:
     world, net, dup = _ip_world()
     site = random_site(2, n_hosts=3, hours=2, scrape_s=60)
-    con = connect(samples(site, Effects(reboot=[(site.hosts[0], site.start_ms + HOUR, 3 * MIN)])),
-                  world.table())
+    con = connect(samples(site, Effects(reboot=[(site.hosts[0], site.start_ms + HOUR, 3 * MIN)])), world.table())
     views = analyst_views([net])
     assert set(views) == set(ANALYST_VIEWS) == {"counter_rates", "pool_usage", "ip_conflicts", "congestion_signals"}
     for name, body in views.items():
@@ -40,11 +39,14 @@ def test_analyst_views_install_and_answer() -> None:
     assert pools == [("node", 6, 20), ("vip", 7, 30)]
     conflicts = con.execute("SELECT DISTINCT ip, claimants FROM ip_conflicts WHERE claimants > 1").fetchall()
     assert conflicts == [(dup, 2)]
-    sig = con.execute("SELECT count(DISTINCT host), max(pfc_pause_frames_per_sec) >= 0, "
-                      "max(smb_latency_seconds) > 0 FROM congestion_signals").fetchall()
+    sig = con.execute(
+        "SELECT count(DISTINCT host), max(pfc_pause_frames_per_sec) >= 0, "
+        "max(smb_latency_seconds) > 0 FROM congestion_signals"
+    ).fetchall()
     assert sig == [(3, True, True)]
-    resets = con.execute("SELECT count(*) FROM counter_rates WHERE counter_reset AND host = ?",
-                         [site.hosts[0]]).fetchall()[0][0]
+    resets = con.execute(
+        "SELECT count(*) FROM counter_rates WHERE counter_reset AND host = ?", [site.hosts[0]]
+    ).fetchall()[0][0]
     assert resets > 0
     assert con.execute("SELECT count(*) FROM counter_rates WHERE rate_per_sec < 0").fetchall() == [(0,)]
     # with no networks configured the views are still valid SQL
@@ -59,14 +61,21 @@ def test_engine_reads_nothing_after_now_and_catch_up_equals_stepping(tmp_path: P
     tbl = samples(site, Effects(congestion=[(site.hosts[:1], t0, t0 + 40 * MIN)]))
     world, net, dup = _ip_world(5, start=site.start_ms + 3 * HOUR)
     # other metrics the engine reads in the same pass (pool gauges, LB inventory) and ignores
-    extra = [Sample(from_ms(t), src, "ctl", m, v, labels)
-             for t in range(site.start_ms + 3 * HOUR, site.end_ms, MIN)
-             for src, m, v, labels in (
-                 ("metallb", "metallb.addresses_in_use", 5.0, (("pool", "p1"),)),
-                 ("metallb", "metallb.addresses_total", 16.0, (("pool", "p1"),)),
-                 ("k8s", "k8s.service_lb_ip_info", 1.0, (("cluster", "x2"), ("ip", dup), ("namespace", "a"),
-                                                         ("ports", "80/TCP"), ("service", "b"))),
-                 ("windows", "windows.cpu.time_total", float(t), (("core", "0"),)))]
+    extra = [
+        Sample(from_ms(t), src, "ctl", m, v, labels)
+        for t in range(site.start_ms + 3 * HOUR, site.end_ms, MIN)
+        for src, m, v, labels in (
+            ("metallb", "metallb.addresses_in_use", 5.0, (("pool", "p1"),)),
+            ("metallb", "metallb.addresses_total", 16.0, (("pool", "p1"),)),
+            (
+                "k8s",
+                "k8s.service_lb_ip_info",
+                1.0,
+                (("cluster", "x2"), ("ip", dup), ("namespace", "a"), ("ports", "80/TCP"), ("service", "b")),
+            ),
+            ("windows", "windows.cpu.time_total", float(t), (("core", "0"),)),
+        )
+    ]
     tbl = pa.concat_tables([tbl, samples_table(extra)], promote_options="permissive")
     con = connect_parquet(tmp_path, tbl, world.table(), rows_per_file=40_000)  # the store's layout
     s = settings()

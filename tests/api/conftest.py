@@ -35,13 +35,23 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 async def make_client(data_dir: Path) -> AsyncIterator[ClientFactory]:
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(*, feed: AlertFeed | None = None, token: str | None = TOKEN,
-                   limits: QueryLimits | None = None, registry: CollectorRegistry | None = None,
-                   **kwargs: Any) -> TestClient[Any, Any]:
+    async def make(
+        *,
+        feed: AlertFeed | None = None,
+        token: str | None = TOKEN,
+        limits: QueryLimits | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Any,
+    ) -> TestClient[Any, Any]:
         kwargs.setdefault("readiness", ready)
-        app = create_app(data_dir=data_dir, feed=feed or AlertFeed(first_seq=1), token=token,
-                         metrics_registry=registry or CollectorRegistry(),
-                         query_limits=limits or QueryLimits(timeout_s=10), **kwargs)
+        app = create_app(
+            data_dir=data_dir,
+            feed=feed or AlertFeed(first_seq=1),
+            token=token,
+            metrics_registry=registry or CollectorRegistry(),
+            query_limits=limits or QueryLimits(timeout_s=10),
+            **kwargs,
+        )
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
         await client.start_server()
         clients.append(client)

@@ -37,10 +37,10 @@ PROTECTED = [
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
-@pytest.mark.parametrize("headers", [{}, auth("wrong"), {"Authorization": TOKEN},
-                                     {"Authorization": f"Basic {TOKEN}"}, auth(TOKEN + "x")])
-async def test_token_required(make_client: ClientFactory, method: str, path: str,
-                              headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, auth("wrong"), {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}, auth(TOKEN + "x")]
+)
+async def test_token_required(make_client: ClientFactory, method: str, path: str, headers: dict[str, str]) -> None:
     client = await make_client()
     resp = await client.request(method, path, headers=headers, json={"sql": "SELECT * FROM samples"})
     assert resp.status == 401
@@ -124,27 +124,40 @@ async def test_metrics(make_client: ClientFactory) -> None:
 
 async def test_alerts_firing_and_recent(make_client: ClientFactory) -> None:
     feed = AlertFeed(first_seq=1)
-    feed.publish([make_alert(1, host="a"), make_alert(2, host="b", network="n2"),
-                  make_alert(1, host="a", status=AlertStatus.RESOLVED),
-                  make_alert(3, kind=AlertKind.VIP_POOL_EXHAUSTION)])
+    feed.publish(
+        [
+            make_alert(1, host="a"),
+            make_alert(2, host="b", network="n2"),
+            make_alert(1, host="a", status=AlertStatus.RESOLVED),
+            make_alert(3, kind=AlertKind.VIP_POOL_EXHAUSTION),
+        ]
+    )
     client = await make_client(feed=feed)
     body = await (await client.get("/api/v1/alerts", headers=auth())).json()
     assert body["state"] == "firing" and body["count"] == 2
     assert {a["summary"] for a in body["alerts"]} == {"alert 2", "alert 3"}
     body = await (await client.get("/api/v1/alerts?state=recent&limit=2", headers=auth())).json()
     assert [a["seq"] for a in body["alerts"]] == [4, 3]
-    body = await (await client.get("/api/v1/alerts?state=recent&host=a&status=resolved",
-                                   headers=auth())).json()
+    body = await (await client.get("/api/v1/alerts?state=recent&host=a&status=resolved", headers=auth())).json()
     assert [(a["seq"], a["status"]) for a in body["alerts"]] == [(3, "resolved")]
-    body = await (await client.get("/api/v1/alerts?kind=vip_pool_exhaustion,duplicate_ip&network=n2",
-                                   headers=auth())).json()
+    body = await (
+        await client.get("/api/v1/alerts?kind=vip_pool_exhaustion,duplicate_ip&network=n2", headers=auth())
+    ).json()
     assert [a["summary"] for a in body["alerts"]] == ["alert 2"]
 
 
-@pytest.mark.parametrize(("query", "word"), [
-    ("kind=nope", "unknown kind"), ("status=open", "unknown status"), ("state=all", "state"),
-    ("limit=0", "limit"), ("limit=x", "limit"), ("since=yesterday", "since"), ("hots=a", "unknown query"),
-])
+@pytest.mark.parametrize(
+    ("query", "word"),
+    [
+        ("kind=nope", "unknown kind"),
+        ("status=open", "unknown status"),
+        ("state=all", "state"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("since=yesterday", "since"),
+        ("hots=a", "unknown query"),
+    ],
+)
 async def test_alerts_bad_parameters(make_client: ClientFactory, query: str, word: str) -> None:
     client = await make_client()
     resp = await client.get(f"/api/v1/alerts?{query}", headers=auth())
@@ -265,8 +278,11 @@ async def post_sql(client: TestClient[Any, Any], sql: str, **extra: Any) -> aioh
 
 async def test_query_json(make_client: ClientFactory) -> None:
     client = await make_client()
-    resp = await post_sql(client, "SELECT host, count(*) AS n, min(ts) AS first, any_value(labels) AS l "
-                                  "FROM samples WHERE date = DATE '2026-11-20' GROUP BY host ORDER BY host")
+    resp = await post_sql(
+        client,
+        "SELECT host, count(*) AS n, min(ts) AS first, any_value(labels) AS l "
+        "FROM samples WHERE date = DATE '2026-11-20' GROUP BY host ORDER BY host",
+    )
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["columns"] == ["host", "n", "first", "l"]
@@ -277,8 +293,9 @@ async def test_query_json(make_client: ClientFactory) -> None:
 
 async def test_query_text_plain_and_limit(make_client: ClientFactory) -> None:
     client = await make_client()
-    resp = await client.post("/api/v1/query?limit=5", data="SELECT * FROM samples",
-                             headers={**auth(), "Content-Type": "text/plain"})
+    resp = await client.post(
+        "/api/v1/query?limit=5", data="SELECT * FROM samples", headers={**auth(), "Content-Type": "text/plain"}
+    )
     body = await resp.json()
     assert resp.status == 200
     assert body["row_count"] == 5 and body["truncated"] is True
@@ -287,8 +304,9 @@ async def test_query_text_plain_and_limit(make_client: ClientFactory) -> None:
 
 async def test_query_arrow_stream(make_client: ClientFactory) -> None:
     client = await make_client()
-    resp = await post_sql(client, "SELECT * FROM samples ORDER BY ts", limit=10,
-                          headers={"Accept": "application/vnd.apache.arrow.stream"})
+    resp = await post_sql(
+        client, "SELECT * FROM samples ORDER BY ts", limit=10, headers={"Accept": "application/vnd.apache.arrow.stream"}
+    )
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "application/vnd.apache.arrow.stream"
     table = arrow_table(await resp.read())
@@ -296,18 +314,21 @@ async def test_query_arrow_stream(make_client: ClientFactory) -> None:
     assert table.schema.metadata[b"hciwatch.truncated"] == b"true"
 
 
-@pytest.mark.parametrize("sql", [
-    "INSERT INTO samples VALUES (1)",
-    "COPY (SELECT 1) TO '{tmp}/x.csv'",
-    "ATTACH '{tmp}/x.db' AS x",
-    "INSTALL httpfs",
-    "LOAD httpfs",
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_parquet('{tmp}/outside.parquet')",
-    "SET threads = 8",
-    "PRAGMA version",
-    "SELECT 1; SELECT 2",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO samples VALUES (1)",
+        "COPY (SELECT 1) TO '{tmp}/x.csv'",
+        "ATTACH '{tmp}/x.db' AS x",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_parquet('{tmp}/outside.parquet')",
+        "SET threads = 8",
+        "PRAGMA version",
+        "SELECT 1; SELECT 2",
+    ],
+)
 async def test_query_refusals(make_client: ClientFactory, tmp_path: Path, sql: str) -> None:
     pq.write_table(SAMPLES_SCHEMA.empty_table(), tmp_path / "outside.parquet")
     client = await make_client()
@@ -329,11 +350,11 @@ async def test_query_errors(make_client: ClientFactory, data_dir: Path) -> None:
     assert resp.status == 400
     resp = await post_sql(client, "SELECT 1 " + " " * 100_000)
     assert resp.status == 413 and "error" in await resp.json()
-    resp = await client.post("/api/v1/query", data=b"SELECT 1",
-                             headers={**auth(), "Content-Type": "application/octet-stream"})
+    resp = await client.post(
+        "/api/v1/query", data=b"SELECT 1", headers={**auth(), "Content-Type": "application/octet-stream"}
+    )
     assert resp.status == 415
-    resp = await client.post("/api/v1/query", data=b"{not json",
-                             headers={**auth(), "Content-Type": "application/json"})
+    resp = await client.post("/api/v1/query", data=b"{not json", headers={**auth(), "Content-Type": "application/json"})
     assert resp.status == 400
     resp = await client.post("/api/v1/query", json={"sql": "SELECT 1", "rows": 3}, headers=auth())
     assert resp.status == 400 and "rows" in (await resp.json())["error"]

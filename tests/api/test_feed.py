@@ -46,11 +46,14 @@ async def test_ring_is_bounded() -> None:
 
 async def test_filters() -> None:
     feed = AlertFeed(first_seq=1)
-    feed.publish([
-        make_alert(1, host="a", network="n1"),
-        make_alert(2, host="b", network="n2", kind=AlertKind.VIP_POOL_EXHAUSTION),
-        make_alert(3, host="a", network="n2", status=AlertStatus.RESOLVED),
-    ])
+    feed.publish(
+        [
+            make_alert(1, host="a", network="n1"),
+            make_alert(2, host="b", network="n2", kind=AlertKind.VIP_POOL_EXHAUSTION),
+            make_alert(3, host="a", network="n2", status=AlertStatus.RESOLVED),
+        ]
+    )
+
     def summaries(f: AlertFilter) -> list[str]:
         return sorted(e.alert.summary for e in feed.recent(f, 10))
 
@@ -109,8 +112,7 @@ async def test_default_ids_survive_restart() -> None:
         assert event is not None and event.alert.summary == "alert 7"
 
 
-async def test_slow_subscriber_is_dropped_without_blocking_export(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_slow_subscriber_is_dropped_without_blocking_export(caplog: pytest.LogCaptureFixture) -> None:
     feed = AlertFeed(queue_size=3, first_seq=1)
     slow = feed.subscribe(peer="203.0.113.9:5555")
     fast = feed.subscribe()

@@ -60,11 +60,16 @@ async def test_report_model(make_client: ClientFactory) -> None:
     assert w["from"] < w["to"] and w["step_s"] >= 300
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("hours=0", "hours must be between"), ("hours=abc", "hours must be a number"),
-    ("from=yesterday", "from:"), ("from=2026-11-21T00:00Z&to=2026-11-20T00:00Z", "window is empty"),
-    ("colour=red", "unknown query parameter"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("hours=0", "hours must be between"),
+        ("hours=abc", "hours must be a number"),
+        ("from=yesterday", "from:"),
+        ("from=2026-11-21T00:00Z&to=2026-11-20T00:00Z", "window is empty"),
+        ("colour=red", "unknown query parameter"),
+    ],
+)
 async def test_report_rejects_bad_parameters(make_client: ClientFactory, query: str, message: str) -> None:
     client = await make_client()
     resp = await client.get(f"/api/v1/report?{query}", headers=auth())

@@ -26,18 +26,22 @@ TIMEOUT_S = 600  # bounds a hang; not a timing assertion
 
 
 def run_bench(name: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / name), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / name), *args], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
-@pytest.mark.parametrize(("name", "args", "reports"), [
-    ("bench_store.py", ("--samples", "200000", "--batch", "50000", "--hosts", "20"), "samples/s"),
-    ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
-    ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
-    ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
-])
+@pytest.mark.parametrize(
+    ("name", "args", "reports"),
+    [
+        ("bench_store.py", ("--samples", "200000", "--batch", "50000", "--hosts", "20"), "samples/s"),
+        ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
+        ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
+        ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
+    ],
+)
 def test_bench_runs_on_a_small_profile(name: str, args: tuple[str, ...], reports: str) -> None:
     assert reports in run_bench(name, *args)
 
@@ -57,14 +61,11 @@ def test_bench_nab_scores_windows_on_a_nab_layout(tmp_path: Path) -> None:
     v[1500:1560] += 25
     (tmp_path / "data" / "realKnownCause").mkdir(parents=True)
     (tmp_path / "labels").mkdir()
-    rows = ["timestamp,value"] + [f"{t0 + timedelta(minutes=5 * i):%Y-%m-%d %H:%M:%S},{x:.3f}"
-                                  for i, x in enumerate(v)]
+    rows = ["timestamp,value"] + [f"{t0 + timedelta(minutes=5 * i):%Y-%m-%d %H:%M:%S},{x:.3f}" for i, x in enumerate(v)]
     (tmp_path / "data" / "realKnownCause" / "synthetic.csv").write_text("\n".join(rows) + "\n")
     window = [f"{t0 + timedelta(minutes=5 * i):%Y-%m-%d %H:%M:%S}.000000" for i in (1450, 1550)]
-    (tmp_path / "labels" / "combined_windows.json").write_text(
-        json.dumps({"realKnownCause/synthetic.csv": [window]}))
-    out = run_bench("bench_anomalies_nab.py", "--nab-dir", str(tmp_path), "--files",
-                    "realKnownCause/synthetic.csv")
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps({"realKnownCause/synthetic.csv": [window]}))
+    out = run_bench("bench_anomalies_nab.py", "--nab-dir", str(tmp_path), "--files", "realKnownCause/synthetic.csv")
     total = next(line for line in out.splitlines() if line.startswith("all "))
     windows, detected, _recall, fps = total.split()[1:5]
     assert (windows, detected, fps) == ("1", "1", "0"), out

@@ -16,10 +16,22 @@ KINDS = ["prometheus", "haproxy-csv", "k8s", "mqtt", "neighbors"]
 
 def _recs() -> list[RawRecord]:
     return [
-        RawRecord(T0, "prometheus", "hci-node-01:9182", b"windows_net_bytes_total{nic=\"a\"} 1\n",
-                  "hci-node-01", {"cluster": "hci-1"}),
-        RawRecord(T0 + timedelta(seconds=1), "mqtt", "tcp://broker:1883", b'{"fields":{}}', "hci-node-02",
-                  topic="telegraf/hci-node-02/rdma_activity"),
+        RawRecord(
+            T0,
+            "prometheus",
+            "hci-node-01:9182",
+            b'windows_net_bytes_total{nic="a"} 1\n',
+            "hci-node-01",
+            {"cluster": "hci-1"},
+        ),
+        RawRecord(
+            T0 + timedelta(seconds=1),
+            "mqtt",
+            "tcp://broker:1883",
+            b'{"fields":{}}',
+            "hci-node-02",
+            topic="telegraf/hci-node-02/rdma_activity",
+        ),
         RawRecord(T0 + timedelta(seconds=2), "haproxy-csv", "lb:stats", b"\xff\xfe binary \x00", "lb"),
     ]
 
@@ -45,7 +57,7 @@ def test_bad_lines_are_reported_precisely_and_skipped(tmp_path: Path) -> None:
         '{"ts":"yesterday","kind":"prometheus","target":"h:9182","body":"x"}',  # bad ts
         '{"ts":"2026-11-20T09:00:00.000Z","kind":"prometheus","target":"late:9182","body":"x"}',  # out of order
         '{"kind":"prometheus","target":"h:9182","body":"x"}',  # missing ts
-        '[1, 2]',
+        "[1, 2]",
         good.replace("10:00:00", "10:00:05"),
     ]
     p = tmp_path / "bad.jsonl"

@@ -44,7 +44,7 @@ def test_good_config_loads(tmp_path: Path) -> None:
 def test_every_problem_is_reported_with_line_and_allowed_values(tmp_path: Path) -> None:
     text = GOOD.replace('vip_pool_end = "10.0.0.99"', 'vip_pool_end = "10.0.0.300"')
     text = text.replace('management_cluster = "mgmt"', 'management_cluster = "mgmt"\nvip_pol_start = "x"')
-    text += '\n[store]\nbatch_rows = -5\n\n[bogus]\nx = 1\n'
+    text += "\n[store]\nbatch_rows = -5\n\n[bogus]\nx = 1\n"
     p = _write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:
         load_config(p)

@@ -34,10 +34,16 @@ T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 def _alert(status: AlertStatus = AlertStatus.FIRING) -> Alert:
     res = {"network": "aks-net", "ip": "10.0.0.60"}
     return Alert(
-        fingerprint=fingerprint("duplicate_ip", res), kind=AlertKind.DUPLICATE_IP, status=status,
-        severity=Severity.SEV1, starts_at=T0, resource=res, summary="10.0.0.60 held by two services",
+        fingerprint=fingerprint("duplicate_ip", res),
+        kind=AlertKind.DUPLICATE_IP,
+        status=status,
+        severity=Severity.SEV1,
+        starts_at=T0,
+        resource=res,
+        summary="10.0.0.60 held by two services",
         evidence={"owners": ["a/b", "c/d"], "score": float("nan"), "at": T0},
-        runbook="redeploy", ends_at=T0 + timedelta(hours=1) if status is AlertStatus.RESOLVED else None,
+        runbook="redeploy",
+        ends_at=T0 + timedelta(hours=1) if status is AlertStatus.RESOLVED else None,
     )
 
 
@@ -58,11 +64,25 @@ def test_alert_evidence_is_json_clean() -> None:
 
 def test_alert_rejects_inconsistent_state() -> None:
     with pytest.raises(ValueError, match="resolved alert needs ends_at"):
-        Alert(fingerprint="x", kind=AlertKind.SOURCE_DOWN, status=AlertStatus.RESOLVED, severity=Severity.SEV3,
-              starts_at=T0, resource={}, summary="s")
+        Alert(
+            fingerprint="x",
+            kind=AlertKind.SOURCE_DOWN,
+            status=AlertStatus.RESOLVED,
+            severity=Severity.SEV3,
+            starts_at=T0,
+            resource={},
+            summary="s",
+        )
     with pytest.raises(ValueError):
-        Alert(fingerprint="x", kind="no_such_kind", status=AlertStatus.FIRING,  # type: ignore[arg-type]
-              severity=Severity.SEV3, starts_at=T0, resource={}, summary="s")
+        Alert(
+            fingerprint="x",
+            kind="no_such_kind",
+            status=AlertStatus.FIRING,  # type: ignore[arg-type]
+            severity=Severity.SEV3,
+            starts_at=T0,
+            resource={},
+            summary="s",
+        )
 
 
 def test_fingerprint_ignores_label_order_and_values_outside_resource() -> None:
@@ -71,8 +91,14 @@ def test_fingerprint_ignores_label_order_and_values_outside_resource() -> None:
 
 
 def test_ip_observation_normalizes() -> None:
-    o = IpObservation(ts=T0, ip=" 10.0.0.5 ", owner_kind=OwnerKind.NEIGHBOR, owner="h/eth0", source="neighbors",
-                      mac="00-15-5D-0A-0B-0C")
+    o = IpObservation(
+        ts=T0,
+        ip=" 10.0.0.5 ",
+        owner_kind=OwnerKind.NEIGHBOR,
+        owner="h/eth0",
+        source="neighbors",
+        mac="00-15-5D-0A-0B-0C",
+    )
     assert o.ip == "10.0.0.5" and o.mac == "00:15:5d:0a:0b:0c"
     with pytest.raises(ValueError):
         IpObservation(ts=T0, ip="10.0.0.300", owner_kind=OwnerKind.NODE, owner="n", source="k8s")

@@ -24,8 +24,10 @@ T0 = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
 
 def _rows(n: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)) -> list[Sample]:
-    return [Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i),
-                   {"nic": "eth0"}) for i in range(n)]
+    return [
+        Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i), {"nic": "eth0"})
+        for i in range(n)
+    ]
 
 
 def test_flush_writes_date_partitions_and_views_see_them(tmp_path: Path) -> None:
@@ -122,8 +124,9 @@ def test_compaction_merges_sorts_and_recovers_from_a_crash(tmp_path: Path) -> No
     merged = pq.read_table([part / s for s in sources])
     staged = part / ".part-merged.parquet.staged"
     pq.write_table(merged, staged)
-    (part / JOURNAL).write_text(json.dumps({"target": "part-merged.parquet", "staged": staged.name,
-                                            "sources": sources}))
+    (part / JOURNAL).write_text(
+        json.dumps({"target": "part-merged.parquet", "staged": staged.name, "sources": sources})
+    )
     Store(tmp_path)  # recovery on start
     assert [p.name for p in part.glob("*.parquet")] == ["part-merged.parquet"]
     assert not (part / JOURNAL).exists()

@@ -26,8 +26,7 @@ async def main(data_dir: Path, protocol: str, endpoint: str, jsonl: Path, n: int
     outbox = Outbox(data_dir, ["otlp", "jsonl"], max_bytes=1 << 20, segment_bytes=4096)
     otlp = OtlpExporter(OtlpSettings(protocol=protocol, endpoint=endpoint, timeout=0.5))  # type: ignore[arg-type]
     policy = DeliveryPolicy(max_batch=8, max_wait=0, backoff_initial=0.05, backoff_max=0.2)
-    dispatchers = [OutboxDispatcher(outbox, otlp, policy),
-                   OutboxDispatcher(outbox, JsonlExporter(jsonl), policy)]
+    dispatchers = [OutboxDispatcher(outbox, otlp, policy), OutboxDispatcher(outbox, JsonlExporter(jsonl), policy)]
     for d in dispatchers:
         d.start()
     print("ready", flush=True)

@@ -9,16 +9,36 @@ from collector.schema import Alert, AlertKind, AlertStatus, Severity, fingerprin
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 _INCIDENTS: list[tuple[AlertKind, Severity, dict[str, str], str]] = [
-    (AlertKind.VIP_POOL_EXHAUSTION, Severity.SEV1,
-     {"network": "clusternet-a", "pool": "vip"}, "VIP pool of clusternet-a is 95% used"),
-    (AlertKind.DUPLICATE_IP, Severity.SEV0,
-     {"ip": "10.0.0.20", "network": "clusternet-a"}, "10.0.0.20 is claimed by two MACs"),
-    (AlertKind.EASTWEST_CONGESTION, Severity.SEV2,
-     {"host": "hci-node-02", "adapter": "SMB1"}, "PFC pause storm on hci-node-02 SMB1"),
-    (AlertKind.SOURCE_DOWN, Severity.SEV3,
-     {"source": "haproxy", "target": "lb-1:9000"}, "haproxy lb-1:9000 has not answered for 5 min"),
-    (AlertKind.METRIC_ANOMALY, Severity.SEV4,
-     {"host": "hci-node-01", "metric": "smb_client_latency_seconds"}, "SMB latency is unusual"),
+    (
+        AlertKind.VIP_POOL_EXHAUSTION,
+        Severity.SEV1,
+        {"network": "clusternet-a", "pool": "vip"},
+        "VIP pool of clusternet-a is 95% used",
+    ),
+    (
+        AlertKind.DUPLICATE_IP,
+        Severity.SEV0,
+        {"ip": "10.0.0.20", "network": "clusternet-a"},
+        "10.0.0.20 is claimed by two MACs",
+    ),
+    (
+        AlertKind.EASTWEST_CONGESTION,
+        Severity.SEV2,
+        {"host": "hci-node-02", "adapter": "SMB1"},
+        "PFC pause storm on hci-node-02 SMB1",
+    ),
+    (
+        AlertKind.SOURCE_DOWN,
+        Severity.SEV3,
+        {"source": "haproxy", "target": "lb-1:9000"},
+        "haproxy lb-1:9000 has not answered for 5 min",
+    ),
+    (
+        AlertKind.METRIC_ANOMALY,
+        Severity.SEV4,
+        {"host": "hci-node-01", "metric": "smb_client_latency_seconds"},
+        "SMB latency is unusual",
+    ),
 ]
 
 
@@ -31,16 +51,34 @@ def scripted_alerts(cycles: int = 2) -> list[Alert]:
         for i, (kind, sev, res, summary) in enumerate(_INCIDENTS):
             t += timedelta(seconds=30)
             starts[i] = t
-            out.append(Alert(fingerprint=fingerprint(kind.value, res), kind=kind, status=AlertStatus.FIRING,
-                             severity=sev, starts_at=t, resource=res, summary=summary,
-                             evidence={"cycle": cycle, "value": 0.5 + i, "hosts": ["hci-node-01"]},
-                             runbook=f"https://runbooks.example/{kind.value}"))
+            out.append(
+                Alert(
+                    fingerprint=fingerprint(kind.value, res),
+                    kind=kind,
+                    status=AlertStatus.FIRING,
+                    severity=sev,
+                    starts_at=t,
+                    resource=res,
+                    summary=summary,
+                    evidence={"cycle": cycle, "value": 0.5 + i, "hosts": ["hci-node-01"]},
+                    runbook=f"https://runbooks.example/{kind.value}",
+                )
+            )
         for i, (kind, sev, res, summary) in enumerate(_INCIDENTS):
             t += timedelta(seconds=45)
-            out.append(Alert(fingerprint=fingerprint(kind.value, res), kind=kind,
-                             status=AlertStatus.RESOLVED, severity=sev, starts_at=starts[i], ends_at=t,
-                             resource=res, summary=f"resolved: {summary}",
-                             evidence={"cycle": cycle, "value": 0.1}))
+            out.append(
+                Alert(
+                    fingerprint=fingerprint(kind.value, res),
+                    kind=kind,
+                    status=AlertStatus.RESOLVED,
+                    severity=sev,
+                    starts_at=starts[i],
+                    ends_at=t,
+                    resource=res,
+                    summary=f"resolved: {summary}",
+                    evidence={"cycle": cycle, "value": 0.1},
+                )
+            )
     return out
 
 
@@ -55,16 +93,33 @@ def many_alerts(n: int) -> list[Alert]:
         start = state.get(i)
         if start is None:
             state[i] = t
-            out.append(Alert(fingerprint=fingerprint("eastwest_congestion", res),
-                             kind=AlertKind.EASTWEST_CONGESTION, status=AlertStatus.FIRING,
-                             severity=Severity.SEV2, starts_at=t, resource=res, summary=f"change {k}",
-                             evidence={"k": k}))
+            out.append(
+                Alert(
+                    fingerprint=fingerprint("eastwest_congestion", res),
+                    kind=AlertKind.EASTWEST_CONGESTION,
+                    status=AlertStatus.FIRING,
+                    severity=Severity.SEV2,
+                    starts_at=t,
+                    resource=res,
+                    summary=f"change {k}",
+                    evidence={"k": k},
+                )
+            )
         else:
             state[i] = None
-            out.append(Alert(fingerprint=fingerprint("eastwest_congestion", res),
-                             kind=AlertKind.EASTWEST_CONGESTION, status=AlertStatus.RESOLVED,
-                             severity=Severity.SEV2, starts_at=start, ends_at=t, resource=res,
-                             summary=f"change {k}", evidence={"k": k}))
+            out.append(
+                Alert(
+                    fingerprint=fingerprint("eastwest_congestion", res),
+                    kind=AlertKind.EASTWEST_CONGESTION,
+                    status=AlertStatus.RESOLVED,
+                    severity=Severity.SEV2,
+                    starts_at=start,
+                    ends_at=t,
+                    resource=res,
+                    summary=f"change {k}",
+                    evidence={"k": k},
+                )
+            )
     return out
 
 

@@ -20,8 +20,11 @@ from tests.fixtures.azure_ingest import AzureIngest
 
 pytestmark = pytest.mark.integration
 
-QUIET = ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
-         "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED")
+QUIET = (
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,9 @@ def _settings(ingest: AzureIngest, tmp_path: Path, **kw: object) -> AzureMonitor
     cs = tmp_path / "appinsights.cs"
     cs.write_text(ingest.connection_string + "\n")
     data: dict[str, object] = {
-        "type": "azure_monitor", "connection_string_file": cs, "timeout": 2,
+        "type": "azure_monitor",
+        "connection_string_file": cs,
+        "timeout": 2,
         "resource": ResourceSettings(site="lab-site-1", service_instance_id="collector-0"),
     }
     data.update(kw)
@@ -87,8 +92,7 @@ async def test_custom_events_mode(azure_ingest: AzureIngest, tmp_path: Path) -> 
     assert envs[0]["data"]["baseData"]["properties"]["hciwatch.alert.fingerprint"] == alerts[0].fingerprint
 
 
-async def test_503_then_recovery_is_retried_through_the_outbox(azure_ingest: AzureIngest,
-                                                              tmp_path: Path) -> None:
+async def test_503_then_recovery_is_retried_through_the_outbox(azure_ingest: AzureIngest, tmp_path: Path) -> None:
     alerts = scripted_alerts()
     exporter = AzureMonitorExporter(_settings(azure_ingest, tmp_path, name="appinsights"))
     outbox = Outbox(tmp_path / "data", ["appinsights"])
@@ -117,8 +121,9 @@ async def test_503_then_recovery_is_retried_through_the_outbox(azure_ingest: Azu
     outbox.close()
 
 
-async def test_partial_success_with_retryable_items_resends_the_batch(azure_ingest: AzureIngest,
-                                                                     tmp_path: Path) -> None:
+async def test_partial_success_with_retryable_items_resends_the_batch(
+    azure_ingest: AzureIngest, tmp_path: Path
+) -> None:
     alerts = scripted_alerts()[:5]
     exporter = AzureMonitorExporter(_settings(azure_ingest, tmp_path))
     azure_ingest.partial_next({1: 503, 3: 429})
@@ -131,10 +136,10 @@ async def test_partial_success_with_retryable_items_resends_the_batch(azure_inge
     assert len(messages) == 3 + 5
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (402, False), (404, False), (500, True),
-                                                   (401, True), (429, True)])
-async def test_status_classification(azure_ingest: AzureIngest, tmp_path: Path, status: int,
-                                     retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(400, False), (402, False), (404, False), (500, True), (401, True), (429, True)]
+)
+async def test_status_classification(azure_ingest: AzureIngest, tmp_path: Path, status: int, retryable: bool) -> None:
     exporter = AzureMonitorExporter(_settings(azure_ingest, tmp_path))
     azure_ingest.fail_next(status)
     result = await exporter.export(scripted_alerts()[:2])
@@ -145,7 +150,8 @@ async def test_status_classification(azure_ingest: AzureIngest, tmp_path: Path, 
 
 
 async def test_partial_success_with_only_permanent_item_errors_is_permanent(
-        azure_ingest: AzureIngest, tmp_path: Path) -> None:
+    azure_ingest: AzureIngest, tmp_path: Path
+) -> None:
     exporter = AzureMonitorExporter(_settings(azure_ingest, tmp_path))
     azure_ingest.partial_next({0: 400})
     result = await exporter.export(scripted_alerts()[:3])
@@ -157,8 +163,9 @@ async def test_unreachable_endpoint_is_retryable(tmp_path: Path) -> None:
     from tests.fixtures.mosquitto import free_port
 
     cs = tmp_path / "cs"
-    cs.write_text("InstrumentationKey=00000000-0000-0000-0000-000000000001;"
-                  f"IngestionEndpoint=http://127.0.0.1:{free_port()}/")
+    cs.write_text(
+        f"InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:{free_port()}/"
+    )
     exporter = AzureMonitorExporter(AzureMonitorSettings(connection_string_file=cs, timeout=1))
     result = await exporter.export(scripted_alerts()[:1])
     assert not result.ok and result.retryable
@@ -193,8 +200,12 @@ def test_invalid_connection_string_message_does_not_echo_it(tmp_path: Path) -> N
 
 def test_metrics_arrive_as_custom_metrics(azure_ingest: AzureIngest, tmp_path: Path) -> None:
     metrics = azure_monitor_metrics(_settings(azure_ingest, tmp_path, metrics_interval=3600))
-    metrics.record([PoolStat("clusternet-a", "vip", 64, 60, 4, 7200.0)], {"hci-node-01": 0.4},
-                   {"duplicate_ip": 1}, PipelineHealth(samples_in=10))
+    metrics.record(
+        [PoolStat("clusternet-a", "vip", 64, 60, 4, 7200.0)],
+        {"hci-node-01": 0.4},
+        {"duplicate_ip": 1},
+        PipelineHealth(samples_in=10),
+    )
     assert metrics.force_flush()
     metrics.shutdown()
     points = {}
@@ -213,15 +224,22 @@ async def test_fake_ingestion_inflates_gzip_bodies(azure_ingest: AzureIngest) ->
 
     import aiohttp
 
-    envelope = {"name": "Microsoft.ApplicationInsights.Message", "iKey": azure_ingest.ikey,
-                "time": "2026-11-20T10:00:00Z", "data": {"baseType": "MessageData",
-                                                         "baseData": {"ver": 2, "message": "hello"}}}
+    envelope = {
+        "name": "Microsoft.ApplicationInsights.Message",
+        "iKey": azure_ingest.ikey,
+        "time": "2026-11-20T10:00:00Z",
+        "data": {"baseType": "MessageData", "baseData": {"ver": 2, "message": "hello"}},
+    }
     body = gzip.compress(json.dumps([envelope, envelope]).encode())
-    async with aiohttp.ClientSession() as session, session.post(
-            azure_ingest.endpoint + "v2.1/track", data=body,
-            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            azure_ingest.endpoint + "v2.1/track",
+            data=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ) as resp,
+    ):
         assert resp.status == 200
         answer = await resp.json()
     assert answer == {"itemsReceived": 2, "itemsAccepted": 2, "errors": []}
     assert [e["data"]["baseData"]["message"] for e in azure_ingest.envelopes] == ["hello", "hello"]
-

@@ -43,7 +43,7 @@ async def test_jsonl_rotates_by_size_without_splitting_batches(tmp_path: Path) -
     path = tmp_path / "alerts.jsonl"
     sink = JsonlExporter(path, max_bytes=4096, backups=2)
     for i in range(0, 200, 10):
-        assert (await sink.export(alerts[i:i + 10])).ok
+        assert (await sink.export(alerts[i : i + 10])).ok
     files = [path, path.with_name("alerts.jsonl.1"), path.with_name("alerts.jsonl.2")]
     assert all(f.exists() for f in files)
     assert not path.with_name("alerts.jsonl.3").exists()
@@ -51,7 +51,7 @@ async def test_jsonl_rotates_by_size_without_splitting_batches(tmp_path: Path) -
         n = len(f.read_text().splitlines())
         assert n % 10 == 0 and f.stat().st_size <= 4096
     newest_last = [line for f in reversed(files) for line in f.read_text().splitlines()]
-    assert newest_last == [a.to_json_line() for a in alerts[-len(newest_last):]]
+    assert newest_last == [a.to_json_line() for a in alerts[-len(newest_last) :]]
 
 
 async def test_jsonl_unwritable_is_a_retryable_failure(tmp_path: Path) -> None:
@@ -74,18 +74,21 @@ async def test_memory_exporter_fails_as_told() -> None:
     assert sink.alerts == scripted_alerts()[:2] and sink.attempts == 4
 
 
-@pytest.mark.parametrize("data", [
-    {"type": "otlp", "endpont": "typo"},
-    {"type": "otlp", "protocol": "thrift"},
-    {"type": "otlp", "cert_file": "/x.pem"},
-    {"type": "jsonl"},
-    {"type": "jsonl", "path": "/x", "name": "../escape"},
-    {"type": "mqtt", "host": "h", "topic_prefix": "a/#"},
-    {"type": "mqtt", "host": "h", "password_file": "/pw"},
-    {"type": "memory", "backoff_initial": 10, "backoff_max": 1},
-    {"type": "azure_monitor", "connection_string_file": "/a", "connection_string_env": "B"},
-    {"type": "kafka"},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "otlp", "endpont": "typo"},
+        {"type": "otlp", "protocol": "thrift"},
+        {"type": "otlp", "cert_file": "/x.pem"},
+        {"type": "jsonl"},
+        {"type": "jsonl", "path": "/x", "name": "../escape"},
+        {"type": "mqtt", "host": "h", "topic_prefix": "a/#"},
+        {"type": "mqtt", "host": "h", "password_file": "/pw"},
+        {"type": "memory", "backoff_initial": 10, "backoff_max": 1},
+        {"type": "azure_monitor", "connection_string_file": "/a", "connection_string_env": "B"},
+        {"type": "kafka"},
+    ],
+)
 def test_bad_sink_settings_are_rejected(data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         parse_sink_settings(data)
@@ -95,8 +98,12 @@ def test_names_default_to_the_type_and_the_factory_builds_every_type(tmp_path: P
     cs = tmp_path / "cs"
     cs.write_text("InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://127.0.0.1:9/")
     tables: dict[str, dict[str, Any]] = {
-        "otlp": {}, "azure_monitor": {"connection_string_file": cs}, "webhook": {"url": "http://127.0.0.1:9/h"},
-        "mqtt": {"host": "127.0.0.1"}, "jsonl": {"path": tmp_path / "a.jsonl"}, "memory": {},
+        "otlp": {},
+        "azure_monitor": {"connection_string_file": cs},
+        "webhook": {"url": "http://127.0.0.1:9/h"},
+        "mqtt": {"host": "127.0.0.1"},
+        "jsonl": {"path": tmp_path / "a.jsonl"},
+        "memory": {},
     }
     assert set(tables) == set(SINK_TYPES)
     for kind, extra in tables.items():

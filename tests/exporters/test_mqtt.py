@@ -21,16 +21,26 @@ pytestmark = pytest.mark.integration
 
 
 def _settings(broker: MosquittoBroker, *, tls: bool = False, **kw: Any) -> MqttSettings:
-    return MqttSettings.model_validate({
-        "type": "mqtt", "host": broker.host, "port": broker.tls_port if tls else broker.port,
-        "username": broker.username, "password_file": broker.password_file, "tls": tls,
-        "ca_file": broker.ca_file if tls else None, "topic_prefix": "site1/hciwatch", "timeout": 5, **kw,
-    })
+    return MqttSettings.model_validate(
+        {
+            "type": "mqtt",
+            "host": broker.host,
+            "port": broker.tls_port if tls else broker.port,
+            "username": broker.username,
+            "password_file": broker.password_file,
+            "tls": tls,
+            "ca_file": broker.ca_file if tls else None,
+            "topic_prefix": "site1/hciwatch",
+            "timeout": 5,
+            **kw,
+        }
+    )
 
 
 def _subscriber(broker: MosquittoBroker, ident: str) -> aiomqtt.Client:
-    return aiomqtt.Client(broker.host, broker.port, username=broker.username, password=broker.password,
-                          identifier=ident)
+    return aiomqtt.Client(
+        broker.host, broker.port, username=broker.username, password=broker.password, identifier=ident
+    )
 
 
 async def _retained(broker: MosquittoBroker) -> dict[str, Any]:
@@ -80,8 +90,7 @@ async def test_retained_while_firing_cleared_on_resolve(mosquitto_broker: Mosqui
         assert [json.loads(p)["status"] if p else "" for p in seq] == ["firing", "resolved", ""]
 
 
-async def test_broker_restart_is_retried_through_the_outbox(mosquitto_broker: MosquittoBroker,
-                                                           tmp_path: Any) -> None:
+async def test_broker_restart_is_retried_through_the_outbox(mosquitto_broker: MosquittoBroker, tmp_path: Any) -> None:
     alerts = scripted_alerts(cycles=1)
     exporter = MqttExporter(_settings(mosquitto_broker, name="broker"))
     box = Outbox(tmp_path, ["broker"])
@@ -118,8 +127,7 @@ async def test_broker_restart_is_retried_through_the_outbox(mosquitto_broker: Mo
     box.close()
 
 
-async def test_wrong_password_is_a_retryable_failure(mosquitto_broker: MosquittoBroker,
-                                                     tmp_path: Any) -> None:
+async def test_wrong_password_is_a_retryable_failure(mosquitto_broker: MosquittoBroker, tmp_path: Any) -> None:
     bad = tmp_path / "pw"
     bad.write_text("not-the-password\n")
     exporter = MqttExporter(_settings(mosquitto_broker, password_file=bad))

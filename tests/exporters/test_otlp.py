@@ -30,9 +30,13 @@ PROTOCOLS = ["grpc", "http/protobuf"]
 def _settings(receiver: OtlpReceiver, protocol: str, **kw: object) -> OtlpSettings:
     endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
     base: dict[str, object] = {
-        "type": "otlp", "protocol": protocol, "endpoint": endpoint, "timeout": 0.5,
-        "resource": ResourceSettings(site="lab-site-1", service_instance_id="collector-0",
-                                     deployment_environment="test"),
+        "type": "otlp",
+        "protocol": protocol,
+        "endpoint": endpoint,
+        "timeout": 0.5,
+        "resource": ResourceSettings(
+            site="lab-site-1", service_instance_id="collector-0", deployment_environment="test"
+        ),
     }
     base.update(kw)
     return OtlpSettings.model_validate(base)
@@ -44,7 +48,7 @@ async def test_every_alert_change_arrives_as_a_log_record(otlp_receiver: OtlpRec
     exporter = OtlpExporter(_settings(otlp_receiver, protocol, compression="gzip"))
     await exporter.start()
     for i in range(0, len(alerts), 7):
-        result = await exporter.export(alerts[i:i + 7])
+        result = await exporter.export(alerts[i : i + 7])
         assert result.ok, result.error
     await exporter.shutdown()
 
@@ -81,12 +85,16 @@ async def test_every_alert_change_arrives_as_a_log_record(otlp_receiver: OtlpRec
 
 def test_severity_mapping_is_the_documented_one() -> None:
     assert {s.value: n.value for s, n in SEVERITY_NUMBERS.items()} == {
-        "Sev0": 21, "Sev1": 17, "Sev2": 13, "Sev3": 9, "Sev4": 5}
+        "Sev0": 21,
+        "Sev1": 17,
+        "Sev2": 13,
+        "Sev3": 9,
+        "Sev4": 5,
+    }
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_outage_is_a_retryable_failure_with_retry_after(otlp_receiver: OtlpReceiver,
-                                                              protocol: str) -> None:
+async def test_outage_is_a_retryable_failure_with_retry_after(otlp_receiver: OtlpReceiver, protocol: str) -> None:
     exporter = OtlpExporter(_settings(otlp_receiver, protocol))
     await exporter.start()
     otlp_receiver.set_unavailable(True, retry_after=7)
@@ -100,12 +108,14 @@ async def test_outage_is_a_retryable_failure_with_retry_after(otlp_receiver: Otl
     await exporter.shutdown()
 
 
-@pytest.mark.parametrize(("protocol", "failure"), [
-    ("grpc", {"grpc_code": grpc.StatusCode.INVALID_ARGUMENT}),
-    ("http/protobuf", {"http_status": 400}),
-])
-async def test_rejection_is_permanent(otlp_receiver: OtlpReceiver, protocol: str,
-                                      failure: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "failure"),
+    [
+        ("grpc", {"grpc_code": grpc.StatusCode.INVALID_ARGUMENT}),
+        ("http/protobuf", {"http_status": 400}),
+    ],
+)
+async def test_rejection_is_permanent(otlp_receiver: OtlpReceiver, protocol: str, failure: dict[str, object]) -> None:
     exporter = OtlpExporter(_settings(otlp_receiver, protocol))
     otlp_receiver.set_failure(**failure)  # type: ignore[arg-type]
     result = await exporter.export(scripted_alerts()[:2])
@@ -126,14 +136,14 @@ async def test_nobody_listening_is_retryable(tmp_path: Path) -> None:
         await exporter.shutdown()
 
 
-async def test_headers_from_env_and_file_reach_the_peer(otlp_receiver: OtlpReceiver, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_headers_from_env_and_file_reach_the_peer(
+    otlp_receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HCIWATCH_TEST_TENANT", "tenant-42")
     hf = tmp_path / "headers"
     hf.write_text("# collector auth\nauthorization: Bearer s3cr3t\n")
     for protocol in PROTOCOLS:
-        s = _settings(otlp_receiver, protocol, headers={"x-tenant": "env:HCIWATCH_TEST_TENANT"},
-                      headers_file=hf)
+        s = _settings(otlp_receiver, protocol, headers={"x-tenant": "env:HCIWATCH_TEST_TENANT"}, headers_file=hf)
         exporter = OtlpExporter(s)
         assert (await exporter.export(scripted_alerts()[:1])).ok
         await exporter.shutdown()
@@ -181,7 +191,8 @@ def test_metrics_arrive_with_names_and_values(otlp_receiver: OtlpReceiver, proto
     assert one("hciwatch.pool.free", network="clusternet-a", pool="node") == 22
     assert one("hciwatch.pool.time_to_exhaustion", network="clusternet-a", pool="vip") == 7200.0
     assert otlp_receiver.latest("hciwatch.pool.time_to_exhaustion").keys() == {
-        (("network", "clusternet-a"), ("pool", "vip"))}
+        (("network", "clusternet-a"), ("pool", "vip"))
+    }
     assert one("hciwatch.congestion.score", host="hci-node-02") == pytest.approx(0.9)
     assert one("hciwatch.alerts.firing", kind="duplicate_ip") == 2
     assert one("hciwatch.alerts.firing", kind="vip_pool_exhaustion") == 0

@@ -157,7 +157,7 @@ def test_consumed_segments_are_deleted(tmp_path: Path) -> None:
     alerts = many_alerts(300)
     box = Outbox(tmp_path, ["a", "b"], segment_bytes=4096, max_bytes=1 << 20)
     for i in range(0, 300, 10):
-        box.append(alerts[i:i + 10])  # segments roll over between appends, never inside one
+        box.append(alerts[i : i + 10])  # segments roll over between appends, never inside one
     segments = box.stats()["segments"]
     assert segments > 3
     box.commit("a", 300)
@@ -168,13 +168,12 @@ def test_consumed_segments_are_deleted(tmp_path: Path) -> None:
     box.close()
 
 
-def test_disk_bound_drops_the_laggards_oldest_segment(tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_disk_bound_drops_the_laggards_oldest_segment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     alerts = many_alerts(600)
     box = Outbox(tmp_path, ["fast", "dead"], segment_bytes=8192, max_bytes=32768)
     with caplog.at_level(logging.ERROR):
         for i in range(0, 600, 20):
-            box.append(alerts[i:i + 20])
+            box.append(alerts[i : i + 20])
             box.commit("fast", box.end_seq)
             assert box.disk_bytes <= 32768 + 8192
     stats = box.stats()
@@ -186,7 +185,7 @@ def test_disk_bound_drops_the_laggards_oldest_segment(tmp_path: Path,
     assert dead["lag"] == 600 - dead["dropped"]
     assert "sink dead loses" in caplog.text
     remaining = [a for _, a in box.read("dead", 1000)]
-    assert remaining == alerts[dead["dropped"]:]  # newest kept, in order
+    assert remaining == alerts[dead["dropped"] :]  # newest kept, in order
     box.close()
 
 
@@ -229,7 +228,8 @@ async def test_retry_after_is_honoured_and_backoff_is_full_jitter(tmp_path: Path
 
 
 async def test_non_retryable_batch_is_skipped_counted_and_does_not_block(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     alerts = scripted_alerts()
     box = Outbox(tmp_path, ["m"])
     sink = MemoryExporter("m")
@@ -264,7 +264,7 @@ async def test_a_dead_sink_does_not_block_the_others_or_the_caller(tmp_path: Pat
     for d in ds:
         d.start()
     for i in range(0, 100, 10):
-        box.append(alerts[i:i + 10])  # returns after fsync, whatever the sinks do
+        box.append(alerts[i : i + 10])  # returns after fsync, whatever the sinks do
     await until(lambda: len(ok.alerts) == 100 and len(slow.alerts) == 100)
     assert ok.alerts == alerts and slow.alerts == alerts
     assert dead.alerts == [] and box.lag("dead") == 100
@@ -352,12 +352,14 @@ def test_dispatcher_needs_a_declared_sink(tmp_path: Path) -> None:
 
 
 @settings(max_examples=25)
-@given(chunks=st.lists(st.integers(1, 9), min_size=1, max_size=8),
-       failures=st.lists(st.sampled_from(["ok", "retry", "retry_after"]), max_size=10),
-       max_batch=st.integers(1, 7))
+@given(
+    chunks=st.lists(st.integers(1, 9), min_size=1, max_size=8),
+    failures=st.lists(st.sampled_from(["ok", "retry", "retry_after"]), max_size=10),
+    max_batch=st.integers(1, 7),
+)
 async def test_any_failure_pattern_delivers_everything_in_order(
-        tmp_path_factory: pytest.TempPathFactory, chunks: list[int], failures: list[str],
-        max_batch: int) -> None:
+    tmp_path_factory: pytest.TempPathFactory, chunks: list[int], failures: list[str], max_batch: int
+) -> None:
     alerts = many_alerts(sum(chunks))
     box = Outbox(tmp_path_factory.mktemp("ob"), ["m"], segment_bytes=4096, max_bytes=1 << 20)
     pattern = iter(failures)
@@ -376,7 +378,7 @@ async def test_any_failure_pattern_delivers_everything_in_order(
     d.start()
     i = 0
     for n in chunks:
-        box.append(alerts[i:i + n])
+        box.append(alerts[i : i + n])
         i += n
     await until(lambda: box.lag("m") == 0)
     await d.stop()
@@ -393,8 +395,12 @@ async def test_any_failure_pattern_delivers_everything_in_order(
 class Child:
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.exporters.outbox_child", *args], cwd=REPO,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [sys.executable, "-m", "tests.exporters.outbox_child", *args],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         assert self.readline() == "ready"
@@ -437,7 +443,8 @@ def _jsonl(path: Path) -> list[Alert]:
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_sigkill_during_outage_then_restart_delivers_everything(
-        otlp_receiver: OtlpReceiver, tmp_path: Path, protocol: str) -> None:
+    otlp_receiver: OtlpReceiver, tmp_path: Path, protocol: str
+) -> None:
     n = 60
     alerts = many_alerts(n)
     endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
@@ -460,8 +467,17 @@ def test_sigkill_during_outage_then_restart_delivers_everything(
     otlp_receiver.set_unavailable(False)
     child = Child(args)
     try:
-        _wait(lambda: {r.attributes["hciwatch.alert.fingerprint"] + r.attributes["hciwatch.alert.status"]
-                       + str(r.time_unix_nano) for r in otlp_receiver.logs}.__len__() >= n)
+        _wait(
+            lambda: (
+                {
+                    r.attributes["hciwatch.alert.fingerprint"]
+                    + r.attributes["hciwatch.alert.status"]
+                    + str(r.time_unix_nano)
+                    for r in otlp_receiver.logs
+                }.__len__()
+                >= n
+            )
+        )
     finally:
         child.stop()
 
@@ -476,8 +492,13 @@ def _from_record(attrs: dict[str, object], body: object, severity: str) -> Alert
     from collector.schema import parse_iso
 
     ends = attrs.get("hciwatch.alert.ends_at")
-    return Alert(fingerprint=str(attrs["hciwatch.alert.fingerprint"]),
-                 kind=AlertKind(str(attrs["hciwatch.alert.kind"])),
-                 status=AlertStatus(str(attrs["hciwatch.alert.status"])), severity=Severity(severity),
-                 starts_at=parse_iso(str(attrs["hciwatch.alert.starts_at"])),
-                 ends_at=parse_iso(str(ends)) if ends else None, resource={}, summary=str(body))
+    return Alert(
+        fingerprint=str(attrs["hciwatch.alert.fingerprint"]),
+        kind=AlertKind(str(attrs["hciwatch.alert.kind"])),
+        status=AlertStatus(str(attrs["hciwatch.alert.status"])),
+        severity=Severity(severity),
+        starts_at=parse_iso(str(attrs["hciwatch.alert.starts_at"])),
+        ends_at=parse_iso(str(ends)) if ends else None,
+        resource={},
+        summary=str(body),
+    )

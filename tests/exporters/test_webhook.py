@@ -67,10 +67,15 @@ def _settings(hook: Hook, tmp_path: Path, **kw: Any) -> WebhookSettings:
     token.write_text("tok-123\n")
     secret = tmp_path / "secret"
     secret.write_text("hmac-key\n")
-    data: dict[str, Any] = {"type": "webhook", "url": hook.url + "?sig=SASSECRET", "token_file": token,
-                            "secret_file": secret, "subscription_id": SUB, "timeout": 2,
-                            "target_ids": ["/subscriptions/X/resourceGroups/RG/providers/"
-                                           "Microsoft.AzureStackHCI/clusters/HCI-1"]}
+    data: dict[str, Any] = {
+        "type": "webhook",
+        "url": hook.url + "?sig=SASSECRET",
+        "token_file": token,
+        "secret_file": secret,
+        "subscription_id": SUB,
+        "timeout": 2,
+        "target_ids": ["/subscriptions/X/resourceGroups/RG/providers/Microsoft.AzureStackHCI/clusters/HCI-1"],
+    }
     data.update(kw)
     return WebhookSettings.model_validate(data)
 
@@ -98,8 +103,9 @@ async def test_common_alert_schema_fields_and_signature(hook: Hook, tmp_path: Pa
         assert e["signalType"] == "Log"
         assert e["monitorCondition"] == ("Fired" if alert.status.value == "firing" else "Resolved")
         assert e["monitoringService"] == "hciwatch"
-        assert e["alertTargetIDs"] == ["/subscriptions/x/resourcegroups/rg/providers/"
-                                       "microsoft.azurestackhci/clusters/hci-1"]
+        assert e["alertTargetIDs"] == [
+            "/subscriptions/x/resourcegroups/rg/providers/microsoft.azurestackhci/clusters/hci-1"
+        ]
         assert e["originAlertId"] == alert.fingerprint
         assert e["firedDateTime"] == iso(alert.starts_at)
         if alert.ends_at is None:
@@ -117,8 +123,7 @@ async def test_common_alert_schema_fields_and_signature(hook: Hook, tmp_path: Pa
     # Fired and Resolved of one incident share the alertId
     by_fp: dict[str, set[str]] = {}
     for doc in hook.docs:
-        by_fp.setdefault(doc["data"]["essentials"]["originAlertId"], set()).add(
-            doc["data"]["essentials"]["alertId"])
+        by_fp.setdefault(doc["data"]["essentials"]["originAlertId"], set()).add(doc["data"]["essentials"]["alertId"])
     assert all(len(ids) == 1 for ids in by_fp.values())
 
 
@@ -127,8 +132,15 @@ async def test_arm_ids_in_resource_labels_become_targets(hook: Hook, tmp_path: P
 
     a = scripted_alerts()[0]
     arm = "/subscriptions/S/resourceGroups/rg/providers/Microsoft.HybridContainerService/x/AKS-1"
-    b = Alert(fingerprint=a.fingerprint, kind=a.kind, status=a.status, severity=a.severity,
-              starts_at=a.starts_at, resource={**a.resource, "arm_id": arm, "cluster": "aks-1"}, summary="s")
+    b = Alert(
+        fingerprint=a.fingerprint,
+        kind=a.kind,
+        status=a.status,
+        severity=a.severity,
+        starts_at=a.starts_at,
+        resource={**a.resource, "arm_id": arm, "cluster": "aks-1"},
+        summary="s",
+    )
     exporter = WebhookExporter(_settings(hook, tmp_path, target_ids=[]))
     assert (await exporter.export([b])).ok
     await exporter.shutdown()
@@ -140,8 +152,12 @@ async def test_arm_ids_in_resource_labels_become_targets(hook: Hook, tmp_path: P
 async def test_retry_after_seconds_and_date_honoured_without_duplicates(hook: Hook, tmp_path: Path) -> None:
     alerts = scripted_alerts()[:6]
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    hook.script = [(202, {}), (503, {"Retry-After": "17"}), (202, {}),
-                   (429, {"Retry-After": format_datetime(now + timedelta(seconds=90), usegmt=True)})]
+    hook.script = [
+        (202, {}),
+        (503, {"Retry-After": "17"}),
+        (202, {}),
+        (429, {"Retry-After": format_datetime(now + timedelta(seconds=90), usegmt=True)}),
+    ]
     exporter = WebhookExporter(_settings(hook, tmp_path, name="hook"), now=lambda: now.timestamp())
     box = Outbox(tmp_path / "data", ["hook"])
     waits: list[float] = []
@@ -160,16 +176,22 @@ async def test_retry_after_seconds_and_date_honoured_without_duplicates(hook: Ho
     await d.stop()
     await exporter.shutdown()
     assert waits == [17.0, 90.0]
-    accepted = [doc["data"]["essentials"]["description"] for (h, _), doc in zip(hook.requests, hook.docs,
-                                                                                 strict=True)]
+    accepted = [doc["data"]["essentials"]["description"] for (h, _), doc in zip(hook.requests, hook.docs, strict=True)]
     # requests: a0 ok, a1 503, a1 ok, a2 429, a2..a5 ok → each alert accepted exactly once
-    assert accepted == [alerts[0].summary, alerts[1].summary, alerts[1].summary, alerts[2].summary,
-                        *[a.summary for a in alerts[2:]]]
+    assert accepted == [
+        alerts[0].summary,
+        alerts[1].summary,
+        alerts[1].summary,
+        alerts[2].summary,
+        *[a.summary for a in alerts[2:]],
+    ]
     box.close()
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (401, False), (404, False), (408, True),
-                                                   (429, True), (500, True), (502, True), (301, False)])
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(400, False), (401, False), (404, False), (408, True), (429, True), (500, True), (502, True), (301, False)],
+)
 async def test_status_classification(hook: Hook, tmp_path: Path, status: int, retryable: bool) -> None:
     hook.script = [(status, {})]
     exporter = WebhookExporter(_settings(hook, tmp_path))

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import lab
 from collector.capture import write_capture
-from hciwatch import lab
 from hciwatch.cli import main
 from hciwatch.demo import demo_config_text
 
@@ -19,8 +19,11 @@ from hciwatch.demo import demo_config_text
 def short_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """90 minutes of the lab site with the duplicate LoadBalancer IP in the middle."""
     d = tmp_path_factory.mktemp("capture")
-    scen = lab.Scenario(duration=timedelta(minutes=90), interval=timedelta(seconds=60),
-                        incidents=(lab.DuplicateLbIp(start=timedelta(minutes=30), end=timedelta(minutes=60)),))
+    scen = lab.Scenario(
+        duration=timedelta(minutes=90),
+        interval=timedelta(seconds=60),
+        incidents=(lab.DuplicateLbIp(start=timedelta(minutes=30), end=timedelta(minutes=60)),),
+    )
     cap = d / "capture.jsonl.zst"
     lab.write_capture(scen, cap)
     cfg = d / "config.toml"
@@ -28,14 +31,28 @@ def short_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return cap, cfg
 
 
-def test_same_capture_gives_byte_identical_alert_jsonl(short_capture: tuple[Path, Path], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_same_capture_gives_byte_identical_alert_jsonl(
+    short_capture: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cap, cfg = short_capture
     outs = []
     for i in range(2):
         out = tmp_path / f"alerts-{i}.jsonl"
-        rc = main(["replay", str(cap), "--config", str(cfg), "--data-dir", str(tmp_path / f"d{i}"),
-                   "--alerts-jsonl", str(out), "--quiet", "--format", "json"])
+        rc = main(
+            [
+                "replay",
+                str(cap),
+                "--config",
+                str(cfg),
+                "--data-dir",
+                str(tmp_path / f"d{i}"),
+                "--alerts-jsonl",
+                str(out),
+                "--quiet",
+                "--format",
+                "json",
+            ]
+        )
         assert rc == 0
         outs.append(out.read_bytes())
     summary = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "\n}")
@@ -80,14 +97,26 @@ def test_bad_records_are_reported_counted_and_skipped(tmp_path: Path, capsys: py
     assert out["samples_stored"] > 0
 
 
-def test_sql_and_check_config_commands(short_capture: tuple[Path, Path], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_sql_and_check_config_commands(
+    short_capture: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cap, cfg = short_capture
     assert main(["check-config", str(cfg)]) == 0
     assert main(["replay", str(cap), "--config", str(cfg), "--data-dir", str(tmp_path), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["sql", "--data-dir", str(tmp_path), "--format", "json",
-                 "SELECT count(*) AS n FROM samples WHERE metric = 'pfc.rx_pause_frames_total'"]) == 0
+    assert (
+        main(
+            [
+                "sql",
+                "--data-dir",
+                str(tmp_path),
+                "--format",
+                "json",
+                "SELECT count(*) AS n FROM samples WHERE metric = 'pfc.rx_pause_frames_total'",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     assert row["n"] > 0
     assert main(["sql", "--data-dir", str(tmp_path), "COPY samples TO '/tmp/x.csv'"]) == 2

@@ -2,7 +2,7 @@
 report's size and downsampling tests: N hosts' PFC and SMB counters at a scrape interval, a VIP
 pool that leaks at a known rate, and many alert changes with bulky evidence.
 
-The lab (``hciwatch.lab``) makes real payloads but replaying 48 h of them takes minutes; the
+The lab (``lab``) makes real payloads but replaying 48 h of them takes minutes; the
 report reads only the stored tables, so this builds those tables directly, in a second.
 """
 
@@ -35,10 +35,17 @@ from collector.schema import (
 from collector.store import Store
 
 START = datetime(2026, 11, 16, tzinfo=UTC)
-NETWORK = {"name": "vnet-synth", "vip_pool_start": "10.50.0.200", "vip_pool_end": "10.50.0.231",
-           "k8s_node_ip_pool_start": "10.50.0.20", "k8s_node_ip_pool_end": "10.50.0.59",
-           "ip_address_prefix": "10.50.0.0/24", "gateway": "10.50.0.1",
-           "clusters": ["mgmt", "wl-a"], "management_cluster": "mgmt"}
+NETWORK = {
+    "name": "vnet-synth",
+    "vip_pool_start": "10.50.0.200",
+    "vip_pool_end": "10.50.0.231",
+    "k8s_node_ip_pool_start": "10.50.0.20",
+    "k8s_node_ip_pool_end": "10.50.0.59",
+    "ip_address_prefix": "10.50.0.0/24",
+    "gateway": "10.50.0.1",
+    "clusters": ["mgmt", "wl-a"],
+    "management_cluster": "mgmt",
+}
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,17 @@ def _samples(hosts: list[str], t_ms: np.ndarray, nics: int, prios: int, rng: np.
                 items.append(v)
             offsets.append(len(keys))
     labels_arr = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys), pa.array(items))
-    return pa.table({
-        "ts": pa.array(np.concatenate(cols_ts), pa.int64()).cast(TS_TYPE),
-        "source": pa.array(["windows"] * (n_t * len(series))).dictionary_encode(),
-        "host": pa.array(np.concatenate(cols_host), pa.string()).dictionary_encode(),
-        "metric": pa.array(np.concatenate(cols_metric), pa.string()).dictionary_encode(),
-        "labels": labels_arr,
-        "value": pa.array(np.concatenate(cols_val), pa.float64()),
-    }, schema=SAMPLES_SCHEMA)
+    return pa.table(
+        {
+            "ts": pa.array(np.concatenate(cols_ts), pa.int64()).cast(TS_TYPE),
+            "source": pa.array(["windows"] * (n_t * len(series))).dictionary_encode(),
+            "host": pa.array(np.concatenate(cols_host), pa.string()).dictionary_encode(),
+            "metric": pa.array(np.concatenate(cols_metric), pa.string()).dictionary_encode(),
+            "labels": labels_arr,
+            "value": pa.array(np.concatenate(cols_val), pa.float64()),
+        },
+        schema=SAMPLES_SCHEMA,
+    )
 
 
 def _observations(start: datetime, hours: float, used0: int, leak_per_h: float) -> pa.Table:
@@ -98,8 +108,17 @@ def _observations(start: datetime, hours: float, used0: int, leak_per_h: float) 
     while t < start + timedelta(hours=hours):
         held = used0 + int(leak_per_h * (t - start).total_seconds() / 3600)
         for i in range(held):
-            obs.append(IpObservation(ts=t, ip=str(ipaddress.IPv4Address(first + i)), owner_kind=OwnerKind.SERVICE,
-                                     owner=f"ns/svc-{i}", source="k8s", cluster="wl-a", network=NETWORK["name"]))
+            obs.append(
+                IpObservation(
+                    ts=t,
+                    ip=str(ipaddress.IPv4Address(first + i)),
+                    owner_kind=OwnerKind.SERVICE,
+                    owner=f"ns/svc-{i}",
+                    source="k8s",
+                    cluster="wl-a",
+                    network=NETWORK["name"],
+                )
+            )
         t += timedelta(minutes=5)
     return ip_observations_table(obs)
 
@@ -107,33 +126,72 @@ def _observations(start: datetime, hours: float, used0: int, leak_per_h: float) 
 def _alerts(start: datetime, hours: float, hosts: list[str], incidents: int) -> pa.Table:
     changes = []
     span = timedelta(hours=hours) / (incidents + 1)
-    bulky = {h: {"signals": {s: {"value": 1.5, "baseline": 0.5, "spread": 0.1, "z": 10.0, "unit": "frames/s"}
-                             for s in ("pfc_pause_frames", "rdma_errors", "smb_latency", "nic_discards")},
-                 "pfc_pause_frames_by_nic_priority": {f"nic{n} prio {p} {d}": 1.0 for n in range(2)
-                                                      for p in range(8) for d in ("rx", "tx")}} for h in hosts}
+    bulky = {
+        h: {
+            "signals": {
+                s: {"value": 1.5, "baseline": 0.5, "spread": 0.1, "z": 10.0, "unit": "frames/s"}
+                for s in ("pfc_pause_frames", "rdma_errors", "smb_latency", "nic_discards")
+            },
+            "pfc_pause_frames_by_nic_priority": {
+                f"nic{n} prio {p} {d}": 1.0 for n in range(2) for p in range(8) for d in ("rx", "tx")
+            },
+        }
+        for h in hosts
+    }
     for i in range(incidents):
         resource = {"host": hosts[i % len(hosts)], "n": str(i)}
         fp = fingerprint(AlertKind.EASTWEST_CONGESTION.value, resource)
         t0 = start + span * (i + 1)
         ev = {"hosts": [resource["host"]], "onset": None, "per_host": bulky}
-        changes.append(Alert(fingerprint=fp, kind=AlertKind.EASTWEST_CONGESTION, status=AlertStatus.FIRING,
-                             severity=Severity.SEV2, starts_at=t0, resource=resource, summary=f"synthetic {i}",
-                             evidence=ev, runbook="check PFC " * 50, ts=t0))
-        changes.append(Alert(fingerprint=fp, kind=AlertKind.EASTWEST_CONGESTION, status=AlertStatus.RESOLVED,
-                             severity=Severity.SEV2, starts_at=t0, resource=resource, summary=f"synthetic {i}",
-                             evidence=ev, runbook="check PFC " * 50, ends_at=t0 + span / 2, ts=t0 + span / 2))
+        changes.append(
+            Alert(
+                fingerprint=fp,
+                kind=AlertKind.EASTWEST_CONGESTION,
+                status=AlertStatus.FIRING,
+                severity=Severity.SEV2,
+                starts_at=t0,
+                resource=resource,
+                summary=f"synthetic {i}",
+                evidence=ev,
+                runbook="check PFC " * 50,
+                ts=t0,
+            )
+        )
+        changes.append(
+            Alert(
+                fingerprint=fp,
+                kind=AlertKind.EASTWEST_CONGESTION,
+                status=AlertStatus.RESOLVED,
+                severity=Severity.SEV2,
+                starts_at=t0,
+                resource=resource,
+                summary=f"synthetic {i}",
+                evidence=ev,
+                runbook="check PFC " * 50,
+                ends_at=t0 + span / 2,
+                ts=t0 + span / 2,
+            )
+        )
     return alerts_table(changes)
 
 
-def write_site(data_dir: Path, *, hours: float = 48.0, hosts: int = 4, interval_s: int = 60, nics: int = 2,
-               prios: int = 8, incidents: int = 150, seed: int = 1) -> SynthSite:
+def write_site(
+    data_dir: Path,
+    *,
+    hours: float = 48.0,
+    hosts: int = 4,
+    interval_s: int = 60,
+    nics: int = 2,
+    prios: int = 8,
+    incidents: int = 150,
+    seed: int = 1,
+) -> SynthSite:
     """Write the synthetic store; returns what a correct report must find in it."""
     rng = np.random.default_rng(seed)
     names = [f"hci-node-{i + 1:02d}" for i in range(hosts)]
     start_ms = int(START.timestamp() * 1000)
     t_ms = np.arange(start_ms, start_ms + int(hours * 3_600_000), interval_s * 1000, dtype=np.int64)
-    store = Store(data_dir, batch_rows=10_000_000,
-                  extra_views=analyst_views([NetworkSettings.model_validate(NETWORK)]))
+    store = Store(data_dir, batch_rows=10_000_000, extra_views=analyst_views([NetworkSettings.model_validate(NETWORK)]))
     samples = _samples(names, t_ms, nics, prios, rng)
     store.append("samples", samples)
     used0, leak = 4, 0.25

@@ -53,10 +53,20 @@ class ServedApi:
             return {"ready": True}
 
         async def start() -> None:
-            app = create_app(data_dir=data_dir, feed=self.feed, token=TOKEN, readiness=ready,
-                             metrics_registry=CollectorRegistry(), site="test-site",
-                             ingest_stats=lambda: {"records_read": 7, "records_rejected": 1,
-                                                   "reject_reasons": {"parse error": 1}, "skipped_parts": 2})
+            app = create_app(
+                data_dir=data_dir,
+                feed=self.feed,
+                token=TOKEN,
+                readiness=ready,
+                metrics_registry=CollectorRegistry(),
+                site="test-site",
+                ingest_stats=lambda: {
+                    "records_read": 7,
+                    "records_rejected": 1,
+                    "reject_reasons": {"parse error": 1},
+                    "skipped_parts": 2,
+                },
+            )
             self._runner = web.AppRunner(app)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -73,8 +83,10 @@ class ServedApi:
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop (the feed is loop-only) and return its result."""
+
         async def wrapper() -> T:
             return fn()
+
         return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=30)
 
     @property
@@ -108,11 +120,17 @@ def enter_token(info: PageInfo, token: str) -> None:
 def new_alert(rep: Replayed) -> Alert:
     last = max(a.changed_at for a in rep.alerts)
     resource = {"host": "hci-node-03"}
-    return Alert(fingerprint=fingerprint(AlertKind.EASTWEST_CONGESTION.value, resource),
-                 kind=AlertKind.EASTWEST_CONGESTION, status=AlertStatus.FIRING, severity=Severity.SEV2,
-                 starts_at=last + timedelta(minutes=5), resource=resource,
-                 summary="East-west congestion on 1 host (pushed live by the test)",
-                 evidence={"hosts": ["hci-node-03"], "onset": None}, ts=last + timedelta(minutes=5))
+    return Alert(
+        fingerprint=fingerprint(AlertKind.EASTWEST_CONGESTION.value, resource),
+        kind=AlertKind.EASTWEST_CONGESTION,
+        status=AlertStatus.FIRING,
+        severity=Severity.SEV2,
+        starts_at=last + timedelta(minutes=5),
+        resource=resource,
+        summary="East-west congestion on 1 host (pushed live by the test)",
+        evidence={"hosts": ["hci-node-03"], "onset": None},
+        ts=last + timedelta(minutes=5),
+    )
 
 
 @pytest.mark.integration
@@ -163,8 +181,9 @@ def test_live_page(chromium: ChromiumSession, served: ServedApi, duplicate_lb_ip
 
 
 @pytest.mark.integration
-def test_live_page_asks_for_the_token_and_shows_no_data_without_it(chromium: ChromiumSession,
-                                                                    served: ServedApi) -> None:
+def test_live_page_asks_for_the_token_and_shows_no_data_without_it(
+    chromium: ChromiumSession, served: ServedApi
+) -> None:
     info = chromium.new_page()  # a new tab: a new browser session for sessionStorage
     page = info.page
     page.goto(served.url)

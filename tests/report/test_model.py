@@ -34,16 +34,28 @@ def iso(t: datetime) -> str:
 
 
 def change(fp: str, status: str, t: datetime, kind: str = "duplicate_ip", **evidence: Any) -> dict[str, Any]:
-    return {"fingerprint": fp, "kind": kind, "status": status, "severity": "Sev1", "ts": iso(t),
-            "starts_at": iso(t), "ends_at": iso(t) if status == "resolved" else None, "resource": {"ip": fp},
-            "summary": f"{fp} {status}", "evidence": dict(evidence), "runbook": "do this"}
+    return {
+        "fingerprint": fp,
+        "kind": kind,
+        "status": status,
+        "severity": "Sev1",
+        "ts": iso(t),
+        "starts_at": iso(t),
+        "ends_at": iso(t) if status == "resolved" else None,
+        "resource": {"ip": fp},
+        "summary": f"{fp} {status}",
+        "evidence": dict(evidence),
+        "runbook": "do this",
+    }
 
 
 # -- window and numbers -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("span", "step"), [(timedelta(hours=2), 300), (timedelta(hours=48), 300),
-                                            (timedelta(days=7), 1800), (timedelta(days=30), 7200)])
+@pytest.mark.parametrize(
+    ("span", "step"),
+    [(timedelta(hours=2), 300), (timedelta(hours=48), 300), (timedelta(days=7), 1800), (timedelta(days=30), 7200)],
+)
 def test_step_keeps_series_short(span: timedelta, step: int) -> None:
     assert step_for(span) == step
     points = span // timedelta(seconds=step)  # a series has at most this many buckets
@@ -82,7 +94,11 @@ def test_select_changes_carries_incidents_open_at_the_start() -> None:
     ]
     out = select_changes(changes, iso(start), iso(end))
     assert [(c["fingerprint"], c["status"]) for c in out] == [
-        ("open-before", "firing"), ("inside", "firing"), ("inside", "firing"), ("inside", "resolved")]
+        ("open-before", "firing"),
+        ("inside", "firing"),
+        ("inside", "firing"),
+        ("inside", "resolved"),
+    ]
     # evidence is kept on the latest change and the latest firing one only
     assert [c["evidence"] for c in out[1:]] == [{}, {"big": "y"}, {}]
     # runbooks only for what is still firing
@@ -91,8 +107,17 @@ def test_select_changes_carries_incidents_open_at_the_start() -> None:
 
 def test_evidence_over_the_budget_keeps_what_the_views_draw() -> None:
     filler = "z" * (EVIDENCE_BUDGET // 3)
-    changes = [change(f"ip{i}", "firing", T0 + timedelta(minutes=i), owners=[{"claimant": f"c{i}"}],
-                      macs_answering=["00:11:22:33:44:55"], filler=filler) for i in range(6)]
+    changes = [
+        change(
+            f"ip{i}",
+            "firing",
+            T0 + timedelta(minutes=i),
+            owners=[{"claimant": f"c{i}"}],
+            macs_answering=["00:11:22:33:44:55"],
+            filler=filler,
+        )
+        for i in range(6)
+    ]
     out = select_changes(changes, iso(T0), iso(T0 + timedelta(hours=1)))
     full = [c for c in out if "filler" in c["evidence"]]
     trimmed = [c for c in out if c["evidence"].get("evidence_trimmed")]
@@ -107,7 +132,8 @@ def test_merge_live_adds_feed_changes_once() -> None:
     start = T0 + timedelta(hours=1)
     stored = [change("a", "firing", T0 + timedelta(hours=2))]
     live = [
-        change("old", "firing", T0), change("old", "resolved", T0 + timedelta(minutes=5)),  # done before
+        change("old", "firing", T0),
+        change("old", "resolved", T0 + timedelta(minutes=5)),  # done before
         change("still", "firing", T0 + timedelta(minutes=10)),  # open at the start: kept
         change("a", "firing", T0 + timedelta(hours=2)),  # already stored
         change("new", "firing", T0 + timedelta(hours=30)),  # newer than the data: kept
@@ -120,14 +146,17 @@ def test_merge_live_adds_feed_changes_once() -> None:
 
 
 def _samples(rows: list[tuple[float, str, str, dict[str, str], float]]) -> pa.Table:
-    return pa.table({
-        "ts": pa.array([int((T0.timestamp() + t) * 1000) for t, *_ in rows], pa.int64()).cast(TS_TYPE),
-        "source": pa.array(["windows"] * len(rows)).dictionary_encode(),
-        "host": pa.array([r[1] for r in rows]).dictionary_encode(),
-        "metric": pa.array([r[2] for r in rows]).dictionary_encode(),
-        "labels": pa.array([list(r[3].items()) for r in rows], pa.map_(pa.string(), pa.string())),
-        "value": pa.array([r[4] for r in rows], pa.float64()),
-    }, schema=SAMPLES_SCHEMA)
+    return pa.table(
+        {
+            "ts": pa.array([int((T0.timestamp() + t) * 1000) for t, *_ in rows], pa.int64()).cast(TS_TYPE),
+            "source": pa.array(["windows"] * len(rows)).dictionary_encode(),
+            "host": pa.array([r[1] for r in rows]).dictionary_encode(),
+            "metric": pa.array([r[2] for r in rows]).dictionary_encode(),
+            "labels": pa.array([list(r[3].items()) for r in rows], pa.map_(pa.string(), pa.string())),
+            "value": pa.array([r[4] for r in rows], pa.float64()),
+        },
+        schema=SAMPLES_SCHEMA,
+    )
 
 
 def test_congestion_rates_skip_resets_gaps_and_series_changes() -> None:
@@ -173,10 +202,13 @@ def test_mac_attribution_names_the_cluster_a_mac_answers_for() -> None:
         ("10.0.0.8", None, "node", "vm-lb-b", "wl-b"),
     ]
     con = duckdb.connect()
-    con.execute("CREATE TABLE ip_observations (ts TIMESTAMPTZ, ip VARCHAR, mac VARCHAR, owner_kind VARCHAR, "
-                "owner VARCHAR, cluster VARCHAR)")
-    con.executemany("INSERT INTO ip_observations VALUES (?, ?, ?, ?, ?, ?)",
-                    [(T0 + timedelta(minutes=1), *o) for o in obs])
+    con.execute(
+        "CREATE TABLE ip_observations (ts TIMESTAMPTZ, ip VARCHAR, mac VARCHAR, owner_kind VARCHAR, "
+        "owner VARCHAR, cluster VARCHAR)"
+    )
+    con.executemany(
+        "INSERT INTO ip_observations VALUES (?, ?, ?, ?, ?, ?)", [(T0 + timedelta(minutes=1), *o) for o in obs]
+    )
     changes = [change("10.0.0.5", "firing", T0, macs_answering=["aa:aa:aa:aa:aa:aa", "bb:bb:bb:bb:bb:bb"])]
     changes[0]["resource"] = {"ip": "10.0.0.5"}
     got = mac_attribution(con, Window(T0, T0 + timedelta(hours=1), 300), changes)
@@ -214,22 +246,30 @@ def test_pool_forecast_covers_the_true_leak(site_48h: Any) -> None:
     rc = pool["reserve_crossing"]
     assert rc["earliest"] <= truth and (rc["latest"] is None or truth <= rc["latest"])
     assert pool["forecast"]["t"][0] == pool["last_t"]
-    assert all(lo <= mid <= hi for lo, mid, hi in zip(pool["forecast"]["lo"], pool["forecast"]["mid"],
-                                                     pool["forecast"]["hi"], strict=True))
+    assert all(
+        lo <= mid <= hi
+        for lo, mid, hi in zip(pool["forecast"]["lo"], pool["forecast"]["mid"], pool["forecast"]["hi"], strict=True)
+    )
 
 
 def test_report_forecast_tells_the_pool_alerts_story(vip_leak: Replayed) -> None:
     """The chart's reserve crossing, rebuilt from the stored data at the moment the alert was
     raised, agrees with the alert: each estimate lies inside the other's confidence interval, and
     both name the same estimator."""
-    fired = [a for a in vip_leak.alerts if a.kind is AlertKind.VIP_POOL_EXHAUSTION
-             and a.status is AlertStatus.FIRING and a.evidence.get("hours_to_reserve") is not None]
+    fired = [
+        a
+        for a in vip_leak.alerts
+        if a.kind is AlertKind.VIP_POOL_EXHAUSTION
+        and a.status is AlertStatus.FIRING
+        and a.evidence.get("hours_to_reserve") is not None
+    ]
     assert fired, "the leak must be forecast by the detector"
     for a in fired:
         assert a.ts is not None
         model = build_model(vip_leak.data_dir, end=a.ts)
-        (pool,) = [p for p in model["pools"]
-                   if (p["network"], p["pool"]) == (a.resource["network"], a.resource["pool"])]
+        (pool,) = [
+            p for p in model["pools"] if (p["network"], p["pool"]) == (a.resource["network"], a.resource["pool"])
+        ]
         assert pool["trend"]["method"] == a.evidence["trend"]["method"]
         hours = a.evidence["hours_to_reserve"]
         low, high = a.evidence["hours_to_reserve_interval"]

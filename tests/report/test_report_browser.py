@@ -60,8 +60,7 @@ def check_common(info: PageInfo, model: dict[str, Any], rep: Replayed) -> dict[s
     assert info.page.locator(".heat-chart[data-series='4']").count() == 2
     assert info.page.locator("#collected-table tbody tr").count() == len(model["collected"]["sources"])
     # every source that delivered anything has its time span, observation-only ones (neighbours) too
-    assert all(s["first"] and s["last"] for s in model["collected"]["sources"]
-               if s["samples"] or s["ip_observations"])
+    assert all(s["first"] and s["last"] for s in model["collected"]["sources"] if s["samples"] or s["ip_observations"])
     text = info.page.locator("#parse-errors").inner_text()
     assert f"{rep.summary['records_rejected']} record(s) rejected" in text
     inked = info.page.evaluate(INKED)

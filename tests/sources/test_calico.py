@@ -26,10 +26,16 @@ def test_felix_and_kube_controllers_targets_get_their_own_ports() -> None:
     from collector.sources.calico.source import CalicoSettings
     from collector.sources.prometheus.source import PrometheusScraper
 
-    s = CalicoSettings(type="calico", targets=["node-1", "node-2:19091"],
-                       kube_controllers_targets=["kc.calico-system"], hosts={"kc.calico-system": "kc"})
+    s = CalicoSettings(
+        type="calico",
+        targets=["node-1", "node-2:19091"],
+        kube_controllers_targets=["kc.calico-system"],
+        hosts={"kc.calico-system": "kc"},
+    )
     scraper = PrometheusScraper(s)
     assert scraper.targets() == ["node-1:9091", "node-2:19091", "kc.calico-system:9094"]
     assert scraper.host_for("kc.calico-system:9094") == "kc"
-    assert "Flannel: no Prometheus metrics" in (Path(__file__).resolve().parents[2] / "collector" / "sources"
-                                                / "calico" / "README.md").read_text()
+    assert (
+        "Flannel: no Prometheus metrics"
+        in (Path(__file__).resolve().parents[2] / "collector" / "sources" / "calico" / "README.md").read_text()
+    )

@@ -56,8 +56,26 @@ def check(result: ParseResult) -> None:
 cell = st.one_of(
     st.just(""),
     st.integers(min_value=-(2**64), max_value=2**64).map(str),
-    st.sampled_from(["UP", "DOWN", "MAINT (via a/b)", "no check", "UP 1/3", "OPEN", "nan", "1e3", "-",
-                     "10.0.0.1:80", "[fd00::1]:443", "[::1", '"quoted, text"', '"', "L4OK", "* L7OK"]),
+    st.sampled_from(
+        [
+            "UP",
+            "DOWN",
+            "MAINT (via a/b)",
+            "no check",
+            "UP 1/3",
+            "OPEN",
+            "nan",
+            "1e3",
+            "-",
+            "10.0.0.1:80",
+            "[fd00::1]:443",
+            "[::1",
+            '"quoted, text"',
+            '"',
+            "L4OK",
+            "* L7OK",
+        ]
+    ),
     st.text(max_size=20),
 )
 column_name = st.one_of(st.sampled_from(COLUMNS), st.text(max_size=12))
@@ -69,8 +87,7 @@ def csv_payloads(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         header = ["pxname", "svname", *header]
     width = len(header)
-    rows = draw(st.lists(
-        st.lists(cell, min_size=max(0, width - 2), max_size=width + 2), max_size=8))
+    rows = draw(st.lists(st.lists(cell, min_size=max(0, width - 2), max_size=width + 2), max_size=8))
     trailing = "," if draw(st.booleans()) else ""
     prefix = draw(st.sampled_from(["# ", "#", "", "garbage\n# "]))
     text = prefix + ",".join(header) + trailing + "\n" + "".join(",".join(r) + trailing + "\n" for r in rows)
@@ -93,10 +110,11 @@ def mutated_capture(draw: st.DrawFn) -> bytes:
         op = draw(st.sampled_from(["delete", "insert", "replace", "truncate"]))
         at = draw(st.integers(min_value=0, max_value=len(data)))
         if op == "delete":
-            del data[at: at + draw(st.integers(min_value=1, max_value=200))]
+            del data[at : at + draw(st.integers(min_value=1, max_value=200))]
         elif op == "insert":
-            data[at:at] = draw(st.one_of(st.binary(max_size=30),
-                                         st.sampled_from([b",", b"\n", b'"', b"# ", b"\xff\xfe", b"\r\n"])))
+            data[at:at] = draw(
+                st.one_of(st.binary(max_size=30), st.sampled_from([b",", b"\n", b'"', b"# ", b"\xff\xfe", b"\r\n"]))
+            )
         elif op == "replace" and at < len(data):
             data[at] = draw(st.integers(min_value=0, max_value=255))
         else:
@@ -119,13 +137,19 @@ def test_csv_arbitrary_bytes(body: bytes) -> None:
     run_csv(body)
 
 
-@given(st.one_of(
-    st.binary(max_size=1000),
-    st.builds(lambda cut, junk: INFO[:cut] + junk + INFO[cut:],
-              st.integers(min_value=0, max_value=len(INFO)), st.binary(max_size=40)),
-    st.lists(st.tuples(st.sampled_from(["CurrConns", "Version", "Idle_pct", "Name", "x", ""]),
-                       st.text(max_size=15)), max_size=10)
-    .map(lambda kv: "\n".join(f"{k}: {v}" for k, v in kv).encode("utf-8", errors="replace")),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=1000),
+        st.builds(
+            lambda cut, junk: INFO[:cut] + junk + INFO[cut:],
+            st.integers(min_value=0, max_value=len(INFO)),
+            st.binary(max_size=40),
+        ),
+        st.lists(
+            st.tuples(st.sampled_from(["CurrConns", "Version", "Idle_pct", "Name", "x", ""]), st.text(max_size=15)),
+            max_size=10,
+        ).map(lambda kv: "\n".join(f"{k}: {v}" for k, v in kv).encode("utf-8", errors="replace")),
+    )
+)
 def test_info_never_raises_anything_else(body: bytes) -> None:
     run_info(body)

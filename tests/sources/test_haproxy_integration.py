@@ -33,15 +33,17 @@ TYPES = {"0": "frontend", "1": "backend", "2": "server", "3": "listener"}
 
 
 def make_source(hx: HaproxyServer, **kw: Any) -> HaproxySource:
-    settings = HaproxySettings.model_validate({
-        "type": "haproxy",
-        "targets": [hx.stats_url, hx.unix_target, hx.tcp_target],
-        "username": hx.stats_user,
-        "password_file": str(hx.stats_password_file),
-        "labels": {"cluster": "hci-1"},
-        "timeout": 5,
-        **kw,
-    })
+    settings = HaproxySettings.model_validate(
+        {
+            "type": "haproxy",
+            "targets": [hx.stats_url, hx.unix_target, hx.tcp_target],
+            "username": hx.stats_user,
+            "password_file": str(hx.stats_password_file),
+            "labels": {"cluster": "hci-1"},
+            "timeout": 5,
+            **kw,
+        }
+    )
     return HaproxySource(settings, hostname="lb-vm-test")
 
 
@@ -95,18 +97,26 @@ async def test_rows_match_show_stat_exactly(haproxy_server: HaproxyServer) -> No
         got = rows[(r["pxname"], r["svname"])]
         rtype = TYPES[r["type"]]
         assert got["type"] == rtype and got["status"] == r["status"]
-        want = {metric_name(c, rtype): float(v) for c, v in r.items()
-                if c not in TEXT_COLUMNS and c not in ID_COLUMNS and c and v != ""}
+        want = {
+            metric_name(c, rtype): float(v)
+            for c, v in r.items()
+            if c not in TEXT_COLUMNS and c not in ID_COLUMNS and c and v != ""
+        }
         want["haproxy.up"] = 1.0 if r["status"] in ("UP", "OPEN", "no check") else 0.0
         assert got["metrics"] == want, (r["pxname"], r["svname"])
     # and the same objects, in the same states, as a separate `show stat` read over the socket
-    separate = {(r["pxname"], r["svname"]): (TYPES[r["type"]], r["status"], r["slim"], r["weight"])
-                for r in hx.show_stat()}
+    separate = {
+        (r["pxname"], r["svname"]): (TYPES[r["type"]], r["status"], r["slim"], r["weight"]) for r in hx.show_stat()
+    }
     assert separate == {
-        k: (v["type"], v["status"],
+        k: (
+            v["type"],
+            v["status"],
             f"{v['metrics']['haproxy.session_limit']:.0f}" if "haproxy.session_limit" in v["metrics"] else "",
-            f"{v['metrics']['haproxy.weight']:.0f}" if "haproxy.weight" in v["metrics"] else "")
-        for k, v in rows.items()}
+            f"{v['metrics']['haproxy.weight']:.0f}" if "haproxy.weight" in v["metrics"] else "",
+        )
+        for k, v in rows.items()
+    }
     statuses = {f"{p}/{s}": v["status"] for (p, s), v in rows.items() if v["type"] == "server"}
     assert statuses == hx.expected_status
 
@@ -125,10 +135,14 @@ async def test_three_transports_give_the_same_rows(haproxy_server: HaproxyServer
         shapes[target] = {k: (v["type"], v["status"], frozenset(v["metrics"])) for k, v in rows.items()}
     http, unix, tcp = shapes.values()
     assert http == unix == tcp
-    assert {("k8s-apiserver", "sock-1"), ("k8s-apiserver-nodes", "control-plane-3"),
-            ("svc-ingress-nginx-443-nodes", "worker-1")} <= set(unix)
-    ips = [sorted((o["owner_kind"], o["owner"], o["ip"]) for o in r.ip_observations.to_pylist())
-           for r in results.values()]
+    assert {
+        ("k8s-apiserver", "sock-1"),
+        ("k8s-apiserver-nodes", "control-plane-3"),
+        ("svc-ingress-nginx-443-nodes", "worker-1"),
+    } <= set(unix)
+    ips = [
+        sorted((o["owner_kind"], o["owner"], o["ip"]) for o in r.ip_observations.to_pylist()) for r in results.values()
+    ]
     assert ips[0] == ips[1] == ips[2]
     owners = {owner for kind, owner, _ in ips[0] if kind == "haproxy-server"}
     assert owners == set(hx.expected_status)
@@ -215,8 +229,10 @@ async def test_maintenance_via_runtime_api(haproxy_server_isolated: HaproxyServe
         hx.runtime(f"set server {web1} state ready")
         await asyncio.to_thread(hx.wait_status, web1, lambda s: s == "UP")
         rows = by_row((await scrape(src, hx.unix_target))[1])
-        assert (rows[("svc-default-web-80-nodes", "worker-1")]["status"],
-                rows[("svc-default-web-80-nodes", "worker-1")]["metrics"]["haproxy.up"]) == ("UP", 1.0)
+        assert (
+            rows[("svc-default-web-80-nodes", "worker-1")]["status"],
+            rows[("svc-default-web-80-nodes", "worker-1")]["metrics"]["haproxy.up"],
+        ) == ("UP", 1.0)
         assert rows[("k8s-apiserver-nodes", "control-plane-1")]["status"] == "MAINT"
     finally:
         await src.close()
@@ -230,8 +246,10 @@ async def test_drain_and_dead_server_states(haproxy_server_isolated: HaproxyServ
         rows = by_row((await scrape(src, hx.unix_target))[1])
     finally:
         await src.close()
-    assert (rows[("k8s-apiserver-nodes", "control-plane-2")]["status"],
-            rows[("k8s-apiserver-nodes", "control-plane-2")]["metrics"]["haproxy.up"]) == ("DRAIN", 0.0)
+    assert (
+        rows[("k8s-apiserver-nodes", "control-plane-2")]["status"],
+        rows[("k8s-apiserver-nodes", "control-plane-2")]["metrics"]["haproxy.up"],
+    ) == ("DRAIN", 0.0)
     dead = rows[("k8s-apiserver-nodes", "control-plane-3")]
     assert (dead["status"], dead["metrics"]["haproxy.up"]) == ("DOWN", 0.0)
     assert dead["metrics"]["haproxy.check_failures_total"] >= 1

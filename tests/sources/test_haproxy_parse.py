@@ -37,11 +37,17 @@ UPDATE = os.environ.get("HCIWATCH_UPDATE_GOLDEN") == "1"
 Key = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def record(body: bytes | str, *, kind: str = "haproxy-csv", labels: dict[str, str] | None = None,
-           host: str = "lb-vm-1") -> RawRecord:
-    return RawRecord(ts=TS, kind=kind, target="unix:///run/haproxy/admin.sock", host=host,
-                     labels=LABELS if labels is None else labels,
-                     body=body.encode() if isinstance(body, str) else body)
+def record(
+    body: bytes | str, *, kind: str = "haproxy-csv", labels: dict[str, str] | None = None, host: str = "lb-vm-1"
+) -> RawRecord:
+    return RawRecord(
+        ts=TS,
+        kind=kind,
+        target="unix:///run/haproxy/admin.sock",
+        host=host,
+        labels=LABELS if labels is None else labels,
+        body=body.encode() if isinstance(body, str) else body,
+    )
 
 
 def parse(body: bytes | str, **kw: Any) -> ParseResult:
@@ -98,16 +104,21 @@ def write_csv(header: list[str], rows: list[list[str]], *, trailing: bool = True
 
 def golden_text(result: ParseResult) -> str:
     samples = sorted(
-        ({"metric": r["metric"], "labels": dict(sorted(r["labels"])), "value": r["value"]}
-         for r in result.samples.to_pylist()),
-        key=lambda s: (s["metric"], json.dumps(s["labels"], sort_keys=True)))
+        (
+            {"metric": r["metric"], "labels": dict(sorted(r["labels"])), "value": r["value"]}
+            for r in result.samples.to_pylist()
+        ),
+        key=lambda s: (s["metric"], json.dumps(s["labels"], sort_keys=True)),
+    )
     ips = sorted(
-        ({k: r[k] for k in ("ip", "owner_kind", "owner", "cluster", "network", "source")}
-         for r in result.ip_observations.to_pylist()),
-        key=lambda o: (o["owner"], o["ip"]))
+        (
+            {k: r[k] for k in ("ip", "owner_kind", "owner", "cluster", "network", "source")}
+            for r in result.ip_observations.to_pylist()
+        ),
+        key=lambda o: (o["owner"], o["ip"]),
+    )
     lines = ["{", '"samples": [']
-    lines += [json.dumps(s, sort_keys=True) + ("," if i < len(samples) - 1 else "")
-              for i, s in enumerate(samples)]
+    lines += [json.dumps(s, sort_keys=True) + ("," if i < len(samples) - 1 else "") for i, s in enumerate(samples)]
     lines += ["],", '"ip_observations": [']
     lines += [json.dumps(o, sort_keys=True) + ("," if i < len(ips) - 1 else "") for i, o in enumerate(ips)]
     lines += ["],", '"errors": ' + json.dumps([str(e) for e in result.errors]), "}", ""]
@@ -187,8 +198,10 @@ def test_real_capture_content() -> None:
     owners = {(o["owner_kind"], o["owner"]) for o in result.ip_observations.to_pylist()}
     assert ("haproxy-server", "k8s-apiserver-nodes/control-plane-3") in owners
     assert ("haproxy-frontend", "k8s-apiserver/sock-1") in owners
-    assert all(o["cluster"] == "hci-1" and o["network"] == "vnet-1" and o["source"] == "haproxy"
-               for o in result.ip_observations.to_pylist())
+    assert all(
+        o["cluster"] == "hci-1" and o["network"] == "vnet-1" and o["source"] == "haproxy"
+        for o in result.ip_observations.to_pylist()
+    )
 
 
 def test_reference_layout_details() -> None:
@@ -254,8 +267,7 @@ def test_missing_columns_are_tolerated() -> None:
 
 def test_unknown_columns_numbers_kept_text_ignored() -> None:
     header, rows = _capture_table()
-    result = parse(write_csv([*header, "future_count", "future_text"],
-                             [[*r, "7", "some words"] for r in rows]))
+    result = parse(write_csv([*header, "future_count", "future_text"], [[*r, "7", "some words"] for r in rows]))
     assert result.errors == []
     fe = row_values(result, "k8s-apiserver", "FRONTEND")
     assert fe["haproxy.csv.future_count"] == 7
@@ -291,8 +303,7 @@ def test_quoted_text_fields_with_commas() -> None:
 
 
 def test_header_after_leading_text_and_second_header() -> None:
-    text = ("garbage first line\n# pxname,svname,scur,type\nfe,FRONTEND,1,0\n"
-            "# pxname,svname,type,scur\nbe,BACKEND,1,9\n")
+    text = "garbage first line\n# pxname,svname,scur,type\nfe,FRONTEND,1,0\n# pxname,svname,type,scur\nbe,BACKEND,1,9\n"
     result = parse(text)
     assert [e.line for e in result.errors if isinstance(e, ParseError)] == [1]
     assert row_values(result, "fe", "FRONTEND") == {"haproxy.current_sessions": 1.0}
@@ -305,8 +316,7 @@ def test_header_after_leading_text_and_second_header() -> None:
 
 
 def test_wrong_field_count_is_a_line_error_and_rest_kept() -> None:
-    text = ("# pxname,svname,scur,type,\nfe,FRONTEND,1,0,\nbe,BACKEND,1,1,extra,\n"
-            "short,FRONTEND\nfe2,FRONTEND,2,0,\n")
+    text = "# pxname,svname,scur,type,\nfe,FRONTEND,1,0,\nbe,BACKEND,1,1,extra,\nshort,FRONTEND\nfe2,FRONTEND,2,0,\n"
     result = parse(text)
     errors = [e for e in result.errors if isinstance(e, ParseError)]
     assert [e.line for e in errors] == [3, 4]
@@ -338,12 +348,14 @@ def test_unknown_type_number_is_kept_as_label() -> None:
     result = parse("# pxname,svname,scur,type\nx,y,1,7\n")
     assert result.errors == []
     assert samples_by_key(result) == {
-        ("haproxy.current_sessions", tuple(sorted({**LABELS, "proxy": "x", "server": "y",
-                                                   "type": "7"}.items()))): 1.0}
+        ("haproxy.current_sessions", tuple(sorted({**LABELS, "proxy": "x", "server": "y", "type": "7"}.items()))): 1.0
+    }
 
 
-@pytest.mark.parametrize("body", [b"", b"\n\n", b"Unknown command: 'show stats'\n",
-                                  b"pxname,svname,scur\nfe,FRONTEND,1\n", b"<html>x</html>"])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\n\n", b"Unknown command: 'show stats'\n", b"pxname,svname,scur\nfe,FRONTEND,1\n", b"<html>x</html>"],
+)
 def test_no_header_raises(body: bytes) -> None:
     with pytest.raises(ParseError) as info:
         parse(body)
@@ -378,24 +390,40 @@ def test_crlf_and_bom() -> None:
 
 
 def test_source_host_labels_and_timestamp() -> None:
-    result = parse("# pxname,svname,scur,type,addr\nbe,s1,1,2,10.1.2.3:80\n",
-                   labels={"cluster": "c9", "source": "lb-vm"}, host="lbvm-7")
+    result = parse(
+        "# pxname,svname,scur,type,addr\nbe,s1,1,2,10.1.2.3:80\n",
+        labels={"cluster": "c9", "source": "lb-vm"},
+        host="lbvm-7",
+    )
     rows = result.samples.to_pylist()
     assert {r["source"] for r in rows} == {"lb-vm"}
     assert {r["host"] for r in rows} == {"lbvm-7"}
     assert {r["ts"] for r in rows} == {TS}
     assert dict(rows[0]["labels"]) == {"cluster": "c9", "proxy": "be", "server": "s1", "type": "server"}
     obs = result.ip_observations.to_pylist()
-    assert obs == [{"ts": TS, "ip": "10.1.2.3", "mac": None, "owner_kind": "haproxy-server",
-                    "owner": "be/s1", "cluster": "c9", "network": None, "source": "lb-vm"}]
+    assert obs == [
+        {
+            "ts": TS,
+            "ip": "10.1.2.3",
+            "mac": None,
+            "owner_kind": "haproxy-server",
+            "owner": "be/s1",
+            "cluster": "c9",
+            "network": None,
+            "source": "lb-vm",
+        }
+    ]
     # the rows are valid value objects too
-    IpObservation(ts=TS, ip=obs[0]["ip"], owner_kind=obs[0]["owner_kind"], owner=obs[0]["owner"],
-                  source=obs[0]["source"])
+    IpObservation(
+        ts=TS, ip=obs[0]["ip"], owner_kind=obs[0]["owner_kind"], owner=obs[0]["owner"], source=obs[0]["source"]
+    )
 
 
 def test_record_labels_never_override_payload_labels() -> None:
-    result = parse("# pxname,svname,scur,type,status\nbe,s1,1,2,UP\n",
-                   labels={"proxy": "x", "server": "y", "type": "z", "status": "w", "zone": "a"})
+    result = parse(
+        "# pxname,svname,scur,type,status\nbe,s1,1,2,UP\n",
+        labels={"proxy": "x", "server": "y", "type": "z", "status": "w", "zone": "a"},
+    )
     for row in result.samples.to_pylist():
         keys = [k for k, _ in row["labels"]]
         assert len(keys) == len(set(keys))
@@ -404,11 +432,21 @@ def test_record_labels_never_override_payload_labels() -> None:
         assert got == ("be", "s1", "server", "a")
 
 
-@pytest.mark.parametrize(("addr", "ip"), [
-    ("10.0.0.1:6443", "10.0.0.1"), ("[fd00::1]:443", "fd00::1"), ("10.0.0.1", "10.0.0.1"),
-    ("fd00::2", "fd00::2"), ("0.0.0.0:80", None), ("[::]:80", None), ("unix@/run/x.sock", None),
-    ("node-1.example:80", None), ("", None), ("[fd00::1", None),
-])
+@pytest.mark.parametrize(
+    ("addr", "ip"),
+    [
+        ("10.0.0.1:6443", "10.0.0.1"),
+        ("[fd00::1]:443", "fd00::1"),
+        ("10.0.0.1", "10.0.0.1"),
+        ("fd00::2", "fd00::2"),
+        ("0.0.0.0:80", None),
+        ("[::]:80", None),
+        ("unix@/run/x.sock", None),
+        ("node-1.example:80", None),
+        ("", None),
+        ("[fd00::1", None),
+    ],
+)
 def test_addr_forms(addr: str, ip: str | None) -> None:
     result = parse(f"# pxname,svname,type,addr\nbe,s1,2,{addr}\n")
     got = [o["ip"] for o in result.ip_observations.to_pylist()]
@@ -420,13 +458,30 @@ def test_frontend_and_backend_addr_are_not_observations() -> None:
     assert result.ip_observations.num_rows == 0
 
 
-@pytest.mark.parametrize(("status", "up"), [
-    ("UP", True), ("OPEN", True), ("no check", True), ("UP 1/3", True), ("UP 2/3", True),
-    ("DOWN", False), ("DOWN 1/2", False), ("MAINT", False), ("MAINT (via be/s1)", False),
-    ("MAINT (resolution)", False), ("NOLB", False), ("NOLB 1/3", False), ("DRAIN", False),
-    ("DRAIN (agent)", False), ("DOWN (agent)", False), ("STOP", False), ("FULL", False),
-    ("up", False), ("UP 1/", False),
-])
+@pytest.mark.parametrize(
+    ("status", "up"),
+    [
+        ("UP", True),
+        ("OPEN", True),
+        ("no check", True),
+        ("UP 1/3", True),
+        ("UP 2/3", True),
+        ("DOWN", False),
+        ("DOWN 1/2", False),
+        ("MAINT", False),
+        ("MAINT (via be/s1)", False),
+        ("MAINT (resolution)", False),
+        ("NOLB", False),
+        ("NOLB 1/3", False),
+        ("DRAIN", False),
+        ("DRAIN (agent)", False),
+        ("DOWN (agent)", False),
+        ("STOP", False),
+        ("FULL", False),
+        ("up", False),
+        ("UP 1/", False),
+    ],
+)
 def test_status_is_up(status: str, up: bool) -> None:
     assert status_is_up(status) is up
 
@@ -464,8 +519,7 @@ def test_info_bad_lines_reported_rest_kept() -> None:
     result = info("Name: HAProxy\nCurrConns: many\nno colon here\nCumConns: 12\n")
     assert [e.line for e in result.errors if isinstance(e, ParseError)] == [2, 3]
     assert "CurrConns is not a number" in str(result.errors[0])
-    assert samples_by_key(result) == {("haproxy.process.connections_total",
-                                       tuple(sorted(LABELS.items()))): 12.0}
+    assert samples_by_key(result) == {("haproxy.process.connections_total", tuple(sorted(LABELS.items()))): 12.0}
 
 
 def test_info_stops_at_a_stat_block() -> None:

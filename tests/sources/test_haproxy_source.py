@@ -55,15 +55,15 @@ class FakeTransport:
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
 
-    async def http_get(self, url: str, *, auth: tuple[str, str] | None, timeout: float,
-                       max_bytes: int, verify_tls: bool) -> bytes:
+    async def http_get(
+        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+    ) -> bytes:
         self.calls.append(("http", (url, auth, timeout, max_bytes, verify_tls)))
         if isinstance(self.http, Exception):
             raise self.http
         return self.http
 
-    async def runtime_query(self, target: Target, command: bytes, *, timeout: float,
-                            max_bytes: int) -> bytes:
+    async def runtime_query(self, target: Target, command: bytes, *, timeout: float, max_bytes: int) -> bytes:
         self.calls.append(("runtime", (target.raw, command, timeout)))
         if isinstance(self.runtime, Exception):
             raise self.runtime
@@ -82,15 +82,18 @@ def source(s: HaproxySettings, transport: Any = None) -> HaproxySource:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "scheme", "detail"), [
-    ("http://lb:8404/stats", "http", "http://lb:8404/stats;csv"),
-    ("http://lb:8404/stats;csv", "http", "http://lb:8404/stats;csv"),
-    ("https://lb/haproxy?stats", "https", "https://lb/haproxy;csv?stats"),
-    ("http://lb", "http", "http://lb/;csv"),
-    ("unix:///run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock"),
-    ("tcp://10.0.0.5:9999", "tcp", "10.0.0.5:9999"),
-    ("tcp://[fd00::5]:9999", "tcp", "fd00::5:9999"),
-])
+@pytest.mark.parametrize(
+    ("text", "scheme", "detail"),
+    [
+        ("http://lb:8404/stats", "http", "http://lb:8404/stats;csv"),
+        ("http://lb:8404/stats;csv", "http", "http://lb:8404/stats;csv"),
+        ("https://lb/haproxy?stats", "https", "https://lb/haproxy;csv?stats"),
+        ("http://lb", "http", "http://lb/;csv"),
+        ("unix:///run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock"),
+        ("tcp://10.0.0.5:9999", "tcp", "10.0.0.5:9999"),
+        ("tcp://[fd00::5]:9999", "tcp", "fd00::5:9999"),
+    ],
+)
 def test_parse_target(text: str, scheme: str, detail: str) -> None:
     t = parse_target(text)
     assert t.scheme == scheme
@@ -98,14 +101,17 @@ def test_parse_target(text: str, scheme: str, detail: str) -> None:
     assert got == detail
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ("ftp://lb/stats", "unsupported target scheme"),
-    ("unix://relative.sock", "three slashes"),
-    ("tcp://10.0.0.5", "tcp://host:port"),
-    ("tcp://10.0.0.5:99999", "bad port"),
-    ("http:///stats", "needs a host"),
-    ("lb:8404", "unsupported target scheme"),
-])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("ftp://lb/stats", "unsupported target scheme"),
+        ("unix://relative.sock", "three slashes"),
+        ("tcp://10.0.0.5", "tcp://host:port"),
+        ("tcp://10.0.0.5:99999", "bad port"),
+        ("http:///stats", "needs a host"),
+        ("lb:8404", "unsupported target scheme"),
+    ],
+)
 def test_bad_targets(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_target(text)
@@ -181,8 +187,12 @@ async def test_socket_answer_becomes_csv_and_info_records() -> None:
     assert csv_rec.body.startswith(b"# pxname,svname,") and info_rec.body.startswith(b"Name: HAProxy\n")
     assert csv_rec.body + info_rec.body != ANSWER and info_rec.body + csv_rec.body == ANSWER
     for r in records:
-        assert (r.ts, r.host, r.labels, r.target) == (NOW, "lb-vm-local", {"cluster": "hci-1"},
-                                                       "unix:///run/haproxy/admin.sock")
+        assert (r.ts, r.host, r.labels, r.target) == (
+            NOW,
+            "lb-vm-local",
+            {"cluster": "hci-1"},
+            "unix:///run/haproxy/admin.sock",
+        )
     assert parse_record(csv_rec, DEFAULT_CATALOG).errors == []
     assert parse_info_record(info_rec, DEFAULT_CATALOG).errors == []
     await src.close()
@@ -198,11 +208,15 @@ async def test_http_target_gives_one_csv_record() -> None:
 
 
 def test_host_names() -> None:
-    targets = ["unix:///run/h.sock", "tcp://127.0.0.1:9999", "tcp://10.0.0.5:9999",
-               "http://lb-vm-2:8404/stats", "http://10.0.0.7/stats"]
+    targets = [
+        "unix:///run/h.sock",
+        "tcp://127.0.0.1:9999",
+        "tcp://10.0.0.5:9999",
+        "http://lb-vm-2:8404/stats",
+        "http://10.0.0.7/stats",
+    ]
     src = source(settings(targets=targets, hosts={"http://10.0.0.7/stats": "lb-vm-7"}))
-    assert [src.host_of(t) for t in targets] == [
-        "lb-vm-local", "lb-vm-local", "10.0.0.5", "lb-vm-2", "lb-vm-7"]
+    assert [src.host_of(t) for t in targets] == ["lb-vm-local", "lb-vm-local", "10.0.0.5", "lb-vm-2", "lb-vm-7"]
     assert src.targets() == targets
 
 
@@ -317,12 +331,12 @@ async def http_server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def test_same_bytes_over_unix_tcp_and_http(unix_server: Any, tcp_server: Any, http_server: str,
-                                                 tmp_path: Path) -> None:
+async def test_same_bytes_over_unix_tcp_and_http(
+    unix_server: Any, tcp_server: Any, http_server: str, tmp_path: Path
+) -> None:
     pw = tmp_path / "pw"
     pw.write_text(SECRET)
-    targets = [await unix_server(answer_and_close), await tcp_server(answer_and_close),
-               f"{http_server}/stats"]
+    targets = [await unix_server(answer_and_close), await tcp_server(answer_and_close), f"{http_server}/stats"]
     src = HaproxySource(settings(targets=targets, username="hciwatch", password_file=str(pw), timeout=5))
     try:
         bodies = []
@@ -375,8 +389,7 @@ async def test_http_errors(http_server: str, tmp_path: Path) -> None:
     assert info.value.retryable
     await src.close()
     pw.write_text(SECRET)
-    src = HaproxySource(settings(targets=[big], username="hciwatch", password_file=str(pw),
-                                 max_bytes=len(CSV)))
+    src = HaproxySource(settings(targets=[big], username="hciwatch", password_file=str(pw), max_bytes=len(CSV)))
     with pytest.raises(FetchError, match="larger than max_bytes"):
         await src.fetch(big)
     await src.close()

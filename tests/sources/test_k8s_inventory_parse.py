@@ -34,8 +34,14 @@ def record(body: bytes | str | dict[str, Any], *, cluster: str = "wl-prod", **la
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode()
-    return RawRecord(ts=TS, kind="k8s", target=f"https://{VIPS.get(cluster, '10.0.0.1')}:6443/api/v1/x",
-                     body=body, host=cluster, labels={"cluster": cluster, "network": NETWORK, **labels})
+    return RawRecord(
+        ts=TS,
+        kind="k8s",
+        target=f"https://{VIPS.get(cluster, '10.0.0.1')}:6443/api/v1/x",
+        body=body,
+        host=cluster,
+        labels={"cluster": cluster, "network": NETWORK, **labels},
+    )
 
 
 def parse(rec: RawRecord) -> ParseResult:
@@ -52,8 +58,10 @@ def rows(result: ParseResult) -> dict[str, Any]:
         for row in result.ip_observations.to_pylist()
     ]
     samples = [
-        {**{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()},
-         "labels": dict(row["labels"])}
+        {
+            **{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()},
+            "labels": dict(row["labels"]),
+        }
         for row in result.samples.to_pylist()
     ]
     return {
@@ -93,8 +101,9 @@ def test_golden(name: str, cluster: str, with_vip: bool) -> None:
 
 
 def test_services_become_vip_observations_with_ports() -> None:
-    result = parse(record((TESTDATA / "services_wl-prod.json").read_bytes(),
-                          control_plane_endpoint="https://10.20.30.201:6443"))
+    result = parse(
+        record((TESTDATA / "services_wl-prod.json").read_bytes(), control_plane_endpoint="https://10.20.30.201:6443")
+    )
     assert result.errors == []
     assert observed(result) == {
         ("10.20.30.203", "service", "ingress-nginx/ingress-nginx-controller"),
@@ -110,8 +119,7 @@ def test_services_become_vip_observations_with_ports() -> None:
     info = {lbl["service"]: lbl for lbl, _ in samples_of(result, "k8s.service_lb_ip_info")}
     assert info["ingress-nginx-controller"]["ports"] == "80/TCP,443/TCP"
     assert info["cart"]["origin"] == "spec,status"
-    assert samples_of(result, "k8s.services_loadbalancer") == [
-        ({"cluster": "wl-prod", "network": NETWORK}, 3.0)]
+    assert samples_of(result, "k8s.services_loadbalancer") == [({"cluster": "wl-prod", "network": NETWORK}, 3.0)]
 
 
 def test_pending_loadbalancer_is_counted_but_has_no_ip() -> None:
@@ -134,8 +142,10 @@ def test_nodes_and_the_haproxy_vm() -> None:
 
 
 def _node(name: str, ip: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": labels or {}},
-            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+    return {
+        "metadata": {"name": name, "labels": labels or {}},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -180,8 +190,7 @@ def test_pods_skip_host_network_and_finished() -> None:
 
 def test_generic_list_equals_typed_lists() -> None:
     vip = {"control_plane_endpoint": "10.20.30.202:6443"}
-    generic = rows(parse(record((TESTDATA / "list_svc_nodes_wl-dev.json").read_bytes(), cluster="wl-dev",
-                                **vip)))
+    generic = rows(parse(record((TESTDATA / "list_svc_nodes_wl-dev.json").read_bytes(), cluster="wl-dev", **vip)))
     svc = rows(parse(record((TESTDATA / "services_wl-dev.json").read_bytes(), cluster="wl-dev", **vip)))
     nodes = rows(parse(record((TESTDATA / "nodes_wl-dev.json").read_bytes(), cluster="wl-dev")))
     for key in ("ip_observations", "samples"):
@@ -209,8 +218,10 @@ def test_single_object_is_accepted() -> None:
 
 
 def test_other_kinds_in_a_generic_list_are_ignored() -> None:
-    body = {"kind": "List", "items": [{"kind": "Deployment", "metadata": {"name": "x"}},
-                                      {"kind": "Node", **_node("n1", "10.0.0.1")}]}
+    body = {
+        "kind": "List",
+        "items": [{"kind": "Deployment", "metadata": {"name": "x"}}, {"kind": "Node", **_node("n1", "10.0.0.1")}],
+    }
     result = parse(record(body))
     assert result.errors == [] and observed(result) == {("10.0.0.1", "node", "n1")}
 
@@ -246,18 +257,29 @@ def test_errors_name_the_json_path_and_keep_the_rest() -> None:
     body = {
         "kind": "ServiceList",
         "items": [
-            {"metadata": {"name": "ok", "namespace": "a"}, "spec": {"type": "LoadBalancer"},
-             "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}},
-            {"metadata": {"name": "bad", "namespace": "a"}, "spec": {"type": "LoadBalancer"},
-             "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.6"}, {"ip": "10.0.0.999"}]}}},
+            {
+                "metadata": {"name": "ok", "namespace": "a"},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}},
+            },
+            {
+                "metadata": {"name": "bad", "namespace": "a"},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.6"}, {"ip": "10.0.0.999"}]}},
+            },
             "not an object",
             {"spec": {"type": "LoadBalancer"}},
             {"metadata": {"name": "nons"}, "spec": {"type": "LoadBalancer"}},
-            {"metadata": {"name": "ports", "namespace": "a"},
-             "spec": {"type": "LoadBalancer", "loadBalancerIP": 7, "ports": [{"port": 70000}, "x"]},
-             "status": {"loadBalancer": {"ingress": "10.0.0.7"}}},
-            {"metadata": {"name": "host", "namespace": "a"}, "spec": {"type": "LoadBalancer"},
-             "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}}},
+            {
+                "metadata": {"name": "ports", "namespace": "a"},
+                "spec": {"type": "LoadBalancer", "loadBalancerIP": 7, "ports": [{"port": 70000}, "x"]},
+                "status": {"loadBalancer": {"ingress": "10.0.0.7"}},
+            },
+            {
+                "metadata": {"name": "host", "namespace": "a"},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}},
+            },
         ],
     }
     result = parse(record(body))
@@ -296,8 +318,17 @@ def test_null_items_is_an_empty_list() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"items": []}', b'{"kind": "ConfigMap"}',
-     b'{"kind": 5}', b"[" * 100_000],
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b"\xff\xfe",
+        b'{"items": []}',
+        b'{"kind": "ConfigMap"}',
+        b'{"kind": 5}',
+        b"[" * 100_000,
+    ],
 )
 def test_unparseable_bodies_raise_parse_error(body: bytes) -> None:
     with pytest.raises(ParseError) as info:
@@ -317,17 +348,62 @@ def test_record_source_label_overrides_source() -> None:
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 _json = st.recursive(
     _scalars,
-    lambda children: (st.lists(children, max_size=4)
-                      | st.dictionaries(st.text(max_size=12), children, max_size=4)),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=30,
 )
-_keys = st.sampled_from(["kind", "items", "metadata", "name", "namespace", "spec", "status", "type",
-                         "loadBalancer", "ingress", "ip", "loadBalancerIP", "ports", "port", "protocol",
-                         "addresses", "address", "podCIDR", "podCIDRs", "podIPs", "podIP", "hostNetwork",
-                         "phase", "labels", "clusterIP"])
-_values = st.sampled_from(["ServiceList", "NodeList", "PodList", "List", "v1/List", "Service", "Node", "Pod",
-                           "LoadBalancer", "InternalIP", "ExternalIP", "10.0.0.1", "fd00::1", "10.0.0.0/24",
-                           "default", "kubernetes", "Running", "Succeeded", "\ud800", "999.1.1.1"])
+_keys = st.sampled_from(
+    [
+        "kind",
+        "items",
+        "metadata",
+        "name",
+        "namespace",
+        "spec",
+        "status",
+        "type",
+        "loadBalancer",
+        "ingress",
+        "ip",
+        "loadBalancerIP",
+        "ports",
+        "port",
+        "protocol",
+        "addresses",
+        "address",
+        "podCIDR",
+        "podCIDRs",
+        "podIPs",
+        "podIP",
+        "hostNetwork",
+        "phase",
+        "labels",
+        "clusterIP",
+    ]
+)
+_values = st.sampled_from(
+    [
+        "ServiceList",
+        "NodeList",
+        "PodList",
+        "List",
+        "v1/List",
+        "Service",
+        "Node",
+        "Pod",
+        "LoadBalancer",
+        "InternalIP",
+        "ExternalIP",
+        "10.0.0.1",
+        "fd00::1",
+        "10.0.0.0/24",
+        "default",
+        "kubernetes",
+        "Running",
+        "Succeeded",
+        "\ud800",
+        "999.1.1.1",
+    ]
+)
 _k8sish = st.recursive(
     _values | _scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=6),
@@ -364,8 +440,9 @@ def test_fuzz_kubernetes_shaped_json(items: Any, kind: str) -> None:
 @given(_k8sish, st.text(max_size=20), st.text(max_size=20))
 def test_fuzz_labels(items: Any, pattern: str, endpoint: str) -> None:
     body = {"kind": "List", "items": items if isinstance(items, list) else [items]}
-    _assert_only_parse_errors(record(json.dumps(body), lb_node_name_pattern=pattern,
-                                     control_plane_endpoint=endpoint, lb_node_label=pattern))
+    _assert_only_parse_errors(
+        record(json.dumps(body), lb_node_name_pattern=pattern, control_plane_endpoint=endpoint, lb_node_label=pattern)
+    )
 
 
 @given(st.integers(min_value=1, max_value=5000))

@@ -59,8 +59,15 @@ def load(name: str) -> dict[str, Any]:
 
 
 def status(code: int, reason: str, message: str) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
     return web.json_response(body, status=code)
 
 
@@ -100,8 +107,12 @@ class FakeApiServer:
         if self.token is not None and auth != f"Bearer {self.token}":
             return status(401, "Unauthorized", "Unauthorized")
         if self.fail_with == 403:
-            return status(403, "Forbidden", f'{resource} is forbidden: User "system:serviceaccount:hciwatch:'
-                          f'hciwatch" cannot list resource "{resource}" in API group "" at the cluster scope')
+            return status(
+                403,
+                "Forbidden",
+                f'{resource} is forbidden: User "system:serviceaccount:hciwatch:'
+                f'hciwatch" cannot list resource "{resource}" in API group "" at the cluster scope',
+            )
         if self.fail_with is not None:
             return status(self.fail_with, "InternalError", "etcdserver: request timed out")
         if resource not in self.lists:
@@ -119,7 +130,7 @@ class FakeApiServer:
             return status(410, "Expired", EXPIRED_MESSAGE)
         start = json.loads(base64.b64decode(cont))["start"] if cont else 0
         limit = int(query.get("limit", "0")) or len(full["items"])
-        items = full["items"][start:start + limit]
+        items = full["items"][start : start + limit]
         meta: dict[str, Any] = {"resourceVersion": full["metadata"]["resourceVersion"]}
         rest = len(full["items"]) - (start + limit)
         if rest > 0:
@@ -148,7 +159,7 @@ class FakeApiServer:
                 break
             data = json.dumps(event).encode() + b"\n"
             for i in range(0, len(data), 97):  # split events across chunks, as TCP may
-                await resp.write(data[i:i + 97])
+                await resp.write(data[i : i + 97])
             if event["type"] == "ERROR":
                 break  # kube-apiserver ends the stream after an ERROR event
         await resp.write_eof()
@@ -177,15 +188,22 @@ def settings(port: int, tmp_path: Path, *, scheme: str = "http", **overrides: An
     token_file = tmp_path / "token"
     if not token_file.exists():
         token_file.write_text(TOKEN + "\n")
-    cluster: dict[str, Any] = {"name": "wl-prod", "network": "aks-vnet-site1",
-                               "api_url": f"{scheme}://127.0.0.1:{port}", "token_file": token_file}
+    cluster: dict[str, Any] = {
+        "name": "wl-prod",
+        "network": "aks-vnet-site1",
+        "api_url": f"{scheme}://127.0.0.1:{port}",
+        "token_file": token_file,
+    }
     cluster.update(overrides.pop("cluster", {}))
     return make(clusters=[cluster], **overrides)
 
 
 def full_lists() -> dict[str, dict[str, Any]]:
-    return {"services": load("services_wl-prod.json"), "nodes": load("nodes_wl-prod.json"),
-            "pods": load("pods_wl-prod.json")}
+    return {
+        "services": load("services_wl-prod.json"),
+        "nodes": load("nodes_wl-prod.json"),
+        "pods": load("pods_wl-prod.json"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,20 +214,26 @@ def full_lists() -> dict[str, dict[str, Any]]:
 async def test_lists_all_pages_into_one_snapshot_per_resource(tmp_path: Path) -> None:
     api = FakeApiServer(full_lists())
     async with serve(api.app()) as port:
-        source = K8sInventorySource(settings(port, tmp_path, page_size=2,
-                                             cluster={"control_plane_endpoint": "10.20.30.201"}),
-                                    now=lambda: NOW)
+        source = K8sInventorySource(
+            settings(port, tmp_path, page_size=2, cluster={"control_plane_endpoint": "10.20.30.201"}), now=lambda: NOW
+        )
         try:
             assert source.targets() == ["wl-prod"]
             records = await source.fetch("wl-prod")
         finally:
             await source.close()
-    assert [r.target for r in records] == [f"http://127.0.0.1:{port}/api/v1/services",
-                                           f"http://127.0.0.1:{port}/api/v1/nodes"]
+    assert [r.target for r in records] == [
+        f"http://127.0.0.1:{port}/api/v1/services",
+        f"http://127.0.0.1:{port}/api/v1/nodes",
+    ]
     svc, nodes = records
     assert svc.kind == "k8s" and svc.host == "wl-prod" and svc.ts == NOW
-    assert svc.labels == {"cluster": "wl-prod", "network": "aks-vnet-site1", "resource_version": "418950",
-                          "control_plane_endpoint": "10.20.30.201"}
+    assert svc.labels == {
+        "cluster": "wl-prod",
+        "network": "aks-vnet-site1",
+        "resource_version": "418950",
+        "control_plane_endpoint": "10.20.30.201",
+    }
     assert "control_plane_endpoint" not in nodes.labels  # the VIP rides on one record only
     body = json.loads(svc.body)
     assert body["kind"] == "ServiceList" and body["items"] == load("services_wl-prod.json")["items"]
@@ -262,8 +286,10 @@ async def test_control_plane_can_be_disabled(tmp_path: Path) -> None:
 
 
 async def test_recorded_paginated_pair_is_followed_and_merged(tmp_path: Path) -> None:
-    api = FakeApiServer(full_lists(), recorded_pages={
-        "services": [load("services_wl-prod_page1.json"), load("services_wl-prod_page2.json")]})
+    api = FakeApiServer(
+        full_lists(),
+        recorded_pages={"services": [load("services_wl-prod_page1.json"), load("services_wl-prod_page2.json")]},
+    )
     async with serve(api.app()) as port:
         source = K8sInventorySource(settings(port, tmp_path, resources=["services"], page_size=3))
         try:
@@ -300,8 +326,9 @@ async def test_continue_token_expiring_forever_fails_retryable(tmp_path: Path) -
     assert info.value.target == "wl-prod"
 
 
-async def test_bad_token_is_401_not_retryable_and_never_logged(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_token_is_401_not_retryable_and_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     api = FakeApiServer(full_lists(), token="the-right-one")
     async with serve(api.app()) as port:
         source = K8sInventorySource(settings(port, tmp_path))
@@ -315,9 +342,10 @@ async def test_bad_token_is_401_not_retryable_and_never_logged(tmp_path: Path,
     assert TOKEN not in str(info.value) and TOKEN not in caplog.text
 
 
-@pytest.mark.parametrize(("code", "retryable", "words"),
-                         [(403, False, "RBAC"), (500, True, "etcdserver"), (503, True, "HTTP 503"),
-                          (429, True, "HTTP 429")])
+@pytest.mark.parametrize(
+    ("code", "retryable", "words"),
+    [(403, False, "RBAC"), (500, True, "etcdserver"), (503, True, "HTTP 503"), (429, True, "HTTP 429")],
+)
 async def test_http_errors(tmp_path: Path, code: int, retryable: bool, words: str) -> None:
     api = FakeApiServer(full_lists(), fail_with=code)
     async with serve(api.app()) as port:
@@ -376,14 +404,17 @@ async def test_rotated_token_file_is_picked_up(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def kubeconfig(server: str, *, user: dict[str, Any], cluster: dict[str, Any] | None = None,
-               extra_contexts: bool = False) -> str:
+def kubeconfig(
+    server: str, *, user: dict[str, Any], cluster: dict[str, Any] | None = None, extra_contexts: bool = False
+) -> str:
     cluster_body = {"server": server, **(cluster or {})}
     doc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "wl-prod", "cluster": cluster_body},
-                     {"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "clusters": [
+            {"name": "wl-prod", "cluster": cluster_body},
+            {"name": "elsewhere", "cluster": {"server": "http://127.0.0.1:1"}},
+        ],
         "users": [{"name": "hciwatch", "user": user}, {"name": "nobody", "user": {"token": "wrong"}}],
         "contexts": [{"name": "wl-prod-hciwatch", "context": {"cluster": "wl-prod", "user": "hciwatch"}}],
         "current-context": "wl-prod-hciwatch",
@@ -395,8 +426,9 @@ def kubeconfig(server: str, *, user: dict[str, Any], cluster: dict[str, Any] | N
     return json.dumps(doc)  # JSON is YAML
 
 
-async def fetch_with_kubeconfig(port: int, tmp_path: Path, text: str, *, scheme: str = "http",
-                                context: str | None = None) -> list[RawRecord]:
+async def fetch_with_kubeconfig(
+    port: int, tmp_path: Path, text: str, *, scheme: str = "http", context: str | None = None
+) -> list[RawRecord]:
     path = tmp_path / "kubeconfig"
     path.write_text(text)
     cluster: dict[str, Any] = {"name": "wl-prod", "network": "aks-vnet-site1", "kubeconfig": path}
@@ -412,8 +444,9 @@ async def fetch_with_kubeconfig(port: int, tmp_path: Path, text: str, *, scheme:
 async def test_kubeconfig_with_token(tmp_path: Path) -> None:
     api = FakeApiServer(full_lists())
     async with serve(api.app()) as port:
-        (rec,) = await fetch_with_kubeconfig(port, tmp_path, kubeconfig(f"http://127.0.0.1:{port}",
-                                                                         user={"token": TOKEN}))
+        (rec,) = await fetch_with_kubeconfig(
+            port, tmp_path, kubeconfig(f"http://127.0.0.1:{port}", user={"token": TOKEN})
+        )
     assert json.loads(rec.body)["kind"] == "NodeList"
     assert rec.labels["control_plane_endpoint"] == "127.0.0.1"
 
@@ -441,8 +474,7 @@ async def test_kubeconfig_change_is_reloaded(tmp_path: Path) -> None:
     path = tmp_path / "kubeconfig"
     async with serve(api.app()) as port:
         path.write_text(kubeconfig(f"http://127.0.0.1:{port}", user={"token": TOKEN}))
-        source = K8sInventorySource(make(
-            clusters=[{"name": "wl-prod", "kubeconfig": path}], resources=["nodes"]))
+        source = K8sInventorySource(make(clusters=[{"name": "wl-prod", "kubeconfig": path}], resources=["nodes"]))
         try:
             await source.fetch("wl-prod")
             api.token = "new-token"
@@ -456,19 +488,27 @@ async def test_kubeconfig_change_is_reloaded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("user", "cluster", "context", "words"),
     [
-        ({"exec": {"command": "kubelogin", "apiVersion": "client.authentication.k8s.io/v1beta1"}}, {}, None,
-         "users[name=hciwatch].user.exec"),
+        (
+            {"exec": {"command": "kubelogin", "apiVersion": "client.authentication.k8s.io/v1beta1"}},
+            {},
+            None,
+            "users[name=hciwatch].user.exec",
+        ),
         ({"auth-provider": {"name": "azure"}}, {}, None, "auth-provider"),
         ({"token": TOKEN}, {}, "missing", "no entry named 'missing'"),
-        ({"client-certificate-data": "!!notbase64!!", "client-key-data": "eA=="}, {}, None,
-         "client-certificate-data: not valid base64"),
+        (
+            {"client-certificate-data": "!!notbase64!!", "client-key-data": "eA=="},
+            {},
+            None,
+            "client-certificate-data: not valid base64",
+        ),
         ({"token": TOKEN}, {"proxy-url": "http://proxy:3128"}, None, "proxy-url"),
         ({"username": "admin", "password": "hunter2"}, {}, None, "basic authentication"),
     ],
 )
-async def test_kubeconfig_problems_are_precise_and_secret_free(tmp_path: Path, user: dict[str, Any],
-                                                                cluster: dict[str, Any], context: str | None,
-                                                                words: str) -> None:
+async def test_kubeconfig_problems_are_precise_and_secret_free(
+    tmp_path: Path, user: dict[str, Any], cluster: dict[str, Any], context: str | None, words: str
+) -> None:
     text = kubeconfig("https://10.20.30.201:6443", user=user, cluster=cluster)
     with pytest.raises(FetchError) as info:
         await fetch_with_kubeconfig(0, tmp_path, text, context=context)
@@ -497,27 +537,47 @@ class Pki:
     ca_file: Path
 
 
-def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-           issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False, server: bool = False,
-           ) -> x509.Certificate:
+def _issue(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     elif server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     else:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                                        critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -533,15 +593,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     cli = _issue("hciwatch", cli_key, ca_name, ca_key)
 
     def key_pem(k: ec.EllipticCurvePrivateKey) -> bytes:
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
+        return k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     pem = serialization.Encoding.PEM
     (d / "server.crt").write_bytes(srv.public_bytes(pem))
     (d / "server.key").write_bytes(key_pem(srv_key))
     (d / "ca.crt").write_bytes(ca.public_bytes(pem))
-    return Pki(ca.public_bytes(pem), d / "server.crt", d / "server.key", cli.public_bytes(pem),
-               key_pem(cli_key), d / "ca.crt")
+    return Pki(
+        ca.public_bytes(pem), d / "server.crt", d / "server.key", cli.public_bytes(pem), key_pem(cli_key), d / "ca.crt"
+    )
 
 
 def server_tls(pki: Pki, *, require_client_cert: bool) -> ssl.SSLContext:
@@ -560,10 +622,11 @@ def b64(data: bytes) -> str:
 async def test_kubeconfig_ca_data_and_client_certificate_data(tmp_path: Path, pki: Pki) -> None:
     api = FakeApiServer(full_lists(), token=None)  # authenticated by the client certificate
     async with serve(api.app(), server_tls(pki, require_client_cert=True)) as port:
-        text = kubeconfig(f"https://127.0.0.1:{port}",
-                          cluster={"certificate-authority-data": b64(pki.ca_pem)},
-                          user={"client-certificate-data": b64(pki.client_cert_pem),
-                                "client-key-data": b64(pki.client_key_pem)})
+        text = kubeconfig(
+            f"https://127.0.0.1:{port}",
+            cluster={"certificate-authority-data": b64(pki.ca_pem)},
+            user={"client-certificate-data": b64(pki.client_cert_pem), "client-key-data": b64(pki.client_key_pem)},
+        )
         (rec,) = await fetch_with_kubeconfig(port, tmp_path, text, scheme="https")
     assert json.loads(rec.body)["kind"] == "NodeList"
     assert api.requests[0][2] is None  # no bearer token was sent
@@ -574,8 +637,11 @@ async def test_kubeconfig_ca_file_and_client_certificate_files(tmp_path: Path, p
     (tmp_path / "client.key").write_bytes(pki.client_key_pem)
     api = FakeApiServer(full_lists(), token=None)
     async with serve(api.app(), server_tls(pki, require_client_cert=True)) as port:
-        text = kubeconfig(f"https://127.0.0.1:{port}", cluster={"certificate-authority": str(pki.ca_file)},
-                          user={"client-certificate": "client.crt", "client-key": "client.key"})
+        text = kubeconfig(
+            f"https://127.0.0.1:{port}",
+            cluster={"certificate-authority": str(pki.ca_file)},
+            user={"client-certificate": "client.crt", "client-key": "client.key"},
+        )
         (rec,) = await fetch_with_kubeconfig(port, tmp_path, text)
     assert json.loads(rec.body)["kind"] == "NodeList"
 
@@ -584,11 +650,11 @@ async def test_unknown_ca_is_refused_unless_insecure(tmp_path: Path, pki: Pki) -
     api = FakeApiServer(full_lists())
     async with serve(api.app(), server_tls(pki, require_client_cert=False)) as port:
         with pytest.raises(FetchError) as info:
-            await fetch_with_kubeconfig(port, tmp_path, kubeconfig(f"https://127.0.0.1:{port}",
-                                                                   user={"token": TOKEN}))
+            await fetch_with_kubeconfig(port, tmp_path, kubeconfig(f"https://127.0.0.1:{port}", user={"token": TOKEN}))
         assert "certificate" in str(info.value).lower() and not info.value.retryable
-        text = kubeconfig(f"https://127.0.0.1:{port}", cluster={"insecure-skip-tls-verify": True},
-                          user={"token": TOKEN})
+        text = kubeconfig(
+            f"https://127.0.0.1:{port}", cluster={"insecure-skip-tls-verify": True}, user={"token": TOKEN}
+        )
         (rec,) = await fetch_with_kubeconfig(port, tmp_path, text)
     assert json.loads(rec.body)["kind"] == "NodeList"
 
@@ -596,8 +662,9 @@ async def test_unknown_ca_is_refused_unless_insecure(tmp_path: Path, pki: Pki) -
 async def test_api_url_with_ca_file_and_token_file(tmp_path: Path, pki: Pki) -> None:
     api = FakeApiServer(full_lists())
     async with serve(api.app(), server_tls(pki, require_client_cert=False)) as port:
-        source = K8sInventorySource(settings(port, tmp_path, scheme="https", resources=["nodes"],
-                                             cluster={"ca_file": pki.ca_file}))
+        source = K8sInventorySource(
+            settings(port, tmp_path, scheme="https", resources=["nodes"], cluster={"ca_file": pki.ca_file})
+        )
         try:
             (rec,) = await source.fetch("wl-prod")
         finally:
@@ -666,14 +733,20 @@ async def test_watch_emits_snapshots_and_relists_on_410(tmp_path: Path) -> None:
         return [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items]
 
     async with serve(api.app()) as port:
-        source = K8sInventoryWatchSource(settings(port, tmp_path, resources=["services"], watch=True,
-                                                  watch_debounce=0.05,
-                                                  cluster={"control_plane_endpoint": "10.20.30.202"}))
+        source = K8sInventoryWatchSource(
+            settings(
+                port,
+                tmp_path,
+                resources=["services"],
+                watch=True,
+                watch_debounce=0.05,
+                cluster={"control_plane_endpoint": "10.20.30.202"},
+            )
+        )
         task = asyncio.create_task(source.run(emit))
         try:
             first = await asyncio.wait_for(records.get(), 10)
-            assert names(first) == ["default/kubernetes", "dev/api", "dev/pending", "dev/web",
-                                    "kube-system/kube-dns"]
+            assert names(first) == ["default/kubernetes", "dev/api", "dev/pending", "dev/web", "kube-system/kube-dns"]
             assert first.labels["resource_version"] == "207311"
             assert first.labels["control_plane_endpoint"] == "10.20.30.202"
 
@@ -692,16 +765,25 @@ async def test_watch_emits_snapshots_and_relists_on_410(tmp_path: Path) -> None:
             pending["metadata"]["resourceVersion"] = "207401"
             await queue.put({"type": "ADDED", "object": new})
             await queue.put({"type": "DELETED", "object": pending})
-            await queue.put({"type": "BOOKMARK", "object": {"kind": "Service", "apiVersion": "v1",
-                                                            "metadata": {"resourceVersion": "207405"}}})
+            await queue.put(
+                {
+                    "type": "BOOKMARK",
+                    "object": {"kind": "Service", "apiVersion": "v1", "metadata": {"resourceVersion": "207405"}},
+                }
+            )
             second = await asyncio.wait_for(records.get(), 10)
-            assert names(second) == ["default/kubernetes", "dev/api", "dev/api2", "dev/web",
-                                     "kube-system/kube-dns"]
+            assert names(second) == ["default/kubernetes", "dev/api", "dev/api2", "dev/web", "kube-system/kube-dns"]
             parsed = parse_record(second, Catalog())
             assert "10.20.30.207" in parsed.ip_observations.column("ip").to_pylist()
 
-            expired = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
-                       "message": "too old resource version: 207311 (207500)", "code": 410}
+            expired = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Expired",
+                "message": "too old resource version: 207311 (207500)",
+                "code": 410,
+            }
             await queue.put({"type": "ERROR", "object": expired})
             third = await asyncio.wait_for(records.get(), 10)
             assert api.list_calls["services"] == 2  # re-listed after the 410
@@ -716,7 +798,8 @@ async def test_watch_emits_snapshots_and_relists_on_410(tmp_path: Path) -> None:
 
 
 async def test_watch_keeps_retrying_on_auth_failure_without_leaking_the_token(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     api = FakeApiServer({"nodes": load("nodes_wl-dev.json")}, token="other")
     emitted: list[RawRecord] = []
 
@@ -746,8 +829,7 @@ async def test_watch_surfaces_an_emit_failure(tmp_path: Path) -> None:
         raise RuntimeError("queue closed")
 
     async with serve(api.app()) as port:
-        source = K8sInventoryWatchSource(settings(port, tmp_path, resources=["nodes"], watch=True,
-                                                  watch_debounce=0))
+        source = K8sInventoryWatchSource(settings(port, tmp_path, resources=["nodes"], watch=True, watch_debounce=0))
         try:
             with pytest.raises(RuntimeError, match="queue closed"):
                 await asyncio.wait_for(source.run(emit), 10)

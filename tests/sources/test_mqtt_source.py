@@ -26,9 +26,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 def settings(broker: MosquittoBroker, **kw: Any) -> MqttSettings:
     base: dict[str, Any] = {
-        "type": "mqtt", "server": broker.url, "username": broker.username,
-        "password_file": broker.password_file, "client_id": "hciwatch-test",
-        "reconnect_min": 0.05, "reconnect_max": 0.3, "timeout": 5,
+        "type": "mqtt",
+        "server": broker.url,
+        "username": broker.username,
+        "password_file": broker.password_file,
+        "client_id": "hciwatch-test",
+        "reconnect_min": 0.05,
+        "reconnect_max": 0.3,
+        "timeout": 5,
     }
     base.update(kw)
     return MqttSettings(**base)
@@ -43,8 +48,9 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 15.0, what: str 
 
 
 @contextlib.asynccontextmanager
-async def running(source: MqttSource, sink: list[RawRecord],
-                  on_record: Callable[[RawRecord], Any] | None = None) -> AsyncIterator[asyncio.Task[None]]:
+async def running(
+    source: MqttSource, sink: list[RawRecord], on_record: Callable[[RawRecord], Any] | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
     async def emit(record: RawRecord) -> None:
         if on_record is not None:
             on_record(record)
@@ -61,8 +67,14 @@ async def running(source: MqttSource, sink: list[RawRecord],
 
 @contextlib.asynccontextmanager
 async def publisher(broker: MosquittoBroker) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(broker.host, broker.port, username=broker.username, password=broker.password,
-                              identifier=None, clean_session=True) as client:
+    async with aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        identifier=None,
+        clean_session=True,
+    ) as client:
         yield client
 
 
@@ -116,21 +128,48 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 # Real broker
 # ---------------------------------------------------------------------------------------------
 
-JSON_SINGLE = json.dumps({"fields": {"RDMA_Inbound_Bytes_persec": 1.5e9, "RDMA_Completion_Queue_Errors": 0},
-                          "name": "win_perf_counters",
-                          "tags": {"host": "HCI-NODE1", "instance": "NIC1", "objectname": "RDMA Activity",
-                                   "source": "HCI-NODE1"}, "timestamp": 1717000000})
-JSON_BATCH = json.dumps({"metrics": [
-    {"fields": {"Rcv_Pause_Frames_Raw": 10}, "name": "win_perf_counters",
-     "tags": {"host": "HCI-NODE1", "instance": "NIC1 Prio 3", "objectname": "Mellanox WinOF-2 Port QoS",
-              "source": "HCI-NODE1"}, "timestamp": 1717000000},
-    {"fields": {"Credit_Stalls_persec": 4}, "name": "win_perf_counters",
-     "tags": {"host": "HCI-NODE1", "instance": "\\\\fs\\share", "objectname": "SMB Client Shares",
-              "source": "HCI-NODE1"}, "timestamp": 1717000000}]})
-LINE_PROTOCOL = ("rdma_activity,host=HCI-NODE2,instance=NIC\\ 2,objectname=RDMA\\ Activity,source=HCI-NODE2 "
-                 "RDMA_Outbound_Bytes_persec_Raw=123456789u,RDMA_Active_Connections=3i 1717000000000000000\n"
-                 "net,host=HCI-NODE2,instance=NIC\\ 2,objectname=Network\\ Interface,source=HCI-NODE2 "
-                 "Packets_Received_Discarded=5 1717000000000000000\n")
+JSON_SINGLE = json.dumps(
+    {
+        "fields": {"RDMA_Inbound_Bytes_persec": 1.5e9, "RDMA_Completion_Queue_Errors": 0},
+        "name": "win_perf_counters",
+        "tags": {"host": "HCI-NODE1", "instance": "NIC1", "objectname": "RDMA Activity", "source": "HCI-NODE1"},
+        "timestamp": 1717000000,
+    }
+)
+JSON_BATCH = json.dumps(
+    {
+        "metrics": [
+            {
+                "fields": {"Rcv_Pause_Frames_Raw": 10},
+                "name": "win_perf_counters",
+                "tags": {
+                    "host": "HCI-NODE1",
+                    "instance": "NIC1 Prio 3",
+                    "objectname": "Mellanox WinOF-2 Port QoS",
+                    "source": "HCI-NODE1",
+                },
+                "timestamp": 1717000000,
+            },
+            {
+                "fields": {"Credit_Stalls_persec": 4},
+                "name": "win_perf_counters",
+                "tags": {
+                    "host": "HCI-NODE1",
+                    "instance": "\\\\fs\\share",
+                    "objectname": "SMB Client Shares",
+                    "source": "HCI-NODE1",
+                },
+                "timestamp": 1717000000,
+            },
+        ]
+    }
+)
+LINE_PROTOCOL = (
+    "rdma_activity,host=HCI-NODE2,instance=NIC\\ 2,objectname=RDMA\\ Activity,source=HCI-NODE2 "
+    "RDMA_Outbound_Bytes_persec_Raw=123456789u,RDMA_Active_Connections=3i 1717000000000000000\n"
+    "net,host=HCI-NODE2,instance=NIC\\ 2,objectname=Network\\ Interface,source=HCI-NODE2 "
+    "Packets_Received_Discarded=5 1717000000000000000\n"
+)
 
 
 async def test_telegraf_formats_arrive_as_canonical_samples(mosquitto_broker: MosquittoBroker) -> None:
@@ -148,16 +187,20 @@ async def test_telegraf_formats_arrive_as_canonical_samples(mosquitto_broker: Mo
     parse = get_parser("mqtt")
     metrics = {(s["host"], s["metric"]) for r in got for s in parse(r, DEFAULT_CATALOG).samples.to_pylist()}
     assert metrics == {
-        ("HCI-NODE1", "rdma.inbound_bytes_per_sec"), ("HCI-NODE1", "rdma.cq_errors_total"),
-        ("HCI-NODE1", "pfc.rx_pause_frames_total"), ("HCI-NODE1", "smb.client.credit_stalls_per_sec"),
-        ("HCI-NODE2", "rdma.outbound_bytes_total"), ("HCI-NODE2", "rdma.active_connections"),
+        ("HCI-NODE1", "rdma.inbound_bytes_per_sec"),
+        ("HCI-NODE1", "rdma.cq_errors_total"),
+        ("HCI-NODE1", "pfc.rx_pause_frames_total"),
+        ("HCI-NODE1", "smb.client.credit_stalls_per_sec"),
+        ("HCI-NODE2", "rdma.outbound_bytes_total"),
+        ("HCI-NODE2", "rdma.active_connections"),
         ("HCI-NODE2", "net.packets_received_discarded_total"),
     }
     assert source.stats.received == source.stats.emitted == 3
 
 
-async def test_wrong_password_is_reported_and_retried_until_fixed(mosquitto_broker: MosquittoBroker,
-                                                                  tmp_path: Path) -> None:
+async def test_wrong_password_is_reported_and_retried_until_fixed(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
     b = mosquitto_broker
     pw = tmp_path / "pw"
     pw.write_text("definitely-wrong\n")
@@ -217,8 +260,7 @@ async def test_shared_subscription_splits_messages(mosquitto_broker: MosquittoBr
     assert len(bodies_a | bodies_b) == n
 
 
-async def test_broker_restart_loses_no_qos1_message_of_a_persistent_session(
-        mosquitto_broker: MosquittoBroker) -> None:
+async def test_broker_restart_loses_no_qos1_message_of_a_persistent_session(mosquitto_broker: MosquittoBroker) -> None:
     b = mosquitto_broker
     n = 300
     source = MqttSource(settings(b, client_id="hciwatch-persistent", clean_session=False))

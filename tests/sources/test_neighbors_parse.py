@@ -25,15 +25,25 @@ T0 = datetime(2024, 5, 29, 16, 30, tzinfo=UTC)
 CASES = json.loads((TESTDATA / "cases.json").read_text())
 
 
-def rec(body: bytes | str, kind: str = "neighbors", host: str = "lb-vm-1",
-        labels: dict[str, str] | None = None) -> RawRecord:
+def rec(
+    body: bytes | str, kind: str = "neighbors", host: str = "lb-vm-1", labels: dict[str, str] | None = None
+) -> RawRecord:
     data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     return RawRecord(ts=T0, kind=kind, target="exec:ip -j neigh", body=data, host=host, labels=labels or {})
 
 
 def as_json(result: ParseResult) -> dict[str, Any]:
-    samples = [{"ts": iso(r["ts"]), "source": r["source"], "host": r["host"], "metric": r["metric"],
-                "labels": dict(r["labels"]), "value": r["value"]} for r in result.samples.to_pylist()]
+    samples = [
+        {
+            "ts": iso(r["ts"]),
+            "source": r["source"],
+            "host": r["host"],
+            "metric": r["metric"],
+            "labels": dict(r["labels"]),
+            "value": r["value"],
+        }
+        for r in result.samples.to_pylist()
+    ]
     obs = [{**r, "ts": iso(r["ts"])} for r in result.ip_observations.to_pylist()]
     return {"samples": samples, "ip_observations": obs, "errors": [str(e) for e in result.errors]}
 
@@ -46,9 +56,14 @@ def check_tables(result: ParseResult) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
 def test_golden(case: dict[str, Any]) -> None:
-    record = RawRecord(ts=parse_iso(case["ts"]), kind=case["kind"], target=case["file"],
-                       body=(TESTDATA / case["file"]).read_bytes(), host=case["host"],
-                       labels=case.get("labels", {}))
+    record = RawRecord(
+        ts=parse_iso(case["ts"]),
+        kind=case["kind"],
+        target=case["file"],
+        body=(TESTDATA / case["file"]).read_bytes(),
+        host=case["host"],
+        labels=case.get("labels", {}),
+    )
     result = get_parser(case["kind"])(record, DEFAULT_CATALOG)
     check_tables(result)
     got = as_json(result)
@@ -73,8 +88,7 @@ def test_ip_neigh_skips_rows_that_prove_nothing() -> None:
 
 
 def test_get_netneighbor_states_and_zones() -> None:
-    r = parse_record(rec((TESTDATA / "get_netneighbor_ps51.json").read_bytes(), host="HCI-NODE1"),
-                     DEFAULT_CATALOG)
+    r = parse_record(rec((TESTDATA / "get_netneighbor_ps51.json").read_bytes(), host="HCI-NODE1"), DEFAULT_CATALOG)
     got = _obs(r)
     alias = "vEthernet (ConvergedSwitch(compute_management))"
     assert ("10.20.0.50", "00:15:5d:0a:0b:0c", f"HCI-NODE1/{alias}") in got
@@ -86,14 +100,14 @@ def test_get_netneighbor_states_and_zones() -> None:
 
 
 def test_single_object_and_computer_name() -> None:
-    r = parse_record(rec((TESTDATA / "get_netneighbor_ps7_single.json").read_bytes(), host=""),
-                     DEFAULT_CATALOG)
+    r = parse_record(rec((TESTDATA / "get_netneighbor_ps7_single.json").read_bytes(), host=""), DEFAULT_CATALOG)
     assert _obs(r) == [("10.20.0.50", "00:15:5d:0a:0b:0e", "HCI-NODE2/Ethernet 2")]
 
 
 def test_rows_errors_name_the_row_and_labels_fill_columns() -> None:
-    r = parse_record(rec((TESTDATA / "rows.json").read_bytes(), labels={"cluster": "c1", "network": "n1"}),
-                     DEFAULT_CATALOG)
+    r = parse_record(
+        rec((TESTDATA / "rows.json").read_bytes(), labels={"cluster": "c1", "network": "n1"}), DEFAULT_CATALOG
+    )
     assert len(r.errors) == 2
     assert str(r.errors[0]).startswith("neighbors:") and "[3]" in str(r.errors[0])
     assert "not a MAC" in str(r.errors[1])
@@ -113,8 +127,9 @@ def test_empty_array_is_fine() -> None:
 
 
 def test_utf16_powershell_file() -> None:
-    body = "\ufeff" + json.dumps({"IPAddress": "10.1.1.1", "LinkLayerAddress": "00-11-22-33-44-55",
-                                  "InterfaceAlias": "Ethernet", "State": 5})
+    body = "\ufeff" + json.dumps(
+        {"IPAddress": "10.1.1.1", "LinkLayerAddress": "00-11-22-33-44-55", "InterfaceAlias": "Ethernet", "State": 5}
+    )
     r = parse_record(rec(body.encode("utf-16-le")), DEFAULT_CATALOG)
     assert _obs(r) == [("10.1.1.1", "00:11:22:33:44:55", "lb-vm-1/Ethernet")]
 
@@ -125,8 +140,7 @@ def test_utf16_powershell_file() -> None:
 
 
 def test_events_become_conflict_observations_and_samples() -> None:
-    r = parse_event_record(rec((TESTDATA / "events.json").read_bytes(), kind="event", host=""),
-                           DEFAULT_CATALOG)
+    r = parse_event_record(rec((TESTDATA / "events.json").read_bytes(), kind="event", host=""), DEFAULT_CATALOG)
     obs = r.ip_observations.to_pylist()
     assert [(o["ip"], o["mac"], o["owner"], o["owner_kind"]) for o in obs] == [
         ("10.20.0.50", "00:15:5d:0a:0b:0e", "HCI-NODE1/tcpip-4199", "event"),
@@ -139,8 +153,7 @@ def test_events_become_conflict_observations_and_samples() -> None:
 
 
 def test_get_winevent_insertion_strings() -> None:
-    r = parse_event_record(rec((TESTDATA / "get_winevent_ps51.json").read_bytes(), kind="event"),
-                           DEFAULT_CATALOG)
+    r = parse_event_record(rec((TESTDATA / "get_winevent_ps51.json").read_bytes(), kind="event"), DEFAULT_CATALOG)
     obs = r.ip_observations.to_pylist()
     assert [(o["ip"], o["mac"], o["owner"]) for o in obs] == [
         ("10.20.0.50", "00:15:5d:0a:0b:0e", "HCI-NODE1.contoso.local/tcpip-4199"),
@@ -149,20 +162,27 @@ def test_get_winevent_insertion_strings() -> None:
     assert obs[0]["ts"] == datetime(2024, 5, 29, 16, 26, 41, 250000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("value", "ms"), [
-    ("/Date(1717000001250)/", 1717000001250),
-    ("2024-05-29T18:26:41.2500000+02:00", 1717000001250),
-    ("2024-05-29T16:26:41.25Z", 1717000001250),
-    (1717000001.25, 1717000001250),
-    (1717000001250, 1717000001250),
-])
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [
+        ("/Date(1717000001250)/", 1717000001250),
+        ("2024-05-29T18:26:41.2500000+02:00", 1717000001250),
+        ("2024-05-29T16:26:41.25Z", 1717000001250),
+        (1717000001.25, 1717000001250),
+        (1717000001250, 1717000001250),
+    ],
+)
 def test_event_time_formats(value: Any, ms: int) -> None:
     assert event_time_ms(value) == ms
 
 
 def test_bad_tcpip_event_is_an_error_not_a_crash() -> None:
-    body = json.dumps([{"provider": "Tcpip", "id": 4199, "time": "yesterday", "message": "x"},
-                       {"provider": "Tcpip", "id": 4199, "time": "2024-05-29T16:26:41Z", "message": "no ip"}])
+    body = json.dumps(
+        [
+            {"provider": "Tcpip", "id": 4199, "time": "yesterday", "message": "x"},
+            {"provider": "Tcpip", "id": 4199, "time": "2024-05-29T16:26:41Z", "message": "no ip"},
+        ]
+    )
     with pytest.raises(ParseError, match="no usable row"):
         parse_event_record(rec(body, kind="event"), DEFAULT_CATALOG)
 
@@ -178,21 +198,47 @@ _json = st.recursive(
     max_leaves=12,
 )
 _addr = st.sampled_from(["10.0.0.1", "fe80::1%3", "::", "255.255.255.255", "224.0.0.1", "1.2.3", ""])
-_maclike = st.sampled_from(["00-11-22-33-44-55", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "0011223344",
-                            "00:00:00:00:00:00"]) | _scalars | st.lists(st.integers(-1, 300), max_size=7)
+_maclike = (
+    st.sampled_from(["00-11-22-33-44-55", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "0011223344", "00:00:00:00:00:00"])
+    | _scalars
+    | st.lists(st.integers(-1, 300), max_size=7)
+)
 _small = _scalars | st.lists(_scalars, max_size=3)
-_row = st.fixed_dictionaries({}, optional={
-    "ip": _addr | _small, "mac": _maclike, "interface": _small, "state": _small | st.sampled_from(["stale", "failed"]),
-    "dst": _addr | _small, "lladdr": _maclike, "dev": _small,
-    "IPAddress": _addr | _json, "LinkLayerAddress": _maclike, "InterfaceAlias": _small,
-    "State": st.integers(-2, 9) | _small, "host": _small, "PSComputerName": _small})
-_event = st.fixed_dictionaries({}, optional={
-    "provider": st.sampled_from(["Tcpip", "tcpip", "Other"]) | _small, "ProviderName": _small,
-    "id": st.sampled_from([4198, 4199, 7036, "4199"]) | _small, "Id": _small,
-    "time": _small | st.sampled_from(["/Date(1717000001250)/", "/Date(-99999999999999999)/", "2024-13-01"]),
-    "TimeCreated": _json, "host": _small, "MachineName": _small, "message": _small | st.text(max_size=200),
-    "ip": _addr | _small, "mac": _maclike,
-    "Properties": st.lists(st.fixed_dictionaries({"Value": _maclike | _addr}), max_size=3) | _json})
+_row = st.fixed_dictionaries(
+    {},
+    optional={
+        "ip": _addr | _small,
+        "mac": _maclike,
+        "interface": _small,
+        "state": _small | st.sampled_from(["stale", "failed"]),
+        "dst": _addr | _small,
+        "lladdr": _maclike,
+        "dev": _small,
+        "IPAddress": _addr | _json,
+        "LinkLayerAddress": _maclike,
+        "InterfaceAlias": _small,
+        "State": st.integers(-2, 9) | _small,
+        "host": _small,
+        "PSComputerName": _small,
+    },
+)
+_event = st.fixed_dictionaries(
+    {},
+    optional={
+        "provider": st.sampled_from(["Tcpip", "tcpip", "Other"]) | _small,
+        "ProviderName": _small,
+        "id": st.sampled_from([4198, 4199, 7036, "4199"]) | _small,
+        "Id": _small,
+        "time": _small | st.sampled_from(["/Date(1717000001250)/", "/Date(-99999999999999999)/", "2024-13-01"]),
+        "TimeCreated": _json,
+        "host": _small,
+        "MachineName": _small,
+        "message": _small | st.text(max_size=200),
+        "ip": _addr | _small,
+        "mac": _maclike,
+        "Properties": st.lists(st.fixed_dictionaries({"Value": _maclike | _addr}), max_size=3) | _json,
+    },
+)
 
 
 def _fuzz(parser: Any, body: bytes | str, kind: str) -> None:

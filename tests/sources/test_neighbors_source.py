@@ -40,8 +40,11 @@ def test_settings() -> None:
 
 
 async def test_command_output_is_a_neighbors_record() -> None:
-    src = source(command=[sys.executable, "-c", f"print({json.dumps(json.dumps(ROWS))})"], host="lb-vm-1",
-                 labels={"network": "vnet-1"})
+    src = source(
+        command=[sys.executable, "-c", f"print({json.dumps(json.dumps(ROWS))})"],
+        host="lb-vm-1",
+        labels={"network": "vnet-1"},
+    )
     [record] = await src.fetch(src.targets()[0])
     assert (record.kind, record.host, record.ts) == ("neighbors", "lb-vm-1", T0)
     assert record.labels == {"network": "vnet-1"}
@@ -74,8 +77,16 @@ async def test_command_failures_are_fetch_errors() -> None:
 
 
 async def test_no_shell_interpretation() -> None:
-    s = source(command=[sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))",
-                        "$(touch /tmp/hciwatch-pwned)", ";", "|"])
+    s = source(
+        command=[
+            sys.executable,
+            "-c",
+            "import sys, json; print(json.dumps(sys.argv[1:]))",
+            "$(touch /tmp/hciwatch-pwned)",
+            ";",
+            "|",
+        ]
+    )
     [record] = await s.fetch(s.targets()[0])
     assert json.loads(record.body) == ["$(touch /tmp/hciwatch-pwned)", ";", "|"]
     assert not Path("/tmp/hciwatch-pwned").exists()

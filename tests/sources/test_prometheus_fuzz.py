@@ -20,8 +20,11 @@ from collector.sources.prometheus.parse import parse_record
 
 TS = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2] / "collector" / "sources"
-CORPUS = [p.read_bytes() for folder in ("prometheus", "windows", "kube_proxy", "calico", "metallb")
-          for p in sorted((ROOT / folder / "testdata").glob("*.prom"))]
+CORPUS = [
+    p.read_bytes()
+    for folder in ("prometheus", "windows", "kube_proxy", "calico", "metallb")
+    for p in sorted((ROOT / folder / "testdata").glob("*.prom"))
+]
 
 
 def check(body: bytes, **labels: str) -> None:
@@ -68,8 +71,7 @@ def test_wrong_encoding(body: bytes, encoding: str) -> None:
 
 
 @pytest.mark.timeout(3600)  # the "fuzz" profile runs 10k examples
-@given(st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(min_value=0), st.binary(max_size=3)),
-                                         max_size=8))
+@given(st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(min_value=0), st.binary(max_size=3)), max_size=8))
 def test_mutated_payloads(body: bytes, edits: list[tuple[int, bytes]]) -> None:
     data = bytearray(body)
     for at, chunk in edits:
@@ -90,14 +92,24 @@ def test_huge_label_values(size: int, unit: str) -> None:
     assert len(got) == len(value.replace("\\\\", "\\").replace('\\"', '"'))
 
 
-_value = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                   st.sampled_from(["NaN", "+Inf", "-Inf", "Inf", "nan", "inf", "-0", "1e308", "1e-320"]))
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["NaN", "+Inf", "-Inf", "Inf", "nan", "inf", "-0", "1e308", "1e-320"]),
+)
 
 
 @pytest.mark.timeout(3600)  # the "fuzz" profile runs 10k examples
-@given(st.lists(st.tuples(st.sampled_from(["windows_net_bytes_sent_total", "felix_x", "c"]),
-                          st.sampled_from(["", '{nic="a"}', '{nic="a",x="1"}', '{instance="b Prio 3"}']),
-                          _value), min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["windows_net_bytes_sent_total", "felix_x", "c"]),
+            st.sampled_from(["", '{nic="a"}', '{nic="a",x="1"}', '{instance="b Prio 3"}']),
+            _value,
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_special_values_duplicates_and_resets(samples: list[tuple[str, str, object]]) -> None:
     """NaN/Inf kept, duplicated series kept, a counter going down (reset) is just a value."""
     lines = [f"{n}{lbl} {v if isinstance(v, str) else repr(v)}" for n, lbl, v in samples]
@@ -106,6 +118,7 @@ def test_special_values_duplicates_and_resets(samples: list[tuple[str, str, obje
     result = parse_record(record, DEFAULT_CATALOG)
     assert result.errors == []
     assert result.samples.num_rows == len(samples)
+
     def key(x: float) -> tuple[int, float]:
         return (1, 0.0) if math.isnan(x) else (0, x)
 

@@ -30,8 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "collector" / "sources"
 RECORD_TS = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 # testdata folder → the `source` label its scraper puts on records (None: the generic scraper)
-SOURCE_LABEL = {"prometheus": None, "windows": "windows", "kube_proxy": "kube-proxy",
-                "calico": "calico", "metallb": "metallb"}
+SOURCE_LABEL = {
+    "prometheus": None,
+    "windows": "windows",
+    "kube_proxy": "kube-proxy",
+    "calico": "calico",
+    "metallb": "metallb",
+}
 
 
 def payloads(folder: str) -> list[Path]:
@@ -44,8 +49,14 @@ def record_for(path: Path) -> RawRecord:
     labels = {"cluster": "hci-1", "network": "vnet-hci-1"}
     if SOURCE_LABEL[folder]:
         labels["source"] = str(SOURCE_LABEL[folder])
-    return RawRecord(ts=RECORD_TS, kind="prometheus", target="hci-node-01:9182", host="hci-node-01",
-                     body=path.read_bytes(), labels=labels)
+    return RawRecord(
+        ts=RECORD_TS,
+        kind="prometheus",
+        target="hci-node-01:9182",
+        host="hci-node-01",
+        body=path.read_bytes(),
+        labels=labels,
+    )
 
 
 def _json_value(v: float) -> float | str:
@@ -59,14 +70,23 @@ def _json_value(v: float) -> float | str:
 def as_json(result: ParseResult) -> dict[str, Any]:
     """A stable, diff-friendly rendering: rows sorted, labels as sorted objects."""
     samples = [
-        {"ts": iso(r["ts"]), "source": r["source"], "host": r["host"], "metric": r["metric"],
-         "labels": dict(sorted(r["labels"])), "value": _json_value(r["value"])}
+        {
+            "ts": iso(r["ts"]),
+            "source": r["source"],
+            "host": r["host"],
+            "metric": r["metric"],
+            "labels": dict(sorted(r["labels"])),
+            "value": _json_value(r["value"]),
+        }
         for r in result.samples.to_pylist()
     ]
     ips = [{**r, "ts": iso(r["ts"])} for r in result.ip_observations.to_pylist()]
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
-    return {"samples": sorted(samples, key=key), "ip_observations": sorted(ips, key=key),
-            "errors": [str(e) for e in result.errors]}
+    return {
+        "samples": sorted(samples, key=key),
+        "ip_observations": sorted(ips, key=key),
+        "errors": [str(e) for e in result.errors],
+    }
 
 
 def check_golden(path: Path) -> None:
@@ -75,8 +95,9 @@ def check_golden(path: Path) -> None:
     actual = as_json(result)
     expected_path = path.with_name(path.stem + ".expected.json")
     if os.environ.get("HCIWATCH_REGEN_GOLDEN"):
-        expected_path.write_text(json.dumps(actual, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
-                                 encoding="utf-8")
+        expected_path.write_text(
+            json.dumps(actual, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+        )
         pytest.fail(f"regenerated {expected_path.relative_to(ROOT)}; unset HCIWATCH_REGEN_GOLDEN and rerun")
     assert expected_path.exists(), f"missing golden file {expected_path} (see module docstring)"
     expected = json.loads(expected_path.read_text(encoding="utf-8"))

@@ -22,8 +22,9 @@ TS = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 def parse(body: bytes | str, catalog: Catalog = DEFAULT_CATALOG, **labels: str) -> ParseResult:
     data = body.encode() if isinstance(body, str) else body
-    return parse_record(RawRecord(ts=TS, kind="prometheus", target="n1:9182", host="n1", body=data,
-                                  labels=labels), catalog)
+    return parse_record(
+        RawRecord(ts=TS, kind="prometheus", target="n1:9182", host="n1", body=data, labels=labels), catalog
+    )
 
 
 def rows(result: ParseResult) -> list[dict[str, Any]]:
@@ -72,8 +73,7 @@ def ours(body: bytes) -> tuple[list[tuple[Any, ...]], set[int]]:
     got = []
     for r in result.samples.to_pylist():
         ms = int(r["ts"].timestamp() * 1000)
-        got.append((r["metric"], tuple(sorted(r["labels"])), _key(r["value"]),
-                    None if ms == default_ms else ms))
+        got.append((r["metric"], tuple(sorted(r["labels"])), _key(r["value"]), None if ms == default_ms else ms))
     return sorted(got, key=repr), {e.line for e in result.errors if isinstance(e, ParseError) and e.line}
 
 
@@ -86,9 +86,14 @@ def test_matches_prometheus_client_on_windows_payload() -> None:
     mine = sorted((r["metric"], tuple(sorted(r["labels"])), _key(r["value"])) for r in rows_raw(result))
     names = {m[0] for m in mine}
     theirs = sorted(
-        ((s.name if s.name in names or not s.name.endswith("_total") else s.name[:-6]),
-         tuple(sorted(s.labels.items())), _key(s.value))
-        for fam in text_string_to_metric_families(body.decode()) for s in fam.samples)
+        (
+            (s.name if s.name in names or not s.name.endswith("_total") else s.name[:-6]),
+            tuple(sorted(s.labels.items())),
+            _key(s.value),
+        )
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    )
     assert mine == theirs
 
 
@@ -97,11 +102,14 @@ def rows_raw(result: ParseResult) -> list[dict[str, Any]]:
 
 
 _label_value = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-_name = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(lambda s: not s.endswith(
-    ("_total", "_count", "_sum", "_bucket", "_created", "_info", "_gcount", "_gsum")))
-_sample = st.tuples(_name, st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
-                                           _label_value, max_size=4),
-                    st.floats(allow_nan=True, allow_infinity=True))
+_name = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(
+    lambda s: not s.endswith(("_total", "_count", "_sum", "_bucket", "_created", "_info", "_gcount", "_gsum"))
+)
+_sample = st.tuples(
+    _name,
+    st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), _label_value, max_size=4),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 
 
 def _render(samples: list[tuple[str, dict[str, str], float]]) -> str:
@@ -122,17 +130,26 @@ def _render(samples: list[tuple[str, dict[str, str], float]]) -> str:
 @given(st.lists(_sample, min_size=1, max_size=20))
 def test_matches_prometheus_client_on_random_expositions(samples: list[tuple[str, dict[str, str], float]]) -> None:
     text = _render(samples)
-    mine = sorted(((r["metric"], tuple(sorted(r["labels"])), _key(r["value"]))
-                   for r in rows_raw(parse(text, bare_catalog()))), key=repr)
-    theirs = sorted(((s.name, tuple(sorted(s.labels.items())), _key(s.value))
-                     for fam in text_string_to_metric_families(text) for s in fam.samples), key=repr)
+    mine = sorted(
+        ((r["metric"], tuple(sorted(r["labels"])), _key(r["value"])) for r in rows_raw(parse(text, bare_catalog()))),
+        key=repr,
+    )
+    theirs = sorted(
+        (
+            (s.name, tuple(sorted(s.labels.items())), _key(s.value))
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+        ),
+        key=repr,
+    )
     assert mine == theirs
 
 
 @pytest.mark.timeout(3600)  # the "fuzz" profile runs 10k examples
 @given(st.lists(_sample, min_size=1, max_size=20), st.data())
-def test_vectorized_path_equals_exact_path(samples: list[tuple[str, dict[str, str], float]],
-                                           data: st.DataObject) -> None:
+def test_vectorized_path_equals_exact_path(
+    samples: list[tuple[str, dict[str, str], float]], data: st.DataObject
+) -> None:
     """Mutate a valid payload byte-wise; the fast path must agree with the line-by-line parser."""
     body = bytearray(_render(samples).encode())
     for _ in range(data.draw(st.integers(0, 4))):
@@ -163,19 +180,27 @@ def test_vectorized_path_equals_exact_path(samples: list[tuple[str, dict[str, st
 
 
 def test_source_column_by_prefix_and_override() -> None:
-    body = ("windows_x 1\nkubeproxy_x 1\nfelix_x 1\nipam_x 1\nmetallb_x 1\nhaproxy_x 1\ngo_goroutines 1\n")
+    body = "windows_x 1\nkubeproxy_x 1\nfelix_x 1\nipam_x 1\nmetallb_x 1\nhaproxy_x 1\ngo_goroutines 1\n"
     got = {r["metric"]: r["source"] for r in rows(parse(body))}
-    assert got == {"windows_x": "windows", "kubeproxy_x": "kube-proxy", "felix_x": "calico",
-                   "ipam_x": "calico", "metallb_x": "metallb", "haproxy_x": "haproxy",
-                   "go_goroutines": "prometheus"}
+    assert got == {
+        "windows_x": "windows",
+        "kubeproxy_x": "kube-proxy",
+        "felix_x": "calico",
+        "ipam_x": "calico",
+        "metallb_x": "metallb",
+        "haproxy_x": "haproxy",
+        "go_goroutines": "prometheus",
+    }
     assert {r["source"] for r in rows(parse(body, source="windows"))} == {"windows"}
 
 
 def test_record_labels_added_and_conflicts_renamed() -> None:
     result = parse('up{cluster="inner",job="j"} 1\nup 2\n', cluster="hci-1", network="n1", source="x")
     got = [r["labels"] for r in rows(result)]
-    assert got == [{"exported_cluster": "inner", "job": "j", "cluster": "hci-1", "network": "n1"},
-                   {"cluster": "hci-1", "network": "n1"}]
+    assert got == [
+        {"exported_cluster": "inner", "job": "j", "cluster": "hci-1", "network": "n1"},
+        {"cluster": "hci-1", "network": "n1"},
+    ]
     assert all(r["host"] == "n1" for r in rows(result))
 
 
@@ -222,10 +247,14 @@ def test_nic_ip_observations() -> None:
     )
     result = parse(body, cluster="c1", network="vnet")
     assert result.ip_observations.schema == IP_OBSERVATIONS_SCHEMA
-    got = [(r["ip"], r["mac"], r["owner"], r["owner_kind"], r["cluster"], r["network"], r["source"])
-           for r in result.ip_observations.to_pylist()]
-    assert got == [("10.0.0.5", "0c:42:a1:5d:10:01", "n1/Mlx", "nic", "c1", "vnet", "windows"),
-                   ("2001:db8::5", None, "n1/Other", "nic", "c1", "vnet", "windows")]
+    got = [
+        (r["ip"], r["mac"], r["owner"], r["owner_kind"], r["cluster"], r["network"], r["source"])
+        for r in result.ip_observations.to_pylist()
+    ]
+    assert got == [
+        ("10.0.0.5", "0c:42:a1:5d:10:01", "n1/Mlx", "nic", "c1", "vnet", "windows"),
+        ("2001:db8::5", None, "n1/Other", "nic", "c1", "vnet", "windows"),
+    ]
     assert result.samples.num_rows == 8  # the info series are samples too
 
 
@@ -261,9 +290,9 @@ def test_not_text_is_rejected() -> None:
 
         parse(gzip.compress(b"up 1\n"))
     with pytest.raises(ParseError, match="NUL"):  # UTF-16 text is full of NUL bytes
-        parse("up{a=\"é\"} 1\n".encode("utf-16"))
+        parse('up{a="é"} 1\n'.encode("utf-16"))
     with pytest.raises(ParseError, match="not UTF-8"):
-        parse("r\xe9seau{a=\"\xe9\"} 1\n\xe9t\xe9 2\n".encode("latin-1"))
+        parse('r\xe9seau{a="\xe9"} 1\n\xe9t\xe9 2\n'.encode("latin-1"))
 
 
 def test_undecodable_line_is_skipped_and_reported() -> None:
@@ -293,13 +322,14 @@ def test_error_cap() -> None:
 def test_fast_and_exact_paths_agree_on_whitespace_variants() -> None:
     a = rows(parse('m{a="1",b="x y"} 3\n', bare_catalog()))
     b = rows(parse('  m { a = "1" ,b="x y", }\t3  \n', bare_catalog()))
-    assert [(r["metric"], r["labels"], r["value"]) for r in a] == [(r["metric"], r["labels"], r["value"])
-                                                                   for r in b]
+    assert [(r["metric"], r["labels"], r["value"]) for r in a] == [(r["metric"], r["labels"], r["value"]) for r in b]
 
 
 def test_histogram_and_summary_series_kept() -> None:
-    body = ('# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="+Inf"} 2\nh_sum 0.7\nh_count 2\n'
-            '# TYPE s summary\ns{quantile="0.99"} NaN\ns_sum 1\ns_count 0\n')
+    body = (
+        '# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="+Inf"} 2\nh_sum 0.7\nh_count 2\n'
+        '# TYPE s summary\ns{quantile="0.99"} NaN\ns_sum 1\ns_count 0\n'
+    )
     got = [(r["metric"], r["labels"]) for r in rows(parse(body, bare_catalog()))]
     assert ("h_bucket", {"le": "+Inf"}) in got and ("s", {"quantile": "0.99"}) in got
     assert len(got) == 7

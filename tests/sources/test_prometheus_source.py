@@ -34,9 +34,16 @@ CLOCK = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 class PromServer:
     """A tiny exporter: serves ``body`` on any path with optional auth, gzip, delay or status."""
 
-    def __init__(self, body: bytes = PAYLOAD, *, basic: tuple[str, str] | None = None,
-                 token: str | None = None, gzip_body: bool = False, status: int = 200,
-                 delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        body: bytes = PAYLOAD,
+        *,
+        basic: tuple[str, str] | None = None,
+        token: str | None = None,
+        gzip_body: bool = False,
+        status: int = 200,
+        delay: float = 0.0,
+    ) -> None:
         self.body = body
         self.basic = basic
         self.token = token
@@ -66,8 +73,10 @@ class PromServer:
         if self.status != 200:
             return web.Response(status=self.status, text="boom")
         if self.gzip_body:
-            return web.Response(body=gzip.compress(self.body), headers={
-                "Content-Encoding": "gzip", "Content-Type": "text/plain; version=0.0.4"})
+            return web.Response(
+                body=gzip.compress(self.body),
+                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; version=0.0.4"},
+            )
         return web.Response(body=self.body, content_type="text/plain", charset="utf-8")
 
     async def __aenter__(self) -> PromServer:
@@ -105,8 +114,9 @@ async def scrape_payload_via_spec(spec: SourceSpec, type_name: str, path: Path) 
     """Serve a testdata payload and scrape it through a source type's real SPEC and scraper."""
     body = path.read_bytes()
     async with PromServer(body) as server:
-        settings = spec.settings_model(type=type_name, targets=["hci-node-01"], timeout=5.0,
-                                       labels={"cluster": "hci-1"})
+        settings = spec.settings_model(
+            type=type_name, targets=["hci-node-01"], timeout=5.0, labels={"cluster": "hci-1"}
+        )
         scraper = spec.factory(settings, base_url=server.base_url, clock=lambda: CLOCK)
         assert isinstance(scraper, PullSource)
         try:
@@ -129,8 +139,10 @@ async def scrape_payload_via_spec(spec: SourceSpec, type_name: str, path: Path) 
 
 
 async def test_scrape_returns_body_and_context() -> None:
-    async with PromServer() as server, scraper_for(server, labels={"cluster": "c1"},
-                                                   hosts={"hci-node-01:9182": "node-one"}) as s:
+    async with (
+        PromServer() as server,
+        scraper_for(server, labels={"cluster": "c1"}, hosts={"hci-node-01:9182": "node-one"}) as s,
+    ):
         assert s.targets() == ["hci-node-01:9182"]
         (rec,) = await s.fetch("hci-node-01:9182")
     assert rec.body == PAYLOAD
@@ -245,8 +257,9 @@ async def test_injected_session_is_not_closed() -> None:
     import aiohttp
 
     async with PromServer() as server, aiohttp.ClientSession() as session:
-        s = PrometheusScraper(PrometheusSettings(type="prometheus", targets=["a:1"]), session=session,
-                              base_url=server.base_url)
+        s = PrometheusScraper(
+            PrometheusSettings(type="prometheus", targets=["a:1"]), session=session, base_url=server.base_url
+        )
         (rec,) = await s.fetch("a:1")
         await s.close()
         assert not session.closed
@@ -254,9 +267,12 @@ async def test_injected_session_is_not_closed() -> None:
 
 
 def test_target_resolution() -> None:
-    s = PrometheusSettings(type="prometheus", port=9100, path="/m",
-                           targets=["node1", "10.0.0.5:9999", "[fd00::1]", "fd00::2",
-                                    "https://exp.example:8443/custom?x=1"])
+    s = PrometheusSettings(
+        type="prometheus",
+        port=9100,
+        path="/m",
+        targets=["node1", "10.0.0.5:9999", "[fd00::1]", "fd00::2", "https://exp.example:8443/custom?x=1"],
+    )
     assert s.target_urls() == {
         "node1:9100": "http://node1:9100/m",
         "10.0.0.5:9999": "http://10.0.0.5:9999/m",
@@ -266,30 +282,43 @@ def test_target_resolution() -> None:
     }
     scraper = PrometheusScraper(s)
     assert [scraper.host_for(t) for t in scraper.targets()] == [
-        "node1", "10.0.0.5", "fd00::1", "fd00::2", "exp.example"]
+        "node1",
+        "10.0.0.5",
+        "fd00::1",
+        "fd00::2",
+        "exp.example",
+    ]
     assert split_host_port("[::1]:80") == ("::1", 80)
     with pytest.raises(ValueError):
         split_host_port("host:notaport")
 
 
-@pytest.mark.parametrize("bad", [
-    {"targets": []},
-    {"targets": ["a"], "path": "metrics"},
-    {"targets": ["a"], "basic_auth_username": "u"},
-    {"targets": ["a"], "bearer_token_file": "/t", "basic_auth_username": "u", "basic_auth_password_file": "/p"},
-    {"targets": ["a"], "hosts": {"b": "x"}},
-    {"targets": ["ftp://a/metrics"]},
-    {"targets": ["a"], "scrape_everything": True},
-    {"targets": ["a"], "max_body_bytes": 10},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"targets": []},
+        {"targets": ["a"], "path": "metrics"},
+        {"targets": ["a"], "basic_auth_username": "u"},
+        {"targets": ["a"], "bearer_token_file": "/t", "basic_auth_username": "u", "basic_auth_password_file": "/p"},
+        {"targets": ["a"], "hosts": {"b": "x"}},
+        {"targets": ["ftp://a/metrics"]},
+        {"targets": ["a"], "scrape_everything": True},
+        {"targets": ["a"], "max_body_bytes": 10},
+    ],
+)
 def test_settings_rejects(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         PrometheusSettings(type="prometheus", **bad)
 
 
 def test_specific_source_defaults() -> None:
-    expected = {"windows": (9182, "windows"), "kube_proxy": (10249, "kube-proxy"),
-                "calico": (9091, "calico"), "metallb": (7472, "metallb"), "prometheus": (None, None)}
+    expected = {
+        "windows": (9182, "windows"),
+        "kube_proxy": (10249, "kube-proxy"),
+        "calico": (9091, "calico"),
+        "metallb": (7472, "metallb"),
+        "prometheus": (None, None),
+    }
     for type_name, (port, source) in expected.items():
         spec = get_source_spec(type_name)
         settings = spec.settings_model(type=type_name, targets=["n1"])

@@ -26,8 +26,7 @@ from collector.sources.typeperf.parse import (
 TESTDATA = Path(__file__).resolve().parents[2] / "collector" / "sources" / "typeperf" / "testdata"
 T0 = datetime(2024, 5, 29, 16, 30, tzinfo=UTC)
 CASES = json.loads((TESTDATA / "cases.json").read_text())
-HEADER = ('"(PDH-CSV 4.0) (Coordinated Universal Time)(0)",'
-          '"\\\\N1\\RDMA Activity(nic a)\\RDMA Completion Queue Errors"')
+HEADER = '"(PDH-CSV 4.0) (Coordinated Universal Time)(0)","\\\\N1\\RDMA Activity(nic a)\\RDMA Completion Queue Errors"'
 
 
 def rec(body: bytes | str, labels: dict[str, str] | None = None) -> RawRecord:
@@ -36,15 +35,29 @@ def rec(body: bytes | str, labels: dict[str, str] | None = None) -> RawRecord:
 
 
 def as_json(result: ParseResult) -> dict[str, Any]:
-    samples = [{"ts": iso(r["ts"]), "source": r["source"], "host": r["host"], "metric": r["metric"],
-                "labels": dict(r["labels"]), "value": r["value"]} for r in result.samples.to_pylist()]
+    samples = [
+        {
+            "ts": iso(r["ts"]),
+            "source": r["source"],
+            "host": r["host"],
+            "metric": r["metric"],
+            "labels": dict(r["labels"]),
+            "value": r["value"],
+        }
+        for r in result.samples.to_pylist()
+    ]
     return {"samples": samples, "errors": [str(e) for e in result.errors]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
 def test_golden(case: dict[str, Any]) -> None:
-    record = RawRecord(ts=parse_iso(case["ts"]), kind="typeperf-csv", target=case["file"],
-                       body=(TESTDATA / case["file"]).read_bytes(), labels=case.get("labels", {}))
+    record = RawRecord(
+        ts=parse_iso(case["ts"]),
+        kind="typeperf-csv",
+        target=case["file"],
+        body=(TESTDATA / case["file"]).read_bytes(),
+        labels=case.get("labels", {}),
+    )
     result = get_parser("typeperf-csv")(record, DEFAULT_CATALOG)
     assert result.samples.schema.equals(SAMPLES_SCHEMA)
     got = as_json(result)
@@ -69,14 +82,21 @@ def test_bias_converts_local_time_to_utc() -> None:
         local_to_utc_ms("2024-05-29 12:26:40", 0)
 
 
-@pytest.mark.parametrize(("path", "parts"), [
-    ("\\\\HCI-NODE1\\RDMA Activity(Mellanox ConnectX-6 Dx Adapter)\\RDMA Inbound Bytes/sec",
-     ("HCI-NODE1", "RDMA Activity", "Mellanox ConnectX-6 Dx Adapter", "RDMA Inbound Bytes/sec")),
-    ("\\\\N\\SMB Client Shares(\\\\fs(1)\\share)\\Avg. sec/Read",
-     ("N", "SMB Client Shares", "\\\\fs(1)\\share", "Avg. sec/Read")),
-    ("\\\\N\\Memory\\Available MBytes", ("N", "Memory", None, "Available MBytes")),
-    ("\\Memory\\Available MBytes", ("", "Memory", None, "Available MBytes")),
-])
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        (
+            "\\\\HCI-NODE1\\RDMA Activity(Mellanox ConnectX-6 Dx Adapter)\\RDMA Inbound Bytes/sec",
+            ("HCI-NODE1", "RDMA Activity", "Mellanox ConnectX-6 Dx Adapter", "RDMA Inbound Bytes/sec"),
+        ),
+        (
+            "\\\\N\\SMB Client Shares(\\\\fs(1)\\share)\\Avg. sec/Read",
+            ("N", "SMB Client Shares", "\\\\fs(1)\\share", "Avg. sec/Read"),
+        ),
+        ("\\\\N\\Memory\\Available MBytes", ("N", "Memory", None, "Available MBytes")),
+        ("\\Memory\\Available MBytes", ("", "Memory", None, "Available MBytes")),
+    ],
+)
 def test_counter_paths(path: str, parts: tuple[str, str, str | None, str]) -> None:
     cp = parse_counter_path(path)
     assert (cp.host, cp.obj, cp.instance, cp.counter) == parts
@@ -91,21 +111,29 @@ def test_bad_header_raises() -> None:
 
 
 def test_console_capture_chatter_is_ignored() -> None:
-    body = "\r\n" + HEADER + '\r\n"05/29/2024 16:26:40.000","3"\r\nExiting, please wait...\r\n' \
-           "The command completed successfully.\r\n"
+    body = (
+        "\r\n" + HEADER + '\r\n"05/29/2024 16:26:40.000","3"\r\nExiting, please wait...\r\n'
+        "The command completed successfully.\r\n"
+    )
     r = parse_record(rec(body), DEFAULT_CATALOG)
     assert not r.errors
     [row] = r.samples.to_pylist()
     assert (row["host"], row["metric"], dict(row["labels"]), row["value"]) == (
-        "N1", "rdma.cq_errors_total", {"nic": "nic a"}, 3.0)
+        "N1",
+        "rdma.cq_errors_total",
+        {"nic": "nic a"},
+        3.0,
+    )
 
 
 def test_row_problems_are_errors() -> None:
-    body = (HEADER + '\r\n"05/29/2024 16:26:40.000","3","4"\r\n"bad time","3"\r\n'
-            '"05/29/2024 16:26:41.000","x"\r\n')
+    body = HEADER + '\r\n"05/29/2024 16:26:40.000","3","4"\r\n"bad time","3"\r\n"05/29/2024 16:26:41.000","x"\r\n'
     r = parse_record(rec(body), DEFAULT_CATALOG)
-    assert [(e.line, "extra" in str(e) or "timestamp" in str(e) or "non-numeric" in str(e))
-            for e in r.errors if isinstance(e, ParseError)] == [(2, True), (3, True), (4, True)]
+    assert [
+        (e.line, "extra" in str(e) or "timestamp" in str(e) or "non-numeric" in str(e))
+        for e in r.errors
+        if isinstance(e, ParseError)
+    ] == [(2, True), (3, True), (4, True)]
 
 
 def test_iter_chunks_keep_file_line_numbers(tmp_path: Path) -> None:
@@ -140,14 +168,33 @@ def test_iter_utf16_file_and_big_file_streaming(tmp_path: Path) -> None:
 # Fuzz
 # ---------------------------------------------------------------------------------------------
 
-_cell = st.sampled_from(["1.5", " ", "", "x", "1e308", "nan", "-0", "05/29/2024 16:26:40.000",
-                         "13/45/2024 99:99:99.999", "01/01/0001 00:00:00.000", "12/31/9999 23:59:59.999"]) \
-    | st.text(max_size=6)
-_header_cell = st.sampled_from([
-    "(PDH-CSV 4.0) (UTC)(0)", "(PDH-CSV 4.0) (X)(-1500)", "(PDH-CSV 4.0) (Maroc (heure d'été))(-60)",
-    "\\\\N\\RDMA Activity(a)\\RDMA Completion Queue Errors", "\\\\N\\Memory\\Available MBytes",
-    "\\\\N\\Obj(", "\\\\N",
-    "\\\\N\\Mellanox WinOF-2 Port QoS(x Prio 9)\\Rcv Pause Frames"]) | st.text(max_size=10)
+_cell = st.sampled_from(
+    [
+        "1.5",
+        " ",
+        "",
+        "x",
+        "1e308",
+        "nan",
+        "-0",
+        "05/29/2024 16:26:40.000",
+        "13/45/2024 99:99:99.999",
+        "01/01/0001 00:00:00.000",
+        "12/31/9999 23:59:59.999",
+    ]
+) | st.text(max_size=6)
+_header_cell = st.sampled_from(
+    [
+        "(PDH-CSV 4.0) (UTC)(0)",
+        "(PDH-CSV 4.0) (X)(-1500)",
+        "(PDH-CSV 4.0) (Maroc (heure d'été))(-60)",
+        "\\\\N\\RDMA Activity(a)\\RDMA Completion Queue Errors",
+        "\\\\N\\Memory\\Available MBytes",
+        "\\\\N\\Obj(",
+        "\\\\N",
+        "\\\\N\\Mellanox WinOF-2 Port QoS(x Prio 9)\\Rcv Pause Frames",
+    ]
+) | st.text(max_size=10)
 
 
 def _csv_line(cells: list[str]) -> str:
@@ -155,15 +202,17 @@ def _csv_line(cells: list[str]) -> str:
 
 
 @pytest.mark.timeout(1800)  # the 10,000-example fuzz profile on a shared CI box
-@given(st.lists(_header_cell, min_size=1, max_size=4),
-       st.lists(st.lists(_cell, min_size=0, max_size=5), max_size=5),
-       st.booleans(), st.integers(0, 40))
+@given(
+    st.lists(_header_cell, min_size=1, max_size=4),
+    st.lists(st.lists(_cell, min_size=0, max_size=5), max_size=5),
+    st.booleans(),
+    st.integers(0, 40),
+)
 def test_fuzz_csv_structure(header: list[str], rows: list[list[str]], utf16: bool, cut: int) -> None:
     text = "\r\n".join([_csv_line(header), *(_csv_line(r) for r in rows)])
     if cut:
         text = text[:-cut]
-    body = (b"\xff\xfe" + text.encode("utf-16-le", "surrogatepass")) if utf16 else text.encode(
-        "utf-8", "surrogatepass")
+    body = (b"\xff\xfe" + text.encode("utf-16-le", "surrogatepass")) if utf16 else text.encode("utf-8", "surrogatepass")
     try:
         result = parse_record(rec(body, labels={"first_line": "7"}), DEFAULT_CATALOG)
     except ParseError:

@@ -25,9 +25,9 @@ class CalicoSettings(PrometheusSettings):
     targets: list[str] = Field(min_length=1, description="Felix targets (calico-node on each node)")
     port: int | None = Field(default=9091, ge=1, le=65535, description="Felix metrics port")
     kube_controllers_targets: list[str] = Field(
-        default_factory=list, description="calico-kube-controllers targets (IPAM metrics)")
-    kube_controllers_port: int = Field(default=9094, ge=1, le=65535,
-                                       description="calico-kube-controllers metrics port")
+        default_factory=list, description="calico-kube-controllers targets (IPAM metrics)"
+    )
+    kube_controllers_port: int = Field(default=9094, ge=1, le=65535, description="calico-kube-controllers metrics port")
 
     def resolved(self) -> list[tuple[str, str, str]]:
         felix = super().resolved()

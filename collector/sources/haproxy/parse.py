@@ -53,27 +53,122 @@ NATIVE_PREFIX = "haproxy.csv."
 TYPE_NAMES: dict[int, str] = {0: "frontend", 1: "backend", 2: "server", 3: "listener"}
 
 # Columns whose values are text in HAProxy 2.6 (`show stat typed` reports them as `str`).
-TEXT_COLUMNS = frozenset({
-    "pxname", "svname", "status", "tracked", "check_status", "last_chk", "last_agt", "agent_status",
-    "check_desc", "agent_desc", "addr", "cookie", "mode", "algo", "-",
-})
+TEXT_COLUMNS = frozenset(
+    {
+        "pxname",
+        "svname",
+        "status",
+        "tracked",
+        "check_status",
+        "last_chk",
+        "last_agt",
+        "agent_status",
+        "check_desc",
+        "agent_desc",
+        "addr",
+        "cookie",
+        "mode",
+        "algo",
+        "-",
+    }
+)
 # Numeric columns that identify a row rather than measure it.
 ID_COLUMNS = frozenset({"pid", "iid", "sid", "type"})
 # Every numeric column of HAProxy 2.6 (u32/u64/s32 in `show stat typed`). A non-number in one of
 # these is a broken row; columns nobody has told us about are numbers when they parse as one.
-NUMERIC_COLUMNS = frozenset({
-    "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq", "dresp", "ereq", "econ",
-    "eresp", "wretr", "wredis", "weight", "act", "bck", "chkfail", "chkdown", "lastchg", "downtime",
-    "qlimit", "pid", "iid", "sid", "throttle", "lbtot", "type", "rate", "rate_lim", "rate_max",
-    "check_code", "check_duration", "hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx",
-    "hrsp_other", "hanafail", "req_rate", "req_rate_max", "req_tot", "cli_abrt", "srv_abrt", "comp_in",
-    "comp_out", "comp_byp", "comp_rsp", "lastsess", "qtime", "ctime", "rtime", "ttime", "agent_code",
-    "agent_duration", "check_rise", "check_fall", "check_health", "agent_rise", "agent_fall",
-    "agent_health", "conn_rate", "conn_rate_max", "conn_tot", "intercepted", "dcon", "dses", "wrew",
-    "connect", "reuse", "cache_lookups", "cache_hits", "srv_icur", "src_ilim", "qtime_max",
-    "ctime_max", "rtime_max", "ttime_max", "eint", "idle_conn_cur", "safe_conn_cur", "used_conn_cur",
-    "need_conn_est", "uweight", "agg_server_status", "agg_server_check_status", "agg_check_status",
-})
+NUMERIC_COLUMNS = frozenset(
+    {
+        "qcur",
+        "qmax",
+        "scur",
+        "smax",
+        "slim",
+        "stot",
+        "bin",
+        "bout",
+        "dreq",
+        "dresp",
+        "ereq",
+        "econ",
+        "eresp",
+        "wretr",
+        "wredis",
+        "weight",
+        "act",
+        "bck",
+        "chkfail",
+        "chkdown",
+        "lastchg",
+        "downtime",
+        "qlimit",
+        "pid",
+        "iid",
+        "sid",
+        "throttle",
+        "lbtot",
+        "type",
+        "rate",
+        "rate_lim",
+        "rate_max",
+        "check_code",
+        "check_duration",
+        "hrsp_1xx",
+        "hrsp_2xx",
+        "hrsp_3xx",
+        "hrsp_4xx",
+        "hrsp_5xx",
+        "hrsp_other",
+        "hanafail",
+        "req_rate",
+        "req_rate_max",
+        "req_tot",
+        "cli_abrt",
+        "srv_abrt",
+        "comp_in",
+        "comp_out",
+        "comp_byp",
+        "comp_rsp",
+        "lastsess",
+        "qtime",
+        "ctime",
+        "rtime",
+        "ttime",
+        "agent_code",
+        "agent_duration",
+        "check_rise",
+        "check_fall",
+        "check_health",
+        "agent_rise",
+        "agent_fall",
+        "agent_health",
+        "conn_rate",
+        "conn_rate_max",
+        "conn_tot",
+        "intercepted",
+        "dcon",
+        "dses",
+        "wrew",
+        "connect",
+        "reuse",
+        "cache_lookups",
+        "cache_hits",
+        "srv_icur",
+        "src_ilim",
+        "qtime_max",
+        "ctime_max",
+        "rtime_max",
+        "ttime_max",
+        "eint",
+        "idle_conn_cur",
+        "safe_conn_cur",
+        "used_conn_cur",
+        "need_conn_est",
+        "uweight",
+        "agg_server_status",
+        "agg_server_check_status",
+        "agg_check_status",
+    }
+)
 # Canonical mappings that mean something else on some row types: on a server row `act` is a
 # 0/1 "is an active (non-backup) server" flag, not a count of active servers.
 _CANONICAL_NOT_FOR: frozenset[tuple[str, str]] = frozenset({("act", "server")})
@@ -120,9 +215,14 @@ def _decode(record: RawRecord, errors: list[Exception]) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        errors.append(ParseError(
-            f"payload is not valid UTF-8 ({exc.reason}); undecodable bytes were replaced with U+FFFD",
-            source=SOURCE, target=record.target, offset=exc.start))
+        errors.append(
+            ParseError(
+                f"payload is not valid UTF-8 ({exc.reason}); undecodable bytes were replaced with U+FFFD",
+                source=SOURCE,
+                target=record.target,
+                offset=exc.start,
+            )
+        )
         return body.decode("utf-8", errors="replace")
 
 
@@ -133,8 +233,10 @@ def _split_csv(line: str) -> list[str]:
     return next(csv.reader([line], strict=True))
 
 
-_PLAIN_IPV4_PORT = re.compile(r"((?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                              r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])):[^:]*")
+_PLAIN_IPV4_PORT = re.compile(
+    r"((?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])):[^:]*"
+)
 
 
 def _addr_ip(addr: str) -> str | None:
@@ -180,15 +282,18 @@ class _Columns:
         for name, i in self.index.items():
             if not name or name in TEXT_COLUMNS or name in ID_COLUMNS:
                 continue
-            self.plan.append((i, name, catalog.haproxy_csv.get(name), NATIVE_PREFIX + name,
-                              name in NUMERIC_COLUMNS))
+            self.plan.append((i, name, catalog.haproxy_csv.get(name), NATIVE_PREFIX + name, name in NUMERIC_COLUMNS))
         # The plan as arrays, so a whole block of rows is checked and converted at once.
         self.positions = np.array([p[0] for p in self.plan], dtype=np.intp)
         self.strict = np.array([p[4] for p in self.plan], dtype=np.bool_)
         self.metrics = [p[2].name if p[2] is not None else p[3] for p in self.plan]
         # (plan index, row type, metric used instead) for canonical names that do not fit a row type
-        self.overrides = [(j, row_type, p[3]) for j, p in enumerate(self.plan)
-                          for name, row_type in _CANONICAL_NOT_FOR if p[1] == name and p[2] is not None]
+        self.overrides = [
+            (j, row_type, p[3])
+            for j, p in enumerate(self.plan)
+            for name, row_type in _CANONICAL_NOT_FOR
+            if p[1] == name and p[2] is not None
+        ]
 
 
 class _SampleColumns:
@@ -304,12 +409,14 @@ class _Samples:
         remap = np.zeros(len(self.names), np.int32)
         remap[order] = np.arange(len(order), dtype=np.int32)
         metric = pa.DictionaryArray.from_arrays(
-            pa.array(remap[codes]), pa.array([self.names[c] for c in order.tolist()], pa.string()))
+            pa.array(remap[codes]), pa.array([self.names[c] for c in order.tolist()], pa.string())
+        )
         labels = pa.MapArray.from_arrays(
             pa.array(_offsets(b"".join(self.sizes))),
             _strings(b"".join(self.key_data), b"".join(self.key_lens)),
             _strings(b"".join(self.item_data), b"".join(self.item_lens)),
-            type=_LABELS_TYPE)
+            type=_LABELS_TYPE,
+        )
         zeros = pa.array(np.zeros(n, np.int32))
         return pa.table(
             {
@@ -460,8 +567,9 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         if trailing:
             row.pop()  # the trailing comma HAProxy ends lines with
         if len(row) != width:
-            row_errors.append((lineno, error(
-                f"row has {len(row)} fields but the header has {width}: {_snippet(line)}", lineno)))
+            row_errors.append(
+                (lineno, error(f"row has {len(row)} fields but the header has {width}: {_snippet(line)}", lineno))
+            )
             continue
         assert cols.px is not None and cols.sv is not None
         pxname = row[cols.px]
@@ -470,8 +578,9 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             continue
         row_type = _row_type(cols, row, row[cols.sv])
         if row_type is None:
-            row_errors.append((lineno, error(
-                f"column 'type' is not a row type number (row {pxname}/{row[cols.sv]})", lineno)))
+            row_errors.append(
+                (lineno, error(f"column 'type' is not a row type number (row {pxname}/{row[cols.sv]})", lineno))
+            )
             continue
         if quoted:
             block.quoted.append(len(block.rows))
@@ -488,7 +597,9 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         raise ParseError(
             "no HAProxy CSV header ('# pxname,svname,...') in the payload; "
             f"first line: {_snippet(first) if first else 'none (empty payload)'}",
-            source=source, target=record.target)
+            source=source,
+            target=record.target,
+        )
     _convert_block(block, extra, samples, ips, row_errors, error)
     row_errors.sort(key=lambda e: e[0])  # a block's bad numbers are found after its bad lines
     return ParseResult(
@@ -527,8 +638,9 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     offsets = np.empty(n + 1, np.int32)
     offsets[:-1] = starts - np.arange(n)
     offsets[-1] = len(packed)
-    fields = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(packed),
-                                         pa.py_buffer(np.packbits(plain, bitorder="little")))
+    fields = pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(packed), pa.py_buffer(np.packbits(plain, bitorder="little"))
+    )
     numbers = pc.cast(fields, pa.float64()).to_numpy(zero_copy_only=False)
 
     cells = (np.arange(n_rows)[:, None] * width + cols.positions).ravel()
@@ -549,9 +661,14 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     return values, empty
 
 
-def _convert_block(block: _Block, extra: list[tuple[str, str]], samples: _Samples, ips: _IpColumns,
-                   row_errors: list[tuple[int, ParseError]],
-                   make_error: Callable[[str, int], ParseError]) -> None:
+def _convert_block(
+    block: _Block,
+    extra: list[tuple[str, str]],
+    samples: _Samples,
+    ips: _IpColumns,
+    row_errors: list[tuple[int, ParseError]],
+    make_error: Callable[[str, int], ParseError],
+) -> None:
     """Samples, IP observations and bad-number errors of one block, in row then column order."""
     cols = block.cols
     rows = block.rows
@@ -569,9 +686,15 @@ def _convert_block(block: _Block, extra: list[tuple[str, str]], samples: _Sample
     for r in np.flatnonzero(bad_rows).tolist():
         i, name = cols.plan[int(bad[r].argmax())][:2]
         row = rows[r]
-        row_errors.append((block.linenos[r], make_error(
-            f"column {name!r} is not a number: {_snippet(row[i])} (row {row[cols.px]}/{row[cols.sv]})",
-            block.linenos[r])))
+        row_errors.append(
+            (
+                block.linenos[r],
+                make_error(
+                    f"column {name!r} is not a number: {_snippet(row[i])} (row {row[cols.px]}/{row[cols.sv]})",
+                    block.linenos[r],
+                ),
+            )
+        )
 
     # one matrix cell per possible sample: the plan's columns, then haproxy.up
     keep = np.zeros((n_rows, n_plan + 1), np.bool_)
@@ -697,8 +820,11 @@ def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         key, sep, value = line.partition(":")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            result.errors.append(ParseError(f"not a 'Key: value' line: {_snippet(line)}",
-                                            source=source, target=record.target, line=lineno))
+            result.errors.append(
+                ParseError(
+                    f"not a 'Key: value' line: {_snippet(line)}", source=source, target=record.target, line=lineno
+                )
+            )
             continue
         if key in _INFO_MARKERS:
             known += 1
@@ -710,8 +836,11 @@ def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             continue
         number = _number(value)
         if number is None:
-            result.errors.append(ParseError(f"{key} is not a number: {_snippet(value)}",
-                                            source=source, target=record.target, line=lineno))
+            result.errors.append(
+                ParseError(
+                    f"{key} is not a number: {_snippet(value)}", source=source, target=record.target, line=lineno
+                )
+            )
             continue
         samples.add(metric.name, extra, number)
     if known == 0:
@@ -719,6 +848,8 @@ def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         raise ParseError(
             "no HAProxy 'show info' fields (Name, Version, Uptime_sec, ...) in the payload; "
             f"first line: {_snippet(first) if first else 'none (empty payload)'}",
-            source=source, target=record.target)
+            source=source,
+            target=record.target,
+        )
     result.samples = samples.table(record.ts, source, record.host)
     return result

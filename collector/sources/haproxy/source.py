@@ -75,8 +75,10 @@ def parse_target(text: str) -> Target:
         if not parts.hostname:
             raise ValueError(f"{raw!r}: an http(s) target needs a host (http://lb-vm:8404/stats)")
         if parts.username is not None or parts.password is not None:
-            raise ValueError(f"{parts.scheme}://{parts.hostname}...: credentials in the URL are not allowed; "
-                             "set username and password_file")
+            raise ValueError(
+                f"{parts.scheme}://{parts.hostname}...: credentials in the URL are not allowed; "
+                "set username and password_file"
+            )
         if parts.fragment:
             raise ValueError(f"{raw!r}: a target URL cannot have a #fragment")
         try:
@@ -102,8 +104,9 @@ def parse_target(text: str) -> Target:
         if parts.path not in ("", "/") or parts.query:
             raise ValueError(f"{raw!r}: a tcp target has no path or query")
         return Target(raw, "tcp", host=parts.hostname, port=port)
-    raise ValueError(f"{raw!r}: unsupported target scheme {parts.scheme!r} "
-                     "(allowed: http://, https://, unix://, tcp://)")
+    raise ValueError(
+        f"{raw!r}: unsupported target scheme {parts.scheme!r} (allowed: http://, https://, unix://, tcp://)"
+    )
 
 
 class HaproxySettings(SourceSettings):
@@ -111,17 +114,17 @@ class HaproxySettings(SourceSettings):
 
     type: Literal["haproxy"] = "haproxy"
     targets: list[str] = Field(
-        min_length=1,
-        description="stats page URLs (http://host:port/stats), unix:///path.sock or tcp://host:port")
+        min_length=1, description="stats page URLs (http://host:port/stats), unix:///path.sock or tcp://host:port"
+    )
     username: str = Field(default="", description="stats page user (`stats auth user:pass`)")
-    password_file: str | None = Field(
-        default=None, description="file holding the stats page password, or env:NAME")
+    password_file: str | None = Field(default=None, description="file holding the stats page password, or env:NAME")
     hosts: dict[str, str] = Field(
-        default_factory=dict,
-        description="target → host name stored with its samples (default: the target's host)")
+        default_factory=dict, description="target → host name stored with its samples (default: the target's host)"
+    )
     tls_verify: bool = Field(default=True, description="verify the certificate of https:// targets")
-    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0, le=1 << 30,
-                           description="largest answer accepted from one target")
+    max_bytes: int = Field(
+        default=DEFAULT_MAX_BYTES, gt=0, le=1 << 30, description="largest answer accepted from one target"
+    )
 
     @field_validator("targets")
     @classmethod
@@ -144,8 +147,10 @@ class HaproxySettings(SourceSettings):
     def _consistent(self) -> HaproxySettings:
         unknown = sorted(set(self.hosts) - set(self.targets))
         if unknown:
-            raise ValueError(f"hosts: {', '.join(map(repr, unknown))} not in targets "
-                             f"(keys must be targets exactly as written: {', '.join(self.targets)})")
+            raise ValueError(
+                f"hosts: {', '.join(map(repr, unknown))} not in targets "
+                f"(keys must be targets exactly as written: {', '.join(self.targets)})"
+            )
         if self.username and not self.password_file:
             raise ValueError("username is set but password_file is not")
         if self.password_file and not self.username:
@@ -159,11 +164,11 @@ class Transport(Protocol):
     Implementations raise :class:`FetchError` (without source/target; the source adds them).
     """
 
-    async def http_get(self, url: str, *, auth: tuple[str, str] | None, timeout: float,
-                       max_bytes: int, verify_tls: bool) -> bytes: ...
+    async def http_get(
+        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+    ) -> bytes: ...
 
-    async def runtime_query(self, target: Target, command: bytes, *, timeout: float,
-                            max_bytes: int) -> bytes: ...
+    async def runtime_query(self, target: Target, command: bytes, *, timeout: float, max_bytes: int) -> bytes: ...
 
     async def close(self) -> None: ...
 
@@ -186,27 +191,28 @@ class AioTransport:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
-    async def http_get(self, url: str, *, auth: tuple[str, str] | None, timeout: float,
-                       max_bytes: int, verify_tls: bool) -> bytes:
+    async def http_get(
+        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+    ) -> bytes:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "hciwatch"})
         headers = {"Authorization": _basic_auth(*auth)} if auth else {}
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.get(yarl.URL(url, encoded=True), headers=headers,
-                                             ssl=verify_tls,
-                                             allow_redirects=False) as resp:
+                async with self._session.get(
+                    yarl.URL(url, encoded=True), headers=headers, ssl=verify_tls, allow_redirects=False
+                ) as resp:
                     if resp.status != 200:
                         hint = _HTTP_HINTS.get(resp.status, "")
-                        raise FetchError(f"HTTP {resp.status} {resp.reason or ''}".rstrip()
-                                         + (f": {hint}" if hint else ""),
-                                         retryable=resp.status >= 500 or resp.status == 429)
+                        raise FetchError(
+                            f"HTTP {resp.status} {resp.reason or ''}".rstrip() + (f": {hint}" if hint else ""),
+                            retryable=resp.status >= 500 or resp.status == 429,
+                        )
                     body = bytearray()
                     async for chunk in resp.content.iter_chunked(65536):
                         body += chunk
                         if len(body) > max_bytes:
-                            raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)",
-                                             retryable=False)
+                            raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)", retryable=False)
                     return bytes(body)
         except TimeoutError:
             raise FetchError(f"timed out after {timeout:g}s") from None
@@ -216,8 +222,7 @@ class AioTransport:
         except aiohttp.ClientError as exc:
             raise FetchError(f"HTTP request failed: {type(exc).__name__}: {exc}") from None
 
-    async def runtime_query(self, target: Target, command: bytes, *, timeout: float,
-                            max_bytes: int) -> bytes:
+    async def runtime_query(self, target: Target, command: bytes, *, timeout: float, max_bytes: int) -> bytes:
         where = target.path if target.scheme == "unix" else f"{target.host}:{target.port}"
         writer: asyncio.StreamWriter | None = None
         try:
@@ -232,21 +237,22 @@ class AioTransport:
                 while chunk := await reader.read(65536):
                     answer += chunk
                     if len(answer) > max_bytes:
-                        raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)",
-                                         retryable=False)
+                        raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)", retryable=False)
                 return bytes(answer)
         except TimeoutError:
-            raise FetchError(f"timed out after {timeout:g}s waiting for the runtime API at {where} "
-                             "to answer and close") from None
+            raise FetchError(
+                f"timed out after {timeout:g}s waiting for the runtime API at {where} to answer and close"
+            ) from None
         except FileNotFoundError:
-            raise FetchError(f"no socket at {where} (check `stats socket` in the global section)",
-                             retryable=True) from None
+            raise FetchError(
+                f"no socket at {where} (check `stats socket` in the global section)", retryable=True
+            ) from None
         except PermissionError:
-            raise FetchError(f"permission denied on {where} (check `mode`/`user`/`group` of "
-                             "`stats socket`)", retryable=False) from None
+            raise FetchError(
+                f"permission denied on {where} (check `mode`/`user`/`group` of `stats socket`)", retryable=False
+            ) from None
         except ConnectionRefusedError:
-            raise FetchError(f"connection refused by {where} (is HAProxy running with this "
-                             "`stats socket`?)") from None
+            raise FetchError(f"connection refused by {where} (is HAProxy running with this `stats socket`?)") from None
         except OSError as exc:
             raise FetchError(f"runtime API at {where} failed: {exc.strerror or exc}") from None
         finally:
@@ -272,7 +278,7 @@ def split_runtime_answer(answer: bytes) -> tuple[bytes, bytes]:
     at = answer.find(b"\n# ")
     if at < 0:
         raise ValueError("no show stat CSV block")
-    return answer[: at + 1], answer[at + 1:]
+    return answer[: at + 1], answer[at + 1 :]
 
 
 def _first_line(data: bytes) -> str:
@@ -284,8 +290,14 @@ def _first_line(data: bytes) -> str:
 class HaproxySource:
     """A :class:`~collector.sources.base.PullSource` over the targets of one settings table."""
 
-    def __init__(self, settings: HaproxySettings, *, transport: Transport | None = None,
-                 clock: Callable[[], datetime] | None = None, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: HaproxySettings,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], datetime] | None = None,
+        hostname: str | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name or settings.type
         self._targets = {t: parse_target(t) for t in settings.targets}
@@ -313,24 +325,36 @@ class HaproxySource:
     async def fetch(self, target: str) -> list[RawRecord]:
         t = self._targets.get(target)
         if t is None:
-            raise FetchError(f"not a configured target (configured: {', '.join(self._targets)})",
-                             source=SOURCE, target=target, retryable=False)
+            raise FetchError(
+                f"not a configured target (configured: {', '.join(self._targets)})",
+                source=SOURCE,
+                target=target,
+                retryable=False,
+            )
         timeout = self.settings.timeout
         try:
             if t.scheme in ("http", "https"):
                 body = await self._transport.http_get(
-                    t.url, auth=self._auth, timeout=timeout, max_bytes=self.settings.max_bytes,
-                    verify_tls=self.settings.tls_verify)
+                    t.url,
+                    auth=self._auth,
+                    timeout=timeout,
+                    max_bytes=self.settings.max_bytes,
+                    verify_tls=self.settings.tls_verify,
+                )
                 return [self._record("haproxy-csv", target, body)]
             answer = await self._transport.runtime_query(
-                t, RUNTIME_COMMAND, timeout=timeout, max_bytes=self.settings.max_bytes)
+                t, RUNTIME_COMMAND, timeout=timeout, max_bytes=self.settings.max_bytes
+            )
         except FetchError as exc:
             raise FetchError(exc.reason, source=SOURCE, target=target, retryable=exc.retryable) from exc
         try:
             info, stat = split_runtime_answer(answer)
         except ValueError:
-            raise FetchError(f"the runtime API answer has no `show stat` CSV block; it said "
-                             f"{_first_line(answer)}", source=SOURCE, target=target) from None
+            raise FetchError(
+                f"the runtime API answer has no `show stat` CSV block; it said {_first_line(answer)}",
+                source=SOURCE,
+                target=target,
+            ) from None
         ts = self._clock()
         records = [self._record("haproxy-csv", target, stat, ts)]
         if info.strip():
@@ -338,8 +362,14 @@ class HaproxySource:
         return records
 
     def _record(self, kind: str, target: str, body: bytes, ts: datetime | None = None) -> RawRecord:
-        return RawRecord(ts=ts or self._clock(), kind=kind, target=target, body=body,
-                         host=self.host_of(target), labels=self.settings.labels)
+        return RawRecord(
+            ts=ts or self._clock(),
+            kind=kind,
+            target=target,
+            body=body,
+            host=self.host_of(target),
+            labels=self.settings.labels,
+        )
 
     async def close(self) -> None:
         await self._transport.close()

@@ -60,8 +60,9 @@ class ApiCredentials:
             try:
                 text = self.token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError(f"cannot read token file {self.token_file}: {exc.strerror}",
-                                  file=str(self.token_file)) from None
+                raise ConfigError(
+                    f"cannot read token file {self.token_file}: {exc.strerror}", file=str(self.token_file)
+                ) from None
             if not text:
                 raise ConfigError(f"token file {self.token_file} is empty", file=str(self.token_file))
             return text
@@ -92,8 +93,10 @@ class ApiCredentials:
             try:
                 ctx.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
             except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(f"cannot load client certificate {self.client_cert_file} / key "
-                                  f"{self.client_key_file}: {_reason(exc)}") from None
+                raise ConfigError(
+                    f"cannot load client certificate {self.client_cert_file} / key "
+                    f"{self.client_key_file}: {_reason(exc)}"
+                ) from None
             return
         if self.client_cert_data is None and self.client_key_data is None:
             return
@@ -112,8 +115,7 @@ class ApiCredentials:
             try:
                 ctx.load_cert_chain(str(cert), str(key))
             except ssl.SSLError as exc:
-                raise ConfigError("cannot load client-certificate-data / client-key-data: "
-                                  f"{_reason(exc)}") from None
+                raise ConfigError(f"cannot load client-certificate-data / client-key-data: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -122,11 +124,16 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def from_settings(api_url: str, *, token_file: Path | None, ca_file: Path | None,
-                  insecure_skip_tls_verify: bool = False) -> ApiCredentials:
+def from_settings(
+    api_url: str, *, token_file: Path | None, ca_file: Path | None, insecure_skip_tls_verify: bool = False
+) -> ApiCredentials:
     """Credentials for an explicit ``api_url`` + ``token_file`` + ``ca_file`` cluster table."""
-    return ApiCredentials(server=api_url.rstrip("/"), ca_file=ca_file, token_file=token_file,
-                          insecure_skip_tls_verify=insecure_skip_tls_verify)
+    return ApiCredentials(
+        server=api_url.rstrip("/"),
+        ca_file=ca_file,
+        token_file=token_file,
+        insecure_skip_tls_verify=insecure_skip_tls_verify,
+    )
 
 
 def load_kubeconfig(path: Path, context: str | None = None) -> ApiCredentials:
@@ -227,12 +234,16 @@ def parse_kubeconfig(doc: Any, *, path: Path, context: str | None = None) -> Api
 
     for unsupported in ("exec", "auth-provider"):
         if user.get(unsupported):
-            raise fail(f"{user_key}.{unsupported}",
-                       "credential plugins (kubelogin, az, gcloud) cannot run inside a collector; "
-                       "use a ServiceAccount token (token or tokenFile) or a client certificate")
+            raise fail(
+                f"{user_key}.{unsupported}",
+                "credential plugins (kubelogin, az, gcloud) cannot run inside a collector; "
+                "use a ServiceAccount token (token or tokenFile) or a client certificate",
+            )
     if user.get("username") or user.get("password"):
-        raise fail(f"{user_key}.username", "basic authentication is not supported by Kubernetes "
-                   "since 1.19; use a token or a client certificate")
+        raise fail(
+            f"{user_key}.username",
+            "basic authentication is not supported by Kubernetes since 1.19; use a token or a client certificate",
+        )
     token = user.get("token")
     if token is not None and not isinstance(token, str):
         raise fail(f"{user_key}.token", "expected a string")

@@ -105,8 +105,13 @@ def parse_label_rule(rule: str) -> tuple[str, str | None]:
     return key.strip(), (value.strip() if sep else None)
 
 
-def is_lb_node(name: str, labels: Mapping[str, str], *, name_pattern: re.Pattern[str] | None,
-               label_rules: tuple[tuple[str, str | None], ...]) -> bool:
+def is_lb_node(
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    name_pattern: re.Pattern[str] | None,
+    label_rules: tuple[tuple[str, str | None], ...],
+) -> bool:
     """Whether a node is the AKS HAProxy load-balancer VM (node IP pool, not a worker)."""
     if name_pattern is not None and name_pattern.search(name):
         return True
@@ -142,8 +147,10 @@ class _Builder:
         if pattern_text:
             compiled = _compile(pattern_text)
             if isinstance(compiled, str):
-                self.error("labels.lb_node_name_pattern",
-                           f"not a valid regular expression ({compiled}); using the default rule")
+                self.error(
+                    "labels.lb_node_name_pattern",
+                    f"not a valid regular expression ({compiled}); using the default rule",
+                )
                 default = _compile(DEFAULT_LB_NODE_NAME_PATTERN)
                 assert not isinstance(default, str)
                 pattern = default
@@ -158,8 +165,7 @@ class _Builder:
     # -- errors and typed access ---------------------------------------------------------------
 
     def error(self, path: str, why: str) -> None:
-        self.errors.append(ParseError(f"{path}: {why}", source=self.source,
-                                      target=_clean(self.record.target)))
+        self.errors.append(ParseError(f"{path}: {why}", source=self.source, target=_clean(self.record.target)))
 
     def dict_at(self, obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any] | None:
         """``obj[key]`` when it is an object; ``None`` when absent or null; an error otherwise."""
@@ -282,18 +288,19 @@ def _load(record: RawRecord) -> dict[str, Any]:
     try:
         text = record.body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParseError(f"body is not UTF-8 JSON: {exc.reason}", source=SOURCE, target=target,
-                         offset=exc.start) from None
+        raise ParseError(
+            f"body is not UTF-8 JSON: {exc.reason}", source=SOURCE, target=target, offset=exc.start
+        ) from None
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParseError(f"body is not JSON: {exc.msg}", source=SOURCE, target=target,
-                         line=exc.lineno, offset=exc.pos) from None
+        raise ParseError(
+            f"body is not JSON: {exc.msg}", source=SOURCE, target=target, line=exc.lineno, offset=exc.pos
+        ) from None
     except (ValueError, RecursionError) as exc:  # int digit limit, nesting too deep
         raise ParseError(f"body is not usable JSON: {exc}", source=SOURCE, target=target) from None
     if not isinstance(body, dict):
-        raise ParseError(f"body is {_type_name(body)}, not a Kubernetes object", source=SOURCE,
-                         target=target)
+        raise ParseError(f"body is {_type_name(body)}, not a Kubernetes object", source=SOURCE, target=target)
     return body
 
 
@@ -303,8 +310,9 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     body = _load(record)
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise ParseError("body has no 'kind': not a Kubernetes object or list", source=SOURCE,
-                         target=_clean(record.target))
+        raise ParseError(
+            "body has no 'kind': not a Kubernetes object or list", source=SOURCE, target=_clean(record.target)
+        )
     base = kind.rsplit("/", 1)[-1]  # tolerate "v1/List"-style kinds
     b = _Builder(record)
 
@@ -318,8 +326,11 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     elif base in _SUPPORTED_ITEM_KINDS:
         default_kind, items, paths = base, [body], ["$"]
     else:
-        raise ParseError(f"kind {_short(base)} is neither a List nor a Service, Node or Pod",
-                         source=SOURCE, target=_clean(record.target))
+        raise ParseError(
+            f"kind {_short(base)} is neither a List nor a Service, Node or Pod",
+            source=SOURCE,
+            target=_clean(record.target),
+        )
 
     counts: dict[str, int] = {}
     if default_kind in ("Service", "Node"):
@@ -436,9 +447,11 @@ def _service(b: _Builder, item: dict[str, Any], path: str, namespace: str, name:
     ports = _ports(b, spec, path)
     for ip, where in origins.items():
         b.observe(ip, OwnerKind.SERVICE, owner)
-        b.sample(METRIC_SERVICE_LB_IP_INFO,
-                 {"namespace": namespace, "service": name, "ip": ip, "ports": ports,
-                  "origin": ",".join(sorted(where))}, 1.0)
+        b.sample(
+            METRIC_SERVICE_LB_IP_INFO,
+            {"namespace": namespace, "service": name, "ip": ip, "ports": ports, "origin": ",".join(sorted(where))},
+            1.0,
+        )
     return True
 
 
@@ -470,9 +483,11 @@ def _node(b: _Builder, item: dict[str, Any], path: str, name: str) -> None:
         text = b.text(value, f"{path}.metadata.labels[{key!r}]")
         if text is not None:
             labels[key] = text
-    kind = (OwnerKind.LOAD_BALANCER
-            if is_lb_node(name, labels, name_pattern=b.name_pattern, label_rules=b.label_rules)
-            else OwnerKind.NODE)
+    kind = (
+        OwnerKind.LOAD_BALANCER
+        if is_lb_node(name, labels, name_pattern=b.name_pattern, label_rules=b.label_rules)
+        else OwnerKind.NODE
+    )
 
     status = b.dict_at(item, "status", path) or {}
     for i, addr in enumerate(b.list_at(status, "addresses", f"{path}.status")):

@@ -76,8 +76,8 @@ class ClusterSettings(BaseModel):
     ca_file: Path | None = Field(default=None, description="cluster CA bundle (with api_url)")
     insecure_skip_tls_verify: bool = Field(default=False, description="do not verify the server")
     control_plane_endpoint: str | None = Field(
-        default=None,
-        description="API-server VIP to report; default: the host of the server URL; \"\" disables")
+        default=None, description='API-server VIP to report; default: the host of the server URL; "" disables'
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -101,8 +101,10 @@ class ClusterSettings(BaseModel):
         if (self.kubeconfig is None) == (self.api_url is None):
             raise ValueError(f"cluster {self.name!r}: set exactly one of kubeconfig or api_url")
         if self.kubeconfig is not None and (self.token_file or self.ca_file or self.insecure_skip_tls_verify):
-            raise ValueError(f"cluster {self.name!r}: token_file, ca_file and insecure_skip_tls_verify "
-                             "go with api_url; a kubeconfig carries its own")
+            raise ValueError(
+                f"cluster {self.name!r}: token_file, ca_file and insecure_skip_tls_verify "
+                "go with api_url; a kubeconfig carries its own"
+            )
         if self.api_url is not None and self.context is not None:
             raise ValueError(f"cluster {self.name!r}: context goes with kubeconfig")
         return self
@@ -113,18 +115,21 @@ class K8sInventorySettings(SourceSettings):
 
     type: Literal["k8s_inventory"] = "k8s_inventory"
     clusters: list[ClusterSettings] = Field(min_length=1)
-    resources: list[Resource] = Field(default_factory=lambda: list(DEFAULT_RESOURCES),
-                                      min_length=1, description="what to list per cluster")
+    resources: list[Resource] = Field(
+        default_factory=lambda: list(DEFAULT_RESOURCES), min_length=1, description="what to list per cluster"
+    )
     page_size: int = Field(default=500, ge=1, le=100_000, description="items per list page (limit)")
     watch: bool = Field(default=False, description="list + watch and push snapshots on change")
-    watch_debounce: float = Field(default=2.0, ge=0, le=600,
-                                  description="seconds to gather changes before a snapshot")
-    watch_timeout: int = Field(default=300, ge=1, le=3600,
-                               description="server-side timeoutSeconds of one watch request")
+    watch_debounce: float = Field(default=2.0, ge=0, le=600, description="seconds to gather changes before a snapshot")
+    watch_timeout: int = Field(
+        default=300, ge=1, le=3600, description="server-side timeoutSeconds of one watch request"
+    )
     lb_node_name_pattern: str | None = Field(
-        default=None, description="regex that marks the HAProxy LB VM node by name; \"\" disables")
+        default=None, description='regex that marks the HAProxy LB VM node by name; "" disables'
+    )
     lb_node_label: str | None = Field(
-        default=None, description="node label (key or key=value) that marks the LB VM; \"\" disables")
+        default=None, description='node label (key or key=value) that marks the LB VM; "" disables'
+    )
 
     @field_validator("clusters")
     @classmethod
@@ -187,8 +192,7 @@ class ListResult:
 class ClusterClient:
     """Talks to one API server; reloads the kubeconfig when it changes."""
 
-    def __init__(self, cfg: ClusterSettings, *, source: str, timeout: float,
-                 session_factory: SessionFactory) -> None:
+    def __init__(self, cfg: ClusterSettings, *, source: str, timeout: float, session_factory: SessionFactory) -> None:
         self.cfg = cfg
         self.source = source
         self.timeout = timeout
@@ -206,14 +210,17 @@ class ClusterClient:
         if cfg.kubeconfig is None:
             if self._creds is None:
                 assert cfg.api_url is not None
-                self._creds = from_settings(cfg.api_url, token_file=cfg.token_file, ca_file=cfg.ca_file,
-                                            insecure_skip_tls_verify=cfg.insecure_skip_tls_verify)
+                self._creds = from_settings(
+                    cfg.api_url,
+                    token_file=cfg.token_file,
+                    ca_file=cfg.ca_file,
+                    insecure_skip_tls_verify=cfg.insecure_skip_tls_verify,
+                )
             return self._creds
         try:
             st = await asyncio.to_thread(cfg.kubeconfig.stat)
         except OSError as exc:
-            raise self.error(f"cannot read kubeconfig {cfg.kubeconfig}: {exc.strerror}",
-                              retryable=False) from None
+            raise self.error(f"cannot read kubeconfig {cfg.kubeconfig}: {exc.strerror}", retryable=False) from None
         stamp = (st.st_mtime_ns, st.st_size)
         if self._creds is None or stamp != self._stamp:
             try:
@@ -252,16 +259,23 @@ class ClusterClient:
         headers = await self.headers(creds)
         url = creds.server + path
         try:
-            async with session.get(url, params=params, headers=headers,
-                                   timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                   server_hostname=creds.tls_server_name) as resp:
+            async with session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                server_hostname=creds.tls_server_name,
+            ) as resp:
                 data = await resp.read()
                 status = resp.status
         except TimeoutError:
             raise self.error(f"GET {url}: no answer within {self.timeout:g} s") from None
         except aiohttp.ClientConnectorCertificateError as exc:  # wrong CA: retrying will not help
-            raise self.error(f"GET {url}: server certificate rejected ({exc.certificate_error}); "
-                              "check the CA (certificate-authority / ca_file)", retryable=False) from None
+            raise self.error(
+                f"GET {url}: server certificate rejected ({exc.certificate_error}); "
+                "check the CA (certificate-authority / ca_file)",
+                retryable=False,
+            ) from None
         except aiohttp.ClientError as exc:
             raise self.error(f"GET {url}: {type(exc).__name__}: {exc}") from None
         if status == 200:
@@ -290,10 +304,10 @@ class ClusterClient:
                 return await self._list_once(creds, path, page_size)
             except _Gone as gone:
                 if attempt == MAX_LIST_RESTARTS:
-                    raise self.error(f"list of {resource} kept expiring (HTTP 410 Gone "
-                                      f"{MAX_LIST_RESTARTS + 1} times): {gone}") from None
-                log.info("cluster %s: continue token for %s expired (410); listing again",
-                         self.cfg.name, resource)
+                    raise self.error(
+                        f"list of {resource} kept expiring (HTTP 410 Gone {MAX_LIST_RESTARTS + 1} times): {gone}"
+                    ) from None
+                log.info("cluster %s: continue token for %s expired (410); listing again", self.cfg.name, resource)
         raise AssertionError("unreachable")
 
     async def _list_once(self, creds: ApiCredentials, path: str, page_size: int) -> ListResult:
@@ -328,8 +342,9 @@ class ClusterClient:
                 if page_no == 0:
                     body = first_raw
                 else:
-                    body = _dump({"apiVersion": api_version, "kind": kind,
-                                  "metadata": {"resourceVersion": rv}, "items": items})
+                    body = _dump(
+                        {"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": rv}, "items": items}
+                    )
                 return ListResult(body, rv, items, api_version, kind, page_no + 1)
         raise self.error(f"GET {creds.server}{path}: more than {MAX_PAGES} pages; raise page_size")
 
@@ -346,11 +361,14 @@ class ClusterClient:
             pass
         loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout=self.timeout)
+            infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout=self.timeout)
         except (OSError, TimeoutError) as exc:
-            log.warning("cluster %s: cannot resolve API server host %s (%s); control-plane VIP not "
-                        "reported", self.cfg.name, host, exc)
+            log.warning(
+                "cluster %s: cannot resolve API server host %s (%s); control-plane VIP not reported",
+                self.cfg.name,
+                host,
+                exc,
+            )
             return None
         return str(infos[0][4][0]) if infos else None
 
@@ -403,8 +421,13 @@ def _status_message(data: bytes) -> str:
 
 
 class _Base:
-    def __init__(self, settings: K8sInventorySettings, *, session_factory: SessionFactory | None = None,
-                 now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        settings: K8sInventorySettings,
+        *,
+        session_factory: SessionFactory | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name or settings.type
         self._now = now or (lambda: datetime.now(UTC))
@@ -433,13 +456,26 @@ class _Base:
             labels["lb_node_label"] = s.lb_node_label
         return labels
 
-    def _record(self, client: ClusterClient, server: str, resource: str, body: bytes,
-                resource_version: str, control_plane: str | None) -> RawRecord:
+    def _record(
+        self,
+        client: ClusterClient,
+        server: str,
+        resource: str,
+        body: bytes,
+        resource_version: str,
+        control_plane: str | None,
+    ) -> RawRecord:
         labels = self._labels(client.cfg, resource_version)
         if control_plane:
             labels["control_plane_endpoint"] = control_plane
-        return RawRecord(ts=self._now(), kind=RECORD_KIND, target=server + RESOURCE_PATHS[resource],
-                         body=body, host=client.cfg.name, labels=labels)
+        return RawRecord(
+            ts=self._now(),
+            kind=RECORD_KIND,
+            target=server + RESOURCE_PATHS[resource],
+            body=body,
+            host=client.cfg.name,
+            labels=labels,
+        )
 
     def _control_plane_resource(self) -> str:
         """The VIP rides on one record per snapshot so it is counted once (services if listed)."""
@@ -465,16 +501,19 @@ class K8sInventorySource(_Base):
     async def fetch(self, target: str) -> list[RawRecord]:
         client = self._clients.get(target)
         if client is None:
-            raise FetchError(f"unknown cluster {target!r}; configured: {', '.join(self._clients)}",
-                             source=self.name, target=target, retryable=False)
+            raise FetchError(
+                f"unknown cluster {target!r}; configured: {', '.join(self._clients)}",
+                source=self.name,
+                target=target,
+                retryable=False,
+            )
         creds = await client.credentials()
         control_plane = await client.control_plane_ip(creds)
         records = []
         for resource in self.settings.resources:
             result = await client.list(resource, self.settings.page_size)
             cp = control_plane if resource == self._control_plane_resource() else None
-            records.append(self._record(client, creds.server, resource, result.body,
-                                        result.resource_version, cp))
+            records.append(self._record(client, creds.server, resource, result.body, result.resource_version, cp))
         return records
 
 
@@ -541,8 +580,14 @@ class _WatchState:
 
     def snapshot(self) -> bytes:
         items = [self.objects[k] for k in sorted(self.objects)]
-        return _dump({"apiVersion": self.api_version, "kind": self.kind,
-                      "metadata": {"resourceVersion": self.resource_version}, "items": items})
+        return _dump(
+            {
+                "apiVersion": self.api_version,
+                "kind": self.kind,
+                "metadata": {"resourceVersion": self.resource_version},
+                "items": items,
+            }
+        )
 
 
 class K8sInventoryWatchSource(_Base):
@@ -556,8 +601,9 @@ class K8sInventoryWatchSource(_Base):
             async with asyncio.TaskGroup() as tg:
                 for client in self._clients.values():
                     for resource in self.settings.resources:
-                        tg.create_task(self._run_one(client, resource, emit),
-                                       name=f"k8s-watch-{client.cfg.name}-{resource}")
+                        tg.create_task(
+                            self._run_one(client, resource, emit), name=f"k8s-watch-{client.cfg.name}-{resource}"
+                        )
         except BaseExceptionGroup as group:  # only emit() can fail: surface its own exception
             raise _first(group) from None
 
@@ -588,14 +634,16 @@ class K8sInventoryWatchSource(_Base):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
 
-    async def _emit_loop(self, client: ClusterClient, resource: str, state: _WatchState,
-                         emit: Emit) -> None:
+    async def _emit_loop(self, client: ClusterClient, resource: str, state: _WatchState, emit: Emit) -> None:
         while True:
             await state.changed.wait()
             await asyncio.sleep(self.settings.watch_debounce)  # gather the rest of the batch
             state.changed.clear()
-            await emit(self._record(client, state.server, resource, state.snapshot(),
-                                    state.resource_version, state.control_plane))
+            await emit(
+                self._record(
+                    client, state.server, resource, state.snapshot(), state.resource_version, state.control_plane
+                )
+            )
 
     async def _watch(self, client: ClusterClient, resource: str, state: _WatchState) -> bool:
         """One watch request until the server ends it; ``True`` if any event arrived."""
@@ -603,13 +651,19 @@ class K8sInventoryWatchSource(_Base):
         session = await client.session(creds)
         headers = await client.headers(creds)
         url = creds.server + RESOURCE_PATHS[resource]
-        params = {"watch": "1", "resourceVersion": state.resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(self.settings.watch_timeout)}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout,
-                                        sock_read=self.settings.watch_timeout + 30)
+        params = {
+            "watch": "1",
+            "resourceVersion": state.resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.settings.watch_timeout),
+        }
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.settings.timeout, sock_read=self.settings.watch_timeout + 30
+        )
         try:
-            async with session.get(url, params=params, headers=headers, timeout=timeout,
-                                   server_hostname=creds.tls_server_name) as resp:
+            async with session.get(
+                url, params=params, headers=headers, timeout=timeout, server_hostname=creds.tls_server_name
+            ) as resp:
                 if resp.status != 200:
                     client.raise_status(resp.status, url, await resp.read())
                 pending = bytearray()

@@ -84,7 +84,7 @@ def compile_topic_template(template: str, *, field_suffix: bool = False) -> re.P
     seen: set[str] = set()
     pos = 0
     for m in _PLACEHOLDER.finditer(text):
-        out.append(re.escape(text[pos:m.start()]))
+        out.append(re.escape(text[pos : m.start()]))
         name = m.group(1)
         out.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)")
         seen.add(name)
@@ -200,13 +200,13 @@ class _LineScanner:
         while self.pos < self.n:
             c = t[self.pos]
             if c == "\\" and self.pos + 1 < self.n and t[self.pos + 1] in '\\"':
-                out.append(t[seg:self.pos])
+                out.append(t[seg : self.pos])
                 out.append(t[self.pos + 1])
                 self.pos += 2
                 seg = self.pos
                 continue
             if c == '"':
-                out.append(t[seg:self.pos])
+                out.append(t[seg : self.pos])
                 self.pos += 1
                 return "".join(out)
             if c in "\f":
@@ -280,7 +280,7 @@ def _parse_lp_line(sc: _LineScanner) -> Metric:
         start = sc.pos
         while sc.pos < sc.n and sc.text[sc.pos] not in _WS + "\r\n":
             sc.pos += 1
-        raw_ts = sc.text[start:sc.pos]
+        raw_ts = sc.text[start : sc.pos]
         if not _TIMESTAMP.fullmatch(raw_ts):
             raise _Bad(f"invalid timestamp {raw_ts!r} (expected integer nanoseconds)", tpos)
         ns = int(raw_ts)
@@ -291,7 +291,7 @@ def _parse_lp_line(sc: _LineScanner) -> Metric:
             raise _Bad(f"timestamp {raw_ts} is before 1970", tpos)
         sc.skip_ws()
     if not sc.at_eol():
-        raise _Bad(f"unexpected text after the metric: {sc.text[sc.pos:sc.pos + 20]!r}", sc.pos)
+        raise _Bad(f"unexpected text after the metric: {sc.text[sc.pos : sc.pos + 20]!r}", sc.pos)
     if sc.peek() == "\r":
         sc.pos += 1
         if sc.peek() not in ("\n", ""):
@@ -410,8 +410,7 @@ def json_metric(obj: Any, where: str) -> Metric:
         if isinstance(v, bool | int | float | str):
             out_fields[clean(k)] = clean(v) if isinstance(v, str) else v
         elif v is not None:
-            raise ValueError(f"{where}.fields.{k}: expected a number, bool or string, "
-                             f"got {type(v).__name__}")
+            raise ValueError(f"{where}.fields.{k}: expected a number, bool or string, got {type(v).__name__}")
     ts_ms = json_timestamp_ms(obj["timestamp"]) if obj.get("timestamp") is not None else None
     return Metric(name=clean(name), tags=tags, fields=out_fields, ts_ms=ts_ms, where=where)
 
@@ -432,8 +431,7 @@ class SampleRows:
         self.labels: list[list[tuple[str, str]]] = []
         self.value: list[float] = []
 
-    def add(self, ts_ms: int, source: str, host: str, metric: str,
-            labels: Mapping[str, str], value: float) -> None:
+    def add(self, ts_ms: int, source: str, host: str, metric: str, labels: Mapping[str, str], value: float) -> None:
         self.ts.append(ts_ms)
         self.source.append(source)
         self.host.append(host)
@@ -540,8 +538,11 @@ def _decode(record: RawRecord, target: str, errors: list[Exception]) -> str:
     try:
         return record.body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        errors.append(ParseError(f"invalid UTF-8 ({exc.reason}); bad bytes replaced", source=PARSER,
-                                 target=target, offset=exc.start))
+        errors.append(
+            ParseError(
+                f"invalid UTF-8 ({exc.reason}); bad bytes replaced", source=PARSER, target=target, offset=exc.start
+            )
+        )
         return record.body.decode("utf-8", "replace")
 
 
@@ -568,16 +569,14 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             line = getattr(exc, "lineno", None)
             pos = getattr(exc, "pos", None)
             msg = getattr(exc, "msg", None) or str(exc)[:200]
-            raise ParseError(f"invalid JSON: {msg}", source=PARSER, target=target, line=line,
-                             offset=pos) from None
+            raise ParseError(f"invalid JSON: {msg}", source=PARSER, target=target, line=line, offset=pos) from None
         evidence = _evidence_kind(doc)
         if evidence is not None:
             return _route_evidence(record, evidence, ctx, catalog)
         if isinstance(doc, dict) and "metrics" in doc:
             items = doc["metrics"]
             if not isinstance(items, list):
-                raise ParseError("'metrics' must be an array of metric objects", source=PARSER,
-                                 target=target)
+                raise ParseError("'metrics' must be an array of metric objects", source=PARSER, target=target)
             where = "metrics"
         elif isinstance(doc, dict):
             items, where = [doc], ""
@@ -601,8 +600,15 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         good = 0
         for metric, line, offset, why in iter_line_protocol(text):
             if metric is None:
-                errors.append(ParseError(f"line protocol: {why}", source=PARSER, target=target,
-                                         line=line, offset=len(text[:offset].encode("utf-8"))))
+                errors.append(
+                    ParseError(
+                        f"line protocol: {why}",
+                        source=PARSER,
+                        target=target,
+                        line=line,
+                        offset=len(text[:offset].encode("utf-8")),
+                    )
+                )
                 continue
             good += 1
             add_metric(rows, metric, ctx, catalog)
@@ -640,8 +646,15 @@ def _route_evidence(record: RawRecord, kind: str, ctx: _Context, catalog: Catalo
     from collector.sources.neighbors import parse as neighbors
 
     labels = {k: v for k, v in record.labels.items() if k != "topic_template"}
-    routed = RawRecord(ts=record.ts, kind=kind, target=record.topic or record.target,
-                       body=record.body, host=ctx.topic_host(), labels=labels, topic=record.topic)
+    routed = RawRecord(
+        ts=record.ts,
+        kind=kind,
+        target=record.topic or record.target,
+        body=record.body,
+        host=ctx.topic_host(),
+        labels=labels,
+        topic=record.topic,
+    )
     if kind == "event":
         return neighbors.parse_event_record(routed, catalog)
     return neighbors.parse_record(routed, catalog)

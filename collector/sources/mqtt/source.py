@@ -81,29 +81,32 @@ class MqttSettings(SourceSettings):
     """``[[sources]] type = "mqtt"``: one broker connection with one set of subscriptions."""
 
     type: Literal["mqtt"] = "mqtt"
-    server: str = Field(default="mqtt://127.0.0.1:1883",
-                        description="mqtt://host:port (1883) or mqtts://host:port (8883)")
-    topics: list[str] = Field(default_factory=lambda: ["telegraf/#"], min_length=1,
-                              description="topic filters to subscribe to")
+    server: str = Field(
+        default="mqtt://127.0.0.1:1883", description="mqtt://host:port (1883) or mqtts://host:port (8883)"
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: ["telegraf/#"], min_length=1, description="topic filters to subscribe to"
+    )
     qos: Literal[0, 1] = Field(default=1, description="subscription QoS; 1 = at least once")
-    client_id: str = Field(default="", max_length=128,
-                           description="MQTT client id; required for persistent sessions; "
-                                       "'{hostname}' is replaced by this machine's name")
-    clean_session: bool = Field(default=False,
-                                description="false = persistent session (broker queues while away)")
-    shared_group: str = Field(default="",
-                              description="subscribe as $share/<group>/<topic> to split load")
+    client_id: str = Field(
+        default="",
+        max_length=128,
+        description="MQTT client id; required for persistent sessions; '{hostname}' is replaced by this machine's name",
+    )
+    clean_session: bool = Field(default=False, description="false = persistent session (broker queues while away)")
+    shared_group: str = Field(default="", description="subscribe as $share/<group>/<topic> to split load")
     username: str = Field(default="", description="user name for the broker")
     password_file: Path | None = Field(default=None, description="file holding the password")
     ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker (mqtts)")
     cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
     key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
-    tls_insecure: bool = Field(default=False,
-                               description="skip the broker hostname check (chain still verified)")
-    topic_template: str = Field(default=DEFAULT_TOPIC_TEMPLATE,
-                                description="Telegraf topic layout, to recover {host} from topics")
-    max_queue: int = Field(default=10_000, ge=1, le=10_000_000,
-                           description="waiting messages beyond which QoS 0 messages are dropped")
+    tls_insecure: bool = Field(default=False, description="skip the broker hostname check (chain still verified)")
+    topic_template: str = Field(
+        default=DEFAULT_TOPIC_TEMPLATE, description="Telegraf topic layout, to recover {host} from topics"
+    )
+    max_queue: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="waiting messages beyond which QoS 0 messages are dropped"
+    )
     keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_min: float = Field(default=0.5, gt=0, le=60, description="first reconnect delay, s")
     reconnect_max: float = Field(default=60.0, gt=0, le=3600, description="reconnect delay cap, s")
@@ -143,15 +146,16 @@ class MqttSettings(SourceSettings):
     def _check_template(cls, v: str) -> str:
         text = normalize_topic_template(v)
         if "{host}" not in text:
-            raise ValueError("topic_template needs a {host} placeholder "
-                             "(or Telegraf's {{ .Tag \"host\" }})")
+            raise ValueError('topic_template needs a {host} placeholder (or Telegraf\'s {{ .Tag "host" }})')
         return text
 
     @model_validator(mode="after")
     def _check_combinations(self) -> MqttSettings:
         if not self.clean_session and not self.client_id:
-            raise ValueError("client_id is required when clean_session = false (a persistent "
-                             "session is found again by its client id)")
+            raise ValueError(
+                "client_id is required when clean_session = false (a persistent "
+                "session is found again by its client id)"
+            )
         if self.password_file is not None and not self.username:
             raise ValueError("password_file is set but username is empty")
         if (self.cert_file is None) != (self.key_file is None):
@@ -210,8 +214,10 @@ def enable_manual_ack(client: aiomqtt.Client) -> Callable[[int, int], None]:
     """
     paho = getattr(client, "_client", None)
     if paho is None or not hasattr(paho, "manual_ack_set") or not hasattr(paho, "ack"):
-        raise RuntimeError("aiomqtt/paho no longer expose manual acknowledgement; the MQTT source "
-                           "cannot promise at-least-once delivery with this aiomqtt version")
+        raise RuntimeError(
+            "aiomqtt/paho no longer expose manual acknowledgement; the MQTT source "
+            "cannot promise at-least-once delivery with this aiomqtt version"
+        )
     paho.manual_ack_set(True)
 
     def ack(mid: int, qos: int) -> None:
@@ -248,15 +254,20 @@ def describe_mqtt_error(exc: BaseException, settings: MqttSettings) -> FetchErro
             why = _CONNACK.get(code, str(exc))
             user = f" for user {settings.username!r}" if settings.username else " (no username set)"
             hint = "; check username/password_file" if code in _AUTH_CODES else ""
-            return FetchError(f"broker refused the connection{user}: {why} (CONNACK code {code}){hint}",
-                              source=SOURCE_KIND, target=target, retryable=True)
+            return FetchError(
+                f"broker refused the connection{user}: {why} (CONNACK code {code}){hint}",
+                source=SOURCE_KIND,
+                target=target,
+                retryable=True,
+            )
         return FetchError(f"MQTT error: {exc}", source=SOURCE_KIND, target=target)
     if isinstance(exc, ssl.SSLError):
         return FetchError(f"TLS failed: {exc.reason or exc}", source=SOURCE_KIND, target=target)
     text = str(exc) or type(exc).__name__
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return FetchError(f"TLS: the broker certificate is not trusted by ca_file ({text})",
-                          source=SOURCE_KIND, target=target)
+        return FetchError(
+            f"TLS: the broker certificate is not trusted by ca_file ({text})", source=SOURCE_KIND, target=target
+        )
     return FetchError(f"connection failed: {text}", source=SOURCE_KIND, target=target)
 
 
@@ -283,8 +294,14 @@ ClientFactory = Callable[..., aiomqtt.Client]
 class MqttSource:
     """PushSource: one broker, reconnecting forever; see the module docstring for delivery."""
 
-    def __init__(self, settings: MqttSettings, *, clock: Callable[[], datetime] | None = None,
-                 client_factory: ClientFactory | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        client_factory: ClientFactory | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name or "mqtt"
         self.stats = MqttStats()
@@ -313,8 +330,12 @@ class MqttSource:
         try:
             return pf.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise FetchError(f"cannot read password_file {str(pf)!r}: {exc.strerror}",
-                             source=SOURCE_KIND, target=self.settings.server, retryable=False) from None
+            raise FetchError(
+                f"cannot read password_file {str(pf)!r}: {exc.strerror}",
+                source=SOURCE_KIND,
+                target=self.settings.server,
+                retryable=False,
+            ) from None
 
     def _tls_context(self) -> ssl.SSLContext | None:
         s = self.settings
@@ -325,8 +346,12 @@ class MqttSource:
             if s.cert_file is not None and s.key_file is not None:
                 ctx.load_cert_chain(str(s.cert_file), str(s.key_file))
         except (OSError, ssl.SSLError) as exc:
-            raise FetchError(f"cannot load TLS files (ca_file/cert_file/key_file): {exc}",
-                             source=SOURCE_KIND, target=s.server, retryable=False) from None
+            raise FetchError(
+                f"cannot load TLS files (ca_file/cert_file/key_file): {exc}",
+                source=SOURCE_KIND,
+                target=s.server,
+                retryable=False,
+            ) from None
         if s.tls_insecure:
             ctx.check_hostname = False
         return ctx
@@ -334,7 +359,8 @@ class MqttSource:
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
         return self._client_factory(
-            s.host, s.port,
+            s.host,
+            s.port,
             username=s.username or None,
             password=self._password(),
             identifier=s.resolved_client_id() or None,
@@ -349,8 +375,12 @@ class MqttSource:
     def _count_drop(self) -> None:
         self.stats.dropped += 1
         if self.stats.dropped in (1, 10, 100) or self.stats.dropped % 1000 == 0:
-            log.warning("mqtt %s: %d QoS 0 messages dropped (more than max_queue=%d waiting)",
-                        self.name, self.stats.dropped, self.settings.max_queue)
+            log.warning(
+                "mqtt %s: %d QoS 0 messages dropped (more than max_queue=%d waiting)",
+                self.name,
+                self.stats.dropped,
+                self.settings.max_queue,
+            )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -374,8 +404,7 @@ class MqttSource:
                 break
             if self.stats.connects > connects_before:
                 attempt = 0  # the connection came up: a later drop starts the backoff again
-            delay = backoff_delay(attempt, self.settings.reconnect_min, self.settings.reconnect_max,
-                                  self._rng)
+            delay = backoff_delay(attempt, self.settings.reconnect_min, self.settings.reconnect_max, self._rng)
             attempt += 1
             log.info("mqtt %s: reconnecting in %.1fs", self.name, delay)
             await asyncio.sleep(delay)
@@ -398,8 +427,11 @@ class MqttSource:
             granted = await client.subscribe(wanted)
             failed = [t for t, rc in zip(subs, granted, strict=False) if _suback_failed(rc)]
             if failed:
-                raise FetchError(f"broker refused subscription(s) {', '.join(failed)} (check the "
-                                 f"ACL of user {s.username!r})", source=SOURCE_KIND, target=s.server)
+                raise FetchError(
+                    f"broker refused subscription(s) {', '.join(failed)} (check the ACL of user {s.username!r})",
+                    source=SOURCE_KIND,
+                    target=s.server,
+                )
             self.subscribed = True
             log.info("mqtt %s: connected to %s, subscribed to %s", self.name, s.server, ", ".join(subs))
             async for message in client.messages:
@@ -417,8 +449,15 @@ class MqttSource:
             body = b""
         else:
             body = str(payload).encode("utf-8")
-        return RawRecord(ts=self._clock(), kind=SOURCE_KIND, target=self.settings.server, body=body,
-                         host="", labels=self._labels, topic=message.topic.value)
+        return RawRecord(
+            ts=self._clock(),
+            kind=SOURCE_KIND,
+            target=self.settings.server,
+            body=body,
+            host="",
+            labels=self._labels,
+            topic=message.topic.value,
+        )
 
     async def close(self) -> None:
         """Stop the loop (cancelling an in-progress session); safe to call twice."""

@@ -78,8 +78,17 @@ class IpObservationRows:
         self.network: list[str | None] = []
         self.source: list[str] = []
 
-    def add(self, ts_ms: int, ip: str, mac: str | None, owner_kind: OwnerKind, owner: str,
-            cluster: str | None, network: str | None, source: str) -> None:
+    def add(
+        self,
+        ts_ms: int,
+        ip: str,
+        mac: str | None,
+        owner_kind: OwnerKind,
+        owner: str,
+        cluster: str | None,
+        network: str | None,
+        source: str,
+    ) -> None:
         self.ts.append(ts_ms)
         self.ip.append(ip)
         self.mac.append(mac)
@@ -141,9 +150,13 @@ def _load(record: RawRecord, parser: str) -> tuple[list[Any], str]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ParseError(f"invalid JSON: {getattr(exc, 'msg', None) or str(exc)[:200]}", source=parser,
-                         target=target, line=getattr(exc, "lineno", None),
-                         offset=getattr(exc, "pos", None)) from None
+        raise ParseError(
+            f"invalid JSON: {getattr(exc, 'msg', None) or str(exc)[:200]}",
+            source=parser,
+            target=target,
+            line=getattr(exc, "lineno", None),
+            offset=getattr(exc, "pos", None),
+        ) from None
     if isinstance(doc, dict):
         # PowerShell 5.1 pipes sometimes wrap arrays as {"value": [...], "Count": n}
         if isinstance(doc.get("value"), list) and "Count" in doc:
@@ -151,8 +164,9 @@ def _load(record: RawRecord, parser: str) -> tuple[list[Any], str]:
         return [doc], target
     if isinstance(doc, list):
         return doc, target
-    raise ParseError(f"expected a JSON array of rows or one object, got {type(doc).__name__}",
-                     source=parser, target=target)
+    raise ParseError(
+        f"expected a JSON array of rows or one object, got {type(doc).__name__}", source=parser, target=target
+    )
 
 
 def _str(row: dict[str, Any], *keys: str) -> str:
@@ -179,8 +193,7 @@ def _mac(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, list):
-        if len(value) == 6 and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255
-                                   for b in value):
+        if len(value) == 6 and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
             return ":".join(f"{b:02x}" for b in value)
         raise _RowError(f"not a MAC address: {str(value)[:60]}")
     if not isinstance(value, str):
@@ -257,10 +270,14 @@ def neighbor_rows(rows: list[Any]) -> Iterator[tuple[int, dict[str, str] | None,
         except _RowError as exc:
             yield i, None, str(exc)
             continue
-        if (mac is None or state in NOT_EVIDENCE_STATES or not _is_unicast_mac(mac)
-                or addr.is_multicast or addr.is_unspecified
-                or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address(
-                    "255.255.255.255"))):
+        if (
+            mac is None
+            or state in NOT_EVIDENCE_STATES
+            or not _is_unicast_mac(mac)
+            or addr.is_multicast
+            or addr.is_unspecified
+            or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"))
+        ):
             yield i, None, ""
             continue
         host = _str(row, "host", "PSComputerName")
@@ -296,8 +313,7 @@ def _summary(errors: list[Exception], parser: str, target: str) -> ParseError:
     first = errors[0]
     if len(errors) == 1 and isinstance(first, ParseError):
         return first
-    return ParseError(f"no usable row ({len(errors)} problems); first: {first}", source=parser,
-                      target=target)
+    return ParseError(f"no usable row ({len(errors)} problems); first: {first}", source=parser, target=target)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,16 +416,18 @@ def parse_event_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     network = clean(record.labels.get("network", "")) or None
     record_host = clean(record.host)
     record_ms = to_ms(record.ts)
-    extra = {k: clean(v) for k, v in record.labels.items()
-             if k not in ("source", "topic_template", "network")}
+    extra = {k: clean(v) for k, v in record.labels.items() if k not in ("source", "topic_template", "network")}
     obs = IpObservationRows()
     samples = SampleRows()
     errors: list[Exception] = []
     ignored = 0
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            errors.append(ParseError(f"[{i}]: expected an event object, got {type(row).__name__}",
-                                     source=EVENT_SOURCE, target=target))
+            errors.append(
+                ParseError(
+                    f"[{i}]: expected an event object, got {type(row).__name__}", source=EVENT_SOURCE, target=target
+                )
+            )
             continue
         provider = _str(row, "provider", "ProviderName").lower()
         event_id = _event_id(row)
@@ -421,12 +439,10 @@ def parse_event_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             ts = event_time_ms(raw_time) if raw_time is not None else record_ms
             ip, mac = _conflict_ip_mac(row)
         except _RowError as exc:
-            errors.append(ParseError(f"[{i}] (Tcpip {event_id}): {exc}", source=EVENT_SOURCE,
-                                     target=target))
+            errors.append(ParseError(f"[{i}] (Tcpip {event_id}): {exc}", source=EVENT_SOURCE, target=target))
             continue
         host = _str(row, "host", "MachineName") or record_host
-        obs.add(ts, ip, mac, OwnerKind.EVENT, _owner(host, f"tcpip-{event_id}"), cluster, network,
-                source)
+        obs.add(ts, ip, mac, OwnerKind.EVENT, _owner(host, f"tcpip-{event_id}"), cluster, network, source)
         labels = dict(extra)
         labels.update({"event_id": str(event_id), "ip": ip})
         if mac:

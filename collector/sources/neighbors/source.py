@@ -40,15 +40,18 @@ class NeighborsSettings(SourceSettings):
 
     type: Literal["neighbors"] = "neighbors"
     url: str = Field(default="", description="http(s) URL serving neighbour (or event) JSON")
-    command: list[str] = Field(default_factory=list,
-                               description="argv run without a shell; default ip -j neigh")
+    command: list[str] = Field(default_factory=list, description="argv run without a shell; default ip -j neigh")
     record_kind: Literal["neighbors", "event"] = Field(
-        default="neighbors", description="what the payload is: neighbour rows or Windows events")
-    host: str = Field(default="", description="host the table belongs to (owner prefix); default: "
-                                              "the URL's host, or this machine for commands")
+        default="neighbors", description="what the payload is: neighbour rows or Windows events"
+    )
+    host: str = Field(
+        default="",
+        description="host the table belongs to (owner prefix); default: the URL's host, or this machine for commands",
+    )
     bearer_token_file: Path | None = Field(default=None, description="token for Authorization")
-    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
-                           description="largest payload accepted")
+    max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="largest payload accepted"
+    )
 
     @field_validator("url")
     @classmethod
@@ -96,8 +99,13 @@ SessionFactory = Callable[[], aiohttp.ClientSession]
 class NeighborsSource:
     """PullSource reading one neighbour table per fetch."""
 
-    def __init__(self, settings: NeighborsSettings, *, clock: Callable[[], datetime] | None = None,
-                 session_factory: SessionFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: NeighborsSettings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name or "neighbors"
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -110,8 +118,11 @@ class NeighborsSource:
     async def fetch(self, target: str) -> list[RawRecord]:
         s = self.settings
         body = await (self._http() if s.url else self._exec())
-        return [RawRecord(ts=self._clock(), kind=s.record_kind, target=target, body=body,
-                          host=s.table_host(), labels=s.labels)]
+        return [
+            RawRecord(
+                ts=self._clock(), kind=s.record_kind, target=target, body=body, host=s.table_host(), labels=s.labels
+            )
+        ]
 
     async def _http(self) -> bytes:
         s = self.settings
@@ -120,26 +131,32 @@ class NeighborsSource:
             try:
                 token = s.bearer_token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise FetchError(f"cannot read bearer_token_file: {exc.strerror}", source=SOURCE_KIND,
-                                 target=s.url, retryable=False) from None
+                raise FetchError(
+                    f"cannot read bearer_token_file: {exc.strerror}", source=SOURCE_KIND, target=s.url, retryable=False
+                ) from None
             headers["Authorization"] = f"Bearer {token}"
         if self._session is None or self._session.closed:
             self._session = self._session_factory()
         try:
-            async with self._session.get(s.url, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=s.timeout)) as resp:
+            async with self._session.get(
+                s.url, headers=headers, timeout=aiohttp.ClientTimeout(total=s.timeout)
+            ) as resp:
                 if resp.status != 200:
-                    raise FetchError(f"HTTP {resp.status} {resp.reason or ''}".strip(),
-                                     source=SOURCE_KIND, target=s.url,
-                                     retryable=resp.status >= 500 or resp.status == 429)
+                    raise FetchError(
+                        f"HTTP {resp.status} {resp.reason or ''}".strip(),
+                        source=SOURCE_KIND,
+                        target=s.url,
+                        retryable=resp.status >= 500 or resp.status == 429,
+                    )
                 body = await resp.content.read(s.max_bytes + 1)
         except TimeoutError:
             raise FetchError(f"no answer within {s.timeout}s", source=SOURCE_KIND, target=s.url) from None
         except aiohttp.ClientError as exc:
             raise FetchError(f"HTTP request failed: {exc}", source=SOURCE_KIND, target=s.url) from None
         if len(body) > s.max_bytes:
-            raise FetchError(f"payload larger than max_bytes={s.max_bytes}", source=SOURCE_KIND,
-                             target=s.url, retryable=False)
+            raise FetchError(
+                f"payload larger than max_bytes={s.max_bytes}", source=SOURCE_KIND, target=s.url, retryable=False
+            )
         return body
 
     async def _exec(self) -> bytes:
@@ -148,27 +165,37 @@ class NeighborsSource:
         target = s.target()
         program = shutil.which(argv[0])
         if program is None:
-            raise FetchError(f"program {argv[0]!r} not found on PATH", source=SOURCE_KIND, target=target,
-                             retryable=False)
+            raise FetchError(
+                f"program {argv[0]!r} not found on PATH", source=SOURCE_KIND, target=target, retryable=False
+            )
         proc = await asyncio.create_subprocess_exec(
-            program, *argv[1:], stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            program,
+            *argv[1:],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             out, err = await asyncio.wait_for(self._collect(proc), timeout=s.timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise FetchError(f"command did not finish within {s.timeout}s", source=SOURCE_KIND,
-                             target=target) from None
+            raise FetchError(f"command did not finish within {s.timeout}s", source=SOURCE_KIND, target=target) from None
         if len(out) > s.max_bytes:
-            raise FetchError(f"command output larger than max_bytes={s.max_bytes}", source=SOURCE_KIND,
-                             target=target, retryable=False)
+            raise FetchError(
+                f"command output larger than max_bytes={s.max_bytes}",
+                source=SOURCE_KIND,
+                target=target,
+                retryable=False,
+            )
         if proc.returncode != 0:
             detail = err.decode("utf-8", "replace").strip().splitlines()
-            raise FetchError(f"command exited with {proc.returncode}"
-                             + (f": {detail[-1][:200]}" if detail else ""),
-                             source=SOURCE_KIND, target=target)
+            raise FetchError(
+                f"command exited with {proc.returncode}" + (f": {detail[-1][:200]}" if detail else ""),
+                source=SOURCE_KIND,
+                target=target,
+            )
         return out
 
     async def _collect(self, proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:

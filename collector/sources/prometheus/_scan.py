@@ -54,8 +54,9 @@ _WS = " \t"
 # Timestamps a datetime can hold (years 1-9999): anything else is garbage, not a sample time.
 TS_MIN_MS = -62_135_596_800_000
 TS_MAX_MS = 253_402_300_799_999
-METRIC_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "unknown",
-                          "gaugehistogram", "stateset", "info"})
+METRIC_TYPES = frozenset(
+    {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "stateset", "info"}
+)
 
 
 class LineError(Exception):
@@ -96,7 +97,7 @@ def parse_line(line: str) -> tuple[str, list[tuple[str, str]], float, int | None
         pos += 1
     m = METRIC_NAME.match(line, pos)
     if m is None:
-        raise LineError(f"invalid metric name at column {pos + 1}: {line[pos:pos + 40]!r}")
+        raise LineError(f"invalid metric name at column {pos + 1}: {line[pos : pos + 40]!r}")
     name = m.group()
     pos = m.end()
     labels: list[tuple[str, str]] = []
@@ -115,7 +116,7 @@ def parse_line(line: str) -> tuple[str, list[tuple[str, str]], float, int | None
                 break
             lm = LABEL_NAME.match(line, pos)
             if lm is None:
-                raise LineError(f"invalid label name at column {pos + 1}: {line[pos:pos + 40]!r}")
+                raise LineError(f"invalid label name at column {pos + 1}: {line[pos : pos + 40]!r}")
             key = lm.group()
             pos = lm.end()
             while pos < n and line[pos] in _WS:
@@ -230,8 +231,10 @@ def cast_floats(strs: pa.Array) -> tuple[F64, BOOL]:
 def cast_ints(strs: pa.Array) -> tuple[I64, BOOL]:
     """Parse integer-millisecond timestamps; values and ok-mask (never raises)."""
     n = len(strs)
-    ok = np.asarray(pc.fill_null(pc.match_substring_regex(strs, r"^-?[0-9]{1,18}$"), False)
-                    .to_numpy(zero_copy_only=False), dtype=np.bool_)
+    ok = np.asarray(
+        pc.fill_null(pc.match_substring_regex(strs, r"^-?[0-9]{1,18}$"), False).to_numpy(zero_copy_only=False),
+        dtype=np.bool_,
+    )
     out = np.zeros(n, dtype=np.int64)
     idx = np.flatnonzero(ok)
     if len(idx):
@@ -333,11 +336,15 @@ class Scan:
                 base += len(chunk)
             off = np.concatenate(parts)
             if base > 2**31 - 1:
-                chunks.append(pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off),
-                                                               pa.py_buffer(data)).cast(pa.string()))
+                chunks.append(
+                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off), pa.py_buffer(data)).cast(
+                        pa.string()
+                    )
+                )
             else:
-                chunks.append(pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32)),
-                                                          pa.py_buffer(data)))
+                chunks.append(
+                    pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32)), pa.py_buffer(data))
+                )
         chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in chunks]
         return pa.chunked_array(chunks, type=pa.string())
 
@@ -528,8 +535,24 @@ def scan(body: bytes) -> Scan:
         lines_ok = lab[good_lab]
         fast_lines[lines_ok] = True
         if len(lines_ok):
-            _build_rows(out, body, lines_ok, ls, le, bo_g, bc_g, opens, closes, key_start, pline, ppl,
-                        pos, cls, f[good_lab], sp1[lines_ok] - 1)
+            _build_rows(
+                out,
+                body,
+                lines_ok,
+                ls,
+                le,
+                bo_g,
+                bc_g,
+                opens,
+                closes,
+                key_start,
+                pline,
+                ppl,
+                pos,
+                cls,
+                f[good_lab],
+                sp1[lines_ok] - 1,
+            )
             fast_lines[:] = False
             fast_lines[out.line] = True
 
@@ -546,9 +569,24 @@ def scan(body: bytes) -> Scan:
     return out
 
 
-def _build_rows(out: Scan, body: bytes, lines: I64, ls: I64, le: I64,
-                bo: I64, bc: I64, opens: I64, closes: I64, key_start: I64, pline: I64, ppl: I64,
-                pos: I64, cls: npt.NDArray[np.uint8], sp_first: I64, sp_last: I64) -> None:
+def _build_rows(
+    out: Scan,
+    body: bytes,
+    lines: I64,
+    ls: I64,
+    le: I64,
+    bo: I64,
+    bc: I64,
+    opens: I64,
+    closes: I64,
+    key_start: I64,
+    pline: I64,
+    ppl: I64,
+    pos: I64,
+    cls: npt.NDArray[np.uint8],
+    sp_first: I64,
+    sp_last: I64,
+) -> None:
     """Turn accepted lines into rows: names, values, label keys and value references."""
     data = pa.py_buffer(body)
     n_rows = len(lines)
@@ -597,8 +635,7 @@ def _split_timestamps(tokens: pa.Array, v_ok: BOOL, out: Scan) -> None:
     bad = np.flatnonzero(~v_ok)
     sub = tokens.take(pa.array(bad))
     parts = pc.split_pattern(sub, " ")
-    two = np.asarray(pc.equal(pc.list_value_length(parts), 2).to_numpy(zero_copy_only=False),
-                     dtype=np.bool_)
+    two = np.asarray(pc.equal(pc.list_value_length(parts), 2).to_numpy(zero_copy_only=False), dtype=np.bool_)
     idx = np.flatnonzero(two)
     if not len(idx):
         return

@@ -92,19 +92,23 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     except ParseError:
         raise
     except Exception as exc:  # a bug must still surface as a ParseError naming the payload
-        raise ParseError(f"internal parser failure ({type(exc).__name__}: {exc})",
-                         source=src, target=record.target) from exc
+        raise ParseError(
+            f"internal parser failure ({type(exc).__name__}: {exc})", source=src, target=record.target
+        ) from exc
 
 
 def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]]]:
     """Check the body is text; blank out undecodable lines (reported), raise if not text at all."""
     body = record.body
     if body[:2] == b"\x1f\x8b":
-        raise ParseError("payload is gzip-compressed bytes, not text (the source must decompress it)",
-                         source=src, target=record.target, offset=0)
+        raise ParseError(
+            "payload is gzip-compressed bytes, not text (the source must decompress it)",
+            source=src,
+            target=record.target,
+            offset=0,
+        )
     if len(body) >= 2**31 - 1:
-        raise ParseError(f"payload of {len(body)} bytes is larger than 2 GiB", source=src,
-                         target=record.target)
+        raise ParseError(f"payload of {len(body)} bytes is larger than 2 GiB", source=src, target=record.target)
     nul = body.find(b"\x00")
     if nul >= 0:
         raise ParseError("binary payload: NUL byte", source=src, target=record.target, offset=nul)
@@ -126,9 +130,12 @@ def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]
     content = sum(1 for ln in lines if ln.strip())
     if len(bad) > content:
         first_line, why = bad[0]
-        raise ParseError(f"payload is not UTF-8 text ({len(bad)} of {len(bad) + content} non-blank lines "
-                         f"undecodable; first: {why})", source=src, target=record.target,
-                         line=first_line + 1)
+        raise ParseError(
+            f"payload is not UTF-8 text ({len(bad)} of {len(bad) + content} non-blank lines undecodable; first: {why})",
+            source=src,
+            target=record.target,
+            line=first_line + 1,
+        )
     return b"\n".join(lines), bad
 
 
@@ -143,8 +150,12 @@ def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     if sc.n == 0:
         if sc.bad_lines:
             first = min(sc.errors)
-            raise ParseError(f"no valid sample in payload ({sc.bad_lines} bad lines; first: {first[1]})",
-                             source=src, target=record.target, line=first[0] + 1)
+            raise ParseError(
+                f"no valid sample in payload ({sc.bad_lines} bad lines; first: {first[1]})",
+                source=src,
+                target=record.target,
+                line=first[0] + 1,
+            )
         return result
     name_info = _NameInfo(sc.names, record.labels, catalog)
     result.ip_observations = _nic_observations(sc, name_info, record)
@@ -155,11 +166,17 @@ def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
 
 def _errors(sc: Scan, src: str, target: str) -> list[Exception]:
     ordered = sorted(sc.errors)
-    errs: list[Exception] = [ParseError(why, source=src, target=target, line=li + 1)
-                             for li, why in ordered[:MAX_LINE_ERRORS]]
+    errs: list[Exception] = [
+        ParseError(why, source=src, target=target, line=li + 1) for li, why in ordered[:MAX_LINE_ERRORS]
+    ]
     if sc.bad_lines > MAX_LINE_ERRORS:
-        errs.append(ParseError(f"{sc.bad_lines - MAX_LINE_ERRORS} more bad lines not listed "
-                               f"({sc.bad_lines} in total)", source=src, target=target))
+        errs.append(
+            ParseError(
+                f"{sc.bad_lines - MAX_LINE_ERRORS} more bad lines not listed ({sc.bad_lines} in total)",
+                source=src,
+                target=target,
+            )
+        )
     return errs
 
 
@@ -245,16 +262,19 @@ def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
         out["cluster"].append(record.labels.get("cluster"))
         out["network"].append(record.labels.get("network"))
     n = len(out["ip"])
-    return pa.table({
-        "ts": pa.array(out["ts"], pa.int64()).cast(TS_TYPE),
-        "ip": pa.array(out["ip"], pa.string()),
-        "mac": pa.array(out["mac"], pa.string()),
-        "owner_kind": pa.array([OwnerKind.NIC.value] * n, pa.string()).dictionary_encode(),
-        "owner": pa.array(out["owner"], pa.string()),
-        "cluster": pa.array(out["cluster"], pa.string()).dictionary_encode(),
-        "network": pa.array(out["network"], pa.string()).dictionary_encode(),
-        "source": pa.array(["windows"] * n, pa.string()).dictionary_encode(),
-    }, schema=IP_OBSERVATIONS_SCHEMA)
+    return pa.table(
+        {
+            "ts": pa.array(out["ts"], pa.int64()).cast(TS_TYPE),
+            "ip": pa.array(out["ip"], pa.string()),
+            "mac": pa.array(out["mac"], pa.string()),
+            "owner_kind": pa.array([OwnerKind.NIC.value] * n, pa.string()).dictionary_encode(),
+            "owner": pa.array(out["owner"], pa.string()),
+            "cluster": pa.array(out["cluster"], pa.string()).dictionary_encode(),
+            "network": pa.array(out["network"], pa.string()).dictionary_encode(),
+            "source": pa.array(["windows"] * n, pa.string()).dictionary_encode(),
+        },
+        schema=IP_OBSERVATIONS_SCHEMA,
+    )
 
 
 Additions = tuple[I64, I32, I64]  # (row, key id, value ref) of entries added to rows, row-sorted
@@ -314,8 +334,8 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
             set_pos.append(slot)
             set_key.append(k_id)
             set_val.append(v_ref)
-        drop.extend(slots[len(hit):])
-        for k_id, v_ref in hit[len(slots):]:
+        drop.extend(slots[len(hit) :])
+        for k_id, v_ref in hit[len(slots) :]:
             add_row.append(r)
             add_key.append(k_id)
             add_val.append(v_ref)
@@ -384,11 +404,8 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
     else:
         ts_ms = np.full(n, record_ms, dtype=np.int64)
     ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms)])
-    metric = pa.DictionaryArray.from_arrays(pa.array(info.canon_of[sc.name_idx]),
-                                            pa.array(info.canon, pa.string()))
-    source = pa.DictionaryArray.from_arrays(pa.array(info.source_of[sc.name_idx]),
-                                            pa.array(info.sources, pa.string()))
-    host = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
-                                          pa.array([record.host], pa.string()))
+    metric = pa.DictionaryArray.from_arrays(pa.array(info.canon_of[sc.name_idx]), pa.array(info.canon, pa.string()))
+    source = pa.DictionaryArray.from_arrays(pa.array(info.source_of[sc.name_idx]), pa.array(info.sources, pa.string()))
+    host = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([record.host], pa.string()))
     value = pa.array(sc.value, pa.float64())
     return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)

@@ -42,8 +42,7 @@ class PrometheusSettings(SourceSettings):
 
     type: str = "prometheus"
     targets: list[str] = Field(min_length=1, description='"host:port", "host" or a full URL')
-    port: int | None = Field(default=None, ge=1, le=65535,
-                             description="port for targets given without one")
+    port: int | None = Field(default=None, ge=1, le=65535, description="port for targets given without one")
     path: str = Field(default="/metrics", description="HTTP path for targets that are not URLs")
     scheme: Literal["http", "https"] = "http"
     tls_ca_file: Path | None = Field(default=None, description="CA bundle to verify the peer")
@@ -51,8 +50,9 @@ class PrometheusSettings(SourceSettings):
     bearer_token_file: Path | None = None
     basic_auth_username: str | None = None
     basic_auth_password_file: Path | None = None
-    hosts: dict[str, str] = Field(default_factory=dict,
-                                  description="target → host name (default: the target's host part)")
+    hosts: dict[str, str] = Field(
+        default_factory=dict, description="target → host name (default: the target's host part)"
+    )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=2**31 - 1)
 
     @field_validator("path")
@@ -139,8 +139,14 @@ class PrometheusScraper:
     at a local server this way); ``clock`` stamps records (the flow's clock in replay/tests).
     """
 
-    def __init__(self, settings: PrometheusSettings, *, session: aiohttp.ClientSession | None = None,
-                 base_url: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        base_url: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name or settings.type
         self._urls = settings.target_urls()
@@ -184,8 +190,7 @@ class PrometheusScraper:
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise self._fail(target, f"cannot read {what} {path}: {exc.strerror or exc}",
-                             retryable=False) from exc
+            raise self._fail(target, f"cannot read {what} {path}: {exc.strerror or exc}", retryable=False) from exc
 
     def _headers(self, target: str) -> dict[str, str]:
         s = self.settings
@@ -196,8 +201,7 @@ class PrometheusScraper:
             "X-Prometheus-Scrape-Timeout-Seconds": f"{s.timeout:g}",
         }
         if s.bearer_token_file is not None:
-            headers["Authorization"] = "Bearer " + self._read_secret(target, s.bearer_token_file,
-                                                                     "bearer_token_file")
+            headers["Authorization"] = "Bearer " + self._read_secret(target, s.bearer_token_file, "bearer_token_file")
         return headers
 
     def _url(self, target: str) -> str:
@@ -225,24 +229,31 @@ class PrometheusScraper:
         session = await self._get_session()
         ts = self._clock()
         try:
-            async with session.get(self._url(target), headers=headers, ssl=self._ssl(),
-                                   timeout=aiohttp.ClientTimeout(total=s.timeout),
-                                   allow_redirects=True) as resp:
+            async with session.get(
+                self._url(target),
+                headers=headers,
+                ssl=self._ssl(),
+                timeout=aiohttp.ClientTimeout(total=s.timeout),
+                allow_redirects=True,
+            ) as resp:
                 if resp.status >= 400:
                     retryable = resp.status >= 500 or resp.status in (408, 429)
-                    raise self._fail(target, f"HTTP {resp.status} {resp.reason or ''}".rstrip(),
-                                     retryable=retryable)
+                    raise self._fail(target, f"HTTP {resp.status} {resp.reason or ''}".rstrip(), retryable=retryable)
                 declared = resp.content_length
                 if declared is not None and declared > s.max_body_bytes:
-                    raise self._fail(target, f"body of {declared} bytes exceeds max_body_bytes "
-                                     f"({s.max_body_bytes})", retryable=False)
+                    raise self._fail(
+                        target, f"body of {declared} bytes exceeds max_body_bytes ({s.max_body_bytes})", retryable=False
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.content.iter_chunked(1 << 20):
                     size += len(chunk)
                     if size > s.max_body_bytes:
-                        raise self._fail(target, f"body exceeds max_body_bytes ({s.max_body_bytes}) "
-                                         "after decompression", retryable=False)
+                        raise self._fail(
+                            target,
+                            f"body exceeds max_body_bytes ({s.max_body_bytes}) after decompression",
+                            retryable=False,
+                        )
                     chunks.append(chunk)
         except FetchError:
             raise
@@ -251,8 +262,7 @@ class PrometheusScraper:
         except aiohttp.ClientSSLError as exc:
             raise self._fail(target, f"TLS error: {exc}", retryable=False) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise self._fail(target, f"cannot connect: {exc.os_error.strerror or exc}",
-                             retryable=True) from exc
+            raise self._fail(target, f"cannot connect: {exc.os_error.strerror or exc}", retryable=True) from exc
         except aiohttp.ClientPayloadError as exc:
             raise self._fail(target, f"truncated or corrupt response body: {exc}", retryable=True) from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -260,8 +270,16 @@ class PrometheusScraper:
         labels = dict(s.labels)
         if self._source and "source" not in labels:
             labels["source"] = self._source
-        return [RawRecord(ts=ts, kind="prometheus", target=target, host=self.host_for(target),
-                          body=b"".join(chunks), labels=labels)]
+        return [
+            RawRecord(
+                ts=ts,
+                kind="prometheus",
+                target=target,
+                host=self.host_for(target),
+                body=b"".join(chunks),
+                labels=labels,
+            )
+        ]
 
     async def close(self) -> None:
         session, self._session = self._session, None

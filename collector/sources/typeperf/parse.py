@@ -80,11 +80,11 @@ def parse_counter_path(path: str) -> CounterPath:
         close = body.rfind(")\\")
         if close < paren:
             raise ValueError(f"unbalanced instance parentheses in counter path: {path[:120]!r}")
-        obj, instance, counter = body[:paren], body[paren + 1:close], body[close + 2:]
+        obj, instance, counter = body[:paren], body[paren + 1 : close], body[close + 2 :]
     else:
         if first_sep == -1:
             raise ValueError(f"counter path has no counter name: {path[:120]!r}")
-        obj, instance, counter = body[:first_sep], None, body[first_sep + 1:]
+        obj, instance, counter = body[:first_sep], None, body[first_sep + 1 :]
     if not obj.strip() or not counter.strip():
         raise ValueError(f"counter path lacks an object or counter name: {path[:120]!r}")
     return CounterPath(host, obj.strip(), instance, counter.strip())
@@ -106,8 +106,7 @@ def parse_header(cells: list[str]) -> tuple[int, list[CounterPath | None], list[
         raise ValueError("empty header row")
     m = _HEADER.match(cells[0].strip())
     if not m:
-        raise ValueError(f"first header cell is not '(PDH-CSV 4.0) (<time zone>)(<bias>)': "
-                         f"{cells[0][:80]!r}")
+        raise ValueError(f"first header cell is not '(PDH-CSV 4.0) (<time zone>)(<bias>)': {cells[0][:80]!r}")
     bias = int(m.group("bias"))
     if abs(bias) > 24 * 60:
         raise ValueError(f"time zone bias {bias} minutes is out of range")
@@ -147,9 +146,14 @@ class _Columns:
             labels = dict(extra)
             if cp.instance is not None:
                 labels["instance"] = cp.instance
-            self.entries.append((idx, clean(metric), clean(cp.host),
-                                 {clean(k): clean(v) for k, v in
-                                  normalize_windows_labels(metric, labels).items()}))
+            self.entries.append(
+                (
+                    idx,
+                    clean(metric),
+                    clean(cp.host),
+                    {clean(k): clean(v) for k, v in normalize_windows_labels(metric, labels).items()},
+                )
+            )
 
 
 def _is_chatter(line: str) -> bool:
@@ -180,12 +184,14 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         raise ParseError(f"bad PDH-CSV header: {exc}", source=PARSER, target=target, line=h + 1) from None
     # A chunk (first_line set) reports header problems only when it is the file's first chunk.
     header_line_no: int | None = header_label or (None if first_line else h + 1)
+
     # In a chunk, line numbers continue from the file's: data row k sits at first_line + k.
     def file_line(i: int) -> int:
         return first_line + (i - h - 1) if first_line else i + 1
 
-    errors: list[Exception] = [ParseError(p, source=PARSER, target=target, line=header_line_no)
-                               for p in problems if header_line_no is not None]
+    errors: list[Exception] = [
+        ParseError(p, source=PARSER, target=target, line=header_line_no) for p in problems if header_line_no is not None
+    ]
     resolved = _Columns(columns, catalog, extra)
     ncols = len(header_cells)
     rows = SampleRows()
@@ -196,13 +202,22 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         try:
             cells = _split(line)
         except csv.Error as exc:
-            errors.append(ParseError(f"unreadable CSV row ({exc}); truncated line?", source=PARSER,
-                                     target=target, line=file_line(i)))
+            errors.append(
+                ParseError(
+                    f"unreadable CSV row ({exc}); truncated line?", source=PARSER, target=target, line=file_line(i)
+                )
+            )
             continue
         if len(cells) != ncols:
             why = "truncated line?" if len(cells) < ncols else "extra columns"
-            errors.append(ParseError(f"row has {len(cells)} columns, header has {ncols} ({why})",
-                                     source=PARSER, target=target, line=file_line(i)))
+            errors.append(
+                ParseError(
+                    f"row has {len(cells)} columns, header has {ncols} ({why})",
+                    source=PARSER,
+                    target=target,
+                    line=file_line(i),
+                )
+            )
             continue
         try:
             ts = local_to_utc_ms(cells[0], bias)
@@ -227,8 +242,14 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             _, metric, host, labels = entry
             rows.add(ts, source, host, metric, labels, value)
         if bad:
-            errors.append(ParseError(f"non-numeric value in column(s) {', '.join(map(str, bad[:10]))}",
-                                     source=PARSER, target=target, line=file_line(i)))
+            errors.append(
+                ParseError(
+                    f"non-numeric value in column(s) {', '.join(map(str, bad[:10]))}",
+                    source=PARSER,
+                    target=target,
+                    line=file_line(i),
+                )
+            )
     return ParseResult(samples=rows.table(), errors=errors)
 
 
@@ -264,8 +285,9 @@ def _open_text(path: Path) -> io.TextIOWrapper:
     return open(path, encoding=encoding, errors="replace", newline="")
 
 
-def iter_typeperf_records(path: str | Path, *, chunk_rows: int = 10_000,
-                          labels: dict[str, str] | None = None) -> Iterator[RawRecord]:
+def iter_typeperf_records(
+    path: str | Path, *, chunk_rows: int = 10_000, labels: dict[str, str] | None = None
+) -> Iterator[RawRecord]:
     """Stream a (possibly huge) PDH-CSV file as ``typeperf-csv`` records of header + N rows.
 
     Memory stays bounded by ``chunk_rows``; each record carries its first data row's file line
@@ -295,24 +317,23 @@ def iter_typeperf_records(path: str | Path, *, chunk_rows: int = 10_000,
                 try:
                     bias, _, _ = parse_header(_split(line))
                 except (ValueError, csv.Error) as exc:
-                    raise ParseError(f"bad PDH-CSV header: {exc}", source=PARSER, target=str(p),
-                                     line=line_no) from None
+                    raise ParseError(f"bad PDH-CSV header: {exc}", source=PARSER, target=str(p), line=line_no) from None
                 continue
             if not chunk:
                 chunk_first = line_no
             chunk.append(line)
             if len(chunk) >= chunk_rows:
                 last_ts = _chunk_ts(chunk[0], bias, last_ts)
-                yield _chunk_record(p, header, chunk, chunk_first, last_ts, base_labels,
-                                    header_line if first_chunk else 0)
+                yield _chunk_record(
+                    p, header, chunk, chunk_first, last_ts, base_labels, header_line if first_chunk else 0
+                )
                 first_chunk = False
                 chunk = []
         if header is None:
             raise ParseError("empty typeperf CSV (no header row)", source=PARSER, target=str(p))
         if chunk:
             last_ts = _chunk_ts(chunk[0], bias, last_ts)
-            yield _chunk_record(p, header, chunk, chunk_first, last_ts, base_labels,
-                                header_line if first_chunk else 0)
+            yield _chunk_record(p, header, chunk, chunk_first, last_ts, base_labels, header_line if first_chunk else 0)
 
 
 def _chunk_ts(first_row: str, bias: int, fallback: datetime) -> datetime:
@@ -323,8 +344,9 @@ def _chunk_ts(first_row: str, bias: int, fallback: datetime) -> datetime:
         return fallback
 
 
-def _chunk_record(path: Path, header: str, rows: list[str], first_line: int, ts: datetime,
-                  labels: dict[str, str], header_line: int) -> RawRecord:
+def _chunk_record(
+    path: Path, header: str, rows: list[str], first_line: int, ts: datetime, labels: dict[str, str], header_line: int
+) -> RawRecord:
     body = ("\r\n".join([header, *rows]) + "\r\n").encode("utf-8")
     extra = {FIRST_LINE_LABEL: str(first_line)}
     if header_line:

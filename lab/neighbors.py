@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from collector.schema import iso
-from hciwatch.lab.rand import stream
-from hciwatch.lab.scenario import DuplicateLbIp, Scenario
-from hciwatch.lab.world import World
+from lab.rand import stream
+from lab.scenario import DuplicateLbIp, Scenario
+from lab.world import World
 
 FLIP_PROBABILITY = 0.35  # per scrape, while two MACs answer for one IP
 STALE_AFTER_REMOVAL = 600.0  # seconds a removed node's entry stays in the cache
@@ -39,11 +39,15 @@ class NeighborTables:
         self._choice: list[dict[str, str]] = [{} for _ in site.hosts]
         net = ipaddress.ip_network(site.network.ip_address_prefix)
         self._broadcast = str(net.broadcast_address)
-        self._event_windows = [(i.start.total_seconds(), (i.end or scenario.duration).total_seconds())
-                               for i in scenario.incidents if isinstance(i, DuplicateLbIp) and i.events]
+        self._event_windows = [
+            (i.start.total_seconds(), (i.end or scenario.duration).total_seconds())
+            for i in scenario.incidents
+            if isinstance(i, DuplicateLbIp) and i.events
+        ]
         self._quoted: dict[str, str] = {}
-        self._cache: dict[tuple[int, int, tuple[int, ...]], tuple[list[tuple[str, int, str, str, str]],
-                                                                   dict[str, list[str]]]] = {}
+        self._cache: dict[
+            tuple[int, int, tuple[int, ...]], tuple[list[tuple[str, int, str, str, str]], dict[str, list[str]]]
+        ] = {}
 
     def _json(self, text: str) -> str:
         out = self._quoted.get(text)
@@ -59,8 +63,9 @@ class NeighborTables:
         """
         world, site = self.world, self.scenario.site
         snap = world.at(sec)
-        lingering = tuple(i for i, (_t0, t1, _v) in enumerate(world.scaled_nodes)
-                          if t1 <= sec < t1 + STALE_AFTER_REMOVAL)
+        lingering = tuple(
+            i for i, (_t0, t1, _v) in enumerate(world.scaled_nodes) if t1 <= sec < t1 + STALE_AFTER_REMOVAL
+        )
         key = (h, snap.seq, lingering)
         hit = self._cache.get(key)
         if hit is not None:
@@ -102,8 +107,10 @@ class NeighborTables:
         rng = self._rng[h]
         static, multi = self._static_rows(h, sec)
         draws = (rng.random(len(static)) < 0.7).tolist()
-        rows = [(iface, n, ip, mac, st or ("Reachable" if d else "Stale"))
-                for (iface, n, ip, mac, st), d in zip(static, draws, strict=True)]
+        rows = [
+            (iface, n, ip, mac, st or ("Reachable" if d else "Stale"))
+            for (iface, n, ip, mac, st), d in zip(static, draws, strict=True)
+        ]
         multi_rows: list[tuple[str, int, str, str, str]] = []
         mgmt = self.scenario.site.management_alias
         events: list[dict[str, Any]] = []
@@ -122,17 +129,32 @@ class NeighborTables:
             multi_rows.append((mgmt, int(ipaddress.ip_address(ip)), ip, cur, "Reachable"))
             if prev is not None and cur != prev and any(a <= sec < b for a, b in self._event_windows):
                 at = when - timedelta(seconds=float(rng.uniform(1, self.scenario.slow_interval.total_seconds())))
-                events.append({
-                    "provider": "Tcpip", "id": 4199, "time": iso(at.replace(microsecond=at.microsecond // 1000 * 1000)),
-                    "host": self.world.hosts[h].name,
-                    "message": (f"The system detected an address conflict for IP address {ip} with the system "
-                                f"having network hardware address {cur.upper().replace(':', '-')}. Network "
-                                "operations on this system may be disrupted as a result."),
-                    "ip": ip, "mac": cur,
-                })
+                events.append(
+                    {
+                        "provider": "Tcpip",
+                        "id": 4199,
+                        "time": iso(at.replace(microsecond=at.microsecond // 1000 * 1000)),
+                        "host": self.world.hosts[h].name,
+                        "message": (
+                            f"The system detected an address conflict for IP address {ip} with the system "
+                            f"having network hardware address {cur.upper().replace(':', '-')}. Network "
+                            "operations on this system may be disrupted as a result."
+                        ),
+                        "ip": ip,
+                        "mac": cur,
+                    }
+                )
         if multi_rows:
             rows.extend(multi_rows)
             rows.sort(key=lambda r: (r[0], r[1]))
-        body = "[" + ",".join([f'{{"ip":"{ip}","mac":"{mac}","interface":{self._json(iface)},"state":"{st}"}}'
-                               for iface, _n, ip, mac, st in rows]) + "]"
+        body = (
+            "["
+            + ",".join(
+                [
+                    f'{{"ip":"{ip}","mac":"{mac}","interface":{self._json(iface)},"state":"{st}"}}'
+                    for iface, _n, ip, mac, st in rows
+                ]
+            )
+            + "]"
+        )
         return body, events

@@ -14,7 +14,7 @@
 
 Example::
 
-    from hciwatch import lab
+    import lab
     scenario = lab.demo_scenario(seed=7)          # 48 h, 4 hosts, every incident + confounder
     stats = lab.write_capture(scenario, "demo/capture.jsonl.zst")
     expected = lab.ground_truth(scenario)         # the alerts a correct detector raises
@@ -23,7 +23,7 @@ Example::
     short = lab.compact_scenario(hours=6)         # the same script squeezed for fast tests
 """
 
-from hciwatch.lab.generate import (
+from lab.generate import (
     CaptureStats,
     CaptureTee,
     confounder_windows,
@@ -32,7 +32,7 @@ from hciwatch.lab.generate import (
     network_config,
     write_capture,
 )
-from hciwatch.lab.scenario import (
+from lab.scenario import (
     BackupBurst,
     DuplicateLbIp,
     HostReboot,
@@ -47,7 +47,7 @@ from hciwatch.lab.scenario import (
     compact_scenario,
     demo_scenario,
 )
-from hciwatch.lab.site import ClusterSpec, NetworkSpec, ServiceSpec, SiteSpec
+from lab.site import ClusterSpec, NetworkSpec, ServiceSpec, SiteSpec
 
 __all__ = [
     "BackupBurst",

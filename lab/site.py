@@ -43,8 +43,7 @@ class ServiceSpec:
         if not self.namespace or not self.name:
             raise ValueError("ServiceSpec needs a namespace and a name")
         if not self.ports or any(not 0 < p < 65536 for p in self.ports):
-            raise ValueError(f"ServiceSpec {self.namespace}/{self.name}: ports must be 1..65535, "
-                             f"got {self.ports!r}")
+            raise ValueError(f"ServiceSpec {self.namespace}/{self.name}: ports must be 1..65535, got {self.ports!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +68,10 @@ class ClusterSpec:
         if self.control_plane_nodes < 1:
             raise ValueError(f"cluster {self.name}: control_plane_nodes must be >= 1")
         if self.management and (self.worker_nodes or self.lb_vms or self.services):
-            raise ValueError(f"cluster {self.name}: the management cluster has no workers, "
-                             "load-balancer VMs or LoadBalancer services")
+            raise ValueError(
+                f"cluster {self.name}: the management cluster has no workers, "
+                "load-balancer VMs or LoadBalancer services"
+            )
         if not self.management and (self.worker_nodes < 1 or self.lb_vms < 1):
             raise ValueError(f"workload cluster {self.name}: needs worker_nodes >= 1 and lb_vms >= 1")
 
@@ -92,8 +93,7 @@ class NetworkSpec:
             net = ipaddress.ip_network(self.ip_address_prefix, strict=True)
         except ValueError as exc:
             raise ValueError(f"network {self.name}: ip_address_prefix: {exc}") from None
-        for key in ("gateway", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end", "vip_pool_start",
-                    "vip_pool_end"):
+        for key in ("gateway", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end", "vip_pool_start", "vip_pool_end"):
             value = getattr(self, key)
             try:
                 ip = ipaddress.ip_address(value)
@@ -101,11 +101,14 @@ class NetworkSpec:
                 raise ValueError(f"network {self.name}: {key}: not an IP address: {value!r}") from None
             if ip not in net:
                 raise ValueError(f"network {self.name}: {key} {value} is outside {self.ip_address_prefix}")
+
         def n(ip: str) -> int:
             return int(ipaddress.ip_address(ip))
 
-        for lo, hi in ((self.k8s_node_ip_pool_start, self.k8s_node_ip_pool_end),
-                       (self.vip_pool_start, self.vip_pool_end)):
+        for lo, hi in (
+            (self.k8s_node_ip_pool_start, self.k8s_node_ip_pool_end),
+            (self.vip_pool_start, self.vip_pool_end),
+        ):
             if n(lo) > n(hi):
                 raise ValueError(f"network {self.name}: pool {lo}-{hi} ends before it starts")
         if set(self.node_pool()) & set(self.vip_pool()):
@@ -129,7 +132,10 @@ def _range(start: str, end: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6A
 DEFAULT_CLUSTERS: tuple[ClusterSpec, ...] = (
     ClusterSpec("aks-mgmt", management=True),
     ClusterSpec(
-        "workload-a", control_plane_nodes=3, worker_nodes=3, lb_vms=1,
+        "workload-a",
+        control_plane_nodes=3,
+        worker_nodes=3,
+        lb_vms=1,
         services=(
             ServiceSpec("web", "storefront", (80, 443), weight=4.0),
             ServiceSpec("shop", "checkout-api", (8080,), weight=1.5),
@@ -137,7 +143,10 @@ DEFAULT_CLUSTERS: tuple[ClusterSpec, ...] = (
         ),
     ),
     ClusterSpec(
-        "workload-b", control_plane_nodes=1, worker_nodes=2, lb_vms=2,
+        "workload-b",
+        control_plane_nodes=1,
+        worker_nodes=2,
+        lb_vms=2,
         services=(
             ServiceSpec("ingress-nginx", "ingress-nginx-controller", (80, 443), weight=3.0),
             ServiceSpec("data", "kafka-external", (9094,), weight=0.8),
@@ -173,15 +182,22 @@ class SiteSpec:
     def __post_init__(self) -> None:
         if len(self.hosts) < 2 or len(set(self.hosts)) != len(self.hosts):
             raise ValueError(f"site {self.name}: needs at least 2 distinct hosts, got {self.hosts!r}")
-        if len(self.rdma_adapters) < 1 or len(self.rdma_adapters) != len(self.rdma_aliases) \
-                or len(self.rdma_adapters) != len(self.storage_subnets):
-            raise ValueError(f"site {self.name}: rdma_adapters, rdma_aliases and storage_subnets must be "
-                             "non-empty and of equal length")
+        if (
+            len(self.rdma_adapters) < 1
+            or len(self.rdma_adapters) != len(self.rdma_aliases)
+            or len(self.rdma_adapters) != len(self.storage_subnets)
+        ):
+            raise ValueError(
+                f"site {self.name}: rdma_adapters, rdma_aliases and storage_subnets must be "
+                "non-empty and of equal length"
+            )
         if not 0 <= self.pfc_priority <= 7:
             raise ValueError(f"site {self.name}: pfc_priority must be 0..7, got {self.pfc_priority}")
         if self.pause_baseline and len(self.pause_baseline) != len(self.hosts):
-            raise ValueError(f"site {self.name}: pause_baseline needs one rate per host "
-                             f"({len(self.hosts)}), got {len(self.pause_baseline)}")
+            raise ValueError(
+                f"site {self.name}: pause_baseline needs one rate per host "
+                f"({len(self.hosts)}), got {len(self.pause_baseline)}"
+            )
         names = [c.name for c in self.clusters]
         if len(set(names)) != len(names):
             raise ValueError(f"site {self.name}: duplicate cluster names in {names}")
@@ -191,19 +207,24 @@ class SiteSpec:
         pools = set(self.network.node_pool()) | set(self.network.vip_pool())
         for ip in self.host_ips():
             if ipaddress.ip_address(ip) not in net or ipaddress.ip_address(ip) in pools:
-                raise ValueError(f"site {self.name}: host IP {ip} must be inside "
-                                 f"{self.network.ip_address_prefix} and outside both pools")
+                raise ValueError(
+                    f"site {self.name}: host IP {ip} must be inside "
+                    f"{self.network.ip_address_prefix} and outside both pools"
+                )
         for subnet in self.storage_subnets:
             if ipaddress.ip_network(subnet).num_addresses < len(self.hosts) + 12:
                 raise ValueError(f"site {self.name}: storage subnet {subnet} is too small")
         nodes = sum(c.control_plane_nodes + c.worker_nodes + c.lb_vms for c in self.clusters)
         if nodes > len(self.network.node_pool()):
-            raise ValueError(f"site {self.name}: {nodes} VMs need node IPs but the k8s node IP pool has "
-                             f"{len(self.network.node_pool())}")
+            raise ValueError(
+                f"site {self.name}: {nodes} VMs need node IPs but the k8s node IP pool has "
+                f"{len(self.network.node_pool())}"
+            )
         vips = len(self.clusters) + sum(len(c.services) for c in self.clusters)
         if vips > len(self.network.vip_pool()):
-            raise ValueError(f"site {self.name}: {vips} VIPs needed but the VIP pool has "
-                             f"{len(self.network.vip_pool())}")
+            raise ValueError(
+                f"site {self.name}: {vips} VIPs needed but the VIP pool has {len(self.network.vip_pool())}"
+            )
 
     def host_ips(self) -> list[str]:
         first = int(ipaddress.ip_address(self.host_ip_start))

@@ -31,7 +31,7 @@ How the numbers behave (all cumulative counters raw, as windows_exporter reports
 * The lossless priority sees a few pause frames per second normally (a different rate per host,
   rising with load, with rare micro-bursts); every other priority sees none (PFC is only enabled
   on the lossless class).
-* Incidents and confounders bend these series as described in :mod:`hciwatch.lab.scenario`.
+* Incidents and confounders bend these series as described in :mod:`lab.scenario`.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.catalog import windows_perfcounter_metric
-from hciwatch.lab.promtext import Exposition, RowFormatter
-from hciwatch.lab.rand import ar1, stream
-from hciwatch.lab.scenario import BackupBurst, HostReboot, PfcStorm, Scenario, ScrapeGap
-from hciwatch.lab.timeline import BOOL, F64, Grid, load
-from hciwatch.lab.world import World
+from lab.promtext import Exposition, RowFormatter
+from lab.rand import ar1, stream
+from lab.scenario import BackupBurst, HostReboot, PfcStorm, Scenario, ScrapeGap
+from lab.timeline import BOOL, F64, Grid, load
+from lab.world import World
 
 I64 = npt.NDArray[np.int64]
 
@@ -125,8 +125,15 @@ class HostModel:
         sc = scenario
         dur = sc.duration.total_seconds()
         rng0 = stream(sc.seed, "hosts")
-        self.loads = [load(g, stream(sc.seed, "load", h), scale=float(rng0.uniform(0.8, 1.2)),
-                           phase_h=float(rng0.uniform(-0.6, 0.6))) for h in site.hosts]
+        self.loads = [
+            load(
+                g,
+                stream(sc.seed, "load", h),
+                scale=float(rng0.uniform(0.8, 1.2)),
+                phase_h=float(rng0.uniform(-0.6, 0.6)),
+            )
+            for h in site.hosts
+        ]
         idx = {h: i for i, h in enumerate(site.hosts)}
         # --- incident masks -----------------------------------------------------------------
         none = np.zeros(g.n, dtype=np.bool_)
@@ -248,15 +255,23 @@ class HostModel:
         ex = Exposition()
         cols: dict[int, F64] = {}
 
-        def counter(name: str, help_text: str, labels: dict[str, str], inc: npt.NDArray[np.int64] | F64,
-                    init: float, mtype: str = "counter", scale: float = 1.0) -> None:
+        def counter(
+            name: str,
+            help_text: str,
+            labels: dict[str, str],
+            inc: npt.NDArray[np.int64] | F64,
+            init: float,
+            mtype: str = "counter",
+            scale: float = 1.0,
+        ) -> None:
             col = ex.add(name, help_text, mtype, labels, None)
             assert col is not None
             cum = self._accumulate(h, inc, float(np.rint(init)))
             cols[col] = cum * scale if scale != 1.0 else cum
 
-        def gauge(name: str, help_text: str, labels: dict[str, str], values: F64 | npt.NDArray[np.int64],
-                  mtype: str = "gauge") -> None:
+        def gauge(
+            name: str, help_text: str, labels: dict[str, str], values: F64 | npt.NDArray[np.int64], mtype: str = "gauge"
+        ) -> None:
             col = ex.add(name, help_text, mtype, labels, None)
             assert col is not None
             cols[col] = np.asarray(values, dtype=np.float64)
@@ -267,12 +282,26 @@ class HostModel:
         # --- windows_exporter self metrics ----------------------------------------------------
         for coll, base in (("net", 0.012), ("performancecounter", 0.031), ("smbclient", 0.009)):
             lab = {"collector": coll}
-            gauge("windows_exporter_collector_duration_seconds", "windows_exporter: Duration of a collection.",
-                  lab, np.round(base * np.exp(rng.normal(0, 0.25, g.n)), 7))
-            const("windows_exporter_collector_success", "windows_exporter: Whether the collector was successful.",
-                  "gauge", lab, 1.0)
-            const("windows_exporter_collector_timeout", "windows_exporter: Whether the collector timed out.",
-                  "gauge", lab, 0.0)
+            gauge(
+                "windows_exporter_collector_duration_seconds",
+                "windows_exporter: Duration of a collection.",
+                lab,
+                np.round(base * np.exp(rng.normal(0, 0.25, g.n)), 7),
+            )
+            const(
+                "windows_exporter_collector_success",
+                "windows_exporter: Whether the collector was successful.",
+                "gauge",
+                lab,
+                1.0,
+            )
+            const(
+                "windows_exporter_collector_timeout",
+                "windows_exporter: Whether the collector timed out.",
+                "gauge",
+                lab,
+                0.0,
+            )
 
         # --- SMB client shares ----------------------------------------------------------------
         inbound = np.zeros(g.n)
@@ -291,8 +320,9 @@ class HostModel:
                     elif fam.startswith("turbo_io"):
                         const(fname, help_text, "counter", lab, 0.0)
                     elif "seconds" in fam:
-                        counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1),
-                                scale=1e-7)
+                        counter(
+                            fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1), scale=1e-7
+                        )
                     else:
                         counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1))
             elif s == h:
@@ -330,8 +360,9 @@ class HostModel:
             ends = ~d & np.concatenate(([False], d[:-1]))
             peer_down_starts += starts
             peer_up_again += ends
-        baseline = site.pause_baseline[h] if site.pause_baseline else \
-            DEFAULT_PAUSE_BASELINE[h % len(DEFAULT_PAUSE_BASELINE)]
+        baseline = (
+            site.pause_baseline[h] if site.pause_baseline else DEFAULT_PAUSE_BASELINE[h % len(DEFAULT_PAUSE_BASELINE)]
+        )
         storm_any = self._storm_host[h]
         for a, ad in enumerate(host.adapters):
             lab = {"instance": ad.instance}
@@ -349,8 +380,13 @@ class HostModel:
             active = np.where(st, np.floor(rng.uniform(0, 1, g.n) * (base_conn + 1)), active)
             initiated = rng.poisson(0.0003 * dt, g.n) + 2 * peer_up_again + rng.poisson(np.where(st, 0.02 * dt, 0.0))
             accepted = rng.poisson(0.0003 * dt, g.n) + 2 * peer_up_again + rng.poisson(np.where(st, 0.02 * dt, 0.0))
-            failed = rng.poisson(3e-7 * dt + 0.03 * dt * peer_down + np.where(st, 0.08 * dt, 0.0)
-                                 + np.where(st_other, 0.005 * dt, 0.0) + np.where(sp, 0.002 * dt, 0.0))
+            failed = rng.poisson(
+                3e-7 * dt
+                + 0.03 * dt * peer_down
+                + np.where(st, 0.08 * dt, 0.0)
+                + np.where(st_other, 0.005 * dt, 0.0)
+                + np.where(sp, 0.002 * dt, 0.0)
+            )
             conn_err = peer_down_starts + rng.poisson(np.where(st, 0.02 * dt, 0.0))
             cq_err = rng.poisson(np.where(st, 0.25 * dt, 0.0) + np.where(st_other, 0.01 * dt, 0.0))
             days = up * dt / 86400.0
@@ -391,10 +427,20 @@ class HostModel:
             for prio in range(8):
                 plab = {"instance": f"{ad.instance} Prio {prio}"}
                 if prio == site.pfc_priority:
-                    counter(rcv_metric, PERF_HELP, plab, rng.poisson(rcv_rate * dt),
-                            baseline * 0.8 * up * dt * rng.uniform(0.8, 1.2))
-                    counter(sent_metric, PERF_HELP, plab, rng.poisson(sent_rate * dt),
-                            baseline * 0.24 * up * dt * rng.uniform(0.8, 1.2))
+                    counter(
+                        rcv_metric,
+                        PERF_HELP,
+                        plab,
+                        rng.poisson(rcv_rate * dt),
+                        baseline * 0.8 * up * dt * rng.uniform(0.8, 1.2),
+                    )
+                    counter(
+                        sent_metric,
+                        PERF_HELP,
+                        plab,
+                        rng.poisson(sent_rate * dt),
+                        baseline * 0.24 * up * dt * rng.uniform(0.8, 1.2),
+                    )
                 else:
                     const(rcv_metric, PERF_HELP, "counter", plab, 0.0)
                     const(sent_metric, PERF_HELP, "counter", plab, 0.0)
@@ -436,16 +482,28 @@ class HostModel:
                 else:
                     inc_arr, init = specs[fam]
                     counter(name, help_text, lab, inc_arr, init)
-            const("windows_net_nic_info",
-                  "A metric with a constant '1' value labeled with the network interface's general information.",
-                  "gauge", {"nic": nic, "friendly_name": alias, "mac": mac.upper()}, 1.0)
-            const("windows_net_nic_address_info",
-                  "A metric with a constant '1' value labeled with the network interface's address information.",
-                  "gauge", {"nic": nic, "address": ip, "family": "ipv4"}, 1.0)
+            const(
+                "windows_net_nic_info",
+                "A metric with a constant '1' value labeled with the network interface's general information.",
+                "gauge",
+                {"nic": nic, "friendly_name": alias, "mac": mac.upper()},
+                1.0,
+            )
+            const(
+                "windows_net_nic_address_info",
+                "A metric with a constant '1' value labeled with the network interface's address information.",
+                "gauge",
+                {"nic": nic, "address": ip, "family": "ipv4"},
+                1.0,
+            )
             for status in OPER_STATUSES:
-                const("windows_net_nic_operation_status",
-                      "The operational status for the interface as defined in RFC 2863 as IfOperStatus.",
-                      "gauge", {"nic": nic, "status": status}, 1.0 if status == "up" else 0.0)
+                const(
+                    "windows_net_nic_operation_status",
+                    "The operational status for the interface as defined in RFC 2863 as IfOperStatus.",
+                    "gauge",
+                    {"nic": nic, "status": status},
+                    1.0 if status == "up" else 0.0,
+                )
 
         segments, order = ex.compile()
         matrix = np.column_stack([cols[c] for c in order]) if order else np.zeros((g.n, 0))
@@ -460,7 +518,7 @@ class HostModel:
         first, bodies = self._chunks[h]
         if not first <= i < first + len(bodies):
             first = i - i % CHUNK
-            bodies = self.formatters[h].render(self.matrices[h][first:first + CHUNK])
+            bodies = self.formatters[h].render(self.matrices[h][first : first + CHUNK])
             self._chunks[h] = (first, bodies)
         return bodies[i - first]
 

@@ -23,7 +23,7 @@ def go_float(x: float) -> str:
     if 1e6 <= x < 1e16 and not x.is_integer():  # common: cumulative seconds; repr is positional here
         r = repr(x)
         dot = r.index(".")
-        digits = (r[:dot] + r[dot + 1:]).rstrip("0")
+        digits = (r[:dot] + r[dot + 1 :]).rstrip("0")
         return f"{digits[0]}.{digits[1:]}e+{dot - 1:02d}"
     if x.is_integer():
         if -1e6 < x < 1e6:
@@ -63,7 +63,7 @@ def go_float(x: float) -> str:
         return f"{sign}0.{'0' * (-exp - 1)}{digits}"
     if len(digits) <= exp + 1:
         return sign + digits + "0" * (exp + 1 - len(digits))
-    return f"{sign}{digits[:exp + 1]}.{digits[exp + 1:]}"
+    return f"{sign}{digits[: exp + 1]}.{digits[exp + 1 :]}"
 
 
 def _escape(value: str) -> str:
@@ -132,7 +132,7 @@ class Exposition:
 # (precision, value) pair, so a whole scrape is one ``template % args`` call.
 _SMALL_INT, _LARGE_INT, _REPR, _GO = 0, 1, 2, 3
 _SPEC = {_SMALL_INT: "%.*d", _LARGE_INT: "%.*e", _REPR: "%.*r", _GO: "%.*s"}
-_POW10 = np.array([10 ** k for k in range(1, 17)], dtype=np.int64)
+_POW10 = np.array([10**k for k in range(1, 17)], dtype=np.int64)
 
 
 class RowFormatter:

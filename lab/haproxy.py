@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hciwatch.lab.rand import stream
-from hciwatch.lab.scenario import Scenario
-from hciwatch.lab.timeline import F64, Grid, load
-from hciwatch.lab.world import Snapshot, Vm, World
+from lab.rand import stream
+from lab.scenario import Scenario
+from lab.timeline import F64, Grid, load
+from lab.world import Snapshot, Vm, World
 
 I64 = npt.NDArray[np.int64]
 
@@ -48,33 +48,76 @@ FIELDS = HEADER[2:].split(",")
 _POS = {name: i for i, name in enumerate(FIELDS) if name}
 
 # Real rows from HAProxy 2.6.12 `show stat` (tcp mode; `stats` is mode http).
-_STATS_FE = ('stats,FRONTEND,,,0,0,256,0,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,0,0,0,,,,0,0,0,0,0,0,,0,0,0,,,0,0,0'
-    ',0,,,,,,,,,,,,,,,,,,,,,http,,0,0,0,0,0,0,0,,,0,0,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0'
-    ',0,0,0,0,0,0,0,')
-_STATS_BE = ('stats,BACKEND,0,0,0,0,26,0,0,0,0,0,,0,0,0,0,UP,0,0,0,,0,1,,,1,2,0,,0,,1,0,,0,,,,0,0,0,0,0,0,,,,0,0,0'
-    ',0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,0,0,0,0,,,0,0,0,0,0,,,,,0,0,0,0,-,0,0,0,0'
-    ',0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,')
-_FE = ('k8s-apiserver,FRONTEND,,,0,2,256,5,75,75,0,0,0,,,,,OPEN,,,,,,,,,1,3,0,,,,0,5,0,5,,,,,,,,,,,0,0,0,,,0'
-    ',0,0,0,,,,,,,,,,,,,,,,,,,,,tcp,,5,5,5,,0,0,0,,,,,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0'
-    ',0,0,0,0,0,0,0,')
-_LISTENER = ('k8s-apiserver,sock-1,,,0,2,0,5,75,75,0,0,0,,,,,OPEN,,,,,,,,,1,3,1,,,,3,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,'
-    ',,,,,,,,,,,127.0.0.1:57969,,tcp,,,,,,0,0,0,,,,,,,,,,,0,,,,,,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,')
-_SERVER = ('k8s-apiserver-nodes,control-plane-1,0,0,0,1,,3,45,45,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,4,1,,3,,2,3,,3,'
-    'L4OK,,0,,,,,,,,,,,0,0,,,,,1,,,0,0,0,5,,,,Layer4 check passed,,1,2,2,,,,127.0.0.1:45623,,tcp,,,,,,,,0'
-    ',3,0,,,0,,0,0,0,6,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,')
-_BACKEND = ('k8s-apiserver-nodes,BACKEND,0,0,0,2,26,5,75,75,0,0,,0,0,0,0,UP,2,2,0,,0,1,0,,1,4,0,,5,,1,5,,5,,,,,,,'
-    ',,,,,,,0,0,0,0,0,0,1,,,0,0,0,4,,,,,,,,,,,,,,tcp,roundrobin,,,,,,,0,5,0,,,,,0,0,0,6,0,,,,,2,0,0,0,-,0'
-    ',0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,')
+_STATS_FE = (
+    "stats,FRONTEND,,,0,0,256,0,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,0,0,0,,,,0,0,0,0,0,0,,0,0,0,,,0,0,0"
+    ",0,,,,,,,,,,,,,,,,,,,,,http,,0,0,0,0,0,0,0,,,0,0,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+    ",0,0,0,0,0,0,0,"
+)
+_STATS_BE = (
+    "stats,BACKEND,0,0,0,0,26,0,0,0,0,0,,0,0,0,0,UP,0,0,0,,0,1,,,1,2,0,,0,,1,0,,0,,,,0,0,0,0,0,0,,,,0,0,0"
+    ",0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,0,0,0,0,,,0,0,0,0,0,,,,,0,0,0,0,-,0,0,0,0"
+    ",0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+)
+_FE = (
+    "k8s-apiserver,FRONTEND,,,0,2,256,5,75,75,0,0,0,,,,,OPEN,,,,,,,,,1,3,0,,,,0,5,0,5,,,,,,,,,,,0,0,0,,,0"
+    ",0,0,0,,,,,,,,,,,,,,,,,,,,,tcp,,5,5,5,,0,0,0,,,,,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+    ",0,0,0,0,0,0,0,"
+)
+_LISTENER = (
+    "k8s-apiserver,sock-1,,,0,2,0,5,75,75,0,0,0,,,,,OPEN,,,,,,,,,1,3,1,,,,3,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,"
+    ",,,,,,,,,,,127.0.0.1:57969,,tcp,,,,,,0,0,0,,,,,,,,,,,0,,,,,,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,"
+)
+_SERVER = (
+    "k8s-apiserver-nodes,control-plane-1,0,0,0,1,,3,45,45,,0,,0,0,0,0,UP,1,1,0,0,0,1,0,,1,4,1,,3,,2,3,,3,"
+    "L4OK,,0,,,,,,,,,,,0,0,,,,,1,,,0,0,0,5,,,,Layer4 check passed,,1,2,2,,,,127.0.0.1:45623,,tcp,,,,,,,,0"
+    ",3,0,,,0,,0,0,0,6,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,"
+)
+_BACKEND = (
+    "k8s-apiserver-nodes,BACKEND,0,0,0,2,26,5,75,75,0,0,,0,0,0,0,UP,2,2,0,,0,1,0,,1,4,0,,5,,1,5,,5,,,,,,,"
+    ",,,,,,,0,0,0,0,0,0,1,,,0,0,0,4,,,,,,,,,,,,,,tcp,roundrobin,,,,,,,0,5,0,,,,,0,0,0,6,0,,,,,2,0,0,0,-,0"
+    ",0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+)
 
 FE_SLIM = 20000  # global maxconn of the LB VM
 BE_SLIM = 2000  # fullconn default: 10 % of the frontend maxconn
 
 _FE_VALUES = ("scur", "smax", "stot", "bin", "bout", "rate", "rate_max", "conn_rate", "conn_rate_max", "conn_tot")
 _LI_VALUES = ("scur", "smax", "stot", "bin", "bout")
-_SRV_VALUES = ("scur", "smax", "stot", "bin", "bout", "lastchg", "lbtot", "rate", "rate_max", "check_duration",
-               "lastsess", "ctime", "ttime", "connect", "ctime_max", "ttime_max")
-_BE_VALUES = ("scur", "smax", "stot", "bin", "bout", "lastchg", "lbtot", "rate", "rate_max", "lastsess", "ctime",
-              "ttime", "connect", "ctime_max", "ttime_max")
+_SRV_VALUES = (
+    "scur",
+    "smax",
+    "stot",
+    "bin",
+    "bout",
+    "lastchg",
+    "lbtot",
+    "rate",
+    "rate_max",
+    "check_duration",
+    "lastsess",
+    "ctime",
+    "ttime",
+    "connect",
+    "ctime_max",
+    "ttime_max",
+)
+_BE_VALUES = (
+    "scur",
+    "smax",
+    "stot",
+    "bin",
+    "bout",
+    "lastchg",
+    "lbtot",
+    "rate",
+    "rate_max",
+    "lastsess",
+    "ctime",
+    "ttime",
+    "connect",
+    "ctime_max",
+    "ttime_max",
+)
 
 
 def _row_template(real: str, fixed: dict[str, str], dynamic: tuple[str, ...]) -> str:
@@ -109,14 +152,31 @@ def lb_config(world: World, snap: Snapshot, cluster: str) -> tuple[_Frontend, ..
     """The frontends (and their servers) AKS-HCI programs on a cluster's HAProxy VMs."""
     cps = [v for v in snap.nodes(cluster) if v.role == "control-plane"]
     workers = [v for v in snap.nodes(cluster) if v.role == "worker"]
-    fes = [_Frontend("k8s-apiserver", world.api_vips[cluster], 6443, "k8s-apiserver-nodes",
-                     tuple((v.name, f"{v.ip}:6443") for v in cps), True, 1.0)]
+    fes = [
+        _Frontend(
+            "k8s-apiserver",
+            world.api_vips[cluster],
+            6443,
+            "k8s-apiserver-nodes",
+            tuple((v.name, f"{v.ip}:6443") for v in cps),
+            True,
+            1.0,
+        )
+    ]
     for svc in sorted(snap.services_of(cluster), key=lambda s: (s.created, s.key)):
         for port, node_port in zip(svc.ports, svc.node_ports, strict=True):
             name = f"svc-{svc.namespace}-{svc.name}-{port}"
-            fes.append(_Frontend(name, svc.ip, port, name + "-nodes",
-                                 tuple((v.name, f"{v.ip}:{node_port}") for v in workers), False,
-                                 svc.weight / len(svc.ports)))
+            fes.append(
+                _Frontend(
+                    name,
+                    svc.ip,
+                    port,
+                    name + "-nodes",
+                    tuple((v.name, f"{v.ip}:{node_port}") for v in workers),
+                    False,
+                    svc.weight / len(svc.ports),
+                )
+            )
     return tuple(fes)
 
 
@@ -162,8 +222,9 @@ class LbVmSim:
         sec = g.sec[i0:i1]
         dt = g.dt
         since = np.maximum(0, np.rint(sec - reload_sec)).astype(np.int64)
-        active = np.array([self.world.at(float(s)).active_lb_name(self.cluster) == self.vm.name for s in sec],
-                          dtype=np.float64)
+        active = np.array(
+            [self.world.at(float(s)).active_lb_name(self.cluster) == self.vm.name for s in sec], dtype=np.float64
+        )
         dup_ips = [(t0, t1, ip) for t0, t1, ip, _o, _i in self.world.duplicate_ips]
         L = self.load[i0:i1]
         rows: list[str] = [HEADER]
@@ -194,13 +255,25 @@ class LbVmSim:
             cur_rate = rng.poisson(rate)
             rate_max = np.maximum.accumulate(cur_rate + rng.poisson(0.5 * rate + 0.3))
             stot, bin_, bout = np.cumsum(d_sess), np.cumsum(d_in), np.cumsum(d_out)
-            fe_vals = {"scur": scur, "smax": smax, "stot": stot, "bin": bin_, "bout": bout, "rate": cur_rate,
-                       "rate_max": rate_max, "conn_rate": cur_rate, "conn_rate_max": rate_max, "conn_tot": stot}
-            rows.append(_row_template(_FE, {"pxname": fe.name, "iid": str(fe_iid), "slim": str(FE_SLIM)},
-                                      _FE_VALUES))
+            fe_vals = {
+                "scur": scur,
+                "smax": smax,
+                "stot": stot,
+                "bin": bin_,
+                "bout": bout,
+                "rate": cur_rate,
+                "rate_max": rate_max,
+                "conn_rate": cur_rate,
+                "conn_rate_max": rate_max,
+                "conn_tot": stot,
+            }
+            rows.append(_row_template(_FE, {"pxname": fe.name, "iid": str(fe_iid), "slim": str(FE_SLIM)}, _FE_VALUES))
             cols.extend(fe_vals[f] for f in _ordered(_FE_VALUES))
-            rows.append(_row_template(_LISTENER, {"pxname": fe.name, "iid": str(fe_iid),
-                                                  "addr": f"{fe.vip}:{fe.port}"}, _LI_VALUES))
+            rows.append(
+                _row_template(
+                    _LISTENER, {"pxname": fe.name, "iid": str(fe_iid), "addr": f"{fe.vip}:{fe.port}"}, _LI_VALUES
+                )
+            )
             cols.extend(fe_vals[f] for f in _ordered(_LI_VALUES))
             # servers: roundrobin split of sessions and bytes
             m = max(1, len(fe.servers))
@@ -237,15 +310,22 @@ class LbVmSim:
                 }
                 srv_rows.append(srv)
                 name, addr = fe.servers[j]
-                rows.append(_row_template(_SERVER, {"pxname": fe.backend, "svname": name, "iid": str(be_iid),
-                                                    "sid": str(j + 1), "addr": addr}, _SRV_VALUES))
+                rows.append(
+                    _row_template(
+                        _SERVER,
+                        {"pxname": fe.backend, "svname": name, "iid": str(be_iid), "sid": str(j + 1), "addr": addr},
+                        _SRV_VALUES,
+                    )
+                )
                 cols.extend(srv[f] for f in _ordered(_SRV_VALUES))
             if srv_rows:
                 for f in ("scur", "stot", "bin", "bout", "lbtot", "rate", "connect"):
                     be[f] = np.sum([s[f] for s in srv_rows], axis=0)
-                be["lastsess"] = np.where(np.min([s["lastsess"] for s in srv_rows], axis=0) < 0, -1,
-                                          np.min([np.where(s["lastsess"] < 0, 1 << 40, s["lastsess"])
-                                                  for s in srv_rows], axis=0))
+                be["lastsess"] = np.where(
+                    np.min([s["lastsess"] for s in srv_rows], axis=0) < 0,
+                    -1,
+                    np.min([np.where(s["lastsess"] < 0, 1 << 40, s["lastsess"]) for s in srv_rows], axis=0),
+                )
                 be["ctime"] = np.rint(np.mean([s["ctime"] for s in srv_rows], axis=0)).astype(np.int64)
                 be["ttime"] = np.rint(np.mean([s["ttime"] for s in srv_rows], axis=0)).astype(np.int64)
                 be["ctime_max"] = np.max([s["ctime_max"] for s in srv_rows], axis=0)
@@ -259,9 +339,21 @@ class LbVmSim:
             be["lastchg"] = since
             m_srv = str(len(fe.servers))
             status = "UP" if fe.servers else "DOWN"
-            rows.append(_row_template(_BACKEND, {"pxname": fe.backend, "iid": str(be_iid), "slim": str(BE_SLIM),
-                                                 "weight": m_srv, "act": m_srv, "uweight": m_srv,
-                                                 "status": status}, _BE_VALUES))
+            rows.append(
+                _row_template(
+                    _BACKEND,
+                    {
+                        "pxname": fe.backend,
+                        "iid": str(be_iid),
+                        "slim": str(BE_SLIM),
+                        "weight": m_srv,
+                        "act": m_srv,
+                        "uweight": m_srv,
+                        "status": status,
+                    },
+                    _BE_VALUES,
+                )
+            )
             cols.extend(be[f] for f in _ordered(_BE_VALUES))
         template = "\n".join(rows) + "\n\n"
         values = np.column_stack([np.asarray(c, dtype=np.int64) for c in cols])

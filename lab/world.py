@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from hciwatch.lab.rand import stream, token, uuid4
-from hciwatch.lab.scenario import DuplicateLbIp, NodeScaleOut, Scenario, VipFailover, VipLeak
-from hciwatch.lab.site import pdh_instance
+from lab.rand import stream, token, uuid4
+from lab.scenario import DuplicateLbIp, NodeScaleOut, Scenario, VipFailover, VipLeak
+from lab.site import pdh_instance
 
 KUBERNETES_VERSION = "v1.27.7"
 OS_IMAGE = "CBL-Mariner/Linux"
@@ -151,8 +151,11 @@ class World:
             crng = stream(scenario.seed, "services", c.name)
             for j, spec in enumerate(c.services):
                 created = self.cluster_created[c.name] + timedelta(days=2 + 3 * j, minutes=int(crng.integers(0, 900)))
-                services.append(self._new_service(c.name, spec.namespace, spec.name, spec.ports, spec.weight,
-                                                  _whole_seconds(created), crng))
+                services.append(
+                    self._new_service(
+                        c.name, spec.namespace, spec.name, spec.ports, spec.weight, _whole_seconds(created), crng
+                    )
+                )
         state = Snapshot(0.0, 0, tuple(vms), tuple(services), tuple(sorted(active.items())), None)
         self.snapshots: list[Snapshot] = [state]
         self.leaked: list[tuple[float, Svc]] = []
@@ -203,8 +206,17 @@ class World:
             pod_cidr = f"10.244.{k}.0/24"
         return Vm(name, cluster, role, ip, mac, uuid4(rng), created, pod_cidr)
 
-    def _new_service(self, cluster: str, namespace: str, name: str, ports: tuple[int, ...], weight: float,
-                     created: datetime, rng: np.random.Generator, ip: str | None = None) -> Svc:
+    def _new_service(
+        self,
+        cluster: str,
+        namespace: str,
+        name: str,
+        ports: tuple[int, ...],
+        weight: float,
+        created: datetime,
+        rng: np.random.Generator,
+        ip: str | None = None,
+    ) -> Svc:
         used_np = self._node_ports.setdefault(cluster, set())
         node_ports = []
         for _ in ports:
@@ -221,8 +233,19 @@ class World:
                 used_ip.add(cip)
                 break
         self._rv += int(rng.integers(50, 400))
-        return Svc(cluster, namespace, name, uuid4(rng), ip if ip is not None else self._take_vip(),
-                   tuple(ports), tuple(node_ports), cip, created, weight, self._rv)
+        return Svc(
+            cluster,
+            namespace,
+            name,
+            uuid4(rng),
+            ip if ip is not None else self._take_vip(),
+            tuple(ports),
+            tuple(node_ports),
+            cip,
+            created,
+            weight,
+            self._rv,
+        )
 
     # ------------------------------------------------------------------------------------------
     # the script
@@ -266,15 +289,17 @@ class World:
                 assert isinstance(payload, tuple)
                 inc, k = payload
                 assert isinstance(inc, VipLeak)
-                svc = self._new_service(inc.cluster, inc.namespace, f"pr-{inc.first_pr + 7 * k}-web", (80,), 0.004,
-                                        when, erng)
+                svc = self._new_service(
+                    inc.cluster, inc.namespace, f"pr-{inc.first_pr + 7 * k}-web", (80,), 0.004, when, erng
+                )
                 services.append(svc)
                 self.leaked.append((sec, svc))
             elif what == "dup_start":
                 assert isinstance(payload, DuplicateLbIp)
                 owner = next(s for s in services if s.cluster == payload.shared_with and payload.port not in s.ports)
-                intruder = self._new_service(payload.cluster, payload.namespace, payload.service, (payload.port,),
-                                             1.0, when, erng, ip=owner.ip)
+                intruder = self._new_service(
+                    payload.cluster, payload.namespace, payload.service, (payload.port,), 1.0, when, erng, ip=owner.ip
+                )
                 services.append(intruder)
                 duplicate = (owner.ip, owner.cluster, intruder.cluster)
                 open_dups[n] = (sec, owner.ip, owner, intruder)
@@ -282,8 +307,9 @@ class World:
                 assert isinstance(payload, DuplicateLbIp)
                 t0, ip, owner, intruder = open_dups.pop(n)
                 services = [s for s in services if s.uid != intruder.uid]
-                fixed = self._new_service(intruder.cluster, intruder.namespace, intruder.name, intruder.ports, 1.0,
-                                          when, erng)
+                fixed = self._new_service(
+                    intruder.cluster, intruder.namespace, intruder.name, intruder.ports, 1.0, when, erng
+                )
                 services.append(fixed)
                 duplicate = None
                 self.duplicate_ips.append((t0, sec, ip, owner, intruder))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hciwatch.lab.rand import ar1
-from hciwatch.lab.scenario import Scenario
+from lab.rand import ar1
+from lab.scenario import Scenario
 
 F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
@@ -48,8 +48,7 @@ def diurnal(hour: F64) -> F64:
     return 0.28 + 0.72 * day + evening
 
 
-def load(grid: Grid, rng: np.random.Generator, *, scale: float = 1.0, phase_h: float = 0.0,
-         sigma: float = 0.1) -> F64:
+def load(grid: Grid, rng: np.random.Generator, *, scale: float = 1.0, phase_h: float = 0.0, sigma: float = 0.1) -> F64:
     """A target's load factor: diurnal shape (shifted by ``phase_h``), quieter at weekends, times
     slowly wandering multiplicative noise."""
     shape = diurnal((grid.local_hour + phase_h) % 24.0)

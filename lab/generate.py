@@ -13,12 +13,12 @@ from typing import Any
 import zstandard
 
 from collector.schema import AlertKind, RawRecord, iso
-from hciwatch.lab.haproxy import LbVmSim, cluster_loads
-from hciwatch.lab.hosts import HostModel
-from hciwatch.lab.k8s import K8sLists
-from hciwatch.lab.neighbors import NeighborTables
-from hciwatch.lab.rand import stream
-from hciwatch.lab.scenario import (
+from lab.haproxy import LbVmSim, cluster_loads
+from lab.hosts import HostModel
+from lab.k8s import K8sLists
+from lab.neighbors import NeighborTables
+from lab.rand import stream
+from lab.scenario import (
     BackupBurst,
     DuplicateLbIp,
     HostReboot,
@@ -29,8 +29,8 @@ from hciwatch.lab.scenario import (
     VipFailover,
     VipLeak,
 )
-from hciwatch.lab.timeline import Grid
-from hciwatch.lab.world import World
+from lab.timeline import Grid
+from lab.world import World
 
 # Sort rank of record kinds sharing a millisecond (keeps the order total and stable).
 _RANK = {"prometheus": 0, "haproxy-csv": 1, "k8s": 2, "neighbors": 3, "event": 4}
@@ -108,14 +108,34 @@ class _Lab:
             jitter = rng.integers(0, jit_fast, fast_n).tolist()
             for i in range(fast_n):
                 if self.hosts.scraped(h, i):
-                    items.append(_Item(start_ms + i * fast_ms + base + jitter[i], 0, f"{name}:9182", "prometheus",
-                                       name, "host", h, i))
+                    items.append(
+                        _Item(
+                            start_ms + i * fast_ms + base + jitter[i],
+                            0,
+                            f"{name}:9182",
+                            "prometheus",
+                            name,
+                            "host",
+                            h,
+                            i,
+                        )
+                    )
         for k, vm in enumerate(self.lb_vms):
             base = int(fast_ms * (0.20 + 0.013 * k))
             jitter = rng.integers(0, jit_fast, fast_n).tolist()
             for i in range(fast_n):
-                items.append(_Item(start_ms + i * fast_ms + base + jitter[i], 1, f"{vm.name}:stats", "haproxy-csv",
-                                   vm.name, "lb", k, i))
+                items.append(
+                    _Item(
+                        start_ms + i * fast_ms + base + jitter[i],
+                        1,
+                        f"{vm.name}:stats",
+                        "haproxy-csv",
+                        vm.name,
+                        "lb",
+                        k,
+                        i,
+                    )
+                )
         for c, cl in enumerate(site.clusters):
             base = int(slow_ms * (0.40 + 0.013 * c))
             jitter = rng.integers(0, jit_slow, slow_n).tolist()
@@ -129,8 +149,18 @@ class _Lab:
             jitter = rng.integers(0, jit_slow, slow_n).tolist()
             for j in range(slow_n):
                 if not self.slow_down[h][j]:
-                    items.append(_Item(start_ms + j * slow_ms + base + jitter[j], 3, f"{name}:neighbors", "neighbors",
-                                       name, "nbr", h, j))
+                    items.append(
+                        _Item(
+                            start_ms + j * slow_ms + base + jitter[j],
+                            3,
+                            f"{name}:neighbors",
+                            "neighbors",
+                            name,
+                            "nbr",
+                            h,
+                            j,
+                        )
+                    )
         items.sort(key=lambda it: (it.ms, it.rank, it.target))
         return items
 
@@ -168,15 +198,21 @@ class _Lab:
                 body, events = self.neighbors.scrape(it.a, sec, ts)
                 yield ts, it.kind, it.target, it.host, host_labels, body
                 if events:
-                    yield ts, "event", f"{it.host}:events", it.host, host_labels, \
-                        json.dumps(events, separators=(",", ":"))
+                    yield (
+                        ts,
+                        "event",
+                        f"{it.host}:events",
+                        it.host,
+                        host_labels,
+                        json.dumps(events, separators=(",", ":")),
+                    )
 
 
 def _resource_version(body: str) -> str:
     """The list's resourceVersion (the first ``resourceVersion`` in the body is the list's own)."""
     key = '"resourceVersion":"'
     at = body.index(key) + len(key)
-    return body[at:body.index('"', at)]
+    return body[at : body.index('"', at)]
 
 
 def generate(scenario: Scenario) -> Iterator[RawRecord]:
@@ -231,8 +267,16 @@ class CaptureTee:
                 buf: list[str] = []
                 size = 0
                 for ts, kind, target, host, labels, body in _Lab(self.scenario).records():
-                    line = dumps({"ts": iso(ts), "kind": kind, "target": target, "host": host,
-                                  "labels": dict(sorted(labels.items())), "body": body})
+                    line = dumps(
+                        {
+                            "ts": iso(ts),
+                            "kind": kind,
+                            "target": target,
+                            "host": host,
+                            "labels": dict(sorted(labels.items())),
+                            "body": body,
+                        }
+                    )
                     buf.append(line)
                     buf.append("\n")
                     size += len(line)
@@ -242,8 +286,9 @@ class CaptureTee:
                     if size > 4_000_000:
                         sink.write("".join(buf).encode("utf-8"))
                         buf, size = [], 0
-                    yield RawRecord(ts=ts, kind=kind, target=target, host=host, labels=labels,
-                                    body=body.encode("utf-8"))
+                    yield RawRecord(
+                        ts=ts, kind=kind, target=target, host=host, labels=labels, body=body.encode("utf-8")
+                    )
                 if buf:
                     sink.write("".join(buf).encode("utf-8"))
                 if cctx is not None:
@@ -291,52 +336,92 @@ def ground_truth(scenario: Scenario) -> list[dict[str, Any]]:
             per_day = 86400.0 / inc.every.total_seconds()
             free_end = pool - used_end
             exhaustion = dur + free_end * inc.every.total_seconds() if inc.end is None else None
-            out.append({
-                "incident": inc.kind.value, "kind": AlertKind.VIP_POOL_EXHAUSTION.value,
-                "resource": {"network": net, "pool": "vip"},
-                "start": at(lo), "end": None if inc.end is None or hi >= dur else at(hi),
-                "details": {"pool_size": pool, "used_at_start": used_start, "used_at_end": used_end,
-                            "leak_per_day": per_day, "cluster": inc.cluster,
-                            "leaked_services": [f"{s.namespace}/{s.name}" for _t, s in world.leaked
-                                                if s.cluster == inc.cluster],
-                            "projected_exhaustion": at(exhaustion) if exhaustion is not None else None},
-            })
+            out.append(
+                {
+                    "incident": inc.kind.value,
+                    "kind": AlertKind.VIP_POOL_EXHAUSTION.value,
+                    "resource": {"network": net, "pool": "vip"},
+                    "start": at(lo),
+                    "end": None if inc.end is None or hi >= dur else at(hi),
+                    "details": {
+                        "pool_size": pool,
+                        "used_at_start": used_start,
+                        "used_at_end": used_end,
+                        "leak_per_day": per_day,
+                        "cluster": inc.cluster,
+                        "leaked_services": [
+                            f"{s.namespace}/{s.name}" for _t, s in world.leaked if s.cluster == inc.cluster
+                        ],
+                        "projected_exhaustion": at(exhaustion) if exhaustion is not None else None,
+                    },
+                }
+            )
         elif isinstance(inc, DuplicateLbIp):
             for t0, t1, ip, owner, intruder in world.duplicate_ips:
                 if t0 != lo:
                     continue
-                macs = sorted({mac for snap in world.snapshots if snap.duplicate and snap.duplicate[0] == ip
-                               for mac, _c in world.vip_claims(snap).get(ip, [])})
-                out.append({
-                    "incident": inc.kind.value, "kind": AlertKind.DUPLICATE_IP.value,
-                    "resource": {"network": net, "ip": ip},
-                    "start": at(t0), "end": None if t1 >= dur else at(t1),
-                    "details": {"owners": [f"{owner.cluster}/{owner.key}", f"{intruder.cluster}/{intruder.key}"],
-                                "ports": [list(owner.ports), list(intruder.ports)], "macs": macs},
-                })
+                macs = sorted(
+                    {
+                        mac
+                        for snap in world.snapshots
+                        if snap.duplicate and snap.duplicate[0] == ip
+                        for mac, _c in world.vip_claims(snap).get(ip, [])
+                    }
+                )
+                out.append(
+                    {
+                        "incident": inc.kind.value,
+                        "kind": AlertKind.DUPLICATE_IP.value,
+                        "resource": {"network": net, "ip": ip},
+                        "start": at(t0),
+                        "end": None if t1 >= dur else at(t1),
+                        "details": {
+                            "owners": [f"{owner.cluster}/{owner.key}", f"{intruder.cluster}/{intruder.key}"],
+                            "ports": [list(owner.ports), list(intruder.ports)],
+                            "macs": macs,
+                        },
+                    }
+                )
         elif isinstance(inc, PfcStorm):
             adapter = site.adapter_instances[inc.adapter]
-            out.append({
-                "incident": inc.kind.value, "kind": AlertKind.EASTWEST_CONGESTION.value,
-                "resource": {"host": inc.host, "nic": adapter, "priority": str(site.pfc_priority)},
-                "start": at(lo), "end": None if hi >= dur else at(hi),
-                "details": {"role": "source",
-                            "signals": ["pfc.tx_pause_frames_total", "rdma.cq_errors_total",
-                                        "rdma.failed_connection_attempts_total", "smb.client latency",
-                                        "net.packets_received_discarded_total"],
-                            # every host's SMB client shares on this server slow down too
-                            "smb_server": inc.host},
-            })
+            out.append(
+                {
+                    "incident": inc.kind.value,
+                    "kind": AlertKind.EASTWEST_CONGESTION.value,
+                    "resource": {"host": inc.host, "nic": adapter, "priority": str(site.pfc_priority)},
+                    "start": at(lo),
+                    "end": None if hi >= dur else at(hi),
+                    "details": {
+                        "role": "source",
+                        "signals": [
+                            "pfc.tx_pause_frames_total",
+                            "rdma.cq_errors_total",
+                            "rdma.failed_connection_attempts_total",
+                            "smb.client latency",
+                            "net.packets_received_discarded_total",
+                        ],
+                        # every host's SMB client shares on this server slow down too
+                        "smb_server": inc.host,
+                    },
+                }
+            )
             if inc.spread_to is not None:
                 s0 = lo + inc.spread_delay.total_seconds()
                 if s0 < hi:
-                    out.append({
-                        "incident": inc.kind.value, "kind": AlertKind.EASTWEST_CONGESTION.value,
-                        "resource": {"host": inc.spread_to, "priority": str(site.pfc_priority)},
-                        "start": at(s0), "end": None if hi >= dur else at(hi),
-                        "details": {"role": "spread", "from_host": inc.host,
-                                    "signals": ["pfc.rx_pause_frames_total", "smb.client latency"]},
-                    })
+                    out.append(
+                        {
+                            "incident": inc.kind.value,
+                            "kind": AlertKind.EASTWEST_CONGESTION.value,
+                            "resource": {"host": inc.spread_to, "priority": str(site.pfc_priority)},
+                            "start": at(s0),
+                            "end": None if hi >= dur else at(hi),
+                            "details": {
+                                "role": "spread",
+                                "from_host": inc.host,
+                                "signals": ["pfc.rx_pause_frames_total", "smb.client latency"],
+                            },
+                        }
+                    )
     out.sort(key=lambda e: (e["start"], e["kind"]))
     return out
 
@@ -345,10 +430,8 @@ _CONFOUNDER_RULES: dict[type, tuple[list[str], list[str]]] = {
     BackupBurst: ([AlertKind.EASTWEST_CONGESTION.value], []),
     NodeScaleOut: ([AlertKind.NODE_POOL_EXHAUSTION.value, AlertKind.DUPLICATE_IP.value], []),
     VipFailover: ([AlertKind.DUPLICATE_IP.value], []),
-    HostReboot: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value],
-                 [AlertKind.SOURCE_DOWN.value]),
-    ScrapeGap: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value],
-                [AlertKind.SOURCE_DOWN.value]),
+    HostReboot: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value], [AlertKind.SOURCE_DOWN.value]),
+    ScrapeGap: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value], [AlertKind.SOURCE_DOWN.value]),
 }
 
 
@@ -375,10 +458,16 @@ def confounder_windows(scenario: Scenario) -> list[dict[str, Any]]:
             v = getattr(inc, attr, None)
             if v:
                 resource[attr] = v
-        out.append({"confounder": inc.kind.value, "resource": resource,
-                    "start": iso(sc.start + timedelta(seconds=lo)),
-                    "end": iso(sc.start + timedelta(seconds=min(dur, hi + pad))),
-                    "must_not_raise": rule[0], "may_raise": rule[1]})
+        out.append(
+            {
+                "confounder": inc.kind.value,
+                "resource": resource,
+                "start": iso(sc.start + timedelta(seconds=lo)),
+                "end": iso(sc.start + timedelta(seconds=min(dur, hi + pad))),
+                "must_not_raise": rule[0],
+                "may_raise": rule[1],
+            }
+        )
     out.sort(key=lambda e: e["start"])
     return out
 
@@ -387,15 +476,17 @@ def network_config(scenario: Scenario) -> list[dict[str, Any]]:
     """The ``[[networks]]`` tables describing the site's cluster network (one dict per table)."""
     site = scenario.site
     n = site.network
-    return [{
-        "name": n.name,
-        "vip_pool_start": n.vip_pool_start,
-        "vip_pool_end": n.vip_pool_end,
-        "k8s_node_ip_pool_start": n.k8s_node_ip_pool_start,
-        "k8s_node_ip_pool_end": n.k8s_node_ip_pool_end,
-        "ip_address_prefix": n.ip_address_prefix,
-        "gateway": n.gateway,
-        "clusters": [c.name for c in site.clusters],
-        "management_cluster": site.management_cluster.name,
-        "lb_ranges": [],
-    }]
+    return [
+        {
+            "name": n.name,
+            "vip_pool_start": n.vip_pool_start,
+            "vip_pool_end": n.vip_pool_end,
+            "k8s_node_ip_pool_start": n.k8s_node_ip_pool_start,
+            "k8s_node_ip_pool_end": n.k8s_node_ip_pool_end,
+            "ip_address_prefix": n.ip_address_prefix,
+            "gateway": n.gateway,
+            "clusters": [c.name for c in site.clusters],
+            "management_cluster": site.management_cluster.name,
+            "lb_ranges": [],
+        }
+    ]

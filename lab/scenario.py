@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
 
-from hciwatch.lab.site import SiteSpec
+from lab.site import SiteSpec
 
 
 class IncidentKind(StrEnum):
@@ -251,15 +251,18 @@ class Scenario:
                 if clusters[c].management:
                     raise ValueError(f"{where}: {attr} {c!r} is the management cluster; use a workload one")
             if isinstance(inc, VipFailover) and clusters[inc.cluster].lb_vms < 2:
-                raise ValueError(f"{where}: cluster {inc.cluster} has one load-balancer VM; a failover "
-                                 "needs lb_vms >= 2")
+                raise ValueError(
+                    f"{where}: cluster {inc.cluster} has one load-balancer VM; a failover needs lb_vms >= 2"
+                )
             if isinstance(inc, PfcStorm) and not 0 <= inc.adapter < len(self.site.rdma_adapters):
                 raise ValueError(f"{where}: adapter must be 0..{len(self.site.rdma_adapters) - 1}")
             if isinstance(inc, DuplicateLbIp):
                 shared = clusters[inc.shared_with]
                 if not any(inc.port not in s.ports for s in shared.services):
-                    raise ValueError(f"{where}: {inc.shared_with} has no LoadBalancer service on a port other "
-                                     f"than {inc.port} to collide with")
+                    raise ValueError(
+                        f"{where}: {inc.shared_with} has no LoadBalancer service on a port other "
+                        f"than {inc.port} to collide with"
+                    )
 
     @property
     def end(self) -> datetime:
@@ -287,11 +290,16 @@ def demo_scenario(seed: int = 7) -> Scenario:
         ScrapeGap(start=11 * h, end=timedelta(hours=11, minutes=15), host="hci-node-03"),
         DuplicateLbIp(start=17 * h, end=20 * h),
         VipFailover(start=28 * h, cluster="workload-b"),
-        PfcStorm(start=33 * h, end=timedelta(hours=33, minutes=45), host="hci-node-02",
-                 spread_to="hci-node-03"),
+        PfcStorm(start=33 * h, end=timedelta(hours=33, minutes=45), host="hci-node-02", spread_to="hci-node-03"),
     )
-    return Scenario(site=SiteSpec(), start=datetime(2026, 11, 16, tzinfo=UTC), duration=48 * h,
-                    interval=timedelta(seconds=30), incidents=incidents, seed=seed)
+    return Scenario(
+        site=SiteSpec(),
+        start=datetime(2026, 11, 16, tzinfo=UTC),
+        duration=48 * h,
+        interval=timedelta(seconds=30),
+        incidents=incidents,
+        seed=seed,
+    )
 
 
 def compact_scenario(seed: int = 7, hours: float = 6.0) -> Scenario:
@@ -316,8 +324,13 @@ def compact_scenario(seed: int = 7, hours: float = 6.0) -> Scenario:
         ScrapeGap(start=t(2), end=t(2.25), host="hci-node-03"),
         DuplicateLbIp(start=t(3), end=t(4), events=True),
         VipFailover(start=t(4.25), cluster="workload-b"),
-        PfcStorm(start=t(4.5), end=t(5.25), host="hci-node-02", spread_to="hci-node-03",
-                 spread_delay=t(0.1)),
+        PfcStorm(start=t(4.5), end=t(5.25), host="hci-node-02", spread_to="hci-node-03", spread_delay=t(0.1)),
     )
-    return Scenario(site=SiteSpec(), start=datetime(2026, 11, 17, 8, tzinfo=UTC), duration=timedelta(hours=hours),
-                    interval=timedelta(seconds=30), incidents=incidents, seed=seed)
+    return Scenario(
+        site=SiteSpec(),
+        start=datetime(2026, 11, 17, 8, tzinfo=UTC),
+        duration=timedelta(hours=hours),
+        interval=timedelta(seconds=30),
+        incidents=incidents,
+        seed=seed,
+    )
