@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.errors import FetchError, SourceError
+from collector.ingest_queue import IngestRefused
 from collector.sources.base import Emit, PullSource, PushSource
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class TargetHealth:
     fetches: int = 0
     failures: int = 0
     records: int = 0
+    refused: int = 0  # fetches whose records the ingest side refused (bounds, WAL fault)
 
     def ok(self, now: datetime, n_records: int) -> None:
         self.last_success = now
@@ -122,9 +124,14 @@ class Scheduler:
                 log.exception("source %s crashed fetching %s", src.name, target)
                 h.fail(self.now(), f"internal error: {exc!r}")
             else:
-                for rec in records:
-                    await self.emit(rec)
-                h.ok(self.now(), len(records))
+                try:
+                    for rec in records:
+                        await self.emit(rec)
+                except IngestRefused as exc:  # not stored: counted by the ingest side, not a target failure
+                    h.refused += 1
+                    log.warning("%s %s: scrape not stored: %s", src.name, target, exc)
+                else:
+                    h.ok(self.now(), len(records))
             if h.consecutive_failures:
                 delay = min(
                     self._backoff(h.consecutive_failures - 1, st.interval), max(st.interval, self.settings.max_backoff)

@@ -131,6 +131,8 @@ class Pipeline:
         state_path: Path | None = None,
         bootstrap_from_store: bool = False,
         call_interval: timedelta | None = None,
+        store_alerts: bool = True,
+        flush_store: Callable[[], object] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -141,6 +143,10 @@ class Pipeline:
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
+        # The service writes the alerts table from its outbox and flushes through its WAL
+        # checkpoint; replay keeps the direct path.
+        self.store_alerts = store_alerts
+        self._flush_store = flush_store
         a = cfg.analytics
         # The engine is incremental (it keeps each series' last sample itself): each pass reads only
         # the steps since its last call, so the window needs those plus settle and a margin.
@@ -203,7 +209,7 @@ class Pipeline:
         if self._bootstrap_from_store:
             # first pass after a (re)start: the engine rebuilds baselines from stored history
             self._bootstrap_from_store = False
-            self.store.flush()
+            self.flush_store()
             store_con = self.store.connect()
             try:
                 findings = list(self.engine.evaluate(store_con, now))
@@ -216,15 +222,26 @@ class Pipeline:
         changes = self.manager.update(findings, now)
         self.stats.evaluations += 1
         if changes:
-            self.store.append("alerts", alerts_table(changes))
+            if self.store_alerts:
+                self.store.append("alerts", alerts_table(changes))
             for a in changes:
                 self.stats.alerts[f"{a.kind.value}/{a.status.value}"] += 1
             for sink in self.alert_sinks:
                 sink(changes)
         return changes
 
+    def flush_store(self) -> None:
+        """Write buffered rows now (through the owner's checkpointed flush when it has one)."""
+        if self._flush_store is None:
+            self.store.flush()
+        else:
+            self._flush_store()
+
     def close(self) -> None:
-        self.store.close()
+        if self._flush_store is None:
+            self.store.close()
+        else:  # the owner flushed; rows a failed write kept are in its log and replayed at start
+            self.store.close(flush=False)
         self.manager.save()
         self.con.close()
 

@@ -24,12 +24,14 @@ class HciwatchCollector(Collector):
         store: Callable[[], Any],
         outbox: Callable[[], dict[str, Any]],
         queue_depth: Callable[[], int],
+        reliability: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._scheduler = scheduler
         self._store = store
         self._outbox = outbox
         self._queue_depth = queue_depth
+        self._reliability = reliability
 
     def collect(self) -> Iterator[Any]:
         p = self._pipeline()
@@ -93,3 +95,34 @@ class HciwatchCollector(Collector):
             yield lag
             yield delivered
             yield failures
+        if self._reliability is not None:
+            yield from _reliability_metrics(self._reliability())
+
+
+def _reliability_metrics(r: dict[str, Any]) -> Iterator[Any]:
+    """I/O fault states, refused records and write-ahead log counters."""
+    fault = GaugeMetricFamily(
+        "hciwatch_io_fault", "1 while an I/O component fails (store, wal, outbox, ...)", labels=["component", "error"]
+    )
+    errors = CounterMetricFamily("hciwatch_io_fault_errors", "Failed I/O attempts", labels=["component"])
+    for name, f in sorted(r["faults"].items()):
+        fault.add_metric([name, f.code], 0.0 if f.ok else 1.0)
+        errors.add_metric([name], f.failures_total)
+    yield fault
+    yield errors
+    refused = CounterMetricFamily(
+        "hciwatch_ingest_refused", "Records refused at the edge (not acknowledged), by reason", labels=["reason"]
+    )
+    for reason, n in sorted(r["refused"].items()):
+        refused.add_metric([reason], n)
+    yield refused
+    w = r["wal"]
+    yield CounterMetricFamily("hciwatch_wal_appended", "Records written to the write-ahead log", value=w.appended)
+    yield CounterMetricFamily("hciwatch_wal_fsyncs", "Group-commit fsyncs of the write-ahead log", value=w.fsyncs)
+    yield CounterMetricFamily("hciwatch_wal_replayed", "Records replayed from the log at start", value=w.replayed)
+    yield CounterMetricFamily("hciwatch_wal_corrupt", "Damaged log records found", value=w.corrupt)
+    yield GaugeMetricFamily("hciwatch_wal_bytes", "Write-ahead log size on disk", value=r["wal_bytes"])
+    yield GaugeMetricFamily("hciwatch_ingest_queue_bytes", "Raw record bytes waiting", value=r["queue_bytes"])
+    yield GaugeMetricFamily(
+        "hciwatch_store_buffered_bytes", "Row bytes accepted but not yet in Parquet", value=r["buffered_bytes"]
+    )
