@@ -41,6 +41,7 @@ class TargetHealth:
     failures: int = 0
     records: int = 0
     refused: int = 0  # fetches whose records the ingest side refused (bounds, WAL fault)
+    refusing: bool = False
 
     def ok(self, now: datetime, n_records: int) -> None:
         self.last_success = now
@@ -129,8 +130,13 @@ class Scheduler:
                         await self.emit(rec)
                 except IngestRefused as exc:  # not stored: counted by the ingest side, not a target failure
                     h.refused += 1
-                    log.warning("%s %s: scrape not stored: %s", src.name, target, exc)
+                    if not h.refusing:  # once per streak: a long fault must not flood the log
+                        log.warning("%s %s: scrapes not stored: %s", src.name, target, exc)
+                    h.refusing = True
                 else:
+                    if h.refusing:
+                        log.warning("%s %s: scrapes stored again", src.name, target)
+                    h.refusing = False
                     h.ok(self.now(), len(records))
             if h.consecutive_failures:
                 delay = min(
