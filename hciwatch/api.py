@@ -252,7 +252,10 @@ def create_app(
         if token_bytes is None or request.path in PUBLIC_PATHS or _is_page_request(request):
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), token_bytes):
+        # surrogateescape: a header with non-UTF-8 bytes is a wrong token (401), not a crash (500)
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), token_bytes
+        ):
             return await handler(request)
         challenge = 'Bearer realm="hciwatch"'
         if scheme:

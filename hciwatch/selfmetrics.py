@@ -126,3 +126,18 @@ def _reliability_metrics(r: dict[str, Any]) -> Iterator[Any]:
     yield GaugeMetricFamily(
         "hciwatch_store_buffered_bytes", "Row bytes accepted but not yet in Parquet", value=r["buffered_bytes"]
     )
+    h = r.get("http")
+    if h is not None:
+        yield GaugeMetricFamily("hciwatch_api_connections_open", "Open API connections", value=h.open)
+        c = CounterMetricFamily(
+            "hciwatch_api_connections_closed", "API connections closed by the guard, by reason", labels=["reason"]
+        )
+        c.add_metric(["over_cap"], h.refused)
+        c.add_metric(["header_timeout"], h.header_timeouts)
+        yield c
+        yield CounterMetricFamily(
+            "hciwatch_api_bad_requests", "Malformed HTTP requests answered 400 (not logged each)", value=h.bad_requests
+        )
+        yield CounterMetricFamily(
+            "hciwatch_api_accept_errors", "Failed accept() calls (descriptor limit)", value=h.accept_errors
+        )

@@ -51,6 +51,7 @@ from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
 from exporters.settings import build_exporter
 from hciwatch.api import create_app
+from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest
@@ -180,6 +181,13 @@ class Service:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self.server_limits = ServerLimits(
+            max_connections=cfg.api.max_connections,
+            header_timeout=cfg.api.header_timeout,
+            keepalive_timeout=cfg.api.keepalive_timeout,
+            body_timeout=cfg.api.body_timeout,
+        )
+        self.http_counters = HttpCounters()
 
     def _dashboard_snapshot(self) -> MetricsSnapshot:
         """Called by the metrics SDK's thread: detector numbers as of the last evaluation, live counters."""
@@ -235,6 +243,7 @@ class Service:
             "wal_bytes": self.ingest.wal.disk_bytes(),
             "queue_bytes": self.queue.nbytes(),
             "buffered_bytes": self.store.buffered_bytes(),
+            "http": self.http_counters,
         }
 
     # -- readiness -----------------------------------------------------------------------------
@@ -332,9 +341,11 @@ class Service:
             site=self.cfg.collector.site.name,
             ingest_stats=self._ingest_stats,
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = make_runner(app, self.server_limits, self.http_counters)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
+        await GuardedSite(
+            self._runner, host or "127.0.0.1", int(port), limits=self.server_limits, counters=self.http_counters
+        ).start()
         async with self._lock:  # records accepted before the last stop or crash, once
             await asyncio.to_thread(self.ingest.replay, self.pipeline.ingest, self.cfg.collector.store.batch_rows)
         for d in self.dispatchers:

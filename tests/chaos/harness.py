@@ -137,7 +137,9 @@ class Peers:
         for d in docs:
             data = d.get("data", d)
             ctx = data.get("alertContext", {})
-            self.received[(data["essentials"]["originAlertId"], ctx.get("status", ""), ctx.get("changedDateTime", ""))] += 1
+            self.received[
+                (data["essentials"]["originAlertId"], ctx.get("status", ""), ctx.get("changedDateTime", ""))
+            ] += 1
         return web.Response(status=200)
 
 
@@ -188,6 +190,8 @@ max_wait = 0.0
 [api]
 listen = "127.0.0.1:{api_port}"
 allow_unauthenticated = true
+header_timeout = 1.0
+max_connections = 256
 {extra}
 """)
     return cfg
