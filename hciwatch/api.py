@@ -73,6 +73,7 @@ from collector.errors import ConfigError
 from collector.schema import AlertKind, AlertStatus, iso, parse_iso
 from exporters.feed import AlertFeed, AlertFilter, FeedEvent
 from hciwatch.query import QueryError, QueryLimits, QueryResult, run_query
+from hciwatch.query_worker import QueryWorkers
 from hciwatch.report.alerts import merge_live
 from hciwatch.report.model import build_model
 from hciwatch.report.render import live_page
@@ -169,6 +170,8 @@ def create_app(
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     site: str | None = None,
     ingest_stats: IngestStats | None = None,
+    query_workers: QueryWorkers | None = None,
+    body_timeout: float = 30.0,
 ) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
@@ -185,6 +188,9 @@ def create_app(
         site: the site's name, shown in the views' header.
         ingest_stats: returns the pipeline's parse counters (``records_read``, ``records_rejected``,
             ``reject_reasons``, ``skipped_parts``) for the views' header.
+        query_workers: run SQL in memory-capped worker processes (the service does); without
+            it queries run in a thread of this process.
+        body_timeout: seconds a client gets to send a query body (408 after).
 
     Raises:
         ConfigError: no token and ``allow_unauthenticated`` is not set, or the token is blank.
@@ -363,7 +369,10 @@ def create_app(
         return response
 
     async def query(request: web.Request) -> web.Response:
-        sql, limit = await _read_query(request, limits)
+        try:
+            sql, limit = await asyncio.wait_for(_read_query(request, limits), body_timeout)
+        except TimeoutError:
+            return _json_error(408, f"the request body did not arrive within {body_timeout:g} s")
         wants_arrow = ARROW_STREAM in request.headers.get("Accept", "").lower()
         try:
             await asyncio.wait_for(query_slots.acquire(), limits.timeout_s)
@@ -372,9 +381,14 @@ def create_app(
             return _json_error(503, "too many queries are running; try again shortly", headers={"Retry-After": "1"})
         started = time.monotonic()
         try:
-            result, body = await asyncio.to_thread(
-                _run_and_encode, data_dir, sql, limit, limits, extra_views, wants_arrow
-            )
+            if query_workers is not None:
+                done = await query_workers.run(data_dir, sql, limit, limits, extra_views, wants_arrow)
+                rows, truncated, body = done.rows, done.truncated, done.body
+            else:
+                result, body = await asyncio.to_thread(
+                    _run_and_encode, data_dir, sql, limit, limits, extra_views, wants_arrow
+                )
+                rows, truncated = result.table.num_rows, result.truncated
         except QueryError as exc:
             metrics.queries.labels(exc.kind).inc()
             return _json_error(_QUERY_STATUS.get(exc.kind, 500), str(exc), kind=exc.kind)
@@ -383,8 +397,8 @@ def create_app(
             metrics.query_seconds.observe(time.monotonic() - started)
         metrics.queries.labels("ok").inc()
         headers = {
-            "X-Hciwatch-Truncated": "true" if result.truncated else "false",
-            "X-Hciwatch-Row-Count": str(result.table.num_rows),
+            "X-Hciwatch-Truncated": "true" if truncated else "false",
+            "X-Hciwatch-Row-Count": str(rows),
         }
         if wants_arrow:
             return web.Response(body=body, content_type=ARROW_STREAM, headers=headers)

@@ -57,6 +57,7 @@ from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporter
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
+from hciwatch.query_worker import QueryWorkers
 from hciwatch.selfmetrics import HciwatchCollector
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ class Service:
             body_timeout=cfg.api.body_timeout,
         )
         self.http_counters = HttpCounters()
+        self.query_workers = QueryWorkers(workers=2, memory_bytes=cfg.api.query_memory_bytes)
 
     def _dashboard_snapshot(self) -> MetricsSnapshot:
         """Called by the metrics SDK's thread: detector numbers as of the last evaluation, live counters."""
@@ -340,6 +342,8 @@ class Service:
             extra_views=self.store.extra_views,
             site=self.cfg.collector.site.name,
             ingest_stats=self._ingest_stats,
+            query_workers=self.query_workers,
+            body_timeout=api.body_timeout,
         )
         self._runner = make_runner(app, self.server_limits, self.http_counters)
         await self._runner.setup()
@@ -422,6 +426,7 @@ class Service:
         self.outbox.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.query_workers.close()
 
     async def _drain_sinks(self) -> None:
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE_S

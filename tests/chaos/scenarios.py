@@ -186,9 +186,8 @@ async def descriptor_exhaustion(work: Path, peers: Peers, profile: Profile) -> R
 
 async def sink_outage(work: Path, peers: Peers, profile: Profile) -> Row:
     async def during(_: Child) -> str:
-        await asyncio.sleep(0.5)
         peers.sink_down = True
-        await asyncio.sleep(profile.fault_s)  # alert changes pile up in the outbox; kill -9 in the outage
+        await asyncio.sleep(profile.fault_s + 3.0)  # alert changes pile up in the outbox; kill -9 in the outage
         return ""
 
     def end_outage() -> None:
