@@ -7,8 +7,8 @@ key path and the reference, so a bad credential stops start-up instead of failin
 connection. The value is never part of ``repr``/``str`` of either object, nor of any message.
 
 Files are the way rotating credentials are delivered (projected ServiceAccount tokens, mounted
-secrets), so :meth:`Secret.current` re-reads a file reference when its modification time
-changes and keeps the last good value when a rotation is caught half-written.
+secrets), so :meth:`Secret.current` reads a file reference again (a few bytes, once per request)
+and keeps the last good value when a rotation is caught half-written or the file is briefly gone.
 
 One rule for every secret: line breaks around the value are removed (what ``echo`` and editors
 add); everything else, spaces included, is part of the value.
@@ -91,16 +91,7 @@ class SecretRef:
 
     def resolve(self, *, key: str) -> Secret:
         """Read once (at start-up) and keep the value in a :class:`Secret`."""
-        return Secret(self, key=key, value=self.read(key=key), stamp=self._stamp())
-
-    def _stamp(self) -> tuple[int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+        return Secret(self, key=key, value=self.read(key=key))
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -123,35 +114,29 @@ class SecretRef:
 class Secret:
     """A resolved secret. Only :meth:`get`/:meth:`current` return the value; ``repr`` never does."""
 
-    __slots__ = ("_stamp", "_value", "key", "ref")
+    __slots__ = ("_value", "key", "ref")
 
-    def __init__(self, ref: SecretRef, *, key: str, value: str, stamp: tuple[int, int] | None = None) -> None:
+    def __init__(self, ref: SecretRef, *, key: str, value: str) -> None:
         self.ref = ref
         self.key = key
         self._value = value
-        self._stamp = stamp
 
     def get(self) -> str:
         """The value read at start-up (or at the last :meth:`current`)."""
         return self._value
 
     def current(self) -> str:
-        """The value now: a file changed since the last read is read again (rotation).
+        """The value now: a file reference is read again (rotation); an env reference is fixed.
 
         A file that cannot be read at this moment (a rotation replacing it) keeps the last good
         value; the problem is logged with the key and path only.
         """
         if self.ref.path is None:
             return self._value
-        stamp = self.ref._stamp()
-        if stamp is None or stamp == self._stamp:
-            return self._value
         try:
             self._value = self.ref.read(key=self.key)
         except ConfigError as exc:
             log.warning("%s; keeping the previous value", exc)
-            return self._value
-        self._stamp = stamp
         return self._value
 
     def __repr__(self) -> str:
