@@ -15,11 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from collector.catalog import DEFAULT_CATALOG
+from collector.errors import ConfigError
 from collector.registry import get_parser
 from collector.schema import RawRecord
-from collector.sources.base import PushSource
-from collector.errors import ConfigError
 from collector.settings import DeprecatedKeyWarning
+from collector.sources.base import PushSource
 from collector.sources.mqtt.source import SPEC, MqttSettings, MqttSource
 from tests.fixtures.mosquitto import MosquittoBroker
 
