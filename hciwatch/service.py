@@ -49,7 +49,7 @@ from exporters.base import Exporter
 from exporters.feed import AlertFeed
 from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
-from exporters.settings import build_exporter
+from exporters.registry import build_exporter
 from hciwatch.api import create_app
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.config import AppConfig
