@@ -71,7 +71,7 @@ def _run(
     ``recycle``: the worker hit its memory cap; its allocator keeps the pages, so later queries
     (even thread starts) would fail in it: the parent replaces it.
     """
-    from hciwatch.api import arrow_ipc, json_result
+    from hciwatch.api_encode import arrow_ipc, json_result
     from hciwatch.query import run_query
 
     try:
