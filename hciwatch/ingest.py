@@ -21,16 +21,22 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.errors import StoreError
 from collector.faults import FaultState
 from collector.ingest_queue import ByteBoundedQueue, IngestRefused
 from collector.schema import RawRecord, alerts_table
+from collector.sources.base import SourceSettings
 from collector.store import Store
 from collector.wal import GroupCommit, WalFull, WriteAheadLog, undo_uncommitted_flushes
 from exporters.outbox import Outbox
+from hciwatch.parse_pool import ParseOutcome
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +145,49 @@ class DurableIngest:
 
     def close(self) -> None:
         self.wal.close()
+
+
+_ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
+
+
+@dataclass(frozen=True)
+class _Limit:
+    samples: int
+    labels: int
+
+
+class PayloadLimits:
+    """Per-target ``sample_limit`` / ``label_limit`` (as Prometheus): a payload over either is
+    refused whole with a precise reason, and its target counts as not up (``source_down``)."""
+
+    def __init__(self, by_target: dict[str, _Limit]) -> None:
+        self._by_target = by_target
+
+    @classmethod
+    def from_sources(cls, sources: Iterable[tuple[SourceSettings, list[str]]]) -> PayloadLimits:
+        """From (settings, the targets records name) pairs: pull sources' ``targets()``."""
+        out: dict[str, _Limit] = {}
+        for settings, targets in sources:
+            if settings.sample_limit or settings.label_limit:
+                for target in targets:
+                    out[target] = _Limit(settings.sample_limit, settings.label_limit)
+        return cls(out)
+
+    def check(self, rec: RawRecord, outcome: ParseOutcome) -> ParseOutcome:
+        lim = self._by_target.get(rec.target)
+        if lim is None or outcome.rejected is not None:
+            return outcome
+        n = outcome.samples.num_rows
+        if lim.samples and n > lim.samples:
+            return ParseOutcome(rejected=("sample_limit", f"{n} samples exceed sample_limit {lim.samples}"))
+        if lim.labels and n:
+            entries = outcome.samples.column("labels").cast(_ENTRIES)  # MAP has no length kernel
+            most = pc.max(pc.list_value_length(entries)).as_py() or 0
+            if most > lim.labels:
+                return ParseOutcome(
+                    rejected=("label_limit", f"a sample has {most} labels, over label_limit {lim.labels}")
+                )
+        return outcome
 
 
 class AlertTableWriter:

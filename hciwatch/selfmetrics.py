@@ -64,11 +64,18 @@ class HciwatchCollector(Collector):
         if s is not None:
             up = GaugeMetricFamily("hciwatch_target_up", "1 when the last fetch succeeded", labels=["source", "target"])
             fails = CounterMetricFamily("hciwatch_target_fetch_failures", "Failed fetches", labels=["source", "target"])
+            perr = CounterMetricFamily(
+                "hciwatch_target_parse_errors",
+                "Payloads the parser refused (HTML, garbage, over sample_limit/label_limit)",
+                labels=["source", "target"],
+            )
             for h in s.health.values():
-                up.add_metric([h.source, h.target], 0.0 if h.consecutive_failures else 1.0)
+                up.add_metric([h.source, h.target], 1.0 if getattr(h, "up", not h.consecutive_failures) else 0.0)
                 fails.add_metric([h.source, h.target], h.failures)
+                perr.add_metric([h.source, h.target], getattr(h, "parse_errors", 0))
             yield up
             yield fails
+            yield perr
 
         st = self._store()
         yield CounterMetricFamily("hciwatch_store_files_written", "Parquet files written", value=st.stats.files_written)

@@ -54,7 +54,8 @@ from hciwatch.api import create_app
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
-from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest
+from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
+from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
@@ -93,11 +94,11 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
                 kind=AlertKind.SOURCE_DOWN,
                 resource={"source": h.source, "target": h.target},
                 severity=Severity.SEV2,
-                summary=f"{h.source} target {h.target} unreachable since {h.failing_since:%Y-%m-%d %H:%M} UTC "
-                f"({h.consecutive_failures} failed fetches): {h.last_error}",
+                summary=f"{h.source} target {h.target} failing since {h.down_since():%Y-%m-%d %H:%M} UTC "
+                f"({h.consecutive_failures} failed fetches, {h.parse_errors} refused payloads): {h.down_reason()}",
                 evidence={
-                    "last_error": h.last_error,
-                    "failing_since": h.failing_since,
+                    "last_error": h.down_reason(),
+                    "failing_since": h.down_since(),
                     "consecutive_failures": h.consecutive_failures,
                     "last_success": h.last_success,
                 },
@@ -164,6 +165,7 @@ class Service:
         pull, push = build_sources(cfg)
         self.queue = self.ingest.queue
         self.scheduler = Scheduler(pull, push, self.ingest.emit)
+        self.limits = PayloadLimits.from_sources((src.settings, src.targets()) for src in pull)
         self.sources: list[Any] = [*pull, *push]
         self.registry = CollectorRegistry()
         self.registry.register(
@@ -284,7 +286,15 @@ class Service:
                     await asyncio.to_thread(self.ingest.flush)
 
     def _ingest_batch(self, batch: list[tuple[int, RawRecord]]) -> None:
-        self.ingest.ingest(batch, self.pipeline.ingest)
+        self.ingest.ingest(batch, self._apply)
+
+    def _apply(self, rec: RawRecord) -> None:
+        """Parse, enforce the source's sample/label limits, store; the verdict goes to target health."""
+        outcome = self.limits.check(rec, parse_one(rec, self.pipeline.catalog))
+        self.pipeline.apply(rec, outcome)
+        now = datetime.now(UTC)
+        for h in self.scheduler.health_for(rec.target):
+            h.parsed(now, outcome.rejected[1] if outcome.rejected else "")
 
     async def _flush_loop(self) -> None:
         interval = self.cfg.collector.store.flush_interval
@@ -351,7 +361,7 @@ class Service:
             self._runner, host or "127.0.0.1", int(port), limits=self.server_limits, counters=self.http_counters
         ).start()
         async with self._lock:  # records accepted before the last stop or crash, once
-            await asyncio.to_thread(self.ingest.replay, self.pipeline.ingest, self.cfg.collector.store.batch_rows)
+            await asyncio.to_thread(self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows)
         for d in self.dispatchers:
             self._tasks.append(d.start())
         self._tasks.append(self.ingest.commit.start())
