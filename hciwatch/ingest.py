@@ -182,7 +182,7 @@ class PayloadLimits:
             return ParseOutcome(rejected=("sample_limit", f"{n} samples exceed sample_limit {lim.samples}"))
         if lim.labels and n:
             entries = outcome.samples.column("labels").cast(_ENTRIES)  # MAP has no length kernel
-            most = pc.max(pc.list_value_length(entries)).as_py() or 0
+            most = pc.max(pc.list_value_length(entries)).as_py() or 0  # type: ignore[arg-type]
             if most > lim.labels:
                 return ParseOutcome(
                     rejected=("label_limit", f"a sample has {most} labels, over label_limit {lim.labels}")

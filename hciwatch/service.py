@@ -46,9 +46,10 @@ from collector.schema import Alert, AlertKind, RawRecord, Severity
 from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.feed import AlertFeed
 from exporters.otlp import MetricsSnapshot, PipelineHealth
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.registry import build_exporter
 from hciwatch.api import create_app
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
