@@ -153,6 +153,7 @@ class Service:
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
         self.alerts_table = AlertTableWriter(self.outbox, self.store)
         self.outbox_fault = FaultState("outbox")
+        self.evaluation_fault = FaultState("evaluation")
         self._unsent: list[Alert] = []  # alert changes the outbox could not take yet (disk fault)
         self.pipeline = Pipeline(
             cfg,
@@ -237,7 +238,12 @@ class Service:
         self._unsent.clear()
 
     def _faults(self) -> dict[str, FaultState]:
-        return {**self.ingest.faults(), "outbox": self.outbox_fault, "alerts_table": self.alerts_table.fault}
+        return {
+            **self.ingest.faults(),
+            "outbox": self.outbox_fault,
+            "alerts_table": self.alerts_table.fault,
+            "evaluation": self.evaluation_fault,
+        }
 
     def _reliability(self) -> dict[str, Any]:
         """Fault states, refusals and WAL counters for /metrics."""
@@ -315,7 +321,12 @@ class Service:
             now = datetime.now(UTC)
             self.pipeline.add_findings(source_down_findings(self.scheduler, now))
             async with self._lock:
-                await asyncio.to_thread(self._evaluate, now)
+                try:
+                    await asyncio.to_thread(self._evaluate, now)
+                except Exception as exc:  # a pass that fails must not end evaluation for good
+                    self.evaluation_fault.failed(exc)
+                else:
+                    self.evaluation_fault.cleared()
 
     async def _maintenance_loop(self) -> None:
         while True:

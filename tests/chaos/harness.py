@@ -90,6 +90,7 @@ class Peers:
     port: int = 0
     _runner: web.AppRunner | None = None
     _flapper: asyncio.Task[None] | None = None
+    _big_body: list[bytes] = field(default_factory=list)
 
     async def start(self) -> None:
         app = web.Application()
@@ -126,8 +127,9 @@ class Peers:
         return web.Response(text="chaos_flap 1\n", content_type="text/plain")
 
     async def _big(self, _: web.Request) -> web.Response:
-        lines = "".join(f'chaos_big{{series="{i}"}} {i}\n' for i in range(self.big_series))
-        return web.Response(text=lines, content_type="text/plain")
+        if len(self._big_body) != self.big_series:  # built once per size: the peer must not be the bottleneck
+            self._big_body = [f'chaos_big{{series="{i}"}} {i}\n'.encode() for i in range(self.big_series)]
+        return web.Response(body=b"".join(self._big_body), content_type="text/plain")
 
     async def _hook(self, request: web.Request) -> web.Response:
         if self.sink_down:
