@@ -149,6 +149,11 @@ class StoreSettings(_Strict):
         default=4 << 30, ge=1 << 20, description="write-ahead log size bound; beyond it new records are refused"
     )
     wal_segment_bytes: int = Field(default=64 << 20, ge=1 << 16, description="write-ahead log segment size")
+    window_max_bytes: int = Field(
+        default=512 << 20,
+        ge=1 << 20,
+        description="recent rows the detectors read, per table; past it the oldest go first (counted)",
+    )
 
 
 class CatalogMapping(_Strict):

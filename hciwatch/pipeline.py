@@ -67,9 +67,20 @@ class Window:
     ``convert`` reshapes each chunk once as it arrives (not the whole window at every pass).
     """
 
-    def __init__(self, name: str, span: timedelta, convert: Callable[[pa.Table], pa.Table] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        span: timedelta,
+        convert: Callable[[pa.Table], pa.Table] | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.name = name
         self.span = span
+        # memory bound: past it the oldest chunks go first (a 1M-series target must not take the
+        # window, and the service, past its budget); detectors then see less history, counted
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.shed_rows = 0
         self._convert = convert
         self._chunks: list[tuple[datetime, pa.Table]] = []
         self._dirty = True
@@ -81,14 +92,21 @@ class Window:
     def add(self, table: pa.Table) -> None:
         if table.num_rows:
             newest = pc.max(table.column("ts")).as_py()
-            self._chunks.append((newest, self._convert(table) if self._convert else table))
+            chunk = self._convert(table) if self._convert else table
+            self._chunks.append((newest, chunk))
+            self.bytes += chunk.nbytes
             self._dirty = True
+            while self.max_bytes is not None and self.bytes > self.max_bytes and len(self._chunks) > 1:
+                _, old = self._chunks.pop(0)
+                self.bytes -= old.nbytes
+                self.shed_rows += old.num_rows
 
     def trim(self, now: datetime) -> None:
         cutoff = now - self.span
         keep = [(t, tb) for t, tb in self._chunks if t >= cutoff]
         if len(keep) != len(self._chunks):
             self._chunks = keep
+            self.bytes = sum(tb.nbytes for _, tb in keep)
             self._dirty = True
 
     def table(self) -> pa.Table:
@@ -133,6 +151,7 @@ class Pipeline:
         call_interval: timedelta | None = None,
         store_alerts: bool = True,
         flush_store: Callable[[], object] | None = None,
+        window_max_bytes: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -154,8 +173,8 @@ class Pipeline:
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
         self.windows = {
-            "samples": Window("samples", span, _labels_as_entries),
-            "ip_observations": Window("ip_observations", span),
+            "samples": Window("samples", span, _labels_as_entries, window_max_bytes),
+            "ip_observations": Window("ip_observations", span, max_bytes=window_max_bytes),
         }
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")

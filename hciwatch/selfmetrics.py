@@ -133,6 +133,11 @@ def _reliability_metrics(r: dict[str, Any]) -> Iterator[Any]:
     yield GaugeMetricFamily(
         "hciwatch_store_buffered_bytes", "Row bytes accepted but not yet in Parquet", value=r["buffered_bytes"]
     )
+    yield CounterMetricFamily(
+        "hciwatch_window_shed_rows",
+        "Rows the detectors' window dropped early to stay under window_max_bytes",
+        value=r.get("window_shed_rows", 0),
+    )
     h = r.get("http")
     if h is not None:
         yield GaugeMetricFamily("hciwatch_api_connections_open", "Open API connections", value=h.open)

@@ -163,6 +163,7 @@ class Service:
             bootstrap_from_store=True,
             store_alerts=False,  # the alerts table is written from the outbox (AlertTableWriter)
             flush_store=self.ingest.flush,
+            window_max_bytes=st.window_max_bytes,
         )
         pull, push = build_sources(cfg)
         self.queue = self.ingest.queue
@@ -255,6 +256,7 @@ class Service:
             "queue_bytes": self.queue.nbytes(),
             "buffered_bytes": self.store.buffered_bytes(),
             "http": self.http_counters,
+            "window_shed_rows": sum(w.shed_rows for w in self.pipeline.windows.values()),
         }
 
     # -- readiness -----------------------------------------------------------------------------
