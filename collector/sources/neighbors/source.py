@@ -82,7 +82,7 @@ class NeighborsSettings(HttpClientSettings, SourceSettings):
             raise ValueError("set either url or command, not both")
         http_keys = [k for k in ("bearer_token_file", "password_file", "tls") if getattr(self, k) is not None]
         if http_keys and not self.url:
-            raise ValueError(f"{', '.join(http_keys)} need(s) a url")
+            raise ValueError(f"{', '.join(http_keys)}: only with a url (a command has no HTTP peer)")
         return self
 
     def argv(self) -> list[str]:
