@@ -2,19 +2,25 @@
 
 Wiring, in the order data flows::
 
-    Scheduler (pull targets, push sources) ──emit──▶ bounded queue ──▶ Pipeline.ingest (worker thread)
-        │                                                               │ Store (timed flushes)
-        └─ target health ─▶ source_down findings ─┐                     ▼
-                                                   └──────▶ Pipeline.evaluate (every interval)
+    Scheduler (pull targets, push sources) ──emit──▶ write-ahead log (fsync = accepted, acked)
+        │                                                 │ byte-bounded queue
+        │                                                 ▼
+        │                                      Pipeline: parse, limits, Store buffers
+        │                                                 │ flush: tagged Parquet, then checkpoint
+        └─ target health ─▶ source_down findings ─┐       ▼
+                                                   └──▶ Pipeline.evaluate (every interval)
                                                                    │ alert state changes
                                                                    ▼
                                                  Outbox (fsync = accepted) ──▶ one dispatcher per sink
-                                                                                (feed/SSE, OTLP, …)
+                                                                 └──────────▶ alerts Parquet table
 
 Pipeline work runs in a worker thread under one lock (parsing and detectors are CPU work and
-must not stall the event loop that serves the API and keeps sockets alive). SIGTERM/SIGINT stop
-the sources, drain the queue, flush the store, save the alert state, give the sinks a short grace
-to deliver and shut everything down; what was accepted is on disk and is delivered after restart.
+must not stall the event loop that serves the API and keeps sockets alive). Every I/O loop keeps
+a fault state (:mod:`collector.faults`): a full disk or the descriptor limit is retried with
+backoff, shown on ``/readyz`` and ``/metrics``, and recovered from without a restart (see
+:mod:`hciwatch.ingest`). SIGTERM/SIGINT stop the sources, parse what is queued for a bounded
+time (the rest is in the log and replayed at start), flush, save the alert state, give the sinks
+a short grace to deliver and shut everything down.
 """
 
 from __future__ import annotations
