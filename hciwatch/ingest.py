@@ -95,8 +95,17 @@ class DurableIngest:
 
     # -- the worker side (called under the service's pipeline lock) --------------------------
 
-    def ingest(self, batch: list[tuple[int, RawRecord]], apply: Callable[[RawRecord], object]) -> None:
+    def ingest(
+        self,
+        batch: list[tuple[int, RawRecord]],
+        apply: Callable[[RawRecord], object],
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Parse and buffer ``batch`` in log order; ``stop()`` ends it between records (what is
+        left stays after the checkpoint in the log and is replayed at the next start)."""
         for seq, rec in batch:
+            if stop is not None and stop():
+                return
             try:
                 apply(rec)
             except Exception:  # a parser/pipeline bug must not stop ingest; the record is counted

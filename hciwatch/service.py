@@ -32,7 +32,7 @@ import heapq
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,8 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
 MAX_UNSENT_ALERTS = 100_000
-DRAIN_BUDGET_S = 3.0  # SIGTERM: parse queued records this long; the WAL keeps the rest
+DRAIN_BUDGET_S = 2.0  # SIGTERM: parse queued records this long; the WAL keeps the rest
+CONSUME_BATCH_BYTES = 8 << 20  # one worker call parses at most about this much (shutdown waits for it)
 MAINTENANCE_EVERY_S = 3600.0
 
 
@@ -160,6 +161,8 @@ class Service:
         self.alerts_table = AlertTableWriter(self.outbox, self.store)
         self.outbox_fault = FaultState("outbox")
         self.evaluation_fault = FaultState("evaluation")
+        self._stopping = False
+        self._inflight: asyncio.Future[Any] | None = None
         self._unsent: list[Alert] = []  # alert changes the outbox could not take yet (disk fault)
         self.pipeline = Pipeline(
             cfg,
@@ -293,15 +296,23 @@ class Service:
         while True:
             item = await self.queue.get()
             batch = [item]
-            while not self.queue.empty() and len(batch) < 256:
+            size = len(item[1].body)
+            while not self.queue.empty() and len(batch) < 256 and size < CONSUME_BATCH_BYTES:
                 batch.append(self.queue.get_nowait())
+                size += len(batch[-1][1].body)
             async with self._lock:
-                await asyncio.to_thread(self._ingest_batch, batch)
+                await self._in_worker(self._ingest_batch, batch)
                 if self.store.buffered_rows() >= batch_rows and self.store.write_fault.due():
-                    await asyncio.to_thread(self.ingest.flush)
+                    await self._in_worker(self.ingest.flush)
+
+    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run pipeline work in a thread; a cancelled caller still leaves it to finish (tracked), so
+        shutdown never runs beside it."""
+        self._inflight = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        await asyncio.shield(self._inflight)
 
     def _ingest_batch(self, batch: list[tuple[int, RawRecord]]) -> None:
-        self.ingest.ingest(batch, self._apply)
+        self.ingest.ingest(batch, self._apply, stop=lambda: self._stopping)
 
     def _apply(self, rec: RawRecord) -> None:
         """Parse, enforce the source's sample/label limits, store; the verdict goes to target health."""
@@ -317,10 +328,10 @@ class Service:
             retry = self.ingest.retry_in()
             await asyncio.sleep(min(interval, retry) if retry > 0 else interval)
             async with self._lock:
-                await asyncio.to_thread(self.ingest.flush)
+                await self._in_worker(self.ingest.flush)
             if self._unsent:
                 async with self._lock:
-                    await asyncio.to_thread(self._to_outbox, [])
+                    await self._in_worker(self._to_outbox, [])
 
     async def _evaluate_loop(self) -> None:
         step = self.cfg.analytics.evaluation_interval.total_seconds()
@@ -330,7 +341,7 @@ class Service:
             self.pipeline.add_findings(source_down_findings(self.scheduler, now))
             async with self._lock:
                 try:
-                    await asyncio.to_thread(self._evaluate, now)
+                    await self._in_worker(self._evaluate, now)
                 except Exception as exc:  # a pass that fails must not end evaluation for good
                     self.evaluation_fault.failed(exc)
                 else:
@@ -341,7 +352,7 @@ class Service:
             await asyncio.sleep(MAINTENANCE_EVERY_S)
             async with self._lock:
                 try:
-                    await asyncio.to_thread(self._maintain)
+                    await self._in_worker(self._maintain)
                 except (OSError, StoreError) as exc:  # a full disk must not end maintenance for good
                     log.warning("maintenance failed (%s); retried in %.0f s", exc, MAINTENANCE_EVERY_S)
 
@@ -423,15 +434,19 @@ class Service:
         producers, consumers = self._tasks[len(self.dispatchers) :], self._tasks[: len(self.dispatchers)]
         for t in producers:
             t.cancel()
+        self._stopping = True  # ingest ends between records; what is left is replayed at start
         for t in producers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                await self._inflight
+        self._stopping = False
         async with self._lock:
             # parse what waits for a bounded time; the rest is in the WAL and replayed at start
             deadline = asyncio.get_running_loop().time() + DRAIN_BUDGET_S
             while not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
-                pending = [self.queue.get_nowait() for _ in range(min(64, self.queue.qsize()))]
-                await asyncio.to_thread(self._ingest_batch, pending)
+                await asyncio.to_thread(self._ingest_batch, [self.queue.get_nowait()])
             await asyncio.to_thread(self.ingest.flush)  # what fails stays in the WAL for the next start
             await asyncio.to_thread(self._to_outbox, [])
             with contextlib.suppress(OSError, StoreError):
