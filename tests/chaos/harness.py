@@ -212,10 +212,11 @@ class Child:
     def __init__(self, cfg: Path, log_path: Path, prefix: list[str] | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.cfg = cfg
+        self.verbose = ["-v"]  # INFO: the stop phases and their times land in the log
         self.port = api_port(cfg)
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "hciwatch.cli", "run", "--config", str(cfg)],
+            [*(prefix or []), sys.executable, "-m", "hciwatch.cli", *self.verbose, "run", "--config", str(cfg)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
