@@ -30,6 +30,7 @@ from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
+from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
 from hciwatch.parse_pool import ParseOutcome, ParsePool, default_workers, parse_one
 
@@ -142,6 +143,8 @@ class Pipeline:
         self.catalog = Catalog(
             UserMapping(m.native, m.canonical, m.unit, m.counter) for m in cfg.collector.metric_mappings
         )
+        if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
+            store.write_catalog(unmapped_metrics_view(self.catalog))
         self.engine = Engine(cfg.analytics, cfg.collector.networks)
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
