@@ -24,15 +24,11 @@ from rich.table import Table
 from collector.schema import iso
 
 
-def _is_map(t: pa.DataType) -> bool:
-    return isinstance(t, pa.MapType)
-
-
 def plain(value: Any, typ: pa.DataType | None = None) -> Any:
     """A JSON-able form of one Arrow value (as ``to_pylist`` gives it)."""
     if value is None:
         return None
-    if typ is not None and _is_map(typ) and isinstance(value, list):
+    if isinstance(typ, pa.MapType) and isinstance(value, list):
         return {str(k): plain(v, typ.item_type) for k, v in value}
     if isinstance(value, dict):
         fields = {f.name: f.type for f in typ} if isinstance(typ, pa.StructType) else {}
