@@ -48,7 +48,7 @@ from exporters.base import Exporter
 from exporters.feed import AlertFeed
 from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
-from exporters.settings import build_exporter
+from exporters.registry import build_exporter
 from hciwatch.api import create_app
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
