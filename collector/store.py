@@ -47,9 +47,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
 from collector.faults import FaultState
 from collector.schema import TABLE_SCHEMAS
+from collector.unmapped import unmapped_metrics_view
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,8 @@ class Store:
         self.auto_flush = auto_flush
         self.write_fault = FaultState("store")
         self.retention_days = retention_days
-        self.extra_views: dict[str, str] = dict(extra_views or {})
+        # unmapped_metrics is always there (built-in catalog; a pipeline with user mappings replaces it)
+        self.extra_views: dict[str, str] = {**unmapped_metrics_view(DEFAULT_CATALOG), **dict(extra_views or {})}
         self.stats = StoreStats()
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
         self._rows: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)

@@ -30,6 +30,7 @@ from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
+from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
 from hciwatch.parse_pool import ParseOutcome, ParsePool, default_workers, parse_one
 
@@ -51,6 +52,11 @@ class PipelineStats:
     ip_observations_stored: int = 0
     records_by_kind: Counter[str] = field(default_factory=Counter)
     evaluations: int = 0
+    idle_skips: int = 0  # replay jumps over spans without records
+    samples_by_target: Counter[str] = field(default_factory=Counter)
+    ip_observations_by_target: Counter[str] = field(default_factory=Counter)
+    rejected_by_target: Counter[str] = field(default_factory=Counter)
+    errors_by_target: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # "kind/status" → count
     max_kept_messages: int = 50
 
@@ -158,6 +164,8 @@ class Pipeline:
         self.catalog = Catalog(
             UserMapping(m.native, m.canonical, m.unit, m.counter) for m in cfg.collector.metric_mappings
         )
+        if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
+            store.write_catalog(unmapped_metrics_view(self.catalog))
         self.engine = Engine(cfg.analytics, cfg.collector.networks)
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
@@ -196,9 +204,11 @@ class Pipeline:
         if outcome.rejected is not None:
             reason, why = outcome.rejected
             self.stats.reject(reason, f"{loc}[{rec.target}] {why}")
+            self.stats.rejected_by_target[rec.target] += 1
             return False
         if outcome.errors:
             self.stats.line_errors += len(outcome.errors)
+            self.stats.errors_by_target[rec.target] += len(outcome.errors)
             for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")
@@ -208,6 +218,8 @@ class Pipeline:
                 self.windows[name].add(table)
         self.stats.samples_stored += outcome.samples.num_rows
         self.stats.ip_observations_stored += outcome.ip_observations.num_rows
+        self.stats.samples_by_target[rec.target] += outcome.samples.num_rows
+        self.stats.ip_observations_by_target[rec.target] += outcome.ip_observations.num_rows
         return True
 
     def add_findings(self, findings: Iterable[Finding]) -> None:
@@ -326,6 +338,7 @@ def replay_records(
         sinks.append(_jsonl_sink(out_fh))
     pipe = Pipeline(cfg, store, alert_sinks=sinks, call_interval=eval_every)
     step = eval_every or cfg.analytics.evaluation_interval
+    idle = idle_gap(cfg, step)
     next_eval: datetime | None = None
     first: datetime | None = None
     last: datetime | None = None
@@ -344,6 +357,11 @@ def replay_records(
                     next_eval = _align(rec.ts, step) + step
                 assert next_eval is not None
                 while rec.ts >= next_eval:
+                    if last is not None and next_eval - last > idle and rec.ts - next_eval >= step:
+                        # nothing arrived for `idle`: jump to the next record instead of a pass per step
+                        next_eval = _align(rec.ts, step)
+                        pipe.engine.skip_idle(next_eval)
+                        pipe.stats.idle_skips += 1
                     pipe.evaluate(next_eval)
                     if on_progress:
                         on_progress(next_eval)
@@ -367,6 +385,20 @@ def replay_records(
         },
     )
     return result
+
+
+IDLE_GAP = timedelta(hours=1)
+"""After this long without records, a replay stops evaluating step by step and jumps to the next record."""
+
+
+def idle_gap(cfg: AppConfig, step: timedelta) -> timedelta:
+    """How long a replay keeps evaluating past its last record before it skips ahead.
+
+    Long enough for alerts to resolve and for every rate window to close after the data ends;
+    then a gap of days or months costs one jump, not a detector pass per minute.
+    """
+    a = cfg.analytics
+    return max(IDLE_GAP, a.max_rate_gap + a.settle + 2 * step)
 
 
 INGEST_SUMMARY_FILE = "ingest-summary.json"  # read by the report's "what was collected" header
