@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -349,7 +350,10 @@ class Store:
             if len(files) < min_files:
                 continue
             table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
-            keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts") if c in table.column_names]
+            cols: tuple[str, ...] = ("metric", "host", "ip", "fingerprint", "ts")
+            keys: list[tuple[str, Literal["ascending", "descending"]]] = [
+                (c, "ascending") for c in cols if c in table.column_names
+            ]
             keytab = pa.table(
                 {
                     c: (pc.cast(table[c], pa.string()) if pa.types.is_dictionary(table[c].type) else table[c])

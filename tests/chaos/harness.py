@@ -251,7 +251,7 @@ class Child:
         self.proc.wait()
         self.log.close()
 
-    async def term(self, timeout: float = 30.0) -> float:
+    async def term(self, timeout: float = 90.0) -> float:
         """SIGTERM; seconds until the process exited."""
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
