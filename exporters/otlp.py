@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import requests
@@ -229,7 +229,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(when.timestamp() - now, 0.0)
 
 
-class _StatusInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _StatusInterceptor(grpc.UnaryUnaryClientInterceptor):
     def __init__(self, status: _WireStatus) -> None:
         self._status = status
 
@@ -274,7 +274,8 @@ class _ObservedGrpcLogExporter(GrpcLogExporter):
 
     def _initialize_channel_and_stub(self) -> None:
         super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-        channel = grpc.intercept_channel(self._channel, _StatusInterceptor(self._wire))
+        # the SDK declares _channel without a type; the call above has just set it to a grpc.Channel
+        channel = grpc.intercept_channel(cast(grpc.Channel, self._channel), _StatusInterceptor(self._wire))
         self._client = self._stub(channel)
 
 

@@ -646,7 +646,7 @@ def json_result(result: QueryResult) -> str:
     )
 
 
-def _column_values(column: pa.ChunkedArray) -> list[Any]:
+def _column_values(column: pa.ChunkedArray[Any]) -> list[Any]:
     try:
         values = column.to_pylist()
     except (pa.ArrowException, ValueError, OverflowError):
