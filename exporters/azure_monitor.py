@@ -49,7 +49,8 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from collector.errors import ConfigError
 from collector.schema import Alert
 from exporters.base import ExportResult, ThreadedSdkExporter
-from exporters.otlp import AlertLogEncoder, MetricsSnapshot, OtlpMetrics, parse_retry_after
+from exporters.otlp import AlertLogEncoder, OtlpMetrics, parse_retry_after
+from exporters.service_metrics import MetricsSnapshot
 from exporters.settings import AzureMonitorSettings
 
 log = logging.getLogger(__name__)

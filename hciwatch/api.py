@@ -65,18 +65,20 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from collector.errors import ConfigError
 from collector.schema import AlertKind, AlertStatus, iso, parse_iso
 from exporters.feed import AlertFeed, AlertFilter, FeedEvent
+from exporters.service_metrics import spec
 from hciwatch.query import QueryError, QueryLimits, QueryResult, run_query
 from hciwatch.report.alerts import merge_live
 from hciwatch.report.model import build_model
 from hciwatch.report.render import live_page
 from hciwatch.report.window import resolve_window
+from hciwatch.selfmetrics import counter, family, histogram
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +107,11 @@ class _Metrics:
     """The API's own series, registered once per app in the service registry."""
 
     def __init__(self, registry: CollectorRegistry, feed: AlertFeed) -> None:
-        self.requests = Counter(
-            "hciwatch_api_requests", "HTTP requests served by the API", ["route", "method", "code"], registry=registry
-        )
-        self.latency = Histogram(
-            "hciwatch_api_request_duration_seconds",
-            "Time to answer an API request (SSE streams excluded)",
-            ["route"],
-            registry=registry,
-        )
-        self.queries = Counter("hciwatch_api_queries", "SQL queries by outcome", ["outcome"], registry=registry)
-        self.query_seconds = Histogram(
-            "hciwatch_api_query_duration_seconds",
-            "Time SQL queries took (including refused ones)",
-            registry=registry,
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
+        # names, help and labels: exporters.service_metrics
+        self.requests = counter("hciwatch.api.requests", registry)
+        self.latency = histogram("hciwatch.api.request_duration", registry)
+        self.queries = counter("hciwatch.api.queries", registry)
+        self.query_seconds = histogram("hciwatch.api.query_duration", registry)
         registry.register(_FeedCollector(feed))
 
 
@@ -132,20 +123,13 @@ class _FeedCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         feed = self._feed
-        yield GaugeMetricFamily(
-            "hciwatch_feed_subscribers", "Live alert stream subscribers", value=feed.subscriber_count
-        )
-        yield GaugeMetricFamily(
-            "hciwatch_feed_firing_alerts", "Alerts firing now, per the feed", value=feed.firing_count
-        )
-        yield CounterMetricFamily(
-            "hciwatch_feed_changes", "Alert state changes the feed received", value=feed.changes_total
-        )
-        yield CounterMetricFamily(
-            "hciwatch_feed_subscribers_dropped",
-            "Stream subscribers dropped for reading too slowly",
-            value=feed.dropped_total,
-        )
+        for name, value in (
+            ("hciwatch.feed.subscribers", feed.subscriber_count),
+            ("hciwatch.feed.firing_alerts", feed.firing_count),
+            ("hciwatch.feed.changes", feed.changes_total),
+            ("hciwatch.feed.subscribers_dropped", feed.dropped_total),
+        ):
+            yield family(spec(name), [({}, value)])
 
 
 FEED_KEY = web.AppKey("feed", AlertFeed)

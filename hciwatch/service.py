@@ -46,8 +46,8 @@ from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
 from exporters.feed import AlertFeed
-from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.service_metrics import MetricsSnapshot, PipelineHealth
 from exporters.settings import build_exporter
 from hciwatch.api import create_app
 from hciwatch.config import AppConfig
@@ -149,6 +149,7 @@ class Service:
                 store=lambda: self.store,
                 outbox=self.outbox.stats,
                 queue_depth=self.queue.qsize,
+                snapshot=lambda: self._dashboard_snapshot(),
             )
         )
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
