@@ -48,17 +48,18 @@ lint: test-deps
 	$(BIN)/ruff check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/ruff format --check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
-# The static gate before a commit: the same checks as `lint`, without the Debian test peers.
-# Import-layer contracts run too once the project declares them (import-linter's config).
+# The static gate before a commit: the same checks as `lint` (format, lint, types, import
+# contracts), without installing the Debian test peers.
 check: $(VENV)/.installed-test
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/mypy
-	@if [ -f .importlinter ] || grep -q '^\[tool.importlinter' pyproject.toml; then $(BIN)/lint-imports; fi
+	$(BIN)/lint-imports
 
 # The suite without tests that start real peers (integration) or replay whole scenarios (slow).
 test-fast: $(VENV)/.installed-test

@@ -47,8 +47,8 @@ from collector.store import Store
 from exporters.base import Exporter
 from exporters.feed import AlertFeed
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.registry import build_exporter
 from exporters.service_metrics import MetricsSnapshot, PipelineHealth
-from exporters.settings import build_exporter
 from hciwatch.api import create_app
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
