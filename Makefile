@@ -10,7 +10,7 @@ APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 PY_DIRS := collector analytics exporters hciwatch lab tests bench
 
-.PHONY: bench-nab demo install test test-fast test-deps debian-deps lint check fuzz bench eval clean
+.PHONY: chaos bench-nab demo install test test-fast test-deps debian-deps lint check fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -75,6 +75,11 @@ bench: install
 	@for b in bench/bench_*.py; do \
 	  case $$b in *_nab.py) echo "== $$b: skipped, needs NAB data (make bench-nab NAB_DIR=...)"; continue;; esac; \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
+# Run as root for the full-disk row (mounts a small tmpfs); prlimit(1) for descriptor exhaustion.
+chaos: test-deps
+	$(BIN)/python -m tests.chaos.run
 
 # The anomaly scorer on labelled NAB series (git clone https://github.com/numenta/NAB; AGPL, not vendored).
 bench-nab: install

@@ -193,7 +193,8 @@ class Sample:
     host: str
     metric: str
     value: float
-    labels: tuple[tuple[str, str], ...] = ()
+    # given as a mapping or as pairs; always stored as sorted pairs (frozen, hashable)
+    labels: tuple[tuple[str, str], ...] | Mapping[str, str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ts", utc(self.ts))

@@ -73,6 +73,7 @@ class HciwatchCollector(Collector):
         outbox: Callable[[], dict[str, Any]],
         queue_depth: Callable[[], int],
         snapshot: Callable[[], MetricsSnapshot] | None = None,
+        reliability: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._scheduler = scheduler
@@ -80,6 +81,7 @@ class HciwatchCollector(Collector):
         self._outbox = outbox
         self._queue_depth = queue_depth
         self._snapshot = snapshot
+        self._reliability = reliability
 
     def collect(self) -> Iterator[Metric]:
         obs = self.observations()
@@ -115,10 +117,14 @@ class HciwatchCollector(Collector):
         if s is not None:
             health = list(s.health.values())
             obs["hciwatch.target_up"] = [
-                ({"source": h.source, "target": h.target}, 0.0 if h.consecutive_failures else 1.0) for h in health
+                ({"source": h.source, "target": h.target}, 1.0 if getattr(h, "up", not h.consecutive_failures) else 0.0)
+                for h in health
             ]
             obs["hciwatch.target_fetch_failures"] = [
                 ({"source": h.source, "target": h.target}, h.failures) for h in health
+            ]
+            obs["hciwatch.target_parse_errors"] = [
+                ({"source": h.source, "target": h.target}, getattr(h, "parse_errors", 0)) for h in health
             ]
 
         st = self._store()
@@ -134,4 +140,35 @@ class HciwatchCollector(Collector):
             obs["hciwatch.outbox.lag"] = [({"sink": n}, s.get("lag", 0)) for n, s in sinks]
             obs["hciwatch.export.delivered"] = [({"sink": n}, s.get("delivered", 0)) for n, s in sinks]
             obs["hciwatch.pipeline.export_failures"] = [({"sink": n}, s.get("failures", 0)) for n, s in sinks]
+        if self._reliability is not None:
+            obs.update(_reliability_observations(self._reliability()))
         return obs
+
+
+def _reliability_observations(r: dict[str, Any]) -> Observations:
+    """I/O fault states, refused records, write-ahead log and connection-guard counters."""
+    faults = sorted(r["faults"].items())
+    w = r["wal"]
+    obs: Observations = {
+        "hciwatch.io_fault": [({"component": n, "error": f.code}, 0.0 if f.ok else 1.0) for n, f in faults],
+        "hciwatch.io_fault_errors": [({"component": n}, f.failures_total) for n, f in faults],
+        "hciwatch.ingest_refused": [({"reason": k}, n) for k, n in sorted(r["refused"].items())],
+        "hciwatch.wal.appended": [({}, w.appended)],
+        "hciwatch.wal.fsyncs": [({}, w.fsyncs)],
+        "hciwatch.wal.replayed": [({}, w.replayed)],
+        "hciwatch.wal.corrupt": [({}, w.corrupt)],
+        "hciwatch.wal.bytes": [({}, r["wal_bytes"])],
+        "hciwatch.ingest_queue_bytes": [({}, r["queue_bytes"])],
+        "hciwatch.store.buffered_bytes": [({}, r["buffered_bytes"])],
+        "hciwatch.window_shed_rows": [({}, r.get("window_shed_rows", 0))],
+    }
+    h = r.get("http")
+    if h is not None:
+        obs["hciwatch.api.connections_open"] = [({}, h.open)]
+        obs["hciwatch.api.connections_closed"] = [
+            ({"reason": "over_cap"}, h.refused),
+            ({"reason": "header_timeout"}, h.header_timeouts),
+        ]
+        obs["hciwatch.api.bad_requests"] = [({}, h.bad_requests)]
+        obs["hciwatch.api.accept_errors"] = [({}, h.accept_errors)]
+    return obs

@@ -107,7 +107,7 @@ def test_ip_observation_normalizes() -> None:
 
 
 def test_tables_have_the_stored_schemas() -> None:
-    s = samples_table([Sample(T0, "windows", "h1", "net.bytes_received_total", 5, {"nic": "a"})])  # type: ignore[arg-type]  # a Mapping is frozen on init
+    s = samples_table([Sample(T0, "windows", "h1", "net.bytes_received_total", 5, {"nic": "a"})])
     assert s.schema == SAMPLES_SCHEMA
     assert s.column("labels").to_pylist() == [[("nic", "a")]]
     o = ip_observations_table([IpObservation(T0, "10.0.0.5", OwnerKind.NODE, "n1", "k8s", cluster="c1")])
