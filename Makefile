@@ -61,9 +61,10 @@ check: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The suite without tests that start real peers (integration) or replay whole scenarios (slow).
+# The suite without tests that start real peers (integration), replay whole scenarios (slow) or
+# kill the real service (chaos).
 test-fast: $(VENV)/.installed-test
-	$(BIN)/pytest -q -p no:cacheprovider -m "not integration and not slow"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration and not slow and not chaos"
 
 fuzz: test-deps
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"
