@@ -139,6 +139,8 @@ class _ObservedGrpcLogExporter(GrpcLogExporter):
 
     def _initialize_channel_and_stub(self) -> None:
         super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+        if self._channel is None:  # the SDK made no channel: there is nothing to observe
+            return
         channel = grpc.intercept_channel(self._channel, _StatusInterceptor(self._wire))
         self._client = self._stub(channel)
 
