@@ -139,7 +139,8 @@ class _ObservedGrpcLogExporter(GrpcLogExporter):
 
     def _initialize_channel_and_stub(self) -> None:
         super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-        # the SDK declares _channel without a type; the call above has just set it to a grpc.Channel
+        if self._channel is None:  # the SDK made no channel: there is nothing to observe
+            return
         channel = grpc.intercept_channel(cast(grpc.Channel, self._channel), _StatusInterceptor(self._wire))
         self._client = self._stub(channel)
 

@@ -61,7 +61,13 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from collector.settings.check import credential_problems
+
     cfg = _load_config(args.config)
+    sections = {"sources": cfg.sources, "exporters": cfg.exporters, "api": cfg.api}
+    problems = credential_problems(sections)  # secrets and TLS files, as `run` will read them
+    if problems:
+        raise ConfigError(f"{args.config}: {len(problems)} secret or TLS file(s) unusable", problems=problems)
     console.print(
         f"[green]OK[/] {args.config}: {len(cfg.collector.networks)} network(s), "
         f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s)"
