@@ -42,15 +42,18 @@ class DetectorParams:
     shift_span: int = 6  # rows averaged by the shift feature
     history: int = 2000  # past raw scores kept for calibration
     quantile: float = 0.995  # calibration quantile of past raw scores
-    margin: float = 1.25  # the bar sits this much above that quantile
-    floor_z: float = 4.0  # never alert below this raw score
+    margin: float = 1.05  # the bar sits this much above that quantile
+    floor_z: float = 3.0  # never alert below this raw score
     quiet: int = 12  # rows under 0.6 × bar that close an episode
-    refractory: int = 60  # rows after an alert with no new alert
+    refractory: int = 30  # rows after an alert with no new alert
     relative_floor: float = 0.002  # spread never below this fraction of |median| (flat lines)
 
 
 SCALE = {Sensitivity.LOW: 1.2, Sensitivity.MEDIUM: 1.0, Sensitivity.HIGH: 0.85}  # × margin and floor_z
 CLEAR = 0.6
+SEASONS = 3  # cycles the seasonal feature looks back
+EXPLAINED = 1.5  # a non-seasonal surprise counts up to this multiple of the seasonal one
+REFRESH = 4  # rows between refreshes of the trailing statistics
 
 
 class _Window:
@@ -93,13 +96,22 @@ class Step:
 class StreamDetector:
     """Causal detector for one series; feed rows in order with :meth:`update`."""
 
-    def __init__(self, sensitivity: Sensitivity | str = Sensitivity.MEDIUM, params: DetectorParams | None = None) -> None:
+    def __init__(
+        self,
+        sensitivity: Sensitivity | str = Sensitivity.MEDIUM,
+        params: DetectorParams | None = None,
+        season: int = 0,
+    ) -> None:
+        """``season``: rows per daily cycle (0 = no seasonal feature), e.g. 288 for 5-minute rows."""
         sens = Sensitivity(sensitivity)
         self.p = params or DetectorParams()
         self.margin = self.p.margin * SCALE[sens]
         self.floor_z = self.p.floor_z * SCALE[sens]
+        self.season = season if season >= 2 else 0
+        self.past: deque[float] = deque(maxlen=self.season * SEASONS if self.season else 1)
         self.level = _Window(self.p.window)
         self.jumps = _Window(self.p.window)
+        self.seasonal = _Window(self.p.window)
         self.scores = _Window(self.p.history)
         self.recent: deque[float] = deque(maxlen=self.p.shift_span)
         self.prev = math.nan
@@ -107,6 +119,9 @@ class StreamDetector:
         self.quiet_rows = 0
         self.since_alert = 1 << 30
         self.rows = 0
+        # trailing statistics, refreshed every REFRESH rows (they move slowly; this keeps rows cheap)
+        self._age = REFRESH
+        self._stats = (math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
 
     def _spread(self, w: _Window, med: float) -> float:
         s = (w.q(0.75) - w.q(0.25)) / 1.349
@@ -114,34 +129,52 @@ class StreamDetector:
             s = (w.q(0.95) - w.q(0.05)) / 3.29
         return max(s, self.p.relative_floor * abs(med), 1e-9)
 
-    def raw(self, v: float) -> tuple[float, float, float]:
-        """(raw score, median, spread) of ``v`` against the past; NaN score while cold."""
-        if len(self.level) < self.p.min_points:
-            return math.nan, math.nan, math.nan
+    def _refresh(self) -> None:
+        mp = self.p.min_points
         med = self.level.q(0.5)
-        sig = self._spread(self.level, med)
-        z_level = abs(v - med) / sig
-        z_jump = 0.0
-        if len(self.jumps) >= self.p.min_points and math.isfinite(self.prev):
-            jm = self.jumps.q(0.5)
-            js = self._spread(self.jumps, 0.0)
-            z_jump = abs((v - self.prev) - jm) / js
-        z_shift = 0.0
-        if len(self.recent) == self.recent.maxlen:
-            k = len(self.recent)
-            mean = (sum(self.recent) - self.recent[0] + v) / k
-            z_shift = abs(mean - med) / sig * math.sqrt(k) / 2.0
-        return max(z_level, z_jump, z_shift), med, sig
+        jm = js = sm = ss = bar = math.nan
+        if len(self.jumps) >= mp:
+            jm, js = self.jumps.q(0.5), self._spread(self.jumps, 0.0)
+        if len(self.seasonal) >= mp:
+            sm, ss = self.seasonal.q(0.5), self._spread(self.seasonal, 0.0)
+        bar = self.floor_z
+        if len(self.scores) >= mp:
+            bar = max(bar, self.margin * self.scores.q(self.p.quantile))
+        self._stats = (med, self._spread(self.level, med), jm, js, sm, ss, bar)
+        self._age = 0
+
+    def _residual(self, v: float) -> float:
+        """``v`` minus the median of the values one to SEASONS cycles ago (NaN before one cycle)."""
+        past, p = self.past, self.season
+        n = len(past)
+        if n < p:
+            return math.nan
+        if n < 3 * p:
+            return v - past[n - p]
+        a, b, c = past[n - p], past[n - 2 * p], past[n - 3 * p]
+        return v - max(min(a, b), min(max(a, b), c))
 
     def update(self, v: float) -> Step:
         """Score ``v`` against the past, then learn it."""
-        score, med, sig = self.raw(v)
+        score = bar = med = sig = math.nan
+        res = self._residual(v) if self.season else math.nan
         alert = False
-        bar = math.nan
-        if math.isfinite(score):
-            bar = self.floor_z
-            if len(self.scores) >= self.p.min_points:
-                bar = max(bar, self.margin * self.scores.q(self.p.quantile))
+        if len(self.level) >= self.p.min_points:
+            if self._age >= REFRESH:
+                self._refresh()
+            med, sig, jm, js, sm, ss, bar = self._stats
+            score = abs(v - med) / sig
+            if js == js and self.prev == self.prev:  # not NaN
+                score = max(score, abs(v - self.prev - jm) / js)
+            if len(self.recent) == self.p.shift_span:
+                k = self.p.shift_span
+                mean = (sum(self.recent) - self.recent[0] + v) / k
+                score = max(score, abs(mean - med) / sig * math.sqrt(k) / 2.0)
+            if ss == ss and res == res:
+                zs = abs(res - sm) / ss
+                # a value the daily cycle explains (small seasonal surprise) is not an anomaly even if
+                # it is far from the recent level: that is a routine daily peak, not an incident
+                score = max(zs, min(score, EXPLAINED * zs))
             if score >= bar:
                 self.quiet_rows = 0
                 if not self.in_episode and self.since_alert >= self.p.refractory:
@@ -153,10 +186,15 @@ class StreamDetector:
                 if self.in_episode and self.quiet_rows >= self.p.quiet:
                     self.in_episode = False
             self.scores.add(score)
+        self._age += 1
         self.since_alert += 1
         self.rows += 1
-        if math.isfinite(self.prev):
+        if self.prev == self.prev:
             self.jumps.add(v - self.prev)
+        if self.season:
+            if res == res:
+                self.seasonal.add(res)
+            self.past.append(v)
         self.level.add(v)
         self.recent.append(v)
         self.prev = v
