@@ -38,12 +38,14 @@ class DetectorParams:
     """Tuning knobs (in rows). Defaults chosen on principle, not per file; see the module docstring."""
 
     window: int = 600  # trailing rows for the level/jump baselines
-    min_points: int = 24  # rows before the first judgement (cold start)
+    min_points: int = 24  # rows before the first score (cold start)
+    warmup: int = 60  # rows before the first alert (the bar needs some calibration history)
     shift_span: int = 6  # rows averaged by the shift feature
     history: int = 2000  # past raw scores kept for calibration
     quantile: float = 0.995  # calibration quantile of past raw scores
     margin: float = 1.05  # the bar sits this much above that quantile
-    floor_z: float = 3.0  # never alert below this raw score
+    floor_z: float = 4.5  # never alert below this raw score
+    cap: float = 3.0  # scores enter the calibration history clipped at cap × the bar of their row
     quiet: int = 12  # rows under 0.6 × bar that close an episode
     refractory: int = 30  # rows after an alert with no new alert
     relative_floor: float = 0.002  # spread never below this fraction of |median| (flat lines)
@@ -59,7 +61,7 @@ REFRESH = 4  # rows between refreshes of the trailing statistics
 class _Window:
     """The last ``size`` values in arrival order and sorted (median and quantiles in O(1))."""
 
-    __slots__ = ("fifo", "sorted", "size")
+    __slots__ = ("fifo", "size", "sorted")
 
     def __init__(self, size: int) -> None:
         self.fifo: deque[float] = deque()
@@ -101,9 +103,14 @@ class StreamDetector:
         sensitivity: Sensitivity | str = Sensitivity.MEDIUM,
         params: DetectorParams | None = None,
         season: int = 0,
+        direction: str = "both",
     ) -> None:
-        """``season``: rows per daily cycle (0 = no seasonal feature), e.g. 288 for 5-minute rows."""
+        """``season``: rows per daily cycle (0 = no seasonal feature), e.g. 288 for 5-minute rows;
+        ``direction``: ``up``/``down`` alert only above/below the trailing median, ``both`` either."""
+        if direction not in ("up", "down", "both"):
+            raise ValueError(f"direction must be up, down or both, not {direction!r}")
         sens = Sensitivity(sensitivity)
+        self.direction = direction
         self.p = params or DetectorParams()
         self.margin = self.p.margin * SCALE[sens]
         self.floor_z = self.p.floor_z * SCALE[sens]
@@ -119,14 +126,25 @@ class StreamDetector:
         self.quiet_rows = 0
         self.since_alert = 1 << 30
         self.rows = 0
+        self.counts = True  # every value so far a non-negative integer (event counts: Poisson floor)
         # trailing statistics, refreshed every REFRESH rows (they move slowly; this keeps rows cheap)
         self._age = REFRESH
         self._stats = (math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
 
-    def _spread(self, w: _Window, med: float) -> float:
+    def forget_previous(self) -> None:
+        """After a gap in the data: the next step is not compared with the last value seen."""
+        self.prev = math.nan
+
+    def _spread(self, w: _Window, med: float, count_scale: float) -> float:
+        """Robust spread (IQR, else the 5-95 % range, else the full range for mostly-constant series), floored by a
+        fraction of the level and, for event counts, by the Poisson spread sqrt(level)."""
         s = (w.q(0.75) - w.q(0.25)) / 1.349
         if s <= 0:
             s = (w.q(0.95) - w.q(0.05)) / 3.29
+        if s <= 0:
+            s = (w.sorted[-1] - w.sorted[0]) / 6.0
+        if self.counts:
+            s = max(s, math.sqrt(count_scale * max(self.level.q(0.5), 1.0)))
         return max(s, self.p.relative_floor * abs(med), 1e-9)
 
     def _refresh(self) -> None:
@@ -134,13 +152,13 @@ class StreamDetector:
         med = self.level.q(0.5)
         jm = js = sm = ss = bar = math.nan
         if len(self.jumps) >= mp:
-            jm, js = self.jumps.q(0.5), self._spread(self.jumps, 0.0)
+            jm, js = self.jumps.q(0.5), self._spread(self.jumps, 0.0, 2.0)
         if len(self.seasonal) >= mp:
-            sm, ss = self.seasonal.q(0.5), self._spread(self.seasonal, 0.0)
+            sm, ss = self.seasonal.q(0.5), self._spread(self.seasonal, 0.0, 2.0)
         bar = self.floor_z
         if len(self.scores) >= mp:
             bar = max(bar, self.margin * self.scores.q(self.p.quantile))
-        self._stats = (med, self._spread(self.level, med), jm, js, sm, ss, bar)
+        self._stats = (med, self._spread(self.level, med, 1.0), jm, js, sm, ss, bar)
         self._age = 0
 
     def _residual(self, v: float) -> float:
@@ -175,9 +193,10 @@ class StreamDetector:
                 # a value the daily cycle explains (small seasonal surprise) is not an anomaly even if
                 # it is far from the recent level: that is a routine daily peak, not an incident
                 score = max(zs, min(score, EXPLAINED * zs))
-            if score >= bar:
+            side = self.direction == "both" or (v > med) == (self.direction == "up")
+            if score >= bar and side:
                 self.quiet_rows = 0
-                if not self.in_episode and self.since_alert >= self.p.refractory:
+                if not self.in_episode and self.since_alert >= self.p.refractory and self.rows >= self.p.warmup:
                     alert = True
                     self.since_alert = 0
                 self.in_episode = True
@@ -185,7 +204,9 @@ class StreamDetector:
                 self.quiet_rows = self.quiet_rows + 1 if score < CLEAR * bar else 0
                 if self.in_episode and self.quiet_rows >= self.p.quiet:
                     self.in_episode = False
-            self.scores.add(score)
+            # capped: a cold-start score against a near-zero spread must not deafen the series for
+            # ``history`` rows
+            self.scores.add(min(score, self.p.cap * bar))
         self._age += 1
         self.since_alert += 1
         self.rows += 1
@@ -195,6 +216,8 @@ class StreamDetector:
             if res == res:
                 self.seasonal.add(res)
             self.past.append(v)
+        if self.counts and (v < 0 or v != int(v)):
+            self.counts = False
         self.level.add(v)
         self.recent.append(v)
         self.prev = v
