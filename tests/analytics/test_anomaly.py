@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
