@@ -130,7 +130,8 @@ def fmt(x: float) -> str:
 
 def print_table(title: str, tallies: dict[str, Tally]) -> None:
     print(f"\n{title}")
-    head = f"{'category':<24} {'files':>5} {'windows':>7} {'hit':>4} {'FP':>5} {'standard':>9} {'low FP':>7} {'low FN':>7}"
+    head = f"{'category':<24} {'files':>5} {'windows':>7} {'hit':>4} {'FP':>5} "
+    head += f"{'standard':>9} {'low FP':>7} {'low FN':>7}"
     print(head)
     print("-" * len(head))
     total = Tally()
