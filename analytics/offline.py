@@ -12,9 +12,9 @@ note            policy
 ==============  =====================================================================================
 out_of_order    timestamp earlier than an earlier row (a clock change, a merged export): scored in
                 arrival order, as the service would have seen it
-duplicate       same timestamp as the previous row: a repeated sample, not scored nor learned
-after_gap       more than ``GAP_STEPS`` × the usual step since the previous row: scored, but its
-                step is not compared with the value before the gap
+duplicate       same timestamp as the previous or the latest row: a repeated sample, not scored nor learned
+after_gap       more than ``GAP_STEPS`` × the usual step after the latest row: scored, but its step
+                is not compared with the value before the gap
 missing         empty / nan / null / none value: not scored
 not_numeric     a value that is not a number: not scored
 bad_timestamp   a timestamp that is neither ISO-8601 nor epoch seconds/ms: not scored
@@ -54,7 +54,7 @@ MAX_SEASON = 20_000  # rows per day above which the seasonal feature is off (sub
 MISSING = ("", "nan", "null", "none", "na", "n/a")
 NOTE_TEXT = {
     "out_of_order": "row(s) earlier than a previous row, scored in arrival order",
-    "duplicate": "row(s) repeating the previous timestamp, not scored",
+    "duplicate": "row(s) repeating the latest timestamp, not scored",
     "after_gap": "gap(s) in the data, the step across each is not judged",
     "missing": "row(s) with a missing value, not scored",
     "not_numeric": "row(s) with a value that is not a number, not scored",
@@ -112,7 +112,7 @@ class _Row:
 def _refuse(row: _Row, kind: str, target: str) -> ParseError:
     why = {
         "out_of_order": f"timestamp {row.ts_text!r} is earlier than a previous row (sort the file by time)",
-        "duplicate": f"timestamp {row.ts_text!r} repeats the previous row",
+        "duplicate": f"timestamp {row.ts_text!r} repeats the latest one",
         "not_numeric": f"value {row.v_text!r} is not a number",
         "bad_timestamp": f"timestamp {row.ts_text!r} is neither ISO-8601 nor epoch seconds/milliseconds",
     }.get(kind, "row has too few fields")
@@ -131,6 +131,17 @@ def season_rows(step_s: float) -> int:
     return rows if 2 <= rows <= MAX_SEASON else 0
 
 
+def _value(text: str) -> tuple[float | None, str]:
+    """(value, "") or (None, why it is not one)."""
+    if text.lower() in MISSING:
+        return None, "missing"
+    try:
+        v = float(text)
+    except ValueError:
+        return None, "not_numeric"
+    return (v, "") if math.isfinite(v) else (None, "missing")
+
+
 def _read(fh: TextIO, target: str, time_col: str, value_col: str, strict: bool) -> list[_Row]:
     reader = csv.reader(fh)
     try:
@@ -145,6 +156,8 @@ def _read(fh: TextIO, target: str, time_col: str, value_col: str, strict: bool) 
             )
     ti, vi = cols.index(time_col), cols.index(value_col)
     out: list[_Row] = []
+    newest: datetime | None = None
+    prev: datetime | None = None
     for line_no, rec in enumerate(reader, start=2):
         if not rec or all(not c.strip() for c in rec):
             continue
@@ -156,16 +169,16 @@ def _read(fh: TextIO, target: str, time_col: str, value_col: str, strict: bool) 
             vt = rec[vi].strip()
             if row.ts is None:
                 row.note = "bad_timestamp"
-            elif vt.lower() in MISSING:
-                row.note = "missing"
-            else:
-                try:
-                    row.value = float(vt)
-                except ValueError:
-                    row.note = "not_numeric"
-                else:
-                    if not math.isfinite(row.value):
-                        row.value, row.note = None, "missing"
+            elif row.ts in (prev, newest):
+                row.note = "duplicate"
+            elif newest is not None and row.ts < newest:
+                row.note = "out_of_order"
+            if row.ts is not None:
+                prev = row.ts
+                newest = row.ts if newest is None else max(newest, row.ts)
+            if row.note in ("", "out_of_order"):  # a value worth reading (the row may be scored)
+                row.value, bad = _value(vt)
+                row.note = bad or row.note
         if strict and row.note in STRICT_REFUSES:
             raise _refuse(row, row.note, target)
         out.append(row)
@@ -201,26 +214,18 @@ def anomalies_csv(
     run = AnomalyRun(len(rows), 0, 0, None, None)
     out: list[list[str]] = []
     newest: datetime | None = None
-    prev_ts: datetime | None = None
     for r in rows:
         score = ""
         alert = False
-        if r.ts is not None and not r.note:
-            if prev_ts is not None and r.ts == prev_ts:
-                r.note = "duplicate"
-            elif newest is not None and r.ts < newest:
-                r.note = "out_of_order"
-            elif prev_ts is not None and usual > 0 and (r.ts - prev_ts).total_seconds() > GAP_STEPS * usual:
+        if r.ts is not None and not r.note and newest is not None and usual > 0:
+            if (r.ts - newest).total_seconds() > GAP_STEPS * usual:
                 r.note = "after_gap"
                 det.forget_previous()
-            if strict and r.note in STRICT_REFUSES:
-                raise _refuse(r, r.note, target)
         if r.ts is not None:
             run.first_ts = run.first_ts or r.ts
             run.last_ts = r.ts
             newest = r.ts if newest is None else max(newest, r.ts)
-            prev_ts = r.ts
-        if r.value is not None and r.note != "duplicate" and r.ts is not None:
+        if r.value is not None:
             step = det.update(r.value)
             if step.score == step.score:
                 run.scored += 1
