@@ -217,10 +217,10 @@ def anomalies_csv(
     for r in rows:
         score = ""
         alert = False
-        if r.ts is not None and not r.note and newest is not None and usual > 0:
-            if (r.ts - newest).total_seconds() > GAP_STEPS * usual:
-                r.note = "after_gap"
-                det.forget_previous()
+        gap = r.ts is not None and newest is not None and (r.ts - newest).total_seconds() > GAP_STEPS * usual
+        if gap and not r.note and usual > 0:
+            r.note = "after_gap"
+            det.forget_previous()
         if r.ts is not None:
             run.first_ts = run.first_ts or r.ts
             run.last_ts = r.ts

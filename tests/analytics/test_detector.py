@@ -36,7 +36,7 @@ def _run(values: list[float], sensitivity: str = "medium") -> list[tuple[float, 
 def test_appending_future_rows_never_changes_past_scores(seed: int) -> None:
     v = _values(seed)
     short = _run(v[:1500])
-    longer = _run(v[:1500] + [1e6, -1e6, *v[1500:]])
+    longer = _run([*v[:1500], 1e6, -1e6, *v[1500:]])
     assert longer[:1500] == short  # bit for bit, NaN-free after the cold start
     fixture = [float(r["value"]) for r in csv.DictReader((NAB / "realTraffic" / "speed_7578.csv").open())]
     assert _run(fixture + [0.0] * 50)[: len(fixture)] == _run(fixture)
@@ -80,7 +80,7 @@ yesterday,hv1,50
 def _messy(tmp: Path) -> Path:
     rng = np.random.default_rng(9)
     rows = "".join(
-        f"2026-01-01T{h:02d}:{m:02d}:00Z,hv1,{50 + rng.normal(0, 1):.2f}\n" for h in range(0, 24) for m in range(0, 60, 5)
+        f"2026-01-01T{h:02d}:{m:02d}:00Z,hv1,{50 + rng.normal(0, 1):.2f}\n" for h in range(24) for m in range(0, 60, 5)
     )
     p = tmp / "export.csv"
     p.write_text(MESSY.format(rows=rows))
