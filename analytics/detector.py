@@ -84,19 +84,42 @@ class _Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """The detector's verdict on one row."""
+class Judgement:
+    """How surprising one value is (no state changed but the calibration history)."""
 
     score: float  # raw surprise (NaN while cold)
     bar: float  # the calibrated alert threshold at this row
-    alert: bool  # first row of a new episode
-    in_episode: bool
     baseline: float  # trailing median
     spread: float  # trailing robust spread
 
+    @property
+    def over(self) -> bool:
+        return self.score >= self.bar  # False while cold (NaN)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The detector's verdict on one row (:meth:`StreamDetector.update`)."""
+
+    score: float
+    bar: float
+    alert: bool  # first row of a new episode
+    in_episode: bool
+    baseline: float
+    spread: float
+
 
 class StreamDetector:
-    """Causal detector for one series; feed rows in order with :meth:`update`."""
+    """Causal detector for one series.
+
+    :meth:`update` (judge, run the episode logic, learn) is the whole detector. A caller with its
+    own episode policy (the live rule's N-of-M and withholding) uses :meth:`judge` and
+    :meth:`learn` separately; values must then be learned in time order.
+
+    ``t`` is the row's position on a *row clock* (e.g. ``elapsed seconds / usual step``): the
+    seasonal feature looks up the values learned at ``t − season``, ``t − 2·season``… so gaps and
+    withheld rows do not shift the cycle. Without ``t`` the count of rows learned is used.
+    """
 
     def __init__(
         self,
@@ -115,17 +138,20 @@ class StreamDetector:
         self.margin = self.p.margin * SCALE[sens]
         self.floor_z = self.p.floor_z * SCALE[sens]
         self.season = season if season >= 2 else 0
-        self.past: deque[float] = deque(maxlen=self.season * SEASONS if self.season else 1)
+        self.past: dict[int, float] = {}  # row-clock slot -> value learned there (last SEASONS cycles)
+        self.slots: deque[int] = deque()
         self.level = _Window(self.p.window)
         self.jumps = _Window(self.p.window)
         self.seasonal = _Window(self.p.window)
         self.scores = _Window(self.p.history)
         self.recent: deque[float] = deque(maxlen=self.p.shift_span)
+        self.recent_sum = 0.0
         self.prev = math.nan
         self.in_episode = False
         self.quiet_rows = 0
         self.since_alert = 1 << 30
-        self.rows = 0
+        self.rows = 0  # rows judged
+        self.learned = 0  # rows learned
         self.counts = True  # every value so far a non-negative integer (event counts: Poisson floor)
         # trailing statistics, refreshed every REFRESH rows (they move slowly; this keeps rows cheap)
         self._age = REFRESH
@@ -136,8 +162,8 @@ class StreamDetector:
         self.prev = math.nan
 
     def _spread(self, w: _Window, med: float, count_scale: float) -> float:
-        """Robust spread (IQR, else the 5-95 % range, else the full range for mostly-constant series), floored by a
-        fraction of the level and, for event counts, by the Poisson spread sqrt(level)."""
+        """Robust spread (IQR, else the 5-95 % range, else the full range for mostly-constant
+        series), floored by a fraction of the level and, for event counts, by the Poisson spread."""
         s = (w.q(0.75) - w.q(0.25)) / 1.349
         if s <= 0:
             s = (w.q(0.95) - w.q(0.05)) / 3.29
@@ -150,7 +176,7 @@ class StreamDetector:
     def _refresh(self) -> None:
         mp = self.p.min_points
         med = self.level.q(0.5)
-        jm = js = sm = ss = bar = math.nan
+        jm = js = sm = ss = math.nan
         if len(self.jumps) >= mp:
             jm, js = self.jumps.q(0.5), self._spread(self.jumps, 0.0, 2.0)
         if len(self.seasonal) >= mp:
@@ -161,64 +187,88 @@ class StreamDetector:
         self._stats = (med, self._spread(self.level, med, 1.0), jm, js, sm, ss, bar)
         self._age = 0
 
-    def _residual(self, v: float) -> float:
-        """``v`` minus the median of the values one to SEASONS cycles ago (NaN before one cycle)."""
-        past, p = self.past, self.season
-        n = len(past)
-        if n < p:
+    def _residual(self, v: float, slot: int) -> float:
+        """``v`` minus the median of the values one to SEASONS cycles before ``slot`` (NaN if none)."""
+        p, past = self.season, self.past
+        a, b, c = past.get(slot - p), past.get(slot - 2 * p), past.get(slot - 3 * p)
+        if a is None:
             return math.nan
-        if n < 3 * p:
-            return v - past[n - p]
-        a, b, c = past[n - p], past[n - 2 * p], past[n - 3 * p]
+        if b is None or c is None:
+            return v - a
         return v - max(min(a, b), min(max(a, b), c))
 
-    def update(self, v: float) -> Step:
-        """Score ``v`` against the past, then learn it."""
-        score = bar = med = sig = math.nan
-        res = self._residual(v) if self.season else math.nan
-        alert = False
-        if len(self.level) >= self.p.min_points:
-            if self._age >= REFRESH:
-                self._refresh()
-            med, sig, jm, js, sm, ss, bar = self._stats
-            score = abs(v - med) / sig
-            if js == js and self.prev == self.prev:  # not NaN
-                score = max(score, abs(v - self.prev - jm) / js)
-            if len(self.recent) == self.p.shift_span:
-                k = self.p.shift_span
-                mean = (sum(self.recent) - self.recent[0] + v) / k
-                score = max(score, abs(mean - med) / sig * math.sqrt(k) / 2.0)
-            if ss == ss and res == res:
+    def _slot(self, t: float | None) -> int:
+        return self.learned if t is None else round(t)
+
+    def judge(self, v: float, t: float | None = None) -> Judgement:
+        """How surprising ``v`` is against what was learned before; records the score for calibration."""
+        self.rows += 1
+        self._age += 1
+        if len(self.level) < self.p.min_points:
+            return Judgement(math.nan, math.nan, math.nan, math.nan)
+        if self._age >= REFRESH:
+            self._refresh()
+        med, sig, jm, js, sm, ss, bar = self._stats
+        score = abs(v - med) / sig
+        if js == js and self.prev == self.prev:  # not NaN
+            score = max(score, abs(v - self.prev - jm) / js)
+        k = self.p.shift_span
+        if len(self.recent) == k:
+            mean = (self.recent_sum - self.recent[0] + v) / k
+            score = max(score, abs(mean - med) / sig * math.sqrt(k) / 2.0)
+        if ss == ss and self.season:
+            res = self._residual(v, self._slot(t))
+            if res == res:
                 zs = abs(res - sm) / ss
                 # a value the daily cycle explains (small seasonal surprise) is not an anomaly even if
                 # it is far from the recent level: that is a routine daily peak, not an incident
                 score = max(zs, min(score, EXPLAINED * zs))
-            side = self.direction == "both" or (v > med) == (self.direction == "up")
-            if score >= bar and side:
+        # capped: a cold-start score against a near-zero spread must not deafen the series
+        self.scores.add(min(score, self.p.cap * bar))
+        return Judgement(score, bar, med, sig)
+
+    def side(self, v: float, baseline: float) -> bool:
+        """Is ``v`` on the side of the baseline that ``direction`` watches?"""
+        return self.direction == "both" or (v > baseline) == (self.direction == "up")
+
+    def learn(self, v: float, t: float | None = None) -> None:
+        """Add ``v`` to the trailing baselines (values in time order)."""
+        if self.prev == self.prev:
+            self.jumps.add(v - self.prev)
+        if self.season:
+            slot = self._slot(t)
+            res = self._residual(v, slot)
+            if res == res:
+                self.seasonal.add(res)
+            self.past[slot] = v
+            self.slots.append(slot)
+            while self.slots and self.slots[0] <= slot - SEASONS * self.season:
+                self.past.pop(self.slots.popleft(), None)
+        if self.counts and (v < 0 or v != int(v)):
+            self.counts = False
+        self.level.add(v)
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_sum -= self.recent[0]
+        self.recent.append(v)
+        self.recent_sum += v
+        self.prev = v
+        self.learned += 1
+
+    def update(self, v: float, t: float | None = None) -> Step:
+        """Judge ``v``, run the episode logic (one alert per episode, refractory), then learn ``v``."""
+        j = self.judge(v, t)
+        alert = False
+        if j.score == j.score:
+            if j.over and self.side(v, j.baseline):
                 self.quiet_rows = 0
-                if not self.in_episode and self.since_alert >= self.p.refractory and self.rows >= self.p.warmup:
+                if not self.in_episode and self.since_alert >= self.p.refractory and self.rows > self.p.warmup:
                     alert = True
                     self.since_alert = 0
                 self.in_episode = True
             else:
-                self.quiet_rows = self.quiet_rows + 1 if score < CLEAR * bar else 0
+                self.quiet_rows = self.quiet_rows + 1 if j.score < CLEAR * j.bar else 0
                 if self.in_episode and self.quiet_rows >= self.p.quiet:
                     self.in_episode = False
-            # capped: a cold-start score against a near-zero spread must not deafen the series for
-            # ``history`` rows
-            self.scores.add(min(score, self.p.cap * bar))
-        self._age += 1
         self.since_alert += 1
-        self.rows += 1
-        if self.prev == self.prev:
-            self.jumps.add(v - self.prev)
-        if self.season:
-            if res == res:
-                self.seasonal.add(res)
-            self.past.append(v)
-        if self.counts and (v < 0 or v != int(v)):
-            self.counts = False
-        self.level.add(v)
-        self.recent.append(v)
-        self.prev = v
-        return Step(score, bar, alert, self.in_episode, med, sig)
+        self.learn(v, t)
+        return Step(j.score, j.bar, alert, self.in_episode, j.baseline, j.spread)

@@ -211,6 +211,7 @@ def anomalies_csv(
     probe = [r.ts for r in rows[:SEASON_PROBE] if r.ts is not None]
     usual = usual_step(probe)
     det = StreamDetector(sens, season=season_rows(usual), direction=direction)
+    origin = probe[0] if probe else datetime.min.replace(tzinfo=UTC)
     run = AnomalyRun(len(rows), 0, 0, None, None)
     out: list[list[str]] = []
     newest: datetime | None = None
@@ -225,8 +226,9 @@ def anomalies_csv(
             run.first_ts = run.first_ts or r.ts
             run.last_ts = r.ts
             newest = r.ts if newest is None else max(newest, r.ts)
-        if r.value is not None:
-            step = det.update(r.value)
+        if r.value is not None and r.ts is not None:
+            clock = (r.ts - origin).total_seconds() / usual if usual > 0 else None  # rows since the first
+            step = det.update(r.value, clock)
             if step.score == step.score:
                 run.scored += 1
                 score = f"{min(step.score, 1e9):.3f}"
