@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 
-.PHONY: bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
+.PHONY: chaos bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -46,6 +46,7 @@ lint: test-deps
 	$(BIN)/ruff check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/ruff format --check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -59,6 +60,11 @@ eval: install
 bench: install
 	@for b in bench/bench_*.py; do \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
+# Run as root for the full-disk row (mounts a small tmpfs); prlimit(1) for descriptor exhaustion.
+chaos: test-deps
+	$(BIN)/python -m tests.chaos.run
 
 # hciwatch anomalies on labelled NAB series with NAB's official scoring. Default: the three-series
 # fixture vendored in tests/fixtures/nab; NAB_DIR=<NAB checkout or the 41-series dev subset> for real figures.

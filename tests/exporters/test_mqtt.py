@@ -11,8 +11,9 @@ import aiomqtt
 import pytest
 
 from collector.schema import Alert
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.mqtt import MqttExporter
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.settings import MqttSettings
 from tests.exporters.script import scripted_alerts
 from tests.fixtures.mosquitto import MosquittoBroker
@@ -28,8 +29,7 @@ def _settings(broker: MosquittoBroker, *, tls: bool = False, **kw: Any) -> MqttS
             "port": broker.tls_port if tls else broker.port,
             "username": broker.username,
             "password_file": broker.password_file,
-            "tls": tls,
-            "ca_file": broker.ca_file if tls else None,
+            "tls": {"ca_file": broker.ca_file} if tls else None,
             "topic_prefix": "site1/hciwatch",
             "timeout": 5,
             **kw,
