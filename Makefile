@@ -1,5 +1,6 @@
 # hciwatch — two commands: `make demo` (install + run the main job) and `make test` (install test
-# needs + the whole suite). Both work from a clean clone on Debian with Python 3.11.
+# needs + the whole suite, what CI runs). Both work from a clean clone on Debian with Python 3.11.
+# While working: `make check` (format, lint, types; no apt) and `make test-fast` (no peers, no slow tests).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -7,8 +8,9 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
+PY_DIRS := collector analytics exporters hciwatch lab tests bench
 
-.PHONY: chaos bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
+.PHONY: chaos bench-nab demo install test test-fast test-deps debian-deps lint check fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -50,6 +52,19 @@ lint: test-deps
 
 test: test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The static gate before a commit: the same checks as `lint` (format, lint, types, import
+# contracts), without installing the Debian test peers.
+check: $(VENV)/.installed-test
+	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# The suite without tests that start real peers (integration), replay whole scenarios (slow) or
+# kill the real service (chaos).
+test-fast: $(VENV)/.installed-test
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration and not slow and not chaos"
 
 fuzz: test-deps
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"

@@ -1,10 +1,6 @@
 """The Parquet store: batched, atomic, Hive-partitioned writes and the DuckDB catalog of views.
 
-Layout::
-
-    <data_dir>/<table>/date=YYYY-MM-DD/part-<first ts ms>-<seq>-<rand>.parquet
-    <data_dir>/<table>/date=1970-01-01/part-empty.parquet   (zero rows: keeps views valid before data)
-    <data_dir>/catalog.duckdb                                (views only; analysts open it with any client)
+Layout: see :mod:`collector.store_layout` (shared with the readers in :mod:`collector.store_read`).
 
 Why it is built this way:
 
@@ -41,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -51,14 +48,26 @@ from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
 from collector.faults import FaultState
 from collector.schema import TABLE_SCHEMAS
+from collector.store_layout import CATALOG_FILE, EMPTY_PARTITION, table_glob, view_sql
 from collector.unmapped import unmapped_metrics_view
+
+__all__ = [
+    "CATALOG_FILE",
+    "EMPTY_FILE",
+    "EMPTY_PARTITION",
+    "JOURNAL",
+    "Store",
+    "StoreStats",
+    "concat",
+    "table_glob",
+    "view_sql",
+    "write_parquet_atomic",
+]
 
 log = logging.getLogger(__name__)
 
-EMPTY_PARTITION = "date=1970-01-01"
 EMPTY_FILE = "part-empty.parquet"
 JOURNAL = "_compaction.json"
-CATALOG_FILE = "catalog.duckdb"
 
 # The one place the Parquet write options live (zstd, dictionary pages for strings).
 _WRITE_OPTS = {
@@ -91,20 +100,6 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def table_glob(data_dir: Path, name: str) -> str:
-    """The glob DuckDB reads one stored table from."""
-    return str(data_dir / name / "*" / "*.parquet")
-
-
-def view_sql(data_dir: Path, name: str) -> str:
-    """``SELECT`` over one stored table's Parquet files (Hive ``date`` column included)."""
-    glob = table_glob(data_dir, name).replace("'", "''")
-    return (
-        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {{'date': DATE}})"
-    )
 
 
 class _PartialWrite(Exception):
@@ -349,7 +344,9 @@ class Store:
             if len(files) < min_files:
                 continue
             table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
-            keys = [(c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts") if c in table.column_names]
+            keys: list[tuple[str, Literal["ascending", "descending"]]] = [
+                (c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts") if c in table.column_names
+            ]
             keytab = pa.table(
                 {
                     c: (pc.cast(table[c], pa.string()) if pa.types.is_dictionary(table[c].type) else table[c])

@@ -61,7 +61,13 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from collector.settings.check import credential_problems
+
     cfg = _load_config(args.config)
+    sections = {"sources": cfg.sources, "exporters": cfg.exporters, "api": cfg.api}
+    problems = credential_problems(sections)  # secrets and TLS files, as `run` will read them
+    if problems:
+        raise ConfigError(f"{args.config}: {len(problems)} secret or TLS file(s) unusable", problems=problems)
     console.print(
         f"[green]OK[/] {args.config}: {len(cfg.collector.networks)} network(s), "
         f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s)"
@@ -154,9 +160,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from collector.store_read import StoreReader
     from hciwatch.query import QueryError, QueryLimits, run_query
 
-    if not (Path(args.data_dir) / "samples").is_dir():
+    reader = StoreReader(Path(args.data_dir))
+    if not reader.is_store():
         errconsole.print(f"[red]error[/]: {args.data_dir} is not an hciwatch data dir (no samples/ in it)")
         return 2
     limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
@@ -166,7 +174,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             args.query,
             limit=args.limit,
             limits=limits,
-            extra_views=_stored_views(Path(args.data_dir)),
+            extra_views=reader.analyst_views(),
         )
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
@@ -183,29 +191,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
         if getattr(result, "truncated", False):
             errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
     return 0
-
-
-def _stored_views(data_dir: Path) -> dict[str, str]:
-    """The analyst views recorded in the data dir's catalog (pool_usage, ip_conflicts, …)."""
-    import duckdb
-
-    from collector.store import CATALOG_FILE
-
-    cat = data_dir / CATALOG_FILE
-    if not cat.exists():
-        return {}
-    con = duckdb.connect(str(cat), read_only=True)
-    try:
-        rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-    finally:
-        con.close()
-    out = {}
-    for name, sql in rows:
-        if name in ("samples", "ip_observations", "alerts"):
-            continue
-        body = re.sub(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\s+", "", sql).rstrip().rstrip(";")
-        out[name] = body
-    return out
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -293,10 +278,11 @@ def _iso_time(text: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from collector.store_read import StoreReader
     from hciwatch.report import write_report
 
     data_dir = Path(args.data_dir)
-    if not (data_dir / "samples").is_dir():
+    if not StoreReader(data_dir).is_store():
         errconsole.print(f"[red]error[/]: {data_dir} is not an hciwatch data dir (no samples/ in it)")
         return 2
     try:

@@ -54,9 +54,9 @@ from collector.store import Store
 from exporters.base import Exporter
 from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.feed import AlertFeed
-from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import Outbox
 from exporters.registry import build_exporter
+from exporters.service_metrics import MetricsSnapshot, PipelineHealth
 from hciwatch.api import create_app
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.config import AppConfig
@@ -184,6 +184,7 @@ class Service:
                 store=lambda: self.store,
                 outbox=self.outbox.stats,
                 queue_depth=self.queue.qsize,
+                snapshot=lambda: self._dashboard_snapshot(),
                 reliability=self._reliability,
             )
         )

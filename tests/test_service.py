@@ -106,7 +106,7 @@ token_file = "{tmp_path / "token"}"
             ), firing
             async with http.get(f"{base}/metrics", headers=auth) as r:
                 text = await r.text()
-            assert "hciwatch_samples_stored_total" in text and "hciwatch_target_up" in text
+            assert "hciwatch_pipeline_samples_in_total" in text and "hciwatch_target_up" in text
     finally:
         await svc.stop()
         await runner.cleanup()

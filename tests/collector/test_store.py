@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
 def _rows(n: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)) -> list[Sample]:
     return [
-        Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i), {"nic": "eth0"})
+        Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i), (("nic", "eth0"),))
         for i in range(n)
     ]
 
