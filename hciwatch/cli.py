@@ -254,24 +254,18 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     if not Path(args.file).exists():
         errconsole.print(f"[red]error[/]: file not found: {args.file}")
         return 2
-    anomalies_csv(
+    run = anomalies_csv(
         args.file,
         sys.stdout,
         time_col=args.time_col,
         value_col=args.value_col,
         sensitivity=args.sensitivity,
-        relearn_after=args.relearn_after,
+        direction=args.direction,
+        strict=args.strict,
     )
+    for line in run.warnings(args.file):
+        print(line, file=sys.stderr)
     return 0
-
-
-def _duration_arg(text: str) -> Any:
-    from analytics.settings import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30m, 6h, 1d): {exc}") from None
 
 
 def _iso_time(text: str) -> Any:
@@ -392,12 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-col", default="timestamp")
     s.add_argument("--value-col", default="value")
     s.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    s.add_argument("--direction", choices=("up", "down", "both"), default="both")
     s.add_argument(
-        "--relearn-after",
-        type=_duration_arg,
-        default="1d",
-        metavar="DURATION",
-        help="an anomaly lasting this long becomes the new normal (e.g. 6h, 1d; 0 = never). Default 1d.",
+        "--strict",
+        action="store_true",
+        help="refuse rows out of time order, repeated timestamps and unreadable cells instead of flagging them",
     )
     s.set_defaults(func=cmd_anomalies)
     return p
