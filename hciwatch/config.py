@@ -128,6 +128,9 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
         OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox", problems=problems
     )
     if problems or collector is None or analytics is None or api is None or outbox is None:
+        from hciwatch.redact import redact
+
+        problems = [redact(p) for p in problems]  # validation quotes rejected values; they may hold credentials
         raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
     return AppConfig(
         collector=collector,
@@ -143,8 +146,33 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
 def load_config(path: Path | str) -> AppConfig:
     """Read, parse and validate a config file."""
     p = Path(path)
-    raw, text = load_toml(p)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory; give the config file (e.g. {p / 'hciwatch.toml'})", file=str(p))
+    try:
+        raw, text = load_toml(p)
+    except RecursionError:
+        raise ConfigError(f"{p}: TOML nested too deeply to read; flatten the tables", file=str(p)) from None
     return parse_config(raw, text, file=str(p), path=p.resolve())
+
+
+def load_for_run(path: Path | str | None, *, data_dir: str | None = None) -> AppConfig:
+    """What ``run`` and ``check-config`` both do: validate the file, then everything run needs.
+
+    Raises one :class:`ConfigError` listing every problem (schema first; the run-time checks
+    of :mod:`hciwatch.preflight` need a config that parsed).
+    """
+    from dataclasses import replace
+
+    from hciwatch.preflight import preflight
+
+    cfg = load_config(path) if path else default_config()
+    if data_dir:
+        cfg = replace(cfg, collector=cfg.collector.model_copy(update={"data_dir": str(Path(data_dir).resolve())}))
+    problems = preflight(cfg)
+    if problems:
+        file = str(path) if path else "<default config>"
+        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
+    return cfg
 
 
 def default_config(data_dir: Path | None = None) -> AppConfig:

@@ -62,6 +62,15 @@ SHUTDOWN_GRACE_S = 5.0
 MAINTENANCE_EVERY_S = 3600.0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hciwatch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_sources(cfg: AppConfig) -> tuple[list[PullSource], list[PushSource]]:
     """Instantiate every configured source through its registered spec."""
     pull: list[PullSource] = []
@@ -180,8 +189,11 @@ class Service:
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
 
     def _to_outbox(self, changes: Sequence[Alert]) -> None:
-        """Alert changes count as accepted once the outbox has fsynced them."""
+        """Alert changes count as accepted once the outbox has fsynced them (each is logged once)."""
         self.outbox.append(changes)
+        for a in changes:
+            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
+            log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -242,7 +254,9 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        host, _, port = self.cfg.api.listen.rpartition(":")
+        from hciwatch.preflight import parse_listen
+
+        host, port = parse_listen(self.cfg.api.listen)
         api = self.cfg.api
         limits = QueryLimits(
             default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit, timeout_s=api.query_timeout
@@ -261,7 +275,7 @@ class Service:
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
+        await web.TCPSite(self._runner, host, port).start()
         for d in self.dispatchers:
             self._tasks.append(d.start())
         loops = (
@@ -273,10 +287,14 @@ class Service:
         )
         self._tasks.extend(asyncio.create_task(c) for c in loops)
         log.info(
-            "hciwatch running: %d sources, %d sinks, API on %s",
+            "hciwatch %s running: site %s, %d source(s), %d sink(s), data in %s, API and live page on http://%s:%d/",
+            _version(),
+            self.cfg.collector.site.name,
             len(self.sources),
             len(self.exporters),
-            self.cfg.api.listen,
+            self.data_dir,
+            host,
+            self.port,
         )
 
     @property
@@ -343,8 +361,8 @@ async def run_service(cfg: AppConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.request_stop)
-    await svc.start()
-    try:
+    try:  # a failed start (port taken) still closes what was opened
+        await svc.start()
         await svc.wait()
     finally:
         await svc.stop()
