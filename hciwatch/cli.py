@@ -296,7 +296,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from hciwatch.alerts_view import load_alerts
 
     args.data_dir = str(_require_data_dir(_data_dir(args)))
-    alerts = load_alerts(Path(args.data_dir), status=args.status, kind=args.kind)
+    stored = any((Path(args.data_dir) / "alerts").glob("*/*.parquet"))
+    alerts = load_alerts(Path(args.data_dir), status=args.status, kind=args.kind) if stored else []
     if args.format == "json":
         for a in alerts:
             print(a.to_json_line())
