@@ -229,7 +229,7 @@ ROWS: list[Row] = [
         "check-config node pool overlaps VIP pool",
         lambda c: [
             "check-config",
-            c.cfg(c.ok_api() + NET.replace('k8s_node_ip_pool_end = "10.40.0.59"', 'k8s_node_ip_pool_end = "10.40.0.210"')),
+            c.cfg(c.ok_api() + NET.replace('"10.40.0.59"', '"10.40.0.210"')),
         ],
         2,
         ("node pool overlaps", "VIP pool", "10.40.0.200-10.40.0.210"),
