@@ -441,13 +441,9 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from hciwatch.buildinfo import hciwatch_version
 
-    try:
-        v = version("hciwatch")
-    except PackageNotFoundError:
-        v = "0+unknown"
-    return v
+    return hciwatch_version()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hciwatch.buildinfo import build_info_metric
+
 
 class HciwatchCollector(Collector):
     """Exposes hciwatch_* series from callables that return the current state."""
@@ -32,6 +34,7 @@ class HciwatchCollector(Collector):
         self._queue_depth = queue_depth
 
     def collect(self) -> Iterator[Any]:
+        yield build_info_metric()
         p = self._pipeline()
         c = CounterMetricFamily("hciwatch_records", "Raw records received, by kind", labels=["kind"])
         for kind, n in sorted(p.records_by_kind.items()):

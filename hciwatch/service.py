@@ -50,6 +50,7 @@ from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
 from exporters.settings import build_exporter
 from hciwatch.api import create_app
+from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.pipeline import Pipeline
@@ -60,15 +61,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
 MAINTENANCE_EVERY_S = 3600.0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hciwatch")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def build_sources(cfg: AppConfig) -> tuple[list[PullSource], list[PushSource]]:
@@ -288,7 +280,7 @@ class Service:
         self._tasks.extend(asyncio.create_task(c) for c in loops)
         log.info(
             "hciwatch %s running: site %s, %d source(s), %d sink(s), data in %s, API and live page on http://%s:%d/",
-            _version(),
+            hciwatch_version(),
             self.cfg.collector.site.name,
             len(self.sources),
             len(self.exporters),
