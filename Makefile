@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 
-.PHONY: bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
+.PHONY: check-deploy bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -49,6 +49,12 @@ lint: test-deps
 
 test: test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# deploy/ as shipped: Collector keys vs the components' config structs, Grafana names vs what remote-write
+# produces, Pod Security "restricted", systemd hardening score, Containerfile, LICENSE, yamllint; and the
+# wheel installed into a clean venv. (`check` can depend on this target.)
+check-deploy: test-deps
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 fuzz: test-deps
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"

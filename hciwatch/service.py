@@ -197,7 +197,9 @@ class Service:
                 sinks[e.name] = bool(await asyncio.wait_for(e.healthcheck(), timeout=2.0))
             except Exception:
                 sinks[e.name] = False
-        ready = writable and bool(self.sources) and all(sinks.values())
+        # Sinks are reported, never gating: a Collector outage must not take the UI out of its Service
+        # (the outbox keeps the changes and delivers them when the sink is back).
+        ready = writable and bool(self.sources)
         return {"ready": ready, "store_writable": writable, "sources_configured": len(self.sources), "sinks": sinks}
 
     # -- loops ---------------------------------------------------------------------------------
