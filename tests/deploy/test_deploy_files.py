@@ -354,8 +354,9 @@ def test_yaml_passes_yamllint() -> None:
     from yamllint.config import YamlLintConfig
 
     conf = YamlLintConfig(
-        "extends: default\nrules: {line-length: {max: 120}, document-start: disable, comments: {min-spaces-from-content: 1},"
-        " truthy: {check-keys: false}, braces: {max-spaces-inside: 1}, brackets: {max-spaces-inside: 1}}"
+        "extends: default\nrules: {line-length: {max: 120}, document-start: disable,"
+        " comments: {min-spaces-from-content: 1}, truthy: {check-keys: false},"
+        " braces: {max-spaces-inside: 1}, brackets: {max-spaces-inside: 1}}"
     )
     problems = []
     for f in _yaml_files():
