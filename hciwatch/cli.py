@@ -2,7 +2,7 @@
 check-config | test-sources | sample-config | eval | anomalies.
 
 Each command validates its configuration first (``run`` and ``check-config`` share one path,
-:func:`hciwatch.config.load_for_run`) and every failure goes through one policy
+:func:`hciwatch.preflight.load_for_run`) and every failure goes through one policy
 (:mod:`hciwatch.errorpolicy`): exit 2 for usage/config mistakes, 1 for run-time failures, a
 one-line cause and its fix, a traceback only with ``--debug``. The options every command takes
 (``--log-level``, ``--log-format``, ``-v``, ``--debug``) are accepted before or after the verb.
@@ -97,7 +97,7 @@ def _require_data_dir(data_dir: Path) -> Path:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from hciwatch.config import load_for_run
+    from hciwatch.preflight import load_for_run
 
     path = args.config or args.config_file
     if not path:
@@ -320,7 +320,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from hciwatch.config import load_for_run
+    from hciwatch.preflight import load_for_run
     from hciwatch.service import run_service
 
     cfg = load_for_run(args.config)

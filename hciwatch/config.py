@@ -142,26 +142,6 @@ def load_config(path: Path | str) -> AppConfig:
     return parse_config(raw, text, file=str(p), path=p.resolve())
 
 
-def load_for_run(path: Path | str | None, *, data_dir: str | None = None) -> AppConfig:
-    """What ``run`` and ``check-config`` both do: validate the file, then everything run needs.
-
-    Raises one :class:`ConfigError` listing every problem (schema first; the run-time checks
-    of :mod:`hciwatch.preflight` need a config that parsed).
-    """
-    from dataclasses import replace
-
-    from hciwatch.preflight import preflight
-
-    cfg = load_config(path) if path else default_config()
-    if data_dir:
-        cfg = replace(cfg, collector=cfg.collector.model_copy(update={"data_dir": str(Path(data_dir).resolve())}))
-    problems = preflight(cfg)
-    if problems:
-        file = str(path) if path else "<default config>"
-        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
-    return cfg
-
-
 def default_config(data_dir: Path | None = None) -> AppConfig:
     """The embedded default: local Parquet + DuckDB, no sources, no external sinks."""
     col = CollectorSettings(data_dir=str(data_dir) if data_dir else "./data")

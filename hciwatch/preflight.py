@@ -17,13 +17,17 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from collector.config import locate, parse_ip_range
-from hciwatch.config import AppConfig
+from collector.errors import ConfigError
+from collector.settings.secrets import SecretRef
+from collector.settings.tls import TlsClientSettings
+from hciwatch.config import AppConfig, default_config, load_config
 from hciwatch.redact import redact
 
 _SECRET_NAME = re.compile(r"token|password|secret|connection_string|url_file|headers_file|key_file|kubeconfig")
@@ -61,11 +65,11 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def _fields(model: BaseModel, prefix: str) -> Iterator[tuple[str, str, Any]]:
-    """(key path, field name, value) of every set field, nested models included."""
+    """(key path, field name, value) of every set field, nested models included (a ``tls`` table whole)."""
     for name in type(model).model_fields:
         value = getattr(model, name, None)
         path = f"{prefix}.{name}" if prefix else name
-        if isinstance(value, BaseModel):
+        if isinstance(value, BaseModel) and not isinstance(value, TlsClientSettings):
             yield from _fields(value, path)
         elif isinstance(value, list):
             for i, item in enumerate(value):
@@ -114,6 +118,13 @@ def _check_secrets(cfg: AppConfig, base: Path, where: Any, problems: list[str]) 
     sections += [(f"exporters[{i}]", e) for i, e in enumerate(cfg.exporters)]
     for prefix, model in sections:
         for path, name, value in _fields(model, prefix):
+            # the shared vocabulary (collector.settings) checks its own types: secrets and TLS files
+            if isinstance(value, SecretRef | TlsClientSettings):
+                try:
+                    value.read(key=path) if isinstance(value, SecretRef) else value.ssl_context(key=path)
+                except ConfigError as exc:
+                    problems.append(f"{where(path)}: {exc}")
+                continue
             if (name.endswith("_file") or name == "kubeconfig") and isinstance(value, str | Path):
                 why = _check_file(str(value), secret=bool(_SECRET_NAME.search(name)), base=base)
             elif isinstance(value, str) and value.startswith("env:"):
@@ -204,3 +215,19 @@ def preflight(cfg: AppConfig, *, text: str | None = None) -> list[str]:
     _check_pools(cfg, where, problems)
     _check_data_dir(cfg, problems, where("data_dir"))
     return [redact(p) for p in problems]
+
+
+def load_for_run(path: Path | str | None, *, data_dir: str | None = None) -> AppConfig:
+    """What ``run`` and ``check-config`` both do: validate the file, then everything run needs.
+
+    Raises one :class:`ConfigError` listing every problem (schema first; the run-time checks
+    of :mod:`hciwatch.preflight` need a config that parsed).
+    """
+    cfg = load_config(path) if path else default_config()
+    if data_dir:
+        cfg = replace(cfg, collector=cfg.collector.model_copy(update={"data_dir": str(Path(data_dir).resolve())}))
+    problems = preflight(cfg)
+    if problems:
+        file = str(path) if path else "<default config>"
+        raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
+    return cfg

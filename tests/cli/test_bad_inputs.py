@@ -195,7 +195,7 @@ ROWS: list[Row] = [
         "check-config missing token_file",
         lambda c: ["check-config", c.cfg(f'[api]\ntoken_file = "{c.tmp}/missing-token"\n')],
         2,
-        ("api.token_file", "does not exist"),
+        ("api.token_file", "cannot read secret file", "No such file"),
     ),
     Row(
         "check-config no token and not unauthenticated",
@@ -210,7 +210,7 @@ ROWS: list[Row] = [
             c.cfg('[api]\ntoken_file = "' + str(_write_bytes(c.tmp / "tok", b"\xff\xfe hunter2")) + '"\n'),
         ],
         2,
-        ("not UTF-8",),
+        ("api.token_file", "cannot read secret file", "UnicodeDecodeError"),
         ("hunter2",),
     ),
     Row(
@@ -284,7 +284,7 @@ ROWS: list[Row] = [
             ),
         ],
         2,
-        ("sources[0].password_file", "does not exist"),
+        ("sources[0].password_file", "No such file"),
     ),
     Row(
         "check-config data_dir is a file",
