@@ -101,7 +101,9 @@ def test_sql_and_check_config_commands(
     short_capture: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cap, cfg = short_capture
-    assert main(["check-config", str(cfg)]) == 0
+    # check-config checks what `run` needs too: the API token policy
+    (tmp_path / "run.toml").write_text(cfg.read_text() + "\n[api]\nallow_unauthenticated = true\n")
+    assert main(["check-config", str(tmp_path / "run.toml")]) == 0
     assert main(["replay", str(cap), "--config", str(cfg), "--data-dir", str(tmp_path), "--quiet"]) == 0
     capsys.readouterr()
     assert (
