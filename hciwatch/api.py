@@ -251,6 +251,8 @@ def create_app(
     ) -> web.StreamResponse:
         if token_bytes is None or request.path in PUBLIC_PATHS or _is_page_request(request):
             return await handler(request)
+        if request.match_info.http_exception is not None:  # no such route: 404/405, no data behind it
+            return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), token_bytes):
             return await handler(request)
@@ -303,7 +305,7 @@ def create_app(
                     "GET /api/v1/alerts/stream": "Server-Sent Events of alert changes (Last-Event-ID replay)",
                     "POST /api/v1/query": 'read-only SQL: {"sql": "...", "limit": N} or text/plain',
                     "GET /api/v1/report": "the operator views' model: ?from=&to= (ISO-8601) or ?hours=",
-                    "GET / (Accept: text/html)": "the live status page (asks for this token once per session)",
+                    "GET / (any Accept but JSON)": "the live status page (asks for this token once per session)",
                 },
                 "tables": ["samples", "ip_observations", "alerts", *(extra_views or {})],
             }
@@ -443,11 +445,11 @@ def create_app(
 
 
 def _is_page_request(request: web.Request) -> bool:
-    """A browser navigating to ``/``: it gets the page, which holds no data."""
+    """Any GET of ``/`` that does not ask for JSON (a browser, curl): the page shell, which holds no data."""
     return (
         request.path == "/"
         and request.method in ("GET", "HEAD")
-        and "text/html" in request.headers.get("Accept", "").lower()
+        and "application/json" not in request.headers.get("Accept", "").lower()
     )
 
 

@@ -52,6 +52,7 @@ class PipelineStats:
     records_by_kind: Counter[str] = field(default_factory=Counter)
     evaluations: int = 0
     alerts: Counter[str] = field(default_factory=Counter)  # "kind/status" → count
+    parse_errors_by_target: Counter[str] = field(default_factory=Counter)  # rejected records + skipped parts
     max_kept_messages: int = 50
 
     def reject(self, reason: str, message: str) -> None:
@@ -171,9 +172,11 @@ class Pipeline:
         if outcome.rejected is not None:
             reason, why = outcome.rejected
             self.stats.reject(reason, f"{loc}[{rec.target}] {why}")
+            self.stats.parse_errors_by_target[rec.target] += 1
             return False
         if outcome.errors:
             self.stats.line_errors += len(outcome.errors)
+            self.stats.parse_errors_by_target[rec.target] += len(outcome.errors)
             for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")

@@ -26,7 +26,7 @@ import heapq
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from collector.config import resolve_secret
 from collector.errors import ConfigError
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
-from collector.schema import Alert, AlertKind, RawRecord, Severity
+from collector.schema import Alert, AlertKind, RawRecord, Severity, iso
 from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
@@ -55,6 +55,7 @@ from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
+from hciwatch.redact import redact
 from hciwatch.selfmetrics import HciwatchCollector
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,28 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
                     "last_success": h.last_success,
                 },
             )
+        )
+    return out
+
+
+def target_health(scheduler: Scheduler, parse_errors: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per configured target for the live page, dead and never-scraped ones included."""
+    out = []
+    for h in sorted(scheduler.health.values(), key=lambda x: (x.source, x.target)):
+        state = "not scraped yet" if not h.fetches else ("up" if h.consecutive_failures == 0 else "down")
+        out.append(
+            {
+                "source": h.source,
+                "target": redact(h.target),
+                "state": state,
+                "last_success": iso(h.last_success) if h.last_success else None,
+                "last_attempt": iso(h.last_attempt) if h.last_attempt else None,
+                "consecutive_failures": h.consecutive_failures,
+                "fetches": h.fetches,
+                "failures": h.failures,
+                "parse_errors": int(parse_errors.get(h.target, 0)),
+                "last_error": redact(h.last_error),
+            }
         )
     return out
 
@@ -174,6 +197,7 @@ class Service:
             "skipped_parts": s.line_errors,
             "samples_stored": s.samples_stored,
             "ip_observations_stored": s.ip_observations_stored,
+            "targets": target_health(self.scheduler, s.parse_errors_by_target),
         }
 
     def _evaluate(self, now: datetime) -> None:
