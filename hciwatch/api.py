@@ -77,6 +77,8 @@ from hciwatch.report.alerts import merge_live
 from hciwatch.report.model import build_model
 from hciwatch.report.render import live_page
 from hciwatch.report.window import resolve_window
+from hciwatch.silences import SilenceStore
+from hciwatch.silences_api import register as register_silence_routes
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,7 @@ def create_app(
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     site: str | None = None,
     ingest_stats: IngestStats | None = None,
+    silences: SilenceStore | None = None,
 ) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
@@ -435,6 +438,8 @@ def create_app(
     app.router.add_get("/api/v1/alerts/stream", stream)
     app.router.add_post("/api/v1/query", query)
     app.router.add_get("/api/v1/report", report)
+    if silences is not None:
+        register_silence_routes(app, silences)
     app.on_shutdown.append(on_shutdown)
     return app
 

@@ -136,6 +136,48 @@ def cmd_test_sources(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_silence(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from hciwatch.silences import SilenceStore, describe, parse_matchers
+
+    data_dir = _data_dir(args)
+    if not data_dir.is_dir():
+        raise UsageError(
+            f"data dir {data_dir} does not exist", fix="give --data-dir or --config of the service's data dir"
+        )
+    store = SilenceStore(data_dir)
+    if args.action == "add":
+        try:
+            s = store.add(
+                parse_matchers(args.match), duration=args.duration, comment=args.comment, created_by=args.created_by
+            )
+        except ValueError as exc:
+            fix = "hciwatch silence add --match kind=...,host=... --for 2h --comment '...'"
+            raise UsageError(str(exc), fix=fix) from None
+        print(f"silence {s.id} active until {s.ends_at:%Y-%m-%d %H:%M} UTC: {args.match} ({s.comment})")
+        return 0
+    if args.action == "expire":
+        try:
+            s = store.expire(args.id)
+        except KeyError:
+            raise UsageError(f"no silence {args.id!r} in {data_dir}", fix="hciwatch silence list --all") from None
+        print(f"silence {s.id} expired")
+        return 0
+    now = datetime.now(UTC)
+    rows = describe(store.current(now, include_expired=args.all), now)
+    if args.format == "json":
+        print(json.dumps([s.to_json() for s in store.current(now, include_expired=args.all)], indent=2))
+        return 0
+    t = Table(title=f"silences in {data_dir}")
+    for col in ("id", "state", "matchers", "starts (UTC)", "ends (UTC)", "silenced changes", "comment"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    return 0
+
+
 def cmd_sample_config(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
@@ -576,6 +618,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     s.add_argument("--metrics", type=int, default=10, metavar="N", help="metric names listed per target")
     s.set_defaults(func=cmd_test_sources)
+
+    s = verb(
+        "silence",
+        "silence alerts for a maintenance window: add, list, expire",
+        "Matching alert changes are stored and shown (marked silenced) but reach no sink while the silence "
+        "is active. Matchers: kind=, severity=, any resource label (host=, network=, ip=, pool=), or "
+        "resource= (any label); values may use * and ?. The running service picks changes up at once.",
+    )
+    silence_sub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sa = silence_sub.add_parser(
+        "add", help="add a silence", description="add a silence", parents=[common], formatter_class=_Formatter
+    )
+    sa.add_argument(
+        "--match", required=True, metavar="K=V,...", help="matchers, e.g. kind=eastwest_congestion,host=hci-node-04"
+    )
+    sa.add_argument(
+        "--for", dest="duration", required=True, type=_duration, metavar="DURATION", help="how long (e.g. 2h, 90m)"
+    )
+    sa.add_argument("--comment", required=True, help="why (change ticket, who); shown wherever the silence is")
+    sa.add_argument("--created-by", default="", help="who adds it (default: empty)")
+    sl = silence_sub.add_parser(
+        "list", help="list silences", description="list silences", parents=[common], formatter_class=_Formatter
+    )
+    sl.add_argument("--all", action="store_true", help="include expired silences")
+    sl.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    se = silence_sub.add_parser(
+        "expire",
+        help="end a silence now",
+        description="end a silence now",
+        parents=[common],
+        formatter_class=_Formatter,
+    )
+    se.add_argument("id", help="the silence id (hciwatch silence list)")
+    for sp in (sa, sl, se):
+        config_opt(sp, what=" (for its data_dir)")
+        data_dir_opt(sp)
+        sp.set_defaults(func=cmd_silence)
 
     s = verb("sample-config", "print a commented sample config (hciwatch sample-config > hciwatch.toml)")
     s.set_defaults(func=cmd_sample_config)

@@ -57,6 +57,7 @@ from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.redact import redact
 from hciwatch.selfmetrics import HciwatchCollector
+from hciwatch.silences import SilenceStore
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Service:
             )
         self.token = token
         self.views = analyst_views(cfg.collector.networks)
+        self.silences = SilenceStore(self.data_dir)
         st = cfg.collector.store
         self.store = Store(
             self.data_dir, batch_rows=st.batch_rows, retention_days=st.retention_days, extra_views=self.views
@@ -206,10 +208,12 @@ class Service:
 
     def _to_outbox(self, changes: Sequence[Alert]) -> None:
         """Alert changes count as accepted once the outbox has fsynced them (each is logged once)."""
-        self.outbox.append(changes)
         for a in changes:
             res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
             log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
+        passed = self.silences.filter(changes)  # silenced changes reach no sink (the store has them)
+        if passed:
+            self.outbox.append(passed)
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -290,6 +294,7 @@ class Service:
             extra_views=self.store.extra_views,
             site=self.cfg.collector.site.name,
             ingest_stats=self._ingest_stats,
+            silences=self.silences,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

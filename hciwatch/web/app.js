@@ -349,18 +349,56 @@
     return null;
   }
 
+  /* Shell-style wildcards of a silence matcher (the service's fnmatch). */
+  function globRe(p) {
+    return new RegExp('^' + String(p).replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')
+      .replace(/\?/g, '.') + '$');
+  }
+
+  function silenceMatches(s, inc) {
+    return Object.entries(s.matchers || {}).every(([k, v]) => {
+      const re = globRe(v);
+      if (k === 'resource') return Object.values(inc.resource).some((x) => re.test(String(x)));
+      if (k === 'kind' || k === 'severity' || k === 'status') return re.test(String(inc[k]));
+      return k in inc.resource && re.test(String(inc.resource[k]));
+    });
+  }
+
+  /* The active silence covering an incident, if any (silenced alerts are stored and shown, not paged). */
+  function silencedBy(m, inc) {
+    return (m.silences || []).find((s) => s.active_now && silenceMatches(s, inc)) || null;
+  }
+
+  function renderSilences(m) {
+    const active = (m.silences || []).filter((s) => s.active_now);
+    if (!active.length) return null;
+    return el('div', { class: 'silences', id: 'active-silences', 'data-active': active.length },
+      el('b', { text: `${active.length} silence(s) active (maintenance windows; matching alerts page nobody): ` }),
+      el('ul', {}, active.map((s) => el('li', { 'data-silence': s.id },
+        `${Object.entries(s.matchers).map(([k, v]) => `${k}=${v}`).join(', ')} until ${fmtUTC(isoToS(s.ends_at))}` +
+        ` — ${s.comment}` + (s.suppressed && s.suppressed.length ? ` (${s.suppressed.length} change(s) held back)` : '') +
+        ` [id ${s.id}]`))));
+  }
+
   function renderStatus(m, incs) {
-    const current = incs.filter((i) => i.current).sort((a, b) => sevRank(a.severity) - sevRank(b.severity) ||
-                                                                 b.lastChange - a.lastChange);
+    const live = incs.filter((i) => i.current);
+    const silenced = live.filter((i) => silencedBy(m, i));
+    const current = live.filter((i) => !silencedBy(m, i)).sort((a, b) => sevRank(a.severity) - sevRank(b.severity) ||
+                                                                          b.lastChange - a.lastChange);
     const resolved = incs.filter((i) => i.status === 'resolved').length;
     const bySev = {};
     for (const i of current) bySev[i.severity] = (bySev[i.severity] || 0) + 1;
     const worst = current.length ? current[0].severity : null;
     const sec = el('section', { class: `status-banner ${worst ? 'firing sev-border-' + worst : 'ok'}`,
                                 id: 'status-banner', 'data-firing': current.length, role: 'status' });
+    const silenceNote = silenced.length ? el('p', { class: 'note', id: 'silenced-firing',
+      text: `${silenced.length} more firing but silenced: ` +
+            silenced.map((i) => `${kindLabel(i.kind)} · ${resourceLabel(i.resource)} (silence ` +
+                                `${silencedBy(m, i).id})`).join('; ') }) : null;
     if (!current.length) {
       sec.append(el('h2', { text: 'Nothing is firing' }),
-        el('p', { class: 'note', text: `${resolved} incident(s) resolved in this window; see Alerts for the timeline.` }));
+        el('p', { class: 'note', text: `${resolved} incident(s) resolved in this window; see Alerts for the timeline.` }),
+        silenceNote, renderSilences(m));
       return sec;
     }
     const counts = ['Sev0', 'Sev1', 'Sev2', 'Sev3', 'Sev4'].filter((s) => bySev[s])
@@ -384,6 +422,7 @@
     if (current.length > 8) {
       sec.append(el('p', { class: 'note', text: `${current.length - 8} more in Alerts → Current alerts.` }));
     }
+    sec.append(...[silenceNote, renderSilences(m)].filter(Boolean));
     return sec;
   }
 
@@ -943,7 +982,8 @@
         el('td', { text: resourceLabel(i.resource) }),
         el('td', { text: fmtUTC(i.start).replace(' UTC', '') }),
         el('td', { text: fmtUTC(i.lastChange).replace(' UTC', '') }),
-        el('td', {}, `${i.summary} `, el('span', { class: 'asof', text: `(as of ${fmtUTC(i.lastChange)})` }),
+        el('td', {}, silencedBy(m, i) ? el('b', { class: 'silenced', text: `silenced (${silencedBy(m, i).id}) ` }) : null,
+           `${i.summary} `, el('span', { class: 'asof', text: `(as of ${fmtUTC(i.lastChange)})` }),
            i.runbook ? el('div', { class: 'status-step' }, el('b', { text: 'First step: ' }), firstStep(i.runbook))
                      : null,
            i.runbook ? el('details', {}, el('summary', { text: 'whole runbook' }),

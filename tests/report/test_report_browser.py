@@ -204,3 +204,33 @@ def test_empty_store_says_so_in_every_view(chromium: ChromiumSession, tmp_path: 
     assert "not recorded" in info.page.locator("#parse-errors").inner_text()
     assert info.errors == [] and info.outside == []
     info.page.close()
+
+
+@pytest.mark.integration
+def test_report_shows_silences(chromium: ChromiumSession, vip_leak: Replayed, tmp_path: Path) -> None:
+    """A maintenance window is on the first screen: its alerts are listed as silenced, not as paging."""
+    import shutil
+    from datetime import timedelta
+
+    from hciwatch.silences import SilenceStore
+
+    data = tmp_path / "data"
+    shutil.copytree(vip_leak.data_dir, data)
+    sil = SilenceStore(data).add(
+        {"kind": "vip_pool_exhaustion"}, duration=timedelta(hours=2), comment="planned VIP clean-up CHG-77"
+    )
+    out = tmp_path / "report.html"
+    write_report(data, out)
+    model = build_model(data)
+    assert [s["id"] for s in model["silences"]] == [sil.id] and model["silences"][0]["active_now"]
+    info = open_report(chromium, out)
+    page = info.page
+    banner = page.locator("#status-banner")
+    firing_vip = [a for a in vip_leak.alerts if a.kind.value == "vip_pool_exhaustion" and a.status.value == "firing"]
+    assert firing_vip and vip_leak.firing_at_end >= 1
+    assert page.locator("#active-silences").get_attribute("data-active") == "1"
+    assert "planned VIP clean-up CHG-77" in banner.inner_text()
+    assert "silenced" in page.locator("#silenced-firing").inner_text()
+    assert "VIP pool exhaustion" in page.locator("#silenced-firing").inner_text()
+    assert banner.locator("li[data-kind='vip_pool_exhaustion']").count() == 0  # not listed as paging
+    assert info.errors == [] and info.outside == []
