@@ -4,7 +4,8 @@ Layout::
 
     <data_dir>/<table>/date=YYYY-MM-DD/part-<first ts ms>-<seq>-<rand>.parquet
     <data_dir>/<table>/date=1970-01-01/part-empty.parquet   (zero rows: keeps views valid before data)
-    <data_dir>/catalog.duckdb                                (views only; analysts open it with any client)
+    <data_dir>/catalog.duckdb   (views only, globs relative to the data dir, DuckDB storage v1.0.0:
+                                 ``cd <data_dir> && duckdb -readonly catalog.duckdb`` with any DuckDB >= 1.0)
 
 Why it is built this way:
 
@@ -49,6 +50,12 @@ EMPTY_PARTITION = "date=1970-01-01"
 EMPTY_FILE = "part-empty.parquet"
 JOURNAL = "_compaction.json"
 CATALOG_FILE = "catalog.duckdb"
+CATALOG_STORAGE = "v1.0.0"
+"""Storage format of the catalog: readable by every DuckDB from 1.0 on (the CLI on PyPI lags the library)."""
+
+
+def _sql_str(p: Path | str) -> str:
+    return str(p).replace("'", "''")
 
 # The one place the Parquet write options live (zstd, dictionary pages for strings).
 _WRITE_OPTS = {
@@ -363,11 +370,20 @@ class Store:
         final = self.data_dir / CATALOG_FILE
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:
-            con = duckdb.connect(str(tmp))
+            # Relative globs (a copied or moved data dir keeps working; clients run from the data dir)
+            # in an old storage format (DuckDB CLIs older than this library can open it).
+            con = duckdb.connect(":memory:")
             try:
-                for stmt in self.view_statements().values():
+                con.execute(f"SET file_search_path = '{_sql_str(self.data_dir)}'")
+                con.execute(f"ATTACH '{_sql_str(tmp)}' AS hciwatch_catalog (STORAGE_VERSION '{CATALOG_STORAGE}')")
+                con.execute("USE hciwatch_catalog")
+                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(Path('.'), n)}" for n in TABLE_SCHEMAS}
+                stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
+                for stmt in stmts.values():
                     con.execute(stmt)
                 con.execute("CHECKPOINT")
+                con.execute("USE memory")
+                con.execute("DETACH hciwatch_catalog")
             finally:
                 con.close()
             os.replace(tmp, final)

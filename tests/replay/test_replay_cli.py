@@ -63,6 +63,7 @@ def test_same_capture_gives_byte_identical_alert_jsonl(
     assert "duplicate_ip" in kinds
     # the data dir is queryable by any DuckDB client through catalog.duckdb
     con = duckdb.connect(str(tmp_path / "d0" / "catalog.duckdb"), read_only=True)
+    con.execute(f"SET file_search_path = '{tmp_path / 'd0'}'")  # relative globs: what `cd d0` gives a shell user
     n = con.execute("SELECT count(*) FROM alerts WHERE kind = 'duplicate_ip'").fetchone()
     assert n is not None and n[0] >= 1
     assert con.execute("SELECT count(DISTINCT host) FROM samples WHERE source = 'windows'").fetchone() == (4,)
