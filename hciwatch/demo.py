@@ -128,21 +128,15 @@ def run_demo(data_dir: Path, *, hours: float | None, seed: int, console: Console
     for k in ("records_read", "records_rejected", "samples_stored", "ip_observations_stored", "evaluations"):
         t.add_row(k, f"{summary[k]:,}")
     console.print(t)
-    at = Table(title="alerts raised (state changes)")
-    for col in ("changed (UTC)", "status", "sev", "kind", "resource", "summary"):
-        at.add_column(col, overflow="fold")
+    # one block per change (not a table): readable at 80 columns, the summary wraps as prose
+    console.print(f"[bold]alert state changes ({len(result.alerts)})[/]")
     for a in result.alerts:
         res = ", ".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
         style = "red" if a.status.value == "firing" else "green"
-        at.add_row(
-            f"{a.changed_at:%m-%d %H:%M}",
-            f"[{style}]{a.status.value}[/]",
-            a.severity.value,
-            a.kind.value,
-            res,
-            a.summary,
+        console.print(
+            f"  {a.changed_at:%m-%d %H:%M} [{style}]{a.status.value:<8}[/] {a.severity.value} {a.kind.value}  {res}"
         )
-    console.print(at)
+        console.print(f"      {a.summary}", markup=False, highlight=False)
     for msg in result.stats.rejects[:10]:
         console.print(f"  rejected: {msg}", markup=False)
     console.print("[bold]3/3[/] report")
@@ -181,10 +175,10 @@ def follow_up_hints(data_dir: Path, capture: Path, cfg_path: Path) -> list[str]:
     return [
         "Next steps (one command per line):",
         f"  {exe} alerts --data-dir {d} --status open",
-        f"  {exe} sql --data-dir {d} 'SELECT metric, count(*) n FROM samples GROUP BY 1'",
+        f"  {exe} sql --data-dir {d} 'SELECT * FROM pool_usage LIMIT 5'",
         f"  {exe} report --data-dir {d} --out report.html",
-        "Any DuckDB client (views samples, ip_observations, alerts, pool_usage, ip_conflicts):",
-        f"  duckdb {_short(data_dir / 'catalog.duckdb')}",
+        "The DuckDB CLI (pip install duckdb-cli), from the data dir (relative paths):",
+        f"  cd {d} && duckdb -readonly catalog.duckdb",
         "Replay the recorded capture (same alerts, byte for byte):",
         f"  {exe} replay {_short(capture)} --config {_short(cfg_path)} --data-dir /tmp/replay",
     ]
