@@ -69,6 +69,7 @@ POOL_METRICS = (
     "metallb.addresses_total",
     "calico.ipam.allocations_in_use",
     "calico.ipam.ippool_size",
+    "calico.ipam.ippool_reserved",  # reserved addresses cannot be allocated: they count as used
 )
 POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
@@ -254,12 +255,14 @@ class PoolDetector:
                     vals.get("metallb.addresses_total"),
                 )
             if "calico.ipam.allocations_in_use" in vals or "calico.ipam.ippool_size" in vals:
+                in_use = vals.get("calico.ipam.allocations_in_use")
+                reserved = vals.get("calico.ipam.ippool_reserved", 0.0)
                 self._metric_point(
                     "calico",
                     scope,
                     name,
                     bucket,
-                    vals.get("calico.ipam.allocations_in_use"),
+                    None if in_use is None else in_use + reserved,
                     vals.get("calico.ipam.ippool_size"),
                 )
 

@@ -12,6 +12,10 @@ and a comment:
   table), the live page and report show it as silenced, and the silence records which changes it
   kept from the sinks (``suppressed``) so the history says why nobody was paged.
 
+The service hands every change to the outbox (the alerts table is written from it) and wraps each
+paging sink in :class:`SilencingExporter`; the live page's feed is not wrapped, it shows silenced
+changes marked as such.
+
 Silences live in ``<data_dir>/silences.json`` (written atomically). ``hciwatch silence add`` while
 the service runs takes effect at its next alert change: the service re-reads the file when it
 changed.
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.schema import Alert, iso, parse_iso
+from exporters.base import Exporter, ExportResult
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +215,9 @@ class SilenceStore:
                 return s
         return None
 
-    def filter(self, changes: Sequence[Alert], now: datetime | None = None) -> list[Alert]:
-        """The changes no active silence matches; the others are recorded on their silence."""
+    def filter(self, changes: Sequence[Alert], now: datetime | None = None, *, record: bool = True) -> list[Alert]:
+        """The changes no active silence matches (at their own time, so a retried delivery decides
+        the same); with ``record`` the others are logged and recorded on their silence."""
         self.reload(if_changed=True)
         passed: list[Alert] = []
         touched = False
@@ -219,6 +225,8 @@ class SilenceStore:
             s = self.silencing(a, now)
             if s is None:
                 passed.append(a)
+                continue
+            if not record:
                 continue
             touched = True
             s.suppressed.append(
@@ -237,6 +245,37 @@ class SilenceStore:
         if touched:
             self._save()
         return passed
+
+
+class SilencingExporter:
+    """A sink behind a silence check: matching changes are acknowledged without being sent.
+
+    The outbox still holds every change (the alerts table, the history, is written from it); only
+    the paging sinks are wrapped. Everything else is the wrapped sink's.
+    """
+
+    def __init__(self, inner: Exporter, store: SilenceStore) -> None:
+        self.inner = inner
+        self.store = store
+        self.name = inner.name
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def export(self, batch: Sequence[Alert]) -> ExportResult:
+        passed = self.store.filter(batch, record=False)
+        if not passed:
+            return ExportResult.success()
+        return await self.inner.export(passed)
+
+    async def healthcheck(self) -> bool:
+        return await self.inner.healthcheck()
+
+    async def shutdown(self) -> None:
+        await self.inner.shutdown()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def _fmt(matchers: Mapping[str, str]) -> str:
