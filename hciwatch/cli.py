@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is active. Matchers: kind=, severity=, any resource label (host=, network=, ip=, pool=), or "
         "resource= (any label); values may use * and ?. The running service picks changes up at once.",
     )
-    silence_sub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    silence_sub = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="add | list | expire")
     sa = silence_sub.add_parser(
         "add", help="add a silence", description="add a silence", parents=[common], formatter_class=_Formatter
     )

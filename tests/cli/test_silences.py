@@ -81,23 +81,33 @@ def test_cli_add_list_expire(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 async def test_service_keeps_silenced_changes_from_every_sink(tmp_path: Path) -> None:
+    """Every change reaches the outbox (the alerts table is written from it); the paging sinks
+    are wrapped so a silenced change reaches none of them; the silence records it."""
     from hciwatch.config import parse_config
     from hciwatch.service import Service
+    from hciwatch.silences import SilencingExporter
 
-    text = f'data_dir = "{tmp_path}/data"\n[api]\nallow_unauthenticated = true\n'
+    text = (
+        f'data_dir = "{tmp_path}/data"\n[api]\nallow_unauthenticated = true\n'
+        '[[exporters]]\ntype = "memory"\nname = "pager"\n'
+    )
     svc = Service(parse_config(tomllib.loads(text), text, file="t.toml"))
     try:
         hit = make_alert(1, host="hci-node-04")
-        now = hit.changed_at
-        svc.silences.add({"host": "hci-node-04"}, duration=timedelta(hours=1), comment="reboot", starts_at=now)
-        before = {e.name: svc.outbox.lag(e.name) for e in svc.exporters}
-        svc._to_outbox(
-            [hit, make_alert(2, host="hci-node-01"), make_alert(1, host="hci-node-04", status=AlertStatus.RESOLVED)]
-        )
-        after = {e.name: svc.outbox.lag(e.name) for e in svc.exporters}
-        assert all(after[n] - before[n] == 1 for n in after)  # only the unsilenced change was queued
+        miss = make_alert(2, host="hci-node-01")
+        resolved = make_alert(1, host="hci-node-04", status=AlertStatus.RESOLVED)
+        svc.silences.add({"host": "hci-node-04"}, duration=timedelta(hours=1), comment="reboot", starts_at=hit.ts)
+        pager = next(e for e in svc.exporters if e.name == "pager")
+        assert isinstance(pager, SilencingExporter)
+        assert not isinstance(next(e for e in svc.exporters if e.name == svc.feed.name), SilencingExporter)
+        before = svc.outbox.lag("pager")
+        svc._to_outbox([hit, miss, resolved])
+        assert svc.outbox.lag("pager") - before == 3  # all stored for the history
+        result = await pager.export([hit, miss, resolved])
+        assert result.ok
+        assert [a.fingerprint for a in pager.inner.alerts] == [miss.fingerprint]  # type: ignore[attr-defined]
+        assert (await pager.export([hit])).ok and len(pager.inner.batches) == 1  # type: ignore[attr-defined]
         recorded = json.loads((tmp_path / "data" / "silences.json").read_text())["silences"][0]["suppressed"]
         assert [r["status"] for r in recorded] == ["firing", "resolved"]
     finally:
-        svc.outbox.close()
-        svc.pipeline.close()
+        await svc.stop()
