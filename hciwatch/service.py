@@ -117,11 +117,19 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
     return out
 
 
-def target_health(scheduler: Scheduler, parse_errors: Mapping[str, int]) -> list[dict[str, Any]]:
-    """One row per configured target for the live page, dead and never-scraped ones included."""
+def target_health(
+    scheduler: Scheduler, parse_errors: Mapping[str, int], parsed: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """One row per configured target for the live page, dead and never-scraped ones included.
+
+    A target that answers but whose payloads give nothing and only parse errors (an HTTP 200 with
+    garbage) is not "up": its state says so.
+    """
     out = []
     for h in sorted(scheduler.health.values(), key=lambda x: (x.source, x.target)):
         state = "not scraped yet" if not h.fetches else ("up" if h.consecutive_failures == 0 else "down")
+        if state == "up" and parsed is not None and parse_errors.get(h.target) and not parsed.get(h.target):
+            state = "answering, unparsable"
         out.append(
             {
                 "source": h.source,
@@ -246,7 +254,11 @@ class Service:
             "skipped_parts": s.line_errors,
             "samples_stored": s.samples_stored,
             "ip_observations_stored": s.ip_observations_stored,
-            "targets": target_health(self.scheduler, s.rejected_by_target + s.errors_by_target),
+            "targets": target_health(
+                self.scheduler,
+                s.rejected_by_target + s.errors_by_target,
+                s.samples_by_target + s.ip_observations_by_target,
+            ),
         }
 
     def _evaluate(self, now: datetime) -> None:

@@ -47,7 +47,9 @@ def _health() -> Scheduler:
     good.ok(now, 1)
     dead = TargetHealth("windows", "hci-node-09:9182", 300.0)
     dead.fail(now, "cannot connect to hci-node-09:9182: Connection refused")
-    sched.health = {("windows", good.target): good, ("windows", dead.target): dead}
+    garbage = TargetHealth("windows", "hci-node-05:9182", 300.0)  # HTTP 200 with an HTML error page
+    garbage.ok(now, 1)
+    sched.health = {(h.source, h.target): h for h in (good, dead, garbage)}
     return sched
 
 
@@ -83,7 +85,11 @@ class ServedApi:
                     "records_rejected": 1,
                     "reject_reasons": {"parse error": 1},
                     "skipped_parts": 2,
-                    "targets": target_health(_health(), {"hci-node-01:9182": 3}),
+                    "targets": target_health(
+                        _health(),
+                        {"hci-node-01:9182": 3, "hci-node-05:9182": 1},
+                        {"hci-node-01:9182": 500},
+                    ),
                 },
             )
             self._runner = web.AppRunner(app)
@@ -169,7 +175,9 @@ def test_live_page(chromium: ChromiumSession, served: ServedApi, duplicate_lb_ip
     assert "test-site" in page.locator("#view-header h1").inner_text()
     assert "1 record(s) rejected (parse error: 1)" in page.locator("#parse-errors").inner_text()
     # every configured target is listed with its health, the dead one from its first failed scrape
-    assert page.locator("#target-health").get_attribute("data-down") == "1"
+    assert page.locator("#target-health").get_attribute("data-down") == "2"
+    garbage = page.locator("#target-health tr[data-target='hci-node-05:9182']")
+    assert garbage.get_attribute("data-state") == "answering, unparsable"
     dead = page.locator("#target-health tr[data-target='hci-node-09:9182']")
     assert dead.get_attribute("data-state") == "down" and "Connection refused" in dead.inner_text()
     good = page.locator("#target-health tr[data-target='hci-node-01:9182']")
