@@ -10,7 +10,7 @@ APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 PY_DIRS := collector analytics exporters hciwatch lab tests bench
 
-.PHONY: chaos bench-nab demo install test test-fast test-deps debian-deps lint check fuzz bench eval clean
+.PHONY: check-deploy chaos bench-nab demo install test test-fast test-deps debian-deps lint check fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -65,6 +65,12 @@ check: $(VENV)/.installed-test
 # kill the real service (chaos).
 test-fast: $(VENV)/.installed-test
 	$(BIN)/pytest -q -p no:cacheprovider -m "not integration and not slow and not chaos"
+
+# deploy/ as shipped: Collector keys vs the components' config structs, Grafana names vs what remote-write
+# produces, Pod Security "restricted", systemd hardening score, Containerfile, LICENSE, yamllint; and the
+# wheel installed into a clean venv. (`check` can depend on this target.)
+check-deploy: test-deps
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 fuzz: test-deps
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -k "fuzz"

@@ -1,6 +1,8 @@
 """The Parquet store: batched, atomic, Hive-partitioned writes and the DuckDB catalog of views.
 
 Layout: see :mod:`collector.store_layout` (shared with the readers in :mod:`collector.store_read`).
+The catalog holds views only, with globs relative to the data dir, in DuckDB storage v1.0.0:
+``cd <data_dir> && duckdb -readonly catalog.duckdb`` works with any DuckDB >= 1.0.
 
 Why it is built this way:
 
@@ -68,6 +70,13 @@ log = logging.getLogger(__name__)
 
 EMPTY_FILE = "part-empty.parquet"
 JOURNAL = "_compaction.json"
+CATALOG_STORAGE = "v1.0.0"
+"""Storage format of the catalog: readable by every DuckDB from 1.0 on (the CLI on PyPI lags the library)."""
+
+
+def _sql_str(p: Path | str) -> str:
+    return str(p).replace("'", "''")
+
 
 # The one place the Parquet write options live (zstd, dictionary pages for strings).
 _WRITE_OPTS = {
@@ -444,11 +453,20 @@ class Store:
         final = self.data_dir / CATALOG_FILE
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:
-            con = duckdb.connect(str(tmp))
+            # Relative globs (a copied or moved data dir keeps working; clients run from the data dir)
+            # in an old storage format (DuckDB CLIs older than this library can open it).
+            con = duckdb.connect(":memory:")
             try:
-                for stmt in self.view_statements().values():
+                con.execute(f"SET file_search_path = '{_sql_str(self.data_dir)}'")
+                con.execute(f"ATTACH '{_sql_str(tmp)}' AS hciwatch_catalog (STORAGE_VERSION '{CATALOG_STORAGE}')")
+                con.execute("USE hciwatch_catalog")
+                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(Path('.'), n)}" for n in TABLE_SCHEMAS}
+                stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
+                for stmt in stmts.values():
                     con.execute(stmt)
                 con.execute("CHECKPOINT")
+                con.execute("USE memory")
+                con.execute("DETACH hciwatch_catalog")
             finally:
                 con.close()
             os.replace(tmp, final)

@@ -25,6 +25,7 @@ from exporters.service_metrics import (
     snapshot_observations,
     spec,
 )
+from hciwatch.buildinfo import build_info_metric
 
 # what /metrics takes from the dashboard snapshot as it is (the pipeline totals are read live
 # instead, broken down by their labels)
@@ -84,6 +85,7 @@ class HciwatchCollector(Collector):
         self._reliability = reliability
 
     def collect(self) -> Iterator[Metric]:
+        yield build_info_metric()
         obs = self.observations()
         for m in SERVICE_METRICS:
             if m.name in obs and m.kind != "histogram":
