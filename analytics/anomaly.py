@@ -1,21 +1,24 @@
 """Metric anomaly (metric_anomaly): dynamic thresholds for any canonical metric a user lists.
 
 Each ``[[analytics.metric_anomaly]]`` rule selects series (metric + label filter); every series
-gets its own robust, time-of-day aware baseline (:mod:`analytics.baselines`). As in Azure
-Monitor's dynamic thresholds, ``sensitivity`` sets how far from the baseline a step must be to
-violate (low/medium/high → robust z of 6 / 4.5 / 3), ``direction`` which side counts, and
-``min_failing_periods`` of ``of_periods`` how many of the last observed steps must violate before
-the series is anomalous. Hysteresis: an anomalous series clears after ``of_periods`` consecutive
-steps without a violation at 0.6 × the firing z. Violating steps, and every step of an anomalous
-series, are withheld from its baseline while the anomaly is open and learned once it clears
-(the robust median and MAD keep a rare incident from moving the baseline, while behaviour that
-recurs often, like routine write bursts, becomes normal) — or once it has lasted
-``relearn_after``: a lasting level shift is then the new normal and clears instead of firing
-forever. Violations that never make an anomaly are learned after ``of_periods`` quiet steps.
+gets its own causal detector (:mod:`analytics.detector`, the one ``hciwatch anomalies`` and the
+NAB bench use): robust level, jump, shift and daily-seasonal surprise against the series' own
+past, with an alert bar calibrated on the surprises the series has shown so far. As in Azure
+Monitor's dynamic thresholds, ``sensitivity`` scales that bar (low fewer alerts, high more),
+``direction`` says which side counts, and ``min_failing_periods`` of ``of_periods`` how many of the
+last observed steps must be over the bar before the series is anomalous. Hysteresis: an anomalous
+series clears after ``of_periods`` consecutive steps under 0.6 × the bar. Violating steps, and
+every step of an anomalous series, are withheld from its baselines while the anomaly is open and
+learned once it clears (a rare incident does not move the baseline, while behaviour that recurs
+often, like routine write bursts, becomes normal) — or once it has lasted ``relearn_after``: a
+lasting level shift is then the new normal and clears instead of firing forever. Violations that
+never make an anomaly are learned after ``of_periods`` quiet steps.
 
 Counters (``*_total``) are judged by their per-second rate (resets and gaps handled by
 :mod:`analytics.rates`); formatted rates and gauges by their value. Cold start: a series is judged
-once it has ``baselines.min_points`` steps.
+once it has ``baselines.min_points`` steps; ``baselines.window`` is its trailing window,
+``baselines.relative_floor`` the smallest spread relative to its level, and
+``baselines.time_of_day`` turns the daily-seasonal feature on.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
-import numpy as np
 import pyarrow as pa
 
-from analytics.baselines import SOURCE_NAMES, BaselineBank, poisson_floor, robust_z
+from analytics.detector import DetectorParams, StreamDetector
 from analytics.findings import Finding
 from analytics.rates import in_set, is_counter, metric_forms
 from analytics.settings import AnalyticsSettings, MetricAnomalyRule
@@ -39,6 +41,7 @@ from collector.schema import AlertKind, from_ms, iso
 SERIES_EXPR = "CAST(to_json(map_from_entries(list_sort(map_entries(labels)))) AS VARCHAR)"
 CLEAR_RATIO = 0.6
 T = TypeVar("T")
+MAX_SEASON = 20_000  # steps per day above which the daily-seasonal feature is off
 HELD_MAX = 4096  # withheld steps kept per series (a trailing baseline never holds more)
 
 
@@ -79,16 +82,6 @@ def to_learn(
     return out
 
 
-def violates(z: float, zf: float, direction: str) -> bool:
-    if not math.isfinite(z):
-        return False
-    if direction == "up":
-        return z >= zf
-    if direction == "down":
-        return z <= -zf
-    return abs(z) >= zf
-
-
 @dataclass(slots=True)
 class _Series:
     flags: deque[bool]
@@ -100,13 +93,14 @@ class _Series:
     evidence: dict[str, Any] = field(default_factory=dict)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=12))
     held: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=HELD_MAX))  # (bucket, value)
+    det: StreamDetector | None = None
 
 
 class _Rule:
     def __init__(self, rule: MetricAnomalyRule, settings: AnalyticsSettings) -> None:
         self.rule = rule
         self.forms = metric_forms(rule.metric)
-        self.zf = (rule.sensitivity or settings.sensitivity).z
+        self.sensitivity = rule.sensitivity or settings.sensitivity
         self.relearn_ms = int(rule.relearn_after.total_seconds() * 1000)
         self.series: dict[tuple[str, str], _Series] = {}
 
@@ -115,7 +109,14 @@ class MetricAnomalyDetector:
     def __init__(self, settings: AnalyticsSettings) -> None:
         self.s = settings
         self.step_ms = settings.step_ms
-        self.bank = BaselineBank(settings.baselines, self.step_ms)
+        b = settings.baselines
+        self.params = DetectorParams(
+            window=max(b.min_points, int(b.window.total_seconds() * 1000) // self.step_ms),
+            min_points=b.min_points,
+            relative_floor=b.relative_floor,
+        )
+        per_day = 86_400_000 // self.step_ms
+        self.season = per_day if b.time_of_day and 2 <= per_day <= MAX_SEASON else 0
         self.rules = [_Rule(r, settings) for r in settings.metric_anomaly]
         self._match_cache: dict[tuple[str, str, str], bool] = {}
 
@@ -165,29 +166,24 @@ class MetricAnomalyDetector:
         self._expire(hi_ms)
 
     def _step(self, rule: _Rule, bucket: int, vals: dict[tuple[str, str], tuple[float, bool]]) -> None:
-        keys = sorted(vals)
-        ids = self.bank.ids([(rule.rule.rule_name, *k) for k in keys])
-        v = np.array([vals[k][0] for k in keys])
-        counter = np.array([vals[k][1] for k in keys])
-        self.bank.refresh(bucket)
-        med, sig, src = self.bank.baseline(ids)
-        rel = self.s.baselines.relative_floor * np.abs(np.nan_to_num(med))
-        floor = np.where(counter, np.fmax(poisson_floor(med, self.step_ms / 1000), rel), np.fmax(rel, 1e-12))
-        z = robust_z(v, med, sig, floor)
         m = rule.rule.of_periods
-        learn = np.zeros(len(keys), bool)
-        earlier: list[tuple[int, list[tuple[int, float]]]] = []  # withheld steps released now, per series
-        for i, key in enumerate(keys):
+        direction = rule.rule.direction
+        for key in sorted(vals):
+            value, counter = vals[key]
             st = rule.series.get(key)
             if st is None:
                 st = _Series(deque(maxlen=m))
                 rule.series[key] = st
-            zi = float(z[i])
-            bad = violates(zi, rule.zf, rule.rule.direction)
-            near = violates(zi, rule.zf * CLEAR_RATIO, rule.rule.direction)
+            if st.det is None:
+                st.det = StreamDetector(rule.sensitivity, self.params, self.season, direction)
+            det = st.det
+            j = det.judge(value, bucket / self.step_ms)
+            side = det.side(value, j.baseline)
+            bad = j.over and side
+            near = side and j.score >= CLEAR_RATIO * j.bar  # False while cold (NaN)
             st.flags.append(bad)
             st.last = bucket
-            st.recent.append(float(v[i]))
+            st.recent.append(value)
             st.quiet = 0 if near else st.quiet + 1
             relearn = rule.relearn_ms > 0 and st.active and bucket - st.onset >= rule.relearn_ms
             was_active = st.active
@@ -195,36 +191,25 @@ class MetricAnomalyDetector:
                 st.active, st.onset, st.cleared = True, bucket, None
             elif st.active and st.quiet >= m:
                 st.active, st.cleared = False, bucket
-            admitted = to_learn(
-                st.held,
-                bucket,
-                float(v[i]),
-                bad=bad,
-                active=was_active,
-                relearn=relearn,
-                settled=not st.active and st.quiet >= m,
-            )
-            if admitted and admitted[-1][0] == bucket:
-                learn[i] = True  # this step's own value joins the batched add below
-                admitted.pop()
-            if admitted:
-                earlier.append((i, admitted))
+            settled = not st.active and st.quiet >= m
+            for b, v in to_learn(st.held, bucket, value, bad=bad, active=was_active, relearn=relearn, settled=settled):
+                det.learn(v, b / self.step_ms)
             if st.active or st.cleared == bucket:
-                scale = max(float(np.nan_to_num(sig[i])), float(floor[i]))
                 st.evidence = {
                     "metric": rule.rule.metric,
                     "stored_as": rule.forms,
                     "host": key[0],
                     "labels": key[1],
-                    "value": float(v[i]),
-                    "judged_as": "per-second rate" if counter[i] else "value",
-                    "baseline": float(med[i]),
-                    "spread": scale,
-                    "z": zi,
-                    "band": [float(med[i]) - rule.zf * scale, float(med[i]) + rule.zf * scale],
-                    "baseline_source": SOURCE_NAMES[int(src[i])],
-                    "sensitivity": (rule.rule.sensitivity or self.s.sensitivity).value,
-                    "direction": rule.rule.direction,
+                    "value": value,
+                    "judged_as": "per-second rate" if counter else "value",
+                    "baseline": j.baseline,
+                    "spread": j.spread,
+                    "z": (1.0 if value >= j.baseline else -1.0) * j.score,
+                    "bar": j.bar,
+                    "band": [j.baseline - j.bar * j.spread, j.baseline + j.bar * j.spread],
+                    "baseline_source": "seasonal+trailing" if self.season else "trailing",
+                    "sensitivity": rule.sensitivity.value,
+                    "direction": direction,
                     "failing_periods": f"{sum(st.flags)}/{len(st.flags)}",
                     "required": f"{rule.rule.min_failing_periods}/{m}",
                     "recent_values": list(st.recent),
@@ -232,11 +217,6 @@ class MetricAnomalyDetector:
                     "onset": iso(from_ms(st.onset)),
                     "relearning": relearn,
                 }
-        for i, admitted in earlier:  # older steps first, so each ring stays in time order
-            for b, value in admitted:
-                self.bank.add(ids[i : i + 1], np.array([value]), b)
-        if learn.any():
-            self.bank.add(ids[learn], v[learn], bucket)
 
     def _expire(self, now_ms: int) -> None:
         gap = self.s.max_rate_gap.total_seconds() * 1000

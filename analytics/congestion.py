@@ -46,12 +46,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 from sklearn.ensemble import IsolationForest
 
 from analytics.baselines import (
@@ -129,7 +128,7 @@ SUB_EXPR = (
 PRIORITY_EXPR = "coalesce(labels['priority'], '')"
 
 
-def _f64(col: pa.ChunkedArray) -> F64:
+def _f64(col: pa.ChunkedArray[Any]) -> F64:
     return np.asarray(col.to_numpy(), np.float64)  # nulls become NaN for float columns
 
 
@@ -150,25 +149,24 @@ class _Window:
     rate: F64
     inc: F64
     mean: F64
-    sub: pa.Array  # unfiltered (index with ``orig``): read only for evidence
-    prio: pa.Array
+    sub: pa.Array[Any]  # unfiltered (index with ``orig``): read only for evidence
+    prio: pa.Array[Any]
     orig: npt.NDArray[np.int64]  # row → row of the window table
     subcode: npt.NDArray[np.int64]
     nsub: int
 
 
-def _dict_col(col: pa.ChunkedArray) -> pa.DictionaryArray:
+def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
     """A column as one dictionary array (the step table's columns already are)."""
     if pa.types.is_dictionary(col.type):
         arr = (col.unify_dictionaries() if col.num_chunks > 1 else col).combine_chunks()
     else:
         arr = col.combine_chunks().dictionary_encode()
-    out: pa.DictionaryArray = arr
-    return out
+    return cast("pa.DictionaryArray[Any, Any]", arr)  # dictionary-typed either way
 
 
-def _codes(arr: pa.DictionaryArray) -> npt.NDArray[np.int64]:
-    return np.asarray(pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False), np.int64)
+def _codes(arr: pa.DictionaryArray[Any, Any]) -> npt.NDArray[np.int64]:
+    return np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +257,7 @@ class CongestionDetector:
     def _process(self, tbl: pa.Table) -> None:
         # select the congestion rows with numpy on dictionary codes (no per-row strings, no table filter)
         mcol = _dict_col(tbl.column("metric"))
-        mnames: list[str] = mcol.dictionary.to_pylist()
+        mnames = cast(list[str], mcol.dictionary.to_pylist())  # a dictionary holds no nulls
         sig_of = np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64)
         role_of = np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64)
         mcode_all = _codes(mcol)
@@ -268,7 +266,7 @@ class CongestionDetector:
             return
         mcode = mcode_all[rows]
         hcol = _dict_col(tbl.column("host"))
-        names: list[str] = hcol.dictionary.to_pylist()
+        names = cast(list[str], hcol.dictionary.to_pylist())
         by_name = sorted(range(len(names)), key=lambda i: names[i])
         rank = np.empty(len(names), np.int64)
         rank[by_name] = np.arange(len(names))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -122,9 +122,9 @@ class ConflictEvent:
 HoldingKey = tuple[str, str, str, str | None, str | None]
 
 
-def _sorted_codes(enc: pa.DictionaryArray) -> tuple[list[str], npt.NDArray[np.int64]]:
+def _sorted_codes(enc: pa.DictionaryArray[Any, Any]) -> tuple[list[str], npt.NDArray[np.int64]]:
     """A dictionary's values in sorted order and every row's code into that order."""
-    names: list[str] = enc.dictionary.to_pylist()
+    names = cast(list[str], enc.dictionary.to_pylist())  # a dictionary holds no nulls
     by_name = sorted(range(len(names)), key=lambda i: names[i])
     rank = np.empty(len(names), np.int64)
     rank[by_name] = np.arange(len(names))
@@ -191,7 +191,7 @@ class ObservationTracker:
             self.version += 1
 
     def _cover(self, held: pa.Table) -> None:
-        inv = held.filter(pc.not_equal(held.column("kind"), "event"))
+        inv = held.filter(pc.not_equal(held.column("kind"), pa.scalar("event")))
         if not inv.num_rows:
             return
         t = np.asarray(inv.column("t").to_numpy(), np.int64)
@@ -222,7 +222,7 @@ class ObservationTracker:
         k = ip_code * n_ow + ow_code  # pairs in (ip, observer) name order, whatever the row order
         t = np.asarray(tbl.column("t").to_numpy(), np.int64)
         mac_enc = tbl.column("mac").combine_chunks().dictionary_encode()
-        macs: list[str] = mac_enc.dictionary.to_pylist()
+        macs = cast(list[str], mac_enc.dictionary.to_pylist())  # a dictionary holds no nulls
         m = np.asarray(mac_enc.indices.to_numpy(zero_copy_only=False), np.int64)
         t0 = int(t.min())
         span = int(t.max()) - t0

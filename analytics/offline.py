@@ -1,57 +1,90 @@
 """Offline anomaly scoring of one series from a CSV file (``hciwatch anomalies FILE.csv``).
 
-The same baseline machinery as the live ``metric_anomaly`` detector, applied causally: each row is
-scored only from the rows before it (rolling median/MAD over the last ``window_points`` values,
-hour-of-day once the history spans ``tod_min_days`` days), so the output is what the service
-would have said at that moment. Sensitivity and N-of-M failing periods work as in Azure Monitor's
-dynamic thresholds. ``is_anomaly`` marks the first row of each anomalous *episode* once; the
-episode lasts until ``of_periods`` consecutive rows are back within 0.6 × the threshold, and its
-rows are withheld from the baseline while it is open: learned once it closes (the robust median
-and MAD keep a rare incident from moving the baseline, while behaviour that recurs often, such as
-routine write bursts, becomes normal), or once it has lasted ``relearn_after`` (default 1 day: a
-lasting level shift is the new normal). Violations that never make an episode are learned once
-the series has been quiet for ``of_periods`` rows. The live detector does the same.
+The same detector as the live ``metric_anomaly`` rule (:mod:`analytics.detector`), applied
+causally: each row is scored only from the rows before it, so the output is what the service would
+have said at that moment. ``is_anomaly`` marks the first row of each anomalous episode once.
 
-Series made only of non-negative integers (event counts) get a Poisson floor on their spread, so
-going from 0 to 1 is not an anomaly but 0 to 20 is.
+Real exports are messy. The policy (default) keeps every row in the output, in input order, and
+says in the ``note`` column what was done with it; a summary per kind goes to stderr:
 
-Output columns: ``timestamp,value,score,is_anomaly`` — the input's timestamp and value text, the
-robust z-score (empty while there is no baseline yet or the value is missing) and true/false.
+==============  =====================================================================================
+note            policy
+==============  =====================================================================================
+out_of_order    timestamp earlier than an earlier row (a clock change, a merged export): scored in
+                arrival order, as the service would have seen it
+duplicate       same timestamp as the previous or the latest row: a repeated sample, not scored nor learned
+after_gap       more than ``GAP_STEPS`` × the usual step after the latest row: scored, but its step
+                is not compared with the value before the gap
+missing         empty / nan / null / none value: not scored
+not_numeric     a value that is not a number: not scored
+bad_timestamp   a timestamp that is neither ISO-8601 nor epoch seconds/ms: not scored
+short_row       fewer fields than the columns need: not scored
+==============  =====================================================================================
+
+``strict=True`` (``--strict``) refuses the file at the first such row (except ``missing`` and
+``after_gap``, which are normal) with a :class:`collector.errors.ParseError` naming the line. In
+both modes the whole file is read and scored before anything is written: an error never leaves a
+half-written output.
+
+Output columns: ``timestamp,value,score,is_anomaly,note`` — the input's timestamp and value text,
+the detector's surprise score (empty while it has too little history or the row is not scored),
+``true``/``false`` and the note.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
+import statistics
 import sys
-from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
-from analytics.anomaly import CLEAR_RATIO, to_learn, violates
-from analytics.baselines import median_mad
-from analytics.settings import BaselineSettings, Sensitivity
+from analytics.detector import StreamDetector
+from analytics.settings import Sensitivity
 from collector.errors import ParseError
 
 SOURCE = "anomalies-csv"
+GAP_STEPS = 3.0  # a step this many times the usual one is a gap
+SEASON_PROBE = 25  # rows whose spacing sets the daily cycle (the detector's cold start is shorter)
+MAX_SEASON = 20_000  # rows per day above which the seasonal feature is off (sub-5-second data)
+MISSING = ("", "nan", "null", "none", "na", "n/a")
+NOTE_TEXT = {
+    "out_of_order": "row(s) earlier than a previous row, scored in arrival order",
+    "duplicate": "row(s) repeating the latest timestamp, not scored",
+    "after_gap": "gap(s) in the data, the step across each is not judged",
+    "missing": "row(s) with a missing value, not scored",
+    "not_numeric": "row(s) with a value that is not a number, not scored",
+    "bad_timestamp": "row(s) with an unreadable timestamp, not scored",
+    "short_row": "row(s) with too few fields, not scored",
+}
+STRICT_REFUSES = ("out_of_order", "duplicate", "not_numeric", "bad_timestamp", "short_row")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnomalyRun:
-    """What :func:`anomalies_csv` did."""
+    """What :func:`anomalies_csv` did; ``notes`` counts rows per note kind (first line kept)."""
 
     rows: int
     scored: int
     episodes: int
     first_ts: datetime | None
     last_ts: datetime | None
+    notes: dict[str, list[int]] = field(default_factory=dict)  # kind -> [count, first line]
+
+    def warnings(self, target: str) -> list[str]:
+        """One human line per kind of flagged row (for stderr)."""
+        return [
+            f"warning: {target}: {n} {NOTE_TEXT[kind]} (first at line {line})"
+            for kind, (n, line) in sorted(self.notes.items())
+        ]
 
 
-def _parse_ts(text: str, line: int, target: str) -> datetime:
+def parse_ts(text: str) -> datetime | None:
+    """ISO-8601 (``Z`` allowed, naive = UTC) or epoch seconds/milliseconds; None if neither."""
     t = text.strip()
     try:
         num = float(t)
@@ -61,126 +94,55 @@ def _parse_ts(text: str, line: int, target: str) -> datetime:
         return datetime.fromtimestamp(num / 1000 if abs(num) >= 1e11 else num, tz=UTC)
     try:
         dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
-    except ValueError as exc:
-        raise ParseError(
-            f"timestamp {text!r} is neither ISO-8601 nor epoch seconds/milliseconds",
-            source=SOURCE,
-            target=target,
-            line=line,
-        ) from exc
+    except ValueError:
+        return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-class CausalScorer:
-    """Scores one value at a time against the values before it."""
-
-    def __init__(self, cfg: BaselineSettings, window_points: int = 720, tod_points: int = 360) -> None:
-        self.cfg = cfg
-        self.window: deque[float] = deque(maxlen=max(cfg.min_points, window_points))
-        self.tod: dict[int, deque[tuple[int, float]]] = {}
-        self.tod_points = tod_points
-        self.refresh_every = max(1, self.window.maxlen // 100) if self.window.maxlen else 1
-        self._since = self.refresh_every
-        self._stats: tuple[float, float] = (math.nan, math.nan)
-        self.integers = True
-        self._tod_version = [0] * 24  # bumped on every learn into that hour's slot
-        self._tod_stats: dict[int, tuple[int, float, float]] = {}  # hour -> (version, median, σ)
-
-    def score(self, ts: datetime, value: float) -> float:
-        hour = ts.hour
-        med, sig = math.nan, math.nan
-        slot = self.tod.get(hour)
-        if (
-            self.cfg.time_of_day
-            and slot is not None
-            and len(slot) >= self.cfg.tod_min_points
-            and len({d for d, _ in slot}) >= self.cfg.tod_min_days
-        ):
-            cached = self._tod_stats.get(hour)
-            if cached is None or cached[0] != self._tod_version[hour]:
-                cached = (self._tod_version[hour], *median_mad(np.fromiter((v for _, v in slot), np.float64)))
-                self._tod_stats[hour] = cached
-            _, med, sig = cached
-        elif len(self.window) >= self.cfg.min_points:
-            if self._since >= self.refresh_every:
-                self._stats = median_mad(np.fromiter(self.window, np.float64))
-                self._since = 0
-            med, sig = self._stats
-        if not math.isfinite(med):
-            return math.nan
-        floor = max(self.cfg.relative_floor * abs(med), 1e-12)
-        if self.integers:
-            floor = max(floor, math.sqrt(max(med, 1.0)))
-        return (value - med) / max(sig, floor)
-
-    def learn(self, ts: datetime, value: float) -> None:
-        self.window.append(value)
-        self._since += 1
-        if self.integers and (value < 0 or value != int(value)):
-            self.integers = False
-        slot = self.tod.setdefault(ts.hour, deque(maxlen=self.tod_points))
-        slot.append((int(ts.timestamp() // 86400), value))
-        self._tod_version[ts.hour] += 1
+@dataclass(slots=True)
+class _Row:
+    line: int
+    ts_text: str
+    v_text: str
+    ts: datetime | None
+    value: float | None
+    note: str = ""
 
 
-def anomalies_csv(
-    in_path: str | Path,
-    out_stream: TextIO,
-    time_col: str = "timestamp",
-    value_col: str = "value",
-    sensitivity: str | Sensitivity = Sensitivity.MEDIUM,
-    *,
-    min_failing_periods: int = 3,
-    of_periods: int = 5,
-    direction: str = "both",
-    baselines: BaselineSettings | None = None,
-    relearn_after: timedelta = timedelta(days=1),
-) -> AnomalyRun:
-    """Score a CSV series causally and write ``timestamp,value,score,is_anomaly`` rows.
+def _refuse(row: _Row, kind: str, target: str) -> ParseError:
+    why = {
+        "out_of_order": f"timestamp {row.ts_text!r} is earlier than a previous row (sort the file by time)",
+        "duplicate": f"timestamp {row.ts_text!r} repeats the latest one",
+        "not_numeric": f"value {row.v_text!r} is not a number",
+        "bad_timestamp": f"timestamp {row.ts_text!r} is neither ISO-8601 nor epoch seconds/milliseconds",
+    }.get(kind, "row has too few fields")
+    return ParseError(why, source=SOURCE, target=target, line=row.line)
 
-    Raises :class:`collector.errors.ParseError` (with the line) for a missing column, an
-    unparseable timestamp or value, or timestamps that go backwards.
-    """
-    sens = Sensitivity(sensitivity)
-    if not 1 <= min_failing_periods <= of_periods:
-        raise ValueError("need 1 <= min_failing_periods <= of_periods")
-    if direction not in ("up", "down", "both"):
-        raise ValueError(f"direction must be up, down or both, not {direction!r}")
-    cfg = baselines or BaselineSettings()
-    target = str(in_path)
-    fh: TextIO = sys.stdin if target == "-" else open(in_path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+
+def usual_step(stamps: list[datetime]) -> float:
+    """The median positive spacing of ``stamps`` in seconds (0 when it cannot be told)."""
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps) if b > a]
+    return statistics.median(steps) if steps else 0.0
+
+
+def season_rows(step_s: float) -> int:
+    """Rows per day for rows ``step_s`` seconds apart (0 = no usable daily cycle)."""
+    rows = round(86400 / step_s) if step_s > 0 else 0
+    return rows if 2 <= rows <= MAX_SEASON else 0
+
+
+def _value(text: str) -> tuple[float | None, str]:
+    """(value, "") or (None, why it is not one)."""
+    if text.lower() in MISSING:
+        return None, "missing"
     try:
-        return _run(
-            fh,
-            out_stream,
-            target,
-            time_col,
-            value_col,
-            sens.z,
-            min_failing_periods,
-            of_periods,
-            direction,
-            cfg,
-            relearn_after,
-        )
-    finally:
-        if fh is not sys.stdin:
-            fh.close()
+        v = float(text)
+    except ValueError:
+        return None, "not_numeric"
+    return (v, "") if math.isfinite(v) else (None, "missing")
 
 
-def _run(
-    fh: TextIO,
-    out: TextIO,
-    target: str,
-    time_col: str,
-    value_col: str,
-    zf: float,
-    n: int,
-    m: int,
-    direction: str,
-    cfg: BaselineSettings,
-    relearn_after: timedelta,
-) -> AnomalyRun:
+def _read(fh: TextIO, target: str, time_col: str, value_col: str, strict: bool) -> list[_Row]:
     reader = csv.reader(fh)
     try:
         header = next(reader)
@@ -193,72 +155,90 @@ def _run(
                 f"no column {c!r} in header (columns: {', '.join(cols)})", source=SOURCE, target=target, line=1
             )
     ti, vi = cols.index(time_col), cols.index(value_col)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["timestamp", "value", "score", "is_anomaly"])
-    scorer = CausalScorer(cfg)
-    flags: deque[bool] = deque(maxlen=m)
-    in_episode, quiet = False, 0
-    held: deque[tuple[datetime, float]] = deque(maxlen=scorer.window.maxlen)  # withheld from the baseline
-    onset = datetime.min.replace(tzinfo=UTC)
-    rows = scored = episodes = 0
-    first: datetime | None = None
-    last: datetime | None = None
-    for line_no, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
+    out: list[_Row] = []
+    newest: datetime | None = None
+    prev: datetime | None = None
+    for line_no, rec in enumerate(reader, start=2):
+        if not rec or all(not c.strip() for c in rec):
             continue
-        if len(row) <= max(ti, vi):
-            raise ParseError(
-                f"row has {len(row)} fields, needs {max(ti, vi) + 1}", source=SOURCE, target=target, line=line_no
-            )
-        ts_text, v_text = row[ti], row[vi]
-        ts = _parse_ts(ts_text, line_no, target)
-        if last is not None and ts < last:
-            raise ParseError(
-                f"timestamp {ts_text!r} is earlier than the previous row (sort the file by time)",
-                source=SOURCE,
-                target=target,
-                line=line_no,
-            )
-        first = first or ts
-        last = ts
-        rows += 1
-        vt = v_text.strip()
-        if vt == "" or vt.lower() in ("nan", "null", "none"):
-            writer.writerow([ts_text, v_text, "", "false"])
-            continue
-        try:
-            value = float(vt)
-        except ValueError:
-            raise ParseError(f"value {v_text!r} is not a number", source=SOURCE, target=target, line=line_no) from None
-        if not math.isfinite(value):
-            writer.writerow([ts_text, v_text, "", "false"])
-            continue
-        z = scorer.score(ts, value)
-        is_new = False
-        if math.isfinite(z):
-            scored += 1
-            bad = violates(z, zf, direction)
-            flags.append(bad)
-            quiet = 0 if violates(z, zf * CLEAR_RATIO, direction) else quiet + 1
-            if not in_episode and sum(flags) >= n:
-                in_episode, is_new, onset = True, True, ts
-                episodes += 1
-            elif in_episode and quiet >= m:
-                in_episode = False
-                flags.clear()
-            relearn = in_episode and relearn_after > timedelta(0) and ts - onset >= relearn_after
-            for h_ts, h_value in to_learn(
-                held, ts, value, bad=bad, active=in_episode, relearn=relearn, settled=not in_episode and quiet >= m
-            ):
-                scorer.learn(h_ts, h_value)
+        if len(rec) <= max(ti, vi):
+            row = _Row(line_no, rec[ti] if len(rec) > ti else "", rec[vi] if len(rec) > vi else "", None, None)
+            row.note = "short_row"
         else:
-            scorer.learn(ts, value)
-        writer.writerow(
-            [
-                ts_text,
-                v_text,
-                "" if not math.isfinite(z) else f"{max(-1e9, min(1e9, z)):.3f}",
-                "true" if is_new else "false",
-            ]
-        )
-    return AnomalyRun(rows, scored, episodes, first, last)
+            row = _Row(line_no, rec[ti], rec[vi], parse_ts(rec[ti]), None)
+            vt = rec[vi].strip()
+            if row.ts is None:
+                row.note = "bad_timestamp"
+            elif row.ts in (prev, newest):
+                row.note = "duplicate"
+            elif newest is not None and row.ts < newest:
+                row.note = "out_of_order"
+            if row.ts is not None:
+                prev = row.ts
+                newest = row.ts if newest is None else max(newest, row.ts)
+            if row.note in ("", "out_of_order"):  # a value worth reading (the row may be scored)
+                row.value, bad = _value(vt)
+                row.note = bad or row.note
+        if strict and row.note in STRICT_REFUSES:
+            raise _refuse(row, row.note, target)
+        out.append(row)
+    return out
+
+
+def anomalies_csv(
+    in_path: str | Path,
+    out_stream: TextIO,
+    time_col: str = "timestamp",
+    value_col: str = "value",
+    sensitivity: str | Sensitivity = Sensitivity.MEDIUM,
+    *,
+    direction: str = "both",
+    strict: bool = False,
+) -> AnomalyRun:
+    """Score a CSV series causally and write ``timestamp,value,score,is_anomaly,note`` rows.
+
+    Raises :class:`collector.errors.ParseError` (with the line) for a missing column, and in
+    ``strict`` mode for any row the module docstring's policy would flag (before writing anything).
+    """
+    sens = Sensitivity(sensitivity)
+    target = str(in_path)
+    fh: TextIO = sys.stdin if target == "-" else open(in_path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+    try:
+        rows = _read(fh, target, time_col, value_col, strict)
+    finally:
+        if fh is not sys.stdin:
+            fh.close()
+    probe = [r.ts for r in rows[:SEASON_PROBE] if r.ts is not None]
+    usual = usual_step(probe)
+    det = StreamDetector(sens, season=season_rows(usual), direction=direction)
+    origin = probe[0] if probe else datetime.min.replace(tzinfo=UTC)
+    run = AnomalyRun(len(rows), 0, 0, None, None)
+    out: list[list[str]] = []
+    newest: datetime | None = None
+    for r in rows:
+        score = ""
+        alert = False
+        gap = r.ts is not None and newest is not None and (r.ts - newest).total_seconds() > GAP_STEPS * usual
+        if gap and not r.note and usual > 0:
+            r.note = "after_gap"
+            det.forget_previous()
+        if r.ts is not None:
+            run.first_ts = run.first_ts or r.ts
+            run.last_ts = r.ts
+            newest = r.ts if newest is None else max(newest, r.ts)
+        if r.value is not None and r.ts is not None:
+            clock = (r.ts - origin).total_seconds() / usual if usual > 0 else None  # rows since the first
+            step = det.update(r.value, clock)
+            if step.score == step.score:
+                run.scored += 1
+                score = f"{min(step.score, 1e9):.3f}"
+            alert = step.alert
+            run.episodes += alert
+        if r.note:
+            seen = run.notes.setdefault(r.note, [0, r.line])
+            seen[0] += 1
+        out.append([r.ts_text, r.v_text, score, "true" if alert else "false", r.note])
+    writer = csv.writer(out_stream, lineterminator="\n")
+    writer.writerow(["timestamp", "value", "score", "is_anomaly", "note"])
+    writer.writerows(out)
+    return run

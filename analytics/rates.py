@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -140,7 +140,7 @@ class SeriesRegistry:
 
     def _fetch(self, con: Any, sql: str, params: dict[str, Any]) -> None:
         tbl = query_table(con, sql, params)
-        ks = tbl.column("k").to_pylist()
+        ks = cast(list[int], tbl.column("k").to_pylist())  # series keys are never null
         fresh = [i for i, k in enumerate(ks) if k not in self.index]
         if not fresh:
             return
@@ -161,7 +161,7 @@ class SeriesRegistry:
         if self.meta is None:
             self.meta = add
         else:
-            cols: dict[str, pa.Array] = {}
+            cols: dict[str, pa.Array[Any]] = {}
             for name in self.meta.column_names:  # one dictionary per column again
                 both = [self.meta.column(name), add.column(name)]
                 if name in names:
@@ -174,36 +174,35 @@ class SeriesRegistry:
                     ).combine_chunks()
             self.meta = pa.table(cols)
 
-    def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.Array]:
+    def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.ChunkedArray[Any]]:
         if self.meta is None:
             raise ValueError("no series resolved yet")
-        idx = pa.array(sids)
-        return {n: self.meta.column(n).take(idx) for n in names}
+        return {n: self.meta.column(n).take(sids) for n in names}
 
 
-def _dict(col: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(pa.string())
-    out: pa.DictionaryArray = arr.dictionary_encode()
+    out: pa.DictionaryArray[Any, Any] = arr.dictionary_encode()
     return out
 
 
-def in_set(col: pa.ChunkedArray | pa.Array, values: Collection[str]) -> npt.NDArray[np.bool_]:
+def in_set(col: pa.ChunkedArray[Any] | pa.Array[Any], values: Collection[str]) -> npt.NDArray[np.bool_]:
     """Row mask "value in values"; for a dictionary column decided once per dictionary entry."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not pa.types.is_dictionary(arr.type):
+    if not isinstance(arr, pa.DictionaryArray):
         return np.asarray(
             pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False), bool
         )
     want = set(values)
-    entry = np.fromiter((v in want for v in arr.dictionary.to_pylist()), bool, len(arr.dictionary))
+    entry = np.fromiter((v in want for v in arr.dictionary.to_pylist()), np.bool_, len(arr.dictionary))
     if not entry.any():
         return np.zeros(len(arr), bool)
-    idx = np.asarray(pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False), np.int64)
+    idx = np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
     mask = entry[idx]
     if arr.null_count:
-        mask &= np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
+        mask = mask & np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
     return np.asarray(mask, bool)
 
 
@@ -229,7 +228,7 @@ class StepAccumulator:
         self._pruned_at = 0
 
     def _empty(self) -> pa.Table:
-        cols: dict[str, pa.Array] = {
+        cols: dict[str, pa.Array[Any]] = {
             "sid": pa.array([], pa.int64()),
             "bucket": pa.array([], pa.int64()),
             "rate": pa.array([], pa.float64()),
@@ -315,7 +314,7 @@ class StepAccumulator:
         sids, buckets = k[starts], bucket[starts]
         if not keep.all():
             sids, buckets, rate, inc, span, mean = (a[keep] for a in (sids, buckets, rate, inc, span, mean))
-        out: dict[str, pa.Array] = {
+        out: dict[str, pa.Array[Any] | pa.ChunkedArray[Any]] = {
             "sid": pa.array(sids),
             "bucket": pa.array(buckets),
             "rate": pa.array(rate),

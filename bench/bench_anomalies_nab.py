@@ -1,280 +1,256 @@
-"""Benchmark: the offline anomaly scorer (``hciwatch anomalies``) on labelled NAB series.
+"""Benchmark: ``hciwatch anomalies`` on labelled NAB series, with NAB's official scoring.
 
-Data: the Numenta Anomaly Benchmark (https://github.com/numenta/NAB, AGPL-3.0). It is *not* vendored
-in this repository; get it with ``git clone https://github.com/numenta/NAB`` and pass the checkout
-(the directory holding ``data/`` and ``labels/combined_windows.json``) as ``--nab-dir``.
+Data: a Numenta Anomaly Benchmark layout (``data/<category>/*.csv`` and
+``labels/combined_windows.json``): a NAB checkout (``git clone https://github.com/numenta/NAB``, MIT
+since 2024), the 41-series development subset, or the three-series fixture vendored in
+``tests/fixtures/nab`` (the default). Each series goes through :func:`analytics.offline.anomalies_csv`
+— the function the CLI calls — and its ``is_anomaly`` rows are the detections. Scoring is NAB's own
+(:mod:`analytics.nab_score`: windows, probationary 15 %, scaled sigmoid, the standard /
+reward_low_FP_rate / reward_low_FN_rate profiles, normalised null = 0, perfect = 100), per category
+and in total. Our detections are binary (one row per episode), so no threshold is optimised:
+the number is what a user of ``--sensitivity`` gets.
 
-Each series goes through :func:`analytics.offline.anomalies_csv` — the function the CLI calls —
-with default settings and the chosen sensitivity; it flags the first row of each anomalous episode.
-Scoring is a simplified window-hit scheme, **not the official NAB score** (no sigmoid weighting,
-no application profiles, no normalisation against the null detector):
+``--published DETECTOR`` instead scores NAB's own result files (``results/DETECTOR/...``) at the
+thresholds in NAB's ``config/thresholds.json`` — on a full checkout that reproduces NAB's
+published table, which validates the scorer.
 
-* the first 15 % of each series is NAB's *probationary period* (``min(floor(0.15 × rows), 750)``
-  rows, as NAB computes it): flags there are not counted either way, and a window that ends inside
-  it is left out;
-* a labelled window is **detected** when a flagged episode starts inside it (timestamps inclusive);
-  the first such start gives the detection delay from the window start, in rows and as a fraction
-  of the window's length in rows (an episode that opened before the window and is still running
-  does not count);
-* a flagged episode that starts outside every window is a **false positive**; FP/1k is per 1,000
-  rows after the probationary period;
-* rows/s is the scorer's throughput (CSV parse, scoring and CSV output, one run per series).
+Throughput: rows/s of the detector alone and of the whole CLI path (parse, score, CSV out), CPU
+time of this process (one core).
 
 Run::
 
-    .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB [--sensitivity medium]
-    make bench-nab NAB_DIR=~/src/NAB        # low, medium and high
-    .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB --files realTraffic/speed_7578.csv
-
-``--files`` takes paths under ``DIR/data`` (``category/name.csv``; a bare ``name.csv`` is looked up
-in every category). Without it, four ~4,000-row operations series are used (see ``DEFAULT_FILES``).
+    .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB [--sensitivity all]
+    .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB --published randomCutForest
+    make bench-nab NAB_DIR=~/src/NAB
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import io
 import json
-import math
 import os
-import statistics
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.offline import anomalies_csv
+from analytics.detector import StreamDetector
+from analytics.nab_score import PROFILES, Layout, layout, normalise, score_detections
+from analytics.offline import anomalies_csv, season_rows, usual_step
 from analytics.settings import Sensitivity
 
-DEFAULT_FILES = (
-    "realKnownCause/ec2_request_latency_system_failure.csv",
-    "realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv",
-    "realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv",
-    "realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv",
+REPO = Path(__file__).resolve().parents[1]
+NAB_CATEGORIES = (
+    "artificialNoAnomaly",
+    "artificialWithAnomaly",
+    "realAWSCloudwatch",
+    "realAdExchange",
+    "realKnownCause",
+    "realTraffic",
+    "realTweets",
 )
-PROBATION_PERCENT = 0.15  # NAB's probationPercent
-PROBATION_CAP_ROWS = 5000  # NAB caps the probationary period at probationPercent × 5000 rows
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    start: datetime
-    end: datetime
-    first_row: int  # first row inside the window (inclusive)
-    last_row: int  # last row inside the window (inclusive)
-    delay_rows: int | None  # rows from the window start to the first episode start in it; None = missed
-
-    @property
-    def rows(self) -> int:
-        return self.last_row - self.first_row + 1
-
-    @property
-    def delay_frac(self) -> float | None:
-        return None if self.delay_rows is None else self.delay_rows / self.rows
+PUBLISHED = (  # NAB's final_results.json (standard, reward_low_FP_rate, reward_low_FN_rate), whole corpus
+    ("ARTime", 74.9, 65.2, 80.4),
+    ("Numenta HTM", 70.5, 62.6, 75.2),
+    ("CAD OSE", 69.9, 67.0, 73.2),
+    ("Skyline", 58.2, 46.2, 63.8),
+    ("Random Cut Forest", 51.7, 38.4, 59.7),
+    ("null", 0.0, 0.0, 0.0),
+)
+PROFILE_ORDER = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
 @dataclass(slots=True)
-class SeriesResult:
-    name: str
-    rows: int
-    probation: int
-    episodes: int  # all flagged episode starts, probation included
-    seconds: float
-    windows: list[Window] = field(default_factory=list)
+class Tally:
+    """Raw NAB score parts of a group of files, per profile."""
+
+    files: int = 0
+    windows: int = 0
+    detected: int = 0
     false_positives: int = 0
-    skipped_windows: int = 0  # windows that end inside the probationary period
+    raw: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROFILE_ORDER, 0.0))
 
-    @property
-    def detected(self) -> int:
-        return sum(w.delay_rows is not None for w in self.windows)
+    def add(self, lay: Layout, detections: list[bool]) -> None:
+        self.files += 1
+        for name in PROFILE_ORDER:
+            fs = score_detections(lay, detections, PROFILES[name])
+            self.raw[name] += fs.score
+        self.windows += fs.windows
+        self.detected += fs.detected
+        self.false_positives += fs.false_positives
 
-    @property
-    def fp_per_1k(self) -> float:
-        return 1000 * self.false_positives / max(1, self.rows - self.probation)
+    def merge(self, other: Tally) -> None:
+        self.files += other.files
+        self.windows += other.windows
+        self.detected += other.detected
+        self.false_positives += other.false_positives
+        for name in PROFILE_ORDER:
+            self.raw[name] += other.raw[name]
 
-    @property
-    def delay_fracs(self) -> list[float]:
-        return [f for w in self.windows if (f := w.delay_frac) is not None]
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else math.inf
-
-
-def probation_rows(n: int) -> int:
-    """NAB's probationary period: ``min(floor(0.15 × n), 0.15 × 5000)`` rows."""
-    return int(min(math.floor(PROBATION_PERCENT * n), PROBATION_PERCENT * PROBATION_CAP_ROWS))
+    def scores(self) -> list[float]:
+        return [normalise(self.raw[n], self.windows, PROFILES[n]) for n in PROFILE_ORDER]
 
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.strip())
 
 
-def resolve(nab_dir: Path, name: str) -> tuple[str, Path]:
-    """``category/name.csv`` (or a bare ``name.csv``) → (labels key, path); raises FileNotFoundError."""
-    data = nab_dir / "data"
-    path = data / name
-    if path.is_file():
-        return path.relative_to(data).as_posix(), path
-    if "/" not in name:
-        hits = sorted(data.glob(f"*/{name}"))
-        if len(hits) == 1:
-            return hits[0].relative_to(data).as_posix(), hits[0]
-    raise FileNotFoundError(f"no series {name!r} under {data}")
+def read_series(path: Path) -> tuple[list[datetime], list[float]]:
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    return [parse_time(r[0]) for r in rows], [float(r[1]) for r in rows]
 
 
-def score_series(key: str, path: Path, windows: list[list[str]], sensitivity: str) -> SeriesResult:
-    out = io.StringIO()
-    t = time.perf_counter()
-    anomalies_csv(path, out, sensitivity=sensitivity)
-    seconds = time.perf_counter() - t
-    out.seek(0)
-    reader = csv.reader(out)
-    next(reader)
-    stamps: list[datetime] = []
-    starts: list[int] = []
-    for i, row in enumerate(reader):
-        stamps.append(parse_time(row[0]))
-        if row[3] == "true":
-            starts.append(i)
-    n = len(stamps)
-    prob = probation_rows(n)
-    res = SeriesResult(key, n, prob, len(starts), seconds)
-    counted = [s for s in starts if s >= prob]
-    claimed: set[int] = set()
-    for w_start, w_end in windows:
-        start, end = parse_time(w_start), parse_time(w_end)
-        first, last = bisect.bisect_left(stamps, start), bisect.bisect_right(stamps, end) - 1
-        if last < first or last < prob:
-            res.skipped_windows += 1
-            continue
-        inside = [s for s in counted if first <= s <= last]
-        claimed.update(inside)
-        res.windows.append(Window(start, end, first, last, inside[0] - first if inside else None))
-    res.false_positives = sum(s not in claimed for s in counted)
-    return res
+def series_keys(nab_dir: Path, labels: dict[str, list[list[str]]], files: list[str] | None) -> list[str]:
+    keys = sorted(k for k in labels if (nab_dir / "data" / k).is_file())
+    if files:
+        wanted = []
+        for f in files:
+            hits = [k for k in keys if k == f or k.endswith("/" + f)]
+            if len(hits) != 1:
+                raise FileNotFoundError(f"no single labelled series {f!r} under {nab_dir / 'data'}")
+            wanted.append(hits[0])
+        keys = wanted
+    return keys
 
 
-def fmt_frac(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
+def file_layout(stamps: list[datetime], windows: list[list[str]]) -> Layout:
+    return layout(stamps, [(parse_time(a), parse_time(b)) for a, b in windows])
 
 
-def print_series(r: SeriesResult) -> None:
+def fmt(x: float) -> str:
+    return "—" if x != x else f"{x:.1f}"  # NaN: a category without windows (only false positives count)
+
+
+def print_table(title: str, tallies: dict[str, Tally]) -> None:
+    print(f"\n{title}")
+    head = f"{'category':<24} {'files':>5} {'windows':>7} {'hit':>4} {'FP':>5} "
+    head += f"{'standard':>9} {'low FP':>7} {'low FN':>7}"
+    print(head)
+    print("-" * len(head))
+    total = Tally()
+    for cat in sorted(tallies):
+        t = tallies[cat]
+        total.merge(t)
+        s = t.scores()
+        print(
+            f"{cat:<24} {t.files:>5} {t.windows:>7} {t.detected:>4} {t.false_positives:>5} "
+            f"{fmt(s[0]):>9} {fmt(s[1]):>7} {fmt(s[2]):>7}"
+        )
+    print("-" * len(head))
+    s = total.scores()
     print(
-        f"\n{r.name}: {r.rows:,} rows, probation {r.probation} rows, {r.episodes} episode(s) flagged, "
-        f"{r.rows_per_s:,.0f} rows/s"
+        f"{'all':<24} {total.files:>5} {total.windows:>7} {total.detected:>4} {total.false_positives:>5} "
+        f"{fmt(s[0]):>9} {fmt(s[1]):>7} {fmt(s[2]):>7}"
     )
-    print(f"  {'window':<36} {'rows':>5} {'detected':>9} {'delay rows':>11} {'delay frac':>11}")
-    for w in r.windows:
-        span = f"{w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M}"
-        hit = w.delay_rows is not None
+
+
+def run_ours(nab_dir: Path, labels: dict[str, list[list[str]]], keys: list[str], sensitivity: str) -> None:
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    rows = 0
+    cli_s = det_s = 0.0
+    for key in keys:
+        path = nab_dir / "data" / key
+        out = io.StringIO()
+        t = time.process_time()
+        anomalies_csv(path, out, sensitivity=sensitivity)
+        cli_s += time.process_time() - t
+        out.seek(0)
+        flags = [r["is_anomaly"] == "true" for r in csv.DictReader(out)]
+        stamps, values = read_series(path)
+        det = StreamDetector(sensitivity, season=season_rows(usual_step(stamps[:25])))
+        t = time.process_time()
+        for v in values:
+            det.update(v)
+        det_s += time.process_time() - t
+        rows += len(values)
+        tallies[key.split("/")[0]].add(file_layout(stamps, labels[key]), flags)
+    print_table(f"hciwatch anomalies --sensitivity {sensitivity} (NAB official scoring, binary detections)", tallies)
+    print(
+        f"throughput: detector {rows / max(det_s, 1e-9):,.0f} rows/s, CLI path {rows / max(cli_s, 1e-9):,.0f} rows/s "
+        f"({rows:,} rows, CPU time, one core)"
+    )
+
+
+def run_published(nab_dir: Path, labels: dict[str, list[list[str]]], keys: list[str], detector: str) -> int:
+    th_path = nab_dir / "config" / "thresholds.json"
+    if not th_path.is_file():
+        print(f"error: {th_path} is missing (needs a NAB checkout)", file=sys.stderr)
+        return 2
+    thresholds = json.loads(th_path.read_text(encoding="utf-8"))[detector]
+    files: list[tuple[str, Layout, list[float]]] = []
+    for key in keys:
+        cat, name = key.split("/")
+        path = nab_dir / "results" / detector / cat / f"{detector}_{name}"
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        stamps = [parse_time(r["timestamp"]) for r in rows]
+        files.append((cat, file_layout(stamps, labels[key]), [float(r["anomaly_score"]) for r in rows]))
+    for name in PROFILE_ORDER:
+        th = float(thresholds[name]["threshold"])
+        tallies: dict[str, Tally] = defaultdict(Tally)
+        for cat, lay, scores in files:
+            tally = tallies[cat]
+            fs = score_detections(lay, [s >= th for s in scores], PROFILES[name])
+            tally.files += 1
+            tally.windows += fs.windows
+            tally.raw[name] += fs.score
+        total = sum(t.raw[name] for t in tallies.values())
+        n = sum(t.windows for t in tallies.values())
+        per_cat = ", ".join(
+            f"{c} {normalise(t.raw[name], t.windows, PROFILES[name]):.1f}" for c, t in sorted(tallies.items())
+        )
         print(
-            f"  {span:<36} {w.rows:>5} {'yes' if hit else 'no':>9} "
-            f"{'—' if w.delay_rows is None else w.delay_rows:>11} {fmt_frac(w.delay_frac):>11}"
+            f"{detector} {name} at threshold {th:.6f}: raw {total:.4f} (NAB: {thresholds[name]['score']:.4f}), "
+            f"normalised {normalise(total, n, PROFILES[name]):.2f}  [{per_cat}]"
         )
-    if r.skipped_windows:
-        print(f"  ({r.skipped_windows} window(s) inside the probationary period left out)")
-    print(f"  false positives: {r.false_positives} ({r.fp_per_1k:.2f} per 1k rows after probation)")
-
-
-def print_totals(results: list[SeriesResult]) -> None:
-    width = max(len("all"), *(len(r.name) for r in results))
-    head = (
-        f"{'series':<{width}} {'windows':>7} {'detected':>8} {'recall':>6} {'FP':>4} {'FP/1k':>6} "
-        f"{'med delay frac':>14} {'rows/s':>9}"
-    )
-    print("\n" + head)
-    print("-" * len(head))
-
-    def line(
-        name: str, windows: int, detected: int, fp: int, scored: int, fracs: list[float], rows: int, seconds: float
-    ) -> None:
-        recall = f"{detected / windows:.2f}" if windows else "—"
-        med = fmt_frac(statistics.median(fracs) if fracs else None)
-        rate = f"{rows / seconds:,.0f}" if seconds > 0 else "—"
-        print(
-            f"{name:<{width}} {windows:>7} {detected:>8} {recall:>6} {fp:>4} "
-            f"{1000 * fp / max(1, scored):>6.2f} {med:>14} {rate:>9}"
-        )
-
-    for r in results:
-        line(
-            r.name,
-            len(r.windows),
-            r.detected,
-            r.false_positives,
-            r.rows - r.probation,
-            r.delay_fracs,
-            r.rows,
-            r.seconds,
-        )
-    print("-" * len(head))
-    line(
-        "all",
-        sum(len(r.windows) for r in results),
-        sum(r.detected for r in results),
-        sum(r.false_positives for r in results),
-        sum(r.rows - r.probation for r in results),
-        [f for r in results for f in r.delay_fracs],
-        sum(r.rows for r in results),
-        sum(r.seconds for r in results),
-    )
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--nab-dir",
-        default=os.environ.get("NAB_DIR"),
-        help="NAB checkout: holds data/ and labels/combined_windows.json (default: $NAB_DIR)",
+        default=os.environ.get("NAB_DIR") or str(REPO / "tests" / "fixtures" / "nab"),
+        help="NAB layout: data/ and labels/combined_windows.json (default: $NAB_DIR, else the vendored fixture)",
     )
-    ap.add_argument("--sensitivity", choices=[s.value for s in Sensitivity], default="medium")
-    ap.add_argument(
-        "--files",
-        nargs="+",
-        metavar="CSV",
-        default=list(DEFAULT_FILES),
-        help="series under DIR/data (category/name.csv); default: the four in DEFAULT_FILES",
-    )
+    ap.add_argument("--sensitivity", choices=[*(s.value for s in Sensitivity), "all"], default="all")
+    ap.add_argument("--files", nargs="+", metavar="CSV", help="series under DIR/data (category/name.csv or name.csv)")
+    ap.add_argument("--categories", nargs="+", metavar="CATEGORY", help="only series of these categories")
+    ap.add_argument("--published", metavar="DETECTOR", help="score NAB's result files of DETECTOR instead")
     args = ap.parse_args()
-    hint = "get the data with: git clone https://github.com/numenta/NAB (AGPL-3.0, not vendored here)"
-    if not args.nab_dir:
-        print(f"error: --nab-dir (or NAB_DIR) is required; {hint}", file=sys.stderr)
-        return 2
     nab_dir = Path(args.nab_dir).expanduser()
     labels_path = nab_dir / "labels" / "combined_windows.json"
-    if not nab_dir.is_dir() or not (nab_dir / "data").is_dir() or not labels_path.is_file():
-        print(
-            f"error: {nab_dir} is not a NAB checkout (needs data/ and labels/combined_windows.json); {hint}",
-            file=sys.stderr,
-        )
+    if not (nab_dir / "data").is_dir() or not labels_path.is_file():
+        print(f"error: {nab_dir} is not a NAB layout (needs data/ and labels/combined_windows.json)", file=sys.stderr)
         return 2
     labels: dict[str, list[list[str]]] = json.loads(labels_path.read_text(encoding="utf-8"))
-    series: list[tuple[str, Path]] = []
-    for name in args.files:
-        try:
-            key, path = resolve(nab_dir, name)
-        except FileNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if key not in labels:
-            print(f"error: {key} has no entry in {labels_path}", file=sys.stderr)
-            return 2
-        series.append((key, path))
-
-    print(
-        f"hciwatch anomalies on NAB ({nab_dir}), sensitivity {args.sensitivity}: simplified window-hit "
-        f"scoring, not the official NAB score"
-    )
-    results = [score_series(key, path, labels[key], args.sensitivity) for key, path in series]
-    for r in results:
-        print_series(r)
-    print_totals(results)
+    try:
+        keys = series_keys(nab_dir, labels, args.files)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.categories:
+        keys = [k for k in keys if k.split("/")[0] in args.categories]
+    present = sorted({k.split("/")[0] for k in keys})
+    absent = [c for c in NAB_CATEGORIES if c not in present]
+    print(f"NAB data: {nab_dir} — {len(keys)} series in {', '.join(present)}")
+    if absent:
+        print(f"categories not in this data (held out or not selected): {', '.join(absent)}")
+    if args.published:
+        return run_published(nab_dir, labels, keys, args.published)
+    sens = [s.value for s in Sensitivity] if args.sensitivity == "all" else [args.sensitivity]
+    for s in sens:
+        run_ours(nab_dir, labels, keys, s)
+    print("\npublished (whole corpus, NAB's per-profile optimised thresholds): standard / low FP / low FN")
+    for name, *scores in PUBLISHED:
+        print(f"  {name:<18} {scores[0]:>5.1f} {scores[1]:>5.1f} {scores[2]:>5.1f}")
     return 0
 
 

@@ -38,34 +38,32 @@ SAMPLES_SCHEMA = pa.schema(
     ]
 )
 
-IP_OBSERVATIONS_SCHEMA = pa.schema(
-    [
-        pa.field("ts", TS_TYPE, nullable=False),
-        pa.field("ip", pa.string(), nullable=False),
-        pa.field("mac", pa.string(), nullable=True),
-        pa.field("owner_kind", _DICT, nullable=False),
-        pa.field("owner", pa.string(), nullable=False),
-        pa.field("cluster", _DICT, nullable=True),
-        pa.field("network", _DICT, nullable=True),
-        pa.field("source", _DICT, nullable=False),
-    ]
-)
+_IP_OBSERVATIONS_FIELDS: list[pa.Field[Any]] = [
+    pa.field("ts", TS_TYPE, nullable=False),
+    pa.field("ip", pa.string(), nullable=False),
+    pa.field("mac", pa.string(), nullable=True),
+    pa.field("owner_kind", _DICT, nullable=False),
+    pa.field("owner", pa.string(), nullable=False),
+    pa.field("cluster", _DICT, nullable=True),
+    pa.field("network", _DICT, nullable=True),
+    pa.field("source", _DICT, nullable=False),
+]
+IP_OBSERVATIONS_SCHEMA = pa.schema(_IP_OBSERVATIONS_FIELDS)
 
-ALERTS_SCHEMA = pa.schema(
-    [
-        pa.field("ts", TS_TYPE, nullable=False),
-        pa.field("fingerprint", pa.string(), nullable=False),
-        pa.field("kind", _DICT, nullable=False),
-        pa.field("status", _DICT, nullable=False),
-        pa.field("severity", _DICT, nullable=False),
-        pa.field("resource", pa.map_(pa.string(), pa.string()), nullable=False),
-        pa.field("summary", pa.string(), nullable=False),
-        pa.field("evidence", pa.string(), nullable=False),  # JSON text
-        pa.field("runbook", pa.string(), nullable=False),
-        pa.field("starts_at", TS_TYPE, nullable=False),
-        pa.field("ends_at", TS_TYPE, nullable=True),
-    ]
-)
+_ALERTS_FIELDS: list[pa.Field[Any]] = [
+    pa.field("ts", TS_TYPE, nullable=False),
+    pa.field("fingerprint", pa.string(), nullable=False),
+    pa.field("kind", _DICT, nullable=False),
+    pa.field("status", _DICT, nullable=False),
+    pa.field("severity", _DICT, nullable=False),
+    pa.field("resource", pa.map_(pa.string(), pa.string()), nullable=False),
+    pa.field("summary", pa.string(), nullable=False),
+    pa.field("evidence", pa.string(), nullable=False),  # JSON text
+    pa.field("runbook", pa.string(), nullable=False),
+    pa.field("starts_at", TS_TYPE, nullable=False),
+    pa.field("ends_at", TS_TYPE, nullable=True),
+]
+ALERTS_SCHEMA = pa.schema(_ALERTS_FIELDS)
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "samples": SAMPLES_SCHEMA,
@@ -195,7 +193,8 @@ class Sample:
     host: str
     metric: str
     value: float
-    labels: tuple[tuple[str, str], ...] = ()
+    # given as a mapping or as pairs; always stored as sorted pairs (frozen, hashable)
+    labels: tuple[tuple[str, str], ...] | Mapping[str, str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ts", utc(self.ts))
@@ -396,7 +395,7 @@ def ip_observations_table(observations: Iterable[IpObservation]) -> pa.Table:
     """Build an :data:`IP_OBSERVATIONS_SCHEMA` table from value objects."""
     rows = list(observations)
 
-    def dict_col(values: list[str | None]) -> pa.Array:
+    def dict_col(values: list[str | None]) -> pa.Array[Any]:
         return pa.array(values, pa.string()).dictionary_encode()
 
     return pa.table(
@@ -418,7 +417,7 @@ def alerts_table(alerts: Iterable[Alert]) -> pa.Table:
     """Build an :data:`ALERTS_SCHEMA` table (one row per state change)."""
     rows = list(alerts)
 
-    def dict_col(values: list[str]) -> pa.Array:
+    def dict_col(values: list[str]) -> pa.Array[Any]:
         return pa.array(values, pa.string()).dictionary_encode()
 
     return pa.table(

@@ -1,10 +1,8 @@
 """The Parquet store: batched, atomic, Hive-partitioned writes and the DuckDB catalog of views.
 
-Layout::
-
-    <data_dir>/<table>/date=YYYY-MM-DD/part-<first ts ms>-<seq>-<rand>.parquet
-    <data_dir>/<table>/date=1970-01-01/part-empty.parquet   (zero rows: keeps views valid before data)
-    <data_dir>/catalog.duckdb                                (views only; analysts open it with any client)
+Layout: see :mod:`collector.store_layout` (shared with the readers in :mod:`collector.store_read`).
+The catalog holds views only, with globs relative to the data dir, in DuckDB storage v1.0.0:
+``cd <data_dir> && duckdb -readonly catalog.duckdb`` works with any DuckDB >= 1.0.
 
 Why it is built this way:
 
@@ -52,14 +50,33 @@ from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
 from collector.faults import FaultState
 from collector.schema import TABLE_SCHEMAS
+from collector.store_layout import CATALOG_FILE, EMPTY_PARTITION, table_glob, view_sql
 from collector.unmapped import unmapped_metrics_view
+
+__all__ = [
+    "CATALOG_FILE",
+    "EMPTY_FILE",
+    "EMPTY_PARTITION",
+    "JOURNAL",
+    "Store",
+    "StoreStats",
+    "concat",
+    "table_glob",
+    "view_sql",
+    "write_parquet_atomic",
+]
 
 log = logging.getLogger(__name__)
 
-EMPTY_PARTITION = "date=1970-01-01"
 EMPTY_FILE = "part-empty.parquet"
 JOURNAL = "_compaction.json"
-CATALOG_FILE = "catalog.duckdb"
+CATALOG_STORAGE = "v1.0.0"
+"""Storage format of the catalog: readable by every DuckDB from 1.0 on (the CLI on PyPI lags the library)."""
+
+
+def _sql_str(p: Path | str) -> str:
+    return str(p).replace("'", "''")
+
 
 # The one place the Parquet write options live (zstd, dictionary pages for strings).
 _WRITE_OPTS = {
@@ -92,20 +109,6 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def table_glob(data_dir: Path, name: str) -> str:
-    """The glob DuckDB reads one stored table from."""
-    return str(data_dir / name / "*" / "*.parquet")
-
-
-def view_sql(data_dir: Path, name: str) -> str:
-    """``SELECT`` over one stored table's Parquet files (Hive ``date`` column included)."""
-    glob = table_glob(data_dir, name).replace("'", "''")
-    return (
-        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {{'date': DATE}})"
-    )
 
 
 class _PartialWrite(Exception):
@@ -350,9 +353,8 @@ class Store:
             if len(files) < min_files:
                 continue
             table = pq.read_table(files, schema=TABLE_SCHEMAS[name])
-            cols: tuple[str, ...] = ("metric", "host", "ip", "fingerprint", "ts")
             keys: list[tuple[str, Literal["ascending", "descending"]]] = [
-                (c, "ascending") for c in cols if c in table.column_names
+                (c, "ascending") for c in ("metric", "host", "ip", "fingerprint", "ts") if c in table.column_names
             ]
             keytab = pa.table(
                 {
@@ -451,11 +453,20 @@ class Store:
         final = self.data_dir / CATALOG_FILE
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:
-            con = duckdb.connect(str(tmp))
+            # Relative globs (a copied or moved data dir keeps working; clients run from the data dir)
+            # in an old storage format (DuckDB CLIs older than this library can open it).
+            con = duckdb.connect(":memory:")
             try:
-                for stmt in self.view_statements().values():
+                con.execute(f"SET file_search_path = '{_sql_str(self.data_dir)}'")
+                con.execute(f"ATTACH '{_sql_str(tmp)}' AS hciwatch_catalog (STORAGE_VERSION '{CATALOG_STORAGE}')")
+                con.execute("USE hciwatch_catalog")
+                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(Path('.'), n)}" for n in TABLE_SCHEMAS}
+                stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
+                for stmt in stmts.values():
                     con.execute(stmt)
                 con.execute("CHECKPOINT")
+                con.execute("USE memory")
+                con.execute("DETACH hciwatch_catalog")
             finally:
                 con.close()
             os.replace(tmp, final)

@@ -51,7 +51,8 @@ from collector.schema import Alert
 from collector.settings.retry import parse_retry_after
 from exporters.base import ExportResult, ThreadedSdkExporter
 from exporters.otel_logs import AlertLogEncoder
-from exporters.otel_metrics import MetricsSnapshot, OtlpMetrics
+from exporters.otel_metrics import OtlpMetrics
+from exporters.service_metrics import MetricsSnapshot
 from exporters.settings import AzureMonitorSettings
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import requests
@@ -94,7 +94,7 @@ class _WireStatus:
         self.detail = ""
 
 
-class _StatusInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _StatusInterceptor(grpc.UnaryUnaryClientInterceptor):
     def __init__(self, status: _WireStatus) -> None:
         self._status = status
 
@@ -139,7 +139,9 @@ class _ObservedGrpcLogExporter(GrpcLogExporter):
 
     def _initialize_channel_and_stub(self) -> None:
         super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-        channel = grpc.intercept_channel(self._channel, _StatusInterceptor(self._wire))
+        if self._channel is None:  # the SDK made no channel: there is nothing to observe
+            return
+        channel = grpc.intercept_channel(cast(grpc.Channel, self._channel), _StatusInterceptor(self._wire))
         self._client = self._stub(channel)
 
 

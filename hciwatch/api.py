@@ -70,6 +70,8 @@ from hciwatch.api_context import CTX_KEY, ApiContext, ApiMetrics, IngestStats, R
 from hciwatch.api_params import is_page_request, route_name
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
+from hciwatch.silences import SilenceStore
+from hciwatch.silences_api import register as register_silence_routes
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ def create_app(
     ingest_stats: IngestStats | None = None,
     query_workers: QueryWorkers | None = None,
     body_timeout: float = 30.0,
+    silences: SilenceStore | None = None,
 ) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
@@ -174,6 +177,8 @@ def create_app(
     ) -> web.StreamResponse:
         if token_bytes is None or request.path in PUBLIC_PATHS or is_page_request(request):
             return await handler(request)
+        if request.match_info.http_exception is not None:  # no such route: 404/405, no data behind it
+            return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # surrogateescape: a header with non-UTF-8 bytes is a wrong token (401), not a crash (500)
         if scheme.lower() == "bearer" and hmac.compare_digest(
@@ -215,5 +220,7 @@ def create_app(
     app.router.add_get("/api/v1/alerts/stream", api_alerts.stream)
     app.router.add_post("/api/v1/query", api_query.query)
     app.router.add_get("/api/v1/report", api_report.report)
+    if silences is not None:
+        register_silence_routes(app, silences)
     app.on_shutdown.append(on_shutdown)
     return app

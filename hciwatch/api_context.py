@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporters.feed import AlertFeed
+from exporters.service_metrics import spec
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
+from hciwatch.selfmetrics import counter, family, histogram
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 IngestStats = Callable[[], Mapping[str, Any]]
@@ -30,22 +32,11 @@ class ApiMetrics:
     """The API's own series, registered once per app in the service registry."""
 
     def __init__(self, registry: CollectorRegistry, feed: AlertFeed) -> None:
-        self.requests = Counter(
-            "hciwatch_api_requests", "HTTP requests served by the API", ["route", "method", "code"], registry=registry
-        )
-        self.latency = Histogram(
-            "hciwatch_api_request_duration_seconds",
-            "Time to answer an API request (SSE streams excluded)",
-            ["route"],
-            registry=registry,
-        )
-        self.queries = Counter("hciwatch_api_queries", "SQL queries by outcome", ["outcome"], registry=registry)
-        self.query_seconds = Histogram(
-            "hciwatch_api_query_duration_seconds",
-            "Time SQL queries took (including refused ones)",
-            registry=registry,
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
+        # names, help and labels: exporters.service_metrics
+        self.requests = counter("hciwatch.api.requests", registry)
+        self.latency = histogram("hciwatch.api.request_duration", registry)
+        self.queries = counter("hciwatch.api.queries", registry)
+        self.query_seconds = histogram("hciwatch.api.query_duration", registry)
         registry.register(_FeedCollector(feed))
 
 
@@ -57,20 +48,13 @@ class _FeedCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         feed = self._feed
-        yield GaugeMetricFamily(
-            "hciwatch_feed_subscribers", "Live alert stream subscribers", value=feed.subscriber_count
-        )
-        yield GaugeMetricFamily(
-            "hciwatch_feed_firing_alerts", "Alerts firing now, per the feed", value=feed.firing_count
-        )
-        yield CounterMetricFamily(
-            "hciwatch_feed_changes", "Alert state changes the feed received", value=feed.changes_total
-        )
-        yield CounterMetricFamily(
-            "hciwatch_feed_subscribers_dropped",
-            "Stream subscribers dropped for reading too slowly",
-            value=feed.dropped_total,
-        )
+        for name, value in (
+            ("hciwatch.feed.subscribers", feed.subscriber_count),
+            ("hciwatch.feed.firing_alerts", feed.firing_count),
+            ("hciwatch.feed.changes", feed.changes_total),
+            ("hciwatch.feed.subscribers_dropped", feed.dropped_total),
+        ):
+            yield family(spec(name), [({}, value)])
 
 
 @dataclass

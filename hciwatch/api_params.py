@@ -18,11 +18,11 @@ FILTER_PARAMS = ("kind", "status", "network", "host", "since")
 
 
 def is_page_request(request: web.Request) -> bool:
-    """A browser navigating to ``/``: it gets the page, which holds no data."""
+    """Any GET of ``/`` that does not ask for JSON (a browser, curl): the page shell, which holds no data."""
     return (
         request.path == "/"
         and request.method in ("GET", "HEAD")
-        and "text/html" in request.headers.get("Accept", "").lower()
+        and "application/json" not in request.headers.get("Accept", "").lower()
     )
 
 

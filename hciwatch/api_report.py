@@ -71,7 +71,7 @@ async def index(request: web.Request) -> web.Response:
                 "GET /api/v1/alerts/stream": "Server-Sent Events of alert changes (Last-Event-ID replay)",
                 "POST /api/v1/query": 'read-only SQL: {"sql": "...", "limit": N} or text/plain',
                 "GET /api/v1/report": "the operator views' model: ?from=&to= (ISO-8601) or ?hours=",
-                "GET / (Accept: text/html)": "the live status page (asks for this token once per session)",
+                "GET / (any Accept but JSON)": "the live status page (asks for this token once per session)",
             },
             "tables": ["samples", "ip_observations", "alerts", *(ctx.extra_views or {})],
         }

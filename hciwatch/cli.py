@@ -1,16 +1,18 @@
 """``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | report |
-check-config | eval | anomalies.
+check-config | test-sources | sample-config | eval | anomalies.
 
-Each command validates its configuration first (the same validation ``check-config`` prints) and
-exits non-zero with precise messages when it is wrong. Heavy modules are imported per command so
-``hciwatch --help`` stays instant.
+Each command validates its configuration first (``run`` and ``check-config`` share one path,
+:func:`hciwatch.preflight.load_for_run`) and every failure goes through one policy
+(:mod:`hciwatch.errorpolicy`): exit 2 for usage/config mistakes, 1 for run-time failures, a
+one-line cause and its fix, a traceback only with ``--debug``. The options every command takes
+(``--log-level``, ``--log-format``, ``-v``, ``--debug``) are accepted before or after the verb.
+Heavy modules are imported per command so ``hciwatch --help`` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -21,7 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from collector.errors import ConfigError, HciwatchError
+from hciwatch.errorpolicy import EXIT_USAGE, UsageError, explain
+from hciwatch.logsetup import FORMATS, LEVELS, configure
 
 console = Console(stderr=False, highlight=False)
 errconsole = Console(stderr=True, highlight=False)
@@ -49,10 +52,42 @@ def _load_config(path: str | None, data_dir: str | None = None) -> Any:
     return cfg
 
 
-def _print_config_error(exc: ConfigError) -> None:
-    errconsole.print(f"[bold red]config error[/]: {exc}")
-    for p in exc.problems:
-        errconsole.print(f"  {p}", markup=False)
+def _positive(kind: type[int] | type[float], what: str) -> Any:
+    """An argparse type: a number > 0 (a zero timeout or a negative span is a usage mistake)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not v > 0 or v != v or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{what} must be greater than 0, got {text!r}")
+        return v
+
+    return parse
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else the ``data_dir`` of ``--config``, else ``./data``."""
+    if getattr(args, "data_dir", None):
+        return Path(args.data_dir)
+    if getattr(args, "config", None):
+        return Path(_load_config(args.config).data_dir)
+    return Path("data")
+
+
+def _require_data_dir(data_dir: Path) -> Path:
+    if not data_dir.exists():
+        raise UsageError(
+            f"data dir {data_dir} does not exist",
+            fix="give --data-dir (or --config) of an hciwatch data dir, e.g. demo-data after `make demo`",
+        )
+    if not (data_dir / "samples").is_dir():
+        raise UsageError(
+            f"{data_dir} is not an hciwatch data dir (no samples/ in it)",
+            fix="give --data-dir (or --config) of a dir written by `hciwatch run`, `replay` or `demo`",
+        )
+    return data_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,11 +96,91 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load_config(args.config)
+    from hciwatch.preflight import load_for_run
+
+    path = args.config or args.config_file
+    if not path:
+        raise UsageError("check-config needs a config file", fix="hciwatch check-config --config FILE")
+    cfg = load_for_run(path)
     console.print(
-        f"[green]OK[/] {args.config}: {len(cfg.collector.networks)} network(s), "
-        f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s)"
+        f"[green]OK[/] {path}: {len(cfg.collector.networks)} network(s), "
+        f"{len(cfg.sources)} source(s), {len(cfg.exporters)} exporter(s); secrets, listen address, "
+        "pools and data dir checked (what `run` checks before it starts)"
     )
+    return 0
+
+
+def cmd_test_sources(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hciwatch.testsources import as_dict, summary_line, test_sources
+
+    cfg = _load_config(args.config)
+    if not cfg.sources:
+        raise UsageError(f"{args.config} has no [[sources]]", fix="add a [[sources]] table (hciwatch sample-config)")
+    results, push = asyncio.run(test_sources(cfg))
+    if args.format == "json":
+        print(json.dumps({"targets": [as_dict(r) for r in results], "push_sources_not_tested": push}, indent=2))
+    else:
+        for r in results:
+            print(summary_line(r))
+            for metric, n in r.metrics[: args.metrics]:
+                print(f"    {metric}  ({n})")
+            if len(r.metrics) > args.metrics:
+                print(f"    … {len(r.metrics) - args.metrics} more metric(s) (--metrics N)")
+            for e in r.errors:
+                print(f"    error: {e}")
+        for name in push:
+            print(f"SKIP {name}: a push source (it waits for messages; run `hciwatch capture` to see them)")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from hciwatch.silences import SilenceStore, describe, parse_matchers
+
+    data_dir = _data_dir(args)
+    if not data_dir.is_dir():
+        raise UsageError(
+            f"data dir {data_dir} does not exist", fix="give --data-dir or --config of the service's data dir"
+        )
+    store = SilenceStore(data_dir)
+    if args.action == "add":
+        try:
+            s = store.add(
+                parse_matchers(args.match), duration=args.duration, comment=args.comment, created_by=args.created_by
+            )
+        except ValueError as exc:
+            fix = "hciwatch silence add --match kind=...,host=... --for 2h --comment '...'"
+            raise UsageError(str(exc), fix=fix) from None
+        print(f"silence {s.id} active until {s.ends_at:%Y-%m-%d %H:%M} UTC: {args.match} ({s.comment})")
+        return 0
+    if args.action == "expire":
+        try:
+            s = store.expire(args.id)
+        except KeyError:
+            raise UsageError(f"no silence {args.id!r} in {data_dir}", fix="hciwatch silence list --all") from None
+        print(f"silence {s.id} expired")
+        return 0
+    now = datetime.now(UTC)
+    rows = describe(store.current(now, include_expired=args.all), now)
+    if args.format == "json":
+        print(json.dumps([s.to_json() for s in store.current(now, include_expired=args.all)], indent=2))
+        return 0
+    t = Table(title=f"silences in {data_dir}")
+    for col in ("id", "state", "matchers", "starts (UTC)", "ends (UTC)", "silenced changes", "comment"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    return 0
+
+
+def cmd_sample_config(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    sys.stdout.write(files("hciwatch").joinpath("sample_config.toml").read_text(encoding="utf-8"))
     return 0
 
 
@@ -127,9 +242,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config, args.data_dir)
     captures = [Path(p) for p in args.captures]
     for p in captures:
-        if not p.exists():
-            errconsole.print(f"[red]error[/]: capture file not found: {p}")
-            return 2
+        if not p.is_file():
+            raise UsageError(f"capture file not found: {p}", fix="give a file written by `hciwatch capture` or demo")
     data_dir = cfg.data_dir
     result = _replay(args, captures, cfg, data_dir, Path(args.alerts_jsonl) if args.alerts_jsonl else None)
     summary = summarize(result)
@@ -154,11 +268,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from collector.store_read import StoreReader
     from hciwatch.query import QueryError, QueryLimits, run_query
 
-    if not (Path(args.data_dir) / "samples").is_dir():
-        errconsole.print(f"[red]error[/]: {args.data_dir} is not an hciwatch data dir (no samples/ in it)")
-        return 2
+    args.data_dir = str(_require_data_dir(_data_dir(args)))
+    reader = StoreReader(Path(args.data_dir))
     limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
     try:
         result = run_query(
@@ -166,11 +280,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
             args.query,
             limit=args.limit,
             limits=limits,
-            extra_views=_stored_views(Path(args.data_dir)),
+            extra_views=reader.analyst_views(),
         )
     except QueryError as exc:
-        errconsole.print(f"[red]query error[/]: {exc}")
-        return 2
+        raise UsageError(f"query refused: {exc}", fix="read-only SELECT over samples, ip_observations, alerts") from exc
     from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
     table = result.table
@@ -185,33 +298,12 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stored_views(data_dir: Path) -> dict[str, str]:
-    """The analyst views recorded in the data dir's catalog (pool_usage, ip_conflicts, …)."""
-    import duckdb
-
-    from collector.store import CATALOG_FILE
-
-    cat = data_dir / CATALOG_FILE
-    if not cat.exists():
-        return {}
-    con = duckdb.connect(str(cat), read_only=True)
-    try:
-        rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-    finally:
-        con.close()
-    out = {}
-    for name, sql in rows:
-        if name in ("samples", "ip_observations", "alerts"):
-            continue
-        body = re.sub(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\s+", "", sql).rstrip().rstrip(";")
-        out[name] = body
-    return out
-
-
 def cmd_alerts(args: argparse.Namespace) -> int:
     from hciwatch.alerts_view import load_alerts
 
-    alerts = load_alerts(Path(args.data_dir), status=args.status, kind=args.kind)
+    args.data_dir = str(_require_data_dir(_data_dir(args)))
+    stored = any((Path(args.data_dir) / "alerts").glob("*/*.parquet"))
+    alerts = load_alerts(Path(args.data_dir), status=args.status, kind=args.kind) if stored else []
     if args.format == "json":
         for a in alerts:
             print(a.to_json_line())
@@ -234,15 +326,19 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from hciwatch.preflight import load_for_run
     from hciwatch.service import run_service
 
-    cfg = _load_config(args.config)
+    cfg = load_for_run(args.config)
     return asyncio.run(run_service(cfg))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from hciwatch.importer import problem_lines, run_import, summary_table
 
+    for f in args.files:
+        if not Path(f).is_file():
+            raise UsageError(f"file not found: {f}", fix="give typeperf/relog CSV files (relog -f csv)")
     cfg = _load_config(args.config, args.data_dir)
     progress = None if args.no_progress or args.format == "json" else errconsole
     result = run_import(args.files, cfg, cfg.data_dir, progress_console=progress)
@@ -259,6 +355,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from hciwatch.evaluate import run_eval
 
+    for d in args.scenarios:
+        if not Path(d).is_dir():
+            raise UsageError(f"scenario folder not found: {d}", fix="give folders like tests/replay/scenarios/*")
+
     rc: int = run_eval([Path(p) for p in args.scenarios], console=console, fmt=args.format)
     return rc
 
@@ -266,27 +366,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_anomalies(args: argparse.Namespace) -> int:
     from analytics.offline import anomalies_csv
 
-    if not Path(args.file).exists():
-        errconsole.print(f"[red]error[/]: file not found: {args.file}")
-        return 2
-    anomalies_csv(
+    if not Path(args.file).is_file():
+        raise UsageError(f"file not found: {args.file}", fix="give a CSV file with a time and a value column")
+    run = anomalies_csv(
         args.file,
         sys.stdout,
         time_col=args.time_col,
         value_col=args.value_col,
         sensitivity=args.sensitivity,
-        relearn_after=args.relearn_after,
+        direction=args.direction,
+        strict=args.strict,
     )
+    for line in run.warnings(args.file):
+        print(line, file=sys.stderr)
     return 0
-
-
-def _duration_arg(text: str) -> Any:
-    from analytics.settings import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30m, 6h, 1d): {exc}") from None
 
 
 def _iso_time(text: str) -> Any:
@@ -301,15 +394,13 @@ def _iso_time(text: str) -> Any:
 def cmd_report(args: argparse.Namespace) -> int:
     from hciwatch.report import write_report
 
-    data_dir = Path(args.data_dir)
-    if not (data_dir / "samples").is_dir():
-        errconsole.print(f"[red]error[/]: {data_dir} is not an hciwatch data dir (no samples/ in it)")
-        return 2
+    data_dir = _require_data_dir(_data_dir(args))
+    if args.start and args.end and args.start >= args.end:
+        raise UsageError(f"--from {args.start:%Y-%m-%dT%H:%MZ} is not before --to {args.end:%Y-%m-%dT%H:%MZ}")
     try:
         stats = write_report(data_dir, Path(args.out), args.start, args.end, site=args.site)
     except ValueError as exc:
-        errconsole.print(f"[red]error[/]: {exc}")
-        return 2
+        raise UsageError(str(exc)) from exc
     console.print(
         f"report written: {stats.path} ({stats.bytes / 1e6:.2f} MB in {stats.seconds:.1f} s; "
         f"{stats.pools} pool(s), {stats.duplicate_ip_incidents} duplicate-IP incident(s), "
@@ -323,116 +414,276 @@ def cmd_report(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every default and keeps the epilog's example lines as written."""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options accepted before and after the verb (``hciwatch -v run`` and ``hciwatch run -v``).
+
+    Defaults are suppressed so a value given on either side survives the sub-parser's pass.
+    """
+    c = argparse.ArgumentParser(add_help=False)
+    g = c.add_argument_group("logging and diagnostics (before or after the command)")
+    g.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default=argparse.SUPPRESS,
+        help="log threshold (default: info for run/capture/test-sources, warning otherwise)",
+    )
+    g.add_argument(
+        "--log-format", choices=FORMATS, default=argparse.SUPPRESS, help="log line format on stderr (default: text)"
+    )
+    g.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging (-v info, -vv debug)"
+    )
+    g.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks of errors (for bug reports)"
+    )
+    return c
+
+
+def _version() -> str:
+    from hciwatch.buildinfo import hciwatch_version
+
+    return hciwatch_version()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
     p = argparse.ArgumentParser(
         prog="hciwatch",
         description=(
             "Telemetry collector and anomaly detector for AKS on Azure Local / Azure Stack HCI: "
             "VIP pool exhaustion, duplicate IPs, east-west (RDMA/PFC) congestion."
         ),
+        parents=[common],
+        formatter_class=_Formatter,
+        epilog="start here: hciwatch demo   |   hciwatch sample-config > hciwatch.toml",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--version", action="version", version=f"hciwatch {_version()} (python {sys.version.split()[0]})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("run", help="run the service: sources, store, detectors, exporters, HTTP API")
-    s.add_argument("--config", required=True)
+    def verb(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help_text, description=description or help_text, parents=[common], formatter_class=_Formatter
+        )
+
+    def config_opt(s: argparse.ArgumentParser, *, required: bool = False, what: str = "") -> None:
+        s.add_argument(
+            "--config",
+            required=required,
+            metavar="FILE",
+            help=f"the TOML config file{what} (hciwatch sample-config prints a commented one)",
+        )
+
+    def data_dir_opt(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--data-dir", metavar="DIR", help="the data dir (default: data_dir of --config, else ./data)")
+
+    s = verb("run", "run the service: sources, store, detectors, exporters, HTTP API")
+    config_opt(s, required=True)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("demo", help="simulate an Azure Local site for 48 h and replay it through the flow")
-    s.add_argument("--data-dir", default="demo-data")
-    s.add_argument("--hours", type=float, default=48.0)
-    s.add_argument("--seed", type=int, default=7)
+    s = verb(
+        "demo",
+        "simulate an Azure Local site and replay it through the whole flow",
+        "Simulate an Azure Local site (real-format telemetry with scripted incidents), replay it through "
+        "parse -> store -> detectors -> alerts, write the report. Nothing leaves this machine.",
+    )
+    s.add_argument("--data-dir", default="demo-data", metavar="DIR", help="where the demo writes (recreated)")
+    s.add_argument(
+        "--hours",
+        type=_positive(float, "--hours"),
+        default=None,
+        metavar="H",
+        help="simulated span in hours (default: 8 h; every incident fits in it)",
+    )
+    s.add_argument("--seed", type=int, default=7, help="random seed of the simulated site")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("replay", help="replay capture files through the whole flow on a virtual clock")
-    s.add_argument("captures", nargs="+", metavar="CAPTURE")
-    s.add_argument("--config")
-    s.add_argument("--data-dir")
-    s.add_argument("--alerts-jsonl", help="write every alert state change as a JSON line here")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    s = verb("replay", "replay capture files through the whole flow on a virtual clock")
+    s.add_argument("captures", nargs="+", metavar="CAPTURE", help="capture files (.jsonl or .jsonl.zst)")
+    config_opt(s)
+    data_dir_opt(s)
+    s.add_argument("--alerts-jsonl", metavar="FILE", help="write every alert state change as a JSON line here")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="summary output format")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_replay)
 
-    s = sub.add_parser("capture", help="record live sources into a capture file")
-    s.add_argument("--config", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--duration", type=_duration, default=timedelta(minutes=10))
+    s = verb("capture", "record live sources into a capture file")
+    config_opt(s, required=True)
+    s.add_argument("--out", required=True, metavar="FILE", help="capture file to write (.jsonl.zst compresses)")
+    s.add_argument(
+        "--duration", type=_duration, default=timedelta(minutes=10), help="how long to record (e.g. 90s, 10m, 2h)"
+    )
     s.set_defaults(func=cmd_capture)
 
-    s = sub.add_parser("import", help="import typeperf/relog CSV files into the store (in time order)")
-    s.add_argument("files", nargs="+")
-    s.add_argument("--config")
-    s.add_argument("--data-dir")
+    s = verb("import", "import typeperf/relog CSV files into the store (in time order)")
+    s.add_argument("files", nargs="+", metavar="CSV", help="typeperf or relog -f csv files")
+    config_opt(s)
+    data_dir_opt(s)
     s.add_argument("--format", choices=("table", "json"), default="table", help="summary format")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_import)
 
-    s = sub.add_parser("sql", help="run a read-only SQL query over the store")
-    s.add_argument("query")
-    s.add_argument("--data-dir", default="data")
-    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    s.add_argument("--limit", type=int, default=10_000)
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds before the query is interrupted")
+    s = verb("sql", "run a read-only SQL query over the store")
+    s.add_argument("query", help="a SELECT over samples, ip_observations, alerts and the analyst views")
+    config_opt(s, what=" (for its data_dir)")
+    data_dir_opt(s)
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    s.add_argument("--limit", type=_positive(int, "--limit"), default=10_000, help="most rows printed")
+    s.add_argument(
+        "--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds before the query is interrupted"
+    )
     s.set_defaults(func=cmd_sql)
 
-    s = sub.add_parser("alerts", help="list stored alert state changes")
-    s.add_argument("--data-dir", default="data")
-    s.add_argument("--status", choices=("firing", "resolved", "open"))
-    s.add_argument("--kind")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    from collector.schema import AlertKind
+
+    s = verb("alerts", "list stored alert state changes")
+    config_opt(s, what=" (for its data_dir)")
+    data_dir_opt(s)
+    s.add_argument(
+        "--status", choices=("firing", "resolved", "open"), help="only these changes (open: still firing now)"
+    )
+    s.add_argument("--kind", choices=[k.value for k in AlertKind], help="only this alert kind")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     s.set_defaults(func=cmd_alerts)
 
-    s = sub.add_parser("report", help="write the operator views of a window as one self-contained HTML file")
-    s.add_argument("--data-dir", default="data")
-    s.add_argument("--out", default="report.html")
+    s = verb("report", "write the operator views of a window as one self-contained HTML file")
+    config_opt(s, what=" (for its data_dir)")
+    data_dir_opt(s)
+    s.add_argument("--out", default="report.html", metavar="FILE", help="HTML file to write")
     s.add_argument(
         "--from", dest="start", type=_iso_time, metavar="ISO", help="window start (default: 48 h before the end)"
     )
     s.add_argument("--to", dest="end", type=_iso_time, metavar="ISO", help="window end (default: the newest data)")
-    s.add_argument("--site", help="site name for the header")
+    s.add_argument("--site", help="site name for the header (default: none)")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("check-config", help="validate a config file and print every problem")
-    s.add_argument("config")
+    s = verb(
+        "check-config",
+        "validate a config file with everything `run` checks and print every problem",
+        "Validate a config file exactly as `run` does before it opens anything: schema, secrets readable, "
+        "listen address, pools not overlapping, files present, data dir writable. Every problem at once; "
+        "exit 2 when there is one.",
+    )
+    s.add_argument("config_file", nargs="?", metavar="FILE", help="the config file (same as --config)")
+    config_opt(s)
     s.set_defaults(func=cmd_check_config)
 
-    s = sub.add_parser("eval", help="replay scenario folders and score the detectors")
-    s.add_argument("scenarios", nargs="+", metavar="SCENARIO_DIR")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    s = verb(
+        "test-sources",
+        "scrape each configured source once and print what it parsed, per target",
+        "Like `telegraf --test`: fetch every pull target once, parse it as the service would and print "
+        "per target its samples, metrics and errors. Stores nothing. Exit 1 when a target failed.",
+    )
+    config_opt(s, required=True)
+    s.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    s.add_argument("--metrics", type=int, default=10, metavar="N", help="metric names listed per target")
+    s.set_defaults(func=cmd_test_sources)
+
+    s = verb(
+        "silence",
+        "silence alerts for a maintenance window: add, list, expire",
+        "Matching alert changes are stored and shown (marked silenced) but reach no sink while the silence "
+        "is active. Matchers: kind=, severity=, any resource label (host=, network=, ip=, pool=), or "
+        "resource= (any label); values may use * and ?. The running service picks changes up at once.",
+    )
+    silence_sub = s.add_subparsers(dest="action", required=True, metavar="ACTION", help="add | list | expire")
+    sa = silence_sub.add_parser(
+        "add", help="add a silence", description="add a silence", parents=[common], formatter_class=_Formatter
+    )
+    sa.add_argument(
+        "--match", required=True, metavar="K=V,...", help="matchers, e.g. kind=eastwest_congestion,host=hci-node-04"
+    )
+    sa.add_argument(
+        "--for", dest="duration", required=True, type=_duration, metavar="DURATION", help="how long (e.g. 2h, 90m)"
+    )
+    sa.add_argument("--comment", required=True, help="why (change ticket, who); shown wherever the silence is")
+    sa.add_argument("--created-by", default="", help="who adds it (default: empty)")
+    sl = silence_sub.add_parser(
+        "list", help="list silences", description="list silences", parents=[common], formatter_class=_Formatter
+    )
+    sl.add_argument("--all", action="store_true", help="include expired silences")
+    sl.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    se = silence_sub.add_parser(
+        "expire",
+        help="end a silence now",
+        description="end a silence now",
+        parents=[common],
+        formatter_class=_Formatter,
+    )
+    se.add_argument("id", help="the silence id (hciwatch silence list)")
+    for sp in (sa, sl, se):
+        config_opt(sp, what=" (for its data_dir)")
+        data_dir_opt(sp)
+        sp.set_defaults(func=cmd_silence)
+
+    s = verb("sample-config", "print a commented sample config (hciwatch sample-config > hciwatch.toml)")
+    s.set_defaults(func=cmd_sample_config)
+
+    s = verb("eval", "replay scenario folders and score the detectors")
+    s.add_argument("scenarios", nargs="+", metavar="SCENARIO_DIR", help="folders with a capture and expected alerts")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("anomalies", help="score one series from a CSV, causally")
-    s.add_argument("file")
-    s.add_argument("--time-col", default="timestamp")
-    s.add_argument("--value-col", default="value")
-    s.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    s = verb("anomalies", "score one series from a CSV, causally")
+    s.add_argument("file", help="CSV file with a time column and a value column")
+    s.add_argument("--time-col", default="timestamp", help="name of the time column")
+    s.add_argument("--value-col", default="value", help="name of the value column")
     s.add_argument(
-        "--relearn-after",
-        type=_duration_arg,
-        default="1d",
-        metavar="DURATION",
-        help="an anomaly lasting this long becomes the new normal (e.g. 6h, 1d; 0 = never). Default 1d.",
+        "--sensitivity", choices=("low", "medium", "high"), default="medium", help="how readily a point is anomalous"
+    )
+    s.add_argument(
+        "--direction", choices=("up", "down", "both"), default="both", help="which departures count as anomalous"
+    )
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse rows out of time order, repeated timestamps and unreadable cells instead of flagging them",
     )
     s.set_defaults(func=cmd_anomalies)
     return p
 
 
+_LOUD_BY_DEFAULT = ("run", "capture", "test-sources")
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    if getattr(args, "log_level", None):
+        return str(args.log_level)
+    verbose = getattr(args, "verbose", 0) or 0
+    if verbose >= 2:
+        return "debug"
+    if verbose == 1 or args.command in _LOUD_BY_DEFAULT:
+        return "info"
+    return "warning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser.parse_args(argv)  # usage mistakes: argparse prints usage + the allowed values, exit 2
+    debug = bool(getattr(args, "debug", False))
+    configure(_log_level(args), getattr(args, "log_format", "text"))
     try:
         rc: int = args.func(args)
         return rc
-    except ConfigError as exc:
-        _print_config_error(exc)
-        return 2
-    except HciwatchError as exc:
-        errconsole.print(f"[red]error[/]: {exc}", markup=True)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        explained = explain(exc)
+        for line in explained.lines():
+            print(line, file=sys.stderr)
+        return explained.code
+
+
+__all__ = ["EXIT_USAGE", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
         OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox", problems=problems
     )
     if problems or collector is None or analytics is None or api is None or outbox is None:
+        from hciwatch.redact import redact
+
+        problems = [redact(p) for p in problems]  # validation quotes rejected values; they may hold credentials
         raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
     return AppConfig(
         collector=collector,
@@ -137,7 +140,12 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
 def load_config(path: Path | str) -> AppConfig:
     """Read, parse and validate a config file."""
     p = Path(path)
-    raw, text = load_toml(p)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory; give the config file (e.g. {p / 'hciwatch.toml'})", file=str(p))
+    try:
+        raw, text = load_toml(p)
+    except RecursionError:
+        raise ConfigError(f"{p}: TOML nested too deeply to read; flatten the tables", file=str(p)) from None
     return parse_config(raw, text, file=str(p), path=p.resolve())
 
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from exporters.settings import AzureMonitorSettings, OtlpSettings
 
 if TYPE_CHECKING:
-    from exporters.otlp import MetricsSnapshot, OtlpMetrics, PipelineHealth
+    from exporters.otlp import OtlpMetrics
+    from exporters.service_metrics import MetricsSnapshot, PipelineHealth
     from hciwatch.config import AppConfig
     from hciwatch.pipeline import Pipeline
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def analytics_snapshot(pipeline: Pipeline, health: PipelineHealth) -> MetricsSnapshot:
     """Copy what the dashboards show out of the detectors' state (call from the pipeline's thread)."""
-    from exporters.otlp import MetricsSnapshot, PoolStat
+    from exporters.service_metrics import MetricsSnapshot, PoolStat
 
     pools = []
     for p in pipeline.engine.pool_stats():
@@ -41,7 +42,7 @@ def analytics_snapshot(pipeline: Pipeline, health: PipelineHealth) -> MetricsSna
 
 def pipeline_health(pipeline: Pipeline, queue_depth: int, outbox_stats: dict[str, Any]) -> PipelineHealth:
     """Cumulative pipeline counters as the dashboards chart them."""
-    from exporters.otlp import PipelineHealth
+    from exporters.service_metrics import PipelineHealth
 
     s = pipeline.stats
     failures = sum(int(v.get("failures", 0)) for v in outbox_stats.get("sinks", {}).values())

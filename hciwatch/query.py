@@ -6,28 +6,12 @@ query does (temporary objects, the enum types PIVOT creates) outlives it or is s
 How the lock-down works, and what was verified on DuckDB 2.0.0 (tests/api/test_query.py proves
 each refusal):
 
-1. **Views without file access from SQL.** ``SET enable_external_access = false`` also stops
-   *existing* views over ``read_parquet('<dir>/**/*.parquet')`` from reading their files
-   (DuckDB 2.0 binds views lazily: the query fails with ``Permission Error: Cannot access file``).
-   DuckDB's ``allowed_directories`` would re-open the data directory, but then user SQL could
-   ``glob``/``read_blob`` anything under it, and the view definitions (``duckdb_views()``), the
-   ``filename`` column and ``current_setting('allowed_directories')`` would all reveal server
-   paths. Instead each table is opened in Python as a ``pyarrow.dataset`` (Hive ``date=``
-   partitioning, the canonical schema from :mod:`collector.schema` plus ``date DATE``, so old
-   files with fewer columns read as NULLs) and registered with ``con.register``. DuckDB scans it
-   through the Arrow C stream with projection and filter pushdown (a ``date`` predicate prunes
-   partitions); SQL never touches a path, and ``duckdb_views()`` shows only
-   ``python_arrow_scan()``. A table with no files yet is registered as an empty Arrow table of
-   the same schema. Extra views (name → ``SELECT`` text, trusted, from the server) are created
-   over these before the lock-down.
-2. **Then lock.** In this order: ``python_enable_replacements = false`` (SQL cannot reach Python
-   objects by variable name), ``TimeZone = 'UTC'``, ``threads``, ``max_memory``,
-   ``temp_directory = ''`` (no spill files: DuckDB otherwise adds its temp directory to the
-   allowed directories, and it can only be changed while external access is on),
-   ``autoinstall_known_extensions = false``, ``autoload_known_extensions = false``,
-   ``disabled_filesystems = 'LocalFileSystem'``, ``enable_external_access = false`` (no files, no
-   URLs, no INSTALL/LOAD, no ATTACH of files), and last ``lock_configuration = true`` (any later
-   ``SET``/``RESET`` fails: "the configuration has been locked").
+1. **The sandbox.** The connection comes from :meth:`collector.store_read.StoreReader.sandbox`:
+   every stored table registered as an Arrow dataset (SQL never touches a path, and
+   ``duckdb_views()`` shows only ``python_arrow_scan()``), the server's extra views created, then
+   the configuration locked (no files, URLs, extensions, spill files or later ``SET``); its
+   docstring says what was verified and why views over ``read_parquet`` could not be used.
+2. **Limits on the connection:** ``threads`` and ``max_memory`` from :class:`QueryLimits`.
 3. **Only one read-only statement.** DuckDB's own parser (``con.extract_statements``) must find
    exactly one statement of type SELECT (which in DuckDB 2.0 covers WITH, VALUES, TABLE,
    FROM-first, DESCRIBE, SHOW, SUMMARIZE, UNPIVOT and PIVOT with an ``IN`` list) or EXPLAIN,
@@ -63,16 +47,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from collector.errors import HciwatchError
-from collector.schema import TABLE_SCHEMAS
+from collector.store_read import StoreReader
 
 log = logging.getLogger(__name__)
-
-PARTITION_FIELD = pa.field("date", pa.date32())
-_PARTITION_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _READ_TYPES = {duckdb.StatementType.SELECT}
 _READ_FIRST_WORDS = {
@@ -322,71 +301,20 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str, *, _depth: int = 0
 # ---------------------------------------------------------------------------------------------
 
 
-def table_schema(name: str) -> pa.Schema:
-    """The schema a query sees for a stored table: the stored schema plus the ``date`` partition."""
-    return TABLE_SCHEMAS[name].append(PARTITION_FIELD)
-
-
-def open_table(data_dir: Path, name: str) -> ds.Dataset | pa.Table:
-    """The Parquet files of one stored table as an Arrow dataset (or an empty table if none).
-
-    Only ``<table>/date=YYYY-MM-DD/*.parquet`` is read; hidden files (the store's temporary and
-    staged files start with a dot) are skipped, so a query never sees a partial file.
-    """
-    schema = table_schema(name)
-    base = data_dir / name
-    files: list[str] = []
-    if base.is_dir():
-        for part in sorted(base.iterdir()):
-            if not part.is_dir() or not _PARTITION_DIR.match(part.name):
-                continue
-            files.extend(str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith("."))
-    if not files:
-        return schema.empty_table()
-    partitioning = ds.partitioning(pa.schema([PARTITION_FIELD]), flavor="hive")
-    return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning, partition_base_dir=str(base))
-
-
-def _lock_down(con: duckdb.DuckDBPyConnection, limits: QueryLimits) -> None:
-    # Order matters: temp_directory and extension settings can only change while external
-    # access is still on, and nothing can change after lock_configuration.
-    for stmt in (
-        "SET python_enable_replacements = false",
-        "SET TimeZone = 'UTC'",
-        f"SET threads = {int(limits.threads)}",
-        f"SET max_memory = '{limits.max_memory.strip()}'",
-        "SET temp_directory = ''",
-        "SET autoinstall_known_extensions = false",
-        "SET autoload_known_extensions = false",
-        "SET disabled_filesystems = 'LocalFileSystem'",
-        "SET enable_external_access = false",
-        "SET lock_configuration = true",
-    ):
-        con.execute(stmt)
-
-
 def connect(
     data_dir: Path, limits: QueryLimits, extra_views: Mapping[str, str] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A fresh, locked-down in-memory connection with the stored tables and extra views."""
-    con = duckdb.connect(":memory:")
     try:
-        for name in TABLE_SCHEMAS:
-            con.register(name, open_table(data_dir, name))
-        for name, body in (extra_views or {}).items():
-            if not _IDENT.match(name):
-                raise QueryError(f"extra view name {name!r} is not a plain identifier", kind="internal")
-            con.execute(f'CREATE TEMP VIEW "{name}" AS {body}')
-        _lock_down(con, limits)
+        return StoreReader(data_dir).sandbox(
+            threads=limits.threads, max_memory=limits.max_memory, extra_views=extra_views
+        )
+    except ValueError as exc:
+        raise QueryError(str(exc), kind="internal") from None
     except duckdb.Error as exc:
-        con.close()
         raise QueryError(
             "the query views could not be set up: " + _clean_message(str(exc), (data_dir,)), kind="internal"
         ) from None
-    except BaseException:
-        con.close()
-        raise
-    return con
 
 
 # ---------------------------------------------------------------------------------------------

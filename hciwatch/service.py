@@ -33,7 +33,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,17 +49,18 @@ from collector.errors import ConfigError, StoreError
 from collector.faults import FaultState
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
-from collector.schema import Alert, AlertKind, RawRecord, Severity
+from collector.schema import Alert, AlertKind, RawRecord, Severity, iso
 from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
 from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.feed import AlertFeed
-from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import Outbox
 from exporters.registry import build_exporter
+from exporters.service_metrics import MetricsSnapshot, PipelineHealth
 from hciwatch.api import create_app
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
+from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
@@ -67,7 +68,9 @@ from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
+from hciwatch.redact import redact
 from hciwatch.selfmetrics import HciwatchCollector
+from hciwatch.silences import SilenceStore, SilencingExporter
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,36 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
     return out
 
 
+def target_health(
+    scheduler: Scheduler, parse_errors: Mapping[str, int], parsed: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """One row per configured target for the live page, dead and never-scraped ones included.
+
+    A target that answers but whose payloads give nothing and only parse errors (an HTTP 200 with
+    garbage) is not "up": its state says so.
+    """
+    out = []
+    for h in sorted(scheduler.health.values(), key=lambda x: (x.source, x.target)):
+        state = "not scraped yet" if not h.fetches else ("up" if h.consecutive_failures == 0 else "down")
+        if state == "up" and parsed is not None and parse_errors.get(h.target) and not parsed.get(h.target):
+            state = "answering, unparsable"
+        out.append(
+            {
+                "source": h.source,
+                "target": redact(h.target),
+                "state": state,
+                "last_success": iso(h.last_success) if h.last_success else None,
+                "last_attempt": iso(h.last_attempt) if h.last_attempt else None,
+                "consecutive_failures": h.consecutive_failures,
+                "fetches": h.fetches,
+                "failures": h.failures,
+                "parse_errors": int(parse_errors.get(h.target, 0)),
+                "last_error": redact(h.last_error),
+            }
+        )
+    return out
+
+
 class Service:
     """Everything ``hciwatch run`` starts, owned in one place so shutdown is orderly."""
 
@@ -132,6 +165,7 @@ class Service:
             )
         self.token = token
         self.views = analyst_views(cfg.collector.networks)
+        self.silences = SilenceStore(self.data_dir)
         st = cfg.collector.store
         self.store = Store(
             self.data_dir,
@@ -150,7 +184,10 @@ class Service:
             wal_segment_bytes=st.wal_segment_bytes,
         )
         self.feed = AlertFeed()
-        self.exporters: list[Exporter] = [self.feed, *(build_exporter(s) for s in cfg.exporters)]
+        self.exporters: list[Exporter] = [
+            self.feed,  # the live page shows silenced changes (marked); paging sinks do not get them
+            *(SilencingExporter(build_exporter(s), self.silences) for s in cfg.exporters),
+        ]
         self.outbox = Outbox(
             self.data_dir,
             [e.name for e in self.exporters] + [ALERTS_TABLE_SINK],
@@ -189,6 +226,7 @@ class Service:
                 store=lambda: self.store,
                 outbox=self.outbox.stats,
                 queue_depth=self.queue.qsize,
+                snapshot=lambda: self._dashboard_snapshot(),
                 reliability=self._reliability,
             )
         )
@@ -222,6 +260,11 @@ class Service:
             "skipped_parts": s.line_errors,
             "samples_stored": s.samples_stored,
             "ip_observations_stored": s.ip_observations_stored,
+            "targets": target_health(
+                self.scheduler,
+                s.rejected_by_target + s.errors_by_target,
+                s.samples_by_target + s.ip_observations_by_target,
+            ),
         }
 
     def _evaluate(self, now: datetime) -> None:
@@ -229,10 +272,17 @@ class Service:
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
 
     def _to_outbox(self, changes: Sequence[Alert]) -> None:
-        """Alert changes count as accepted once the outbox has fsynced them.
+        """Alert changes count as accepted once the outbox has fsynced them; each is logged once.
+
+        Every change goes to the outbox (the alerts table, the history, is written from it); sinks
+        are wrapped in :class:`SilencingExporter`, so a change an active silence matches reaches none.
 
         While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
         """
+        for a in changes:
+            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
+            log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
+        self.silences.filter(changes)  # records (on the silence) and logs what the sinks will not get
         self._unsent.extend(changes)
         if not self._unsent or not self.outbox_fault.due():
             return
@@ -282,7 +332,9 @@ class Service:
                 sinks[e.name] = False
         faults = {name: f.describe() for name, f in self._faults().items()}
         healthy = all(f["ok"] for f in faults.values())
-        ready = writable and healthy and bool(self.sources) and all(sinks.values())
+        # Sinks are reported, never gating: a Collector outage must not take the UI out of its Service
+        # (the outbox keeps the changes and delivers them when the sink is back).
+        ready = writable and healthy and bool(self.sources)
         return {
             "ready": ready,
             "store_writable": writable and healthy,
@@ -369,7 +421,9 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        host, _, port = self.cfg.api.listen.rpartition(":")
+        from hciwatch.preflight import parse_listen
+
+        host, port = parse_listen(self.cfg.api.listen)
         api = self.cfg.api
         limits = QueryLimits(
             default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit, timeout_s=api.query_timeout
@@ -387,6 +441,7 @@ class Service:
             ingest_stats=self._ingest_stats,
             query_workers=self.query_workers,
             body_timeout=api.body_timeout,
+            silences=self.silences,
         )
         self._runner = make_runner(app, self.server_limits, self.http_counters)
         await self._runner.setup()
@@ -409,10 +464,14 @@ class Service:
         )
         self._tasks.extend(asyncio.create_task(c) for c in loops)
         log.info(
-            "hciwatch running: %d sources, %d sinks, API on %s",
+            "hciwatch %s running: site %s, %d source(s), %d sink(s), data in %s, API and live page on http://%s:%d/",
+            hciwatch_version(),
+            self.cfg.collector.site.name,
             len(self.sources),
             len(self.exporters),
-            self.cfg.api.listen,
+            self.data_dir,
+            host,
+            self.port,
         )
 
     @property
@@ -497,8 +556,8 @@ async def run_service(cfg: AppConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.request_stop)
-    await svc.start()
-    try:
+    try:  # a failed start (port taken) still closes what was opened
+        await svc.start()
         await svc.wait()
     finally:
         await svc.stop()

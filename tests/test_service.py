@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +47,8 @@ async def _serve_lab_metrics() -> tuple[bytes, web.AppRunner, int]:
     return body, runner, port
 
 
-async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path) -> None:
+async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="hciwatch.service")
     _, runner, port = await _serve_lab_metrics()
     dead = _free_port()  # nothing listens here
     api_port = _free_port()
@@ -106,7 +108,10 @@ token_file = "{tmp_path / "token"}"
             ), firing
             async with http.get(f"{base}/metrics", headers=auth) as r:
                 text = await r.text()
-            assert "hciwatch_samples_stored_total" in text and "hciwatch_target_up" in text
+            assert "hciwatch_pipeline_samples_in_total" in text and "hciwatch_target_up" in text
+            assert 'hciwatch_build_info{duckdb="' in text
+            assert "hciwatch 0." in caplog.text and "API and live page on http://127.0.0.1:" in caplog.text  # banner
+            assert "alert firing Sev2 source_down [source=dead-host" in caplog.text  # one line per change
     finally:
         await svc.stop()
         await runner.cleanup()

@@ -93,7 +93,7 @@ allow_unauthenticated = true
     assert "12 labels, over label_limit 8" in firing["labelled"]
     for name in ("html", "many", "labelled"):
         assert f'hciwatch_target_up{{source="{name}",target="http://127.0.0.1:{port}/{name}"}} 0.0' in text
-    assert 'hciwatch_records_rejected_total{reason="sample_limit"}' in text
-    assert 'hciwatch_records_rejected_total{reason="label_limit"}' in text
+    assert 'hciwatch_pipeline_parse_errors_total{reason="sample_limit"}' in text
+    assert 'hciwatch_pipeline_parse_errors_total{reason="label_limit"}' in text
     rows = svc.store.connect().execute("SELECT count(*) FROM samples WHERE metric IN ('wide', 'tall')").fetchone()
     assert rows == (0,)  # refused whole, as Prometheus does

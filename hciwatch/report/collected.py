@@ -25,6 +25,7 @@ from hciwatch.report.window import Window
 log = logging.getLogger(__name__)
 
 INGEST_SUMMARY_FILE = "ingest-summary.json"
+MAX_TARGET_ROWS = 500
 _SUMMARY_KEYS = (
     "records_read",
     "records_rejected",
@@ -59,6 +60,9 @@ def _ingest(summary: Mapping[str, Any] | None, origin: str) -> dict[str, Any] | 
     rejected = summary.get("rejected")
     if isinstance(rejected, list):  # the first precise messages ("file:line [target]: why")
         out["rejected"] = [str(m)[:500] for m in rejected[:MAX_MESSAGES]]
+    targets = summary.get("targets")
+    if isinstance(targets, list):  # the live service's per-target health (scheduler + parse errors)
+        out["targets"] = [dict(t) for t in targets[:MAX_TARGET_ROWS] if isinstance(t, Mapping)]
     out["origin"] = origin
     return out
 

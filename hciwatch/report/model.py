@@ -12,6 +12,7 @@ changes keep :meth:`collector.schema.Alert.to_json`'s ISO-8601 strings, as the S
      "conflicts": [see hciwatch.report.alerts.conflict_sightings],
      "alerts": [alert changes],
      "mac_attribution": {mac: see hciwatch.report.alerts.mac_attribution},
+     "silences": [see hciwatch.silences.silences_for_view],
      "timings_ms": {section: ms}}
 
 Everything is read through :func:`hciwatch.report.source.connect`, read-only.
@@ -33,6 +34,7 @@ from hciwatch.report.congestion import congestion_view
 from hciwatch.report.pools import pool_views
 from hciwatch.report.source import connect
 from hciwatch.report.window import Window, resolve_window
+from hciwatch.silences import silences_for_view
 
 SCHEMA = "hciwatch.report/1"
 
@@ -96,5 +98,6 @@ def build_model(
         "data_dir": data_dir.resolve().name,
         "window": {"from": win.start_s, "to": win.end_s, "step_s": win.step_s},
         **sections,
+        "silences": silences_for_view(data_dir, win.start, win.end),
         "timings_ms": {k: round(v * 1000, 1) for k, v in timings.items()},
     }

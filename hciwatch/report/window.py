@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
 from collector.schema import utc
-from collector.store import view_sql
+from collector.store_read import StoreReader
 
 MAX_POINTS = 600
 NICE_STEPS_S = (300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
@@ -50,21 +48,7 @@ def step_for(span: timedelta) -> int:
 
 def data_extent(data_dir: Path) -> tuple[datetime, datetime] | None:
     """First and last ``ts`` stored in samples / ip_observations (None for an empty store)."""
-    con = duckdb.connect(":memory:")
-    try:
-        parts = [
-            f"SELECT min(ts) AS lo, max(ts) AS hi FROM ({view_sql(Path(data_dir), n)}) WHERE date > DATE '1970-01-01'"
-            for n in ("samples", "ip_observations")
-            if (Path(data_dir) / n).is_dir()
-        ]
-        if not parts:
-            return None
-        row = con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    finally:
-        con.close()
-    if row is None or row[0] is None or row[1] is None:
-        return None
-    return utc(row[0]).astimezone(UTC), utc(row[1]).astimezone(UTC)
+    return StoreReader(data_dir).extent(("samples", "ip_observations"))
 
 
 def resolve_window(

@@ -166,12 +166,18 @@
   /* 24-hour UTC ticks; the date is printed under the first tick of each day. */
   function timeTicks(u, splits) {
     let prevDay = null;
+    let prevHm = null;
+    // ticks closer than a minute get seconds; a label equal to the one before is left blank
+    const step = splits.length > 1 ? splits[1] - splits[0] : 3600;
     return splits.map((s) => {
       const d = new Date(s * 1000);
       const day = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
-      const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+      let hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+      if (step < 60) hm += `:${pad(d.getUTCSeconds())}`;
+      if (hm === prevHm && day === prevDay) return '';
       const out = day !== prevDay ? `${hm}\n${day}` : hm;
       prevDay = day;
+      prevHm = hm;
       return out;
     });
   }
@@ -282,11 +288,142 @@
         'Parse errors: not recorded with this data (the service counts them at /metrics: ' +
         'hciwatch_records_rejected, hciwatch_parse_skipped_parts).');
     }
+    let health = null;
+    const targets = (c.ingest && c.ingest.targets) || null;
+    if (targets) {
+      const down = targets.filter((t) => t.state !== 'up').length;
+      health = el('div', { id: 'target-health-view' },
+        el('h3', { text: `Targets: ${targets.length - down} up, ${down} not up` }),
+        el('table', { class: 'grid', id: 'target-health', 'data-down': down },
+          el('thead', {}, el('tr', {}, ['source', 'target', 'state', 'last success (UTC)', 'last attempt (UTC)',
+                                        'failed in a row', 'parse errors', 'last error']
+            .map((h) => el('th', { text: h })))),
+          el('tbody', {}, targets.map((t) => el('tr', { 'data-target': t.target, 'data-state': t.state },
+            el('td', { text: t.source }), el('td', { text: t.target }),
+            el('td', { class: t.state === 'up' ? '' : 'down', text: t.state }),
+            el('td', { text: t.last_success ? fmtUTC(isoToS(t.last_success), true).replace(' UTC', '') : 'never' }),
+            el('td', { text: t.last_attempt ? fmtUTC(isoToS(t.last_attempt), true).replace(' UTC', '') : '—' }),
+            el('td', { class: 'num', text: fmtNum(t.consecutive_failures || 0, 0) }),
+            el('td', { class: 'num', text: fmtNum(t.parse_errors || 0, 0) }),
+            el('td', { text: t.last_error || '' }))))));
+    }
     return el('header', { class: 'top', id: 'view-header', 'data-sources': c.sources.length },
-      el('h1', { text: title }), sub,
+      el('h1', { text: title }), sub, health,
       el('p', { class: 'note' }, `Collected in the window: ${c.sources.length} source(s), ${fmtNum(c.targets || 0)} ` +
          `target(s), ${fmtNum(c.samples || 0)} samples, ${fmtNum(c.ip_observations || 0)} IP observations.`),
       table, ingest);
+  }
+
+
+  // ------------------------------------------------------------------------------------------
+  // status banner: what is wrong now and what to do first
+  // ------------------------------------------------------------------------------------------
+
+  const KIND_VIEW = { vip_pool_exhaustion: 'view-pools', node_pool_exhaustion: 'view-pools',
+                      ip_pool_overlap: 'view-pools', duplicate_ip: 'view-duplicates',
+                      eastwest_congestion: 'view-congestion' };
+
+  /* The runbook's first numbered step (its continuation lines joined), else its first line. */
+  function firstStep(runbook) {
+    const lines = (runbook || '').split('\n');
+    const i = lines.findIndex((l) => /^\s*1[.)]\s+/.test(l));
+    if (i < 0) return (lines.find((l) => l.trim()) || '').trim();
+    const out = [lines[i].replace(/^\s*1[.)]\s+/, '').trim()];
+    for (const l of lines.slice(i + 1)) {
+      if (!l.trim() || /^\s*\d+[.)]\s+/.test(l) || !/^\s/.test(l)) break;
+      out.push(l.trim());
+    }
+    return out.join(' ');
+  }
+
+  /* Numbers as they are now where the model has them (pools), else when the alert text was written. */
+  function currentNumbers(inc, m) {
+    if (inc.kind === 'vip_pool_exhaustion' || inc.kind === 'node_pool_exhaustion') {
+      const want = inc.resource.pool || (inc.kind === 'vip_pool_exhaustion' ? 'vip' : 'node');
+      const p = (m.pools || []).find((x) => x.network === inc.resource.network && x.pool === want);
+      if (p && p.t && p.t.length) {
+        return `Now ${fmtNum(p.used, 0)}/${fmtNum(p.size, 0)} used, ${fmtNum(p.free, 0)} free ` +
+               `(as of ${fmtUTC(p.t[p.t.length - 1])}).`;
+      }
+    }
+    return null;
+  }
+
+  /* Shell-style wildcards of a silence matcher (the service's fnmatch). */
+  function globRe(p) {
+    return new RegExp('^' + String(p).replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')
+      .replace(/\?/g, '.') + '$');
+  }
+
+  function silenceMatches(s, inc) {
+    return Object.entries(s.matchers || {}).every(([k, v]) => {
+      const re = globRe(v);
+      if (k === 'resource') return Object.values(inc.resource).some((x) => re.test(String(x)));
+      if (k === 'kind' || k === 'severity' || k === 'status') return re.test(String(inc[k]));
+      return k in inc.resource && re.test(String(inc.resource[k]));
+    });
+  }
+
+  /* The active silence covering an incident, if any (silenced alerts are stored and shown, not paged). */
+  function silencedBy(m, inc) {
+    return (m.silences || []).find((s) => s.active_now && silenceMatches(s, inc)) || null;
+  }
+
+  function renderSilences(m) {
+    const active = (m.silences || []).filter((s) => s.active_now);
+    if (!active.length) return null;
+    return el('div', { class: 'silences', id: 'active-silences', 'data-active': active.length },
+      el('b', { text: `${active.length} silence(s) active (maintenance windows; matching alerts page nobody): ` }),
+      el('ul', {}, active.map((s) => el('li', { 'data-silence': s.id },
+        `${Object.entries(s.matchers).map(([k, v]) => `${k}=${v}`).join(', ')} until ${fmtUTC(isoToS(s.ends_at))}` +
+        ` — ${s.comment}` + (s.suppressed && s.suppressed.length ? ` (${s.suppressed.length} change(s) held back)` : '') +
+        ` [id ${s.id}]`))));
+  }
+
+  function renderStatus(m, incs) {
+    const live = incs.filter((i) => i.current);
+    const silenced = live.filter((i) => silencedBy(m, i));
+    const current = live.filter((i) => !silencedBy(m, i)).sort((a, b) => sevRank(a.severity) - sevRank(b.severity) ||
+                                                                          b.lastChange - a.lastChange);
+    const resolved = incs.filter((i) => i.status === 'resolved').length;
+    const bySev = {};
+    for (const i of current) bySev[i.severity] = (bySev[i.severity] || 0) + 1;
+    const worst = current.length ? current[0].severity : null;
+    const sec = el('section', { class: `status-banner ${worst ? 'firing sev-border-' + worst : 'ok'}`,
+                                id: 'status-banner', 'data-firing': current.length, role: 'status' });
+    const silenceNote = silenced.length ? el('p', { class: 'note', id: 'silenced-firing',
+      text: `${silenced.length} more firing but silenced: ` +
+            silenced.map((i) => `${kindLabel(i.kind)} · ${resourceLabel(i.resource)} (silence ` +
+                                `${silencedBy(m, i).id})`).join('; ') }) : null;
+    if (!current.length) {
+      sec.append(el('h2', { text: 'Nothing is firing' }),
+        el('p', { class: 'note', text: `${resolved} incident(s) resolved in this window; see Alerts for the timeline.` }),
+        silenceNote, renderSilences(m));
+      return sec;
+    }
+    const counts = ['Sev0', 'Sev1', 'Sev2', 'Sev3', 'Sev4'].filter((s) => bySev[s])
+      .map((s) => `${bySev[s]} ${s} (${SEV_TEXT[s]})`).join(', ');
+    sec.append(el('h2', { text: `${current.length} alert(s) firing now: ${counts}` }));
+    const list = el('ol', { class: 'status-list' });
+    for (const i of current.slice(0, 8)) {
+      const now = currentNumbers(i, m);
+      const step = firstStep(i.runbook);
+      const target = KIND_VIEW[i.kind] || 'view-alerts';
+      list.append(el('li', { 'data-fingerprint': i.fingerprint, 'data-kind': i.kind },
+        sevBadge(i.severity), ' ', el('b', { text: `${kindLabel(i.kind)} · ${resourceLabel(i.resource)}` }),
+        ` — firing since ${fmtUTC(i.start)}. `,
+        el('a', { href: `#${target}`, text: 'details ↓' }),
+        el('div', { class: 'status-summary' }, `${i.summary} `,
+           el('span', { class: 'asof', text: `(text as of ${fmtUTC(i.lastChange)})` })),
+        now ? el('div', { class: 'status-now', text: now }) : null,
+        step ? el('div', { class: 'status-step' }, el('b', { text: 'First step: ' }), step) : null));
+    }
+    sec.append(list);
+    if (current.length > 8) {
+      sec.append(el('p', { class: 'note', text: `${current.length - 8} more in Alerts → Current alerts.` }));
+    }
+    sec.append(...[silenceNote, renderSilences(m)].filter(Boolean));
+    return sec;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -332,8 +469,10 @@
       facts.append(p.trend_note + '. ');
     }
     for (const a of alerts) {
-      facts.append(el('br'), sevBadge(a.severity),
-                   ` ${a.current ? 'firing' : 'resolved'} (last change ${fmtUTC(a.lastChange)}): ${a.summary}`);
+      facts.append(el('br'), el('span', { class: a.current ? 'alert-line firing' : 'alert-line resolved' },
+        sevBadge(a.severity), ` ${a.current ? 'firing' : 'resolved'}: ${a.summary} `,
+        el('span', { class: 'asof', text: `(alert text as of its last change, ${fmtUTC(a.lastChange)}; ` +
+                                          'the numbers above are current)' })));
     }
     return facts;
   }
@@ -554,8 +693,10 @@
     for (const d of dups) {
       const ev = Object.keys(d.firingEvidence).length ? d.firingEvidence : d.evidence;
       const owners = ownerRows(ev);
-      const box = el('div', { class: 'incident', 'data-fingerprint': d.fingerprint,
-                              style: `border-left-color:${SEV_COLOR[d.severity] || OI.grey}` },
+      const box = el('div', { class: `incident ${d.status === 'firing' ? 'firing' : 'resolved'}`,
+                              'data-fingerprint': d.fingerprint,
+                              style: `border-left-color:${d.status === 'firing' ? SEV_COLOR[d.severity] || OI.grey
+                                                                                  : '#bbb'}` },
         el('h3', {}, sevBadge(d.severity), ` ${d.resource.ip || ''} on ${d.resource.network || ''} — ` +
            `${d.status === 'firing' ? 'firing' : 'resolved'}, ${fmtUTC(d.start)} → ` +
            `${d.end ? fmtUTC(d.end) : 'now'}`),
@@ -795,7 +936,9 @@
             const yc = g.y(rowOf.get(i.fingerprint));
             const h = g.rowH * 0.46;
             ctx.fillStyle = SEV_COLOR[i.severity] || OI.grey;
+            ctx.globalAlpha = i.end === null ? 1 : 0.4; // resolved incidents are quieter than live ones
             ctx.fillRect(x0, yc - h / 2, Math.max(2 * dpr(), x1 - x0), h);
+            ctx.globalAlpha = 1;
             if (i.end === null) { // hatch the open end
               ctx.strokeStyle = 'rgba(0,0,0,0.55)';
               ctx.lineWidth = dpr();
@@ -839,8 +982,12 @@
         el('td', { text: resourceLabel(i.resource) }),
         el('td', { text: fmtUTC(i.start).replace(' UTC', '') }),
         el('td', { text: fmtUTC(i.lastChange).replace(' UTC', '') }),
-        el('td', {}, i.summary, i.runbook ? el('details', {}, el('summary', { text: 'runbook' }),
-                                              el('pre', { text: i.runbook })) : null))))));
+        el('td', {}, silencedBy(m, i) ? el('b', { class: 'silenced', text: `silenced (${silencedBy(m, i).id}) ` }) : null,
+           `${i.summary} `, el('span', { class: 'asof', text: `(as of ${fmtUTC(i.lastChange)})` }),
+           i.runbook ? el('div', { class: 'status-step' }, el('b', { text: 'First step: ' }), firstStep(i.runbook))
+                     : null,
+           i.runbook ? el('details', {}, el('summary', { text: 'whole runbook' }),
+                          el('pre', { text: i.runbook })) : null))))));
     return { sec, after };
   }
 
@@ -863,13 +1010,13 @@
     const parts = [renderPools(m, incs, win), renderDuplicates(m, incs, win), renderCongestion(m, incs, win),
                    renderAlerts(m, incs, win)];
     const nav = el('nav', { class: 'views' },
-      el('a', { href: '#view-pools', text: 'IP pools' }), el('a', { href: '#view-duplicates', text: 'Duplicate IPs' }),
+      el('a', { href: '#status-banner', text: 'Status' }), el('a', { href: '#view-pools', text: 'IP pools' }), el('a', { href: '#view-duplicates', text: 'Duplicate IPs' }),
       el('a', { href: '#view-congestion', text: 'East-west congestion' }),
       el('a', { href: '#view-alerts', text: 'Alerts' }));
     const main = el('main', {}, parts.map((p) => p.sec));
     const footer = el('footer', { text: 'hciwatch operator views · charts drawn with uPlot (MIT) bundled in the ' +
       'page · all times UTC · colours: Okabe–Ito and viridis (colour-blind safe)' });
-    root.replaceChildren(renderHeader(m, win), nav, main, footer);
+    root.replaceChildren(renderStatus(m, incs), renderHeader(m, win), nav, main, footer);
     for (const p of parts) for (const f of p.after) f();
     state.counts = {
       pools: (m.pools || []).length,
@@ -880,6 +1027,7 @@
       congestionIncidents: incs.filter((i) => i.kind === 'eastwest_congestion').length,
       alertIncidents: incs.length,
       currentAlerts: incs.filter((i) => i.current).length,
+      statusFiring: Number(root.querySelector('#status-banner').getAttribute('data-firing')),
       charts: state.charts.length,
     };
     root.setAttribute('data-rendered', String(Number(root.getAttribute('data-rendered') || 0) + 1));
@@ -918,6 +1066,8 @@
     charts() { return state.charts.map((c) => ({ id: c.container.id, cls: c.container.className,
                                                   series: c.u.series.length - 1 })); },
     fmtUTC,
+    timeTicks: (splits) => timeTicks(null, splits),
+    firstStep,
   };
   window.hciwatchViews = api;
 

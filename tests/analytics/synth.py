@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -133,18 +134,19 @@ class _Builder:
         keys = [[k for k, _ in m[3]] for m in self.meta]
         vals = [[v for _, v in m[3]] for m in self.meta]
         offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int32)
-        series_maps = pa.MapArray.from_arrays(
-            pa.array(offsets),
+        # the stubs accept only int64 offsets here; a map's offsets are int32
+        series_maps = pa.MapArray.from_arrays(  # type: ignore[call-overload]
+            pa.array(offsets, pa.int32()),
             pa.array([k for ks in keys for k in ks], pa.string()),
             pa.array([v for vs in vals for v in vs], pa.string()),
         )
-        labels = series_maps.take(pa.array(idx))
+        labels = series_maps.take(idx)
 
-        def dict_col(pos: int) -> pa.Array:
+        def dict_col(pos: int) -> pa.Array[Any]:
             uniq = sorted({m[pos] for m in self.meta})
             code = {u: i for i, u in enumerate(uniq)}
             codes = np.array([code[m[pos]] for m in self.meta], np.int32)[idx]
-            return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(uniq, pa.string()))
+            return pa.DictionaryArray.from_arrays(codes, pa.array(uniq, pa.string()))
 
         return pa.table(
             {
@@ -467,7 +469,7 @@ class IpWorld:
         def col(name: str) -> list[object]:
             return [rows[name][i] for i in order]
 
-        def dict_col(name: str) -> pa.Array:
+        def dict_col(name: str) -> pa.Array[Any]:
             return pa.array(col(name), pa.string()).dictionary_encode()
 
         return pa.table(

@@ -24,12 +24,10 @@ from tests.api.helpers import TOKEN, arrow_table, auth, make_alert
 WAIT = 20.0  # generous: these bound a hang, they are not timing assertions
 
 PROTECTED = [
-    ("GET", "/"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/alerts"),
     ("GET", "/api/v1/alerts/stream"),
     ("POST", "/api/v1/query"),
-    ("GET", "/no/such/path"),
 ]
 
 
@@ -59,11 +57,25 @@ async def test_health_needs_no_token(make_client: ClientFactory, path: str) -> N
 
 async def test_right_token_passes(make_client: ClientFactory) -> None:
     client = await make_client()
-    resp = await client.get("/", headers=auth())
+    resp = await client.get("/", headers={**auth(), "Accept": "application/json"})
     assert resp.status == 200
     assert "POST /api/v1/query" in (await resp.json())["endpoints"]
     resp = await client.get("/no/such/path", headers=auth())
     assert resp.status == 404 and "error" in await resp.json()
+
+
+async def test_root_and_unknown_paths_without_token(make_client: ClientFactory) -> None:
+    """curl http://host:8080/ gets the page shell (no data); an unknown path is 404, not 401."""
+    client = await make_client()
+    for accept in ("*/*", "", "text/html"):
+        resp = await client.get("/", headers={"Accept": accept} if accept else {})
+        assert resp.status == 200 and resp.content_type == "text/html", accept
+    resp = await client.get("/", headers={"Accept": "application/json"})
+    assert resp.status == 401  # the endpoint index is behind the token
+    for path in ("/no/such/path", "/index.html", "/api/v2/alerts"):
+        resp = await client.get(path)
+        assert resp.status == 404, path
+        assert await resp.json() == {"error": "Not Found"}
 
 
 def test_refuses_to_start_without_token(data_dir: Path) -> None:

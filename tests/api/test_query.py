@@ -285,21 +285,21 @@ def test_alerts_table_readable(tmp_path: Path) -> None:
 
 def test_file_replaced_between_listing_and_reading_is_retried(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compaction may delete a file the dataset listed; the query lists again once and succeeds."""
-    import hciwatch.query as query_mod
+    from collector.store_read import StoreReader
 
-    real_open = query_mod.open_table
+    real_open = StoreReader.dataset
     calls: list[str] = []
     victim = data_dir / "samples" / "date=2026-11-21" / "part-9.parquet"
 
-    def racing_open(d: Path, name: str) -> object:
+    def racing_open(self: StoreReader, name: str) -> object:
         if name == "samples" and not calls:
             pq.write_table(pq.read_table(data_dir / "samples" / "date=2026-11-21" / "part-0.parquet"), victim)
-            listed = real_open(d, name)
+            listed = real_open(self, name)
             victim.unlink()  # gone before the scan
             calls.append(name)
             return listed
-        return real_open(d, name)
+        return real_open(self, name)
 
-    monkeypatch.setattr(query_mod, "open_table", racing_open)
+    monkeypatch.setattr(StoreReader, "dataset", racing_open)
     assert q(data_dir, "SELECT count(*) AS n FROM samples") == [{"n": 51}]
     assert calls == ["samples"]

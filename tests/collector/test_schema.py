@@ -76,8 +76,8 @@ def test_alert_rejects_inconsistent_state() -> None:
     with pytest.raises(ValueError):
         Alert(
             fingerprint="x",
-            kind="no_such_kind",
-            status=AlertStatus.FIRING,  # type: ignore[arg-type]
+            kind="no_such_kind",  # type: ignore[arg-type]
+            status=AlertStatus.FIRING,
             severity=Severity.SEV3,
             starts_at=T0,
             resource={},

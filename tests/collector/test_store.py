@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
 def _rows(n: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)) -> list[Sample]:
     return [
-        Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i), {"nic": "eth0"})
+        Sample(start + i * step, "windows", f"h{i % 3}", "net.bytes_received_total", float(i), (("nic", "eth0"),))
         for i in range(n)
     ]
 
@@ -37,8 +37,10 @@ def test_flush_writes_date_partitions_and_views_see_them(tmp_path: Path) -> None
     assert {f.parent.name for f in files} == {"date=2026-11-20", "date=2026-11-21"}
     con = store.connect()
     assert con.execute("SELECT count(*), count(DISTINCT date) FROM samples").fetchone() == (240, 2)
-    # the catalog file is a plain DuckDB database any client can open read-only
+    # the catalog file is a plain DuckDB database any client can open read-only, from the data dir
+    # (its globs are relative, so a moved or copied data dir keeps working)
     cat = duckdb.connect(str(tmp_path / CATALOG_FILE), read_only=True)
+    cat.execute(f"SET file_search_path = '{tmp_path}'")  # what `cd <data_dir>` gives a shell user
     assert cat.execute("SELECT count(*) FROM samples").fetchone() == (240,)
     assert cat.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
 

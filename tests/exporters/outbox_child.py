@@ -25,7 +25,7 @@ from tests.exporters.script import many_alerts
 async def main(data_dir: Path, protocol: str, endpoint: str, jsonl: Path, n: int) -> None:
     alerts = many_alerts(n)
     outbox = Outbox(data_dir, ["otlp", "jsonl"], max_bytes=1 << 20, segment_bytes=4096)
-    otlp = OtlpExporter(OtlpSettings(protocol=protocol, endpoint=endpoint, timeout=0.5))  # type: ignore[arg-type]
+    otlp = OtlpExporter(OtlpSettings(protocol=protocol, endpoint=endpoint, timeout=0.5))
     policy = DeliveryPolicy(max_batch=8, max_wait=0, backoff_initial=0.05, backoff_max=0.2)
     dispatchers = [OutboxDispatcher(outbox, otlp, policy), OutboxDispatcher(outbox, JsonlExporter(jsonl), policy)]
     for d in dispatchers:

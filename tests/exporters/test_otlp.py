@@ -124,7 +124,7 @@ async def test_nobody_listening_is_retryable(tmp_path: Path) -> None:
 
     port = free_port()
     for protocol in PROTOCOLS:
-        s = OtlpSettings(protocol=protocol, endpoint=f"http://127.0.0.1:{port}", timeout=0.3)  # type: ignore[arg-type]
+        s = OtlpSettings(protocol=protocol, endpoint=f"http://127.0.0.1:{port}", timeout=0.3)
         exporter = OtlpExporter(s)
         result = await exporter.export(scripted_alerts()[:1])
         assert not result.ok and result.retryable, protocol

@@ -63,6 +63,7 @@ def test_same_capture_gives_byte_identical_alert_jsonl(
     assert "duplicate_ip" in kinds
     # the data dir is queryable by any DuckDB client through catalog.duckdb
     con = duckdb.connect(str(tmp_path / "d0" / "catalog.duckdb"), read_only=True)
+    con.execute(f"SET file_search_path = '{tmp_path / 'd0'}'")  # relative globs: what `cd d0` gives a shell user
     n = con.execute("SELECT count(*) FROM alerts WHERE kind = 'duplicate_ip'").fetchone()
     assert n is not None and n[0] >= 1
     assert con.execute("SELECT count(DISTINCT host) FROM samples WHERE source = 'windows'").fetchone() == (4,)
@@ -101,7 +102,9 @@ def test_sql_and_check_config_commands(
     short_capture: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cap, cfg = short_capture
-    assert main(["check-config", str(cfg)]) == 0
+    # check-config checks what `run` needs too: the API token policy
+    (tmp_path / "run.toml").write_text(cfg.read_text() + "\n[api]\nallow_unauthenticated = true\n")
+    assert main(["check-config", str(tmp_path / "run.toml")]) == 0
     assert main(["replay", str(cap), "--config", str(cfg), "--data-dir", str(tmp_path), "--quiet"]) == 0
     capsys.readouterr()
     assert (

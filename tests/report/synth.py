@@ -87,7 +87,8 @@ def _samples(hosts: list[str], t_ms: np.ndarray, nics: int, prios: int, rng: np.
                 keys.append(k)
                 items.append(v)
             offsets.append(len(keys))
-    labels_arr = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys), pa.array(items))
+    # the stubs accept only int64 offsets here; a map's offsets are int32
+    labels_arr = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys), pa.array(items))  # type: ignore[call-overload]
     return pa.table(
         {
             "ts": pa.array(np.concatenate(cols_ts), pa.int64()).cast(TS_TYPE),
@@ -116,7 +117,7 @@ def _observations(start: datetime, hours: float, used0: int, leak_per_h: float) 
                     owner=f"ns/svc-{i}",
                     source="k8s",
                     cluster="wl-a",
-                    network=NETWORK["name"],
+                    network=str(NETWORK["name"]),
                 )
             )
         t += timedelta(minutes=5)

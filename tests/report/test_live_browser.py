@@ -13,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +21,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from collector.scheduler import Scheduler, TargetHealth
 from collector.schema import Alert, AlertKind, AlertStatus, Severity, fingerprint
 from exporters.feed import AlertFeed
 from hciwatch.api import create_app
+from hciwatch.service import target_health
 from tests.fixtures.chromium import ChromiumSession, PageInfo, artifacts_dir
 from tests.report.conftest import Replayed
 
@@ -31,6 +33,24 @@ TOKEN = "live-page-test-token"
 WAIT_MS = 20_000  # bounds a hang; not a timing assertion
 VIEWS = ("view-header", "view-pools", "view-duplicates", "view-congestion", "view-alerts")
 T = TypeVar("T")
+
+
+def _health() -> Scheduler:
+    """A scheduler's health table: one target scraped fine, one never answering."""
+
+    async def emit(_: Any) -> None:
+        return None
+
+    sched = Scheduler([], [], emit)
+    now = datetime.now(UTC)
+    good = TargetHealth("windows", "hci-node-01:9182", 300.0)
+    good.ok(now, 1)
+    dead = TargetHealth("windows", "hci-node-09:9182", 300.0)
+    dead.fail(now, "cannot connect to hci-node-09:9182: Connection refused")
+    garbage = TargetHealth("windows", "hci-node-05:9182", 300.0)  # HTTP 200 with an HTML error page
+    garbage.ok(now, 1)
+    sched.health = {(h.source, h.target): h for h in (good, dead, garbage)}
+    return sched
 
 
 class ServedApi:
@@ -65,6 +85,11 @@ class ServedApi:
                     "records_rejected": 1,
                     "reject_reasons": {"parse error": 1},
                     "skipped_parts": 2,
+                    "targets": target_health(
+                        _health(),
+                        {"hci-node-01:9182": 3, "hci-node-05:9182": 1},
+                        {"hci-node-01:9182": 500},
+                    ),
                 },
             )
             self._runner = web.AppRunner(app)
@@ -149,6 +174,18 @@ def test_live_page(chromium: ChromiumSession, served: ServedApi, duplicate_lb_ip
     assert counts["alertIncidents"] == rep.incidents
     assert "test-site" in page.locator("#view-header h1").inner_text()
     assert "1 record(s) rejected (parse error: 1)" in page.locator("#parse-errors").inner_text()
+    # every configured target is listed with its health, the dead one from its first failed scrape
+    assert page.locator("#target-health").get_attribute("data-down") == "2"
+    garbage = page.locator("#target-health tr[data-target='hci-node-05:9182']")
+    assert garbage.get_attribute("data-state") == "answering, unparsable"
+    dead = page.locator("#target-health tr[data-target='hci-node-09:9182']")
+    assert dead.get_attribute("data-state") == "down" and "Connection refused" in dead.inner_text()
+    good = page.locator("#target-health tr[data-target='hci-node-01:9182']")
+    assert good.get_attribute("data-state") == "up" and "\t3\t" in good.inner_text()
+    # the status banner heads the live page as it heads the report
+    assert page.evaluate("document.getElementById('app').firstElementChild.id") == "status-banner"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.screenshot(path=str(artifacts_dir("report") / "live-first-screen.png"))
 
     # an alert pushed over SSE shows up without a reload
     page.evaluate("window.__sameDocument = 'yes'")

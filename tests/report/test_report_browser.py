@@ -6,6 +6,7 @@ One screenshot per view is kept in ``test-artifacts/report/`` (see tests/fixture
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -63,11 +64,46 @@ def check_common(info: PageInfo, model: dict[str, Any], rep: Replayed) -> dict[s
     assert all(s["first"] and s["last"] for s in model["collected"]["sources"] if s["samples"] or s["ip_observations"])
     text = info.page.locator("#parse-errors").inner_text()
     assert f"{rep.summary['records_rejected']} record(s) rejected" in text
+    check_status_banner(info, rep)
     inked = info.page.evaluate(INKED)
     assert len(inked) == counts["charts"] and all(n > 0 for n in inked), inked
     assert info.outside == [], f"requests left the machine: {info.outside}"
     assert info.errors == [], info.errors
     return counts
+
+
+def check_status_banner(info: PageInfo, rep: Replayed) -> None:
+    """The first screen answers "what is wrong now and what do I do": the banner comes first."""
+    page = info.page
+    assert page.evaluate("document.getElementById('app').firstElementChild.id") == "status-banner"
+    banner = page.locator("#status-banner")
+    assert int(banner.get_attribute("data-firing") or -1) == rep.firing_at_end
+    text = banner.inner_text()
+    if rep.firing_at_end:
+        assert f"{rep.firing_at_end} alert(s) firing now" in text
+        assert banner.locator("li").count() == min(8, rep.firing_at_end)
+        assert "First step:" in text and "text as of" in text and "details ↓" in text
+        box = banner.bounding_box()
+        assert box is not None and box["y"] < 50  # at the top of the first screen
+    else:
+        assert "Nothing is firing" in text
+    # resolved incidents are drawn quieter than live ones
+    for card in page.locator(".incident.resolved").all():
+        assert float(card.evaluate("(e) => getComputedStyle(e).opacity")) < 1
+
+
+@pytest.mark.integration
+def test_time_axis_labels_do_not_repeat(chromium: ChromiumSession, duplicate_lb_ip: Replayed, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    write_report(duplicate_lb_ip.data_dir, out)
+    info = open_report(chromium, out)
+    # ticks 20 s apart (a zoomed-in chart) used to print "10:55 10:55 10:56"
+    labels = info.page.evaluate("hciwatchViews.timeTicks([1763290500, 1763290520, 1763290540, 1763290560])")
+    assert all(a != b for a, b in itertools.pairwise(labels)), labels
+    labels = info.page.evaluate("hciwatchViews.timeTicks([1763290500, 1763290500 + 3600, 1763290500 + 7200])")
+    assert labels[1] == "11:55" and labels[0].startswith("10:55\n2025-11-16"), labels
+    step = info.page.evaluate("hciwatchViews.firstStep('Intro line.\\n1. Do this\\n   and that.\\n2. Then')")
+    assert step == "Do this and that."
 
 
 @pytest.mark.integration
@@ -78,6 +114,8 @@ def test_duplicate_ip_report(chromium: ChromiumSession, duplicate_lb_ip: Replaye
     model = build_model(rep.data_dir)
     info = open_report(chromium, out)
     counts = check_common(info, model, rep)
+    info.page.set_viewport_size({"width": 1280, "height": 800})
+    info.page.screenshot(path=str(artifacts_dir("report") / "duplicate-ip-first-screen.png"))
     assert info.requests == [out.as_uri()]  # the file itself and nothing else
 
     assert counts["duplicates"] == rep.expected_incidents("duplicate_ip") == stats.duplicate_ip_incidents == 1
@@ -166,3 +204,33 @@ def test_empty_store_says_so_in_every_view(chromium: ChromiumSession, tmp_path: 
     assert "not recorded" in info.page.locator("#parse-errors").inner_text()
     assert info.errors == [] and info.outside == []
     info.page.close()
+
+
+@pytest.mark.integration
+def test_report_shows_silences(chromium: ChromiumSession, vip_leak: Replayed, tmp_path: Path) -> None:
+    """A maintenance window is on the first screen: its alerts are listed as silenced, not as paging."""
+    import shutil
+    from datetime import timedelta
+
+    from hciwatch.silences import SilenceStore
+
+    data = tmp_path / "data"
+    shutil.copytree(vip_leak.data_dir, data)
+    sil = SilenceStore(data).add(
+        {"kind": "vip_pool_exhaustion"}, duration=timedelta(hours=2), comment="planned VIP clean-up CHG-77"
+    )
+    out = tmp_path / "report.html"
+    write_report(data, out)
+    model = build_model(data)
+    assert [s["id"] for s in model["silences"]] == [sil.id] and model["silences"][0]["active_now"]
+    info = open_report(chromium, out)
+    page = info.page
+    banner = page.locator("#status-banner")
+    firing_vip = [a for a in vip_leak.alerts if a.kind.value == "vip_pool_exhaustion" and a.status.value == "firing"]
+    assert firing_vip and vip_leak.firing_at_end >= 1
+    assert page.locator("#active-silences").get_attribute("data-active") == "1"
+    assert "planned VIP clean-up CHG-77" in banner.inner_text()
+    assert "silenced" in page.locator("#silenced-firing").inner_text()
+    assert "VIP pool exhaustion" in page.locator("#silenced-firing").inner_text()
+    assert banner.locator("li[data-kind='vip_pool_exhaustion']").count() == 0  # not listed as paging
+    assert info.errors == [] and info.outside == []

@@ -49,7 +49,7 @@ def run_info(body: bytes) -> None:
 def check(result: ParseResult) -> None:
     assert result.samples.schema == SAMPLES_SCHEMA
     assert result.ip_observations.schema == IP_OBSERVATIONS_SCHEMA
-    assert all(math.isfinite(v) for v in result.samples.column("value").to_pylist())
+    assert all(v is not None and math.isfinite(v) for v in result.samples.column("value").to_pylist())
     assert all(isinstance(e, ParseError) for e in result.errors)
 
 

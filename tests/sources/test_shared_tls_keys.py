@@ -2,7 +2,8 @@
 
 One real HTTPS peer on 127.0.0.1 (aiohttp, certificate issued by the test CA of
 ``tests/fixtures/mosquitto.py`` for 127.0.0.1 and localhost) answers the HAProxy stats page, a
-Prometheus exposition, a neighbour table and webhook POSTs, and requires a bearer token. Each
+Prometheus exposition (for each of the prometheus, windows, kube_proxy, calico and metallb types),
+a neighbour table and webhook POSTs, and requires a bearer token. Each
 client is configured with the same keys and must: succeed with ``tls.ca_file``; fail without it
 (the CA is not in the system store); succeed with ``tls.server_name = "localhost"`` and fail
 with a name the certificate does not carry; succeed with ``tls.insecure_skip_verify``. The MQTT
@@ -20,9 +21,10 @@ import pytest
 from aiohttp import web
 
 from collector.errors import ConfigError, FetchError
+from collector.registry import get_source_spec
 from collector.sources.haproxy.source import HaproxySettings, HaproxySource
 from collector.sources.neighbors.source import NeighborsSettings, NeighborsSource
-from collector.sources.prometheus.source import PrometheusScraper, PrometheusSettings
+from collector.sources.prometheus.source import PrometheusScraper
 from exporters.settings import WebhookSettings
 from exporters.webhook import WebhookExporter
 from tests.exporters.script import scripted_alerts
@@ -74,19 +76,22 @@ async def haproxy(port: int, tls: dict[str, Any] | None) -> None:
         await src.close()
 
 
-async def prometheus(port: int, tls: dict[str, Any] | None) -> None:
-    settings = PrometheusSettings(
-        type="prometheus",
-        targets=[f"https://127.0.0.1:{port}/metrics"],
-        bearer_token_file="env:TLS_TEST_TOKEN",
-        tls=tls,
-    )
-    src = PrometheusScraper(settings)
-    try:
-        (rec,) = await src.fetch(src.targets()[0])
-        assert rec.body == b"up 1\n"
-    finally:
-        await src.close()
+def prometheus_family(kind: str) -> Call:
+    """windows, kube_proxy, calico, metallb and prometheus: one scraper, one settings model each."""
+
+    async def call(port: int, tls: dict[str, Any] | None) -> None:
+        model = get_source_spec(kind).settings_model
+        settings = model(
+            type=kind, targets=[f"https://127.0.0.1:{port}/metrics"], bearer_token_file="env:TLS_TEST_TOKEN", tls=tls
+        )
+        src = PrometheusScraper(settings)
+        try:
+            (rec,) = await src.fetch(src.targets()[0])
+            assert rec.body == b"up 1\n"
+        finally:
+            await src.close()
+
+    return call
 
 
 async def neighbors(port: int, tls: dict[str, Any] | None) -> None:
@@ -114,7 +119,12 @@ async def webhook(port: int, tls: dict[str, Any] | None) -> None:
         await sink.shutdown()
 
 
-CLIENTS: dict[str, Call] = {"haproxy": haproxy, "prometheus": prometheus, "neighbors": neighbors, "webhook": webhook}
+CLIENTS: dict[str, Call] = {
+    "haproxy": haproxy,
+    "neighbors": neighbors,
+    "webhook": webhook,
+    **{kind: prometheus_family(kind) for kind in ("prometheus", "windows", "kube_proxy", "calico", "metallb")},
+}
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))

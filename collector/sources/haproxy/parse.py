@@ -28,6 +28,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -410,15 +411,16 @@ class _Samples:
         remap = np.zeros(len(self.names), np.int32)
         remap[order] = np.arange(len(order), dtype=np.int32)
         metric = pa.DictionaryArray.from_arrays(
-            pa.array(remap[codes]), pa.array([self.names[c] for c in order.tolist()], pa.string())
+            remap[codes], pa.array([self.names[c] for c in order.tolist()], pa.string())
         )
-        labels = pa.MapArray.from_arrays(
-            pa.array(_offsets(b"".join(self.sizes))),
+        # the stubs accept only int64 offsets here; a map's offsets are int32
+        labels = pa.MapArray.from_arrays(  # type: ignore[call-overload]
+            pa.array(_offsets(b"".join(self.sizes)), pa.int32()),
             _strings(b"".join(self.key_data), b"".join(self.key_lens)),
             _strings(b"".join(self.item_data), b"".join(self.item_lens)),
             type=_LABELS_TYPE,
         )
-        zeros = pa.array(np.zeros(n, np.int32))
+        zeros = np.zeros(n, np.int32)
         return pa.table(
             {
                 "ts": pa.array(np.full(n, to_ms(ts), np.int64), TS_TYPE),
@@ -439,9 +441,9 @@ def _offsets(lengths: bytes) -> npt.NDArray[np.int32]:
     return out
 
 
-def _strings(data: bytes, lengths: bytes) -> pa.Array:
+def _strings(data: bytes, lengths: bytes) -> pa.Array[Any]:
     offsets = _offsets(lengths)
-    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.data), pa.py_buffer(data))
 
 
 class _IpColumns:
@@ -460,7 +462,7 @@ class _IpColumns:
         if n == 0:
             return IP_OBSERVATIONS_SCHEMA.empty_table()
 
-        def dict_col(value: str | None) -> pa.Array:
+        def dict_col(value: str | None) -> pa.Array[Any]:
             return pa.array([value] * n, pa.string()).dictionary_encode()
 
         return pa.table(
@@ -641,7 +643,10 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     offsets[:-1] = starts - np.arange(n)
     offsets[-1] = len(packed)
     fields = pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(packed), pa.py_buffer(np.packbits(plain, bitorder="little"))
+        n,
+        pa.py_buffer(offsets.data),
+        pa.py_buffer(packed.data),
+        pa.py_buffer(np.packbits(plain, bitorder="little").data),
     )
     numbers = pc.cast(fields, pa.float64()).to_numpy(zero_copy_only=False)
 

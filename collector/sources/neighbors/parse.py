@@ -109,7 +109,7 @@ class IpObservationRows:
         if not self.ts:
             return IP_OBSERVATIONS_SCHEMA.empty_table()
 
-        def dict_col(values: list[str | None] | list[str]) -> pa.Array:
+        def dict_col(values: list[str | None] | list[str]) -> pa.Array[Any]:
             return pa.array(values, pa.string()).dictionary_encode()
 
         return pa.table(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,7 +69,7 @@ def unescape(raw: str) -> str:
     return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
-def unescape_array(arr: pa.Array) -> pa.Array:
+def unescape_array(arr: pa.Array[Any]) -> pa.Array[Any]:
     """:func:`unescape` over an Arrow array; NUL (absent from checked bodies) parks ``\\\\``."""
     out = pc.replace_substring(arr, "\\\\", "\x00")
     out = pc.replace_substring(out, '\\"', '"')
@@ -176,7 +177,7 @@ def check_comment(line: str) -> None:
         raise LineError(f"# TYPE {parts[2]}: unknown metric type {got[:30]!r}")
 
 
-def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> pa.Array:
+def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> pa.Array[Any]:
     """A zero-copy string array over ``data``: element 2i is range i, odd elements the gaps.
 
     With ``pad`` a final empty element is added, so the array has exactly ``2 * len(starts)``.
@@ -190,20 +191,25 @@ def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> 
     if len(off) == 0:
         return pa.array([], pa.string())
     if off[-1] > 2**31 - 1:
-        return pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off), data)
-    return pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32)), data)
+        return pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), data)
+    return pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32).data), data)
 
 
-def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array:
+def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
     """Copy byte ranges (sorted, non-overlapping) of ``data`` into a compact string array."""
     if len(starts) == 0:
         return pa.array([], pa.string())
     seg = _segments(data, starts, ends)
-    out = seg.take(pa.array(np.arange(0, 2 * len(starts), 2, dtype=np.int64)))
+    out = seg.take(np.arange(0, 2 * len(starts), 2, dtype=np.int64))
     return out.cast(pa.string()) if out.type != pa.string() else out
 
 
-def cast_floats(strs: pa.Array) -> tuple[F64, BOOL]:
+def _matches(strs: pa.Array[Any], pattern: str) -> npt.NDArray[Any]:
+    """Row mask "matches ``pattern``" (nulls do not match)."""
+    return pc.match_substring_regex(strs, pattern).fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def cast_floats(strs: pa.Array[Any]) -> tuple[F64, BOOL]:
     """Parse number strings; returns values and an ok-mask (never raises)."""
     n = len(strs)
     try:
@@ -211,34 +217,33 @@ def cast_floats(strs: pa.Array) -> tuple[F64, BOOL]:
         return np.asarray(vals, dtype=np.float64), np.ones(n, dtype=np.bool_)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    ok = pc.fill_null(pc.match_substring_regex(strs, f"^(?:{_FLOAT})$"), False).to_numpy(zero_copy_only=False)
-    ok = np.asarray(ok, dtype=np.bool_)
+    ok = np.asarray(_matches(strs, f"^(?:{_FLOAT})$"), dtype=np.bool_)
     out = np.zeros(n, dtype=np.float64)
     idx = np.flatnonzero(ok)
     if len(idx):
-        sub = strs.take(pa.array(idx))
+        sub = strs.take(idx)
         try:
             out[idx] = pc.cast(sub, pa.float64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             for j, s in zip(idx.tolist(), sub.to_pylist(), strict=True):
                 try:
-                    out[j] = go_float(s)
+                    out[j] = go_float(s if s is not None else "")
                 except LineError:
                     ok[j] = False
     return out, ok
 
 
-def cast_ints(strs: pa.Array) -> tuple[I64, BOOL]:
+def cast_ints(strs: pa.Array[Any]) -> tuple[I64, BOOL]:
     """Parse integer-millisecond timestamps; values and ok-mask (never raises)."""
     n = len(strs)
     ok = np.asarray(
-        pc.fill_null(pc.match_substring_regex(strs, r"^-?[0-9]{1,18}$"), False).to_numpy(zero_copy_only=False),
+        _matches(strs, r"^-?[0-9]{1,18}$"),
         dtype=np.bool_,
     )
     out = np.zeros(n, dtype=np.int64)
     idx = np.flatnonzero(ok)
     if len(idx):
-        out[idx] = pc.cast(strs.take(pa.array(idx)), pa.int64()).to_numpy(zero_copy_only=False)
+        out[idx] = pc.cast(strs.take(idx), pa.int64()).to_numpy(zero_copy_only=False)
     return out, ok
 
 
@@ -283,14 +288,15 @@ class Scan:
         self.blob_count += 1
         return 2 * len(self.vs) + self.blob_count - 1
 
-    def blob_add(self, arr: pa.Array) -> I64:
+    def blob_add(self, arr: pa.Array[Any]) -> I64:
         """Append a string array to the blob (one copy of its bytes); their segment numbers."""
         self._flush()
         start = self.blob_count
         n = len(arr)
         if n:
             bufs = arr.buffers()
-            offs = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset : arr.offset + n + 1].astype(np.int64)
+            assert bufs[1] is not None  # a string array always has its offsets buffer
+            offs = np.frombuffer(memoryview(bufs[1]), dtype=np.int32)[arr.offset : arr.offset + n + 1].astype(np.int64)
             data = bytes(memoryview(bufs[2])[int(offs[0]) : int(offs[-1])]) if bufs[2] is not None else b""
             self._chunks.append((start, data, offs - offs[0]))
             self.blob_count += n
@@ -320,7 +326,7 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.ChunkedArray:
+    def value_segments(self) -> pa.ChunkedArray[Any]:
         """The strings ``e_val`` indexes: body ranges (zero-copy), then the blob strings.
 
         A chunked array, so the body is never copied: Arrow's ``take`` gathers across chunks.
@@ -337,13 +343,15 @@ class Scan:
             off = np.concatenate(parts)
             if base > 2**31 - 1:
                 chunks.append(
-                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off), pa.py_buffer(data)).cast(
+                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), pa.py_buffer(data)).cast(
                         pa.string()
                     )
                 )
             else:
                 chunks.append(
-                    pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32)), pa.py_buffer(data))
+                    pa.StringArray.from_buffers(
+                        len(off) - 1, pa.py_buffer(off.astype(np.int32).data), pa.py_buffer(data)
+                    )
                 )
         chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in chunks]
         return pa.chunked_array(chunks, type=pa.string())
@@ -364,8 +372,8 @@ class Scan:
         self.line = self.line[keep]
 
 
-def _dict_encode(arr: pa.Array) -> tuple[I32, list[str]]:
-    enc = pc.dictionary_encode(arr)
+def _dict_encode(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
+    enc = arr.dictionary_encode()
     idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
     return idx, [str(s) for s in enc.dictionary.to_pylist()]
 
@@ -630,16 +638,16 @@ def _build_rows(
     out.keep_rows(keep)
 
 
-def _split_timestamps(tokens: pa.Array, v_ok: BOOL, out: Scan) -> None:
+def _split_timestamps(tokens: pa.Array[Any], v_ok: BOOL, out: Scan) -> None:
     """Tokens that are not one number may be ``value timestamp``: split those, vectorized."""
     bad = np.flatnonzero(~v_ok)
-    sub = tokens.take(pa.array(bad))
+    sub = tokens.take(bad)
     parts = pc.split_pattern(sub, " ")
-    two = np.asarray(pc.equal(pc.list_value_length(parts), 2).to_numpy(zero_copy_only=False), dtype=np.bool_)
+    two = np.asarray(pc.equal(pc.list_value_length(parts), pa.scalar(2)).to_numpy(zero_copy_only=False), dtype=np.bool_)
     idx = np.flatnonzero(two)
     if not len(idx):
         return
-    pairs = parts.take(pa.array(idx))
+    pairs = parts.take(idx)
     vals, ok_v = cast_floats(pc.list_element(pairs, 0))
     tss, ok_t = cast_ints(pc.list_element(pairs, 1))
     ok = ok_v & ok_t & (tss >= TS_MIN_MS) & (tss <= TS_MAX_MS)

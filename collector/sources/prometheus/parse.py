@@ -402,19 +402,20 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             new_key[p] = x_keys[t]
             new_val[p] = x_vals[t]
         e_key, e_val = new_key, new_val
-    keys = pa.array(sc.keys, pa.string()).take(pa.array(e_key))
-    values = sc.value_segments().take(pa.array(e_val)).combine_chunks()
-    labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32)), keys, values)
+    keys = pa.array(sc.keys, pa.string()).take(e_key)
+    values = sc.value_segments().take(e_val).combine_chunks()
+    # the stubs accept only int64 offsets here; a map's offsets are int32
+    labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32), pa.int32()), keys, values)  # type: ignore[call-overload]
 
     record_ms = to_ms(record.ts)
     if sc.has_ts.any():
         ts_ms = np.where(sc.has_ts, sc.ts, record_ms).astype(np.int64)
     else:
         ts_ms = np.full(n, record_ms, dtype=np.int64)
-    ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms)])
-    metric = pa.DictionaryArray.from_arrays(pa.array(info.canon_of[sc.name_idx]), pa.array(info.canon, pa.string()))
-    source = pa.DictionaryArray.from_arrays(pa.array(info.source_of[sc.name_idx]), pa.array(info.sources, pa.string()))
-    host = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([record.host], pa.string()))
+    ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms.data)])
+    metric = pa.DictionaryArray.from_arrays(info.canon_of[sc.name_idx], pa.array(info.canon, pa.string()))
+    source = pa.DictionaryArray.from_arrays(info.source_of[sc.name_idx], pa.array(info.sources, pa.string()))
+    host = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([record.host], pa.string()))
     scaled = (info.divisor != 1.0).any()
     value = pa.array(sc.value / info.divisor[sc.name_idx] if scaled else sc.value, pa.float64())
     return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)

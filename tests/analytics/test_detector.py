@@ -1,0 +1,120 @@
+"""The streaming detector (analytics.detector) and the real-export policy of ``hciwatch anomalies``:
+causality, determinism, one alert per episode, messy rows flagged (or refused with --strict)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.detector import StreamDetector
+from analytics.offline import anomalies_csv
+
+REPO = Path(__file__).resolve().parents[2]
+NAB = REPO / "tests" / "fixtures" / "nab" / "data"
+
+
+def _values(seed: int, n: int = 3000) -> list[float]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    v = 100 + 10 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 2, n)
+    v[2000:2030] += 40  # an incident
+    return [float(x) for x in v]
+
+
+def _run(values: list[float], sensitivity: str = "medium") -> list[tuple[float, bool]]:
+    det = StreamDetector(sensitivity, season=288)
+    return [(s.score, s.alert) for s in map(det.update, values)]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_appending_future_rows_never_changes_past_scores(seed: int) -> None:
+    v = _values(seed)
+    short = _run(v[:1500])
+    longer = _run([*v[:1500], 1e6, -1e6, *v[1500:]])
+    assert longer[:1500] == short  # bit for bit, NaN-free after the cold start
+    fixture = [float(r["value"]) for r in csv.DictReader((NAB / "realTraffic" / "speed_7578.csv").open())]
+    assert _run(fixture + [0.0] * 50)[: len(fixture)] == _run(fixture)
+
+
+def test_deterministic_and_one_alert_per_incident() -> None:
+    v = _values(3)
+    a, b = _run(v), _run(v)
+    assert repr(a) == repr(b)
+    alerts = [i for i, (_, hit) in enumerate(a) if hit]
+    assert [i for i in alerts if 2000 <= i < 2030] == [2000], alerts
+    assert len(alerts) <= 2, alerts  # the incident, at most one more in 3,000 rows of noise
+
+
+def test_sensitivity_orders_the_alert_count() -> None:
+    v = _values(4)
+    counts = [sum(hit for _, hit in _run(v, s)) for s in ("low", "medium", "high")]
+    assert counts[0] <= counts[1] <= counts[2] and counts[0] >= 1
+
+
+def test_direction_up_ignores_drops() -> None:
+    v = _values(5)
+    v[2500:2530] = [x - 40 for x in v[2500:2530]]
+    det = StreamDetector("medium", season=288, direction="up")
+    alerts = [i for i, x in enumerate(v) if det.update(x).alert]
+    assert any(2000 <= i < 2030 for i in alerts) and not any(2500 <= i < 2530 for i in alerts), alerts
+
+
+MESSY = """timestamp,host,value
+{rows}2026-01-02T00:00:00Z,hv1,50
+2026-01-01T23:00:00Z,hv1,51
+2026-01-02T00:00:00Z,hv1,51
+2026-01-02T00:05:00Z,hv1,n/a
+2026-01-02T00:10:00Z,hv1,12,5
+2026-01-02T00:15:00Z,hv1,twelve
+yesterday,hv1,50
+2026-01-02T03:00:00Z,hv1,52
+"""
+
+
+def _messy(tmp: Path) -> Path:
+    rng = np.random.default_rng(9)
+    rows = "".join(
+        f"2026-01-01T{h:02d}:{m:02d}:00Z,hv1,{50 + rng.normal(0, 1):.2f}\n" for h in range(24) for m in range(0, 60, 5)
+    )
+    p = tmp / "export.csv"
+    p.write_text(MESSY.format(rows=rows))
+    return p
+
+
+def test_real_export_policy_flags_counts_and_scores_in_arrival_order(tmp_path: Path) -> None:
+    p = _messy(tmp_path)
+    out = io.StringIO()
+    run = anomalies_csv(p, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert len(rows) == run.rows == 24 * 12 + 8  # every input row, in input order
+    notes = [r["note"] for r in rows[-8:]]
+    assert notes == ["", "out_of_order", "duplicate", "missing", "", "not_numeric", "bad_timestamp", "after_gap"]
+    assert rows[-7]["score"] != "" and rows[-6]["score"] == "" and rows[-1]["score"] != ""
+    assert {k: v[0] for k, v in run.notes.items()} == {
+        "out_of_order": 1,
+        "duplicate": 1,
+        "missing": 1,
+        "not_numeric": 1,
+        "bad_timestamp": 1,
+        "after_gap": 1,
+    }
+    assert run.notes["out_of_order"][1] == 24 * 12 + 3  # the line number (header is line 1)
+
+
+def test_cli_warns_on_stderr_and_strict_refuses_without_output(tmp_path: Path) -> None:
+    p = _messy(tmp_path)
+    cmd = [sys.executable, "-m", "hciwatch.cli", "anomalies", str(p)]
+    ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 row(s) earlier than a previous row, scored in arrival order (first at line 291)" in ok.stderr
+    assert "value that is not a number" in ok.stderr and "Traceback" not in ok.stderr
+    assert ok.stdout.startswith("timestamp,value,score,is_anomaly,note\n")
+    strict = subprocess.run([*cmd, "--strict"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 1 and strict.stdout == ""  # never a half-written output
+    assert "earlier than a previous row" in strict.stderr and "line 291" in strict.stderr
