@@ -44,6 +44,7 @@ Which statements may run on the sandbox, and with what limits, is :mod:`hciwatch
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ import pyarrow.dataset as ds
 
 from collector.schema import TABLE_SCHEMAS, Alert, AlertKind, AlertStatus, Severity, iso, utc
 from collector.store_layout import CATALOG_FILE, EMPTY_DATE, PARTITION_DIR, PARTITION_FIELD, view_sql
+
+log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CREATE_VIEW = re.compile(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\s+")
@@ -115,12 +118,17 @@ class StoreReader:
             return {}
         try:
             con = duckdb.connect(str(cat), read_only=True)
-        except duckdb.Error:
+            try:
+                rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+            finally:
+                con.close()
+        except duckdb.Error as exc:  # a damaged catalog costs only the analyst views; the tables still work
+            log.warning(
+                "%s cannot be read (%s); its views are skipped. Delete it: the next run or replay rewrites it",
+                cat,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
             return {}
-        try:
-            rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-        finally:
-            con.close()
         return {
             str(name): _CREATE_VIEW.sub("", str(sql)).rstrip().rstrip(";")
             for name, sql in rows

@@ -106,7 +106,12 @@ ROWS: list[Row] = [
         2,
         ("invalid choice", "medium"),
     ),
-    Row("anomalies bad duration", lambda c: ["anomalies", "x.csv", "--relearn-after", "soon"], 2, ("not a duration",)),
+    Row(
+        "anomalies bad direction",
+        lambda c: ["anomalies", "x.csv", "--direction", "sideways"],
+        2,
+        ("invalid choice", "both"),
+    ),
     Row("eval missing folder", lambda c: ["eval", str(c.tmp / "scen")], 2, ("scenario folder not found",)),
     # --- demo ---------------------------------------------------------------------------------
     Row("demo --hours -1", lambda c: ["demo", "--hours", "-1"], 2, ("--hours must be greater than 0",)),

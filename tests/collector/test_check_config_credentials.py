@@ -17,6 +17,9 @@ def test_check_config_reports_unusable_secrets_and_tls_files(
     cfg = tmp_path / "hciwatch.toml"
     cfg.write_text(
         f"""
+[api]
+allow_unauthenticated = true
+
 [[sources]]
 type = "haproxy"
 name = "lb"
