@@ -59,6 +59,7 @@ import pyarrow as pa
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
 from analytics.observations import Holding, ObservationTracker
+from analytics.pool_accounting import vip_range_used
 from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
 from analytics.trend import GrowthRun, Trend, usage_trend
@@ -193,10 +194,8 @@ class PoolDetector:
         used = observed
         if r.kind == "vip":
             service_ips = {ip for ip, hs in held.items() if any(h.owner_kind == "service" for h in hs)}
-            cp_clusters = {h.cluster or h.owner for hs in held.values() for h in hs if h.owner_kind == "control-plane"}
-            planned_api = [c for c in plan.all_clusters if c not in cp_clusters]
-            plan_min = len(service_ips) + len(plan.all_clusters)
-            used = max(observed, plan_min)
+            # rule 22H2-VIP-API: every configured cluster's API VIP is used, seen or not
+            used, planned_api = vip_range_used(plan.all_clusters, held)
             per_cluster: Counter[str] = Counter()
             per_ns: Counter[tuple[str, str]] = Counter()
             for ip in service_ips:

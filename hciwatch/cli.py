@@ -1,5 +1,5 @@
 """``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | report |
-check-config | eval | anomalies.
+check-config | eval | anomalies | plan.
 
 Each command validates its configuration first (the same validation ``check-config`` prints) and
 exits non-zero with precise messages when it is wrong. Heavy modules are imported per command so
@@ -301,6 +301,12 @@ def _iso_time(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-16T00:00Z)") from exc
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from hciwatch.plan_cli import run_plan
+
+    return run_plan(args, console, errconsole)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hciwatch.report import write_report
 
@@ -392,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", dest="end", type=_iso_time, metavar="ISO", help="window end (default: the newest data)")
     s.add_argument("--site", help="site name for the header")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("plan", help="capacity preflight: will an upgrade / scale-out / new cluster fit the IP pools?")
+    from hciwatch.plan_cli import add_plan_arguments
+
+    add_plan_arguments(s)
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("check-config", help="validate a config file and print every problem")
     s.add_argument("config")
