@@ -330,7 +330,9 @@ def evaluate_plan(
     """
     ops = list(operations)
     if not ops:
-        raise PlanError("no operation given (use --upgrade, --scale, --create, --add-services, --site-update or --plan)")
+        raise PlanError(
+            "no operation given (use --upgrade, --scale, --create, --add-services, --site-update or --plan)"
+        )
     by_name = {p.name: p for p in plans}
     cluster_net: dict[str, NetworkPlan] = {}
     for p in plans:

@@ -100,7 +100,9 @@ def _print(d: dict[str, Any], console: Console) -> None:
         t.add_column(col, overflow="fold")
     for p in d["pools"]:
         until = p["fits_until"] or "no significant growth"
-        if p["fits_until"] and p["slope_per_day"] is not None:
+        if p["verdict"] == "does not fit":
+            until = "does not fit now"
+        elif p["fits_until"] and p["slope_per_day"] is not None:
             until += f" (+{p['slope_per_day']:.1f}/day, {p['trend_method']})"
         t.add_row(
             p["network"],
