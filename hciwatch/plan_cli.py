@@ -46,9 +46,9 @@ def find_config(data_dir: Path, explicit: str | None) -> Path | None:
 
 
 def run_plan(args: argparse.Namespace, console: Console, errconsole: Console) -> int:
-    from analytics.plan import PlanError, Verdict, evaluate_plan, load_plan_file, operations_from_flags
+    from analytics.plan import PlanError, Verdict, load_plan_file, operations_from_flags
     from hciwatch.config import load_config
-    from hciwatch.plan_data import load_state
+    from hciwatch.plan_data import run_plan as run_plan_state
 
     data_dir = Path(args.data_dir)
     if not (data_dir / "ip_observations").is_dir():
@@ -71,16 +71,7 @@ def run_plan(args: argparse.Namespace, console: Console, errconsole: Console) ->
             add_services=args.add_services,
             site_update=args.site_update,
         )
-        state = load_state(data_dir, cfg.collector.networks, pools)
-        result = evaluate_plan(
-            ops,
-            state.plans,
-            state.pools,
-            ip_plan=pools.ip_plan,
-            management_update_ips=pools.management_update_ips,
-            workload_update_ips=pools.workload_update_ips,
-            arc_upgrade_ips_per_cluster=pools.arc_upgrade_ips_per_cluster,
-        )
+        result = run_plan_state(data_dir, cfg.collector.networks, pools, ops)
     except (PlanError, ValueError) as exc:
         errconsole.print(f"[red]plan error[/]: {exc}", markup=True)
         return 2

@@ -22,7 +22,7 @@ import numpy as np
 
 from analytics.ip_pools import trend_start
 from analytics.networks import NetworkIndex, NetworkPlan, compile_networks
-from analytics.plan import PoolNow
+from analytics.plan import Operation, PlanResult, PoolNow, evaluate_plan
 from analytics.pool_accounting import vip_range_used
 from analytics.settings import PoolSettings
 from analytics.trend import usage_trend
@@ -130,3 +130,17 @@ def _trend(points: list[tuple[int, float]], size: int, now_ms: int, p: PoolSetti
     if not tr.rising or not math.isfinite(tr.slope_per_h):
         return math.nan, "none"
     return tr.slope_per_h, tr.method
+
+
+def run_plan(data_dir: Path, networks: Any, settings: PoolSettings, ops: list[Operation]) -> PlanResult:
+    """Load the state and judge the operations (raises ``PlanError``/``ValueError`` on bad input)."""
+    state = load_state(data_dir, networks, settings)
+    return evaluate_plan(
+        ops,
+        state.plans,
+        state.pools,
+        ip_plan=settings.ip_plan,
+        management_update_ips=settings.management_update_ips,
+        workload_update_ips=settings.workload_update_ips,
+        arc_upgrade_ips_per_cluster=settings.arc_upgrade_ips_per_cluster,
+    )

@@ -50,6 +50,7 @@ from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
 from exporters.settings import build_exporter
 from hciwatch.api import create_app
+from hciwatch.api_plan import add_plan_routes
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.pipeline import Pipeline
@@ -258,6 +259,9 @@ class Service:
             extra_views=self.store.extra_views,
             site=self.cfg.collector.site.name,
             ingest_stats=self._ingest_stats,
+        )
+        add_plan_routes(
+            app, data_dir=self.data_dir, networks=self.cfg.collector.networks, pools=self.cfg.analytics.pools
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,43 @@ def test_bad_input_exits_2_with_a_message(demo_dir: Path, capsys: pytest.Capture
     assert "unknown cluster 'nope'" in " ".join(capsys.readouterr().err.split())
     assert main(["plan", "--data-dir", str(demo_dir / "missing"), "--upgrade", "all"]) == 2
     assert "not an hciwatch data dir" in " ".join(capsys.readouterr().err.split())
+
+
+async def test_plan_over_the_api_needs_the_token_and_answers_like_the_cli(demo_dir: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from exporters.feed import AlertFeed
+    from hciwatch.api import create_app
+    from hciwatch.api_plan import add_plan_routes
+
+    async def ready() -> dict[str, Any]:
+        return {"ready": True}
+
+    cfg = load_config(SCENARIO / "config.toml")
+    app = create_app(
+        data_dir=demo_dir,
+        feed=AlertFeed(first_seq=1),
+        token="t0k",
+        readiness=ready,
+        metrics_registry=CollectorRegistry(),
+    )
+    add_plan_routes(app, data_dir=demo_dir, networks=cfg.collector.networks, pools=cfg.analytics.pools)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
+    await client.start_server()
+    try:
+        assert (await client.get("/api/v1/plan", params={"upgrade": "all"})).status == 401
+        auth = {"Authorization": "Bearer t0k"}
+        r = await client.get("/api/v1/plan", params={"upgrade": "all"}, headers=auth)
+        d = await r.json()
+        assert r.status == 200 and d["verdict"] == "fits" and d["pools"][0]["needed"] == 12  # as the CLI test
+        body = {"operation": [{"op": "add-services", "cluster": "workload-b", "count": 24}]}
+        r = await client.post("/api/v1/plan", json=body, headers=auth)
+        d = await r.json()
+        assert r.status == 200 and d["verdict"] == "does not fit" and d["pools"][0]["free_after"] == -1
+        r = await client.get("/api/v1/plan", params={"scale": "ghost=2"}, headers=auth)
+        assert r.status == 400 and "unknown cluster 'ghost'" in (await r.json())["error"]
+        r = await client.get("/api/v1/plan", params={"bogus": "1"}, headers=auth)
+        assert r.status == 400 and "unknown parameter" in (await r.json())["error"]
+    finally:
+        await client.close()
