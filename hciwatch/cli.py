@@ -1,5 +1,5 @@
 """``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | report |
-check-config | eval | anomalies | plan.
+check-config | eval | anomalies | plan | reclaim.
 
 Each command validates its configuration first (the same validation ``check-config`` prints) and
 exits non-zero with precise messages when it is wrong. Heavy modules are imported per command so
@@ -307,6 +307,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return run_plan(args, console, errconsole)
 
 
+def cmd_reclaim(args: argparse.Namespace) -> int:
+    from hciwatch.reclaim_cli import run_reclaim
+
+    return run_reclaim(args, console, errconsole)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hciwatch.report import write_report
 
@@ -404,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_arguments(s)
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("reclaim", help="who holds each pool address, and which VIPs could be given back")
+    from hciwatch.reclaim_cli import add_reclaim_arguments
+
+    add_reclaim_arguments(s)
+    s.set_defaults(func=cmd_reclaim)
 
     s = sub.add_parser("check-config", help="validate a config file and print every problem")
     s.add_argument("config")
