@@ -104,8 +104,11 @@ def find_candidates(
             services = [h for h in hs if h.owner_kind == "service"]
             frontends = [h for h in hs if h.owner_kind == "haproxy-frontend"]
             for svc in services:
-                fes = [fe_traffic.get((svc.cluster or "", f.owner.split("/", 1)[0])) for f in frontends]
-                fes = [t for t in fes if t is not None and t.cluster == (svc.cluster or "")]
+                fes = [
+                    t
+                    for f in frontends
+                    if (t := fe_traffic.get((svc.cluster or "", f.owner.split("/", 1)[0]))) is not None
+                ]
                 if not fes:
                     continue
                 observed_from = max(t.first_ms for t in fes)
