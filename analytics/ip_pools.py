@@ -62,7 +62,7 @@ from analytics.observations import Holding, ObservationTracker
 from analytics.pool_accounting import vip_range_used
 from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
-from analytics.trend import GrowthRun, Trend, usage_trend
+from analytics.trend import GrowthRun, Trend, growth_run, usage_trend
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 POOL_METRICS = (
@@ -75,6 +75,7 @@ POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
 
 HOUR_MS = 3_600_000
+LONG_LIVED = "long-lived-addresses"
 
 
 def is_release(recent_peak: float, used: float, size: float) -> bool:
@@ -133,6 +134,10 @@ class _Pool:
     last_fit: tuple[int, int, int] | None = None
     trend_reset_at: int | None = None
     trend: Trend | None = None
+    long_history: deque[tuple[int, float]] = field(default_factory=deque)  # addresses held > churn_lifetime
+    long_run: GrowthRun | None = None
+    long_fit: tuple[int, int, int] | None = None
+    held_since: dict[tuple[str, str, str, str | None], int] = field(default_factory=dict)
 
 
 def _hours(headroom: float, slope_per_h: float) -> float | None:
@@ -150,6 +155,8 @@ class PoolDetector:
         self.bucket_ms = int(self.p.bucket.total_seconds() * 1000)
         self.ttl = int(self.p.allocation_ttl.total_seconds() * 1000)
         self.window = int(self.p.trend_window.total_seconds() * 1000)
+        self.churn_ms = int(self.p.churn_lifetime.total_seconds() * 1000)
+        self.long_window = int(self.p.long_lived_window.total_seconds() * 1000)
         self.pools: dict[tuple[str, str], _Pool] = {}
         for plan in plans:
             for r in plan.ranges:
@@ -184,6 +191,29 @@ class PoolDetector:
                 used, detail = self._usage(plan, r, held)
                 pool.detail = detail
                 self._append(pool, t_ms, float(used))
+                if self.churn_ms > 0:
+                    self._sample_long_lived(pool, held, t_ms)
+
+    def _sample_long_lived(self, pool: _Pool, held: dict[str, list[Holding]], t_ms: int) -> None:
+        """Count the addresses one holder has held, sample after sample, for longer than the churn
+        lifetime. Continuity is per holder (a VIP handed from one short-lived Service to the next is
+        not long-lived) and by consecutive samples (not by holding periods, which are pruned)."""
+        prev = pool.held_since
+        cur: dict[tuple[str, str, str, str | None], int] = {}
+        cut = t_ms - self.churn_ms
+        long = 0
+        for ip, hs in held.items():
+            first = t_ms
+            for h in hs:
+                key = (ip, h.owner_kind, h.owner, h.cluster)
+                since = prev.get(key, t_ms)
+                cur[key] = since
+                first = min(first, since)
+            long += first <= cut
+        pool.held_since = cur
+        pool.long_history.append((t_ms, float(long)))
+        while pool.long_history and pool.long_history[0][0] < t_ms - self.long_window:
+            pool.long_history.popleft()
 
     def _usage(self, plan: NetworkPlan, r: PoolRange, held: dict[str, list[Holding]]) -> tuple[int, dict[str, Any]]:
         by_kind: Counter[str] = Counter()
@@ -325,6 +355,25 @@ class PoolDetector:
         pool.last_fit, pool.trend = key, trend
         return trend
 
+    def _long_lived(self, pool: _Pool, now_ms: int) -> GrowthRun | None:
+        """The growth run of the long-lived-address count (cached while its history stands)."""
+        h = pool.long_history
+        if len(h) < 2:
+            return None
+        key = (len(h), h[-1][0], now_ms)
+        if pool.long_fit != key:
+            t = np.fromiter((p[0] for p in h), np.int64, len(h))
+            y = np.fromiter((p[1] for p in h), np.float64, len(h))
+            pool.long_run = growth_run(
+                t,
+                y,
+                now_ms,
+                confidence=self.p.confidence,
+                min_span_ms=int(self.p.min_trend_span.total_seconds() * 1000),
+            )
+            pool.long_fit = key
+        return pool.long_run
+
     def evaluate(self, now_ms: int) -> list[Finding]:
         out = []
         horizon_h = self.p.horizon.total_seconds() / 3600
@@ -342,6 +391,16 @@ class PoolDetector:
                 method, slope, lo, hi, rising = "none", math.nan, math.nan, math.nan, False
             else:
                 method, slope, lo, hi, rising = trend.method, trend.slope_per_h, trend.low, trend.high, trend.rising
+            long_run = self._long_lived(pool, now_ms)
+            if long_run is not None and long_run.significant and (not rising or long_run.rate_per_h > slope):
+                # the net allocation rate of addresses that outlive the churn: a leak under churn
+                method, slope, lo, hi, rising = (
+                    LONG_LIVED,
+                    long_run.rate_per_h,
+                    long_run.rate_low,
+                    long_run.rate_high,
+                    True,
+                )
             tte = tte_lo = tte_hi = None
             if headroom > 0 and math.isfinite(slope):
                 tte = _hours(headroom, slope)
@@ -407,9 +466,12 @@ class PoolDetector:
             )
         else:
             tail = "; trend no longer forecasts exhaustion"
+        hist = list(pool.history)
+        estimated_from = self._estimated_from(pool, st.method, hist)
+        if st.hours_to_reserve is not None and not below:
+            tail += f" (net {st.slope_per_day:.1f}/day, from {estimated_from})"
         if not pool.firing:
             tail += " (cleared)"
-        hist = list(pool.history)
         ev: dict[str, Any] = {
             "network": pool.network,
             "pool": pool.pool,
@@ -421,6 +483,7 @@ class PoolDetector:
             "below_reserve": below,
             "trend": {
                 "method": st.method,
+                "rate_estimated_from": estimated_from,
                 "confidence": self.p.confidence,
                 "window_hours": round((hist[-1][0] - hist[0][0]) / HOUR_MS, 2) if hist else 0,
                 "points": len(hist),
@@ -428,6 +491,8 @@ class PoolDetector:
                 "slope_per_day_interval": [st.slope_per_day_low, st.slope_per_day_high],
                 "theil_sen": _ts_evidence(pool.trend.theil_sen if pool.trend else None),
                 "growth_run": _run_evidence(pool.trend.run if pool.trend else None),
+                "long_lived": _run_evidence(pool.long_run),
+                "churn_lifetime_hours": self.churn_ms / HOUR_MS,
             },
             "trend_restarted_after_release_at": iso(from_ms(pool.trend_reset_at)) if pool.trend_reset_at else None,
             "hours_to_reserve": st.hours_to_reserve,
@@ -450,6 +515,22 @@ class PoolDetector:
         return Finding(
             kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev, active=pool.firing
         )
+
+    def _estimated_from(self, pool: _Pool, method: str, hist: list[tuple[int, float]]) -> str:
+        """How the net allocation rate was estimated, in words an operator can check."""
+        span = (hist[-1][0] - hist[0][0]) / HOUR_MS if hist else 0.0
+        if method == LONG_LIVED:
+            lh = pool.long_history
+            lspan = (lh[-1][0] - lh[0][0]) / HOUR_MS if lh else 0.0
+            return (
+                f"addresses held longer than {_dur(self.churn_ms / HOUR_MS)} (short-lived churn excluded), "
+                f"their growth over the last {_dur(lspan)}"
+            )
+        if method == "growth-run":
+            return f"the net allocations of the most-rising recent run of usage changes (window {_dur(span)})"
+        if method == "theil-sen":
+            return f"a Theil–Sen line through the usage of the last {_dur(span)}"
+        return "no significant growth"
 
     def snapshot(self) -> list[PoolStat]:
         return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]

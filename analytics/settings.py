@@ -165,6 +165,18 @@ class PoolSettings(_Model):
         "below the reserve' fires). Default 1h.",
     )
     min_trend_points: int = Field(default=6, ge=3, description="Usage points a trend needs. Default 6.")
+    churn_lifetime: Duration = Field(
+        default=timedelta(hours=2),
+        description="Addresses held continuously longer than this are 'long-lived'; the growth of their "
+        "count is the net allocation rate under create/delete churn (CI preview Services that live "
+        "20-30 minutes make the usage walk up and down, hiding a slow leak; they never become "
+        "long-lived). Set it above the churn's lifetime; 0 turns the estimate off. Default 2h.",
+    )
+    long_lived_window: Duration = Field(
+        default=timedelta(days=3),
+        description="History of the long-lived-address count the leak rate is judged over (a few addresses a "
+        "day need days to be significant). Default 3d.",
+    )
     confidence: float = Field(
         default=0.90,
         gt=0.5,
