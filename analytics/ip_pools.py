@@ -1,4 +1,4 @@
-"""VIP / node pool accounting and time-to-exhaustion (vip_pool_exhaustion, node_pool_exhaustion).
+"""VIP / node / pod pool accounting and time-to-exhaustion (vip_, node_ and pod_pool_exhaustion).
 
 Usage per pool and network, every ``pools.bucket``:
 
@@ -10,8 +10,9 @@ Usage per pool and network, every ``pools.bucket``:
   inside the range;
 * **MetalLB / Calico pools** from their own gauges when scraped (``metallb.addresses_in_use`` /
   ``metallb.addresses_total`` per pool; ``calico.ipam.allocations_in_use`` summed over nodes /
-  ``calico.ipam.ippool_size`` per ippool). Calico IPAM pools hold pod addresses; they are reported
-  under ``node_pool_exhaustion`` (workload capacity) until a dedicated kind exists.
+  ``calico.ipam.ippool_size`` per ippool; addresses Calico reserves — ``calico.ipam.ippool_reserved``
+  when scraped — count as used, they cannot be handed to pods). Calico IPAM pools hold pod
+  addresses and are reported as ``pod_pool_exhaustion``.
 
 The reserve is what the next upgrade or scale-out needs: node pools keep the IP plan's update IPs
 (22H2: 2 for the management cluster + 5 per workload cluster; 23H2: 1 per cluster; or the
@@ -70,6 +71,7 @@ POOL_METRICS = (
     "metallb.addresses_total",
     "calico.ipam.allocations_in_use",
     "calico.ipam.ippool_size",
+    "calico.ipam.ippool_reserved",
 )
 POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
@@ -283,14 +285,10 @@ class PoolDetector:
                     vals.get("metallb.addresses_total"),
                 )
             if "calico.ipam.allocations_in_use" in vals or "calico.ipam.ippool_size" in vals:
-                self._metric_point(
-                    "calico",
-                    scope,
-                    name,
-                    bucket,
-                    vals.get("calico.ipam.allocations_in_use"),
-                    vals.get("calico.ipam.ippool_size"),
-                )
+                in_use = vals.get("calico.ipam.allocations_in_use")
+                if in_use is not None:  # reserved addresses are not available to pods: used
+                    in_use += vals.get("calico.ipam.ippool_reserved", 0.0)
+                self._metric_point("calico", scope, name, bucket, in_use, vals.get("calico.ipam.ippool_size"))
 
     def _metric_point(
         self, typ: str, scope: str, name: str, bucket: int, used: float | None, size: float | None
@@ -304,7 +302,7 @@ class PoolDetector:
                 reserve = plan.vip_reserve if plan else self.p.vip_reserve
                 kind = AlertKind.VIP_POOL_EXHAUSTION
             else:
-                reserve, kind = 0, AlertKind.NODE_POOL_EXHAUSTION
+                reserve, kind = 0, AlertKind.POD_POOL_EXHAUSTION
             pool = _Pool(network, key[1], typ, kind, 0, reserve)
             self.pools[key] = pool
         if size is not None and size > 0:
@@ -503,6 +501,7 @@ class PoolDetector:
             **pool.detail,
         }
         if plan is not None:
+            ev["hciwatch_plan"] = _plan_says(pool.pool_type, st.free, plan)
             if pool.pool_type == "node":
                 ev["next_upgrade_needs"] = {"node_ips": plan.node_reserve, "breakdown": plan.node_reserve_breakdown}
             elif pool.pool_type in ("vip", "lb", "metallb"):
@@ -511,6 +510,8 @@ class PoolDetector:
                     "why": "one more workload cluster takes an API-server VIP and a load-balancer VIP",
                 }
             ev["clusters_sharing_network"] = plan.all_clusters
+        if "hciwatch_plan" in ev:
+            tail += f"; hciwatch plan: {ev['hciwatch_plan']['says']}"
         kind = pool.kind
         return Finding(
             kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev, active=pool.firing
@@ -534,6 +535,33 @@ class PoolDetector:
 
     def snapshot(self) -> list[PoolStat]:
         return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]
+
+
+def _plan_says(pool_type: str, free: int, plan: NetworkPlan) -> dict[str, Any]:
+    """What ``hciwatch plan`` answers for the next upgrade of every cluster on this network, from the
+    same rules (22H2-UPD-MGMT/22H2-UPD-WL or 23H2-UPG on the node pool; an upgrade takes no VIP, a
+    new cluster takes one: 22H2-VIP-API / 23H2-CP)."""
+    if pool_type == "node":
+        need = plan.node_reserve
+        verdict = "fits" if free >= need else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all",
+            "needed": need,
+            "free": free,
+            "verdict": verdict,
+            "says": f"upgrading all clusters needs {need} node IPs, {free} free: {verdict}",
+        }
+    if pool_type in ("vip", "lb"):
+        verdict = "fits" if free >= 1 else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all --create NEW=3",
+            "needed_by_upgrade": 0,
+            "needed_by_new_cluster": 1,
+            "free": free,
+            "verdict_new_cluster": verdict,
+            "says": f"an upgrade takes no VIP; a new cluster takes 1 of {free} free: {verdict}",
+        }
+    return {"command": "", "says": "pod addresses are not part of an AKS upgrade plan"}
 
 
 def _ts_evidence(fit: tuple[float, float, float] | None) -> dict[str, Any] | None:

@@ -39,8 +39,16 @@ next_upgrade_needs (with its breakdown), hours_to_reserve.
    delete clusters no longer used.
 3. Widen the node pool (k8sNodeIpPoolStart/End, or the Arc logical-network IP pool) into free
    addresses of the subnet that no other pool or DHCP scope uses.
-For a Calico IP pool: pods cannot start once it is full — add an IP pool or larger CIDR
-(calicoctl) and release leaked blocks (ipam_allocations_gc_candidates should return to 0).
+"""
+
+POD_EXHAUSTION = """\
+Calico IP pool (pod addresses) running out: pods cannot start once it is full. Used = allocations in
+use plus the addresses Calico reserves. Evidence: pool_name, scope (cluster), hours_to_reserve.
+1. Release leaked allocations: ipam_allocations_gc_candidates should return to 0
+   (calicoctl ipam check; calicoctl ipam release --from-report).
+2. Add an IP pool or a larger CIDR (calicoctl create ippool) or lower blockSize so blocks are not
+   stranded on nodes with few pods.
+Pod addresses are not taken from the VIP or node pools; `hciwatch plan` does not judge them.
 """
 
 OVERLAP = """\
@@ -141,6 +149,7 @@ _DUP = {
 RUNBOOKS: dict[AlertKind, str] = {
     AlertKind.VIP_POOL_EXHAUSTION: VIP_EXHAUSTION,
     AlertKind.NODE_POOL_EXHAUSTION: NODE_EXHAUSTION,
+    AlertKind.POD_POOL_EXHAUSTION: POD_EXHAUSTION,
     AlertKind.IP_POOL_OVERLAP: OVERLAP,
     AlertKind.DUPLICATE_IP: DUP_LB_ACROSS_CLUSTERS,
     AlertKind.EASTWEST_CONGESTION: CONGESTION,

@@ -368,6 +368,7 @@ def _default_lifecycle() -> dict[AlertKind, KindPolicy]:
     return {
         AlertKind.VIP_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
         AlertKind.NODE_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
+        AlertKind.POD_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
         AlertKind.IP_POOL_OVERLAP: KindPolicy(for_=2 * m, hold=15 * m),
         AlertKind.DUPLICATE_IP: KindPolicy(for_=1 * m, hold=10 * m),
         AlertKind.EASTWEST_CONGESTION: KindPolicy(for_=2 * m, hold=10 * m),
@@ -415,8 +416,8 @@ class AnalyticsSettings(_Model):
         default_factory=_default_lifecycle,
         description="Per-kind 'for' and 'hold' durations; kinds or fields not given keep their "
         "defaults. Default (for/hold): vip_pool_exhaustion 10m/30m, node_pool_exhaustion "
-        "10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, eastwest_congestion 2m/10m, "
-        "metric_anomaly 0s/5m, source_down 2m/2m.",
+        "10m/30m, pod_pool_exhaustion 10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, "
+        "eastwest_congestion 2m/10m, metric_anomaly 0s/5m, source_down 2m/2m.",
     )
 
     @field_validator("lifecycle", mode="before")

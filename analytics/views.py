@@ -89,7 +89,7 @@ gauges AS (
            time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ts, sum(value) AS v
     FROM samples
     WHERE metric IN ('metallb.addresses_in_use', 'metallb.addresses_total',
-                     'calico.ipam.allocations_in_use', 'calico.ipam.ippool_size')
+                     'calico.ipam.allocations_in_use', 'calico.ipam.ippool_size', 'calico.ipam.ippool_reserved')
     GROUP BY ALL
 ),
 gauge_pools AS (
@@ -99,7 +99,8 @@ gauge_pools AS (
            bucket,
            max(v) FILTER (WHERE metric IN ('metallb.addresses_total', 'calico.ipam.ippool_size')) AS size,
            arg_max(v, ts) FILTER (WHERE metric IN ('metallb.addresses_in_use',
-                                                    'calico.ipam.allocations_in_use')) AS used
+                                                    'calico.ipam.allocations_in_use'))
+             + coalesce(arg_max(v, ts) FILTER (WHERE metric = 'calico.ipam.ippool_reserved'), 0) AS used
     FROM gauges GROUP BY ALL
 ),
 allp AS (

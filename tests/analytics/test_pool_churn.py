@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.settings import PoolSettings
+from collector.schema import Sample, from_ms, samples_table
 from tests.analytics.harness import HOUR, MIN, connect, replay, settings
 from tests.analytics.synth import Holder, IpWorld, add_services, lb_mac_of, populate_clusters, random_network
 
@@ -72,3 +73,35 @@ def test_api_vips_count_even_when_only_other_holders_are_seen() -> None:
     # observed: 4 services + 3 stray NICs = 7; unobserved API VIPs: mgmt, wl-a, wl-b = 3
     assert stat.used == 7 + 3
     assert PoolSettings().vip_reserve == 2
+
+
+def test_calico_pool_is_a_pod_pool_and_reserved_addresses_count() -> None:
+    """Calico IPAM gauges (allocations per node + reserved addresses, pool size): a pod pool of its own kind."""
+    t = np.arange(START, START + 10 * HOUR, 60_000)
+    rows = []
+    for ts in t.tolist():
+        per_node = 20 + int(60 * (ts - START) / (10 * HOUR))  # two nodes filling a /24 (256)
+        labels = (("ippool", "default-ipv4-ippool"), ("cluster", "wl-a"))
+        for node in ("n1", "n2"):
+            rows.append(
+                Sample(
+                    ts=from_ms(ts),
+                    source="calico",
+                    host="kube-controllers",
+                    metric="calico.ipam.allocations_in_use",
+                    value=float(per_node),
+                    labels=(*labels, ("node", node)),
+                )
+            )
+        for metric, v in (("calico.ipam.ippool_size", 256.0), ("calico.ipam.ippool_reserved", 10.0)):
+            rows.append(
+                Sample(ts=from_ms(ts), source="calico", host="kube-controllers", metric=metric, value=v, labels=labels)
+            )
+    run = replay(connect(samples_table(rows)), START, START + 10 * HOUR, coarse=20 * MIN)
+    assert not run.firing("node_pool_exhaustion")
+    fired = run.firing("pod_pool_exhaustion")
+    assert fired and fired[0][1].resource["pool"] == "calico:wl-a/default-ipv4-ippool"
+    stat = next(s for s in run.engine.pools.snapshot() if s.pool_type == "calico")  # type: ignore[union-attr]
+    # at the end: 2 nodes x (20 + 59) in use + 10 reserved
+    assert stat.used == 2 * 79 + 10 and stat.size == 256
+    assert "Calico" in fired[0][1].runbook
