@@ -46,6 +46,7 @@ lint: test-deps
 	$(BIN)/ruff check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/ruff format --check collector analytics exporters hciwatch lab tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: test-deps lint
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -5,14 +5,13 @@ Pydantic does the validation (``extra="forbid"`` everywhere, so a typo is an err
 ignored key); this module turns its errors into those lines and finds the line of each key in
 the TOML text (``tomllib`` keeps no positions, so a small scanner maps key paths back to lines).
 
-Secrets never live in the file in clear: settings take ``*_file`` paths or ``env:NAME`` references,
-resolved by :func:`resolve_secret` at start-up.
+Secrets never live in the file in clear: settings take ``*_file`` paths or ``env:NAME`` references
+(:class:`collector.settings.SecretRef`), resolved at start-up.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector.errors import ConfigError
+from collector.settings import SecretRef
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -268,24 +268,23 @@ def load_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", file=str(path)) from exc
 
 
-def resolve_secret(ref: str | None, *, what: str) -> str | None:
-    """Resolve a secret reference: ``env:NAME`` or a file path. Never returns the ref itself.
+def resolve_secret(ref: str | SecretRef | None, *, what: str) -> str | None:
+    """Resolve a secret reference (``env:NAME`` or a file path) now; ``None`` when not configured.
 
-    Errors name the reference (a variable name or path), never the secret.
+    A thin entry point over :class:`collector.settings.SecretRef` for callers holding a plain
+    string; errors name ``what`` and the reference, never the secret.
     """
     if ref is None:
         return None
-    if ref.startswith("env:"):
-        name = ref[4:]
-        value = os.environ.get(name)
-        if value is None:
-            raise ConfigError(f"{what}: environment variable {name} is not set")
-        return value.strip()
-    p = Path(ref).expanduser()
+    parsed = ref if isinstance(ref, SecretRef) else _parse_ref(ref, what=what)
+    return parsed.read(key=what)
+
+
+def _parse_ref(text: str, *, what: str) -> SecretRef:
     try:
-        return p.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read secret file {p}: {exc.strerror}") from exc
+        return SecretRef.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}", key=what) from None
 
 
 def validate_sources(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:

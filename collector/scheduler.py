@@ -2,7 +2,8 @@
 
 Pull targets are polled on their interval with jitter (so 500 hosts do not all scrape on the same
 second), each fetch bounded by the source's timeout; failures back off exponentially with full
-jitter up to ``max_backoff``. Records go through ``emit``, which awaits a bounded queue: when the
+jitter up to ``max_backoff`` (the shared policy of :mod:`collector.settings.retry`), starting from
+the target's interval. Records go through ``emit``, which awaits a bounded queue: when the
 store falls behind, scrapes slow down instead of memory growing. Target health (last success,
 consecutive failures, down since) feeds ``source_down`` alerts and ``/readyz``.
 """
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.errors import FetchError, SourceError
+from collector.settings.retry import full_jitter
 from collector.sources.base import Emit, PullSource, PushSource
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,8 @@ class Scheduler:
                 tg.create_task(self._push_loop(psrc), name=f"push:{psrc.name}")
 
     def _backoff(self, failures: int, interval: float) -> float:
-        cap = min(self.settings.max_backoff, max(self.settings.min_backoff, interval) * 2 ** min(failures, 16))
-        return self.rng.uniform(self.settings.min_backoff, cap)  # full jitter
+        s = self.settings
+        return full_jitter(failures, max(s.min_backoff, interval), s.max_backoff, self.rng, floor=s.min_backoff)
 
     async def _pull_loop(self, src: PullSource, target: str) -> None:
         st = src.settings

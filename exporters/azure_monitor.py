@@ -27,9 +27,9 @@ How it is wired, and why:
   documented environment variables (process-wide; an operator's explicit value wins), because
   an on-premises site should not phone anything home except the telemetry it was asked to send.
 
-The connection string is a credential: it comes from ``connection_string_file`` or
-``connection_string_env`` only (see :class:`exporters.settings.AzureMonitorSettings`) and is
-never logged. ``IngestionEndpoint`` may be ``http://`` (the tests point it at 127.0.0.1).
+The connection string is a credential: it comes from ``connection_string_file`` only (a file or
+``env:NAME``; see :class:`exporters.settings.AzureMonitorSettings`) and is never logged.
+``IngestionEndpoint`` may be ``http://`` (the tests point it at 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from collector.errors import ConfigError
 from collector.schema import Alert
+from collector.settings.retry import parse_retry_after
 from exporters.base import ExportResult, ThreadedSdkExporter
-from exporters.otlp import AlertLogEncoder, MetricsSnapshot, OtlpMetrics, parse_retry_after
+from exporters.otel_logs import AlertLogEncoder
+from exporters.otel_metrics import MetricsSnapshot, OtlpMetrics
 from exporters.settings import AzureMonitorSettings
 
 log = logging.getLogger(__name__)
@@ -73,9 +75,10 @@ def _quiet_sdk(settings: AzureMonitorSettings) -> None:
 
 
 def _connection_source(settings: AzureMonitorSettings) -> str:
-    if settings.connection_string_file is not None:
-        return f"file {settings.connection_string_file}"
-    return f"environment variable {settings.connection_string_env or 'APPLICATIONINSIGHTS_CONNECTION_STRING'}"
+    ref = settings.connection_string_file
+    if ref is None or ref.env is not None:
+        return f"environment variable {ref.env if ref is not None else 'APPLICATIONINSIGHTS_CONNECTION_STRING'}"
+    return f"file {ref.path}"
 
 
 def _build(cls: type[Any], settings: AzureMonitorSettings, hook: Callable[[Any], None] | None) -> Any:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from collector.schema import Alert
 from exporters.base import ExportResult
+from exporters.settings import MemorySettings
 
 
 class MemoryExporter:
@@ -26,6 +27,10 @@ class MemoryExporter:
         self._fail_left = fail_times
         self._retryable = retryable
         self._retry_after = retry_after
+
+    @classmethod
+    def from_settings(cls, s: MemorySettings) -> MemoryExporter:
+        return cls(name=s.name, fail_times=s.fail_times)
 
     @property
     def alerts(self) -> list[Alert]:

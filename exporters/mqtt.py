@@ -13,8 +13,9 @@ credentials, TLS failure, broker down) is also retryable: nothing can be deliver
 fixed, and the changes wait in the outbox; ``password_file`` is re-read at every connection so a
 rotated password is picked up.
 
-TLS and credentials use the same keys as the MQTT source: ``tls``, ``ca_file``, ``cert_file``,
-``key_file``, ``tls_insecure``, ``username``, ``password_file``.
+TLS and credentials use the shared keys of :mod:`collector.settings`, as the MQTT source does: a
+``tls`` table (present: TLS on), ``username`` + ``password_file`` (a file or ``env:NAME``); both
+are checked at start-up.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import aiomqtt
 
 from collector.schema import Alert, AlertStatus, iso
 from exporters.base import ExportResult
-from exporters.settings import MqttSettings, read_secret_file
+from exporters.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class MqttExporter:
     def __init__(self, settings: MqttSettings) -> None:
         self.name = settings.name
         self.settings = settings
-        if settings.password_file is not None:  # fail at start-up when it is missing
-            read_secret_file(settings.password_file, key=f"exporters.{settings.name}.password_file")
+        key = f"exporters.{settings.name}"
+        # The password and TLS files are read here, at start-up: a missing one stops the service.
+        self._password = settings.password_file.resolve(key=f"{key}.password_file") if settings.password_file else None
+        self._ssl_context = settings.tls.ssl_context(key=f"{key}.tls") if settings.tls is not None else None
         self._client: aiomqtt.Client | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._done: set[tuple[str, str, str, int]] = set()  # publishes acknowledged in a retried batch
@@ -58,16 +61,7 @@ class MqttExporter:
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
-        password = (
-            read_secret_file(s.password_file, key=f"exporters.{s.name}.password_file") if s.password_file else None
-        )
-        tls = None
-        if s.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(s.ca_file) if s.ca_file else None,
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-            )
+        password = self._password.current() if self._password is not None else None  # rotation
         return aiomqtt.Client(
             s.host,
             s.port,
@@ -77,8 +71,7 @@ class MqttExporter:
             clean_session=True,
             keepalive=s.keepalive,
             timeout=s.timeout,
-            tls_params=tls,
-            tls_insecure=s.tls_insecure if s.tls else None,
+            tls_context=self._ssl_context,
             logger=logging.getLogger(f"{__name__}.paho"),
         )
 

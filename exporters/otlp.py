@@ -8,19 +8,10 @@ the outbox, so the export is synchronous per batch: records are made through a
 directly, and its SUCCESS/FAILURE becomes the batch's :class:`~exporters.base.ExportResult`. No
 ``BatchLogRecordProcessor`` (it would acknowledge records before the peer has them).
 
-Severity mapping (Azure Monitor severities onto OTel ``SeverityNumber``; the text keeps "SevN")::
-
-    Sev0 (critical)      → FATAL  21
-    Sev1 (error)         → ERROR  17
-    Sev2 (warning)       → WARN   13
-    Sev3 (informational) → INFO    9
-    Sev4 (verbose)       → DEBUG   5
-
-Record body = the alert summary. Attributes: ``hciwatch.alert.kind``, ``.status``,
-``.fingerprint``, ``.severity``, ``.starts_at``, ``.ends_at`` (resolved only), ``.runbook`` (when
-set), ``.evidence`` (the evidence as a JSON string) and one ``hciwatch.resource.<key>`` per
-resource label. Resource: ``service.name=hciwatch``, ``service.instance.id``,
-``deployment.environment`` and ``hciwatch.site`` (from settings).
+The records are encoded by :mod:`exporters.otel_logs` (severity mapping, attributes, resource),
+shared with the Azure Monitor sink. TLS comes from the shared ``tls`` table
+(:class:`collector.settings.TlsClientSettings`); ``tls.server_name`` becomes gRPC's
+``grpc.ssl_target_name_override``.
 
 Failure classification follows the OTLP specification: gRPC CANCELLED, DEADLINE_EXCEEDED,
 RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS and HTTP 408/429/502/503/504
@@ -29,27 +20,22 @@ any other status is permanent. The SDK's ``export`` only says SUCCESS or FAILURE
 is observed on the wire: a gRPC client interceptor, and for HTTP a ``requests.Session`` (which
 the SDK accepts as a parameter) that remembers the last response.
 
-:class:`OtlpMetrics` exports dashboard metrics (pool usage, congestion scores, firing alerts,
-pipeline health) as observable instruments read from the latest snapshot, on a
-``PeriodicExportingMetricReader``. Metrics are state, not events: a failed export is simply
-superseded by the next one, so they bypass the outbox.
+:func:`otlp_metrics` sends the dashboard metrics of :mod:`exporters.otel_metrics` to the same
+endpoint. Metrics are state, not events: a failed export is superseded by the next one, so they
+bypass the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import requests
-from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
     OTLPMetricExporter as GrpcMetricExporter,
@@ -59,29 +45,19 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
     OTLPMetricExporter as HttpMetricExporter,
 )
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.metrics.export import MetricExporter
 
-from collector.schema import Alert, AlertKind, Severity, iso, to_ms
+from collector.schema import Alert
+from collector.settings.retry import parse_retry_after
 from exporters.base import ExportResult, ThreadedSdkExporter
+from exporters.otel_logs import AlertLogEncoder
+from exporters.otel_metrics import MetricsSnapshot, OtlpMetrics, PipelineHealth, PoolStat
 from exporters.settings import OtlpSettings
 
+__all__ = ["MetricsSnapshot", "OtlpExporter", "OtlpMetrics", "PipelineHealth", "PoolStat", "otlp_metrics"]
+
 log = logging.getLogger(__name__)
-
-SEVERITY_NUMBERS: dict[Severity, SeverityNumber] = {
-    Severity.SEV0: SeverityNumber.FATAL,
-    Severity.SEV1: SeverityNumber.ERROR,
-    Severity.SEV2: SeverityNumber.WARN,
-    Severity.SEV3: SeverityNumber.INFO,
-    Severity.SEV4: SeverityNumber.DEBUG,
-}
-
-SCOPE_NAME = "hciwatch.alerts"
-EVENT_NAME = "hciwatch.alert"
 
 RETRYABLE_GRPC_CODES = frozenset(
     {
@@ -95,99 +71,6 @@ RETRYABLE_GRPC_CODES = frozenset(
     }
 )
 RETRYABLE_HTTP_STATUS = frozenset({408, 429, 502, 503, 504})
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("hciwatch")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-# ---------------------------------------------------------------------------------------------
-# Alert → log record
-# ---------------------------------------------------------------------------------------------
-
-
-def alert_attributes(alert: Alert) -> dict[str, str]:
-    """The ``hciwatch.*`` attributes of one alert change (see module docstring)."""
-    attrs: dict[str, str] = {
-        "hciwatch.alert.kind": alert.kind.value,
-        "hciwatch.alert.status": alert.status.value,
-        "hciwatch.alert.fingerprint": alert.fingerprint,
-        "hciwatch.alert.severity": alert.severity.value,
-        "hciwatch.alert.starts_at": iso(alert.starts_at),
-        "hciwatch.alert.evidence": json.dumps(alert.evidence, sort_keys=True, separators=(",", ":")),
-    }
-    if alert.ends_at is not None:
-        attrs["hciwatch.alert.ends_at"] = iso(alert.ends_at)
-    if alert.runbook:
-        attrs["hciwatch.alert.runbook"] = alert.runbook
-    for key, value in sorted(alert.resource.items()):
-        attrs[f"hciwatch.resource.{key}"] = value
-    return attrs
-
-
-class _Collect(LogRecordProcessor):
-    """A processor that keeps emitted records for the caller instead of exporting them."""
-
-    def __init__(self) -> None:
-        self.records: list[ReadableLogRecord] = []
-
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        resource = log_record.resource if log_record.resource is not None else Resource.create({})
-        self.records.append(
-            ReadableLogRecord(
-                log_record=log_record.log_record,
-                resource=resource,
-                instrumentation_scope=log_record.instrumentation_scope,
-                limits=log_record.limits,
-            )
-        )
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class AlertLogEncoder:
-    """Turns alerts into SDK log records with this site's resource (shared with Azure Monitor)."""
-
-    def __init__(self, resource_attributes: Mapping[str, str]) -> None:
-        self.resource = Resource.create(dict(resource_attributes))
-        self._collect = _Collect()
-        self._provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
-        self._provider.add_log_record_processor(self._collect)
-        self._logger = self._provider.get_logger(SCOPE_NAME, _version())
-        self._lock = threading.Lock()
-
-    def records(
-        self, alerts: Iterable[Alert], extra: Callable[[Alert], Mapping[str, str]] | None = None
-    ) -> list[ReadableLogRecord]:
-        """One log record per alert change; ``extra`` adds sink-specific attributes."""
-        with self._lock:
-            self._collect.records = []
-            for alert in alerts:
-                attrs = alert_attributes(alert)
-                if extra is not None:
-                    attrs.update(extra(alert))
-                self._logger.emit(
-                    LogRecord(
-                        timestamp=to_ms(alert.changed_at) * 1_000_000,
-                        severity_number=SEVERITY_NUMBERS[alert.severity],
-                        severity_text=alert.severity.value,
-                        body=alert.summary,
-                        attributes=attrs,
-                        event_name=EVENT_NAME,
-                    )
-                )
-            out, self._collect.records = self._collect.records, []
-        return out
-
-    def shutdown(self) -> None:
-        self._provider.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,24 +92,6 @@ class _WireStatus:
         self.http_status = None
         self.retry_after = None
         self.detail = ""
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds to wait: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if seconds == seconds and seconds != float("inf") else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(when.timestamp() - now, 0.0)
 
 
 class _StatusInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -324,6 +189,20 @@ def _read_bytes(path: Any) -> bytes | None:
     return None if path is None else bytes(path.read_bytes())
 
 
+def _http_tls(s: OtlpSettings) -> tuple[str | None, str | None, str | None]:
+    """The HTTP exporters' (certificate_file, client_key_file, client_certificate_file) from ``tls``."""
+    files = s.tls.files() if s.tls is not None else {}
+    ca, key, cert = (files.get(k) for k in ("ca_file", "key_file", "cert_file"))
+    return (str(ca) if ca else None, str(key) if key else None, str(cert) if cert else None)
+
+
+def _grpc_options(s: OtlpSettings) -> tuple[tuple[str, str]] | None:
+    """``tls.server_name`` as gRPC's target-name override (the name the certificate must carry)."""
+    if s.tls is not None and s.tls.server_name:
+        return (("grpc.ssl_target_name_override", s.tls.server_name),)
+    return None
+
+
 def _grpc_compression(s: OtlpSettings) -> grpc.Compression:
     return grpc.Compression.Gzip if s.compression == "gzip" else grpc.Compression.NoCompression
 
@@ -337,10 +216,11 @@ def _grpc_security(s: OtlpSettings) -> tuple[bool, grpc.ChannelCredentials | Non
     insecure = s.insecure if s.insecure is not None else endpoint.startswith("http://")
     if insecure:
         return True, None
+    files = s.tls.files() if s.tls is not None else {}
     return False, grpc.ssl_channel_credentials(
-        root_certificates=_read_bytes(s.ca_file),
-        private_key=_read_bytes(s.key_file),
-        certificate_chain=_read_bytes(s.cert_file),
+        root_certificates=_read_bytes(files.get("ca_file")),
+        private_key=_read_bytes(files.get("key_file")),
+        certificate_chain=_read_bytes(files.get("cert_file")),
     )
 
 
@@ -354,6 +234,7 @@ class OtlpExporter(ThreadedSdkExporter):
         self.settings = settings
         self._now = now or time.time
         self._headers = settings.resolved_headers()  # fail at start-up on a missing env/file
+        settings.check_tls_files()
         self._wire = _WireStatus()
         self._encoder = AlertLogEncoder(settings.resource.resource_dict())
         self._exporter: LogRecordExporter | None = None
@@ -378,12 +259,14 @@ class OtlpExporter(ThreadedSdkExporter):
                 headers=self._headers or None,
                 timeout=s.timeout,
                 compression=_grpc_compression(s),
+                channel_options=_grpc_options(s),
             )
+        ca, key, cert = _http_tls(s)
         return HttpLogExporter(
             endpoint=self.endpoint,
-            certificate_file=str(s.ca_file) if s.ca_file else None,
-            client_key_file=str(s.key_file) if s.key_file else None,
-            client_certificate_file=str(s.cert_file) if s.cert_file else None,
+            certificate_file=ca,
+            client_key_file=key,
+            client_certificate_file=cert,
             headers=self._headers,
             timeout=s.timeout,
             compression=_http_compression(s),
@@ -420,184 +303,31 @@ class OtlpExporter(ThreadedSdkExporter):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PoolStat:
-    """Usage of one IP pool of one cluster network (``pool`` is e.g. ``vip`` or ``node``)."""
-
-    network: str
-    pool: str
-    size: int
-    used: int
-    free: int
-    time_to_exhaustion: float | None = None  # seconds; None when usage is not growing
-
-
-@dataclass(frozen=True)
-class PipelineHealth:
-    """Cumulative pipeline counters (``samples_in``, ``parse_errors``, ``export_failures``) and
-    the current ``queue_depth``."""
-
-    samples_in: int = 0
-    parse_errors: int = 0
-    queue_depth: int = 0
-    export_failures: int = 0
-
-
-@dataclass(frozen=True)
-class MetricsSnapshot:
-    pools: Sequence[PoolStat] = ()
-    congestion: Mapping[str, float] = field(default_factory=dict)
-    firing_by_kind: Mapping[str, int] = field(default_factory=dict)
-    pipeline: PipelineHealth = field(default_factory=PipelineHealth)
-
-
-class OtlpMetrics:
-    """Dashboard metrics as observable instruments over the latest :class:`MetricsSnapshot`.
-
-    Feed it with :meth:`record` (push the latest numbers) or a ``snapshot`` callable (pulled at
-    each collection). Instruments (all ``hciwatch.*``): ``pool.size``/``.used``/``.free``
-    (``{address}``) and ``pool.time_to_exhaustion`` (``s``) with ``network``, ``pool``;
-    ``congestion.score`` (``1``) with ``host``; ``alerts.firing`` with ``kind`` (every kind,
-    zeros included); ``pipeline.samples_in``/``.parse_errors``/``.export_failures`` (observable
-    counters, cumulative) and ``pipeline.queue_depth`` (gauge).
-    """
-
-    def __init__(
-        self,
-        exporter: MetricExporter,
-        resource_attributes: Mapping[str, str],
-        *,
-        interval: float = 60.0,
-        snapshot: Callable[[], MetricsSnapshot] | None = None,
-    ) -> None:
-        self._latest = MetricsSnapshot()
-        self._snapshot = snapshot
-        self._reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval * 1000)
-        self._provider = MeterProvider(
-            metric_readers=[self._reader], resource=Resource.create(dict(resource_attributes)), shutdown_on_exit=False
+def otlp_metrics(settings: OtlpSettings, snapshot: Callable[[], MetricsSnapshot] | None = None) -> OtlpMetrics:
+    """Dashboard metrics over this sink's OTLP endpoint (gRPC or HTTP), with its TLS and headers."""
+    s = settings
+    headers = s.resolved_headers()
+    exporter: MetricExporter
+    if s.protocol == "grpc":
+        insecure, creds = _grpc_security(s)
+        exporter = GrpcMetricExporter(
+            endpoint=s.resolved_endpoint(),
+            insecure=insecure,
+            credentials=creds,
+            headers=headers or None,
+            timeout=s.timeout,
+            compression=_grpc_compression(s),
+            channel_options=_grpc_options(s),
         )
-        meter = self._provider.get_meter("hciwatch", _version())
-        gauge = meter.create_observable_gauge
-        gauge("hciwatch.pool.size", [self._pool("size")], unit="{address}", description="addresses in the pool")
-        gauge("hciwatch.pool.used", [self._pool("used")], unit="{address}", description="addresses in use")
-        gauge("hciwatch.pool.free", [self._pool("free")], unit="{address}", description="addresses still free")
-        gauge(
-            "hciwatch.pool.time_to_exhaustion",
-            [self._pool("time_to_exhaustion")],
-            unit="s",
-            description="projected seconds until free addresses fall below the upgrade reserve "
-            "(absent when usage is not growing)",
+    else:
+        ca, key, cert = _http_tls(s)
+        exporter = HttpMetricExporter(
+            endpoint=f"{s.resolved_endpoint()}/v1/metrics",
+            certificate_file=ca,
+            client_key_file=key,
+            client_certificate_file=cert,
+            headers=headers,
+            timeout=s.timeout,
+            compression=_http_compression(s),
         )
-        gauge(
-            "hciwatch.congestion.score",
-            [self._congestion],
-            unit="1",
-            description="east-west congestion score per host (0 = healthy)",
-        )
-        gauge("hciwatch.alerts.firing", [self._firing], unit="{alert}", description="alerts currently firing, per kind")
-        counter = meter.create_observable_counter
-        counter(
-            "hciwatch.pipeline.samples_in",
-            [self._pipeline("samples_in")],
-            unit="{sample}",
-            description="samples parsed since start",
-        )
-        counter(
-            "hciwatch.pipeline.parse_errors",
-            [self._pipeline("parse_errors")],
-            unit="{error}",
-            description="payload parts that could not be parsed",
-        )
-        counter(
-            "hciwatch.pipeline.export_failures",
-            [self._pipeline("export_failures")],
-            unit="{failure}",
-            description="failed sink export attempts",
-        )
-        gauge(
-            "hciwatch.pipeline.queue_depth",
-            [self._pipeline("queue_depth")],
-            unit="{record}",
-            description="records waiting between sources and the store",
-        )
-
-    @classmethod
-    def from_settings(
-        cls, settings: OtlpSettings, snapshot: Callable[[], MetricsSnapshot] | None = None
-    ) -> OtlpMetrics:
-        s = settings
-        headers = s.resolved_headers()
-        exporter: MetricExporter
-        if s.protocol == "grpc":
-            insecure, creds = _grpc_security(s)
-            exporter = GrpcMetricExporter(
-                endpoint=s.resolved_endpoint(),
-                insecure=insecure,
-                credentials=creds,
-                headers=headers or None,
-                timeout=s.timeout,
-                compression=_grpc_compression(s),
-            )
-        else:
-            exporter = HttpMetricExporter(
-                endpoint=f"{s.resolved_endpoint()}/v1/metrics",
-                certificate_file=str(s.ca_file) if s.ca_file else None,
-                client_key_file=str(s.key_file) if s.key_file else None,
-                client_certificate_file=str(s.cert_file) if s.cert_file else None,
-                headers=headers,
-                timeout=s.timeout,
-                compression=_http_compression(s),
-            )
-        return cls(exporter, s.resource.resource_dict(), interval=s.metrics_interval, snapshot=snapshot)
-
-    def record(
-        self,
-        pool_stats: Sequence[PoolStat],
-        congestion_scores: Mapping[str, float],
-        firing_by_kind: Mapping[str, int],
-        pipeline_health: PipelineHealth,
-    ) -> None:
-        """Replace the numbers the next collection reports."""
-        self._latest = MetricsSnapshot(
-            tuple(pool_stats), dict(congestion_scores), dict(firing_by_kind), pipeline_health
-        )
-
-    def _current(self) -> MetricsSnapshot:
-        if self._snapshot is not None:
-            try:
-                self._latest = self._snapshot()
-            except Exception:  # a broken snapshot source must not break the metric pipeline
-                log.exception("metrics snapshot callable failed; reporting the previous numbers")
-        return self._latest
-
-    def _pool(self, attr: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(_: CallbackOptions) -> Iterable[Observation]:
-            for p in self._current().pools:
-                value = getattr(p, attr)
-                if value is not None:
-                    yield Observation(value, {"network": p.network, "pool": p.pool})
-
-        return observe
-
-    def _congestion(self, _: CallbackOptions) -> Iterable[Observation]:
-        for host, score in sorted(self._current().congestion.items()):
-            yield Observation(float(score), {"host": host})
-
-    def _firing(self, _: CallbackOptions) -> Iterable[Observation]:
-        firing = dict.fromkeys((k.value for k in AlertKind), 0)
-        firing.update(self._current().firing_by_kind)
-        for kind, n in sorted(firing.items()):
-            yield Observation(int(n), {"kind": kind})
-
-    def _pipeline(self, attr: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(_: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(int(getattr(self._current().pipeline, attr)))
-
-        return observe
-
-    def force_flush(self, timeout: float = 10.0) -> bool:
-        """Collect and export now (tests, replay end, shutdown)."""
-        return bool(self._provider.force_flush(int(timeout * 1000)))
-
-    def shutdown(self) -> None:
-        self._provider.shutdown()
+    return OtlpMetrics(exporter, s.resource.resource_dict(), interval=s.metrics_interval, snapshot=snapshot)

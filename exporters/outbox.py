@@ -50,11 +50,12 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from collector.schema import Alert
+from collector.settings.retry import Backoff
 from exporters.base import Exporter, ExportResult
 from exporters.settings import MiB, SinkSettings
 
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 _SEGMENT_PREFIX = "segment-"
 _SEGMENT_SUFFIX = ".jsonl"
-MAX_RETRY_AFTER = 3600.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -509,20 +509,6 @@ class DeliveryPolicy:
         return cls(s.max_batch, s.max_wait, s.backoff_initial, s.backoff_max)
 
 
-@dataclass
-class _Backoff:
-    policy: DeliveryPolicy
-    rng: random.Random = field(default_factory=random.Random)
-    attempt: int = 0
-
-    def next_delay(self, retry_after: float | None) -> float:
-        cap = min(self.policy.backoff_max, self.policy.backoff_initial * (2 ** min(self.attempt, 62)))
-        self.attempt += 1
-        if retry_after is not None and retry_after >= 0:
-            return min(retry_after, MAX_RETRY_AFTER)
-        return self.rng.uniform(0.0, cap)
-
-
 class OutboxDispatcher:
     """Delivers one sink's stream: read from its cursor, batch, export, commit or retry.
 
@@ -550,7 +536,7 @@ class OutboxDispatcher:
         self.name = exporter.name
         self.policy = policy or DeliveryPolicy()
         self._sleep = sleep
-        self._backoff = _Backoff(self.policy, rng or random.Random())
+        self._backoff = Backoff(self.policy.backoff_initial, self.policy.backoff_max, rng=rng or random.Random())
         self._wall_clock = wall_clock
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

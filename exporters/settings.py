@@ -1,67 +1,61 @@
-"""Validated settings of every sink and of the outbox, plus the secret-reference helpers.
+"""Validated settings of every sink and of the outbox.
 
 Each ``[[exporters]]`` table of the configuration becomes one of the models below, picked by its
-``type`` key. Unknown keys are rejected (``extra="forbid"``) so a typo fails at start-up with its
-key path. Secrets never live in the configuration file: they are read from ``*_file`` paths or
-from ``env:NAME`` references when the exporter is built, and they never appear in messages.
+``type`` key through :mod:`exporters.registry`. Unknown keys are rejected (``extra="forbid"``) so
+a typo fails at start-up with its key path. TLS, secrets, HTTP client and retry keys are the
+shared vocabulary of :mod:`collector.settings` (the same keys as the sources): secrets are
+``*_file`` keys holding a path or ``env:NAME``, read when the exporter is built and never shown.
 
-:func:`build_exporter` imports the sink module lazily, so a site that only writes JSONL does not
-pay for loading the Azure SDK.
+This module imports no sink: :func:`exporters.registry.build_exporter` loads the one a table
+names, so a site that only writes JSONL does not pay for loading the Azure SDK.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector.errors import ConfigError
-
-if TYPE_CHECKING:
-    from exporters.base import Exporter
+from collector.settings import (
+    HttpClientSettings,
+    Renamed,
+    RetrySettings,
+    SecretRef,
+    TlsClientSettings,
+    apply_renames,
+)
+from collector.settings.deprecated import env_ref, invert
+from collector.settings.secrets import ENV_PREFIX
+from collector.settings.tls import tls_shorthand
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_ENV_PREFIX = "env:"
 
 MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
-# Secret references
+# Inline values and headers files
 # ---------------------------------------------------------------------------------------------
 
 
 def resolve_value(value: str, *, key: str) -> str:
-    """Return ``value``, or the environment variable it names when written ``env:NAME``.
+    """``value`` itself, or the environment variable it names when written ``env:NAME``.
 
-    Raises :class:`ConfigError` naming the key and the variable (never the value) when the
-    variable is not set, because a silently empty credential only fails later and obscurely.
+    For keys that are usually plain but may carry a credential (header values, a URL with a
+    signature); a ``*_file`` key is a :class:`~collector.settings.SecretRef` instead.
     """
-    if not value.startswith(_ENV_PREFIX):
+    if not value.startswith(ENV_PREFIX):
         return value
-    var = value[len(_ENV_PREFIX) :].strip()
-    if not var:
-        raise ConfigError(f"{key}: 'env:' must be followed by a variable name", key=key)
-    if var not in os.environ:
-        raise ConfigError(f"{key}: environment variable {var} is not set", key=key)
-    return os.environ[var]
-
-
-def read_secret_file(path: Path, *, key: str) -> str:
-    """Read a one-value secret file (surrounding newlines stripped); errors name key and path."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}", key=key) from None
-    value = text.strip("\r\n")
-    if not value.strip():
-        raise ConfigError(f"{key}: {path} is empty", key=key)
-    return value
+        ref = SecretRef.parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}", key=key) from None
+    return ref.read(key=key)
 
 
 def read_headers_file(path: Path, *, key: str) -> dict[str, str]:
@@ -92,7 +86,7 @@ def read_headers_file(path: Path, *, key: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-class SinkSettings(BaseModel):
+class SinkSettings(RetrySettings):
     """Keys every ``[[exporters]]`` table accepts: identity, batching and retry policy.
 
     The outbox keeps one cursor per ``name``: renaming a sink makes it start over as a new sink
@@ -107,10 +101,6 @@ class SinkSettings(BaseModel):
     max_wait: float = Field(
         default=0.5, ge=0, le=60, description="seconds to wait for a batch to fill before sending it"
     )
-    backoff_initial: float = Field(
-        default=1.0, gt=0, le=3600, description="first retry delay cap, seconds (full jitter)"
-    )
-    backoff_max: float = Field(default=60.0, gt=0, le=86_400, description="largest retry delay cap, seconds")
     timeout: float = Field(default=10.0, gt=0, le=600, description="per-request timeout, seconds")
 
     @model_validator(mode="before")
@@ -128,12 +118,6 @@ class SinkSettings(BaseModel):
         if v and not _NAME_RE.match(v):
             raise ValueError("use 1-64 letters, digits, '_', '.', '-' (it names the sink's cursor file)")
         return v
-
-    @model_validator(mode="after")
-    def _check_backoff(self) -> SinkSettings:
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be >= backoff_initial")
-        return self
 
 
 class ResourceSettings(BaseModel):
@@ -164,11 +148,24 @@ class ResourceSettings(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+def _renames(data: Any, renames: tuple[Renamed, ...], kind: str) -> Any:
+    name = data.get("name") if isinstance(data, dict) else None
+    return apply_renames(data, renames, where=f"exporters ({name or kind})")
+
+
+_TLS_FILE_RENAMES = (
+    Renamed("ca_file", "tls.ca_file"),
+    Renamed("cert_file", "tls.cert_file"),
+    Renamed("key_file", "tls.key_file"),
+)
+
+
 class OtlpSettings(SinkSettings):
     """OTLP logs (alert changes) and metrics (dashboards) to an OpenTelemetry Collector.
 
     ``endpoint`` is ``host:port`` or a URL for gRPC, and the base URL for HTTP (``/v1/logs`` and
-    ``/v1/metrics`` are appended, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` does).
+    ``/v1/metrics`` are appended, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` does). ``insecure`` is the
+    gRPC plaintext switch (no TLS at all); the ``tls`` table configures TLS when it is used.
     """
 
     type: Literal["otlp"] = "otlp"
@@ -177,18 +174,32 @@ class OtlpSettings(SinkSettings):
     headers: dict[str, str] = Field(default_factory=dict, description="values may be env:NAME")
     headers_file: Path | None = Field(default=None, description="'Name: value' lines")
     insecure: bool | None = Field(default=None, description="gRPC without TLS; default: true for http:// endpoints")
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    tls: TlsClientSettings | None = Field(default=None, description="CA, client certificate, server_name (gRPC)")
     compression: Literal["none", "gzip"] = "none"
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     metrics: bool = Field(default=True, description="also export hciwatch.* metrics")
     metrics_interval: float = Field(default=60.0, gt=0, le=3600, description="seconds")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return _renames(data, _TLS_FILE_RENAMES, "otlp")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, v: Any) -> Any:
+        return tls_shorthand(v)
+
     @model_validator(mode="after")
     def _check_tls(self) -> OtlpSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (client certificate and its key)")
+        tls = self.tls
+        if tls is not None and tls.insecure_skip_verify:
+            raise ValueError(
+                "tls.insecure_skip_verify is not available for OTLP (the OpenTelemetry exporters always verify); "
+                "give tls.ca_file, or insecure = true for a plaintext gRPC endpoint"
+            )
+        if tls is not None and tls.server_name and self.protocol != "grpc":
+            raise ValueError("tls.server_name works with protocol = grpc only (the HTTP exporter cannot override it)")
         return self
 
     def resolved_endpoint(self) -> str:
@@ -203,18 +214,25 @@ class OtlpSettings(SinkSettings):
             out.update(read_headers_file(self.headers_file, key=f"exporters.{self.name}.headers_file"))
         return out
 
+    def check_tls_files(self) -> None:
+        """Load the TLS files once (start-up), so a bad path is a config error with its key."""
+        if self.tls is not None:
+            self.tls.ssl_context(key=f"exporters.{self.name}.tls")
+
 
 class AzureMonitorSettings(SinkSettings):
     """Alerts to Application Insights (traces or customEvents) via the Azure Monitor exporter.
 
     The connection string is a credential (it carries the instrumentation key): it is read from
-    ``connection_string_file`` or the environment variable ``connection_string_env``
-    (default ``APPLICATIONINSIGHTS_CONNECTION_STRING``), never from this file.
+    ``connection_string_file`` (a file, or ``env:NAME``; default: the environment variable
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING``), never from this file. TLS is the Azure SDK's
+    (public Azure endpoints, system CAs): no ``tls`` table.
     """
 
     type: Literal["azure_monitor"] = "azure_monitor"
-    connection_string_file: Path | None = None
-    connection_string_env: str | None = None
+    connection_string_file: SecretRef | None = Field(
+        default=None, description="a file or env:NAME; default env:APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
     as_custom_events: bool = Field(default=False, description="customEvents instead of traces")
     managed_identity: bool = Field(default=False, description="authenticate with Entra ID (MSI)")
     managed_identity_client_id: str | None = None
@@ -233,51 +251,53 @@ class AzureMonitorSettings(SinkSettings):
                         f"'{key}' is not accepted in the configuration file: it is a credential "
                         "(the instrumentation key lets anyone write to your Application Insights); "
                         "put it in a file readable only by hciwatch and set connection_string_file, "
-                        "or in an environment variable and set connection_string_env"
+                        'or in an environment variable and set connection_string_file = "env:NAME"'
                     )
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> AzureMonitorSettings:
-        if self.connection_string_file is not None and self.connection_string_env is not None:
-            raise ValueError("set connection_string_file or connection_string_env, not both")
-        return self
+        return _renames(data, (Renamed("connection_string_env", "connection_string_file", env_ref),), "azure_monitor")
 
     def read_connection_string(self) -> str:
-        key = f"exporters.{self.name}"
-        if self.connection_string_file is not None:
-            return read_secret_file(self.connection_string_file, key=f"{key}.connection_string_file").strip()
-        var = self.connection_string_env or "APPLICATIONINSIGHTS_CONNECTION_STRING"
-        value = os.environ.get(var, "").strip()
-        if not value:
-            raise ConfigError(
-                f"{key}.connection_string_env: environment variable {var} is not set (or set connection_string_file)",
-                key=f"{key}.connection_string_env",
-            )
-        return value
+        key = f"exporters.{self.name}.connection_string_file"
+        ref = self.connection_string_file or SecretRef(env="APPLICATIONINSIGHTS_CONNECTION_STRING")
+        try:
+            return ref.read(key=key).strip()
+        except ConfigError as exc:
+            if self.connection_string_file is None:
+                raise ConfigError(f"{exc} (or set connection_string_file)", key=key) from None
+            raise
 
 
-class WebhookSettings(SinkSettings):
-    """HTTP POST of the Azure Monitor common alert schema (Logic Apps, ITSM, chat bridges)."""
+class WebhookSettings(HttpClientSettings, SinkSettings):
+    """HTTP POST of the Azure Monitor common alert schema (Logic Apps, ITSM, chat bridges).
+
+    Authentication and TLS are the shared HTTP client keys (``bearer_token_file`` or ``username``
+    + ``password_file``, a ``tls`` table); ``secret_file`` signs each body with HMAC-SHA256.
+    """
 
     type: Literal["webhook"] = "webhook"
     url: str = Field(default="", description="http(s) URL, or env:NAME (Logic App URLs carry a SAS sig)")
-    url_file: Path | None = Field(default=None, description="file holding the URL (when it has a secret)")
-    token_file: Path | None = Field(default=None, description="bearer token file")
-    secret_file: Path | None = Field(default=None, description="HMAC-SHA256 signing secret file")
+    url_file: SecretRef | None = Field(default=None, description="the URL when it carries a secret: a file or env:NAME")
+    secret_file: SecretRef | None = Field(default=None, description="HMAC-SHA256 signing secret: a file or env:NAME")
     signature_header: str = "X-Hciwatch-Signature"
     headers: dict[str, str] = Field(default_factory=dict, description="values may be env:NAME")
     subscription_id: str = Field(
         default="00000000-0000-0000-0000-000000000000", description="used in essentials.alertId"
     )
     target_ids: list[str] = Field(default_factory=list, description="ARM resource ids added to alertTargetIDs")
-    ca_file: Path | None = None
-    verify_tls: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        renames = (
+            Renamed("token_file", "bearer_token_file"),
+            Renamed("ca_file", "tls.ca_file"),
+            Renamed("verify_tls", "tls.insecure_skip_verify", invert),
+        )
+        return _renames(data, renames, "webhook")
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://", _ENV_PREFIX)):
+        if v and not v.startswith(("http://", "https://", ENV_PREFIX)):
             raise ValueError("url must start with http://, https:// or env:")
         return v
 
@@ -290,7 +310,7 @@ class WebhookSettings(SinkSettings):
     def resolved_url(self) -> str:
         key = f"exporters.{self.name}"
         if self.url_file is not None:
-            url = read_secret_file(self.url_file, key=f"{key}.url_file").strip()
+            url = self.url_file.read(key=f"{key}.url_file").strip()
         else:
             url = resolve_value(self.url, key=f"{key}.url")
         if not url.startswith(("http://", "https://")):
@@ -306,7 +326,10 @@ class WebhookSettings(SinkSettings):
 
 
 class MqttSettings(SinkSettings):
-    """Alert JSON to an MQTT broker: ``<topic_prefix>/alerts/<kind>/<fingerprint>``."""
+    """Alert JSON to an MQTT broker: ``<topic_prefix>/alerts/<kind>/<fingerprint>``.
+
+    TLS is on when a ``tls`` table is given (``tls = true`` for system CAs and no other setting).
+    """
 
     type: Literal["mqtt"] = "mqtt"
     host: str
@@ -314,14 +337,32 @@ class MqttSettings(SinkSettings):
     topic_prefix: str = "hciwatch"
     client_id: str = ""
     username: str | None = None
-    password_file: Path | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = Field(default=False, description="skip hostname verification (lab only)")
+    password_file: SecretRef | None = Field(default=None, description="the password: a file or env:NAME")
+    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings; absent: plain MQTT")
     qos: Literal[1, 2] = 1
     keepalive: int = Field(default=60, ge=5, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        renames = (
+            *_TLS_FILE_RENAMES,
+            Renamed(
+                "tls_insecure",
+                "tls.insecure_skip_verify",
+                note="it now skips the chain check too; to accept a certificate for another name, set tls.server_name",
+            ),
+        )
+        if isinstance(data, dict) and data.get("tls") is False:
+            data = {
+                k: v for k, v in data.items() if k not in ("tls", "ca_file", "cert_file", "key_file", "tls_insecure")
+            }
+        return _renames(data, renames, "mqtt")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, v: Any) -> Any:
+        return tls_shorthand(v)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -334,8 +375,6 @@ class MqttSettings(SinkSettings):
     def _check_auth(self) -> MqttSettings:
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs username")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
         return self
 
 
@@ -357,21 +396,6 @@ class MemorySettings(SinkSettings):
     max_wait: float = Field(default=0.0, ge=0, le=60)
 
 
-AnySinkSettings = Annotated[
-    OtlpSettings | AzureMonitorSettings | WebhookSettings | MqttSettings | JsonlSettings | MemorySettings,
-    Field(discriminator="type"),
-]
-
-SINK_TYPES: tuple[str, ...] = ("otlp", "azure_monitor", "webhook", "mqtt", "jsonl", "memory")
-
-_SINK_ADAPTER: TypeAdapter[AnySinkSettings] = TypeAdapter(AnySinkSettings)
-
-
-def parse_sink_settings(data: dict[str, Any]) -> AnySinkSettings:
-    """Validate one ``[[exporters]]`` table (raises ``pydantic.ValidationError``)."""
-    return _SINK_ADAPTER.validate_python(data)
-
-
 class OutboxSettings(BaseModel):
     """The durable log between the alert manager and the sinks (``<data_dir>/outbox``)."""
 
@@ -387,30 +411,3 @@ class OutboxSettings(BaseModel):
         if self.segment_bytes * 2 > self.max_bytes:
             raise ValueError("segment_bytes must be at most half of max_bytes")
         return self
-
-
-def build_exporter(settings: AnySinkSettings) -> Exporter:
-    """Make the exporter for one validated sink (secrets are read here, at start-up)."""
-    if isinstance(settings, OtlpSettings):
-        from exporters.otlp import OtlpExporter
-
-        return OtlpExporter(settings)
-    if isinstance(settings, AzureMonitorSettings):
-        from exporters.azure_monitor import AzureMonitorExporter
-
-        return AzureMonitorExporter(settings)
-    if isinstance(settings, WebhookSettings):
-        from exporters.webhook import WebhookExporter
-
-        return WebhookExporter(settings)
-    if isinstance(settings, MqttSettings):
-        from exporters.mqtt import MqttExporter
-
-        return MqttExporter(settings)
-    if isinstance(settings, JsonlSettings):
-        from exporters.jsonl import JsonlExporter
-
-        return JsonlExporter.from_settings(settings)
-    from exporters.memory import MemoryExporter
-
-    return MemoryExporter(name=settings.name, fail_times=settings.fail_times)

@@ -17,9 +17,11 @@ automation. Fields (``data.essentials``):
 ``data.alertContext`` carries the evidence, runbook, status and change time;
 ``data.customProperties`` the resource labels.
 
-Authentication: ``token_file`` adds ``Authorization: Bearer <token>``; ``secret_file`` adds
-``<signature_header>: sha256=<hex HMAC-SHA256 of the exact body>``. Both files are re-read for
-every batch, so rotated credentials are picked up without a restart.
+Authentication: the shared HTTP client keys of :mod:`collector.settings` (``bearer_token_file``
+adds ``Authorization: Bearer <token>``, ``username`` + ``password_file`` basic auth; each a file
+or ``env:NAME``, checked at start-up); ``secret_file`` adds ``<signature_header>: sha256=<hex
+HMAC-SHA256 of the exact body>``. Files are re-read for every batch, so rotated credentials are
+picked up without a restart. TLS: the shared ``tls`` table.
 
 Outcome per batch: the alerts are posted in order. A 2xx moves on; 408, 429, 5xx and transport
 errors stop the batch as a retryable failure carrying the ``Retry-After`` (seconds or HTTP date)
@@ -35,7 +37,6 @@ import hashlib
 import hmac
 import json
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -45,9 +46,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from collector.schema import Alert, AlertStatus, iso
+from collector.settings.retry import parse_retry_after
 from exporters.base import ExportResult
-from exporters.otlp import parse_retry_after
-from exporters.settings import WebhookSettings, read_secret_file, resolve_value
+from exporters.settings import WebhookSettings, resolve_value
 
 log = logging.getLogger(__name__)
 
@@ -133,45 +134,33 @@ class WebhookExporter:
         self._static_headers = {
             k: resolve_value(v, key=f"exporters.{settings.name}.headers.{k}") for k, v in settings.headers.items()
         }
-        self._read_credentials()  # fail at start-up when a file is missing
+        key = f"exporters.{settings.name}"
+        # Credentials and TLS files are read here, at start-up: a missing one stops the service.
+        self._auth = settings.resolve_auth(key=key)
+        self._secret = settings.secret_file.resolve(key=f"{key}.secret_file") if settings.secret_file else None
+        self._ssl_context = settings.ssl_context(key=key)
         self._session: aiohttp.ClientSession | None = None
         self._accepted: set[tuple[str, str, str]] = set()  # progress inside a batch being retried
         self._healthy = True
-
-    def _read_credentials(self) -> tuple[str | None, str | None]:
-        s = self.settings
-        token = read_secret_file(s.token_file, key=f"exporters.{s.name}.token_file").strip() if s.token_file else None
-        secret = read_secret_file(s.secret_file, key=f"exporters.{s.name}.secret_file") if s.secret_file else None
-        return token, secret
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        s = self.settings
-        if not s.verify_tls:
-            return False
-        if s.ca_file is not None:
-            return ssl.create_default_context(cafile=str(s.ca_file))
-        return True
 
     async def start(self) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                connector=aiohttp.TCPConnector(ssl=self._ssl()),
+                connector=aiohttp.TCPConnector(ssl=self._ssl_context or True),
                 headers={"User-Agent": "hciwatch-webhook"},
             )
 
     async def export(self, batch: Sequence[Alert]) -> ExportResult:
         await self.start()
-        try:
-            token, secret = self._read_credentials()
-        except Exception as exc:  # a credential file vanished: wait for it to come back
-            return ExportResult.failure(str(exc))
+        auth = self._auth.header()  # files are re-read (rotation); a vanished one keeps its last value
+        secret = self._secret.current() if self._secret is not None else None
         rejected: list[str] = []
         for alert in batch:
             key = _key(alert)
             if key in self._accepted:
                 continue
-            outcome = await self._post(alert, token, secret)
+            outcome = await self._post(alert, auth, secret)
             if outcome is None:
                 self._accepted.add(key)
                 continue
@@ -194,13 +183,13 @@ class WebhookExporter:
             )
         return ExportResult.success()
 
-    async def _post(self, alert: Alert, token: str | None, secret: str | None) -> ExportResult | None:
+    async def _post(self, alert: Alert, auth: str | None, secret: str | None) -> ExportResult | None:
         s = self.settings
         doc = common_alert_schema(alert, subscription_id=s.subscription_id, target_ids=s.target_ids)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {**self._static_headers, "Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if auth:
+            headers["Authorization"] = auth
         if secret:
             headers[s.signature_header] = sign(body, secret)
         assert self._session is not None

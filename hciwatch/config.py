@@ -24,6 +24,7 @@ from collector.config import (
     validate_sources,
 )
 from collector.errors import ConfigError
+from collector.settings import SecretRef
 from collector.sources.base import SourceSettings
 from exporters.settings import OutboxSettings
 
@@ -34,7 +35,7 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen: str = Field(default="127.0.0.1:8080", description="host:port to bind")
-    token_file: str | None = Field(default=None, description="file holding the bearer token (or env:NAME)")
+    token_file: SecretRef | None = Field(default=None, description="file holding the bearer token (or env:NAME)")
     allow_unauthenticated: bool = Field(default=False, description="only for local testing")
     query_row_limit: int = Field(default=10_000, ge=1, le=10_000_000)
     query_timeout: float = Field(default=10.0, gt=0, le=600)
@@ -63,24 +64,10 @@ class AppConfig:
 
 
 def exporter_models() -> dict[str, type[BaseModel]]:
-    """``[[exporters]] type`` → its settings model."""
-    from exporters.settings import (
-        AzureMonitorSettings,
-        JsonlSettings,
-        MemorySettings,
-        MqttSettings,
-        OtlpSettings,
-        WebhookSettings,
-    )
+    """``[[exporters]] type`` → its settings model (from :mod:`exporters.registry`)."""
+    from exporters.registry import sink_settings_models
 
-    return {
-        "otlp": OtlpSettings,
-        "azure_monitor": AzureMonitorSettings,
-        "webhook": WebhookSettings,
-        "mqtt": MqttSettings,
-        "jsonl": JsonlSettings,
-        "memory": MemorySettings,
-    }
+    return dict(sink_settings_models())
 
 
 def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) -> list[Any]:

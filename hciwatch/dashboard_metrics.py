@@ -58,9 +58,9 @@ def build_metric_exporters(cfg: AppConfig, snapshot: Callable[[], MetricsSnapsho
     out: list[OtlpMetrics] = []
     for s in cfg.exporters:
         if isinstance(s, OtlpSettings) and s.metrics:
-            from exporters.otlp import OtlpMetrics
+            from exporters.otlp import otlp_metrics
 
-            out.append(OtlpMetrics.from_settings(s, snapshot=snapshot))
+            out.append(otlp_metrics(s, snapshot=snapshot))
         elif isinstance(s, AzureMonitorSettings) and s.metrics:
             from exporters.azure_monitor import azure_monitor_metrics
 

@@ -48,7 +48,7 @@ from exporters.base import Exporter
 from exporters.feed import AlertFeed
 from exporters.otlp import MetricsSnapshot, PipelineHealth
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
-from exporters.settings import build_exporter
+from exporters.registry import build_exporter
 from hciwatch.api import create_app
 from hciwatch.api_plan import add_plan_routes
 from hciwatch.config import AppConfig

@@ -11,10 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from collector.errors import ConfigError
+from collector.settings import DeprecatedKeyWarning
 from exporters.azure_monitor import AzureMonitorExporter, azure_monitor_metrics
-from exporters.otlp import PipelineHealth, PoolStat
+from exporters.otel_metrics import PipelineHealth, PoolStat
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
-from exporters.settings import AzureMonitorSettings, ResourceSettings, parse_sink_settings
+from exporters.registry import parse_sink_settings
+from exporters.settings import AzureMonitorSettings, ResourceSettings
 from tests.exporters.script import scripted_alerts
 from tests.fixtures.azure_ingest import AzureIngest
 
@@ -176,14 +178,19 @@ def test_connection_string_in_config_is_rejected_with_the_reason() -> None:
     with pytest.raises(ValidationError) as info:
         parse_sink_settings({"type": "azure_monitor", "connection_string": "InstrumentationKey=x"})
     text = str(info.value)
-    assert "credential" in text and "connection_string_file" in text and "connection_string_env" in text
+    assert "credential" in text and "connection_string_file" in text and "env:NAME" in text
     assert "InstrumentationKey=x" not in text.split("input_value")[0]
 
 
 def test_connection_string_from_env(azure_ingest: AzureIngest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HCIWATCH_AI_CS", azure_ingest.connection_string)
-    s = AzureMonitorSettings(connection_string_env="HCIWATCH_AI_CS")
+    s = AzureMonitorSettings(connection_string_file="env:HCIWATCH_AI_CS")
     assert s.read_connection_string() == azure_ingest.connection_string
+    with pytest.warns(
+        DeprecatedKeyWarning, match="'connection_string_env' is deprecated, use 'connection_string_file'"
+    ):
+        old = AzureMonitorSettings.model_validate({"connection_string_env": "HCIWATCH_AI_CS"})
+    assert old.connection_string_file == s.connection_string_file
     monkeypatch.delenv("HCIWATCH_AI_CS")
     with pytest.raises(ConfigError, match="HCIWATCH_AI_CS is not set"):
         AzureMonitorExporter(s)

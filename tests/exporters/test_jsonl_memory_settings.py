@@ -13,13 +13,11 @@ from collector.schema import Alert
 from exporters.base import Exporter
 from exporters.jsonl import JsonlExporter
 from exporters.memory import MemoryExporter
+from exporters.registry import build_exporter, parse_sink_settings, sink_types
 from exporters.settings import (
-    SINK_TYPES,
     JsonlSettings,
     OtlpSettings,
     OutboxSettings,
-    build_exporter,
-    parse_sink_settings,
     read_headers_file,
 )
 from tests.exporters.script import many_alerts, scripted_alerts
@@ -79,7 +77,9 @@ async def test_memory_exporter_fails_as_told() -> None:
     [
         {"type": "otlp", "endpont": "typo"},
         {"type": "otlp", "protocol": "thrift"},
-        {"type": "otlp", "cert_file": "/x.pem"},
+        {"type": "otlp", "tls": {"cert_file": "/x.pem"}},
+        {"type": "otlp", "tls": {"insecure_skip_verify": True}},
+        {"type": "otlp", "protocol": "http/protobuf", "tls": {"server_name": "collector.local"}},
         {"type": "jsonl"},
         {"type": "jsonl", "path": "/x", "name": "../escape"},
         {"type": "mqtt", "host": "h", "topic_prefix": "a/#"},
@@ -105,7 +105,7 @@ def test_names_default_to_the_type_and_the_factory_builds_every_type(tmp_path: P
         "jsonl": {"path": tmp_path / "a.jsonl"},
         "memory": {},
     }
-    assert set(tables) == set(SINK_TYPES)
+    assert set(tables) == set(sink_types())
     for kind, extra in tables.items():
         s = parse_sink_settings({"type": kind, **extra})
         assert s.name == kind

@@ -9,15 +9,10 @@ import grpc
 import pytest
 
 from collector.schema import iso, to_ms
-from exporters.otlp import (
-    SEVERITY_NUMBERS,
-    MetricsSnapshot,
-    OtlpExporter,
-    OtlpMetrics,
-    PipelineHealth,
-    PoolStat,
-    parse_retry_after,
-)
+from collector.settings.retry import parse_retry_after
+from exporters.otel_logs import SEVERITY_NUMBERS
+from exporters.otel_metrics import MetricsSnapshot, PipelineHealth, PoolStat
+from exporters.otlp import OtlpExporter, otlp_metrics
 from exporters.settings import OtlpSettings, ResourceSettings
 from tests.exporters.script import scripted_alerts
 from tests.fixtures.otlp_receiver import OtlpReceiver
@@ -173,7 +168,7 @@ def test_retry_after_parsing() -> None:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_metrics_arrive_with_names_and_values(otlp_receiver: OtlpReceiver, protocol: str) -> None:
-    metrics = OtlpMetrics.from_settings(_settings(otlp_receiver, protocol, metrics_interval=3600))
+    metrics = otlp_metrics(_settings(otlp_receiver, protocol, metrics_interval=3600))
     metrics.record(
         [PoolStat("clusternet-a", "vip", 64, 60, 4, 7200.0), PoolStat("clusternet-a", "node", 32, 10, 22)],
         {"hci-node-01": 0.1, "hci-node-02": 0.9},
@@ -216,7 +211,7 @@ def test_metrics_from_a_snapshot_callable(otlp_receiver: OtlpReceiver) -> None:
         calls.append(1)
         return MetricsSnapshot(firing_by_kind={"source_down": len(calls)})
 
-    metrics = OtlpMetrics.from_settings(_settings(otlp_receiver, "grpc", metrics_interval=3600), snap)
+    metrics = otlp_metrics(_settings(otlp_receiver, "grpc", metrics_interval=3600), snap)
     assert metrics.force_flush()
     assert metrics.force_flush()
     metrics.shutdown()

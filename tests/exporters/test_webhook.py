@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from collector.errors import ConfigError
 from collector.schema import iso
+from collector.settings import DeprecatedKeyWarning
 from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
-from exporters.settings import WebhookSettings, parse_sink_settings
+from exporters.registry import parse_sink_settings
+from exporters.settings import WebhookSettings
 from exporters.webhook import WebhookExporter, alert_id, redact_url
 from tests.exporters.script import scripted_alerts
 
@@ -70,7 +72,7 @@ def _settings(hook: Hook, tmp_path: Path, **kw: Any) -> WebhookSettings:
     data: dict[str, Any] = {
         "type": "webhook",
         "url": hook.url + "?sig=SASSECRET",
-        "token_file": token,
+        "bearer_token_file": token,
         "secret_file": secret,
         "subscription_id": SUB,
         "timeout": 2,
@@ -233,6 +235,11 @@ def test_url_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         parse_sink_settings({"type": "webhook"})
     with pytest.raises(ValidationError, match="extra"):
         parse_sink_settings({"type": "webhook", "url": "https://x", "tokenfile": "typo"})
-    with pytest.raises(ConfigError, match="token_file"):
-        WebhookExporter(WebhookSettings(url="https://x", token_file=tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"exporters\.webhook\.bearer_token_file: cannot read secret file"):
+        WebhookExporter(WebhookSettings(url="https://x", bearer_token_file=tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"exporters\.webhook\.secret_file: environment variable HOOK_UNSET"):
+        WebhookExporter(WebhookSettings(url="https://x", secret_file="env:HOOK_UNSET"))
+    with pytest.warns(DeprecatedKeyWarning, match="'token_file' is deprecated, use 'bearer_token_file'"):
+        old = WebhookSettings.model_validate({"url": "https://x", "token_file": str(f), "verify_tls": False})
+    assert old.bearer_token_file is not None and old.tls is not None and old.tls.insecure_skip_verify
     assert redact_url("https://u:p@h.test:8443/a/b?sig=1#f") == "https://h.test:8443/a/b"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from collector.config import format_validation_error
 from collector.errors import ConfigError, FetchError
 from collector.registry import get_parser, get_source_spec
 from collector.schema import RawRecord
+from collector.settings import DeprecatedKeyWarning, basic_auth
 from collector.sources.base import PullSource
 from collector.sources.haproxy.parse import parse_info_record, parse_record
 from collector.sources.haproxy.source import (
@@ -56,9 +58,10 @@ class FakeTransport:
         self.closed = False
 
     async def http_get(
-        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+        self, url: str, *, auth: str | None, timeout: float, max_bytes: int, ssl_context: ssl.SSLContext | None
     ) -> bytes:
-        self.calls.append(("http", (url, auth, timeout, max_bytes, verify_tls)))
+        verify = None if ssl_context is None else ssl_context.verify_mode != ssl.CERT_NONE
+        self.calls.append(("http", (url, auth, timeout, max_bytes, verify)))
         if isinstance(self.http, Exception):
             raise self.http
         return self.http
@@ -127,7 +130,7 @@ def test_credentials_in_url_rejected_without_echoing_them() -> None:
 
 def test_settings_validation() -> None:
     s = settings(targets=["unix:///run/haproxy/admin.sock"])
-    assert (s.interval, s.timeout, s.username, s.password_file, s.tls_verify) == (30.0, 10.0, "", None, True)
+    assert (s.interval, s.timeout, s.username, s.password_file, s.tls) == (30.0, 10.0, "", None, None)
     with pytest.raises(ValidationError, match="listed twice"):
         settings(targets=["tcp://a:1", "tcp://a:1"])
     with pytest.raises(ValidationError, match="not in targets"):
@@ -148,10 +151,11 @@ def test_password_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     t = FakeTransport()
     src = source(settings(targets=["http://lb:8404/stats"], username="hciwatch", password_file=str(pw)), t)
     asyncio.run(src.fetch("http://lb:8404/stats"))
-    assert t.calls[0][1][1] == ("hciwatch", SECRET)
+    assert t.calls[0][1][1] == basic_auth("hciwatch", SECRET)
     monkeypatch.setenv("HX_PW", SECRET)
     src = source(settings(targets=["http://lb:8404/stats"], username="hciwatch", password_file="env:HX_PW"))
-    assert src._auth == ("hciwatch", SECRET)
+    assert src._auth.header() == basic_auth("hciwatch", SECRET)
+    assert SECRET not in repr(src._auth) and SECRET not in repr(src.settings)
 
 
 def test_missing_password_file_is_a_config_error(tmp_path: Path) -> None:
@@ -201,10 +205,21 @@ async def test_socket_answer_becomes_csv_and_info_records() -> None:
 
 async def test_http_target_gives_one_csv_record() -> None:
     t = FakeTransport()
-    src = source(settings(targets=["http://10.0.0.5:8404/stats"], tls_verify=False, max_bytes=1000), t)
+    s = settings(targets=["http://10.0.0.5:8404/stats"], tls={"insecure_skip_verify": True}, max_body_bytes=1000)
+    src = source(s, t)
     records = await src.fetch("http://10.0.0.5:8404/stats")
     assert [(r.kind, r.body, r.host) for r in records] == [("haproxy-csv", CSV, "10.0.0.5")]
     assert t.calls == [("http", ("http://10.0.0.5:8404/stats;csv", None, 10.0, 1000, False))]
+
+
+def test_old_tls_verify_and_max_bytes_keys_still_work_with_a_warning() -> None:
+    with pytest.warns(DeprecatedKeyWarning, match="'tls_verify' is deprecated, use 'tls.insecure_skip_verify'"):
+        s = settings(targets=["http://10.0.0.5:8404/stats"], tls_verify=False)
+    assert s.tls is not None and s.tls.insecure_skip_verify
+    with pytest.warns(DeprecatedKeyWarning, match="'max_bytes' is deprecated, use 'max_body_bytes'"):
+        assert settings(targets=["tcp://a:1"], max_bytes=1000).max_body_bytes == 1000
+    with pytest.raises(ValidationError, match=r"set max_body_bytes only \(max_bytes is its deprecated spelling\)"):
+        settings(targets=["tcp://a:1"], max_bytes=1000, max_body_bytes=2000)
 
 
 def test_host_names() -> None:
@@ -369,8 +384,8 @@ async def test_runtime_refused_and_missing_socket(tmp_path: Path) -> None:
 
 async def test_runtime_answer_too_large(tcp_server: Any) -> None:
     target = await tcp_server(answer_and_close)
-    src = HaproxySource(settings(targets=[target], max_bytes=100))
-    with pytest.raises(FetchError, match="larger than max_bytes") as info:
+    src = HaproxySource(settings(targets=[target], max_body_bytes=100))
+    with pytest.raises(FetchError, match="larger than max_body_bytes") as info:
         await src.fetch(target)
     assert not info.value.retryable
     await src.close()
@@ -389,8 +404,8 @@ async def test_http_errors(http_server: str, tmp_path: Path) -> None:
     assert info.value.retryable
     await src.close()
     pw.write_text(SECRET)
-    src = HaproxySource(settings(targets=[big], username="hciwatch", password_file=str(pw), max_bytes=len(CSV)))
-    with pytest.raises(FetchError, match="larger than max_bytes"):
+    src = HaproxySource(settings(targets=[big], username="hciwatch", password_file=str(pw), max_body_bytes=len(CSV)))
+    with pytest.raises(FetchError, match="larger than max_body_bytes"):
         await src.fetch(big)
     await src.close()
     await src.close()  # twice is fine

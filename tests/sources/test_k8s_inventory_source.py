@@ -29,8 +29,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
 from collector.catalog import Catalog
-from collector.errors import FetchError
+from collector.errors import ConfigError, FetchError
 from collector.schema import RawRecord
+from collector.settings import DeprecatedKeyWarning
 from collector.sources.base import PullSource, PushSource
 from collector.sources.k8s_inventory.parse import parse_record
 from collector.sources.k8s_inventory.source import (
@@ -192,7 +193,7 @@ def settings(port: int, tmp_path: Path, *, scheme: str = "http", **overrides: An
         "name": "wl-prod",
         "network": "aks-vnet-site1",
         "api_url": f"{scheme}://127.0.0.1:{port}",
-        "token_file": token_file,
+        "bearer_token_file": token_file,
     }
     cluster.update(overrides.pop("cluster", {}))
     return make(clusters=[cluster], **overrides)
@@ -371,18 +372,42 @@ async def test_connection_refused_is_retryable(tmp_path: Path) -> None:
     assert info.value.retryable and "127.0.0.1" in str(info.value)
 
 
-async def test_unknown_target_and_missing_token_file(tmp_path: Path) -> None:
-    source = K8sInventorySource(settings(1, tmp_path, cluster={"token_file": tmp_path / "nope"}))
+async def test_unknown_target_and_missing_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as err:  # checked at start-up, with its key path
+        K8sInventorySource(settings(1, tmp_path, cluster={"bearer_token_file": tmp_path / "nope"}))
+    assert "sources.k8s_inventory.clusters[0].bearer_token_file: cannot read secret file" in str(err.value)
+    with pytest.raises(ConfigError, match="environment variable K8S_TOKEN_UNSET is not set"):
+        K8sInventorySource(settings(1, tmp_path, cluster={"bearer_token_file": "env:K8S_TOKEN_UNSET"}))
+    monkeypatch.setenv("K8S_TOKEN", TOKEN)
+    source = K8sInventorySource(settings(1, tmp_path, cluster={"bearer_token_file": "env:K8S_TOKEN"}))
     try:
         with pytest.raises(FetchError) as info:
             await source.fetch("other")
         assert "unknown cluster" in str(info.value) and not info.value.retryable
-        with pytest.raises(FetchError) as info:
-            await source.fetch("wl-prod")
-        assert "cannot read token file" in str(info.value) and not info.value.retryable
     finally:
         await source.close()
         await source.close()  # twice is fine
+
+
+def test_old_cluster_key_spellings_still_work_with_a_warning(tmp_path: Path) -> None:
+    with pytest.warns(DeprecatedKeyWarning) as caught:
+        s = make(
+            clusters=[
+                {
+                    "name": "a",
+                    "api_url": "https://x",
+                    "token_file": "t",
+                    "ca_file": "ca.pem",
+                    "insecure_skip_tls_verify": True,
+                }
+            ]
+        )
+    c = s.clusters[0]
+    assert c.tls is not None and c.tls.ca_file == Path("ca.pem") and c.tls.insecure_skip_verify
+    assert c.bearer_token_file is not None and str(c.bearer_token_file) == "t"
+    text = "\n".join(str(w.message) for w in caught)
+    assert "'token_file' is deprecated, use 'bearer_token_file'" in text
+    assert "'insecure_skip_tls_verify' is deprecated, use 'tls.insecure_skip_verify'" in text
 
 
 async def test_rotated_token_file_is_picked_up(tmp_path: Path) -> None:
@@ -663,7 +688,7 @@ async def test_api_url_with_ca_file_and_token_file(tmp_path: Path, pki: Pki) -> 
     api = FakeApiServer(full_lists())
     async with serve(api.app(), server_tls(pki, require_client_cert=False)) as port:
         source = K8sInventorySource(
-            settings(port, tmp_path, scheme="https", resources=["nodes"], cluster={"ca_file": pki.ca_file})
+            settings(port, tmp_path, scheme="https", resources=["nodes"], cluster={"tls": {"ca_file": pki.ca_file}})
         )
         try:
             (rec,) = await source.fetch("wl-prod")
@@ -682,7 +707,7 @@ async def test_api_url_with_ca_file_and_token_file(tmp_path: Path, pki: Pki) -> 
     [
         ([{"name": "a"}], {}, "exactly one of kubeconfig or api_url"),
         ([{"name": "a", "api_url": "http://x", "kubeconfig": "k"}], {}, "exactly one"),
-        ([{"name": "a", "kubeconfig": "k", "token_file": "t"}], {}, "go with api_url"),
+        ([{"name": "a", "kubeconfig": "k", "bearer_token_file": "t"}], {}, "go with api_url"),
         ([{"name": "a", "api_url": "http://x", "context": "c"}], {}, "context goes with kubeconfig"),
         ([{"name": "a", "api_url": "ftp://x"}], {}, "http(s)://"),
         ([{"name": "a", "api_url": "http://x"}, {"name": "a", "api_url": "http://y"}], {}, "repeated: a"),

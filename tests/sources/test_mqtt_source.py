@@ -15,10 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from collector.catalog import DEFAULT_CATALOG
+from collector.errors import ConfigError
 from collector.registry import get_parser
 from collector.schema import RawRecord
+from collector.settings import DeprecatedKeyWarning
 from collector.sources.base import PushSource
-from collector.sources.mqtt.source import SPEC, MqttSettings, MqttSource, backoff_delay
+from collector.sources.mqtt.source import SPEC, MqttSettings, MqttSource
 from tests.fixtures.mosquitto import MosquittoBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -31,8 +33,8 @@ def settings(broker: MosquittoBroker, **kw: Any) -> MqttSettings:
         "username": broker.username,
         "password_file": broker.password_file,
         "client_id": "hciwatch-test",
-        "reconnect_min": 0.05,
-        "reconnect_max": 0.3,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.3,
         "timeout": 5,
     }
     base.update(kw)
@@ -94,7 +96,9 @@ def test_settings_validation_messages(tmp_path: Path) -> None:
         ({}, "client_id is required"),
         ({"client_id": "c", "server": "http://x"}, "scheme"),
         ({"client_id": "c", "server": "mqtt://u:p@x"}, "credentials"),
-        ({"client_id": "c", "ca_file": str(tmp_path)}, "mqtts"),
+        ({"client_id": "c", "tls": {"ca_file": str(tmp_path)}}, "mqtts"),
+        ({"client_id": "c", "server": "mqtts://x", "tls": {"cert_file": "/c"}}, "key_file"),
+        ({"client_id": "c", "backoff_initial": 5, "backoff_max": 1}, "backoff_max"),
         ({"client_id": "c", "topics": ["a/#/b"]}, "'#'"),
         ({"client_id": "c", "topics": ["a+/b"]}, "'+'"),
         ({"client_id": "c", "shared_group": "a/b"}, "shared_group"),
@@ -114,14 +118,39 @@ def test_spec_and_protocol() -> None:
     assert SPEC.record_kind == "mqtt" and source.targets() == ["mqtt://127.0.0.1:1883"]
 
 
-def test_backoff_grows_with_jitter_and_caps() -> None:
-    import random
+def test_old_key_spellings_still_work_with_a_warning(tmp_path: Path) -> None:
+    with pytest.warns(DeprecatedKeyWarning) as caught:
+        s = MqttSettings(
+            type="mqtt",
+            client_id="c",
+            server="mqtts://b:8883",
+            ca_file=str(tmp_path / "ca.pem"),
+            tls_insecure=True,
+            reconnect_min=0.1,
+            reconnect_max=2,
+        )
+    assert s.tls is not None and s.tls.ca_file == tmp_path / "ca.pem" and s.tls.insecure_skip_verify
+    assert (s.backoff_initial, s.backoff_max) == (0.1, 2)
+    text = "\n".join(str(w.message) for w in caught)
+    for old, new in [
+        ("ca_file", "tls.ca_file"),
+        ("tls_insecure", "tls.insecure_skip_verify"),
+        ("reconnect_min", "backoff_initial"),
+    ]:
+        assert f"'{old}' is deprecated, use '{new}'" in text
 
-    rng = random.Random(1)
-    delays = [backoff_delay(a, 0.5, 8.0, rng) for a in range(8)]
-    assert 0.25 <= delays[0] <= 0.5
-    assert all(4.0 <= d <= 8.0 for d in delays[5:])
-    assert len(set(delays)) == len(delays)
+
+def test_secrets_are_checked_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"type": "mqtt", "client_id": "c", "username": "u"}
+    with pytest.raises(ConfigError, match=r"sources\.mqtt\.password_file: cannot read secret file"):
+        MqttSource(MqttSettings(**base, password_file=str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match="environment variable MQTT_PW_UNSET is not set"):
+        MqttSource(MqttSettings(**base, password_file="env:MQTT_PW_UNSET"))
+    with pytest.raises(ConfigError, match=r"sources\.mqtt\.tls\.ca_file"):
+        MqttSource(MqttSettings(**base, server="mqtts://b", tls={"ca_file": str(tmp_path / "none.pem")}))
+    monkeypatch.setenv("MQTT_PW", "pa55")
+    source = MqttSource(MqttSettings(**base, password_file="env:MQTT_PW"))
+    assert "pa55" not in repr(source._password) and "pa55" not in repr(source.settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +250,7 @@ async def test_wrong_password_is_reported_and_retried_until_fixed(
 
 async def test_tls_listener_with_ca(mosquitto_broker: MosquittoBroker) -> None:
     b = mosquitto_broker
-    source = MqttSource(settings(b, server=b.tls_url, ca_file=b.ca_file, clean_session=True, client_id=""))
+    source = MqttSource(settings(b, server=b.tls_url, tls={"ca_file": b.ca_file}, clean_session=True, client_id=""))
     got: list[RawRecord] = []
     async with running(source, got):
         await wait_until(lambda: source.subscribed, what="TLS subscription")
@@ -229,6 +258,22 @@ async def test_tls_listener_with_ca(mosquitto_broker: MosquittoBroker) -> None:
             await pub.publish("telegraf/HCI-NODE1/win_perf_counters", JSON_SINGLE, qos=1)
         await wait_until(lambda: len(got) == 1, what="message over TLS")
     assert got[0].target == b.tls_url
+
+
+async def test_tls_server_name_is_the_name_checked(mosquitto_broker: MosquittoBroker) -> None:
+    b = mosquitto_broker
+    tls = {"ca_file": b.ca_file, "server_name": "localhost"}  # dialled as 127.0.0.1, checked as localhost
+    source = MqttSource(settings(b, server=b.tls_url, tls=tls, clean_session=True, client_id=""))
+    async with running(source, []):
+        await wait_until(lambda: source.subscribed, what="TLS subscription with server_name")
+    wrong = MqttSource(
+        settings(
+            b, server=b.tls_url, tls={**tls, "server_name": "not-the-broker.example"}, clean_session=True, client_id=""
+        )
+    )
+    async with running(wrong, []):
+        await wait_until(lambda: wrong.stats.failures >= 1, what="name mismatch")
+        assert wrong.last_error is not None and not wrong.subscribed
 
 
 async def test_tls_without_the_ca_fails_clearly(mosquitto_broker: MosquittoBroker) -> None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from collector.catalog import DEFAULT_CATALOG
 from collector.errors import FetchError
 from collector.registry import get_parser
+from collector.settings import DeprecatedKeyWarning
 from collector.sources.base import PullSource
 from collector.sources.neighbors.source import SPEC, NeighborsSettings, NeighborsSource
 
@@ -34,7 +35,7 @@ def test_settings() -> None:
         NeighborsSettings(type="neighbors", url="http://h/x", command=["ip"])
     with pytest.raises(ValidationError, match="http"):
         NeighborsSettings(type="neighbors", url="file:///etc/passwd")
-    with pytest.raises(ValidationError, match="needs a url"):
+    with pytest.raises(ValidationError, match=r"need\(s\) a url"):
         NeighborsSettings(type="neighbors", bearer_token_file=Path("/x"))
     assert isinstance(SPEC.factory(s), PullSource)
 
@@ -71,9 +72,11 @@ async def test_command_failures_are_fetch_errors() -> None:
         s = source(command=["no-such-program-hciwatch"])
         await s.fetch(s.targets()[0])
     assert not ei.value.retryable
-    with pytest.raises(FetchError, match="max_bytes"):
-        s = source(command=[sys.executable, "-c", "print('x' * 5000)"], max_bytes=1024)
+    with pytest.raises(FetchError, match="max_body_bytes"):
+        s = source(command=[sys.executable, "-c", "print('x' * 5000)"], max_body_bytes=1024)
         await s.fetch(s.targets()[0])
+    with pytest.warns(DeprecatedKeyWarning, match="'max_bytes' is deprecated, use 'max_body_bytes'"):
+        assert NeighborsSettings(type="neighbors", max_bytes=2048).max_body_bytes == 2048
 
 
 async def test_no_shell_interpretation() -> None:

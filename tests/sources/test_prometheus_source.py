@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from collector.catalog import DEFAULT_CATALOG
-from collector.errors import FetchError
+from collector.errors import ConfigError, FetchError
 from collector.registry import SourceSpec, get_source_spec
+from collector.settings import DeprecatedKeyWarning
 from collector.sources.base import PullSource
 from collector.sources.prometheus.parse import parse_record
 from collector.sources.prometheus.source import (
@@ -164,11 +165,11 @@ async def test_basic_auth(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("s3cret-pass\n")
     async with PromServer(basic=("scraper", "s3cret-pass")) as server:
-        async with scraper_for(server, basic_auth_username="scraper", basic_auth_password_file=pw) as s:
+        async with scraper_for(server, username="scraper", password_file=pw) as s:
             (rec,) = await s.fetch("hci-node-01:9182")
             assert rec.body == PAYLOAD
         pw.write_text("wrong-pass")
-        async with scraper_for(server, basic_auth_username="scraper", basic_auth_password_file=pw) as s:
+        async with scraper_for(server, username="scraper", password_file=pw) as s:
             with pytest.raises(FetchError) as err:
                 await s.fetch("hci-node-01:9182")
     assert "HTTP 401" in str(err.value)
@@ -190,12 +191,27 @@ async def test_bearer_token_read_from_file_each_scrape(tmp_path: Path) -> None:
         assert rec.body == PAYLOAD
 
 
-async def test_missing_token_file_is_not_retryable(tmp_path: Path) -> None:
-    async with PromServer() as server, scraper_for(server, bearer_token_file=tmp_path / "nope") as s:
-        with pytest.raises(FetchError) as err:
-            await s.fetch("hci-node-01:9182")
-    assert err.value.retryable is False
-    assert "bearer_token_file" in str(err.value)
+async def test_missing_token_file_is_a_config_error_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        PrometheusScraper(PrometheusSettings(type="prometheus", targets=["a"], bearer_token_file=tmp_path / "nope"))
+    assert "sources.prometheus.bearer_token_file" in str(err.value) and str(tmp_path / "nope") in str(err.value)
+
+
+async def test_secrets_from_env_and_old_key_spellings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROM_PW", "s3cret-pass")
+    async with PromServer(basic=("scraper", "s3cret-pass")) as server:
+        async with scraper_for(server, username="scraper", password_file="env:PROM_PW") as s:
+            (rec,) = await s.fetch("hci-node-01:9182")
+            assert rec.body == PAYLOAD
+        with pytest.warns(DeprecatedKeyWarning, match="'basic_auth_password_file' is deprecated, use 'password_file'"):
+            ctx = scraper_for(server, basic_auth_username="scraper", basic_auth_password_file="env:PROM_PW")
+            async with ctx as s:
+                (rec,) = await s.fetch("hci-node-01:9182")
+    with pytest.raises(ConfigError, match="environment variable PROM_UNSET is not set"):
+        PrometheusScraper(PrometheusSettings(type="prometheus", targets=["a"], bearer_token_file="env:PROM_UNSET"))
+    with pytest.warns(DeprecatedKeyWarning, match="'tls_ca_file' is deprecated, use 'tls.ca_file'"):
+        s2 = PrometheusSettings(type="windows", targets=["a"], tls_ca_file=tmp_path / "ca.pem")
+    assert s2.tls is not None and s2.tls.ca_file == tmp_path / "ca.pem"
 
 
 @pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (429, True), (404, False)])
@@ -298,8 +314,9 @@ def test_target_resolution() -> None:
     [
         {"targets": []},
         {"targets": ["a"], "path": "metrics"},
-        {"targets": ["a"], "basic_auth_username": "u"},
-        {"targets": ["a"], "bearer_token_file": "/t", "basic_auth_username": "u", "basic_auth_password_file": "/p"},
+        {"targets": ["a"], "username": "u"},
+        {"targets": ["a"], "bearer_token_file": "/t", "username": "u", "password_file": "/p"},
+        {"targets": ["a"], "tls": {"cert_file": "/c"}},
         {"targets": ["a"], "hosts": {"b": "x"}},
         {"targets": ["ftp://a/metrics"]},
         {"targets": ["a"], "scrape_everything": True},

@@ -3,7 +3,8 @@
 Three target forms, one per way an AKS-HCI load balancer VM can expose its statistics:
 
 * ``http://lb-vm:8404/stats`` (or ``https://``): the stats page; ``<uri>;csv`` is fetched with
-  HTTP basic auth (``username`` + ``password_file``) and yields one ``haproxy-csv`` record;
+  HTTP basic auth (``username`` + ``password_file``, a file or ``env:NAME``) and the ``tls`` table
+  of :mod:`collector.settings`, and yields one ``haproxy-csv`` record;
 * ``unix:///run/haproxy/admin.sock``: the runtime API on a local socket (the collector runs on
   the LB VM itself);
 * ``tcp://10.0.0.5:9999``: the runtime API on a TCP ``stats socket ipv4@...``.
@@ -17,24 +18,25 @@ it); parsing happens in :mod:`collector.sources.haproxy.parse`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
 from pydantic import Field, field_validator, model_validator
 
-from collector.config import resolve_secret
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
+from collector.settings import HttpClientSettings, Renamed, apply_renames
+from collector.settings.deprecated import invert
 from collector.sources.base import SourceSettings
 
 SOURCE = "haproxy"
@@ -109,22 +111,30 @@ def parse_target(text: str) -> Target:
     )
 
 
-class HaproxySettings(SourceSettings):
-    """``[[sources]]`` keys of ``type = "haproxy"``."""
+_RENAMED = (
+    Renamed("tls_verify", "tls.insecure_skip_verify", invert),
+    Renamed("max_bytes", "max_body_bytes"),
+)
+
+
+class HaproxySettings(HttpClientSettings, SourceSettings):
+    """``[[sources]]`` keys of ``type = "haproxy"`` (HTTP client keys from :class:`HttpClientSettings`)."""
 
     type: Literal["haproxy"] = "haproxy"
     targets: list[str] = Field(
         min_length=1, description="stats page URLs (http://host:port/stats), unix:///path.sock or tcp://host:port"
     )
-    username: str = Field(default="", description="stats page user (`stats auth user:pass`)")
-    password_file: str | None = Field(default=None, description="file holding the stats page password, or env:NAME")
     hosts: dict[str, str] = Field(
         default_factory=dict, description="target → host name stored with its samples (default: the target's host)"
     )
-    tls_verify: bool = Field(default=True, description="verify the certificate of https:// targets")
-    max_bytes: int = Field(
+    max_body_bytes: int = Field(
         default=DEFAULT_MAX_BYTES, gt=0, le=1 << 30, description="largest answer accepted from one target"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return apply_renames(data, _RENAMED, where="sources (haproxy)")
 
     @field_validator("targets")
     @classmethod
@@ -151,10 +161,6 @@ class HaproxySettings(SourceSettings):
                 f"hosts: {', '.join(map(repr, unknown))} not in targets "
                 f"(keys must be targets exactly as written: {', '.join(self.targets)})"
             )
-        if self.username and not self.password_file:
-            raise ValueError("username is set but password_file is not")
-        if self.password_file and not self.username:
-            raise ValueError("password_file is set but username is not")
         return self
 
 
@@ -165,17 +171,12 @@ class Transport(Protocol):
     """
 
     async def http_get(
-        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+        self, url: str, *, auth: str | None, timeout: float, max_bytes: int, ssl_context: ssl.SSLContext | None
     ) -> bytes: ...
 
     async def runtime_query(self, target: Target, command: bytes, *, timeout: float, max_bytes: int) -> bytes: ...
 
     async def close(self) -> None: ...
-
-
-def _basic_auth(username: str, password: str) -> str:
-    """RFC 7617 header value (built here: aiohttp's helpers changed across 3.x releases)."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 _HTTP_HINTS = {
@@ -192,15 +193,15 @@ class AioTransport:
         self._session: aiohttp.ClientSession | None = None
 
     async def http_get(
-        self, url: str, *, auth: tuple[str, str] | None, timeout: float, max_bytes: int, verify_tls: bool
+        self, url: str, *, auth: str | None, timeout: float, max_bytes: int, ssl_context: ssl.SSLContext | None
     ) -> bytes:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "hciwatch"})
-        headers = {"Authorization": _basic_auth(*auth)} if auth else {}
+        headers = {"Authorization": auth} if auth else {}
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.get(
-                    yarl.URL(url, encoded=True), headers=headers, ssl=verify_tls, allow_redirects=False
+                    yarl.URL(url, encoded=True), headers=headers, ssl=ssl_context or True, allow_redirects=False
                 ) as resp:
                     if resp.status != 200:
                         hint = _HTTP_HINTS.get(resp.status, "")
@@ -212,7 +213,7 @@ class AioTransport:
                     async for chunk in resp.content.iter_chunked(65536):
                         body += chunk
                         if len(body) > max_bytes:
-                            raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)", retryable=False)
+                            raise FetchError(f"answer larger than max_body_bytes ({max_bytes} bytes)", retryable=False)
                     return bytes(body)
         except TimeoutError:
             raise FetchError(f"timed out after {timeout:g}s") from None
@@ -237,7 +238,7 @@ class AioTransport:
                 while chunk := await reader.read(65536):
                     answer += chunk
                     if len(answer) > max_bytes:
-                        raise FetchError(f"answer larger than max_bytes ({max_bytes} bytes)", retryable=False)
+                        raise FetchError(f"answer larger than max_body_bytes ({max_bytes} bytes)", retryable=False)
                 return bytes(answer)
         except TimeoutError:
             raise FetchError(
@@ -301,8 +302,9 @@ class HaproxySource:
         self.settings = settings
         self.name = settings.name or settings.type
         self._targets = {t: parse_target(t) for t in settings.targets}
-        password = resolve_secret(settings.password_file, what=f"sources.{self.name}.password_file")
-        self._auth = (settings.username, password) if settings.username and password is not None else None
+        key = f"sources.{self.name}"
+        self._auth = settings.resolve_auth(key=key)  # a bad secret or TLS file fails here, at start-up
+        self._ssl = settings.ssl_context(key=key)
         self._transport: Transport = transport if transport is not None else AioTransport()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._local_host = hostname or socket.gethostname()
@@ -336,14 +338,14 @@ class HaproxySource:
             if t.scheme in ("http", "https"):
                 body = await self._transport.http_get(
                     t.url,
-                    auth=self._auth,
+                    auth=self._auth.header(),
                     timeout=timeout,
-                    max_bytes=self.settings.max_bytes,
-                    verify_tls=self.settings.tls_verify,
+                    max_bytes=self.settings.max_body_bytes,
+                    ssl_context=self._ssl,
                 )
                 return [self._record("haproxy-csv", target, body)]
             answer = await self._transport.runtime_query(
-                t, RUNTIME_COMMAND, timeout=timeout, max_bytes=self.settings.max_bytes
+                t, RUNTIME_COMMAND, timeout=timeout, max_bytes=self.settings.max_body_bytes
             )
         except FetchError as exc:
             raise FetchError(exc.reason, source=SOURCE, target=target, retryable=exc.retryable) from exc

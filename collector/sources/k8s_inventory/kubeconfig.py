@@ -27,23 +27,26 @@ from urllib.parse import urlsplit
 import yaml
 
 from collector.errors import ConfigError
+from collector.settings import Secret, SecretRef, TlsClientSettings
 
 
 @dataclass(frozen=True, slots=True)
 class ApiCredentials:
-    """Where an API server is and how to prove who we are to it."""
+    """Where an API server is and how to prove who we are to it.
+
+    ``tls`` holds the file-based TLS settings (``certificate-authority``, ``client-certificate`` /
+    ``client-key``, ``insecure-skip-tls-verify``, ``tls-server-name``, or the source's ``tls``
+    table); the ``*_data`` fields hold what a kubeconfig embeds inline.
+    """
 
     server: str
+    tls: TlsClientSettings = field(default_factory=TlsClientSettings)
     ca_data: bytes | None = None  # PEM
-    ca_file: Path | None = None
-    insecure_skip_tls_verify: bool = False
-    tls_server_name: str | None = None
     token: str | None = field(default=None, repr=False)
-    token_file: Path | None = None
+    token_secret: Secret | None = None  # a token file (re-read: rotation) or env:NAME
     client_cert_data: bytes | None = field(default=None, repr=False)
     client_key_data: bytes | None = field(default=None, repr=False)
-    client_cert_file: Path | None = None
-    client_key_file: Path | None = None
+    where: str = "tls"  # key path prefix for TLS errors
 
     @property
     def host(self) -> str:
@@ -55,17 +58,9 @@ class ApiCredentials:
         return urlsplit(self.server).scheme == "https"
 
     def bearer_token(self) -> str | None:
-        """The token to send, reading ``token_file`` afresh so rotated tokens are picked up."""
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read token file {self.token_file}: {exc.strerror}", file=str(self.token_file)
-                ) from None
-            if not text:
-                raise ConfigError(f"token file {self.token_file} is empty", file=str(self.token_file))
-            return text
+        """The token to send; a token file is read afresh so rotated tokens are picked up."""
+        if self.token_secret is not None:
+            return self.token_secret.current().strip()
         return self.token
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -73,31 +68,14 @@ class ApiCredentials:
         if not self.is_https:
             return None
         try:
-            ctx = ssl.create_default_context(
-                cafile=str(self.ca_file) if self.ca_file else None,
-                cadata=self.ca_data.decode("ascii") if self.ca_data else None,
-            )
-        except (ssl.SSLError, OSError, UnicodeDecodeError) as exc:
-            where = str(self.ca_file) if self.ca_file else "certificate-authority-data"
-            raise ConfigError(f"cannot load the cluster CA from {where}: {_reason(exc)}") from None
-        if self.insecure_skip_tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        self._load_client_cert(ctx)
+            cadata = self.ca_data.decode("ascii") if self.ca_data else None
+        except UnicodeDecodeError:
+            raise ConfigError("cannot load the cluster CA from certificate-authority-data: not PEM text") from None
+        ctx = self.tls.ssl_context(key=self.where, cadata=cadata)
+        self._load_client_cert_data(ctx)
         return ctx
 
-    def _load_client_cert(self, ctx: ssl.SSLContext) -> None:
-        if self.client_cert_file is not None or self.client_key_file is not None:
-            if self.client_cert_file is None or self.client_key_file is None:
-                raise ConfigError("client-certificate and client-key must be given together")
-            try:
-                ctx.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(
-                    f"cannot load client certificate {self.client_cert_file} / key "
-                    f"{self.client_key_file}: {_reason(exc)}"
-                ) from None
-            return
+    def _load_client_cert_data(self, ctx: ssl.SSLContext) -> None:
         if self.client_cert_data is None and self.client_key_data is None:
             return
         if self.client_cert_data is None or self.client_key_data is None:
@@ -125,15 +103,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def from_settings(
-    api_url: str, *, token_file: Path | None, ca_file: Path | None, insecure_skip_tls_verify: bool = False
+    api_url: str, *, token: Secret | None, tls: TlsClientSettings | None, where: str = "tls"
 ) -> ApiCredentials:
-    """Credentials for an explicit ``api_url`` + ``token_file`` + ``ca_file`` cluster table."""
-    return ApiCredentials(
-        server=api_url.rstrip("/"),
-        ca_file=ca_file,
-        token_file=token_file,
-        insecure_skip_tls_verify=insecure_skip_tls_verify,
-    )
+    """Credentials for an explicit ``api_url`` + ``bearer_token_file`` + ``tls`` cluster table."""
+    return ApiCredentials(server=api_url.rstrip("/"), tls=tls or TlsClientSettings(), token_secret=token, where=where)
 
 
 def load_kubeconfig(path: Path, context: str | None = None) -> ApiCredentials:
@@ -248,16 +221,26 @@ def parse_kubeconfig(doc: Any, *, path: Path, context: str | None = None) -> Api
     if token is not None and not isinstance(token, str):
         raise fail(f"{user_key}.token", "expected a string")
 
+    cert_file = file_at(user, "client-certificate", user_key)
+    key_file = file_at(user, "client-key", user_key)
+    if (cert_file is None) != (key_file is None):
+        raise fail(f"{user_key}.client-certificate", "client-certificate and client-key must be given together")
+    token_file = file_at(user, "tokenFile", user_key)
+    token_key = f"kubeconfig {where}: {user_key}.tokenFile"
+    token_secret = SecretRef(path=token_file).resolve(key=token_key) if token_file else None
     return ApiCredentials(
         server=server.rstrip("/"),
+        tls=TlsClientSettings(
+            ca_file=file_at(cluster, "certificate-authority", cl_key),
+            cert_file=cert_file,
+            key_file=key_file,
+            insecure_skip_verify=insecure,
+            server_name=tls_server_name or None,
+        ),
         ca_data=data_at(cluster, "certificate-authority-data", cl_key),
-        ca_file=file_at(cluster, "certificate-authority", cl_key),
-        insecure_skip_tls_verify=insecure,
-        tls_server_name=tls_server_name or None,
         token=token or None,
-        token_file=file_at(user, "tokenFile", user_key),
+        token_secret=token_secret,
         client_cert_data=data_at(user, "client-certificate-data", user_key),
         client_key_data=data_at(user, "client-key-data", user_key),
-        client_cert_file=file_at(user, "client-certificate", user_key),
-        client_key_file=file_at(user, "client-key", user_key),
+        where=f"kubeconfig {where}: {cl_key}",
     )

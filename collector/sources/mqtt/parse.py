@@ -26,17 +26,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import pyarrow as pa
-
 from collector.catalog import Catalog, normalize_windows_labels
 from collector.errors import ParseError
-from collector.schema import SAMPLES_SCHEMA, TS_TYPE, ParseResult, RawRecord, to_ms
+from collector.rows import SampleRows, clean
+from collector.schema import ParseResult, RawRecord, to_ms
+from collector.sources.neighbors import parse as neighbors
 
 SOURCE = "telegraf"
 PARSER = "mqtt"
@@ -50,11 +50,6 @@ TICKS_PER_SECOND = 10_000_000.0
 MAX_TS_MS = 9_223_372_036_854
 
 FieldValue = float | int | bool | str
-
-
-def clean(text: str) -> str:
-    """Strings decoded from JSON may hold lone surrogates that Arrow cannot encode."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,44 +415,6 @@ def json_metric(obj: Any, where: str) -> Metric:
 # ---------------------------------------------------------------------------------------------
 
 
-class SampleRows:
-    """Column lists for a SAMPLES_SCHEMA table (one Python tuple per sample is too slow)."""
-
-    def __init__(self) -> None:
-        self.ts: list[int] = []
-        self.source: list[str] = []
-        self.host: list[str] = []
-        self.metric: list[str] = []
-        self.labels: list[list[tuple[str, str]]] = []
-        self.value: list[float] = []
-
-    def add(self, ts_ms: int, source: str, host: str, metric: str, labels: Mapping[str, str], value: float) -> None:
-        self.ts.append(ts_ms)
-        self.source.append(source)
-        self.host.append(host)
-        self.metric.append(metric)
-        self.labels.append(sorted(labels.items()))
-        self.value.append(value)
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def table(self) -> pa.Table:
-        if not self.ts:
-            return SAMPLES_SCHEMA.empty_table()
-        return pa.table(
-            {
-                "ts": pa.array(self.ts, pa.int64()).cast(TS_TYPE),
-                "source": pa.array(self.source, pa.string()).dictionary_encode(),
-                "host": pa.array(self.host, pa.string()).dictionary_encode(),
-                "metric": pa.array(self.metric, pa.string()).dictionary_encode(),
-                "labels": pa.array(self.labels, pa.map_(pa.string(), pa.string())),
-                "value": pa.array(self.value, pa.float64()),
-            },
-            schema=SAMPLES_SCHEMA,
-        )
-
-
 def _numeric(v: FieldValue) -> float | None:
     if isinstance(v, bool):
         return 1.0 if v else 0.0
@@ -643,8 +600,6 @@ def _field_layout(value_text: str, rows: SampleRows, ctx: _Context, catalog: Cat
 
 def _route_evidence(record: RawRecord, kind: str, ctx: _Context, catalog: Catalog) -> ParseResult:
     """Hand a neighbour/event array to its parser, with the host recovered from the topic."""
-    from collector.sources.neighbors import parse as neighbors
-
     labels = {k: v for k, v in record.labels.items() if k != "topic_template"}
     routed = RawRecord(
         ts=record.ts,

@@ -24,9 +24,11 @@ default 20) of unacknowledged QoS 1 messages, so a slow ``emit()`` slows the bro
 growing memory. QoS 0 messages are not windowed; beyond ``max_queue`` waiting messages they are
 dropped and counted (``stats.dropped``).
 
-aiomqtt does not reconnect by itself: :meth:`MqttSource.run` loops, reconnecting with exponential
-backoff and jitter, and keeps going on every failure (wrong password included; the error is kept
-in ``last_error`` and logged without the secret).
+aiomqtt does not reconnect by itself: :meth:`MqttSource.run` loops, reconnecting with the shared
+backoff of :mod:`collector.settings.retry` (``backoff_initial``/``backoff_max``, full jitter), and
+keeps going on every connection failure (wrong password included; the error is kept in
+``last_error`` and logged without the secret). ``password_file`` (a file or ``env:NAME``) and the
+``tls`` table are checked at start-up: a missing file stops start-up with its key path.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -51,6 +52,9 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
+from collector.settings import Backoff, RetrySettings, SecretRef, TlsClientSettings, apply_renames
+from collector.settings.deprecated import Renamed
+from collector.settings.tls import tls_shorthand
 from collector.sources.base import Emit, SourceSettings
 from collector.sources.mqtt.parse import DEFAULT_TOPIC_TEMPLATE, normalize_topic_template
 
@@ -77,7 +81,21 @@ _CONNACK = {
 _AUTH_CODES = frozenset({4, 5, 0x86, 0x87, 0x8A})
 
 
-class MqttSettings(SourceSettings):
+_RENAMED = (
+    Renamed("ca_file", "tls.ca_file"),
+    Renamed("cert_file", "tls.cert_file"),
+    Renamed("key_file", "tls.key_file"),
+    Renamed(
+        "tls_insecure",
+        "tls.insecure_skip_verify",
+        note="it now skips the chain check too; to accept a certificate for another name, set tls.server_name",
+    ),
+    Renamed("reconnect_min", "backoff_initial"),
+    Renamed("reconnect_max", "backoff_max"),
+)
+
+
+class MqttSettings(RetrySettings, SourceSettings):
     """``[[sources]] type = "mqtt"``: one broker connection with one set of subscriptions."""
 
     type: Literal["mqtt"] = "mqtt"
@@ -96,11 +114,8 @@ class MqttSettings(SourceSettings):
     clean_session: bool = Field(default=False, description="false = persistent session (broker queues while away)")
     shared_group: str = Field(default="", description="subscribe as $share/<group>/<topic> to split load")
     username: str = Field(default="", description="user name for the broker")
-    password_file: Path | None = Field(default=None, description="file holding the password")
-    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker (mqtts)")
-    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
-    tls_insecure: bool = Field(default=False, description="skip the broker hostname check (chain still verified)")
+    password_file: SecretRef | None = Field(default=None, description="the password: a file or env:NAME")
+    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings (mqtts:// servers)")
     topic_template: str = Field(
         default=DEFAULT_TOPIC_TEMPLATE, description="Telegraf topic layout, to recover {host} from topics"
     )
@@ -108,8 +123,18 @@ class MqttSettings(SourceSettings):
         default=10_000, ge=1, le=10_000_000, description="waiting messages beyond which QoS 0 messages are dropped"
     )
     keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
-    reconnect_min: float = Field(default=0.5, gt=0, le=60, description="first reconnect delay, s")
-    reconnect_max: float = Field(default=60.0, gt=0, le=3600, description="reconnect delay cap, s")
+    backoff_initial: float = Field(default=0.5, gt=0, le=60, description="first reconnect delay cap, s")
+    backoff_max: float = Field(default=60.0, gt=0, le=3600, description="reconnect delay cap, s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return apply_renames(data, _RENAMED, where="sources (mqtt)")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, v: Any) -> Any:
+        return tls_shorthand(v)
 
     @field_validator("server")
     @classmethod
@@ -158,22 +183,15 @@ class MqttSettings(SourceSettings):
             )
         if self.password_file is not None and not self.username:
             raise ValueError("password_file is set but username is empty")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        tls_keys = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
-        if self.tls_insecure:
-            tls_keys.append("tls_insecure")
-        if tls_keys and not self.tls:
-            raise ValueError(f"{', '.join(tls_keys)} need an mqtts:// server")
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max must be >= reconnect_min")
+        if self.tls is not None and not self.uses_tls:
+            raise ValueError("tls settings need an mqtts:// server")
         for t in self.topics:
             if self.shared_group and t.startswith("$share/"):
                 raise ValueError(f"topic {t!r} is already a shared subscription; drop shared_group")
         return self
 
     @property
-    def tls(self) -> bool:
+    def uses_tls(self) -> bool:
         return _SCHEMES[urlsplit(self.server).scheme]
 
     @property
@@ -182,7 +200,7 @@ class MqttSettings(SourceSettings):
 
     @property
     def port(self) -> int:
-        return urlsplit(self.server).port or (8883 if self.tls else 1883)
+        return urlsplit(self.server).port or (8883 if self.uses_tls else 1883)
 
     def subscriptions(self) -> list[str]:
         """The filters actually subscribed (``$share/<group>/`` prefixed when grouped)."""
@@ -237,12 +255,6 @@ class MqttStats:
     failures: int = 0
 
 
-def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random, capped at ``hi``."""
-    base = min(hi, lo * (2.0 ** min(attempt, 30)))
-    return base / 2 + rng.uniform(0, base / 2)
-
-
 def describe_mqtt_error(exc: BaseException, settings: MqttSettings) -> FetchError:
     """A user-facing FetchError for a connection problem (never includes the password)."""
     target = settings.server
@@ -266,7 +278,7 @@ def describe_mqtt_error(exc: BaseException, settings: MqttSettings) -> FetchErro
     text = str(exc) or type(exc).__name__
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return FetchError(
-            f"TLS: the broker certificate is not trusted by ca_file ({text})", source=SOURCE_KIND, target=target
+            f"TLS: the broker certificate is not trusted by tls.ca_file ({text})", source=SOURCE_KIND, target=target
         )
     return FetchError(f"connection failed: {text}", source=SOURCE_KIND, target=target)
 
@@ -310,7 +322,13 @@ class MqttSource:
         self.subscribed = False
         self._clock = clock or (lambda: datetime.now(UTC))
         self._client_factory: ClientFactory = client_factory or aiomqtt.Client
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max, rng=rng or random.Random())
+        key = f"sources.{self.name}"
+        # Secrets and TLS files are checked here, at start-up, not at the first connection.
+        self._password = settings.password_file.resolve(key=f"{key}.password_file") if settings.password_file else None
+        self._ssl_context = (
+            (settings.tls or TlsClientSettings()).ssl_context(key=f"{key}.tls") if settings.uses_tls else None
+        )
         self._closed = False
         self._task: asyncio.Task[Any] | None = None
         labels = dict(settings.labels)
@@ -323,51 +341,18 @@ class MqttSource:
 
     # -- connection pieces -------------------------------------------------------------------
 
-    def _password(self) -> str | None:
-        pf = self.settings.password_file
-        if pf is None:
-            return None
-        try:
-            return pf.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise FetchError(
-                f"cannot read password_file {str(pf)!r}: {exc.strerror}",
-                source=SOURCE_KIND,
-                target=self.settings.server,
-                retryable=False,
-            ) from None
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        s = self.settings
-        if not s.tls:
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-            if s.cert_file is not None and s.key_file is not None:
-                ctx.load_cert_chain(str(s.cert_file), str(s.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise FetchError(
-                f"cannot load TLS files (ca_file/cert_file/key_file): {exc}",
-                source=SOURCE_KIND,
-                target=s.server,
-                retryable=False,
-            ) from None
-        if s.tls_insecure:
-            ctx.check_hostname = False
-        return ctx
-
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
         return self._client_factory(
             s.host,
             s.port,
             username=s.username or None,
-            password=self._password(),
+            password=self._password.current() if self._password is not None else None,
             identifier=s.resolved_client_id() or None,
             clean_session=s.clean_session,
             keepalive=s.keepalive,
             timeout=s.timeout,
-            tls_context=self._tls_context(),
+            tls_context=self._ssl_context,
             queue_type=_bounded_queue_type(s.max_queue, self._count_drop),
             protocol=aiomqtt.ProtocolVersion.V311,
         )
@@ -387,7 +372,6 @@ class MqttSource:
     async def run(self, emit: Emit) -> None:
         """Consume until cancelled or closed; every failure leads to a backed-off reconnect."""
         self._task = asyncio.current_task()
-        attempt = 0
         while not self._closed:
             connects_before = self.stats.connects
             try:
@@ -403,9 +387,8 @@ class MqttSource:
             if self._closed:
                 break
             if self.stats.connects > connects_before:
-                attempt = 0  # the connection came up: a later drop starts the backoff again
-            delay = backoff_delay(attempt, self.settings.reconnect_min, self.settings.reconnect_max, self._rng)
-            attempt += 1
+                self._backoff.reset()  # the connection came up: a later drop starts the backoff again
+            delay = self._backoff.next_delay()
             log.info("mqtt %s: reconnecting in %.1fs", self.name, delay)
             await asyncio.sleep(delay)
 

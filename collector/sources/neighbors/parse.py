@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from collector.catalog import Catalog
 from collector.errors import ParseError
+from collector.rows import SampleRows, clean
 from collector.schema import (
     IP_OBSERVATIONS_SCHEMA,
     TS_TYPE,
@@ -49,7 +50,6 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
-from collector.sources.mqtt.parse import SampleRows, clean
 
 NEIGHBOR_SOURCE = "neighbors"
 EVENT_SOURCE = "event"

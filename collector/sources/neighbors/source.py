@@ -3,7 +3,8 @@
 Two ways to get ARP/NDP rows (or Windows event JSON) in on an interval:
 
 * ``url``: GET a JSON document, e.g. a small endpoint on a Windows host that serves
-  ``Get-NetNeighbor | ConvertTo-Json`` (optionally with a bearer token from ``bearer_token_file``);
+  ``Get-NetNeighbor | ConvertTo-Json`` (with the HTTP client keys of :mod:`collector.settings`:
+  ``bearer_token_file`` or ``username`` + ``password_file``, a ``tls`` table, ``max_body_bytes``);
 * ``command``: run an argv list *without a shell* (default ``["ip", "-j", "neigh"]``, the
   collector's own neighbour table, which sees every VIP answering on its L2 segment).
 
@@ -19,8 +20,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,13 +29,17 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
+from collector.settings import HttpClientSettings, Renamed, apply_renames
 from collector.sources.base import SourceSettings
 
 SOURCE_KIND = "neighbors"
 DEFAULT_COMMAND = ("ip", "-j", "neigh")
 
 
-class NeighborsSettings(SourceSettings):
+_RENAMED = (Renamed("max_bytes", "max_body_bytes"),)
+
+
+class NeighborsSettings(HttpClientSettings, SourceSettings):
     """``[[sources]] type = "neighbors"``."""
 
     type: Literal["neighbors"] = "neighbors"
@@ -48,10 +52,14 @@ class NeighborsSettings(SourceSettings):
         default="",
         description="host the table belongs to (owner prefix); default: the URL's host, or this machine for commands",
     )
-    bearer_token_file: Path | None = Field(default=None, description="token for Authorization")
-    max_bytes: int = Field(
-        default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="largest payload accepted"
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="largest payload (or command output)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return apply_renames(data, _RENAMED, where="sources (neighbors)")
 
     @field_validator("url")
     @classmethod
@@ -75,8 +83,9 @@ class NeighborsSettings(SourceSettings):
     def _one_way(self) -> NeighborsSettings:
         if self.url and self.command:
             raise ValueError("set either url or command, not both")
-        if self.bearer_token_file is not None and not self.url:
-            raise ValueError("bearer_token_file needs a url")
+        http_keys = [k for k in ("bearer_token_file", "password_file", "tls") if getattr(self, k) is not None]
+        if http_keys and not self.url:
+            raise ValueError(f"{', '.join(http_keys)} need(s) a url")
         return self
 
     def argv(self) -> list[str]:
@@ -111,6 +120,9 @@ class NeighborsSource:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._session_factory = session_factory or aiohttp.ClientSession
         self._session: aiohttp.ClientSession | None = None
+        key = f"sources.{self.name}"
+        self._auth = settings.resolve_auth(key=key)  # a bad secret or TLS file fails here, at start-up
+        self._ssl_context = settings.ssl_context(key=key)
 
     def targets(self) -> list[str]:
         return [self.settings.target()]
@@ -127,19 +139,14 @@ class NeighborsSource:
     async def _http(self) -> bytes:
         s = self.settings
         headers = {"Accept": "application/json"}
-        if s.bearer_token_file is not None:
-            try:
-                token = s.bearer_token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise FetchError(
-                    f"cannot read bearer_token_file: {exc.strerror}", source=SOURCE_KIND, target=s.url, retryable=False
-                ) from None
-            headers["Authorization"] = f"Bearer {token}"
+        auth = self._auth.header()
+        if auth is not None:
+            headers["Authorization"] = auth
         if self._session is None or self._session.closed:
             self._session = self._session_factory()
         try:
             async with self._session.get(
-                s.url, headers=headers, timeout=aiohttp.ClientTimeout(total=s.timeout)
+                s.url, headers=headers, timeout=aiohttp.ClientTimeout(total=s.timeout), ssl=self._ssl_context or True
             ) as resp:
                 if resp.status != 200:
                     raise FetchError(
@@ -148,14 +155,17 @@ class NeighborsSource:
                         target=s.url,
                         retryable=resp.status >= 500 or resp.status == 429,
                     )
-                body = await resp.content.read(s.max_bytes + 1)
+                body = await resp.content.read(s.max_body_bytes + 1)
         except TimeoutError:
             raise FetchError(f"no answer within {s.timeout}s", source=SOURCE_KIND, target=s.url) from None
         except aiohttp.ClientError as exc:
             raise FetchError(f"HTTP request failed: {exc}", source=SOURCE_KIND, target=s.url) from None
-        if len(body) > s.max_bytes:
+        if len(body) > s.max_body_bytes:
             raise FetchError(
-                f"payload larger than max_bytes={s.max_bytes}", source=SOURCE_KIND, target=s.url, retryable=False
+                f"payload larger than max_body_bytes={s.max_body_bytes}",
+                source=SOURCE_KIND,
+                target=s.url,
+                retryable=False,
             )
         return body
 
@@ -182,9 +192,9 @@ class NeighborsSource:
                 proc.kill()
             await proc.wait()
             raise FetchError(f"command did not finish within {s.timeout}s", source=SOURCE_KIND, target=target) from None
-        if len(out) > s.max_bytes:
+        if len(out) > s.max_body_bytes:
             raise FetchError(
-                f"command output larger than max_bytes={s.max_bytes}",
+                f"command output larger than max_body_bytes={s.max_body_bytes}",
                 source=SOURCE_KIND,
                 target=target,
                 retryable=False,
@@ -199,9 +209,9 @@ class NeighborsSource:
         return out
 
     async def _collect(self, proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
-        """Read stdout up to max_bytes + 1 (then stop reading and kill), and stderr's tail."""
+        """Read stdout up to max_body_bytes + 1 (then stop reading and kill), and stderr's tail."""
         assert proc.stdout is not None and proc.stderr is not None
-        limit = self.settings.max_bytes + 1
+        limit = self.settings.max_body_bytes + 1
         chunks: list[bytes] = []
         size = 0
         err_task = asyncio.create_task(proc.stderr.read(64 * 1024))

@@ -7,19 +7,18 @@ subclass of :class:`PrometheusSettings` plus ``SourceSpec(settings, PrometheusSc
 The scraper does I/O only: it returns the body exactly as received (decompressed when the peer
 used gzip) in a :class:`~collector.schema.RawRecord` of kind ``prometheus``; parsing happens in
 :mod:`collector.sources.prometheus.parse`, so capture and replay see the same bytes.
-Secrets are read from files at every scrape (a rotated Kubernetes service-account token is picked
-up without a restart) and never appear in errors or logs.
+Credentials (``bearer_token_file`` or ``username`` + ``password_file``, each a file or ``env:NAME``)
+and the ``tls`` table are checked at start-up; a token file that changes is read again before the
+next scrape (a rotated Kubernetes service-account token is picked up without a restart). Secrets
+never appear in errors or logs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,14 +27,20 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
+from collector.settings import HttpClientSettings, Renamed, apply_renames
 from collector.sources.base import SourceSettings
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 USER_AGENT = "hciwatch/0.1"
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
+_RENAMED = (
+    Renamed("tls_ca_file", "tls.ca_file"),
+    Renamed("tls_insecure_skip_verify", "tls.insecure_skip_verify"),
+    Renamed("basic_auth_username", "username"),
+    Renamed("basic_auth_password_file", "password_file"),
+)
 
 
-class PrometheusSettings(SourceSettings):
+class PrometheusSettings(HttpClientSettings, SourceSettings):
     """``[[sources]] type = "prometheus"``: scrape any Prometheus text endpoint."""
 
     source_name: ClassVar[str | None] = None  # the `source` label records carry (None: by prefix)
@@ -45,15 +50,15 @@ class PrometheusSettings(SourceSettings):
     port: int | None = Field(default=None, ge=1, le=65535, description="port for targets given without one")
     path: str = Field(default="/metrics", description="HTTP path for targets that are not URLs")
     scheme: Literal["http", "https"] = "http"
-    tls_ca_file: Path | None = Field(default=None, description="CA bundle to verify the peer")
-    tls_insecure_skip_verify: bool = False
-    bearer_token_file: Path | None = None
-    basic_auth_username: str | None = None
-    basic_auth_password_file: Path | None = None
     hosts: dict[str, str] = Field(
         default_factory=dict, description="target → host name (default: the target's host part)"
     )
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=2**31 - 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        kind = data.get("type", cls.model_fields["type"].default) if isinstance(data, dict) else "prometheus"
+        return apply_renames(data, _RENAMED, where=f"sources ({kind})")
 
     @field_validator("path")
     @classmethod
@@ -74,10 +79,6 @@ class PrometheusSettings(SourceSettings):
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> PrometheusSettings:
-        if (self.basic_auth_username is None) != (self.basic_auth_password_file is None):
-            raise ValueError("basic_auth_username and basic_auth_password_file go together")
-        if self.bearer_token_file is not None and self.basic_auth_username is not None:
-            raise ValueError("use either bearer_token_file or basic auth, not both")
         known = {n for c, n, _ in self.resolved()} | {c for c, _, _ in self.resolved()}
         unknown = sorted(set(self.hosts) - known)
         if unknown:
@@ -160,6 +161,9 @@ class PrometheusScraper:
         self._base_url = base_url.rstrip("/") if base_url else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._source = type(settings).source_name or ""
+        key = f"sources.{self.name}"
+        self._auth = settings.resolve_auth(key=key)  # a bad secret or TLS file fails here, at start-up
+        self._ssl_context = settings.ssl_context(key=key)
 
     def targets(self) -> list[str]:
         return list(self._urls)
@@ -176,21 +180,8 @@ class PrometheusScraper:
         except ValueError:
             return target
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if self.settings.tls_insecure_skip_verify:
-            return False
-        if self.settings.tls_ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
-        return True
-
     def _fail(self, target: str, why: str, *, retryable: bool) -> FetchError:
         return FetchError(why, source=self.name, target=target, retryable=retryable)
-
-    def _read_secret(self, target: str, path: Path, what: str) -> str:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise self._fail(target, f"cannot read {what} {path}: {exc.strerror or exc}", retryable=False) from exc
 
     def _headers(self, target: str) -> dict[str, str]:
         s = self.settings
@@ -200,8 +191,9 @@ class PrometheusScraper:
             "User-Agent": USER_AGENT,
             "X-Prometheus-Scrape-Timeout-Seconds": f"{s.timeout:g}",
         }
-        if s.bearer_token_file is not None:
-            headers["Authorization"] = "Bearer " + self._read_secret(target, s.bearer_token_file, "bearer_token_file")
+        auth = self._auth.header()
+        if auth is not None:
+            headers["Authorization"] = auth
         return headers
 
     def _url(self, target: str) -> str:
@@ -222,17 +214,13 @@ class PrometheusScraper:
             raise self._fail(target, f"unknown target; configured: {', '.join(self._urls)}", retryable=False)
         s = self.settings
         headers = self._headers(target)
-        if s.basic_auth_username is not None and s.basic_auth_password_file is not None:
-            secret = self._read_secret(target, s.basic_auth_password_file, "basic_auth_password_file")
-            creds = f"{s.basic_auth_username}:{secret}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(creds).decode("ascii")
         session = await self._get_session()
         ts = self._clock()
         try:
             async with session.get(
                 self._url(target),
                 headers=headers,
-                ssl=self._ssl(),
+                ssl=self._ssl_context or True,
                 timeout=aiohttp.ClientTimeout(total=s.timeout),
                 allow_redirects=True,
             ) as resp:

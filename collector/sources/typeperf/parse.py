@@ -33,8 +33,8 @@ from pathlib import Path
 
 from collector.catalog import Catalog, normalize_windows_labels
 from collector.errors import ParseError
+from collector.rows import SampleRows, clean
 from collector.schema import ParseResult, RawRecord, to_ms
-from collector.sources.mqtt.parse import SampleRows, clean
 
 SOURCE = "typeperf"
 PARSER = "typeperf"
