@@ -367,9 +367,12 @@ def evaluate_plan(
         nd.add(n, rule, f"upgrade {cluster}")
         nd.reserve(-n, "RESERVE", f"the upgrade of {cluster} spends its reserved update IPs")
 
-    def lb_pool(net: NetworkPlan) -> str:
-        if arc and net.lbs:
-            best = max(net.lbs, key=lambda r: pools[(net.name, r.pool)].free if (net.name, r.pool) in pools else -1)
+    def lb_pool(net: NetworkPlan, cluster: str) -> str:
+        """23H2: the cluster's own MetalLB range with most room (else any load-balancer range)."""
+        own = [r for r in net.lbs if net.lb_owner.get(r.pool) == cluster]
+        cands = own or [r for r in net.lbs if r.pool not in net.lb_owner]
+        if arc and cands:
+            best = max(cands, key=lambda r: pools[(net.name, r.pool)].free if (net.name, r.pool) in pools else -1)
             return best.pool
         return "vip"
 
@@ -394,7 +397,9 @@ def evaluate_plan(
             assert op.cluster is not None
             net = net_of(op.cluster, "add-services")
             rule = "23H2-LB" if arc else "22H2-VIP-SVC"
-            need(net, lb_pool(net)).add(op.count, rule, f"{op.count} LoadBalancer service(s) in {op.cluster}")
+            need(net, lb_pool(net, op.cluster)).add(
+                op.count, rule, f"{op.count} LoadBalancer service(s) in {op.cluster}"
+            )
         else:  # create
             assert op.cluster is not None
             if op.cluster in cluster_net:
