@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ import pyarrow as pa
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
 from analytics.observations import Holding, ObservationTracker
-from analytics.pool_accounting import vip_range_used
+from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
 from analytics.trend import GrowthRun, Trend, growth_run, usage_trend
@@ -186,11 +187,27 @@ class PoolDetector:
                 slot = in_pool.get((r.network, r.pool))
                 if slot is not None:
                     slot.setdefault(h.ip, []).append(h)
+        neighbor_mac = {ip: (v[0], v[1]) for ip, v in obs.neighbor_latest.items()}
         for plan in self.plans:
+            lb_vms: dict[str, str] = {}
+            if plan.node is not None and neighbor_mac and obs.observed(t_ms, self.ttl):
+                lb_vms = inferred_lb_vms(in_pool[(plan.name, "vip")], neighbor_mac, t_ms, self.ttl)
             for r in plan.ranges:
                 held = in_pool[(plan.name, r.pool)]
                 pool = self.pools[(plan.name, r.pool)]
                 used, detail = self._usage(plan, r, held)
+                if r.kind == "node":
+                    # rule 22H2-LB: HAProxy VMs hold node-pool addresses Kubernetes does not list
+                    extra = node_pool_wire_only(
+                        partial(in_range, r, self.index),
+                        held,
+                        neighbor_mac,
+                        lb_vms,
+                        t_ms,
+                        self.ttl,
+                    )
+                    used += len(extra)
+                    detail["held_without_inventory"] = dict(sorted(extra.items()))
                 pool.detail = detail
                 self._append(pool, t_ms, float(used))
                 if self.churn_ms > 0:

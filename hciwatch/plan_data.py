@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from analytics.ip_pools import trend_start
 from analytics.networks import NetworkIndex, NetworkPlan, compile_networks
 from analytics.plan import Operation, PlanResult, PoolNow, evaluate_plan
-from analytics.pool_accounting import vip_range_used
+from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.settings import PoolSettings
 from analytics.trend import usage_trend
 from collector.schema import from_ms
@@ -59,6 +60,7 @@ class SiteState:
     all_holders: list[Holder]
     now_ms: int
     details: dict[tuple[str, str], dict[str, Any]]
+    lb_vms: dict[tuple[str, str], dict[str, str]]  # node pool → address → who (seen on the wire, not inventoried)
 
 
 def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteState:
@@ -74,6 +76,14 @@ def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteSta
             raise ValueError(f"{data_dir}: no inventory observations stored (nothing to plan against)")
         now_ms = max(h.last_ms for h in holders if h.owner_kind != "event")
         window_start = from_ms(now_ms - int(settings.trend_window.total_seconds() * 1000))
+        neighbor_mac = {
+            str(ip): (str(mac), int(ts))
+            for ip, mac, ts in con.execute(
+                "SELECT ip, arg_max(mac, ts), epoch_ms(max(ts)) FROM ip_observations "
+                "WHERE owner_kind = 'neighbor' AND mac IS NOT NULL AND ts > $since GROUP BY ip",
+                {"since": from_ms(now_ms - ttl_ms)},
+            ).fetchall()
+        }
         hist = con.execute(
             "SELECT network, pool, epoch_ms(bucket) AS t, max(used) FROM pool_usage "
             "WHERE bucket >= $start AND network IS NOT NULL GROUP BY ALL ORDER BY network, pool, t",
@@ -94,7 +104,9 @@ def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteSta
 
     pools: dict[tuple[str, str], PoolNow] = {}
     details: dict[tuple[str, str], dict[str, Any]] = {}
+    lb_vms: dict[tuple[str, str], dict[str, str]] = {}
     for plan in plans:
+        inferred = inferred_lb_vms(in_pool[(plan.name, "vip")], neighbor_mac, now_ms, ttl_ms)
         for r in plan.ranges:
             key = (plan.name, r.pool)
             held = in_pool[key]
@@ -102,11 +114,21 @@ def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteSta
                 used, missing = vip_range_used(plan.all_clusters, held)  # rule 22H2-VIP-API
             else:
                 used, missing = len(held), []
+            if r.kind == "node":  # rule 22H2-LB: HAProxy VMs Kubernetes does not list, found via ARP
+                lb_vms[key] = node_pool_wire_only(
+                    partial(in_range, r, index),
+                    held,
+                    neighbor_mac,
+                    inferred,
+                    now_ms,
+                    ttl_ms,
+                )
+                used += len(lb_vms[key])
             reserve = plan.node_reserve if r.kind == "node" else plan.vip_reserve  # rule RESERVE
             slope, method = _trend(history.get(key, []), r.size, now_ms, settings)
             pools[key] = PoolNow(plan.name, r.pool, r.kind, r.size, used, reserve, slope, method, now_ms)
             details[key] = {"observed_addresses": len(held), "api_server_vips_not_observed": missing}
-    return SiteState(plans, pools, in_pool, holders, now_ms, details)
+    return SiteState(plans, pools, in_pool, holders, now_ms, details, lb_vms)
 
 
 def _trend(points: list[tuple[int, float]], size: int, now_ms: int, p: PoolSettings) -> tuple[float, str]:

@@ -76,6 +76,8 @@ def collect(data_dir: Path, networks: Any, pools: Any, idle_ms: int) -> dict[str
         }
     finally:
         con.close()
+    arp_lb = {ip: (key, c) for key, m in state.lb_vms.items() for ip, c in m.items() if c.startswith("HAProxy VM")}
+    wire = {ip: w for ip, w in wire.items() if ip not in arp_lb}  # an HAProxy VM is a holder, not a candidate
     index = NetworkIndex(state.plans)
     pool_of: dict[str, tuple[str, str]] = {}
     for ip in wire:
@@ -100,6 +102,20 @@ def collect(data_dir: Path, networks: Any, pools: Any, idle_ms: int) -> dict[str
     rows = holder_rows(state.holders)
     for r in rows:
         r["since"], r["last_seen"] = t(r.pop("since_ms")), t(r.pop("last_seen_ms"))
+    for ip, ((network, pool), who) in sorted(arp_lb.items()):
+        cluster = who.removeprefix("HAProxy VM of ").split(" ", 1)[0]
+        rows.append(
+            {
+                "network": network,
+                "pool": pool,
+                "ip": ip,
+                "kind": "load-balancer",
+                "holder": who,
+                "cluster": cluster,
+                "since": None,
+                "last_seen": None,
+            }
+        )
     return {"as_of": t(state.now_ms), "idle_hours": idle_ms / 3_600_000, "candidates": out_c, "holders": rows}
 
 

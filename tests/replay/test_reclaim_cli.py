@@ -56,7 +56,11 @@ def test_idle_previews_are_reclaim_candidates(leak_dir: Path, capsys: pytest.Cap
     rows = {(r["ip"], r["kind"]): r for r in d["holders"]}
     assert rows[("10.40.0.200", "control-plane")]["cluster"] == "aks-mgmt"
     assert rows[("10.40.0.203", "service")]["holder"] == "web/storefront"
-    assert all(r["since"] <= r["last_seen"] for r in d["holders"])
+    assert all(r["since"] <= r["last_seen"] for r in d["holders"] if r["since"] is not None)
+    # the HAProxy VMs Kubernetes does not list are holders (found by their MAC answering for the VIPs)
+    lbs = {r["ip"]: r["holder"] for r in d["holders"] if r["kind"] == "load-balancer"}
+    assert "HAProxy VM of workload-a (answers for its VIPs)" in lbs.values()
+    assert not any(c["ip"] in lbs for c in d["candidates"])
 
 
 def test_table_output_shows_evidence_and_command(leak_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
