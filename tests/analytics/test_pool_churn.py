@@ -42,6 +42,10 @@ def test_slow_leak_under_churn_fires_with_the_long_lived_rate() -> None:
     assert "held longer than" in trend["rate_estimated_from"]
     assert 1.0 <= trend["slope_per_day"] <= 6.0  # the leak is 3/day
     assert "addresses held longer than" in alert.summary
+    # the alert says what `hciwatch plan` answers (VIP pool: an upgrade takes none, a new cluster one)
+    assert alert.evidence["hciwatch_plan"]["verdict_new_cluster"] == "fits"
+    assert "hciwatch plan: an upgrade takes no VIP" in alert.summary
+    assert "hciwatch plan" in alert.runbook and "hciwatch reclaim" in alert.runbook
 
 
 def test_churn_alone_never_pages() -> None:
