@@ -129,6 +129,19 @@ class Engine:
         self.last_eval_seconds = time.perf_counter() - t0
         return findings
 
+    def skip_idle(self, now: datetime) -> None:
+        """Move the cursor to ``now`` without stepping through the time before it.
+
+        For a span the caller knows holds no rows (a replay's gap between files months apart):
+        stepping through it would cost one pass per step and find nothing. Baselines and
+        histories are kept; rates never bridge the gap anyway (``max_rate_gap``).
+        """
+        s = self.settings
+        hi = ((to_ms(now) - int(s.settle.total_seconds() * 1000)) // s.step_ms) * s.step_ms
+        if self.cursor is not None and hi > self.cursor:
+            self.obs.prune(hi)
+            self.cursor = hi
+
     @staticmethod
     def _timed(timings: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()

@@ -72,7 +72,7 @@ POOL_METRICS = (
     "metallb.addresses_total",
     "calico.ipam.allocations_in_use",
     "calico.ipam.ippool_size",
-    "calico.ipam.ippool_reserved",
+    "calico.ipam.ippool_reserved",  # reserved addresses cannot be allocated: they count as used
 )
 POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
@@ -303,9 +303,15 @@ class PoolDetector:
                 )
             if "calico.ipam.allocations_in_use" in vals or "calico.ipam.ippool_size" in vals:
                 in_use = vals.get("calico.ipam.allocations_in_use")
-                if in_use is not None:  # reserved addresses are not available to pods: used
-                    in_use += vals.get("calico.ipam.ippool_reserved", 0.0)
-                self._metric_point("calico", scope, name, bucket, in_use, vals.get("calico.ipam.ippool_size"))
+                reserved = vals.get("calico.ipam.ippool_reserved", 0.0)
+                self._metric_point(
+                    "calico",
+                    scope,
+                    name,
+                    bucket,
+                    None if in_use is None else in_use + reserved,
+                    vals.get("calico.ipam.ippool_size"),
+                )
 
     def _metric_point(
         self, typ: str, scope: str, name: str, bucket: int, used: float | None, size: float | None

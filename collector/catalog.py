@@ -42,6 +42,9 @@ class MetricDef:
     unit: str
     counter: bool
     description: str = ""
+    # Native value / divisor = value in ``unit``: 8 for bit/s stored as bytes/s, 10^7 for raw
+    # PERF_AVERAGE_TIMER numerators (100 ns ticks) stored as seconds. Parsers apply it.
+    divisor: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,20 @@ class PdhCounter:
     base: str
     kind: PdhKind
     unit: str
+    divisor: float = 1.0  # native value / divisor = canonical unit (Current Bandwidth: bits → bytes)
 
+
+BITS_PER_BYTE = 8.0
+# PERF_AVERAGE_TIMER raw numerators are 100 ns ticks (PDH's 10 MHz performance frequency).
+TICKS_PER_SECOND = 10_000_000.0
+
+# Canonical bases whose PDH value is not in the canonical unit: Current Bandwidth is bits/s.
+PDH_DIVISORS: dict[str, float] = {"net.current_bandwidth_bytes": BITS_PER_BYTE}
 
 # (PDH object, counter, canonical base, kind, unit). The Telegraf field, the typeperf column
 # and windows_exporter's performancecounter default name are all derived from these.
 PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
-    PdhCounter(*row)
+    PdhCounter(*row, divisor=PDH_DIVISORS.get(row[2], 1.0))
     for row in [
         # RDMA Activity (per RDMA adapter)
         ("RDMA Activity", "RDMA Accepted Connections", "rdma.accepted_connections", PdhKind.COUNT, "1"),
@@ -119,7 +130,7 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
         ("Network Interface", "Packets Outbound Discarded", "net.packets_outbound_discarded", PdhKind.COUNT, "1"),
         ("Network Interface", "Packets Received Errors", "net.packets_received_errors", PdhKind.COUNT, "1"),
         ("Network Interface", "Packets Outbound Errors", "net.packets_outbound_errors", PdhKind.COUNT, "1"),
-        ("Network Interface", "Current Bandwidth", "net.current_bandwidth_bits", PdhKind.GAUGE, "bit/s"),
+        ("Network Interface", "Current Bandwidth", "net.current_bandwidth_bytes", PdhKind.GAUGE, "By/s"),
         ("Network Interface", "Output Queue Length", "net.output_queue_length", PdhKind.GAUGE, "1"),
         # Mellanox WinOF-2 Port QoS (instance = adapter × priority)
         ("Mellanox WinOF-2 Port QoS", "Rcv Pause Frames", "pfc.rx_pause_frames", PdhKind.COUNT, "1"),
@@ -136,7 +147,7 @@ PDH_COUNTERS: tuple[PdhCounter, ...] = tuple(
 
 # Network Adapter mirrors Network Interface counter names.
 PDH_COUNTERS = PDH_COUNTERS + tuple(
-    PdhCounter("Network Adapter", c.counter, c.base, c.kind, c.unit)
+    PdhCounter("Network Adapter", c.counter, c.base, c.kind, c.unit, c.divisor)
     for c in PDH_COUNTERS
     if c.obj == "Network Interface"
 )
@@ -151,10 +162,10 @@ def pdh_canonical(c: PdhCounter, *, raw: bool) -> MetricDef:
     if c.kind is PdhKind.COUNT:
         return MetricDef(c.base + "_total", c.unit, True)
     if c.kind is PdhKind.GAUGE:
-        return MetricDef(c.base, c.unit, False)
-    # AVG_TIMER: raw cumulative seconds (after tick scaling), formatted average seconds
+        return MetricDef(c.base, c.unit, False, divisor=c.divisor)
+    # AVG_TIMER: raw cumulative 100 ns ticks (scaled to seconds), formatted average seconds
     if raw:
-        return MetricDef(c.base + "_seconds_total", "s", True)
+        return MetricDef(c.base + "_seconds_total", "s", True, divisor=TICKS_PER_SECOND)
     return MetricDef(c.base + "_avg_seconds", "s", False)
 
 
@@ -210,6 +221,14 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "windows_net_current_bandwidth_bytes": MetricDef("net.current_bandwidth_bytes", "By/s", _GAUGE),
     "windows_net_output_queue_length_packets": MetricDef("net.output_queue_length", "1", _GAUGE),
     "windows_net_nic_operation_status": MetricDef("net.nic_operation_status", "1", _GAUGE),
+    # windows_exporter before v0.16 (docs/collector.net.md @v0.15.0): no _total on the error and
+    # discard counters, and the bandwidth gauge in bits per second
+    "windows_net_packets_received_discarded": MetricDef("net.packets_received_discarded_total", "1", _COUNTER),
+    "windows_net_packets_outbound_discarded": MetricDef("net.packets_outbound_discarded_total", "1", _COUNTER),
+    "windows_net_packets_received_errors": MetricDef("net.packets_received_errors_total", "1", _COUNTER),
+    "windows_net_packets_outbound_errors": MetricDef("net.packets_outbound_errors_total", "1", _COUNTER),
+    "windows_net_packets_received_unknown": MetricDef("net.packets_received_unknown_total", "1", _COUNTER),
+    "windows_net_current_bandwidth": MetricDef("net.current_bandwidth_bytes", "By/s", _GAUGE, divisor=BITS_PER_BYTE),
     # windows_exporter smbclient (labels server, share)
     "windows_smbclient_request_seconds_total": MetricDef("smb.client.request_seconds_total", "s", _COUNTER),
     "windows_smbclient_requests_total": MetricDef("smb.client.requests_total", "1", _COUNTER),
@@ -268,6 +287,8 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "ipam_allocations_gc_candidates": MetricDef("calico.ipam.gc_candidates", "1", _GAUGE),
     "ipam_blocks": MetricDef("calico.ipam.blocks", "1", _GAUGE),
     "ipam_ippool_size": MetricDef("calico.ipam.ippool_size", "1", _GAUGE),
+    # addresses held back from allocation (IPReservation): not free, so counted as used
+    "ipam_ippool_reserved": MetricDef("calico.ipam.ippool_reserved", "1", _GAUGE),
     # MetalLB
     "metallb_allocator_addresses_in_use_total": MetricDef("metallb.addresses_in_use", "1", _GAUGE),
     "metallb_allocator_addresses_total": MetricDef("metallb.addresses_total", "1", _GAUGE),
@@ -295,6 +316,11 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
 # windows_exporter performancecounter default names, derived from the PDH table (raw mode).
 for _c in PDH_COUNTERS:
     PROMETHEUS_NATIVE.setdefault(windows_perfcounter_metric(_c.obj, _c.counter), pdh_canonical(_c, raw=True))
+
+# wmi_exporter (windows_exporter's name before v0.10) wrote the same net collector under ``wmi_``.
+for _name, _def in list(PROMETHEUS_NATIVE.items()):
+    if _name.startswith("windows_net_"):
+        PROMETHEUS_NATIVE.setdefault("wmi_" + _name.removeprefix("windows_"), _def)
 
 # ---------------------------------------------------------------------------------------------
 # HAProxy CSV columns (show stat / ;csv): column → canonical, per row type

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,12 +25,10 @@ from collector.settings import (
     Renamed,
     RetrySettings,
     SecretRef,
-    TlsClientSettings,
-    apply_renames,
 )
-from collector.settings.deprecated import env_ref, invert
+from collector.settings.deprecated import RenamedKeys, env_ref, invert
 from collector.settings.secrets import ENV_PREFIX
-from collector.settings.tls import tls_shorthand
+from collector.settings.tls import TlsTable
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -86,7 +84,7 @@ def read_headers_file(path: Path, *, key: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-class SinkSettings(RetrySettings):
+class SinkSettings(RetrySettings, RenamedKeys):
     """Keys every ``[[exporters]]`` table accepts: identity, batching and retry policy.
 
     The outbox keeps one cursor per ``name``: renaming a sink makes it start over as a new sink
@@ -94,6 +92,7 @@ class SinkSettings(RetrySettings):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    section: ClassVar[str] = "exporters"
 
     type: str
     name: str = Field(default="", description="sink name (cursor file name); defaults to the type")
@@ -148,11 +147,6 @@ class ResourceSettings(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def _renames(data: Any, renames: tuple[Renamed, ...], kind: str) -> Any:
-    name = data.get("name") if isinstance(data, dict) else None
-    return apply_renames(data, renames, where=f"exporters ({name or kind})")
-
-
 _TLS_FILE_RENAMES = (
     Renamed("ca_file", "tls.ca_file"),
     Renamed("cert_file", "tls.cert_file"),
@@ -168,27 +162,19 @@ class OtlpSettings(SinkSettings):
     gRPC plaintext switch (no TLS at all); the ``tls`` table configures TLS when it is used.
     """
 
+    renamed_keys = _TLS_FILE_RENAMES
+
     type: Literal["otlp"] = "otlp"
     protocol: Literal["grpc", "http/protobuf"] = "grpc"
     endpoint: str = Field(default="", description="default http://localhost:4317 (grpc) / :4318 (http)")
     headers: dict[str, str] = Field(default_factory=dict, description="values may be env:NAME")
     headers_file: Path | None = Field(default=None, description="'Name: value' lines")
     insecure: bool | None = Field(default=None, description="gRPC without TLS; default: true for http:// endpoints")
-    tls: TlsClientSettings | None = Field(default=None, description="CA, client certificate, server_name (gRPC)")
+    tls: TlsTable = Field(default=None, description="CA, client certificate, server_name (gRPC)")
     compression: Literal["none", "gzip"] = "none"
     resource: ResourceSettings = Field(default_factory=ResourceSettings)
     metrics: bool = Field(default=True, description="also export hciwatch.* metrics")
     metrics_interval: float = Field(default=60.0, gt=0, le=3600, description="seconds")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        return _renames(data, _TLS_FILE_RENAMES, "otlp")
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls_flag(cls, v: Any) -> Any:
-        return tls_shorthand(v)
 
     @model_validator(mode="after")
     def _check_tls(self) -> OtlpSettings:
@@ -229,6 +215,8 @@ class AzureMonitorSettings(SinkSettings):
     (public Azure endpoints, system CAs): no ``tls`` table.
     """
 
+    renamed_keys = (Renamed("connection_string_env", "connection_string_file", env_ref),)
+
     type: Literal["azure_monitor"] = "azure_monitor"
     connection_string_file: SecretRef | None = Field(
         default=None, description="a file or env:NAME; default env:APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -253,7 +241,7 @@ class AzureMonitorSettings(SinkSettings):
                         "put it in a file readable only by hciwatch and set connection_string_file, "
                         'or in an environment variable and set connection_string_file = "env:NAME"'
                     )
-        return _renames(data, (Renamed("connection_string_env", "connection_string_file", env_ref),), "azure_monitor")
+        return data
 
     def read_connection_string(self) -> str:
         key = f"exporters.{self.name}.connection_string_file"
@@ -273,6 +261,12 @@ class WebhookSettings(HttpClientSettings, SinkSettings):
     + ``password_file``, a ``tls`` table); ``secret_file`` signs each body with HMAC-SHA256.
     """
 
+    renamed_keys = (
+        Renamed("token_file", "bearer_token_file"),
+        Renamed("ca_file", "tls.ca_file"),
+        Renamed("verify_tls", "tls.insecure_skip_verify", invert),
+    )
+
     type: Literal["webhook"] = "webhook"
     url: str = Field(default="", description="http(s) URL, or env:NAME (Logic App URLs carry a SAS sig)")
     url_file: SecretRef | None = Field(default=None, description="the URL when it carries a secret: a file or env:NAME")
@@ -283,16 +277,6 @@ class WebhookSettings(HttpClientSettings, SinkSettings):
         default="00000000-0000-0000-0000-000000000000", description="used in essentials.alertId"
     )
     target_ids: list[str] = Field(default_factory=list, description="ARM resource ids added to alertTargetIDs")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        renames = (
-            Renamed("token_file", "bearer_token_file"),
-            Renamed("ca_file", "tls.ca_file"),
-            Renamed("verify_tls", "tls.insecure_skip_verify", invert),
-        )
-        return _renames(data, renames, "webhook")
 
     @field_validator("url")
     @classmethod
@@ -331,6 +315,15 @@ class MqttSettings(SinkSettings):
     TLS is on when a ``tls`` table is given (``tls = true`` for system CAs and no other setting).
     """
 
+    renamed_keys = (
+        *_TLS_FILE_RENAMES,
+        Renamed(
+            "tls_insecure",
+            "tls.insecure_skip_verify",
+            note="it now skips the chain check too; to accept a certificate for another name, set tls.server_name",
+        ),
+    )
+
     type: Literal["mqtt"] = "mqtt"
     host: str
     port: int = Field(default=1883, ge=1, le=65535)
@@ -338,31 +331,17 @@ class MqttSettings(SinkSettings):
     client_id: str = ""
     username: str | None = None
     password_file: SecretRef | None = Field(default=None, description="the password: a file or env:NAME")
-    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings; absent: plain MQTT")
+    tls: TlsTable = Field(default=None, description="TLS client settings; absent: plain MQTT")
     qos: Literal[1, 2] = 1
     keepalive: int = Field(default=60, ge=5, le=3600)
 
     @model_validator(mode="before")
     @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        renames = (
-            *_TLS_FILE_RENAMES,
-            Renamed(
-                "tls_insecure",
-                "tls.insecure_skip_verify",
-                note="it now skips the chain check too; to accept a certificate for another name, set tls.server_name",
-            ),
-        )
-        if isinstance(data, dict) and data.get("tls") is False:
-            data = {
-                k: v for k, v in data.items() if k not in ("tls", "ca_file", "cert_file", "key_file", "tls_insecure")
-            }
-        return _renames(data, renames, "mqtt")
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls_flag(cls, v: Any) -> Any:
-        return tls_shorthand(v)
+    def _tls_off(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("tls") is False:  # old `tls = false`: its TLS keys never applied
+            unused = ("tls", "ca_file", "cert_file", "key_file", "tls_insecure")
+            data = {k: v for k, v in data.items() if k not in unused}
+        return data
 
     @field_validator("topic_prefix")
     @classmethod

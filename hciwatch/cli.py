@@ -171,21 +171,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
         return 2
+    from hciwatch.sql_format import rich_table, write_csv, write_json_lines
+
     table = result.table
     if args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
+        write_csv(table, sys.stdout)
     elif args.format == "json":
-        for row in table.to_pylist():
-            print(json.dumps(row, default=str))
+        write_json_lines(table, sys.stdout)
     else:
-        t = Table()
-        for name in table.column_names:
-            t.add_column(name, overflow="fold")
-        for row in table.to_pylist():
-            t.add_row(*["" if v is None else str(v) for v in row.values()])
-        console.print(t)
+        console.print(rich_table(table))
         if getattr(result, "truncated", False):
             errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
     return 0
@@ -247,16 +241,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from collector.sources.typeperf.parse import iter_typeperf_records
-    from hciwatch.pipeline import replay_records, summarize
+    from hciwatch.importer import problem_lines, run_import, summary_table
 
     cfg = _load_config(args.config, args.data_dir)
-    records = (r for p in args.files for r in iter_typeperf_records(Path(p)))
-    result = replay_records(records, cfg, cfg.data_dir, None)
-    console.print(_summary_table(summarize(result), result.stats.rejects))
-    for msg in result.stats.rejects:
-        console.print(f"  {msg}", markup=False)
-    return 0
+    progress = None if args.no_progress or args.format == "json" else errconsole
+    result = run_import(args.files, cfg, cfg.data_dir, progress_console=progress)
+    if args.format == "json":
+        print(json.dumps(result.summary, indent=2))
+        return result.exit_code
+    console.print(summary_table(result))
+    for line in problem_lines(result):
+        console.print(line, markup=False, soft_wrap=True)
+    console.print(f'data: {cfg.data_dir}   query: hciwatch sql --data-dir {cfg.data_dir} "SELECT ..."')
+    return result.exit_code
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -374,10 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=_duration, default=timedelta(minutes=10))
     s.set_defaults(func=cmd_capture)
 
-    s = sub.add_parser("import", help="import typeperf/relog CSV files into the store")
+    s = sub.add_parser("import", help="import typeperf/relog CSV files into the store (in time order)")
     s.add_argument("files", nargs="+")
     s.add_argument("--config")
     s.add_argument("--data-dir")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="summary format")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("sql", help="run a read-only SQL query over the store")

@@ -30,6 +30,7 @@ from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
+from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
 from hciwatch.parse_pool import ParseOutcome, ParsePool, default_workers, parse_one
 
@@ -51,6 +52,11 @@ class PipelineStats:
     ip_observations_stored: int = 0
     records_by_kind: Counter[str] = field(default_factory=Counter)
     evaluations: int = 0
+    idle_skips: int = 0  # replay jumps over spans without records
+    samples_by_target: Counter[str] = field(default_factory=Counter)
+    ip_observations_by_target: Counter[str] = field(default_factory=Counter)
+    rejected_by_target: Counter[str] = field(default_factory=Counter)
+    errors_by_target: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # "kind/status" → count
     max_kept_messages: int = 50
 
@@ -67,9 +73,20 @@ class Window:
     ``convert`` reshapes each chunk once as it arrives (not the whole window at every pass).
     """
 
-    def __init__(self, name: str, span: timedelta, convert: Callable[[pa.Table], pa.Table] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        span: timedelta,
+        convert: Callable[[pa.Table], pa.Table] | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.name = name
         self.span = span
+        # memory bound: past it the oldest chunks go first (a 1M-series target must not take the
+        # window, and the service, past its budget); detectors then see less history, counted
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.shed_rows = 0
         self._convert = convert
         self._chunks: list[tuple[datetime, pa.Table]] = []
         self._dirty = True
@@ -81,14 +98,21 @@ class Window:
     def add(self, table: pa.Table) -> None:
         if table.num_rows:
             newest = pc.max(table.column("ts")).as_py()
-            self._chunks.append((newest, self._convert(table) if self._convert else table))
+            chunk = self._convert(table) if self._convert else table
+            self._chunks.append((newest, chunk))
+            self.bytes += chunk.nbytes
             self._dirty = True
+            while self.max_bytes is not None and self.bytes > self.max_bytes and len(self._chunks) > 1:
+                _, old = self._chunks.pop(0)
+                self.bytes -= old.nbytes
+                self.shed_rows += old.num_rows
 
     def trim(self, now: datetime) -> None:
         cutoff = now - self.span
         keep = [(t, tb) for t, tb in self._chunks if t >= cutoff]
         if len(keep) != len(self._chunks):
             self._chunks = keep
+            self.bytes = sum(tb.nbytes for _, tb in keep)
             self._dirty = True
 
     def table(self) -> pa.Table:
@@ -131,16 +155,25 @@ class Pipeline:
         state_path: Path | None = None,
         bootstrap_from_store: bool = False,
         call_interval: timedelta | None = None,
+        store_alerts: bool = True,
+        flush_store: Callable[[], object] | None = None,
+        window_max_bytes: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.catalog = Catalog(
             UserMapping(m.native, m.canonical, m.unit, m.counter) for m in cfg.collector.metric_mappings
         )
+        if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
+            store.write_catalog(unmapped_metrics_view(self.catalog))
         self.engine = Engine(cfg.analytics, cfg.collector.networks)
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
+        # The service writes the alerts table from its outbox and flushes through its WAL
+        # checkpoint; replay keeps the direct path.
+        self.store_alerts = store_alerts
+        self._flush_store = flush_store
         a = cfg.analytics
         # The engine is incremental (it keeps each series' last sample itself): each pass reads only
         # the steps since its last call, so the window needs those plus settle and a margin.
@@ -148,8 +181,8 @@ class Pipeline:
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
         self.windows = {
-            "samples": Window("samples", span, _labels_as_entries),
-            "ip_observations": Window("ip_observations", span),
+            "samples": Window("samples", span, _labels_as_entries, window_max_bytes),
+            "ip_observations": Window("ip_observations", span, max_bytes=window_max_bytes),
         }
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
@@ -171,9 +204,11 @@ class Pipeline:
         if outcome.rejected is not None:
             reason, why = outcome.rejected
             self.stats.reject(reason, f"{loc}[{rec.target}] {why}")
+            self.stats.rejected_by_target[rec.target] += 1
             return False
         if outcome.errors:
             self.stats.line_errors += len(outcome.errors)
+            self.stats.errors_by_target[rec.target] += len(outcome.errors)
             for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")
@@ -183,6 +218,8 @@ class Pipeline:
                 self.windows[name].add(table)
         self.stats.samples_stored += outcome.samples.num_rows
         self.stats.ip_observations_stored += outcome.ip_observations.num_rows
+        self.stats.samples_by_target[rec.target] += outcome.samples.num_rows
+        self.stats.ip_observations_by_target[rec.target] += outcome.ip_observations.num_rows
         return True
 
     def add_findings(self, findings: Iterable[Finding]) -> None:
@@ -203,7 +240,7 @@ class Pipeline:
         if self._bootstrap_from_store:
             # first pass after a (re)start: the engine rebuilds baselines from stored history
             self._bootstrap_from_store = False
-            self.store.flush()
+            self.flush_store()
             store_con = self.store.connect()
             try:
                 findings = list(self.engine.evaluate(store_con, now))
@@ -216,15 +253,26 @@ class Pipeline:
         changes = self.manager.update(findings, now)
         self.stats.evaluations += 1
         if changes:
-            self.store.append("alerts", alerts_table(changes))
+            if self.store_alerts:
+                self.store.append("alerts", alerts_table(changes))
             for a in changes:
                 self.stats.alerts[f"{a.kind.value}/{a.status.value}"] += 1
             for sink in self.alert_sinks:
                 sink(changes)
         return changes
 
+    def flush_store(self) -> None:
+        """Write buffered rows now (through the owner's checkpointed flush when it has one)."""
+        if self._flush_store is None:
+            self.store.flush()
+        else:
+            self._flush_store()
+
     def close(self) -> None:
-        self.store.close()
+        if self._flush_store is None:
+            self.store.close()
+        else:  # the owner flushed; rows a failed write kept are in its log and replayed at start
+            self.store.close(flush=False)
         self.manager.save()
         self.con.close()
 
@@ -290,6 +338,7 @@ def replay_records(
         sinks.append(_jsonl_sink(out_fh))
     pipe = Pipeline(cfg, store, alert_sinks=sinks, call_interval=eval_every)
     step = eval_every or cfg.analytics.evaluation_interval
+    idle = idle_gap(cfg, step)
     next_eval: datetime | None = None
     first: datetime | None = None
     last: datetime | None = None
@@ -308,6 +357,11 @@ def replay_records(
                     next_eval = _align(rec.ts, step) + step
                 assert next_eval is not None
                 while rec.ts >= next_eval:
+                    if last is not None and next_eval - last > idle and rec.ts - next_eval >= step:
+                        # nothing arrived for `idle`: jump to the next record instead of a pass per step
+                        next_eval = _align(rec.ts, step)
+                        pipe.engine.skip_idle(next_eval)
+                        pipe.stats.idle_skips += 1
                     pipe.evaluate(next_eval)
                     if on_progress:
                         on_progress(next_eval)
@@ -331,6 +385,20 @@ def replay_records(
         },
     )
     return result
+
+
+IDLE_GAP = timedelta(hours=1)
+"""After this long without records, a replay stops evaluating step by step and jumps to the next record."""
+
+
+def idle_gap(cfg: AppConfig, step: timedelta) -> timedelta:
+    """How long a replay keeps evaluating past its last record before it skips ahead.
+
+    Long enough for alerts to resolve and for every rate window to close after the data ends;
+    then a gap of days or months costs one jump, not a detector pass per minute.
+    """
+    a = cfg.analytics
+    return max(IDLE_GAP, a.max_rate_gap + a.settle + 2 * step)
 
 
 INGEST_SUMMARY_FILE = "ingest-summary.json"  # read by the report's "what was collected" header

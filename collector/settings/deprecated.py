@@ -11,7 +11,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, model_validator
 
 
 class DeprecatedKeyWarning(FutureWarning):
@@ -72,3 +74,24 @@ def apply_renames(data: Any, renames: Iterable[Renamed], *, where: str) -> Any:
             stacklevel=2,
         )
     return out
+
+
+class RenamedKeys(BaseModel):
+    """Mixin for a settings model whose keys had other spellings: list them in ``renamed_keys``.
+
+    ``section`` names where the model sits in the file (``sources``, ``exporters``); warnings say
+    ``<section> (<name or type>): key 'old' is deprecated, use 'new'``.
+    """
+
+    renamed_keys: ClassVar[tuple[Renamed, ...]] = ()
+    section: ClassVar[str] = "settings"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_renamed_keys(cls, data: Any) -> Any:
+        if not cls.renamed_keys or not isinstance(data, dict):
+            return data
+        field = cls.model_fields.get("type")
+        default = field.default if field is not None and isinstance(field.default, str) else ""
+        label = data.get("name") or data.get("type") or default or cls.__name__
+        return apply_renames(data, cls.renamed_keys, where=f"{cls.section} ({label})")

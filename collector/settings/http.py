@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collector.settings.secrets import Secret, SecretRef
-from collector.settings.tls import TlsClientSettings, tls_shorthand
+from collector.settings.tls import TlsTable
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 
@@ -55,12 +54,7 @@ class HttpClientSettings(BaseModel):
     username: str = Field(default="", description="HTTP basic auth user (with password_file)")
     password_file: SecretRef | None = Field(default=None, description="basic auth password: a file or env:NAME")
     bearer_token_file: SecretRef | None = Field(default=None, description="bearer token: a file or env:NAME")
-    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings for https:// peers")
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls_flag(cls, v: Any) -> Any:
-        return tls_shorthand(v)
+    tls: TlsTable = Field(default=None, description="TLS client settings for https:// peers")
 
     @model_validator(mode="after")
     def _auth_pairs(self) -> HttpClientSettings:

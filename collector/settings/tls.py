@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from collector.errors import ConfigError
 
@@ -119,3 +119,7 @@ def tls_shorthand(value: Any) -> Any:
     if value is False:
         return None
     return value
+
+
+TlsTable = Annotated[TlsClientSettings | None, BeforeValidator(tls_shorthand)]
+"""The type of every owner's ``tls`` key: a table, ``true`` (defaults) or ``false``/absent (none)."""

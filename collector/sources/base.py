@@ -11,22 +11,25 @@ exact: a capture file is just those records.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from collector.schema import RawRecord
+from collector.settings.deprecated import RenamedKeys
 
 Emit = Callable[[RawRecord], Awaitable[None]]
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(RenamedKeys):
     """Keys every ``[[sources]]`` table accepts; each source type subclasses this with its own.
 
-    Unknown keys are rejected (``extra="forbid"``) so a typo fails at start-up with its key path.
+    Unknown keys are rejected (``extra="forbid"``) so a typo fails at start-up with its key path;
+    old spellings listed in ``renamed_keys`` still work for one release, with a warning.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    section: ClassVar[str] = "sources"
 
     type: str = Field(description="source type (windows, haproxy, mqtt, k8s_inventory, ...)")
     name: str = Field(default="", description="instance name; defaults to the type")
@@ -35,6 +38,12 @@ class SourceSettings(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of interval to jitter")
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every record")
     down_after: float = Field(default=300.0, gt=0, description="seconds a target may fail before source_down fires")
+    sample_limit: int = Field(
+        default=0, ge=0, description="a payload with more samples is refused whole (0 = no limit; as Prometheus)"
+    )
+    label_limit: int = Field(
+        default=0, ge=0, description="a payload with a sample carrying more labels is refused (0 = no limit)"
+    )
 
 
 @runtime_checkable

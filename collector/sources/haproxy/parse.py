@@ -48,6 +48,7 @@ from collector.schema import (
 
 SOURCE = "haproxy"
 NATIVE_PREFIX = "haproxy.csv."
+INFO_NATIVE_PREFIX = "haproxy.info."
 
 # `type` column values (doc/management.txt §9.1).
 TYPE_NAMES: dict[int, str] = {0: "frontend", 1: "backend", 2: "server", 3: "listener"}
@@ -513,9 +514,10 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """Parse one ``show stat`` / ``;csv`` payload.
 
     Raises :class:`ParseError` when there is no CSV header (``# pxname,svname,...``) or the
-    header lacks ``pxname``/``svname``; a row with the wrong number of fields or a non-number in
-    a numeric column is reported in ``result.errors`` and skipped whole, so a half-read row never
-    mixes with good ones.
+    header lacks ``pxname``/``svname``; a row with the wrong number of fields is reported in
+    ``result.errors`` and skipped whole (its cells cannot be assigned to columns), while a
+    non-number in a numeric column costs that cell only: the row's other values, ``haproxy.up``
+    included, are still stored and the error names the column and the row.
 
     Lines are split and checked one by one (field count, pxname, type), but the ~100 metric
     cells of every row are checked and converted for a whole block of rows at once (see
@@ -682,15 +684,17 @@ def _convert_block(
         values, empty = np.empty((n_rows, 0)), np.empty((n_rows, 0), np.bool_)
     numeric = ~np.isnan(values)
     bad = ~empty & ~numeric & cols.strict
-    bad_rows = bad.any(axis=1)
-    for r in np.flatnonzero(bad_rows).tolist():
-        i, name = cols.plan[int(bad[r].argmax())][:2]
+    for r in np.flatnonzero(bad.any(axis=1)).tolist():
         row = rows[r]
+        cells = [cols.plan[int(j)][:2] for j in np.flatnonzero(bad[r]).tolist()]
+        shown = ", ".join(f"{name!r}={_snippet(row[i])}" for i, name in cells[:5])
+        more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
         row_errors.append(
             (
                 block.linenos[r],
                 make_error(
-                    f"column {name!r} is not a number: {_snippet(row[i])} (row {row[cols.px]}/{row[cols.sv]})",
+                    f"not a number in column(s) {shown}{more} (row {row[cols.px]}/{row[cols.sv]}); "
+                    "only those cells were skipped",
                     block.linenos[r],
                 ),
             )
@@ -698,8 +702,7 @@ def _convert_block(
 
     # one matrix cell per possible sample: the plan's columns, then haproxy.up
     keep = np.zeros((n_rows, n_plan + 1), np.bool_)
-    keep[:, :n_plan] = ~empty & numeric
-    keep[bad_rows] = False
+    keep[:, :n_plan] = ~empty & numeric  # a bad cell costs that cell only
     codes = np.empty((n_rows, n_plan + 1), np.int32)
     codes[:, :n_plan] = [samples.code(m) for m in cols.metrics]
     codes[:, n_plan] = samples.code(HAPROXY_STATUS_METRIC.name)
@@ -709,15 +712,12 @@ def _convert_block(
     full[:, :n_plan] = values
 
     counts: list[int] = keep[:, :n_plan].sum(axis=1).tolist()
-    good: list[bool] = np.logical_not(bad_rows).tolist()
     names = [k for k, _ in extra] + ["proxy", "server", "type"]
     plain_layout = _Layout(names)
     up_layout = _Layout([*names, "status"])
     check_layout = _Layout([*names, "status", "check_status"])
     extra_values = tuple(v for _, v in extra)
     for r, row in enumerate(rows):
-        if not good[r]:
-            continue
         pxname, svname, row_type = row[cols.px], row[cols.sv], block.types[r]
         label_values = (*extra_values, pxname, svname, row_type)
         if counts[r]:
@@ -801,6 +801,9 @@ _INFO_MARKERS = frozenset({"Name", "Version", "Release_date", "Pid", "Uptime", "
 def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """Parse one ``show info`` payload (``Key: value`` lines) into ``haproxy.process.*`` samples.
 
+    Keys the catalog maps get canonical names; any other key with a plain number is kept as
+    ``haproxy.info.<Key>`` so nothing numeric is silently dropped; text keys are not samples.
+
     Raises :class:`ParseError` when no line carries a ``show info`` key (an error message or an
     unrelated payload); a malformed line or a non-number under a numeric key is reported in
     ``result.errors``. Stops at a ``# `` line, where a ``show stat`` block would begin.
@@ -832,9 +835,13 @@ def parse_info_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             samples.add(HAPROXY_BUILD_INFO.name, sorted([*extra, ("version", value)]), 1.0)
             continue
         metric = HAPROXY_INFO.get(key)
-        if metric is None:
-            continue
         number = _number(value)
+        if metric is None:
+            # a numeric key the catalog does not name (Maxpipes, SslCacheLookups, newer
+            # versions' additions) is kept under its native name, like unknown CSV columns
+            if number is not None:
+                samples.add(INFO_NATIVE_PREFIX + key, extra, number)
+            continue
         if number is None:
             result.errors.append(
                 ParseError(

@@ -25,7 +25,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
-from collector.settings import HttpClientSettings, Renamed, apply_renames
+from collector.settings import HttpClientSettings, Renamed
 from collector.settings.deprecated import invert
 from collector.sources.base import SourceSettings
 
@@ -120,6 +120,8 @@ _RENAMED = (
 class HaproxySettings(HttpClientSettings, SourceSettings):
     """``[[sources]]`` keys of ``type = "haproxy"`` (HTTP client keys from :class:`HttpClientSettings`)."""
 
+    renamed_keys = _RENAMED
+
     type: Literal["haproxy"] = "haproxy"
     targets: list[str] = Field(
         min_length=1, description="stats page URLs (http://host:port/stats), unix:///path.sock or tcp://host:port"
@@ -130,11 +132,6 @@ class HaproxySettings(HttpClientSettings, SourceSettings):
     max_body_bytes: int = Field(
         default=DEFAULT_MAX_BYTES, gt=0, le=1 << 30, description="largest answer accepted from one target"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        return apply_renames(data, _RENAMED, where="sources (haproxy)")
 
     @field_validator("targets")
     @classmethod

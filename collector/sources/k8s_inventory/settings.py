@@ -10,12 +10,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from collector.settings import Renamed, SecretRef, TlsClientSettings, apply_renames
+from collector.settings import Renamed, SecretRef
+from collector.settings.deprecated import RenamedKeys
+from collector.settings.tls import TlsTable
 from collector.sources.base import SourceSettings
 
 Resource = Literal["services", "nodes", "pods"]
@@ -28,10 +30,12 @@ _RENAMED = (
 )
 
 
-class ClusterSettings(BaseModel):
+class ClusterSettings(RenamedKeys):
     """One ``[[sources.clusters]]`` table: a cluster, its cluster network and how to reach it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    renamed_keys = _RENAMED
+    section = "sources.clusters"
 
     name: str = Field(min_length=1, description="cluster name (the `cluster` column)")
     network: str = Field(default="", description="AksHciClusterNetwork object the cluster uses")
@@ -41,15 +45,10 @@ class ClusterSettings(BaseModel):
     bearer_token_file: SecretRef | None = Field(
         default=None, description="ServiceAccount token (with api_url): a file, re-read for rotation, or env:NAME"
     )
-    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings (with api_url)")
+    tls: TlsTable = Field(default=None, description="TLS client settings (with api_url)")
     control_plane_endpoint: str | None = Field(
         default=None, description='API-server VIP to report; default: the host of the server URL; "" disables'
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        return apply_renames(data, _RENAMED, where="sources (k8s_inventory) clusters")
 
     @field_validator("api_url")
     @classmethod

@@ -43,9 +43,6 @@ PARSER = "mqtt"
 DEFAULT_TOPIC_TEMPLATE = "telegraf/{host}/{measurement}"
 # Record labels that steer parsing and are not copied onto samples.
 CONTROL_LABELS = frozenset({"source", "topic_template"})
-# PERF_AVERAGE_TIMER raw numerators are 100 ns ticks (10 MHz performance frequency on every
-# supported Windows; windows_exporter scales its smbclient timers by the same factor).
-TICKS_PER_SECOND = 10_000_000.0
 # The int64-nanosecond range every Telegraf timestamp lives in, in milliseconds.
 MAX_TS_MS = 9_223_372_036_854
 
@@ -462,8 +459,7 @@ def add_metric(rows: SampleRows, m: Metric, ctx: _Context, catalog: Catalog) -> 
         if md is not None:
             if mapped_labels is None:
                 mapped_labels = {k: v for k, v in base.items() if k != "objectname"}
-            if md.name.endswith("_seconds_total") and md.unit == "s":
-                value /= TICKS_PER_SECOND
+            value /= md.divisor  # raw Avg. sec/… ticks → seconds, bits → bytes
             rows.add(ts, ctx.source, host, md.name, normalize_windows_labels(md.name, mapped_labels), value)
         else:
             native = f"{m.name}.{fname}"

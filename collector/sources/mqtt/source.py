@@ -52,9 +52,9 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
-from collector.settings import Backoff, RetrySettings, SecretRef, TlsClientSettings, apply_renames
+from collector.settings import Backoff, RetrySettings, SecretRef, TlsClientSettings
 from collector.settings.deprecated import Renamed
-from collector.settings.tls import tls_shorthand
+from collector.settings.tls import TlsTable
 from collector.sources.base import Emit, SourceSettings
 from collector.sources.mqtt.parse import DEFAULT_TOPIC_TEMPLATE, normalize_topic_template
 
@@ -98,6 +98,8 @@ _RENAMED = (
 class MqttSettings(RetrySettings, SourceSettings):
     """``[[sources]] type = "mqtt"``: one broker connection with one set of subscriptions."""
 
+    renamed_keys = _RENAMED
+
     type: Literal["mqtt"] = "mqtt"
     server: str = Field(
         default="mqtt://127.0.0.1:1883", description="mqtt://host:port (1883) or mqtts://host:port (8883)"
@@ -115,7 +117,7 @@ class MqttSettings(RetrySettings, SourceSettings):
     shared_group: str = Field(default="", description="subscribe as $share/<group>/<topic> to split load")
     username: str = Field(default="", description="user name for the broker")
     password_file: SecretRef | None = Field(default=None, description="the password: a file or env:NAME")
-    tls: TlsClientSettings | None = Field(default=None, description="TLS client settings (mqtts:// servers)")
+    tls: TlsTable = Field(default=None, description="TLS client settings (mqtts:// servers)")
     topic_template: str = Field(
         default=DEFAULT_TOPIC_TEMPLATE, description="Telegraf topic layout, to recover {host} from topics"
     )
@@ -125,16 +127,6 @@ class MqttSettings(RetrySettings, SourceSettings):
     keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
     backoff_initial: float = Field(default=0.5, gt=0, le=60, description="first reconnect delay cap, s")
     backoff_max: float = Field(default=60.0, gt=0, le=3600, description="reconnect delay cap, s")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        return apply_renames(data, _RENAMED, where="sources (mqtt)")
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls_flag(cls, v: Any) -> Any:
-        return tls_shorthand(v)
 
     @field_validator("server")
     @classmethod

@@ -18,8 +18,12 @@ without a MAC, in a failed/incomplete/unreachable state, or naming a broadcast/m
 IP are skipped: they say nothing about who holds the address.
 
 ``event`` records: a JSON array (or one object) of ``{"provider", "id", "time", "host",
-"message", "ip", "mac"}`` or raw ``Get-WinEvent | ConvertTo-Json`` objects (``ProviderName``,
-``Id``, ``TimeCreated``, ``MachineName``, ``Message``, ``Properties[].Value``). Tcpip 4198/4199
+"message", "ip", "mac"}``, raw ``Get-WinEvent | ConvertTo-Json`` objects (``ProviderName``,
+``Id``, ``TimeCreated``, ``MachineName``, ``Message``, ``Properties[].Value``) or raw
+``Get-EventLog | ConvertTo-Json`` objects (``Source``, ``EventID``/``InstanceId``,
+``TimeGenerated``, ``MachineName``, ``Message``, ``ReplacementStrings``). Messages are read
+whatever their line wrapping (Windows breaks them with CRLF) and language (the IP and MAC are
+the only address-shaped tokens of a localized message). Tcpip 4198/4199
 become owner_kind ``event``, owner ``<host>/tcpip-<id>``, mac = the *other* system's MAC, ts =
 the event time, plus one ``event.tcpip_address_conflict`` sample (value 1) per event so conflicts
 can be counted over any window. Other events are skipped and counted in
@@ -320,12 +324,38 @@ def _summary(errors: list[Exception], parser: str, target: str) -> ParseError:
 # Windows events
 # ---------------------------------------------------------------------------------------------
 
+_TIME_KEYS = ("time", "TimeCreated", "TimeGenerated", "TimeWritten")
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+# Windows wraps event messages over lines ("…with the system\r\nhaving network hardware
+# address…"), so every gap between words is any run of whitespace.
 _MSG_CONFLICT = re.compile(
-    r"IP address\s+(?P<ip>[0-9A-Fa-f:.]+?)\.?\s+with the system having (?:network )?hardware address\s+"
-    r"(?P<mac>[0-9A-Fa-f]{2}(?:[-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12})",
+    r"IP\s+address\s+(?P<ip>[0-9A-Fa-f:.]+?)\.?\s+with\s+the\s+system\s+having\s+(?:network\s+)?"
+    r"hardware\s+address\s+(?P<mac>[0-9A-Fa-f]{2}(?:[-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12})",
     re.IGNORECASE,
 )
+# Language-neutral fallback for localized messages (German, French, …): the insertion strings
+# are the only IP-shaped and MAC-shaped tokens in the text, whatever words surround them.
+_MSG_MAC = re.compile(
+    r"(?<![0-9A-Fa-f:-])[0-9A-Fa-f]{2}(?:([-:])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}(?![0-9A-Fa-f:-])"
+)
+_MSG_IP_TOKEN = re.compile(r"[0-9A-Fa-f]*[:.][0-9A-Fa-f:.]*[0-9A-Fa-f]")
+
+
+def _message_ip_mac(message: str) -> tuple[str, str] | None:
+    """(IP, MAC) named in a Tcpip conflict message, in English or any other language."""
+    m = _MSG_CONFLICT.search(message)
+    if m:
+        return m.group("ip"), m.group("mac")
+    mac_m = _MSG_MAC.search(message)
+    if mac_m is None:
+        return None
+    text = message[: mac_m.start()] + " " + message[mac_m.end() :]
+    for tok in _MSG_IP_TOKEN.findall(text):
+        try:
+            return str(_ip(tok.rstrip("."))), mac_m.group(0)
+        except _RowError:
+            continue
+    return None
 
 
 def event_time_ms(value: Any) -> int:
@@ -360,18 +390,27 @@ def event_time_ms(value: Any) -> int:
 
 
 def _event_id(row: dict[str, Any]) -> int | None:
-    v = row.get("id", row.get("Id", row.get("EventID")))
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,9}", v.strip()):
-        return int(v.strip())
+    """Event id from ``id``/``Id`` (Get-WinEvent), ``EventID`` or ``InstanceId`` (Get-EventLog).
+
+    ``InstanceId`` is the full message id (severity and facility bits included: Tcpip 4199 is
+    3221229671, 0xC0001067); the event id is its low 16 bits.
+    """
+    for key, mask in (("id", None), ("Id", None), ("EventID", None), ("InstanceId", 0xFFFF)):
+        v = row.get(key)
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, str) and re.fullmatch(r"[0-9]{1,10}", v.strip()):
+            v = int(v.strip())
+        if isinstance(v, int):
+            return v & mask if mask else v
     return None
 
 
 def _property_values(row: dict[str, Any]) -> list[Any]:
+    """Insertion strings: ``Properties[].Value`` (Get-WinEvent) or ``ReplacementStrings`` (Get-EventLog)."""
     props = row.get("Properties")
+    if not isinstance(props, list):
+        props = row.get("ReplacementStrings")
     if not isinstance(props, list):
         return []
     return [p.get("Value") if isinstance(p, dict) else p for p in props]
@@ -399,10 +438,10 @@ def _conflict_ip_mac(row: dict[str, Any]) -> tuple[str, str | None]:
                     pass
     if not ip_text or mac_val in (None, ""):
         message = row.get("message", row.get("Message"))
-        m = _MSG_CONFLICT.search(message) if isinstance(message, str) else None
-        if m:
-            ip_text = ip_text or m.group("ip")
-            mac_val = mac_val if mac_val not in (None, "") else m.group("mac")
+        found = _message_ip_mac(message) if isinstance(message, str) else None
+        if found:
+            ip_text = ip_text or found[0]
+            mac_val = mac_val if mac_val not in (None, "") else found[1]
     if not ip_text:
         raise _RowError("no IP address in ip, Properties or Message")
     return str(_ip(ip_text)), _mac(mac_val)
@@ -429,13 +468,13 @@ def parse_event_record(record: RawRecord, catalog: Catalog) -> ParseResult:
                 )
             )
             continue
-        provider = _str(row, "provider", "ProviderName").lower()
+        provider = _str(row, "provider", "ProviderName", "Source").lower()
         event_id = _event_id(row)
         if provider not in TCPIP_PROVIDERS or event_id not in TCPIP_CONFLICT_IDS:
             ignored += 1
             continue
         try:
-            raw_time = row.get("time", row.get("TimeCreated"))
+            raw_time = next((row[k] for k in _TIME_KEYS if row.get(k) is not None), None)
             ts = event_time_ms(raw_time) if raw_time is not None else record_ms
             ip, mac = _conflict_ip_mac(row)
         except _RowError as exc:

@@ -20,7 +20,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
-from collector.settings import HttpClientSettings, Renamed, apply_renames
+from collector.settings import HttpClientSettings, Renamed
 from collector.sources.base import SourceSettings
 
 SOURCE_KIND = "neighbors"
@@ -41,6 +41,8 @@ _RENAMED = (Renamed("max_bytes", "max_body_bytes"),)
 
 class NeighborsSettings(HttpClientSettings, SourceSettings):
     """``[[sources]] type = "neighbors"``."""
+
+    renamed_keys = _RENAMED
 
     type: Literal["neighbors"] = "neighbors"
     url: str = Field(default="", description="http(s) URL serving neighbour (or event) JSON")
@@ -55,11 +57,6 @@ class NeighborsSettings(HttpClientSettings, SourceSettings):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, description="largest payload (or command output)"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        return apply_renames(data, _RENAMED, where="sources (neighbors)")
 
     @field_validator("url")
     @classmethod
@@ -85,7 +82,7 @@ class NeighborsSettings(HttpClientSettings, SourceSettings):
             raise ValueError("set either url or command, not both")
         http_keys = [k for k in ("bearer_token_file", "password_file", "tls") if getattr(self, k) is not None]
         if http_keys and not self.url:
-            raise ValueError(f"{', '.join(http_keys)} need(s) a url")
+            raise ValueError(f"{', '.join(http_keys)}: only with a url (a command has no HTTP peer)")
         return self
 
     def argv(self) -> list[str]:

@@ -59,6 +59,7 @@ MAX_LINE_ERRORS = 100
 
 PREFIX_SOURCES: tuple[tuple[str, str], ...] = (
     ("windows_", "windows"),
+    ("wmi_", "windows"),
     ("kubeproxy_", "kube-proxy"),
     ("felix_", "calico"),
     ("ipam_", "calico"),
@@ -71,6 +72,8 @@ NIC_ADDRESS_INFO = "windows_net_nic_address_info"
 # Label names normalize_windows_labels reads or writes; everything else passes through it.
 _WINDOWS_SPECIAL = ("nic", "instance", "adapter", "port_prio", "priority")
 _DICT_TYPE = pa.dictionary(pa.int32(), pa.string())
+_UTF8_BOM = b"\xef\xbb\xbf"
+_WINDOWS_PREFIXES = ("windows_", "wmi_")
 
 
 def source_for(native_name: str, labels: Mapping[str, str]) -> str:
@@ -100,6 +103,8 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
 def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]]]:
     """Check the body is text; blank out undecodable lines (reported), raise if not text at all."""
     body = record.body
+    if body.startswith(_UTF8_BOM):  # PowerShell's Out-File/Set-Content write one
+        body = body[len(_UTF8_BOM) :]
     if body[:2] == b"\x1f\x8b":
         raise ParseError(
             "payload is gzip-compressed bytes, not text (the source must decompress it)",
@@ -192,6 +197,7 @@ class _NameInfo:
         self.canon_of = np.empty(n, dtype=np.int32)
         self.source_of = np.empty(n, dtype=np.int32)
         self.windows = np.zeros(n, dtype=np.bool_)
+        self.divisor = np.ones(n, dtype=np.float64)
         self.canonical_name: list[str] = []
         for i, native in enumerate(names):
             d = catalog.lookup_prometheus(native)
@@ -206,7 +212,9 @@ class _NameInfo:
                 src_ids[s] = len(self.sources)
                 self.sources.append(s)
             self.source_of[i] = src_ids[s]
-            self.windows[i] = d is not None and native.startswith("windows_")
+            self.windows[i] = d is not None and native.startswith(_WINDOWS_PREFIXES)
+            if d is not None:
+                self.divisor[i] = d.divisor
         self.names = names
 
 
@@ -407,5 +415,6 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
     metric = pa.DictionaryArray.from_arrays(pa.array(info.canon_of[sc.name_idx]), pa.array(info.canon, pa.string()))
     source = pa.DictionaryArray.from_arrays(pa.array(info.source_of[sc.name_idx]), pa.array(info.sources, pa.string()))
     host = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([record.host], pa.string()))
-    value = pa.array(sc.value, pa.float64())
+    scaled = (info.divisor != 1.0).any()
+    value = pa.array(sc.value / info.divisor[sc.name_idx] if scaled else sc.value, pa.float64())
     return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)

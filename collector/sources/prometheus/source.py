@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.errors import FetchError
 from collector.registry import SourceSpec
 from collector.schema import RawRecord
-from collector.settings import HttpClientSettings, Renamed, apply_renames
+from collector.settings import HttpClientSettings, Renamed
 from collector.sources.base import SourceSettings
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
@@ -44,6 +44,7 @@ class PrometheusSettings(HttpClientSettings, SourceSettings):
     """``[[sources]] type = "prometheus"``: scrape any Prometheus text endpoint."""
 
     source_name: ClassVar[str | None] = None  # the `source` label records carry (None: by prefix)
+    renamed_keys = _RENAMED
 
     type: str = "prometheus"
     targets: list[str] = Field(min_length=1, description='"host:port", "host" or a full URL')
@@ -53,12 +54,6 @@ class PrometheusSettings(HttpClientSettings, SourceSettings):
     hosts: dict[str, str] = Field(
         default_factory=dict, description="target → host name (default: the target's host part)"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_keys(cls, data: Any) -> Any:
-        kind = data.get("type", cls.model_fields["type"].default) if isinstance(data, dict) else "prometheus"
-        return apply_renames(data, _RENAMED, where=f"sources ({kind})")
 
     @field_validator("path")
     @classmethod

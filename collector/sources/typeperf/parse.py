@@ -136,12 +136,13 @@ class _Columns:
     """Per-column mapping resolved once per header: canonical (or native) name, host, labels."""
 
     def __init__(self, columns: list[CounterPath | None], catalog: Catalog, extra: dict[str, str]) -> None:
-        self.entries: list[tuple[int, str, str, dict[str, str]] | None] = []
+        self.entries: list[tuple[int, str, str, dict[str, str], float] | None] = []
         for idx, cp in enumerate(columns, start=1):
             if cp is None:
                 self.entries.append(None)
                 continue
             md = catalog.lookup_pdh(cp.obj, cp.counter, raw=False)
+            divisor = md.divisor if md is not None else 1.0
             metric = md.name if md is not None else f"{cp.obj}\\{cp.counter}"
             labels = dict(extra)
             if cp.instance is not None:
@@ -152,6 +153,7 @@ class _Columns:
                     clean(metric),
                     clean(cp.host),
                     {clean(k): clean(v) for k, v in normalize_windows_labels(metric, labels).items()},
+                    divisor,
                 )
             )
 
@@ -239,8 +241,8 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             if value != value or value in (float("inf"), float("-inf")):
                 bad.append(col + 1)
                 continue
-            _, metric, host, labels = entry
-            rows.add(ts, source, host, metric, labels, value)
+            _, metric, host, labels, divisor = entry
+            rows.add(ts, source, host, metric, labels, value / divisor)
         if bad:
             errors.append(
                 ParseError(
