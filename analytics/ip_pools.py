@@ -1,4 +1,4 @@
-"""VIP / node pool accounting and time-to-exhaustion (vip_pool_exhaustion, node_pool_exhaustion).
+"""VIP / node / pod pool accounting and time-to-exhaustion (vip_, node_ and pod_pool_exhaustion).
 
 Usage per pool and network, every ``pools.bucket``:
 
@@ -10,8 +10,9 @@ Usage per pool and network, every ``pools.bucket``:
   inside the range;
 * **MetalLB / Calico pools** from their own gauges when scraped (``metallb.addresses_in_use`` /
   ``metallb.addresses_total`` per pool; ``calico.ipam.allocations_in_use`` summed over nodes /
-  ``calico.ipam.ippool_size`` per ippool). Calico IPAM pools hold pod addresses; they are reported
-  under ``node_pool_exhaustion`` (workload capacity) until a dedicated kind exists.
+  ``calico.ipam.ippool_size`` per ippool; addresses Calico reserves — ``calico.ipam.ippool_reserved``
+  when scraped — count as used, they cannot be handed to pods). Calico IPAM pools hold pod
+  addresses and are reported as ``pod_pool_exhaustion``.
 
 The reserve is what the next upgrade or scale-out needs: node pools keep the IP plan's update IPs
 (22H2: 2 for the management cluster + 5 per workload cluster; 23H2: 1 per cluster; or the
@@ -50,6 +51,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,9 +61,10 @@ import pyarrow as pa
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
 from analytics.observations import Holding, ObservationTracker
+from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.rates import in_set
 from analytics.settings import AnalyticsSettings
-from analytics.trend import GrowthRun, Trend, usage_trend
+from analytics.trend import GrowthRun, Trend, growth_run, usage_trend
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 POOL_METRICS = (
@@ -75,6 +78,7 @@ POOL_EXPR = "coalesce(labels['pool'], labels['ippool'], '')"
 SCOPE_EXPR = "coalesce(labels['cluster'], CAST(host AS VARCHAR))"
 
 HOUR_MS = 3_600_000
+LONG_LIVED = "long-lived-addresses"
 
 
 def is_release(recent_peak: float, used: float, size: float) -> bool:
@@ -133,6 +137,10 @@ class _Pool:
     last_fit: tuple[int, int, int] | None = None
     trend_reset_at: int | None = None
     trend: Trend | None = None
+    long_history: deque[tuple[int, float]] = field(default_factory=deque)  # addresses held > churn_lifetime
+    long_run: GrowthRun | None = None
+    long_fit: tuple[int, int, int] | None = None
+    held_since: dict[tuple[str, str, str, str | None], int] = field(default_factory=dict)
 
 
 def _hours(headroom: float, slope_per_h: float) -> float | None:
@@ -150,6 +158,8 @@ class PoolDetector:
         self.bucket_ms = int(self.p.bucket.total_seconds() * 1000)
         self.ttl = int(self.p.allocation_ttl.total_seconds() * 1000)
         self.window = int(self.p.trend_window.total_seconds() * 1000)
+        self.churn_ms = int(self.p.churn_lifetime.total_seconds() * 1000)
+        self.long_window = int(self.p.long_lived_window.total_seconds() * 1000)
         self.pools: dict[tuple[str, str], _Pool] = {}
         for plan in plans:
             for r in plan.ranges:
@@ -177,13 +187,52 @@ class PoolDetector:
                 slot = in_pool.get((r.network, r.pool))
                 if slot is not None:
                     slot.setdefault(h.ip, []).append(h)
+        neighbor_mac = {ip: (v[0], v[1]) for ip, v in obs.neighbor_latest.items()}
         for plan in self.plans:
+            lb_vms: dict[str, str] = {}
+            if plan.node is not None and neighbor_mac and obs.observed(t_ms, self.ttl):
+                lb_vms = inferred_lb_vms(in_pool[(plan.name, "vip")], neighbor_mac, t_ms, self.ttl)
             for r in plan.ranges:
                 held = in_pool[(plan.name, r.pool)]
                 pool = self.pools[(plan.name, r.pool)]
                 used, detail = self._usage(plan, r, held)
+                if r.kind == "node":
+                    # rule 22H2-LB: HAProxy VMs hold node-pool addresses Kubernetes does not list
+                    extra = node_pool_wire_only(
+                        partial(in_range, r, self.index),
+                        held,
+                        neighbor_mac,
+                        lb_vms,
+                        t_ms,
+                        self.ttl,
+                    )
+                    used += len(extra)
+                    detail["held_without_inventory"] = dict(sorted(extra.items()))
                 pool.detail = detail
                 self._append(pool, t_ms, float(used))
+                if self.churn_ms > 0:
+                    self._sample_long_lived(pool, held, t_ms)
+
+    def _sample_long_lived(self, pool: _Pool, held: dict[str, list[Holding]], t_ms: int) -> None:
+        """Count the addresses one holder has held, sample after sample, for longer than the churn
+        lifetime. Continuity is per holder (a VIP handed from one short-lived Service to the next is
+        not long-lived) and by consecutive samples (not by holding periods, which are pruned)."""
+        prev = pool.held_since
+        cur: dict[tuple[str, str, str, str | None], int] = {}
+        cut = t_ms - self.churn_ms
+        long = 0
+        for ip, hs in held.items():
+            first = t_ms
+            for h in hs:
+                key = (ip, h.owner_kind, h.owner, h.cluster)
+                since = prev.get(key, t_ms)
+                cur[key] = since
+                first = min(first, since)
+            long += first <= cut
+        pool.held_since = cur
+        pool.long_history.append((t_ms, float(long)))
+        while pool.long_history and pool.long_history[0][0] < t_ms - self.long_window:
+            pool.long_history.popleft()
 
     def _usage(self, plan: NetworkPlan, r: PoolRange, held: dict[str, list[Holding]]) -> tuple[int, dict[str, Any]]:
         by_kind: Counter[str] = Counter()
@@ -194,10 +243,8 @@ class PoolDetector:
         used = observed
         if r.kind == "vip":
             service_ips = {ip for ip, hs in held.items() if any(h.owner_kind == "service" for h in hs)}
-            cp_clusters = {h.cluster or h.owner for hs in held.values() for h in hs if h.owner_kind == "control-plane"}
-            planned_api = [c for c in plan.all_clusters if c not in cp_clusters]
-            plan_min = len(service_ips) + len(plan.all_clusters)
-            used = max(observed, plan_min)
+            # rule 22H2-VIP-API: every configured cluster's API VIP is used, seen or not
+            used, planned_api = vip_range_used(plan.all_clusters, held)
             per_cluster: Counter[str] = Counter()
             per_ns: Counter[tuple[str, str]] = Counter()
             for ip in service_ips:
@@ -278,7 +325,7 @@ class PoolDetector:
                 reserve = plan.vip_reserve if plan else self.p.vip_reserve
                 kind = AlertKind.VIP_POOL_EXHAUSTION
             else:
-                reserve, kind = 0, AlertKind.NODE_POOL_EXHAUSTION
+                reserve, kind = 0, AlertKind.POD_POOL_EXHAUSTION
             pool = _Pool(network, key[1], typ, kind, 0, reserve)
             self.pools[key] = pool
         if size is not None and size > 0:
@@ -329,6 +376,25 @@ class PoolDetector:
         pool.last_fit, pool.trend = key, trend
         return trend
 
+    def _long_lived(self, pool: _Pool, now_ms: int) -> GrowthRun | None:
+        """The growth run of the long-lived-address count (cached while its history stands)."""
+        h = pool.long_history
+        if len(h) < 2:
+            return None
+        key = (len(h), h[-1][0], now_ms)
+        if pool.long_fit != key:
+            t = np.fromiter((p[0] for p in h), np.int64, len(h))
+            y = np.fromiter((p[1] for p in h), np.float64, len(h))
+            pool.long_run = growth_run(
+                t,
+                y,
+                now_ms,
+                confidence=self.p.confidence,
+                min_span_ms=int(self.p.min_trend_span.total_seconds() * 1000),
+            )
+            pool.long_fit = key
+        return pool.long_run
+
     def evaluate(self, now_ms: int) -> list[Finding]:
         out = []
         horizon_h = self.p.horizon.total_seconds() / 3600
@@ -346,6 +412,16 @@ class PoolDetector:
                 method, slope, lo, hi, rising = "none", math.nan, math.nan, math.nan, False
             else:
                 method, slope, lo, hi, rising = trend.method, trend.slope_per_h, trend.low, trend.high, trend.rising
+            long_run = self._long_lived(pool, now_ms)
+            if long_run is not None and long_run.significant and (not rising or long_run.rate_per_h > slope):
+                # the net allocation rate of addresses that outlive the churn: a leak under churn
+                method, slope, lo, hi, rising = (
+                    LONG_LIVED,
+                    long_run.rate_per_h,
+                    long_run.rate_low,
+                    long_run.rate_high,
+                    True,
+                )
             tte = tte_lo = tte_hi = None
             if headroom > 0 and math.isfinite(slope):
                 tte = _hours(headroom, slope)
@@ -411,9 +487,12 @@ class PoolDetector:
             )
         else:
             tail = "; trend no longer forecasts exhaustion"
+        hist = list(pool.history)
+        estimated_from = self._estimated_from(pool, st.method, hist)
+        if st.hours_to_reserve is not None and not below:
+            tail += f" (net {st.slope_per_day:.1f}/day, from {estimated_from})"
         if not pool.firing:
             tail += " (cleared)"
-        hist = list(pool.history)
         ev: dict[str, Any] = {
             "network": pool.network,
             "pool": pool.pool,
@@ -425,6 +504,7 @@ class PoolDetector:
             "below_reserve": below,
             "trend": {
                 "method": st.method,
+                "rate_estimated_from": estimated_from,
                 "confidence": self.p.confidence,
                 "window_hours": round((hist[-1][0] - hist[0][0]) / HOUR_MS, 2) if hist else 0,
                 "points": len(hist),
@@ -432,6 +512,8 @@ class PoolDetector:
                 "slope_per_day_interval": [st.slope_per_day_low, st.slope_per_day_high],
                 "theil_sen": _ts_evidence(pool.trend.theil_sen if pool.trend else None),
                 "growth_run": _run_evidence(pool.trend.run if pool.trend else None),
+                "long_lived": _run_evidence(pool.long_run),
+                "churn_lifetime_hours": self.churn_ms / HOUR_MS,
             },
             "trend_restarted_after_release_at": iso(from_ms(pool.trend_reset_at)) if pool.trend_reset_at else None,
             "hours_to_reserve": st.hours_to_reserve,
@@ -442,6 +524,7 @@ class PoolDetector:
             **pool.detail,
         }
         if plan is not None:
+            ev["hciwatch_plan"] = _plan_says(pool.pool_type, st.free, plan)
             if pool.pool_type == "node":
                 ev["next_upgrade_needs"] = {"node_ips": plan.node_reserve, "breakdown": plan.node_reserve_breakdown}
             elif pool.pool_type in ("vip", "lb", "metallb"):
@@ -450,13 +533,58 @@ class PoolDetector:
                     "why": "one more workload cluster takes an API-server VIP and a load-balancer VIP",
                 }
             ev["clusters_sharing_network"] = plan.all_clusters
+        if "hciwatch_plan" in ev:
+            tail += f"; hciwatch plan: {ev['hciwatch_plan']['says']}"
         kind = pool.kind
         return Finding(
             kind, {"network": pool.network, "pool": pool.pool}, severity, head + tail, ev, active=pool.firing
         )
 
+    def _estimated_from(self, pool: _Pool, method: str, hist: list[tuple[int, float]]) -> str:
+        """How the net allocation rate was estimated, in words an operator can check."""
+        span = (hist[-1][0] - hist[0][0]) / HOUR_MS if hist else 0.0
+        if method == LONG_LIVED:
+            lh = pool.long_history
+            lspan = (lh[-1][0] - lh[0][0]) / HOUR_MS if lh else 0.0
+            return (
+                f"addresses held longer than {_dur(self.churn_ms / HOUR_MS)} (short-lived churn excluded), "
+                f"their growth over the last {_dur(lspan)}"
+            )
+        if method == "growth-run":
+            return f"the net allocations of the most-rising recent run of usage changes (window {_dur(span)})"
+        if method == "theil-sen":
+            return f"a Theil–Sen line through the usage of the last {_dur(span)}"
+        return "no significant growth"
+
     def snapshot(self) -> list[PoolStat]:
         return [p.stat for _, p in sorted(self.pools.items()) if p.stat is not None]
+
+
+def _plan_says(pool_type: str, free: int, plan: NetworkPlan) -> dict[str, Any]:
+    """What ``hciwatch plan`` answers for the next upgrade of every cluster on this network, from the
+    same rules (22H2-UPD-MGMT/22H2-UPD-WL or 23H2-UPG on the node pool; an upgrade takes no VIP, a
+    new cluster takes one: 22H2-VIP-API / 23H2-CP)."""
+    if pool_type == "node":
+        need = plan.node_reserve
+        verdict = "fits" if free >= need else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all",
+            "needed": need,
+            "free": free,
+            "verdict": verdict,
+            "says": f"upgrading all clusters needs {need} node IPs, {free} free: {verdict}",
+        }
+    if pool_type in ("vip", "lb"):
+        verdict = "fits" if free >= 1 else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all --create NEW=3",
+            "needed_by_upgrade": 0,
+            "needed_by_new_cluster": 1,
+            "free": free,
+            "verdict_new_cluster": verdict,
+            "says": f"an upgrade takes no VIP; a new cluster takes 1 of {free} free: {verdict}",
+        }
+    return {"command": "", "says": "pod addresses are not part of an AKS upgrade plan"}
 
 
 def _ts_evidence(fit: tuple[float, float, float] | None) -> dict[str, Any] | None:

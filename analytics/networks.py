@@ -10,6 +10,12 @@ AKS on Azure Local (domain-reference §5.2):
 * node pool: one IP per node VM and per load-balancer (HAProxy) VM, plus the IPs rolling upgrades
   need — 22H2: 2 for the management cluster's update operations and 5 per workload cluster;
   23H2 (AKS Arc): 1 per cluster.
+
+AKS Arc (23H2+) networks may also carry ``control_plane_ips`` (cluster → IP, rule ``23H2-CP``) and
+``metallb_pools`` (per cluster, rule ``23H2-LB``); they are read with ``getattr`` so a network
+object without them still works. MetalLB address ranges become load-balancer ranges named
+``lb:<cluster>/<pool>:<range>`` (owned by that cluster); control-plane IPs become one-address
+``fixed`` ranges that only the overlap checks read (they are not pools).
 """
 
 from __future__ import annotations
@@ -126,6 +132,8 @@ class NetworkPlan:
     vip_reserve: int
     node_reserve: int
     node_reserve_breakdown: dict[str, int] = field(default_factory=dict)
+    fixed: list[PoolRange] = field(default_factory=list)  # 23H2 control-plane IPs (kind "control-plane")
+    lb_owner: dict[str, str] = field(default_factory=dict)  # lb pool name → owning cluster (MetalLB pools)
 
     @property
     def ranges(self) -> list[PoolRange]:
@@ -145,7 +153,11 @@ class NetworkPlan:
 
     def covers(self, key: tuple[int, int]) -> bool:
         """Whether an address belongs to this network (any pool or its prefix)."""
-        return any(r.contains(key) for r in self.ranges) or bool(self.prefix and self.prefix.contains(key))
+        return (
+            any(r.contains(key) for r in self.ranges)
+            or any(r.contains(key) for r in self.fixed)
+            or bool(self.prefix and self.prefix.contains(key))
+        )
 
 
 def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
@@ -168,6 +180,17 @@ def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
         for spec in net.lb_ranges or ():
             ver, f, last = parse_range(str(spec))
             lbs.append(PoolRange(name, f"lb:{str(spec).strip()}", "lb", ver, f, last))
+        lb_owner: dict[str, str] = {}
+        for mp in getattr(net, "metallb_pools", None) or ():
+            for spec in mp.addresses:
+                ver, f, last = parse_range(str(spec))
+                pool_name = f"lb:{mp.cluster}/{mp.name}:{str(spec).strip()}"
+                lbs.append(PoolRange(name, pool_name, "lb", ver, f, last))
+                lb_owner[pool_name] = str(mp.cluster)
+        fixed = []
+        for cluster, ip in (getattr(net, "control_plane_ips", None) or {}).items():
+            ver, f = ip_key(ip)
+            fixed.append(PoolRange(name, f"control-plane:{cluster}", "control-plane", ver, f, f))
         prefix = None
         if net.ip_address_prefix is not None:
             ver, f, last = parse_range(str(net.ip_address_prefix))
@@ -177,7 +200,7 @@ def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
 
     clusters = [str(c) for c in (net.clusters or ())]
     mgmt = str(net.management_cluster) if net.management_cluster else None
-    plan = NetworkPlan(name, vip, node, lbs, prefix, clusters, mgmt, 0, 0)
+    plan = NetworkPlan(name, vip, node, lbs, prefix, clusters, mgmt, 0, 0, fixed=fixed, lb_owner=lb_owner)
     plan.vip_reserve = pools.vip_reserve if net.vip_reserve is None else int(net.vip_reserve)
     breakdown: dict[str, int] = {}
     if net.node_upgrade_reserve is not None:

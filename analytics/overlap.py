@@ -35,13 +35,13 @@ VM_KINDS = frozenset({"node", "load-balancer"})
 
 def config_overlaps(plans: list[NetworkPlan]) -> list[Finding]:
     """One finding per overlapping pair of configured ranges."""
-    ranges: list[PoolRange] = [r for p in plans for r in p.ranges]
+    ranges: list[PoolRange] = [r for p in plans for r in (*p.ranges, *p.fixed)]
     out = []
     for i, a in enumerate(ranges):
         for b in ranges[i + 1 :]:
             ov = a.overlaps(b)
-            if ov is None:
-                continue
+            if ov is None or (a.network == b.network and {a.kind, b.kind} == {"control-plane", "vip"}):
+                continue  # a 23H2 control-plane IP belongs in its network's vip range
             x, y = sorted([a, b], key=lambda r: (r.network, r.pool))
             n = ov[1] - ov[0] + 1
             where = "" if x.network == y.network else f" of {y.network}"
@@ -75,6 +75,8 @@ class OverlapDetector:
         self.index = index
         self.ttl = int(settings.overlap.observed_ttl.total_seconds() * 1000)
         self.config = config_overlaps(plans)
+        # 23H2 control-plane IPs: (version, int) → (network, cluster)
+        self.cp_ips = {(r.version, r.first): (p.name, r.pool.split(":", 1)[1]) for p in plans for r in p.fixed}
         self.known: dict[tuple[str, str], tuple[Finding, int]] = {}
 
     def evaluate(self, obs: ObservationTracker, now_ms: int) -> list[Finding]:
@@ -91,6 +93,15 @@ class OverlapDetector:
             net = self.index.resolve_network(h.ip, h.network, h.cluster)
             plan = self.index.by_name.get(net) if net else None
             problem = self._problem(kind, pools, plan)
+            cp = self.cp_ips.get(key)
+            if cp is not None and not (kind in VIP_KINDS and h.cluster == cp[1]):
+                # MetalLB does not check conflicts (Microsoft): a Service or VM on a control-plane IP
+                problem = f"the configured control-plane IP of cluster {cp[1]}"
+            if problem is None and plan is not None and kind in VIP_KINDS and h.cluster:
+                owners = {plan.lb_owner[r.pool] for r in pools if r.pool in plan.lb_owner}
+                free_for_all = any(r.kind == "vip" or (r.kind == "lb" and r.pool not in plan.lb_owner) for r in pools)
+                if owners and h.cluster not in owners and not free_for_all:
+                    problem = f"inside the MetalLB pool of cluster {', '.join(sorted(owners))}, not its own"
             if problem is None:
                 continue
             netname = net or "unassigned"

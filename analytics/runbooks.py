@@ -18,11 +18,16 @@ VIP_EXHAUSTION = """\
 VIP pool running out. The VIP pool gives one address to every cluster API server (management
 cluster included) and one to every Service of type LoadBalancer; a new workload cluster takes an
 API-server VIP and a load-balancer VIP. Evidence: top_vip_holders_by_cluster/_by_namespace (who
-holds the most VIPs), next_upgrade_needs, hours_to_reserve with its interval.
-1. In each cluster sharing the network, list LoadBalancer Services:
+holds the most VIPs), next_upgrade_needs, hours_to_reserve with its interval, trend.rate_estimated_from
+(how the growth rate was measured), hciwatch_plan (what `hciwatch plan` answers for the next upgrade
+and a new cluster; the summary repeats it).
+1. `hciwatch reclaim --data-dir DIR` lists idle LoadBalancer Services (no HAProxy sessions/bytes for
+   --idle), frontends whose Service is gone, and unowned addresses, each with its kubectl command.
+   In each cluster sharing the network, list LoadBalancer Services:
    kubectl get svc -A --field-selector spec.type=LoadBalancer
    Delete unused ones; put HTTP(S) services behind one ingress controller (one VIP for many).
-2. Hold cluster creation until free VIPs are back above the reserve.
+2. Hold cluster creation until free VIPs are back above the reserve; gate changes with
+   `hciwatch plan --create NAME=N` / `--add-services C=K` (exit 1 when they do not fit).
 3. If the pool cannot be widened in place (22H2: Get-AksHciClusterNetwork; 23H2: the logical
    network / MetalLB load-balancer range), deploy new clusters on a cluster network with a larger
    VIP pool (Microsoft recommends reserving at least 256 addresses) and move workloads there.
@@ -32,15 +37,27 @@ NODE_EXHAUSTION = """\
 Node IP pool running out. Every node VM and every load-balancer (HAProxy) VM takes a node-pool
 address, and upgrades roll extra VMs: 22H2 plans 2 IPs for the management cluster's update
 operations and 5 per workload cluster, 23H2 one per cluster. Evidence: vms_by_cluster,
-next_upgrade_needs (with its breakdown), hours_to_reserve.
+held_without_inventory (HAProxy VMs and other addresses seen only in neighbour tables),
+next_upgrade_needs (with its breakdown), hours_to_reserve, hciwatch_plan (the verdict of
+`hciwatch plan --upgrade all` when the alert was raised; the summary repeats it).
 1. Do not start a Kubernetes/AKS upgrade until free addresses cover next_upgrade_needs — a rolling
-   upgrade that cannot get an IP stalls half-way.
+   upgrade that cannot get an IP stalls half-way. Run `hciwatch plan --upgrade all` (or the named
+   clusters) before Update-AksHci / az aksarc upgrade: it exits 1 when the upgrade does not fit and
+   says until when it still fits at the current growth.
 2. Scale in or remove idle node pools (Set-AksHciNodePool -count / az aksarc nodepool scale) and
    delete clusters no longer used.
 3. Widen the node pool (k8sNodeIpPoolStart/End, or the Arc logical-network IP pool) into free
    addresses of the subnet that no other pool or DHCP scope uses.
-For a Calico IP pool: pods cannot start once it is full — add an IP pool or larger CIDR
-(calicoctl) and release leaked blocks (ipam_allocations_gc_candidates should return to 0).
+"""
+
+POD_EXHAUSTION = """\
+Calico IP pool (pod addresses) running out: pods cannot start once it is full. Used = allocations in
+use plus the addresses Calico reserves. Evidence: pool_name, scope (cluster), hours_to_reserve.
+1. Release leaked allocations: ipam_allocations_gc_candidates should return to 0
+   (calicoctl ipam check; calicoctl ipam release --from-report).
+2. Add an IP pool or a larger CIDR (calicoctl create ippool) or lower blockSize so blocks are not
+   stranded on nodes with few pods.
+Pod addresses are not taken from the VIP or node pools; `hciwatch plan` does not judge them.
 """
 
 OVERLAP = """\
@@ -141,6 +158,7 @@ _DUP = {
 RUNBOOKS: dict[AlertKind, str] = {
     AlertKind.VIP_POOL_EXHAUSTION: VIP_EXHAUSTION,
     AlertKind.NODE_POOL_EXHAUSTION: NODE_EXHAUSTION,
+    AlertKind.POD_POOL_EXHAUSTION: POD_EXHAUSTION,
     AlertKind.IP_POOL_OVERLAP: OVERLAP,
     AlertKind.DUPLICATE_IP: DUP_LB_ACROSS_CLUSTERS,
     AlertKind.EASTWEST_CONGESTION: CONGESTION,

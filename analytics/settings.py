@@ -165,6 +165,18 @@ class PoolSettings(_Model):
         "below the reserve' fires). Default 1h.",
     )
     min_trend_points: int = Field(default=6, ge=3, description="Usage points a trend needs. Default 6.")
+    churn_lifetime: Duration = Field(
+        default=timedelta(hours=2),
+        description="Addresses held continuously longer than this are 'long-lived'; the growth of their "
+        "count is the net allocation rate under create/delete churn (CI preview Services that live "
+        "20-30 minutes make the usage walk up and down, hiding a slow leak; they never become "
+        "long-lived). Set it above the churn's lifetime; 0 turns the estimate off. Default 2h.",
+    )
+    long_lived_window: Duration = Field(
+        default=timedelta(days=3),
+        description="History of the long-lived-address count the leak rate is judged over (a few addresses a "
+        "day need days to be significant). Default 3d.",
+    )
     confidence: float = Field(
         default=0.90,
         gt=0.5,
@@ -356,6 +368,7 @@ def _default_lifecycle() -> dict[AlertKind, KindPolicy]:
     return {
         AlertKind.VIP_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
         AlertKind.NODE_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
+        AlertKind.POD_POOL_EXHAUSTION: KindPolicy(for_=10 * m, hold=30 * m),
         AlertKind.IP_POOL_OVERLAP: KindPolicy(for_=2 * m, hold=15 * m),
         AlertKind.DUPLICATE_IP: KindPolicy(for_=1 * m, hold=10 * m),
         AlertKind.EASTWEST_CONGESTION: KindPolicy(for_=2 * m, hold=10 * m),
@@ -403,8 +416,8 @@ class AnalyticsSettings(_Model):
         default_factory=_default_lifecycle,
         description="Per-kind 'for' and 'hold' durations; kinds or fields not given keep their "
         "defaults. Default (for/hold): vip_pool_exhaustion 10m/30m, node_pool_exhaustion "
-        "10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, eastwest_congestion 2m/10m, "
-        "metric_anomaly 0s/5m, source_down 2m/2m.",
+        "10m/30m, pod_pool_exhaustion 10m/30m, ip_pool_overlap 2m/15m, duplicate_ip 1m/10m, "
+        "eastwest_congestion 2m/10m, metric_anomaly 0s/5m, source_down 2m/2m.",
     )
 
     @field_validator("lifecycle", mode="before")

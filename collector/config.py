@@ -52,6 +52,21 @@ def parse_ip_range(
     return ip, ip
 
 
+class MetalLbPoolSettings(_Strict):
+    """One MetalLB ``IPAddressPool`` of an AKS Arc (23H2+) cluster (the MetalLB Arc extension's load-balancer)."""
+
+    cluster: str = Field(min_length=1, description="the cluster whose MetalLB owns the pool")
+    name: str = Field(min_length=1, description="the IPAddressPool / load-balancer name")
+    addresses: list[str] = Field(min_length=1, description="CIDRs or 'a-b' ranges (spec.addresses)")
+
+    @field_validator("addresses")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        for r in v:
+            parse_ip_range(r)
+        return v
+
+
 class NetworkSettings(_Strict):
     """One cluster-network object (keys mirror ``New-AksHciClusterNetwork`` / ``New-AksHciNetworkSetting``)."""
 
@@ -74,6 +89,25 @@ class NetworkSettings(_Strict):
     node_upgrade_reserve: int | None = Field(
         default=None, ge=0, description="node IPs rolling upgrades need (default: IP plan)"
     )
+    control_plane_ips: dict[str, str] = Field(
+        default_factory=dict,
+        description="AKS Arc (23H2+): cluster -> control-plane IP (same subnet, outside the logical network's IP pool)",
+    )
+    metallb_pools: list[MetalLbPoolSettings] = Field(
+        default_factory=list,
+        description="AKS Arc (23H2+): each cluster's MetalLB address pools (same subnet, outside the IP pool)",
+    )
+
+    @field_validator("control_plane_ips")
+    @classmethod
+    def _cp_ips(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for cluster, ip in v.items():
+            try:
+                out[cluster] = str(ipaddress.ip_address(str(ip).strip()))
+            except ValueError:
+                raise ValueError(f"control_plane_ips.{cluster}: not an IP address: {ip!r}") from None
+        return out
 
     @field_validator("vip_pool_start", "vip_pool_end", "k8s_node_ip_pool_start", "k8s_node_ip_pool_end", "gateway")
     @classmethod
@@ -114,6 +148,9 @@ class NetworkSettings(_Strict):
         check(self.k8s_node_ip_pool_start, self.k8s_node_ip_pool_end, "k8s node ip pool")
         if self.management_cluster and self.management_cluster not in self.clusters:
             raise ValueError(f"management_cluster {self.management_cluster!r} is not in clusters")
+        for c in [*self.control_plane_ips, *(p.cluster for p in self.metallb_pools)]:
+            if c not in self.clusters:
+                raise ValueError(f"cluster {c!r} (control_plane_ips / metallb_pools) is not in clusters")
         return self
 
     @property

@@ -104,6 +104,7 @@ class AlertKind(StrEnum):
 
     VIP_POOL_EXHAUSTION = "vip_pool_exhaustion"
     NODE_POOL_EXHAUSTION = "node_pool_exhaustion"
+    POD_POOL_EXHAUSTION = "pod_pool_exhaustion"  # a Calico IP pool (pod addresses)
     IP_POOL_OVERLAP = "ip_pool_overlap"
     DUPLICATE_IP = "duplicate_ip"
     EASTWEST_CONGESTION = "eastwest_congestion"

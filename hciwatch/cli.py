@@ -1,5 +1,5 @@
 """``hciwatch`` command line: run | demo | replay | capture | import | sql | alerts | report |
-check-config | test-sources | sample-config | eval | anomalies.
+check-config | test-sources | sample-config | eval | anomalies | plan | reclaim.
 
 Each command validates its configuration first (``run`` and ``check-config`` share one path,
 :func:`hciwatch.preflight.load_for_run`) and every failure goes through one policy
@@ -391,6 +391,18 @@ def _iso_time(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-16T00:00Z)") from exc
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from hciwatch.plan_cli import run_plan
+
+    return run_plan(args, console, errconsole)
+
+
+def cmd_reclaim(args: argparse.Namespace) -> int:
+    from hciwatch.reclaim_cli import run_reclaim
+
+    return run_reclaim(args, console, errconsole)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hciwatch.report import write_report
 
@@ -559,6 +571,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", dest="end", type=_iso_time, metavar="ISO", help="window end (default: the newest data)")
     s.add_argument("--site", help="site name for the header (default: none)")
     s.set_defaults(func=cmd_report)
+
+    s = verb("plan", "capacity preflight: will an upgrade / scale-out / new cluster fit the IP pools?")
+    from hciwatch.plan_cli import add_plan_arguments
+
+    add_plan_arguments(s)
+    s.set_defaults(func=cmd_plan)
+
+    s = verb("reclaim", "who holds each pool address, and which VIPs could be given back")
+    from hciwatch.reclaim_cli import add_reclaim_arguments
+
+    add_reclaim_arguments(s)
+    s.set_defaults(func=cmd_reclaim)
 
     s = verb(
         "check-config",

@@ -59,6 +59,7 @@ from exporters.outbox import Outbox
 from exporters.registry import build_exporter
 from exporters.service_metrics import MetricsSnapshot, PipelineHealth
 from hciwatch.api import create_app
+from hciwatch.api_plan import add_plan_routes
 from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
@@ -442,6 +443,9 @@ class Service:
             query_workers=self.query_workers,
             body_timeout=api.body_timeout,
             silences=self.silences,
+        )
+        add_plan_routes(
+            app, data_dir=self.data_dir, networks=self.cfg.collector.networks, pools=self.cfg.analytics.pools
         )
         self._runner = make_runner(app, self.server_limits, self.http_counters)
         await self._runner.setup()

@@ -146,6 +146,7 @@ class _Frontend:
     servers: tuple[tuple[str, str], ...]  # (server name, addr)
     api: bool
     weight: float
+    idle_after: float | None = None  # no client traffic from this second (since the scenario start) on
 
 
 def lb_config(world: World, snap: Snapshot, cluster: str) -> tuple[_Frontend, ...]:
@@ -175,6 +176,7 @@ def lb_config(world: World, snap: Snapshot, cluster: str) -> tuple[_Frontend, ..
                     tuple((v.name, f"{v.ip}:{node_port}") for v in workers),
                     False,
                     svc.weight / len(svc.ports),
+                    svc.idle_after,
                 )
             )
     return tuple(fes)
@@ -244,6 +246,8 @@ class LbVmSim:
             else:
                 rate = 6.0 * fe.weight * L * active
                 dur, b_in, b_out, ttime0 = 2.0, 1500.0, 25000.0, 1500.0
+            if fe.idle_after is not None:
+                rate = np.where(sec >= fe.idle_after, 0.0, rate)
             for t0, t1, ip in dup_ips:
                 if ip == fe.vip:
                     rate = np.where((sec > t0) & (sec - dt < t1), rate * 0.5, rate)

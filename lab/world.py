@@ -27,6 +27,7 @@ KUBERNETES_VERSION = "v1.27.7"
 OS_IMAGE = "CBL-Mariner/Linux"
 KERNEL_VERSION = "5.15.138.1-1.cm2"
 CONTAINER_RUNTIME = "containerd://1.6.26"
+PREVIEW_ACTIVE = timedelta(minutes=30)  # a leaked CI preview carries traffic this long, then none
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Svc:
     created: datetime
     weight: float
     resource_version: int
+    idle_after: float | None = None  # seconds since the scenario start after which it gets no traffic
 
     @property
     def key(self) -> str:
@@ -292,6 +294,8 @@ class World:
                 svc = self._new_service(
                     inc.cluster, inc.namespace, f"pr-{inc.first_pr + 7 * k}-web", (80,), 0.004, when, erng
                 )
+                # the CI run uses its preview for a while; then nobody does (a reclaim candidate)
+                svc = replace(svc, idle_after=sec + PREVIEW_ACTIVE.total_seconds())
                 services.append(svc)
                 self.leaked.append((sec, svc))
             elif what == "dup_start":

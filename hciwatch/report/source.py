@@ -30,6 +30,7 @@ POOL_GAUGES = (
     "metallb.addresses_total",
     "calico.ipam.allocations_in_use",
     "calico.ipam.ippool_size",
+    "calico.ipam.ippool_reserved",
 )
 USED_VIEWS = ("pool_usage", "ip_conflicts")
 _TABLE_VIEWS = {"samples": "all_samples", "ip_observations": "ip_observations", "alerts": "alerts"}
