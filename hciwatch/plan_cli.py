@@ -19,7 +19,7 @@ CONFIG_NAMES = ("config.toml", "demo-config.toml", "hciwatch.toml")
 
 
 def add_plan_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--data-dir", default="data")
+    s.add_argument("--data-dir", default="data", metavar="DIR", help="the hciwatch data dir to read")
     s.add_argument("--config", help="the site's config (default: config.toml / demo-config.toml in the data dir)")
     s.add_argument("--plan", dest="plan_file", metavar="FILE", help="a TOML or JSON plan file ([[operation]] tables)")
     s.add_argument("--upgrade", action="append", default=[], metavar="all|C1,C2", help="upgrade clusters")
@@ -33,7 +33,7 @@ def add_plan_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--site-update", action="store_true", help="update every cluster of the site")
     s.add_argument("--ip-plan", choices=("22h2", "23h2"), help="override the config's analytics.pools.ip_plan")
     s.add_argument("--strict", action="store_true", help="exit 1 also when a pool fits but falls below its reserve")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="output format")
 
 
 def find_config(data_dir: Path, explicit: str | None) -> Path | None:

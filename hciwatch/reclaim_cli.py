@@ -41,7 +41,7 @@ FROM ip_observations WHERE owner_kind = 'neighbor' AND ts >= $start GROUP BY ip
 def add_reclaim_arguments(s: argparse.ArgumentParser) -> None:
     from hciwatch.plan_cli import CONFIG_NAMES
 
-    s.add_argument("--data-dir", default="data")
+    s.add_argument("--data-dir", default="data", metavar="DIR", help="the hciwatch data dir to read")
     s.add_argument("--config", help=f"the site's config (default: {' / '.join(CONFIG_NAMES)} in the data dir)")
     s.add_argument(
         "--idle",
@@ -50,7 +50,7 @@ def add_reclaim_arguments(s: argparse.ArgumentParser) -> None:
         help="a LoadBalancer service whose frontends carried no sessions/bytes this long is a candidate (default 6h)",
     )
     s.add_argument("--holders", action="store_true", help="also list every holder of every pool address")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.add_argument("--format", choices=("table", "json"), default="table", help="output format")
 
 
 def collect(data_dir: Path, networks: Any, pools: Any, idle_ms: int) -> dict[str, Any]:
