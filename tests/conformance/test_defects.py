@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from collector.catalog import DEFAULT_CATALOG, windows_perfcounter_metric
 from collector.registry import get_parser
@@ -208,3 +209,47 @@ def test_calico_reserved_addresses_count_as_used_in_pool_usage(tmp_path: Path) -
         con.close()
         store.close()
     assert rows == [("calico:c1/pods", 64, 52)]
+
+
+# --- byte-order marks (a principle, not one file: every text parser, every Windows encoding) -------
+
+BOM_CASES = [
+    ("prometheus", "windows_exporter-v0.15.0-net-doc.prom", {}, None),
+    ("haproxy-csv", "otelcol-haproxy-stats.csv", {}, None),
+    ("haproxy-info", "otelcol-haproxy-server_info.txt", {}, None),
+    ("mqtt", "telegraf-win_perf_counters-doc.json", {}, "telegraf/AZL-NODE2/win_perf_counters"),
+    ("mqtt", "telegraf-win_perf_counters-raw-doc.lp", {}, "telegraf/AZL-NODE1/win_perf_counters"),
+]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+@pytest.mark.parametrize(("kind", "name", "labels", "topic"), BOM_CASES, ids=[c[1] for c in BOM_CASES])
+def test_powershell_encodings_parse_like_plain_utf8(
+    kind: str, name: str, labels: dict[str, str], topic: str | None, encoding: str
+) -> None:
+    """Set-Content -Encoding UTF8 (UTF-8 BOM) and Windows PowerShell's Out-File (UTF-16 LE BOM)."""
+    plain = (CORPUS / name).read_bytes()
+    marked = plain.decode("utf-8").encode(encoding)
+
+    def run(body: bytes) -> list[tuple[str, float]]:
+        rec = RawRecord(ts=T0, kind=kind, target=name, body=body, host="h", labels=labels, topic=topic)
+        result = get_parser(kind)(rec, DEFAULT_CATALOG)
+        assert result.errors == []
+        return sorted((r["metric"], r["value"]) for r in result.samples.to_pylist())
+
+    assert run(marked) == run(plain)
+
+
+def test_kubectl_json_saved_by_powershell_is_read() -> None:
+    path = Path(__file__).resolve().parents[2] / "collector" / "sources" / "k8s_inventory" / "testdata"
+    plain = (path / "services_wl-dev.json").read_bytes()
+
+    def run(body: bytes) -> int:
+        rec = RawRecord(
+            ts=T0, kind="k8s", target="https://10.0.0.1:6443/api/v1/services", body=body, labels={"cluster": "wl-dev"}
+        )
+        n: int = get_parser("k8s")(rec, DEFAULT_CATALOG).ip_observations.num_rows
+        return n
+
+    assert run(plain) > 0
+    assert run(b"\xef\xbb\xbf" + plain) == run(plain) == run(plain.decode("utf-8").encode("utf-16"))
