@@ -154,7 +154,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from collector.catalog import DEFAULT_CATALOG
+    from collector.unmapped import unmapped_metrics_view
     from hciwatch.query import QueryError, QueryLimits, run_query
+    from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
     if not (Path(args.data_dir) / "samples").is_dir():
         errconsole.print(f"[red]error[/]: {args.data_dir} is not an hciwatch data dir (no samples/ in it)")
@@ -166,12 +169,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
             args.query,
             limit=args.limit,
             limits=limits,
-            extra_views=_stored_views(Path(args.data_dir)),
+            extra_views={**unmapped_metrics_view(DEFAULT_CATALOG), **_stored_views(Path(args.data_dir))},
         )
     except QueryError as exc:
         errconsole.print(f"[red]query error[/]: {exc}")
         return 2
-    from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
     table = result.table
     if args.format == "csv":
@@ -180,8 +182,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
         write_json_lines(table, sys.stdout)
     else:
         console.print(rich_table(table))
-        if getattr(result, "truncated", False):
-            errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
+    if getattr(result, "truncated", False):
+        errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
     return 0
 
 

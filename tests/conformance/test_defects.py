@@ -6,6 +6,7 @@ payload in the documented format.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +63,28 @@ def test_crlf_wrapped_4199_message_yields_ip_and_mac() -> None:
     )
     assert first["ts"] == from_ms(EVENT_MS)
     assert (obs[1]["ip"], obs[1]["mac"]) == ("10.20.0.22", "00:15:5d:0a:0b:98")  # 4198: "having hardware address"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # line breaks where Microsoft KB 178550 prints them (hard-wrapped at ~72 columns)
+        "The system detected an address conflict for IP address\r\n10.1.2.3 with the system having network\r\n"
+        "hardware address 00:15:5D:00:00:02. Network operations on this system may be disrupted as\r\na result.",
+        # the Windows Server documentation's form, with the sentence's period after the address
+        "The system detected an address conflict for IP address 10.1.2.3. with the system having network "
+        "hardware address 00-15-5D-00-00-02. Network operations on this system may be disrupted as a result.",
+        # indented continuation lines (a log viewer's copy)
+        "The system detected an address conflict for IP address\n                10.1.2.3 with the system having "
+        "network hardware address\n                00-15-5d-00-00-02.",
+    ],
+)
+def test_documented_message_layouts(message: str) -> None:
+    row = {"ProviderName": "Tcpip", "Id": 4199, "MachineName": "n1", "TimeCreated": "2024-11-19T07:00:00Z"}
+    body = json.dumps({**row, "Message": message}).encode()
+    rec = RawRecord(ts=T0, kind="event", target="t", body=body)
+    obs = get_parser("event")(rec, DEFAULT_CATALOG).ip_observations.to_pylist()
+    assert [(o["ip"], o["mac"]) for o in obs] == [("10.1.2.3", "00:15:5d:00:00:02")]
 
 
 def test_get_eventlog_shape_is_read() -> None:
