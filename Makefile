@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 DEMO_DIR ?= demo-data
 
-.PHONY: bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
+.PHONY: chaos bench-nab demo install test test-deps debian-deps lint fuzz bench eval clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -61,6 +61,11 @@ bench: install
 	@for b in bench/bench_*.py; do \
 	  case $$b in *_nab.py) echo "== $$b: skipped, needs NAB data (make bench-nab NAB_DIR=...)"; continue;; esac; \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
+# Run as root for the full-disk row (mounts a small tmpfs); prlimit(1) for descriptor exhaustion.
+chaos: test-deps
+	$(BIN)/python -m tests.chaos.run
 
 # The anomaly scorer on labelled NAB series (git clone https://github.com/numenta/NAB; AGPL, not vendored).
 bench-nab: install

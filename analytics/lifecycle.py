@@ -257,7 +257,10 @@ class AlertManager:
                 changes.append(self._alert(st, AlertStatus.RESOLVED, now))
                 del self.states[fp]
         if changes:
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # a full disk must not lose the changes: they still go to the outbox
+                log.warning("alert state not saved (%s); kept in memory, saved with the next change", exc)
         return changes
 
     def _alert(self, st: _State, status: AlertStatus, now: datetime) -> Alert:

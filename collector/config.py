@@ -137,6 +137,23 @@ class StoreSettings(_Strict):
     queue_max_records: int = Field(
         default=1000, ge=1, description="raw records waiting for the parser (backpressure bound)"
     )
+    queue_max_bytes: int = Field(
+        default=256 << 20, ge=1 << 16, description="bytes of raw records waiting for the parser (memory bound)"
+    )
+    buffer_max_bytes: int = Field(
+        default=512 << 20,
+        ge=1 << 16,
+        description="unwritten rows held while Parquet writes fail; beyond it new records are refused (counted)",
+    )
+    wal_max_bytes: int = Field(
+        default=4 << 30, ge=1 << 20, description="write-ahead log size bound; beyond it new records are refused"
+    )
+    wal_segment_bytes: int = Field(default=64 << 20, ge=1 << 16, description="write-ahead log segment size")
+    window_max_bytes: int = Field(
+        default=512 << 20,
+        ge=1 << 20,
+        description="recent rows the detectors read, per table; past it the oldest go first (counted)",
+    )
 
 
 class CatalogMapping(_Strict):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.errors import FetchError, SourceError
+from collector.ingest_queue import IngestRefused
 from collector.settings.retry import full_jitter
 from collector.sources.base import Emit, PullSource, PushSource
 
@@ -41,6 +42,11 @@ class TargetHealth:
     fetches: int = 0
     failures: int = 0
     records: int = 0
+    refused: int = 0  # fetches whose records the ingest side refused (bounds, WAL fault)
+    refusing: bool = False
+    parse_errors: int = 0  # payloads the parser refused (HTML, garbage, over sample/label limits)
+    last_parse_error: str = ""
+    parse_failing_since: datetime | None = None
 
     def ok(self, now: datetime, n_records: int) -> None:
         self.last_success = now
@@ -60,9 +66,34 @@ class TargetHealth:
         if self.failing_since is None:
             self.failing_since = now
 
+    def parsed(self, now: datetime, error: str = "") -> None:
+        """The parser's verdict on a payload this target answered: a target answering HTML or
+        garbage with HTTP 200 is reachable but not *up*."""
+        if error:
+            self.parse_errors += 1
+            self.last_parse_error = error
+            if self.parse_failing_since is None:
+                self.parse_failing_since = now
+        else:
+            self.parse_failing_since = None
+            self.last_parse_error = ""
+
+    @property
+    def up(self) -> bool:
+        return not self.consecutive_failures and self.parse_failing_since is None
+
+    def down_since(self) -> datetime | None:
+        """Since when the target fails (fetches, or payloads that cannot be parsed)."""
+        times = [t for t in (self.failing_since, self.parse_failing_since) if t is not None]
+        return min(times) if times else None
+
+    def down_reason(self) -> str:
+        return self.last_error or (f"payload refused: {self.last_parse_error}" if self.last_parse_error else "")
+
     def is_down(self, now: datetime) -> bool:
-        """Failing continuously for longer than ``down_after`` seconds."""
-        return self.failing_since is not None and (now - self.failing_since).total_seconds() >= self.down_after
+        """Failing (fetch or parse) continuously for longer than ``down_after`` seconds."""
+        since = self.down_since()
+        return since is not None and (now - since).total_seconds() >= self.down_after
 
 
 @dataclass
@@ -83,6 +114,7 @@ class Scheduler:
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     health: dict[tuple[str, str], TargetHealth] = field(default_factory=dict)
+    _by_target: dict[str, list[TargetHealth]] | None = None
 
     def __post_init__(self) -> None:
         for src in self.pull:
@@ -124,9 +156,19 @@ class Scheduler:
                 log.exception("source %s crashed fetching %s", src.name, target)
                 h.fail(self.now(), f"internal error: {exc!r}")
             else:
-                for rec in records:
-                    await self.emit(rec)
-                h.ok(self.now(), len(records))
+                try:
+                    for rec in records:
+                        await self.emit(rec)
+                except IngestRefused as exc:  # not stored: counted by the ingest side, not a target failure
+                    h.refused += 1
+                    if not h.refusing:  # once per streak: a long fault must not flood the log
+                        log.warning("%s %s: scrapes not stored: %s", src.name, target, exc)
+                    h.refusing = True
+                else:
+                    if h.refusing:
+                        log.warning("%s %s: scrapes stored again", src.name, target)
+                    h.refusing = False
+                    h.ok(self.now(), len(records))
             if h.consecutive_failures:
                 delay = min(
                     self._backoff(h.consecutive_failures - 1, st.interval), max(st.interval, self.settings.max_backoff)
@@ -155,6 +197,14 @@ class Scheduler:
                 delay = self._backoff(h.consecutive_failures - 1, 5.0)
                 log.warning("push source %s stopped: %s (restart in %.1fs)", src.name, exc, delay)
                 await self.sleep(delay)
+
+    def health_for(self, target: str) -> list[TargetHealth]:
+        """Health entries of every source scraping ``target`` (usually one)."""
+        if self._by_target is None:
+            self._by_target = {}
+            for h in self.health.values():
+                self._by_target.setdefault(h.target, []).append(h)
+        return self._by_target.get(target, [])
 
     def down_targets(self, now: datetime | None = None) -> list[TargetHealth]:
         """Targets failing for longer than their ``down_after``."""

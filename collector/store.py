@@ -19,10 +19,17 @@ Why it is built this way:
   the journal on the next start if the process died half-way, so data is never duplicated or lost
   across a crash. A query racing the swap itself may miss that partition for an instant; it never
   reads a partial file.
+* **A failed write is a state, not a death.** When a write fails (full disk, descriptor limit,
+  I/O error, read-only remount) the rows that were not written go back to the front of the
+  buffer, :attr:`Store.write_fault` records the fault (logged once per state change), and the
+  next flush retries them; automatic flushes from :meth:`Store.append` wait for the fault's
+  backoff. Nothing accepted is dropped here; the caller bounds the buffer
+  (:meth:`Store.buffered_bytes`) and sheds load at its edge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +49,7 @@ import pyarrow.parquet as pq
 
 from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
+from collector.faults import FaultState
 from collector.schema import TABLE_SCHEMAS
 from collector.unmapped import unmapped_metrics_view
 
@@ -99,6 +107,15 @@ def view_sql(data_dir: Path, name: str) -> str:
     )
 
 
+class _PartialWrite(Exception):
+    """A write failed after ``remaining`` (the rows not stored yet) was cut from its batch."""
+
+    def __init__(self, remaining: pa.Table, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.remaining = remaining
+        self.error = error
+
+
 @dataclass
 class StoreStats:
     """Counters the service exports about the store (also handy in tests)."""
@@ -126,6 +143,7 @@ class Store:
         retention_days: int | None = None,
         extra_views: Mapping[str, str] | None = None,
         write_behind: bool = False,
+        auto_flush: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         # write_behind: a full batch is written by one background thread while the caller goes on
@@ -134,12 +152,17 @@ class Store:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer") if write_behind else None
         self._in_flight: Future[list[Path]] | None = None
         self.batch_rows = batch_rows
+        # auto_flush=False: the owner decides when to flush (the WAL-backed service flushes all
+        # tables together so that one checkpoint covers them)
+        self.auto_flush = auto_flush
+        self.write_fault = FaultState("store")
         self.retention_days = retention_days
         # unmapped_metrics is always there (built-in catalog; a pipeline with user mappings replaces it)
         self.extra_views: dict[str, str] = {**unmapped_metrics_view(DEFAULT_CATALOG), **dict(extra_views or {})}
         self.stats = StoreStats()
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
         self._rows: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
+        self._bytes: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
         self._lock = threading.Lock()
         self._seq = 0
         try:
@@ -170,77 +193,135 @@ class Store:
         with self._lock:
             self._buffers[name].append(table)
             self._rows[name] += table.num_rows
+            self._bytes[name] += table.nbytes
             full = self._rows[name] >= self.batch_rows
-        if full:
-            if self._writer is None:
-                self.flush(name)
-            else:
-                self._write_behind(name)
+        if full and self.auto_flush and self.write_fault.due():
+            try:
+                if self._writer is None:
+                    self.flush(name)
+                else:
+                    self._write_behind(name)
+            except StoreError:
+                pass  # rows kept in the buffer, fault recorded (and logged once); retried later
 
     def _write_behind(self, name: str) -> None:
         assert self._writer is not None
+        chunks = self._take(name)
+        self._wait_in_flight()
+        self._in_flight = self._writer.submit(self._write_chunks, name, chunks, "")
+
+    def _wait_in_flight(self) -> None:
+        """Block until the background batch is on disk (a failed one is back in the buffer)."""
+        fut, self._in_flight = self._in_flight, None
+        if fut is not None:
+            with contextlib.suppress(StoreError):
+                fut.result()
+
+    def _take(self, name: str) -> list[pa.Table]:
         with self._lock:
             chunks, self._buffers[name] = self._buffers[name], []
             self._rows[name] = 0
-        self._wait_in_flight()
-        self._in_flight = self._writer.submit(self._write_chunks, name, chunks)
+            self._bytes[name] = 0
+        return chunks
 
-    def _wait_in_flight(self) -> None:
-        """Block until the background batch is on disk; re-raises its error here."""
-        fut, self._in_flight = self._in_flight, None
-        if fut is not None:
-            fut.result()
+    def _restore(self, name: str, table: pa.Table) -> None:
+        """Put rows a failed write did not store back at the front of the buffer (order kept)."""
+        with self._lock:
+            self._buffers[name].insert(0, table)
+            self._rows[name] += table.num_rows
+            self._bytes[name] += table.nbytes
 
     def buffered_rows(self, name: str | None = None) -> int:
         """Rows accepted but not yet on disk (queue depth for health metrics)."""
         with self._lock:
             return sum(self._rows.values()) if name is None else self._rows[name]
 
-    def flush(self, name: str | None = None) -> list[Path]:
-        """Write buffered rows to disk now; returns the files written."""
+    def buffered_bytes(self) -> int:
+        """Arrow bytes accepted but not yet on disk (what a memory budget bounds)."""
+        with self._lock:
+            return sum(self._bytes.values())
+
+    def flush(self, name: str | None = None, *, tag: str = "") -> list[Path]:
+        """Write buffered rows to disk now; returns the files written.
+
+        ``tag`` goes into every file name (the WAL names the checkpoint a flush belongs to, so a
+        flush that crashed before its checkpoint can be undone on start). On a failure every table
+        is still attempted, unwritten rows stay buffered, and the first error is raised.
+        """
         self._wait_in_flight()
         names = [name] if name else list(TABLE_SCHEMAS)
         written: list[Path] = []
+        first_error: StoreError | None = None
         for n in names:
-            with self._lock:
-                chunks, self._buffers[n] = self._buffers[n], []
-                self._rows[n] = 0
-            written.extend(self._write_chunks(n, chunks))
+            try:
+                written.extend(self._write_chunks(n, self._take(n), tag))
+            except StoreError as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
         return written
 
-    def _write_chunks(self, name: str, chunks: list[pa.Table]) -> list[Path]:
+    def write_now(self, name: str, table: pa.Table, *, tag: str) -> list[Path]:
+        """Write ``table`` at once, bypassing the buffers (raises :class:`StoreError`, keeps nothing).
+
+        For writers with their own durable source and cursor (the alerts table from the outbox):
+        on failure they undo by ``tag`` and retry the same rows.
+        """
+        if table.schema != TABLE_SCHEMAS[name]:
+            table = table.select(TABLE_SCHEMAS[name].names).cast(TABLE_SCHEMAS[name])
+        try:
+            return self._write_partitions(name, table, tag)
+        except _PartialWrite as exc:
+            raise exc.error  # noqa: B904 - its __cause__ is the OSError already
+
+    def _write_chunks(self, name: str, chunks: list[pa.Table], tag: str) -> list[Path]:
         if not chunks:
             return []
         table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
-        written = self._write_partitions(name, table)
+        try:
+            written = self._write_partitions(name, table, tag)
+        except _PartialWrite as exc:
+            self._restore(name, exc.remaining)
+            self.write_fault.failed(exc.error)
+            raise exc.error  # noqa: B904 - its __cause__ is the OSError already
+        self.write_fault.cleared()
         if written:
             self.stats.flushes += 1
         return written
 
-    def _write_partitions(self, name: str, table: pa.Table) -> list[Path]:
+    def _write_partitions(self, name: str, table: pa.Table, tag: str = "") -> list[Path]:
         ts = table.column("ts")
         days = pc.cast(pc.cast(ts, pa.timestamp("ms")), pa.date32())
         uniq = pc.unique(days).to_pylist()
         out: list[Path] = []
-        for day in sorted(d for d in uniq if d is not None):
+        ordered = sorted(d for d in uniq if d is not None)
+        for i, day in enumerate(ordered):
             part = table if len(uniq) == 1 else table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
             first_ms = int(pc.min(pc.cast(part.column("ts"), pa.int64())).as_py() or 0)
             self._seq += 1
-            fname = f"part-{first_ms:013d}-{self._seq:06d}-{secrets.token_hex(3)}.parquet"
+            mark = f"-{tag}" if tag else ""
+            fname = f"part-{first_ms:013d}-{self._seq:06d}{mark}-{secrets.token_hex(3)}.parquet"
             path = self.data_dir / name / f"date={day.isoformat()}" / fname
             try:
                 write_parquet_atomic(part, path)
             except OSError as exc:
-                raise StoreError(f"cannot write {path}: {exc}") from exc
+                rest = ordered[i:]
+                remaining = table if i == 0 else table.filter(pc.is_in(days, value_set=pa.array(rest, pa.date32())))
+                error = StoreError(f"cannot write {path}: {exc}")
+                error.__cause__ = exc  # keeps the errno for the fault state
+                raise _PartialWrite(remaining, error) from exc
             self.stats.files_written += 1
             self.stats.bytes_written += path.stat().st_size
             self.stats.rows_written[name] = self.stats.rows_written.get(name, 0) + part.num_rows
             out.append(path)
         return out
 
-    def close(self) -> None:
-        """Flush everything; the store stays usable for reads afterwards."""
-        self.flush()
+    def close(self, *, flush: bool = True) -> None:
+        """Flush everything (unless the owner did); the store stays usable for reads afterwards."""
+        if flush:
+            self.flush()
+        else:
+            self._wait_in_flight()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None

@@ -39,6 +39,13 @@ class ApiSettings(BaseModel):
     allow_unauthenticated: bool = Field(default=False, description="only for local testing")
     query_row_limit: int = Field(default=10_000, ge=1, le=10_000_000)
     query_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=512, ge=1, description="open connections; more are closed at once")
+    header_timeout: float = Field(default=10.0, gt=0, description="seconds for a connection's request headers")
+    keepalive_timeout: float = Field(default=15.0, gt=0, description="idle seconds between requests")
+    body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request body")
+    query_memory_bytes: int = Field(
+        default=1 << 30, ge=64 << 20, description="hard memory cap of one query's worker process"
+    )
 
 
 TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "outbox", "api")

@@ -73,9 +73,20 @@ class Window:
     ``convert`` reshapes each chunk once as it arrives (not the whole window at every pass).
     """
 
-    def __init__(self, name: str, span: timedelta, convert: Callable[[pa.Table], pa.Table] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        span: timedelta,
+        convert: Callable[[pa.Table], pa.Table] | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.name = name
         self.span = span
+        # memory bound: past it the oldest chunks go first (a 1M-series target must not take the
+        # window, and the service, past its budget); detectors then see less history, counted
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.shed_rows = 0
         self._convert = convert
         self._chunks: list[tuple[datetime, pa.Table]] = []
         self._dirty = True
@@ -87,14 +98,21 @@ class Window:
     def add(self, table: pa.Table) -> None:
         if table.num_rows:
             newest = pc.max(table.column("ts")).as_py()
-            self._chunks.append((newest, self._convert(table) if self._convert else table))
+            chunk = self._convert(table) if self._convert else table
+            self._chunks.append((newest, chunk))
+            self.bytes += chunk.nbytes
             self._dirty = True
+            while self.max_bytes is not None and self.bytes > self.max_bytes and len(self._chunks) > 1:
+                _, old = self._chunks.pop(0)
+                self.bytes -= old.nbytes
+                self.shed_rows += old.num_rows
 
     def trim(self, now: datetime) -> None:
         cutoff = now - self.span
         keep = [(t, tb) for t, tb in self._chunks if t >= cutoff]
         if len(keep) != len(self._chunks):
             self._chunks = keep
+            self.bytes = sum(tb.nbytes for _, tb in keep)
             self._dirty = True
 
     def table(self) -> pa.Table:
@@ -137,6 +155,9 @@ class Pipeline:
         state_path: Path | None = None,
         bootstrap_from_store: bool = False,
         call_interval: timedelta | None = None,
+        store_alerts: bool = True,
+        flush_store: Callable[[], object] | None = None,
+        window_max_bytes: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -149,6 +170,10 @@ class Pipeline:
         self.manager = AlertManager(cfg.analytics, state_path)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
+        # The service writes the alerts table from its outbox and flushes through its WAL
+        # checkpoint; replay keeps the direct path.
+        self.store_alerts = store_alerts
+        self._flush_store = flush_store
         a = cfg.analytics
         # The engine is incremental (it keeps each series' last sample itself): each pass reads only
         # the steps since its last call, so the window needs those plus settle and a margin.
@@ -156,8 +181,8 @@ class Pipeline:
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
         self.windows = {
-            "samples": Window("samples", span, _labels_as_entries),
-            "ip_observations": Window("ip_observations", span),
+            "samples": Window("samples", span, _labels_as_entries, window_max_bytes),
+            "ip_observations": Window("ip_observations", span, max_bytes=window_max_bytes),
         }
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
@@ -215,7 +240,7 @@ class Pipeline:
         if self._bootstrap_from_store:
             # first pass after a (re)start: the engine rebuilds baselines from stored history
             self._bootstrap_from_store = False
-            self.store.flush()
+            self.flush_store()
             store_con = self.store.connect()
             try:
                 findings = list(self.engine.evaluate(store_con, now))
@@ -228,15 +253,26 @@ class Pipeline:
         changes = self.manager.update(findings, now)
         self.stats.evaluations += 1
         if changes:
-            self.store.append("alerts", alerts_table(changes))
+            if self.store_alerts:
+                self.store.append("alerts", alerts_table(changes))
             for a in changes:
                 self.stats.alerts[f"{a.kind.value}/{a.status.value}"] += 1
             for sink in self.alert_sinks:
                 sink(changes)
         return changes
 
+    def flush_store(self) -> None:
+        """Write buffered rows now (through the owner's checkpointed flush when it has one)."""
+        if self._flush_store is None:
+            self.store.flush()
+        else:
+            self._flush_store()
+
     def close(self) -> None:
-        self.store.close()
+        if self._flush_store is None:
+            self.store.close()
+        else:  # the owner flushed; rows a failed write kept are in its log and replayed at start
+            self.store.close(flush=False)
         self.manager.save()
         self.con.close()
 

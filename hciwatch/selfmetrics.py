@@ -24,12 +24,14 @@ class HciwatchCollector(Collector):
         store: Callable[[], Any],
         outbox: Callable[[], dict[str, Any]],
         queue_depth: Callable[[], int],
+        reliability: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._scheduler = scheduler
         self._store = store
         self._outbox = outbox
         self._queue_depth = queue_depth
+        self._reliability = reliability
 
     def collect(self) -> Iterator[Any]:
         p = self._pipeline()
@@ -62,11 +64,18 @@ class HciwatchCollector(Collector):
         if s is not None:
             up = GaugeMetricFamily("hciwatch_target_up", "1 when the last fetch succeeded", labels=["source", "target"])
             fails = CounterMetricFamily("hciwatch_target_fetch_failures", "Failed fetches", labels=["source", "target"])
+            perr = CounterMetricFamily(
+                "hciwatch_target_parse_errors",
+                "Payloads the parser refused (HTML, garbage, over sample_limit/label_limit)",
+                labels=["source", "target"],
+            )
             for h in s.health.values():
-                up.add_metric([h.source, h.target], 0.0 if h.consecutive_failures else 1.0)
+                up.add_metric([h.source, h.target], 1.0 if getattr(h, "up", not h.consecutive_failures) else 0.0)
                 fails.add_metric([h.source, h.target], h.failures)
+                perr.add_metric([h.source, h.target], getattr(h, "parse_errors", 0))
             yield up
             yield fails
+            yield perr
 
         st = self._store()
         yield CounterMetricFamily("hciwatch_store_files_written", "Parquet files written", value=st.stats.files_written)
@@ -93,3 +102,54 @@ class HciwatchCollector(Collector):
             yield lag
             yield delivered
             yield failures
+        if self._reliability is not None:
+            yield from _reliability_metrics(self._reliability())
+
+
+def _reliability_metrics(r: dict[str, Any]) -> Iterator[Any]:
+    """I/O fault states, refused records and write-ahead log counters."""
+    fault = GaugeMetricFamily(
+        "hciwatch_io_fault", "1 while an I/O component fails (store, wal, outbox, ...)", labels=["component", "error"]
+    )
+    errors = CounterMetricFamily("hciwatch_io_fault_errors", "Failed I/O attempts", labels=["component"])
+    for name, f in sorted(r["faults"].items()):
+        fault.add_metric([name, f.code], 0.0 if f.ok else 1.0)
+        errors.add_metric([name], f.failures_total)
+    yield fault
+    yield errors
+    refused = CounterMetricFamily(
+        "hciwatch_ingest_refused", "Records refused at the edge (not acknowledged), by reason", labels=["reason"]
+    )
+    for reason, n in sorted(r["refused"].items()):
+        refused.add_metric([reason], n)
+    yield refused
+    w = r["wal"]
+    yield CounterMetricFamily("hciwatch_wal_appended", "Records written to the write-ahead log", value=w.appended)
+    yield CounterMetricFamily("hciwatch_wal_fsyncs", "Group-commit fsyncs of the write-ahead log", value=w.fsyncs)
+    yield CounterMetricFamily("hciwatch_wal_replayed", "Records replayed from the log at start", value=w.replayed)
+    yield CounterMetricFamily("hciwatch_wal_corrupt", "Damaged log records found", value=w.corrupt)
+    yield GaugeMetricFamily("hciwatch_wal_bytes", "Write-ahead log size on disk", value=r["wal_bytes"])
+    yield GaugeMetricFamily("hciwatch_ingest_queue_bytes", "Raw record bytes waiting", value=r["queue_bytes"])
+    yield GaugeMetricFamily(
+        "hciwatch_store_buffered_bytes", "Row bytes accepted but not yet in Parquet", value=r["buffered_bytes"]
+    )
+    yield CounterMetricFamily(
+        "hciwatch_window_shed_rows",
+        "Rows the detectors' window dropped early to stay under window_max_bytes",
+        value=r.get("window_shed_rows", 0),
+    )
+    h = r.get("http")
+    if h is not None:
+        yield GaugeMetricFamily("hciwatch_api_connections_open", "Open API connections", value=h.open)
+        c = CounterMetricFamily(
+            "hciwatch_api_connections_closed", "API connections closed by the guard, by reason", labels=["reason"]
+        )
+        c.add_metric(["over_cap"], h.refused)
+        c.add_metric(["header_timeout"], h.header_timeouts)
+        yield c
+        yield CounterMetricFamily(
+            "hciwatch_api_bad_requests", "Malformed HTTP requests answered 400 (not logged each)", value=h.bad_requests
+        )
+        yield CounterMetricFamily(
+            "hciwatch_api_accept_errors", "Failed accept() calls (descriptor limit)", value=h.accept_errors
+        )

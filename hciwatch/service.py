@@ -2,19 +2,25 @@
 
 Wiring, in the order data flows::
 
-    Scheduler (pull targets, push sources) ──emit──▶ bounded queue ──▶ Pipeline.ingest (worker thread)
-        │                                                               │ Store (timed flushes)
-        └─ target health ─▶ source_down findings ─┐                     ▼
-                                                   └──────▶ Pipeline.evaluate (every interval)
+    Scheduler (pull targets, push sources) ──emit──▶ write-ahead log (fsync = accepted, acked)
+        │                                                 │ byte-bounded queue
+        │                                                 ▼
+        │                                      Pipeline: parse, limits, Store buffers
+        │                                                 │ flush: tagged Parquet, then checkpoint
+        └─ target health ─▶ source_down findings ─┐       ▼
+                                                   └──▶ Pipeline.evaluate (every interval)
                                                                    │ alert state changes
                                                                    ▼
                                                  Outbox (fsync = accepted) ──▶ one dispatcher per sink
-                                                                                (feed/SSE, OTLP, …)
+                                                                 └──────────▶ alerts Parquet table
 
 Pipeline work runs in a worker thread under one lock (parsing and detectors are CPU work and
-must not stall the event loop that serves the API and keeps sockets alive). SIGTERM/SIGINT stop
-the sources, drain the queue, flush the store, save the alert state, give the sinks a short grace
-to deliver and shut everything down; what was accepted is on disk and is delivered after restart.
+must not stall the event loop that serves the API and keeps sockets alive). Every I/O loop keeps
+a fault state (:mod:`collector.faults`): a full disk or the descriptor limit is retried with
+backoff, shown on ``/readyz`` and ``/metrics``, and recovered from without a restart (see
+:mod:`hciwatch.ingest`). SIGTERM/SIGINT stop the sources, parse what is queued for a bounded
+time (the rest is in the log and replayed at start), flush, save the alert state, give the sinks
+a short grace to deliver and shut everything down.
 """
 
 from __future__ import annotations
@@ -38,27 +44,35 @@ from analytics.findings import Finding
 from analytics.views import analyst_views
 from collector.capture import CaptureWriter
 from collector.config import resolve_secret
-from collector.errors import ConfigError
+from collector.errors import ConfigError, StoreError
+from collector.faults import FaultState
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
 from collector.schema import Alert, AlertKind, RawRecord, Severity
 from collector.sources.base import PullSource, PushSource
 from collector.store import Store
 from exporters.base import Exporter
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.feed import AlertFeed
 from exporters.otlp import MetricsSnapshot, PipelineHealth
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.registry import build_exporter
 from hciwatch.api import create_app
+from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_runner
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
+from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
+from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
+from hciwatch.query_worker import QueryWorkers
 from hciwatch.selfmetrics import HciwatchCollector
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
+MAX_UNSENT_ALERTS = 100_000
+DRAIN_BUDGET_S = 3.0  # SIGTERM: parse queued records this long; the WAL keeps the rest
 MAINTENANCE_EVERY_S = 3600.0
 
 
@@ -87,11 +101,11 @@ def source_down_findings(scheduler: Scheduler, now: datetime) -> list[Finding]:
                 kind=AlertKind.SOURCE_DOWN,
                 resource={"source": h.source, "target": h.target},
                 severity=Severity.SEV2,
-                summary=f"{h.source} target {h.target} unreachable since {h.failing_since:%Y-%m-%d %H:%M} UTC "
-                f"({h.consecutive_failures} failed fetches): {h.last_error}",
+                summary=f"{h.source} target {h.target} failing since {h.down_since():%Y-%m-%d %H:%M} UTC "
+                f"({h.consecutive_failures} failed fetches, {h.parse_errors} refused payloads): {h.down_reason()}",
                 evidence={
-                    "last_error": h.last_error,
-                    "failing_since": h.failing_since,
+                    "last_error": h.down_reason(),
+                    "failing_since": h.down_since(),
                     "consecutive_failures": h.consecutive_failures,
                     "last_success": h.last_success,
                 },
@@ -117,29 +131,50 @@ class Service:
         self.views = analyst_views(cfg.collector.networks)
         st = cfg.collector.store
         self.store = Store(
-            self.data_dir, batch_rows=st.batch_rows, retention_days=st.retention_days, extra_views=self.views
+            self.data_dir,
+            batch_rows=st.batch_rows,
+            retention_days=st.retention_days,
+            extra_views=self.views,
+            auto_flush=False,  # flushes go through the WAL checkpoint (DurableIngest.flush)
+        )
+        self.ingest = DurableIngest(
+            self.data_dir,
+            self.store,
+            queue_max_bytes=st.queue_max_bytes,
+            queue_max_records=st.queue_max_records,
+            buffer_max_bytes=st.buffer_max_bytes,
+            wal_max_bytes=st.wal_max_bytes,
+            wal_segment_bytes=st.wal_segment_bytes,
         )
         self.feed = AlertFeed()
         self.exporters: list[Exporter] = [self.feed, *(build_exporter(s) for s in cfg.exporters)]
         self.outbox = Outbox(
             self.data_dir,
-            [e.name for e in self.exporters],
+            [e.name for e in self.exporters] + [ALERTS_TABLE_SINK],
             max_bytes=cfg.outbox.max_bytes,
             segment_bytes=cfg.outbox.segment_bytes,
         )
         policies = {s.name: DeliveryPolicy.from_settings(s) for s in cfg.exporters}
         policies[self.feed.name] = DeliveryPolicy(max_wait=0.0)  # live views want changes at once
         self.dispatchers = [OutboxDispatcher(self.outbox, e, policies.get(e.name)) for e in self.exporters]
+        self.alerts_table = AlertTableWriter(self.outbox, self.store)
+        self.outbox_fault = FaultState("outbox")
+        self.evaluation_fault = FaultState("evaluation")
+        self._unsent: list[Alert] = []  # alert changes the outbox could not take yet (disk fault)
         self.pipeline = Pipeline(
             cfg,
             self.store,
             alert_sinks=[self._to_outbox],
             state_path=self.data_dir / "alert_state.json",
             bootstrap_from_store=True,
+            store_alerts=False,  # the alerts table is written from the outbox (AlertTableWriter)
+            flush_store=self.ingest.flush,
+            window_max_bytes=st.window_max_bytes,
         )
         pull, push = build_sources(cfg)
-        self.queue: asyncio.Queue[RawRecord] = asyncio.Queue(maxsize=st.queue_max_records)
-        self.scheduler = Scheduler(pull, push, self.queue.put)
+        self.queue = self.ingest.queue
+        self.scheduler = Scheduler(pull, push, self.ingest.emit)
+        self.limits = PayloadLimits.from_sources((src.settings, src.targets()) for src in pull)
         self.sources: list[Any] = [*pull, *push]
         self.registry = CollectorRegistry()
         self.registry.register(
@@ -149,6 +184,7 @@ class Service:
                 store=lambda: self.store,
                 outbox=self.outbox.stats,
                 queue_depth=self.queue.qsize,
+                reliability=self._reliability,
             )
         )
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
@@ -157,6 +193,14 @@ class Service:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self.server_limits = ServerLimits(
+            max_connections=cfg.api.max_connections,
+            header_timeout=cfg.api.header_timeout,
+            keepalive_timeout=cfg.api.keepalive_timeout,
+            body_timeout=cfg.api.body_timeout,
+        )
+        self.http_counters = HttpCounters()
+        self.query_workers = QueryWorkers(workers=2, memory_bytes=cfg.api.query_memory_bytes)
 
     def _dashboard_snapshot(self) -> MetricsSnapshot:
         """Called by the metrics SDK's thread: detector numbers as of the last evaluation, live counters."""
@@ -180,8 +224,46 @@ class Service:
         self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
 
     def _to_outbox(self, changes: Sequence[Alert]) -> None:
-        """Alert changes count as accepted once the outbox has fsynced them."""
-        self.outbox.append(changes)
+        """Alert changes count as accepted once the outbox has fsynced them.
+
+        While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
+        """
+        self._unsent.extend(changes)
+        if not self._unsent or not self.outbox_fault.due():
+            return
+        try:
+            self.outbox.append(self._unsent)
+        except OSError as exc:
+            self.outbox_fault.failed(exc)
+            if len(self._unsent) > MAX_UNSENT_ALERTS:
+                dropped = len(self._unsent) - MAX_UNSENT_ALERTS
+                del self._unsent[:dropped]
+                self.outbox.dropped += dropped
+                log.error("outbox unwritable: dropped the %d oldest unsent alert changes", dropped)
+            return
+        self.outbox_fault.cleared()
+        self._unsent.clear()
+
+    def _faults(self) -> dict[str, FaultState]:
+        return {
+            **self.ingest.faults(),
+            "outbox": self.outbox_fault,
+            "alerts_table": self.alerts_table.fault,
+            "evaluation": self.evaluation_fault,
+        }
+
+    def _reliability(self) -> dict[str, Any]:
+        """Fault states, refusals and WAL counters for /metrics."""
+        return {
+            "faults": self._faults(),
+            "refused": dict(self.ingest.refused),
+            "wal": self.ingest.wal.stats,
+            "wal_bytes": self.ingest.wal.disk_bytes(),
+            "queue_bytes": self.queue.nbytes(),
+            "buffered_bytes": self.store.buffered_bytes(),
+            "http": self.http_counters,
+            "window_shed_rows": sum(w.shed_rows for w in self.pipeline.windows.values()),
+        }
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -193,28 +275,52 @@ class Service:
                 sinks[e.name] = bool(await asyncio.wait_for(e.healthcheck(), timeout=2.0))
             except Exception:
                 sinks[e.name] = False
-        ready = writable and bool(self.sources) and all(sinks.values())
-        return {"ready": ready, "store_writable": writable, "sources_configured": len(self.sources), "sinks": sinks}
+        faults = {name: f.describe() for name, f in self._faults().items()}
+        healthy = all(f["ok"] for f in faults.values())
+        ready = writable and healthy and bool(self.sources) and all(sinks.values())
+        return {
+            "ready": ready,
+            "store_writable": writable and healthy,
+            "faults": faults,
+            "sources_configured": len(self.sources),
+            "sinks": sinks,
+        }
 
     # -- loops ---------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        batch_rows = self.cfg.collector.store.batch_rows
         while True:
-            rec = await self.queue.get()
-            batch = [rec]
+            item = await self.queue.get()
+            batch = [item]
             while not self.queue.empty() and len(batch) < 256:
                 batch.append(self.queue.get_nowait())
             async with self._lock:
                 await asyncio.to_thread(self._ingest_batch, batch)
+                if self.store.buffered_rows() >= batch_rows and self.store.write_fault.due():
+                    await asyncio.to_thread(self.ingest.flush)
 
-    def _ingest_batch(self, batch: list[RawRecord]) -> None:
-        for rec in batch:
-            self.pipeline.ingest(rec)
+    def _ingest_batch(self, batch: list[tuple[int, RawRecord]]) -> None:
+        self.ingest.ingest(batch, self._apply)
+
+    def _apply(self, rec: RawRecord) -> None:
+        """Parse, enforce the source's sample/label limits, store; the verdict goes to target health."""
+        outcome = self.limits.check(rec, parse_one(rec, self.pipeline.catalog))
+        self.pipeline.apply(rec, outcome)
+        now = datetime.now(UTC)
+        for h in self.scheduler.health_for(rec.target):
+            h.parsed(now, outcome.rejected[1] if outcome.rejected else "")
 
     async def _flush_loop(self) -> None:
+        interval = self.cfg.collector.store.flush_interval
         while True:
-            await asyncio.sleep(self.cfg.collector.store.flush_interval)
-            await asyncio.to_thread(self.store.flush)
+            retry = self.ingest.retry_in()
+            await asyncio.sleep(min(interval, retry) if retry > 0 else interval)
+            async with self._lock:
+                await asyncio.to_thread(self.ingest.flush)
+            if self._unsent:
+                async with self._lock:
+                    await asyncio.to_thread(self._to_outbox, [])
 
     async def _evaluate_loop(self) -> None:
         step = self.cfg.analytics.evaluation_interval.total_seconds()
@@ -223,13 +329,21 @@ class Service:
             now = datetime.now(UTC)
             self.pipeline.add_findings(source_down_findings(self.scheduler, now))
             async with self._lock:
-                await asyncio.to_thread(self._evaluate, now)
+                try:
+                    await asyncio.to_thread(self._evaluate, now)
+                except Exception as exc:  # a pass that fails must not end evaluation for good
+                    self.evaluation_fault.failed(exc)
+                else:
+                    self.evaluation_fault.cleared()
 
     async def _maintenance_loop(self) -> None:
         while True:
             await asyncio.sleep(MAINTENANCE_EVERY_S)
             async with self._lock:
-                await asyncio.to_thread(self._maintain)
+                try:
+                    await asyncio.to_thread(self._maintain)
+                except (OSError, StoreError) as exc:  # a full disk must not end maintenance for good
+                    log.warning("maintenance failed (%s); retried in %.0f s", exc, MAINTENANCE_EVERY_S)
 
     def _maintain(self) -> None:
         removed = self.store.apply_retention()
@@ -258,13 +372,22 @@ class Service:
             extra_views=self.store.extra_views,
             site=self.cfg.collector.site.name,
             ingest_stats=self._ingest_stats,
+            query_workers=self.query_workers,
+            body_timeout=api.body_timeout,
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = make_runner(app, self.server_limits, self.http_counters)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
+        await GuardedSite(
+            self._runner, host or "127.0.0.1", int(port), limits=self.server_limits, counters=self.http_counters
+        ).start()
+        async with self._lock:  # records accepted before the last stop or crash, once
+            await asyncio.to_thread(self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows)
         for d in self.dispatchers:
             self._tasks.append(d.start())
+        self._tasks.append(self.ingest.commit.start())
+        self.alerts_table.notify()  # changes an earlier run accepted but did not write yet
         loops = (
+            self.alerts_table.run(),
             self.scheduler.run(),
             self._consume(),
             self._flush_loop(),
@@ -304,11 +427,17 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         async with self._lock:
-            pending = []
-            while not self.queue.empty():
-                pending.append(self.queue.get_nowait())
-            await asyncio.to_thread(self._ingest_batch, pending)
+            # parse what waits for a bounded time; the rest is in the WAL and replayed at start
+            deadline = asyncio.get_running_loop().time() + DRAIN_BUDGET_S
+            while not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
+                pending = [self.queue.get_nowait() for _ in range(min(64, self.queue.qsize()))]
+                await asyncio.to_thread(self._ingest_batch, pending)
+            await asyncio.to_thread(self.ingest.flush)  # what fails stays in the WAL for the next start
+            await asyncio.to_thread(self._to_outbox, [])
+            with contextlib.suppress(OSError, StoreError):
+                await asyncio.to_thread(self.alerts_table.write_pending)
             await asyncio.to_thread(self.pipeline.close)
+            self.ingest.close()
             self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
         await self._drain_sinks()
         for d in self.dispatchers:
@@ -327,6 +456,7 @@ class Service:
         self.outbox.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.query_workers.close()
 
     async def _drain_sinks(self) -> None:
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE_S

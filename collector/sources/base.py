@@ -38,6 +38,12 @@ class SourceSettings(RenamedKeys):
     jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of interval to jitter")
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to every record")
     down_after: float = Field(default=300.0, gt=0, description="seconds a target may fail before source_down fires")
+    sample_limit: int = Field(
+        default=0, ge=0, description="a payload with more samples is refused whole (0 = no limit; as Prometheus)"
+    )
+    label_limit: int = Field(
+        default=0, ge=0, description="a payload with a sample carrying more labels is refused (0 = no limit)"
+    )
 
 
 @runtime_checkable

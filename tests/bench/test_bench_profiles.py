@@ -41,6 +41,7 @@ def run_bench(name: str, *args: str) -> str:
         ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
         ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
         ("bench_import.py", ("--rows", "300", "--files", "2"), "rows/s"),
+        ("bench_wal_ingest.py", ("--series", "200", "--scrapes", "5"), "CPU per million samples"),
     ],
 )
 def test_bench_runs_on_a_small_profile(name: str, args: tuple[str, ...], reports: str) -> None:

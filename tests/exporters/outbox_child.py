@@ -14,9 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.jsonl import JsonlExporter
 from exporters.otlp import OtlpExporter
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.settings import OtlpSettings
 from tests.exporters.script import many_alerts
 

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from collector.errors import ConfigError
 from collector.settings import DeprecatedKeyWarning
 from exporters.azure_monitor import AzureMonitorExporter, azure_monitor_metrics
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.otel_metrics import PipelineHealth, PoolStat
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.registry import parse_sink_settings
 from exporters.settings import AzureMonitorSettings, ResourceSettings
 from tests.exporters.script import scripted_alerts

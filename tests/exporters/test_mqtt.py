@@ -11,8 +11,9 @@ import aiomqtt
 import pytest
 
 from collector.schema import Alert
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.mqtt import MqttExporter
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.settings import MqttSettings
 from tests.exporters.script import scripted_alerts
 from tests.fixtures.mosquitto import MosquittoBroker

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from collector.schema import Alert, AlertKind, AlertStatus, Severity
 from exporters.base import ExportResult
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
 from exporters.memory import MemoryExporter
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.outbox import Outbox
 from tests.exporters.script import change_key, many_alerts, scripted_alerts
 from tests.fixtures.otlp_receiver import OtlpReceiver
 

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from collector.errors import ConfigError
 from collector.schema import iso
 from collector.settings import DeprecatedKeyWarning
-from exporters.outbox import DeliveryPolicy, Outbox, OutboxDispatcher
+from exporters.delivery import DeliveryPolicy, OutboxDispatcher
+from exporters.outbox import Outbox
 from exporters.registry import parse_sink_settings
 from exporters.settings import WebhookSettings
 from exporters.webhook import WebhookExporter, alert_id, redact_url

@@ -1,0 +1,278 @@
+"""The chaos scenarios: each injects one fault into a running ``hciwatch run`` and returns a table row.
+
+``python -m tests.chaos.run`` (``make chaos``) runs the full profile and prints the table; the test
+suite runs a short profile of the same scenarios (``tests/chaos/test_chaos.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from tests.chaos.harness import Child, Peers, Row, accepted_scrapes, outbox_changes, settle, write_config
+
+During = Callable[[Child], Awaitable[str]]
+
+
+@dataclass
+class Profile:
+    """How hard to push: the suite's short profile and ``make chaos``'s full one."""
+
+    kill_rounds: int = 3
+    fault_s: float = 3.0
+    idle_clients: int = 200
+    big_series: int = 20_000
+
+
+QUICK = Profile(kill_rounds=2, fault_s=2.0, idle_clients=50, big_series=5_000)
+FULL = Profile(kill_rounds=12, fault_s=6.0, idle_clients=3000, big_series=1_000_000)
+
+
+async def run_scenario(
+    name: str,
+    work: Path,
+    peers: Peers,
+    during: During,
+    *,
+    rounds: int = 1,
+    data_dir: Path | None = None,
+    big: bool = False,
+    prefix: list[str] | None = None,
+    after_kill: Callable[[], None] | None = None,
+) -> Row:
+    """Start, inject, ``kill -9`` (``rounds`` times); read what was accepted; restart; stop; settle."""
+    work.mkdir(parents=True, exist_ok=True)
+    peers.received.clear()
+    cfg = write_config(work, peers, data_dir=data_dir, big=big)
+    data = data_dir or work / "data"
+    notes: list[str] = []
+    log = work / "hciwatch.log"
+    start_s = 0.0
+    for _ in range(rounds):
+        child = Child(cfg, log, prefix)
+        try:
+            start_s = max(start_s, await child.wait_ready())
+            note = await during(child)
+        finally:
+            child.kill9()
+        if after_kill is not None:
+            after_kill()
+        if note:
+            notes.append(note)
+    accepted = accepted_scrapes(data)
+    alerts_accepted = outbox_changes(data)
+    child = Child(cfg, log)
+    try:
+        recovery = await child.wait_ready()
+        for _ in range(100):  # bounded (~10 s): resent alert changes reach the webhook
+            if {(f, s) for f, s, _ in alerts_accepted} <= {(f, s) for f, s, _ in peers.received}:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the alerts table writer runs after the outbox append
+    finally:
+        stop_s = await child.term()
+    row = settle(Row(name), data, accepted, alerts_accepted, peers)
+    row.recovery_s = recovery
+    notes.append(f"cold start {start_s:.1f}s; SIGTERM exit {stop_s:.1f}s")
+    lines = log.read_text(errors="replace").count("\n") if log.exists() else 0
+    notes.append(f"{lines} log lines")
+    row.note = "; ".join(notes)
+    return row
+
+
+async def kill9_during_ingest_and_export(work: Path, peers: Peers, profile: Profile) -> Row:
+    rng = random.Random(7)
+
+    async def during(_: Child) -> str:
+        await asyncio.sleep(rng.uniform(2.0, 4.0))  # scrapes, flushes and alert changes in flight
+        return ""
+
+    return await run_scenario(
+        f"kill -9 x{profile.kill_rounds} (ingest+export)", work, peers, during, rounds=profile.kill_rounds
+    )
+
+
+def mount_tmpfs(path: Path, size: str) -> str | None:
+    """Mount a tmpfs; returns why not when impossible (not root, no mount, container forbids)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return "needs root and mount(8)"
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    return None if res.returncode == 0 else (res.stderr.strip() or f"mount exited {res.returncode}")
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+async def _recover_time(child: Child, timeout: float = 30.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            status, _ = await child.readyz()
+            if status == 200:
+                return time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    return float("inf")
+
+
+async def full_disk(work: Path, peers: Peers, profile: Profile) -> Row | str:
+    mnt = work / "tmpfs"
+    why = mount_tmpfs(mnt, "24m")
+    if why:
+        return f"full disk skipped: cannot mount a small tmpfs ({why})"
+    try:
+
+        async def during(child: Child) -> str:
+            await asyncio.sleep(1.0)
+            filler = mnt / "filler"
+            with open(filler, "wb") as fh, contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * (1 << 16))
+                    fh.flush()
+            await asyncio.sleep(profile.fault_s)
+            status, body = await child.readyz()
+            faults = ",".join(f"{k}:{v.get('error')}" for k, v in body.get("faults", {}).items() if not v.get("ok"))
+            filler.unlink()
+            rec = await _recover_time(child)
+            await asyncio.sleep(1.0)
+            return f"readyz {status} ({faults or 'no fault'}) while full; self-recovered in {rec:.1f}s"
+
+        return await run_scenario("full disk (24 MiB tmpfs)", work, peers, during, data_dir=mnt / "data")
+    finally:
+        umount(mnt)
+
+
+def _nofile(pid: int) -> tuple[str, str]:
+    with open(f"/proc/{pid}/limits") as fh:
+        for line in fh:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return soft, hard
+    raise RuntimeError("no open-files limit in /proc")
+
+
+async def descriptor_exhaustion(work: Path, peers: Peers, profile: Profile) -> Row | str:
+    if shutil.which("prlimit") is None:
+        return "descriptor exhaustion skipped: prlimit(1) not installed"
+
+    async def during(child: Child) -> str:
+        await asyncio.sleep(1.0)
+        pid = child.proc.pid
+        used = len(os.listdir(f"/proc/{pid}/fd"))
+        soft, hard = _nofile(pid)  # only the soft limit moves: raising a hard limit needs CAP_SYS_RESOURCE
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={used + 1}:{hard}"], check=True)
+        await asyncio.sleep(profile.fault_s)
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=True)
+        rec = await _recover_time(child)
+        await asyncio.sleep(1.0)
+        return f"nofile={used + 1} for {profile.fault_s:g}s; self-recovered in {rec:.1f}s"
+
+    return await run_scenario("descriptor exhaustion (prlimit)", work, peers, during)
+
+
+async def sink_outage(work: Path, peers: Peers, profile: Profile) -> Row:
+    async def during(_: Child) -> str:
+        peers.sink_down = True
+        await asyncio.sleep(profile.fault_s + 3.0)  # alert changes pile up in the outbox; kill -9 in the outage
+        return ""
+
+    def end_outage() -> None:
+        peers.sink_down = False
+
+    try:
+        return await run_scenario("webhook outage + kill -9", work, peers, during, after_kill=end_outage)
+    finally:
+        peers.sink_down = False
+
+
+async def idle_clients(work: Path, peers: Peers, profile: Profile) -> Row:
+    async def during(child: Child) -> str:
+        socks: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        refused = 0
+        for i in range(profile.idle_clients):
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", child.port)
+            except OSError:
+                refused += 1
+                continue
+            if i % 2:
+                w.write(b"GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Partial: ")  # a header never finished
+            socks.append((r, w))
+        answer = await _recover_time(child)  # over the cap it must wait for the header deadline
+        await asyncio.sleep(profile.fault_s)
+        closed = 0
+        for r, _ in socks:  # the header deadline (1 s here) closes every one of them
+            with contextlib.suppress(TimeoutError, OSError):
+                if await asyncio.wait_for(r.read(), timeout=5) == b"":
+                    closed += 1
+        for _, w in socks:
+            w.close()
+        return (
+            f"{len(socks)} idle/partial conns ({refused} refused): /readyz 200 after {answer * 1000:.0f} ms, "
+            f"{closed} closed by the server's header deadline"
+        )
+
+    return await run_scenario(f"{profile.idle_clients} idle/slow clients", work, peers, during)
+
+
+async def big_series_target(work: Path, peers: Peers, profile: Profile) -> Row:
+    peers.big_series = profile.big_series
+
+    async def during(child: Child) -> str:
+        rss = []
+        for _ in range(int(profile.fault_s * 2) + 4):
+            await asyncio.sleep(0.5)
+            with open(f"/proc/{child.proc.pid}/status") as fh:
+                rss += [int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS")]
+        return f"{profile.big_series} series/s target: max RSS {max(rss)} MiB"
+
+    try:
+        return await run_scenario(f"{profile.big_series}-series target", work, peers, during, big=True)
+    finally:
+        peers.big_series = 0
+
+
+SCENARIOS = [
+    kill9_during_ingest_and_export,
+    full_disk,
+    descriptor_exhaustion,
+    sink_outage,
+    idle_clients,
+    big_series_target,
+]
+
+
+async def run_all(work: Path, profile: Profile, only: list[str] | None = None) -> tuple[list[Row], list[str]]:
+    peers = Peers()
+    await peers.start()
+    rows: list[Row] = []
+    skipped: list[str] = []
+    try:
+        for scen in SCENARIOS:
+            if only and scen.__name__ not in only:
+                continue
+            out = await scen(work / scen.__name__, peers, profile)
+            if isinstance(out, Row):
+                rows.append(out)
+            else:
+                skipped.append(out)
+    finally:
+        await peers.stop()
+    return rows, skipped
+
+
+__all__ = ["FULL", "QUICK", "SCENARIOS", "Profile", "errno", "run_all"]

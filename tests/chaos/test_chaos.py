@@ -1,0 +1,29 @@
+"""The chaos suite's short profile: every fault against the real service, nothing accepted lost.
+
+``make chaos`` runs the full profile (more kills, longer faults, 3,000 idle clients, a 1M-series
+target) and prints the table; this keeps each row short so the normal suite stays quick. One test
+per row, each printing its line of the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import print_table
+from tests.chaos.scenarios import QUICK, SCENARIOS, run_all
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("scenario", [s.__name__ for s in SCENARIOS])
+async def test_chaos_row_loses_nothing_accepted(tmp_path: Path, scenario: str) -> None:
+    rows, skipped = await run_all(tmp_path, QUICK, [scenario])
+    if skipped:
+        pytest.skip(skipped[0])
+    table = print_table(rows)
+    (row,) = rows
+    assert row.accepted > 0, table
+    assert row.lost == 0 and row.duplicates == 0, table
+    assert row.alerts_lost == 0, table
