@@ -268,8 +268,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from collector.catalog import DEFAULT_CATALOG
     from collector.store_read import StoreReader
+    from collector.unmapped import unmapped_metrics_view
     from hciwatch.query import QueryError, QueryLimits, run_query
+    from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
     args.data_dir = str(_require_data_dir(_data_dir(args)))
     reader = StoreReader(Path(args.data_dir))
@@ -280,11 +283,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
             args.query,
             limit=args.limit,
             limits=limits,
-            extra_views=reader.analyst_views(),
+            extra_views={**unmapped_metrics_view(DEFAULT_CATALOG), **reader.analyst_views()},
         )
     except QueryError as exc:
         raise UsageError(f"query refused: {exc}", fix="read-only SELECT over samples, ip_observations, alerts") from exc
-    from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
     table = result.table
     if args.format == "csv":
@@ -293,8 +295,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
         write_json_lines(table, sys.stdout)
     else:
         console.print(rich_table(table))
-        if getattr(result, "truncated", False):
-            errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
+    if getattr(result, "truncated", False):
+        errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
     return 0
 
 

@@ -6,10 +6,12 @@ payload in the documented format.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from collector.catalog import DEFAULT_CATALOG, windows_perfcounter_metric
 from collector.registry import get_parser
@@ -61,6 +63,28 @@ def test_crlf_wrapped_4199_message_yields_ip_and_mac() -> None:
     )
     assert first["ts"] == from_ms(EVENT_MS)
     assert (obs[1]["ip"], obs[1]["mac"]) == ("10.20.0.22", "00:15:5d:0a:0b:98")  # 4198: "having hardware address"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # line breaks where Microsoft KB 178550 prints them (hard-wrapped at ~72 columns)
+        "The system detected an address conflict for IP address\r\n10.1.2.3 with the system having network\r\n"
+        "hardware address 00:15:5D:00:00:02. Network operations on this system may be disrupted as\r\na result.",
+        # the Windows Server documentation's form, with the sentence's period after the address
+        "The system detected an address conflict for IP address 10.1.2.3. with the system having network "
+        "hardware address 00-15-5D-00-00-02. Network operations on this system may be disrupted as a result.",
+        # indented continuation lines (a log viewer's copy)
+        "The system detected an address conflict for IP address\n                10.1.2.3 with the system having "
+        "network hardware address\n                00-15-5d-00-00-02.",
+    ],
+)
+def test_documented_message_layouts(message: str) -> None:
+    row = {"ProviderName": "Tcpip", "Id": 4199, "MachineName": "n1", "TimeCreated": "2024-11-19T07:00:00Z"}
+    body = json.dumps({**row, "Message": message}).encode()
+    rec = RawRecord(ts=T0, kind="event", target="t", body=body)
+    obs = get_parser("event")(rec, DEFAULT_CATALOG).ip_observations.to_pylist()
+    assert [(o["ip"], o["mac"]) for o in obs] == [("10.1.2.3", "00:15:5d:00:00:02")]
 
 
 def test_get_eventlog_shape_is_read() -> None:
@@ -208,3 +232,47 @@ def test_calico_reserved_addresses_count_as_used_in_pool_usage(tmp_path: Path) -
         con.close()
         store.close()
     assert rows == [("calico:c1/pods", 64, 52)]
+
+
+# --- byte-order marks (a principle, not one file: every text parser, every Windows encoding) -------
+
+BOM_CASES: list[tuple[str, str, dict[str, str], str | None]] = [
+    ("prometheus", "windows_exporter-v0.15.0-net-doc.prom", {}, None),
+    ("haproxy-csv", "otelcol-haproxy-stats.csv", {}, None),
+    ("haproxy-info", "otelcol-haproxy-server_info.txt", {}, None),
+    ("mqtt", "telegraf-win_perf_counters-doc.json", {}, "telegraf/AZL-NODE2/win_perf_counters"),
+    ("mqtt", "telegraf-win_perf_counters-raw-doc.lp", {}, "telegraf/AZL-NODE1/win_perf_counters"),
+]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+@pytest.mark.parametrize(("kind", "name", "labels", "topic"), BOM_CASES, ids=[c[1] for c in BOM_CASES])
+def test_powershell_encodings_parse_like_plain_utf8(
+    kind: str, name: str, labels: dict[str, str], topic: str | None, encoding: str
+) -> None:
+    """Set-Content -Encoding UTF8 (UTF-8 BOM) and Windows PowerShell's Out-File (UTF-16 LE BOM)."""
+    plain = (CORPUS / name).read_bytes()
+    marked = plain.decode("utf-8").encode(encoding)
+
+    def run(body: bytes) -> list[tuple[str, float]]:
+        rec = RawRecord(ts=T0, kind=kind, target=name, body=body, host="h", labels=labels, topic=topic)
+        result = get_parser(kind)(rec, DEFAULT_CATALOG)
+        assert result.errors == []
+        return sorted((r["metric"], r["value"]) for r in result.samples.to_pylist())
+
+    assert run(marked) == run(plain)
+
+
+def test_kubectl_json_saved_by_powershell_is_read() -> None:
+    path = Path(__file__).resolve().parents[2] / "collector" / "sources" / "k8s_inventory" / "testdata"
+    plain = (path / "services_wl-dev.json").read_bytes()
+
+    def run(body: bytes) -> int:
+        rec = RawRecord(
+            ts=T0, kind="k8s", target="https://10.0.0.1:6443/api/v1/services", body=body, labels={"cluster": "wl-dev"}
+        )
+        n: int = get_parser("k8s")(rec, DEFAULT_CATALOG).ip_observations.num_rows
+        return n
+
+    assert run(plain) > 0
+    assert run(b"\xef\xbb\xbf" + plain) == run(plain) == run(plain.decode("utf-8").encode("utf-16"))

@@ -289,8 +289,10 @@ def test_not_text_is_rejected() -> None:
         import gzip
 
         parse(gzip.compress(b"up 1\n"))
-    with pytest.raises(ParseError, match="NUL"):  # UTF-16 text is full of NUL bytes
-        parse('up{a="é"} 1\n'.encode("utf-16"))
+    with pytest.raises(ParseError, match="NUL"):  # unmarked UTF-16 text is full of NUL bytes
+        parse('up{a="é"} 1\n'.encode("utf-16-le"))
+    # with its byte-order mark (Windows PowerShell's Out-File) it is text and is read
+    assert parse('up{a="é"} 1\n'.encode("utf-16")).samples.num_rows == 1
     with pytest.raises(ParseError, match="not UTF-8"):
         parse('r\xe9seau{a="\xe9"} 1\n\xe9t\xe9 2\n'.encode("latin-1"))
 

@@ -46,6 +46,7 @@ from collector.schema import (
     RawRecord,
     to_ms,
 )
+from collector.text import without_bom
 
 SOURCE = "haproxy"
 NATIVE_PREFIX = "haproxy.csv."
@@ -211,9 +212,7 @@ def _number(text: str) -> float | None:
 
 def _decode(record: RawRecord, errors: list[Exception]) -> str:
     """Text of the payload; bytes that are not UTF-8 are replaced and reported, not fatal."""
-    body = record.body
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
+    body = without_bom(record.body)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -51,6 +51,7 @@ from collector.schema import (
     RawRecord,
     to_ms,
 )
+from collector.text import without_bom
 
 SOURCE = "k8s"
 
@@ -286,7 +287,7 @@ def _load(record: RawRecord) -> dict[str, Any]:
     """Decode the body; anything that is not a JSON object is fatal for the record."""
     target = _clean(record.target)
     try:
-        text = record.body.decode("utf-8")
+        text = without_bom(record.body).decode("utf-8")  # kubectl output saved by PowerShell
     except UnicodeDecodeError as exc:
         raise ParseError(
             f"body is not UTF-8 JSON: {exc.reason}", source=SOURCE, target=target, offset=exc.start

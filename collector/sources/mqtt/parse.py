@@ -37,6 +37,7 @@ from collector.errors import ParseError
 from collector.rows import SampleRows, clean
 from collector.schema import ParseResult, RawRecord, to_ms
 from collector.sources.neighbors import parse as neighbors
+from collector.text import without_bom
 
 SOURCE = "telegraf"
 PARSER = "mqtt"
@@ -488,15 +489,16 @@ def _evidence_kind(doc: Any) -> str | None:
 
 
 def _decode(record: RawRecord, target: str, errors: list[Exception]) -> str:
+    body = without_bom(record.body)
     try:
-        return record.body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         errors.append(
             ParseError(
                 f"invalid UTF-8 ({exc.reason}); bad bytes replaced", source=PARSER, target=target, offset=exc.start
             )
         )
-        return record.body.decode("utf-8", "replace")
+        return body.decode("utf-8", "replace")
 
 
 _BARE_VALUE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|true|false")

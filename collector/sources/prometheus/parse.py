@@ -53,6 +53,7 @@ from collector.schema import (
     to_ms,
 )
 from collector.sources.prometheus._scan import I32, I64, Scan, scan
+from collector.text import without_bom
 
 MAX_LINE_ERRORS = 100
 """Individually reported bad lines per payload; further ones are counted in one summary error."""
@@ -72,7 +73,6 @@ NIC_ADDRESS_INFO = "windows_net_nic_address_info"
 # Label names normalize_windows_labels reads or writes; everything else passes through it.
 _WINDOWS_SPECIAL = ("nic", "instance", "adapter", "port_prio", "priority")
 _DICT_TYPE = pa.dictionary(pa.int32(), pa.string())
-_UTF8_BOM = b"\xef\xbb\xbf"
 _WINDOWS_PREFIXES = ("windows_", "wmi_")
 
 
@@ -102,9 +102,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
 
 def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]]]:
     """Check the body is text; blank out undecodable lines (reported), raise if not text at all."""
-    body = record.body
-    if body.startswith(_UTF8_BOM):  # PowerShell's Out-File/Set-Content write one
-        body = body[len(_UTF8_BOM) :]
+    body = without_bom(record.body)  # files saved by PowerShell carry a UTF-8 or UTF-16 BOM
     if body[:2] == b"\x1f\x8b":
         raise ParseError(
             "payload is gzip-compressed bytes, not text (the source must decompress it)",
