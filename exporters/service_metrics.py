@@ -75,6 +75,8 @@ def prometheus_name(spec: MetricSpec) -> str:
     """The Prometheus family name (without the ``_total`` prometheus-client adds to counters)."""
     base = spec.name.replace(".", "_")
     suffix = _UNIT_SUFFIX.get(spec.unit)
+    if spec.unit == "1" and spec.kind == "gauge":  # the Collector's translator: a unit-"1" gauge is a ratio
+        suffix = "ratio"
     if suffix and suffix not in base.split("_"):
         base = f"{base}_{suffix}"
     return base
@@ -114,6 +116,7 @@ SERVICE_METRICS: tuple[MetricSpec, ...] = (
         "host",
         dashboard=True,
     ),
+    _m("hciwatch.build_info", "gauge", "", "the running hciwatch build (always 1)", "version", "python", "duckdb"),
     _m("hciwatch.alerts.firing", "gauge", "{alert}", "alerts currently firing, per kind", "kind", dashboard=True),
     _m(
         "hciwatch.pipeline.samples_in", "counter", "{sample}", "samples parsed and accepted for storage", dashboard=True
@@ -146,7 +149,8 @@ SERVICE_METRICS: tuple[MetricSpec, ...] = (
     _m("hciwatch.ip_observations_stored", "counter", "{observation}", "IP observations accepted for storage"),
     _m("hciwatch.evaluations", "counter", "{pass}", "detector passes run"),
     _m("hciwatch.alert_changes", "counter", "{change}", "alert state changes", "kind", "status"),
-    _m("hciwatch.target_up", "gauge", "1", "1 when the last fetch succeeded", "source", "target"),
+    # booleans carry no unit (a unit of "1" would make them ratios: hciwatch_target_up_ratio)
+    _m("hciwatch.target_up", "gauge", "", "1 when the last fetch succeeded", "source", "target"),
     _m("hciwatch.target_fetch_failures", "counter", "{failure}", "failed fetches", "source", "target"),
     _m(
         "hciwatch.target_parse_errors",
@@ -159,7 +163,7 @@ SERVICE_METRICS: tuple[MetricSpec, ...] = (
     _m(
         "hciwatch.io_fault",
         "gauge",
-        "1",
+        "",
         "1 while an I/O component fails (store, wal, outbox, ...)",
         "component",
         "error",

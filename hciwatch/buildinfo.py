@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client.core import GaugeMetricFamily
 
+from exporters.service_metrics import spec
+
 
 def hciwatch_version() -> str:
     """The installed distribution's version (``0+unknown`` when run from a bare checkout)."""
@@ -29,8 +31,7 @@ def _duckdb_version() -> str:
 
 
 def build_info_metric() -> GaugeMetricFamily:
-    g = GaugeMetricFamily(
-        "hciwatch_build_info", "The running hciwatch build (always 1)", labels=["version", "python", "duckdb"]
-    )
+    m = spec("hciwatch.build_info")
+    g = GaugeMetricFamily(m.prometheus_name, m.help, labels=list(m.labels))
     g.add_metric([hciwatch_version(), platform.python_version(), _duckdb_version()], 1.0)
     return g

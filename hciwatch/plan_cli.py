@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from hciwatch.config import AppConfig
 
 CONFIG_NAMES = ("config.toml", "demo-config.toml", "hciwatch.toml")
 
@@ -45,20 +48,25 @@ def find_config(data_dir: Path, explicit: str | None) -> Path | None:
     return None
 
 
-def run_plan(args: argparse.Namespace, console: Console, errconsole: Console) -> int:
-    from analytics.plan import PlanError, Verdict, load_plan_file, operations_from_flags
+def site_config(args: argparse.Namespace) -> tuple[Path, AppConfig]:
+    """The data dir and the site's config that ``plan`` and ``reclaim`` read (usage errors exit 2)."""
     from hciwatch.config import load_config
-    from hciwatch.plan_data import run_plan as run_plan_state
+    from hciwatch.errorpolicy import UsageError
 
     data_dir = Path(args.data_dir)
     if not (data_dir / "ip_observations").is_dir():
-        errconsole.print(f"[red]error[/]: {data_dir} is not an hciwatch data dir (no ip_observations/ in it)")
-        return 2
+        raise UsageError(f"{data_dir} is not an hciwatch data dir (no ip_observations/ in it)", fix="give --data-dir")
     cfg_path = find_config(data_dir, args.config)
     if cfg_path is None:
-        errconsole.print(f"[red]error[/]: no config in {data_dir} ({', '.join(CONFIG_NAMES)}); give --config")
-        return 2
-    cfg = load_config(cfg_path)
+        raise UsageError(f"no config in {data_dir} ({', '.join(CONFIG_NAMES)})", fix="give --config FILE")
+    return data_dir, load_config(cfg_path)
+
+
+def run_plan(args: argparse.Namespace, console: Console, errconsole: Console) -> int:
+    from analytics.plan import PlanError, Verdict, load_plan_file, operations_from_flags
+    from hciwatch.plan_data import run_plan as run_plan_state
+
+    data_dir, cfg = site_config(args)
     pools = cfg.analytics.pools
     if args.ip_plan:
         pools = pools.model_copy(update={"ip_plan": args.ip_plan})

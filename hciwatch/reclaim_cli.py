@@ -121,23 +121,14 @@ def collect(data_dir: Path, networks: Any, pools: Any, idle_ms: int) -> dict[str
 
 def run_reclaim(args: argparse.Namespace, console: Console, errconsole: Console) -> int:
     from analytics.settings import parse_duration
-    from hciwatch.config import load_config
-    from hciwatch.plan_cli import find_config
+    from hciwatch.plan_cli import site_config
 
-    data_dir = Path(args.data_dir)
-    if not (data_dir / "ip_observations").is_dir():
-        errconsole.print(f"[red]error[/]: {data_dir} is not an hciwatch data dir (no ip_observations/ in it)")
-        return 2
-    cfg_path = find_config(data_dir, args.config)
-    if cfg_path is None:
-        errconsole.print(f"[red]error[/]: no config in {data_dir}; give --config")
-        return 2
+    data_dir, cfg = site_config(args)
     try:
         idle_ms = int(parse_duration(args.idle).total_seconds() * 1000)
     except ValueError as exc:
         errconsole.print(f"[red]error[/]: --idle: {exc}")
         return 2
-    cfg = load_config(cfg_path)
     try:
         d = collect(data_dir, cfg.collector.networks, cfg.analytics.pools, idle_ms)
     except ValueError as exc:
