@@ -395,27 +395,48 @@ def test_debug_shows_the_traceback(ctx: Ctx, capsys: pytest.CaptureFixture[str])
     assert "Traceback" in err and "address already in use" in err
 
 
+def _read_only_mount(path: Path) -> bool:
+    """Make ``path`` a read-only tmpfs holding an (empty) store; False where mounting is refused."""
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True).returncode
+    if ok != 0:
+        return False
+    (path / "samples").mkdir()
+    if subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", str(path)], capture_output=True)
+        return False
+    return True
+
+
 def test_read_only_data_dir_is_refused_before_run() -> None:
-    """A populated data dir the service user cannot write: check-config and run say so (exit 2)."""
+    """A populated data dir the service cannot write: check-config and run say so (exit 2).
+
+    As root (CI), permissions do not stop writes, so the dir is a read-only tmpfs (EROFS, which
+    stops root too); elsewhere a chmod 0555 dir does it.
+    """
     base = Path(tempfile.mkdtemp(prefix="hciwatch-ro-"))
+    data = base / "data"
+    data.mkdir()
+    mounted = False
     try:
-        base.chmod(0o755)
-        data = base / "data"
-        (data / "samples").mkdir(parents=True)
-        data.chmod(0o555)
+        if os.geteuid() == 0:
+            mounted = _read_only_mount(data)
+            if not mounted:
+                pytest.skip("running as root where mount(8) is refused: no way to make a dir root cannot write")
+        else:
+            (data / "samples").mkdir()
+            data.chmod(0o555)
         token = base / "token"
         token.write_text("t\n")
-        token.chmod(0o644)
         cfg = base / "c.toml"
         cfg.write_text(f'data_dir = "{data}"\n[api]\ntoken_file = "{token}"\n')
-        cfg.chmod(0o644)
         cmd = [sys.executable, "-m", "hciwatch.cli", "check-config", "--config", str(cfg)]
-        if os.geteuid() == 0:  # root writes anywhere: run the check as nobody, as a service user would be
-            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=base)
         assert proc.returncode == 2, proc.stderr
         assert "not writable" in proc.stderr and "Traceback" not in proc.stderr
     finally:
-        (base / "data").chmod(0o755)
+        if mounted:
+            subprocess.run(["umount", str(data)], capture_output=True)
+        else:
+            data.chmod(0o755)
         shutil.rmtree(base)
