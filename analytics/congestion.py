@@ -676,7 +676,9 @@ class CongestionDetector:
                 if len(members) == 1
                 else f"{len(members)} hosts ({', '.join(members[:6])}" + (", …)" if len(members) > 6 else ")")
             )
-            state = "" if inc.active else " (cleared)"
+            # a cleared incident quotes what was seen at its last active check (the worst of it, often),
+            # so the text says so rather than reading like the current state
+            state = "" if inc.active else " cleared; last seen while active"
             summary = f"East-west congestion on {who}{state}: {desc}"
             evidence: dict[str, Any] = {
                 "hosts": members,
