@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,7 @@ from aiohttp import web
 import lab
 from hciwatch.config import load_config
 from hciwatch.service import Service
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.loopback import free_port, serve
 
 
 async def _serve_lab_metrics() -> tuple[bytes, web.AppRunner, int]:
@@ -38,20 +32,15 @@ async def _serve_lab_metrics() -> tuple[bytes, web.AppRunner, int]:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=body, content_type="text/plain")
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve({"/metrics": metrics})
     return body, runner, port
 
 
 async def test_service_scrapes_stores_serves_and_flushes_on_stop(tmp_path: Path, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="hciwatch.service")
     _, runner, port = await _serve_lab_metrics()
-    dead = _free_port()  # nothing listens here
-    api_port = _free_port()
+    dead = free_port()  # nothing listens here
+    api_port = free_port()
     (tmp_path / "token").write_text("t0ken-for-tests\n")
     cfg_path = tmp_path / "hciwatch.toml"
     cfg_path.write_text(f"""
@@ -175,7 +164,7 @@ evaluation_interval = "1s"
 [analytics.pools]
 bucket = "1s"
 [api]
-listen = "127.0.0.1:{_free_port()}"
+listen = "127.0.0.1:{free_port()}"
 allow_unauthenticated = true
 [[exporters]]
 type = "otlp"

@@ -21,7 +21,7 @@ from aiohttp import web
 import collector.store as store_mod
 from hciwatch.config import load_config
 from hciwatch.service import Service
-from tests.test_service import _free_port
+from tests.fixtures.loopback import free_port, serve
 
 
 class SwitchableDisk:
@@ -47,12 +47,7 @@ async def _counter_target() -> tuple[web.AppRunner, int, list[int]]:
         served.append(len(served) + 1)
         return web.Response(text=f"chaos_scrape_seq {served[-1]}\n", content_type="text/plain")
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve({"/metrics": metrics})
     return runner, port, served
 
 
@@ -88,7 +83,7 @@ async def test_full_disk_is_a_state_reported_and_recovered_from(
     disk = SwitchableDisk()
     monkeypatch.setattr(store_mod, "write_parquet_atomic", disk)
     runner, port, served = await _counter_target()
-    api_port = _free_port()
+    api_port = free_port()
     svc = Service(load_config(_config(tmp_path, port, api_port)))
     caplog.set_level(logging.INFO)
     await svc.start()

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from hciwatch.config import load_config
 from hciwatch.service import Service
-from tests.test_service import _free_port
+from tests.fixtures.loopback import free_port, serve
 
 
 async def _targets() -> tuple[web.AppRunner, int]:
@@ -26,20 +26,12 @@ async def _targets() -> tuple[web.AppRunner, int]:
         labels = ",".join(f'l{i}="v"' for i in range(12))
         return web.Response(text=f"tall{{{labels}}} 1\n", content_type="text/plain")
 
-    app = web.Application()
-    app.router.add_get("/html", html)
-    app.router.add_get("/many", many)
-    app.router.add_get("/labelled", labelled)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
+    return await serve({"/html": html, "/many": many, "/labelled": labelled})
 
 
 async def test_html_and_over_limit_payloads_count_per_target_and_raise_source_down(tmp_path: Path) -> None:
     runner, port = await _targets()
-    api_port = _free_port()
+    api_port = free_port()
     cfg = tmp_path / "hciwatch.toml"
     common = "interval = 0.2\ntimeout = 2.0\ndown_after = 0.5\n"
     cfg.write_text(f"""
