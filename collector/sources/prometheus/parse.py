@@ -52,7 +52,7 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
-from collector.sources.prometheus._scan import I32, I64, Scan, scan
+from collector.sources.prometheus._scan import I32, I64, Scan, is_openmetrics, scan
 from collector.text import without_bom
 
 MAX_LINE_ERRORS = 100
@@ -145,7 +145,7 @@ def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]
 def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     src = record.labels.get("source") or "prometheus"
     body, undecodable = _text_body(record, src)
-    sc = scan(body)
+    sc = scan(body, openmetrics=is_openmetrics(body))
     sc.errors.extend(undecodable)
     sc.bad_lines += len(undecodable)
     result = ParseResult()
