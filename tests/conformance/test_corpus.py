@@ -9,6 +9,7 @@ it from the file on every run, so a wrong expectation cannot hide behind a wrong
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -34,7 +35,8 @@ T0 = datetime(2024, 11, 19, 7, 0, tzinfo=UTC)
 
 _INT = re.compile(r"-?[0-9]+")
 # HAProxy CSV columns that identify a row rather than measure it; `status` becomes one haproxy.up.
-_HAPROXY_NOT_METRICS = frozenset({"pxname", "svname", "pid", "iid", "sid", "type", "status"})
+# `check_status` is text by HAProxy's documentation (L4OK, HTTP_ERR, ...), whatever a file holds.
+_HAPROXY_NOT_METRICS = frozenset({"pxname", "svname", "pid", "iid", "sid", "type", "status", "check_status"})
 
 
 def prometheus_lines(data: bytes) -> int:
@@ -47,15 +49,15 @@ def haproxy_cells(data: bytes) -> int:
     """One sample per integer cell of a metric column, plus one ``haproxy.up`` per row with a status."""
     header: list[str] = []
     n = 0
-    for line in data.decode("utf-8-sig").splitlines():
-        if not line.strip():
+    # csv.reader over the whole text: a quoted cell may hold newlines (agent-check output)
+    for cells in csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")):
+        if not cells or not "".join(cells).strip():
             continue
-        if line.startswith("#"):
-            header = line[1:].strip().split(",")
+        if cells[0].startswith("#"):
+            header = [cells[0][1:].strip(), *cells[1:]]
             if header and header[-1] == "":
                 header.pop()
             continue
-        cells = next(csv.reader([line]))
         if len(cells) == len(header) + 1 and cells[-1] == "":
             cells.pop()
         assert len(cells) == len(header)

@@ -1,4 +1,5 @@
-"""Defects the held-out payloads found, one test each (every one failed before its fix).
+"""Defects the held-out payloads found, one test each (every one failed before its fix, except the
+one guard marked as such).
 
 The payloads themselves are in ``corpus/heldout-*`` (see PROVENANCE.md); these tests pin the
 principle behind each fix on a minimal body, so a regression names the rule it breaks.
@@ -91,3 +92,32 @@ def test_german_network_interface_counters_are_mapped() -> None:
     assert [(r["metric"], dict(r["labels"]), r["value"]) for r in rows] == [
         ("net.bytes_received_per_sec", {"nic": "Intel[R] I350 #2"}, 1234.5)
     ]
+
+
+def _haproxy(body: str) -> tuple[list[dict[str, object]], list[str]]:
+    from collector.sources.haproxy.parse import parse_record as parse_haproxy
+
+    rec = RawRecord(ts=T0, kind="haproxy-csv", target="t", host="lb", body=body.encode())
+    result = parse_haproxy(rec, DEFAULT_CATALOG)
+    return [dict(r, labels=dict(r["labels"])) for r in result.samples.to_pylist()], [str(e) for e in result.errors]
+
+
+_HDR = "# pxname,svname,scur,status,check_desc,stot,\n"
+
+
+def test_haproxy_quoted_cell_spanning_lines_keeps_the_row() -> None:
+    """Agent-check text may hold newlines; HAProxy quotes the cell, so the row spans lines."""
+    rows, errors = _haproxy(_HDR + 'be,s1,3,UP,"agent says:\nok, ""fine""\n",10,\nbe,s2,4,UP,,11,\n')
+    assert errors == []
+    got = {(r["metric"], r["labels"]["server"]): r["value"] for r in rows}
+    assert got[("haproxy.current_sessions", "s1")] == 3 and got[("haproxy.sessions_total", "s1")] == 10
+    assert got[("haproxy.current_sessions", "s2")] == 4
+
+
+def test_haproxy_stray_quote_costs_its_line_only() -> None:
+    """Guard for the fix above (passes on the old code too): joining lines must not swallow rows."""
+    lines = [f"be,s{i},{i},UP,,{i},\n" for i in range(40)]
+    lines[1] = 'be,s1,1,UP,"never closed,1,\n'
+    rows, errors = _haproxy(_HDR + "".join(lines))
+    assert len(errors) == 1 and "(at line 3)" in errors[0]
+    assert {r["labels"]["server"] for r in rows} == {f"s{i}" for i in range(40) if i != 1}
