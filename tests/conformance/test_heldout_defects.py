@@ -8,6 +8,7 @@ principle behind each fix on a minimal body, so a regression names the rule it b
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from collector.catalog import DEFAULT_CATALOG
 from collector.schema import RawRecord, iso
@@ -17,7 +18,7 @@ from collector.sources.typeperf.parse import parse_record as parse_typeperf
 T0 = datetime(2024, 11, 19, 7, 0, tzinfo=UTC)
 
 
-def _prom(body: str, **labels: str) -> list[dict[str, object]]:
+def _prom(body: str, **labels: str) -> list[dict[str, Any]]:
     rec = RawRecord(ts=T0, kind="prometheus", target="t", host="h", body=body.encode(), labels=labels)
     result = parse_prometheus(rec, DEFAULT_CATALOG)
     assert result.errors == [], result.errors
@@ -67,7 +68,7 @@ def test_haproxy_builtin_exporter_rows_get_a_type_but_keep_their_own() -> None:
     assert labels["haproxy.queue_current"]["type"] == "x"
 
 
-def _typeperf(body: str) -> tuple[list[dict[str, object]], list[str]]:
+def _typeperf(body: str) -> tuple[list[dict[str, Any]], list[str]]:
     rec = RawRecord(ts=T0, kind="typeperf-csv", target="t", body=body.encode())
     result = parse_typeperf(rec, DEFAULT_CATALOG)
     return result.samples.to_pylist(), [str(e) for e in result.errors]
@@ -94,7 +95,7 @@ def test_german_network_interface_counters_are_mapped() -> None:
     ]
 
 
-def _haproxy(body: str) -> tuple[list[dict[str, object]], list[str]]:
+def _haproxy(body: str) -> tuple[list[dict[str, Any]], list[str]]:
     from collector.sources.haproxy.parse import parse_record as parse_haproxy
 
     rec = RawRecord(ts=T0, kind="haproxy-csv", target="t", host="lb", body=body.encode())
