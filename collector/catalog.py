@@ -260,6 +260,12 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
         "kubeproxy.sync_duration_seconds_total", "s", _COUNTER
     ),
     "kubeproxy_sync_proxy_rules_duration_seconds_count": MetricDef("kubeproxy.syncs_total", "1", _COUNTER),
+    # kube-proxy before 1.14 (seen on a real v1.9 scrape): the same histogram in microseconds.
+    # _sum is stored in seconds; the buckets stay native (their `le` bounds are microseconds).
+    "kubeproxy_sync_proxy_rules_latency_microseconds_sum": MetricDef(
+        "kubeproxy.sync_duration_seconds_total", "s", _COUNTER, divisor=1e6
+    ),
+    "kubeproxy_sync_proxy_rules_latency_microseconds_count": MetricDef("kubeproxy.syncs_total", "1", _COUNTER),
     "kubeproxy_sync_proxy_rules_last_timestamp_seconds": MetricDef("kubeproxy.last_sync_timestamp", "s", _GAUGE),
     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": MetricDef(
         "kubeproxy.last_queued_timestamp", "s", _GAUGE

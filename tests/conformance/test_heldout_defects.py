@@ -122,3 +122,14 @@ def test_haproxy_stray_quote_costs_its_line_only() -> None:
     rows, errors = _haproxy(_HDR + "".join(lines))
     assert len(errors) == 1 and "(at line 3)" in errors[0]
     assert {r["labels"]["server"] for r in rows} == {f"s{i}" for i in range(40) if i != 1}
+
+
+def test_kube_proxy_before_1_14_sync_latency_in_microseconds() -> None:
+    """A real v1.9 scrape names the sync histogram in microseconds; it lands in canonical seconds."""
+    rows = _prom(
+        "kubeproxy_sync_proxy_rules_latency_microseconds_sum 4.1572652e+08\n"
+        "kubeproxy_sync_proxy_rules_latency_microseconds_count 30218\n",
+        source="kube-proxy",
+    )
+    got = {r["metric"]: r["value"] for r in rows}
+    assert got == {"kubeproxy.sync_duration_seconds_total": 415.72652, "kubeproxy.syncs_total": 30218.0}
