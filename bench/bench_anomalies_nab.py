@@ -235,8 +235,8 @@ def run_memory(series: int, rows: int, season: int) -> None:
     per = used / series
     print(
         f"memory: {series} series x {rows} rows, season {season}: {per / 1024:.1f} KiB per series at steady state "
-        f"(tracemalloc), {per * 10_000 / 2**20:.0f} MiB for 10,000 series; {series * rows / max(cpu, 1e-9):,.0f} rows/s "
-        "under tracemalloc"
+        f"(tracemalloc), {per * 10_000 / 2**20:.0f} MiB for 10,000 series; "
+        f"{series * rows / max(cpu, 1e-9):,.0f} rows/s under tracemalloc"
     )
 
 
