@@ -21,6 +21,7 @@ Run::
 
     .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB [--sensitivity all]
     .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB --published randomCutForest
+    .venv/bin/python bench/bench_anomalies_nab.py --memory 50   # live memory per series, steady state
     make bench-nab NAB_DIR=~/src/NAB
 """
 
