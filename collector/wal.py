@@ -349,21 +349,36 @@ class GroupCommit:
         return self._task
 
     async def durable(self, seq: int) -> None:
+        """Return once ``seq`` is fsynced; raises ``RuntimeError`` when no commit task runs (it
+        would never come: the caller must fail, not wait forever)."""
         if seq <= self.wal.synced_seq:
             return
+        if self._task is None or self._task.done():
+            raise RuntimeError("write-ahead log group commit is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         self._wake.set()
         await fut
 
     async def _run(self) -> None:
+        try:
+            await self._commit_loop()
+        finally:  # cancelled at stop: nobody may wait for an fsync that will not come
+            waiters, self._waiters = self._waiters, []
+            for _, fut in waiters:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("write-ahead log group commit stopped"))
+
+    async def _commit_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 done = await asyncio.to_thread(self.wal.sync)
-            except OSError:
-                await asyncio.sleep(self.wal.fault.retry_in())
+            except Exception as exc:  # OSError is a disk fault; anything else must not end the commits either
+                if not isinstance(exc, OSError):
+                    self.wal.fault.failed(exc)
+                await asyncio.sleep(max(self.wal.fault.retry_in(), 0.05))
                 self._wake.set()
                 continue
             still: list[tuple[int, asyncio.Future[None]]] = []

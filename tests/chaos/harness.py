@@ -246,6 +246,19 @@ class Child:
         ):
             return r.status, await r.json()
 
+    def _dump_stacks(self) -> None:
+        """Before killing a hung child, put its Python stacks (py-spy, when installed) into its log:
+        a hang that happens one run in several must leave evidence behind."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [str(spy), "dump", "--locals", "--pid", str(self.proc.pid)], capture_output=True, timeout=30
+            )
+            self.log.write(b"\n--- py-spy dump of the hung child ---\n" + out.stdout + out.stderr)
+            self.log.flush()
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -258,6 +271,7 @@ class Child:
         while self.proc.poll() is None and time.monotonic() - t0 < timeout:
             await asyncio.sleep(0.05)
         if self.proc.poll() is None:
+            self._dump_stacks()
             self.kill9()
             raise TimeoutError(f"no exit within {timeout:g}s of SIGTERM")
         self.log.close()

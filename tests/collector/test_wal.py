@@ -159,3 +159,36 @@ def test_undo_only_touches_files_beyond_the_checkpoint(tmp_path: Path) -> None:
         (part / name).write_bytes(b"x")
     assert undo_uncommitted_flushes(tmp_path, 5) == 1
     assert sorted(p.name for p in part.iterdir()) == ["part-1-000001-w5-abc123.parquet", "part-1-000003-abc.parquet"]
+
+
+async def test_group_commit_survives_a_non_os_error_and_never_leaves_a_waiter_hanging(tmp_path: Path) -> None:
+    """Issue 12's hang: the commit task caught only OSError. Anything else ended it, and every
+    later ``emit`` awaited an fsync that would never come (scraping stopped, silently)."""
+    wal = WriteAheadLog(tmp_path / "wal")
+    gc = GroupCommit(wal)
+    real_sync = wal.sync
+    calls = {"n": 0}
+
+    def flaky_sync() -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("I/O operation on closed file")
+        return real_sync()
+
+    wal.sync = flaky_sync  # type: ignore[method-assign]
+    task = gc.start()
+    try:
+        await asyncio.wait_for(gc.durable(wal.append(_rec(1))), 10)  # bound against the old hang
+        assert calls["n"] >= 2 and wal.synced_seq == 1
+        assert wal.fault.ok or wal.fault.code == "ValueError"
+        # a waiter left when the commit task stops is failed, not left waiting for ever
+        wal.sync = lambda: (_ for _ in ()).throw(OSError(5, "Input/output error"))  # type: ignore[method-assign]
+        waiter = asyncio.create_task(gc.durable(wal.append(_rec(2))))
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    with pytest.raises(RuntimeError, match="group commit stopped"):
+        await asyncio.wait_for(waiter, 10)
+    with pytest.raises(RuntimeError, match="not running"):
+        await gc.durable(wal.append(_rec(3)))
