@@ -136,10 +136,20 @@ class DurableIngest:
     def retry_in(self) -> float:
         return max(self.store.write_fault.retry_in(), self.checkpoint_fault.retry_in())
 
-    def replay(self, apply: Callable[[RawRecord], object], batch_rows: int) -> int:
-        """Parse and store the records after the checkpoint (at start, before sources run)."""
+    def replay(
+        self, apply: Callable[[RawRecord], object], batch_rows: int, stop: Callable[[], bool] | None = None
+    ) -> int:
+        """Parse and store the records after the checkpoint (at start, before sources run).
+
+        ``stop()`` ends it between records (SIGTERM during a long replay must not wait for all of
+        it: what is left stays after the checkpoint and is replayed at the next start)."""
         n = 0
         for seq, rec in self.wal.replay():
+            if stop is not None and stop():
+                log.warning(
+                    "wal: replay stopped by a stop request after %d records; the rest is replayed next start", n
+                )
+                break
             self.ingest([(seq, rec)], apply)
             n += 1
             if self.store.buffered_rows() >= batch_rows:

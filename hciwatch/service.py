@@ -206,6 +206,7 @@ class Service:
         self._stopping = False
         self._inflight: asyncio.Future[Any] | None = None
         self.loop_faults: dict[str, FaultState] = {}  # the service's own supervised loops
+        self._replaying = False
         self.abandoned: list[str] = []  # what the last stop() gave up waiting for (see run_service)
         self._unsent: list[Alert] = []  # alert changes the outbox could not take yet (disk fault)
         self.pipeline = Pipeline(
@@ -341,9 +342,11 @@ class Service:
         healthy = all(f["ok"] for f in faults.values())
         # Sinks are reported, never gating: a Collector outage must not take the UI out of its Service
         # (the outbox keeps the changes and delivers them when the sink is back).
-        ready = writable and healthy and bool(self.sources)
+        # not ready while the log of the last run is replayed: queries would miss those records
+        ready = writable and healthy and bool(self.sources) and not self._replaying
         return {
             "ready": ready,
+            "replaying": self._replaying,
             "store_writable": writable and healthy,
             "faults": faults,
             "sources_configured": len(self.sources),
@@ -458,8 +461,14 @@ class Service:
         await GuardedSite(
             self._runner, host or "127.0.0.1", int(port), limits=self.server_limits, counters=self.http_counters
         ).start()
-        async with self._lock:  # records accepted before the last stop or crash, once
-            await asyncio.to_thread(self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows)
+        self._replaying = True
+        try:
+            async with self._lock:  # records accepted before the last stop or crash, once
+                await asyncio.to_thread(
+                    self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows, self._stop.is_set
+                )
+        finally:
+            self._replaying = False
         for d in self.dispatchers:
             self._tasks.append(d.start())
         self._tasks.append(self.ingest.commit.start())
