@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -249,9 +250,10 @@ class Child:
     def _dump_stacks(self) -> None:
         """Before killing a hung child, put its Python stacks (py-spy, when installed) into its log:
         a hang that happens one run in several must leave evidence behind."""
-        spy = Path(sys.executable).with_name("py-spy")
-        if not spy.exists():
+        found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if found is None:
             return
+        spy = Path(found)
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
                 [str(spy), "dump", "--locals", "--pid", str(self.proc.pid)], capture_output=True, timeout=30

@@ -166,3 +166,41 @@ async def test_supervise_restarts_a_loop_ended_by_a_cancellation_nobody_requeste
         assert not task.done()
     finally:
         await cancel_and_wait([task], 5.0, "test")
+
+
+async def test_a_cancel_arriving_as_a_fetch_completes_is_not_swallowed() -> None:
+    """The root cause of the chaos hang, made deterministic.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the result instead of raising when the task is
+    cancelled in the loop iteration in which the awaited fetch completes. The pull loop then went
+    on to ``emit``, whose fsync wait the stopping service never answered (the group commit was
+    cancelled too), so the loop never ended and neither did ``stop()``: SIGTERM was "ignored".
+    A 20-scrapes-a-second target makes that iteration likely in a few runs of the chaos rows.
+    """
+    gate = asyncio.Event()
+    forever = asyncio.Event()
+
+    class Gated(CountingSource):
+        async def fetch(self, target: str) -> list[RawRecord]:
+            await gate.wait()
+            return await super().fetch(target)
+
+    async def emit(_: RawRecord) -> None:
+        await forever.wait()  # a stopped group commit: nobody will acknowledge
+
+    sched = Scheduler([Gated("g", ["t"])], [], emit, settings=SchedulerSettings(stop_grace=0.2))
+    run = asyncio.create_task(sched.run())
+    await _until(lambda: any(t.get_name() == "pull:g:t" for t in asyncio.all_tasks()), "the pull loop started")
+    (pull,) = [t for t in asyncio.all_tasks() if t.get_name() == "pull:g:t"]
+    for _ in range(5):  # into the fetch's wait
+        await asyncio.sleep(0)
+    gate.set()  # the fetch completes in the next iteration ...
+    await asyncio.sleep(0)
+    pull.cancel()  # ... and the stop request arrives in the same one
+    try:
+        done, _ = await asyncio.wait([pull], timeout=5)
+        assert done, "the pull loop swallowed its cancellation and waits in emit for ever"
+    finally:
+        forever.set()
+        run.cancel()
+        await asyncio.wait([run], timeout=10)
