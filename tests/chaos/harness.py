@@ -86,6 +86,7 @@ class Peers:
     served: int = 0
     flap_down: bool = False
     big_series: int = 0  # when > 0, /big serves this many series
+    served_big: int = 0
     sink_down: bool = False
     received: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     port: int = 0
@@ -128,6 +129,7 @@ class Peers:
         return web.Response(text="chaos_flap 1\n", content_type="text/plain")
 
     async def _big(self, _: web.Request) -> web.Response:
+        self.served_big += 1
         if len(self._big_body) != self.big_series:  # built once per size: the peer must not be the bottleneck
             self._big_body = [f'chaos_big{{series="{i}"}} {i}\n'.encode() for i in range(self.big_series)]
         return web.Response(body=b"".join(self._big_body), content_type="text/plain")
@@ -146,7 +148,16 @@ class Peers:
         return web.Response(status=200)
 
 
-def write_config(work: Path, peers: Peers, *, data_dir: Path | None = None, big: bool = False, extra: str = "") -> Path:
+def write_config(
+    work: Path,
+    peers: Peers,
+    *,
+    data_dir: Path | None = None,
+    big: bool = False,
+    big_interval: float = 1.0,
+    extra: str = "",
+    sources: str = "",
+) -> Path:
     api_port = free_port()
     data = data_dir or (work / "data")
     big_src = (
@@ -155,7 +166,7 @@ def write_config(work: Path, peers: Peers, *, data_dir: Path | None = None, big:
 type = "prometheus"
 name = "big"
 targets = ["http://127.0.0.1:{peers.port}/big"]
-interval = 1.0
+interval = {big_interval}
 timeout = 10.0
 """
         if big
@@ -180,6 +191,7 @@ interval = 0.2
 timeout = 1.0
 down_after = 0.3
 {big_src}
+{sources}
 [analytics]
 evaluation_interval = "1s"
 [analytics.lifecycle.source_down]
@@ -283,27 +295,45 @@ class Child:
 # -- bookkeeping ----------------------------------------------------------------------------------
 
 
-def _scrape_values_in_parquet(data: Path) -> list[int]:
+@dataclass(frozen=True)
+class Counted:
+    """What a row counts: a metric whose value numbers each accepted record, and how to read
+    those numbers out of a raw record body still in the write-ahead log."""
+
+    metric: str = "chaos_scrape_seq"
+    line_prefix: str = "chaos_scrape_seq "  # exposition line: "<metric> <value>"
+
+    def from_body(self, body: bytes) -> list[int]:
+        out = []
+        for line in body.decode("utf-8", "replace").splitlines():
+            if line.startswith(self.line_prefix):
+                out.append(int(float(line[len(self.line_prefix) :].split()[0].rstrip("i"))))
+        return out
+
+
+SCRAPES = Counted()
+MQTT_SEQ = Counted("chaos_mqtt.seq", "chaos_mqtt,host=chaos seq=")  # influx line protocol as Telegraf sends it
+
+
+def _values_in_parquet(data: Path, counted: Counted) -> list[int]:
     glob = str(data / "samples" / "*" / "*.parquet")
     con = duckdb.connect()
-    rows = con.execute(f"SELECT value FROM read_parquet('{glob}') WHERE metric = 'chaos_scrape_seq'").fetchall()
+    rows = con.execute(f"SELECT value FROM read_parquet('{glob}') WHERE metric = ?", [counted.metric]).fetchall()
     return [int(v) for (v,) in rows]
 
 
-def accepted_scrapes(data: Path) -> set[int]:
-    """What was acknowledged: the scrapes in the write-ahead log and in Parquet (the process is dead)."""
-    values = set(_scrape_values_in_parquet(data))
+def accepted_scrapes(data: Path, counted: Counted = SCRAPES) -> set[int]:
+    """What was acknowledged: the records in the write-ahead log and in Parquet (the process is dead)."""
+    values = set(_values_in_parquet(data, counted))
     wal_dir = data / "wal"
     if wal_dir.exists():
         for _, rec in WriteAheadLog(wal_dir).replay():
-            for line in rec.body.decode("utf-8", "replace").splitlines():
-                if line.startswith("chaos_scrape_seq "):
-                    values.add(int(float(line.split()[1])))
+            values.update(counted.from_body(rec.body))
     return values
 
 
-def stored_scrapes(data: Path) -> list[int]:
-    return _scrape_values_in_parquet(data)
+def stored_scrapes(data: Path, counted: Counted = SCRAPES) -> list[int]:
+    return _values_in_parquet(data, counted)
 
 
 def outbox_changes(data: Path) -> set[tuple[str, str, str]]:
@@ -332,8 +362,15 @@ def _norm_ts(ts: str) -> str:
     return ts.replace("Z", "").replace("+00:00", "")[:23]
 
 
-def settle(row: Row, data: Path, accepted: set[int], alerts_accepted: set[tuple[str, str, str]], peers: Peers) -> Row:
-    stored = stored_scrapes(data)
+def settle(
+    row: Row,
+    data: Path,
+    accepted: set[int],
+    alerts_accepted: set[tuple[str, str, str]],
+    peers: Peers,
+    counted: Counted = SCRAPES,
+) -> Row:
+    stored = stored_scrapes(data, counted)
     row.accepted = len(accepted)
     row.stored = len(accepted & set(stored))  # scrapes after the restart are not counted
     row.lost = len(accepted - set(stored))

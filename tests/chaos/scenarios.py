@@ -20,7 +20,19 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.chaos.harness import Child, Peers, Row, accepted_scrapes, outbox_changes, settle, write_config
+from tests.chaos.harness import (
+    MQTT_SEQ,
+    SCRAPES,
+    Child,
+    Counted,
+    Peers,
+    Row,
+    accepted_scrapes,
+    outbox_changes,
+    settle,
+    write_config,
+)
+from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker, make_certs
 
 During = Callable[[Child], Awaitable[str]]
 
@@ -51,6 +63,8 @@ async def run_scenario(
     prefix: list[str] | None = None,
     after_kill: Callable[[], None] | None = None,
     term_under_load: bool = False,
+    counted: Counted = SCRAPES,
+    sources: str = "",
 ) -> Row:
     """Start, inject, ``kill -9`` (``rounds`` times); read what was accepted; restart; stop; settle.
 
@@ -59,7 +73,7 @@ async def run_scenario(
     """
     work.mkdir(parents=True, exist_ok=True)
     peers.received.clear()
-    cfg = write_config(work, peers, data_dir=data_dir, big=big)
+    cfg = write_config(work, peers, data_dir=data_dir, big=big, sources=sources)
     data = data_dir or work / "data"
     notes: list[str] = []
     log = work / "hciwatch.log"
@@ -79,7 +93,7 @@ async def run_scenario(
             after_kill()
         if note:
             notes.append(note)
-    accepted = accepted_scrapes(data)
+    accepted = accepted_scrapes(data, counted)
     alerts_accepted = outbox_changes(data)
     child = Child(cfg, log)
     try:
@@ -91,7 +105,7 @@ async def run_scenario(
         await asyncio.sleep(1.0)  # the alerts table writer runs after the outbox append
     finally:
         stop_s = await child.term()
-    row = settle(Row(name), data, accepted, alerts_accepted, peers)
+    row = settle(Row(name), data, accepted, alerts_accepted, peers, counted)
     row.recovery_s = recovery
     notes.append(f"cold start {start_s:.1f}s; SIGTERM exit {stop_s:.1f}s")
     lines = log.read_text(errors="replace").count("\n") if log.exists() else 0
@@ -261,6 +275,79 @@ async def big_series_target(work: Path, peers: Peers, profile: Profile) -> Row:
         peers.big_series = 0
 
 
+async def _publish(broker: MosquittoBroker, stop: asyncio.Event, counts: dict[str, int]) -> None:
+    """Telegraf's part: QoS 1 messages numbered 1, 2, ... every 20 ms, reconnecting while the broker
+    is down. A number is used once (a publish that failed is not repeated), so a stored
+    duplicate can only come from a redelivery."""
+    import aiomqtt  # the MQTT source's own client library
+
+    seq = 0
+    while not stop.is_set():
+        try:
+            async with aiomqtt.Client(
+                broker.host, broker.port, username=broker.username, password=broker.password, timeout=2
+            ) as client:
+                while not stop.is_set():
+                    seq += 1
+                    line = f"{MQTT_SEQ.line_prefix}{seq}i {time.time_ns()}\n"
+                    await client.publish("telegraf/chaos/chaos_mqtt", line.encode(), qos=1)
+                    counts["acked"] += 1  # PUBACK from the broker
+                    await asyncio.sleep(0.02)
+        except (aiomqtt.MqttError, OSError):
+            counts["publish_failures"] += 1
+            await asyncio.sleep(0.2)
+
+
+async def mqtt_broker_restart(work: Path, peers: Peers, profile: Profile) -> Row | str:
+    """A real Mosquitto (persistent session, QoS 1) killed (SIGKILL) and started again while
+    Telegraf-style messages flow; hciwatch reconnects by itself and nothing it accepted is lost."""
+    if not Path(MOSQUITTO).exists() or shutil.which("openssl") is None:
+        return "MQTT broker restart skipped: mosquitto and openssl are needed (make debian-deps)"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "broker").mkdir(exist_ok=True)
+    certs = await asyncio.to_thread(make_certs, work / "certs")
+    broker = MosquittoBroker(work / "broker", certs)
+    await asyncio.to_thread(broker.start)
+    sources = f"""
+[[sources]]
+type = "mqtt"
+name = "broker"
+server = "{broker.url}"
+topics = ["telegraf/#"]
+client_id = "hciwatch-chaos"
+clean_session = false
+username = "{broker.username}"
+password_file = "{broker.password_file}"
+backoff_initial = 0.2
+backoff_max = 1.0
+timeout = 2.0
+"""
+    counts = {"acked": 0, "publish_failures": 0}
+
+    async def during(_: Child) -> str:
+        stop = asyncio.Event()
+        pub = asyncio.create_task(_publish(broker, stop, counts))
+        try:
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(broker.kill)
+            t0 = time.monotonic()
+            await asyncio.sleep(profile.fault_s)
+            await asyncio.to_thread(broker.start)
+            down = time.monotonic() - t0
+            await asyncio.sleep(3.0)  # the source reconnects (backoff <= 1 s) and the queue drains
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(pub, return_exceptions=True), 10)
+        return f"broker SIGKILLed, down {down:.1f}s; {counts['acked']} publishes acked by the broker"
+
+    try:
+        return await run_scenario(
+            "MQTT broker kill -9 + restart", work, peers, during, counted=MQTT_SEQ, sources=sources
+        )
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
 SCENARIOS = [
     kill9_during_ingest_and_export,
     full_disk,
@@ -268,6 +355,7 @@ SCENARIOS = [
     sink_outage,
     idle_clients,
     big_series_target,
+    mqtt_broker_restart,
 ]
 
 

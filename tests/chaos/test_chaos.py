@@ -25,5 +25,7 @@ async def test_chaos_row_loses_nothing_accepted(tmp_path: Path, scenario: str) -
     table = print_table(rows)
     (row,) = rows
     assert row.accepted > 0, table
-    assert row.lost == 0 and row.duplicates == 0, table
+    assert row.lost == 0, table
+    if scenario != "mqtt_broker_restart":  # MQTT QoS 1 is at least once: a message in the log but not
+        assert row.duplicates == 0, table  # yet PUBACKed when killed is sent again (collector/sources/mqtt)
     assert row.alerts_lost == 0, table
