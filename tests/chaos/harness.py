@@ -155,6 +155,7 @@ def write_config(
     data_dir: Path | None = None,
     big: bool = False,
     big_interval: float = 1.0,
+    big_url: str = "",
     extra: str = "",
     sources: str = "",
 ) -> Path:
@@ -165,7 +166,7 @@ def write_config(
 [[sources]]
 type = "prometheus"
 name = "big"
-targets = ["http://127.0.0.1:{peers.port}/big"]
+targets = ["{big_url or f"http://127.0.0.1:{peers.port}/big"}"]
 interval = {big_interval}
 timeout = 10.0
 """

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.chaos.harness import Child, Peers, write_config
+from tests.chaos.harness import Child, Peers, free_port, write_config
 
 MANIFEST_LIMIT_MIB = 2048  # deploy/kubernetes: resources.limits.memory 2Gi
 BIG_QUERY = "SELECT ts, metric, labels, value FROM samples LIMIT 200000"
@@ -111,14 +113,39 @@ async def _query(port: int, sql: str) -> tuple[int, float, int]:
         return r.status, time.perf_counter() - t0, len(body)
 
 
+def _serve_big_target(work: Path, series: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """The big target in its own process (``python -m http.server`` on a file written once).
+
+    Why not the chaos peers: joining and sending 35 MB in this process would stall the event
+    loop that times ``/healthz``, and the latency measured would be the harness's own.
+    """
+    www = work / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    with open(www / "big.txt", "wb") as fh:
+        for start in range(0, series, 100_000):
+            fh.write(
+                b"".join(
+                    f'chaos_big{{series="{i}"}} {i}\n'.encode() for i in range(start, min(series, start + 100_000))
+                )
+            )
+    port = free_port()
+    log = work / "big-target.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(www), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - one line per request; closed with the process
+    )
+    return proc, f"http://127.0.0.1:{port}/big.txt", log
+
+
 async def measure(work: Path, *, series: int, seconds: float, interval: float) -> LoadResult:
     """One bounded run (about ``seconds`` + start and stop); see the module docstring."""
     work.mkdir(parents=True, exist_ok=True)
     peers = Peers()
     await peers.start()
-    peers.big_series = series
+    target, big_url, target_log = _serve_big_target(work, series)
     res = LoadResult(series, seconds, interval)
-    cfg = write_config(work, peers, big=True, big_interval=interval, extra="query_row_limit = 200000")
+    cfg = write_config(work, peers, big=True, big_interval=interval, big_url=big_url, extra="query_row_limit = 200000")
     child = Child(cfg, work / "hciwatch.log")
     stop, querying = asyncio.Event(), asyncio.Event()
     try:
@@ -134,7 +161,7 @@ async def measure(work: Path, *, series: int, seconds: float, interval: float) -
             for sql in (BIG_QUERY, WIDE_QUERY):
                 res.queries.append(await _query(child.port, sql))
         querying.clear()
-        res.scrapes_served = peers.served_big
+        res.scrapes_served = target_log.read_text(errors="replace").count("GET /big.txt")
         stop.set()  # the pollers end before SIGTERM: a closed port is not a slow /healthz
         await asyncio.gather(*samplers, return_exceptions=True)
         res.sigterm_exit_s = await child.term()
@@ -142,6 +169,8 @@ async def measure(work: Path, *, series: int, seconds: float, interval: float) -
         stop.set()
         if child.proc.poll() is None:
             child.kill9()
+        target.terminate()
+        target.wait(timeout=10)
         await peers.stop()
     return res
 
