@@ -192,3 +192,18 @@ async def test_group_commit_survives_a_non_os_error_and_never_leaves_a_waiter_ha
         await asyncio.wait_for(waiter, 10)
     with pytest.raises(RuntimeError, match="not running"):
         await gc.durable(wal.append(_rec(3)))
+
+
+def test_a_full_segment_is_fsynced_by_sync_not_on_the_appending_thread(tmp_path: Path) -> None:
+    """Appends run on the event loop: rolling to a new segment must not fsync there (a 64 MB
+    segment of 35 MB scrapes stalled ``/healthz``); the next ``sync`` covers the old segments."""
+    wal = WriteAheadLog(tmp_path / "wal", segment_bytes=200)
+    prepared = wal.prepare(_rec(1))
+    seqs = [wal.append(_rec(1), prepared)] + [wal.append(_rec(i)) for i in range(2, 8)]
+    assert len(list((tmp_path / "wal").glob("*.log"))) > 1
+    assert wal._unsynced, "full segments wait for the group commit's fsync"
+    fsyncs_before = wal.stats.fsyncs
+    assert wal.sync() == seqs[-1]
+    assert not wal._unsynced and wal.stats.fsyncs == fsyncs_before + 1
+    wal.close()
+    assert [seq for seq, _ in WriteAheadLog(tmp_path / "wal").replay()] == seqs
