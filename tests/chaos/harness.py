@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,7 +371,9 @@ def settle(
     alerts_accepted: set[tuple[str, str, str]],
     peers: Peers,
     counted: Counted = SCRAPES,
+    second_sink: Callable[[], set[tuple[str, str, str]]] | None = None,
 ) -> Row:
+    """Counts for one row; with ``second_sink`` an alert change missing there is lost too."""
     stored = stored_scrapes(data, counted)
     row.accepted = len(accepted)
     row.stored = len(accepted & set(stored))  # scrapes after the restart are not counted
@@ -382,4 +385,8 @@ def settle(
     row.alerts_accepted = len(acc)
     row.alerts_lost = len(acc - table) + len(acc - hooked)
     row.delivered = len(acc & hooked)
+    if second_sink is not None:
+        other = {(f, s, _norm_ts(t)) for f, s, t in second_sink()}
+        row.alerts_lost += len(acc - other)
+        row.note = f"second sink got {len(acc & other)}/{len(acc)}"
     return row

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +34,7 @@ from tests.chaos.harness import (
     write_config,
 )
 from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker, make_certs
+from tests.fixtures.otlp_receiver import OtlpReceiver
 
 During = Callable[[Child], Awaitable[str]]
 
@@ -65,6 +67,7 @@ async def run_scenario(
     term_under_load: bool = False,
     counted: Counted = SCRAPES,
     sources: str = "",
+    second_sink: Callable[[], set[tuple[str, str, str]]] | None = None,
 ) -> Row:
     """Start, inject, ``kill -9`` (``rounds`` times); read what was accepted; restart; stop; settle.
 
@@ -98,19 +101,22 @@ async def run_scenario(
     child = Child(cfg, log)
     try:
         recovery = await child.wait_ready()
-        for _ in range(100):  # bounded (~10 s): resent alert changes reach the webhook
-            if {(f, s) for f, s, _ in alerts_accepted} <= {(f, s) for f, s, _ in peers.received}:
+        for _ in range(100):  # bounded (~10 s): resent alert changes reach the webhook (and the second sink)
+            want = {(f, s) for f, s, _ in alerts_accepted}
+            if want <= {(f, s) for f, s, _ in peers.received} and (
+                second_sink is None or want <= {(f, s) for f, s, _ in second_sink()}
+            ):
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # the alerts table writer runs after the outbox append
     finally:
         stop_s = await child.term()
-    row = settle(Row(name), data, accepted, alerts_accepted, peers, counted)
+    row = settle(Row(name), data, accepted, alerts_accepted, peers, counted, second_sink)
     row.recovery_s = recovery
     notes.append(f"cold start {start_s:.1f}s; SIGTERM exit {stop_s:.1f}s")
     lines = log.read_text(errors="replace").count("\n") if log.exists() else 0
     notes.append(f"{lines} log lines")
-    row.note = "; ".join(notes)
+    row.note = "; ".join([*notes, row.note] if row.note else notes)
     return row
 
 
@@ -348,6 +354,50 @@ timeout = 2.0
         await asyncio.to_thread(broker.stop)
 
 
+def _otlp_alert_changes(receiver: OtlpReceiver) -> set[tuple[str, str, str]]:
+    """(fingerprint, status, change time) of every alert change the OTLP receiver got as a log record."""
+    out = set()
+    for rec in receiver.logs:
+        a = rec.attributes
+        if "hciwatch.alert.fingerprint" in a:
+            ts = datetime.fromtimestamp(rec.time_unix_nano / 1e9, UTC).isoformat()
+            out.add((str(a["hciwatch.alert.fingerprint"]), str(a["hciwatch.alert.status"]), ts))
+    return out
+
+
+async def otlp_outage(work: Path, peers: Peers, profile: Profile) -> Row:
+    """The second sink type out: a real OTLP receiver (gRPC) answering UNAVAILABLE, with a
+    ``kill -9`` in the outage; every alert change the outbox accepted must reach it afterwards."""
+    receiver = OtlpReceiver()
+    receiver.start()
+    sink = f"""
+[[exporters]]
+type = "otlp"
+name = "otel"
+endpoint = "{receiver.grpc_endpoint}"
+metrics = false
+max_wait = 0.0
+"""
+
+    async def during(_: Child) -> str:
+        receiver.set_unavailable(True)
+        await asyncio.sleep(profile.fault_s + 3.0)  # changes pile up in the outbox; kill -9 in the outage
+        return f"{receiver.refused} OTLP exports refused in the outage"
+
+    try:
+        return await run_scenario(
+            "OTLP receiver outage + kill -9",
+            work,
+            peers,
+            during,
+            sources=sink,
+            after_kill=lambda: receiver.set_unavailable(False),
+            second_sink=lambda: _otlp_alert_changes(receiver),
+        )
+    finally:
+        await asyncio.to_thread(receiver.close)
+
+
 SCENARIOS = [
     kill9_during_ingest_and_export,
     full_disk,
@@ -356,6 +406,7 @@ SCENARIOS = [
     idle_clients,
     big_series_target,
     mqtt_broker_restart,
+    otlp_outage,
 ]
 
 
