@@ -555,8 +555,8 @@ class Service:
             else:
                 log.info("stop: store flushed and state saved after %.1f s", loop.time() - t0)
         await self._drain_sinks(left(SHUTDOWN_GRACE_S))
-        for d in self.dispatchers:
-            await d.stop()
+        consumers = self._tasks[: len(self.dispatchers)]  # the sinks' delivery tasks (what is left is re-sent)
+        self.abandoned += [f"task {n}" for n in await cancel_and_wait(consumers, left(1.0) or 0.1, "stop")]
         for e in self.exporters:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(e.shutdown(), left(2.0) or 0.1)
