@@ -41,6 +41,7 @@ class LoadResult:
     seconds: float
     interval: float
     rss_mib: list[int] = field(default_factory=list)
+    tree_rss_mib: list[int] = field(default_factory=list)  # with the query workers and other children
     healthz_load_ms: list[float] = field(default_factory=list)
     healthz_query_ms: list[float] = field(default_factory=list)
     healthz_errors: int = 0
@@ -57,6 +58,7 @@ class LoadResult:
             f"{self.scrapes_served} scrapes served",
             f"RSS: peak {peak} MiB ({100 * peak / MANIFEST_LIMIT_MIB:.0f}% of the {MANIFEST_LIMIT_MIB} MiB "
             f"manifest limit), median of the second half {statistics.median(tail):.0f} MiB, last {last} MiB",
+            f"RSS with child processes (query workers): peak {max(self.tree_rss_mib, default=0)} MiB",
             f"/healthz under scrape load: {_latency(self.healthz_load_ms)}",
             f"/healthz while large queries run: {_latency(self.healthz_query_ms)} ({self.healthz_errors} errors)",
             "queries: " + ", ".join(f"{st} in {s:.1f}s ({b / 1e6:.1f} MB)" for st, s, b in self.queries),
@@ -72,13 +74,36 @@ def _latency(ms: list[float]) -> str:
     return f"n={len(ms)} p50 {_pct(ms, 0.5):.1f} ms p99 {_pct(ms, 0.99):.1f} ms max {max(ms, default=0):.1f} ms"
 
 
-async def _sample_rss(pid: int, out: list[int], stop: asyncio.Event) -> None:
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (query workers run as child processes: the pod's limit covers them)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return sum(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+    except OSError:
+        return 0
+
+
+async def _sample_rss(pid: int, out: list[int], tree: list[int], stop: asyncio.Event) -> None:
+    """RSS of the service process (``out``) and of it with its child processes (``tree``), MiB."""
     while not stop.is_set():
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                out += [int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS")]
-        except OSError:
+        own = _rss_kib(pid)
+        if not own:
             return
+        out.append(own // 1024)
+        tree.append(sum(_rss_kib(p) for p in _tree(pid)) // 1024)
         await asyncio.sleep(0.5)
 
 
@@ -151,7 +176,7 @@ async def measure(work: Path, *, series: int, seconds: float, interval: float) -
     try:
         await child.wait_ready(timeout=120)
         samplers = [
-            asyncio.create_task(_sample_rss(child.proc.pid, res.rss_mib, stop)),
+            asyncio.create_task(_sample_rss(child.proc.pid, res.rss_mib, res.tree_rss_mib, stop)),
             asyncio.create_task(_poll_healthz(child.port, res, querying, stop)),
         ]
         await asyncio.sleep(seconds / 2)
