@@ -153,6 +153,8 @@ async def supervise(
                 raise
             err: BaseException = RuntimeError(f"cancelled without a stop request: {exc!r}")
         except Exception as exc:
+            if task is not None and task.cancelling():  # asked to stop (a cancel some code swallowed): stop
+                raise asyncio.CancelledError from exc
             err = exc
         else:
             fault.cleared()

@@ -14,6 +14,7 @@ the scheduler's own supervision). They wait for conditions with a bound, never f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -204,3 +205,22 @@ async def test_a_cancel_arriving_as_a_fetch_completes_is_not_swallowed() -> None
         forever.set()
         run.cancel()
         await asyncio.wait([run], timeout=10)
+
+
+async def test_supervise_does_not_restart_a_loop_that_was_asked_to_stop() -> None:
+    """A loop whose cancel was swallowed and which then fails (its fsync wait refused because the
+    service is stopping) must end, not be restarted into a stopping service."""
+    runs = {"n": 0}
+
+    async def body() -> None:
+        runs["n"] += 1
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as wait_for's race does
+            await asyncio.sleep(3600)
+        raise RuntimeError("write-ahead log group commit stopped")
+
+    task = asyncio.create_task(supervise("swallower", body, loop_fault("swallower")))
+    await _until(lambda: runs["n"] == 1, "started")
+    await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done and task.cancelled() and runs["n"] == 1
