@@ -542,7 +542,7 @@ class Service:
                 "write-ahead log and replayed at the next start",
                 loop.time() - t0,
             )
-        self._stopping = False
+        self._stopping = busy  # an abandoned batch keeps ending between records; the drain below needs False
         log.info("stop: sources and loops stopped after %.1f s", loop.time() - t0)
         if not busy:
             try:
