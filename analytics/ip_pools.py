@@ -59,7 +59,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from analytics.findings import Finding
-from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
+from analytics.networks import NetworkIndex, NetworkPlan, PoolRange, metallb_pool_of
 from analytics.observations import Holding, ObservationTracker
 from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.rates import in_set
@@ -168,6 +168,28 @@ class PoolDetector:
                 else:
                     kind, reserve = AlertKind.VIP_POOL_EXHAUSTION, plan.vip_reserve
                 self.pools[(plan.name, r.pool)] = _Pool(plan.name, r.pool, r.kind, kind, r.size, reserve)
+
+    def add_range(self, plan: NetworkPlan, r: PoolRange) -> None:
+        """Start accounting a load-balancer range a cluster declared at run time (a MetalLB CRD)."""
+        self.pools.setdefault(
+            (plan.name, r.pool),
+            _Pool(plan.name, r.pool, r.kind, AlertKind.VIP_POOL_EXHAUSTION, r.size, plan.vip_reserve),
+        )
+
+    def _gauge_pool(self, pool: _Pool) -> _Pool | None:
+        """The MetalLB allocator-gauge pool of a declared MetalLB range (same cluster and pool name)."""
+        owner = metallb_pool_of(pool.pool) if pool.pool_type == "lb" else None
+        return None if owner is None else self.pools.get((pool.network, f"metallb:{owner[0]}/{owner[1]}"))
+
+    def _declared(self, pool: _Pool) -> bool:
+        """Whether a MetalLB gauge pool is also a configured or declared range of its network: then
+        the range (every holder of every address in it, whichever cluster) is the one alert, and the
+        gauges — which count only what this cluster's MetalLB allocated — are its evidence."""
+        if pool.pool_type != "metallb":
+            return False
+        plan = self.index.by_name.get(pool.network)
+        cluster_pool = tuple(pool.pool[len("metallb:") :].split("/", 1))
+        return plan is not None and any(metallb_pool_of(r.pool) == cluster_pool for r in plan.lbs)
 
     # -- usage sampling --------------------------------------------------------------------------
     def sample_observed(self, obs: ObservationTracker, t_ms: int) -> None:
@@ -456,6 +478,8 @@ class PoolDetector:
             # a cleared pool is still reported (inactive, final numbers) for an hour
             if not pool.firing and (pool.cleared_at is None or now_ms - pool.cleared_at > HOUR_MS):
                 continue
+            if self._declared(pool):
+                continue  # reported by its range (see _declared)
             out.append(self._finding(pool, below, now_ms))
         return out
 
@@ -523,6 +547,13 @@ class PoolDetector:
             "usage_history": [[iso(from_ms(t)), v] for t, v in hist[-12:]],
             **pool.detail,
         }
+        gauge = self._gauge_pool(pool)
+        if gauge is not None and gauge.history:
+            ev["metallb_allocator"] = {
+                "what": "this cluster's MetalLB controller's own count (blind to other clusters' allocations)",
+                "addresses_in_use": gauge.history[-1][1],
+                "addresses_total": gauge.size,
+            }
         if plan is not None:
             ev["hciwatch_plan"] = _plan_says(pool.pool_type, st.free, plan)
             if pool.pool_type == "node":
