@@ -605,7 +605,21 @@ def _plan_says(pool_type: str, free: int, plan: NetworkPlan) -> dict[str, Any]:
             "verdict": verdict,
             "says": f"upgrading all clusters needs {need} node IPs, {free} free: {verdict}",
         }
-    if pool_type in ("vip", "lb"):
+    if pool_type in ("lb", "metallb"):
+        # a load-balancer range serves Services only (22H2-VIP-SVC / 23H2-LB); API-server VIPs and
+        # 23H2 control-plane IPs of new clusters come from the vip range
+        verdict = "fits" if free >= 1 else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all --add-services CLUSTER=1",
+            "needed_by_upgrade": 0,
+            "needed_by_new_service": 1,
+            "free": free,
+            "verdict_new_service": verdict,
+            "says": (
+                f"an upgrade takes no load-balancer IP; a new LoadBalancer Service takes 1 of {free} free: {verdict}"
+            ),
+        }
+    if pool_type == "vip":
         verdict = "fits" if free >= 1 else "does not fit"
         return {
             "command": "hciwatch plan --upgrade all --create NEW=3",

@@ -277,7 +277,7 @@ class SiteSpec:
         net = ipaddress.ip_network(self.network.ip_address_prefix)
         pools = set(self.network.node_pool()) | set(self.network.vip_pool())
         if self.ip_plan == "23h2":
-            self._check_arc(net, pools)
+            self._check_arc(net)
         for ip in self.host_ips():
             if ipaddress.ip_address(ip) not in net or ipaddress.ip_address(ip) in pools:
                 raise ValueError(
@@ -299,7 +299,7 @@ class SiteSpec:
                 f"site {self.name}: {vips} VIPs needed but the VIP pool has {len(self.network.vip_pool())}"
             )
 
-    def _check_arc(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network, pools: set[object]) -> None:
+    def _check_arc(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
         """23H2 rules: no management cluster, MetalLB clusters only, their pools in the subnet outside
         the IP pool (§5.2; overlapping pools across clusters are allowed: scenarios need them)."""
         if any(c.management for c in self.clusters):
