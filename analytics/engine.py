@@ -42,7 +42,8 @@ SAMPLE_CHUNK_MS = 600_000
 # MetalLB ranges the clusters declare (IPAddressPool CRDs read by the Kubernetes inventory)
 DECLARED_RANGES_SQL = """
 SELECT DISTINCT labels['cluster'] AS cluster, labels['network'] AS network, labels['pool'] AS pool,
-       labels['addresses'] AS addresses
+       labels['addresses'] AS addresses,
+       labels['auto_assign'] AS auto_assign
 FROM samples
 WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
   AND metric = 'k8s.metallb_pool_range_info'
@@ -145,14 +146,14 @@ class Engine:
         stays once declared: a deleted IPAddressPool keeps being accounted until a restart."""
         rows = con.execute(DECLARED_RANGES_SQL, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}).fetchall()
         added = False
-        for cluster, network, pool, addresses in sorted(rows, key=lambda r: tuple(str(x) for x in r)):
+        for cluster, network, pool, addresses, auto in sorted(rows, key=lambda r: tuple(str(x) for x in r)):
             if not cluster or not pool or not addresses:
                 continue
             plan = self.index.by_name.get(network or self.index.cluster_net.get(cluster, ""))
             if plan is None:
                 continue  # a cluster on no configured network: nothing to account it against
             try:
-                r = declare_metallb_range(plan, str(cluster), str(pool), str(addresses))
+                r = declare_metallb_range(plan, str(cluster), str(pool), str(addresses), auto_assign=auto != "false")
             except ValueError:
                 continue  # the parser already reported the entry
             if r is not None:

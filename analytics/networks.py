@@ -139,6 +139,7 @@ class NetworkPlan:
     node_reserve_breakdown: dict[str, int] = field(default_factory=dict)
     fixed: list[PoolRange] = field(default_factory=list)  # 23H2 control-plane IPs (kind "control-plane")
     lb_owner: dict[str, str] = field(default_factory=dict)  # lb pool name → owning cluster (MetalLB pools)
+    lb_manual: set[str] = field(default_factory=set)  # MetalLB ranges with autoAssign false (asked-for IPs only)
 
     @property
     def ranges(self) -> list[PoolRange]:
@@ -180,11 +181,15 @@ def metallb_pool_of(range_name: str) -> tuple[str, str] | None:
     return cluster, rest.split(":", 1)[0]
 
 
-def declare_metallb_range(plan: NetworkPlan, cluster: str, pool: str, spec: str) -> PoolRange | None:
+def declare_metallb_range(
+    plan: NetworkPlan, cluster: str, pool: str, spec: str, *, auto_assign: bool = True
+) -> PoolRange | None:
     """Add a MetalLB range a cluster declares (its IPAddressPool CRD) to a compiled plan.
 
     Returns the new range, or None when the plan already has it (same name, or the same addresses
     under the same cluster and pool written another way: ``10.0.0.0/29`` vs ``10.0.0.0-10.0.0.7``).
+    ``auto_assign=False`` (the CRD's ``spec.autoAssign``) marks a range MetalLB hands out only to a
+    Service that asks for an address in it: ``hciwatch plan`` does not place new Services there.
     Raises ``ValueError`` on an entry that is not a CIDR or range.
     """
     name = metallb_range_name(cluster, pool, spec)
@@ -193,10 +198,14 @@ def declare_metallb_range(plan: NetworkPlan, cluster: str, pool: str, spec: str)
         if r.pool == name or (
             metallb_pool_of(r.pool) == (cluster, pool) and (r.version, r.first, r.last) == (ver, first, last)
         ):
+            if not auto_assign:
+                plan.lb_manual.add(r.pool)  # the cluster's own word on autoAssign
             return None
     r = PoolRange(plan.name, name, "lb", ver, first, last)
     plan.lbs.append(r)
     plan.lb_owner[name] = cluster
+    if not auto_assign:
+        plan.lb_manual.add(name)
     return r
 
 

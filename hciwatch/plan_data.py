@@ -64,7 +64,7 @@ class SiteState:
 
 
 DECLARED_SQL = """
-SELECT DISTINCT labels['cluster'], labels['network'], labels['pool'], labels['addresses']
+SELECT DISTINCT labels['cluster'], labels['network'], labels['pool'], labels['addresses'], labels['auto_assign']
 FROM samples WHERE metric = 'k8s.metallb_pool_range_info'
 """
 
@@ -73,12 +73,12 @@ def _declare_stored_ranges(con: Any, plans: list[NetworkPlan]) -> None:
     """The MetalLB ranges the clusters' IPAddressPool CRDs declared (as the engine adds them live)."""
     by_name = {p.name: p for p in plans}
     cluster_net = {c: p.name for p in plans for c in p.all_clusters}
-    for cluster, network, pool, addresses in sorted(con.execute(DECLARED_SQL).fetchall(), key=str):
+    for cluster, network, pool, addresses, auto in sorted(con.execute(DECLARED_SQL).fetchall(), key=str):
         plan = by_name.get(network or cluster_net.get(cluster or "", ""))
         if plan is None or not cluster or not pool or not addresses:
             continue
         try:
-            declare_metallb_range(plan, str(cluster), str(pool), str(addresses))
+            declare_metallb_range(plan, str(cluster), str(pool), str(addresses), auto_assign=auto != "false")
         except ValueError:
             continue
 

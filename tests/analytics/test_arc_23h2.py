@@ -185,3 +185,25 @@ def test_metallb_ranges_declared_by_crds_join_the_overlap_and_pool_checks() -> N
         7.0,
         8,
     )
+
+
+def test_plan_places_new_services_in_auto_assign_pools_only() -> None:
+    """A MetalLB pool with autoAssign false (declared by its CRD) only serves Services that ask for an
+    address in it: `plan --add-services` counts against the cluster's auto-assign pool (23H2-LB)."""
+    from analytics.networks import declare_metallb_range
+
+    [plan] = compile_networks([NetworkSettings.model_validate(ARC)], PoolSettings(ip_plan="23h2"))
+    manual = declare_metallb_range(plan, "arc-b", "pinned", "10.50.0.232/29", auto_assign=False)
+    assert manual is not None and manual.pool in plan.lb_manual
+    # the same pool listed again under the configured spelling is not a second range
+    assert declare_metallb_range(plan, "arc-b", "lb-b", "10.50.0.215-10.50.0.230") is None
+    pools = {
+        ("lnet-arc", r.pool): PoolNow(
+            "lnet-arc", r.pool, r.kind, r.size, 0 if r is manual else 12, 2, math.nan, "none", START
+        )
+        for r in plan.ranges
+    }
+    res = evaluate_plan(operations_from_flags(add_services=["arc-b=2"]), [plan], pools, ip_plan="23h2")
+    [lb] = res.pools
+    # lb-b: 16 addresses, 12 used -> 4 free -> 2 after (vip_reserve 2: fits); `pinned` (8 free) is not used
+    assert lb.pool == "lb:arc-b/lb-b:10.50.0.215-10.50.0.230" and (lb.needed, lb.free_after) == (2, 2)
