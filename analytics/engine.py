@@ -159,6 +159,7 @@ class Engine:
             if r is not None:
                 self.pools.add_range(plan, r)
                 added = True
+            self.pools.sync_reserves(plan)  # a configured pool the CRD says is autoAssign false
         if added:
             self.index.invalidate()
             self.overlap.refresh_config()

@@ -8,6 +8,8 @@ Usage per pool and network, every ``pools.bucket``:
   API server (management cluster included) plus one per LoadBalancer Service seen;
 * **node pool**: distinct addresses held by node VMs, load-balancer (HAProxy) VMs and anything else
   inside the range;
+* **MetalLB ranges** a cluster declares in its IPAddressPool CRDs join the configured ones at run
+  time (:meth:`PoolDetector.add_range`); one with ``autoAssign: false`` keeps no reserve;
 * **MetalLB / Calico pools** from their own gauges when scraped (``metallb.addresses_in_use`` /
   ``metallb.addresses_total`` per pool; ``calico.ipam.allocations_in_use`` summed over nodes /
   ``calico.ipam.ippool_size`` per ippool; addresses Calico reserves — ``calico.ipam.ippool_reserved``
@@ -175,6 +177,16 @@ class PoolDetector:
             (plan.name, r.pool),
             _Pool(plan.name, r.pool, r.kind, AlertKind.VIP_POOL_EXHAUSTION, r.size, plan.vip_reserve),
         )
+        self.sync_reserves(plan)
+
+    def sync_reserves(self, plan: NetworkPlan) -> None:
+        """A MetalLB range with autoAssign false keeps no reserve: MetalLB never allocates from it on
+        its own, so no new Service, cluster or upgrade draws on its headroom; it still alerts when it
+        is full or forecast to be (only Services that ask for one of its addresses take them)."""
+        for name in plan.lb_manual:
+            pool = self.pools.get((plan.name, name))
+            if pool is not None:
+                pool.reserve = 0
 
     def _gauge_pool(self, pool: _Pool) -> _Pool | None:
         """The MetalLB allocator-gauge pool of a declared MetalLB range (same cluster and pool name)."""

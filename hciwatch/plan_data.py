@@ -150,6 +150,8 @@ def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteSta
                 )
                 used += len(lb_vms[key])
             reserve = plan.node_reserve if r.kind == "node" else plan.vip_reserve  # rule RESERVE
+            if r.pool in plan.lb_manual:
+                reserve = 0  # MetalLB autoAssign false: nothing draws on it unasked (as the pool detector)
             slope, method = _trend(history.get(key, []), r.size, now_ms, settings)
             pools[key] = PoolNow(plan.name, r.pool, r.kind, r.size, used, reserve, slope, method, now_ms)
             details[key] = {"observed_addresses": len(held), "api_server_vips_not_observed": missing}

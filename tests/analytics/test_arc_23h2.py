@@ -207,3 +207,25 @@ def test_plan_places_new_services_in_auto_assign_pools_only() -> None:
     [lb] = res.pools
     # lb-b: 16 addresses, 12 used -> 4 free -> 2 after (vip_reserve 2: fits); `pinned` (8 free) is not used
     assert lb.pool == "lb:arc-b/lb-b:10.50.0.215-10.50.0.230" and (lb.needed, lb.free_after) == (2, 2)
+
+
+def test_a_manual_metallb_range_keeps_no_reserve() -> None:
+    """autoAssign false: MetalLB never allocates from the range unasked, so 3 of 4 held (by the other
+    cluster's Services in the overlap) is not 'below reserve'; full is still an alert."""
+    from analytics.ip_pools import PoolDetector
+    from analytics.networks import NetworkIndex, declare_metallb_range
+
+    [plan] = compile_networks([NetworkSettings.model_validate(ARC)], PoolSettings(ip_plan="23h2"))
+    s = settings(pools={"ip_plan": "23h2"})
+    det = PoolDetector(s, [plan], NetworkIndex([plan]))
+    manual = declare_metallb_range(plan, "arc-b", "pinned", "10.50.0.200-10.50.0.203", auto_assign=False)
+    assert manual is not None
+    det.add_range(plan, manual)
+    pool = det.pools[("lnet-arc", manual.pool)]
+    assert pool.reserve == 0
+    for i, used in enumerate((3.0, 3.0, 3.0)):
+        det._append(pool, START + i * 5 * MIN, used)
+    assert not det.evaluate(START + 15 * MIN)
+    det._append(pool, START + 20 * MIN, 4.0)
+    [f] = det.evaluate(START + 20 * MIN)
+    assert f.evidence["free"] == 0 and f.evidence["reserve"] == 0
