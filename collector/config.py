@@ -203,9 +203,20 @@ class CatalogMapping(_Strict):
 
 
 class SiteSettings(_Strict):
-    """Identity of the monitored site (it names alerts' resources and OTLP resources)."""
+    """Identity of the monitored site (it names alerts' resources and OTLP resources).
 
-    name: str = Field(default="azure-local", min_length=1)
+    The name is part of every alert fingerprint, of MQTT alert topics and of the lake layout
+    (``site=<name>`` directories and object prefixes), so it is limited to characters that are
+    safe in all three.
+    """
+
+    name: str = Field(
+        default="azure-local",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="1-64 letters, digits, '.', '_', '-' (starts with a letter or digit)",
+    )
     environment: str = "production"
 
 

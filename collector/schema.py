@@ -238,7 +238,7 @@ def fingerprint(kind: str, resource: Mapping[str, str]) -> str:
     """Stable identity of one incident: the kind plus its resource labels, hashed.
 
     Evidence and numbers are deliberately left out, so the same incident keeps its fingerprint
-    while its values change; 16 hex digits are plenty for one site's alerts.
+    while its values change; 16 hex digits are plenty for a fleet's alerts (the site is part of the resource).
     """
     canon = json.dumps([kind, sorted((str(k), str(v)) for k, v in resource.items())], separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

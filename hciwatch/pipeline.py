@@ -167,7 +167,7 @@ class Pipeline:
         if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
             store.write_catalog(unmapped_metrics_view(self.catalog))
         self.engine = Engine(cfg.analytics, cfg.collector.networks)
-        self.manager = AlertManager(cfg.analytics, state_path)
+        self.manager = AlertManager(cfg.analytics, state_path, site=cfg.collector.site.name)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
         # The service writes the alerts table from its outbox and flushes through its WAL
