@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector.errors import ConfigError
+from collector.lake import LakeSettings
 from collector.settings import SecretRef
 
 M = TypeVar("M", bound=BaseModel)
@@ -190,6 +191,10 @@ class StoreSettings(_Strict):
         default=512 << 20,
         ge=1 << 20,
         description="recent rows the detectors read, per table; past it the oldest go first (counted)",
+    )
+    lake: LakeSettings = Field(
+        default_factory=LakeSettings,
+        description="where Parquet files go: the data dir (default), az://, abfs[s]:// or s3:// with credentials",
     )
 
 

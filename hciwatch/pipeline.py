@@ -330,6 +330,7 @@ def replay_records(
         batch_rows=cfg.collector.store.batch_rows,
         extra_views=analyst_views(cfg.collector.networks),
         write_behind=True,
+        site=cfg.collector.site.name,
     )
     collected: list[Alert] = []
     sinks: list[AlertSink] = [collected.extend, *extra_sinks]

@@ -47,6 +47,7 @@ from collector.capture import CaptureWriter
 from collector.config import resolve_secret
 from collector.errors import ConfigError, StoreError
 from collector.faults import FaultState
+from collector.lake import Lake
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
 from collector.schema import Alert, AlertKind, RawRecord, Severity, iso
@@ -174,6 +175,9 @@ class Service:
             retention_days=st.retention_days,
             extra_views=self.views,
             auto_flush=False,  # flushes go through the WAL checkpoint (DurableIngest.flush)
+            site=cfg.collector.site.name,
+            lake=Lake.open(st.lake.url, st.lake) if st.lake.url else None,
+            writer=st.lake.writer,
         )
         self.ingest = DurableIngest(
             self.data_dir,
