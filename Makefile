@@ -35,14 +35,20 @@ demo: install
 # Chromium the operator-view tests open pages in (driven by Python playwright, never downloaded).
 debian-deps:
 	@missing=""; \
-	for pair in haproxy:haproxy mosquitto:mosquitto mosquitto_passwd:mosquitto openssl:openssl chromium:chromium; do \
+	for pair in haproxy:haproxy mosquitto:mosquitto mosquitto_passwd:mosquitto openssl:openssl chromium:chromium node:nodejs npm:npm; do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ] || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq $$missing; fi
 
-test-deps: $(VENV)/.installed-test debian-deps
+# Azurite (the Azure Blob emulator the lake tests write to) from npm into tools/azurite, pinned by
+# tools/azurite/package-lock.json; needs Debian's nodejs + npm (debian-deps installs them).
+AZURITE := tools/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	npm ci --no-audit --no-fund --prefix tools/azurite
+
+test-deps: $(VENV)/.installed-test debian-deps $(AZURITE)
 
 lint: test-deps
 	$(BIN)/ruff check collector analytics exporters hciwatch lab tests bench

@@ -65,6 +65,7 @@ from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_ru
 from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
+from hciwatch.fleet import write_site_manifest
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
 from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
@@ -179,6 +180,7 @@ class Service:
             lake=Lake.open(st.lake.url, st.lake) if st.lake.url else None,
             writer=st.lake.writer,
         )
+        write_site_manifest(self.store.lake, cfg)  # the fleet views count this site against its own pools
         self.ingest = DurableIngest(
             self.data_dir,
             self.store,
