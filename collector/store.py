@@ -63,6 +63,7 @@ from collector.store_layout import (
     EMPTY_DATE,
     EMPTY_PARTITION,
     PARTITION_DIR,
+    glob_files,
     reader_schema,
     table_glob,
     view_sql,
@@ -167,17 +168,19 @@ class Store:
         self._bytes: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
         self._lock = threading.Lock()
         self._seq = 0
+        self._legacy: set[str] = set()
         try:
             if self.lake.local:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
             for name, schema in TABLE_SCHEMAS.items():
                 # an empty file per layout in use: DuckDB views over its globs stay valid before data
-                empties = [f"{self.lake.partition_dir(name, EMPTY_DATE, site or None)}/{EMPTY_FILE}"]
-                if self.lake.local and site:
-                    empties.append(f"{name}/{EMPTY_PARTITION}/{EMPTY_FILE}")
-                for rel in empties:
-                    if not self.lake.exists(rel):
-                        self.lake.write_parquet(schema.empty_table(), rel)
+                rel = f"{self.lake.partition_dir(name, EMPTY_DATE, site or None)}/{EMPTY_FILE}"
+                if not self.lake.exists(rel):
+                    self.lake.write_parquet(schema.empty_table(), rel)
+                # files of the layout before sites (an upgraded data dir) stay in the views; a new
+                # one gets none, so Spark and other Hive readers see one partition scheme only
+                if self.lake.local and (not site or glob_files(table_glob(Path(self.lake.root), name))):
+                    self._legacy.add(name)
                 if self.lake.local:
                     for table_dir in self._local_table_dirs(name):
                         self._recover_compactions(table_dir)
@@ -452,8 +455,8 @@ class Store:
     # -- reading -------------------------------------------------------------------------------
 
     def _view_body(self, base: Path, name: str) -> str:
-        # a store without a site writes (and guarantees files for) the layout before sites only
-        return view_sql(base, name, legacy=True, sited=bool(self.site))
+        # each layout that has files (a glob matching nothing is an error in DuckDB)
+        return view_sql(base, name, legacy=name in self._legacy, sited=bool(self.site))
 
     def view_statements(self) -> dict[str, str]:
         """``CREATE OR REPLACE VIEW`` statements for the stored tables plus extra views (local disk)."""

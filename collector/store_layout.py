@@ -6,7 +6,7 @@ Layout (the lake, :mod:`collector.lake`: a local directory by default, or object
     <root>/<table>/site=<site>/date=1970-01-01/part-empty.parquet   (zero rows: keeps views valid)
     <root>/<table>/date=YYYY-MM-DD/part-….parquet    (the layout before sites: still read, site NULL;
                                                       a store without a site still writes it)
-    <root>/<table>/date=1970-01-01/part-empty.parquet
+    <root>/<table>/date=1970-01-01/part-empty.parquet (only in that layout)
     <data_dir>/catalog.duckdb                         (local disk only; views only)
 
 Why a module of its own: :mod:`collector.store` (writing) and :mod:`collector.store_read` (every
@@ -15,6 +15,7 @@ reader) must agree on these names, and neither should import the other's machine
 
 from __future__ import annotations
 
+import glob
 import re
 from pathlib import Path
 
@@ -30,6 +31,7 @@ __all__ = [
     "PARTITION_FIELD",
     "SITE_DIR",
     "SITE_FIELD",
+    "glob_files",
     "site_glob",
     "table_glob",
     "view_sql",
@@ -54,6 +56,11 @@ def table_glob(data_dir: Path, name: str) -> str:
 def site_glob(data_dir: Path, name: str) -> str:
     """The glob of one table's files in the site layout (``<table>/site=*/date=*/``)."""
     return str(data_dir / name / "site=*" / "date=*" / "*.parquet")
+
+
+def glob_files(pattern: str) -> list[str]:
+    """Visible local files matching a glob of the layout (``*`` stays within one path segment)."""
+    return [p for p in glob.glob(pattern) if not Path(p).name.startswith(".")]
 
 
 def _q(text: str) -> str:

@@ -45,7 +45,6 @@ Which statements may run on the sandbox, and with what limits, is :mod:`hciwatch
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import re
@@ -59,7 +58,15 @@ import pyarrow.dataset as ds
 
 from collector.lake import Lake
 from collector.schema import TABLE_SCHEMAS, Alert, AlertKind, AlertStatus, Severity, iso, utc
-from collector.store_layout import CATALOG_FILE, EMPTY_DATE, reader_schema, site_glob, table_glob, view_sql
+from collector.store_layout import (
+    CATALOG_FILE,
+    EMPTY_DATE,
+    glob_files,
+    reader_schema,
+    site_glob,
+    table_glob,
+    view_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,11 +346,6 @@ class StoreReader:
             con.close()
             raise
         return con
-
-
-def glob_files(pattern: str) -> list[str]:
-    """Visible local files matching a glob of the layout (``*`` stays within one path segment)."""
-    return [p for p in glob.glob(pattern) if not Path(p).name.startswith(".")]
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection, *, threads: int, max_memory: str) -> None:

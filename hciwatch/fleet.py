@@ -122,3 +122,86 @@ def lake_from_cli(url: str, config_path: str | None = None) -> Lake:
     if lake.local and not Path(lake.root).is_dir():
         raise ConfigError(f"--lake {url}: no such directory")
     return lake
+
+
+# -- DDL for other engines over the same layout -------------------------------------------------
+
+
+def _kusto_type(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_timestamp(t):
+        return "datetime"
+    if pa.types.is_floating(t):
+        return "real"
+    if pa.types.is_integer(t):
+        return "long"
+    if pa.types.is_map(t):
+        return "dynamic"
+    return "string"
+
+
+def _spark_type(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_map(t):
+        return "MAP<STRING, STRING>"
+    return "STRING"
+
+
+def https_url(url: str) -> str:
+    """The HTTPS address of an ``az://``/``abfs[s]://`` lake root (for ADX), else ``url``."""
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    if p.scheme in ("abfs", "abfss") and "@" in p.netloc:
+        container, host = p.netloc.split("@", 1)
+        return f"https://{host.replace('.dfs.', '.blob.')}/{container}{p.path}".rstrip("/")
+    if p.scheme == "az":
+        return f"https://<account>.blob.core.windows.net/{p.netloc}{p.path}".rstrip("/")
+    return url.rstrip("/")
+
+
+def adx_ddl(url: str) -> str:
+    """Azure Data Explorer external tables over the lake (``site`` and ``date`` from the path)."""
+    from collector.schema import TABLE_SCHEMAS
+
+    base = https_url(url)
+    out = []
+    for name, schema in TABLE_SCHEMAS.items():
+        cols = ", ".join(f"{f.name}:{_kusto_type(f.type)}" for f in schema)
+        out.append(
+            f".create-or-alter external table hciwatch_{name} ({cols})\n"
+            "kind = storage\n"
+            "partition by (site:string, date:datetime)\n"
+            'pathformat = ("site=" site "/date=" datetime_pattern("yyyy-MM-dd", date))\n'
+            "dataformat = parquet\n"
+            f"(h@'{base}/{name};managed_identity=system')"
+        )
+    return "\n\n".join(out) + "\n"
+
+
+def spark_ddl(url: str) -> str:
+    """Spark SQL (Fabric lakehouse, Synapse, Databricks) tables over the lake, partitions discovered."""
+    from collector.schema import TABLE_SCHEMAS
+
+    root = url.rstrip("/")
+    out = []
+    for name, schema in TABLE_SCHEMAS.items():
+        cols = ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in schema)
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS hciwatch_{name} ({cols}, `site` STRING, `date` DATE)\n"
+            f"USING PARQUET PARTITIONED BY (site, date) LOCATION '{root}/{name}';\n"
+            f"MSCK REPAIR TABLE hciwatch_{name};  -- run again to pick up new partitions"
+        )
+    return "\n\n".join(out) + "\n"
