@@ -309,6 +309,17 @@ class Alert:
         assert self.ts is not None
         return self.ts
 
+    @property
+    def idempotency_key(self) -> str:
+        """One state change's identity: (fingerprint, status, changed_at), hashed to 32 hex digits.
+
+        A change delivered twice (a retried batch, or the same change produced again by the
+        instance that takes a network domain over) has the same key, so a receiver that
+        de-duplicates on it sees each change once.
+        """
+        canon = f"{self.fingerprint}|{self.status.value}|{iso(self.changed_at)}"
+        return hashlib.sha256(canon.encode()).hexdigest()[:32]
+
     def to_json(self) -> dict[str, Any]:
         """The alert JSON object (JSONL output, feeds, webhooks start from this)."""
         return {

@@ -56,3 +56,14 @@ def test_site_names_unsafe_in_paths_and_topics_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"site": {"name": bad}}, "", file="config.toml")
     assert "site.name" in "\n".join(err.value.problems)
+
+
+def test_idempotency_key_is_the_change_not_the_delivery() -> None:
+    """Two instances producing the same change (a handover) give it the same key; another
+    status or change time is another key."""
+    a, again = _fire("east"), _fire("east")
+    assert a.idempotency_key == again.idempotency_key and len(a.idempotency_key) == 32
+    resolved = Alert.from_json({**a.to_json(), "status": "resolved", "ends_at": a.to_json()["starts_at"]})
+    later = Alert.from_json({**a.to_json(), "ts": "2026-11-20T10:05:00.000Z"})
+    assert len({a.idempotency_key, resolved.idempotency_key, later.idempotency_key}) == 3
+    assert _fire("west").idempotency_key != a.idempotency_key
