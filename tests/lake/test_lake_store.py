@@ -185,3 +185,20 @@ def test_lake_settings_refuse_what_cannot_work(tmp_path: Path) -> None:
         Lake.open("az://c/p", LakeSettings(account_name="a", account_key="env:HCIWATCH_NOT_SET"))
     with pytest.raises(StoreError, match="needs a site"):
         Store(tmp_path, lake=Lake(Lake.local_dir(tmp_path).fs, str(tmp_path), url="s3://x", local=False))
+
+
+def test_check_config_reports_a_lake_it_cannot_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hciwatch.cli import main
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[api]\nallow_unauthenticated = true\n'
+        '[store.lake]\nurl = "az://container/prefix"\naccount_key = "env:HCIWATCH_TEST_UNSET_KEY"\n'
+    )
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "store.lake.account_key: environment variable HCIWATCH_TEST_UNSET_KEY is not set" in capsys.readouterr().err
+    cfg.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[api]\nallow_unauthenticated = true\n[store.lake]\nurl = "az://c/p"\n'
+    )
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "names no storage account" in capsys.readouterr().err
