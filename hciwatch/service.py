@@ -287,7 +287,8 @@ class Service:
         While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
         """
         for a in changes:
-            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
+            # the site is this instance's own (named in the start banner): not repeated per line
+            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()) if k != "site")
             log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
         self.silences.filter(changes)  # records (on the silence) and logs what the sinks will not get
         self._unsent.extend(changes)
