@@ -168,16 +168,31 @@ class AlertManager:
     # -- persistence ---------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported state version {doc.get('version') if isinstance(doc, dict) else doc!r}")
-            states = [_State.from_json(o) for o in doc.get("alerts", [])]
+            self.load_bytes(path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             bad = path.with_name(path.name + ".corrupt")
             log.warning("alert state %s unreadable (%s); starting empty, kept the file as %s", path, exc, bad)
             with contextlib.suppress(OSError):
                 os.replace(path, bad)
-            return
+
+    def to_bytes(self) -> bytes:
+        """The state document (what :meth:`save` writes; a domain's new owner loads it elsewhere)."""
+        doc = {"version": STATE_VERSION, "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
+        return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
+
+    def load_bytes(self, data: bytes) -> None:
+        """Replace the state with a document from :meth:`to_bytes` (raises ValueError when unusable).
+
+        This is how lifecycle state is carried over when another instance takes a network domain
+        over: its incidents continue (no re-fire) and resolve under the ids sinks already know.
+        """
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported state version {doc.get('version') if isinstance(doc, dict) else doc!r}")
+            states = [_State.from_json(o) for o in doc.get("alerts", [])]
+        except (KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(str(exc)) from exc
         self.states = {}
         migrated = 0
         for st in states:
@@ -197,8 +212,7 @@ class AlertManager:
             return
         path = self.state_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": STATE_VERSION, "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
-        data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
+        data = self.to_bytes()
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
