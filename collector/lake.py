@@ -256,17 +256,36 @@ def redact_url(url: str) -> str:
 class Lake:
     """One lake root on one filesystem; every path argument is relative to the root."""
 
-    def __init__(self, fs: pafs.FileSystem, root: str, *, url: str, local: bool) -> None:
+    def __init__(
+        self, fs: pafs.FileSystem, root: str, *, url: str, local: bool, settings: LakeSettings | None = None
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
-        self.url = url
+        self.url = url  # for messages (redacted)
         self.local = local
+        # how it was opened (the URL and the references to its credentials, never their values)
+        self.settings = settings
+
+    def pointer(self, site: str) -> dict[str, Any]:
+        """What a reader of the data dir needs to find this lake again (``<data_dir>/lake.json``)."""
+        assert self.settings is not None
+        return {"site": site, "lake": self.settings.model_dump(mode="json")}
+
+    @classmethod
+    def from_pointer(cls, doc: dict[str, Any]) -> tuple[Lake, str]:
+        """The lake and site a data dir's ``lake.json`` names (:class:`ConfigError` when unusable)."""
+        try:
+            settings = LakeSettings.model_validate(doc["lake"])
+            site = str(doc["site"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"lake.json is not usable: {exc}") from None
+        return cls.open(settings.url, settings), site
 
     @classmethod
     def local_dir(cls, path: Path | str) -> Lake:
         """The lake in a local directory (the store's default: its data dir)."""
         p = Path(path).expanduser().resolve()
-        return cls(pafs.LocalFileSystem(), p.as_posix(), url=str(p), local=True)
+        return cls(pafs.LocalFileSystem(), p.as_posix(), url=str(p), local=True, settings=LakeSettings(url=str(p)))
 
     @classmethod
     def open(cls, url: str | Path, settings: LakeSettings | None = None) -> Lake:
@@ -291,7 +310,7 @@ class Lake:
             raise ConfigError(f"store.lake: cannot open {redact_url(text)}: {exc}") from None
         if not root.split("/", 1)[0]:
             raise ConfigError(f"store.lake: {redact_url(text)} names no container or bucket")
-        return cls(fs, root, url=redact_url(text), local=False)
+        return cls(fs, root, url=redact_url(text), local=False, settings=s.model_copy(update={"url": text}))
 
     # -- paths ---------------------------------------------------------------------------------
 

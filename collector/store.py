@@ -56,12 +56,13 @@ import pyarrow.parquet as pq
 from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
 from collector.faults import FaultState
-from collector.lake import Lake, fsync_dir, writer_id
+from collector.lake import Lake, fsync_dir, write_bytes_atomic, writer_id
 from collector.schema import TABLE_SCHEMAS
 from collector.store_layout import (
     CATALOG_FILE,
     EMPTY_DATE,
     EMPTY_PARTITION,
+    LAKE_POINTER,
     PARTITION_DIR,
     glob_files,
     reader_schema,
@@ -188,6 +189,8 @@ class Store:
             raise StoreError(f"cannot initialise the store in {self.lake.url}: {exc}") from exc
         if self.lake.local:
             self.write_catalog()
+        if Path(self.lake.root) != self.data_dir.resolve():
+            self._write_pointer()  # readers of the data dir (API, report, sql --data-dir) follow it to the lake
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -488,6 +491,13 @@ class Store:
         for n, body in self.extra_views.items():
             con.execute(f"CREATE OR REPLACE VIEW {n} AS {body}")
 
+    def _write_pointer(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(self.data_dir / LAKE_POINTER, json.dumps(self.lake.pointer(self.site)).encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.data_dir / LAKE_POINTER}: {exc}") from exc
+
     def write_catalog(self, extra_views: Mapping[str, str] | None = None) -> bool:
         """Write ``catalog.duckdb`` (views only). Returns False if another process holds it.
 
@@ -497,6 +507,8 @@ class Store:
         """
         if extra_views:
             self.extra_views.update(extra_views)
+        if not self.lake.local:
+            return False  # DuckDB cannot read object storage without extensions; readers use datasets
         final = self.data_dir / CATALOG_FILE
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:

@@ -8,6 +8,7 @@ Layout (the lake, :mod:`collector.lake`: a local directory by default, or object
                                                       a store without a site still writes it)
     <root>/<table>/date=1970-01-01/part-empty.parquet (only in that layout)
     <data_dir>/catalog.duckdb                         (local disk only; views only)
+    <data_dir>/lake.json                              (object storage: where the lake is, for readers)
 
 Why a module of its own: :mod:`collector.store` (writing) and :mod:`collector.store_read` (every
 reader) must agree on these names, and neither should import the other's machinery to learn them.
@@ -27,6 +28,7 @@ __all__ = [
     "CATALOG_FILE",
     "EMPTY_DATE",
     "EMPTY_PARTITION",
+    "LAKE_POINTER",
     "PARTITION_DIR",
     "PARTITION_FIELD",
     "SITE_DIR",
@@ -41,6 +43,8 @@ __all__ = [
 EMPTY_PARTITION = "date=1970-01-01"
 EMPTY_DATE = "1970-01-01"
 CATALOG_FILE = "catalog.duckdb"
+#: In a data dir whose Parquet lives in a lake elsewhere: the lake's URL, credential references and site.
+LAKE_POINTER = "lake.json"
 
 #: The Hive partition column every stored table gets on read (``site`` comes before it).
 PARTITION_FIELD = DATE_FIELD

@@ -56,11 +56,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from collector.errors import ConfigError
 from collector.lake import Lake
 from collector.schema import TABLE_SCHEMAS, Alert, AlertKind, AlertStatus, Severity, iso, utc
 from collector.store_layout import (
     CATALOG_FILE,
     EMPTY_DATE,
+    LAKE_POINTER,
     glob_files,
     reader_schema,
     site_glob,
@@ -93,8 +95,17 @@ class StoreReader:
 
     def __init__(self, data_dir: Path | str, *, lake: Lake | None = None, sites: Collection[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.lake = lake if lake is not None else Lake.local_dir(self.data_dir)
         self.sites = set(sites) if sites is not None else None
+        pointer = self.data_dir / LAKE_POINTER
+        if lake is None and pointer.is_file():
+            # the service writes to a lake elsewhere: read its own site there
+            try:
+                doc = json.loads(pointer.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{pointer} is not readable: {exc}") from None
+            lake, site = Lake.from_pointer(doc)
+            self.sites = {site} if sites is None else self.sites
+        self.lake = lake if lake is not None else Lake.local_dir(self.data_dir)
 
     # -- what is there -------------------------------------------------------------------------
 

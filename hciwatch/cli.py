@@ -82,7 +82,7 @@ def _require_data_dir(data_dir: Path) -> Path:
             f"data dir {data_dir} does not exist",
             fix="give --data-dir (or --config) of an hciwatch data dir, e.g. demo-data after `make demo`",
         )
-    if not (data_dir / "samples").is_dir():
+    if not (data_dir / "samples").is_dir() and not (data_dir / "lake.json").is_file():
         raise UsageError(
             f"{data_dir} is not an hciwatch data dir (no samples/ in it)",
             fix="give --data-dir (or --config) of a dir written by `hciwatch run`, `replay` or `demo`",

@@ -202,3 +202,24 @@ def test_check_config_reports_a_lake_it_cannot_open(tmp_path: Path, capsys: pyte
     )
     assert main(["check-config", "--config", str(cfg)]) == 2
     assert "names no storage account" in capsys.readouterr().err
+
+
+def test_readers_of_the_data_dir_follow_the_store_to_its_lake(
+    make_lake: LakeFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service's own API, report and ``sql --data-dir`` read its site where the store writes."""
+    from hciwatch.cli import main
+
+    lake = make_lake()
+    other = _store(make_lake(), tmp_path, "west")
+    other.append("samples", _rows(7))
+    other.flush()
+    store = _store(lake, tmp_path, "east")
+    store.append("samples", _rows(12))
+    store.flush()
+    reader = StoreReader(tmp_path / "data-east")
+    assert reader.read_range("samples").num_rows == 12  # its own site only
+    assert "lake.json" in {p.name for p in (tmp_path / "data-east").iterdir()}
+    sql = "SELECT site, count(*) AS n FROM samples GROUP BY site"
+    assert main(["sql", "--data-dir", str(tmp_path / "data-east"), "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["east,12"]
