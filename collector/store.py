@@ -66,6 +66,7 @@ from collector.store_layout import (
     PARTITION_DIR,
     glob_files,
     reader_schema,
+    site_glob,
     table_glob,
     view_sql,
     write_parquet_atomic,
@@ -170,6 +171,7 @@ class Store:
         self._lock = threading.Lock()
         self._seq = 0
         self._legacy: set[str] = set()
+        self._sited: set[str] = set()
         try:
             if self.lake.local:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +184,9 @@ class Store:
                 # one gets none, so Spark and other Hive readers see one partition scheme only
                 if self.lake.local and (not site or glob_files(table_glob(Path(self.lake.root), name))):
                     self._legacy.add(name)
+                # and a store without a site (a library user, a test) still reads what sites wrote
+                if self.lake.local and (site or glob_files(site_glob(Path(self.lake.root), name))):
+                    self._sited.add(name)
                 if self.lake.local:
                     for table_dir in self._local_table_dirs(name):
                         self._recover_compactions(table_dir)
@@ -459,7 +464,7 @@ class Store:
 
     def _view_body(self, base: Path, name: str) -> str:
         # each layout that has files (a glob matching nothing is an error in DuckDB)
-        return view_sql(base, name, legacy=name in self._legacy, sited=bool(self.site))
+        return view_sql(base, name, legacy=name in self._legacy, sited=name in self._sited)
 
     def view_statements(self) -> dict[str, str]:
         """``CREATE OR REPLACE VIEW`` statements for the stored tables plus extra views (local disk)."""
