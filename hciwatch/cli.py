@@ -277,11 +277,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
     limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
     lake = None
     if args.lake:
+        from collector.errors import ConfigError
         from hciwatch.fleet import fleet_views, lake_from_cli
 
         if args.data_dir:
             raise UsageError("give --lake or --data-dir, not both", fix="--lake reads every site of a fleet's lake")
-        lake = lake_from_cli(args.lake, args.config)
+        try:
+            lake = lake_from_cli(args.lake, args.config)
+        except ConfigError as exc:
+            raise UsageError(
+                str(exc),
+                fix="--lake az://<container>/<prefix>, abfss://…, s3://<bucket>/<prefix> or a directory; credentials "
+                "from --config's [store.lake], or AZURE_STORAGE_CONNECTION_STRING / the AWS environment",
+            ) from exc
         args.data_dir = "."
         views = fleet_views(lake, unmapped_metrics_view(DEFAULT_CATALOG))
     else:
