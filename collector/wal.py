@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import IO
 
 from collector.faults import FaultState
-from collector.schema import RawRecord
+from collector.lake import Lake
+from collector.schema import TABLE_SCHEMAS, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,13 @@ class WriteAheadLog:
 
 
 def undo_uncommitted_flushes(
-    data_dir: Path, checkpoint_seq: int, *, prefix: str = "w", tables: tuple[str, ...] | None = None
+    data_dir: Path,
+    checkpoint_seq: int,
+    *,
+    prefix: str = "w",
+    tables: tuple[str, ...] | None = None,
+    lake: Lake | None = None,
+    site: str = "",
 ) -> int:
     """Delete Parquet files written by a flush whose checkpoint was never committed.
 
@@ -357,10 +364,24 @@ def undo_uncommitted_flushes(
     """
     tagged = re.compile(rf"-{re.escape(prefix)}(\d+)-[0-9a-f]+\.parquet$")
     removed = 0
-    for table_dir in sorted(Path(data_dir).iterdir()) if Path(data_dir).is_dir() else []:
+    if lake is not None and not lake.local:  # the files are in object storage (the WAL stays local)
+        for name in tables if tables is not None else tuple(TABLE_SCHEMAS):
+            for f in lake.files(name, sites={site} if site else None):
+                m = tagged.search(f.path.rsplit("/", 1)[-1])
+                if m and int(m.group(1)) > checkpoint_seq:
+                    lake.delete_file(f.path)
+                    removed += 1
+        if removed:
+            log.warning("removed %d Parquet files of a write interrupted before its checkpoint", removed)
+        return removed
+    base = Path(lake.root) if lake is not None else Path(data_dir)  # a local lake may be elsewhere
+    for table_dir in sorted(base.iterdir()) if base.is_dir() else []:
         if not table_dir.is_dir() or (tables is not None and table_dir.name not in tables):
             continue
-        for path in table_dir.glob(f"date=*/part-*-{prefix}*.parquet"):
+        for path in [
+            *table_dir.glob(f"date=*/part-*-{prefix}*.parquet"),
+            *table_dir.glob(f"site=*/date=*/part-*-{prefix}*.parquet"),
+        ]:
             m = tagged.search(path.name)
             if m and int(m.group(1)) > checkpoint_seq:
                 path.unlink(missing_ok=True)

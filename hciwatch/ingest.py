@@ -62,7 +62,7 @@ class DurableIngest:
     ) -> None:
         self.store = store
         self.wal = WriteAheadLog(Path(data_dir) / "wal", segment_bytes=wal_segment_bytes, max_bytes=wal_max_bytes)
-        undo_uncommitted_flushes(data_dir, self.wal.checkpoint_seq)
+        undo_uncommitted_flushes(data_dir, self.wal.checkpoint_seq, lake=store.lake, site=store.site)
         self.commit = GroupCommit(self.wal)
         self.queue: ByteBoundedQueue[tuple[int, RawRecord]] = ByteBoundedQueue(queue_max_bytes, queue_max_records)
         self.buffer_max_bytes = buffer_max_bytes
@@ -228,7 +228,9 @@ class AlertTableWriter:
         self.fault = FaultState("alerts table")
         self._wake = asyncio.Event()
         committed = outbox.cursor(ALERTS_TABLE_SINK)
-        undo_uncommitted_flushes(store.data_dir, committed - 1, prefix="o", tables=("alerts",))
+        undo_uncommitted_flushes(
+            store.data_dir, committed - 1, prefix="o", tables=("alerts",), lake=store.lake, site=store.site
+        )
 
     def write_pending(self) -> int:
         """Write what the outbox holds beyond the cursor; returns how many changes (raises OSError/StoreError)."""
@@ -261,12 +263,14 @@ class AlertTableWriter:
                     await asyncio.to_thread(self.write_pending)
                 except (OSError, StoreError) as exc:
                     delay = self.fault.failed(exc)
-                    with contextlib.suppress(OSError):  # files of the failed batch, rewritten next time
+                    with contextlib.suppress(OSError, StoreError):  # files of the failed batch, rewritten next time
                         undo_uncommitted_flushes(
                             self.store.data_dir,
                             self.outbox.cursor(ALERTS_TABLE_SINK) - 1,
                             prefix="o",
                             tables=("alerts",),
+                            lake=self.store.lake,
+                            site=self.store.site,
                         )
                     await asyncio.sleep(delay)
                     self._wake.set()

@@ -48,6 +48,7 @@ from collector.capture import CaptureWriter
 from collector.config import resolve_secret
 from collector.errors import ConfigError, StoreError
 from collector.faults import FaultState, cancel_and_wait, loop_fault, supervise
+from collector.lake import Lake
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
 from collector.schema import Alert, AlertKind, RawRecord, Severity, iso
@@ -65,6 +66,7 @@ from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_ru
 from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
+from hciwatch.fleet import write_site_manifest
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
 from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
@@ -179,7 +181,11 @@ class Service:
             retention_days=st.retention_days,
             extra_views=self.views,
             auto_flush=False,  # flushes go through the WAL checkpoint (DurableIngest.flush)
+            site=cfg.collector.site.name,
+            lake=Lake.open(st.lake.url, st.lake) if st.lake.url else None,
+            writer=st.lake.writer,
         )
+        write_site_manifest(self.store.lake, cfg)  # the fleet views count this site against its own pools
         self.ingest = DurableIngest(
             self.data_dir,
             self.store,
@@ -289,7 +295,8 @@ class Service:
         While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
         """
         for a in changes:
-            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
+            # the site is this instance's own (named in the start banner): not repeated per line
+            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()) if k != "site")
             log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
         self.silences.filter(changes)  # records (on the silence) and logs what the sinks will not get
         self._unsent.extend(changes)
