@@ -28,6 +28,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -78,13 +79,33 @@ def _sql_str(p: Path | str) -> str:
     return str(p).replace("'", "''")
 
 
-# The one place the Parquet write options live (zstd, dictionary pages for strings).
+# The one place the Parquet write options live: zstd; dictionary pages for the string columns only
+# (a float column's dictionary is abandoned after the first page, after the work of building it);
+# min/max statistics for the flat columns readers prune on, not for the ``labels`` map, whose
+# per-string statistics cost ~40 % of a samples write and can prune nothing (DuckDB does not push
+# map-element filters into Parquet).
 _WRITE_OPTS = {
     "compression": "zstd",
     "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
 }
+
+
+@functools.lru_cache(maxsize=32)
+def _column_opts(schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """(dictionary-encoded column paths, columns with statistics) for one table schema."""
+    dictionary: list[str] = []
+    stats: list[str] = []
+    for f in schema:
+        t = f.type
+        if pa.types.is_map(t):
+            dictionary += [f"{f.name}.key_value.key", f"{f.name}.key_value.value"]
+            continue
+        if pa.types.is_nested(t):
+            continue
+        stats.append(f.name)
+        if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            dictionary.append(f.name)
+    return dictionary, stats
 
 
 def _fsync_dir(path: Path) -> None:
@@ -101,7 +122,15 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 
     tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_size, **_WRITE_OPTS)  # type: ignore[arg-type]
+            dictionary, stats = _column_opts(table.schema)
+            pq.write_table(
+                table,
+                fh,
+                row_group_size=row_group_size,
+                use_dictionary=dictionary,  # type: ignore[arg-type]  # the stubs say bool; Arrow takes paths
+                write_statistics=stats,
+                **_WRITE_OPTS,  # type: ignore[arg-type]
+            )
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -281,7 +310,9 @@ class Store:
     def _write_chunks(self, name: str, chunks: list[pa.Table], tag: str) -> list[Path]:
         if not chunks:
             return []
-        table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
+        # no combine_chunks(): Parquet writes a chunked table as it is, and a copy of the whole
+        # buffer at flush time was the store's peak memory (scrapes share their label arrays)
+        table = pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
         try:
             written = self._write_partitions(name, table, tag)
         except _PartialWrite as exc:

@@ -264,6 +264,12 @@ class Scan:
     ts: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     has_ts: BOOL = field(default_factory=lambda: np.zeros(0, np.bool_))
     line: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    # where each row's ``name{...}`` ends (its closing brace + 1; for a plain ``name value`` line
+    # the end of the name), -1 for other rows of the exact path; and every line's byte range
+    # (what a repeated scrape of the same target is checked against, see ``_reuse``)
+    prefix_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_start: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_row: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_key: I32 = field(default_factory=lambda: np.zeros(0, np.int32))
     e_val: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -370,6 +376,7 @@ class Scan:
         self.ts = self.ts[keep]
         self.has_ts = self.has_ts[keep]
         self.line = self.line[keep]
+        self.prefix_end = self.prefix_end[keep]
 
 
 def _dict_encode(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
@@ -433,6 +440,7 @@ def scan(body: bytes) -> Scan:
     ne_idx = np.flatnonzero(le > ls)
     le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
     ne_idx = ne_idx[le[ne_idx] > ls[ne_idx]]
+    out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
     first_byte[ne_idx] = buf[ls[ne_idx]]
     nonempty = first_byte != 0
@@ -603,6 +611,7 @@ def _build_rows(
     out.names = names
     out.name_idx = name_idx
     out.line = lines
+    out.prefix_end = bc + 1
     out.value, v_ok = cast_floats(tokens)
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
@@ -696,6 +705,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
     rows_ts: list[int] = []
     rows_has_ts: list[bool] = []
     rows_line: list[int] = []
+    rows_pend: list[int] = []
     e_row: list[int] = []
     e_key: list[int] = []
     e_val: list[int] = []
@@ -720,6 +730,9 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
         rows_ts.append(ts if ts is not None else 0)
         rows_has_ts.append(ts is not None)
         rows_line.append(li)
+        # a plain `name value` line has a reusable prefix (its name) like the vectorised rows
+        plain = not labels and text.startswith(name) and text[len(name) : len(name) + 1] == " "
+        rows_pend.append(int(ls[li]) + len(name) if plain else -1)
         for k, v in labels:
             ki = key_ids.get(k)
             if ki is None:
@@ -735,6 +748,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
     out.ts = np.concatenate([out.ts, np.asarray(rows_ts, dtype=np.int64)])
     out.has_ts = np.concatenate([out.has_ts, np.asarray(rows_has_ts, dtype=np.bool_)])
     out.line = np.concatenate([out.line, np.asarray(rows_line, dtype=np.int64)])
+    out.prefix_end = np.concatenate([out.prefix_end, np.asarray(rows_pend, dtype=np.int64)])
     out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
     out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
     out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])

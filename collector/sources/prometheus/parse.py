@@ -52,6 +52,7 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
+from collector.sources.prometheus import _reuse
 from collector.sources.prometheus._scan import I32, I64, Scan, scan
 from collector.text import without_bom
 
@@ -145,6 +146,11 @@ def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]
 def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     src = record.labels.get("source") or "prometheus"
     body, undecodable = _text_body(record, src)
+    reusable = not undecodable and _reuse.enabled()
+    if reusable:
+        hit = _reuse.reuse(record, catalog, body)
+        if hit is not None:
+            return hit
     sc = scan(body)
     sc.errors.extend(undecodable)
     sc.bad_lines += len(undecodable)
@@ -164,6 +170,9 @@ def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     result.ip_observations = _nic_observations(sc, name_info, record)
     additions = _normalize_windows(sc, name_info)
     result.samples = _samples_table(sc, name_info, record, additions)
+    if reusable:
+        scaled = (name_info.divisor != 1.0).any()
+        _reuse.remember(record, catalog, body, sc, name_info.divisor[sc.name_idx] if scaled else None, result)
     return result
 
 
