@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import re
 import statistics
 import sys
 import time
@@ -619,6 +620,27 @@ def generate_payload(samples: int = DEFAULT_SAMPLES, seed: int = 20261120) -> by
         ],
     )
     return "".join(w.parts).encode()
+
+
+_SAMPLE_VALUE = re.compile(rb"^([^#\n][^\n]*[} ]|[a-zA-Z_:][a-zA-Z0-9_:]* )([-+0-9.eE]+|NaN|[+-]Inf)$", re.M)
+
+
+def vary_values(body: bytes, k: int) -> bytes:
+    """The same exposition one scrape later: every finite sample value changed, nothing else.
+
+    Real scrapes of a target repeat their series and change their numbers; a benchmark that
+    serves one identical body would flatter every cache and every compressor.
+    """
+    if k == 0:
+        return body
+
+    def bump(m: re.Match[bytes]) -> bytes:
+        v = m.group(2)
+        if not v[:1].isdigit():
+            return m.group(0)
+        return m.group(1) + go_float(float(v) + k * (1 + float(v) * 1e-3)).encode()
+
+    return _SAMPLE_VALUE.sub(bump, body)
 
 
 def _time(fn: Callable[[], int], repeat: int) -> tuple[float, float, int]:

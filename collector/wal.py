@@ -59,12 +59,17 @@ class WalFull(OSError):
 
 def encode(rec: RawRecord) -> bytes:
     """The payload of one record (JSON header + body; the body is stored as is)."""
+    return _encode_head(rec) + rec.body
+
+
+def _encode_head(rec: RawRecord) -> bytes:
+    """The payload's part before the body (so the body itself is never copied to log it)."""
     meta = json.dumps(
         [rec.ts.isoformat(), rec.kind, rec.target, rec.host, dict(rec.labels), rec.topic],
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    return _META_LEN.pack(len(meta)) + meta + rec.body
+    return _META_LEN.pack(len(meta)) + meta
 
 
 def decode(payload: bytes) -> RawRecord:
@@ -193,26 +198,33 @@ class WriteAheadLog:
         Durable against power loss only after :meth:`sync`. Raises :class:`WalFull` at the size
         bound and ``OSError`` when the disk refuses; either way nothing was acknowledged.
         """
-        payload = encode(rec)
+        # the frame is written as head + body: a scrape body (tens of MB) is checksummed and
+        # handed to the OS in place, never concatenated into a second copy
+        head = _encode_head(rec)
+        body = rec.body
+        length = len(head) + len(body)
+        crc = zlib.crc32(body, zlib.crc32(head))
         with self._lock:
             size = sum(s.size for s in self._segments)
-            if size + len(payload) > self.max_bytes and size > 0:
+            if size + length > self.max_bytes and size > 0:
                 self.stats.refused_full += 1
                 raise WalFull(f"write-ahead log at its bound ({self.max_bytes} bytes)")
             seq = self.last_seq + 1
-            frame = _HEADER.pack(len(payload), zlib.crc32(payload), seq) + payload
+            lead = _HEADER.pack(length, crc, seq) + head
+            frame_len = len(lead) + len(body)
             try:
                 fh = self._writer(seq)
-                fh.write(frame)
+                fh.write(lead)
+                fh.write(body)
                 fh.flush()
             except OSError as exc:
                 self._discard_partial()
                 self.fault.failed(exc)
                 raise
-            self._segments[-1].size += len(frame)
+            self._segments[-1].size += frame_len
             self.last_seq = seq
             self.stats.appended += 1
-            self.stats.appended_bytes += len(frame)
+            self.stats.appended_bytes += frame_len
             return seq
 
     def _writer(self, seq: int) -> IO[bytes]:
