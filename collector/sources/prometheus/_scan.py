@@ -332,35 +332,33 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.ChunkedArray[Any]:
-        """The strings ``e_val`` indexes: body ranges (zero-copy), then the blob strings.
+    def value_segments(self) -> pa.Array[Any]:
+        """The strings ``e_val`` indexes: body ranges, then the blob strings, as ONE array.
 
-        A chunked array, so the body is never copied: Arrow's ``take`` gathers across chunks.
+        Element ``2j`` is body range ``j``, odd elements the gaps between, then the blob strings.
+        One array, not a chunked one: Arrow's ``take`` on a chunked array concatenates the chunks
+        first and was the parser's largest single cost. The body is used in place when there is
+        no blob (the usual case); otherwise body and blob are copied once into one buffer.
         """
         self._flush()
-        chunks = [_segments(pa.py_buffer(self.body), self.vs, self.ve, pad=True)]
-        if self._chunks:
-            data = b"".join(ch[1] for ch in self._chunks)
-            parts = [np.zeros(1, dtype=np.int64)]
-            base = 0
-            for _, chunk, off in self._chunks:
-                parts.append(base + off[1:])
-                base += len(chunk)
-            off = np.concatenate(parts)
-            if base > 2**31 - 1:
-                chunks.append(
-                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), pa.py_buffer(data)).cast(
-                        pa.string()
-                    )
-                )
-            else:
-                chunks.append(
-                    pa.StringArray.from_buffers(
-                        len(off) - 1, pa.py_buffer(off.astype(np.int32).data), pa.py_buffer(data)
-                    )
-                )
-        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in chunks]
-        return pa.chunked_array(chunks, type=pa.string())
+        n = len(self.vs)
+        size = len(self.body)
+        blob_off = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for _, chunk, off in self._chunks:
+            blob_off.append(base + off[1:])
+            base += len(chunk)
+        boff = np.concatenate(blob_off)
+        offs = np.empty(2 * n + len(boff), dtype=np.int64)
+        offs[0 : 2 * n : 2] = self.vs
+        offs[1 : 2 * n : 2] = self.ve
+        offs[2 * n :] = size + boff
+        data = pa.py_buffer(self.body + b"".join(ch[1] for ch in self._chunks) if base else self.body)
+        count = len(offs) - 1
+        if offs[-1] > 2**31 - 1:
+            big = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offs.data), data)
+            return big.cast(pa.string())
+        return pa.StringArray.from_buffers(count, pa.py_buffer(offs.astype(np.int32).data), data)
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
