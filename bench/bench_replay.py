@@ -33,6 +33,14 @@ def _rusage_cpu(who: int) -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="replay throughput of parse + store")
     ap.add_argument("--hours", type=float, default=8.0, help="capture length (default 8, the demo's)")
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         workers = default_workers() if args.workers is None else args.workers
         store = Store(tmp / "store", write_behind=True)
+        rss_start = _rss_mib()
         samples = ips = records = 0
         c_self0, c_kids0 = _rusage_cpu(resource.RUSAGE_SELF), _rusage_cpu(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -99,16 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     rate = samples / wall if wall else float("nan")
     bps = (rss_self + workers * rss_kid) * 2**20 / series if series else float("nan")
+    # what the replay itself adds in the main process (imports and the idle store excluded)
+    bps_incr = (rss_self - rss_start) * 2**20 / series if series else float("nan")
     print(f"replayed {records:,} records, {samples:,} samples, {ips:,} IP observations with {workers} parse workers")
     print(f"wall {wall:.1f} s: {rate:,.0f} samples/s | CPU {cpu_self:.1f} s main + {cpu_kids:.1f} s workers")
     print(
         f"peak RSS {rss_self:.0f} MiB main, {rss_kid:.0f} MiB largest worker; {series:,} distinct series, "
-        f"{bps:,.0f} B per series (main + workers)"
+        f"{bps:,.0f} B per series (main + workers), {bps_incr:,.0f} B per series above the idle main process"
     )
     print(
         f"RESULT replay samples_per_s={rate:.0f} wall_s={wall:.2f} samples={samples} cpu_s={cpu_self + cpu_kids:.2f} "
         f"rss_mib_main={rss_self:.0f} rss_mib_worker={rss_kid:.0f} workers={workers} series={series} "
-        f"bytes_per_series={bps:.0f}"
+        f"bytes_per_series={bps:.0f} bytes_per_series_incr={bps_incr:.0f}"
     )
     return 0
 
