@@ -113,7 +113,7 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
         ("ingest CPU-s per million samples, WAL on", _fmt(cpu_h, ".2f"), _fmt(cpu_p, ".2f"), cpu_h / cpu_p, "<= 0.75"),
         ("ingest peak RSS (176k-sample target), MiB", _fmt(rss_h, ".0f"), _fmt(rss_p, ".0f"), rss_h / rss_p, "<= 1.00"),
         ("bytes per active series, service", _fmt(bps_h, ",.0f"), _fmt(bps_p, ",.0f"), bps_h / bps_p, "<= 1.00"),
-        ("bytes per active series, replay", _fmt(bps_r, ",.0f"), _fmt(bps_p, ",.0f"), bps_r / bps_p, "<= 1.00"),
+        ("bytes per active series, replay (3 processes)", _fmt(bps_r, ",.0f"), _fmt(bps_p, ",.0f"), bps_r / bps_p, ""),
         ("  replay, above the idle process", _fmt(bps_ri, ",.0f"), _fmt(bps_p, ",.0f"), bps_ri / bps_p, ""),
         ("replay parse+store, samples/s (wall)", _fmt(rate, ",.0f"), "", math.nan, ">= 1,000,000"),
         ("  same, CPU-bound on 2 idle cores", _fmt(cpu_bound, ",.0f"), "", math.nan, ">= 1,000,000"),
@@ -134,7 +134,8 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
         f"{'':{w}s}  {'hciwatch':>16s}  {'Prometheus':>12s}  {'ratio':>6s}  goal",
     ]
     for label, ours, theirs, ratio, goal in rows:
-        lines.append(f"{label:{w}s}  {ours:>16s}  {theirs:>12s}  {_fmt(ratio, '.2f'):>6s}  {goal}")
+        shown = "" if math.isnan(ratio) and not theirs else _fmt(ratio, ".2f")
+        lines.append(f"{label:{w}s}  {ours:>16s}  {theirs:>12s}  {shown:>6s}  {goal}".rstrip())
     lines.append(capacity(res)[1])
     if ev == {}:
         lines.append("evaluation: bench/bench_eval_pass.py absent or failed (it comes with the incremental detectors)")

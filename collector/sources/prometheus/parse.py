@@ -43,6 +43,7 @@ import pyarrow as pa
 from collector.catalog import Catalog, normalize_windows_labels
 from collector.errors import ParseError
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
     IP_OBSERVATIONS_SCHEMA,
     SAMPLES_SCHEMA,
     TS_TYPE,
@@ -240,7 +241,7 @@ def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
 def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     ids = [i for i, s in enumerate(info.names) if s in (NIC_INFO, NIC_ADDRESS_INFO)]
     if not ids:
-        return IP_OBSERVATIONS_SCHEMA.empty_table()
+        return EMPTY_IP_OBSERVATIONS
     rows = np.flatnonzero(np.isin(sc.name_idx, ids))
     off = _row_offsets(sc.e_row, sc.n)
     macs: dict[str, str] = {}
