@@ -106,6 +106,9 @@ def test_label_less_lines_in_the_middle_keep_row_order() -> None:
         b'a_total{x="1"} nope\nplain 5\n',  # a bad value: reported exactly as by the full parser
         b'a_total{x="1"} 1\nplain 5\n# TYPE plain gauge\n',  # one more line
         b'a_total{x="1"} 1\r\nplain 0x1p3\r\n',  # CRLF and a hex float
+        b'a_total{x="1"} 1\nplain -nan\n',  # Arrow reads it, Go's grammar does not
+        b'a_total{x="1"} -nan\nplain +Inf\n',
+        b'a_total{x="1"} 1e999\nplain 1e999\n',
         b'a_total{x="1"} 1\nplain\n',  # a value missing
         b"",
     ],

@@ -33,12 +33,13 @@ import pyarrow as pa
 
 from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
-from collector.sources.prometheus._scan import F64, I64, Scan, cast_floats, take_ranges
+from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
+from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
 
 MAX_BYTES = int(os.environ.get("HCIWATCH_PARSE_REUSE_BYTES", str(256 << 20)))
 """Bytes of skeletons kept (prefix bytes + index arrays + the shared label arrays)."""
 
-_NL, _CR, _SPACE = 10, 13, 32
+_NL, _CR, _SPACE, _RBRACE = 10, 13, 32, 125
 
 
 def enabled() -> bool:
@@ -54,6 +55,7 @@ class Skeleton:
     prefix_len: I64  # per line: bytes that must be identical
     sample_lines: I64  # per row (in row order): its line
     order: I64  # rows by line (rows of the exact path come after the vectorised ones)
+    plain: I64  # positions (in line order) of plain `name value` rows, which Go's float grammar checks
     prefix: pa.Buffer  # the concatenated prefixes
     divisor: F64 | None  # per row, when any catalog unit divides
     samples: pa.Table
@@ -145,13 +147,16 @@ def remember(
     plen = le - ls
     plen[sc.line] = sc.prefix_end - ls[sc.line]
     prefix = take_ranges(pa.py_buffer(body), ls, ls + plen)
+    order = np.argsort(sc.line, kind="stable")
     data = prefix.buffers()[2] or pa.py_buffer(b"")
     sk = Skeleton(
         catalog=catalog,
         n_lines=len(ls),
         prefix_len=plen,
         sample_lines=sc.line.copy(),
-        order=np.argsort(sc.line, kind="stable"),
+        order=order,
+        # a labelled row's prefix ends with its "}", a plain row's with its name
+        plain=np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[sc.prefix_end[order] - 1] != _RBRACE),
         prefix=data,
         divisor=divisor,
         samples=result.samples,
@@ -162,6 +167,7 @@ def remember(
         data.size
         + plen.nbytes
         + 2 * sk.sample_lines.nbytes
+        + sk.plain.nbytes
         + (divisor.nbytes if divisor is not None else 0)
         + _nbytes(result.samples.column("labels"))
         + result.ip_observations.nbytes
@@ -208,8 +214,13 @@ def _reuse(sk: Skeleton, record: RawRecord, body: bytes, ls: I64, le: I64) -> Pa
     vstart = ls[by_line] + plen[by_line]
     if (vstart + 1 >= le[by_line]).any() or (buf[vstart] != _SPACE).any():
         return None
-    sorted_values, ok = cast_floats(take_ranges(data, vstart + 1, le[by_line]))
+    tokens = take_ranges(data, vstart + 1, le[by_line])
+    sorted_values, ok = cast_floats(tokens)
     if not ok.all():  # timestamps, odd spacing, junk: the full parser decides and explains
+        return None
+    # the full parser reads plain `name value` lines with Go's grammar (go_float), labelled ones
+    # with Arrow's cast; Arrow accepts a few spellings Go does not ("-nan"), so check those rows
+    if len(sk.plain) and not _matches(tokens.take(sk.plain), f"^(?:{FLOAT_GRAMMAR})$").all():
         return None
     values = np.empty_like(sorted_values)
     values[sk.order] = sorted_values
