@@ -148,7 +148,7 @@ def remember(
     plen[sc.line] = sc.prefix_end - ls[sc.line]
     prefix = take_ranges(pa.py_buffer(body), ls, ls + plen)
     order = np.argsort(sc.line, kind="stable")
-    data = prefix.buffers()[2] or pa.py_buffer(b"")
+    data = _data(prefix)
     sk = Skeleton(
         catalog=catalog,
         n_lines=len(ls),
@@ -173,6 +173,16 @@ def remember(
         + result.ip_observations.nbytes
     )
     CACHE.put(record, sk)
+
+
+def _data(arr: pa.Array[Any]) -> pa.Buffer:
+    """The bytes of a string array's values, exactly (no padding past the last offset)."""
+    bufs = arr.buffers()
+    if bufs[2] is None or bufs[1] is None or len(arr) == 0:
+        return pa.py_buffer(b"")
+    offs = np.frombuffer(memoryview(bufs[1]), dtype=np.int32)
+    a, b = int(offs[arr.offset]), int(offs[arr.offset + len(arr)])
+    return bufs[2].slice(a, b - a)
 
 
 def _nbytes(col: Any) -> int:
@@ -206,7 +216,7 @@ def _reuse(sk: Skeleton, record: RawRecord, body: bytes, ls: I64, le: I64) -> Pa
     if ((le - ls)[other] != plen[other]).any():  # comments and blank lines: whole line, no more
         return None
     data = pa.py_buffer(body)
-    got = take_ranges(data, ls, ls + plen).buffers()[2] or pa.py_buffer(b"")
+    got = _data(take_ranges(data, ls, ls + plen))
     if not got.equals(sk.prefix):
         return None
     buf = np.frombuffer(body, dtype=np.uint8)
