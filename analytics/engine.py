@@ -27,7 +27,7 @@ from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, Co
 from analytics.duplicate_ip import LB_INFO_EXPR, LB_INFO_METRIC, DuplicateIpDetector
 from analytics.findings import Finding
 from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
-from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks
+from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks, declare_metallb_range
 from analytics.observations import ObservationTracker
 from analytics.overlap import OverlapDetector
 from analytics.rates import SeriesRegistry, StepAccumulator, query_table, sql_str, window_sql
@@ -38,6 +38,16 @@ from collector.schema import to_ms
 # a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
 # reuses, instead of touching fresh memory for one huge array per column.
 SAMPLE_CHUNK_MS = 600_000
+
+# MetalLB ranges the clusters declare (IPAddressPool CRDs read by the Kubernetes inventory)
+DECLARED_RANGES_SQL = """
+SELECT DISTINCT labels['cluster'] AS cluster, labels['network'] AS network, labels['pool'] AS pool,
+       labels['addresses'] AS addresses,
+       labels['auto_assign'] AS auto_assign
+FROM samples
+WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
+  AND metric = 'k8s.metallb_pool_range_info'
+"""
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -106,6 +116,7 @@ class Engine:
                 raw = self._timed(
                     timings, "samples_query", query_table, con, self.window_sql, {"lo_us": a * 1000, "hi_us": b * 1000}
                 )
+                self._timed(timings, "declared_ranges", self._declared_ranges, con, a, b)
                 tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
@@ -128,6 +139,30 @@ class Engine:
         self.timings = timings
         self.last_eval_seconds = time.perf_counter() - t0
         return findings
+
+    def _declared_ranges(self, con: Any, lo_ms: int, hi_ms: int) -> None:
+        """Add the MetalLB ranges clusters declared in (lo, hi] to their network's plan, the pool
+        detector and the overlap checks (AKS Arc: Microsoft says nothing else checks them). A range
+        stays once declared: a deleted IPAddressPool keeps being accounted until a restart."""
+        rows = con.execute(DECLARED_RANGES_SQL, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}).fetchall()
+        added = False
+        for cluster, network, pool, addresses, auto in sorted(rows, key=lambda r: tuple(str(x) for x in r)):
+            if not cluster or not pool or not addresses:
+                continue
+            plan = self.index.by_name.get(network or self.index.cluster_net.get(cluster, ""))
+            if plan is None:
+                continue  # a cluster on no configured network: nothing to account it against
+            try:
+                r = declare_metallb_range(plan, str(cluster), str(pool), str(addresses), auto_assign=auto != "false")
+            except ValueError:
+                continue  # the parser already reported the entry
+            if r is not None:
+                self.pools.add_range(plan, r)
+                added = True
+            self.pools.sync_reserves(plan)  # a configured pool the CRD says is autoAssign false
+        if added:
+            self.index.invalidate()
+            self.overlap.refresh_config()
 
     def skip_idle(self, now: datetime) -> None:
         """Move the cursor to ``now`` without stepping through the time before it.

@@ -243,7 +243,7 @@ def fingerprint(kind: str, resource: Mapping[str, str]) -> str:
     """Stable identity of one incident: the kind plus its resource labels, hashed.
 
     Evidence and numbers are deliberately left out, so the same incident keeps its fingerprint
-    while its values change; 16 hex digits are plenty for one site's alerts.
+    while its values change; 16 hex digits are plenty for a fleet's alerts (the site is part of the resource).
     """
     canon = json.dumps([kind, sorted((str(k), str(v)) for k, v in resource.items())], separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
@@ -313,6 +313,17 @@ class Alert:
         """When this state change happened (never None after validation)."""
         assert self.ts is not None
         return self.ts
+
+    @property
+    def idempotency_key(self) -> str:
+        """One state change's identity: (fingerprint, status, changed_at), hashed to 32 hex digits.
+
+        A change delivered twice (a retried batch, or the same change produced again by the
+        instance that takes a network domain over) has the same key, so a receiver that
+        de-duplicates on it sees each change once.
+        """
+        canon = f"{self.fingerprint}|{self.status.value}|{iso(self.changed_at)}"
+        return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
     def to_json(self) -> dict[str, Any]:
         """The alert JSON object (JSONL output, feeds, webhooks start from this)."""

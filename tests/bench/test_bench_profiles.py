@@ -40,6 +40,11 @@ def run_bench(name: str, *args: str) -> str:
     ("name", "args", "reports"),
     [
         ("bench_store.py", ("--samples", "200000", "--batch", "50000", "--hosts", "20"), "samples/s"),
+        (
+            "bench_lake.py",
+            ("--backends", "local", "--rows", "20000", "--batch", "10000", "--sites", "2", "--minutes", "5"),
+            "fleet local pool_usage",
+        ),
         ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
         ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
         ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
