@@ -98,9 +98,11 @@ fuzz: test-deps
 eval: install
 	$(BIN)/hciwatch eval tests/replay/scenarios/*
 
+# Every bench/bench_*.py (Debian's prometheus is installed for the side-by-side ingest run), then one
+# summary table: ingest CPU/M and RSS vs Prometheus, bytes per series, replay samples/s, evaluation
+# ms per pass at 4/50/500 hosts, parse ratio vs prometheus_client, and the capacity line.
 bench: install
-	@for b in bench/bench_*.py; do \
-	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 # Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
 # Run as root for the full-disk row (mounts a small tmpfs); prlimit(1) for descriptor exhaustion.

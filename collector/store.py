@@ -298,7 +298,12 @@ class Store:
     def _write_chunks(self, name: str, chunks: list[pa.Table], tag: str) -> list[Path]:
         if not chunks:
             return []
-        table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
+        # no combine_chunks(): Parquet writes a chunked table as it is, and a copy of the whole
+        # buffer at flush time was the store's peak memory (scrapes share their label arrays).
+        # One dictionary per column instead of one per chunk, though: the writer handles a changed
+        # dictionary per chunk slowly (measured: 1.7x the write time for 1,576 replay chunks),
+        # and unifying copies only the small index arrays.
+        table = pa.concat_tables(chunks).unify_dictionaries() if len(chunks) > 1 else chunks[0]
         try:
             written = self._write_partitions(name, table, tag)
         except _PartialWrite as exc:

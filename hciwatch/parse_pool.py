@@ -24,7 +24,13 @@ import pyarrow as pa
 from collector.catalog import Catalog, UserMapping
 from collector.errors import ParseError
 from collector.registry import get_parser
-from collector.schema import IP_OBSERVATIONS_SCHEMA, SAMPLES_SCHEMA, RawRecord
+from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
+    EMPTY_SAMPLES,
+    IP_OBSERVATIONS_SCHEMA,
+    SAMPLES_SCHEMA,
+    RawRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,8 @@ class ParseOutcome:
     messages of skipped parts of an otherwise good payload.
     """
 
-    samples: pa.Table = field(default_factory=SAMPLES_SCHEMA.empty_table)
-    ip_observations: pa.Table = field(default_factory=IP_OBSERVATIONS_SCHEMA.empty_table)
+    samples: pa.Table = field(default_factory=lambda: EMPTY_SAMPLES)
+    ip_observations: pa.Table = field(default_factory=lambda: EMPTY_IP_OBSERVATIONS)
     errors: list[str] = field(default_factory=list)
     rejected: tuple[str, str] | None = None
 
@@ -125,8 +131,8 @@ def _outcomes(res: _ChunkResult) -> list[ParseOutcome | None]:
             continue
         out.append(
             ParseOutcome(
-                samples.slice(s_at, ns) if ns else SAMPLES_SCHEMA.empty_table(),
-                ips.slice(i_at, ni) if ni else IP_OBSERVATIONS_SCHEMA.empty_table(),
+                samples.slice(s_at, ns) if ns else EMPTY_SAMPLES,
+                ips.slice(i_at, ni) if ni else EMPTY_IP_OBSERVATIONS,
                 errors,
                 rejected,
             )

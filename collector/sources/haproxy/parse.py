@@ -38,6 +38,8 @@ import pyarrow.compute as pc
 from collector.catalog import HAPROXY_STATUS_METRIC, Catalog, MetricDef
 from collector.errors import ParseError
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
+    EMPTY_SAMPLES,
     IP_OBSERVATIONS_SCHEMA,
     SAMPLES_SCHEMA,
     TS_TYPE,
@@ -313,7 +315,7 @@ class _SampleColumns:
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         n = len(self.metric)
         if n == 0:
-            return SAMPLES_SCHEMA.empty_table()
+            return EMPTY_SAMPLES
         return pa.table(
             {
                 "ts": pa.array([to_ms(ts)] * n, pa.int64()).cast(TS_TYPE),
@@ -403,7 +405,7 @@ class _Samples:
         codes = np.concatenate(self.codes) if self.codes else np.empty(0, np.int32)
         n = len(codes)
         if n == 0:
-            return SAMPLES_SCHEMA.empty_table()
+            return EMPTY_SAMPLES
         # the dictionary in order of first appearance, exactly as dictionary_encode() makes it
         unique, first = np.unique(codes, return_index=True)
         order = unique[np.argsort(first)]
@@ -459,7 +461,7 @@ class _IpColumns:
     def table(self, ts: datetime, source: str, labels: Mapping[str, str]) -> pa.Table:
         n = len(self.ip)
         if n == 0:
-            return IP_OBSERVATIONS_SCHEMA.empty_table()
+            return EMPTY_IP_OBSERVATIONS
 
         def dict_col(value: str | None) -> pa.Array[Any]:
             return pa.array([value] * n, pa.string()).dictionary_encode()

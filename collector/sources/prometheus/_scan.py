@@ -304,6 +304,12 @@ class Scan:
     ts: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     has_ts: BOOL = field(default_factory=lambda: np.zeros(0, np.bool_))
     line: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    # where each row's ``name{...}`` ends (its closing brace + 1; for a plain ``name value`` line
+    # the end of the name), -1 for other rows of the exact path; and every line's byte range
+    # (what a repeated scrape of the same target is checked against, see ``_reuse``)
+    prefix_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_start: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_row: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_key: I32 = field(default_factory=lambda: np.zeros(0, np.int32))
     e_val: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -366,35 +372,33 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.ChunkedArray[Any]:
-        """The strings ``e_val`` indexes: body ranges (zero-copy), then the blob strings.
+    def value_segments(self) -> pa.Array[Any]:
+        """The strings ``e_val`` indexes: body ranges, then the blob strings, as ONE array.
 
-        A chunked array, so the body is never copied: Arrow's ``take`` gathers across chunks.
+        Element ``2j`` is body range ``j``, odd elements the gaps between, then the blob strings.
+        One array, not a chunked one: Arrow's ``take`` on a chunked array concatenates the chunks
+        first and was the parser's largest single cost. The body is used in place when there is
+        no blob (the usual case); otherwise body and blob are copied once into one buffer.
         """
         self._flush()
-        chunks = [_segments(pa.py_buffer(self.body), self.vs, self.ve, pad=True)]
-        if self._chunks:
-            data = b"".join(ch[1] for ch in self._chunks)
-            parts = [np.zeros(1, dtype=np.int64)]
-            base = 0
-            for _, chunk, off in self._chunks:
-                parts.append(base + off[1:])
-                base += len(chunk)
-            off = np.concatenate(parts)
-            if base > 2**31 - 1:
-                chunks.append(
-                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), pa.py_buffer(data)).cast(
-                        pa.string()
-                    )
-                )
-            else:
-                chunks.append(
-                    pa.StringArray.from_buffers(
-                        len(off) - 1, pa.py_buffer(off.astype(np.int32).data), pa.py_buffer(data)
-                    )
-                )
-        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in chunks]
-        return pa.chunked_array(chunks, type=pa.string())
+        n = len(self.vs)
+        size = len(self.body)
+        blob_off = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for _, chunk, off in self._chunks:
+            blob_off.append(base + off[1:])
+            base += len(chunk)
+        boff = np.concatenate(blob_off)
+        offs = np.empty(2 * n + len(boff), dtype=np.int64)
+        offs[0 : 2 * n : 2] = self.vs
+        offs[1 : 2 * n : 2] = self.ve
+        offs[2 * n :] = size + boff
+        data = pa.py_buffer(self.body + b"".join(ch[1] for ch in self._chunks) if base else self.body)
+        count = len(offs) - 1
+        if offs[-1] > 2**31 - 1:
+            big = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offs.data), data)
+            return big.cast(pa.string())
+        return pa.StringArray.from_buffers(count, pa.py_buffer(offs.astype(np.int32).data), data)
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
@@ -410,6 +414,7 @@ class Scan:
         self.ts = self.ts[keep]
         self.has_ts = self.has_ts[keep]
         self.line = self.line[keep]
+        self.prefix_end = self.prefix_end[keep]
 
 
 def _dict_encode(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
@@ -482,6 +487,7 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     ne_idx = np.flatnonzero(le > ls)
     le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
     ne_idx = ne_idx[le[ne_idx] > ls[ne_idx]]
+    out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
     first_byte[ne_idx] = buf[ls[ne_idx]]
     nonempty = first_byte != 0
@@ -655,6 +661,7 @@ def _build_rows(
     out.names = names
     out.name_idx = name_idx
     out.line = lines
+    out.prefix_end = bc + 1
     out.value, v_ok = cast_floats(tokens)
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
@@ -750,6 +757,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmet
     rows_ts: list[int] = []
     rows_has_ts: list[bool] = []
     rows_line: list[int] = []
+    rows_pend: list[int] = []
     e_row: list[int] = []
     e_key: list[int] = []
     e_val: list[int] = []
@@ -774,6 +782,9 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmet
         rows_ts.append(ts if ts is not None else 0)
         rows_has_ts.append(ts is not None)
         rows_line.append(li)
+        # a plain `name value` line has a reusable prefix (its name) like the vectorised rows
+        plain = not labels and text.startswith(name) and text[len(name) : len(name) + 1] == " "
+        rows_pend.append(int(ls[li]) + len(name) if plain else -1)
         for k, v in labels:
             ki = key_ids.get(k)
             if ki is None:
@@ -789,6 +800,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmet
     out.ts = np.concatenate([out.ts, np.asarray(rows_ts, dtype=np.int64)])
     out.has_ts = np.concatenate([out.has_ts, np.asarray(rows_has_ts, dtype=np.bool_)])
     out.line = np.concatenate([out.line, np.asarray(rows_line, dtype=np.int64)])
+    out.prefix_end = np.concatenate([out.prefix_end, np.asarray(rows_pend, dtype=np.int64)])
     out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
     out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
     out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])

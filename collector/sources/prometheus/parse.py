@@ -43,6 +43,7 @@ import pyarrow as pa
 from collector.catalog import Catalog, normalize_windows_labels
 from collector.errors import ParseError
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
     IP_OBSERVATIONS_SCHEMA,
     SAMPLES_SCHEMA,
     TS_TYPE,
@@ -52,6 +53,7 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
+from collector.sources.prometheus import _reuse
 from collector.sources.prometheus._scan import I32, I64, Scan, is_openmetrics, scan
 from collector.text import without_bom
 
@@ -149,7 +151,14 @@ def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]
 def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     src = record.labels.get("source") or "prometheus"
     body, undecodable = _text_body(record, src)
-    sc = scan(body, openmetrics=is_openmetrics(body))
+    openmetrics = is_openmetrics(body)
+    # OpenMetrics bodies (seconds timestamps, `# EOF`) always take the full parser
+    reusable = not undecodable and not openmetrics and _reuse.enabled()
+    if reusable:
+        hit = _reuse.reuse(record, catalog, body)
+        if hit is not None:
+            return hit
+    sc = scan(body, openmetrics=openmetrics)
     sc.errors.extend(undecodable)
     sc.bad_lines += len(undecodable)
     result = ParseResult()
@@ -168,6 +177,9 @@ def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     result.ip_observations = _nic_observations(sc, name_info, record)
     additions = _merge_additions(_normalize_windows(sc, name_info), _normalize_haproxy(sc, name_info))
     result.samples = _samples_table(sc, name_info, record, additions)
+    if reusable:
+        scaled = (name_info.divisor != 1.0).any()
+        _reuse.remember(record, catalog, body, sc, name_info.divisor[sc.name_idx] if scaled else None, result)
     return result
 
 
@@ -239,7 +251,7 @@ def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
 def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     ids = [i for i, s in enumerate(info.names) if s in (NIC_INFO, NIC_ADDRESS_INFO)]
     if not ids:
-        return IP_OBSERVATIONS_SCHEMA.empty_table()
+        return EMPTY_IP_OBSERVATIONS
     rows = np.flatnonzero(np.isin(sc.name_idx, ids))
     off = _row_offsets(sc.e_row, sc.n)
     macs: dict[str, str] = {}
@@ -471,7 +483,7 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             new_val[p] = x_vals[t]
         e_key, e_val = new_key, new_val
     keys = pa.array(sc.keys, pa.string()).take(e_key)
-    values = sc.value_segments().take(e_val).combine_chunks()
+    values = sc.value_segments().take(e_val)
     # the stubs accept only int64 offsets here; a map's offsets are int32
     labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32), pa.int32()), keys, values)  # type: ignore[call-overload]
 
