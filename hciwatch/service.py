@@ -68,7 +68,7 @@ from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.fleet import write_site_manifest
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
-from hciwatch.parse_pool import parse_one
+from hciwatch.parse_pool import OffloadParser
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
@@ -228,6 +228,7 @@ class Service:
             flush_store=self.ingest.flush,
             window_max_bytes=st.window_max_bytes,
         )
+        self.parser = OffloadParser(self.pipeline.catalog.user_mappings)  # big scrapes off the event loop's lock
         pull, push = build_sources(cfg)
         self.queue = self.ingest.queue
         self.scheduler = Scheduler(pull, push, self.ingest.emit)
@@ -390,7 +391,7 @@ class Service:
 
     def _apply(self, rec: RawRecord) -> None:
         """Parse, enforce the source's sample/label limits, store; the verdict goes to target health."""
-        outcome = self.limits.check(rec, parse_one(rec, self.pipeline.catalog))
+        outcome = self.limits.check(rec, self.parser.parse(rec, self.pipeline.catalog))
         self.pipeline.apply(rec, outcome)
         now = datetime.now(UTC)
         for h in self.scheduler.health_for(rec.target):
@@ -579,6 +580,7 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runner.cleanup(), left(2.0) or 0.1)
         self.query_workers.close()
+        self.parser.close()
         if self.abandoned:
             log.warning("stop: done after %.1f s; abandoned: %s", loop.time() - t0, ", ".join(self.abandoned))
         else:
