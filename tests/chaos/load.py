@@ -41,7 +41,7 @@ class LoadResult:
     seconds: float
     interval: float
     rss_mib: list[int] = field(default_factory=list)
-    tree_rss_mib: list[int] = field(default_factory=list)  # with the query workers and other children
+    tree_rss_mib: list[int] = field(default_factory=list)  # PSS with the query/parse workers
     healthz_load_ms: list[float] = field(default_factory=list)
     healthz_query_ms: list[float] = field(default_factory=list)
     healthz_errors: int = 0
@@ -58,7 +58,7 @@ class LoadResult:
             f"{self.scrapes_served} scrapes served",
             f"RSS: peak {peak} MiB ({100 * peak / MANIFEST_LIMIT_MIB:.0f}% of the {MANIFEST_LIMIT_MIB} MiB "
             f"manifest limit), median of the second half {statistics.median(tail):.0f} MiB, last {last} MiB",
-            f"RSS with child processes (query workers): peak {max(self.tree_rss_mib, default=0)} MiB",
+            f"PSS with child processes (query and parse workers): peak {max(self.tree_rss_mib, default=0)} MiB",
             f"/healthz under scrape load: {_latency(self.healthz_load_ms)}",
             f"/healthz while large queries run: {_latency(self.healthz_query_ms)} ({self.healthz_errors} errors)",
             "queries: " + ", ".join(f"{st} in {s:.1f}s ({b / 1e6:.1f} MB)" for st, s, b in self.queries),
@@ -96,14 +96,25 @@ def _rss_kib(pid: int) -> int:
         return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (the same libraries in every spawned worker) counted
+    once across the processes, as the pod's memory cgroup counts them; RSS would count them per
+    process."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            return sum(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+    except OSError:
+        return 0
+
+
 async def _sample_rss(pid: int, out: list[int], tree: list[int], stop: asyncio.Event) -> None:
-    """RSS of the service process (``out``) and of it with its child processes (``tree``), MiB."""
+    """RSS of the service process (``out``) and PSS of it with its child processes (``tree``), MiB."""
     while not stop.is_set():
         own = _rss_kib(pid)
         if not own:
             return
         out.append(own // 1024)
-        tree.append(sum(_rss_kib(p) for p in _tree(pid)) // 1024)
+        tree.append(sum(_pss_kib(p) for p in _tree(pid)) // 1024)
         await asyncio.sleep(0.5)
 
 
