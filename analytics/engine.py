@@ -13,6 +13,15 @@ is restored by :class:`analytics.lifecycle.AlertManager`.
 
 ``con`` is any DuckDB connection with ``samples`` and ``ip_observations`` views or tables in the
 hciwatch schemas; the engine never writes to it.
+
+Fed mode (what replay and the service use): instead of handing the engine a connection over a
+window of recent rows at every pass, the flow hands it each parsed table as it arrives
+(:meth:`Engine.feed`). The engine keeps only the rows of the metrics it watches, and only until
+the pass that analyses them (:meth:`Engine.evaluate_fed`), so a pass scans exactly the rows that
+arrived since the previous one — not the window again — while the same step, baseline and
+holding state carries everything older. Both modes give the same findings (``tests/replay``
+checks it on a scenario); the connection mode stays for cold start (bootstrap from the store) and
+the analyst-side tools.
 """
 
 from __future__ import annotations
@@ -22,22 +31,28 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from analytics.anomaly import SERIES_EXPR, MetricAnomalyDetector
 from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, CongestionDetector, CongestionScore
 from analytics.duplicate_ip import LB_INFO_EXPR, LB_INFO_METRIC, DuplicateIpDetector
 from analytics.findings import Finding
 from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
 from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks
-from analytics.observations import ObservationTracker
+from analytics.observations import HELD_SQL, NEIGHBOR_SQL, ObservationTracker, split_observations
 from analytics.overlap import OverlapDetector
-from analytics.rates import SeriesRegistry, StepAccumulator, query_table, sql_str, window_sql
+from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_set, query_table, sql_str, window_sql
 from analytics.settings import AnalyticsSettings
-from collector.schema import to_ms
+from collector.schema import TABLE_SCHEMAS, to_ms
 
 # Samples are read and stepped in pieces of about this much data time (a whole number of steps):
 # a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
 # reuses, instead of touching fresh memory for one huge array per column.
 SAMPLE_CHUNK_MS = 600_000
+STALE_MIN = 1000  # fewer stale series than this are not worth a compaction
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -49,10 +64,107 @@ def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
         a = b
 
 
+class FedRows:
+    """Rows of one table fed since they were last analysed, as Arrow chunks.
+
+    Bounded: past ``max_bytes`` the oldest chunks go first (counted in ``shed_rows``), as the
+    pipeline's window did — a target with a million series must not take the service past its
+    memory budget; the detectors then miss those rows, and the count says so.
+    """
+
+    def __init__(self, name: str, max_bytes: int | None) -> None:
+        self.empty = TABLE_SCHEMAS[name].empty_table()
+        self.max_bytes = max_bytes
+        self.chunks: list[pa.Table] = []
+        self.bytes = 0
+        self.shed_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self.chunks.append(table)
+        self.bytes += table.nbytes
+        while self.max_bytes is not None and self.bytes > self.max_bytes and len(self.chunks) > 1:
+            old = self.chunks.pop(0)
+            self.bytes -= old.nbytes
+            self.shed_rows += old.num_rows
+
+    def table(self) -> pa.Table:
+        if not self.chunks:
+            return self.empty
+        if len(self.chunks) > 1:
+            self.chunks = [pa.concat_tables(self.chunks)]
+        return self.chunks[0]
+
+    def drop_through(self, hi_ms: int) -> None:
+        """Forget rows with ``ts`` ≤ ``hi_ms`` (analysed, or too late to be)."""
+        tbl = self.table()
+        if not tbl.num_rows:
+            return
+        ts = tbl.column("ts").cast(pa.int64())
+        if pc.max(ts).as_py() <= hi_ms:
+            self.chunks, self.bytes = [], 0
+            return
+        kept = tbl.filter(pc.greater(ts, pa.scalar(hi_ms, pa.int64())))
+        self.chunks = [kept] if kept.num_rows else []
+        self.bytes = kept.nbytes if kept.num_rows else 0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.chunks)
+
+
+class _SqlReader:
+    """Rows of a span read from a DuckDB connection (cold start, analyst tools, the former path)."""
+
+    def __init__(self, con: Any, sql: str) -> None:
+        self.con = con
+        self.sql = sql
+
+    def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
+        return query_table(self.con, self.sql, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000})
+
+    def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+        window = {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}
+        return query_table(self.con, HELD_SQL, window), query_table(self.con, NEIGHBOR_SQL, window)
+
+
+class _FedReader:
+    """The same columns as :class:`_SqlReader`, computed in Arrow from the rows fed since the
+    last pass: series keys come from :class:`SeriesKeys`, so DuckDB is asked only about series
+    never seen before."""
+
+    def __init__(self, engine: Engine, samples: pa.Table, obs: pa.Table) -> None:
+        t0 = time.perf_counter()
+        self.con = engine._fed_connection()
+        self.obs = obs
+        if samples.num_rows:
+            self.k = engine.series.keys(samples, self.con, engine.registry)
+            self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+            self.v = np.asarray(samples.column("value").to_numpy(), np.float64)
+        else:
+            self.k = np.zeros(0, np.uint64)
+            self.t = np.zeros(0, np.int64)
+            self.v = np.zeros(0, np.float64)
+        self.key_seconds = time.perf_counter() - t0
+
+    def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
+        t = self.t
+        if t.size and (int(t.min()) <= lo_ms or int(t.max()) > hi_ms):
+            m = (t > lo_ms) & (t <= hi_ms)
+            return pa.table({"k": self.k[m], "t": t[m], "value": self.v[m]})
+        return pa.table({"k": self.k, "t": t, "value": self.v})
+
+    def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+        return split_observations(self.obs, lo_ms, hi_ms)
+
+
 class Engine:
     """All detectors, one cursor. Not thread-safe: one caller evaluates at a time."""
 
-    def __init__(self, settings: AnalyticsSettings, networks: Sequence[NetworkLike]) -> None:
+    def __init__(
+        self, settings: AnalyticsSettings, networks: Sequence[NetworkLike], *, fed_max_bytes: int | None = None
+    ) -> None:
         self.settings = settings
         self.plans: list[NetworkPlan] = compile_networks(networks, settings.pools)
         self.index = NetworkIndex(self.plans)
@@ -81,12 +193,22 @@ class Engine:
         )
         self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000), self.registry)
         self.window_sql = window_sql(metrics)
+        self.metrics = frozenset(metrics)
+        self.fed = {name: FedRows(name, fed_max_bytes) for name in ("samples", "ip_observations")}
+        self._fed_con: Any = None
+        self.series = SeriesKeys()
+        self.stale_ms = int(settings.max_rate_gap.total_seconds() * 1000) + 2 * settings.step_ms
+        self.evicted_series = 0
         self.cursor: int | None = None
         self.last_eval_seconds = 0.0
         self.timings: dict[str, float] = {}
 
     def evaluate(self, con: Any, now: datetime) -> list[Finding]:
-        """Analyse every complete step up to ``now`` and return the current findings."""
+        """Analyse every complete step up to ``now`` (rows read from ``con``) and return the
+        current findings."""
+        return self._run(_SqlReader(con, self.window_sql), now)
+
+    def _run(self, reader: _SqlReader | _FedReader, now: datetime) -> list[Finding]:
         t0 = time.perf_counter()
         s = self.settings
         step = s.step_ms
@@ -103,15 +225,14 @@ class Engine:
         if hi > self.cursor:
             cur = self.cursor
             for a, b in _chunks(cur, hi, max(1, SAMPLE_CHUNK_MS // step) * step):
-                raw = self._timed(
-                    timings, "samples_query", query_table, con, self.window_sql, {"lo_us": a * 1000, "hi_us": b * 1000}
-                )
-                tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)
+                raw = self._timed(timings, "samples_query", reader.samples, a, b)
+                tbl = self._timed(timings, "steps", self.steps.process, reader.con, raw, a * 1000, b * 1000)
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
                 self._timed(timings, "pool_metrics", self.pools.process_metrics, tbl)
                 self._timed(timings, "lb_ports", self.duplicates.process_samples, tbl, b)
-            self._timed(timings, "ip_observations", self.obs.ingest, con, cur, hi, prune=False)
+            held, nb = self._timed(timings, "ip_observations_query", reader.observations, cur, hi)
+            self._timed(timings, "ip_observations", self.obs.fold, held, nb, hi, prune=False)
             bucket = self.pools.bucket_ms
             t = (cur // bucket + 1) * bucket
             while t <= hi:  # usage at every pool-bucket end in the window (past states included)
@@ -128,6 +249,73 @@ class Engine:
         self.timings = timings
         self.last_eval_seconds = time.perf_counter() - t0
         return findings
+
+    def feed(self, name: str, table: pa.Table) -> None:
+        """Hand the engine rows as they arrive (``samples`` or ``ip_observations``).
+
+        Samples of metrics no detector watches are dropped here, so the engine holds only what
+        the next pass will read.
+        """
+        if name == "samples" and table.num_rows:
+            mask = in_set(table.column("metric"), self.metrics)
+            if not mask.any():
+                return
+            if not mask.all():
+                table = table.filter(pa.array(mask))
+        self.fed[name].add(table)
+
+    def evaluate_fed(self, now: datetime, con: Any = None) -> list[Finding]:
+        """:meth:`evaluate` over the rows fed since the last pass, without a query (or over
+        ``con`` — the store, at cold start); rows up to the new cursor are then forgotten."""
+        try:
+            if con is not None:
+                return self.evaluate(con, now)
+            t = time.perf_counter()
+            reader = _FedReader(self, self.fed["samples"].table(), self.fed["ip_observations"].table())
+            findings = self._run(reader, now)
+            self.timings["series_keys"] = reader.key_seconds
+            self.last_eval_seconds = time.perf_counter() - t
+            return findings
+        finally:
+            if self.cursor is not None:
+                for rows in self.fed.values():
+                    rows.drop_through(self.cursor)
+                self._evict_stale(self.cursor)
+
+    def _evict_stale(self, now_ms: int) -> None:
+        """Forget series whose newest sample is older than ``max_rate_gap`` + a step.
+
+        Their remembered sample can no longer pair with a new one (a longer gap gives no rate),
+        so dropping the state changes no finding; a series that comes back is learnt afresh.
+        Compacts only when a quarter of the series (and at least 1000) went stale, so the cost
+        is amortised and memory follows the live series.
+        """
+        last_t = self.steps.last_t
+        if last_t.size < STALE_MIN:
+            return
+        stale = last_t < now_ms - self.stale_ms
+        n_stale = int(stale.sum())
+        if n_stale < max(STALE_MIN, last_t.size // 4):
+            return
+        keep = np.flatnonzero(~stale)
+        self.registry.retain(keep)
+        self.steps.retain(keep)
+        self.series.retain(set(self.registry.index))
+        self.evicted_series += n_stale
+
+    def _fed_connection(self) -> Any:
+        """A private DuckDB connection, used only to derive the metadata of series never seen
+        before (the detectors' label expressions are SQL, shared with the analyst views)."""
+        if self._fed_con is None:
+            self._fed_con = duckdb.connect(":memory:")
+            self._fed_con.execute("SET threads TO 1")
+        return self._fed_con
+
+    def close(self) -> None:
+        """Release the fed-mode connection (the engine can still be used; it reopens)."""
+        if self._fed_con is not None:
+            self._fed_con.close()
+            self._fed_con = None
 
     def skip_idle(self, now: datetime) -> None:
         """Move the cursor to ``now`` without stepping through the time before it.
