@@ -49,7 +49,6 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner
 """
 
 
-
 def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
     """:data:`HELD_SQL` and :data:`NEIGHBOR_SQL` over Arrow rows in the ``ip_observations``
     schema (the engine's fed mode): same columns, same rows, in input order."""
@@ -60,10 +59,12 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table,
     held_mask = pc.and_(in_span, pc.invert(is_nb))
     nb_mask = pc.and_(
         pc.and_(in_span, is_nb),
-        pc.and_(pc.and_(pc.is_valid(obs.column("mac")), pc.is_valid(obs.column("ip"))), pc.is_valid(obs.column("owner"))),
+        pc.and_(
+            pc.and_(pc.is_valid(obs.column("mac")), pc.is_valid(obs.column("ip"))), pc.is_valid(obs.column("owner"))
+        ),
     )
 
-    def cols(names: dict[str, pa.ChunkedArray[Any]], mask: pa.ChunkedArray[Any]) -> pa.Table:
+    def cols(names: dict[str, pa.ChunkedArray[Any]], mask: Any) -> pa.Table:
         return pa.table(names).filter(mask)
 
     held = cols(

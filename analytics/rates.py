@@ -179,12 +179,11 @@ class SeriesRegistry:
             raise ValueError("no series resolved yet")
         return {n: self.meta.column(n).take(sids) for n in names}
 
-
     def retain(self, sids: npt.NDArray[np.int64]) -> None:
         """Keep only these series (renumbered 0..n−1 in the given order); forget the rest."""
         if self.meta is None:
             return
-        meta = self.meta.take(pa.array(sids))
+        meta = self.meta.take(np.asarray(sids, np.int64))
         for name in ["host", "metric", *self.extra]:
             i = meta.schema.get_field_index(name)
             meta = meta.set_column(i, name, _dict(meta.column(name)))
@@ -207,13 +206,12 @@ FED_NEW_SERIES_VIEW = (
 def series_strings(samples: pa.Table) -> pa.Array[Any]:
     """One string per row naming its series (source, host, metric and labels in their order),
     built by Arrow kernels: the identity :data:`SERIES_KEY` hashes, without a query."""
-    labels = samples.column("labels").combine_chunks()
-    kv = pc.binary_join_element_wise(
-        labels.keys, labels.items, _SEP_KV, null_handling="replace", null_replacement="\x00"
-    )
+    labels: Any = samples.column("labels").combine_chunks()  # a MapArray (the stubs do not say so)
+    join: Any = pc.binary_join_element_wise
+    kv = join(labels.keys, labels.items, _SEP_KV, null_handling="replace", null_replacement="\x00")
     joined = pc.binary_join(pa.ListArray.from_arrays(labels.offsets, kv), _SEP_LABELS)
     parts = [samples.column(c).combine_chunks().cast(pa.string()) for c in ("source", "host", "metric")]
-    out: pa.Array[Any] = pc.binary_join_element_wise(*parts, joined, _SEP_FIELDS)
+    out: pa.Array[Any] = join(*parts, joined, _SEP_FIELDS)
     return out
 
 
@@ -242,7 +240,7 @@ class SeriesKeys:
         missing = [i for i, x in enumerate(found) if x is None]
         if missing:
             _, first = np.unique(codes, return_index=True)  # first row of every distinct series
-            rep = samples.take(pa.array(first[missing]))
+            rep = samples.take(np.asarray(first[missing], np.int64))
             for i, k in zip(missing, self._learn(rep, con, registry), strict=True):
                 self.ids[uniq[i]] = k
                 found[i] = k

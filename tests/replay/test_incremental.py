@@ -45,6 +45,7 @@ def test_incremental_and_full_requery_agree_on_duplicate_ip(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("name", ["all_together", "pfc_storm", "vip_leak"])
 def test_incremental_and_full_requery_agree(name: str, tmp_path: Path) -> None:
     _assert_same(name, tmp_path)
