@@ -220,7 +220,9 @@ class ObservationTracker:
             if held.num_rows:
                 self._cover(held)
                 held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
-                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
+                # one thread: for the few hundred rows of a pass the thread pool costs ~10x the work, and
+                # the groups then come in first-appearance order (deterministic)
+                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
                     [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
                 )
                 rows = agg.rename_columns(
