@@ -19,9 +19,9 @@ window of recent rows at every pass, the flow hands it each parsed table as it a
 (:meth:`Engine.feed`). The engine keeps only the rows of the metrics it watches, and only until
 the pass that analyses them (:meth:`Engine.evaluate_fed`), so a pass scans exactly the rows that
 arrived since the previous one — not the window again — while the same step, baseline and
-holding state carries everything older. Both modes give the same findings (``tests/replay``
-checks it on a scenario); the connection mode stays for cold start (bootstrap from the store) and
-the analyst-side tools.
+holding state carries everything older. Both modes give the same findings (``tests/replay`` and
+``tests/analytics/test_engine_fed.py`` check it); the connection mode stays for cold start
+(bootstrap from the store) and the analyst-side tools.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ class Engine:
                 self._evict_stale(self.cursor)
 
     def _evict_stale(self, now_ms: int) -> None:
-        """Forget series whose newest sample is older than ``max_rate_gap`` + a step.
+        """Forget series whose newest sample is older than ``max_rate_gap`` + two steps.
 
         Their remembered sample can no longer pair with a new one (a longer gap gives no rate),
         so dropping the state changes no finding; a series that comes back is learnt afresh.
