@@ -41,7 +41,7 @@ from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, Co
 from analytics.duplicate_ip import LB_INFO_EXPR, LB_INFO_METRIC, DuplicateIpDetector
 from analytics.findings import Finding
 from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
-from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks
+from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks, declare_metallb_range
 from analytics.observations import HELD_SQL, NEIGHBOR_SQL, ObservationTracker, split_observations
 from analytics.overlap import OverlapDetector
 from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_set, query_table, sql_str, window_sql
@@ -53,6 +53,17 @@ from collector.schema import TABLE_SCHEMAS, to_ms
 # reuses, instead of touching fresh memory for one huge array per column.
 SAMPLE_CHUNK_MS = 600_000
 STALE_MIN = 1000  # fewer stale series than this are not worth a compaction
+
+# MetalLB ranges the clusters declare (IPAddressPool CRDs read by the Kubernetes inventory)
+DECLARED_RANGES_SQL = """
+SELECT DISTINCT labels['cluster'] AS cluster, labels['network'] AS network, labels['pool'] AS pool,
+       labels['addresses'] AS addresses,
+       labels['auto_assign'] AS auto_assign
+FROM samples
+WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
+  AND metric = 'k8s.metallb_pool_range_info'
+"""
+DECLARED_RANGES_METRIC = "k8s.metallb_pool_range_info"
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -128,6 +139,12 @@ class _SqlReader:
         window = {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}
         return query_table(self.con, HELD_SQL, window), query_table(self.con, NEIGHBOR_SQL, window)
 
+    def declared_ranges(self, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.con.execute(
+            DECLARED_RANGES_SQL, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}
+        ).fetchall()
+        return rows
+
 
 class _FedReader:
     """The same columns as :class:`_SqlReader`, computed in Arrow from the rows fed since the
@@ -138,6 +155,7 @@ class _FedReader:
         t0 = time.perf_counter()
         self.con = engine._fed_connection()
         self.obs = obs
+        self.declared = engine.fed["declared_ranges"].table()
         if samples.num_rows:
             self.k = engine.series.keys(samples, self.con, engine.registry)
             self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
@@ -157,6 +175,18 @@ class _FedReader:
 
     def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
         return split_observations(self.obs, lo_ms, hi_ms)
+
+    def declared_ranges(self, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
+        """:data:`DECLARED_RANGES_SQL` over the fed MetalLB range rows (a handful per scrape)."""
+        tbl = self.declared
+        if not tbl.num_rows:
+            return []
+        t = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+        out: set[tuple[Any, ...]] = set()
+        for labels in tbl.filter((t > lo_ms) & (t <= hi_ms)).column("labels").to_pylist():
+            d = dict(labels or [])
+            out.add(tuple(d.get(k) for k in ("cluster", "network", "pool", "addresses", "auto_assign")))
+        return list(out)
 
 
 class Engine:
@@ -194,7 +224,11 @@ class Engine:
         self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000), self.registry)
         self.window_sql = window_sql(metrics)
         self.metrics = frozenset(metrics)
-        self.fed = {name: FedRows(name, fed_max_bytes) for name in ("samples", "ip_observations")}
+        self.fed = {
+            "samples": FedRows("samples", fed_max_bytes),
+            "ip_observations": FedRows("ip_observations", fed_max_bytes),
+            "declared_ranges": FedRows("samples", fed_max_bytes),  # MetalLB IPAddressPool rows
+        }
         self._fed_con: Any = None
         self.series = SeriesKeys()
         self.stale_ms = int(settings.max_rate_gap.total_seconds() * 1000) + 2 * settings.step_ms
@@ -226,6 +260,7 @@ class Engine:
             cur = self.cursor
             for a, b in _chunks(cur, hi, max(1, SAMPLE_CHUNK_MS // step) * step):
                 raw = self._timed(timings, "samples_query", reader.samples, a, b)
+                self._timed(timings, "declared_ranges", self._declared_ranges, reader.declared_ranges(a, b))
                 tbl = self._timed(timings, "steps", self.steps.process, reader.con, raw, a * 1000, b * 1000)
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
@@ -257,6 +292,9 @@ class Engine:
         the next pass will read.
         """
         if name == "samples" and table.num_rows:
+            declared = in_set(table.column("metric"), [DECLARED_RANGES_METRIC])
+            if declared.any():
+                self.fed["declared_ranges"].add(table.filter(pa.array(declared)))
             mask = in_set(table.column("metric"), self.metrics)
             if not mask.any():
                 return
@@ -316,6 +354,29 @@ class Engine:
         if self._fed_con is not None:
             self._fed_con.close()
             self._fed_con = None
+
+    def _declared_ranges(self, rows: list[tuple[Any, ...]]) -> None:
+        """Add the MetalLB ranges clusters declared in (lo, hi] to their network's plan, the pool
+        detector and the overlap checks (AKS Arc: Microsoft says nothing else checks them). A range
+        stays once declared: a deleted IPAddressPool keeps being accounted until a restart."""
+        added = False
+        for cluster, network, pool, addresses, auto in sorted(rows, key=lambda r: tuple(str(x) for x in r)):
+            if not cluster or not pool or not addresses:
+                continue
+            plan = self.index.by_name.get(network or self.index.cluster_net.get(cluster, ""))
+            if plan is None:
+                continue  # a cluster on no configured network: nothing to account it against
+            try:
+                r = declare_metallb_range(plan, str(cluster), str(pool), str(addresses), auto_assign=auto != "false")
+            except ValueError:
+                continue  # the parser already reported the entry
+            if r is not None:
+                self.pools.add_range(plan, r)
+                added = True
+            self.pools.sync_reserves(plan)  # a configured pool the CRD says is autoAssign false
+        if added:
+            self.index.invalidate()
+            self.overlap.refresh_config()
 
     def skip_idle(self, now: datetime) -> None:
         """Move the cursor to ``now`` without stepping through the time before it.

@@ -8,6 +8,8 @@ Usage per pool and network, every ``pools.bucket``:
   API server (management cluster included) plus one per LoadBalancer Service seen;
 * **node pool**: distinct addresses held by node VMs, load-balancer (HAProxy) VMs and anything else
   inside the range;
+* **MetalLB ranges** a cluster declares in its IPAddressPool CRDs join the configured ones at run
+  time (:meth:`PoolDetector.add_range`); one with ``autoAssign: false`` keeps no reserve;
 * **MetalLB / Calico pools** from their own gauges when scraped (``metallb.addresses_in_use`` /
   ``metallb.addresses_total`` per pool; ``calico.ipam.allocations_in_use`` summed over nodes /
   ``calico.ipam.ippool_size`` per ippool; addresses Calico reserves — ``calico.ipam.ippool_reserved``
@@ -59,7 +61,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from analytics.findings import Finding
-from analytics.networks import NetworkIndex, NetworkPlan, PoolRange
+from analytics.networks import NetworkIndex, NetworkPlan, PoolRange, metallb_pool_of
 from analytics.observations import Holding, ObservationTracker
 from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.rates import in_set
@@ -177,6 +179,38 @@ class PoolDetector:
                 else:
                     kind, reserve = AlertKind.VIP_POOL_EXHAUSTION, plan.vip_reserve
                 self.pools[(plan.name, r.pool)] = _Pool(plan.name, r.pool, r.kind, kind, r.size, reserve)
+
+    def add_range(self, plan: NetworkPlan, r: PoolRange) -> None:
+        """Start accounting a load-balancer range a cluster declared at run time (a MetalLB CRD)."""
+        self.pools.setdefault(
+            (plan.name, r.pool),
+            _Pool(plan.name, r.pool, r.kind, AlertKind.VIP_POOL_EXHAUSTION, r.size, plan.vip_reserve),
+        )
+        self.sync_reserves(plan)
+
+    def sync_reserves(self, plan: NetworkPlan) -> None:
+        """A MetalLB range with autoAssign false keeps no reserve: MetalLB never allocates from it on
+        its own, so no new Service, cluster or upgrade draws on its headroom; it still alerts when it
+        is full or forecast to be (only Services that ask for one of its addresses take them)."""
+        for name in plan.lb_manual:
+            pool = self.pools.get((plan.name, name))
+            if pool is not None:
+                pool.reserve = 0
+
+    def _gauge_pool(self, pool: _Pool) -> _Pool | None:
+        """The MetalLB allocator-gauge pool of a declared MetalLB range (same cluster and pool name)."""
+        owner = metallb_pool_of(pool.pool) if pool.pool_type == "lb" else None
+        return None if owner is None else self.pools.get((pool.network, f"metallb:{owner[0]}/{owner[1]}"))
+
+    def _declared(self, pool: _Pool) -> bool:
+        """Whether a MetalLB gauge pool is also a configured or declared range of its network: then
+        the range (every holder of every address in it, whichever cluster) is the one alert, and the
+        gauges — which count only what this cluster's MetalLB allocated — are its evidence."""
+        if pool.pool_type != "metallb":
+            return False
+        plan = self.index.by_name.get(pool.network)
+        cluster_pool = tuple(pool.pool[len("metallb:") :].split("/", 1))
+        return plan is not None and any(metallb_pool_of(r.pool) == cluster_pool for r in plan.lbs)
 
     # -- usage sampling --------------------------------------------------------------------------
     def sample_observed(self, obs: ObservationTracker, t_ms: int) -> None:
@@ -465,6 +499,8 @@ class PoolDetector:
             # a cleared pool is still reported (inactive, final numbers) for an hour
             if not pool.firing and (pool.cleared_at is None or now_ms - pool.cleared_at > HOUR_MS):
                 continue
+            if self._declared(pool):
+                continue  # reported by its range (see _declared)
             out.append(self._finding(pool, below, now_ms))
         return out
 
@@ -532,6 +568,13 @@ class PoolDetector:
             "usage_history": [[iso(from_ms(t)), v] for t, v in hist[-12:]],
             **pool.detail,
         }
+        gauge = self._gauge_pool(pool)
+        if gauge is not None and gauge.history:
+            ev["metallb_allocator"] = {
+                "what": "this cluster's MetalLB controller's own count (blind to other clusters' allocations)",
+                "addresses_in_use": gauge.history[-1][1],
+                "addresses_total": gauge.size,
+            }
         if plan is not None:
             ev["hciwatch_plan"] = _plan_says(pool.pool_type, st.free, plan)
             if pool.pool_type == "node":
@@ -583,7 +626,21 @@ def _plan_says(pool_type: str, free: int, plan: NetworkPlan) -> dict[str, Any]:
             "verdict": verdict,
             "says": f"upgrading all clusters needs {need} node IPs, {free} free: {verdict}",
         }
-    if pool_type in ("vip", "lb"):
+    if pool_type in ("lb", "metallb"):
+        # a load-balancer range serves Services only (22H2-VIP-SVC / 23H2-LB); API-server VIPs and
+        # 23H2 control-plane IPs of new clusters come from the vip range
+        verdict = "fits" if free >= 1 else "does not fit"
+        return {
+            "command": "hciwatch plan --upgrade all --add-services CLUSTER=1",
+            "needed_by_upgrade": 0,
+            "needed_by_new_service": 1,
+            "free": free,
+            "verdict_new_service": verdict,
+            "says": (
+                f"an upgrade takes no load-balancer IP; a new LoadBalancer Service takes 1 of {free} free: {verdict}"
+            ),
+        }
+    if pool_type == "vip":
         verdict = "fits" if free >= 1 else "does not fit"
         return {
             "command": "hciwatch plan --upgrade all --create NEW=3",

@@ -3,8 +3,10 @@
 :class:`AlertManager` turns the findings of each evaluation into alert *state changes*
 (:class:`collector.schema.Alert`), Prometheus-Alertmanager style:
 
-* **identity** — ``fingerprint(kind, resource)``; the same incident keeps it while its numbers
-  change, so there is never a second firing for one incident;
+* **identity** — ``fingerprint(kind, resource)``, with the manager's ``site`` added to every
+  resource (so identical incidents at two sites never share an id in a fleet's shared sinks); the
+  same incident keeps it while its numbers change, so there is never a second firing for one
+  incident;
 * **pending** — an active finding must stay active for its kind's ``for`` duration before it fires
   (``for = 0`` fires at once). A condition that goes away while pending never produces an alert;
 * **firing** — emitted once, with the latest evidence. If the incident's severity *escalates*
@@ -32,7 +34,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from typing import Any
 from analytics.findings import Finding
 from analytics.runbooks import runbook
 from analytics.settings import AnalyticsSettings
-from collector.schema import Alert, AlertKind, AlertStatus, Severity, iso, parse_iso, utc
+from collector.schema import Alert, AlertKind, AlertStatus, Severity, fingerprint, iso, parse_iso, utc
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +154,13 @@ def _merge_batch(findings: Iterable[Finding]) -> dict[str, Finding]:
 class AlertManager:
     """Stateful alert lifecycle over a stream of findings (one instance per service/replay)."""
 
-    def __init__(self, settings: AnalyticsSettings, state_path: Path | None = None) -> None:
+    def __init__(self, settings: AnalyticsSettings, state_path: Path | None = None, *, site: str = "") -> None:
         self.settings = settings
         self.state_path = Path(state_path) if state_path is not None else None
+        # ``site`` goes into every incident's resource and therefore its fingerprint: identical
+        # incidents at two sites (same network name and IP, same host name) must stay apart in any
+        # shared sink (webhook alert ids, retained MQTT topics, the fleet lake).
+        self.site = site
         self.states: dict[str, _State] = {}
         if self.state_path is not None and self.state_path.exists():
             self._load(self.state_path)
@@ -162,17 +168,43 @@ class AlertManager:
     # -- persistence ---------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported state version {doc.get('version') if isinstance(doc, dict) else doc!r}")
-            states = [_State.from_json(o) for o in doc.get("alerts", [])]
+            self.load_bytes(path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             bad = path.with_name(path.name + ".corrupt")
             log.warning("alert state %s unreadable (%s); starting empty, kept the file as %s", path, exc, bad)
             with contextlib.suppress(OSError):
                 os.replace(path, bad)
-            return
-        self.states = {s.fingerprint: s for s in states}
+
+    def to_bytes(self) -> bytes:
+        """The state document (what :meth:`save` writes; a domain's new owner loads it elsewhere)."""
+        doc = {"version": STATE_VERSION, "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
+        return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
+
+    def load_bytes(self, data: bytes) -> None:
+        """Replace the state with a document from :meth:`to_bytes` (raises ValueError when unusable).
+
+        This is how lifecycle state is carried over when another instance takes a network domain
+        over: its incidents continue (no re-fire) and resolve under the ids sinks already know.
+        """
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported state version {doc.get('version') if isinstance(doc, dict) else doc!r}")
+            states = [_State.from_json(o) for o in doc.get("alerts", [])]
+        except (KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(str(exc)) from exc
+        self.states = {}
+        migrated = 0
+        for st in states:
+            if self.site and "site" not in st.resource:
+                # State written before incidents carried their site: the incident keeps the id
+                # its sinks already know (st.fingerprint) until it resolves, but is looked up by
+                # its new identity, so the next evaluation continues it instead of re-firing.
+                st.resource = {"site": self.site, **st.resource}
+                migrated += 1
+            self.states[fingerprint(st.kind.value, st.resource)] = st
+        if migrated:
+            log.info("alert state: %d incident(s) from before site-scoped fingerprints keep their old ids", migrated)
 
     def save(self) -> None:
         """Write the state file atomically (no-op without a state path)."""
@@ -180,8 +212,7 @@ class AlertManager:
             return
         path = self.state_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": STATE_VERSION, "alerts": [s.to_json() for _, s in sorted(self.states.items())]}
-        data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
+        data = self.to_bytes()
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -208,7 +239,7 @@ class AlertManager:
     def update(self, findings: Iterable[Finding], now: datetime) -> list[Alert]:
         """Feed one evaluation's findings; return the alert state changes it caused."""
         now = utc(now)
-        batch = _merge_batch(findings)
+        batch = _merge_batch(self._with_site(findings))
         changes: list[Alert] = []
         for fp, f in sorted(batch.items()):
             st = self.states.get(fp)
@@ -262,6 +293,13 @@ class AlertManager:
             except OSError as exc:  # a full disk must not lose the changes: they still go to the outbox
                 log.warning("alert state not saved (%s); kept in memory, saved with the next change", exc)
         return changes
+
+    def _with_site(self, findings: Iterable[Finding]) -> Iterable[Finding]:
+        if not self.site:
+            yield from findings
+            return
+        for f in findings:
+            yield f if "site" in f.resource else replace(f, resource={"site": self.site, **f.resource})
 
     def _alert(self, st: _State, status: AlertStatus, now: datetime) -> Alert:
         ev = dict(st.evidence)

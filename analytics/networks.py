@@ -16,6 +16,11 @@ AKS Arc (23H2+) networks may also carry ``control_plane_ips`` (cluster → IP, r
 object without them still works. MetalLB address ranges become load-balancer ranges named
 ``lb:<cluster>/<pool>:<range>`` (owned by that cluster); control-plane IPs become one-address
 ``fixed`` ranges that only the overlap checks read (they are not pools).
+
+MetalLB ranges are also *declared* by the clusters themselves: the ``IPAddressPool`` CRDs the
+Kubernetes inventory reads (``k8s.metallb_pool_range_info``). :func:`declare_metallb_range` adds
+one to a compiled plan at run time under the same name a configured pool would have, so a pool
+both configured and listed is one range, and a pool only the cluster knows is checked all the same.
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ class NetworkPlan:
     node_reserve_breakdown: dict[str, int] = field(default_factory=dict)
     fixed: list[PoolRange] = field(default_factory=list)  # 23H2 control-plane IPs (kind "control-plane")
     lb_owner: dict[str, str] = field(default_factory=dict)  # lb pool name → owning cluster (MetalLB pools)
+    lb_manual: set[str] = field(default_factory=set)  # MetalLB ranges with autoAssign false (asked-for IPs only)
 
     @property
     def ranges(self) -> list[PoolRange]:
@@ -160,6 +166,49 @@ class NetworkPlan:
         )
 
 
+def metallb_range_name(cluster: str, pool: str, spec: str) -> str:
+    """The pool name of one ``spec.addresses`` entry of a cluster's MetalLB pool."""
+    return f"lb:{cluster}/{pool}:{spec.strip()}"
+
+
+def metallb_pool_of(range_name: str) -> tuple[str, str] | None:
+    """(cluster, MetalLB pool name) of a range named by :func:`metallb_range_name`, else None.
+
+    Kubernetes object and cluster names cannot hold ``/`` or ``:``, so the split is unambiguous."""
+    if not range_name.startswith("lb:") or "/" not in range_name:
+        return None
+    cluster, rest = range_name[3:].split("/", 1)
+    return cluster, rest.split(":", 1)[0]
+
+
+def declare_metallb_range(
+    plan: NetworkPlan, cluster: str, pool: str, spec: str, *, auto_assign: bool = True
+) -> PoolRange | None:
+    """Add a MetalLB range a cluster declares (its IPAddressPool CRD) to a compiled plan.
+
+    Returns the new range, or None when the plan already has it (same name, or the same addresses
+    under the same cluster and pool written another way: ``10.0.0.0/29`` vs ``10.0.0.0-10.0.0.7``).
+    ``auto_assign=False`` (the CRD's ``spec.autoAssign``) marks a range MetalLB hands out only to a
+    Service that asks for an address in it: ``hciwatch plan`` does not place new Services there.
+    Raises ``ValueError`` on an entry that is not a CIDR or range.
+    """
+    name = metallb_range_name(cluster, pool, spec)
+    ver, first, last = parse_range(spec)
+    for r in plan.lbs:
+        if r.pool == name or (
+            metallb_pool_of(r.pool) == (cluster, pool) and (r.version, r.first, r.last) == (ver, first, last)
+        ):
+            if not auto_assign:
+                plan.lb_manual.add(r.pool)  # the cluster's own word on autoAssign
+            return None
+    r = PoolRange(plan.name, name, "lb", ver, first, last)
+    plan.lbs.append(r)
+    plan.lb_owner[name] = cluster
+    if not auto_assign:
+        plan.lb_manual.add(name)
+    return r
+
+
 def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
     """Build the plan; raises ``ValueError`` naming the network and the bad value."""
     name = str(net.name)
@@ -184,7 +233,7 @@ def compile_network(net: NetworkLike, pools: PoolSettings) -> NetworkPlan:
         for mp in getattr(net, "metallb_pools", None) or ():
             for spec in mp.addresses:
                 ver, f, last = parse_range(str(spec))
-                pool_name = f"lb:{mp.cluster}/{mp.name}:{str(spec).strip()}"
+                pool_name = metallb_range_name(str(mp.cluster), str(mp.name), str(spec))
                 lbs.append(PoolRange(name, pool_name, "lb", ver, f, last))
                 lb_owner[pool_name] = str(mp.cluster)
         fixed = []
@@ -244,6 +293,10 @@ class NetworkIndex:
             for c in p.all_clusters:
                 self.cluster_net.setdefault(c, p.name)
         self._cache: dict[str, tuple[tuple[int, int] | None, list[PoolRange], str | None]] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached lookups (a plan gained a range at run time)."""
+        self._cache.clear()
 
     def lookup(self, ip: str) -> tuple[tuple[int, int] | None, list[PoolRange], str | None]:
         """(key, pools containing the address, network whose ranges or prefix cover it)."""

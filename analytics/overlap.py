@@ -15,8 +15,11 @@ Observation: an address currently held by an owner that does not belong in the p
   IP); with DHCP (no node pool) only a landing inside a VIP/LB range is reported;
 * host NIC address: must not be inside any pool (the pool would hand it out again).
 
-Config findings are Sev2 and last as long as the configuration; observed ones are Sev3 and last
-while the address is seen (``overlap.observed_ttl``).
+MetalLB ranges a cluster declares in its ``IPAddressPool`` CRDs join the configured ones as soon as
+the inventory lists them (:meth:`OverlapDetector.refresh_config`), so two clusters' overlapping
+MetalLB pools are found even when only the clusters know them — the conflict checking Microsoft
+says the MetalLB extension does not do. Config findings are Sev2 and last as long as the
+configuration; observed ones are Sev3 and last while the address is seen (``overlap.observed_ttl``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from analytics.findings import Finding
-from analytics.networks import NetworkIndex, NetworkPlan, PoolRange, fmt_ip
+from analytics.networks import NetworkIndex, NetworkPlan, PoolRange, fmt_ip, metallb_pool_of
 from analytics.observations import ObservationTracker
 from analytics.settings import AnalyticsSettings
 from collector.schema import AlertKind, Severity, from_ms, iso
@@ -42,6 +45,9 @@ def config_overlaps(plans: list[NetworkPlan]) -> list[Finding]:
             ov = a.overlaps(b)
             if ov is None or (a.network == b.network and {a.kind, b.kind} == {"control-plane", "vip"}):
                 continue  # a 23H2 control-plane IP belongs in its network's vip range
+            mine = metallb_pool_of(a.pool)
+            if mine is not None and mine == metallb_pool_of(b.pool):
+                continue  # one MetalLB pool's own entries (configured and declared, or two spellings)
             x, y = sorted([a, b], key=lambda r: (r.network, r.pool))
             n = ov[1] - ov[0] + 1
             where = "" if x.network == y.network else f" of {y.network}"
@@ -78,6 +84,10 @@ class OverlapDetector:
         # 23H2 control-plane IPs: (version, int) → (network, cluster)
         self.cp_ips = {(r.version, r.first): (p.name, r.pool.split(":", 1)[1]) for p in plans for r in p.fixed}
         self.known: dict[tuple[str, str], tuple[Finding, int]] = {}
+
+    def refresh_config(self) -> None:
+        """Recompute the configuration findings (a cluster declared a MetalLB range at run time)."""
+        self.config = config_overlaps(self.plans)
 
     def evaluate(self, obs: ObservationTracker, now_ms: int) -> list[Finding]:
         current: dict[tuple[str, str], Finding] = {}

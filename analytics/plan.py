@@ -368,8 +368,9 @@ def evaluate_plan(
         nd.reserve(-n, "RESERVE", f"the upgrade of {cluster} spends its reserved update IPs")
 
     def lb_pool(net: NetworkPlan, cluster: str) -> str:
-        """23H2: the cluster's own MetalLB range with most room (else any load-balancer range)."""
-        own = [r for r in net.lbs if net.lb_owner.get(r.pool) == cluster]
+        """23H2: the cluster's own auto-assign MetalLB range with most room (else any load-balancer
+        range); a range with autoAssign false only serves Services that ask for an address in it."""
+        own = [r for r in net.lbs if net.lb_owner.get(r.pool) == cluster and r.pool not in net.lb_manual]
         cands = own or [r for r in net.lbs if r.pool not in net.lb_owner]
         if arc and cands:
             best = max(cands, key=lambda r: pools[(net.name, r.pool)].free if (net.name, r.pool) in pools else -1)

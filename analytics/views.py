@@ -195,3 +195,139 @@ def analyst_views(networks: Sequence[NetworkLike], pools: PoolSettings | None = 
 
 
 ANALYST_VIEWS: dict[str, str] = analyst_views([])
+
+
+# -- fleet views -------------------------------------------------------------------------------
+# The same three views over a lake shared by many sites (``hciwatch sql --lake``): every row carries
+# its ``site``, pools and clusters are each site's own configuration, and nothing is compared or
+# windowed across sites (the same network name or host name at two sites is two things).
+
+SiteConfig = tuple[Sequence[NetworkLike], PoolSettings | None]
+
+
+def _fleet_pools_values(sites: dict[str, SiteConfig]) -> str:
+    rows = []
+    for site, (networks, pools) in sorted(sites.items()):
+        for plan in compile_networks(networks, pools or PoolSettings()):
+            for r in plan.ranges:
+                reserve = plan.node_reserve if r.kind == "node" else plan.vip_reserve
+                first, last = (r.first, r.last) if r.version == 4 else ("NULL", "NULL")
+                rows.append(
+                    f"({sql_str(site)}, {sql_str(plan.name)}, {sql_str(r.pool)}, {sql_str(r.kind)}, "
+                    f"{first}, {last}, {r.size}, {reserve})"
+                )
+    cols = "t(site, network, pool, pool_type, first_ip, last_ip, size, reserve)"
+    if not rows:
+        return (
+            "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, "
+            f"NULL::BIGINT, NULL::BIGINT, NULL::BIGINT)) {cols} WHERE false"
+        )
+    return "SELECT * FROM (VALUES " + ", ".join(rows) + f") {cols}"
+
+
+def _fleet_cluster_values(sites: dict[str, SiteConfig]) -> str:
+    rows = [
+        f"({sql_str(site)}, {sql_str(c)}, {sql_str(p.name)})"
+        for site, (networks, pools) in sorted(sites.items())
+        for p in compile_networks(networks, pools or PoolSettings())
+        for c in p.all_clusters
+    ]
+    if not rows:
+        return (
+            "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) t(site, cluster, network) WHERE false"
+        )
+    return "SELECT * FROM (VALUES " + ", ".join(rows) + ") t(site, cluster, network)"
+
+
+def fleet_pool_usage_sql(sites: dict[str, SiteConfig]) -> str:
+    return f"""
+WITH pools AS ({_fleet_pools_values(sites)}),
+obs AS (
+    SELECT site, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip, {IPV4_INT} AS ipn
+    FROM ip_observations
+    WHERE CAST(owner_kind AS VARCHAR) NOT IN ('pod', 'neighbor', 'event')
+),
+configured AS (
+    SELECT p.site, p.network, p.pool, p.pool_type, o.bucket, p.size, p.reserve, count(DISTINCT o.ip) AS used
+    FROM pools p JOIN obs o ON o.site = p.site AND o.ipn BETWEEN p.first_ip AND p.last_ip
+    GROUP BY ALL
+),
+gauges AS (
+    SELECT site, coalesce(labels['cluster'], host) AS scope, metric,
+           coalesce(labels['pool'], labels['ippool'], '') AS pname,
+           time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ts, sum(value) AS v
+    FROM samples
+    WHERE metric IN ('metallb.addresses_in_use', 'metallb.addresses_total',
+                     'calico.ipam.allocations_in_use', 'calico.ipam.ippool_size', 'calico.ipam.ippool_reserved')
+    GROUP BY ALL
+),
+gauge_pools AS (
+    SELECT site, scope AS network,
+           CASE WHEN metric LIKE 'metallb.%' THEN 'metallb:' ELSE 'calico:' END || scope || '/' || pname AS pool,
+           CASE WHEN metric LIKE 'metallb.%' THEN 'metallb' ELSE 'calico' END AS pool_type,
+           bucket,
+           max(v) FILTER (WHERE metric IN ('metallb.addresses_total', 'calico.ipam.ippool_size')) AS size,
+           arg_max(v, ts) FILTER (WHERE metric IN ('metallb.addresses_in_use',
+                                                    'calico.ipam.allocations_in_use'))
+             + coalesce(arg_max(v, ts) FILTER (WHERE metric = 'calico.ipam.ippool_reserved'), 0) AS used
+    FROM gauges GROUP BY ALL
+),
+allp AS (
+    SELECT site, network, pool, pool_type, bucket, size, reserve, used FROM configured
+    UNION ALL
+    SELECT site, network, pool, pool_type, bucket, CAST(size AS BIGINT), 0, CAST(used AS BIGINT) FROM gauge_pools
+    WHERE used IS NOT NULL
+),
+trend AS (
+    SELECT *, size - used AS free,
+           regr_slope(used, epoch(bucket)) OVER (
+               PARTITION BY site, network, pool ORDER BY bucket
+               RANGE BETWEEN INTERVAL 12 HOURS PRECEDING AND CURRENT ROW) * 86400 AS slope_per_day
+    FROM allp
+)
+SELECT site, network, pool, pool_type, bucket, size, used, free, reserve, slope_per_day,
+       CASE WHEN slope_per_day > 0 AND free > reserve THEN (free - reserve) / (slope_per_day / 24) END
+           AS hours_to_reserve,
+       free < reserve AS below_reserve
+FROM trend
+"""
+
+
+def fleet_ip_conflicts_sql(sites: dict[str, SiteConfig]) -> str:
+    return f"""
+WITH clusters AS (SELECT site AS csite, cluster AS cname, network AS cnet FROM ({_fleet_cluster_values(sites)})),
+o AS (
+    SELECT o.site, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip,
+           coalesce(CAST(o.network AS VARCHAR), c.cnet, 'unassigned') AS network,
+           CAST(owner_kind AS VARCHAR) AS kind, owner, mac, {CLAIMANT} AS claimant
+    FROM ip_observations o LEFT JOIN clusters c ON o.site = c.csite AND CAST(o.cluster AS VARCHAR) = c.cname
+)
+SELECT site, network, ip, bucket,
+       count(DISTINCT claimant) AS claimants,
+       list(DISTINCT claimant) FILTER (WHERE claimant IS NOT NULL) AS claimed_by,
+       count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') AS neighbor_macs,
+       list(DISTINCT mac) FILTER (WHERE kind = 'neighbor' AND mac IS NOT NULL) AS macs,
+       count(*) FILTER (WHERE kind = 'event') AS conflict_events
+FROM o
+GROUP BY site, network, ip, bucket
+HAVING count(DISTINCT claimant) > 1 OR count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') > 1
+    OR count(*) FILTER (WHERE kind = 'event') > 0
+"""
+
+
+FLEET_CONGESTION_SIGNALS = (
+    CONGESTION_SIGNALS.replace("SELECT host, metric, labels, ts,", "SELECT site, host, metric, labels, ts,")
+    .replace("PARTITION BY source, host, metric, labels", "PARTITION BY site, source, host, metric, labels")
+    .replace("SELECT host, metric, labels, time_bucket", "SELECT site, host, metric, labels, time_bucket")
+    .replace("SELECT host, minute,", "SELECT site, host, minute,")
+    .replace("FROM v GROUP BY host, minute", "FROM v GROUP BY site, host, minute")
+)
+
+
+def fleet_analyst_views(sites: dict[str, SiteConfig]) -> dict[str, str]:
+    """The analyst views over a fleet's lake: ``site`` in every row, each site's own pools."""
+    return {
+        "pool_usage": fleet_pool_usage_sql(sites).strip(),
+        "ip_conflicts": fleet_ip_conflicts_sql(sites).strip(),
+        "congestion_signals": FLEET_CONGESTION_SIGNALS.strip(),
+    }

@@ -21,6 +21,7 @@ Run::
 
     .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB [--sensitivity all]
     .venv/bin/python bench/bench_anomalies_nab.py --nab-dir ~/src/NAB --published randomCutForest
+    .venv/bin/python bench/bench_anomalies_nab.py --memory 50   # live memory per series, steady state
     make bench-nab NAB_DIR=~/src/NAB
 """
 
@@ -30,6 +31,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -213,6 +215,32 @@ def run_published(nab_dir: Path, labels: dict[str, list[list[str]]], keys: list[
     return 0
 
 
+def run_memory(series: int, rows: int, season: int) -> None:
+    """Live memory per series at steady state: ``series`` detectors each fed ``rows`` rows (enough to
+    fill every trailing window and the calibration history), measured with tracemalloc."""
+    import random
+    import tracemalloc
+
+    rng = random.Random(16)
+    values = [100.0 + 10.0 * math.sin(2 * math.pi * i / max(season, 1)) + rng.gauss(0, 2) for i in range(rows)]
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    dets = [StreamDetector("medium", season=season) for _ in range(series)]
+    t = time.process_time()
+    for det in dets:
+        for i, v in enumerate(values):
+            det.update(v, float(i))
+    cpu = time.process_time() - t
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    per = used / series
+    print(
+        f"memory: {series} series x {rows} rows, season {season}: {per / 1024:.1f} KiB per series at steady state "
+        f"(tracemalloc), {per * 10_000 / 2**20:.0f} MiB for 10,000 series; "
+        f"{series * rows / max(cpu, 1e-9):,.0f} rows/s under tracemalloc"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -224,7 +252,20 @@ def main() -> int:
     ap.add_argument("--files", nargs="+", metavar="CSV", help="series under DIR/data (category/name.csv or name.csv)")
     ap.add_argument("--categories", nargs="+", metavar="CATEGORY", help="only series of these categories")
     ap.add_argument("--published", metavar="DETECTOR", help="score NAB's result files of DETECTOR instead")
+    ap.add_argument(
+        "--memory",
+        type=int,
+        metavar="SERIES",
+        help="measure live memory per series instead: SERIES detectors fed to steady state (5-min, 1-min, 10-s rows)",
+    )
     args = ap.parse_args()
+    if args.memory:
+        if args.memory < 1:
+            print("error: --memory needs at least 1 series", file=sys.stderr)
+            return 2
+        for season in (288, 1440, 8640):
+            run_memory(args.memory, 2_100, season)
+        return 0
     nab_dir = Path(args.nab_dir).expanduser()
     labels_path = nab_dir / "labels" / "combined_windows.json"
     if not (nab_dir / "data").is_dir() or not labels_path.is_file():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -67,46 +68,86 @@ def peak_rss_mib(pid: int) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _worker(url: str, data_dir: Path, seconds: float) -> None:
+async def _worker(url: str, data_dir: Path, seconds: float, wal: bool) -> None:
+    """The service's ingest path for one target, minus the detectors' window.
+
+    With ``wal`` (the default): ``DurableIngest.emit`` (write-ahead log append + group-commit
+    fsync; the scrape counts as stored only then) → ``ingest`` → ``parse_one`` → ``Store.append``,
+    flushed through the WAL checkpoint at the service's defaults (``batch_rows`` rows buffered or
+    every ``flush_interval`` seconds). Without: parse and store only (the issue's first figure).
+    """
     from collector.catalog import DEFAULT_CATALOG
-    from collector.sources.prometheus.parse import parse_record
+    from collector.config import StoreSettings
+    from collector.schema import RawRecord
     from collector.sources.prometheus.source import PrometheusScraper, PrometheusSettings
     from collector.store import Store
+    from hciwatch.ingest import DurableIngest
+    from hciwatch.parse_pool import parse_one
 
     parts = urllib.parse.urlsplit(url)
     settings = PrometheusSettings(type="prometheus", targets=[parts.netloc], timeout=10.0, labels={"cluster": "bench"})
     scraper = PrometheusScraper(settings)
-    store = Store(data_dir, batch_rows=50_000_000)
+    st = StoreSettings()
+    store = Store(data_dir, batch_rows=st.batch_rows, auto_flush=False)
+    ing = DurableIngest(
+        data_dir,
+        store,
+        queue_max_bytes=st.queue_max_bytes,
+        queue_max_records=st.queue_max_records,
+        buffer_max_bytes=st.buffer_max_bytes,
+        wal_max_bytes=st.wal_max_bytes,
+        wal_segment_bytes=st.wal_segment_bytes,
+    )
+    commit = ing.commit.start()
     target = scraper.targets()[0]
+    samples = 0
 
-    async def once() -> int:
+    def apply(rec: RawRecord) -> None:
+        nonlocal samples
+        out = parse_one(rec, DEFAULT_CATALOG)
+        store.append("samples", out.samples)
+        samples += out.samples.num_rows
+
+    async def once() -> None:
         (rec,) = await scraper.fetch(target)
-        result = parse_record(rec, DEFAULT_CATALOG)
-        store.append("samples", result.samples)
-        return int(result.samples.num_rows)
+        if wal:
+            await ing.emit(rec)  # logged and fsynced: acknowledged
+            batch = [ing.queue.get_nowait()]
+            ing.ingest(batch, apply)
+            if store.buffered_rows() >= st.batch_rows:
+                ing.flush()
+        else:
+            apply(rec)
+            if store.buffered_rows() >= st.batch_rows:
+                store.flush()
+
+    def flush() -> None:
+        ing.flush() if wal else store.flush()
 
     await once()  # warm-up: imports, connection, first parse
-    store.flush()
+    flush()
     print("ready", flush=True)
     sys.stdin.readline()  # the parent has read our baseline CPU
+    samples = 0
     start = time.monotonic()
     next_tick = start
-    next_flush = start + 10.0
-    samples = scrapes = missed = 0
+    next_flush = start + st.flush_interval
+    scrapes = missed = 0
     while time.monotonic() - start < seconds:
-        samples += await once()
+        await once()
         scrapes += 1
         now = time.monotonic()
         if now >= next_flush:
-            store.flush()
-            next_flush += 10.0
+            flush()
+            next_flush += st.flush_interval
         next_tick += 1.0
         while next_tick < now:  # an overrun skips ticks, as Prometheus does
             next_tick += 1.0
             missed += 1
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-    store.flush()
+    flush()
     await scraper.close()
+    commit.cancel()
     print(
         json.dumps(
             {
@@ -115,11 +156,14 @@ async def _worker(url: str, data_dir: Path, seconds: float) -> None:
                 "missed_ticks": missed,
                 "files": store.stats.files_written,
                 "bytes": store.stats.bytes_written,
+                "wal_fsyncs": ing.wal.stats.fsyncs,
+                "wal_bytes": ing.wal.stats.appended_bytes,
             }
         ),
         flush=True,
     )
     sys.stdin.readline()  # stay alive until the parent has read our CPU and RSS
+    ing.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="hciwatch scrape-to-store vs Prometheus")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window (default 60)")
     ap.add_argument("--samples", type=int, default=176_000, help="samples in the served payload")
+    ap.add_argument("--no-wal", action="store_true", help="hciwatch without the write-ahead log (parse + store only)")
+    ap.add_argument("--code", type=Path, help="import hciwatch from this checkout (a before/after run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        asyncio.run(_worker(args.worker, Path(args.data_dir), args.seconds))
+        if args.code:  # only the worker imports the other checkout; the bench itself stays this one
+            sys.path.insert(0, str(args.code.resolve()))
+        asyncio.run(_worker(args.worker, Path(args.data_dir), args.seconds, not args.no_wal))
         return 0
 
     if not (Path(__file__).resolve().parent.parent / "collector" / "store.py").exists():
@@ -188,13 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     prom_bin = _ensure_prometheus()
     from aiohttp import web
 
-    from bench.bench_prom_parse import generate_payload
+    from bench.bench_prom_parse import generate_payload, vary_values
 
     body = generate_payload(args.samples)
+    # the same series with new values on every request, as a real target serves them (an
+    # identical body every second would flatter both scrapers' caches and compressors)
+    variants = [vary_values(body, k) for k in range(4)]
+    served = itertools.count()
     payload_port, prom_port = free_port(), free_port()
 
     async def handler(_: web.Request) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=variants[next(served) % len(variants)],
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
 
     app = web.Application()
     app.router.add_get("/metrics", handler)
@@ -245,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             str(tmp / "store"),
             "--seconds",
             str(args.seconds),
+            *(["--no-wal"] if args.no_wal else []),
+            *(["--code", str(args.code)] if args.code else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -272,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             prom_port, f'count_over_time(up{{job="bench"}}[{window}s]) - sum_over_time(up{{job="bench"}}[{window}s])'
         )
         rss_p, rss_w = peak_rss_mib(prom.pid), peak_rss_mib(worker.pid)
+        head_series = _prom_self_metric(prom_port, "prometheus_tsdb_head_series")
         worker.stdin.write("bye\n")
         worker.stdin.flush()
     finally:
@@ -288,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     per_m_p = cpu_p / (prom_samples / 1e6) if prom_samples else float("nan")
     per_m_w = cpu_w / (ours_samples / 1e6) if ours_samples else float("nan")
     per_scrape = sum(1 for ln in body.split(b"\n") if ln and not ln.startswith(b"#"))
-    print(f"window {elapsed:.1f} s, payload {len(body) / 1e6:.1f} MB, {per_scrape} samples/scrape")
+    mode = "with the write-ahead log" if not args.no_wal else "without the write-ahead log"
+    print(f"window {elapsed:.1f} s, payload {len(body) / 1e6:.1f} MB, {per_scrape} samples/scrape, hciwatch {mode}")
     print(f"{'':22s}{'samples':>12s}{'CPU s':>9s}{'CPU s/M':>9s}{'peak RSS MiB':>14s}")
     print(f"{'prometheus ' + '2.x':22s}{prom_samples:12,.0f}{cpu_p:9.1f}{per_m_p:9.2f}{rss_p:14.0f}")
     print(f"{'hciwatch':22s}{ours_samples:12,.0f}{cpu_w:9.1f}{per_m_w:9.2f}{rss_w:14.0f}")
@@ -300,8 +359,22 @@ def main(argv: list[str] | None = None) -> int:
         f"prometheus: /api/v1/query sum_over_time(scrape_samples_scraped) = {scraped_q:,.0f}, "
         f"failed scrapes = {failed_q:.0f}"
     )
+    if "wal_fsyncs" in result:
+        print(f"hciwatch WAL: {result['wal_bytes'] / 1e6:.0f} MB appended, {result['wal_fsyncs']} fsyncs")
+    bps_p = rss_p * 2**20 / head_series if head_series else float("nan")
+    bps_w = rss_w * 2**20 / per_scrape
+    print(
+        f"peak RSS per active series: prometheus {bps_p:,.0f} B ({head_series:,.0f} head series), "
+        f"hciwatch {bps_w:,.0f} B ({per_scrape:,} series)"
+    )
     print(f"ratio CPU s/M (hciwatch / prometheus): {per_m_w / per_m_p:.2f}")
     print(f"ratio peak RSS (hciwatch / prometheus): {rss_w / rss_p:.2f}")
+    print(
+        f"RESULT ingest cpu_per_m_hciwatch={per_m_w:.3f} cpu_per_m_prometheus={per_m_p:.3f} "
+        f"rss_mib_hciwatch={rss_w:.0f} rss_mib_prometheus={rss_p:.0f} "
+        f"bytes_per_series_hciwatch={bps_w:.0f} bytes_per_series_prometheus={bps_p:.0f} "
+        f"wal={int(not args.no_wal)} missed_ticks={result['missed_ticks']}"
+    )
     return 0
 
 

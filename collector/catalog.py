@@ -260,6 +260,12 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
         "kubeproxy.sync_duration_seconds_total", "s", _COUNTER
     ),
     "kubeproxy_sync_proxy_rules_duration_seconds_count": MetricDef("kubeproxy.syncs_total", "1", _COUNTER),
+    # kube-proxy before 1.14 (seen on a real v1.9 scrape): the same histogram in microseconds.
+    # _sum is stored in seconds; the buckets stay native (their `le` bounds are microseconds).
+    "kubeproxy_sync_proxy_rules_latency_microseconds_sum": MetricDef(
+        "kubeproxy.sync_duration_seconds_total", "s", _COUNTER, divisor=1e6
+    ),
+    "kubeproxy_sync_proxy_rules_latency_microseconds_count": MetricDef("kubeproxy.syncs_total", "1", _COUNTER),
     "kubeproxy_sync_proxy_rules_last_timestamp_seconds": MetricDef("kubeproxy.last_sync_timestamp", "s", _GAUGE),
     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": MetricDef(
         "kubeproxy.last_queued_timestamp", "s", _GAUGE
@@ -311,6 +317,52 @@ PROMETHEUS_NATIVE: dict[str, MetricDef] = {
     "haproxy_backend_active_servers": MetricDef("haproxy.active_servers", "1", _GAUGE),
     "haproxy_server_check_failures_total": MetricDef("haproxy.check_failures_total", "1", _COUNTER),
     "haproxy_backend_response_time_average_seconds": MetricDef("haproxy.response_time_avg_seconds", "s", _GAUGE),
+}
+
+# The same counters under the names both HAProxy's built-in exporter and the older community
+# haproxy_exporter (prometheus/haproxy_exporter, still common on LB VMs) give them, for the
+# frontend/backend/server levels the CSV path also covers. Units agree with the CSV columns
+# (bytes, seconds of downtime, plain counts); the ms-valued CSV timers are not mapped from the
+# exporters' second-valued gauges. ``*_up`` is the exporter's 1/0 reading of the CSV ``status``.
+for _lvl in ("frontend", "backend", "server"):
+    for _suffix, _def in {
+        "bytes_in_total": MetricDef("haproxy.bytes_in_total", "By", _COUNTER),
+        "bytes_out_total": MetricDef("haproxy.bytes_out_total", "By", _COUNTER),
+        "current_sessions": MetricDef("haproxy.current_sessions", "1", _GAUGE),
+        "limit_sessions": MetricDef("haproxy.session_limit", "1", _GAUGE),
+        "sessions_total": MetricDef("haproxy.sessions_total", "1", _COUNTER),
+        "current_session_rate": MetricDef("haproxy.session_rate", "1/s", _GAUGE),
+    }.items():
+        PROMETHEUS_NATIVE.setdefault(f"haproxy_{_lvl}_{_suffix}", _def)
+for _lvl in ("backend", "server"):
+    for _suffix, _def in {
+        "current_queue": MetricDef("haproxy.queue_current", "1", _GAUGE),
+        "connection_errors_total": MetricDef("haproxy.connection_errors_total", "1", _COUNTER),
+        "response_errors_total": MetricDef("haproxy.response_errors_total", "1", _COUNTER),
+        "retry_warnings_total": MetricDef("haproxy.retries_total", "1", _COUNTER),
+        "redispatch_warnings_total": MetricDef("haproxy.redispatches_total", "1", _COUNTER),
+        "downtime_seconds_total": MetricDef("haproxy.downtime_seconds_total", "s", _COUNTER),
+        "weight": MetricDef("haproxy.weight", "1", _GAUGE),
+        "up": MetricDef("haproxy.up", "1", _GAUGE),
+    }.items():
+        PROMETHEUS_NATIVE.setdefault(f"haproxy_{_lvl}_{_suffix}", _def)
+PROMETHEUS_NATIVE.setdefault(
+    "haproxy_frontend_request_errors_total", MetricDef("haproxy.request_errors_total", "1", _COUNTER)
+)
+PROMETHEUS_NATIVE.setdefault(
+    "haproxy_frontend_requests_denied_total", MetricDef("haproxy.denied_requests_total", "1", _COUNTER)
+)
+
+# PDH counter paths are localized: typeperf/relog on a German Windows writes German object and
+# counter names. Only names seen in real use are listed (each one with where it was seen, see
+# tests/conformance/PROVENANCE.md); anything else keeps its native name and shows in
+# ``unmapped_metrics``, rather than guessing a translation.
+PDH_LOCALIZED: dict[tuple[str, str], tuple[str, str]] = {
+    # a C++ PdhAddCounter call and a German typeperf header in another project's test
+    ("Netzwerkschnittstelle", "Empfangene Bytes/s"): ("Network Interface", "Bytes Received/sec"),
+    ("Netzwerkschnittstelle", "Gesendete Bytes/s"): ("Network Interface", "Bytes Sent/sec"),
+    # Telegraf's German win_perf_counters documentation
+    ("Netzwerkschnittstelle", "Gesamtanzahl Bytes/s"): ("Network Interface", "Bytes Total/sec"),
 }
 
 # windows_exporter performancecounter default names, derived from the PDH table (raw mode).
@@ -428,6 +480,10 @@ class Catalog:
             self.prometheus[m.native] = MetricDef(m.canonical, m.unit, m.counter, "user mapping")
         # (object lower, counter lower) → PdhCounter; telegraf fields → PdhCounter per object
         self.pdh: dict[tuple[str, str], PdhCounter] = {(c.obj.lower(), c.counter.lower()): c for c in PDH_COUNTERS}
+        for (obj, counter), english in PDH_LOCALIZED.items():
+            hit = self.pdh.get((english[0].lower(), english[1].lower()))
+            if hit is not None:
+                self.pdh.setdefault((obj.lower(), counter.lower()), hit)
         self.telegraf: dict[tuple[str, str], tuple[PdhCounter, bool]] = {}
         for c in PDH_COUNTERS:
             self.telegraf[(c.obj.lower(), telegraf_field(c.counter).lower())] = (c, False)

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector.errors import ConfigError
+from collector.lake import LakeSettings
 from collector.settings import SecretRef
 
 M = TypeVar("M", bound=BaseModel)
@@ -191,6 +192,10 @@ class StoreSettings(_Strict):
         ge=1 << 20,
         description="recent rows the detectors read, per table; past it the oldest go first (counted)",
     )
+    lake: LakeSettings = Field(
+        default_factory=LakeSettings,
+        description="where Parquet files go: the data dir (default), az://, abfs[s]:// or s3:// with credentials",
+    )
 
 
 class CatalogMapping(_Strict):
@@ -203,9 +208,20 @@ class CatalogMapping(_Strict):
 
 
 class SiteSettings(_Strict):
-    """Identity of the monitored site (it names alerts' resources and OTLP resources)."""
+    """Identity of the monitored site (it names alerts' resources and OTLP resources).
 
-    name: str = Field(default="azure-local", min_length=1)
+    The name is part of every alert fingerprint, of MQTT alert topics and of the lake layout
+    (``site=<name>`` directories and object prefixes), so it is limited to characters that are
+    safe in all three.
+    """
+
+    name: str = Field(
+        default="azure-local",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="1-64 letters, digits, '.', '_', '-' (starts with a letter or digit)",
+    )
     environment: str = "production"
 
 

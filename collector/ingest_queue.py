@@ -69,7 +69,8 @@ class ByteBoundedQueue(Generic[T]):
                     f"ingest queue full ({self._bytes} bytes, {len(self._items)} records) for {timeout:g}s"
                 )
             try:
-                await asyncio.wait_for(self._room.wait(), timeout=left)
+                async with asyncio.timeout(left):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._room.wait()
             except TimeoutError:
                 continue
 

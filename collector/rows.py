@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from collector.schema import SAMPLES_SCHEMA, TS_TYPE
+from collector.schema import EMPTY_SAMPLES, SAMPLES_SCHEMA, TS_TYPE
 
 
 def clean(text: str) -> str:
@@ -44,7 +44,7 @@ class SampleRows:
 
     def table(self) -> pa.Table:
         if not self.ts:
-            return SAMPLES_SCHEMA.empty_table()
+            return EMPTY_SAMPLES
         return pa.table(
             {
                 "ts": pa.array(self.ts, pa.int64()).cast(TS_TYPE),

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from collector.errors import FetchError, SourceError
+from collector.faults import FaultState, cancel_and_wait, loop_fault, raise_if_cancelling, supervise
 from collector.ingest_queue import IngestRefused
 from collector.settings.retry import full_jitter
 from collector.sources.base import Emit, PullSource, PushSource
@@ -100,6 +101,7 @@ class TargetHealth:
 class SchedulerSettings:
     max_backoff: float = 300.0
     min_backoff: float = 1.0
+    stop_grace: float = 1.5  # cancelled loops that have not ended after this are abandoned (logged)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Scheduler:
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     health: dict[tuple[str, str], TargetHealth] = field(default_factory=dict)
+    loop_faults: dict[str, FaultState] = field(default_factory=dict)
     _by_target: dict[str, list[TargetHealth]] | None = None
 
     def __post_init__(self) -> None:
@@ -124,13 +127,51 @@ class Scheduler:
             self.health[(psrc.name, psrc.name)] = TargetHealth(psrc.name, psrc.name, psrc.settings.down_after)
 
     async def run(self) -> None:
-        """Run until cancelled; one failing target never affects another."""
-        async with asyncio.TaskGroup() as tg:
-            for src in self.pull:
-                for tgt in src.targets():
-                    tg.create_task(self._pull_loop(src, tgt), name=f"pull:{src.name}:{tgt}")
-            for psrc in self.push:
-                tg.create_task(self._push_loop(psrc), name=f"push:{psrc.name}")
+        """Run until cancelled; one failing target never affects another.
+
+        Every loop is supervised (:func:`collector.faults.supervise`): an exception nobody
+        expected (from a source, or from ``emit`` during a store or WAL fault) is logged once,
+        marks the target failing and the loop's fault (``/readyz``), and the loop restarts. No
+        TaskGroup: one loop's crash must not cancel its siblings. Cancelling ``run`` cancels every
+        loop and waits for them at most ``stop_grace`` seconds (what is left is logged, abandoned).
+        """
+        tasks: list[asyncio.Task[None]] = []
+        for src in self.pull:
+            for tgt in src.targets():
+                name = f"pull:{src.name}:{tgt}"
+                tasks.append(asyncio.create_task(self._supervised_pull(name, src, tgt), name=name))
+        for psrc in self.push:
+            name = f"push:{psrc.name}"
+            tasks.append(asyncio.create_task(self._supervised_push(name, psrc), name=name))
+        try:
+            if tasks:  # not gather: a cancelled gather waits for its children, i.e. for ever for a stuck one
+                await asyncio.wait(tasks)
+        finally:
+            await cancel_and_wait(tasks, self.settings.stop_grace, "scheduler stop")
+
+    def _supervised_pull(self, name: str, src: PullSource, target: str) -> Coroutine[Any, Any, None]:
+        h = self.health[(src.name, target)]
+        fault = self.loop_faults.setdefault(name, loop_fault(name))
+        return supervise(
+            name,
+            lambda: self._pull_loop(src, target),
+            fault,
+            on_crash=lambda exc: h.fail(self.now(), f"internal error: {exc!r}"),
+        )
+
+    def _supervised_push(self, name: str, src: PushSource) -> Coroutine[Any, Any, None]:
+        h = self.health[(src.name, src.name)]
+        fault = self.loop_faults.setdefault(name, loop_fault(name))
+        return supervise(
+            name,
+            lambda: self._push_loop(src),
+            fault,
+            on_crash=lambda exc: h.fail(self.now(), f"internal error: {exc!r}"),
+        )
+
+    def faults(self) -> dict[str, FaultState]:
+        """Loops that crashed and are being restarted (healthy ones are left out: 500 targets)."""
+        return {name: f for name, f in self.loop_faults.items() if not f.ok}
 
     def _backoff(self, failures: int, interval: float) -> float:
         s = self.settings
@@ -141,9 +182,11 @@ class Scheduler:
         h = self.health[(src.name, target)]
         await self.sleep(self.rng.uniform(0, st.interval * max(st.jitter, 0.0)))
         while True:
+            raise_if_cancelling()
             started = time.monotonic()
             try:
-                records = await asyncio.wait_for(src.fetch(target), timeout=st.timeout)
+                async with asyncio.timeout(st.timeout):  # not wait_for: it can swallow a cancel on 3.11
+                    records = await src.fetch(target)
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
@@ -187,6 +230,7 @@ class Scheduler:
             h.ok(self.now(), 1)
 
         while True:
+            raise_if_cancelling()
             try:
                 await src.run(counted)
                 return

@@ -1,18 +1,25 @@
 """The Parquet store: batched, atomic, Hive-partitioned writes and the DuckDB catalog of views.
 
-Layout: see :mod:`collector.store_layout` (shared with the readers in :mod:`collector.store_read`).
-The catalog holds views only, with globs relative to the data dir, in DuckDB storage v1.0.0:
-``cd <data_dir> && duckdb -readonly catalog.duckdb`` works with any DuckDB >= 1.0.
+Layout: see :mod:`collector.store_layout` (shared with the readers in :mod:`collector.store_read`);
+files go to a :class:`collector.lake.Lake`: the data dir by default, or Azure Blob/ADLS or S3, under
+``<table>/site=<site>/date=<day>/``. The catalog (local disk only) holds views only, with globs
+relative to the data dir, in DuckDB storage v1.0.0: ``cd <data_dir> && duckdb -readonly
+catalog.duckdb`` works with any DuckDB >= 1.0.
 
 Why it is built this way:
 
-* **Atomic files.** Each file is written under a hidden temporary name in its final directory,
-  fsynced, renamed into place, and the directory fsynced. A reader globbing ``*.parquet`` therefore
-  only ever sees whole files, and a crash loses at most the batch being written.
+* **Atomic files.** On local disk each file is written under a hidden temporary name in its final
+  directory, fsynced, renamed into place, and the directory fsynced; on object storage it is
+  uploaded in one piece to its final name (an upload is atomic, a rename would be a copy). A
+  reader therefore only ever sees whole files, and a crash loses at most the batch being written.
+* **One prefix per site, one name per writer.** ``site=<site>/`` keeps a fleet's sites apart in one
+  lake; file names carry the writer id and a random suffix, so two writers (or one restarted)
+  never overwrite each other's files.
 * **Views, not tables.** ``catalog.duckdb`` holds only views over the Parquet globs, written once
   (and whenever the analyst views change). The service never keeps it open, so an analyst can hold
   it in their DuckDB client while the service writes.
-* **Compaction is journaled.** Merging a partition's small files writes the merged file first and a
+* **Compaction is journaled** (local disk; on object storage partitions are left as written).
+  Merging a partition's small files writes the merged file first and a
   journal naming the files it replaces; the swap (hide sources, reveal merged file) is replayed from
   the journal on the next start if the process died half-way, so data is never duplicated or lost
   across a crash. A query racing the swap itself may miss that partition for an instant; it never
@@ -49,8 +56,21 @@ import pyarrow.parquet as pq
 from collector.catalog import DEFAULT_CATALOG
 from collector.errors import StoreError
 from collector.faults import FaultState
+from collector.lake import Lake, fsync_dir, write_bytes_atomic, writer_id
 from collector.schema import TABLE_SCHEMAS
-from collector.store_layout import CATALOG_FILE, EMPTY_PARTITION, table_glob, view_sql
+from collector.store_layout import (
+    CATALOG_FILE,
+    EMPTY_DATE,
+    EMPTY_PARTITION,
+    LAKE_POINTER,
+    PARTITION_DIR,
+    glob_files,
+    reader_schema,
+    site_glob,
+    table_glob,
+    view_sql,
+    write_parquet_atomic,
+)
 from collector.unmapped import unmapped_metrics_view
 
 __all__ = [
@@ -78,37 +98,7 @@ def _sql_str(p: Path | str) -> str:
     return str(p).replace("'", "''")
 
 
-# The one place the Parquet write options live (zstd, dictionary pages for strings).
-_WRITE_OPTS = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 256_000) -> None:
-    """Write ``table`` to ``final`` so that no reader ever sees a partial file."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_size, **_WRITE_OPTS)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+_fsync_dir = fsync_dir
 
 
 class _PartialWrite(Exception):
@@ -148,8 +138,19 @@ class Store:
         extra_views: Mapping[str, str] | None = None,
         write_behind: bool = False,
         auto_flush: bool = True,
+        site: str = "",
+        lake: Lake | None = None,
+        writer: str = "",
     ) -> None:
+        """``site`` names the ``site=`` partition the store writes (empty: the layout before sites,
+        local disk only); ``lake`` is where files go (default: ``data_dir``); ``writer`` is the
+        writer id in file names (default: the host name)."""
         self.data_dir = Path(data_dir)
+        self.lake = lake if lake is not None else Lake.local_dir(self.data_dir)
+        self.site = site
+        self.writer = writer_id(writer)
+        if not self.lake.local and not site:
+            raise StoreError(f"a store on {self.lake.url} needs a site name (it writes under site=<name>/)")
         # write_behind: a full batch is written by one background thread while the caller goes on
         # (Arrow releases the GIL while it encodes and compresses); one batch at most is in flight,
         # so a crash still loses no more than that batch plus the buffer.
@@ -169,16 +170,32 @@ class Store:
         self._bytes: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
         self._lock = threading.Lock()
         self._seq = 0
+        self._legacy: set[str] = set()
+        self._sited: set[str] = set()
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if self.lake.local:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
             for name, schema in TABLE_SCHEMAS.items():
-                empty = self.data_dir / name / EMPTY_PARTITION / EMPTY_FILE
-                if not empty.exists():
-                    write_parquet_atomic(schema.empty_table(), empty)
-                self._recover_compactions(self.data_dir / name)
-        except OSError as exc:
-            raise StoreError(f"cannot initialise the store in {self.data_dir}: {exc}") from exc
-        self.write_catalog()
+                # an empty file per layout in use: DuckDB views over its globs stay valid before data
+                rel = f"{self.lake.partition_dir(name, EMPTY_DATE, site or None)}/{EMPTY_FILE}"
+                if not self.lake.exists(rel):
+                    self.lake.write_parquet(schema.empty_table(), rel)
+                # files of the layout before sites (an upgraded data dir) stay in the views; a new
+                # one gets none, so Spark and other Hive readers see one partition scheme only
+                if self.lake.local and (not site or glob_files(table_glob(Path(self.lake.root), name))):
+                    self._legacy.add(name)
+                # and a store without a site (a library user, a test) still reads what sites wrote
+                if self.lake.local and (site or glob_files(site_glob(Path(self.lake.root), name))):
+                    self._sited.add(name)
+                if self.lake.local:
+                    for table_dir in self._local_table_dirs(name):
+                        self._recover_compactions(table_dir)
+        except (OSError, StoreError) as exc:
+            raise StoreError(f"cannot initialise the store in {self.lake.url}: {exc}") from exc
+        if self.lake.local:
+            self.write_catalog()
+        if Path(self.lake.root) != self.data_dir.resolve():
+            self._write_pointer()  # readers of the data dir (API, report, sql --data-dir) follow it to the lake
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -281,7 +298,12 @@ class Store:
     def _write_chunks(self, name: str, chunks: list[pa.Table], tag: str) -> list[Path]:
         if not chunks:
             return []
-        table = pa.concat_tables(chunks).combine_chunks() if len(chunks) > 1 else chunks[0]
+        # no combine_chunks(): Parquet writes a chunked table as it is, and a copy of the whole
+        # buffer at flush time was the store's peak memory (scrapes share their label arrays).
+        # One dictionary per column instead of one per chunk, though: the writer handles a changed
+        # dictionary per chunk slowly (measured: 1.7x the write time for 1,576 replay chunks),
+        # and unifying copies only the small index arrays.
+        table = pa.concat_tables(chunks).unify_dictionaries() if len(chunks) > 1 else chunks[0]
         try:
             written = self._write_partitions(name, table, tag)
         except _PartialWrite as exc:
@@ -303,19 +325,26 @@ class Store:
             part = table if len(uniq) == 1 else table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
             first_ms = int(pc.min(pc.cast(part.column("ts"), pa.int64())).as_py() or 0)
             self._seq += 1
-            mark = f"-{tag}" if tag else ""
-            fname = f"part-{first_ms:013d}-{self._seq:06d}{mark}-{secrets.token_hex(3)}.parquet"
-            path = self.data_dir / name / f"date={day.isoformat()}" / fname
+            fname = self.lake.new_name(self.writer, first_ms, self._seq, tag)
+            rel = f"{self.lake.partition_dir(name, day.isoformat(), self.site or None)}/{fname}"
+            path = Path(self.lake.path(rel))
             try:
-                write_parquet_atomic(part, path)
-            except OSError as exc:
+                if self.lake.local:  # through this module's name: the fault tests replace it
+                    write_parquet_atomic(part, path)
+                    size = path.stat().st_size
+                else:
+                    size = self.lake.write_parquet(part, rel)
+            except (OSError, StoreError) as exc:
                 rest = ordered[i:]
                 remaining = table if i == 0 else table.filter(pc.is_in(days, value_set=pa.array(rest, pa.date32())))
-                error = StoreError(f"cannot write {path}: {exc}")
-                error.__cause__ = exc  # keeps the errno for the fault state
+                if isinstance(exc, StoreError):  # the lake said what failed already
+                    error = exc
+                else:
+                    error = StoreError(f"cannot write {path}: {exc}")
+                    error.__cause__ = exc  # keeps the errno for the fault state
                 raise _PartialWrite(remaining, error) from exc
             self.stats.files_written += 1
-            self.stats.bytes_written += path.stat().st_size
+            self.stats.bytes_written += size
             self.stats.rows_written[name] = self.stats.rows_written.get(name, 0) + part.num_rows
             out.append(path)
         return out
@@ -340,7 +369,10 @@ class Store:
         """
         before = before or datetime.now(UTC).date()
         done = 0
-        for part_dir in sorted((self.data_dir / name).glob("date=*")):
+        if not self.lake.local:
+            return 0  # object storage: a swap would be copy + delete; partitions stay as written
+        part_dirs = [p for d in self._local_table_dirs(name) for p in sorted(d.glob("date=*"))]
+        for part_dir in part_dirs:
             if part_dir.name == EMPTY_PARTITION:
                 continue
             try:
@@ -390,6 +422,15 @@ class Store:
         (part_dir / JOURNAL).unlink(missing_ok=True)
         _fsync_dir(part_dir)
 
+    def _local_table_dirs(self, name: str) -> list[Path]:
+        """The directories holding ``date=`` partitions of one local table: the layout before
+        sites and this store's own site (other sites' partitions are their writers' business)."""
+        base = Path(self.lake.path(name))
+        dirs = [base]
+        if self.site:
+            dirs.append(base / f"site={self.site}")
+        return [d for d in dirs if d.is_dir()]
+
     def _recover_compactions(self, table_dir: Path) -> None:
         for jpath in table_dir.glob(f"date=*/{JOURNAL}"):
             try:
@@ -409,23 +450,31 @@ class Store:
         cutoff = (now or datetime.now(UTC)).date() - timedelta(days=self.retention_days)
         removed = 0
         for name in TABLE_SCHEMAS:
-            for part_dir in (self.data_dir / name).glob("date=*"):
-                if part_dir.name == EMPTY_PARTITION:
-                    continue
-                try:
-                    day = date.fromisoformat(part_dir.name[5:])
-                except ValueError:
-                    continue
-                if day < cutoff:
-                    shutil.rmtree(part_dir, ignore_errors=True)
+            if self.lake.local:
+                for table_dir in self._local_table_dirs(name):
+                    for part_dir in table_dir.glob("date=*"):
+                        if part_dir.name != EMPTY_PARTITION and _day(part_dir.name, cutoff):
+                            shutil.rmtree(part_dir, ignore_errors=True)
+                            removed += 1
+                continue
+            # object storage: one prefix delete per expired day of this site
+            base = f"{name}/site={self.site}"
+            for part in self.lake.dirs(base):
+                if part != EMPTY_PARTITION and _day(part, cutoff):
+                    self.lake.delete_dir(f"{base}/{part}")
                     removed += 1
         return removed
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _view_body(self, base: Path, name: str) -> str:
+        # each layout that has files (a glob matching nothing is an error in DuckDB)
+        return view_sql(base, name, legacy=name in self._legacy, sited=name in self._sited)
+
     def view_statements(self) -> dict[str, str]:
-        """``CREATE OR REPLACE VIEW`` statements for the stored tables plus extra views."""
-        stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(self.data_dir, n)}" for n in TABLE_SCHEMAS}
+        """``CREATE OR REPLACE VIEW`` statements for the stored tables plus extra views (local disk)."""
+        base = Path(self.lake.root)
+        stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {self._view_body(base, n)}" for n in TABLE_SCHEMAS}
         for n, body in self.extra_views.items():
             stmts[n] = f"CREATE OR REPLACE VIEW {n} AS {body}"
         return stmts
@@ -437,9 +486,27 @@ class Store:
         return con
 
     def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """(Re)install the views on ``con`` (new files are picked up by the glob at query time)."""
-        for stmt in self.view_statements().values():
-            con.execute(stmt)
+        """(Re)install the views on ``con`` (new files are picked up by the glob at query time).
+
+        On object storage each table is this site's Arrow dataset (DuckDB scans it without any
+        network extension), listed now: call again to see files written since.
+        """
+        if self.lake.local:
+            for stmt in self.view_statements().values():
+                con.execute(stmt)
+            return
+        for n in TABLE_SCHEMAS:
+            con.register(f"_lake_{n}", self.lake.dataset(n, reader_schema(TABLE_SCHEMAS[n]), sites={self.site}))
+            con.execute(f"CREATE OR REPLACE VIEW {n} AS SELECT * FROM _lake_{n}")
+        for n, body in self.extra_views.items():
+            con.execute(f"CREATE OR REPLACE VIEW {n} AS {body}")
+
+    def _write_pointer(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(self.data_dir / LAKE_POINTER, json.dumps(self.lake.pointer(self.site)).encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.data_dir / LAKE_POINTER}: {exc}") from exc
 
     def write_catalog(self, extra_views: Mapping[str, str] | None = None) -> bool:
         """Write ``catalog.duckdb`` (views only). Returns False if another process holds it.
@@ -450,6 +517,8 @@ class Store:
         """
         if extra_views:
             self.extra_views.update(extra_views)
+        if not self.lake.local:
+            return False  # DuckDB cannot read object storage without extensions; readers use datasets
         final = self.data_dir / CATALOG_FILE
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:
@@ -460,7 +529,10 @@ class Store:
                 con.execute(f"SET file_search_path = '{_sql_str(self.data_dir)}'")
                 con.execute(f"ATTACH '{_sql_str(tmp)}' AS hciwatch_catalog (STORAGE_VERSION '{CATALOG_STORAGE}')")
                 con.execute("USE hciwatch_catalog")
-                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {view_sql(Path('.'), n)}" for n in TABLE_SCHEMAS}
+                # relative when the files are in the data dir (the default), else the lake's own path
+                inside = Path(self.lake.root) == self.data_dir.resolve()
+                base = Path(".") if inside else Path(self.lake.root)
+                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {self._view_body(base, n)}" for n in TABLE_SCHEMAS}
                 stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
                 for stmt in stmts.values():
                     con.execute(stmt)
@@ -476,6 +548,16 @@ class Store:
             log.warning("could not write %s: %s", final, exc)
             tmp.unlink(missing_ok=True)
             return False
+
+
+def _day(part: str, cutoff: date) -> bool:
+    """True when ``part`` is a ``date=`` partition older than ``cutoff``."""
+    if not PARTITION_DIR.match(part):
+        return False
+    try:
+        return date.fromisoformat(part[5:]) < cutoff
+    except ValueError:
+        return False
 
 
 def concat(tables: Iterable[pa.Table], name: str) -> pa.Table:

@@ -4,8 +4,9 @@ Readers are the SQL API and ``hciwatch sql`` (:mod:`hciwatch.query`), the operat
 (:mod:`hciwatch.report`), alert history (``hciwatch alerts``, the eval harness) and anything that
 wants rows of a time range. Why one module: how a stored table is found (which files are whole
 and visible), opened (Arrow dataset or DuckDB ``read_parquet``) and limited to a time range is
-decided in one place, so pointing every reader at another filesystem (object storage through a
-pyarrow filesystem) is a change to this module alone. The writer (:mod:`collector.store`) shares
+decided in one place; a reader over a :class:`collector.lake.Lake` on object storage (a fleet's
+lake: ``hciwatch sql --lake URL``) offers the same methods, every table an Arrow dataset over the
+lake's filesystem (DuckDB needs no network extension). The writer (:mod:`collector.store`) shares
 only the on-disk names of :mod:`collector.store_layout`.
 
 Three kinds of access:
@@ -24,8 +25,9 @@ The sandbox (verified on DuckDB 2.0.0; ``tests/api/test_query.py`` proves each r
    2.0 binds views lazily). DuckDB's ``allowed_directories`` would re-open the data directory, but
    then user SQL could ``glob``/``read_blob`` anything under it, and ``duckdb_views()``, the
    ``filename`` column and ``current_setting('allowed_directories')`` would reveal server paths.
-   Instead each table is opened in Python as a ``pyarrow.dataset`` (Hive ``date=`` partitioning,
-   the canonical schema from :mod:`collector.schema` plus ``date DATE``, so old files with fewer
+   Instead each table is opened in Python as a ``pyarrow.dataset`` (Hive ``site=``/``date=``
+   partitioning, the canonical schema from :mod:`collector.schema` plus ``site VARCHAR`` and
+   ``date DATE``, so files of the layout before sites read with ``site`` NULL and old files with fewer
    columns read as NULLs) and registered with ``con.register``. DuckDB scans it through the Arrow
    C stream with projection and filter pushdown (a ``date`` predicate prunes partitions); SQL never
    touches a path. A table with no files yet is an empty Arrow table of the same schema. Extra
@@ -54,8 +56,19 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from collector.errors import ConfigError
+from collector.lake import Lake
 from collector.schema import TABLE_SCHEMAS, Alert, AlertKind, AlertStatus, Severity, iso, utc
-from collector.store_layout import CATALOG_FILE, EMPTY_DATE, PARTITION_DIR, PARTITION_FIELD, view_sql
+from collector.store_layout import (
+    CATALOG_FILE,
+    EMPTY_DATE,
+    LAKE_POINTER,
+    glob_files,
+    reader_schema,
+    site_glob,
+    table_glob,
+    view_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +77,8 @@ _CREATE_VIEW = re.compile(r"(?is)^\s*CREATE\s+(OR\s+REPLACE\s+)?VIEW\s+\S+\s+AS\
 
 
 def table_schema(name: str) -> pa.Schema:
-    """The schema a reader sees for a stored table: the stored schema plus the ``date`` partition."""
-    return TABLE_SCHEMAS[name].append(PARTITION_FIELD)
+    """The schema a reader sees for a stored table: the stored schema plus ``site`` and ``date``."""
+    return reader_schema(TABLE_SCHEMAS[name])
 
 
 def _ts_literal(ts: datetime) -> str:
@@ -73,14 +86,26 @@ def _ts_literal(ts: datetime) -> str:
 
 
 class StoreReader:
-    """Read-only access to one data directory (see the module docstring for what it offers).
+    """Read-only access to one data directory or lake (see the module docstring for what it offers).
 
     Cheap to create: nothing is opened until a method is called, and every connection it returns
-    is the caller's to close.
+    is the caller's to close. ``lake`` (default: the data dir) is where the tables are; ``sites``
+    limits every table to those sites (default: all, the fleet view of a shared lake).
     """
 
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, *, lake: Lake | None = None, sites: Collection[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.sites = set(sites) if sites is not None else None
+        pointer = self.data_dir / LAKE_POINTER
+        if lake is None and pointer.is_file():
+            # the service writes to a lake elsewhere: read its own site there
+            try:
+                doc = json.loads(pointer.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{pointer} is not readable: {exc}") from None
+            lake, site = Lake.from_pointer(doc)
+            self.sites = {site} if sites is None else self.sites
+        self.lake = lake if lake is not None else Lake.local_dir(self.data_dir)
 
     # -- what is there -------------------------------------------------------------------------
 
@@ -90,22 +115,15 @@ class StoreReader:
 
     def has_table(self, name: str) -> bool:
         """True when the store has ever initialised table ``name`` here."""
-        return (self.data_dir / name).is_dir()
+        return self.lake.has_table(name)
 
     def files(self, name: str) -> list[str]:
         """The committed Parquet files of one table, oldest partition first.
 
-        Only ``<table>/date=YYYY-MM-DD/*.parquet`` counts; hidden files (the store's temporary and
-        staged files start with a dot) are skipped, so a reader never sees a partial file.
+        Only ``<table>/[site=<s>/]date=YYYY-MM-DD/*.parquet`` counts; hidden files (the store's
+        temporary and staged files start with a dot) are skipped, so a reader never sees a partial file.
         """
-        base = self.data_dir / name
-        files: list[str] = []
-        if not base.is_dir():
-            return files
-        for part in sorted(base.iterdir()):
-            if part.is_dir() and PARTITION_DIR.match(part.name):
-                files.extend(str(f) for f in sorted(part.glob("*.parquet")) if not f.name.startswith("."))
-        return files
+        return [f.path for f in self.lake.files(name, sites=self.sites)]
 
     def analyst_views(self) -> dict[str, str]:
         """Analyst view name → ``SELECT`` body, as ``catalog.duckdb`` records them (may be empty).
@@ -114,7 +132,7 @@ class StoreReader:
         never blocked; a catalog that cannot be opened counts as recording nothing.
         """
         cat = self.data_dir / CATALOG_FILE
-        if not cat.exists():
+        if not self.lake.local or not cat.exists():
             return {}
         try:
             con = duckdb.connect(str(cat), read_only=True)
@@ -139,18 +157,7 @@ class StoreReader:
 
     def dataset(self, name: str) -> ds.Dataset | pa.Table:
         """One stored table as an Arrow dataset over its committed files (an empty table if none)."""
-        schema = table_schema(name)
-        files = self.files(name)
-        if not files:
-            return schema.empty_table()
-        partitioning = ds.partitioning(pa.schema([PARTITION_FIELD]), flavor="hive")
-        return ds.dataset(
-            files,
-            schema=schema,
-            format="parquet",
-            partitioning=partitioning,
-            partition_base_dir=str(self.data_dir / name),
-        )
+        return self.lake.dataset(name, table_schema(name), sites=self.sites)
 
     def read_range(
         self,
@@ -185,8 +192,25 @@ class StoreReader:
     # -- trusted SQL ---------------------------------------------------------------------------
 
     def scan_sql(self, name: str) -> str:
-        """DuckDB ``SELECT`` over one table's files (``date`` included), for trusted connections."""
-        return view_sql(self.data_dir, name)
+        """DuckDB ``SELECT`` over one local table's files (``site``, ``date`` included), for trusted
+        connections; only the layouts that have files are scanned (an empty glob is an error)."""
+        if not self.lake.local:
+            raise ValueError(f"{self.lake.url} is not local: use source() with a connection")
+        base = Path(self.lake.root)
+        legacy, sited = table_glob(base, name), site_glob(base, name)
+        sql = view_sql(base, name, legacy=bool(glob_files(legacy)), sited=bool(glob_files(sited)))
+        if self.sites is not None:
+            wanted = ", ".join("'" + x.replace("'", "''") + "'" for x in sorted(self.sites)) or "NULL"
+            sql = f"SELECT * FROM ({sql}) WHERE site IN ({wanted})"
+        return sql
+
+    def source(self, con: duckdb.DuckDBPyConnection, name: str) -> str:
+        """A ``SELECT`` over one table for trusted SQL on ``con``: local files by glob, a lake on
+        object storage through an Arrow dataset registered on ``con``."""
+        if self.lake.local:
+            return self.scan_sql(name)
+        con.register(f"_lake_{name}", self.dataset(name))
+        return f"SELECT * FROM _lake_{name}"
 
     def connect(self, *, threads: int = 2) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory connection (UTC, ``threads`` workers) with nothing registered yet."""
@@ -225,7 +249,7 @@ class StoreReader:
                 if not _IDENT.match(view):
                     raise ValueError(f"view name {view!r} is not a plain identifier")
                 whole = name in unbounded
-                sql = self._range_sql(name, None if whole else start, None if whole else end)
+                sql = self._range_sql(con, name, None if whole else start, None if whole else end)
                 if sql is None:
                     con.register(f"_empty_{name}", TABLE_SCHEMAS[name].empty_table())
                     sql = f"SELECT *, NULL::DATE AS date FROM _empty_{name}"
@@ -235,7 +259,9 @@ class StoreReader:
             raise
         return con
 
-    def _range_sql(self, name: str, start: datetime | None, end: datetime | None) -> str | None:
+    def _range_sql(
+        self, con: duckdb.DuckDBPyConnection, name: str, start: datetime | None, end: datetime | None
+    ) -> str | None:
         if not self.has_table(name):
             return None
         where = []
@@ -243,19 +269,19 @@ class StoreReader:
             where += [f"ts >= {_ts_literal(start)}", f"date >= DATE '{start.date().isoformat()}'"]
         if end is not None:
             where += [f"ts <= {_ts_literal(end)}", f"date <= DATE '{end.date().isoformat()}'"]
-        return f"SELECT * FROM ({self.scan_sql(name)})" + (" WHERE " + " AND ".join(where) if where else "")
+        return f"SELECT * FROM ({self.source(con, name)})" + (" WHERE " + " AND ".join(where) if where else "")
 
     def extent(self, names: Sequence[str] = ("samples", "ip_observations")) -> tuple[datetime, datetime] | None:
         """First and last ``ts`` stored in ``names`` (None when they hold no rows)."""
-        parts = [
-            f"SELECT min(ts) AS lo, max(ts) AS hi FROM ({self.scan_sql(n)}) WHERE date > DATE '{EMPTY_DATE}'"
-            for n in names
-            if self.has_table(n)
-        ]
-        if not parts:
+        names = [n for n in names if self.has_table(n)]
+        if not names:
             return None
         con = self.connect(threads=2)
         try:
+            parts = [
+                f"SELECT min(ts) AS lo, max(ts) AS hi FROM ({self.source(con, n)}) WHERE date > DATE '{EMPTY_DATE}'"
+                for n in names
+            ]
             row = con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
         finally:
             con.close()
@@ -275,7 +301,7 @@ class StoreReader:
         try:
             rows = con.execute(
                 "SELECT ts, fingerprint, kind, status, severity, map_entries(resource), summary, evidence, "
-                f"runbook, starts_at, ends_at FROM ({self.scan_sql('alerts')}) "
+                f"runbook, starts_at, ends_at FROM ({self.source(con, 'alerts')}) "
                 "ORDER BY ts, fingerprint, status"
             ).fetchall()
         finally:

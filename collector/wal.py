@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import IO
 
 from collector.faults import FaultState
-from collector.schema import RawRecord
+from collector.lake import Lake
+from collector.schema import TABLE_SCHEMAS, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class WriteAheadLog:
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
         self._fh: IO[bytes] | None = None
+        self._unsynced: list[IO[bytes]] = []  # full segments still to fsync (see sync)
         self.directory.mkdir(parents=True, exist_ok=True)
         for tmp in self.directory.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
@@ -187,39 +189,48 @@ class WriteAheadLog:
         with self._lock:
             return sum(s.size for s in self._segments)
 
-    def append(self, rec: RawRecord) -> int:
+    @staticmethod
+    def prepare(rec: RawRecord) -> tuple[bytes, int]:
+        """The payload of ``rec`` and its checksum: the CPU part of an append, which a caller may
+        run in a worker thread (a 35 MB scrape costs tens of milliseconds) before :meth:`append`."""
+        payload = encode(rec)
+        return payload, zlib.crc32(payload)
+
+    def append(self, rec: RawRecord, prepared: tuple[bytes, int] | None = None) -> int:
         """Write one record (to the OS: it survives a killed process); returns its seq.
 
         Durable against power loss only after :meth:`sync`. Raises :class:`WalFull` at the size
         bound and ``OSError`` when the disk refuses; either way nothing was acknowledged.
+        ``prepared`` is :meth:`prepare`'s result for ``rec`` when the caller computed it already.
         """
-        payload = encode(rec)
+        payload, crc = prepared if prepared is not None else self.prepare(rec)
         with self._lock:
             size = sum(s.size for s in self._segments)
             if size + len(payload) > self.max_bytes and size > 0:
                 self.stats.refused_full += 1
                 raise WalFull(f"write-ahead log at its bound ({self.max_bytes} bytes)")
             seq = self.last_seq + 1
-            frame = _HEADER.pack(len(payload), zlib.crc32(payload), seq) + payload
+            header = _HEADER.pack(len(payload), crc, seq)
             try:
                 fh = self._writer(seq)
-                fh.write(frame)
+                fh.write(header)
+                fh.write(payload)  # not header + payload: that would copy a big body once more
                 fh.flush()
             except OSError as exc:
                 self._discard_partial()
                 self.fault.failed(exc)
                 raise
-            self._segments[-1].size += len(frame)
+            n = len(header) + len(payload)
+            self._segments[-1].size += n
             self.last_seq = seq
             self.stats.appended += 1
-            self.stats.appended_bytes += len(frame)
+            self.stats.appended_bytes += n
             return seq
 
     def _writer(self, seq: int) -> IO[bytes]:
         if self._fh is None or not self._segments or self._segments[-1].size >= self.segment_bytes:
-            if self._fh is not None:
-                os.fsync(self._fh.fileno())
-                self._fh.close()
+            if self._fh is not None:  # fsynced and closed by the next sync(), not here on the event loop
+                self._unsynced.append(self._fh)
                 self._fh = None
             if not self._segments or self._segments[-1].size > 0 or self._segments[-1].first_seq != seq:
                 path = self.directory / f"{seq:020d}{_SUFFIX}"
@@ -241,27 +252,52 @@ class WriteAheadLog:
             try:
                 with open(seg.path, "r+b") as out:
                     out.truncate(seg.size)
+                    os.fsync(out.fileno())  # the whole records before the failed one, which sync() will not see
             except OSError:
                 pass  # cut again (or dropped as a torn tail) at the next open
 
     def sync(self) -> int:
-        """fsync what was appended; returns the highest seq now durable."""
+        """fsync what was appended; returns the highest seq now durable.
+
+        The fsync runs on a duplicate of the segment's descriptor *outside* the lock: appends
+        happen on the event loop thread, and holding the lock through an fsync of a 35 MB scrape
+        stalled the loop (``/healthz``) for as long as the disk took. A segment closed meanwhile
+        was fsynced by whoever closed it, so syncing the duplicate still covers ``target``.
+        """
         with self._lock:
             target = self.last_seq
             fh = self._fh
-            if fh is None or target <= self.synced_seq:
-                self.synced_seq = max(self.synced_seq, target)
+            if target <= self.synced_seq:
                 return self.synced_seq
+            closing, self._unsynced = self._unsynced, []
             try:
-                os.fsync(fh.fileno())
+                fd = os.dup(fh.fileno()) if fh is not None else None
             except OSError as exc:
+                self._unsynced = closing + self._unsynced
                 self.fault.failed(exc)
                 raise
+        try:
+            for old in closing:
+                os.fsync(old.fileno())
+            if fd is not None:
+                os.fsync(fd)
+        except OSError as exc:
+            with self._lock:
+                self._unsynced = closing + self._unsynced  # tried again by the next sync
+                self.fault.failed(exc)
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+        for old in closing:
+            with contextlib.suppress(OSError):
+                old.close()
+        with self._lock:
             self.stats.fsyncs += 1
-            self.synced_seq = target
+            self.synced_seq = max(self.synced_seq, target)
             if not self.fault.ok:
                 self.fault.cleared()
-            return target
+            return self.synced_seq
 
     def checkpoint(self, seq: int) -> None:
         """Records up to ``seq`` are in Parquet: persist that, delete the segments it covers."""
@@ -294,6 +330,11 @@ class WriteAheadLog:
 
     def close(self) -> None:
         with self._lock:
+            for old in self._unsynced:
+                with contextlib.suppress(OSError):
+                    os.fsync(old.fileno())
+                    old.close()
+            self._unsynced = []
             if self._fh is not None:
                 try:
                     os.fsync(self._fh.fileno())
@@ -307,7 +348,13 @@ class WriteAheadLog:
 
 
 def undo_uncommitted_flushes(
-    data_dir: Path, checkpoint_seq: int, *, prefix: str = "w", tables: tuple[str, ...] | None = None
+    data_dir: Path,
+    checkpoint_seq: int,
+    *,
+    prefix: str = "w",
+    tables: tuple[str, ...] | None = None,
+    lake: Lake | None = None,
+    site: str = "",
 ) -> int:
     """Delete Parquet files written by a flush whose checkpoint was never committed.
 
@@ -317,10 +364,24 @@ def undo_uncommitted_flushes(
     """
     tagged = re.compile(rf"-{re.escape(prefix)}(\d+)-[0-9a-f]+\.parquet$")
     removed = 0
-    for table_dir in sorted(Path(data_dir).iterdir()) if Path(data_dir).is_dir() else []:
+    if lake is not None and not lake.local:  # the files are in object storage (the WAL stays local)
+        for name in tables if tables is not None else tuple(TABLE_SCHEMAS):
+            for f in lake.files(name, sites={site} if site else None):
+                m = tagged.search(f.path.rsplit("/", 1)[-1])
+                if m and int(m.group(1)) > checkpoint_seq:
+                    lake.delete_file(f.path)
+                    removed += 1
+        if removed:
+            log.warning("removed %d Parquet files of a write interrupted before its checkpoint", removed)
+        return removed
+    base = Path(lake.root) if lake is not None else Path(data_dir)  # a local lake may be elsewhere
+    for table_dir in sorted(base.iterdir()) if base.is_dir() else []:
         if not table_dir.is_dir() or (tables is not None and table_dir.name not in tables):
             continue
-        for path in table_dir.glob(f"date=*/part-*-{prefix}*.parquet"):
+        for path in [
+            *table_dir.glob(f"date=*/part-*-{prefix}*.parquet"),
+            *table_dir.glob(f"site=*/date=*/part-*-{prefix}*.parquet"),
+        ]:
             m = tagged.search(path.name)
             if m and int(m.group(1)) > checkpoint_seq:
                 path.unlink(missing_ok=True)
@@ -349,21 +410,36 @@ class GroupCommit:
         return self._task
 
     async def durable(self, seq: int) -> None:
+        """Return once ``seq`` is fsynced; raises ``RuntimeError`` when no commit task runs (it
+        would never come: the caller must fail, not wait forever)."""
         if seq <= self.wal.synced_seq:
             return
+        if self._task is None or self._task.done():
+            raise RuntimeError("write-ahead log group commit is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         self._wake.set()
         await fut
 
     async def _run(self) -> None:
+        try:
+            await self._commit_loop()
+        finally:  # cancelled at stop: nobody may wait for an fsync that will not come
+            waiters, self._waiters = self._waiters, []
+            for _, fut in waiters:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("write-ahead log group commit stopped"))
+
+    async def _commit_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 done = await asyncio.to_thread(self.wal.sync)
-            except OSError:
-                await asyncio.sleep(self.wal.fault.retry_in())
+            except Exception as exc:  # OSError is a disk fault; anything else must not end the commits either
+                if not isinstance(exc, OSError):
+                    self.wal.fault.failed(exc)
+                await asyncio.sleep(max(self.wal.fault.retry_in(), 0.05))
                 self._wake.set()
                 continue
             still: list[tuple[int, asyncio.Future[None]]] = []

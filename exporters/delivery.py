@@ -164,6 +164,15 @@ class OutboxDispatcher:
                 await asyncio.wait_for(self._wake.wait(), remaining)
         return batch
 
+    async def _commit(self, next_seq: int) -> None:
+        """Move the cursor in a worker thread: it fsyncs, and on the event loop that stalled the
+        API (``/healthz``) for as long as a busy disk took. A cursor that cannot be written
+        (full disk) is not fatal: the changes after it are delivered again later (at least once)."""
+        try:
+            await asyncio.to_thread(self.outbox.commit, self.name, next_seq)
+        except OSError as exc:
+            log.warning("sink %s: delivery cursor not saved (%s); those changes may be sent again", self.name, exc)
+
     async def _deliver(self, batch: Sequence[tuple[int, Alert]]) -> bool:
         """One export attempt; True when the batch is done with (delivered or skipped)."""
         alerts = [a for _, a in batch]
@@ -176,11 +185,11 @@ class OutboxDispatcher:
             result = ExportResult.failure(f"{type(exc).__name__}: {exc}")
         c = self.counters
         if result.ok:
-            self.outbox.commit(self.name, batch[-1][0] + 1)
-            c.delivered += len(batch)
+            c.delivered += len(batch)  # counted before the cursor moves: whoever sees lag 0 sees these
             c.batches += 1
             c.last_success = self._wall_clock()
             self._backoff.attempt = 0
+            await self._commit(batch[-1][0] + 1)
             return True
         c.failures += 1
         c.last_error = result.error
@@ -194,8 +203,8 @@ class OutboxDispatcher:
                 batch[-1][0],
                 result.error,
             )
-            self.outbox.commit(self.name, batch[-1][0] + 1)
             self._backoff.attempt = 0
+            await self._commit(batch[-1][0] + 1)
             return True
         delay = self._backoff.next_delay(result.retry_after)
         self.retry_delays.append(delay)

@@ -1,6 +1,7 @@
 """Alert changes published to an MQTT broker, with the broker's retained store as "what is firing".
 
-Topic ``<topic_prefix>/alerts/<kind>/<fingerprint>``, payload the alert JSON
+Topic ``<topic_prefix>/alerts/<site>/<kind>/<fingerprint>`` (``_`` when an alert carries no site),
+so a broker shared by a fleet keeps one retained message per site's incident; payload the alert JSON
 (:meth:`Alert.to_json`), QoS 1 (or 2). A firing change is published **retained**, so a dashboard
 or PLC that subscribes later immediately gets every alert that is firing now. A resolution is
 published non-retained (live subscribers see it) and then the retained message is cleared with an
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 
 import aiomqtt
 
-from collector.schema import Alert, AlertStatus, iso
+from collector.schema import Alert, AlertStatus, fingerprint, iso
 from exporters.base import ExportResult
 from exporters.settings import MqttSettings
 
@@ -37,7 +38,21 @@ log = logging.getLogger(__name__)
 
 
 def alert_topic(prefix: str, alert: Alert) -> str:
-    return f"{prefix}/alerts/{alert.kind.value}/{alert.fingerprint}"
+    """Where one alert's changes go: per site, kind and incident."""
+    site = alert.resource.get("site") or "_"
+    return f"{prefix}/alerts/{site}/{alert.kind.value}/{alert.fingerprint}"
+
+
+def legacy_topic(prefix: str, alert: Alert) -> str | None:
+    """The pre-site topic of an incident that fired before fingerprints carried the site.
+
+    Such an incident keeps its old fingerprint (see :class:`analytics.lifecycle.AlertManager`), so
+    its fingerprint no longer matches its resource; its retained message sits on the old topic and
+    is cleared there with its next change (the site topic then holds it).
+    """
+    if "site" in alert.resource and fingerprint(alert.kind.value, alert.resource) != alert.fingerprint:
+        return f"{prefix}/alerts/{alert.kind.value}/{alert.fingerprint}"
+    return None
 
 
 class MqttExporter:
@@ -118,12 +133,17 @@ class MqttExporter:
         payload = json.dumps(alert.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         # firing: retained; resolved: tell live subscribers, then clear the retained copy
         firing = alert.status is AlertStatus.FIRING
-        steps: list[tuple[bytes, bool]] = [(payload, True)] if firing else [(payload, False), (b"", True)]
-        for i, (body, retain) in enumerate(steps):
+        steps: list[tuple[str, bytes, bool]] = (
+            [(topic, payload, True)] if firing else [(topic, payload, False), (topic, b"", True)]
+        )
+        legacy = legacy_topic(s.topic_prefix, alert)
+        if legacy is not None:  # moved to the site topic: its retained copy at the old one must go
+            steps.append((legacy, b"", True))
+        for i, (where, body, retain) in enumerate(steps):
             key = (alert.fingerprint, alert.status.value, iso(alert.changed_at), i)
             if key in self._done:
                 continue
-            await client.publish(topic, body, qos=s.qos, retain=retain, timeout=s.timeout)
+            await client.publish(where, body, qos=s.qos, retain=retain, timeout=s.timeout)
             self._done.add(key)
 
     async def healthcheck(self) -> bool:

@@ -53,6 +53,7 @@ def alert_attributes(alert: Alert) -> dict[str, str]:
         "hciwatch.alert.kind": alert.kind.value,
         "hciwatch.alert.status": alert.status.value,
         "hciwatch.alert.fingerprint": alert.fingerprint,
+        "hciwatch.alert.idempotency_key": alert.idempotency_key,
         "hciwatch.alert.severity": alert.severity.value,
         "hciwatch.alert.starts_at": iso(alert.starts_at),
         "hciwatch.alert.evidence": json.dumps(alert.evidence, sort_keys=True, separators=(",", ":")),

@@ -124,7 +124,7 @@ class ResourceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    site: str = Field(default="", description="hciwatch.site resource attribute")
+    site: str = Field(default="", description="hciwatch.site resource attribute; default: [site] name")
     service_instance_id: str = Field(default="", description="service.instance.id; default hostname")
     deployment_environment: str = Field(default="", description="deployment.environment")
     resource_attributes: dict[str, str] = Field(default_factory=dict, description="extra resource attributes")
@@ -310,7 +310,7 @@ class WebhookSettings(HttpClientSettings, SinkSettings):
 
 
 class MqttSettings(SinkSettings):
-    """Alert JSON to an MQTT broker: ``<topic_prefix>/alerts/<kind>/<fingerprint>``.
+    """Alert JSON to an MQTT broker: ``<topic_prefix>/alerts/<site>/<kind>/<fingerprint>``.
 
     TLS is on when a ``tls`` table is given (``tls = true`` for system CAs and no other setting).
     """

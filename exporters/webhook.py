@@ -95,6 +95,7 @@ def common_alert_schema(
         "kind": alert.kind.value,
         "status": alert.status.value,
         "changedDateTime": iso(alert.changed_at),
+        "idempotencyKey": alert.idempotency_key,
         "evidence": alert.evidence,
         "runbook": alert.runbook,
     }
@@ -187,7 +188,8 @@ class WebhookExporter:
         s = self.settings
         doc = common_alert_schema(alert, subscription_id=s.subscription_id, target_ids=s.target_ids)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = {**self._static_headers, "Content-Type": "application/json"}
+        # the same change posted twice (retry, handover) carries the same key: receivers de-duplicate
+        headers = {**self._static_headers, "Content-Type": "application/json", "Idempotency-Key": alert.idempotency_key}
         if auth:
             headers["Authorization"] = auth
         if secret:

@@ -82,7 +82,7 @@ def _require_data_dir(data_dir: Path) -> Path:
             f"data dir {data_dir} does not exist",
             fix="give --data-dir (or --config) of an hciwatch data dir, e.g. demo-data after `make demo`",
         )
-    if not (data_dir / "samples").is_dir():
+    if not (data_dir / "samples").is_dir() and not (data_dir / "lake.json").is_file():
         raise UsageError(
             f"{data_dir} is not an hciwatch data dir (no samples/ in it)",
             fix="give --data-dir (or --config) of a dir written by `hciwatch run`, `replay` or `demo`",
@@ -274,16 +274,36 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from hciwatch.query import QueryError, QueryLimits, run_query
     from hciwatch.sql_format import rich_table, write_csv, write_json_lines
 
-    args.data_dir = str(_require_data_dir(_data_dir(args)))
-    reader = StoreReader(Path(args.data_dir))
     limits = QueryLimits(max_rows=max(args.limit, 10_000), timeout_s=args.timeout)
+    lake = None
+    if args.lake:
+        from collector.errors import ConfigError
+        from hciwatch.fleet import fleet_views, lake_from_cli
+
+        if args.data_dir:
+            raise UsageError("give --lake or --data-dir, not both", fix="--lake reads every site of a fleet's lake")
+        try:
+            lake = lake_from_cli(args.lake, args.config)
+        except ConfigError as exc:
+            raise UsageError(
+                str(exc),
+                fix="--lake az://<container>/<prefix>, abfss://…, s3://<bucket>/<prefix> or a directory; credentials "
+                "from --config's [store.lake], or AZURE_STORAGE_CONNECTION_STRING / the AWS environment",
+            ) from exc
+        args.data_dir = "."
+        views = fleet_views(lake, unmapped_metrics_view(DEFAULT_CATALOG))
+    else:
+        args.data_dir = str(_require_data_dir(_data_dir(args)))
+        reader = StoreReader(Path(args.data_dir))
+        views = {**unmapped_metrics_view(DEFAULT_CATALOG), **reader.analyst_views()}
     try:
         result = run_query(
             Path(args.data_dir),
             args.query,
             limit=args.limit,
             limits=limits,
-            extra_views={**unmapped_metrics_view(DEFAULT_CATALOG), **reader.analyst_views()},
+            extra_views=views,
+            lake=lake,
         )
     except QueryError as exc:
         raise UsageError(f"query refused: {exc}", fix="read-only SELECT over samples, ip_observations, alerts") from exc
@@ -542,8 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("sql", "run a read-only SQL query over the store")
     s.add_argument("query", help="a SELECT over samples, ip_observations, alerts and the analyst views")
-    config_opt(s, what=" (for its data_dir)")
+    config_opt(s, what=" (for its data_dir; with --lake, its [store.lake] credentials)")
     data_dir_opt(s)
+    s.add_argument(
+        "--lake",
+        metavar="URL",
+        help="query every site of a fleet's lake: az://, abfs[s]://, s3:// or a directory (every row has its site)",
+    )
     s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     s.add_argument("--limit", type=_positive(int, "--limit"), default=10_000, help="most rows printed")
     s.add_argument(

@@ -26,7 +26,7 @@ from collector.config import (
 from collector.errors import ConfigError
 from collector.settings import SecretRef
 from collector.sources.base import SourceSettings
-from exporters.settings import OutboxSettings
+from exporters.settings import OutboxSettings, ResourceSettings
 
 
 class ApiSettings(BaseModel):
@@ -102,6 +102,18 @@ def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) 
     return out
 
 
+def _with_site(sink: Any, site: str) -> Any:
+    """A sink's OTLP/Azure Monitor resource names the site unless it says otherwise.
+
+    Every record then carries ``hciwatch.site``, so a collector shared by a fleet can tell sites
+    apart without each site repeating its name in every sink.
+    """
+    resource = getattr(sink, "resource", None)
+    if not isinstance(resource, ResourceSettings) or resource.site:
+        return sink
+    return sink.model_copy(update={"resource": resource.model_copy(update={"site": site})})
+
+
 def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None = None) -> AppConfig:
     """Validate a decoded config; raises one :class:`ConfigError` listing every problem."""
     problems: list[str] = []
@@ -130,7 +142,7 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
         collector=collector,
         sources=sources,
         analytics=analytics,
-        exporters=exporters,
+        exporters=[_with_site(e, collector.site.name) for e in exporters],
         api=api,
         outbox=outbox,
         path=path,

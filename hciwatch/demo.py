@@ -12,6 +12,7 @@ user to query (or to replay the capture again).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 import tomllib
@@ -44,18 +45,29 @@ def demo_config_text(scenario: Any) -> str:
         'environment = "demo"',
         "",
     ]
+    if getattr(scenario.site, "ip_plan", "22h2") != "22h2":
+        lines += ["[analytics.pools]", f'ip_plan = "{scenario.site.ip_plan}"', ""]
     for net in lab.network_config(scenario):
         lines.append("[[networks]]")
+        tables: list[str] = []
         for k, v in net.items():
             if v is None:
                 continue
-            if isinstance(v, list):
+            if isinstance(v, dict):
+                lines.append(f"{k} = {{ {', '.join(f'{a} = {json.dumps(b)}' for a, b in v.items())} }}")
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:  # [[networks.metallb_pools]] sub-tables, after the network's own keys
+                    tables.append(f"[[networks.{k}]]")
+                    tables += [f"{a} = {json.dumps(b)}" for a, b in item.items()]
+            elif isinstance(v, list):
                 lines.append(f"{k} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in v)}]")
             elif isinstance(v, str):
                 lines.append(f'{k} = "{v}"')
             else:
                 lines.append(f"{k} = {v}")
         lines.append("")
+        if tables:
+            lines += [*tables, ""]
     return "\n".join(lines) + "\n"
 
 

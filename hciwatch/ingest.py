@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RECORD_OVERHEAD = 256  # bytes a queued record costs beyond its body (object, labels, frame)
 ALERTS_TABLE_SINK = "_alerts_table"
+PREPARE_OFF_LOOP_BYTES = 1 << 20
 
 
 class DurableIngest:
@@ -61,7 +62,7 @@ class DurableIngest:
     ) -> None:
         self.store = store
         self.wal = WriteAheadLog(Path(data_dir) / "wal", segment_bytes=wal_segment_bytes, max_bytes=wal_max_bytes)
-        undo_uncommitted_flushes(data_dir, self.wal.checkpoint_seq)
+        undo_uncommitted_flushes(data_dir, self.wal.checkpoint_seq, lake=store.lake, site=store.site)
         self.commit = GroupCommit(self.wal)
         self.queue: ByteBoundedQueue[tuple[int, RawRecord]] = ByteBoundedQueue(queue_max_bytes, queue_max_records)
         self.buffer_max_bytes = buffer_max_bytes
@@ -81,9 +82,11 @@ class DurableIngest:
                 f"{self.store.buffered_bytes()} bytes of unwritten rows (bound {self.buffer_max_bytes})"
             )
         size = len(rec.body) + RECORD_OVERHEAD
+        # encoding and checksumming a big scrape (35 MB: tens of ms) off the event loop
+        prepared = await asyncio.to_thread(self.wal.prepare, rec) if len(rec.body) > PREPARE_OFF_LOOP_BYTES else None
         await self.queue.wait_for_room(size, self.admit_timeout)
         try:
-            seq = self.wal.append(rec)  # no await between this and the enqueue: log order = parse order
+            seq = self.wal.append(rec, prepared)  # no await between this and the enqueue: log order = parse order
         except WalFull as exc:
             self.refused["wal_full"] += 1
             raise IngestRefused(str(exc)) from exc
@@ -136,10 +139,20 @@ class DurableIngest:
     def retry_in(self) -> float:
         return max(self.store.write_fault.retry_in(), self.checkpoint_fault.retry_in())
 
-    def replay(self, apply: Callable[[RawRecord], object], batch_rows: int) -> int:
-        """Parse and store the records after the checkpoint (at start, before sources run)."""
+    def replay(
+        self, apply: Callable[[RawRecord], object], batch_rows: int, stop: Callable[[], bool] | None = None
+    ) -> int:
+        """Parse and store the records after the checkpoint (at start, before sources run).
+
+        ``stop()`` ends it between records (SIGTERM during a long replay must not wait for all of
+        it: what is left stays after the checkpoint and is replayed at the next start)."""
         n = 0
         for seq, rec in self.wal.replay():
+            if stop is not None and stop():
+                log.warning(
+                    "wal: replay stopped by a stop request after %d records; the rest is replayed next start", n
+                )
+                break
             self.ingest([(seq, rec)], apply)
             n += 1
             if self.store.buffered_rows() >= batch_rows:
@@ -215,7 +228,9 @@ class AlertTableWriter:
         self.fault = FaultState("alerts table")
         self._wake = asyncio.Event()
         committed = outbox.cursor(ALERTS_TABLE_SINK)
-        undo_uncommitted_flushes(store.data_dir, committed - 1, prefix="o", tables=("alerts",))
+        undo_uncommitted_flushes(
+            store.data_dir, committed - 1, prefix="o", tables=("alerts",), lake=store.lake, site=store.site
+        )
 
     def write_pending(self) -> int:
         """Write what the outbox holds beyond the cursor; returns how many changes (raises OSError/StoreError)."""
@@ -248,12 +263,14 @@ class AlertTableWriter:
                     await asyncio.to_thread(self.write_pending)
                 except (OSError, StoreError) as exc:
                     delay = self.fault.failed(exc)
-                    with contextlib.suppress(OSError):  # files of the failed batch, rewritten next time
+                    with contextlib.suppress(OSError, StoreError):  # files of the failed batch, rewritten next time
                         undo_uncommitted_flushes(
                             self.store.data_dir,
                             self.outbox.cursor(ALERTS_TABLE_SINK) - 1,
                             prefix="o",
                             tables=("alerts",),
+                            lake=self.store.lake,
+                            site=self.store.site,
                         )
                     await asyncio.sleep(delay)
                     self._wake.set()

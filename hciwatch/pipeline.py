@@ -171,7 +171,7 @@ class Pipeline:
             store.write_catalog(unmapped_metrics_view(self.catalog))
         self.engine = Engine(cfg.analytics, cfg.collector.networks, fed_max_bytes=window_max_bytes)
         self.incremental = incremental
-        self.manager = AlertManager(cfg.analytics, state_path)
+        self.manager = AlertManager(cfg.analytics, state_path, site=cfg.collector.site.name)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
         # The service writes the alerts table from its outbox and flushes through its WAL
@@ -356,6 +356,7 @@ def replay_records(
         batch_rows=cfg.collector.store.batch_rows,
         extra_views=analyst_views(cfg.collector.networks),
         write_behind=True,
+        site=cfg.collector.site.name,
     )
     collected: list[Alert] = []
     sinks: list[AlertSink] = [collected.extend, *extra_sinks]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from analytics.ip_pools import trend_start
-from analytics.networks import NetworkIndex, NetworkPlan, compile_networks
+from analytics.networks import NetworkIndex, NetworkPlan, compile_networks, declare_metallb_range
 from analytics.plan import Operation, PlanResult, PoolNow, evaluate_plan
 from analytics.pool_accounting import in_range, inferred_lb_vms, node_pool_wire_only, vip_range_used
 from analytics.settings import PoolSettings
@@ -63,12 +63,37 @@ class SiteState:
     lb_vms: dict[tuple[str, str], dict[str, str]]  # node pool → address → who (seen on the wire, not inventoried)
 
 
+DECLARED_SQL = """
+SELECT DISTINCT labels['cluster'], labels['network'], labels['pool'], labels['addresses'], labels['auto_assign']
+FROM samples WHERE metric = 'k8s.metallb_pool_range_info'
+"""
+
+
+def _declare_stored_ranges(con: Any, plans: list[NetworkPlan]) -> None:
+    """The MetalLB ranges the clusters' IPAddressPool CRDs declared (as the engine adds them live)."""
+    by_name = {p.name: p for p in plans}
+    cluster_net = {c: p.name for p in plans for c in p.all_clusters}
+    for cluster, network, pool, addresses, auto in sorted(con.execute(DECLARED_SQL).fetchall(), key=str):
+        plan = by_name.get(network or cluster_net.get(cluster or "", ""))
+        if plan is None or not cluster or not pool or not addresses:
+            continue
+        try:
+            declare_metallb_range(plan, str(cluster), str(pool), str(addresses), auto_assign=auto != "false")
+        except ValueError:
+            continue
+
+
 def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteState:
     """Read holders and usage history; raises ``ValueError`` when the data dir holds no inventory."""
     plans = compile_networks(networks, settings)
-    index = NetworkIndex(plans)
     ttl_ms = int(settings.allocation_ttl.total_seconds() * 1000)
     con = connect(Path(data_dir))
+    try:
+        _declare_stored_ranges(con, plans)
+    except Exception:
+        con.close()
+        raise
+    index = NetworkIndex(plans)
     try:
         rows = con.execute(HOLDERS_SQL).fetchall()
         holders = [Holder(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), int(r[5]), int(r[6])) for r in rows]
@@ -125,6 +150,8 @@ def load_state(data_dir: Path, networks: Any, settings: PoolSettings) -> SiteSta
                 )
                 used += len(lb_vms[key])
             reserve = plan.node_reserve if r.kind == "node" else plan.vip_reserve  # rule RESERVE
+            if r.pool in plan.lb_manual:
+                reserve = 0  # MetalLB autoAssign false: nothing draws on it unasked (as the pool detector)
             slope, method = _trend(history.get(key, []), r.size, now_ms, settings)
             pools[key] = PoolNow(plan.name, r.pool, r.kind, r.size, used, reserve, slope, method, now_ms)
             details[key] = {"observed_addresses": len(held), "api_server_vips_not_observed": missing}

@@ -113,7 +113,7 @@ def _check_file(ref: str, *, secret: bool, base: Path) -> str | None:
 
 
 def _check_secrets(cfg: AppConfig, base: Path, where: Any, problems: list[str]) -> None:
-    sections: list[tuple[str, BaseModel]] = [("api", cfg.api)]
+    sections: list[tuple[str, BaseModel]] = [("api", cfg.api), ("store.lake", cfg.collector.store.lake)]
     sections += [(f"sources[{i}]", s) for i, s in enumerate(cfg.sources)]
     sections += [(f"exporters[{i}]", e) for i, e in enumerate(cfg.exporters)]
     for prefix, model in sections:
@@ -214,7 +214,21 @@ def preflight(cfg: AppConfig, *, text: str | None = None) -> list[str]:
     _check_secrets(cfg, base, where, problems)
     _check_pools(cfg, where, problems)
     _check_data_dir(cfg, problems, where("data_dir"))
+    _check_lake(cfg, where, problems)
     return [redact(p) for p in problems]
+
+
+def _check_lake(cfg: AppConfig, where: Any, problems: list[str]) -> None:
+    """A lake URL the store cannot open (scheme, account, credentials) stops ``run`` before it starts."""
+    lake = cfg.collector.store.lake
+    if not lake.url or any("store.lake" in p for p in problems):
+        return
+    from collector.lake import Lake
+
+    try:
+        Lake.open(lake.url, lake)
+    except ConfigError as exc:
+        problems.append(f"{where('store.lake.url')}: {exc}")
 
 
 def load_for_run(path: Path | str | None, *, data_dir: str | None = None) -> AppConfig:

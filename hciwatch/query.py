@@ -49,6 +49,7 @@ import duckdb
 import pyarrow as pa
 
 from collector.errors import HciwatchError
+from collector.lake import Lake
 from collector.store_read import StoreReader
 
 log = logging.getLogger(__name__)
@@ -302,11 +303,14 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str, *, _depth: int = 0
 
 
 def connect(
-    data_dir: Path, limits: QueryLimits, extra_views: Mapping[str, str] | None = None
+    data_dir: Path, limits: QueryLimits, extra_views: Mapping[str, str] | None = None, lake: Lake | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A fresh, locked-down in-memory connection with the stored tables and extra views."""
+    """A fresh, locked-down in-memory connection with the stored tables and extra views.
+
+    ``lake``: read the tables there (every site of a fleet's lake) instead of ``data_dir``.
+    """
     try:
-        return StoreReader(data_dir).sandbox(
+        return StoreReader(data_dir, lake=lake).sandbox(
             threads=limits.threads, max_memory=limits.max_memory, extra_views=extra_views
         )
     except ValueError as exc:
@@ -385,8 +389,9 @@ def run_query(
     limit: int | None = None,
     limits: QueryLimits | None = None,
     extra_views: Mapping[str, str] | None = None,
+    lake: Lake | None = None,
 ) -> QueryResult:
-    """Run one read-only statement over the store; blocking (call it from a worker thread).
+    """Run one read-only statement over the store (or ``lake``); blocking (call it from a worker thread).
 
     Raises:
         QueryError: refused, failed, too large or stopped at the time limit; the message is safe
@@ -402,7 +407,7 @@ def run_query(
     started = time.monotonic()
     for attempt in (1, 2):
         try:
-            return _run_once(data_dir, sql, rows, limits, extra_views, started)
+            return _run_once(data_dir, sql, rows, limits, extra_views, started, lake)
         except _VanishedFile:
             # Compaction or retention replaced a file between listing and reading: list again.
             if attempt == 2:
@@ -415,12 +420,18 @@ class _VanishedFile(Exception):
 
 
 def _run_once(
-    data_dir: Path, sql: str, rows: int, limits: QueryLimits, extra_views: Mapping[str, str] | None, started: float
+    data_dir: Path,
+    sql: str,
+    rows: int,
+    limits: QueryLimits,
+    extra_views: Mapping[str, str] | None,
+    started: float,
+    lake: Lake | None = None,
 ) -> QueryResult:
     remaining = limits.timeout_s - (time.monotonic() - started)
     if remaining <= 0:
         raise QueryError(f"the query was stopped at the time limit of {limits.timeout_s:g} s", kind="timeout")
-    con = connect(data_dir, limits, extra_views)
+    con = connect(data_dir, limits, extra_views, lake)
     try:
         check_statement(con, sql)
         with _Interrupter(con, remaining) as timer:

@@ -14,6 +14,7 @@ the event loop by the pool's thread, so ``/healthz`` stays responsive during a b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import resource
@@ -118,6 +119,14 @@ class QueryWorkers:
         if kill:
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.kill()
+            # A worker killed while writing a big result leaves half a message in the result pipe:
+            # the pool's manager thread then waits for the rest for ever, and the interpreter joins
+            # that thread at exit (SIGTERM "ignored" after a timed-out large query). The workers'
+            # ends close as they die; closing ours too turns the wait into EOF, a broken pool.
+            writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                with contextlib.suppress(OSError):
+                    writer.close()
         pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(

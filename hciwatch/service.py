@@ -32,8 +32,9 @@ import heapq
 import logging
 import os
 import signal
-import time
-from collections.abc import Callable, Mapping, Sequence
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from analytics.views import analyst_views
 from collector.capture import CaptureWriter
 from collector.config import resolve_secret
 from collector.errors import ConfigError, StoreError
-from collector.faults import FaultState
+from collector.faults import FaultState, cancel_and_wait, loop_fault, supervise
+from collector.lake import Lake
 from collector.registry import get_source_spec
 from collector.scheduler import Scheduler
 from collector.schema import Alert, AlertKind, RawRecord, Severity, iso
@@ -64,8 +66,9 @@ from hciwatch.api_server import GuardedSite, HttpCounters, ServerLimits, make_ru
 from hciwatch.buildinfo import hciwatch_version
 from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
+from hciwatch.fleet import write_site_manifest
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
-from hciwatch.parse_pool import parse_one
+from hciwatch.parse_pool import OffloadParser
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
@@ -75,7 +78,11 @@ from hciwatch.silences import SilenceStore, SilencingExporter
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 5.0
+SHUTDOWN_GRACE_S = 5.0  # sinks get at most this (and never past STOP_DEADLINE_S) to deliver at stop
+STOP_DEADLINE_S = 8.0  # SIGTERM to exit, everything included (the issue's bound is 10 s; systemd's is 60 s)
+STOP_TASKS_S = 2.0  # cancelled loops that have not ended by then are abandoned (logged with their stacks)
+EXIT_WATCHDOG_S = 12.0  # from the stop request to a forced exit, whatever still runs (see _exit_watchdog)
+STOP_WORKER_S = 3.0  # an in-flight parse or flush gets this long; then it is abandoned (the WAL has it)
 MAX_UNSENT_ALERTS = 100_000
 DRAIN_BUDGET_S = 1.0  # SIGTERM: parse queued records this long; the WAL keeps the rest
 DRAIN_MAX_RECORD_BYTES = 1 << 20
@@ -174,7 +181,11 @@ class Service:
             retention_days=st.retention_days,
             extra_views=self.views,
             auto_flush=False,  # flushes go through the WAL checkpoint (DurableIngest.flush)
+            site=cfg.collector.site.name,
+            lake=Lake.open(st.lake.url, st.lake) if st.lake.url else None,
+            writer=st.lake.writer,
         )
+        write_site_manifest(self.store.lake, cfg)  # the fleet views count this site against its own pools
         self.ingest = DurableIngest(
             self.data_dir,
             self.store,
@@ -203,6 +214,9 @@ class Service:
         self.evaluation_fault = FaultState("evaluation")
         self._stopping = False
         self._inflight: asyncio.Future[Any] | None = None
+        self.loop_faults: dict[str, FaultState] = {}  # the service's own supervised loops
+        self._replaying = False
+        self.abandoned: list[str] = []  # what the last stop() gave up waiting for (see run_service)
         self._unsent: list[Alert] = []  # alert changes the outbox could not take yet (disk fault)
         self.pipeline = Pipeline(
             cfg,
@@ -214,6 +228,7 @@ class Service:
             flush_store=self.ingest.flush,
             window_max_bytes=st.window_max_bytes,
         )
+        self.parser = OffloadParser(self.pipeline.catalog.user_mappings)  # big scrapes off the event loop's lock
         pull, push = build_sources(cfg)
         self.queue = self.ingest.queue
         self.scheduler = Scheduler(pull, push, self.ingest.emit)
@@ -281,7 +296,8 @@ class Service:
         While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
         """
         for a in changes:
-            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()))
+            # the site is this instance's own (named in the start banner): not repeated per line
+            res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()) if k != "site")
             log.info("alert %s %s %s [%s]: %s", a.status.value, a.severity.value, a.kind.value, res, a.summary)
         self.silences.filter(changes)  # records (on the silence) and logs what the sinks will not get
         self._unsent.extend(changes)
@@ -306,6 +322,8 @@ class Service:
             "outbox": self.outbox_fault,
             "alerts_table": self.alerts_table.fault,
             "evaluation": self.evaluation_fault,
+            **{f"loop {name}": f for name, f in self.loop_faults.items() if not f.ok},
+            **{f"loop {name}": f for name, f in self.scheduler.faults().items()},
         }
 
     def _reliability(self) -> dict[str, Any]:
@@ -335,9 +353,11 @@ class Service:
         healthy = all(f["ok"] for f in faults.values())
         # Sinks are reported, never gating: a Collector outage must not take the UI out of its Service
         # (the outbox keeps the changes and delivers them when the sink is back).
-        ready = writable and healthy and bool(self.sources)
+        # not ready while the log of the last run is replayed: queries would miss those records
+        ready = writable and healthy and bool(self.sources) and not self._replaying
         return {
             "ready": ready,
+            "replaying": self._replaying,
             "store_writable": writable and healthy,
             "faults": faults,
             "sources_configured": len(self.sources),
@@ -371,7 +391,7 @@ class Service:
 
     def _apply(self, rec: RawRecord) -> None:
         """Parse, enforce the source's sample/label limits, store; the verdict goes to target health."""
-        outcome = self.limits.check(rec, parse_one(rec, self.pipeline.catalog))
+        outcome = self.limits.check(rec, self.parser.parse(rec, self.pipeline.catalog))
         self.pipeline.apply(rec, outcome)
         now = datetime.now(UTC)
         for h in self.scheduler.health_for(rec.target):
@@ -452,21 +472,29 @@ class Service:
         await GuardedSite(
             self._runner, host or "127.0.0.1", int(port), limits=self.server_limits, counters=self.http_counters
         ).start()
-        async with self._lock:  # records accepted before the last stop or crash, once
-            await asyncio.to_thread(self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows)
+        self._replaying = True
+        try:
+            async with self._lock:  # records accepted before the last stop or crash, once
+                await asyncio.to_thread(
+                    self.ingest.replay, self._apply, self.cfg.collector.store.batch_rows, self._stop.is_set
+                )
+        finally:
+            self._replaying = False
         for d in self.dispatchers:
             self._tasks.append(d.start())
         self._tasks.append(self.ingest.commit.start())
         self.alerts_table.notify()  # changes an earlier run accepted but did not write yet
-        loops = (
-            self.alerts_table.run(),
-            self.scheduler.run(),
-            self._consume(),
-            self._flush_loop(),
-            self._evaluate_loop(),
-            self._maintenance_loop(),
-        )
-        self._tasks.extend(asyncio.create_task(c) for c in loops)
+        loops: dict[str, Callable[[], Awaitable[object]]] = {
+            "alerts-table": self.alerts_table.run,
+            "scheduler": self.scheduler.run,
+            "consume": self._consume,
+            "flush": self._flush_loop,
+            "evaluate": self._evaluate_loop,
+            "maintenance": self._maintenance_loop,
+        }
+        for name, body in loops.items():  # none may die silently: a crash is logged, shown on /readyz, restarted
+            fault = self.loop_faults.setdefault(name, loop_fault(name))
+            self._tasks.append(asyncio.create_task(supervise(name, body, fault), name=name))
         log.info(
             "hciwatch %s running: site %s, %d source(s), %d sink(s), data in %s, API and live page on http://%s:%d/",
             hciwatch_version(),
@@ -495,58 +523,100 @@ class Service:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        """Orderly shutdown: nothing accepted is lost."""
-        t0 = time.monotonic()
-        producers, consumers = self._tasks[len(self.dispatchers) :], self._tasks[: len(self.dispatchers)]
-        for t in producers:
-            t.cancel()
+        """Bounded shutdown: exits within ``STOP_DEADLINE_S`` and loses nothing acknowledged.
+
+        Everything acknowledged is already fsynced in the write-ahead log (or the outbox), so
+        stop does what is cheap and useful within its deadline (parse what waits, flush Parquet,
+        save the alert state, let sinks deliver) and abandons, with a log line naming it, what
+        does not end in time: a loop that ignores its cancellation, a parse of a 35 MB payload in
+        the worker thread, a slow flush. Abandoned pipeline work is replayed from the log at the
+        next start, as after ``kill -9``; :func:`run_service` then exits without waiting for it.
+        """
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        deadline = t0 + STOP_DEADLINE_S
+
+        def left(cap: float) -> float:
+            return max(0.0, min(cap, deadline - loop.time()))
+
+        producers = self._tasks[len(self.dispatchers) :]
         self._stopping = True  # ingest ends between records; what is left is replayed at start
-        for t in producers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self._inflight is not None:
+        self.abandoned = [f"task {n}" for n in await cancel_and_wait(producers, STOP_TASKS_S, "stop")]
+        busy = not await self._worker_idle(left(STOP_WORKER_S))
+        if busy:
+            self.abandoned.append("pipeline worker (parse or flush in progress)")
+            log.warning(
+                "stop: pipeline work still running after %.1f s abandoned; what it held is in the "
+                "write-ahead log and replayed at the next start",
+                loop.time() - t0,
+            )
+        self._stopping = busy  # an abandoned batch keeps ending between records; the drain below needs False
+        log.info("stop: sources and loops stopped after %.1f s", loop.time() - t0)
+        if not busy:
+            try:
+                # a second of the deadline is kept for the sinks and closing sockets
+                async with asyncio.timeout_at(max(deadline - 1.0, loop.time() + 0.5)):
+                    await self._save_pipeline(deadline)
+            except TimeoutError:
+                self.abandoned.append("store flush / state save")
+                log.warning("stop: flush and state save abandoned at the deadline; the WAL replays them at start")
+            else:
+                log.info("stop: store flushed and state saved after %.1f s", loop.time() - t0)
+        await self._drain_sinks(left(SHUTDOWN_GRACE_S))
+        consumers = self._tasks[: len(self.dispatchers)]  # the sinks' delivery tasks (what is left is re-sent)
+        self.abandoned += [f"task {n}" for n in await cancel_and_wait(consumers, left(1.0) or 0.1, "stop")]
+        for e in self.exporters:
             with contextlib.suppress(Exception):
-                await self._inflight
-        self._stopping = False
-        log.info("stop: sources and loops stopped after %.1f s", time.monotonic() - t0)
+                await asyncio.wait_for(e.shutdown(), left(2.0) or 0.1)
+        for m in self.metric_exporters:  # a last collection with the final numbers, then stop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(_flush_and_shutdown, m), left(2.0) or 0.1)
+        for src in self.sources:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(src.close(), left(1.0) or 0.1)
+        if self._inflight is None or self._inflight.done():  # else an abandoned thread may still append
+            self.outbox.close()
+        if self._runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runner.cleanup(), left(2.0) or 0.1)
+        self.query_workers.close()
+        self.parser.close()
+        if self.abandoned:
+            log.warning("stop: done after %.1f s; abandoned: %s", loop.time() - t0, ", ".join(self.abandoned))
+        else:
+            log.info("stop: done after %.1f s", loop.time() - t0)
+
+    async def _worker_idle(self, timeout: float) -> bool:
+        """Wait (bounded) for the in-flight pipeline work; True when none runs any more."""
+        if self._inflight is None or self._inflight.done():
+            return True
+        await asyncio.wait([self._inflight], timeout=timeout)
+        return self._inflight.done()
+
+    async def _save_pipeline(self, deadline: float) -> None:
+        """Parse what waits (bounded), flush, hand unsent alert changes to the outbox, save state.
+
+        Runs under the pipeline lock; the caller bounds it. What is not done in time stays in the
+        write-ahead log and the outbox, which were fsynced when the records were acknowledged.
+        """
+        loop = asyncio.get_running_loop()
         async with self._lock:
-            # parse what waits for a bounded time; the rest is in the WAL and replayed at start
-            deadline = asyncio.get_running_loop().time() + DRAIN_BUDGET_S
-            while not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
+            drain_end = min(loop.time() + DRAIN_BUDGET_S, deadline)
+            while not self.queue.empty() and loop.time() < drain_end:
                 item = self.queue.get_nowait()
                 if len(item[1].body) > DRAIN_MAX_RECORD_BYTES:
                     break  # a big payload (and what follows it) is replayed from the WAL at start
-                await asyncio.to_thread(self._ingest_batch, [item])
-            await asyncio.to_thread(self.ingest.flush)  # what fails stays in the WAL for the next start
-            await asyncio.to_thread(self._to_outbox, [])
+                await self._in_worker(self._ingest_batch, [item])
+            await self._in_worker(self.ingest.flush)  # what fails stays in the WAL for the next start
+            await self._in_worker(self._to_outbox, [])
             with contextlib.suppress(OSError, StoreError):
-                await asyncio.to_thread(self.alerts_table.write_pending)
-            await asyncio.to_thread(self.pipeline.close)
+                await self._in_worker(self.alerts_table.write_pending)
+            await self._in_worker(self.pipeline.close)
             self.ingest.close()
             self._analytics_snapshot = analytics_snapshot(self.pipeline, PipelineHealth())
-        log.info("stop: store flushed and state saved after %.1f s", time.monotonic() - t0)
-        await self._drain_sinks()
-        for d in self.dispatchers:
-            await d.stop()
-        del consumers
-        for e in self.exporters:
-            with contextlib.suppress(Exception):
-                await e.shutdown()
-        for m in self.metric_exporters:  # a last collection with the final numbers, then stop
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(m.force_flush)
-                await asyncio.to_thread(m.shutdown)
-        for src in self.sources:
-            with contextlib.suppress(Exception):
-                await src.close()
-        self.outbox.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self.query_workers.close()
-        log.info("stop: done after %.1f s", time.monotonic() - t0)
 
-    async def _drain_sinks(self) -> None:
-        deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE_S
+    async def _drain_sinks(self, grace: float) -> None:
+        deadline = asyncio.get_running_loop().time() + grace
         while any(self.outbox.lag(e.name) for e in self.exporters):
             if asyncio.get_running_loop().time() > deadline:
                 log.warning("shutting down with undelivered alert changes; they are re-sent after restart")
@@ -564,8 +634,43 @@ async def run_service(cfg: AppConfig) -> int:
         await svc.start()
         await svc.wait()
     finally:
+        _exit_watchdog(EXIT_WATCHDOG_S)
         await svc.stop()
+    if svc.abandoned:
+        # Work stop() gave up on still runs in a thread, and the interpreter would wait for it at
+        # exit (a parse of a 35 MB payload: seconds). Everything acknowledged is in the fsynced
+        # write-ahead log and is replayed at the next start, so exiting now loses nothing.
+        logging.shutdown()
+        os._exit(0)
     return 0
+
+
+def _exit_watchdog(seconds: float) -> None:
+    """Exit the process ``seconds`` after the stop request even if something still holds it.
+
+    Why: stop() is bounded, but the interpreter then joins every non-daemon thread a library
+    left behind (a process pool's manager thread, an executor's worker) and one that never ends
+    would make SIGTERM hang until systemd's SIGKILL. Nothing acknowledged depends on it: the
+    write-ahead log and the outbox were fsynced when each record and alert change was accepted.
+    """
+
+    def force() -> None:
+        busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+        sys.stderr.write(
+            f"hciwatch: still running {seconds:g} s after the stop request (threads: {', '.join(busy)}); "
+            "exiting now (the write-ahead log holds everything acknowledged)\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
+
+
+def _flush_and_shutdown(exporter: Any) -> None:
+    exporter.force_flush()
+    exporter.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------

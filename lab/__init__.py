@@ -10,6 +10,9 @@
 * ``haproxy-csv``: each workload cluster's HAProxy VM(s), ``show stat`` 2.6, every ``interval``;
 * ``k8s``: each cluster's ServiceList and NodeList every ``slow_interval``;
 * ``neighbors``: each host's ARP table every ``slow_interval``;
+* on an AKS Arc (``ip_plan = "23h2"``) site, each cluster's MetalLB ``IPAddressPoolList`` and
+  ``L2AdvertisementList`` (``k8s``) and its controller's and speaker's metrics (``prometheus``)
+  every ``slow_interval``;
 * ``event``: Windows Tcpip 4199 records, only when a script asks for them.
 
 Example::
@@ -42,14 +45,16 @@ from lab.scenario import (
     PfcStorm,
     Scenario,
     ScrapeGap,
+    UpgradeBlocked,
     VipFailover,
     VipLeak,
     compact_scenario,
     demo_scenario,
 )
-from lab.site import ClusterSpec, NetworkSpec, ServiceSpec, SiteSpec
+from lab.site import ARC_SITE, ClusterSpec, MetalLbPoolSpec, NetworkSpec, ServiceSpec, SiteSpec
 
 __all__ = [
+    "ARC_SITE",
     "BackupBurst",
     "CaptureStats",
     "CaptureTee",
@@ -58,6 +63,7 @@ __all__ = [
     "HostReboot",
     "Incident",
     "IncidentKind",
+    "MetalLbPoolSpec",
     "NetworkSpec",
     "NodeScaleOut",
     "PfcStorm",
@@ -65,6 +71,7 @@ __all__ = [
     "ScrapeGap",
     "ServiceSpec",
     "SiteSpec",
+    "UpgradeBlocked",
     "VipFailover",
     "VipLeak",
     "compact_scenario",

@@ -16,6 +16,7 @@ from collector.schema import AlertKind, RawRecord, iso
 from lab.haproxy import LbVmSim, cluster_loads
 from lab.hosts import HostModel
 from lab.k8s import K8sLists
+from lab.metallb import controller_metrics, ip_address_pools, l2_advertisements, speaker_metrics
 from lab.neighbors import NeighborTables
 from lab.rand import stream
 from lab.scenario import (
@@ -26,6 +27,7 @@ from lab.scenario import (
     PfcStorm,
     Scenario,
     ScrapeGap,
+    UpgradeBlocked,
     VipFailover,
     VipLeak,
 )
@@ -76,6 +78,8 @@ class _Lab:
         self.k8s = {c.name: K8sLists(self.world, c.name) for c in scenario.site.clusters}
         self.neighbors = NeighborTables(scenario, self.world)
         self.slow_down = self._slow_no_scrape()
+        self.arp_requests: dict[str, dict[str, int]] = {c.name: {} for c in scenario.site.clusters if c.arc}
+        self.arp_rng = stream(scenario.seed, "metallb-arp")
 
     def _slow_no_scrape(self) -> list[list[bool]]:
         """Per host and slow tick: is the host unreachable (rebooting or in a scrape gap)?"""
@@ -161,6 +165,21 @@ class _Lab:
                             j,
                         )
                     )
+        # AKS Arc clusters: MetalLB's CRDs (with the other lists) and its controller and speaker metrics
+        for c, cl in enumerate(site.clusters):
+            if not cl.arc:
+                continue
+            server = f"https://{self.world.api_vips[cl.name]}:6443/apis/metallb.io/v1beta1"
+            base = int(slow_ms * (0.45 + 0.013 * c))
+            jitter = rng.integers(0, jit_slow, slow_n).tolist()
+            for j in range(slow_n):
+                t = start_ms + j * slow_ms + base + jitter[j]
+                items.append(_Item(t, 2, server + "/ipaddresspools", "k8s", cl.name, "pools", c, j))
+                items.append(_Item(t + 23, 2, server + "/l2advertisements", "k8s", cl.name, "l2", c, j))
+                items.append(
+                    _Item(t + 310, 0, f"{cl.name}-metallb-controller:7472", "prometheus", cl.name, "ctrl", c, j)
+                )
+                items.append(_Item(t + 350, 0, f"{cl.name}-metallb-speaker:7472", "prometheus", cl.name, "spk", c, j))
         items.sort(key=lambda it: (it.ms, it.rank, it.target))
         return items
 
@@ -180,6 +199,25 @@ class _Lab:
             elif it.what == "lb":
                 labels = {"cluster": self.lb_vms[it.a].cluster, "network": net}
                 yield ts, it.kind, it.target, it.host, labels, self.lbs[it.a].body(it.i)
+            elif it.what in ("pools", "l2", "ctrl", "spk"):
+                cl = site.clusters[it.a]
+                snap = self.world.at(float(self.slow.sec[it.i]))
+                labels = {"cluster": cl.name, "network": net}
+                rv = 400_000 + it.i * 31
+                if it.what == "pools":
+                    body = ip_address_pools(self.world, cl, rv)
+                elif it.what == "l2":
+                    body = l2_advertisements(self.world, cl, rv)
+                elif it.what == "ctrl":
+                    body = controller_metrics(cl, snap, 300 + snap.seq)
+                else:
+                    counts = self.arp_requests[cl.name]
+                    for s in snap.services_of(cl.name):
+                        counts[s.ip] = counts.get(s.ip, 0) + int(self.arp_rng.integers(0, 4))
+                    body = speaker_metrics(self.world, cl, snap, counts)
+                if it.what in ("pools", "l2"):
+                    labels["resource_version"] = str(rv)
+                yield ts, it.kind, it.target, it.host, labels, body
             elif it.what in ("svc", "nodes"):
                 cl = site.clusters[it.a]
                 lists = self.k8s[cl.name]
@@ -326,11 +364,50 @@ def ground_truth(scenario: Scenario) -> list[dict[str, Any]]:
 
     dur = sc.duration.total_seconds()
     pool = len(site.network.vip_pool())
+    if site.ip_plan == "23h2":
+        for x, y, shared in metallb_overlaps(sc):
+            out.append(
+                {
+                    "incident": "metallb_pool_overlap",
+                    "kind": AlertKind.IP_POOL_OVERLAP.value,
+                    "resource": {"network": net, "pool": x, "other_pool": y},
+                    "start": at(0.0),
+                    "end": None,
+                    "details": {"shared_addresses": shared, "why": "two clusters' MetalLB pools share addresses"},
+                }
+            )
     for inc in sc.incidents:
         if inc.start >= sc.duration:
             continue
         lo, hi = (x.total_seconds() for x in inc.window(sc.duration))
-        if isinstance(inc, VipLeak):
+        if isinstance(inc, VipLeak) and site.cluster(inc.cluster).arc:
+            out.append(_arc_leak_truth(sc, world, inc, net, at(lo), None if inc.end is None or hi >= dur else at(hi)))
+        elif isinstance(inc, UpgradeBlocked):
+            before = world.at(lo - 1e-3)
+            after = world.at(lo)
+            node_pool = len(site.network.node_pool())
+            used_before = len({v.ip for v in before.vms})
+            used_after = len({v.ip for v in after.vms})
+            upgrade_ips = len(site.clusters) if site.ip_plan == "23h2" else 2 + 5 * (len(site.clusters) - 1)
+            out.append(
+                {
+                    "incident": inc.kind.value,
+                    "kind": AlertKind.NODE_POOL_EXHAUSTION.value,
+                    "resource": {"network": net, "pool": "node"},
+                    "start": at(lo),
+                    "end": None,
+                    "details": {
+                        "pool_size": node_pool,
+                        "used_before": used_before,
+                        "used_after": used_after,
+                        "free_after": node_pool - used_after,
+                        "upgrade_ips_needed": upgrade_ips,
+                        "cluster": inc.cluster,
+                        "nodes_added": inc.nodes,
+                    },
+                }
+            )
+        elif isinstance(inc, VipLeak):
             used_start = len(world.vips_in_use(world.at(lo - 1e-3)))
             used_end = len(world.vips_in_use(world.snapshots[-1]))
             per_day = 86400.0 / inc.every.total_seconds()
@@ -426,6 +503,47 @@ def ground_truth(scenario: Scenario) -> list[dict[str, Any]]:
     return out
 
 
+def _arc_leak_truth(sc: Scenario, world: World, inc: VipLeak, net: str, start: str, end: str | None) -> dict[str, Any]:
+    """A leak on an AKS Arc cluster fills the MetalLB range its services come from (rule 23H2-LB)."""
+    import ipaddress
+
+    cluster = sc.site.cluster(inc.cluster)
+    leaked = [s for _t, s in world.leaked if s.cluster == inc.cluster]
+    first = ipaddress.ip_address(leaked[0].ip) if leaked else None
+    pool, spec = next(
+        ((p, a) for p in cluster.metallb_pools for a in p.addresses if first is not None and first in _spec_ips(a)),
+        (cluster.metallb_pools[0], cluster.metallb_pools[0].addresses[0]),
+    )
+    ips = set(_spec_ips(spec))
+    lo = inc.start.total_seconds()
+
+    def used(snap_sec: float) -> int:
+        snap = world.at(snap_sec)
+        return len({s.ip for s in snap.services if ipaddress.ip_address(s.ip) in ips})
+
+    return {
+        "incident": inc.kind.value,
+        "kind": AlertKind.VIP_POOL_EXHAUSTION.value,
+        "resource": {"network": net, "pool": metallb_pool_name(cluster.name, pool.name, spec)},
+        "start": start,
+        "end": end,
+        "details": {
+            "pool_size": len(ips),
+            "used_at_start": used(lo - 1e-3),
+            "used_at_end": used(sc.duration.total_seconds()),
+            "leak_per_day": 86400.0 / inc.every.total_seconds(),
+            "cluster": inc.cluster,
+            "leaked_services": [s.key for s in leaked],
+        },
+    }
+
+
+def _spec_ips(spec: str) -> list[Any]:
+    from lab.site import _spec_range
+
+    return _spec_range(spec)
+
+
 _CONFOUNDER_RULES: dict[type, tuple[list[str], list[str]]] = {
     BackupBurst: ([AlertKind.EASTWEST_CONGESTION.value], []),
     NodeScaleOut: ([AlertKind.NODE_POOL_EXHAUSTION.value, AlertKind.DUPLICATE_IP.value], []),
@@ -473,20 +591,64 @@ def confounder_windows(scenario: Scenario) -> list[dict[str, Any]]:
 
 
 def network_config(scenario: Scenario) -> list[dict[str, Any]]:
-    """The ``[[networks]]`` tables describing the site's cluster network (one dict per table)."""
+    """The ``[[networks]]`` tables describing the site's cluster network (one dict per table).
+
+    A 23h2 site adds ``control_plane_ips`` (cluster → its control-plane IP, drawn from the VIP
+    range) and ``metallb_pools`` (every pool the operator declared; a pool with ``in_config=False``
+    exists only in the cluster's CRDs, which hciwatch reads as inventory).
+    """
     site = scenario.site
     n = site.network
-    return [
-        {
-            "name": n.name,
-            "vip_pool_start": n.vip_pool_start,
-            "vip_pool_end": n.vip_pool_end,
-            "k8s_node_ip_pool_start": n.k8s_node_ip_pool_start,
-            "k8s_node_ip_pool_end": n.k8s_node_ip_pool_end,
-            "ip_address_prefix": n.ip_address_prefix,
-            "gateway": n.gateway,
-            "clusters": [c.name for c in site.clusters],
-            "management_cluster": site.management_cluster.name,
-            "lb_ranges": [],
-        }
-    ]
+    mgmt = site.management
+    out: dict[str, Any] = {
+        "name": n.name,
+        "vip_pool_start": n.vip_pool_start,
+        "vip_pool_end": n.vip_pool_end,
+        "k8s_node_ip_pool_start": n.k8s_node_ip_pool_start,
+        "k8s_node_ip_pool_end": n.k8s_node_ip_pool_end,
+        "ip_address_prefix": n.ip_address_prefix,
+        "gateway": n.gateway,
+        "clusters": [c.name for c in site.clusters],
+        "management_cluster": mgmt.name if mgmt is not None else None,
+        "lb_ranges": [],
+    }
+    if site.ip_plan == "23h2":
+        world = World(scenario)
+        out["control_plane_ips"] = {c.name: world.api_vips[c.name] for c in site.clusters}
+        out["metallb_pools"] = [
+            {"cluster": c.name, "name": p.name, "addresses": list(p.addresses)}
+            for c in site.clusters
+            for p in c.metallb_pools
+            if p.in_config
+        ]
+    return [out]
+
+
+def metallb_pool_name(cluster: str, pool: str, spec: str) -> str:
+    """hciwatch's name of one address range of a MetalLB pool (``analytics.networks``)."""
+    return f"lb:{cluster}/{pool}:{spec.strip()}"
+
+
+def metallb_overlaps(scenario: Scenario) -> list[tuple[str, str, int]]:
+    """(pool, other pool, shared addresses) for every pair of MetalLB ranges of *different* clusters
+    that share addresses, named and ordered as hciwatch's ``ip_pool_overlap`` names them."""
+    import ipaddress
+
+    ranges: list[tuple[str, str, set[int]]] = []
+    for c in scenario.site.clusters:
+        for p in c.metallb_pools:
+            for spec in p.addresses:
+                if "-" in spec:
+                    a, b = (int(ipaddress.ip_address(x.strip())) for x in spec.split("-", 1))
+                else:
+                    net = ipaddress.ip_network(spec.strip())
+                    a, b = int(net.network_address), int(net.broadcast_address)
+                ranges.append((c.name, metallb_pool_name(c.name, p.name, spec), set(range(a, b + 1))))
+    out = []
+    for i, (ca, na, sa) in enumerate(ranges):
+        for cb, nb, sb in ranges[i + 1 :]:
+            shared = len(sa & sb)
+            if ca != cb and shared:
+                x, y = sorted([na, nb])
+                out.append((x, y, shared))
+    return out

@@ -28,6 +28,7 @@ class IncidentKind(StrEnum):
     VIP_FAILOVER = "vip_failover"
     HOST_REBOOT = "host_reboot"
     SCRAPE_GAP = "scrape_gap"
+    UPGRADE_BLOCKED = "upgrade_blocked"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +160,25 @@ class NodeScaleOut(Incident):
         Incident.__post_init__(self)
         if self.nodes < 1:
             raise ValueError("node_scale_out: nodes must be >= 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpgradeBlocked(Incident):
+    """A node pool scaled out by ``nodes`` workers at ``start`` and kept: the k8s node IP pool (on
+    AKS Arc, the logical network's IP pool) is left with fewer free addresses than the clusters'
+    upgrade IPs (§5.2 23H2-UPG / 22H2-UPD-*), so the next upgrade cannot fit. Not a confounder:
+    ``node_pool_exhaustion`` (below the upgrade reserve) is the alert a correct detector raises."""
+
+    kind: ClassVar[IncidentKind] = IncidentKind.UPGRADE_BLOCKED
+    cluster: str = "workload-b"
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        Incident.__post_init__(self)
+        if self.nodes < 1:
+            raise ValueError("upgrade_blocked: nodes must be >= 1")
+        if self.end is not None:
+            raise ValueError("upgrade_blocked: the added nodes stay (no end)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

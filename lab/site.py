@@ -47,12 +47,60 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MetalLbPoolSpec:
+    """One MetalLB ``IPAddressPool`` of an AKS Arc (23H2+) cluster (``spec.addresses`` CIDRs or ranges).
+
+    ``auto_assign=False`` pools hand out only addresses a Service asks for by name (MetalLB's
+    ``metallb.universe.tf/loadBalancerIPs`` annotation); ``in_config=False`` pools exist on the
+    cluster (its CRDs list them) but not in hciwatch's configuration: an operator added them by hand.
+    """
+
+    name: str
+    addresses: tuple[str, ...]
+    auto_assign: bool = True
+    avoid_buggy_ips: bool = False
+    in_config: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.addresses:
+            raise ValueError("MetalLbPoolSpec needs a name and addresses")
+        for a in self.addresses:
+            try:
+                _spec_range(a)
+            except ValueError as exc:
+                raise ValueError(f"MetalLB pool {self.name}: {exc}") from None
+
+    def ips(self) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """Every address MetalLB may hand out from this pool, lowest first (avoidBuggyIPs skips .0/.255)."""
+        out = [ip for a in self.addresses for ip in _spec_range(a)]
+        if self.avoid_buggy_ips:
+            out = [ip for ip in out if ip.version != 4 or int(ip) & 0xFF not in (0, 255)]
+        return out
+
+
+def _spec_range(spec: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """``a-b`` or a CIDR (every address of it, as MetalLB counts them) → the addresses."""
+    if "-" in spec:
+        a, b = (x.strip() for x in spec.split("-", 1))
+        out = _range(a, b)
+        if not out:
+            raise ValueError(f"range {spec!r} ends before it starts")
+        return out
+    net = ipaddress.ip_network(spec.strip(), strict=True)
+    return [net.network_address + i for i in range(net.num_addresses)]
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSpec:
     """One AKS cluster on the shared cluster network.
 
     The management cluster (AKS host / KVA) has one control-plane VM whose API VIP it answers
     itself; a workload cluster has control-plane and worker VMs plus ``lb_vms`` HAProxy VMs
     (2 = keepalived active/standby) that own its API VIP and LoadBalancer service VIPs.
+
+    An AKS Arc (23H2+) cluster has no HAProxy VM: ``metallb_pools`` (the MetalLB Arc extension's
+    IPAddressPools) hand out its LoadBalancer IPs, a speaker on one of its workers answers ARP for
+    them, and kube-vip on its first control-plane VM answers for its control-plane IP.
     """
 
     name: str
@@ -61,6 +109,12 @@ class ClusterSpec:
     worker_nodes: int = 0
     lb_vms: int = 0
     services: tuple[ServiceSpec, ...] = ()
+    metallb_pools: tuple[MetalLbPoolSpec, ...] = ()
+
+    @property
+    def arc(self) -> bool:
+        """An AKS Arc (MetalLB) cluster rather than an AKS-HCI (HAProxy) one."""
+        return bool(self.metallb_pools)
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower():
@@ -72,8 +126,16 @@ class ClusterSpec:
                 f"cluster {self.name}: the management cluster has no workers, "
                 "load-balancer VMs or LoadBalancer services"
             )
-        if not self.management and (self.worker_nodes < 1 or self.lb_vms < 1):
-            raise ValueError(f"workload cluster {self.name}: needs worker_nodes >= 1 and lb_vms >= 1")
+        if self.metallb_pools and (self.management or self.lb_vms):
+            raise ValueError(
+                f"cluster {self.name}: a MetalLB (AKS Arc) cluster has no HAProxy VM and is no management cluster"
+            )
+        if not self.management and (self.worker_nodes < 1 or (self.lb_vms < 1 and not self.metallb_pools)):
+            raise ValueError(
+                f"workload cluster {self.name}: needs worker_nodes >= 1 and lb_vms >= 1 (or metallb_pools)"
+            )
+        if len({p.name for p in self.metallb_pools}) != len(self.metallb_pools):
+            raise ValueError(f"cluster {self.name}: MetalLB pool names must be unique")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +224,12 @@ class SiteSpec:
     ``pause_baseline`` is each host's normal rate of received PFC pause frames per second on the
     lossless priority at average load (lossless classes always see a few); when empty, a
     per-host spread of 0.15–3 /s is used.
+
+    ``ip_plan = "23h2"`` makes it an AKS Arc on Azure Local site (domain reference §5.2, 23H2+):
+    the network's k8s node IP pool is the Arc VM logical network's IP pool (node VMs, one upgrade
+    IP per cluster), its VIP pool holds the clusters' control-plane IPs (same subnet, outside the IP
+    pool), every cluster is a MetalLB cluster with its own address pools (same subnet, outside the
+    IP pool) and there is no management cluster (the Arc Resource Bridge is not an AKS cluster).
     """
 
     name: str = "hci-1"
@@ -178,8 +246,11 @@ class SiteSpec:
     pause_baseline: tuple[float, ...] = ()
     network: NetworkSpec = field(default_factory=NetworkSpec)
     clusters: tuple[ClusterSpec, ...] = DEFAULT_CLUSTERS
+    ip_plan: str = "22h2"
 
     def __post_init__(self) -> None:
+        if self.ip_plan not in ("22h2", "23h2"):
+            raise ValueError(f"site {self.name}: ip_plan must be 22h2 or 23h2, got {self.ip_plan!r}")
         if len(self.hosts) < 2 or len(set(self.hosts)) != len(self.hosts):
             raise ValueError(f"site {self.name}: needs at least 2 distinct hosts, got {self.hosts!r}")
         if (
@@ -201,10 +272,12 @@ class SiteSpec:
         names = [c.name for c in self.clusters]
         if len(set(names)) != len(names):
             raise ValueError(f"site {self.name}: duplicate cluster names in {names}")
-        if sum(c.management for c in self.clusters) != 1:
+        if self.ip_plan == "22h2" and sum(c.management for c in self.clusters) != 1:
             raise ValueError(f"site {self.name}: exactly one cluster must be the management cluster")
         net = ipaddress.ip_network(self.network.ip_address_prefix)
         pools = set(self.network.node_pool()) | set(self.network.vip_pool())
+        if self.ip_plan == "23h2":
+            self._check_arc(net)
         for ip in self.host_ips():
             if ipaddress.ip_address(ip) not in net or ipaddress.ip_address(ip) in pools:
                 raise ValueError(
@@ -220,11 +293,36 @@ class SiteSpec:
                 f"site {self.name}: {nodes} VMs need node IPs but the k8s node IP pool has "
                 f"{len(self.network.node_pool())}"
             )
-        vips = len(self.clusters) + sum(len(c.services) for c in self.clusters)
+        vips = len(self.clusters) + sum(len(c.services) for c in self.clusters if not c.arc)
         if vips > len(self.network.vip_pool()):
             raise ValueError(
                 f"site {self.name}: {vips} VIPs needed but the VIP pool has {len(self.network.vip_pool())}"
             )
+
+    def _check_arc(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        """23H2 rules: no management cluster, MetalLB clusters only, their pools in the subnet outside
+        the IP pool (§5.2; overlapping pools across clusters are allowed: scenarios need them)."""
+        if any(c.management for c in self.clusters):
+            raise ValueError(f"site {self.name}: a 23h2 site has no AKS management cluster")
+        node_pool = set(self.network.node_pool())
+        for c in self.clusters:
+            if not c.arc:
+                raise ValueError(f"site {self.name}: cluster {c.name} needs metallb_pools on a 23h2 site")
+            for p in c.metallb_pools:
+                for ip in p.ips():
+                    if ip not in net or ip in node_pool:
+                        raise ValueError(
+                            f"site {self.name}: MetalLB pool {c.name}/{p.name} address {ip} must be inside "
+                            f"{self.network.ip_address_prefix} and outside the logical network's IP pool"
+                        )
+            auto = [ip for p in c.metallb_pools if p.auto_assign for ip in p.ips()]
+            if len(set(auto)) < len(c.services):
+                raise ValueError(f"site {self.name}: cluster {c.name} has more services than MetalLB addresses")
+
+    @property
+    def management(self) -> ClusterSpec | None:
+        """The management cluster (None on a 23h2 site)."""
+        return next((c for c in self.clusters if c.management), None)
 
     def host_ips(self) -> list[str]:
         first = int(ipaddress.ip_address(self.host_ip_start))
@@ -247,3 +345,59 @@ class SiteSpec:
     @property
     def adapter_instances(self) -> tuple[str, ...]:
         return tuple(pdh_instance(a) for a in self.rdma_adapters)
+
+
+# An AKS Arc on Azure Local (23H2+) site (domain reference §5.2, 23H2 rules): three hosts, one Arc VM
+# logical network 10.60.0.0/24 whose IP pool (10.60.0.100-115) gives node VMs their addresses and
+# keeps one upgrade IP per cluster, control-plane IPs 10.60.0.20-27 and one MetalLB pool per cluster
+# (.200-.215, .224-.231, .240-.247), all in the same subnet and outside the IP pool. No HAProxy VMs,
+# no management cluster.
+ARC_SITE = SiteSpec(
+    name="arc-1",
+    hosts=("azl-arc-01", "azl-arc-02", "azl-arc-03"),
+    host_ip_start="10.60.0.11",
+    rdma_adapters=("Intel(R) Ethernet Network Adapter E810-XXVDA2", "Intel(R) Ethernet Network Adapter E810-XXVDA2 #2"),
+    rdma_aliases=("Storage1", "Storage2"),
+    pfc_priority=3,
+    utc_offset_hours=-5.0,
+    ip_plan="23h2",
+    network=NetworkSpec(
+        name="lnet-arc",
+        ip_address_prefix="10.60.0.0/24",
+        gateway="10.60.0.1",
+        k8s_node_ip_pool_start="10.60.0.100",
+        k8s_node_ip_pool_end="10.60.0.115",
+        vip_pool_start="10.60.0.20",
+        vip_pool_end="10.60.0.27",
+    ),
+    clusters=(
+        ClusterSpec(
+            "arc-prod",
+            control_plane_nodes=1,
+            worker_nodes=3,
+            services=(
+                ServiceSpec("web", "storefront", (443,), weight=3.0),
+                ServiceSpec("shop", "orders-api", (8080,), weight=1.0),
+                ServiceSpec("monitoring", "grafana", (3000,), weight=0.3),
+            ),
+            metallb_pools=(MetalLbPoolSpec("prod-lb", ("10.60.0.200-10.60.0.215",)),),
+        ),
+        ClusterSpec(
+            "arc-dev",
+            control_plane_nodes=1,
+            worker_nodes=2,
+            services=(
+                ServiceSpec("dev", "sandbox", (80,), weight=0.5),
+                ServiceSpec("ingress", "ingress-nginx-controller", (80, 443), weight=1.0),
+            ),
+            metallb_pools=(MetalLbPoolSpec("dev-lb", ("10.60.0.224/29",), avoid_buggy_ips=True),),
+        ),
+        ClusterSpec(
+            "arc-data",
+            control_plane_nodes=1,
+            worker_nodes=1,
+            services=(ServiceSpec("data", "kafka-external", (9094,), weight=0.8),),
+            metallb_pools=(MetalLbPoolSpec("data-lb", ("10.60.0.240-10.60.0.247",)),),
+        ),
+    ),
+)

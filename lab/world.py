@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from lab.rand import stream, token, uuid4
-from lab.scenario import DuplicateLbIp, NodeScaleOut, Scenario, VipFailover, VipLeak
+from lab.scenario import DuplicateLbIp, NodeScaleOut, Scenario, UpgradeBlocked, VipFailover, VipLeak
 from lab.site import pdh_instance
 
 KUBERNETES_VERSION = "v1.27.7"
@@ -124,6 +124,13 @@ class World:
         self._mac_seq = 0x0A10
         self._node_free = [str(ip) for ip in site.network.node_pool()]
         self._vip_free = [str(ip) for ip in site.network.vip_pool()]
+        # AKS Arc: each cluster's MetalLB hands out the lowest free address of its auto-assign pools,
+        # blind to every other cluster's MetalLB (Microsoft: no IP conflict checking for the extension)
+        self._lb_free: dict[str, list[str]] = {
+            c.name: list(dict.fromkeys(str(ip) for p in c.metallb_pools if p.auto_assign for ip in p.ips()))
+            for c in site.clusters
+            if c.arc
+        }
         self._pod_cidr_next: dict[str, int] = {}
         self._node_ports: dict[str, set[int]] = {}
         self._cluster_ips: dict[str, set[str]] = {}
@@ -163,6 +170,7 @@ class World:
         self.leaked: list[tuple[float, Svc]] = []
         self.duplicate_ips: list[tuple[float, float, str, Svc, Svc]] = []  # start, end, ip, owner, intruder
         self.scaled_nodes: list[tuple[float, float, list[Vm]]] = []
+        self.squeezed: list[tuple[float, list[Vm]]] = []  # UpgradeBlocked: node VMs added for good
         self._apply_script()
         self._starts = [s.at for s in self.snapshots]
 
@@ -186,6 +194,15 @@ class World:
         if not self._vip_free:
             raise RuntimeError("VIP pool exhausted while building the lab site; enlarge the pool")
         return self._vip_free.pop(0)
+
+    def _take_lb_ip(self, cluster: str) -> str:
+        """A LoadBalancer IP: the cluster's MetalLB pools (AKS Arc), else the shared VIP pool."""
+        free = self._lb_free.get(cluster)
+        if free is None:
+            return self._take_vip()
+        if not free:
+            raise RuntimeError(f"MetalLB pools of {cluster} exhausted while building the lab site; enlarge them")
+        return free.pop(0)
 
     def _release(self, free: list[str], ip: str) -> None:
         free.append(ip)
@@ -240,7 +257,7 @@ class World:
             namespace,
             name,
             uuid4(rng),
-            ip if ip is not None else self._take_vip(),
+            ip if ip is not None else self._take_lb_ip(cluster),
             tuple(ports),
             tuple(node_ports),
             cip,
@@ -276,6 +293,8 @@ class World:
                 events.append((lo.total_seconds(), n, 0, "scale_out", inc))
                 if hi.total_seconds() < dur:
                     events.append((hi.total_seconds(), n, 1, "scale_in", inc))
+            elif isinstance(inc, UpgradeBlocked):
+                events.append((inc.start.total_seconds(), n, 0, "squeeze", inc))
             elif isinstance(inc, VipFailover) and inc.start.total_seconds() < dur:
                 events.append((inc.start.total_seconds(), n, 0, "failover", inc))
         events.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -300,7 +319,21 @@ class World:
                 self.leaked.append((sec, svc))
             elif what == "dup_start":
                 assert isinstance(payload, DuplicateLbIp)
-                owner = next(s for s in services if s.cluster == payload.shared_with and payload.port not in s.ports)
+                owner = next(
+                    (
+                        s
+                        for s in services
+                        if s.cluster == payload.shared_with
+                        and payload.port not in s.ports
+                        and self._may_request(payload.cluster, s.ip)
+                    ),
+                    None,
+                )
+                if owner is None:
+                    raise ValueError(
+                        f"duplicate_lb_ip: no service of {payload.shared_with} holds an address "
+                        f"{payload.cluster}'s MetalLB pools could hand out (the pools do not overlap)"
+                    )
                 intruder = self._new_service(
                     payload.cluster, payload.namespace, payload.service, (payload.port,), 1.0, when, erng, ip=owner.ip
                 )
@@ -317,6 +350,11 @@ class World:
                 services.append(fixed)
                 duplicate = None
                 self.duplicate_ips.append((t0, sec, ip, owner, intruder))
+            elif what == "squeeze":
+                assert isinstance(payload, UpgradeBlocked)
+                new = [self._new_vm(payload.cluster, "worker", when, erng) for _ in range(payload.nodes)]
+                vms.extend(new)
+                self.squeezed.append((sec, new))
             elif what == "scale_out":
                 assert isinstance(payload, NodeScaleOut)
                 new = [self._new_vm(payload.cluster, "worker", when, erng) for _ in range(payload.nodes)]
@@ -360,11 +398,34 @@ class World:
                     return v
         raise KeyError(name)
 
+    def _may_request(self, cluster: str, ip: str) -> bool:
+        """Whether ``cluster``'s MetalLB accepts a Service asking for ``ip`` (it is in one of its
+        pools, auto-assign or not); a HAProxy cluster takes any VIP it is given."""
+        c = self.scenario.site.cluster(cluster)
+        if not c.arc:
+            return True
+        return any(ipaddress.ip_address(ip) in p.ips() for p in c.metallb_pools)
+
+    def speaker_node(self, snap: Snapshot, cluster: str) -> Vm:
+        """The node whose MetalLB speaker answers ARP for the cluster's LoadBalancer IPs (layer 2
+        mode elects one per service; the lab's clusters elect their first worker for all)."""
+        workers = [v for v in snap.nodes(cluster) if v.role == "worker"]
+        return min(workers, key=lambda v: (v.created, v.name))
+
     def vip_claims(self, snap: Snapshot) -> dict[str, list[tuple[str, str]]]:
         """VIP → the (MAC, cluster) of every VM answering ARP for it (two entries = a duplicate)."""
         claims: dict[str, list[tuple[str, str]]] = {}
-        mgmt = self.scenario.site.management_cluster.name
+        mgmt_spec = self.scenario.site.management
+        mgmt = mgmt_spec.name if mgmt_spec is not None else None
         for c in self.scenario.site.clusters:
+            if c.arc:
+                # kube-vip on the first control-plane VM holds the control-plane IP
+                cp = min((v for v in snap.nodes(c.name) if v.role == "control-plane"), key=lambda v: v.name)
+                claims.setdefault(self.api_vips[c.name], []).append((cp.mac, c.name))
+                speaker = self.speaker_node(snap, c.name)
+                for ip in dict.fromkeys(s.ip for s in snap.services_of(c.name)):
+                    claims.setdefault(ip, []).append((speaker.mac, c.name))
+                continue
             if c.name == mgmt:
                 kva = snap.nodes(c.name)[0]
                 claims.setdefault(self.api_vips[c.name], []).append((kva.mac, c.name))

@@ -23,6 +23,7 @@ from collector.config import NetworkSettings
 from collector.schema import AlertKind, RawRecord, parse_iso
 from lab.haproxy import FIELDS
 from lab.promtext import RowFormatter, go_float
+from lab.world import World
 
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 RCV_PAUSE = windows_perfcounter_metric("Mellanox WinOF-2 Port QoS", "Rcv Pause Frames")
@@ -489,3 +490,120 @@ def test_row_formatter_agrees_with_go_float() -> None:
     out = RowFormatter(["<"] + ["|"] * 5 + [">"]).render(matrix)
     for row, text in zip(matrix.tolist(), out, strict=True):
         assert text == "<" + "|".join(go_float(v) for v in row) + ">"
+
+
+# ------------------------------------------------------------------------------------------------
+# AKS Arc (23H2) site
+
+
+def _arc_scenario() -> lab.Scenario:
+    pinned = lab.MetalLbPoolSpec("dev-pinned", ("10.60.0.200/29",), auto_assign=False, in_config=False)
+    site = replace(
+        lab.ARC_SITE,
+        clusters=tuple(
+            replace(c, metallb_pools=(*c.metallb_pools, pinned)) if c.name == "arc-dev" else c
+            for c in lab.ARC_SITE.clusters
+        ),
+    )
+    h = timedelta(hours=1)
+    return lab.Scenario(
+        site=site,
+        duration=2 * h,
+        interval=timedelta(seconds=60),
+        seed=5,
+        incidents=(
+            lab.VipLeak(start=timedelta(minutes=10), every=timedelta(minutes=30), cluster="arc-prod"),
+            lab.DuplicateLbIp(start=h, end=timedelta(minutes=90), cluster="arc-dev", shared_with="arc-prod"),
+            lab.UpgradeBlocked(start=timedelta(minutes=100), cluster="arc-data"),
+        ),
+    )
+
+
+def test_arc_site_is_metallb_clusters_on_a_logical_network() -> None:
+    sc = _arc_scenario()
+    records = list(lab.generate(sc))
+    assert not _by_kind(records, "haproxy-csv")  # no HAProxy VMs on AKS Arc
+    from collector.catalog import DEFAULT_CATALOG
+    from collector.registry import get_parser
+
+    pools = [r for r in records if r.target.endswith("/ipaddresspools")]
+    assert {r.labels["cluster"] for r in pools} == {"arc-prod", "arc-dev", "arc-data"}
+    body = json.loads(next(r for r in pools if r.labels["cluster"] == "arc-dev").body)
+    assert body["kind"] == "IPAddressPoolList" and body["apiVersion"] == "metallb.io/v1beta1"
+    assert [(i["metadata"]["name"], i["spec"]["autoAssign"]) for i in body["items"]] == [
+        ("dev-lb", True),
+        ("dev-pinned", False),
+    ]
+    for rec in pools[:3] + [r for r in records if "metallb-" in r.target][:6]:
+        result = get_parser(rec.kind)(rec, DEFAULT_CATALOG)
+        assert not result.errors and result.samples.num_rows > 0, rec.target
+    # the controller counts its own allocations: arc-prod's 3 services + the leaked previews
+    ctrl = [r for r in records if r.target == "arc-prod-metallb-controller:7472"]
+    first, last = _samples(ctrl[0]), _samples(ctrl[-1])
+    key = ("metallb_allocator_addresses_in_use_total", (("pool", "prod-lb"),))
+    assert (first[key], last[key]) == (3.0, 7.0)
+    assert last[("metallb_allocator_addresses_total", (("pool", "prod-lb"),))] == 16.0
+    # every LoadBalancer IP in the subnet, outside the IP pool; node VMs inside it
+    svc = [json.loads(r.body) for r in records if r.target.endswith("/api/v1/services")]
+    ips = {
+        i["status"]["loadBalancer"]["ingress"][0]["ip"]
+        for b in svc
+        for i in b["items"]
+        if i["spec"]["type"] == "LoadBalancer"
+    }
+    node_pool = {str(ip) for ip in sc.site.network.node_pool()}
+    assert ips and not ips & node_pool
+    nodes = [json.loads(r.body) for r in records if r.target.endswith("/api/v1/nodes")]
+    node_ips = {
+        a["address"] for b in nodes for i in b["items"] for a in i["status"]["addresses"] if a["type"] == "InternalIP"
+    }
+    assert node_ips <= node_pool and len(node_ips) == 10  # 9 node VMs + the one UpgradeBlocked adds
+
+
+def test_arc_ground_truth_and_config() -> None:
+    sc = _arc_scenario()
+    truth = {t["incident"]: t for t in lab.ground_truth(sc)}
+    assert set(truth) == {"metallb_pool_overlap", "vip_leak", "duplicate_lb_ip", "upgrade_blocked"}
+    assert truth["metallb_pool_overlap"]["resource"]["pool"] == "lb:arc-dev/dev-pinned:10.60.0.200/29"
+    assert truth["vip_leak"]["resource"]["pool"] == "lb:arc-prod/prod-lb:10.60.0.200-10.60.0.215"
+    assert truth["duplicate_lb_ip"]["resource"]["ip"] == "10.60.0.200"  # arc-prod's first service
+    # 9 node VMs + 1 of a 16-address pool; 3 clusters need 3 upgrade IPs (23H2-UPG)
+    assert {k: truth["upgrade_blocked"]["details"][k] for k in ("used_after", "upgrade_ips_needed")} == {
+        "used_after": 10,
+        "upgrade_ips_needed": 3,
+    }
+    [net] = lab.network_config(sc)
+    model = NetworkSettings(**net)
+    assert model.management_cluster is None
+    assert model.control_plane_ips == {"arc-prod": "10.60.0.20", "arc-dev": "10.60.0.21", "arc-data": "10.60.0.22"}
+    # the hand-added pool lives only in the cluster's CRDs, not in the config
+    assert [(p.cluster, p.name) for p in model.metallb_pools] == [
+        ("arc-prod", "prod-lb"),
+        ("arc-dev", "dev-lb"),
+        ("arc-data", "data-lb"),
+    ]
+
+
+def test_bad_arc_sites_fail_with_the_rule_named() -> None:
+    with pytest.raises(ValueError, match="no AKS management cluster"):
+        replace(lab.ARC_SITE, clusters=(lab.ClusterSpec("mgmt", management=True), *lab.ARC_SITE.clusters))
+    bad_pool = lab.MetalLbPoolSpec("oops", ("10.60.0.110-10.60.0.120",))
+    with pytest.raises(ValueError, match="outside the logical network's IP pool"):
+        replace(
+            lab.ARC_SITE,
+            clusters=tuple(
+                replace(c, metallb_pools=(bad_pool,)) if c.name == "arc-data" else c for c in lab.ARC_SITE.clusters
+            ),
+        )
+    with pytest.raises(ValueError, match="do not overlap"):
+        World(
+            lab.Scenario(
+                site=lab.ARC_SITE,
+                duration=timedelta(hours=1),
+                incidents=(
+                    lab.DuplicateLbIp(
+                        start=timedelta(0), end=timedelta(minutes=30), cluster="arc-dev", shared_with="arc-prod"
+                    ),
+                ),
+            )
+        )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 import lab
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import RawRecord
-from hciwatch.parse_pool import ParsePool, parse_one
+from hciwatch.parse_pool import OffloadParser, ParsePool, parse_one
 
 MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1", True)]
 
@@ -52,3 +54,38 @@ def test_no_workers_parses_inline() -> None:
     with ParsePool([], workers=0) as pool:
         got = list(pool.parse(items))
     assert pool._pool is None and len(got) == 6
+
+
+def test_offload_parser_gives_the_inline_outcome_and_survives_its_worker() -> None:
+    """Big payloads go to the worker process; what comes back equals an inline parse, and a
+    killed worker costs an inline parse of that record, never the record."""
+    catalog = Catalog(MAPPINGS)
+    recs = [r for r, _ in _records() if r is not None]
+    parser = OffloadParser(MAPPINGS, min_bytes=1)  # every record goes to the worker
+    try:
+        for rec in recs:
+            got, want = parser.parse(rec, catalog), parse_one(rec, catalog)
+            assert got.rejected == want.rejected and got.errors == want.errors
+            assert got.samples.equals(want.samples) and got.ip_observations.equals(want.ip_observations)
+        assert parser.offloaded == sum(1 for r in recs if r.body)  # an empty body stays inline
+        pool = parser._pool
+        assert pool is not None
+        for proc in list(pool._processes.values()):  # the worker dies (OOM killer, say)
+            proc.kill()
+            proc.join(5)
+        got = parser.parse(recs[0], catalog)
+        assert got.samples.equals(parse_one(recs[0], catalog).samples)
+        assert parser.worker_failures <= 1  # the dead pool is noticed at once or on the next submit
+        assert parser.parse(recs[1], catalog).samples.num_rows == parse_one(recs[1], catalog).samples.num_rows
+    finally:
+        parser.close()
+    with pytest.raises(RuntimeError, match="stopping"):  # an abandoned batch must not parse on
+        parser.parse(recs[0], catalog)
+
+
+def test_small_payloads_parse_inline_without_a_worker() -> None:
+    parser = OffloadParser(MAPPINGS)
+    rec = RawRecord(datetime(2026, 1, 1, tzinfo=UTC), "prometheus", "custom", b"windows_custom_thing_total 3\n")
+    assert parser.parse(rec, Catalog(MAPPINGS)).samples.num_rows == 1
+    assert parser._pool is None and parser.offloaded == 0
+    parser.close()

@@ -172,3 +172,39 @@ def test_widening_scope_is_announced_once_and_survives_restart(tmp_path: Path) -
     assert am2.update([cong(("n1", "n2"))], T0 + 4 * M) == [], "the announced scope was persisted"
     [c] = am2.update([cong(("n1", "n3"))], T0 + 5 * M)
     assert c.evidence["scope"] == {"host": ["n1", "n2", "n3"]}
+
+
+def test_identical_incidents_at_two_sites_get_different_fingerprints() -> None:
+    """The same duplicate IP on the same network name at two sites is two incidents."""
+    fired = {}
+    for site in ("site-east", "site-west"):
+        am = AlertManager(_settings(for_="0s"), site=site)
+        [alert] = am.update([_f()], T0)
+        assert alert.resource == {"site": site, "network": "net-a", "ip": "10.0.0.5"}
+        fired[site] = alert.fingerprint
+    assert fired["site-east"] != fired["site-west"]
+    assert fired["site-east"] == fingerprint(
+        "duplicate_ip", {"site": "site-east", "network": "net-a", "ip": "10.0.0.5"}
+    )
+
+
+def test_state_from_before_site_fingerprints_keeps_open_incidents_ids(tmp_path: Path) -> None:
+    """Migration: an incident firing at the upgrade continues under its old id, resolves once,
+    and the next incident of the same resource gets the site-scoped id."""
+    path = tmp_path / "alerts.json"
+    old = AlertManager(_settings(for_="0s"), path)  # as before the upgrade: no site
+    [fire] = old.update([_f()], T0)
+    old_fp = fire.fingerprint
+    assert "site" not in fire.resource
+    new = AlertManager(_settings(for_="0s"), path, site="site-east")
+    assert new.update([_f()], T0 + M) == [], "no re-fire of the open incident"
+    assert new.update([], T0 + 2 * M) == []  # condition gone; resolves after the 5 min hold
+    [res] = new.update([], T0 + 7 * M)
+    assert res.status is AlertStatus.RESOLVED and res.fingerprint == old_fp
+    assert res.resource["site"] == "site-east"
+    [again] = new.update([_f()], T0 + 8 * M)
+    assert again.fingerprint != old_fp
+    assert again.fingerprint == fingerprint("duplicate_ip", {"site": "site-east", "network": "net-a", "ip": "10.0.0.5"})
+    # a restart after the migration still finds the open incident
+    again_reloaded = AlertManager(_settings(for_="0s"), path, site="site-east")
+    assert again_reloaded.update([_f()], T0 + 9 * M) == []

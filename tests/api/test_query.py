@@ -53,7 +53,7 @@ def test_empty_table_has_the_stored_columns(data_dir: Path, tmp_path: Path) -> N
     rows = q(data_dir, "SELECT count(*) AS n FROM alerts")
     assert rows == [{"n": 0}]
     cols = [r["column_name"] for r in q(data_dir, "DESCRIBE alerts")]
-    assert cols == [*TABLE_SCHEMAS["alerts"].names, "date"]
+    assert cols == [*TABLE_SCHEMAS["alerts"].names, "site", "date"]
     # a data dir that does not exist yet behaves like an empty store
     assert q(tmp_path / "nowhere", "SELECT count(*) AS n FROM samples") == [{"n": 0}]
 

@@ -58,3 +58,27 @@ async def test_the_api_answers_422_for_a_bomb_and_stays_healthy(
     assert all(r.status == 200 for r in answers[1:])
     r = await client.post("/api/v1/query", headers=AUTH, json={"sql": "SELECT count(*) AS n FROM samples"})
     assert r.status == 200 and (await r.json())["rows"] == [[51]]
+
+
+def test_a_worker_killed_mid_result_does_not_wedge_the_pool_thread_at_exit() -> None:
+    """A worker killed at the time limit while writing a large result left half a message in the
+    pool's result pipe; the pool's manager thread waited for the rest for ever and the interpreter
+    joined it at exit, so the service ignored SIGTERM (found by the issue-12 load measurement).
+    Here the half message is written by hand: the manager thread must end once the pool is
+    discarded."""
+    import os
+    import struct
+    import threading
+
+    from hciwatch import query_worker
+
+    workers = query_worker.QueryWorkers(workers=1, memory_bytes=512 << 20)
+    pool = workers._get_pool()
+    pool.submit(query_worker._ping).result(timeout=60)  # the worker and the manager thread run
+    manager: threading.Thread = getattr(pool, "_executor_manager_thread")  # noqa: B009 - private, typeshed has it wrong
+    assert manager is not None and manager.is_alive()
+    writer = pool._result_queue._writer  # type: ignore[attr-defined]
+    os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"half a result")  # a header and a few bytes
+    workers.close()
+    manager.join(timeout=30)
+    assert not manager.is_alive(), "the pool's manager thread waits for the rest of a dead worker's result"

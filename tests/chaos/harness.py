@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,7 @@ class Peers:
     served: int = 0
     flap_down: bool = False
     big_series: int = 0  # when > 0, /big serves this many series
+    served_big: int = 0
     sink_down: bool = False
     received: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     port: int = 0
@@ -127,6 +130,7 @@ class Peers:
         return web.Response(text="chaos_flap 1\n", content_type="text/plain")
 
     async def _big(self, _: web.Request) -> web.Response:
+        self.served_big += 1
         if len(self._big_body) != self.big_series:  # built once per size: the peer must not be the bottleneck
             self._big_body = [f'chaos_big{{series="{i}"}} {i}\n'.encode() for i in range(self.big_series)]
         return web.Response(body=b"".join(self._big_body), content_type="text/plain")
@@ -145,7 +149,17 @@ class Peers:
         return web.Response(status=200)
 
 
-def write_config(work: Path, peers: Peers, *, data_dir: Path | None = None, big: bool = False, extra: str = "") -> Path:
+def write_config(
+    work: Path,
+    peers: Peers,
+    *,
+    data_dir: Path | None = None,
+    big: bool = False,
+    big_interval: float = 1.0,
+    big_url: str = "",
+    extra: str = "",
+    sources: str = "",
+) -> Path:
     api_port = free_port()
     data = data_dir or (work / "data")
     big_src = (
@@ -153,8 +167,8 @@ def write_config(work: Path, peers: Peers, *, data_dir: Path | None = None, big:
 [[sources]]
 type = "prometheus"
 name = "big"
-targets = ["http://127.0.0.1:{peers.port}/big"]
-interval = 1.0
+targets = ["{big_url or f"http://127.0.0.1:{peers.port}/big"}"]
+interval = {big_interval}
 timeout = 10.0
 """
         if big
@@ -179,6 +193,7 @@ interval = 0.2
 timeout = 1.0
 down_after = 0.3
 {big_src}
+{sources}
 [analytics]
 evaluation_interval = "1s"
 [analytics.lifecycle.source_down]
@@ -246,6 +261,20 @@ class Child:
         ):
             return r.status, await r.json()
 
+    def _dump_stacks(self) -> None:
+        """Before killing a hung child, put its Python stacks (py-spy, when installed) into its log:
+        a hang that happens one run in several must leave evidence behind."""
+        found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if found is None:
+            return
+        spy = Path(found)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [str(spy), "dump", "--locals", "--pid", str(self.proc.pid)], capture_output=True, timeout=30
+            )
+            self.log.write(b"\n--- py-spy dump of the hung child ---\n" + out.stdout + out.stderr)
+            self.log.flush()
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -258,6 +287,7 @@ class Child:
         while self.proc.poll() is None and time.monotonic() - t0 < timeout:
             await asyncio.sleep(0.05)
         if self.proc.poll() is None:
+            self._dump_stacks()
             self.kill9()
             raise TimeoutError(f"no exit within {timeout:g}s of SIGTERM")
         self.log.close()
@@ -267,27 +297,45 @@ class Child:
 # -- bookkeeping ----------------------------------------------------------------------------------
 
 
-def _scrape_values_in_parquet(data: Path) -> list[int]:
+@dataclass(frozen=True)
+class Counted:
+    """What a row counts: a metric whose value numbers each accepted record, and how to read
+    those numbers out of a raw record body still in the write-ahead log."""
+
+    metric: str = "chaos_scrape_seq"
+    line_prefix: str = "chaos_scrape_seq "  # exposition line: "<metric> <value>"
+
+    def from_body(self, body: bytes) -> list[int]:
+        out = []
+        for line in body.decode("utf-8", "replace").splitlines():
+            if line.startswith(self.line_prefix):
+                out.append(int(float(line[len(self.line_prefix) :].split()[0].rstrip("i"))))
+        return out
+
+
+SCRAPES = Counted()
+MQTT_SEQ = Counted("chaos_mqtt.seq", "chaos_mqtt,host=chaos seq=")  # influx line protocol as Telegraf sends it
+
+
+def _values_in_parquet(data: Path, counted: Counted) -> list[int]:
     glob = str(data / "samples" / "*" / "*.parquet")
     con = duckdb.connect()
-    rows = con.execute(f"SELECT value FROM read_parquet('{glob}') WHERE metric = 'chaos_scrape_seq'").fetchall()
+    rows = con.execute(f"SELECT value FROM read_parquet('{glob}') WHERE metric = ?", [counted.metric]).fetchall()
     return [int(v) for (v,) in rows]
 
 
-def accepted_scrapes(data: Path) -> set[int]:
-    """What was acknowledged: the scrapes in the write-ahead log and in Parquet (the process is dead)."""
-    values = set(_scrape_values_in_parquet(data))
+def accepted_scrapes(data: Path, counted: Counted = SCRAPES) -> set[int]:
+    """What was acknowledged: the records in the write-ahead log and in Parquet (the process is dead)."""
+    values = set(_values_in_parquet(data, counted))
     wal_dir = data / "wal"
     if wal_dir.exists():
         for _, rec in WriteAheadLog(wal_dir).replay():
-            for line in rec.body.decode("utf-8", "replace").splitlines():
-                if line.startswith("chaos_scrape_seq "):
-                    values.add(int(float(line.split()[1])))
+            values.update(counted.from_body(rec.body))
     return values
 
 
-def stored_scrapes(data: Path) -> list[int]:
-    return _scrape_values_in_parquet(data)
+def stored_scrapes(data: Path, counted: Counted = SCRAPES) -> list[int]:
+    return _values_in_parquet(data, counted)
 
 
 def outbox_changes(data: Path) -> set[tuple[str, str, str]]:
@@ -316,8 +364,17 @@ def _norm_ts(ts: str) -> str:
     return ts.replace("Z", "").replace("+00:00", "")[:23]
 
 
-def settle(row: Row, data: Path, accepted: set[int], alerts_accepted: set[tuple[str, str, str]], peers: Peers) -> Row:
-    stored = stored_scrapes(data)
+def settle(
+    row: Row,
+    data: Path,
+    accepted: set[int],
+    alerts_accepted: set[tuple[str, str, str]],
+    peers: Peers,
+    counted: Counted = SCRAPES,
+    second_sink: Callable[[], set[tuple[str, str, str]]] | None = None,
+) -> Row:
+    """Counts for one row; with ``second_sink`` an alert change missing there is lost too."""
+    stored = stored_scrapes(data, counted)
     row.accepted = len(accepted)
     row.stored = len(accepted & set(stored))  # scrapes after the restart are not counted
     row.lost = len(accepted - set(stored))
@@ -328,4 +385,8 @@ def settle(row: Row, data: Path, accepted: set[int], alerts_accepted: set[tuple[
     row.alerts_accepted = len(acc)
     row.alerts_lost = len(acc - table) + len(acc - hooked)
     row.delivered = len(acc & hooked)
+    if second_sink is not None:
+        other = {(f, s, _norm_ts(t)) for f, s, t in second_sink()}
+        row.alerts_lost += len(acc - other)
+        row.note = f"second sink got {len(acc & other)}/{len(acc)}"
     return row

@@ -159,3 +159,72 @@ def test_undo_only_touches_files_beyond_the_checkpoint(tmp_path: Path) -> None:
         (part / name).write_bytes(b"x")
     assert undo_uncommitted_flushes(tmp_path, 5) == 1
     assert sorted(p.name for p in part.iterdir()) == ["part-1-000001-w5-abc123.parquet", "part-1-000003-abc.parquet"]
+
+
+async def test_group_commit_survives_a_non_os_error_and_never_leaves_a_waiter_hanging(tmp_path: Path) -> None:
+    """Issue 12's hang: the commit task caught only OSError. Anything else ended it, and every
+    later ``emit`` awaited an fsync that would never come (scraping stopped, silently)."""
+    wal = WriteAheadLog(tmp_path / "wal")
+    gc = GroupCommit(wal)
+    real_sync = wal.sync
+    calls = {"n": 0}
+
+    def flaky_sync() -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("I/O operation on closed file")
+        return real_sync()
+
+    wal.sync = flaky_sync  # type: ignore[method-assign]
+    task = gc.start()
+    try:
+        await asyncio.wait_for(gc.durable(wal.append(_rec(1))), 10)  # bound against the old hang
+        assert calls["n"] >= 2 and wal.synced_seq == 1
+        assert wal.fault.ok or wal.fault.code == "ValueError"
+        # a waiter left when the commit task stops is failed, not left waiting for ever
+        wal.sync = lambda: (_ for _ in ()).throw(OSError(5, "Input/output error"))  # type: ignore[method-assign]
+        waiter = asyncio.create_task(gc.durable(wal.append(_rec(2))))
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    with pytest.raises(RuntimeError, match="group commit stopped"):
+        await asyncio.wait_for(waiter, 10)
+    with pytest.raises(RuntimeError, match="not running"):
+        await gc.durable(wal.append(_rec(3)))
+
+
+def test_a_full_segment_is_fsynced_by_sync_not_on_the_appending_thread(tmp_path: Path) -> None:
+    """Appends run on the event loop: rolling to a new segment must not fsync there (a 64 MB
+    segment of 35 MB scrapes stalled ``/healthz``); the next ``sync`` covers the old segments."""
+    wal = WriteAheadLog(tmp_path / "wal", segment_bytes=200)
+    prepared = wal.prepare(_rec(1))
+    seqs = [wal.append(_rec(1), prepared)] + [wal.append(_rec(i)) for i in range(2, 8)]
+    assert len(list((tmp_path / "wal").glob("*.log"))) > 1
+    assert wal._unsynced, "full segments wait for the group commit's fsync"
+    fsyncs_before = wal.stats.fsyncs
+    assert wal.sync() == seqs[-1]
+    assert not wal._unsynced and wal.stats.fsyncs == fsyncs_before + 1
+    wal.close()
+    assert [seq for seq, _ in WriteAheadLog(tmp_path / "wal").replay()] == seqs
+
+
+def test_a_stop_request_ends_the_replay_between_records_and_the_rest_waits_in_the_log(tmp_path: Path) -> None:
+    """SIGTERM during a long replay (35 MB scrapes take seconds each) must not wait for all of it."""
+    data = tmp_path / "data"
+    ing, _, apply = _durable(data)
+    for i in range(10):
+        ing.wal.append(_rec(i))
+    ing.close()
+    again, _, apply = _durable(data)
+    done = {"n": 0}
+
+    def counting(rec: RawRecord) -> None:
+        done["n"] += 1
+        apply(rec)
+
+    assert again.replay(counting, batch_rows=1000, stop=lambda: done["n"] >= 4) == 4
+    again.close()
+    third, _, apply = _durable(data)  # the next start replays the other six, once
+    assert third.replay(apply, batch_rows=1000) == 6
+    assert _stored(data) == [(i, 1) for i in range(10)]

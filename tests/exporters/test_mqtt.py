@@ -12,7 +12,7 @@ import pytest
 
 from collector.schema import Alert
 from exporters.delivery import DeliveryPolicy, OutboxDispatcher
-from exporters.mqtt import MqttExporter
+from exporters.mqtt import MqttExporter, alert_topic
 from exporters.outbox import Outbox
 from exporters.settings import MqttSettings
 from tests.exporters.script import scripted_alerts
@@ -66,9 +66,9 @@ async def test_retained_while_firing_cleared_on_resolve(mosquitto_broker: Mosqui
         await sub.subscribe("site1/hciwatch/alerts/#", qos=1)
         assert (await exporter.export(firing)).ok
         retained = await _retained(mosquitto_broker)
-        assert set(retained) == {f"site1/hciwatch/alerts/{a.kind.value}/{a.fingerprint}" for a in firing}
+        assert set(retained) == {alert_topic("site1/hciwatch", a) for a in firing}
         for a in firing:
-            assert Alert.from_json(retained[f"site1/hciwatch/alerts/{a.kind.value}/{a.fingerprint}"]) == a
+            assert Alert.from_json(retained[alert_topic("site1/hciwatch", a)]) == a
 
         assert (await exporter.export(resolved)).ok
         assert await _retained(mosquitto_broker) == {}
@@ -85,7 +85,7 @@ async def test_retained_while_firing_cleared_on_resolve(mosquitto_broker: Mosqui
     assert sum(1 for _, p, _ in live if p == b"") == 5
     # per topic: firing, resolved, then the empty clear
     for a in firing:
-        topic = f"site1/hciwatch/alerts/{a.kind.value}/{a.fingerprint}"
+        topic = alert_topic("site1/hciwatch", a)
         seq = [p for t, p, _ in live if t == topic]
         assert [json.loads(p)["status"] if p else "" for p in seq] == ["firing", "resolved", ""]
 
@@ -134,4 +134,22 @@ async def test_wrong_password_is_a_retryable_failure(mosquitto_broker: Mosquitto
     result = await exporter.export(scripted_alerts()[:1])
     assert not result.ok and result.retryable
     assert "not-the-password" not in result.error
+    await exporter.shutdown()
+
+
+async def test_site_topics_and_the_pre_site_retained_copy_is_cleared(mosquitto_broker: MosquittoBroker) -> None:
+    """Alerts of a site go under its name; an incident that fired before fingerprints carried the
+    site (old fingerprint, resource now with site) moves: its old retained topic is cleared."""
+    [fire_old, *_] = scripted_alerts(cycles=1)
+    old_topic = f"site1/hciwatch/alerts/{fire_old.kind.value}/{fire_old.fingerprint}"
+    async with _subscriber(mosquitto_broker, "pre-upgrade") as c:  # what the previous version left
+        await c.publish(old_topic, json.dumps(fire_old.to_json()), qos=1, retain=True)
+    migrated = Alert.from_json({**fire_old.to_json(), "resource": {"site": "east", **fire_old.resource}})
+    assert alert_topic("site1/hciwatch", migrated).startswith("site1/hciwatch/alerts/east/")
+    resolved = Alert.from_json({**migrated.to_json(), "status": "resolved", "ends_at": migrated.to_json()["starts_at"]})
+    exporter = MqttExporter(_settings(mosquitto_broker))
+    assert (await exporter.export([migrated])).ok
+    assert set(await _retained(mosquitto_broker)) == {alert_topic("site1/hciwatch", migrated)}
+    assert (await exporter.export([resolved])).ok
+    assert await _retained(mosquitto_broker) == {}
     await exporter.shutdown()

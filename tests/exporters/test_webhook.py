@@ -95,7 +95,9 @@ async def test_common_alert_schema_fields_and_signature(hook: Hook, tmp_path: Pa
         assert headers["Authorization"] == "Bearer tok-123"
         expected = "sha256=" + hmac.new(b"hmac-key", body, hashlib.sha256).hexdigest()
         assert headers["X-Hciwatch-Signature"] == expected
+        assert headers["Idempotency-Key"] == alert.idempotency_key
         doc = json.loads(body)
+        assert doc["data"]["alertContext"]["idempotencyKey"] == alert.idempotency_key
         assert doc["schemaId"] == "azureMonitorCommonAlertSchema"
         e = doc["data"]["essentials"]
         guid = str(uuid.UUID(e["alertId"].rsplit("/", 1)[1]))

@@ -12,6 +12,7 @@ are not tuned to one site.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,32 @@ EDGE_SITE = lab.SiteSpec(
 )
 
 
+# AKS Arc (23H2) variants of lab.ARC_SITE (see its comment for the plan):
+# * ARC_PINNED: arc-dev's operator added a MetalLB pool by hand (only its CRD lists it, not the
+#   hciwatch config) for pinned IPs, copied from arc-prod's range: autoAssign false, 10.60.0.200/29,
+#   inside arc-prod's 10.60.0.200-215 — two clusters' MetalLBs may now hand out the same address.
+# * ARC_TIGHT: the logical network's IP pool is 12 addresses; 9 node VMs leave exactly the 3
+#   upgrade IPs the three clusters need (23H2-UPG), so one more node VM blocks the next upgrade.
+ARC_PINNED = dataclasses.replace(
+    lab.ARC_SITE,
+    clusters=tuple(
+        dataclasses.replace(
+            c,
+            metallb_pools=(
+                *c.metallb_pools,
+                lab.MetalLbPoolSpec("dev-pinned", ("10.60.0.200/29",), auto_assign=False, in_config=False),
+            ),
+        )
+        if c.name == "arc-dev"
+        else c
+        for c in lab.ARC_SITE.clusters
+    ),
+)
+ARC_TIGHT = dataclasses.replace(
+    lab.ARC_SITE, network=dataclasses.replace(lab.ARC_SITE.network, k8s_node_ip_pool_end="10.60.0.111")
+)
+
+
 def scenarios() -> dict[str, lab.Scenario]:
     iv = timedelta(seconds=60)
     return {
@@ -124,6 +151,30 @@ def scenarios() -> dict[str, lab.Scenario]:
                 lab.BackupBurst(start=3 * H, end=4 * H),
                 lab.PfcStorm(start=4 * H + 20 * M, end=4 * H + 50 * M, host="n1", spread_to=None),
             ),
+        ),
+        "arc_vip_leak": lab.Scenario(
+            site=lab.ARC_SITE,
+            duration=6 * H,
+            interval=iv,
+            seed=41,
+            start=datetime(2026, 12, 1, 14, tzinfo=UTC),
+            incidents=(lab.VipLeak(start=30 * M, every=30 * M, cluster="arc-prod"),),
+        ),
+        "arc_duplicate_lb_ip": lab.Scenario(
+            site=ARC_PINNED,
+            duration=3 * H,
+            interval=iv,
+            seed=43,
+            start=datetime(2026, 12, 2, 9, tzinfo=UTC),
+            incidents=(lab.DuplicateLbIp(start=60 * M, end=2 * H, cluster="arc-dev", shared_with="arc-prod"),),
+        ),
+        "arc_upgrade_blocked": lab.Scenario(
+            site=ARC_TIGHT,
+            duration=3 * H,
+            interval=iv,
+            seed=47,
+            start=datetime(2026, 12, 3, 20, tzinfo=UTC),
+            incidents=(lab.UpgradeBlocked(start=90 * M, cluster="arc-prod", nodes=1),),
         ),
         "clean_baseline_a": lab.Scenario(duration=24 * H, interval=timedelta(seconds=120), seed=11),
         "clean_baseline_b": lab.Scenario(site=OTHER_SITE, duration=24 * H, interval=timedelta(seconds=120), seed=23),

@@ -86,6 +86,8 @@ GOLDEN = [
     ("services_wl-dev.json", "wl-dev", True),
     ("nodes_wl-dev.json", "wl-dev", False),
     ("list_svc_nodes_wl-dev.json", "wl-dev", True),
+    ("metallb_ipaddresspools_wl-arc.json", "wl-arc", False),
+    ("metallb_l2advertisements_wl-arc.json", "wl-arc", False),
 ]
 
 
@@ -210,6 +212,34 @@ def test_paginated_pages_add_up_to_the_full_list() -> None:
 def test_list_kind_variants(kind: str) -> None:
     body = {"kind": kind, "items": [{"kind": "Node", **_node("n1", "10.0.0.1")}]}
     assert observed(parse(record(body))) == {("10.0.0.1", "node", "n1")}
+
+
+def test_metallb_crds_become_declared_ranges() -> None:
+    """IPAddressPool → one range sample per spec.addresses entry (CIDR / range, autoAssign and
+    avoidBuggyIPs with MetalLB's defaults); a bad entry is an error with its JSON path, the rest kept."""
+    result = parse(record((TESTDATA / "metallb_ipaddresspools_wl-arc.json").read_bytes(), cluster="wl-arc"))
+    got = {
+        (lab["pool"], lab["addresses"]): (lab["first"], lab["last"], lab["auto_assign"], lab["avoid_buggy_ips"], v)
+        for lab, v in samples_of(result, "k8s.metallb_pool_range_info")
+    }
+    assert got == {
+        ("lb-pool-1", "10.20.30.200-10.20.30.215"): ("10.20.30.200", "10.20.30.215", "true", "false", 16.0),
+        ("expensive", "10.20.30.224/29"): ("10.20.30.224", "10.20.30.231", "false", "true", 8.0),
+        ("expensive", "10.20.30.240-10.20.30.241"): ("10.20.30.240", "10.20.30.241", "false", "true", 2.0),
+    }
+    assert "items[1].spec.addresses[2]: not a CIDR or an 'a-b' address range" in str(result.errors[0])
+    assert len(result.errors) == 1 and result.ip_observations.num_rows == 0
+    body = {
+        "kind": "IPAddressPoolList",
+        "items": [{"metadata": {"name": "p", "namespace": "kube-system"}, "spec": {"addresses": ["10.0.0.0/30"]}}],
+    }
+    [(lab, v)] = samples_of(parse(record(body)), "k8s.metallb_pool_range_info")
+    assert (lab["auto_assign"], lab["avoid_buggy_ips"], v) == ("true", "false", 4.0)  # MetalLB's defaults
+    adv = samples_of(
+        parse(record((TESTDATA / "metallb_l2advertisements_wl-arc.json").read_bytes(), cluster="wl-arc")),
+        "k8s.metallb_l2advertisement_info",
+    )
+    assert {(lab["advertisement"], lab["pools"]) for lab, _v in adv} == {("l2-all", "lb-pool-1"), ("l2-default", "*")}
 
 
 def test_single_object_is_accepted() -> None:

@@ -125,3 +125,43 @@ def test_special_values_duplicates_and_resets(samples: list[tuple[str, str, floa
     want = sorted((float(v) for _, _, v in samples), key=key)
     got = sorted(result.samples.column("value").to_numpy().tolist(), key=key)  # row order is not payload order
     assert [key(x) for x in got] == [key(x) for x in want]
+
+
+_LABEL_TEXT = st.text(st.characters(codec="utf-8", exclude_characters='\x00"\\\n'), max_size=20)
+
+
+@st.composite
+def _openmetrics_line(draw: st.DrawFn) -> tuple[str, float, float | None]:
+    """One well-formed OpenMetrics sample: labels, a value, maybe a seconds timestamp and an exemplar."""
+    value = draw(st.floats(allow_nan=False, allow_infinity=False, width=32))
+    labels = draw(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), _LABEL_TEXT, max_size=3))
+    ts = draw(st.one_of(st.none(), st.floats(min_value=0, max_value=4e9, allow_nan=False)))
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    line = f"om_sample{{{inner}}} {value!r}" if labels else f"om_sample {value!r}"
+    if ts is not None:
+        line += f" {ts!r}"
+    if draw(st.booleans()):  # an exemplar; label values may hold '#', spaces and braces
+        ex = draw(_LABEL_TEXT)
+        line += f' # {{trace_id="{ex}"}} {draw(st.floats(allow_nan=False, width=32))!r}'
+        if draw(st.booleans()):
+            line += f" {draw(st.floats(min_value=0, max_value=4e9))!r}"
+    return line, value, ts
+
+
+@pytest.mark.timeout(3600)
+@given(st.lists(_openmetrics_line(), min_size=1, max_size=20), st.booleans())
+def test_openmetrics_exemplars_and_second_timestamps(lines: list[tuple[str, float, float | None]], crlf: bool) -> None:
+    """Valid OpenMetrics bodies keep every sample; timestamps are seconds (→ ms), exemplars dropped."""
+    nl = "\r\n" if crlf else "\n"
+    body = (nl.join(line for line, _, _ in lines) + nl + "# EOF" + nl).encode()
+    check(body)
+    record = RawRecord(ts=TS, kind="prometheus", target="fuzz:1", host="fuzz", body=body)
+    result = parse_record(record, DEFAULT_CATALOG)
+    assert result.errors == [] and result.samples.num_rows == len(lines)
+    # rows come out grouped by parse path, not in line order: compare as sorted (value, ms) pairs
+    got = sorted((r["value"], round(r["ts"].timestamp() * 1000)) for r in result.samples.to_pylist())
+    default_ms = round(TS.timestamp() * 1000)
+    want = sorted((v, default_ms if ts is None else round(ts * 1000)) for _, v, ts in lines)
+    for (gv, gms), (wv, wms) in zip(got, want, strict=True):
+        assert gv == wv or math.isclose(gv, wv)
+        assert abs(gms - wms) <= 1

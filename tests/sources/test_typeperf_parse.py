@@ -188,6 +188,8 @@ _header_cell = st.sampled_from(
         "(PDH-CSV 4.0) (UTC)(0)",
         "(PDH-CSV 4.0) (X)(-1500)",
         "(PDH-CSV 4.0) (Maroc (heure d'été))(-60)",
+        "(PDH-CSV 4.0)",  # typeperf printing to the console: no time zone
+        "\\\\PC\\Netzwerkschnittstelle(NIC)\\Empfangene Bytes/s",
         "\\\\N\\RDMA Activity(a)\\RDMA Completion Queue Errors",
         "\\\\N\\Memory\\Available MBytes",
         "\\\\N\\Obj(",

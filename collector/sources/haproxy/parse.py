@@ -26,7 +26,7 @@ import ipaddress
 import math
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ import pyarrow.compute as pc
 from collector.catalog import HAPROXY_STATUS_METRIC, Catalog, MetricDef
 from collector.errors import ParseError
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
+    EMPTY_SAMPLES,
     IP_OBSERVATIONS_SCHEMA,
     SAMPLES_SCHEMA,
     TS_TYPE,
@@ -313,7 +315,7 @@ class _SampleColumns:
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         n = len(self.metric)
         if n == 0:
-            return SAMPLES_SCHEMA.empty_table()
+            return EMPTY_SAMPLES
         return pa.table(
             {
                 "ts": pa.array([to_ms(ts)] * n, pa.int64()).cast(TS_TYPE),
@@ -403,7 +405,7 @@ class _Samples:
         codes = np.concatenate(self.codes) if self.codes else np.empty(0, np.int32)
         n = len(codes)
         if n == 0:
-            return SAMPLES_SCHEMA.empty_table()
+            return EMPTY_SAMPLES
         # the dictionary in order of first appearance, exactly as dictionary_encode() makes it
         unique, first = np.unique(codes, return_index=True)
         order = unique[np.argsort(first)]
@@ -459,7 +461,7 @@ class _IpColumns:
     def table(self, ts: datetime, source: str, labels: Mapping[str, str]) -> pa.Table:
         n = len(self.ip)
         if n == 0:
-            return IP_OBSERVATIONS_SCHEMA.empty_table()
+            return EMPTY_IP_OBSERVATIONS
 
         def dict_col(value: str | None) -> pa.Array[Any]:
             return pa.array([value] * n, pa.string()).dictionary_encode()
@@ -511,6 +513,41 @@ def _row_type(cols: _Columns, row: Sequence[str], svname: str) -> str | None:
 _TYPE_TEXT = {str(n): name for n, name in TYPE_NAMES.items()}
 
 
+MAX_RECORD_LINES = 32
+"""Physical lines one quoted cell may span (agent-check text can hold newlines); beyond that the
+quote is taken for a stray one and the line is reported on its own."""
+
+
+def _records(text: str) -> Iterator[tuple[int, str]]:
+    """CSV records with their first line number: physical lines, joined while a quote is open.
+
+    HAProxy quotes a cell holding ``,``, ``"`` or a newline (``check_desc``/``agent_desc``/
+    ``last_chk`` carry whatever an agent check answered), so one row can span several lines. An
+    odd number of ``"`` on a line means a quoted cell is still open (``""`` inside one counts
+    two). A quote that never closes within :data:`MAX_RECORD_LINES` lines is a broken line, not
+    a cell: that line alone is returned (and reported), and reading resumes after it.
+    """
+    lines = [ln.rstrip("\r") for ln in text.split("\n")]
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if line.count('"') % 2 == 0 or line.startswith("#"):
+            yield i + 1, line
+            i += 1
+            continue
+        quotes = line.count('"')
+        j = i + 1
+        while j < n and j - i < MAX_RECORD_LINES and quotes % 2:
+            quotes += lines[j].count('"')
+            j += 1
+        if quotes % 2:
+            yield i + 1, line
+            i += 1
+            continue
+        yield i + 1, "\n".join(lines[i:j])
+        i = j
+
+
 def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """Parse one ``show stat`` / ``;csv`` payload.
 
@@ -537,8 +574,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     def error(message: str, lineno: int) -> ParseError:
         return ParseError(message, source=source, target=record.target, line=lineno)
 
-    for lineno, raw_line in enumerate(text.split("\n"), start=1):
-        line = raw_line.rstrip("\r")
+    for lineno, line in _records(text):
         if not line.strip():
             continue
         if line.startswith("#"):

@@ -38,6 +38,8 @@ RESOURCE_PATHS: dict[str, str] = {
     "services": "/api/v1/services",
     "nodes": "/api/v1/nodes",
     "pods": "/api/v1/pods",
+    "ipaddresspools": "/apis/metallb.io/v1beta1/ipaddresspools",
+    "l2advertisements": "/apis/metallb.io/v1beta1/l2advertisements",
 }
 MAX_PAGES = 10_000  # 5 million objects at the default page size: a bound, not a plan
 MAX_LIST_RESTARTS = 3

@@ -20,6 +20,14 @@ What becomes what (the IP plan of AKS hybrid, domain reference §5):
 * Node ``InternalIP``/``ExternalIP`` → owner_kind ``node`` (node IP pool), or ``load-balancer``
   for the HAProxy LB VM (name or label rule, see :func:`is_lb_node`); ``spec.podCIDRs`` →
   ``k8s.node_pod_cidr_info`` (Flannel has no metrics; this is how its per-node subnets are seen).
+* MetalLB ``IPAddressPool`` (``metallb.io/v1beta1``; AKS Arc's MetalLB extension) → one
+  ``k8s.metallb_pool_range_info`` sample per ``spec.addresses`` entry (a CIDR or an ``a-b`` range),
+  labels ``namespace``, ``pool``, ``addresses`` (the entry as written), ``first``/``last``,
+  ``auto_assign``, ``avoid_buggy_ips``, value = the addresses in it. These are the *declared*
+  MetalLB ranges the pool and overlap analysis use next to the configured ``metallb_pools``
+  (Microsoft: the extension does no IP conflict checking, so nothing else compares them).
+* MetalLB ``L2Advertisement`` → ``k8s.metallb_l2advertisement_info`` (``advertisement``, ``pools``:
+  ``spec.ipAddressPools`` comma-joined, ``*`` when empty = every pool; ``node_selectors`` as JSON).
 * Pod ``status.podIPs`` → owner_kind ``pod``, skipping ``hostNetwork`` pods (their IP is the
   node's) and finished pods (``Succeeded``/``Failed``: their IP is free for reuse, so keeping it
   would report false duplicates).
@@ -71,8 +79,11 @@ METRIC_SERVICES_LB = "k8s.services_loadbalancer"
 METRIC_NODES = "k8s.nodes"
 METRIC_SERVICE_LB_IP_INFO = "k8s.service_lb_ip_info"
 METRIC_NODE_POD_CIDR_INFO = "k8s.node_pod_cidr_info"
+METRIC_METALLB_POOL_RANGE_INFO = "k8s.metallb_pool_range_info"
+METRIC_METALLB_L2ADV_INFO = "k8s.metallb_l2advertisement_info"
 
-_SUPPORTED_ITEM_KINDS = frozenset({"Service", "Node", "Pod"})
+_METALLB_KINDS = frozenset({"IPAddressPool", "L2Advertisement"})
+_SUPPORTED_ITEM_KINDS = frozenset({"Service", "Node", "Pod"}) | _METALLB_KINDS
 _FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 _NODE_IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
 
@@ -328,7 +339,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         default_kind, items, paths = base, [body], ["$"]
     else:
         raise ParseError(
-            f"kind {_short(base)} is neither a List nor a Service, Node or Pod",
+            f"kind {_short(base)} is neither a List nor a Service, Node, Pod, IPAddressPool or L2Advertisement",
             source=SOURCE,
             target=_clean(record.target),
         )
@@ -367,7 +378,11 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         namespace = _required_text(b, meta, "namespace", f"{path}.metadata")
         if namespace is None:
             continue
-        if item_kind == "Service":
+        if item_kind == "IPAddressPool":
+            _ip_address_pool(b, item, path, namespace, name)
+        elif item_kind == "L2Advertisement":
+            _l2_advertisement(b, item, path, namespace, name)
+        elif item_kind == "Service":
             if namespace == "default" and name == "kubernetes":
                 spec = b.dict_at(item, "spec", path) or {}
                 cip = spec.get("clusterIP")
@@ -542,3 +557,76 @@ def _pod(b: _Builder, item: dict[str, Any], path: str, namespace: str, name: str
         ip = b.ip(status["podIP"], f"{path}.status.podIP")
         if ip is not None:
             b.observe(ip, OwnerKind.POD, owner)
+
+
+def _address_range(text: str) -> tuple[str, str, int] | None:
+    """A MetalLB ``spec.addresses`` entry (``10.0.0.0/28``, ``10.0.0.5-10.0.0.9``, one address
+    as ``/32``) → (first, last, count); None when it is neither."""
+    t = text.strip()
+    try:
+        if "-" in t:
+            a, z = (ipaddress.ip_address(x.strip()) for x in t.split("-", 1))
+            if a.version != z.version or int(z) < int(a):
+                return None
+            return str(a), str(z), int(z) - int(a) + 1
+        net = ipaddress.ip_network(t, strict=False)
+    except ValueError:
+        return None
+    return str(net.network_address), str(net.broadcast_address), net.num_addresses
+
+
+def _flag(b: _Builder, spec: dict[str, Any], key: str, default: bool, path: str) -> str:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        b.error(f"{path}.spec.{key}", f"expected a boolean, got {_type_name(value)}")
+        value = default
+    return "true" if value else "false"
+
+
+def _ip_address_pool(b: _Builder, item: dict[str, Any], path: str, namespace: str, name: str) -> None:
+    spec = b.dict_at(item, "spec", path) or {}
+    auto = _flag(b, spec, "autoAssign", True, path)  # MetalLB's defaults: autoAssign true,
+    buggy = _flag(b, spec, "avoidBuggyIPs", False, path)  # avoidBuggyIPs false
+    for i, entry in enumerate(b.list_at(spec, "addresses", f"{path}.spec")):
+        epath = f"{path}.spec.addresses[{i}]"
+        text = b.text(entry, epath)
+        if text is None:
+            continue
+        rng = _address_range(text)
+        if rng is None:
+            b.error(epath, f"not a CIDR or an 'a-b' address range: {_short(text)}")
+            continue
+        first, last, count = rng
+        b.sample(
+            METRIC_METALLB_POOL_RANGE_INFO,
+            {
+                "namespace": namespace,
+                "pool": name,
+                "addresses": text.strip(),
+                "first": first,
+                "last": last,
+                "auto_assign": auto,
+                "avoid_buggy_ips": buggy,
+            },
+            float(count),
+        )
+
+
+def _l2_advertisement(b: _Builder, item: dict[str, Any], path: str, namespace: str, name: str) -> None:
+    spec = b.dict_at(item, "spec", path) or {}
+    pools: list[str] = []
+    for i, entry in enumerate(b.list_at(spec, "ipAddressPools", f"{path}.spec")):
+        text = b.text(entry, f"{path}.spec.ipAddressPools[{i}]")
+        if text:
+            pools.append(text)
+    selectors = b.list_at(spec, "nodeSelectors", f"{path}.spec")
+    b.sample(
+        METRIC_METALLB_L2ADV_INFO,
+        {
+            "namespace": namespace,
+            "advertisement": name,
+            "pools": ",".join(pools) or "*",
+            "node_selectors": json.dumps(selectors, separators=(",", ":"), sort_keys=True),
+        },
+        1.0,
+    )

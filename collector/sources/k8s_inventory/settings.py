@@ -20,7 +20,8 @@ from collector.settings.deprecated import RenamedKeys
 from collector.settings.tls import TlsTable
 from collector.sources.base import SourceSettings
 
-Resource = Literal["services", "nodes", "pods"]
+# ipaddresspools / l2advertisements: MetalLB's CRDs (metallb.io/v1beta1; AKS Arc's MetalLB extension)
+Resource = Literal["services", "nodes", "pods", "ipaddresspools", "l2advertisements"]
 DEFAULT_RESOURCES: tuple[Resource, ...] = ("services", "nodes")
 
 _RENAMED = (

@@ -46,6 +46,7 @@ from collector.catalog import Catalog
 from collector.errors import ParseError
 from collector.rows import SampleRows, clean
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
     IP_OBSERVATIONS_SCHEMA,
     TS_TYPE,
     OwnerKind,
@@ -107,7 +108,7 @@ class IpObservationRows:
 
     def table(self) -> pa.Table:
         if not self.ts:
-            return IP_OBSERVATIONS_SCHEMA.empty_table()
+            return EMPTY_IP_OBSERVATIONS
 
         def dict_col(values: list[str | None] | list[str]) -> pa.Array[Any]:
             return pa.array(values, pa.string()).dictionary_encode()

@@ -49,6 +49,8 @@ _FLOAT = r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[iI][nN][fF]
 _FLOAT_RE = re.compile(_FLOAT)
 _HEX_FLOAT_RE = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+")
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
+# OpenMetrics timestamps: seconds, decimal or exponent forms ("1520879607.789", "1.5e3").
+_OM_TS_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _LABEL_VALUE = re.compile(r'((?:[^"\\\n]|\\.)*)"')
 _UNESCAPE = re.compile(r'\\(["\\n])')
 _WS = " \t"
@@ -86,11 +88,16 @@ def go_float(text: str) -> float:
     raise LineError(f"invalid sample value {text[:40]!r}")
 
 
-def parse_line(line: str) -> tuple[str, list[tuple[str, str]], float, int | None]:
+def parse_line(line: str, *, openmetrics: bool = False) -> tuple[str, list[tuple[str, str]], float, int | None]:
     """The exact path: one sample line → name, labels, value, timestamp (ms) or LineError.
 
     Whitespace is accepted wherever Prometheus' own lexer accepts it (between tokens, inside
     braces around names, ``=`` and ``,``); a trailing comma before ``}`` is allowed.
+
+    An exemplar (`` # {trace_id="…"} 0.5 [ts]`` after the value) is checked and dropped: the
+    store has no place for it, and losing the sample because of it would lose data. With
+    ``openmetrics`` (the body ends with ``# EOF``) a timestamp is in **seconds** and may be a
+    decimal (OpenMetrics 1.0); otherwise it is integer milliseconds (text format 0.0.4).
     """
     n = len(line)
     pos = 0
@@ -149,7 +156,12 @@ def parse_line(line: str) -> tuple[str, list[tuple[str, str]], float, int | None
             raise LineError(f"duplicate label name {dup!r}")
     if pos < n and line[pos] not in _WS:
         raise LineError(f"unexpected character {line[pos]!r} at column {pos + 1} after the metric name")
-    rest = line[pos:].split()
+    tail = line[pos:]
+    hash_at = tail.find("#")  # values and timestamps never hold '#': what follows is an exemplar
+    if hash_at >= 0:
+        _check_exemplar(tail[hash_at + 1 :], pos + hash_at + 1)
+        tail = tail[:hash_at]
+    rest = tail.split()
     if not rest:
         raise LineError("missing sample value")
     if len(rest) > 2:
@@ -157,12 +169,40 @@ def parse_line(line: str) -> tuple[str, list[tuple[str, str]], float, int | None
     value = go_float(rest[0])
     ts: int | None = None
     if len(rest) == 2:
-        if not _INT_RE.fullmatch(rest[1]):
-            raise LineError(f"invalid timestamp {rest[1][:40]!r} (want integer milliseconds)")
-        ts = int(rest[1])
+        ts = _om_timestamp(rest[1]) if openmetrics else _ms_timestamp(rest[1])
         if not TS_MIN_MS <= ts <= TS_MAX_MS:
-            raise LineError(f"timestamp out of range (years 1-9999): {rest[1]!r}")
+            raise LineError(f"timestamp out of range (years 1-9999): {rest[1][:40]!r}")
     return name, labels, value, ts
+
+
+def _ms_timestamp(text: str) -> int:
+    if _INT_RE.fullmatch(text):
+        return int(text)
+    hint = "; an OpenMetrics body, whose timestamps are seconds, ends with '# EOF'" if _OM_TS_RE.fullmatch(text) else ""
+    raise LineError(f"invalid timestamp {text[:40]!r} (want integer milliseconds{hint})")
+
+
+def _om_timestamp(text: str) -> int:
+    if not _OM_TS_RE.fullmatch(text):
+        raise LineError(f"invalid timestamp {text[:40]!r} (want seconds, as OpenMetrics writes them)")
+    try:
+        return round(float(text) * 1000)
+    except OverflowError:  # float("1e400") is inf; round(inf) overflows
+        raise LineError(f"timestamp out of range (years 1-9999): {text[:40]!r}") from None
+
+
+def _check_exemplar(text: str, col: int) -> None:
+    """An exemplar is ``{labels} value [timestamp]``; anything else after a '#' is an error."""
+    body = text.strip(_WS)
+    close = body.rfind("}")
+    if not body.startswith("{") or close < 0:
+        raise LineError(f"text after '#' at column {col} is not an exemplar ({{labels}} value): {body[:40]!r}")
+    nums = body[close + 1 :].split()
+    if not 1 <= len(nums) <= 2:
+        raise LineError(f"exemplar at column {col} needs a value after its labels: {body[:40]!r}")
+    go_float(nums[0])
+    if len(nums) == 2 and not _OM_TS_RE.fullmatch(nums[1]):
+        raise LineError(f"invalid exemplar timestamp {nums[1][:40]!r}")
 
 
 def check_comment(line: str) -> None:
@@ -264,6 +304,12 @@ class Scan:
     ts: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     has_ts: BOOL = field(default_factory=lambda: np.zeros(0, np.bool_))
     line: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    # where each row's ``name{...}`` ends (its closing brace + 1; for a plain ``name value`` line
+    # the end of the name), -1 for other rows of the exact path; and every line's byte range
+    # (what a repeated scrape of the same target is checked against, see ``_reuse``)
+    prefix_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_start: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    line_end: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_row: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     e_key: I32 = field(default_factory=lambda: np.zeros(0, np.int32))
     e_val: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -326,35 +372,33 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.ChunkedArray[Any]:
-        """The strings ``e_val`` indexes: body ranges (zero-copy), then the blob strings.
+    def value_segments(self) -> pa.Array[Any]:
+        """The strings ``e_val`` indexes: body ranges, then the blob strings, as ONE array.
 
-        A chunked array, so the body is never copied: Arrow's ``take`` gathers across chunks.
+        Element ``2j`` is body range ``j``, odd elements the gaps between, then the blob strings.
+        One array, not a chunked one: Arrow's ``take`` on a chunked array concatenates the chunks
+        first and was the parser's largest single cost. The body is used in place when there is
+        no blob (the usual case); otherwise body and blob are copied once into one buffer.
         """
         self._flush()
-        chunks = [_segments(pa.py_buffer(self.body), self.vs, self.ve, pad=True)]
-        if self._chunks:
-            data = b"".join(ch[1] for ch in self._chunks)
-            parts = [np.zeros(1, dtype=np.int64)]
-            base = 0
-            for _, chunk, off in self._chunks:
-                parts.append(base + off[1:])
-                base += len(chunk)
-            off = np.concatenate(parts)
-            if base > 2**31 - 1:
-                chunks.append(
-                    pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), pa.py_buffer(data)).cast(
-                        pa.string()
-                    )
-                )
-            else:
-                chunks.append(
-                    pa.StringArray.from_buffers(
-                        len(off) - 1, pa.py_buffer(off.astype(np.int32).data), pa.py_buffer(data)
-                    )
-                )
-        chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in chunks]
-        return pa.chunked_array(chunks, type=pa.string())
+        n = len(self.vs)
+        size = len(self.body)
+        blob_off = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for _, chunk, off in self._chunks:
+            blob_off.append(base + off[1:])
+            base += len(chunk)
+        boff = np.concatenate(blob_off)
+        offs = np.empty(2 * n + len(boff), dtype=np.int64)
+        offs[0 : 2 * n : 2] = self.vs
+        offs[1 : 2 * n : 2] = self.ve
+        offs[2 * n :] = size + boff
+        data = pa.py_buffer(self.body + b"".join(ch[1] for ch in self._chunks) if base else self.body)
+        count = len(offs) - 1
+        if offs[-1] > 2**31 - 1:
+            big = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offs.data), data)
+            return big.cast(pa.string())
+        return pa.StringArray.from_buffers(count, pa.py_buffer(offs.astype(np.int32).data), data)
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
@@ -370,6 +414,7 @@ class Scan:
         self.ts = self.ts[keep]
         self.has_ts = self.has_ts[keep]
         self.line = self.line[keep]
+        self.prefix_end = self.prefix_end[keep]
 
 
 def _dict_encode(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
@@ -411,8 +456,17 @@ def _escaped_quotes(pos: I64, cls: npt.NDArray[np.uint8], idx: I64) -> I64:
     return np.asarray(idx[cand[(run & 1) == 1]], dtype=np.int64)
 
 
-def scan(body: bytes) -> Scan:
-    """Scan a UTF-8 body (NUL-free, already validated by the caller) into rows."""
+def is_openmetrics(body: bytes) -> bool:
+    """An OpenMetrics exposition ends with the ``# EOF`` line (text 0.0.4 has no such marker)."""
+    return body[-64:].rstrip(b" \t\r\n").endswith(b"\n# EOF") or body.strip() == b"# EOF"
+
+
+def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
+    """Scan a UTF-8 body (NUL-free, already validated by the caller) into rows.
+
+    ``openmetrics``: sample timestamps are seconds (see :func:`parse_line`); such rows take the
+    exact path, which converts them.
+    """
     out = Scan(body=body)
     if not body:
         return out
@@ -433,6 +487,7 @@ def scan(body: bytes) -> Scan:
     ne_idx = np.flatnonzero(le > ls)
     le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
     ne_idx = ne_idx[le[ne_idx] > ls[ne_idx]]
+    out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
     first_byte[ne_idx] = buf[ls[ne_idx]]
     nonempty = first_byte != 0
@@ -560,6 +615,7 @@ def scan(body: bytes) -> Scan:
                 cls,
                 f[good_lab],
                 sp1[lines_ok] - 1,
+                openmetrics=openmetrics,
             )
             fast_lines[:] = False
             fast_lines[out.line] = True
@@ -567,7 +623,7 @@ def scan(body: bytes) -> Scan:
     # ---- everything else: the exact path ---------------------------------------------------
     slow = np.flatnonzero((candidate & ~fast_lines) | other)
     if len(slow):
-        _exact_path(body, ls, le, slow, out)
+        _exact_path(body, ls, le, slow, out, openmetrics=openmetrics)
     for li in np.flatnonzero(is_comment).tolist():
         try:
             check_comment(body[int(ls[li]) : int(le[li])].decode("utf-8"))
@@ -594,6 +650,8 @@ def _build_rows(
     cls: npt.NDArray[np.uint8],
     sp_first: I64,
     sp_last: I64,
+    *,
+    openmetrics: bool = False,
 ) -> None:
     """Turn accepted lines into rows: names, values, label keys and value references."""
     data = pa.py_buffer(body)
@@ -603,6 +661,7 @@ def _build_rows(
     out.names = names
     out.name_idx = name_idx
     out.line = lines
+    out.prefix_end = bc + 1
     out.value, v_ok = cast_floats(tokens)
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
@@ -635,6 +694,8 @@ def _build_rows(
     if bad_keys:
         keep[out.e_row[np.isin(key_idx, bad_keys)]] = False
     keep &= ~_duplicate_label_rows(out, ppl)
+    if openmetrics:
+        keep &= ~out.has_ts  # seconds, not milliseconds: the exact path converts them
     out.keep_rows(keep)
 
 
@@ -687,7 +748,7 @@ def _popcount(x: npt.NDArray[np.uint64]) -> I64:
     return np.asarray(bits.sum(axis=1), dtype=np.int64)
 
 
-def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
+def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmetrics: bool = False) -> None:
     """Parse the given lines one by one and append the good ones as rows."""
     name_ids = {s: i for i, s in enumerate(out.names)}
     key_ids = {s: i for i, s in enumerate(out.keys)}
@@ -696,6 +757,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
     rows_ts: list[int] = []
     rows_has_ts: list[bool] = []
     rows_line: list[int] = []
+    rows_pend: list[int] = []
     e_row: list[int] = []
     e_key: list[int] = []
     e_val: list[int] = []
@@ -705,7 +767,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
         if not text.strip(_WS):
             continue
         try:
-            name, labels, value, ts = parse_line(text)
+            name, labels, value, ts = parse_line(text, openmetrics=openmetrics)
         except LineError as exc:
             out.errors.append((li, str(exc)))
             out.bad_lines += 1
@@ -720,6 +782,9 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
         rows_ts.append(ts if ts is not None else 0)
         rows_has_ts.append(ts is not None)
         rows_line.append(li)
+        # a plain `name value` line has a reusable prefix (its name) like the vectorised rows
+        plain = not labels and text.startswith(name) and text[len(name) : len(name) + 1] == " "
+        rows_pend.append(int(ls[li]) + len(name) if plain else -1)
         for k, v in labels:
             ki = key_ids.get(k)
             if ki is None:
@@ -735,6 +800,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan) -> None:
     out.ts = np.concatenate([out.ts, np.asarray(rows_ts, dtype=np.int64)])
     out.has_ts = np.concatenate([out.has_ts, np.asarray(rows_has_ts, dtype=np.bool_)])
     out.line = np.concatenate([out.line, np.asarray(rows_line, dtype=np.int64)])
+    out.prefix_end = np.concatenate([out.prefix_end, np.asarray(rows_pend, dtype=np.int64)])
     out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
     out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
     out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])

@@ -43,6 +43,7 @@ import pyarrow as pa
 from collector.catalog import Catalog, normalize_windows_labels
 from collector.errors import ParseError
 from collector.schema import (
+    EMPTY_IP_OBSERVATIONS,
     IP_OBSERVATIONS_SCHEMA,
     SAMPLES_SCHEMA,
     TS_TYPE,
@@ -52,7 +53,8 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
-from collector.sources.prometheus._scan import I32, I64, Scan, scan
+from collector.sources.prometheus import _reuse
+from collector.sources.prometheus._scan import I32, I64, Scan, is_openmetrics, scan
 from collector.text import without_bom
 
 MAX_LINE_ERRORS = 100
@@ -74,6 +76,10 @@ NIC_ADDRESS_INFO = "windows_net_nic_address_info"
 _WINDOWS_SPECIAL = ("nic", "instance", "adapter", "port_prio", "priority")
 _DICT_TYPE = pa.dictionary(pa.int32(), pa.string())
 _WINDOWS_PREFIXES = ("windows_", "wmi_")
+# HAProxy exporters name the level in the metric (haproxy_<level>_...); the CSV path has it as `type`.
+_HAPROXY_LEVELS = ("frontend", "backend", "server", "listener")
+# haproxy_exporter labels the proxy by level; HAProxy's own exporter and the CSV path call it `proxy`.
+_HAPROXY_PROXY_KEYS = ("frontend", "backend")
 
 
 def source_for(native_name: str, labels: Mapping[str, str]) -> str:
@@ -145,7 +151,14 @@ def _text_body(record: RawRecord, src: str) -> tuple[bytes, list[tuple[int, str]
 def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
     src = record.labels.get("source") or "prometheus"
     body, undecodable = _text_body(record, src)
-    sc = scan(body)
+    openmetrics = is_openmetrics(body)
+    # OpenMetrics bodies (seconds timestamps, `# EOF`) always take the full parser
+    reusable = not undecodable and not openmetrics and _reuse.enabled()
+    if reusable:
+        hit = _reuse.reuse(record, catalog, body)
+        if hit is not None:
+            return hit
+    sc = scan(body, openmetrics=openmetrics)
     sc.errors.extend(undecodable)
     sc.bad_lines += len(undecodable)
     result = ParseResult()
@@ -162,8 +175,11 @@ def _parse(record: RawRecord, catalog: Catalog) -> ParseResult:
         return result
     name_info = _NameInfo(sc.names, record.labels, catalog)
     result.ip_observations = _nic_observations(sc, name_info, record)
-    additions = _normalize_windows(sc, name_info)
+    additions = _merge_additions(_normalize_windows(sc, name_info), _normalize_haproxy(sc, name_info))
     result.samples = _samples_table(sc, name_info, record, additions)
+    if reusable:
+        scaled = (name_info.divisor != 1.0).any()
+        _reuse.remember(record, catalog, body, sc, name_info.divisor[sc.name_idx] if scaled else None, result)
     return result
 
 
@@ -195,6 +211,7 @@ class _NameInfo:
         self.canon_of = np.empty(n, dtype=np.int32)
         self.source_of = np.empty(n, dtype=np.int32)
         self.windows = np.zeros(n, dtype=np.bool_)
+        self.haproxy_level = np.full(n, -1, dtype=np.int8)  # index into _HAPROXY_LEVELS, -1: not HAProxy
         self.divisor = np.ones(n, dtype=np.float64)
         self.canonical_name: list[str] = []
         for i, native in enumerate(names):
@@ -211,6 +228,9 @@ class _NameInfo:
                 self.sources.append(s)
             self.source_of[i] = src_ids[s]
             self.windows[i] = d is not None and native.startswith(_WINDOWS_PREFIXES)
+            level = native.split("_", 2)[1] if native.startswith("haproxy_") and native.count("_") >= 2 else ""
+            if d is not None and d.name.startswith("haproxy.") and level in _HAPROXY_LEVELS:
+                self.haproxy_level[i] = _HAPROXY_LEVELS.index(level)
             if d is not None:
                 self.divisor[i] = d.divisor
         self.names = names
@@ -231,7 +251,7 @@ def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
 def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     ids = [i for i, s in enumerate(info.names) if s in (NIC_INFO, NIC_ADDRESS_INFO)]
     if not ids:
-        return IP_OBSERVATIONS_SCHEMA.empty_table()
+        return EMPTY_IP_OBSERVATIONS
     rows = np.flatnonzero(np.isin(sc.name_idx, ids))
     off = _row_offsets(sc.e_row, sc.n)
     macs: dict[str, str] = {}
@@ -356,6 +376,68 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
     return (np.asarray(add_row, np.int64), np.asarray(add_key, np.int32), np.asarray(add_val, np.int64))
 
 
+def _normalize_haproxy(sc: Scan, info: _NameInfo) -> Additions:
+    """Give canonical ``haproxy.*`` rows from an exporter the CSV path's labels: ``proxy``, ``type``.
+
+    Why: analyzers select HAProxy rows by ``proxy``/``server``/``type`` (e.g. idle frontends for
+    reclaim), whatever delivered them. HAProxy's built-in exporter says ``proxy`` but has no
+    ``type``; the community haproxy_exporter says ``frontend``/``backend`` instead of ``proxy``.
+    The level comes from the metric name; haproxy_exporter's pseudo-servers ``FRONTEND`` and
+    ``BACKEND`` (old HAProxy CSVs had no ``type`` column) are typed as the CSV path types them.
+    Labels already present are never overwritten.
+    """
+    none: Additions = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    level_of_row = info.haproxy_level[sc.name_idx]
+    rows = np.flatnonzero(level_of_row >= 0)
+    if not len(rows):
+        return none
+    key_ids = {k: i for i, k in enumerate(sc.keys)}
+
+    def key_id(k: str) -> int:
+        if k not in key_ids:
+            key_ids[k] = len(sc.keys)
+            sc.keys.append(k)
+        return key_ids[k]
+
+    starts = np.searchsorted(sc.e_row, rows, side="left")
+    ends = np.searchsorted(sc.e_row, rows, side="right")
+    type_refs = {lvl: sc.blob_ref(lvl) for lvl in _HAPROXY_LEVELS}
+    rename: list[int] = []
+    add_row: list[int] = []
+    add_key: list[int] = []
+    add_val: list[int] = []
+    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        names = {sc.keys[int(sc.e_key[j])]: j for j in range(a, b)}
+        if "proxy" not in names:
+            slot = next((names[k] for k in _HAPROXY_PROXY_KEYS if k in names), None)
+            if slot is not None:
+                rename.append(slot)
+        if "type" not in names:
+            level = _HAPROXY_LEVELS[int(level_of_row[r])]
+            if level == "server" and "server" in names:
+                pseudo = sc.value_str(int(sc.e_val[names["server"]]))
+                level = {"FRONTEND": "frontend", "BACKEND": "backend"}.get(pseudo, level)
+            add_row.append(r)
+            add_key.append(key_id("type"))
+            add_val.append(type_refs[level])
+    if rename:
+        if not sc.e_key.flags.writeable:  # a zero-copy view of Arrow's dictionary indices
+            sc.e_key = sc.e_key.copy()
+        sc.e_key[rename] = key_id("proxy")
+    return (np.asarray(add_row, np.int64), np.asarray(add_key, np.int32), np.asarray(add_val, np.int64))
+
+
+def _merge_additions(a: Additions, b: Additions) -> Additions:
+    """Two sets of added labels as one, grouped by row (the assembly expects rows in order)."""
+    if not len(b[0]):
+        return a
+    if not len(a[0]):
+        return b
+    rows = np.concatenate([a[0], b[0]])
+    order = np.argsort(rows, kind="stable")
+    return (rows[order], np.concatenate([a[1], b[1]])[order], np.concatenate([a[2], b[2]])[order])
+
+
 def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Additions) -> pa.Table:
     n = sc.n
     extras = sorted((k, v) for k, v in record.labels.items() if k != "source")
@@ -401,7 +483,7 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             new_val[p] = x_vals[t]
         e_key, e_val = new_key, new_val
     keys = pa.array(sc.keys, pa.string()).take(e_key)
-    values = sc.value_segments().take(e_val).combine_chunks()
+    values = sc.value_segments().take(e_val)
     # the stubs accept only int64 offsets here; a map's offsets are int32
     labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32), pa.int32()), keys, values)  # type: ignore[call-overload]
 

@@ -7,7 +7,10 @@ The format (``typeperf -f CSV``, ``relog -f CSV``, Performance Monitor "comma se
 
 * the first header cell names the time zone and its *bias* in minutes (UTC = local + bias, the
   Win32 ``TIME_ZONE_INFORMATION`` convention, daylight saving already included: Eastern Daylight
-  Time is ``(240)``); every timestamp is local time in that zone, ``MM/DD/YYYY HH:MM:SS.mmm``;
+  Time is ``(240)``); every timestamp is local time in that zone, ``MM/DD/YYYY HH:MM:SS.mmm``.
+  typeperf printing to the console writes ``"(PDH-CSV 4.0)"`` with no zone at all (seen in real
+  captures); those times are read as UTC and one error at the header says so, rather than
+  refusing the file;
 * each other header cell is a full counter path ``\\\\HOST\\Object(Instance)\\Counter`` (the
   instance may itself contain ``\\`` and parentheses, e.g. SMB shares ``(\\\\fs\\share)``);
 * a value cell holding a blank (``" "``) or nothing means "no data for this interval".
@@ -46,7 +49,11 @@ FIRST_LINE_LABEL = "first_line"
 HEADER_LINE_LABEL = "header_line"
 CONTROL_LABELS = frozenset({"source", FIRST_LINE_LABEL, HEADER_LINE_LABEL})
 
-_HEADER = re.compile(r"^\(PDH-CSV (?P<ver>[0-9.]+)\)\s*(?P<tz>.*?)\s*\((?P<bias>[-+]?\d{1,5})\)\s*$")
+_HEADER = re.compile(r"^\(PDH-CSV (?P<ver>[0-9.]+)\)\s*(?:(?P<tz>.*?)\s*\((?P<bias>[-+]?\d{1,5})\))?\s*$")
+NO_ZONE = (
+    "no time zone in the PDH-CSV header (typeperf writes none when it prints to the console): "
+    "times are read as UTC; save with 'typeperf -f CSV -o FILE' to keep the zone"
+)
 _TIME = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\s*$")
 
 
@@ -107,11 +114,15 @@ def parse_header(cells: list[str]) -> tuple[int, list[CounterPath | None], list[
     m = _HEADER.match(cells[0].strip())
     if not m:
         raise ValueError(f"first header cell is not '(PDH-CSV 4.0) (<time zone>)(<bias>)': {cells[0][:80]!r}")
-    bias = int(m.group("bias"))
-    if abs(bias) > 24 * 60:
-        raise ValueError(f"time zone bias {bias} minutes is out of range")
     columns: list[CounterPath | None] = []
     problems: list[str] = []
+    if m.group("bias") is None:  # console typeperf: "(PDH-CSV 4.0)" alone, local times of an unknown zone
+        bias = 0
+        problems.append(NO_ZONE)
+    else:
+        bias = int(m.group("bias"))
+    if abs(bias) > 24 * 60:
+        raise ValueError(f"time zone bias {bias} minutes is out of range")
     for i, cell in enumerate(cells[1:], start=2):
         try:
             columns.append(parse_counter_path(cell))

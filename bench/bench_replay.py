@@ -1,0 +1,128 @@
+"""Benchmark: replay throughput of the parse → store side (samples per second on this machine).
+
+A capture of the demo site (``lab.compact_scenario``, 60 s scrapes like ``make demo``) is
+generated first (not timed), then replayed the way ``hciwatch replay`` does it without the
+detectors: ``read_capture`` → :class:`~hciwatch.parse_pool.ParsePool` (worker processes, Arrow
+IPC hand-off) → ``Store.append`` with write-behind Parquet batches. The detectors' share of a
+real replay is measured separately (``bench_eval_pass.py``, evaluation ms per pass).
+
+Reported: wall seconds, samples/s (wall), CPU seconds of this process and its workers, peak RSS
+of this process and of the largest worker, and peak RSS per distinct series of the capture (the
+"bytes per active series" of replay; series counted afterwards with DuckDB over the Parquet).
+
+    .venv/bin/python bench/bench_replay.py [--hours 8] [--workers 2] [--code OTHER_CHECKOUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _rusage_cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="replay throughput of parse + store")
+    ap.add_argument("--hours", type=float, default=8.0, help="capture length (default 8, the demo's)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workers", type=int, help="parse worker processes (default: as replay chooses)")
+    ap.add_argument("--capture", type=Path, help="replay this capture instead of generating one")
+    ap.add_argument("--code", type=Path, help="import hciwatch from this checkout (a before/after run)")
+    args = ap.parse_args(argv)
+    if args.code:
+        sys.path.insert(0, str(args.code.resolve()))
+
+    import duckdb
+
+    import lab
+    from collector.capture import read_capture
+    from collector.store import Store
+    from hciwatch.parse_pool import ParsePool, default_workers
+
+    tmp = Path(tempfile.mkdtemp(prefix="hciwatch-bench-replay-"))
+    try:
+        capture = args.capture
+        if capture is None:
+            capture = tmp / "capture.jsonl.zst"
+            scenario = dataclasses.replace(
+                lab.compact_scenario(seed=args.seed, hours=args.hours), interval=timedelta(seconds=60)
+            )
+            t0 = time.perf_counter()
+            stats = lab.write_capture(scenario, capture)
+            print(
+                f"capture: {args.hours:g} h of the demo site, {stats.records:,} records, "
+                f"{stats.body_bytes / 1e6:.0f} MB of bodies ({time.perf_counter() - t0:.1f} s to generate, not timed)"
+            )
+        workers = default_workers() if args.workers is None else args.workers
+        store = Store(tmp / "store", write_behind=True)
+        rss_start = _rss_mib()
+        samples = ips = records = 0
+        c_self0, c_kids0 = _rusage_cpu(resource.RUSAGE_SELF), _rusage_cpu(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        with ParsePool((), workers=workers) as pool:
+            items = ((it.record, None) for it in read_capture(capture))
+            for _rec, _, out in pool.parse(items):
+                records += 1
+                if out is None or out.rejected is not None:
+                    continue
+                if out.samples.num_rows:
+                    store.append("samples", out.samples)
+                    samples += out.samples.num_rows
+                if out.ip_observations.num_rows:
+                    store.append("ip_observations", out.ip_observations)
+                    ips += out.ip_observations.num_rows
+        store.close()
+        wall = time.perf_counter() - t0
+        cpu_self = _rusage_cpu(resource.RUSAGE_SELF) - c_self0
+        cpu_kids = _rusage_cpu(resource.RUSAGE_CHILDREN) - c_kids0
+        rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_kid = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        con = duckdb.connect()
+        glob = str(tmp / "store" / "samples" / "*" / "*.parquet")
+        row = con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT host, metric, labels FROM read_parquet('{glob}'))"
+        ).fetchone()
+        series = int(row[0]) if row else 0
+        con.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rate = samples / wall if wall else float("nan")
+    bps = (rss_self + workers * rss_kid) * 2**20 / series if series else float("nan")
+    # what the replay itself adds in the main process (imports and the idle store excluded)
+    bps_incr = (rss_self - rss_start) * 2**20 / series if series else float("nan")
+    print(f"replayed {records:,} records, {samples:,} samples, {ips:,} IP observations with {workers} parse workers")
+    print(f"wall {wall:.1f} s: {rate:,.0f} samples/s | CPU {cpu_self:.1f} s main + {cpu_kids:.1f} s workers")
+    print(
+        f"peak RSS {rss_self:.0f} MiB main, {rss_kid:.0f} MiB largest worker; {series:,} distinct series, "
+        f"{bps:,.0f} B per series (main + workers), {bps_incr:,.0f} B per series above the idle main process"
+    )
+    print(
+        f"RESULT replay samples_per_s={rate:.0f} wall_s={wall:.2f} samples={samples} cpu_s={cpu_self + cpu_kids:.2f} "
+        f"rss_mib_main={rss_self:.0f} rss_mib_worker={rss_kid:.0f} workers={workers} series={series} "
+        f"bytes_per_series={bps:.0f} bytes_per_series_incr={bps_incr:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

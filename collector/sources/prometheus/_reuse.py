@@ -1,0 +1,253 @@
+"""Repeated scrapes: reuse everything but the numbers when a target's series are unchanged.
+
+Why: an exporter writes the same series, in the same order, with the same label bytes, scrape
+after scrape; only the sample values change. Parsing names and label sets again (and storing a
+fresh copy of every label string) is most of a scrape's CPU and most of the store's buffered
+memory. So after a clean parse the *skeleton* of the payload is kept per target: every line's
+bytes up to the end of ``name{...}`` (whole lines for comments and blank lines) and the parsed
+result. The next payload from that target is checked against it — same line count, every prefix
+byte-identical (one gather and one buffer comparison, vectorised), each sample line continuing
+with a space and a number — and then only the value tokens are parsed; the result reuses the
+previous label/metric/source/host arrays. Tables of one target therefore share their label
+buffers in the store's buffer (one copy, not one per scrape).
+
+Anything else (a changed byte, a timestamp on a sample, a token that is not one plain number)
+falls back to the full parser, which then refreshes the skeleton, so the output and error
+messages are exactly the full parser's (``tests/sources/test_prometheus_reuse.py`` compares them).
+
+The cache is bounded in bytes (:data:`MAX_BYTES`, least recently used entry evicted first) and
+thread-safe; ``HCIWATCH_PARSE_REUSE=0`` turns it off (benchmarks measure the cold parser with it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from collector.catalog import Catalog
+from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
+from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
+from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
+
+MAX_BYTES = int(os.environ.get("HCIWATCH_PARSE_REUSE_BYTES", str(256 << 20)))
+"""Bytes of skeletons kept (prefix bytes + index arrays + the shared label arrays)."""
+
+_NL, _CR, _SPACE, _RBRACE = 10, 13, 32, 125
+
+
+def enabled() -> bool:
+    return os.environ.get("HCIWATCH_PARSE_REUSE", "1").strip() != "0"
+
+
+@dataclass
+class Skeleton:
+    """What a clean parse of one target's payload leaves for the next one (see the docstring)."""
+
+    catalog: Catalog
+    n_lines: int
+    prefix_len: I64  # per line: bytes that must be identical
+    sample_lines: I64  # per row (in row order): its line
+    order: I64  # rows by line (rows of the exact path come after the vectorised ones)
+    plain: I64  # positions (in line order) of plain `name value` rows, which Go's float grammar checks
+    prefix: pa.Buffer  # the concatenated prefixes
+    divisor: F64 | None  # per row, when any catalog unit divides
+    samples: pa.Table
+    ip_observations: pa.Table
+    nbytes: int
+
+
+def _key(record: RawRecord) -> Hashable:
+    return (record.kind, record.target, record.host, tuple(sorted(record.labels.items())))
+
+
+class SkeletonCache:
+    """Least-recently-used skeletons by target, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, Skeleton] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+    def get(self, record: RawRecord, catalog: Catalog) -> Skeleton | None:
+        key = _key(record)
+        with self._lock:
+            sk = self._entries.get(key)
+            if sk is not None and sk.catalog is catalog:
+                self._entries.move_to_end(key)
+                return sk
+        return None
+
+    def put(self, record: RawRecord, sk: Skeleton) -> None:
+        if sk.nbytes > self.max_bytes:
+            return
+        key = _key(record)
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[key] = sk
+            self._bytes += sk.nbytes
+            while self._bytes > self.max_bytes and self._entries:
+                _, ev = self._entries.popitem(last=False)
+                self._bytes -= ev.nbytes
+
+    def drop(self, record: RawRecord) -> None:
+        with self._lock:
+            old = self._entries.pop(_key(record), None)
+            if old is not None:
+                self._bytes -= old.nbytes
+
+
+CACHE = SkeletonCache()
+
+
+def _lines(body: bytes) -> tuple[I64, I64]:
+    """Every line's byte range without CR/LF, exactly as :func:`~._scan.scan` cuts them."""
+    buf = np.frombuffer(body, dtype=np.uint8)
+    nl = np.flatnonzero(buf == _NL)
+    ls = np.empty(len(nl) + 1, dtype=np.int64)
+    ls[0] = 0
+    ls[1:] = nl + 1
+    le = np.empty(len(nl) + 1, dtype=np.int64)
+    le[:-1] = nl
+    le[-1] = len(buf)
+    ne = np.flatnonzero(le > ls)
+    le[ne] -= buf[le[ne] - 1] == _CR
+    return ls, le
+
+
+def remember(
+    record: RawRecord, catalog: Catalog, body: bytes, sc: Scan, divisor: F64 | None, result: ParseResult
+) -> None:
+    """Keep the skeleton of a clean parse (no bad line, every row from the vectorised path)."""
+    if sc.bad_lines or sc.errors or not sc.n or sc.has_ts.any() or (sc.prefix_end < 0).any():
+        CACHE.drop(record)
+        return
+    ls, le = sc.line_start, sc.line_end
+    plen = le - ls
+    plen[sc.line] = sc.prefix_end - ls[sc.line]
+    prefix = take_ranges(pa.py_buffer(body), ls, ls + plen)
+    order = np.argsort(sc.line, kind="stable")
+    data = _data(prefix)
+    sk = Skeleton(
+        catalog=catalog,
+        n_lines=len(ls),
+        prefix_len=plen,
+        sample_lines=sc.line.copy(),
+        order=order,
+        # a labelled row's prefix ends with its "}", a plain row's with its name
+        plain=np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[sc.prefix_end[order] - 1] != _RBRACE),
+        prefix=data,
+        divisor=divisor,
+        samples=result.samples,
+        ip_observations=result.ip_observations,
+        nbytes=0,
+    )
+    sk.nbytes = (
+        data.size
+        + plen.nbytes
+        + 2 * sk.sample_lines.nbytes
+        + sk.plain.nbytes
+        + (divisor.nbytes if divisor is not None else 0)
+        + _nbytes(result.samples.column("labels"))
+        + result.ip_observations.nbytes
+    )
+    CACHE.put(record, sk)
+
+
+def _data(arr: pa.Array[Any]) -> pa.Buffer:
+    """The bytes of a string array's values, exactly (no padding past the last offset)."""
+    bufs = arr.buffers()
+    if bufs[2] is None or bufs[1] is None or len(arr) == 0:
+        return pa.py_buffer(b"")
+    offs = np.frombuffer(memoryview(bufs[1]), dtype=np.int32)
+    a, b = int(offs[arr.offset]), int(offs[arr.offset + len(arr)])
+    return bufs[2].slice(a, b - a)
+
+
+def _nbytes(col: Any) -> int:
+    return int(col.nbytes)
+
+
+def reuse(record: RawRecord, catalog: Catalog, body: bytes) -> ParseResult | None:
+    """The parse of ``body`` from its target's skeleton, or None when it does not fit exactly."""
+    sk = CACHE.get(record, catalog)
+    if sk is None:
+        CACHE.misses += 1
+        return None
+    ls, le = _lines(body)
+    out = _reuse(sk, record, body, ls, le)
+    if out is None:
+        CACHE.misses += 1
+    else:
+        CACHE.hits += 1
+    return out
+
+
+def _reuse(sk: Skeleton, record: RawRecord, body: bytes, ls: I64, le: I64) -> ParseResult | None:
+    if len(ls) != sk.n_lines:
+        return None
+    plen = sk.prefix_len
+    if ((le - ls) < plen).any():
+        return None
+    rows = sk.sample_lines
+    other = np.ones(len(ls), dtype=np.bool_)
+    other[rows] = False
+    if ((le - ls)[other] != plen[other]).any():  # comments and blank lines: whole line, no more
+        return None
+    data = pa.py_buffer(body)
+    got = _data(take_ranges(data, ls, ls + plen))
+    if not got.equals(sk.prefix):
+        return None
+    buf = np.frombuffer(body, dtype=np.uint8)
+    by_line = rows[sk.order]  # take_ranges wants the ranges in body order
+    vstart = ls[by_line] + plen[by_line]
+    if (vstart + 1 >= le[by_line]).any() or (buf[vstart] != _SPACE).any():
+        return None
+    tokens = take_ranges(data, vstart + 1, le[by_line])
+    sorted_values, ok = cast_floats(tokens)
+    if not ok.all():  # timestamps, odd spacing, junk: the full parser decides and explains
+        return None
+    # the full parser reads plain `name value` lines with Go's grammar (go_float), labelled ones
+    # with Arrow's cast; Arrow accepts a few spellings Go does not ("-nan"), so check those rows
+    if len(sk.plain) and not _matches(tokens.take(sk.plain), f"^(?:{FLOAT_GRAMMAR})$").all():
+        return None
+    values = np.empty_like(sorted_values)
+    values[sk.order] = sorted_values
+    n = len(rows)
+    ms = to_ms(record.ts)
+    ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, ms, dtype=np.int64).data)])
+    if sk.divisor is not None:
+        values = values / sk.divisor
+    schema = sk.samples.schema
+    samples = sk.samples.set_column(0, schema.field(0), ts).set_column(
+        5, schema.field(5), pa.array(values, pa.float64())
+    )
+    ips = sk.ip_observations
+    if ips.num_rows:
+        m = ips.num_rows
+        ips_ts = pa.Array.from_buffers(TS_TYPE, m, [None, pa.py_buffer(np.full(m, ms, np.int64).data)])
+        ips = ips.set_column(0, ips.schema.field(0), ips_ts)
+    result = ParseResult()
+    result.samples, result.ip_observations = samples, ips
+    return result
