@@ -13,6 +13,15 @@ is restored by :class:`analytics.lifecycle.AlertManager`.
 
 ``con`` is any DuckDB connection with ``samples`` and ``ip_observations`` views or tables in the
 hciwatch schemas; the engine never writes to it.
+
+Fed mode (what replay and the service use): instead of handing the engine a connection over a
+window of recent rows at every pass, the flow hands it each parsed table as it arrives
+(:meth:`Engine.feed`). The engine keeps only the rows of the metrics it watches, and only until
+the pass that analyses them (:meth:`Engine.evaluate_fed`), so a pass scans exactly the rows that
+arrived since the previous one — not the window again — while the same step, baseline and
+holding state carries everything older. Both modes give the same findings (``tests/replay`` and
+``tests/analytics/test_engine_fed.py`` check it); the connection mode stays for cold start
+(bootstrap from the store) and the analyst-side tools.
 """
 
 from __future__ import annotations
@@ -22,22 +31,28 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from analytics.anomaly import SERIES_EXPR, MetricAnomalyDetector
 from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, CongestionDetector, CongestionScore
 from analytics.duplicate_ip import LB_INFO_EXPR, LB_INFO_METRIC, DuplicateIpDetector
 from analytics.findings import Finding
 from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector, PoolStat
 from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks, declare_metallb_range
-from analytics.observations import ObservationTracker
+from analytics.observations import HELD_SQL, NEIGHBOR_SQL, ObservationTracker, split_observations
 from analytics.overlap import OverlapDetector
-from analytics.rates import SeriesRegistry, StepAccumulator, query_table, sql_str, window_sql
+from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_set, query_table, sql_str, window_sql
 from analytics.settings import AnalyticsSettings
-from collector.schema import to_ms
+from collector.schema import TABLE_SCHEMAS, to_ms
 
 # Samples are read and stepped in pieces of about this much data time (a whole number of steps):
 # a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
 # reuses, instead of touching fresh memory for one huge array per column.
 SAMPLE_CHUNK_MS = 600_000
+STALE_MIN = 1000  # fewer stale series than this are not worth a compaction
 
 # MetalLB ranges the clusters declare (IPAddressPool CRDs read by the Kubernetes inventory)
 DECLARED_RANGES_SQL = """
@@ -48,6 +63,7 @@ FROM samples
 WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
   AND metric = 'k8s.metallb_pool_range_info'
 """
+DECLARED_RANGES_METRIC = "k8s.metallb_pool_range_info"
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -59,10 +75,126 @@ def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
         a = b
 
 
+class FedRows:
+    """Rows of one table fed since they were last analysed, as Arrow chunks.
+
+    Bounded: past ``max_bytes`` the oldest chunks go first (counted in ``shed_rows``), as the
+    pipeline's window did — a target with a million series must not take the service past its
+    memory budget; the detectors then miss those rows, and the count says so.
+    """
+
+    def __init__(self, name: str, max_bytes: int | None) -> None:
+        self.empty = TABLE_SCHEMAS[name].empty_table()
+        self.max_bytes = max_bytes
+        self.chunks: list[pa.Table] = []
+        self.bytes = 0
+        self.shed_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self.chunks.append(table)
+        self.bytes += table.nbytes
+        while self.max_bytes is not None and self.bytes > self.max_bytes and len(self.chunks) > 1:
+            old = self.chunks.pop(0)
+            self.bytes -= old.nbytes
+            self.shed_rows += old.num_rows
+
+    def table(self) -> pa.Table:
+        if not self.chunks:
+            return self.empty
+        if len(self.chunks) > 1:
+            self.chunks = [pa.concat_tables(self.chunks)]
+        return self.chunks[0]
+
+    def drop_through(self, hi_ms: int) -> None:
+        """Forget rows with ``ts`` ≤ ``hi_ms`` (analysed, or too late to be)."""
+        tbl = self.table()
+        if not tbl.num_rows:
+            return
+        ts = tbl.column("ts").cast(pa.int64())
+        if pc.max(ts).as_py() <= hi_ms:
+            self.chunks, self.bytes = [], 0
+            return
+        kept = tbl.filter(pc.greater(ts, pa.scalar(hi_ms, pa.int64())))
+        self.chunks = [kept] if kept.num_rows else []
+        self.bytes = kept.nbytes if kept.num_rows else 0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.chunks)
+
+
+class _SqlReader:
+    """Rows of a span read from a DuckDB connection (cold start, analyst tools, the former path)."""
+
+    def __init__(self, con: Any, sql: str) -> None:
+        self.con = con
+        self.sql = sql
+
+    def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
+        return query_table(self.con, self.sql, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000})
+
+    def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+        window = {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}
+        return query_table(self.con, HELD_SQL, window), query_table(self.con, NEIGHBOR_SQL, window)
+
+    def declared_ranges(self, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.con.execute(
+            DECLARED_RANGES_SQL, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}
+        ).fetchall()
+        return rows
+
+
+class _FedReader:
+    """The same columns as :class:`_SqlReader`, computed in Arrow from the rows fed since the
+    last pass: series keys come from :class:`SeriesKeys`, so DuckDB is asked only about series
+    never seen before."""
+
+    def __init__(self, engine: Engine, samples: pa.Table, obs: pa.Table) -> None:
+        t0 = time.perf_counter()
+        self.con = engine._fed_connection()
+        self.obs = obs
+        self.declared = engine.fed["declared_ranges"].table()
+        if samples.num_rows:
+            self.k = engine.series.keys(samples, self.con, engine.registry)
+            self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+            self.v = np.asarray(samples.column("value").to_numpy(), np.float64)
+        else:
+            self.k = np.zeros(0, np.uint64)
+            self.t = np.zeros(0, np.int64)
+            self.v = np.zeros(0, np.float64)
+        self.key_seconds = time.perf_counter() - t0
+
+    def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
+        t = self.t
+        if t.size and (int(t.min()) <= lo_ms or int(t.max()) > hi_ms):
+            m = (t > lo_ms) & (t <= hi_ms)
+            return pa.table({"k": self.k[m], "t": t[m], "value": self.v[m]})
+        return pa.table({"k": self.k, "t": t, "value": self.v})
+
+    def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+        return split_observations(self.obs, lo_ms, hi_ms)
+
+    def declared_ranges(self, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
+        """:data:`DECLARED_RANGES_SQL` over the fed MetalLB range rows (a handful per scrape)."""
+        tbl = self.declared
+        if not tbl.num_rows:
+            return []
+        t = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+        out: set[tuple[Any, ...]] = set()
+        for labels in tbl.filter((t > lo_ms) & (t <= hi_ms)).column("labels").to_pylist():
+            d = dict(labels or [])
+            out.add(tuple(d.get(k) for k in ("cluster", "network", "pool", "addresses", "auto_assign")))
+        return list(out)
+
+
 class Engine:
     """All detectors, one cursor. Not thread-safe: one caller evaluates at a time."""
 
-    def __init__(self, settings: AnalyticsSettings, networks: Sequence[NetworkLike]) -> None:
+    def __init__(
+        self, settings: AnalyticsSettings, networks: Sequence[NetworkLike], *, fed_max_bytes: int | None = None
+    ) -> None:
         self.settings = settings
         self.plans: list[NetworkPlan] = compile_networks(networks, settings.pools)
         self.index = NetworkIndex(self.plans)
@@ -91,12 +223,26 @@ class Engine:
         )
         self.steps = StepAccumulator(settings.step_ms, int(settings.max_rate_gap.total_seconds() * 1000), self.registry)
         self.window_sql = window_sql(metrics)
+        self.metrics = frozenset(metrics)
+        self.fed = {
+            "samples": FedRows("samples", fed_max_bytes),
+            "ip_observations": FedRows("ip_observations", fed_max_bytes),
+            "declared_ranges": FedRows("samples", fed_max_bytes),  # MetalLB IPAddressPool rows
+        }
+        self._fed_con: Any = None
+        self.series = SeriesKeys()
+        self.stale_ms = int(settings.max_rate_gap.total_seconds() * 1000) + 2 * settings.step_ms
+        self.evicted_series = 0
         self.cursor: int | None = None
         self.last_eval_seconds = 0.0
         self.timings: dict[str, float] = {}
 
     def evaluate(self, con: Any, now: datetime) -> list[Finding]:
-        """Analyse every complete step up to ``now`` and return the current findings."""
+        """Analyse every complete step up to ``now`` (rows read from ``con``) and return the
+        current findings."""
+        return self._run(_SqlReader(con, self.window_sql), now)
+
+    def _run(self, reader: _SqlReader | _FedReader, now: datetime) -> list[Finding]:
         t0 = time.perf_counter()
         s = self.settings
         step = s.step_ms
@@ -113,16 +259,15 @@ class Engine:
         if hi > self.cursor:
             cur = self.cursor
             for a, b in _chunks(cur, hi, max(1, SAMPLE_CHUNK_MS // step) * step):
-                raw = self._timed(
-                    timings, "samples_query", query_table, con, self.window_sql, {"lo_us": a * 1000, "hi_us": b * 1000}
-                )
-                self._timed(timings, "declared_ranges", self._declared_ranges, con, a, b)
-                tbl = self._timed(timings, "steps", self.steps.process, con, raw, a * 1000, b * 1000)
+                raw = self._timed(timings, "samples_query", reader.samples, a, b)
+                self._timed(timings, "declared_ranges", self._declared_ranges, reader.declared_ranges(a, b))
+                tbl = self._timed(timings, "steps", self.steps.process, reader.con, raw, a * 1000, b * 1000)
                 self._timed(timings, "congestion", self.congestion.process, tbl, b)
                 self._timed(timings, "metric_anomaly", self.anomaly.process, tbl, b)
                 self._timed(timings, "pool_metrics", self.pools.process_metrics, tbl)
                 self._timed(timings, "lb_ports", self.duplicates.process_samples, tbl, b)
-            self._timed(timings, "ip_observations", self.obs.ingest, con, cur, hi, prune=False)
+            held, nb = self._timed(timings, "ip_observations_query", reader.observations, cur, hi)
+            self._timed(timings, "ip_observations", self.obs.fold, held, nb, hi, prune=False)
             bucket = self.pools.bucket_ms
             t = (cur // bucket + 1) * bucket
             while t <= hi:  # usage at every pool-bucket end in the window (past states included)
@@ -140,11 +285,80 @@ class Engine:
         self.last_eval_seconds = time.perf_counter() - t0
         return findings
 
-    def _declared_ranges(self, con: Any, lo_ms: int, hi_ms: int) -> None:
+    def feed(self, name: str, table: pa.Table) -> None:
+        """Hand the engine rows as they arrive (``samples`` or ``ip_observations``).
+
+        Samples of metrics no detector watches are dropped here, so the engine holds only what
+        the next pass will read.
+        """
+        if name == "samples" and table.num_rows:
+            declared = in_set(table.column("metric"), [DECLARED_RANGES_METRIC])
+            if declared.any():
+                self.fed["declared_ranges"].add(table.filter(pa.array(declared)))
+            mask = in_set(table.column("metric"), self.metrics)
+            if not mask.any():
+                return
+            if not mask.all():
+                table = table.filter(pa.array(mask))
+        self.fed[name].add(table)
+
+    def evaluate_fed(self, now: datetime, con: Any = None) -> list[Finding]:
+        """:meth:`evaluate` over the rows fed since the last pass, without a query (or over
+        ``con`` — the store, at cold start); rows up to the new cursor are then forgotten."""
+        try:
+            if con is not None:
+                return self.evaluate(con, now)
+            t = time.perf_counter()
+            reader = _FedReader(self, self.fed["samples"].table(), self.fed["ip_observations"].table())
+            findings = self._run(reader, now)
+            self.timings["series_keys"] = reader.key_seconds
+            self.last_eval_seconds = time.perf_counter() - t
+            return findings
+        finally:
+            if self.cursor is not None:
+                for rows in self.fed.values():
+                    rows.drop_through(self.cursor)
+                self._evict_stale(self.cursor)
+
+    def _evict_stale(self, now_ms: int) -> None:
+        """Forget series whose newest sample is older than ``max_rate_gap`` + two steps.
+
+        Their remembered sample can no longer pair with a new one (a longer gap gives no rate),
+        so dropping the state changes no finding; a series that comes back is learnt afresh.
+        Compacts only when a quarter of the series (and at least 1000) went stale, so the cost
+        is amortised and memory follows the live series.
+        """
+        last_t = self.steps.last_t
+        if last_t.size < STALE_MIN:
+            return
+        stale = last_t < now_ms - self.stale_ms
+        n_stale = int(stale.sum())
+        if n_stale < max(STALE_MIN, last_t.size // 4):
+            return
+        keep = np.flatnonzero(~stale)
+        self.registry.retain(keep)
+        self.steps.retain(keep)
+        self.series.retain(set(self.registry.index))
+        self.evicted_series += n_stale
+
+    def _fed_connection(self) -> Any:
+        """A private DuckDB connection, used only to derive the metadata of series never seen
+        before (the detectors' label expressions are SQL, shared with the analyst views)."""
+        if self._fed_con is None:
+            self._fed_con = duckdb.connect(":memory:")
+            self._fed_con.execute("SET threads TO 1")
+        return self._fed_con
+
+    def close(self) -> None:
+        """Release the fed-mode connection (the engine can still be used; it reopens)."""
+        if self._fed_con is not None:
+            self._fed_con.close()
+            self._fed_con = None
+
+    def _declared_ranges(self, rows: list[tuple[Any, ...]]) -> None:
         """Add the MetalLB ranges clusters declared in (lo, hi] to their network's plan, the pool
         detector and the overlap checks (AKS Arc: Microsoft says nothing else checks them). A range
         stays once declared: a deleted IPAddressPool keeps being accounted until a restart."""
-        rows = con.execute(DECLARED_RANGES_SQL, {"lo_us": lo_ms * 1000, "hi_us": hi_ms * 1000}).fetchall()
         added = False
         for cluster, network, pool, addresses, auto in sorted(rows, key=lambda r: tuple(str(x) for x in r)):
             if not cluster or not pool or not addresses:

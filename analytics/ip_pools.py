@@ -54,7 +54,7 @@ import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -149,6 +149,15 @@ def _hours(headroom: float, slope_per_h: float) -> float | None:
     if slope_per_h <= 0 or not math.isfinite(slope_per_h):
         return None
     return max(0.0, headroom / slope_per_h)
+
+
+K = TypeVar("K", str, tuple[str, str])
+
+
+def _top(counts: Counter[K], n: int = 5) -> list[tuple[K, int]]:
+    """The ``n`` largest counts, ties by name: the same list whatever order holdings were learnt
+    in (``Counter.most_common`` breaks ties by insertion order)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 class PoolDetector:
@@ -292,9 +301,9 @@ class PoolDetector:
                     "loadbalancer_service_vips": len(service_ips),
                     "api_server_vips_planned": len(plan.all_clusters),
                     "api_server_vips_not_observed": planned_api,
-                    "top_vip_holders_by_cluster": [{"cluster": c, "vips": n} for c, n in per_cluster.most_common(5)],
+                    "top_vip_holders_by_cluster": [{"cluster": c, "vips": n} for c, n in _top(per_cluster)],
                     "top_vip_holders_by_namespace": [
-                        {"cluster": c, "namespace": ns, "vips": n} for (c, ns), n in per_ns.most_common(5)
+                        {"cluster": c, "namespace": ns, "vips": n} for (c, ns), n in _top(per_ns)
                     ],
                 }
             )

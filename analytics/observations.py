@@ -48,6 +48,51 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner
       AND mac IS NOT NULL AND ip IS NOT NULL AND owner IS NOT NULL
 """
 
+
+def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+    """:data:`HELD_SQL` and :data:`NEIGHBOR_SQL` over Arrow rows in the ``ip_observations``
+    schema (the engine's fed mode): same columns, same rows, in input order."""
+    t = obs.column("ts").cast(pa.int64())
+    kind = obs.column("owner_kind").cast(pa.string())
+    in_span = pc.and_(pc.greater(t, pa.scalar(lo_ms, pa.int64())), pc.less_equal(t, pa.scalar(hi_ms, pa.int64())))
+    is_nb = pc.equal(kind, pa.scalar("neighbor"))
+    held_mask = pc.and_(in_span, pc.invert(is_nb))
+    nb_mask = pc.and_(
+        pc.and_(in_span, is_nb),
+        pc.and_(
+            pc.and_(pc.is_valid(obs.column("mac")), pc.is_valid(obs.column("ip"))), pc.is_valid(obs.column("owner"))
+        ),
+    )
+
+    def cols(names: dict[str, pa.ChunkedArray[Any]], mask: Any) -> pa.Table:
+        return pa.table(names).filter(mask)
+
+    held = cols(
+        {
+            "ip": obs.column("ip"),
+            "kind": kind,
+            "owner": obs.column("owner"),
+            "cluster": obs.column("cluster").cast(pa.string()),
+            "network": obs.column("network").cast(pa.string()),
+            "t": t,
+            "mac": obs.column("mac"),
+            "source": obs.column("source").cast(pa.string()),
+        },
+        held_mask,
+    )
+    nb = cols(
+        {
+            "ip": obs.column("ip"),
+            "owner": obs.column("owner"),
+            "network": obs.column("network").cast(pa.string()),
+            "t": t,
+            "mac": obs.column("mac"),
+        },
+        nb_mask,
+    )
+    return held, nb
+
+
 # owner kinds that *hold* an address (as opposed to referencing or observing it)
 HOLDER_KINDS = frozenset({"service", "node", "control-plane", "load-balancer", "pod", "haproxy-frontend", "nic"})
 REFERENCE_KINDS = frozenset({"haproxy-server"})
@@ -165,14 +210,19 @@ class ObservationTracker:
         if hi_ms <= cur_ms:
             return
         window = {"lo_us": cur_ms * 1000, "hi_us": hi_ms * 1000}
-        held = query_table(con, HELD_SQL, window)
-        nb = query_table(con, NEIGHBOR_SQL, window)
+        self.fold(query_table(con, HELD_SQL, window), query_table(con, NEIGHBOR_SQL, window), hi_ms, prune=prune)
+
+    def fold(self, held: pa.Table, nb: pa.Table, hi_ms: int, *, prune: bool = True) -> None:
+        """Fold the rows of one (cur, hi] span, shaped as :data:`HELD_SQL` and :data:`NEIGHBOR_SQL`
+        give them (:func:`split_observations` makes the same from Arrow rows)."""
         changed = False
         if held.num_rows or nb.num_rows:
             if held.num_rows:
                 self._cover(held)
                 held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
-                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"]).aggregate(
+                # one thread: for the few hundred rows of a pass the thread pool costs ~10x the work, and
+                # the groups then come in first-appearance order (deterministic)
+                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
                     [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
                 )
                 rows = agg.rename_columns(

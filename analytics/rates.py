@@ -179,6 +179,100 @@ class SeriesRegistry:
             raise ValueError("no series resolved yet")
         return {n: self.meta.column(n).take(sids) for n in names}
 
+    def retain(self, sids: npt.NDArray[np.int64]) -> None:
+        """Keep only these series (renumbered 0..n−1 in the given order); forget the rest."""
+        if self.meta is None:
+            return
+        meta = self.meta.take(np.asarray(sids, np.int64))
+        for name in ["host", "metric", *self.extra]:
+            i = meta.schema.get_field_index(name)
+            meta = meta.set_column(i, name, _dict(meta.column(name)))
+        self.meta = meta
+        ks = np.asarray(meta.column("k").to_numpy(), np.uint64)
+        self.index = {int(k): i for i, k in enumerate(ks.tolist())}
+        order = np.argsort(ks, kind="stable")
+        self._sorted_keys, self._sorted_ids = ks[order], np.arange(ks.size, dtype=np.int64)[order]
+
+
+# Separators that never occur in metric names, label names or values the parsers accept.
+_SEP_KV, _SEP_LABELS, _SEP_FIELDS = "\x1f", "\x1e", "\x1d"
+_ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
+FED_NEW_SERIES_VIEW = (
+    "CREATE OR REPLACE VIEW _fed_new_series AS "
+    "SELECT ts, source, host, metric, map_from_entries(labels) AS labels, value, _i FROM _fed_new"
+)
+
+
+def series_strings(samples: pa.Table) -> pa.Array[Any]:
+    """One string per row naming its series (source, host, metric and labels in their order),
+    built by Arrow kernels: the identity :data:`SERIES_KEY` hashes, without a query."""
+    labels: Any = samples.column("labels").combine_chunks()  # a MapArray (the stubs do not say so)
+    join: Any = pc.binary_join_element_wise
+    kv = join(labels.keys, labels.items, _SEP_KV, null_handling="replace", null_replacement="\x00")
+    joined = pc.binary_join(pa.ListArray.from_arrays(labels.offsets, kv), _SEP_LABELS)
+    parts = [samples.column(c).combine_chunks().cast(pa.string()) for c in ("source", "host", "metric")]
+    out: pa.Array[Any] = join(*parts, joined, _SEP_FIELDS)
+    return out
+
+
+class SeriesKeys:
+    """Series keys of fed rows (the engine's fed mode), with no query for series already seen.
+
+    Each row's series string (:func:`series_strings`) is looked up once per distinct value in a
+    dict; only a series never seen before costs a DuckDB query, on one row of it, which gives its
+    :data:`SERIES_KEY` hash — the very key the SQL path uses, so state built by a cold start from
+    the store carries on — and its metadata for the :class:`SeriesRegistry`.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self._view_ready = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def keys(self, samples: pa.Table, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
+        enc = series_strings(samples).dictionary_encode()
+        uniq = cast(list[str], enc.dictionary.to_pylist())
+        codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
+        get = self.ids.get
+        found = [get(u) for u in uniq]
+        missing = [i for i, x in enumerate(found) if x is None]
+        if missing:
+            _, first = np.unique(codes, return_index=True)  # first row of every distinct series
+            rep = samples.take(np.asarray(first[missing], np.int64))
+            for i, k in zip(missing, self._learn(rep, con, registry), strict=True):
+                self.ids[uniq[i]] = k
+                found[i] = k
+        return np.asarray(np.array(found, np.uint64)[codes], np.uint64)
+
+    def _learn(self, rep: pa.Table, con: Any, registry: SeriesRegistry) -> list[int]:
+        i = rep.schema.get_field_index("labels")
+        rep = rep.set_column(i, pa.field("labels", _ENTRIES), rep.column("labels").cast(_ENTRIES))
+        rep = rep.append_column("_i", pa.array(np.arange(rep.num_rows, dtype=np.int64)))
+        con.register("_fed_new", rep)
+        try:
+            if not self._view_ready:
+                con.execute(FED_NEW_SERIES_VIEW)
+                self._view_ready = True
+            ks = query_table(con, f"SELECT _i, {SERIES_KEY} AS k FROM _fed_new_series ORDER BY _i")
+            keys = cast(list[int], ks.column("k").to_pylist())
+            unknown = [k for k in keys if k not in registry.index]
+            if unknown:
+                t = rep.column("ts").cast(pa.int64())
+                registry._fetch(
+                    con,
+                    registry.sql_all.replace("FROM samples", "FROM _fed_new_series"),
+                    {"lo_us": (int(pc.min(t).as_py()) - 1) * 1000, "hi_us": int(pc.max(t).as_py()) * 1000},
+                )
+        finally:
+            con.unregister("_fed_new")
+        return keys
+
+    def retain(self, keys: set[int]) -> None:
+        """Forget the series strings of every key not in ``keys``."""
+        self.ids = {s: k for s, k in self.ids.items() if k in keys}
+
 
 def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -226,6 +320,11 @@ class StepAccumulator:
         self.last_t = np.full(0, -1, np.int64)
         self.last_v = np.full(0, np.nan)
         self._pruned_at = 0
+
+    def retain(self, sids: npt.NDArray[np.int64]) -> None:
+        """Keep the last samples of these series only (renumbered as :meth:`SeriesRegistry.retain`)."""
+        self.last_t = self.last_t[sids]
+        self.last_v = self.last_v[sids]
 
     def _empty(self) -> pa.Table:
         cols: dict[str, pa.Array[Any]] = {

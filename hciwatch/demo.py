@@ -30,7 +30,6 @@ from hciwatch.pipeline import replay_records, summarize
 
 MARKER = ".hciwatch-demo"
 DEMO_SCRAPE_INTERVAL = timedelta(seconds=60)
-DEMO_EVAL_EVERY = timedelta(minutes=5)
 DEMO_HOURS = 8.0
 """Default simulated span: every incident fits (compact script) and the main job stays under a minute."""
 
@@ -109,7 +108,9 @@ def run_demo(data_dir: Path, *, hours: float | None, seed: int, console: Console
         f"recording it to {capture.name} and replaying it as it is generated through "
         "parse → store → detectors → alerts …"
     )
-    total = int(scenario.duration / DEMO_EVAL_EVERY)
+    # the detectors run at the service's own cadence (evaluation_interval), so the demo's alert
+    # times are the ones the live service would stamp
+    total = int(scenario.duration / cfg.analytics.evaluation_interval)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -130,7 +131,6 @@ def run_demo(data_dir: Path, *, hours: float | None, seed: int, console: Console
             data_dir,
             data_dir / "alerts.jsonl",
             on_progress=tick,
-            eval_every=DEMO_EVAL_EVERY,
         )
         progress.update(task, completed=total)
 

@@ -1,9 +1,11 @@
 """The flow in one object: parse → store → analytics window → detectors → alert manager → sinks.
 
 Service mode and replay share this class; only who calls :meth:`Pipeline.ingest` and what clock
-decides when :meth:`Pipeline.evaluate` runs differ. Detectors read a bounded in-memory window of
-recent rows (registered as Arrow tables in one DuckDB connection) rather than re-scanning Parquet
-on every evaluation, which keeps a pass cheap while the durable copy goes to the store.
+decides when :meth:`Pipeline.evaluate` runs differ. Each parsed table goes to the store (the
+durable copy) and is fed to the engine, which keeps the rows of the metrics it watches until the
+next pass analyses them: a pass costs what arrived since the last one, never a re-scan of Parquet
+or of a window. ``incremental=False`` keeps the former path — a bounded in-memory window of recent
+rows registered in DuckDB and re-queried at every pass — to prove both give the same findings.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ class Pipeline:
         store_alerts: bool = True,
         flush_store: Callable[[], object] | None = None,
         window_max_bytes: int | None = None,
+        incremental: bool = True,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -166,7 +169,8 @@ class Pipeline:
         )
         if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
             store.write_catalog(unmapped_metrics_view(self.catalog))
-        self.engine = Engine(cfg.analytics, cfg.collector.networks)
+        self.engine = Engine(cfg.analytics, cfg.collector.networks, fed_max_bytes=window_max_bytes)
+        self.incremental = incremental
         self.manager = AlertManager(cfg.analytics, state_path, site=cfg.collector.site.name)
         self.alert_sinks = list(alert_sinks)
         self.stats = PipelineStats()
@@ -180,10 +184,14 @@ class Pipeline:
         # ``call_interval``: how often evaluate() is really called (replay may call less often).
         every = max(a.evaluation_interval, call_interval or a.evaluation_interval)
         span = a.settle + 2 * every + timedelta(minutes=1)
-        self.windows = {
-            "samples": Window("samples", span, _labels_as_entries, window_max_bytes),
-            "ip_observations": Window("ip_observations", span, max_bytes=window_max_bytes),
-        }
+        self.windows = (
+            {}
+            if incremental
+            else {
+                "samples": Window("samples", span, _labels_as_entries, window_max_bytes),
+                "ip_observations": Window("ip_observations", span, max_bytes=window_max_bytes),
+            }
+        )
         self._bootstrap_from_store = bootstrap_from_store
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET threads TO 2")
@@ -215,7 +223,10 @@ class Pipeline:
         for name, table in (("samples", outcome.samples), ("ip_observations", outcome.ip_observations)):
             if table.num_rows:
                 self.store.append(name, table)
-                self.windows[name].add(table)
+                if self.incremental:
+                    self.engine.feed(name, table)
+                else:
+                    self.windows[name].add(table)
         self.stats.samples_stored += outcome.samples.num_rows
         self.stats.ip_observations_stored += outcome.ip_observations.num_rows
         self.stats.samples_by_target[rec.target] += outcome.samples.num_rows
@@ -233,6 +244,8 @@ class Pipeline:
         for name, win in self.windows.items():
             win.trim(now)
             self.con.register(f"_{name}_window", win.table())
+        if self.incremental:
+            self._views_ready = True  # the engine reads what it was fed, not these views
         if not self._views_ready:
             self.con.execute(SAMPLES_WINDOW_VIEW)
             self.con.execute("CREATE OR REPLACE VIEW ip_observations AS SELECT * FROM _ip_observations_window")
@@ -243,9 +256,14 @@ class Pipeline:
             self.flush_store()
             store_con = self.store.connect()
             try:
-                findings = list(self.engine.evaluate(store_con, now))
+                if self.incremental:  # rows fed meanwhile are in the store: the engine drops them
+                    findings = list(self.engine.evaluate_fed(now, store_con))
+                else:
+                    findings = list(self.engine.evaluate(store_con, now))
             finally:
                 store_con.close()
+        elif self.incremental:
+            findings = list(self.engine.evaluate_fed(now))
         else:
             findings = list(self.engine.evaluate(self.con, now))
         findings.extend(self._external_findings)
@@ -275,6 +293,12 @@ class Pipeline:
             self.store.close(flush=False)
         self.manager.save()
         self.con.close()
+        self.engine.close()
+
+    @property
+    def shed_rows(self) -> int:
+        """Rows dropped unanalysed to keep the memory bound (window or fed rows)."""
+        return sum(w.shed_rows for w in self.windows.values()) + sum(f.shed_rows for f in self.engine.fed.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +336,7 @@ def replay_records(
     extra_sinks: Iterable[AlertSink] = (),
     eval_every: timedelta | None = None,
     workers: int | None = None,
+    incremental: bool = True,
 ) -> ReplayResult:
     """Push records through the whole flow on a virtual clock; deterministic for a given input.
 
@@ -322,6 +347,7 @@ def replay_records(
 
     ``workers`` parser processes (default: 2 on a machine with two or more cores) parse ahead of
     the flow; results are applied in input order, so the outcome does not depend on it.
+    ``incremental=False`` evaluates through the former window re-query (same findings; slower).
     """
     from analytics.views import analyst_views
 
@@ -337,7 +363,7 @@ def replay_records(
     out_fh = open(alerts_out, "w", encoding="utf-8") if alerts_out else None  # noqa: SIM115
     if out_fh is not None:
         sinks.append(_jsonl_sink(out_fh))
-    pipe = Pipeline(cfg, store, alert_sinks=sinks, call_interval=eval_every)
+    pipe = Pipeline(cfg, store, alert_sinks=sinks, call_interval=eval_every, incremental=incremental)
     step = eval_every or cfg.analytics.evaluation_interval
     idle = idle_gap(cfg, step)
     next_eval: datetime | None = None

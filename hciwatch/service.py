@@ -336,7 +336,7 @@ class Service:
             "queue_bytes": self.queue.nbytes(),
             "buffered_bytes": self.store.buffered_bytes(),
             "http": self.http_counters,
-            "window_shed_rows": sum(w.shed_rows for w in self.pipeline.windows.values()),
+            "window_shed_rows": self.pipeline.shed_rows,
         }
 
     # -- readiness -----------------------------------------------------------------------------
