@@ -634,8 +634,15 @@ async def run_service(cfg: AppConfig) -> int:
         await svc.start()
         await svc.wait()
     finally:
-        _exit_watchdog(EXIT_WATCHDOG_S)
-        await svc.stop()
+        watchdog = _exit_watchdog(EXIT_WATCHDOG_S)
+        try:
+            await svc.stop()
+        finally:
+            if not svc.abandoned:
+                # stop ended in time: a caller in this process (a test, an embedding) lives on and
+                # must not be killed; the interpreter's join of leftover threads is guarded instead
+                watchdog.cancel()
+                _watchdog_at_thread_shutdown(EXIT_WATCHDOG_S)
     if svc.abandoned:
         # Work stop() gave up on still runs in a thread, and the interpreter would wait for it at
         # exit (a parse of a 35 MB payload: seconds). Everything acknowledged is in the fsynced
@@ -645,7 +652,7 @@ async def run_service(cfg: AppConfig) -> int:
     return 0
 
 
-def _exit_watchdog(seconds: float) -> None:
+def _exit_watchdog(seconds: float) -> threading.Timer:
     """Exit the process ``seconds`` after the stop request even if something still holds it.
 
     Why: stop() is bounded, but the interpreter then joins every non-daemon thread a library
@@ -666,6 +673,25 @@ def _exit_watchdog(seconds: float) -> None:
     timer = threading.Timer(seconds, force)
     timer.daemon = True
     timer.start()
+    return timer
+
+
+_shutdown_guarded = False
+
+
+def _watchdog_at_thread_shutdown(seconds: float) -> None:
+    """Arm :func:`_exit_watchdog` when the interpreter starts joining non-daemon threads at exit.
+
+    ``threading._register_atexit`` (CPython; what ``concurrent.futures`` uses) runs before that
+    join, unlike ``atexit``, which runs after it and so could not stop a hang there. Once per process.
+    """
+    global _shutdown_guarded
+    register = getattr(threading, "_register_atexit", None)
+    if _shutdown_guarded or register is None:
+        return
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        register(_exit_watchdog, seconds)
+        _shutdown_guarded = True
 
 
 def _flush_and_shutdown(exporter: Any) -> None:

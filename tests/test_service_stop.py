@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -76,3 +78,27 @@ async def test_a_crashing_loop_is_reported_restarted_and_stop_abandons_a_stuck_t
     assert served, "the target was scraped"
     released = True
     await asyncio.wait(svc._tasks, timeout=10)
+
+
+async def test_a_run_that_ends_in_time_does_not_leave_its_exit_watchdog_armed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forced exit is for a stop that hangs; after a stop that ended (here: a start that
+    failed on a taken port) the calling process lives on. An armed timer used to end the pytest
+    process (exit 1, no summary) 12 s after an in-process `hciwatch run` row."""
+    exits: list[int] = []
+    monkeypatch.setattr(service_mod, "EXIT_WATCHDOG_S", 0.2)
+    monkeypatch.setattr(os, "_exit", exits.append)
+    runner, port, _ = await _counter_target()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        cfg = load_config(_config(tmp_path, port, taken.getsockname()[1]))
+        with pytest.raises(OSError, match="address already in use"):
+            await service_mod.run_service(cfg)
+        await asyncio.sleep(0.6)
+    finally:
+        taken.close()
+        await runner.cleanup()
+    assert exits == []
