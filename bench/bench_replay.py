@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rss_kid = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         con = duckdb.connect()
-        glob = str(tmp / "store" / "samples" / "*" / "*.parquet")
+        glob = str(tmp / "store" / "samples" / "**" / "*.parquet")
         row = con.execute(
             f"SELECT count(*) FROM (SELECT DISTINCT host, metric, labels FROM read_parquet('{glob}'))"
         ).fetchone()

@@ -324,7 +324,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from hciwatch.alerts_view import load_alerts
 
     args.data_dir = str(_require_data_dir(_data_dir(args)))
-    stored = any((Path(args.data_dir) / "alerts").glob("*/*.parquet"))
+    stored = any((Path(args.data_dir) / "alerts").glob("**/*.parquet"))  # with or without site=
     alerts = load_alerts(Path(args.data_dir), status=args.status, kind=args.kind) if stored else []
     if args.format == "json":
         for a in alerts:

@@ -318,7 +318,7 @@ MQTT_SEQ = Counted("chaos_mqtt.seq", "chaos_mqtt,host=chaos seq=")  # influx lin
 
 
 def _values_in_parquet(data: Path, counted: Counted) -> list[int]:
-    glob = str(data / "samples" / "*" / "*.parquet")
+    glob = str(data / "samples" / "**" / "*.parquet")  # site=*/date=*/ (and the layout before sites)
     con = duckdb.connect()
     rows = con.execute(f"SELECT value FROM read_parquet('{glob}') WHERE metric = ?", [counted.metric]).fetchall()
     return [int(v) for (v,) in rows]
@@ -350,7 +350,7 @@ def outbox_changes(data: Path) -> set[tuple[str, str, str]]:
 
 
 def alert_rows(data: Path) -> list[tuple[str, str, str]]:
-    glob = str(data / "alerts" / "*" / "*.parquet")
+    glob = str(data / "alerts" / "**" / "*.parquet")
     con = duckdb.connect()
     rows = con.execute(
         f"SELECT fingerprint, CAST(status AS VARCHAR), strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%g') "
