@@ -43,7 +43,11 @@ def make_lake(request: pytest.FixtureRequest, tmp_path: Path) -> LakeFactory:
         root = tmp_path / "lake"
         return lambda: Lake.open(str(root))
     request.applymarker(pytest.mark.integration)
-    server: ObjectStore = request.getfixturevalue("azurite" if request.param == "azurite" else "moto_s3")
+    return _lakes_on(request.getfixturevalue("azurite" if request.param == "azurite" else "moto_s3"))
+
+
+def _lakes_on(server: ObjectStore) -> LakeFactory:
+    """Lakes on a new bucket of ``server``."""
     url = server.url(server.new_bucket())
     settings = LakeSettings.model_validate({"url": url, **server.lake_settings()})
     return lambda: Lake.open(url, settings)
@@ -142,11 +146,15 @@ def test_files_of_an_uncommitted_flush_are_undone_in_the_lake(make_lake: LakeFac
     assert StoreReader(tmp_path / "nowhere", lake=make_lake()).read_range("samples").num_rows == 10
 
 
-def test_a_failed_upload_keeps_the_rows_for_the_next_flush(make_lake: LakeFactory, tmp_path: Path) -> None:
+# object storage only: local write failures (ENOSPC, EMFILE, EROFS) are tests/collector/test_store_faults.py
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["azurite", "moto_s3"])
+def test_a_failed_upload_keeps_the_rows_for_the_next_flush(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    make_lake = _lakes_on(request.getfixturevalue(backend))
     lake = make_lake()
     store = _store(lake, tmp_path, "east")
-    if lake.local:
-        pytest.skip("local write failures are tests/collector/test_store_faults.py")
     broken = Lake(lake.fs, "no-such-bucket-" + "x" * 8 + "/p", url="broken", local=False)
     store.lake = broken
     store.append("samples", _rows(10))
