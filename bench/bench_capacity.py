@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -100,21 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     span_s = scenario.duration.total_seconds()
     st = StoreSettings()
     tmp = Path(tempfile.mkdtemp(prefix="hciwatch-bench-capacity-"))
-    cpu: Counter[str] = Counter()
+    cpu: defaultdict[str, float] = defaultdict(float)  # CPU seconds per scope
     rows: Counter[str] = Counter()
     win_samples: list[int] = []
     flush_cpu = 0.0
     try:
         store = Store(tmp, batch_rows=st.batch_rows, auto_flush=False)
-        ing = DurableIngest(
-            tmp,
-            store,
-            queue_max_bytes=st.queue_max_bytes,
-            queue_max_records=st.queue_max_records,
-            buffer_max_bytes=st.buffer_max_bytes,
-            wal_max_bytes=st.wal_max_bytes,
-            wal_segment_bytes=st.wal_segment_bytes,
-        )
+        ing = DurableIngest.from_settings(tmp, store, st)
         for rec in records:
             scope = "host" if rec.host in hosts else "cluster"
             c0 = time.process_time()

@@ -89,15 +89,7 @@ async def _worker(url: str, data_dir: Path, seconds: float, wal: bool) -> None:
     scraper = PrometheusScraper(settings)
     st = StoreSettings()
     store = Store(data_dir, batch_rows=st.batch_rows, auto_flush=False)
-    ing = DurableIngest(
-        data_dir,
-        store,
-        queue_max_bytes=st.queue_max_bytes,
-        queue_max_records=st.queue_max_records,
-        buffer_max_bytes=st.buffer_max_bytes,
-        wal_max_bytes=st.wal_max_bytes,
-        wal_segment_bytes=st.wal_segment_bytes,
-    )
+    ing = DurableIngest.from_settings(data_dir, store, st)
     commit = ing.commit.start()
     target = scraper.targets()[0]
     samples = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,36 +127,23 @@ def lake_from_cli(url: str, config_path: str | None = None) -> Lake:
 # -- DDL for other engines over the same layout -------------------------------------------------
 
 
-def _kusto_type(t: Any) -> str:
+# what each engine calls the store's column types (timestamps, floats, integers, label maps, text)
+_KUSTO_TYPES = ("datetime", "real", "long", "dynamic", "string")
+_SPARK_TYPES = ("TIMESTAMP", "DOUBLE", "BIGINT", "MAP<STRING, STRING>", "STRING")
+
+
+def _engine_type(t: Any, names: tuple[str, str, str, str, str]) -> str:
     import pyarrow as pa
 
     if pa.types.is_dictionary(t):
         t = t.value_type
-    if pa.types.is_timestamp(t):
-        return "datetime"
-    if pa.types.is_floating(t):
-        return "real"
-    if pa.types.is_integer(t):
-        return "long"
-    if pa.types.is_map(t):
-        return "dynamic"
-    return "string"
-
-
-def _spark_type(t: Any) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_map(t):
-        return "MAP<STRING, STRING>"
-    return "STRING"
+    checks: tuple[Callable[[Any], bool], ...] = (
+        pa.types.is_timestamp,
+        pa.types.is_floating,
+        pa.types.is_integer,
+        pa.types.is_map,
+    )
+    return next((name for check, name in zip(checks, names, strict=False) if check(t)), names[-1])
 
 
 def https_url(url: str) -> str:
@@ -179,7 +166,7 @@ def adx_ddl(url: str) -> str:
     base = https_url(url)
     out = []
     for name, schema in TABLE_SCHEMAS.items():
-        cols = ", ".join(f"{f.name}:{_kusto_type(f.type)}" for f in schema)
+        cols = ", ".join(f"{f.name}:{_engine_type(f.type, _KUSTO_TYPES)}" for f in schema)
         out.append(
             f".create-or-alter external table hciwatch_{name} ({cols})\n"
             "kind = storage\n"
@@ -198,7 +185,7 @@ def spark_ddl(url: str) -> str:
     root = url.rstrip("/")
     out = []
     for name, schema in TABLE_SCHEMAS.items():
-        cols = ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in schema)
+        cols = ", ".join(f"`{f.name}` {_engine_type(f.type, _SPARK_TYPES)}" for f in schema)
         out.append(
             f"CREATE TABLE IF NOT EXISTS hciwatch_{name} ({cols}, `site` STRING, `date` DATE)\n"
             f"USING PARQUET PARTITIONED BY (site, date) LOCATION '{root}/{name}';\n"

@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector.config import StoreSettings
 from collector.errors import StoreError
 from collector.faults import FaultState
 from collector.ingest_queue import ByteBoundedQueue, IngestRefused
@@ -47,6 +48,19 @@ PREPARE_OFF_LOOP_BYTES = 1 << 20
 
 class DurableIngest:
     """The WAL, the byte-bounded queue and the checkpointed flush, wired for one store."""
+
+    @classmethod
+    def from_settings(cls, data_dir: Path, store: Store, st: StoreSettings) -> DurableIngest:
+        """With the ``[store]`` bounds (queue, buffer, write-ahead log) the service runs with."""
+        return cls(
+            data_dir,
+            store,
+            queue_max_bytes=st.queue_max_bytes,
+            queue_max_records=st.queue_max_records,
+            buffer_max_bytes=st.buffer_max_bytes,
+            wal_max_bytes=st.wal_max_bytes,
+            wal_segment_bytes=st.wal_segment_bytes,
+        )
 
     def __init__(
         self,

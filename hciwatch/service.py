@@ -186,15 +186,7 @@ class Service:
             writer=st.lake.writer,
         )
         write_site_manifest(self.store.lake, cfg)  # the fleet views count this site against its own pools
-        self.ingest = DurableIngest(
-            self.data_dir,
-            self.store,
-            queue_max_bytes=st.queue_max_bytes,
-            queue_max_records=st.queue_max_records,
-            buffer_max_bytes=st.buffer_max_bytes,
-            wal_max_bytes=st.wal_max_bytes,
-            wal_segment_bytes=st.wal_segment_bytes,
-        )
+        self.ingest = DurableIngest.from_settings(self.data_dir, self.store, st)
         self.feed = AlertFeed()
         self.exporters: list[Exporter] = [
             self.feed,  # the live page shows silenced changes (marked); paging sinks do not get them
