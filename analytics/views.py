@@ -70,21 +70,26 @@ def _cluster_values(networks: Sequence[NetworkLike], pools: PoolSettings) -> str
 
 
 def pool_usage_sql(networks: Sequence[NetworkLike], pools: PoolSettings | None = None) -> str:
-    p = pools or PoolSettings()
+    return _pool_usage(_pools_values(networks, pools or PoolSettings()), fleet=False)
+
+
+def _pool_usage(pools_values: str, *, fleet: bool) -> str:
+    """The ``pool_usage`` body; ``fleet`` keys every step by ``site`` (pools are each site's own)."""
+    s, ps, join = ("site, ", "p.site, ", "o.site = p.site AND ") if fleet else ("", "", "")
     return f"""
-WITH pools AS ({_pools_values(networks, p)}),
+WITH pools AS ({pools_values}),
 obs AS (
-    SELECT time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip, {IPV4_INT} AS ipn
+    SELECT {s}time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip, {IPV4_INT} AS ipn
     FROM ip_observations
     WHERE CAST(owner_kind AS VARCHAR) NOT IN ('pod', 'neighbor', 'event')
 ),
 configured AS (
-    SELECT p.network, p.pool, p.pool_type, o.bucket, p.size, p.reserve, count(DISTINCT o.ip) AS used
-    FROM pools p JOIN obs o ON o.ipn BETWEEN p.first_ip AND p.last_ip
+    SELECT {ps}p.network, p.pool, p.pool_type, o.bucket, p.size, p.reserve, count(DISTINCT o.ip) AS used
+    FROM pools p JOIN obs o ON {join}o.ipn BETWEEN p.first_ip AND p.last_ip
     GROUP BY ALL
 ),
 gauges AS (
-    SELECT coalesce(labels['cluster'], host) AS scope, metric,
+    SELECT {s}coalesce(labels['cluster'], host) AS scope, metric,
            coalesce(labels['pool'], labels['ippool'], '') AS pname,
            time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ts, sum(value) AS v
     FROM samples
@@ -93,7 +98,7 @@ gauges AS (
     GROUP BY ALL
 ),
 gauge_pools AS (
-    SELECT scope AS network,
+    SELECT {s}scope AS network,
            CASE WHEN metric LIKE 'metallb.%' THEN 'metallb:' ELSE 'calico:' END || scope || '/' || pname AS pool,
            CASE WHEN metric LIKE 'metallb.%' THEN 'metallb' ELSE 'calico' END AS pool_type,
            bucket,
@@ -104,19 +109,19 @@ gauge_pools AS (
     FROM gauges GROUP BY ALL
 ),
 allp AS (
-    SELECT network, pool, pool_type, bucket, size, reserve, used FROM configured
+    SELECT {s}network, pool, pool_type, bucket, size, reserve, used FROM configured
     UNION ALL
-    SELECT network, pool, pool_type, bucket, CAST(size AS BIGINT), 0, CAST(used AS BIGINT) FROM gauge_pools
+    SELECT {s}network, pool, pool_type, bucket, CAST(size AS BIGINT), 0, CAST(used AS BIGINT) FROM gauge_pools
     WHERE used IS NOT NULL
 ),
 trend AS (
     SELECT *, size - used AS free,
            regr_slope(used, epoch(bucket)) OVER (
-               PARTITION BY network, pool ORDER BY bucket
+               PARTITION BY {s}network, pool ORDER BY bucket
                RANGE BETWEEN INTERVAL 12 HOURS PRECEDING AND CURRENT ROW) * 86400 AS slope_per_day
     FROM allp
 )
-SELECT network, pool, pool_type, bucket, size, used, free, reserve, slope_per_day,
+SELECT {s}network, pool, pool_type, bucket, size, used, free, reserve, slope_per_day,
        CASE WHEN slope_per_day > 0 AND free > reserve THEN (free - reserve) / (slope_per_day / 24) END
            AS hours_to_reserve,
        free < reserve AS below_reserve
@@ -125,23 +130,28 @@ FROM trend
 
 
 def ip_conflicts_sql(networks: Sequence[NetworkLike], pools: PoolSettings | None = None) -> str:
-    p = pools or PoolSettings()
+    return _ip_conflicts(_cluster_values(networks, pools or PoolSettings()), fleet=False)
+
+
+def _ip_conflicts(cluster_values: str, *, fleet: bool) -> str:
+    """The ``ip_conflicts`` body; ``fleet`` keys it by ``site`` (clusters are each site's own)."""
+    s, cs, os_, join = ("site, ", "site AS csite, ", "o.site, ", "o.site = c.csite AND ") if fleet else ("",) * 4
     return f"""
-WITH clusters AS (SELECT cluster AS cname, network AS cnet FROM ({_cluster_values(networks, p)})),
+WITH clusters AS (SELECT {cs}cluster AS cname, network AS cnet FROM ({cluster_values})),
 o AS (
-    SELECT time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip,
+    SELECT {os_}time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip,
            coalesce(CAST(o.network AS VARCHAR), c.cnet, 'unassigned') AS network,
            CAST(owner_kind AS VARCHAR) AS kind, owner, mac, {CLAIMANT} AS claimant
-    FROM ip_observations o LEFT JOIN clusters c ON CAST(o.cluster AS VARCHAR) = c.cname
+    FROM ip_observations o LEFT JOIN clusters c ON {join}CAST(o.cluster AS VARCHAR) = c.cname
 )
-SELECT network, ip, bucket,
+SELECT {s}network, ip, bucket,
        count(DISTINCT claimant) AS claimants,
        list(DISTINCT claimant) FILTER (WHERE claimant IS NOT NULL) AS claimed_by,
        count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') AS neighbor_macs,
        list(DISTINCT mac) FILTER (WHERE kind = 'neighbor' AND mac IS NOT NULL) AS macs,
        count(*) FILTER (WHERE kind = 'event') AS conflict_events
 FROM o
-GROUP BY network, ip, bucket
+GROUP BY {s}network, ip, bucket
 HAVING count(DISTINCT claimant) > 1 OR count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') > 1
     OR count(*) FILTER (WHERE kind = 'event') > 0
 """
@@ -240,79 +250,11 @@ def _fleet_cluster_values(sites: dict[str, SiteConfig]) -> str:
 
 
 def fleet_pool_usage_sql(sites: dict[str, SiteConfig]) -> str:
-    return f"""
-WITH pools AS ({_fleet_pools_values(sites)}),
-obs AS (
-    SELECT site, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip, {IPV4_INT} AS ipn
-    FROM ip_observations
-    WHERE CAST(owner_kind AS VARCHAR) NOT IN ('pod', 'neighbor', 'event')
-),
-configured AS (
-    SELECT p.site, p.network, p.pool, p.pool_type, o.bucket, p.size, p.reserve, count(DISTINCT o.ip) AS used
-    FROM pools p JOIN obs o ON o.site = p.site AND o.ipn BETWEEN p.first_ip AND p.last_ip
-    GROUP BY ALL
-),
-gauges AS (
-    SELECT site, coalesce(labels['cluster'], host) AS scope, metric,
-           coalesce(labels['pool'], labels['ippool'], '') AS pname,
-           time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ts, sum(value) AS v
-    FROM samples
-    WHERE metric IN ('metallb.addresses_in_use', 'metallb.addresses_total',
-                     'calico.ipam.allocations_in_use', 'calico.ipam.ippool_size', 'calico.ipam.ippool_reserved')
-    GROUP BY ALL
-),
-gauge_pools AS (
-    SELECT site, scope AS network,
-           CASE WHEN metric LIKE 'metallb.%' THEN 'metallb:' ELSE 'calico:' END || scope || '/' || pname AS pool,
-           CASE WHEN metric LIKE 'metallb.%' THEN 'metallb' ELSE 'calico' END AS pool_type,
-           bucket,
-           max(v) FILTER (WHERE metric IN ('metallb.addresses_total', 'calico.ipam.ippool_size')) AS size,
-           arg_max(v, ts) FILTER (WHERE metric IN ('metallb.addresses_in_use',
-                                                    'calico.ipam.allocations_in_use'))
-             + coalesce(arg_max(v, ts) FILTER (WHERE metric = 'calico.ipam.ippool_reserved'), 0) AS used
-    FROM gauges GROUP BY ALL
-),
-allp AS (
-    SELECT site, network, pool, pool_type, bucket, size, reserve, used FROM configured
-    UNION ALL
-    SELECT site, network, pool, pool_type, bucket, CAST(size AS BIGINT), 0, CAST(used AS BIGINT) FROM gauge_pools
-    WHERE used IS NOT NULL
-),
-trend AS (
-    SELECT *, size - used AS free,
-           regr_slope(used, epoch(bucket)) OVER (
-               PARTITION BY site, network, pool ORDER BY bucket
-               RANGE BETWEEN INTERVAL 12 HOURS PRECEDING AND CURRENT ROW) * 86400 AS slope_per_day
-    FROM allp
-)
-SELECT site, network, pool, pool_type, bucket, size, used, free, reserve, slope_per_day,
-       CASE WHEN slope_per_day > 0 AND free > reserve THEN (free - reserve) / (slope_per_day / 24) END
-           AS hours_to_reserve,
-       free < reserve AS below_reserve
-FROM trend
-"""
+    return _pool_usage(_fleet_pools_values(sites), fleet=True)
 
 
 def fleet_ip_conflicts_sql(sites: dict[str, SiteConfig]) -> str:
-    return f"""
-WITH clusters AS (SELECT site AS csite, cluster AS cname, network AS cnet FROM ({_fleet_cluster_values(sites)})),
-o AS (
-    SELECT o.site, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket, ip,
-           coalesce(CAST(o.network AS VARCHAR), c.cnet, 'unassigned') AS network,
-           CAST(owner_kind AS VARCHAR) AS kind, owner, mac, {CLAIMANT} AS claimant
-    FROM ip_observations o LEFT JOIN clusters c ON o.site = c.csite AND CAST(o.cluster AS VARCHAR) = c.cname
-)
-SELECT site, network, ip, bucket,
-       count(DISTINCT claimant) AS claimants,
-       list(DISTINCT claimant) FILTER (WHERE claimant IS NOT NULL) AS claimed_by,
-       count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') AS neighbor_macs,
-       list(DISTINCT mac) FILTER (WHERE kind = 'neighbor' AND mac IS NOT NULL) AS macs,
-       count(*) FILTER (WHERE kind = 'event') AS conflict_events
-FROM o
-GROUP BY site, network, ip, bucket
-HAVING count(DISTINCT claimant) > 1 OR count(DISTINCT mac) FILTER (WHERE kind = 'neighbor') > 1
-    OR count(*) FILTER (WHERE kind = 'event') > 0
-"""
+    return _ip_conflicts(_fleet_cluster_values(sites), fleet=True)
 
 
 FLEET_CONGESTION_SIGNALS = (
