@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -76,7 +77,11 @@ def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 class FedRows:
-    """Rows of one table fed since they were last analysed, as Arrow chunks.
+    """Rows of one table fed since they were last analysed, as Arrow chunks (one per fed table).
+
+    Chunks stay as they were fed (never concatenated into one): a chunk is one parsed record,
+    which lets :meth:`SeriesKeys.chunk_keys` recognise a target's repeated layout, and a chunk
+    carries its series keys once computed, so rows kept for the next pass are not keyed twice.
 
     Bounded: past ``max_bytes`` the oldest chunks go first (counted in ``shed_rows``), as the
     pipeline's window did — a target with a million series must not take the service past its
@@ -87,38 +92,62 @@ class FedRows:
         self.empty = TABLE_SCHEMAS[name].empty_table()
         self.max_bytes = max_bytes
         self.chunks: list[pa.Table] = []
+        self.keys: list[npt.NDArray[np.uint64] | None] = []  # per chunk, once computed
+        self.spans: list[tuple[int, int]] = []  # per chunk: (min ts, max ts) in ms
         self.bytes = 0
         self.shed_rows = 0
 
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
+        ts = np.asarray(table.column("ts").cast(pa.int64()).to_numpy(), np.int64)
         self.chunks.append(table)
+        self.keys.append(None)
+        self.spans.append((int(ts.min()), int(ts.max())))
         self.bytes += table.nbytes
         while self.max_bytes is not None and self.bytes > self.max_bytes and len(self.chunks) > 1:
             old = self.chunks.pop(0)
+            self.keys.pop(0)
+            self.spans.pop(0)
             self.bytes -= old.nbytes
             self.shed_rows += old.num_rows
 
     def table(self) -> pa.Table:
         if not self.chunks:
             return self.empty
-        if len(self.chunks) > 1:
-            self.chunks = [pa.concat_tables(self.chunks)]
-        return self.chunks[0]
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return pa.concat_tables(self.chunks)
+
+    def series_keys(self, keys: SeriesKeys, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
+        """Series keys of every fed row (in :meth:`table` order), keying only new chunks."""
+        todo = [i for i, k in enumerate(self.keys) if k is None]
+        if todo:
+            for i, k in zip(todo, keys.chunk_keys([self.chunks[i] for i in todo], con, registry), strict=True):
+                self.keys[i] = k
+        done = [k for k in self.keys if k is not None]
+        return np.concatenate(done) if done else np.zeros(0, np.uint64)
 
     def drop_through(self, hi_ms: int) -> None:
         """Forget rows with ``ts`` ≤ ``hi_ms`` (analysed, or too late to be)."""
-        tbl = self.table()
-        if not tbl.num_rows:
-            return
-        ts = tbl.column("ts").cast(pa.int64())
-        if pc.max(ts).as_py() <= hi_ms:
-            self.chunks, self.bytes = [], 0
-            return
-        kept = tbl.filter(pc.greater(ts, pa.scalar(hi_ms, pa.int64())))
-        self.chunks = [kept] if kept.num_rows else []
-        self.bytes = kept.nbytes if kept.num_rows else 0
+        chunks: list[pa.Table] = []
+        keys: list[npt.NDArray[np.uint64] | None] = []
+        spans: list[tuple[int, int]] = []
+        for tbl, k, (lo, hi) in zip(self.chunks, self.keys, self.spans, strict=True):
+            if hi <= hi_ms:
+                continue
+            if lo > hi_ms:
+                chunks.append(tbl)
+                keys.append(k)
+                spans.append((lo, hi))
+                continue
+            ts = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+            m = ts > hi_ms
+            chunks.append(tbl.filter(pa.array(m)))
+            keys.append(None if k is None else k[m])
+            spans.append((int(ts[m].min()), hi))
+        self.chunks, self.keys, self.spans = chunks, keys, spans
+        self.bytes = sum(t.nbytes for t in chunks)
 
     @property
     def rows(self) -> int:
@@ -157,7 +186,7 @@ class _FedReader:
         self.obs = obs
         self.declared = engine.fed["declared_ranges"].table()
         if samples.num_rows:
-            self.k = engine.series.keys(samples, self.con, engine.registry)
+            self.k = engine.fed["samples"].series_keys(engine.series, self.con, engine.registry)
             self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
             self.v = np.asarray(samples.column("value").to_numpy(), np.float64)
         else:

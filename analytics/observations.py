@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.rates import query_table
+from analytics.rates import in_set, query_table
 from analytics.settings import AnalyticsSettings
 
 # Two plain scans per evaluation (holders/events; neighbour rows — the bulk, with only the columns
@@ -51,11 +51,13 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner
 
 def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
     """:data:`HELD_SQL` and :data:`NEIGHBOR_SQL` over Arrow rows in the ``ip_observations``
-    schema (the engine's fed mode): same columns, same rows, in input order."""
+    schema (the engine's fed mode): same columns, same rows, in input order.
+
+    Rows are selected first and only the selected rows' dictionary columns are decoded; the
+    neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values)."""
     t = obs.column("ts").cast(pa.int64())
-    kind = obs.column("owner_kind").cast(pa.string())
     in_span = pc.and_(pc.greater(t, pa.scalar(lo_ms, pa.int64())), pc.less_equal(t, pa.scalar(hi_ms, pa.int64())))
-    is_nb = pc.equal(kind, pa.scalar("neighbor"))
+    is_nb = pa.array(in_set(obs.column("owner_kind"), ["neighbor"]))
     held_mask = pc.and_(in_span, pc.invert(is_nb))
     nb_mask = pc.and_(
         pc.and_(in_span, is_nb),
@@ -63,33 +65,21 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table,
             pc.and_(pc.is_valid(obs.column("mac")), pc.is_valid(obs.column("ip"))), pc.is_valid(obs.column("owner"))
         ),
     )
-
-    def cols(names: dict[str, pa.ChunkedArray[Any]], mask: Any) -> pa.Table:
-        return pa.table(names).filter(mask)
-
-    held = cols(
+    with_t = obs.append_column("t", t)
+    h = with_t.filter(held_mask)
+    held = pa.table(
         {
-            "ip": obs.column("ip"),
-            "kind": kind,
-            "owner": obs.column("owner"),
-            "cluster": obs.column("cluster").cast(pa.string()),
-            "network": obs.column("network").cast(pa.string()),
-            "t": t,
-            "mac": obs.column("mac"),
-            "source": obs.column("source").cast(pa.string()),
-        },
-        held_mask,
+            "ip": h.column("ip"),
+            "kind": h.column("owner_kind").cast(pa.string()),
+            "owner": h.column("owner"),
+            "cluster": h.column("cluster").cast(pa.string()),
+            "network": h.column("network").cast(pa.string()),
+            "t": h.column("t"),
+            "mac": h.column("mac"),
+            "source": h.column("source").cast(pa.string()),
+        }
     )
-    nb = cols(
-        {
-            "ip": obs.column("ip"),
-            "owner": obs.column("owner"),
-            "network": obs.column("network").cast(pa.string()),
-            "t": t,
-            "mac": obs.column("mac"),
-        },
-        nb_mask,
-    )
+    nb = with_t.select(["ip", "owner", "network", "t", "mac"]).filter(nb_mask)
     return held, nb
 
 
@@ -177,6 +167,40 @@ def _sorted_codes(enc: pa.DictionaryArray[Any, Any]) -> tuple[list[str], npt.NDA
     return [names[i] for i in by_name], rank[codes]
 
 
+NEIGHBOR_OBSERVERS = 20  # observers named per IP in ``neighbor_latest``
+
+
+class _Names:
+    """Stable small integer ids for strings (IPs, observers, MACs), looked up once per distinct
+    string of a pass; :meth:`compact` renumbers to the ids still in use."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def ids(self, names: list[str]) -> npt.NDArray[np.int64]:
+        index = self.index
+        out = np.empty(len(names), np.int64)
+        for j, name in enumerate(names):
+            i = index.get(name)
+            if i is None:
+                i = len(self.names)
+                index[name] = i
+                self.names.append(name)
+            out[j] = i
+        return out
+
+    def compact(self, used: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Keep only the ids in ``used``; returns ``used`` renumbered."""
+        live, inverse = np.unique(used, return_inverse=True)
+        self.names = [self.names[i] for i in live.tolist()]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        return np.asarray(inverse, np.int64).reshape(used.shape)
+
+
 class ObservationTracker:
     """Folds new ``ip_observations`` rows into holdings, MAC changes and events."""
 
@@ -198,7 +222,11 @@ class ObservationTracker:
         self.changes: dict[tuple[str, str], deque[MacChange]] = {}
         self.events: deque[ConflictEvent] = deque()
         self.neighbor_latest: dict[str, tuple[str, int, str | None, list[str]]] = {}
-        self.last_mac: dict[tuple[str, str], tuple[str, int]] = {}  # (ip, observer) → (mac, ts)
+        # (ip, observer) → last (mac, ts), as sorted arrays keyed by stable ids (see _neighbors)
+        self._ips, self._observers, self._macs = _Names(), _Names(), _Names()
+        self._pair_key = np.zeros(0, np.int64)
+        self._pair_mac = np.zeros(0, np.int64)
+        self._pair_t = np.zeros(0, np.int64)
         self.version = 0  # bumps whenever anything changed (lets consumers skip work)
         self.first_holder_ms: int | None = None  # earliest inventory row ever seen
         self.holder_minutes: list[int] = []  # sorted minute ends (⌈ms / 60 000⌉) of inventory rows
@@ -262,8 +290,13 @@ class ObservationTracker:
         return i > 0 and m[i - 1] * 60_000 > t_ms - within_ms
 
     def _neighbors(self, tbl: pa.Table) -> bool:
-        """Detect per-observer MAC changes (vectorised on dictionary codes; Python only touches
-        changes and each (ip, observer) pair's first and last row)."""
+        """Detect per-observer MAC changes, vectorised: Python touches only the changes found and
+        each IP's newest answer, never each (ip, observer) pair.
+
+        Why: a site's neighbour tables hold one row per (observer, IP) — 250,000 pairs a minute
+        at 500 hosts — so the state the previous pass left (each pair's last MAC and time) lives
+        in sorted numpy arrays keyed by stable integer ids of the IP, observer and MAC strings
+        (:class:`_Names`; only a pass's distinct strings are looked up in Python)."""
         ip_enc = tbl.column("ip").combine_chunks().dictionary_encode()
         ow_enc = tbl.column("owner").combine_chunks().dictionary_encode()
         ip_names, ip_code = _sorted_codes(ip_enc)
@@ -297,24 +330,32 @@ class ObservationTracker:
             code = int(k[i])
             return ip_names[code // n_ow], ow_names[code % n_ow]
 
+        # stable ids: the pair key (ip id << 32 | observer id) and the MAC id of every row
+        ip_id = self._ips.ids(ip_names)
+        ow_id = self._observers.ids(ow_names)
+        mac_id = self._macs.ids(macs)
+        pair = (ip_id[k // n_ow] << 32) | ow_id[k % n_ow]
+        mid = mac_id[m]
         gap = int(self.s.max_rate_gap.total_seconds() * 1000)
         changed = False
         # first row of a pair vs. the MAC remembered from the previous call
-        if self.last_mac:
-            for i in np.flatnonzero(first).tolist():
-                key = names(i)
-                prev = self.last_mac.get(key)
-                mac = macs[int(m[i])]
-                if prev is not None and prev[0] != mac and 0 < t[i] - prev[1] <= gap:
-                    self._change(MacChange(int(t[i]), key[0], key[1], net(i), prev[0], mac))
-                    changed = True
+        fi = np.flatnonzero(first)
+        pos, found = self._pair_lookup(pair[fi])
+        if found.any():
+            prev_m = self._pair_mac[pos]
+            dt = t[fi] - self._pair_t[pos]
+            hit = found & (prev_m != mid[fi]) & (dt > 0) & (dt <= gap)
+            for j in np.flatnonzero(hit).tolist():
+                i = int(fi[j])
+                ip, observer = names(i)
+                prev = self._macs.names[int(prev_m[j])]
+                self._change(MacChange(int(t[i]), ip, observer, net(i), prev, macs[int(m[i])]))
+                changed = True
         # remember each pair's last MAC
         li = np.flatnonzero(last)
-        lk, lt, lm = k[li], t[li], m[li]
-        lmacs = [macs[x] for x in lm.tolist()]
-        lts = lt.tolist()
-        self.last_mac.update(zip((names(i) for i in li.tolist()), zip(lmacs, lts, strict=True), strict=False))
+        self._pair_store(pair[li], mid[li], t[li])
         # the latest neighbour answer per IP: the newest row (ties: the last observer in name order)
+        lk, lt = k[li], t[li]
         lip = lk // n_ow
         g0 = np.flatnonzero(np.r_[True, lip[1:] != lip[:-1]])
         g1 = np.r_[g0[1:], lip.size]
@@ -324,16 +365,63 @@ class ObservationTracker:
         for a, z, w in zip(g0.tolist(), g1.tolist(), win.tolist(), strict=True):
             ip = ip_names[int(lip[a])]
             cur = self.neighbor_latest.get(ip)
-            if cur is None or lts[w] >= cur[1]:
-                seen = {ow_names[int(c) % n_ow] for c in lk[a:z].tolist()}
-                obs = sorted({*(cur[3] if cur else []), *seen})[:20]
-                self.neighbor_latest[ip] = (lmacs[w], lts[w], net(int(li[w])), obs)
+            ts_w = int(lt[w])
+            if cur is None or ts_w >= cur[1]:
+                # observers of a group come in name order: the first 20 are the 20 smallest names
+                seen = [ow_names[int(c) % n_ow] for c in lk[a : min(z, a + NEIGHBOR_OBSERVERS)].tolist()]
+                obs = sorted({*(cur[3] if cur else []), *seen})[:NEIGHBOR_OBSERVERS]
+                self.neighbor_latest[ip] = (macs[int(m[li[w]])], ts_w, net(int(li[w])), obs)
         for i in np.flatnonzero(diff).tolist():
             if t[i] - t[i - 1] <= gap:
                 ip, observer = names(i)
                 self._change(MacChange(int(t[i]), ip, observer, net(i), macs[int(m[i - 1])], macs[int(m[i])]))
                 changed = True
         return changed
+
+    def _pair_lookup(self, keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Position of each pair key in the remembered pairs, and whether it is there."""
+        pk = self._pair_key
+        if pk.size == 0:
+            return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
+        pos = np.minimum(np.searchsorted(pk, keys), pk.size - 1)
+        return np.asarray(pos, np.int64), np.asarray(pk[pos] == keys, bool)
+
+    def _pair_store(self, keys: npt.NDArray[np.int64], mac: npt.NDArray[np.int64], t: npt.NDArray[np.int64]) -> None:
+        """Remember (mac, t) as each pair's last answer (keys distinct)."""
+        pos, found = self._pair_lookup(keys)
+        self._pair_mac[pos[found]] = mac[found]
+        self._pair_t[pos[found]] = t[found]
+        new = ~found
+        if new.any():
+            pk = np.concatenate([self._pair_key, keys[new]])
+            order = np.argsort(pk, kind="stable")
+            self._pair_key = pk[order]
+            self._pair_mac = np.concatenate([self._pair_mac, mac[new]])[order]
+            self._pair_t = np.concatenate([self._pair_t, t[new]])[order]
+
+    def _prune_pairs(self, before: int) -> None:
+        """Forget pairs last answered before ``before``; renumber the names once most are gone."""
+        keep = self._pair_t >= before
+        if not keep.all():
+            self._pair_key, self._pair_mac, self._pair_t = (
+                self._pair_key[keep],
+                self._pair_mac[keep],
+                self._pair_t[keep],
+            )
+        live = self._pair_key.size
+        if len(self._ips) + len(self._observers) + len(self._macs) <= 2 * (3 * live) + 3 * 1024:
+            return
+        ip_new = self._ips.compact(self._pair_key >> 32)
+        ow_new = self._observers.compact(self._pair_key & 0xFFFFFFFF)
+        self._pair_mac = self._macs.compact(self._pair_mac)
+        pk = (ip_new << 32) | ow_new
+        order = np.argsort(pk, kind="stable")
+        self._pair_key, self._pair_mac, self._pair_t = pk[order], self._pair_mac[order], self._pair_t[order]
+
+    @property
+    def pairs(self) -> int:
+        """(ip, observer) pairs whose last MAC is remembered."""
+        return int(self._pair_key.size)
 
     def _change(self, ch: MacChange) -> None:
         q = self.changes.setdefault((ch.ip, ch.observer), deque())
@@ -382,8 +470,7 @@ class ObservationTracker:
             self.events.popleft()
         for ip in [ip for ip, v in self.neighbor_latest.items() if v[1] < before]:
             del self.neighbor_latest[ip]
-        for key in [key for key, v in self.last_mac.items() if v[1] < before]:
-            del self.last_mac[key]
+        self._prune_pairs(before)
         cut = bisect_right(self.holder_minutes, before // 60_000)
         if cut:
             del self.holder_minutes[:cut]

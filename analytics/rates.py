@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
@@ -196,6 +197,9 @@ class SeriesRegistry:
 
 # Separators that never occur in metric names, label names or values the parsers accept.
 _SEP_KV, _SEP_LABELS, _SEP_FIELDS = "\x1f", "\x1e", "\x1d"
+_ID_COLUMNS = ("source", "host", "metric", "labels")
+_NO_KEYS = np.zeros(0, np.uint64)
+LAYOUTS_MAX = 16_384  # chunk layouts remembered (about one per scraped target)
 _ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
 FED_NEW_SERIES_VIEW = (
     "CREATE OR REPLACE VIEW _fed_new_series AS "
@@ -227,9 +231,74 @@ class SeriesKeys:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
         self._view_ready = False
+        # chunk layouts seen before: (source, host, metric of the first row, rows) → the chunk's
+        # identity columns and their keys (see :meth:`chunk_keys`)
+        self._layouts: OrderedDict[tuple[Any, ...], tuple[list[pa.ChunkedArray[Any]], npt.NDArray[np.uint64]]] = (
+            OrderedDict()
+        )
+        self.layout_hits = 0
+        self.layout_misses = 0
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def chunk_keys(
+        self, chunks: Sequence[pa.Table], con: Any, registry: SeriesRegistry
+    ) -> list[npt.NDArray[np.uint64]]:
+        """Series keys of each fed chunk (one parsed record's rows each).
+
+        Why: a target sends the same series in the same order scrape after scrape, so a chunk
+        whose identity columns (source, host, metric, labels) equal those of the last chunk of
+        the same layout gets that chunk's keys back after one C++ comparison per column — no
+        series string is built and no row is hashed. Other chunks go through :meth:`keys`
+        together. Equality is exact (Arrow compares the values), so a hit is never a guess.
+        """
+        out: list[npt.NDArray[np.uint64] | None] = [None] * len(chunks)
+        todo: list[int] = []
+        for i, c in enumerate(chunks):
+            if c.num_rows:
+                hit = self._layout_hit(c)
+                if hit is not None:
+                    out[i] = hit
+                    continue
+            todo.append(i)
+        self.layout_hits += len(chunks) - len(todo)
+        self.layout_misses += len(todo)
+        if todo:
+            parts = [chunks[i] for i in todo]
+            ks = self.keys(pa.concat_tables(parts), con, registry) if sum(p.num_rows for p in parts) else _NO_KEYS
+            at = 0
+            for i, part in zip(todo, parts, strict=True):
+                k = ks[at : at + part.num_rows]
+                at += part.num_rows
+                out[i] = k
+                if part.num_rows:
+                    self._remember(part, k)
+        return [k if k is not None else _NO_KEYS for k in out]
+
+    @staticmethod
+    def _layout(chunk: pa.Table) -> tuple[Any, ...]:
+        return (
+            chunk.num_rows,
+            *(chunk.column(c)[0].as_py() for c in ("source", "host", "metric")),
+        )
+
+    def _layout_hit(self, chunk: pa.Table) -> npt.NDArray[np.uint64] | None:
+        entry = self._layouts.get(self._layout(chunk))
+        if entry is None:
+            return None
+        cols, keys = entry
+        for name, col in zip(_ID_COLUMNS, cols, strict=True):
+            if not chunk.column(name).equals(col):
+                return None
+        return keys
+
+    def _remember(self, chunk: pa.Table, keys: npt.NDArray[np.uint64]) -> None:
+        lay = self._layout(chunk)
+        self._layouts[lay] = ([chunk.column(c) for c in _ID_COLUMNS], keys)
+        self._layouts.move_to_end(lay)
+        while len(self._layouts) > LAYOUTS_MAX:
+            self._layouts.popitem(last=False)
 
     def keys(self, samples: pa.Table, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
         enc = series_strings(samples).dictionary_encode()
@@ -270,8 +339,10 @@ class SeriesKeys:
         return keys
 
     def retain(self, keys: set[int]) -> None:
-        """Forget the series strings of every key not in ``keys``."""
+        """Forget the series strings of every key not in ``keys`` (and every chunk layout: one
+        could hand back a forgotten key)."""
         self.ids = {s: k for s, k in self.ids.items() if k in keys}
+        self._layouts.clear()
 
 
 def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:

@@ -64,8 +64,9 @@ def site_scenario(hosts: int, minutes: int) -> lab.Scenario:
     )
 
 
-def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True) -> tuple[list[float], int]:
-    """ms of every measured evaluation pass, and the samples stored per measured pass.
+def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True) -> tuple[list[float], list[float], int]:
+    """Wall ms and CPU ms (this process, all threads) of every measured evaluation pass, and the
+    samples stored per measured pass. The CPU figure is what a loaded machine distorts least.
 
     ``incremental=False`` measures the former path (the window re-queried in DuckDB every pass).
     """
@@ -81,16 +82,19 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True) -
         first = scenario.start
         next_eval = first + step
         timings: list[float] = []
+        cpu: list[float] = []
         samples_before = 0
         measured_samples = 0
         try:
             for rec in lab.generate(scenario):
                 while rec.ts >= next_eval:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     pipe.evaluate(next_eval)
                     ms = (time.perf_counter() - t0) * 1000
+                    cpu_ms = (time.process_time() - c0) * 1000
                     if next_eval - first > timedelta(minutes=warmup):
                         timings.append(ms)
+                        cpu.append(cpu_ms)
                         measured_samples += pipe.stats.samples_stored - samples_before
                     samples_before = pipe.stats.samples_stored
                     next_eval += step
@@ -101,7 +105,14 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True) -
                 pipe.apply(rec, parse_one(rec, pipe.catalog))
         finally:
             pipe.close()
-    return timings, measured_samples // max(1, len(timings))
+    return timings, cpu, measured_samples // max(1, len(timings))
+
+
+def _max_rss_mib() -> float:
+    """This process's peak resident memory (the lab site is generated in this process)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -117,23 +128,26 @@ def main() -> None:
         ap.error("--hosts must be >= 2, --warmup and --passes >= 1")
     results: list[tuple[int, float]] = []
     for hosts in args.hosts:
-        ms, per_pass = measure(hosts, args.warmup, args.passes)
-        med = statistics.median(ms)
+        ms, cpu, per_pass = measure(hosts, args.warmup, args.passes)
+        med, cmed = statistics.median(ms), statistics.median(cpu)
         p90 = sorted(ms)[min(len(ms) - 1, int(0.9 * len(ms)))]
         print(
-            f"hosts={hosts:>4}: {med:8.1f} ms/pass median, {p90:8.1f} ms p90 over {len(ms)} passes "
-            f"({per_pass:,} samples arrive per pass)",
+            f"hosts={hosts:>4}: {med:8.1f} ms/pass median, {p90:8.1f} ms p90 over {len(ms)} passes, "
+            f"{cmed:8.1f} CPU-ms/pass ({per_pass:,} samples arrive per pass; "
+            f"{cmed / hosts:.2f} CPU-ms per host)",
             flush=True,
         )
         results.append((hosts, med))
         if args.compare:
-            full, _ = measure(hosts, args.warmup, args.passes, incremental=False)
-            fmed = statistics.median(full)
+            full, fcpu, _ = measure(hosts, args.warmup, args.passes, incremental=False)
+            fmed, fcmed = statistics.median(full), statistics.median(fcpu)
             print(
-                f"hosts={hosts:>4}: {fmed:8.1f} ms/pass median with the former full re-query path "
-                f"({fmed / max(med, 1e-9):.1f}x the incremental pass)",
+                f"hosts={hosts:>4}: {fmed:8.1f} ms/pass median, {fcmed:8.1f} CPU-ms/pass with the former "
+                f"full re-query path ({fmed / max(med, 1e-9):.1f}x the incremental pass by wall time, "
+                f"{fcmed / max(cmed, 1e-9):.1f}x by CPU)",
                 flush=True,
             )
+        print(f"hosts={hosts:>4}: max RSS so far {_max_rss_mib():,.0f} MiB", flush=True)
     print("RESULT eval_ms_per_pass " + " ".join(f"hosts={h} {m:.1f}" for h, m in results))
 
 

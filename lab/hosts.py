@@ -107,7 +107,9 @@ RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
     ("RDMA Outbound Frames/sec", "counter"),
 )
 
-CHUNK = 256  # scrapes rendered per formatter call
+CHUNK = 256  # scrapes rendered per formatter call, at most
+RENDER_BUDGET = 128 << 20  # bytes of rendered, not yet handed out bodies over all hosts (about)
+BYTES_PER_SLOT = 120  # text per changing series in a body (name, labels, value), roughly
 DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
 
 
@@ -165,22 +167,37 @@ class HostModel:
         storm_host = [np.logical_or.reduce(s) for s in storm]
         self._storm, self._storm_host, self._spread = storm, storm_host, spread
         # --- SMB client pairs ------------------------------------------------------------------
-        pairs = [(c, s) for c in range(n_hosts) for s in range(n_hosts) if c != s]
-        self.pairs = pairs
-        smb: dict[tuple[int, int], dict[str, I64]] = {}
-        lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
+        # A pair's increments are made when its first host is built and dropped once its second
+        # is: with one pair per ordered host pair (250,000 at 500 hosts) holding them all at
+        # once was most of a large site's memory. Each pair draws from its own stream, so the
+        # order they are made in changes nothing.
+        self._lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
         self.uptime_ticks = rng0.uniform(3, 40, size=n_hosts) * 86400.0 / g.dt
-        for c, s in pairs:
-            smb[(c, s)] = self._smb_pair(c, s, float(lat_base[c]))
-        self.smb = smb
+        self.smb: dict[tuple[int, int], dict[str, I64]] = {}
         # --- per-host series -------------------------------------------------------------------
         self.formatters: list[RowFormatter] = []
         self.matrices: list[F64] = []
-        self._chunks: list[tuple[int, list[str]]] = [(-1, []) for _ in range(n_hosts)]
+        self._chunks: list[tuple[int, list[str | None]]] = [(-1, []) for _ in range(n_hosts)]
         for h in range(n_hosts):
             segments, matrix = self._host_series(h)
             self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
+            for o in range(h):  # pairs between h and an earlier host are complete
+                self.smb.pop((h, o), None)
+                self.smb.pop((o, h), None)
+        self.smb.clear()
+        # Bodies are rendered a block of ticks at a time (one formatter call per block), a block
+        # small enough that every host's pending bodies together stay within RENDER_BUDGET.
+        body_bytes = max(1, max((m.shape[1] for m in self.matrices), default=0) * BYTES_PER_SLOT)
+        self.block = int(min(CHUNK, max(1, RENDER_BUDGET // (body_bytes * max(1, n_hosts)))))
+
+    def _pair(self, c: int, s: int) -> dict[str, I64]:
+        """The increments of client ``c`` → server ``s`` (made once, kept until both are built)."""
+        inc = self.smb.get((c, s))
+        if inc is None:
+            inc = self._smb_pair(c, s, float(self._lat_base[c]))
+            self.smb[(c, s)] = inc
+        return inc
 
     # ------------------------------------------------------------------------------------------
     def _smb_pair(self, c: int, s: int, lat_c: float) -> dict[str, I64]:
@@ -306,9 +323,12 @@ class HostModel:
         # --- SMB client shares ----------------------------------------------------------------
         inbound = np.zeros(g.n)
         outbound = np.zeros(g.n)
-        for c, s in self.pairs:
+        # (the same pairs, in the same order, as a loop over every (client, server) pair)
+        n = self.n_hosts
+        mine = [(c, h) for c in range(h)] + [(h, s) for s in range(n) if s != h] + [(c, h) for c in range(h + 1, n)]
+        for c, s in mine:
             if c == h:
-                inc = self.smb[(c, s)]
+                inc = self._pair(c, s)
                 inbound += inc["read_bytes_total"]
                 outbound += inc["write_bytes_total"]
                 lab = {"server": site.hosts[s], "share": site.smb_share}
@@ -326,7 +346,7 @@ class HostModel:
                     else:
                         counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1))
             elif s == h:
-                inc = self.smb[(c, s)]
+                inc = self._pair(c, s)
                 inbound += inc["write_bytes_total"]
                 outbound += inc["read_bytes_total"]
 
@@ -514,13 +534,20 @@ class HostModel:
         return not bool(self.no_scrape[h][i])
 
     def body(self, h: int, i: int) -> str:
-        """The exposition text of host ``h`` at tick ``i`` (rendered in blocks of ticks)."""
+        """The exposition text of host ``h`` at tick ``i`` (rendered in blocks of ticks).
+
+        A body is handed out once and then forgotten (asked again, its block is rendered again):
+        records are made in time order, so a block's earlier bodies are not needed again, and a
+        large site's pending text stays within :data:`RENDER_BUDGET`."""
         first, bodies = self._chunks[h]
-        if not first <= i < first + len(bodies):
-            first = i - i % CHUNK
-            bodies = self.formatters[h].render(self.matrices[h][first : first + CHUNK])
+        if not first <= i < first + len(bodies) or bodies[i - first] is None:
+            first = i - i % self.block
+            bodies = list(self.formatters[h].render(self.matrices[h][first : first + self.block]))
             self._chunks[h] = (first, bodies)
-        return bodies[i - first]
+        out = bodies[i - first]
+        assert out is not None
+        bodies[i - first] = None
+        return out
 
     def storm_mask(self, h: int, a: int) -> BOOL:
         return self._storm[h][a]

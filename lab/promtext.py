@@ -135,6 +135,9 @@ _SPEC = {_SMALL_INT: "%.*d", _LARGE_INT: "%.*e", _REPR: "%.*r", _GO: "%.*s"}
 _POW10 = np.array([10**k for k in range(1, 17)], dtype=np.int64)
 
 
+TEMPLATES_KEPT = 8  # compiled body templates kept per formatter
+
+
 class RowFormatter:
     """Renders rows of a value matrix into bodies, Go-formatted, without a Python call per value.
 
@@ -158,6 +161,10 @@ class RowFormatter:
                 parts.append(_SPEC[c])
                 parts.append(seg)
             tmpl = "".join(parts)
+            # A template is as long as a body, and a wide target rarely repeats its exact
+            # pattern of value classes: a few are kept (oldest out), not one per scrape.
+            if len(self._templates) >= TEMPLATES_KEPT:
+                del self._templates[next(iter(self._templates))]
             self._templates[key] = tmpl
         return tmpl
 
