@@ -119,6 +119,7 @@ class MetricAnomalyDetector:
         self.season = per_day if b.time_of_day and 2 <= per_day <= MAX_SEASON else 0
         self.rules = [_Rule(r, settings) for r in settings.metric_anomaly]
         self._match_cache: dict[tuple[str, str, str], bool] = {}
+        self.forgotten = 0  # series whose state was dropped after baselines.forget_after of silence
 
     @property
     def metrics(self) -> list[str]:
@@ -220,7 +221,10 @@ class MetricAnomalyDetector:
                 }
 
     def _expire(self, now_ms: int) -> None:
+        """Clear anomalies of series that stopped reporting, and forget series silent for
+        ``baselines.forget_after`` (once nothing about them is reported any more)."""
         gap = self.s.max_rate_gap.total_seconds() * 1000
+        forget = self.s.baselines.forget_after.total_seconds() * 1000
         for rule in self.rules:
             for key in list(rule.series):
                 st = rule.series[key]
@@ -229,6 +233,14 @@ class MetricAnomalyDetector:
                     st.evidence = {**st.evidence, "cleared_because": "series stopped reporting"}
                 if not st.active and st.cleared is not None and now_ms - st.cleared > 3_600_000:
                     st.cleared = None
+                if not st.active and st.cleared is None and now_ms - st.last > forget:
+                    del rule.series[key]
+                    self.forgotten += 1
+
+    @property
+    def series_count(self) -> int:
+        """Series with state (detector, flags, withheld values) over all rules."""
+        return sum(len(r.series) for r in self.rules)
 
     def findings(self) -> list[Finding]:
         out = []

@@ -111,6 +111,12 @@ class BaselineSettings(_Model):
         default=timedelta(minutes=10),
         description="How often (in data time) medians and MADs are recomputed. Default 10m.",
     )
+    forget_after: Duration = Field(
+        default=timedelta(days=3),
+        description="A series silent this long (no step value) loses its baseline and detector "
+        "state, so memory follows the live series (pods, NICs and hosts come and go); if it "
+        "comes back it learns afresh, as a new series would. Default 3d (tod_days).",
+    )
     relative_floor: float = Field(
         default=0.05,
         ge=0.0,

@@ -209,3 +209,43 @@ def test_offline_csv_errors_name_the_line(tmp_path: Path) -> None:
     p.write_text("timestamp,value\nyesterday,1\n")
     with pytest.raises(ParseError, match="neither ISO-8601"):
         anomalies_csv(p, io.StringIO(), time_col="timestamp", strict=True)
+
+
+@pytest.mark.parametrize("forget_after", ["2h", "3d"])
+def test_a_series_silent_past_forget_after_is_forgotten_and_relearns_on_return(forget_after: str) -> None:
+    """hv-2 stops reporting at 3 h and comes back at 9 h at 1.5x its old level, then shifts up at
+    12 h. Forgotten after 2 h of silence, its state goes (the state count drops) and it learns
+    its new level afresh: no alert on return, one for the real shift. Kept (3 days), the old
+    baseline judges the new level and fires on return."""
+    rows = []
+    for host, seed in (("hv-1", 1), ("hv-2", 2)):
+        t, v = _series(seed, 14, 12 if host == "hv-2" else None, 0.8)
+        if host == "hv-2":
+            back = t >= T0 + 9 * HOUR
+            keep = (t < T0 + 3 * HOUR) | back
+            v = np.where(back, v * 1.5, v)
+            t, v = t[keep], v[keep]
+        rows += [
+            Sample(from_ms(int(ts)), "haproxy", host, "haproxy.queue_current", float(x), (("proxy", "be"),))
+            for ts, x in zip(t, v, strict=True)
+        ]
+    s = settings(
+        metric_anomaly=[{"metric": "haproxy.queue_current", "relearn_after": "0"}],
+        baselines={"window": "2h", "time_of_day": False, "forget_after": forget_after},
+    )
+    con = connect(samples_table(rows))
+    first = replay(con, T0, T0 + 6 * HOUR, settings=s, step=MIN)
+    eng = first.engine
+    assert eng is not None
+    forgotten = forget_after == "2h"
+    assert eng.anomaly.series_count == (1 if forgotten else 2)
+    assert eng.anomaly.forgotten == (1 if forgotten else 0)
+    fine = [(T0 + 9 * HOUR, T0 + 9 * HOUR + 30 * MIN), (T0 + 12 * HOUR, T0 + 12 * HOUR + 15 * MIN)]
+    run = replay(con, T0 + 6 * HOUR, T0 + 14 * HOUR, settings=s, step=MIN, fine=fine, engine=eng, manager=first.manager)
+    assert eng.anomaly.series_count == 2  # it came back
+    fired = [(t, a.resource["host"]) for t, a in run.firing("metric_anomaly")]
+    if forgotten:
+        assert len(fired) == 1 and fired[0][1] == "hv-2", fired
+        assert T0 + 12 * HOUR <= fired[0][0] <= T0 + 12 * HOUR + 10 * MIN, fired
+    else:
+        assert fired and fired[0][1] == "hv-2" and T0 + 9 * HOUR <= fired[0][0] <= T0 + 9 * HOUR + 30 * MIN, fired
