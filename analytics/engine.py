@@ -35,7 +35,6 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analytics.anomaly import SERIES_EXPR, MetricAnomalyDetector
 from analytics.congestion import CONGESTION_METRICS, PRIORITY_EXPR, SUB_EXPR, CongestionDetector, CongestionScore
