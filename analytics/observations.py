@@ -55,16 +55,19 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table,
 
     Rows are selected first and only the selected rows' dictionary columns are decoded; the
     neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values)."""
+    # one chunk (the fed rows come as one chunk per record: per-chunk kernel calls would dominate)
+    obs = obs.combine_chunks()
     t = obs.column("ts").cast(pa.int64())
-    in_span = pc.and_(pc.greater(t, pa.scalar(lo_ms, pa.int64())), pc.less_equal(t, pa.scalar(hi_ms, pa.int64())))
-    is_nb = pa.array(in_set(obs.column("owner_kind"), ["neighbor"]))
-    held_mask = pc.and_(in_span, pc.invert(is_nb))
-    nb_mask = pc.and_(
-        pc.and_(in_span, is_nb),
-        pc.and_(
-            pc.and_(pc.is_valid(obs.column("mac")), pc.is_valid(obs.column("ip"))), pc.is_valid(obs.column("owner"))
-        ),
-    )
+    tn = np.asarray(t.to_numpy(), np.int64)
+    in_span = (tn > lo_ms) & (tn <= hi_ms)
+    is_nb = in_set(obs.column("owner_kind"), ["neighbor"])
+    valid = np.ones(obs.num_rows, bool)
+    for name in ("mac", "ip", "owner"):
+        col = obs.column(name)
+        if col.null_count:
+            valid &= np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool)
+    held_mask = pa.array(in_span & ~is_nb)
+    nb_mask = pa.array(in_span & is_nb & valid)
     with_t = obs.append_column("t", t)
     h = with_t.filter(held_mask)
     held = pa.table(
@@ -269,10 +272,10 @@ class ObservationTracker:
             self.version += 1
 
     def _cover(self, held: pa.Table) -> None:
-        inv = held.filter(pc.not_equal(held.column("kind"), pa.scalar("event")))
-        if not inv.num_rows:
+        inv = ~in_set(held.column("kind"), ["event"])
+        if not inv.any():
             return
-        t = np.asarray(inv.column("t").to_numpy(), np.int64)
+        t = np.asarray(held.column("t").to_numpy(), np.int64)[inv]
         first = int(t.min())
         if self.first_holder_ms is None or first < self.first_holder_ms:
             self.first_holder_ms = first

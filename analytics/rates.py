@@ -198,6 +198,7 @@ class SeriesRegistry:
 # Separators that never occur in metric names, label names or values the parsers accept.
 _SEP_KV, _SEP_LABELS, _SEP_FIELDS = "\x1f", "\x1e", "\x1d"
 _ID_COLUMNS = ("source", "host", "metric", "labels")
+_HEAD_COLUMNS = ("source", "host", "metric")
 _NO_KEYS = np.zeros(0, np.uint64)
 LAYOUTS_MAX = 16_384  # chunk layouts remembered (about one per scraped target)
 _ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
@@ -255,9 +256,19 @@ class SeriesKeys:
         """
         out: list[npt.NDArray[np.uint64] | None] = [None] * len(chunks)
         todo: list[int] = []
+        full = [c for c in chunks if c.num_rows]
+        # every chunk's first row in one table: its layout key without a scalar per chunk
+        heads = (
+            pa.concat_tables([c.select(_HEAD_COLUMNS).slice(0, 1) for c in full]).to_pydict()
+            if full
+            else {n: [] for n in _HEAD_COLUMNS}
+        )
+        at = 0
         for i, c in enumerate(chunks):
             if c.num_rows:
-                hit = self._layout_hit(c)
+                lay = (c.num_rows, heads["source"][at], heads["host"][at], heads["metric"][at])
+                at += 1
+                hit = self._layout_hit(lay, c)
                 if hit is not None:
                     out[i] = hit
                     continue
@@ -280,11 +291,11 @@ class SeriesKeys:
     def _layout(chunk: pa.Table) -> tuple[Any, ...]:
         return (
             chunk.num_rows,
-            *(chunk.column(c)[0].as_py() for c in ("source", "host", "metric")),
+            *(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS),
         )
 
-    def _layout_hit(self, chunk: pa.Table) -> npt.NDArray[np.uint64] | None:
-        entry = self._layouts.get(self._layout(chunk))
+    def _layout_hit(self, lay: tuple[Any, ...], chunk: pa.Table) -> npt.NDArray[np.uint64] | None:
+        entry = self._layouts.get(lay)
         if entry is None:
             return None
         cols, keys = entry
