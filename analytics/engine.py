@@ -127,6 +127,10 @@ class FedRows:
         done = [k for k in self.keys if k is not None]
         return np.concatenate(done) if done else np.zeros(0, np.uint64)
 
+    def forget_keys(self) -> None:
+        """Key the chunks again at the next pass (after series were evicted)."""
+        self.keys = [None] * len(self.chunks)
+
     def drop_through(self, hi_ms: int) -> None:
         """Forget rows with ``ts`` ≤ ``hi_ms`` (analysed, or too late to be)."""
         chunks: list[pa.Table] = []
@@ -367,6 +371,7 @@ class Engine:
         self.registry.retain(keep)
         self.steps.retain(keep)
         self.series.retain(set(self.registry.index))
+        self.fed["samples"].forget_keys()  # rows kept for the next pass may name an evicted series
         self.evicted_series += n_stale
 
     def _fed_connection(self) -> Any:

@@ -70,3 +70,54 @@ def test_series_that_stop_reporting_are_evicted(monkeypatch: pytest.MonkeyPatch)
     assert len(eng.registry) == len(eng.series) == eng.steps.last_t.size < peak
     assert len(eng.registry) <= peak // 2 + 1  # the hosts that went away held half the series
     eng.close()
+
+
+def test_evicted_series_that_return_while_rows_wait_for_the_next_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows arrive a minute ahead of the pass that analyses them (they wait, keyed, in the fed
+    buffer) while two hosts' series are evicted and come back: the waiting rows are keyed again,
+    the returning series are learnt afresh, and the fed engine still matches the SQL path."""
+    monkeypatch.setattr(engine_mod, "STALE_MIN", 10)
+    site = random_site(43, n_hosts=4, hours=1, scrape_s=30)
+    tbl = samples(site, Effects())
+    gone = site.hosts[:2]
+    host = tbl.column("host").cast(pa.string())
+    t = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+    stays = ~np.asarray(pc.is_in(host, pa.array(gone)).to_numpy(zero_copy_only=False), bool)
+    silent = (t > site.start_ms + 15 * MIN) & (t <= site.start_ms + 40 * MIN)
+    tbl = tbl.filter(stays | ~silent)
+    con = connect(tbl, None)
+    sql, fed = Engine(settings(), []), Engine(settings(), [])
+    sizes = []
+    for now in range(site.start_ms + MIN, site.end_ms + 1, MIN):
+        fed.feed("samples", _between(tbl, now - MIN if now == site.start_ms + MIN else now, now + MIN))
+        got = fed.evaluate_fed(from_ms(now))
+        want = sql.evaluate(con, from_ms(now))
+        assert sorted((f.fingerprint, f.active) for f in got) == sorted((f.fingerprint, f.active) for f in want)
+        sizes.append(len(fed.registry))
+    assert fed.evicted_series > 0
+    assert min(sizes[20:40]) < max(sizes[:15])  # the silent hosts' series went
+    assert sizes[-1] >= max(sizes[:15])  # and came back
+    fed.close()
+
+
+def test_rows_keyed_before_an_eviction_are_keyed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass keys every fed row, also those it leaves for the next pass; when the series those
+    rows name are evicted meanwhile, the next pass keys them again instead of using stale keys."""
+    monkeypatch.setattr(engine_mod, "STALE_MIN", 1)
+    site = random_site(44, n_hosts=2, hours=1, scrape_s=30)
+    tbl = samples(site, Effects())
+    con = connect(tbl, None)
+    sql, fed = Engine(settings(), []), Engine(settings(), [])
+    t1 = site.start_ms + 10 * MIN
+    fed.feed("samples", _between(tbl, site.start_ms - 1, t1 + 2 * MIN))  # two minutes ahead of the pass
+    fed.evaluate_fed(from_ms(t1))
+    sql.evaluate(con, from_ms(t1))
+    assert fed.fed["samples"].rows > 0 and all(k is not None for k in fed.fed["samples"].keys)
+    fed._evict_stale(t1 + 24 * HOUR)  # every series is stale by then: all evicted
+    assert len(fed.registry) == 0 and fed.evicted_series > 0
+    t2 = t1 + 2 * MIN
+    got = fed.evaluate_fed(from_ms(t2))  # keys the waiting rows again (their series are new now)
+    want = sql.evaluate(con, from_ms(t2))
+    assert sorted(f.fingerprint for f in got) == sorted(f.fingerprint for f in want)
+    assert len(fed.registry) > 0
+    fed.close()
