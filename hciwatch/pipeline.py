@@ -169,6 +169,7 @@ class Pipeline:
         )
         if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
             store.write_catalog(unmapped_metrics_view(self.catalog))
+        self._window_max_bytes = window_max_bytes
         self.engine = Engine(cfg.analytics, cfg.collector.networks, fed_max_bytes=window_max_bytes)
         self.incremental = incremental
         self.manager = AlertManager(cfg.analytics, state_path, site=cfg.collector.site.name)
@@ -278,6 +279,21 @@ class Pipeline:
             for sink in self.alert_sinks:
                 sink(changes)
         return changes
+
+    def rebuild_from_store(self, state: bytes | None) -> None:
+        """Start over as a network domain's new owner: detectors from stored history, lifecycle from ``state``.
+
+        The engine's baselines and fed rows are dropped (they may be from before this instance
+        lost the domain, or empty on a standby) and rebuilt at the next pass from the store (one
+        bootstrap read of the lake); ``state`` is the lifecycle state the last owner saved (None:
+        keep this instance's own), so its open incidents continue instead of firing again.
+        """
+        self.engine.close()
+        self.engine = Engine(self.cfg.analytics, self.cfg.collector.networks, fed_max_bytes=self._window_max_bytes)
+        self._bootstrap_from_store = True
+        self._external_findings.clear()
+        if state is not None:
+            self.manager.load_bytes(state)
 
     def flush_store(self) -> None:
         """Write buffered rows now (through the owner's checkpointed flush when it has one)."""
