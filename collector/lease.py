@@ -200,8 +200,8 @@ class BlobMembership:
 
     def heartbeat_and_list(self) -> list[str]:
         """Touch this instance's heartbeat; return the live instances (this one included)."""
-        mine = self._container.upload_blob(self._dir + self.me, self.me.encode(), overwrite=True)
-        now = mine["last_modified"]
+        mine = self._container.get_blob_client(self._dir + self.me)
+        now = mine.upload_blob(self.me.encode(), overwrite=True)["last_modified"]
         live = {self.me}
         for b in self._container.list_blobs(name_starts_with=self._dir):
             if now - b.last_modified <= self.ttl:
