@@ -33,6 +33,11 @@ LEASES_DIR = "_leases"
 MEMBERS_DIR = "_members"
 
 
+# A lease call that hangs in the SDK's default retries (up to minutes) would hold the ownership
+# loop past the lease's own expiry; fail fast instead and let the loop retry (a fault state).
+_FAST_FAIL: dict[str, Any] = {"retry_total": 1, "connection_timeout": 3, "read_timeout": 5}
+
+
 def _container_client(url: str, s: LakeSettings) -> tuple[Any, str]:
     from azure.storage.blob import BlobServiceClient
 
@@ -50,7 +55,7 @@ def _container_client(url: str, s: LakeSettings) -> tuple[Any, str]:
             fields = parse_connection_string(cs)
             cs = f"AccountName={fields.get('AccountName', account)};AccountKey={fields.get('AccountKey', '')};"
             cs += f"BlobEndpoint={s.endpoint.rstrip('/')}/{fields.get('AccountName', account)}"
-        service = BlobServiceClient.from_connection_string(cs)
+        service = BlobServiceClient.from_connection_string(cs, **_FAST_FAIL)
     else:
         if not account:
             raise ConfigError("store.lake: no storage account for the domain leases (set account_name)")
@@ -64,7 +69,7 @@ def _container_client(url: str, s: LakeSettings) -> tuple[Any, str]:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        service = BlobServiceClient(base, credential=credential)
+        service = BlobServiceClient(base, credential=credential, **_FAST_FAIL)
     return service.get_container_client(container), prefix
 
 
