@@ -354,8 +354,8 @@ class Lake:
     def files(self, table: str, *, sites: set[str] | None = None) -> list[LakeFile]:
         """The committed Parquet files of one table, both layouts, oldest partition first.
 
-        Hidden names (temporary, staged) and anything outside the layout are left out, so a reader
-        never opens a partial file.
+        Hidden names (temporary, staged), empty objects (an upload not committed) and anything
+        outside the layout are left out, so a reader never opens a partial file.
         """
         base = self.path(table)
         try:
@@ -368,6 +368,10 @@ class Lake:
                 continue
             m = _FILE_RE.match(info.path[len(base) + 1 :])
             if m is None or (sites is not None and m["site"] not in sites):
+                continue
+            if not info.size and not self.local:
+                # an upload in progress, or one whose writer died (kill -9): Azure's block blob
+                # exists empty from the stream's open until its commit; never a Parquet file
                 continue
             out.append(LakeFile(info.path, m["site"], m["date"], int(info.size or 0)))
         out.sort(key=lambda f: (f.date, f.site or "", f.path))

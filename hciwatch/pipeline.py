@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ class Pipeline:
             # first pass after a (re)start: the engine rebuilds baselines from stored history
             self._bootstrap_from_store = False
             self.flush_store()
-            store_con = self.store.connect()
+            # the window is read once (on object storage: downloaded once, not once per chunk)
+            a = self.cfg.analytics
+            store_con, scratch = self.store.connect_window(now - a.bootstrap_window - a.settle - a.evaluation_interval)
             try:
                 if self.incremental:  # rows fed meanwhile are in the store: the engine drops them
                     findings = list(self.engine.evaluate_fed(now, store_con))
@@ -263,6 +266,8 @@ class Pipeline:
                     findings = list(self.engine.evaluate(store_con, now))
             finally:
                 store_con.close()
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
         elif self.incremental:
             findings = list(self.engine.evaluate_fed(now))
         else:

@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         out.flush()
         os.fsync(out.fileno())
 
+    # a standby is a running instance: store, pipeline and its input are ready before it owns anything
+    store = Store(args.data_dir, batch_rows=10_000_000, auto_flush=False, site=cfg.collector.site.name, lake=lake)
+    pipe = Pipeline(cfg, store, alert_sinks=[fenced_sink])
+    records = [r for r in iter_records(read_capture(args.scenario / "capture.jsonl.zst")) if isinstance(r, RawRecord)]
+    say("ready")
     while not own.owns(domain):  # standby: heartbeat, wait for the lease
         own.tick()
         if not own.owns(domain):
@@ -84,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(raw) if raw else {}
     checkpoint = datetime.fromisoformat(doc["checkpoint"]) if doc.get("checkpoint") else None
     say("gained", epoch=own.epoch(domain), checkpoint=doc.get("checkpoint"))
-
-    store = Store(args.data_dir, batch_rows=10_000_000, auto_flush=False, site=cfg.collector.site.name, lake=lake)
-    pipe = Pipeline(cfg, store, alert_sinks=[fenced_sink], bootstrap_from_store=checkpoint is not None)
-    if doc.get("lifecycle"):
+    if checkpoint is not None:  # a takeover: detectors from the lake, incidents from the last owner's state
         pipe.rebuild_from_store(doc["lifecycle"].encode())
     step = cfg.analytics.evaluation_interval
     next_eval = checkpoint
@@ -102,20 +104,22 @@ def main(argv: list[str] | None = None) -> int:
         if not own.owns(domain):
             say("lost")
             raise SystemExit(3)
+        t0 = time.perf_counter()
         pipe.flush_store()  # what the next owner bootstraps from
+        t1 = time.perf_counter()
         pipe.evaluate(at)
+        t2 = time.perf_counter()
         state = json.dumps({"checkpoint": (at + step).isoformat(), "lifecycle": pipe.manager.to_bytes().decode()})
         if not own.save_state(domain, state.encode()):
             say("lost")
             raise SystemExit(3)
-        say("eval", at=at.isoformat(), first=first_eval, takeover_s=time.time() - gained)
+        say("eval", at=at.isoformat(), first=first_eval, flush_s=t1 - t0, evaluate_s=t2 - t1, save_s=time.perf_counter() - t2)
         first_eval = False
         if args.pace:
             time.sleep(args.pace)
 
     last: datetime | None = None
-    for rec in iter_records(read_capture(args.scenario / "capture.jsonl.zst")):
-        assert isinstance(rec, RawRecord)
+    for rec in records:
         if checkpoint is not None and rec.ts < checkpoint:
             continue  # in the lake already (flushed before the pass that saved the checkpoint)
         if next_eval is None:
