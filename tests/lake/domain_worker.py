@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         if not own.save_state(domain, state.encode()):
             say("lost")
             raise SystemExit(3)
-        say("eval", at=at.isoformat(), first=first_eval, flush_s=t1 - t0, evaluate_s=t2 - t1, save_s=time.perf_counter() - t2)
+        timings = {"flush_s": t1 - t0, "evaluate_s": t2 - t1, "save_s": time.perf_counter() - t2}
+        say("eval", at=at.isoformat(), first=first_eval, since_gain_s=time.time() - gained, **timings)
         first_eval = False
         if args.pace:
             time.sleep(args.pace)

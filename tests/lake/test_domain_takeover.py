@@ -1,12 +1,13 @@
 """Two instances over one Azurite lake; the owner is killed (-9) mid-replay; the other takes over.
 
-The reference is the plain (non-fleet) replay of the scenario. Each instance is a real process (:mod:`tests.lake.domain_worker`: the service's fleet parts on a
-virtual clock) replaying ``duplicate_lb_ip``. The first owner is SIGKILLed while the duplicate IP is
-firing; the survivor waits for the lease to expire (nobody releases it), takes the domain with a
-higher epoch, rebuilds its detectors from the lake and continues the incident from the lifecycle
-state in the lease blob. The alert stream of both together equals one instance's run alone: no
-lost and no duplicate incident change. The takeover time (kill → the new owner's first
-evaluation) is printed; it is about the lease duration (15 s, Azure's minimum) by design.
+Each instance is a real process (:mod:`tests.lake.domain_worker`: the service's fleet parts on a
+virtual clock) replaying ``duplicate_lb_ip``. The first owner is SIGKILLed while the duplicate IP
+is firing; the survivor waits for the lease to expire (nobody releases it), takes the domain with
+a higher epoch, rebuilds its detectors from the lake (the history window read once) and continues
+the incident from the lifecycle state in the lease blob. The alert stream of both together equals
+the plain, single-instance replay of the scenario: no lost and no duplicate incident change. The
+takeover time (kill → the new owner's first evaluation) is printed; it is the lease duration
+(15 s, Azure's minimum) plus the bootstrap read, by design.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _start(azurite: ObjectStore, lake: dict[str, str], name: str, tmp: Path, pac
     cmd += ["--scenario", str(SCENARIO), "--data-dir", str(tmp / name), "--out", str(tmp / "alerts.jsonl")]
     cmd += ["--pace", str(pace)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp / f"{name}.log", "w"), text=True, env=env)  # noqa: SIM115
+    log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 (the child writes it; closed with the test's tmp)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
 
 def _events(proc: subprocess.Popen[str]) -> Any:
