@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115
 
-    def fenced_sink(changes: list[Alert]) -> None:
+    def fenced_sink(changes: Sequence[Alert]) -> None:
         if not own.owns(domain):  # the service's _to_outbox refuses the same way
             say("refused", n=len(changes))
             return
         for a in changes:
-            doc = {"key": a.idempotency_key, "fingerprint": a.fingerprint, "status": a.status.value}
+            doc: dict[str, Any] = {"key": a.idempotency_key, "fingerprint": a.fingerprint, "status": a.status.value}
             doc |= {"changed_at": a.changed_at.isoformat(), "instance": args.instance, "epoch": own.epoch(domain)}
             out.write(json.dumps(doc) + "\n")
         out.flush()
