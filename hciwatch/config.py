@@ -158,6 +158,23 @@ def _check_fleet(
     return out
 
 
+def _check_fleet_sessions(fleet: FleetSettings, sources: list[Any], *, file: str, text: str) -> list[str]:
+    """With ``[fleet]``, a persistent MQTT session must belong to the domain, not to the machine."""
+    if not fleet.enabled:
+        return []
+    out = []
+    for i, src in enumerate(sources):
+        client_id = getattr(src, "client_id", "")
+        if getattr(src, "clean_session", True) or "{hostname}" not in client_id:
+            continue
+        key = f"sources[{i}].client_id"
+        out.append(
+            f"{file}:{locate(text, key) or 1}: {key}: with [fleet] the persistent session must follow the domain, "
+            "not the machine (its queued messages would be lost at a takeover): use e.g. 'hciwatch-{domain}'"
+        )
+    return out
+
+
 def _with_site(sink: Any, site: str) -> Any:
     """A sink's OTLP/Azure Monitor resource names the site unless it says otherwise.
 
@@ -195,14 +212,16 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
     )
     if fleet is not None and collector is not None:
         problems.extend(_check_fleet(fleet, collector, domains, file=file, text=text))
+        problems.extend(_check_fleet_sessions(fleet, sources, file=file, text=text))
     if problems or collector is None or analytics is None or api is None or outbox is None or fleet is None:
         from hciwatch.redact import redact
 
         problems = [redact(p) for p in problems]  # validation quotes rejected values; they may hold credentials
         raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
+    domain = domain_of(collector.site.name, domains).id
     return AppConfig(
         collector=collector,
-        sources=sources,
+        sources=[src.for_domain(collector.site.name, domain) for src in sources],
         analytics=analytics,
         exporters=[_with_site(e, collector.site.name) for e in exporters],
         api=api,
