@@ -22,6 +22,7 @@ instance may already own it, and two evaluating owners is what the lease exists 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,12 @@ class Change:
 
 
 class DomainOwnership:
-    """Which of ``domains`` this instance evaluates now; thread-confined (one tick at a time)."""
+    """Which of ``domains`` this instance evaluates now.
+
+    One tick at a time (the ownership loop's thread); :meth:`owns`, :meth:`save_state` and
+    :meth:`drop` may be called from the pipeline's worker thread meanwhile, so the held set is
+    guarded by a lock (never held across storage I/O).
+    """
 
     def __init__(
         self,
@@ -108,6 +114,7 @@ class DomainOwnership:
         self.members: list[str] = [me]
         self._renewed: dict[str, float] = {}  # domain → when its lease was last renewed (clock())
         self._clock = clock
+        self._mu = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -139,7 +146,8 @@ class DomainOwnership:
         Judged on the time of the last successful renewal as well, so an ownership loop that is
         stuck (a hung storage call) cannot leave a stale owner evaluating past its lease.
         """
-        at = self._renewed.get(domain)
+        with self._mu:
+            at = self._renewed.get(domain)
         return at is not None and self._clock() - at < self.lease_duration - self.renew_interval
 
     def epoch(self, domain: str) -> int:
@@ -160,7 +168,9 @@ class DomainOwnership:
         self.members = self.membership.heartbeat_and_list()
         live = self.members if self.me in self.members else sorted({*self.members, self.me})
         desired = set(owned_by(self.me, self.domains, live))
-        for d in sorted(self._renewed):
+        with self._mu:
+            held = sorted(self._renewed)
+        for d in held:
             lease = self.leases[d]
             if not lease.renew():
                 self._lost(d, change, "lease lost")
@@ -168,15 +178,22 @@ class DomainOwnership:
                 lease.release()
                 self._lost(d, change, "handed back to its preferred owner")
             else:
-                self._renewed[d] = self._clock()
-        for d in sorted(desired - self._renewed.keys()):
+                self._mark(d)
+        with self._mu:
+            wanted = sorted(desired - self._renewed.keys())
+        for d in wanted:
             if self.leases[d].try_acquire():
-                self._renewed[d] = self._clock()
+                self._mark(d)
                 change.gained.append(d)
                 log.info("domain %s gained by %s (epoch %d)", d, self.me, self.leases[d].epoch)
 
+    def _mark(self, d: str) -> None:
+        with self._mu:
+            self._renewed[d] = self._clock()
+
     def _lost(self, d: str, change: Change, why: str) -> None:
-        del self._renewed[d]
+        with self._mu:
+            self._renewed.pop(d, None)
         change.lost.append(d)
         log.warning("domain %s no longer evaluated by %s: %s", d, self.me, why)
 
@@ -185,11 +202,13 @@ class DomainOwnership:
         limit = self.lease_duration - self.renew_interval
         now = self._clock()
         out = []
-        for d, at in sorted(self._renewed.items()):
-            if now - at > limit:
+        with self._mu:
+            stale = [(d, at) for d, at in sorted(self._renewed.items()) if now - at > limit]
+            for d, _ in stale:
                 del self._renewed[d]
-                out.append(d)
-                log.warning("domain %s dropped by %s: lease not renewed for %.0f s", d, self.me, now - at)
+        for d, at in stale:
+            out.append(d)
+            log.warning("domain %s dropped by %s: lease not renewed for %.0f s", d, self.me, now - at)
         return out
 
     def save_state(self, domain: str, data: bytes) -> bool:
@@ -198,20 +217,34 @@ class DomainOwnership:
             return False
         if self.leases[domain].save_state(data):
             return True
-        self._renewed.pop(domain, None)
+        with self._mu:
+            self._renewed.pop(domain, None)
         return False
+
+    def drop(self, domain: str) -> None:
+        """Give ``domain`` up now (its output was refused mid-pass): released, so the next tick
+        takes it again as a gain and the state is rebuilt from what the lease blob holds."""
+        with self._mu:
+            held = self._renewed.pop(domain, None) is not None
+        if held:
+            try:
+                self.leases[domain].release()
+            except Exception as exc:  # it frees at expiry instead
+                log.warning("domain %s: release failed (%s); it frees at lease expiry", domain, exc)
 
     def load_state(self, domain: str) -> bytes | None:
         return self.leases[domain].load_state()
 
     def release_all(self) -> None:
         """A clean stop: free every held domain and leave the membership (peers take over at once)."""
-        for d in sorted(self._renewed):
+        with self._mu:
+            held = sorted(self._renewed)
+            self._renewed.clear()
+        for d in held:
             try:
                 self.leases[d].release()
             except Exception as exc:  # the lease expires by itself; a stop must not hang on it
                 log.warning("domain %s: release failed (%s); it frees at lease expiry", d, exc)
-        self._renewed.clear()
         try:
             self.membership.leave()
         except Exception as exc:
@@ -219,9 +252,11 @@ class DomainOwnership:
 
     def describe(self) -> dict[str, Any]:
         """For /readyz: this instance, the live members and what it owns (with epochs)."""
+        with self._mu:
+            held = sorted(self._renewed)
         return {
             "instance": self.me,
             "members": list(self.members),
-            "owned": {d: self.leases[d].epoch for d in sorted(self._renewed)},
-            "standby": [d for d in self.domains if d not in self._renewed],
+            "owned": {d: self.leases[d].epoch for d in held},
+            "standby": [d for d in self.domains if d not in held],
         }

@@ -227,6 +227,7 @@ class Service:
             DomainOwnership.from_settings(cfg.fleet, [self.domain], st.lake.url, st.lake) if cfg.fleet.enabled else None
         )
         self._scheduler_task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # for the worker thread's hand-offs
         self.gained_at: datetime | None = None  # when this instance last took its domain over
         self.evaluations_owned = 0  # passes whose state the lease accepted (fleet mode)
         self.parser = OffloadParser(self.pipeline.catalog.user_mappings)  # big scrapes off the event loop's lock
@@ -300,6 +301,7 @@ class Service:
         """
         if changes and self.ownership is not None and not self.ownership.owns(self.domain):
             log.warning("fleet: %d alert change(s) of %s refused: no longer its owner", len(changes), self.domain)
+            self._fenced_off()
             return
         for a in changes:
             # the site is this instance's own (named in the start banner): not repeated per line
@@ -445,7 +447,15 @@ class Service:
         if self.ownership.save_state(self.domain, self.pipeline.manager.to_bytes()):
             self.evaluations_owned += 1
         else:
-            self._on_loss()
+            self._fenced_off()
+
+    def _fenced_off(self) -> None:
+        """From the worker thread: this pass's output or state was refused, so its in-memory
+        lifecycle state may hold changes nobody received. Give the domain up; if it comes back,
+        it comes back as a gain, rebuilt from the state the lease blob holds."""
+        assert self.ownership is not None and self._loop is not None
+        self.ownership.drop(self.domain)
+        self._loop.call_soon_threadsafe(self._on_loss)
 
     # -- network-domain ownership (see hciwatch.ownership) ---------------------------------------
 
@@ -520,6 +530,7 @@ class Service:
         from hciwatch.preflight import parse_listen
 
         host, port = parse_listen(self.cfg.api.listen)
+        self._loop = asyncio.get_running_loop()
         api = self.cfg.api
         limits = QueryLimits(
             default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit, timeout_s=api.query_timeout
