@@ -103,9 +103,14 @@ class BlobLease:
         return self._lease is not None
 
     def try_acquire(self) -> bool:
-        """Take the lease if nobody holds it; True on success (then :attr:`epoch` is the new epoch)."""
+        """Take the lease if nobody holds it; True on success (then :attr:`epoch` is the new epoch,
+        unless this holder's own earlier lease could simply be renewed)."""
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
+        if self._lease is not None and self.renew():
+            # still ours: the owner gave up on it while storage was unreachable, and nobody took it
+            # since (a renewal succeeds only then), so the epoch stays
+            return True
         with contextlib.suppress(ResourceExistsError):  # the domain's blob, created once
             self._blob.upload_blob(b"", overwrite=False)
         try:
