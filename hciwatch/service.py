@@ -346,6 +346,7 @@ class Service:
             "buffered_bytes": self.store.buffered_bytes(),
             "http": self.http_counters,
             "window_shed_rows": self.pipeline.shed_rows,
+            **({} if self.ownership is None else {"fleet": {**self.ownership.describe(), "domains": [self.domain]}}),
         }
 
     # -- readiness -----------------------------------------------------------------------------

@@ -124,6 +124,8 @@ async def test_standby_takes_the_domain_over_without_refiring(azurite: ObjectSto
         await _until(lambda: b.evaluations_owned > 0, "the standby evaluates east after the handover")
         owner_view = await _readyz(b)
         assert owner_view["fleet"]["owned"] == {"east": 2}, owner_view
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{b.port}/metrics") as r:
+            assert 'hciwatch_fleet_domain_epoch{domain="east"} 2.0' in await r.text()
         await _until(lambda: any(h.fetches for h in b.scheduler.health.values()), "the new owner scrapes")
         assert "source_down" in _firing(b), "the incident continues at the new owner"
         await asyncio.sleep(3)  # several passes, with the dead target failing again at the new owner
