@@ -110,7 +110,11 @@ class DomainOwnership:
         self.membership = membership
         self.lease_duration = lease_duration
         self.renew_interval = renew_interval
-        self.fault = FaultState("fleet lease")
+        self.fault = FaultState(
+            "fleet lease",
+            max_delay=renew_interval,
+            then="retried every renewal; a domain not renewed in time stops being evaluated before its lease expires",
+        )
         self.members: list[str] = [me]
         self._renewed: dict[str, float] = {}  # domain → when its lease was last renewed (clock())
         self._clock = clock

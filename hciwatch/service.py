@@ -485,7 +485,14 @@ class Service:
         assert self.ownership is not None
         state = await asyncio.to_thread(self.ownership.load_state, self.domain)
         async with self._lock:
-            await self._in_worker(self.pipeline.rebuild_from_store, state)
+            try:
+                await self._in_worker(self.pipeline.rebuild_from_store, state)
+            except ValueError as exc:  # unreadable (another version?): continue from this instance's own
+                log.error(
+                    "fleet: the last owner's lifecycle state of %s is unusable (%s); keeping ours", self.domain, exc
+                )
+                await self._in_worker(self.pipeline.rebuild_from_store, None)
+                state = None
         self.gained_at = datetime.now(UTC)
         log.info(
             "fleet: evaluating domain %s (epoch %d)%s",
