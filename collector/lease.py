@@ -41,6 +41,10 @@ _FAST_FAIL: dict[str, Any] = {"retry_total": 1, "connection_timeout": 3, "read_t
 def _container_client(url: str, s: LakeSettings) -> tuple[Any, str]:
     from azure.storage.blob import BlobServiceClient
 
+    http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    if http_log.level == logging.NOTSET:
+        http_log.setLevel(logging.WARNING)  # it logs every request at INFO otherwise (a renewal every few s)
+
     parts = urlsplit(url)
     if parts.scheme not in ("az", "abfs", "abfss"):
         raise ConfigError(f"domain leases need an Azure lake (az://, abfs[s]://), not {parts.scheme}://")
