@@ -257,8 +257,9 @@ class Pipeline:
             self._bootstrap_from_store = False
             self.flush_store()
             # the window is read once (on object storage: downloaded once, not once per chunk)
-            a = self.cfg.analytics
-            store_con, scratch = self.store.connect_window(now - a.bootstrap_window - a.settle - a.evaluation_interval)
+            cfg = self.cfg.analytics
+            since = now - cfg.bootstrap_window - cfg.settle - cfg.evaluation_interval
+            store_con, scratch = self.store.connect_window(since)
             try:
                 if self.incremental:  # rows fed meanwhile are in the store: the engine drops them
                     findings = list(self.engine.evaluate_fed(now, store_con))
