@@ -37,6 +37,8 @@ import pyarrow.compute as pc
 
 from collector.catalog import HAPROXY_STATUS_METRIC, Catalog, MetricDef
 from collector.errors import ParseError
+from collector.sources import skeletons
+from collector.sources.haproxy import _reuse
 from collector.schema import (
     EMPTY_IP_OBSERVATIONS,
     EMPTY_SAMPLES,
@@ -342,6 +344,8 @@ class _Block:
         self.linenos: list[int] = []
         self.types: list[str] = []
         self.quoted: list[int] = []  # rows whose fields were unquoted by the csv module
+        # (rows, metric cells + haproxy.up): the cells that gave a sample, once converted
+        self.keep: npt.NDArray[np.bool_] | None = None
 
 
 class _Layout:
@@ -560,6 +564,35 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     Lines are split and checked one by one (field count, pxname, type), but the ~100 metric
     cells of every row are checked and converted for a whole block of rows at once (see
     :func:`_convert_block`): per-cell Python work dominated the cost of a large LB VM's stats.
+
+    A repeated read of the same target whose rows are unchanged but for their numbers is taken
+    from the previous read's skeleton (:mod:`collector.sources.haproxy._reuse`), with exactly
+    this result; anything unusual in it is read by the careful parser, which refreshes the
+    skeleton.
+    """
+    reusable = skeletons.enabled()
+    if reusable:
+        hit = _reuse.reuse(record, catalog)
+        if hit is not None:
+            return hit
+    result, blocks = _parse_careful(record, catalog)
+    if reusable:
+        block = blocks[0]
+        cols = block.cols
+        if len(blocks) == 1 and not block.quoted and block.keep is not None:
+            ident = [i for i in (cols.px, cols.sv, cols.type, cols.status, cols.check_status, cols.addr) if i is not None]
+            plan = [p[0] for p in cols.plan]
+            _reuse.remember(record, catalog, cols.width, ident, plan, block.keep, result)
+        else:
+            _reuse.CACHE.drop(record)
+    return result
+
+
+def _parse_careful(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, list[_Block]]:
+    """The careful parser: every line read and checked on its own (see :func:`parse_record`).
+
+    Returns the result and the blocks it read (one per header line), whose layout a repeated
+    read of the same target may reuse.
     """
     errors: list[Exception] = []
     text = _decode(record, errors)
@@ -568,6 +601,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     ips = _IpColumns()
     cols: _Columns | None = None
     block: _Block | None = None
+    blocks: list[_Block] = []
     pending: list[ParseError] = []  # lines before the first header
     row_errors: list[tuple[int, ParseError]] = []
 
@@ -588,6 +622,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
             if block is not None:
                 _convert_block(block, extra, samples, ips, row_errors, error)
             block = _Block(cols)
+            blocks.append(block)
             continue
         if cols is None or block is None:
             pending.append(error(f"text before the CSV header ignored: {_snippet(line)}", lineno))
@@ -641,11 +676,12 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         )
     _convert_block(block, extra, samples, ips, row_errors, error)
     row_errors.sort(key=lambda e: e[0])  # a block's bad numbers are found after its bad lines
-    return ParseResult(
+    result = ParseResult(
         samples=samples.table(record.ts, source, record.host),
         ip_observations=ips.table(record.ts, source, record.labels),
         errors=[*pending, *errors, *(e for _, e in row_errors)],
     )
+    return result, blocks
 
 
 def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -777,6 +813,7 @@ def _convert_block(
                 kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
                 ips.add(ip, kind, f"{pxname}/{svname}")
     chosen = keep.ravel()
+    block.keep = keep
     samples.codes.append(codes.ravel()[chosen])
     samples.values.append(full.ravel()[chosen])
 
