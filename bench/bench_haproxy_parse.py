@@ -150,7 +150,7 @@ def rate(parser: Parser, records: list[RawRecord], repeat: int) -> tuple[float, 
 
 
 def same(a: ParseResult, b: ParseResult) -> bool:
-    return (
+    return bool(
         a.samples.equals(b.samples)
         and a.ip_observations.equals(b.ip_observations)
         and [str(e) for e in a.errors] == [str(e) for e in b.errors]
@@ -192,8 +192,7 @@ def main() -> None:
             parse_record(record(0), DEFAULT_CATALOG)  # the target's previous read
             wall, cpu, samples = rate(parse_record, records, args.repeat)
             line = (
-                f"{name:<28} {len(body) / 1024:7.1f} KiB {samples:7d} samples  {workload:<7} "
-                f"{wall:12,.0f} {cpu:12,.0f}"
+                f"{name:<28} {len(body) / 1024:7.1f} KiB {samples:7d} samples  {workload:<7} {wall:12,.0f} {cpu:12,.0f}"
             )
             if other is not None:
                 for rec in records:

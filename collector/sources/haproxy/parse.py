@@ -37,8 +37,6 @@ import pyarrow.compute as pc
 
 from collector.catalog import HAPROXY_STATUS_METRIC, Catalog, MetricDef
 from collector.errors import ParseError
-from collector.sources import skeletons
-from collector.sources.haproxy import _reuse
 from collector.schema import (
     EMPTY_IP_OBSERVATIONS,
     EMPTY_SAMPLES,
@@ -50,6 +48,8 @@ from collector.schema import (
     RawRecord,
     to_ms,
 )
+from collector.sources import skeletons
+from collector.sources.haproxy import _reuse
 from collector.text import without_bom
 
 SOURCE = "haproxy"
@@ -299,6 +299,11 @@ class _Columns:
             for name, row_type in _CANONICAL_NOT_FOR
             if p[1] == name and p[2] is not None
         ]
+
+    def identifying(self) -> list[int]:
+        """Positions of the cells a row's labels, type, ``haproxy.up`` and IP observation come from."""
+        cells = (self.px, self.sv, self.type, self.status, self.check_status, self.addr)
+        return [i for i in cells if i is not None]
 
 
 class _SampleColumns:
@@ -580,9 +585,8 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         block = blocks[0]
         cols = block.cols
         if len(blocks) == 1 and not block.quoted and block.keep is not None:
-            ident = [i for i in (cols.px, cols.sv, cols.type, cols.status, cols.check_status, cols.addr) if i is not None]
             plan = [p[0] for p in cols.plan]
-            _reuse.remember(record, catalog, cols.width, ident, plan, block.keep, result)
+            _reuse.remember(record, catalog, cols.width, cols.identifying(), plan, block.keep, result)
         else:
             _reuse.CACHE.drop(record)
     return result

@@ -32,7 +32,8 @@ from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
 from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
 from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
-from collector.sources.skeletons import MAX_BYTES, SkeletonCache, enabled
+from collector.sources import skeletons
+from collector.sources.skeletons import MAX_BYTES, enabled
 
 __all__ = ["CACHE", "MAX_BYTES", "Skeleton", "SkeletonCache", "enabled", "remember", "reuse"]
 
@@ -56,7 +57,11 @@ class Skeleton:
     nbytes: int
 
 
-CACHE: SkeletonCache[Skeleton] = SkeletonCache()
+class SkeletonCache(skeletons.SkeletonCache[Skeleton]):
+    """Prometheus skeletons by target (least recently used out first, bounded in bytes)."""
+
+
+CACHE = SkeletonCache()
 
 
 def _lines(body: bytes) -> tuple[I64, I64]:
