@@ -30,9 +30,9 @@ import pyarrow as pa
 
 from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
+from collector.sources import skeletons
 from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
 from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
-from collector.sources import skeletons
 from collector.sources.skeletons import MAX_BYTES, enabled
 
 __all__ = ["CACHE", "MAX_BYTES", "Skeleton", "SkeletonCache", "enabled", "remember", "reuse"]
