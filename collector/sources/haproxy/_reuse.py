@@ -271,12 +271,12 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     if not np.array_equal(p_e > p_s, sk.kept):
         return None
     ks, ke = p_s[sk.kept], p_e[sk.kept]  # row by row, left to right: the order of the samples
-    lens = ke - ks
-    non_digit = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum((buf < 48) | (buf > 57), out=non_digit[1:])
     minus = buf[ks] == _MINUS
-    digits = lens - minus
-    if not ((non_digit[ke] - non_digit[ks] == minus) & (digits > 0) & (digits <= _MAX_DIGITS)).all():
+    digits = ke - ks - minus
+    non_digit = np.flatnonzero((buf < 48) | (buf > 57))
+    # a plain integer has no non-digit byte after its optional minus
+    inside = np.searchsorted(non_digit, ke) - np.searchsorted(non_digit, ks + minus)
+    if (inside != 0).any() or (digits <= 0).any() or (digits > _MAX_DIGITS).any():
         return None
     numbers = _cast(body, ks, ke)
     values = np.empty(len(sk.is_plan), dtype=np.float64)
@@ -296,7 +296,8 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
 
 
 def _ts(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
-    return pa.array(np.full(n, ms, dtype=np.int64), TS_TYPE)
+    """A timestamp column of ``n`` equal values, wrapped without a conversion pass."""
+    return pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, ms, dtype=np.int64).data)])
 
 
 def _cast(body: bytes, starts: I64, ends: I64) -> F64:
