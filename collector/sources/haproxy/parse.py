@@ -25,7 +25,7 @@ import csv
 import ipaddress
 import math
 import re
-import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -306,6 +306,23 @@ class _Columns:
         return [i for i in cells if i is not None]
 
 
+_COLUMNS_CACHE: OrderedDict[tuple[int, tuple[str, ...]], tuple[Catalog, _Columns]] = OrderedDict()
+_COLUMNS_CACHE_SIZE = 64
+
+
+def _columns(names: list[str], catalog: Catalog) -> _Columns:
+    """The plan of a header line, kept: a target sends the same header every read (read-only)."""
+    key = (id(catalog), tuple(names))
+    hit = _COLUMNS_CACHE.get(key)
+    if hit is not None and hit[0] is catalog:
+        return hit[1]
+    cols = _Columns(names, catalog)
+    _COLUMNS_CACHE[key] = (catalog, cols)
+    while len(_COLUMNS_CACHE) > _COLUMNS_CACHE_SIZE:
+        _COLUMNS_CACHE.popitem(last=False)
+    return cols
+
+
 class _SampleColumns:
     """Column lists for one samples table (no Python object per sample)."""
 
@@ -353,28 +370,41 @@ class _Block:
         self.keep: npt.NDArray[np.bool_] | None = None
 
 
-class _Layout:
-    """Label names in map order (sorted), encoded once per block instead of once per row."""
+# Where a label value comes from, per row: the pool of label values of a block holds these
+# columns one after the other (then the record's own labels, the same on every row).
+_PX, _SV, _TYPE, _STATUS, _CHECK = range(5)
+_PLAIN, _UP, _UP_CHECK = 0, 1, 2  # label sets: metric cells, haproxy.up, haproxy.up of a checked server
 
-    def __init__(self, names: Sequence[str]) -> None:
-        perm = sorted(range(len(names)), key=names.__getitem__)
-        keys = [names[i].encode() for i in perm]
-        self.fmt = f"={len(perm)}i"
-        self.key_data = b"".join(keys)
-        self.key_lens = struct.pack(self.fmt, *map(len, keys))
-        self.size = struct.pack("=i", len(perm))
-        self._perm = perm
 
-    def order(self, values: tuple[str, ...]) -> list[str]:
-        return [values[i] for i in self._perm]
+class _LabelSets:
+    """The three label sets of a block's samples, in map order (sorted by key), as lookup tables.
+
+    ``key[kind, j]`` is the j-th key of label set ``kind`` (an index into ``keys``) and
+    ``source[kind, j]`` where its value comes from: a per-row column (``_PX``...) or, from 5 on,
+    the record's own label ``source - 5``.
+    """
+
+    def __init__(self, extra: Sequence[tuple[str, str]]) -> None:
+        base = [(k, 5 + i) for i, (k, _) in enumerate(extra)] + [("proxy", _PX), ("server", _SV), ("type", _TYPE)]
+        sets = [base, [*base, ("status", _STATUS)], [*base, ("status", _STATUS), ("check_status", _CHECK)]]
+        self.keys = sorted({k for k, _ in sets[-1]})
+        key_id = {k: i for i, k in enumerate(self.keys)}
+        width = len(sets[-1])
+        self.size = np.array([len(ls) for ls in sets], dtype=np.int32)
+        self.key = np.zeros((3, width), dtype=np.int32)
+        self.source = np.zeros((3, width), dtype=np.int64)
+        for kind, labels in enumerate(sets):
+            for j, (k, src) in enumerate(sorted(labels)):
+                self.key[kind, j] = key_id[k]
+                self.source[kind, j] = src
 
 
 class _Samples:
     """The samples table under construction, as arrays.
 
-    Rows of samples come in groups sharing one label map (all metrics of a CSV row; its
-    ``haproxy.up`` sample), so the map column is built by repeating each group's encoded labels
-    rather than converting one Python list per sample.
+    A block's samples come in groups sharing one label map (all metrics of a CSV row; its
+    ``haproxy.up`` sample), so the map column is built with two Arrow ``take`` calls per block
+    over a small pool of label strings, not one Python list per sample or per row.
     """
 
     def __init__(self) -> None:
@@ -382,11 +412,7 @@ class _Samples:
         self.codes_of: dict[str, int] = {}
         self.codes: list[npt.NDArray[np.int32]] = []
         self.values: list[npt.NDArray[np.float64]] = []
-        self.key_data: list[bytes] = []
-        self.key_lens: list[bytes] = []
-        self.item_data: list[bytes] = []
-        self.item_lens: list[bytes] = []
-        self.sizes: list[bytes] = []
+        self.labels: list[pa.Array[Any]] = []
 
     def code(self, metric: str) -> int:
         code = self.codes_of.get(metric)
@@ -395,20 +421,45 @@ class _Samples:
             self.names.append(metric)
         return code
 
-    def add_group(self, layout: _Layout, values: tuple[str, ...], count: int) -> None:
-        """``count`` samples labelled ``values`` (in the order of ``layout.names``)."""
-        items = layout.order(values)
-        text = "".join(items)
-        data = text.encode()
-        if len(data) == len(text):
-            lens = struct.pack(layout.fmt, *map(len, items))
-        else:
-            lens = struct.pack(layout.fmt, *(len(v.encode()) for v in items))
-        self.key_data.append(layout.key_data * count)
-        self.key_lens.append(layout.key_lens * count)
-        self.item_data.append(data * count)
-        self.item_lens.append(lens * count)
-        self.sizes.append(layout.size * count)
+    def add_labels(
+        self,
+        sets: _LabelSets,
+        extra_values: Sequence[str],
+        columns: Sequence[Sequence[str]],
+        keep: npt.NDArray[np.bool_],
+        up_kind: npt.NDArray[np.int8],
+    ) -> None:
+        """Label maps of a block's samples, in sample order (row by row, ``keep`` cells).
+
+        ``columns`` are the per-row label values (``_PX``...``_CHECK``); ``up_kind`` says per
+        row which label set its ``haproxy.up`` sample has. Two maps are built per row (its
+        metrics' and its ``haproxy.up``'s) and each sample takes its row's one.
+        """
+        n_rows, width = keep.shape
+        m_kind = np.empty(2 * n_rows, dtype=np.int8)
+        m_kind[0::2] = _PLAIN
+        m_kind[1::2] = up_kind
+        m_row = np.repeat(np.arange(n_rows, dtype=np.int64), 2)
+        sizes = sets.size[m_kind]
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int32)
+        np.cumsum(sizes, out=offsets[1:])
+        e_map = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        j = np.arange(len(e_map), dtype=np.int64) - offsets[:-1][e_map]
+        flat = m_kind[e_map].astype(np.int64) * sets.key.shape[1] + j  # (kind, j) in the tables
+        source = sets.source.ravel()[flat]
+        # pool: the five per-row columns, then the record's labels
+        index = np.where(source < 5, source * n_rows + m_row[e_map], 5 * n_rows + source - 5)
+        pool = pa.array([v for col in columns for v in col] + list(extra_values), pa.string())
+        maps = pa.MapArray.from_arrays(  # type: ignore[call-overload]
+            pa.array(offsets, pa.int32()),
+            pa.array(sets.keys, pa.string()).take(sets.key.ravel()[flat]),
+            pool.take(index),
+            type=_LABELS_TYPE,
+        )
+        up = np.zeros((n_rows, width), dtype=np.int64)
+        up[:, -1] = 1
+        which = (2 * np.arange(n_rows, dtype=np.int64)[:, None] + up).ravel()[keep.ravel()]
+        self.labels.append(maps.take(which))
 
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         codes = np.concatenate(self.codes) if self.codes else np.empty(0, np.int32)
@@ -423,17 +474,11 @@ class _Samples:
         metric = pa.DictionaryArray.from_arrays(
             remap[codes], pa.array([self.names[c] for c in order.tolist()], pa.string())
         )
-        # the stubs accept only int64 offsets here; a map's offsets are int32
-        labels = pa.MapArray.from_arrays(  # type: ignore[call-overload]
-            pa.array(_offsets(b"".join(self.sizes)), pa.int32()),
-            _strings(b"".join(self.key_data), b"".join(self.key_lens)),
-            _strings(b"".join(self.item_data), b"".join(self.item_lens)),
-            type=_LABELS_TYPE,
-        )
+        labels = self.labels[0] if len(self.labels) == 1 else pa.concat_arrays(self.labels)
         zeros = np.zeros(n, np.int32)
         return pa.table(
             {
-                "ts": pa.array(np.full(n, to_ms(ts), np.int64), TS_TYPE),
+                "ts": pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, to_ms(ts), np.int64).data)]),
                 "source": pa.DictionaryArray.from_arrays(zeros, pa.array([source], pa.string())),
                 "host": pa.DictionaryArray.from_arrays(zeros, pa.array([host], pa.string())),
                 "metric": metric,
@@ -442,18 +487,6 @@ class _Samples:
             },
             schema=SAMPLES_SCHEMA,
         )
-
-
-def _offsets(lengths: bytes) -> npt.NDArray[np.int32]:
-    lens = np.frombuffer(lengths, np.int32)
-    out = np.zeros(len(lens) + 1, np.int32)
-    np.cumsum(lens, out=out[1:])
-    return out
-
-
-def _strings(data: bytes, lengths: bytes) -> pa.Array[Any]:
-    offsets = _offsets(lengths)
-    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.data), pa.py_buffer(data))
 
 
 class _IpColumns:
@@ -620,7 +653,7 @@ def _parse_careful(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, li
                 names = _split_csv(line[1:].lstrip(" "))
             except csv.Error as exc:
                 raise error(f"unreadable CSV header: {exc}", lineno) from None
-            cols = _Columns(names, catalog)
+            cols = _columns(names, catalog)
             if cols.px is None or cols.sv is None:
                 raise error(f"CSV header has no pxname/svname column: {_snippet(line)}", lineno)
             if block is not None:
@@ -791,31 +824,25 @@ def _convert_block(
     full = np.empty((n_rows, n_plan + 1), np.float64)
     full[:, :n_plan] = values
 
-    counts: list[int] = keep[:, :n_plan].sum(axis=1).tolist()
-    names = [k for k, _ in extra] + ["proxy", "server", "type"]
-    plain_layout = _Layout(names)
-    up_layout = _Layout([*names, "status"])
-    check_layout = _Layout([*names, "status", "check_status"])
-    extra_values = tuple(v for _, v in extra)
-    for r, row in enumerate(rows):
-        pxname, svname, row_type = row[cols.px], row[cols.sv], block.types[r]
-        label_values = (*extra_values, pxname, svname, row_type)
-        if counts[r]:
-            samples.add_group(plain_layout, label_values, counts[r])
-        if cols.status is not None and row[cols.status] != "":
-            status = row[cols.status]
-            if cols.check_status is not None and row[cols.check_status] != "":
-                check = row[cols.check_status].lstrip("* ")
-                samples.add_group(check_layout, (*label_values, status, check), 1)
-            else:
-                samples.add_group(up_layout, (*label_values, status), 1)
-            keep[r, n_plan] = True
-            full[r, n_plan] = 1.0 if status_is_up(status) else 0.0
-        if cols.addr is not None and row_type in ("server", "listener"):
-            ip = _addr_ip(row[cols.addr])
-            if ip is not None:
-                kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
-                ips.add(ip, kind, f"{pxname}/{svname}")
+    types = block.types
+    px = [row[cols.px] for row in rows]
+    sv = [row[cols.sv] for row in rows]
+    status = [row[cols.status] for row in rows] if cols.status is not None else [""] * n_rows
+    check = [row[cols.check_status] for row in rows] if cols.check_status is not None else [""] * n_rows
+    has_status = np.array([st != "" for st in status], dtype=np.bool_)
+    has_check = np.array([c != "" for c in check], dtype=np.bool_)
+    keep[:, n_plan] = has_status
+    full[:, n_plan] = [1.0 if st and status_is_up(st) else 0.0 for st in status]
+    up_kind = np.where(has_check, _UP_CHECK, _UP).astype(np.int8)
+    columns = (px, sv, types, status, [c.lstrip("* ") for c in check])
+    samples.add_labels(_LabelSets(extra), [v for _, v in extra], columns, keep, up_kind)
+    if cols.addr is not None:
+        for r, row_type in enumerate(types):
+            if row_type in ("server", "listener"):
+                ip = _addr_ip(rows[r][cols.addr])
+                if ip is not None:
+                    kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
+                    ips.add(ip, kind, f"{px[r]}/{sv[r]}")
     chosen = keep.ravel()
     block.keep = keep
     samples.codes.append(codes.ravel()[chosen])
