@@ -1,8 +1,11 @@
-"""A repeated HAProxy read from the previous read's skeleton gives exactly what the careful parser gives.
+"""The fast HAProxy readers give exactly what the careful parser gives.
 
-Each case parses a first payload (which leaves the target's skeleton), then a second one with
-reuse on, and compares it with a cold parse of the second payload by the careful parser: same
-tables (values, timestamps, labels, schema), same errors, same exceptions. Payloads are every
+Two fast readers: a repeated read taken from the previous read's skeleton (``_reuse``), and a
+plain payload read with array operations (``_parse_plain``). Each case parses a first payload
+(which leaves the target's skeleton), then a second one with reuse on, then the second one with
+reuse off (the plain reader, or the careful one when the payload is not plain), and compares
+both with the careful parser's reading of the second payload: same tables (values, timestamps,
+labels, schema), same errors, same exceptions. Payloads are every
 HAProxy CSV of the conformance corpus and the source's testdata (real captures, the DataDog
 "evil" mock data, a headerless answer) with their counters moved, hand-made edge cases (each
 a thing the fast path must refuse), and hypothesis-made mutations.
@@ -23,7 +26,7 @@ from collector.catalog import DEFAULT_CATALOG, Catalog
 from collector.errors import ParseError
 from collector.schema import ParseResult, RawRecord
 from collector.sources.haproxy import _reuse
-from collector.sources.haproxy.parse import ID_COLUMNS, TEXT_COLUMNS, parse_record
+from collector.sources.haproxy.parse import ID_COLUMNS, TEXT_COLUMNS, _parse_careful, _parse_plain, parse_record
 
 TS = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,23 +68,37 @@ def outcome(rec: RawRecord, catalog: Catalog = DEFAULT_CATALOG) -> tuple[str, Pa
         return str(exc), None
 
 
+def careful(rec: RawRecord) -> tuple[str, ParseResult | None]:
+    try:
+        return "", _parse_careful(rec, DEFAULT_CATALOG)[0]
+    except ParseError as exc:
+        return str(exc), None
+
+
+def assert_equal(got: tuple[str, ParseResult | None], want: tuple[str, ParseResult | None]) -> None:
+    assert got[0] == want[0]
+    if got[1] is None or want[1] is None:
+        assert got[1] is None and want[1] is None
+        return
+    g, w = got[1], want[1]
+    assert g.samples.schema == w.samples.schema
+    assert g.samples.equals(w.samples)
+    assert g.ip_observations.equals(w.ip_observations)
+    assert [str(e) for e in g.errors] == [str(e) for e in w.errors]
+    g.samples.validate(full=True)
+
+
 def assert_same_as_careful(first: bytes, second: bytes, **labels: str) -> int:
-    """Parse ``first`` then ``second`` (reuse on) and ``second`` cold; returns the skeleton hits."""
+    """Parse ``first``, then ``second`` with reuse on and off; returns the skeleton hits."""
     outcome(record(first, 0, **labels))
     hits = _reuse.CACHE.hits
-    warm_err, warm = outcome(record(second, 1, **labels))
+    warm = outcome(record(second, 1, **labels))
     hit = _reuse.CACHE.hits - hits
     _reuse.CACHE.clear()
-    cold_err, cold = outcome(record(second, 1, **labels))
-    assert warm_err == cold_err
-    if cold is None or warm is None:
-        assert cold is None and warm is None
-        return hit
-    assert warm.samples.schema == cold.samples.schema
-    assert warm.samples.equals(cold.samples)
-    assert warm.ip_observations.equals(cold.ip_observations)
-    assert [str(e) for e in warm.errors] == [str(e) for e in cold.errors]
-    warm.samples.validate(full=True)
+    cold = outcome(record(second, 1, **labels))
+    want = careful(record(second, 1, **labels))
+    assert_equal(warm, want)
+    assert_equal(cold, want)
     return hit
 
 
@@ -161,6 +178,9 @@ def test_new_numbers_of_a_small_payload_are_a_hit() -> None:
         FIRST.replace(b"be,BACKEND,5,50,UP,,1,,,\n", b"be,BACKEND,5,50,UP,,1,,,,\n"),  # a row too long
         FIRST.replace(b"\n", b"\r\n"),  # CRLF
         FIRST.replace(b"\n", b"\r\r\n"),  # two CRs
+        FIRST.replace(b",\n", b"\r\r\n").replace(b",\r\r\n", b"\r\r\n"),  # two CRs, no trailing commas
+        FIRST.replace(b",\n", b"\n"),  # no trailing commas
+        FIRST.replace(b",\n", b"\r\n"),
         FIRST + b"\n\n",  # blank lines after the rows
         FIRST + b"  \n",  # a whitespace line
         FIRST.replace(b"fe,FRONTEND", b"\nfe,FRONTEND"),  # a blank line between header and rows
@@ -173,6 +193,14 @@ def test_new_numbers_of_a_small_payload_are_a_hit() -> None:
         FIRST.replace(b"# pxname", b"#pxname"),  # the header written differently
         FIRST.replace(b"be,BACKEND,5,50,UP,,1,", b",BACKEND,5,50,UP,,1,"),  # an empty pxname
         FIRST.replace(b"UP,,1,,,", b"UP,,9x,,,"),  # a bad type
+        FIRST.replace(b"UP,,1,,,", b"UP,,7,,,"),  # a type number HAProxy does not have
+        FIRST.replace(b"UP,,1,,,", b"UP,,,,,"),  # no type: taken from svname
+        FIRST.replace(b",type,", b",tipo,"),  # no type column
+        FIRST.replace(b"# pxname,svname,", b"# svname,pxname,"),  # columns in another order
+        FIRST.replace(b"# pxname,", b"# proxy,"),  # no pxname column
+        FIRST.replace(b"scur,stot", b"scur,scur"),  # a column named twice
+        FIRST.replace(b"scur,stot", b"scur,gadget"),  # a column nobody declared
+        FIRST.replace(b"check_status,", b"check_status,mode,").replace(b"\n", b",\n"),  # a text column
         b"garbage before\n" + FIRST,  # text before the header
         FIRST.split(b"\n", 1)[1],  # no header at all
         b"",
@@ -255,3 +283,51 @@ def test_fuzz_cell_edits_equal_the_careful_parser(name: str, edits: list[tuple[i
             m = cells[where % len(cells)]
             body = body[: m.start()] + new + body[m.end() :]
     assert_same_as_careful(CORPUS[name], body)
+
+
+PLAIN = {
+    "show_stat_2.6.12.csv",
+    "stats_page_2.6.12.csv",
+    "otelcol-haproxy-stats.csv",
+    "telegraf-haproxy-sample_output.csv",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_the_plain_reader_takes_plain_payloads_only_and_equals_the_careful_one(name: str) -> None:
+    """Real captures are plain; quoted cells, bad cells and headerless answers are not."""
+    rec = record(CORPUS[name])
+    got = _parse_plain(rec, DEFAULT_CATALOG)
+    if name in PLAIN:
+        assert got is not None
+    if got is not None:
+        assert_equal(("", got[0]), careful(rec))
+
+
+_cells_plain = st.one_of(
+    st.just(""),
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+    st.sampled_from(["UP", "DOWN", "MAINT", "no check", "UP 1/3", "L4OK", "* L7OK", "10.0.0.1:80", "[::1]:8", "1.5"]),
+    st.text(alphabet=st.characters(blacklist_characters=',"\n\r'), max_size=6),
+)
+
+
+@given(
+    st.lists(st.lists(_cells_plain, min_size=9, max_size=9), min_size=1, max_size=6),
+    st.booleans(),
+    st.sampled_from([0, 0, 0, 1, -1]),
+)
+def test_fuzz_plain_rows_equal_the_careful_parser(rows: list[list[str]], crlf: bool, longer: int) -> None:
+    """Rows of the header's width (the last one maybe a cell longer or shorter) with any cell text."""
+    end = b"\r\n" if crlf else b"\n"
+    for r in rows:  # mostly rows the plain reader takes: a pxname, a type it knows
+        r[0] = r[0] or "px"
+        r[6] = ["", "0", "1", "2", "3", "9", r[6]][len(r[1]) % 7]
+    rows[-1] = rows[-1] + ["7"] if longer > 0 else rows[-1][: 9 + longer]
+    body = HEADER.rstrip(b"\n") + end + b"".join(",".join(r).encode() + b"," + end for r in rows)
+    rec = record(body)
+    got = _parse_plain(rec, DEFAULT_CATALOG)
+    if got is not None:
+        assert_equal(("", got[0]), careful(rec))
+    _reuse.CACHE.clear()
+    assert_same_as_careful(body, body)

@@ -74,7 +74,7 @@ CACHE: SkeletonCache[Skeleton] = SkeletonCache()
 
 
 @dataclass
-class _Cells:
+class Cells:
     """Where every field of every row of a payload starts and ends (byte offsets)."""
 
     buf: npt.NDArray[np.uint8]
@@ -84,7 +84,7 @@ class _Cells:
     ends: I64
 
 
-def _cells(body: bytes, head_len: int) -> _Cells | None:
+def split_rows(body: bytes, head_len: int) -> Cells | None:
     """Split the rows after the header on every comma; None when rows differ in field count.
 
     Lines are cut as the careful parser cuts them (``\\n``, one trailing ``\\r`` dropped); a row's
@@ -119,7 +119,7 @@ def _cells(body: bytes, head_len: int) -> _Cells | None:
     starts[:, 1:] = grid + 1
     ends[:, :-1] = grid
     ends[:, -1] = d_le
-    return _Cells(buf, n_lines, data, starts, ends)
+    return Cells(buf, n_lines, data, starts, ends)
 
 
 def _gather(buf: npt.NDArray[np.uint8], starts: I64, ends: I64) -> bytes:
@@ -134,7 +134,7 @@ def _gather(buf: npt.NDArray[np.uint8], starts: I64, ends: I64) -> bytes:
     return bytes(buf[idx].tobytes())
 
 
-def _head_len(body: bytes) -> int:
+def header_end(body: bytes) -> int:
     """Bytes up to and including the header line (the first line starting with ``#``), or 0."""
     at = body.find(b"#")
     if at < 0 or (at > 0 and body[at - 1] != _NL):
@@ -143,11 +143,11 @@ def _head_len(body: bytes) -> int:
     return end + 1 if end >= 0 else 0
 
 
-def _body(record: RawRecord) -> bytes | None:
+def plain_body(record: RawRecord) -> bytes | None:
     """The payload as the careful parser reads it, or None when it holds anything unusual."""
     body = without_bom(record.body)
-    if b'"' in body or len(body) >= 2**31 - 1:
-        return None
+    if b'"' in body or b"\r\r" in body or len(body) >= 2**31 - 1:
+        return None  # quoted cells; lines ending in CRs the careful reader strips all of
     if not body.isascii():
         try:
             body.decode("utf-8")
@@ -171,9 +171,9 @@ def remember(
     sample; the layout is read again from the bytes here, and nothing is kept unless it describes
     exactly the rows the careful parser accepted.
     """
-    body = _body(record)
-    head_len = _head_len(body) if body is not None else 0
-    cells = _cells(body, head_len) if body is not None and head_len else None
+    body = plain_body(record)
+    head_len = header_end(body) if body is not None else 0
+    cells = split_rows(body, head_len) if body is not None and head_len else None
     n_plan = len(plan_cols)
     plan = np.asarray(plan_cols, dtype=np.int64)
     if (
@@ -250,10 +250,10 @@ def reuse(record: RawRecord, catalog: Catalog) -> ParseResult | None:
 
 
 def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
-    body = _body(record)
+    body = plain_body(record)
     if body is None or not body.startswith(sk.head):
         return None
-    cells = _cells(body, len(sk.head))
+    cells = split_rows(body, len(sk.head))
     if (
         cells is None
         or cells.n_lines != sk.n_lines
@@ -278,7 +278,7 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     inside = np.searchsorted(non_digit, ke) - np.searchsorted(non_digit, ks + minus)
     if (inside != 0).any() or (digits <= 0).any() or (digits > _MAX_DIGITS).any():
         return None
-    numbers = _cast(body, ks, ke)
+    numbers = cast_integers(body, ks, ke)
     values = np.empty(len(sk.is_plan), dtype=np.float64)
     values[sk.is_plan] = numbers
     values[~sk.is_plan] = sk.up
@@ -300,7 +300,7 @@ def _ts(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
     return pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, ms, dtype=np.int64).data)])
 
 
-def _cast(body: bytes, starts: I64, ends: I64) -> F64:
+def cast_integers(body: bytes, starts: I64, ends: I64) -> F64:
     """Plain integers at ``[starts, ends)`` of the body as floats, converted by Arrow in place.
 
     The ranges (increasing, disjoint) and the gaps between them form one string array over the

@@ -357,7 +357,12 @@ _LABELS_TYPE = SAMPLES_SCHEMA.field("labels").type
 
 
 class _Block:
-    """The accepted rows under one header line, converted together when the block ends."""
+    """The accepted rows under one header line, converted together when the block ends.
+
+    Rows are held either as split Python lists (the careful reader) or, for a plain payload
+    (see :func:`_parse_plain`), as the byte offsets of every cell in the body: the cells a
+    conversion needs are cut out of the body then, the others never become strings.
+    """
 
     def __init__(self, cols: _Columns) -> None:
         self.cols = cols
@@ -368,6 +373,33 @@ class _Block:
         self.quoted: list[int] = []  # rows whose fields were unquoted by the csv module
         # (rows, metric cells + haproxy.up): the cells that gave a sample, once converted
         self.keep: npt.NDArray[np.bool_] | None = None
+        # a plain payload: its bytes and every row's cell offsets (rows, fields)
+        self.body: bytes | None = None
+        self.starts: npt.NDArray[np.int64] | None = None
+        self.ends: npt.NDArray[np.int64] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.types)
+
+    def cell(self, r: int, i: int) -> str:
+        """The text of row ``r``'s field ``i``."""
+        if self.body is None:
+            return self.rows[r][i]
+        assert self.starts is not None and self.ends is not None
+        return self.body[int(self.starts[r, i]) : int(self.ends[r, i])].decode("utf-8")
+
+    def column(self, i: int | None) -> list[str]:
+        """Field ``i`` of every row (empty strings when the header has no such column)."""
+        if i is None:
+            return [""] * self.n_rows
+        if self.body is None:
+            return [row[i] for row in self.rows]
+        assert self.starts is not None and self.ends is not None
+        body = self.body
+        return [
+            body[a:b].decode("utf-8") for a, b in zip(self.starts[:, i].tolist(), self.ends[:, i].tolist(), strict=True)
+        ]
 
 
 # Where a label value comes from, per row: the pool of label values of a block holds these
@@ -613,7 +645,8 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         hit = _reuse.reuse(record, catalog)
         if hit is not None:
             return hit
-    result, blocks = _parse_careful(record, catalog)
+    plain = _parse_plain(record, catalog)
+    result, blocks = plain if plain is not None else _parse_careful(record, catalog)
     if reusable:
         block = blocks[0]
         cols = block.cols
@@ -623,6 +656,75 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         else:
             _reuse.CACHE.drop(record)
     return result
+
+
+def _parse_plain(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, list[_Block]] | None:
+    """A plain payload read with array operations; None when it holds anything unusual.
+
+    Plain: UTF-8 without a ``"``, blank lines at most before one header line, then rows that
+    all have the same number of commas (the header's width, or one more ending in an empty
+    field), a non-empty ``pxname``, a ``type`` of 0-3 or none, and no further ``#`` line. That
+    is every ``show stat`` HAProxy prints; anything else (quoted cells, short rows, a second
+    header, stray text) goes to :func:`_parse_careful`, whose reading this one equals
+    (``tests/sources/test_haproxy_reuse.py`` compares both on the corpus and under hypothesis).
+    """
+    body = _reuse.plain_body(record)
+    head_len = _reuse.header_end(body) if body is not None else 0
+    if body is None or not head_len:
+        return None
+    at = body.find(b"#")
+    if body[:at].strip():
+        return None  # text before the header: reported by the careful reader
+    header = body[at + 1 : head_len].decode("utf-8").rstrip("\n").rstrip("\r").lstrip(" ")
+    cols = _columns(header.split(","), catalog)
+    cells = _reuse.split_rows(body, head_len)
+    if cols.px is None or cols.sv is None or cells is None:
+        return None
+    starts, ends = cells.starts, cells.ends
+    fields = starts.shape[1]
+    buf = cells.buf
+    if fields == cols.width + 1:
+        if (ends[:, -1] != starts[:, -1]).any():
+            return None
+    elif fields != cols.width:
+        return None
+    if (buf[starts[:, 0]] == _HASH_BYTE).any() or (ends[:, cols.px] == starts[:, cols.px]).any():
+        return None
+    block = _Block(cols)
+    block.body, block.starts, block.ends = body, starts, ends
+    sv = block.column(cols.sv)
+    if cols.type is None:
+        block.types = [_INFERRED_TYPE.get(name, "server") for name in sv]
+    else:
+        named = [
+            _TYPE_TEXT.get(t) if t else _INFERRED_TYPE.get(name, "server")
+            for t, name in zip(block.column(cols.type), sv, strict=True)
+        ]
+        if None in named:
+            return None  # other type numbers, text: the careful reader's rules
+        block.types = [t for t in named if t is not None]
+    first_line = body[:head_len].count(b"\n") + 1
+    block.linenos = (cells.data_lines + first_line).tolist()
+    source, extra = _context(record)
+    samples = _Samples()
+    ips = _IpColumns()
+    row_errors: list[tuple[int, ParseError]] = []
+
+    def error(message: str, lineno: int) -> ParseError:
+        return ParseError(message, source=source, target=record.target, line=lineno)
+
+    _convert_block(block, extra, samples, ips, row_errors, error)
+    row_errors.sort(key=lambda e: e[0])
+    result = ParseResult(
+        samples=samples.table(record.ts, source, record.host),
+        ip_observations=ips.table(record.ts, source, record.labels),
+        errors=[e for _, e in row_errors],
+    )
+    return result, [block]
+
+
+_HASH_BYTE = 35
+_INFERRED_TYPE = {"FRONTEND": "frontend", "BACKEND": "backend"}
 
 
 def _parse_careful(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, list[_Block]]:
@@ -730,6 +832,8 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     digit strings, non-ASCII digits) and every cell of a quoted row goes through :func:`_number`,
     so the result is exactly what the cell-by-cell reading gives.
     """
+    if block.body is not None:
+        return _plain_cell_values(block)
     cols = block.cols
     rows = block.rows
     n_rows, width, n_plan = len(rows), cols.width, len(cols.plan)
@@ -776,6 +880,28 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     return values, empty
 
 
+def _plain_cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`_cell_values` of a plain block, read in place from the body's cell offsets."""
+    assert block.body is not None and block.starts is not None and block.ends is not None
+    cols = block.cols
+    buf = np.frombuffer(block.body, np.uint8)
+    starts, ends = block.starts[:, cols.positions], block.ends[:, cols.positions]
+    empty = ends == starts
+    minus = (buf[np.minimum(starts, len(buf) - 1)] == 45) & ~empty
+    digits = ends - starts - minus
+    non_digit = np.flatnonzero((buf < 48) | (buf > 57))
+    inside = np.searchsorted(non_digit, ends) - np.searchsorted(non_digit, starts + minus)
+    plain = (inside == 0) & (digits > 0) & (digits <= 18)
+    values = np.full(starts.shape, math.nan)
+    flat = np.flatnonzero(plain.ravel())
+    values.ravel()[flat] = _reuse.cast_integers(block.body, starts.ravel()[flat], ends.ravel()[flat])
+    positions = [p[0] for p in cols.plan]
+    for r, j in zip(*(ix.tolist() for ix in np.nonzero(~empty & ~plain)), strict=True):
+        value = _number(block.cell(r, positions[j]))
+        values[r, j] = math.nan if value is None else value
+    return values, empty
+
+
 def _convert_block(
     block: _Block,
     extra: list[tuple[str, str]],
@@ -786,8 +912,7 @@ def _convert_block(
 ) -> None:
     """Samples, IP observations and bad-number errors of one block, in row then column order."""
     cols = block.cols
-    rows = block.rows
-    n_rows, n_plan = len(rows), len(cols.plan)
+    n_rows, n_plan = block.n_rows, len(cols.plan)
     if n_rows == 0:
         return
     assert cols.px is not None and cols.sv is not None
@@ -798,15 +923,14 @@ def _convert_block(
     numeric = ~np.isnan(values)
     bad = ~empty & ~numeric & cols.strict
     for r in np.flatnonzero(bad.any(axis=1)).tolist():
-        row = rows[r]
         cells = [cols.plan[int(j)][:2] for j in np.flatnonzero(bad[r]).tolist()]
-        shown = ", ".join(f"{name!r}={_snippet(row[i])}" for i, name in cells[:5])
+        shown = ", ".join(f"{name!r}={_snippet(block.cell(r, i))}" for i, name in cells[:5])
         more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
         row_errors.append(
             (
                 block.linenos[r],
                 make_error(
-                    f"not a number in column(s) {shown}{more} (row {row[cols.px]}/{row[cols.sv]}); "
+                    f"not a number in column(s) {shown}{more} (row {block.cell(r, cols.px)}/{block.cell(r, cols.sv)}); "
                     "only those cells were skipped",
                     block.linenos[r],
                 ),
@@ -825,10 +949,8 @@ def _convert_block(
     full[:, :n_plan] = values
 
     types = block.types
-    px = [row[cols.px] for row in rows]
-    sv = [row[cols.sv] for row in rows]
-    status = [row[cols.status] for row in rows] if cols.status is not None else [""] * n_rows
-    check = [row[cols.check_status] for row in rows] if cols.check_status is not None else [""] * n_rows
+    px, sv = block.column(cols.px), block.column(cols.sv)
+    status, check = block.column(cols.status), block.column(cols.check_status)
     has_status = np.array([st != "" for st in status], dtype=np.bool_)
     has_check = np.array([c != "" for c in check], dtype=np.bool_)
     keep[:, n_plan] = has_status
@@ -839,7 +961,7 @@ def _convert_block(
     if cols.addr is not None:
         for r, row_type in enumerate(types):
             if row_type in ("server", "listener"):
-                ip = _addr_ip(rows[r][cols.addr])
+                ip = _addr_ip(block.cell(r, cols.addr))
                 if ip is not None:
                     kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
                     ips.add(ip, kind, f"{px[r]}/{sv[r]}")
