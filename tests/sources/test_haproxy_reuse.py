@@ -99,6 +99,9 @@ def assert_same_as_careful(first: bytes, second: bytes, **labels: str) -> int:
     want = careful(record(second, 1, **labels))
     assert_equal(warm, want)
     assert_equal(cold, want)
+    plain = _parse_plain(record(second, 1, **labels), DEFAULT_CATALOG)  # whatever the payload's size
+    if plain is not None:
+        assert_equal(("", plain[0]), want)
     return hit
 
 
