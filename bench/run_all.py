@@ -107,6 +107,7 @@ def capacity(res: Results) -> tuple[float, str]:
 def table(res: Results, load: tuple[str, str]) -> list[str]:
     """The summary table's lines."""
     ing, rep, parse = res.get("ingest", {}), res.get("replay", {}), res.get("parse", {})
+    hap = res.get("haproxy_parse", {})  # a 300-row LB VM's stats; repeat = the next read, new numbers
     ev = res.get("eval_ms_per_pass", {})
     cpu_h, cpu_p = _num(ing, "cpu_per_m_hciwatch"), _num(ing, "cpu_per_m_prometheus")
     rss_h, rss_p = _num(ing, "rss_mib_hciwatch"), _num(ing, "rss_mib_prometheus")
@@ -132,6 +133,13 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
             ">= 30x",
         ),
         ("  same target, new values (reuse)", _fmt(_num(parse, "ratio_cpu_repeat"), ".1f", "x"), "", math.nan, ""),
+        (
+            "HAProxy CSV parse, M samples/CPU-s, cold / repeat",
+            " / ".join(_fmt(_num(hap, k) / 1e6, ".2f") for k in ("synthetic_cold", "synthetic_repeat")),
+            "",
+            math.nan,
+            "",
+        ),
     ]
     w = max(len(r[0]) for r in rows)
     lines = [

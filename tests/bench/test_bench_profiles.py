@@ -46,7 +46,7 @@ def run_bench(name: str, *args: str) -> str:
             "fleet local pool_usage",
         ),
         ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
-        ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
+        ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "RESULT haproxy_parse rows=40 capture_cold="),
         ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
         ("bench_import.py", ("--rows", "300", "--files", "2"), "rows/s"),
         ("bench_wal_ingest.py", ("--series", "200", "--scrapes", "5"), "CPU per million samples"),
@@ -99,6 +99,8 @@ RESULT replay samples_per_s=500000 wall_s=10 samples=5000000 cpu_s=8 rss_mib_mai
 series=7655 bytes_per_series=100000
 RESULT eval_ms_per_pass hosts=4 2.5 hosts=50 10.0 hosts=500 100.0
 RESULT parse ratio_cpu_cold=25.10 ratio_cpu_repeat=110.00 samples=176325
+RESULT haproxy_parse rows=300 capture_cold=900000 capture_repeat=4000000 synthetic_cold=1800000 \
+synthetic_repeat=7500000 (samples per CPU-second)
 RESULT capacity host_cpu_ms_per_s=0.1 cluster_cpu_ms_per_s=0.2 hosts_per_cluster=1.333 windows_samples=190 fetch_ms=0.4
 """
 
@@ -122,6 +124,7 @@ def test_summary_table_reads_every_result_line() -> None:
     text = "\n".join(table(res, ("1.0", "2.0")))
     assert "0.50" in text and "0.65" in text  # CPU and RSS ratios against Prometheus
     assert "2.5 / 10.0 / 100.0" in text and "25.1x" in text and "500,000" in text
+    assert "1.80 / 7.50" in text  # HAProxy CSV, cold and repeated reads
     # 1000 ms/s budget; per host 0.1 + 0.2/1.333 + 0.2/60 ms/s; the 50-host intercept is 0
     hosts, line = capacity(res)
     assert round(hosts) == round(1000 / (0.1 + 0.2 / 1.333 + 0.2 / 60))
