@@ -228,8 +228,7 @@ def remember(
         + sk.kept.nbytes
         + sk.is_plan.nbytes
         + sk.up.nbytes
-        + int(result.samples.column("labels").nbytes)
-        + int(result.samples.column("metric").nbytes)
+        + int(result.samples.nbytes)
         + int(result.ip_observations.nbytes)
     )
     CACHE.put(record, sk)
