@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from exporters.feed import AlertFeed
 from exporters.service_metrics import spec
+from hciwatch.fleet import FleetViews
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
 from hciwatch.selfmetrics import counter, family, histogram
@@ -74,6 +75,7 @@ class ApiContext:
     query_workers: QueryWorkers | None
     body_timeout: float
     query_slots: asyncio.Semaphore
+    fleet: FleetViews | None = None  # central mode: queries run over this lake (hciwatch serve-fleet)
     report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one model build at a time
     report_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = field(default_factory=dict)
 

@@ -320,6 +320,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_fleet(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hciwatch.central import serve
+
+    cfg = _load_config(args.config)
+    asyncio.run(serve(cfg, lake_url=args.lake, listen=args.listen))
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from hciwatch.alerts_view import load_alerts
 
@@ -575,6 +585,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds before the query is interrupted"
     )
     s.set_defaults(func=cmd_sql)
+
+    s = verb(
+        "serve-fleet",
+        "serve the query API over every site of a fleet's lake (a central deployment)",
+        "The central fleet view: POST /api/v1/query over every site of the lake (the same read-only sandbox "
+        "and fleet views as `hciwatch sql --lake`), with /healthz, /readyz and /metrics. No sources, detectors "
+        "or sinks run here; each site's instance writes the lake. Needs api.token_file.",
+    )
+    config_opt(s, required=True, what=" ([store.lake] and [api]: listen, token_file, query limits)")
+    s.add_argument("--lake", metavar="URL", help="the lake's URL (replaces [store.lake] url; credentials stay)")
+    s.add_argument("--listen", metavar="HOST:PORT", help="replaces api.listen")
+    s.set_defaults(func=cmd_serve_fleet)
 
     from collector.schema import AlertKind
 
