@@ -229,7 +229,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of the bench process: {rss:,.0f} MiB")
+    print(f"peak RSS of the bench process (queries included; DuckDB max_memory {LIMITS.max_memory}): {rss:,.0f} MiB")
     head = (
         "backend",
         "rows/s per instance",

@@ -241,14 +241,22 @@ def test_restricted_checker_catches_the_old_manifest_gap() -> None:
 @pytest.mark.parametrize("path", K8S_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
 def test_kubernetes_manifests_are_pod_security_restricted(path: Path) -> None:
     docs = _k8s_docs(path)
-    pods = [(f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in docs if d["kind"] in
-            ("Deployment", "StatefulSet", "DaemonSet", "Job")]  # fmt: skip
+    pods = [(f"{d['kind']}/{d['metadata']['name']}", _pod_spec(d)) for d in docs if _pod_spec(d) is not None]
     assert pods or path.name == "namespace.yaml"
     problems = [v for where, pod in pods for v in restricted_violations(pod, where)]
     assert problems == []
     namespaces = [d for d in docs if d["kind"] == "Namespace"]
     for ns in namespaces:
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def _pod_spec(doc: dict[str, Any]) -> Any:
+    """The pod template of a workload (a CronJob's through its job template), else None."""
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
 
 
 def _fleet_configs() -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -260,9 +268,9 @@ def _fleet_configs() -> dict[str, tuple[Any, dict[str, Any]]]:
         docs = _k8s_docs(path)
         maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
         for d in docs:
-            if d["kind"] not in ("Deployment", "StatefulSet"):
+            pod = _pod_spec(d)
+            if pod is None:
                 continue
-            pod = d["spec"]["template"]["spec"]
             cm_name = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
             text = maps[cm_name]["data"]["hciwatch.toml"]
             out[d["metadata"]["name"]] = (parse_config(tomllib.loads(text), text, file=str(path)), pod)
@@ -281,14 +289,19 @@ def test_fleet_sites_write_one_lake_under_their_own_names_and_central_reads_it()
     lakes = {cfg.collector.store.lake.url for cfg, _ in configs.values()}
     assert len(lakes) == 1 and next(iter(lakes)).startswith("abfss://")
     parser = build_parser()
+    verbs = {"hciwatch-central": "serve-fleet", "hciwatch-compact": "compact"}
     for name, (cfg, pod) in configs.items():
         args = parser.parse_args(pod["containers"][0]["args"])
-        assert args.command == ("serve-fleet" if name == "hciwatch-central" else "run"), name
-        assert cfg.api.token_file is not None and not cfg.api.allow_unauthenticated, name
+        assert args.command == verbs.get(name, "run"), name
+        if args.command != "compact":  # the compactor serves nothing
+            assert cfg.api.token_file is not None and not cfg.api.allow_unauthenticated, name
+    assert parser.parse_args(configs["hciwatch-compact"][1]["containers"][0]["args"]).lake in lakes
     for name in sites:
         kinds = {d["kind"] for p in FLEET.glob("*.yaml") for d in _k8s_docs(p) if d["metadata"]["name"] == name}
         assert "StatefulSet" in kinds and "Deployment" not in kinds  # one writer per site, its WAL on its own volume
     assert central[1].get("automountServiceAccountToken") is False
+    cron = next(d for d in _k8s_docs(FLEET / "compact-cronjob.yaml") if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # one compactor per lake
 
 
 def test_fleet_secret_refs_are_filled_from_secrets() -> None:
