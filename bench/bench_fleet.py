@@ -187,6 +187,9 @@ def main() -> int:
                 print(
                     f"lake {backend}: {size / 1e6:,.1f} MB in {files:,} files ({size / max(samples, 1):.1f} B/sample)"
                 )
+                ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"peak RSS after {backend} ingest (before any query): {ingest_rss:,.0f} MiB")
+                result[f"{backend}_ingest_rss_mib"] = f"{ingest_rss:.0f}"
                 q_times: dict[str, float] = {}
                 for name, sql in QUERIES.items():
                     t = time.perf_counter()
