@@ -59,6 +59,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -68,11 +69,13 @@ from exporters.feed import AlertFeed
 from hciwatch import api_alerts, api_health, api_query, api_report
 from hciwatch.api_context import CTX_KEY, ApiContext, ApiMetrics, IngestStats, Readiness, json_error
 from hciwatch.api_params import is_page_request, route_name
-from hciwatch.fleet import FleetViews
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
 from hciwatch.silences import SilenceStore
 from hciwatch.silences_api import register as register_silence_routes
+
+if TYPE_CHECKING:  # the fleet module (and its config imports) only where central mode runs
+    from hciwatch.fleet import FleetViews
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -20,10 +20,12 @@ from prometheus_client.registry import Collector
 
 from exporters.feed import AlertFeed
 from exporters.service_metrics import spec
-from hciwatch.fleet import FleetViews
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
 from hciwatch.selfmetrics import counter, family, histogram
+
+if TYPE_CHECKING:  # the fleet module (and its config imports) only where central mode runs
+    from hciwatch.fleet import FleetViews
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 IngestStats = Callable[[], Mapping[str, Any]]
