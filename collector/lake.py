@@ -381,7 +381,9 @@ class Lake:
                 if mm is not None and (sites is None or mm["site"] in sites):
                     manifests.append(info.path)
                 continue
-            if sites is not None and m["site"] not in sites:
+            if (sites is not None and m["site"] not in sites) or not info.size:
+                # size 0: an upload in progress — pyarrow's Azure output stream creates the blob empty
+                # at open and commits the content at close (a Parquet file is never empty)
                 continue
             out.append(LakeFile(info.path, m["site"], m["date"], int(info.size or 0)))
         if manifests:
@@ -390,12 +392,27 @@ class Lake:
         out.sort(key=lambda f: (f.date, f.site or "", f.path))
         return out
 
+    def read_manifest(self, path: str) -> tuple[str, set[str]] | None:
+        """A compaction manifest's target and sources (full paths); None when gone or unreadable
+        (an unreadable manifest must not hide data: it is logged and ignored)."""
+        part_dir = path.rsplit("/", 1)[0]
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                doc = json.loads(bytes(fh.read()))
+            return f"{part_dir}/{doc['target']}", {f"{part_dir}/{name}" for name in doc["sources"]}
+        except FileNotFoundError:
+            return None  # finished between the listing and this read: the listing's files are whole
+        except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the unreadable compaction manifest %s: %s", path, exc)
+            return None
+
     def superseded(self, manifests: list[str], present: set[str]) -> set[str]:
         """Files a reader must skip because a compaction in flight replaced them (or lost a race).
 
         A manifest ``_compact-<id>.json`` in a partition names its ``target`` and ``sources``.
-        It takes effect only once its target exists (the upload that makes the target visible is
-        the switch): from then on its sources are hidden. Manifests are taken in id order; one
+        It takes effect only once its target exists with content (``present`` holds no empty
+        files: the upload that commits the target's content is the switch): from then on its
+        sources are hidden. Manifests are taken in id order; one
         whose sources overlap an accepted one's (two compactors raced) is rejected and its target
         hidden, so a row is never counted twice. A manifest that cannot be read hides nothing
         but its own target (an unreadable manifest must not hide data).
@@ -403,20 +420,13 @@ class Lake:
         hidden: set[str] = set()
         claimed: dict[str, set[str]] = {}
         for path in sorted(manifests, key=lambda p: p.rsplit("/", 1)[1]):
-            part_dir = path.rsplit("/", 1)[0]
-            try:
-                with self.fs.open_input_stream(path) as fh:
-                    doc = json.loads(bytes(fh.read()))
-                target = f"{part_dir}/{doc['target']}"
-                sources = {f"{part_dir}/{name}" for name in doc["sources"]}
-            except FileNotFoundError:
-                continue  # finished between the listing and this read: the listing's files are whole
-            except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring the unreadable compaction manifest %s: %s", path, exc)
+            got = self.read_manifest(path)
+            if got is None:
                 continue
+            target, sources = got
             if target not in present:
                 continue  # not switched yet: the sources are the data
-            taken = claimed.setdefault(part_dir, set())
+            taken = claimed.setdefault(path.rsplit("/", 1)[0], set())
             if sources & taken:
                 hidden.add(target)  # a second compactor raced the first: its copy is not counted
                 continue

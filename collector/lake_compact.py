@@ -104,13 +104,20 @@ def finish_in_flight(lake: Lake, name: str, *, sites: set[str] | None = None) ->
     """
     done = 0
     for part_dir, paths in _manifests(lake, name, sites).items():
-        present = {i.path for i in lake.fs.get_file_info(pafs.FileSelector(part_dir)) if i.type == pafs.FileType.File}
-        for path in lake.superseded(paths, present):
+        present = {
+            i.path
+            for i in lake.fs.get_file_info(pafs.FileSelector(part_dir))
+            if i.type == pafs.FileType.File and i.size  # empty: an upload that never committed
+        }
+        hidden = lake.superseded(paths, present)
+        for path in hidden:
             lake.delete_file(path)
-        if lake.local:  # a staged target whose sources are already gone: finish the rename
-            for path in paths:
-                _finish_local(lake, path)
         for path in paths:
+            got = lake.read_manifest(path)
+            if lake.local:  # a staged target whose sources are already gone: finish the rename
+                _finish_local(lake, path)
+            if got is not None and got[0] not in present and not lake.fs.get_file_info(got[0]).size:
+                lake.delete_file(got[0])  # the empty blob of an upload killed before its commit
             lake.delete_file(path)
             done += 1
     return done

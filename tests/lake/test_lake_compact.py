@@ -75,9 +75,11 @@ def _selector(lake: Lake) -> pafs.FileSelector:
     return pafs.FileSelector(lake.root, recursive=True)
 
 
-def _crash_state(lake: Lake, *, upload_target: bool, second_target: bool = False) -> None:
+def _crash_state(lake: Lake, *, upload_target: bool, second_target: bool = False, empty: bool = False) -> None:
     """What a compactor killed after step 1 (manifest) or step 2 (target) leaves in site-000's closed
-    partition; with ``second_target`` a second compactor raced the first on the same sources."""
+    partition; with ``second_target`` a second compactor raced the first on the same sources; with
+    ``empty`` it was killed during the target's upload (Azure's output stream creates the blob empty
+    at open and commits the content at close)."""
     files = [f for f in lake.files("samples", sites={"site-000"}) if f.date == CLOSED]
     part = Lake.partition_dir("samples", CLOSED, "site-000")
     table = ds.dataset([f.path for f in files], schema=SAMPLES_SCHEMA, filesystem=lake.fs).to_table()
@@ -86,18 +88,22 @@ def _crash_state(lake: Lake, *, upload_target: bool, second_target: bool = False
         (("b2", "part-y-0000000000000-000000-compactb2-000000.parquet"),) if second_target else ()
     ):
         lake.write_bytes(f"{part}/_compact-{cid}.json", json.dumps({"target": name, "sources": sources}).encode())
-        if upload_target:
+        if empty:
+            lake.write_bytes(f"{part}/{name}", b"")
+        elif upload_target:
             lake.write_parquet(table, f"{part}/{name}")
 
 
 @pytest.mark.parametrize(
-    ("upload_target", "second_target"),
-    [(False, False), (True, False), (True, True)],
-    ids=["killed-after-manifest", "killed-after-switch", "two-compactors-raced"],
+    ("upload_target", "second_target", "empty"),
+    [(False, False, False), (False, False, True), (True, False, False), (True, True, False)],
+    ids=["killed-after-manifest", "killed-mid-upload", "killed-after-switch", "two-compactors-raced"],
 )
-def test_readers_see_each_row_once_in_every_crash_state(lake: Lake, upload_target: bool, second_target: bool) -> None:
+def test_readers_see_each_row_once_in_every_crash_state(
+    lake: Lake, upload_target: bool, second_target: bool, empty: bool
+) -> None:
     before = _q(lake, COUNTS)
-    _crash_state(lake, upload_target=upload_target, second_target=second_target)
+    _crash_state(lake, upload_target=upload_target, second_target=second_target, empty=empty)
     assert _q(lake, COUNTS) == before  # no duplicate, no gap, whatever the crash left
     assert _files(lake, CLOSED)["site-000"] == (1 if upload_target else 6)
 
@@ -105,6 +111,8 @@ def test_readers_see_each_row_once_in_every_crash_state(lake: Lake, upload_targe
     assert stats.finished == (2 if second_target else 1)
     assert _q(lake, COUNTS) == before
     assert _files(lake, CLOSED) == {"site-000": 1, "site-001": 1}
+    left = [i for i in lake.fs.get_file_info(_selector(lake)) if i.type.name == "File"]
+    assert not [i.path for i in left if i.base_name.startswith("_compact-") or not i.size]  # no manifest, no empty blob
 
 
 def test_cli_compact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
