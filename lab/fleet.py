@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,7 +113,8 @@ class FleetSite:
     def has_pfc(self) -> bool:
         return self.nic_model == PFC_MODEL
 
-    def _ip(self, offset: int) -> str:
+    def ip(self, offset: int) -> str:
+        """The address ``offset`` into the site's prefix (the IP plans are laid out by offset)."""
         return str(ipaddress.ip_network(self.prefix).network_address + offset)
 
     @property
@@ -121,7 +123,7 @@ class FleetSite:
 
     def vip_pool(self) -> tuple[str, str]:
         """First and last address Services take VIPs from (the VIP pool, or the MetalLB pool on 23H2)."""
-        return (self._ip(200), self._ip(250))
+        return (self.ip(200), self.ip(250))
 
     def networks(self) -> list[NetworkSettings]:
         """The site's ``[[networks]]`` (what its instance records in ``_sites/<site>.json``)."""
@@ -132,8 +134,8 @@ class FleetSite:
                     name=self.network_name,
                     vip_pool_start=lo,
                     vip_pool_end=hi,
-                    k8s_node_ip_pool_start=self._ip(100),
-                    k8s_node_ip_pool_end=self._ip(180),
+                    k8s_node_ip_pool_start=self.ip(100),
+                    k8s_node_ip_pool_end=self.ip(180),
                     ip_address_prefix=self.prefix,
                     clusters=list(self.clusters),
                     management_cluster=self.clusters[0],
@@ -142,13 +144,13 @@ class FleetSite:
         return [
             NetworkSettings(
                 name=self.network_name,
-                vip_pool_start=self._ip(20),
-                vip_pool_end=self._ip(27),
-                k8s_node_ip_pool_start=self._ip(100),
-                k8s_node_ip_pool_end=self._ip(180),
+                vip_pool_start=self.ip(20),
+                vip_pool_end=self.ip(27),
+                k8s_node_ip_pool_start=self.ip(100),
+                k8s_node_ip_pool_end=self.ip(180),
                 ip_address_prefix=self.prefix,
                 clusters=list(self.clusters),
-                control_plane_ips={c: self._ip(20 + k) for k, c in enumerate(self.clusters)},
+                control_plane_ips={c: self.ip(20 + k) for k, c in enumerate(self.clusters)},
                 metallb_pools=[MetalLbPoolSettings(cluster=self.clusters[1], name="lb", addresses=[f"{lo}-{hi}"])],
             )
         ]
@@ -236,8 +238,6 @@ def _series(site: FleetSite) -> tuple[list[str], list[str], list[str], npt.NDArr
 
 def hash_site(name: str) -> int:
     """A stable integer per site name (seeds its own random streams)."""
-    import zlib
-
     return zlib.crc32(name.encode())
 
 
@@ -313,10 +313,10 @@ def ip_observations(site: FleetSite, *, start: datetime, hours: float, slow_s: f
             obs.append(IpObservation(ts, str(lo_vip + s), OwnerKind.SERVICE, f"ns{s}/svc-{s}", "k8s", None, cluster))
         for c, cluster in enumerate(site.clusters):
             if site.ip_plan == "22h2":
-                vip = site._ip(250 - c)  # API-server VIPs from the top of the VIP pool
+                vip = site.ip(250 - c)  # API-server VIPs from the top of the VIP pool
                 obs.append(IpObservation(ts, vip, OwnerKind.CONTROL_PLANE, cluster, "k8s", None, cluster))
             for n in range(3):
-                ip = site._ip(100 + c * 10 + n)
+                ip = site.ip(100 + c * 10 + n)
                 obs.append(IpObservation(ts, ip, OwnerKind.NODE, f"{cluster}-node-{n}", "k8s", None, cluster))
         if dup is not None:
             a, b = workloads[0], workloads[-1] if len(workloads) > 1 else workloads[0]
