@@ -46,34 +46,33 @@ def test_routinely_bursty_host_stops_paging_while_storms_still_page(seed: int) -
     after_warm_up = site.start_ms + WARM_UP
 
     # against a fixed z, the bursts page over and over (the problem is real on this site) ...
-    routine = [t for t in _pages(plain, noisy, after_warm_up, site.end_ms) if not t_noisy <= t < t_noisy + 30 * MIN]
-    assert len(routine) >= 5, routine
-    # ... held to its own tail, the host is quiet once it has shown its normal (the bar is its 3rd
-    # largest burst of 36 h, so at most a rare burst larger than all but two before it pages)
-    routine = [
-        t for t in _pages(calibrated, noisy, after_warm_up, site.end_ms) if not t_noisy <= t < t_noisy + 30 * MIN
-    ]
-    assert len(routine) <= 1, [(t - site.start_ms) / HOUR for t in routine]
+    storm_window = range(t_noisy, t_noisy + 30 * MIN)
+    plain_pages, calibrated_pages = (
+        [t for t in _pages(run, noisy, after_warm_up, site.end_ms) if t not in storm_window]
+        for run in (plain, calibrated)
+    )
+    assert len(plain_pages) >= 8, plain_pages
+    # ... held to its own tail, the host pages only for a burst larger than all but two of the
+    # last 36 h (for bursts of one process a few times a day, shrinking as the window fills)
+    assert len(calibrated_pages) * 4 <= len(plain_pages), (len(calibrated_pages), len(plain_pages))
 
     # a real storm on the bursty host still pages within minutes ...
     storm = _pages(calibrated, noisy, t_noisy, t_noisy + 30 * MIN)
     assert storm and storm[0] <= t_noisy + 10 * MIN
-    # ... and so does one on a quiet host, judged against the plain z (its tail is below it)
+    # ... and so does one on a quiet host, whose own tail leaves its bar at (or near) the plain z
     storm = _pages(calibrated, quiet, t_quiet, t_quiet + 30 * MIN)
     assert storm and storm[0] <= t_quiet + 10 * MIN
     fired = calibrated.firing("eastwest_congestion")
     alert = next(a for t, a in fired if t == storm[0] and a.resource["host"] == quiet)
     ev = alert.evidence["per_host"][quiet]["signals"]
     z = alert.evidence["sensitivity_z"]
-    assert ev["pfc_pause_frames"]["bar"] == z and ev["pfc_pause_frames"]["score"] == pytest.approx(
-        ev["pfc_pause_frames"]["z"] / z
-    )
-    lo, hi = ev["pfc_pause_frames"]["band"]
-    assert lo < ev["pfc_pause_frames"]["baseline"] < hi < ev["pfc_pause_frames"]["value"], "the band shows the breach"
+    pfc = ev["pfc_pause_frames"]
+    assert pfc["bar"] >= z and pfc["score"] == pytest.approx(pfc["z"] / pfc["bar"]) and pfc["score"] > 1
+    lo, hi = pfc["band"]
+    assert lo < pfc["baseline"] < hi < pfc["value"], "the band shows the breach"
     for spec in SIGNALS:
         assert {"bar", "score", "band"} <= set(ev[spec.name])
 
     # the noisy host's bars are its own: above the plain z for the bursting signals
     scores = {c.host: c for c in calibrated.engine.congestion_scores()}  # type: ignore[union-attr]
-    assert scores[noisy].signals["pfc_pause_frames"].bar > 2 * z
-    assert scores[quiet].signals["pfc_pause_frames"].bar == z
+    assert scores[noisy].signals["pfc_pause_frames"].bar > 2 * scores[quiet].signals["pfc_pause_frames"].bar
