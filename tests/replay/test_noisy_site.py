@@ -1,6 +1,6 @@
 """A noisy-but-healthy site from the lab, replayed end to end: one host on another NIC model sees
 many more PFC pauses than its peers and routine incast bursts (pauses and discards 5-20x for a few
-minutes, twice an hour) for the whole day and a half. Late on, a real storm hits a quiet host.
+minutes, twice an hour) all day. Late on, a real storm hits a quiet host.
 
 What a user sees: with each host held to its own tail (the default), the bursty host is not paged
 once it has shown its normal, and the storm pages as fast as with a fixed bar; with the fixed bar
@@ -27,10 +27,10 @@ H = timedelta(hours=1)
 M = timedelta(minutes=1)
 WARM_UP = 6 * H  # time the bursty host gets to show its normal
 SITE = lab.SiteSpec(pause_baseline=(0.4, 12.0, 0.8, 1.6))  # hci-node-02: another NIC, 10x the pauses
-STORM_AT = 34 * H
+STORM_AT = 22 * H
 SCENARIO = lab.Scenario(
     site=SITE,
-    duration=36 * H,
+    duration=24 * H,
     interval=timedelta(seconds=60),
     seed=19,
     incidents=(
@@ -59,6 +59,7 @@ def _replay(capture: Path, tmp: Path, extra_config: str) -> tuple[ScenarioScore,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two replays of a day of a 4-host site: minutes on a loaded machine
 def test_a_bursty_host_is_held_to_its_own_tail_and_a_storm_elsewhere_still_pages(tmp_path: Path) -> None:
     capture = tmp_path / "capture.jsonl.zst"
     lab.write_capture(SCENARIO, capture)
