@@ -25,7 +25,7 @@ from hciwatch.pipeline import replay_records
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
-WARM_UP = 6 * H  # time the bursty host gets to show its normal
+WARM_UP = 12 * H  # time the bursty host gets to show its normal (its bar climbs at most 3x per 3 bursts)
 SITE = lab.SiteSpec(pause_baseline=(0.4, 12.0, 0.8, 1.6))  # hci-node-02: another NIC, 10x the pauses
 STORM_AT = 22 * H
 SCENARIO = lab.Scenario(
@@ -45,7 +45,14 @@ def _replay(capture: Path, tmp: Path, extra_config: str) -> tuple[ScenarioScore,
     change: the host's alert fires anew at every burst that reaches it)."""
     (tmp / "config.toml").write_text(demo_config_text(SCENARIO) + extra_config)
     cfg = load_config(tmp / "config.toml")
-    res = replay_records(read_captures([capture], known_kinds=parser_kinds()), cfg, tmp / "data", workers=0)
+    # only the hosts' exporters: congestion reads nothing else, and the clusters' lists and HAProxy
+    # stats would only make the replay slower
+    items = (
+        i
+        for i in read_captures([capture], known_kinds=parser_kinds())
+        if i.record is None or i.record.kind == "prometheus"
+    )
+    res = replay_records(items, cfg, tmp / "data", workers=0)
     expected = {"incidents": lab.ground_truth(SCENARIO), "confounders": []}
     pages = [
         a
@@ -59,7 +66,7 @@ def _replay(capture: Path, tmp: Path, extra_config: str) -> tuple[ScenarioScore,
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # two replays of a day of a 4-host site: minutes on a loaded machine
+@pytest.mark.timeout(900)  # two replays of a day of 4 hosts: about a minute, several on a loaded machine
 def test_a_bursty_host_is_held_to_its_own_tail_and_a_storm_elsewhere_still_pages(tmp_path: Path) -> None:
     capture = tmp_path / "capture.jsonl.zst"
     lab.write_capture(SCENARIO, capture)
@@ -68,8 +75,8 @@ def test_a_bursty_host_is_held_to_its_own_tail_and_a_storm_elsewhere_still_pages
     fixed, fixed_pages = _replay(capture, tmp_path / "fixed", "\n[analytics.congestion]\nself_calibrate = false\n")
     own, own_pages = _replay(capture, tmp_path / "own", "")
 
-    assert len(fixed_pages) >= 4, f"the fixed bar pages the bursty host again and again: {len(fixed_pages)}"
-    assert len(own_pages) * 4 <= len(fixed_pages), (len(own_pages), len(fixed_pages))
+    assert len(fixed_pages) >= 8, f"the fixed bar pages the bursty host again and again: {len(fixed_pages)}"
+    assert len(own_pages) <= 1, [str(a.changed_at) for a in own_pages]
     assert own.detected == 1 and own.missed == [], own
     assert own.ttd_s[0] <= 600, own.ttd_s
     if fixed.detected:  # with the fixed bar the storm may be swallowed by a burst's open incident
