@@ -21,7 +21,7 @@ series' own past (median and inter-quantile spread, immune to the outliers being
   ``log(history / (times seen + ½))``. Level-free (a transition can be new while every value is
   ordinary), so it catches a broken rhythm — a square wave that stops switching, a ramp that
   reverses — that the magnitude features miss (the idea of NAB's contextual detector, CAD OSE, in
-  O(1) per row and 4 KB). Only a never-seen pattern counts, and its values are discrete
+  O(1) per row and 2 KB). Only a never-seen pattern counts, and its values are discrete
   (counts), so its bar is never lowered by the sensitivity: a new pattern alerts only on a series
   where new patterns are themselves rare (its bar is its own tail, like every feature's).
 
@@ -42,8 +42,8 @@ standard / low-FN profiles.
 Memory is bounded and small (``DetectorParams`` sizes; ``bench/bench_anomalies_nab.py --memory``
 measures it): sorted trailing windows as ``array('d')``, the per-feature tails as the top ``top``
 values of ``history / blocks``-row blocks (exact at block granularity), and the daily cycle as a
-ring of ``3 × season`` slots, the novelty patterns as a ring of ``history`` 2-byte codes and a
-count per possible pattern.
+ring of ``3 × season`` slots, the novelty patterns as a ring of ``history`` 1-byte codes (2
+bytes past 256 patterns) and a count per possible pattern.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ class StreamDetector:
         # novelty: bin edges (refreshed with the statistics), the pattern code of each of the last
         # ``history`` rows learned (a ring) and how often each code occurs in it
         self.cuts: list[float] = []
-        self.codes = array("H")
+        self.codes = array("B" if patterns <= 256 else "H")  # 1 byte a row for the default 64 patterns
         self.code_head = 0
         self.code_count = array("H", bytes(2 * patterns))
         self.code_prev = 0  # code of the last row learned (its last order − 1 bins are the context)
