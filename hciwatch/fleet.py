@@ -231,18 +231,3 @@ def spark_ddl(url: str) -> str:
             f"MSCK REPAIR TABLE hciwatch_{name};  -- run again to pick up new partitions"
         )
     return "\n\n".join(out) + "\n"
-
-
-# -- lifecycle state of a network domain in the lake ------------------------------------------------
-
-STATE_DIR = "_state"
-
-
-def save_domain_state(lake: Lake, domain: str, state: bytes) -> None:
-    """The domain owner's alert lifecycle state, where the next owner finds it (one upload)."""
-    lake.write_bytes(f"{STATE_DIR}/{domain}/alert_state.json", state)
-
-
-def load_domain_state(lake: Lake, domain: str) -> bytes | None:
-    """The last saved lifecycle state of ``domain`` (None before its first save)."""
-    return lake.read_bytes(f"{STATE_DIR}/{domain}/alert_state.json")
