@@ -34,7 +34,7 @@ from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
 from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
-from hciwatch.parse_pool import ParseOutcome, ParsePool, default_workers, parse_one
+from hciwatch.parse_pool import ParseOutcome, ParsePool, RowRuns, default_workers, parse_one
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +150,6 @@ DEFER_MAX_ROWS = 65_536
 has no passes to commit before; the store's own batch is larger)."""
 
 
-def one_chunk(pieces: Sequence[pa.Table]) -> pa.Table:
-    """Consecutive tables of one schema as one table of one chunk (dictionaries unified).
-
-    Worth its copy: every later step (the store's buffer and Parquet writer, the engine's
-    metric filter) pays per chunk, and a record's table is small (~300 rows).
-    """
-    if len(pieces) == 1:
-        return pieces[0]
-    return pa.concat_tables(pieces).unify_dictionaries().combine_chunks()
-
-
 class Pipeline:
     """Wires one configured flow. Not thread-safe: call from one task/thread."""
 
@@ -182,8 +171,8 @@ class Pipeline:
     ) -> None:
         """``defer_rows`` (replay): rows of consecutive records are gathered and handed to the
         store and the engine as one table just before the next pass (:meth:`commit_rows`) instead
-        of record by record — the same rows in the same order, at a fraction of the per-table cost
-        (a table's ``nbytes`` alone costs ~50 µs). Incremental mode only: the former window trims
+        of record by record — the same rows in the same order, as one slice per parse chunk
+        (:class:`~hciwatch.parse_pool.RowRuns`), at a fraction of the per-table cost. Incremental mode only: the former window trims
         by chunk. ``feed_engine=False`` (a store-only backfill) keeps no rows for the detectors."""
         if defer_rows and not incremental:
             raise ValueError("defer_rows needs the incremental engine (the re-query window trims per chunk)")
@@ -224,8 +213,7 @@ class Pipeline:
         self._views_ready = False
         self.defer_rows = defer_rows
         self.feed_engine = feed_engine
-        self._pending: dict[str, list[pa.Table]] = {"samples": [], "ip_observations": []}
-        self._pending_rows = 0
+        self._pending = {"samples": RowRuns(), "ip_observations": RowRuns()}
 
     # -- ingest --------------------------------------------------------------------------------
 
@@ -249,15 +237,17 @@ class Pipeline:
             for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")
-        for name, table in (("samples", outcome.samples), ("ip_observations", outcome.ip_observations)):
-            if table.num_rows:
-                if self.defer_rows:
-                    self._pending[name].append(table)
-                    self._pending_rows += table.num_rows
-                else:
+        if self.defer_rows:
+            if outcome.samples.num_rows:
+                self._pending["samples"].add(outcome.samples, outcome.samples_origin)
+            if outcome.ip_observations.num_rows:
+                self._pending["ip_observations"].add(outcome.ip_observations, outcome.ip_observations_origin)
+            if self._pending["samples"].rows + self._pending["ip_observations"].rows >= DEFER_MAX_ROWS:
+                self.commit_rows()
+        else:
+            for name, table in (("samples", outcome.samples), ("ip_observations", outcome.ip_observations)):
+                if table.num_rows:
                     self._store_rows(name, table)
-        if self._pending_rows >= DEFER_MAX_ROWS:
-            self.commit_rows()
         self.stats.samples_stored += outcome.samples.num_rows
         self.stats.ip_observations_stored += outcome.ip_observations.num_rows
         self.stats.samples_by_target[rec.target] += outcome.samples.num_rows
@@ -275,11 +265,10 @@ class Pipeline:
 
     def commit_rows(self) -> None:
         """Hand the rows gathered under ``defer_rows`` to the store and the engine, in order."""
-        self._pending_rows = 0
-        for name, pieces in self._pending.items():
-            if pieces:
-                self._pending[name] = []
-                self._store_rows(name, one_chunk(pieces))
+        for name, runs in self._pending.items():
+            table = runs.take()
+            if table is not None:
+                self._store_rows(name, table)
 
     def add_findings(self, findings: Iterable[Finding]) -> None:
         """Findings made outside the detectors (source_down from the scheduler) for the next pass."""
