@@ -171,9 +171,10 @@ class Pipeline:
     ) -> None:
         """``defer_rows`` (replay): rows of consecutive records are gathered and handed to the
         store and the engine as one table just before the next pass (:meth:`commit_rows`) instead
-        of record by record — the same rows in the same order, as one slice per parse chunk
-        (:class:`~hciwatch.parse_pool.RowRuns`), at a fraction of the per-table cost. Incremental mode only: the former window trims
-        by chunk. ``feed_engine=False`` (a store-only backfill) keeps no rows for the detectors."""
+        of record by record — the same rows in the same order, one slice per parse chunk
+        (:class:`~hciwatch.parse_pool.RowRuns`), at a fraction of the per-table cost. Incremental
+        mode only: the former window trims by chunk. ``feed_engine=False`` (a store-only
+        backfill) keeps no rows for the detectors."""
         if defer_rows and not incremental:
             raise ValueError("defer_rows needs the incremental engine (the re-query window trims per chunk)")
         self.cfg = cfg
