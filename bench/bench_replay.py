@@ -26,6 +26,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +45,54 @@ def _rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class ChildPeaks:
+    """Peak RSS (``VmHWM``) of this process's children, polled from ``/proc`` while they run.
+
+    ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` is no measure of a spawned worker: it counts the
+    forked copy of the parent before ``exec`` (so it reports the parent's size at spawn time),
+    and only children already waited for. ``VmHWM`` restarts at ``exec``.
+    """
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.peak_kib: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = f"PPid:\t{os.getpid()}\n"
+        while not self._stop.wait(self._every):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+                        status = fh.read()
+                except OSError:
+                    continue
+                if me not in status:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        kib = int(line.split()[1])
+                        self.peak_kib[int(pid)] = max(kib, self.peak_kib.get(int(pid), 0))
+
+    def largest_mib(self) -> float:
+        return max(self.peak_kib.values(), default=0) / 1024
+
+    def total_mib(self) -> float:
+        """Sum of the children's peaks (an upper bound of their peak together)."""
+        return sum(self.peak_kib.values()) / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,36 +135,38 @@ def main(argv: list[str] | None = None) -> int:
         samples = ips = records = 0
         c_self0, c_kids0 = _rusage_cpu(resource.RUSAGE_SELF), _rusage_cpu(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        if "evaluate" in inspect.signature(replay_records).parameters:
-            # the code `hciwatch replay [--no-eval]` runs
-            os.environ["HCIWATCH_PARSE_WORKERS"] = str(workers)
-            res = replay_records(
-                read_capture(capture), default_config(tmp / "store"), tmp / "store", evaluate=args.eval
-            )
-            records, samples = res.stats.records_read, res.stats.samples_stored
-            ips = res.stats.ip_observations_stored
-        else:  # an older checkout: its pool → store loop (detectors never ran in it)
-            if args.eval:
-                ap.error("--eval needs replay_records(evaluate=...) in the code measured")
-            store = Store(tmp / "store", write_behind=True)
-            with ParsePool((), workers=workers) as pool:
-                items = ((it.record, None) for it in read_capture(capture))
-                for _rec, _, out in pool.parse(items):
-                    records += 1
-                    if out is None or out.rejected is not None:
-                        continue
-                    if out.samples.num_rows:
-                        store.append("samples", out.samples)
-                        samples += out.samples.num_rows
-                    if out.ip_observations.num_rows:
-                        store.append("ip_observations", out.ip_observations)
-                        ips += out.ip_observations.num_rows
-            store.close()
+        with ChildPeaks() as peaks:
+            if "evaluate" in inspect.signature(replay_records).parameters:
+                # the code `hciwatch replay [--no-eval]` runs
+                os.environ["HCIWATCH_PARSE_WORKERS"] = str(workers)
+                res = replay_records(
+                    read_capture(capture), default_config(tmp / "store"), tmp / "store", evaluate=args.eval
+                )
+                records, samples = res.stats.records_read, res.stats.samples_stored
+                ips = res.stats.ip_observations_stored
+            else:  # an older checkout: its pool → store loop (detectors never ran in it)
+                if args.eval:
+                    ap.error("--eval needs replay_records(evaluate=...) in the code measured")
+                store = Store(tmp / "store", write_behind=True)
+                with ParsePool((), workers=workers) as pool:
+                    items = ((it.record, None) for it in read_capture(capture))
+                    for _rec, _, out in pool.parse(items):
+                        records += 1
+                        if out is None or out.rejected is not None:
+                            continue
+                        if out.samples.num_rows:
+                            store.append("samples", out.samples)
+                            samples += out.samples.num_rows
+                        if out.ip_observations.num_rows:
+                            store.append("ip_observations", out.ip_observations)
+                            ips += out.ip_observations.num_rows
+                store.close()
         wall = time.perf_counter() - t0
         cpu_self = _rusage_cpu(resource.RUSAGE_SELF) - c_self0
         cpu_kids = _rusage_cpu(resource.RUSAGE_CHILDREN) - c_kids0
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rss_kid = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rss_kid = peaks.largest_mib()  # not ru_maxrss of RUSAGE_CHILDREN: see ChildPeaks
+        rss_kids = peaks.total_mib()
         con = duckdb.connect()
         glob = str(tmp / "store" / "samples" / "**" / "*.parquet")
         row = con.execute(
@@ -126,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rate = samples / wall if wall else float("nan")
-    bps = (rss_self + workers * rss_kid) * 2**20 / series if series else float("nan")
+    bps = (rss_self + rss_kids) * 2**20 / series if series else float("nan")
     # what the replay itself adds in the main process (imports and the idle store excluded)
     bps_incr = (rss_self - rss_start) * 2**20 / series if series else float("nan")
     what = "end to end (detectors on)" if args.eval else "parse + store (detectors off)"
