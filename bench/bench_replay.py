@@ -52,7 +52,8 @@ class ChildPeaks:
 
     ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` is no measure of a spawned worker: it counts the
     forked copy of the parent before ``exec`` (so it reports the parent's size at spawn time),
-    and only children already waited for. ``VmHWM`` restarts at ``exec``.
+    and only children already waited for. ``VmHWM`` restarts at ``exec``; the last reading of each
+    child is kept (a child that exits between polls may have grown a little after it).
     """
 
     def __init__(self, every: float = 0.25) -> None:
@@ -85,7 +86,9 @@ class ChildPeaks:
                 for line in status.splitlines():
                     if line.startswith("VmHWM:"):
                         kib = int(line.split()[1])
-                        self.peak_kib[int(pid)] = max(kib, self.peak_kib.get(int(pid), 0))
+                        # the latest reading, not the largest: between fork and exec a child
+                        # shows the parent's high-water mark; after exec VmHWM restarts and only grows
+                        self.peak_kib[int(pid)] = kib
 
     def largest_mib(self) -> float:
         return max(self.peak_kib.values(), default=0) / 1024
