@@ -370,7 +370,7 @@ class Store:
         before = before or datetime.now(UTC).date()
         done = 0
         if not self.lake.local:
-            return 0  # object storage: a swap would be copy + delete; partitions stay as written
+            return 0  # object storage: no rename; `hciwatch compact` swaps through a manifest (collector.lake_compact)
         part_dirs = [p for d in self._local_table_dirs(name) for p in sorted(d.glob("date=*"))]
         for part_dir in part_dirs:
             if part_dir.name == EMPTY_PARTITION:
