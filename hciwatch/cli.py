@@ -219,8 +219,9 @@ def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: 
     from hciwatch.pipeline import replay_records
 
     items = read_captures(captures, known_kinds=parser_kinds())
+    evaluate = not args.no_eval
     if args.quiet:
-        return replay_records(items, cfg, data_dir, alerts_out)
+        return replay_records(items, cfg, data_dir, alerts_out, evaluate=evaluate)
     with Progress(
         TextColumn("[bold]replay[/] {task.description}"),
         BarColumn(),
@@ -233,7 +234,7 @@ def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: 
         def tick(now: Any) -> None:
             progress.update(task, description=now.strftime("%Y-%m-%d %H:%M UTC"), advance=1)
 
-        return replay_records(items, cfg, data_dir, alerts_out, on_progress=tick)
+        return replay_records(items, cfg, data_dir, alerts_out, on_progress=tick, evaluate=evaluate)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -576,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alerts-jsonl", metavar="FILE", help="write every alert state change as a JSON line here")
     s.add_argument("--format", choices=("table", "json"), default="table", help="summary output format")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="store only (a backfill of history): no detector passes and no alerts; the same rows are stored",
+    )
     s.set_defaults(func=cmd_replay)
 
     s = verb("capture", "record live sources into a capture file")

@@ -56,6 +56,7 @@ def run_bench(name: str, *args: str) -> str:
         ("bench_import.py", ("--rows", "300", "--files", "2"), "rows/s"),
         ("bench_wal_ingest.py", ("--series", "200", "--scrapes", "5"), "CPU per million samples"),
         ("bench_replay.py", ("--hours", "1", "--workers", "0"), "RESULT replay samples_per_s="),
+        ("bench_replay.py", ("--hours", "1", "--workers", "2", "--eval"), " eval=1"),
         ("bench_capacity.py", ("--hours", "1", "--fetches", "3"), "RESULT capacity host_cpu_ms_per_s="),
     ],
 )
