@@ -30,8 +30,18 @@ latency is end to end: it corroborates, but alone it does not place congestion o
 every client of one stalled storage node sees its requests to that node slow down, and those
 clients are victims, not incidents (they are listed in the incident's evidence instead).
 
+A signal violates when its z reaches the host's *bar* for it: the sensitivity's z, raised to the
+``tail_top``-th largest z that signal reached on that host over ``tail_window``
+(:mod:`analytics.tail_bar`, the calibration :mod:`analytics.detector` uses per feature). A host
+whose normal is spiky (another NIC model, routine incast bursts) is held to its own routine
+extremes; a quiet host keeps the plain z, so a storm there fires exactly as before. The tail counts
+*episodes*, not steps: a run of steps over the bar, or a whole incident, is learned as one value
+(its peak, clipped at 3 × the bar), so a sustained elevation is not "normal" after a few steps and
+one storm raises the bar at most threefold, and only with ``tail_top`` − 1 others. The forest sees
+z rescaled to the same bars. Evidence gives each signal's ``bar``, ``score`` (z / bar) and ``band``.
+
 A host is congested after ``min_failing_periods`` violating steps of the last ``of_periods``
-observed ones, and clears (hysteresis) when no signal reaches ``clear_ratio`` × z for
+observed ones, and clears (hysteresis) when no signal reaches ``clear_ratio`` × its bar for
 ``clear_periods`` steps or the host stops reporting.
 
 Incidents: one per host; hosts that become congested within ``group_window`` of an open
@@ -66,6 +76,7 @@ from analytics.baselines import (
 )
 from analytics.findings import Finding
 from analytics.settings import AnalyticsSettings
+from analytics.tail_bar import TailBank
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 F64 = npt.NDArray[np.float64]
@@ -91,6 +102,10 @@ SIGNALS: tuple[SignalSpec, ...] = (
 THROUGHPUT = "throughput"
 NSIG = len(SIGNALS)
 _LOCAL = [0, 1, 3]  # fabric signals measured at the host's own adapters (not SMB latency)
+# a value enters a host's tail clipped at this multiple of its current bar (as in analytics.detector):
+# one wild step can raise the bar at most threefold, and only together with tail_top - 1 others
+TAIL_CAP = 3.0
+TAIL_BLOCKS = 20
 
 # metric → (signal index, role). Roles: 0 event count, 1/2 SMB Δseconds/Δrequests (raw),
 # 3/4 SMB avg seconds / requests per second (formatted), 5-8 throughput raw/formatted RDMA/NIC.
@@ -176,6 +191,8 @@ class SignalScore:
     sigma: float
     z: float
     source: str
+    bar: float = math.nan  # the z this signal must reach on this host (sensitivity z or its own tail)
+    scale: float = math.nan  # the spread z is measured in (σ or its floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +206,7 @@ class CongestionScore:
     throughput: float
     iforest_outlier: bool | None
     congested: bool
+    ratio: float = math.nan  # largest z-to-bar ratio over the four signals: 1 = at this host's bar
 
 
 @dataclass(slots=True)
@@ -201,6 +219,9 @@ class _HostState:
     incident: int | None = None
     last_evidence: dict[str, Any] = field(default_factory=dict)
     peak_z: dict[str, float] = field(default_factory=dict)
+    # tail learning: per signal, the peak of the open episode (a run of steps over the bar, or the
+    # host's whole incident), NaN when none is open; it is learned as one value when it ends
+    run: F64 = field(default_factory=lambda: np.full(NSIG, np.nan))
 
 
 @dataclass(slots=True)
@@ -234,6 +255,10 @@ class CongestionDetector:
         self.z_fire = (self.c.sensitivity or settings.sensitivity).z
         self.z_clear = self.z_fire * self.c.clear_ratio
         self.bank = BaselineBank(settings.baselines, self.step_ms)
+        self.tail: TailBank | None = None
+        if self.c.self_calibrate:
+            window_ms = max(int(self.c.tail_window.total_seconds() * 1000), TAIL_BLOCKS * self.step_ms)
+            self.tail = TailBank(self.c.tail_top, window_ms, TAIL_BLOCKS)
         self.hosts: dict[str, _HostState] = {}
         self.host_ids: dict[str, npt.NDArray[np.int64]] = {}
         self.incidents: dict[int, _Incident] = {}
@@ -419,10 +444,17 @@ class CongestionDetector:
         floor[:, NSIG] = np.fmax(rel * np.abs(np.nan_to_num(med[:, NSIG])), 1.0)
         z = robust_z(allv, med, sig, floor)
         zs = z[:, :NSIG]
-        over = np.nan_to_num(zs, nan=0.0) >= self.z_fire
+        bar = self._bars(ids[:, :NSIG], bucket)
+        zn = np.nan_to_num(zs, nan=0.0)
+        over = zn >= bar
         n_over = over.sum(axis=1)
-        near: npt.NDArray[np.bool_] = np.asarray((np.nan_to_num(zs, nan=0.0) >= self.z_clear).any(axis=1))
-        feats = np.clip(np.nan_to_num(z, nan=0.0), -10.0, 50.0)
+        near: npt.NDArray[np.bool_] = np.asarray((zn >= self.c.clear_ratio * bar).any(axis=1))
+        clipped = np.minimum(zs, TAIL_CAP * bar)  # what the tail may learn of this step (NaN stays NaN)
+        # the forest sees z on a quiet host's scale (z × sensitivity z / the host's own bar), so a
+        # noisy host's routine burst is as ordinary to it as to the per-signal bars; at the plain
+        # bar this is z exactly (throughput has no bar: plain z)
+        on_scale = np.concatenate([zs * (self.z_fire / bar), z[:, NSIG:]], axis=1)
+        feats = np.clip(np.nan_to_num(on_scale, nan=0.0), -10.0, 50.0)
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
         cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
@@ -435,6 +467,8 @@ class CongestionDetector:
         # learn from quiet steps of quiet hosts only (an incident must not become the baseline)
         learn = np.ones(n, bool)
         newly_active: list[str] = []
+        tail_ids: list[npt.NDArray[np.int64]] = []
+        tail_vals: list[F64] = []
         for i, h in enumerate(hosts):
             st = self.hosts.get(h)
             if st is None:
@@ -445,6 +479,23 @@ class CongestionDetector:
             st.last_data = bucket
             if st.active or bool(flag[i]):
                 learn[i] = False
+            if self.tail is not None:
+                # the tail counts episodes, not steps: a run of steps over the bar (a victim's
+                # half-hour of slow SMB, a burst) is learned as one value, its peak, when it ends —
+                # so a sustained elevation is not "normal" after three steps — and a host's
+                # incident, onset included, is one episode for every signal
+                v = clipped[i]
+                if st.active:
+                    st.run = np.fmax(st.run, v)
+                else:
+                    below = np.isfinite(v) & ~over[i]
+                    ended = below & np.isfinite(st.run)
+                    if ended.any():
+                        tail_ids.append(ids[i, :NSIG][ended])
+                        tail_vals.append(st.run[ended])
+                    tail_ids.append(ids[i, :NSIG][below])
+                    tail_vals.append(v[below])
+                    st.run = np.where(below, np.nan, np.fmax(st.run, v))
             if not st.active and sum(st.flags) >= self.c.min_failing_periods:
                 st.active = True
                 st.onset = bucket
@@ -452,6 +503,8 @@ class CongestionDetector:
                 newly_active.append(h)
             elif st.active and not any(st.clears):
                 self._clear_host(h, bucket)
+        if self.tail is not None and tail_ids:
+            self.tail.add(np.concatenate(tail_ids), np.concatenate(tail_vals), bucket)
         # ... except that a signal still judged on borrowed (peer) baselines is always learned:
         # until it has a history of its own, a host's difference from its peers may be its normal,
         # and refusing to learn it would keep the host on borrowed baselines — and alerting —
@@ -467,6 +520,7 @@ class CongestionDetector:
                 self.train.append(row)
         self._maybe_train(bucket)
 
+        scale = np.fmax(np.nan_to_num(sig, nan=0.0), floor)  # the z denominator (evidence: band)
         # peaks every step; scores and evidence only where someone will read them (the last step of
         # a catch-up, a host that just became congested, a congested host's current step)
         newly = set(newly_active)
@@ -486,10 +540,13 @@ class CongestionDetector:
                     float(sig[i, s_i]),
                     float(z[i, s_i]),
                     _SRC_NAMES[int(src[i, s_i])],
+                    float(bar[i, s_i]),
+                    float(scale[i, s_i]),
                 )
                 for s_i, spec in enumerate(SIGNALS)
             }
             fin = zs[i][np.isfinite(zs[i])]
+            ratio = fin / bar[i][np.isfinite(zs[i])]
             self.scores[h] = CongestionScore(
                 h,
                 bucket,
@@ -498,6 +555,7 @@ class CongestionDetector:
                 float(throughput[i]),
                 bool(if_out[i]) if if_known[i] else None,
                 st.active,
+                float(ratio.max()) if ratio.size else math.nan,
             )
             if st.active:
                 hcode = int(present[i])
@@ -542,6 +600,12 @@ class CongestionDetector:
                 "baseline_source": sc.source,
                 "violating": bool(over[s]),
                 "peak_z": st.peak_z.get(spec.name),
+                # the bar z is held to on this host, z as a multiple of it, and the values it allows
+                "bar": sc.bar,
+                "score": sc.z / sc.bar if math.isfinite(sc.z) else None,
+                "band": [sc.baseline - sc.bar * sc.scale, sc.baseline + sc.bar * sc.scale]
+                if math.isfinite(sc.baseline) and math.isfinite(sc.scale)
+                else None,
             }
         pfc: dict[str, float] = {}
         rdma: dict[str, float] = {}
@@ -580,9 +644,20 @@ class CongestionDetector:
             "nic_discards_by_nic": top(disc),
         }
 
+    def _bars(self, ids: npt.NDArray[np.int64], bucket: int) -> F64:
+        """Per host and signal, the z a step must reach: the sensitivity's z, raised to the host's
+        own tail (its ``tail_top``-th largest past z) where that is higher."""
+        if self.tail is None:
+            return np.full(ids.shape, self.z_fire)
+        own = self.tail.kth(ids.reshape(-1), bucket).reshape(ids.shape)
+        return np.fmax(own, self.z_fire)  # fmax: no tail yet (NaN) → the sensitivity's z
+
     def _clear_host(self, host: str, bucket: int) -> None:
         st = self.hosts[host]
         st.active = False
+        if self.tail is not None:
+            self.tail.add(self.host_ids[host][:NSIG], st.run, bucket)  # the incident: one value per signal
+        st.run = np.full(NSIG, np.nan)
         if st.incident is not None:
             inc = self.incidents.get(st.incident)
             st.incident = None
@@ -688,6 +763,7 @@ class CongestionDetector:
                 "per_host": ev_hosts,
                 "sensitivity_z": self.z_fire,
                 "clear_z": self.z_clear,
+                "self_calibrated": self.tail is not None,
             }
             if inc.active:
                 evidence["smb_latency_elevated_on"] = self._smb_victims(members)
@@ -711,7 +787,7 @@ class CongestionDetector:
         for h in sorted(self.scores):
             sc = self.scores[h]
             lat = sc.signals.get("smb_latency")
-            if h in members or lat is None or sc.ts < self.last_bucket or not lat.z >= self.z_fire:
+            if h in members or lat is None or sc.ts < self.last_bucket or not lat.z >= lat.bar:
                 continue
             out.append({"host": h, "smb_latency_s": lat.value, "baseline_s": lat.baseline, "z": lat.z})
         return out

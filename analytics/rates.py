@@ -507,8 +507,12 @@ class StepAccumulator:
         return pa.table(out)
 
 
-COUNTER_RATES_VIEW = """
-SELECT ts, source, host, metric,
+def counter_rates_sql(*, fleet: bool = False) -> str:
+    """The ``counter_rates`` view body; ``fleet`` keys every series by ``site`` as well (two sites'
+    ``hci-node-01`` are two hosts, so a lag never reaches across sites)."""
+    s = "site, " if fleet else ""
+    return f"""
+SELECT {s}ts, source, host, metric,
        CASE WHEN suffix(metric, '_total') THEN metric[1:-7]
             WHEN suffix(metric, '_per_sec') THEN metric[1:-9] ELSE metric END AS base,
        labels,
@@ -519,9 +523,12 @@ FROM (
     SELECT *, value - lag(value) OVER w AS dv, epoch_ms(ts) - epoch_ms(lag(ts) OVER w) AS dt_ms
     FROM samples
     WHERE suffix(metric, '_total') OR suffix(metric, '_per_sec')
-    WINDOW w AS (PARTITION BY source, host, metric, labels ORDER BY ts)
+    WINDOW w AS (PARTITION BY {s}source, host, metric, labels ORDER BY ts)
 )
 """
+
+
+COUNTER_RATES_VIEW = counter_rates_sql()
 
 
 def query_table(con: Any, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:

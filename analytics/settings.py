@@ -280,6 +280,26 @@ class CongestionSettings(_Model):
         ge=0.0,
         description="Smallest SMB latency deviation scale in seconds (timer resolution noise). Default 0.0002.",
     )
+    self_calibrate: bool = Field(
+        default=True,
+        description="Each host's bar for each signal is the larger of the sensitivity's z and the "
+        "tail_top-th largest z that signal reached on that host in the last tail_window "
+        "(steps outside incidents, and one value per incident: its peak), so a host whose normal "
+        "is spiky (another NIC model, routine micro-bursts) needs more than its own routine "
+        "extremes and a quiet host keeps the plain z. Default true.",
+    )
+    tail_window: Duration = Field(
+        default=timedelta(hours=36),
+        description="Data time a host's own tail is calibrated on (more than a daily cycle, so a "
+        "nightly routine is in it). Default 36h.",
+    )
+    tail_top: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="The bar is the tail_top-th largest past z in tail_window (3: one or two odd "
+        "steps do not move it). Default 3.",
+    )
     isolation_forest: bool = Field(
         default=True, description="Train a multivariate IsolationForest across hosts. Default true."
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analytics.networks import NetworkLike, compile_networks
-from analytics.rates import COUNTER_RATES_VIEW, sql_str
+from analytics.rates import COUNTER_RATES_VIEW, counter_rates_sql, sql_str
 from analytics.settings import PoolSettings
 
 IPV4_INT = (
@@ -208,7 +208,7 @@ ANALYST_VIEWS: dict[str, str] = analyst_views([])
 
 
 # -- fleet views -------------------------------------------------------------------------------
-# The same three views over a lake shared by many sites (``hciwatch sql --lake``): every row carries
+# The same four views over a lake shared by many sites (``hciwatch sql --lake``): every row carries
 # its ``site``, pools and clusters are each site's own configuration, and nothing is compared or
 # windowed across sites (the same network name or host name at two sites is two things).
 
@@ -269,6 +269,7 @@ FLEET_CONGESTION_SIGNALS = (
 def fleet_analyst_views(sites: dict[str, SiteConfig]) -> dict[str, str]:
     """The analyst views over a fleet's lake: ``site`` in every row, each site's own pools."""
     return {
+        "counter_rates": counter_rates_sql(fleet=True).strip(),
         "pool_usage": fleet_pool_usage_sql(sites).strip(),
         "ip_conflicts": fleet_ip_conflicts_sql(sites).strip(),
         "congestion_signals": FLEET_CONGESTION_SIGNALS.strip(),

@@ -12,8 +12,15 @@ Run::
     .venv/bin/python bench/bench_haproxy_parse.py --rows 2000 --repeat 5
     .venv/bin/python bench/bench_haproxy_parse.py --compare /tmp/old_parse.py   # before/after
 
-``--compare`` loads another version of ``collector/sources/haproxy/parse.py`` from a file,
-checks both give equal results on every payload and prints both rates and the speed-up.
+``--compare`` loads another version of ``collector/sources/haproxy/parse.py`` from a file (e.g.
+``git show main:collector/sources/haproxy/parse.py > /tmp/old_parse.py``), checks both give equal
+results on every payload and prints both rates and the speed-up.
+
+Two workloads per payload: ``cold`` parses the same payload again and again with skeleton reuse
+off (``HCIWATCH_PARSE_REUSE=0``), every read in full; ``repeat`` is what a collector or a replay
+sees, the same target read again with every counter moved (two alternating reads), with reuse on
+(see ``collector/sources/haproxy/_reuse.py``). Rates are samples per second of wall time and of
+CPU time (one core: the parser is single-threaded).
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ import csv
 import gc
 import importlib.util
 import io
+import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.catalog import DEFAULT_CATALOG, Catalog  # noqa: E402
 from collector.schema import ParseResult, RawRecord  # noqa: E402
-from collector.sources.haproxy.parse import parse_record  # noqa: E402
+from collector.sources.haproxy.parse import ID_COLUMNS, TEXT_COLUMNS, parse_record  # noqa: E402
 
 CAPTURE = ROOT / "collector" / "sources" / "haproxy" / "testdata" / "show_stat_2.6.12.csv"
 Parser = Callable[[RawRecord, Catalog], ParseResult]
@@ -100,26 +108,49 @@ def load_parser(path: Path) -> Parser:
     return parser
 
 
-def rate(parser: Parser, record: RawRecord, repeat: int) -> tuple[float, int]:
-    """Median samples/s over ``repeat`` timed runs (each at least ~0.2 s of parsing)."""
-    samples = parser(record, DEFAULT_CATALOG).samples.num_rows
+def next_read(body: bytes, k: int) -> bytes:
+    """The same payload ``k`` reads later: every metric counter moved, rows and text unchanged."""
+    if k == 0:
+        return body
+    out: list[bytes] = []
+    header: list[str] = []
+    for line in body.split(b"\n"):
+        if line.startswith(b"#"):
+            header = line[1:].lstrip(b" ").decode().split(",")
+        elif line.strip() and b'"' not in line:
+            cells = line.split(b",")
+            for i, cell in enumerate(cells[: len(header)]):
+                name = header[i].strip()
+                if name and name not in ID_COLUMNS and name not in TEXT_COLUMNS and cell.isdigit():
+                    cells[i] = str(int(cell) + k * (1 + int(cell) // 1000)).encode()
+            line = b",".join(cells)
+        out.append(line)
+    return b"\n".join(out)
+
+
+def rate(parser: Parser, records: list[RawRecord], repeat: int) -> tuple[float, float, int]:
+    """Median samples/s of wall and of CPU time over ``repeat`` timed runs (each ~0.2 s or more).
+
+    The records are parsed in turn (a repeated read alternates between two of them).
+    """
+    samples = parser(records[0], DEFAULT_CATALOG).samples.num_rows
     start = time.perf_counter()
-    parser(record, DEFAULT_CATALOG)
+    parser(records[-1], DEFAULT_CATALOG)
     once = max(time.perf_counter() - start, 1e-6)
-    loops = max(1, int(0.2 / once))
-    rates = []
+    loops = max(len(records), int(0.2 / once))
+    walls, cpus = [], []
     gc.collect()
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(loops):
-            parser(record, DEFAULT_CATALOG)
-        elapsed = time.perf_counter() - start
-        rates.append(samples * loops / elapsed)
-    return statistics.median(rates), samples
+        w0, c0 = time.perf_counter(), time.process_time()
+        for i in range(loops):
+            parser(records[i % len(records)], DEFAULT_CATALOG)
+        walls.append(samples * loops / (time.perf_counter() - w0))
+        cpus.append(samples * loops / max(time.process_time() - c0, 1e-9))
+    return statistics.median(walls), statistics.median(cpus), samples
 
 
 def same(a: ParseResult, b: ParseResult) -> bool:
-    return (
+    return bool(
         a.samples.equals(b.samples)
         and a.ip_observations.equals(b.ip_observations)
         and [str(e) for e in a.errors] == [str(e) for e in b.errors]
@@ -138,23 +169,42 @@ def main() -> None:
         f"synthetic-{args.rows}-rows": synthetic_payload(args.rows),
     }
     other = load_parser(args.compare) if args.compare else None
+    print(f"{'payload':<28} {'size':>11} {'samples':>15}  {'workload':<7} {'now wall/s':>12} {'now CPU/s':>12}", end="")
+    print(f"  {'before CPU/s':>12} {'x':>6}" if other else "")
+    summary: list[str] = []
     for name, body in payloads.items():
-        record = RawRecord(
-            ts=ts,
-            kind="haproxy-csv",
-            target="unix:///run/haproxy/admin.sock",
-            body=body,
-            host="lb-vm-1",
-            labels={"cluster": "hci-1", "network": "vnet-1"},
-        )
-        now, samples = rate(parse_record, record, args.repeat)
-        line = f"{name:<28} {len(body) / 1024:7.1f} KiB {samples:7d} samples  now {now:12,.0f} samples/s"
-        if other is not None:
-            if not same(parse_record(record, DEFAULT_CATALOG), other(record, DEFAULT_CATALOG)):
-                raise SystemExit(f"{name}: results differ from {args.compare}")
-            before, _ = rate(other, record, args.repeat)
-            line += f"  before {before:12,.0f} samples/s  x{now / before:5.1f}"
-        print(line, flush=True)
+
+        def record(k: int, body: bytes = body) -> RawRecord:
+            return RawRecord(
+                ts=ts + timedelta(seconds=30 * k),
+                kind="haproxy-csv",
+                target="unix:///run/haproxy/admin.sock",
+                body=next_read(body, k),
+                host="lb-vm-1",
+                labels={"cluster": "hci-1", "network": "vnet-1"},
+            )
+
+        for workload, reuse, records in (
+            ("cold", "0", [record(0)]),
+            ("repeat", "1", [record(1), record(2)]),
+        ):
+            os.environ["HCIWATCH_PARSE_REUSE"] = reuse
+            parse_record(record(0), DEFAULT_CATALOG)  # the target's previous read
+            wall, cpu, samples = rate(parse_record, records, args.repeat)
+            line = (
+                f"{name:<28} {len(body) / 1024:7.1f} KiB {samples:7d} samples  {workload:<7} {wall:12,.0f} {cpu:12,.0f}"
+            )
+            if other is not None:
+                for rec in records:
+                    if not same(parse_record(rec, DEFAULT_CATALOG), other(rec, DEFAULT_CATALOG)):
+                        raise SystemExit(f"{name}: results differ from {args.compare}")
+                _, before, _ = rate(other, records, args.repeat)
+                line += f"  {before:12,.0f} x{cpu / before:5.1f}"
+            print(line, flush=True)
+            kind = "capture" if name == CAPTURE.name else "synthetic"
+            summary.append(f"{kind}_{workload}={cpu:.0f}")
+    os.environ.pop("HCIWATCH_PARSE_REUSE", None)
+    print(f"RESULT haproxy_parse rows={args.rows} " + " ".join(summary) + " (samples per CPU-second)")
 
 
 if __name__ == "__main__":

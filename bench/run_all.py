@@ -44,6 +44,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_replay.py": ["--hours", "2"],
     "bench_prom_parse.py": ["--repeat", "3"],
     "bench_eval_pass.py": ["--warmup", "3", "--passes", "3"],
+    "bench_fleet.py": ["--sites", "20", "--hosts", "400", "--hours", "0.5"],
 }
 
 Results = dict[str, dict[str, str]]
@@ -106,9 +107,28 @@ def capacity(res: Results) -> tuple[float, str]:
     return hosts, text
 
 
+def fleet_line(res: Results) -> str:
+    """One line from ``RESULT fleet`` (bench_fleet.py): ingest per instance, lake size, fleet query times."""
+    f = res.get("fleet", {})
+    if not f:
+        return "fleet: n/a (bench_fleet.py did not report)"
+    parts = []
+    for backend in ("local", "azurite", "s3"):
+        rate = _num(f, f"{backend}_rows_per_s_instance")
+        if math.isnan(rate):
+            continue
+        parts.append(
+            f"{backend} {rate:,.0f} rows/s per instance, {_fmt(_num(f, f'{backend}_lake_mb'), '.0f')} MB, "
+            f"pool_usage {_fmt(_num(f, f'{backend}_q_pool_usage_s'), '.2f', ' s')}, "
+            f"congestion_signals {_fmt(_num(f, f'{backend}_q_congestion_signals_s'), '.2f', ' s')}"
+        )
+    return f"fleet ({f.get('sites', '?')} sites, {f.get('hosts', '?')} HCI hosts, DuckDB): " + "; ".join(parts)
+
+
 def table(res: Results, load: tuple[str, str]) -> list[str]:
     """The summary table's lines."""
     ing, rep, parse = res.get("ingest", {}), res.get("replay", {}), res.get("parse", {})
+    hap = res.get("haproxy_parse", {})  # a 300-row LB VM's stats; repeat = the next read, new numbers
     ev = res.get("eval_ms_per_pass", {})
     cpu_h, cpu_p = _num(ing, "cpu_per_m_hciwatch"), _num(ing, "cpu_per_m_prometheus")
     rss_h, rss_p = _num(ing, "rss_mib_hciwatch"), _num(ing, "rss_mib_prometheus")
@@ -134,6 +154,13 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
             ">= 30x",
         ),
         ("  same target, new values (reuse)", _fmt(_num(parse, "ratio_cpu_repeat"), ".1f", "x"), "", math.nan, ""),
+        (
+            "HAProxy CSV parse, M samples/CPU-s, cold / repeat",
+            " / ".join(_fmt(_num(hap, k) / 1e6, ".2f") for k in ("synthetic_cold", "synthetic_repeat")),
+            "",
+            math.nan,
+            "",
+        ),
     ]
     w = max(len(r[0]) for r in rows)
     lines = [
@@ -145,6 +172,7 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
         shown = "" if math.isnan(ratio) and not theirs else _fmt(ratio, ".2f")
         lines.append(f"{label:{w}s}  {ours:>16s}  {theirs:>12s}  {shown:>6s}  {goal}".rstrip())
     lines.append(capacity(res)[1])
+    lines.append(fleet_line(res))
     if ev == {}:
         lines.append("evaluation: bench/bench_eval_pass.py absent or failed (it comes with the incremental detectors)")
     lines.append(

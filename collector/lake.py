@@ -30,6 +30,7 @@ Azure SDK resolves it; S3 takes an access key pair, and with none of them the AW
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -69,6 +70,12 @@ PARTITION_SCHEMA = pa.schema([SITE_FIELD, DATE_FIELD])
 _FILE_RE = re.compile(
     r"^(?:site=(?P<site>[A-Za-z0-9][A-Za-z0-9._-]*)/)?date=(?P<date>\d{4}-\d{2}-\d{2})/(?P<name>[^./_][^/]*\.parquet)$"
 )
+# a compaction in flight: <table>/[site=<s>/]date=<d>/_compact-<id>.json (see collector.lake_compact)
+MANIFEST_RE = re.compile(
+    r"^(?:site=(?P<site>[A-Za-z0-9][A-Za-z0-9._-]*)/)?date=(?P<date>\d{4}-\d{2}-\d{2})/"
+    r"_compact-(?P<id>[0-9a-f]+)\.json$"
+)
+COMPACT_MANIFEST = "_compact-{id}.json"
 _WRITER_RE = re.compile(r"[^A-Za-z0-9.]+")
 _REMOTE_SCHEMES = ("az", "abfs", "abfss", "s3")
 # The write options every file of the store uses: zstd; dictionary pages for the string columns
@@ -354,8 +361,8 @@ class Lake:
     def files(self, table: str, *, sites: set[str] | None = None) -> list[LakeFile]:
         """The committed Parquet files of one table, both layouts, oldest partition first.
 
-        Hidden names (temporary, staged) and anything outside the layout are left out, so a reader
-        never opens a partial file.
+        Hidden names (temporary, staged), empty objects (an upload not committed) and anything
+        outside the layout are left out, so a reader never opens a partial file.
         """
         base = self.path(table)
         try:
@@ -363,15 +370,73 @@ class Lake:
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"cannot list {self.url}/{table}: {exc}") from exc
         out: list[LakeFile] = []
+        manifests: list[str] = []
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
-            m = _FILE_RE.match(info.path[len(base) + 1 :])
-            if m is None or (sites is not None and m["site"] not in sites):
+            rel = info.path[len(base) + 1 :]
+            m = _FILE_RE.match(rel)
+            if m is None:
+                mm = MANIFEST_RE.match(rel)
+                if mm is not None and (sites is None or mm["site"] in sites):
+                    manifests.append(info.path)
+                continue
+            if (sites is not None and m["site"] not in sites) or not info.size:
+                # size 0: an upload in progress — pyarrow's Azure output stream creates the blob empty
+                # at open and commits the content at close (a Parquet file is never empty)
+                continue
+            if not info.size and not self.local:
+                # an upload in progress, or one whose writer died (kill -9): Azure's block blob
+                # exists empty from the stream's open until its commit; never a Parquet file
                 continue
             out.append(LakeFile(info.path, m["site"], m["date"], int(info.size or 0)))
+        if manifests:
+            hidden = self.superseded(manifests, {f.path for f in out})
+            out = [f for f in out if f.path not in hidden]
         out.sort(key=lambda f: (f.date, f.site or "", f.path))
         return out
+
+    def read_manifest(self, path: str) -> tuple[str, set[str]] | None:
+        """A compaction manifest's target and sources (full paths); None when gone or unreadable
+        (an unreadable manifest must not hide data: it is logged and ignored)."""
+        part_dir = path.rsplit("/", 1)[0]
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                doc = json.loads(bytes(fh.read()))
+            return f"{part_dir}/{doc['target']}", {f"{part_dir}/{name}" for name in doc["sources"]}
+        except FileNotFoundError:
+            return None  # finished between the listing and this read: the listing's files are whole
+        except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the unreadable compaction manifest %s: %s", path, exc)
+            return None
+
+    def superseded(self, manifests: list[str], present: set[str]) -> set[str]:
+        """Files a reader must skip because a compaction in flight replaced them (or lost a race).
+
+        A manifest ``_compact-<id>.json`` in a partition names its ``target`` and ``sources``.
+        It takes effect only once its target exists with content (``present`` holds no empty
+        files: the upload that commits the target's content is the switch): from then on its
+        sources are hidden. Manifests are taken in id order; one
+        whose sources overlap an accepted one's (two compactors raced) is rejected and its target
+        hidden, so a row is never counted twice. A manifest that cannot be read hides nothing
+        but its own target (an unreadable manifest must not hide data).
+        """
+        hidden: set[str] = set()
+        claimed: dict[str, set[str]] = {}
+        for path in sorted(manifests, key=lambda p: p.rsplit("/", 1)[1]):
+            got = self.read_manifest(path)
+            if got is None:
+                continue
+            target, sources = got
+            if target not in present:
+                continue  # not switched yet: the sources are the data
+            taken = claimed.setdefault(path.rsplit("/", 1)[0], set())
+            if sources & taken:
+                hidden.add(target)  # a second compactor raced the first: its copy is not counted
+                continue
+            taken |= sources
+            hidden |= sources
+        return hidden
 
     def dirs(self, rel: str) -> list[str]:
         """Names of the directories (prefixes) directly under ``rel``."""

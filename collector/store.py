@@ -370,7 +370,7 @@ class Store:
         before = before or datetime.now(UTC).date()
         done = 0
         if not self.lake.local:
-            return 0  # object storage: a swap would be copy + delete; partitions stay as written
+            return 0  # object storage: no rename; `hciwatch compact` swaps through a manifest (collector.lake_compact)
         part_dirs = [p for d in self._local_table_dirs(name) for p in sorted(d.glob("date=*"))]
         for part_dir in part_dirs:
             if part_dir.name == EMPTY_PARTITION:
@@ -484,6 +484,34 @@ class Store:
         con = duckdb.connect(":memory:")
         self.refresh_views(con)
         return con
+
+    def connect_window(self, since: datetime) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
+        """A connection for reading history from ``since`` on many times (a detector bootstrap).
+
+        On object storage every query of :meth:`connect` lists and scans the lake again, and a
+        bootstrap runs one query per chunk of its window: a takeover spent ~10 s re-reading the
+        same hour. Here this site's rows from ``since`` on are read once into a DuckDB file in a
+        scratch directory (on disk, so a large window does not have to fit in memory) whose
+        tables the chunk queries then hit. Returns the connection and the scratch directory to
+        delete after use (None on local disk, where :meth:`connect` reads local files already).
+        """
+        if self.lake.local:
+            return self.connect(), None
+        scratch = self.data_dir / f".window-{secrets.token_hex(4)}"
+        scratch.mkdir(parents=True)
+        con = duckdb.connect(str(scratch / "window.duckdb"))
+        try:
+            for n in TABLE_SCHEMAS:
+                con.register("_window_src", self.lake.dataset(n, reader_schema(TABLE_SCHEMAS[n]), sites={self.site}))
+                con.execute(f"CREATE TABLE {n} AS SELECT * FROM _window_src WHERE ts >= $since", {"since": since})
+                con.unregister("_window_src")
+            for n, body in self.extra_views.items():
+                con.execute(f"CREATE OR REPLACE VIEW {n} AS {body}")
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            con.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise StoreError(f"cannot read the history window from {self.lake.url}: {exc}") from exc
+        return con, scratch
 
     def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
         """(Re)install the views on ``con`` (new files are picked up by the glob at query time).

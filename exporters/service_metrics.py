@@ -169,6 +169,13 @@ SERVICE_METRICS: tuple[MetricSpec, ...] = (
         "error",
     ),
     _m("hciwatch.io_fault_errors", "counter", "{error}", "failed I/O attempts", "component"),
+    _m(
+        "hciwatch.fleet.domain_epoch",
+        "gauge",
+        "",
+        "[fleet]: the lease epoch of a network domain this instance evaluates; 0 while it stands by",
+        "domain",
+    ),
     _m("hciwatch.ingest_refused", "counter", "{record}", "records refused at the edge (not acknowledged)", "reason"),
     _m("hciwatch.ingest_queue_bytes", "gauge", "By", "raw record bytes waiting"),
     _m("hciwatch.wal.appended", "counter", "{record}", "records written to the write-ahead log"),

@@ -59,6 +59,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -72,6 +73,9 @@ from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
 from hciwatch.silences import SilenceStore
 from hciwatch.silences_api import register as register_silence_routes
+
+if TYPE_CHECKING:  # the fleet module (and its config imports) only where central mode runs
+    from hciwatch.fleet import FleetViews
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,7 @@ def create_app(
     query_workers: QueryWorkers | None = None,
     body_timeout: float = 30.0,
     silences: SilenceStore | None = None,
+    fleet: FleetViews | None = None,
 ) -> web.Application:
     """Build the API application (the service adds it to its runner and binds the socket).
 
@@ -114,6 +119,9 @@ def create_app(
         query_workers: run SQL in memory-capped worker processes (the service does); without
             it queries run in a thread of this process.
         body_timeout: seconds a client gets to send a query body (408 after).
+        fleet: central mode (``hciwatch serve-fleet``): queries run over this lake with the fleet
+            views; only health, readiness, metrics and the query endpoint are served (alerts, the
+            feed and the operator views belong to each site's instance).
 
     Raises:
         ConfigError: no token and ``allow_unauthenticated`` is not set, or the token is blank.
@@ -207,6 +215,7 @@ def create_app(
         query_workers=query_workers,
         body_timeout=body_timeout,
         query_slots=asyncio.Semaphore(limits.max_concurrent),
+        fleet=fleet,
     )
 
     async def on_shutdown(app: web.Application) -> None:
@@ -215,6 +224,10 @@ def create_app(
     app.router.add_get("/healthz", api_health.healthz)
     app.router.add_get("/readyz", api_health.readyz)
     app.router.add_get("/metrics", api_health.metrics_handler)
+    if fleet is not None:
+        app.router.add_post("/api/v1/query", api_query.query)
+        app.on_shutdown.append(on_shutdown)
+        return app
     app.router.add_get("/", api_report.index)
     app.router.add_get("/api/v1/alerts", api_alerts.alerts)
     app.router.add_get("/api/v1/alerts/stream", api_alerts.stream)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -23,6 +23,9 @@ from exporters.service_metrics import spec
 from hciwatch.query import QueryLimits
 from hciwatch.query_worker import QueryWorkers
 from hciwatch.selfmetrics import counter, family, histogram
+
+if TYPE_CHECKING:  # the fleet module (and its config imports) only where central mode runs
+    from hciwatch.fleet import FleetViews
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 IngestStats = Callable[[], Mapping[str, Any]]
@@ -74,6 +77,7 @@ class ApiContext:
     query_workers: QueryWorkers | None
     body_timeout: float
     query_slots: asyncio.Semaphore
+    fleet: FleetViews | None = None  # central mode: queries run over this lake (hciwatch serve-fleet)
     report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one model build at a time
     report_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = field(default_factory=dict)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from collector.lake import Lake, LakeSettings
 from collector.schema import iso
 from exporters.feed import FeedEvent
 from hciwatch.query import QueryLimits, QueryResult, run_query
@@ -27,9 +28,17 @@ def event_json(event: FeedEvent) -> dict[str, Any]:
 
 
 def run_and_encode(
-    data_dir: Path, sql: str, limit: int | None, limits: QueryLimits, extra_views: Mapping[str, str] | None, arrow: bool
+    data_dir: Path,
+    sql: str,
+    limit: int | None,
+    limits: QueryLimits,
+    extra_views: Mapping[str, str] | None,
+    arrow: bool,
+    lake: LakeSettings | None = None,
 ) -> tuple[QueryResult, bytes]:
-    result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views)
+    """Run one query (over ``lake`` when given: a central reader) and encode its result."""
+    opened = Lake.open(lake.url, lake) if lake is not None else None
+    result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views, lake=opened)
     if arrow:
         return result, arrow_ipc(result)
     return result, json_result(result).encode("utf-8")

@@ -1,4 +1,8 @@
-"""``POST /api/v1/query``: read-only SQL, in memory-capped workers when the service provides them."""
+"""``POST /api/v1/query``: read-only SQL, in memory-capped workers when the service provides them.
+
+In central mode (``hciwatch serve-fleet``, :class:`hciwatch.fleet.FleetViews` on the context) the
+same sandbox runs over every site of a lake with the fleet views, as ``hciwatch sql --lake`` does.
+"""
 
 from __future__ import annotations
 
@@ -29,13 +33,16 @@ async def query(request: web.Request) -> web.Response:
         ctx.metrics.queries.labels("busy").inc()
         return json_error(503, "too many queries are running; try again shortly", headers={"Retry-After": "1"})
     started = time.monotonic()
+    views, lake = ctx.extra_views, None
     try:
+        if ctx.fleet is not None:  # central mode: every site of the lake, each site's own pools
+            views, lake = await asyncio.to_thread(ctx.fleet.views), ctx.fleet.settings
         if ctx.query_workers is not None:
-            done = await ctx.query_workers.run(ctx.data_dir, sql, limit, ctx.limits, ctx.extra_views, wants_arrow)
+            done = await ctx.query_workers.run(ctx.data_dir, sql, limit, ctx.limits, views, wants_arrow, lake)
             rows, truncated, body = done.rows, done.truncated, done.body
         else:
             result, body = await asyncio.to_thread(
-                run_and_encode, ctx.data_dir, sql, limit, ctx.limits, ctx.extra_views, wants_arrow
+                run_and_encode, ctx.data_dir, sql, limit, ctx.limits, views, wants_arrow, lake
             )
             rows, truncated = result.table.num_rows, result.truncated
     except QueryError as exc:

@@ -16,7 +16,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +219,9 @@ def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: 
     from hciwatch.pipeline import replay_records
 
     items = read_captures(captures, known_kinds=parser_kinds())
+    evaluate = not args.no_eval
     if args.quiet:
-        return replay_records(items, cfg, data_dir, alerts_out)
+        return replay_records(items, cfg, data_dir, alerts_out, evaluate=evaluate)
     with Progress(
         TextColumn("[bold]replay[/] {task.description}"),
         BarColumn(),
@@ -233,7 +234,7 @@ def _replay(args: argparse.Namespace, captures: list[Path], cfg: Any, data_dir: 
         def tick(now: Any) -> None:
             progress.update(task, description=now.strftime("%Y-%m-%d %H:%M UTC"), advance=1)
 
-        return replay_records(items, cfg, data_dir, alerts_out, on_progress=tick)
+        return replay_records(items, cfg, data_dir, alerts_out, on_progress=tick, evaluate=evaluate)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -317,6 +318,40 @@ def cmd_sql(args: argparse.Namespace) -> int:
         console.print(rich_table(table))
     if getattr(result, "truncated", False):
         errconsole.print(f"[yellow]truncated to {args.limit} rows (use --limit)[/]")
+    return 0
+
+
+def cmd_serve_fleet(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hciwatch.central import serve
+
+    cfg = _load_config(args.config)
+    asyncio.run(serve(cfg, lake_url=args.lake, listen=args.listen))
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from collector.errors import ConfigError
+    from collector.lake_compact import compact_lake
+    from hciwatch.fleet import lake_from_cli
+
+    try:
+        lake = lake_from_cli(args.lake, args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc), fix="--lake az://…, abfss://…, s3://… or a directory") from exc
+    stats = compact_lake(
+        lake,
+        before=args.before,
+        min_files=args.min_files,
+        tables=args.table or None,
+        sites=set(args.site) if args.site else None,
+    )
+    console.print(
+        f"compacted {stats.partitions} partition(s): {stats.files_in} files -> {stats.files_out} "
+        f"({stats.rows:,} rows, {stats.bytes_in / 1e6:.1f} MB -> {stats.bytes_out / 1e6:.1f} MB); "
+        f"{stats.finished} interrupted compaction(s) finished"
+    )
     return 0
 
 
@@ -542,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alerts-jsonl", metavar="FILE", help="write every alert state change as a JSON line here")
     s.add_argument("--format", choices=("table", "json"), default="table", help="summary output format")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="store only (a backfill of history): no detector passes and no alerts; the same rows are stored",
+    )
     s.set_defaults(func=cmd_replay)
 
     s = verb("capture", "record live sources into a capture file")
@@ -575,6 +615,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive(float, "--timeout"), default=60.0, help="seconds before the query is interrupted"
     )
     s.set_defaults(func=cmd_sql)
+
+    s = verb(
+        "serve-fleet",
+        "serve the query API over every site of a fleet's lake (a central deployment)",
+        "The central fleet view: POST /api/v1/query over every site of the lake (the same read-only sandbox "
+        "and fleet views as `hciwatch sql --lake`), with /healthz, /readyz and /metrics. No sources, detectors "
+        "or sinks run here; each site's instance writes the lake. Needs api.token_file.",
+    )
+    config_opt(s, required=True, what=" ([store.lake] and [api]: listen, token_file, query limits)")
+    s.add_argument("--lake", metavar="URL", help="the lake's URL (replaces [store.lake] url; credentials stay)")
+    s.add_argument("--listen", metavar="HOST:PORT", help="replaces api.listen")
+    s.set_defaults(func=cmd_serve_fleet)
+
+    s = verb(
+        "compact",
+        "merge small Parquet files of closed days in a lake (object storage or a directory)",
+        "Merge the part files of every closed date partition (per table and site) into one file. On object "
+        "storage the swap goes through a manifest readers honour, so no reader counts a row twice or misses "
+        "one; an interrupted run is finished by the next. Run one compactor per lake (e.g. a daily CronJob).",
+    )
+    s.add_argument("--lake", required=True, metavar="URL", help="az://, abfs[s]://, s3:// or a directory")
+    config_opt(s, what=" (its [store.lake] credentials)")
+    s.add_argument(
+        "--before",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="compact dates before this one (default: today, UTC)",
+    )
+    s.add_argument(
+        "--min-files", type=_positive(int, "--min-files"), default=8, help="only partitions with this many files"
+    )
+    s.add_argument("--site", action="append", metavar="SITE", help="only this site (repeatable)")
+    s.add_argument("--table", action="append", metavar="TABLE", help="only this table (repeatable)")
+    s.set_defaults(func=cmd_compact)
 
     from collector.schema import AlertKind
 

@@ -23,6 +23,7 @@ from collector.config import (
     validate_section,
     validate_sources,
 )
+from collector.domains import DomainSettings, FleetSettings, check_domains, domain_of
 from collector.errors import ConfigError
 from collector.settings import SecretRef
 from collector.sources.base import SourceSettings
@@ -48,7 +49,7 @@ class ApiSettings(BaseModel):
     )
 
 
-TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "outbox", "api")
+TOP_LEVEL_KEYS = (*COLLECTOR_KEYS, "sources", "analytics", "exporters", "outbox", "api", "domains", "fleet")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,14 @@ class AppConfig:
     exporters: list[Any] = field(default_factory=list)
     api: ApiSettings = field(default_factory=ApiSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    domains: list[DomainSettings] = field(default_factory=list)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
     path: Path | None = None
+
+    @property
+    def domain(self) -> DomainSettings:
+        """The network domain this instance's site belongs to (by default one named after the site)."""
+        return domain_of(self.collector.site.name, self.domains)
 
     @property
     def data_dir(self) -> Path:
@@ -102,6 +110,71 @@ def _validate_exporters(raw: Any, *, file: str, text: str, problems: list[str]) 
     return out
 
 
+def _validate_domains(raw: Any, *, file: str, text: str, problems: list[str]) -> list[DomainSettings]:
+    out: list[DomainSettings] = []
+    if raw is None:
+        return out
+    if not isinstance(raw, list):
+        problems.append(f"{file}: domains: must be an array of tables ([[domains]])")
+        return out
+    for i, item in enumerate(raw):
+        model = validate_section(DomainSettings, item, file=file, text=text, prefix=f"domains[{i}]", problems=problems)
+        if model is not None:
+            out.append(model)
+    for i, key, why in check_domains(out):
+        problems.append(f"{file}:{locate(text, f'domains[{i}].{key}') or 1}: domains[{i}].{key}: {why}")
+    return out
+
+
+def _check_fleet(
+    fleet: FleetSettings, collector: CollectorSettings, domains: list[DomainSettings], *, file: str, text: str
+) -> list[str]:
+    """What ``[fleet]`` needs from the rest of the file (one line each, with the key path)."""
+    if not fleet.enabled:
+        return []
+
+    def at(key: str, why: str) -> str:
+        return f"{file}:{locate(text, key) or locate(text, 'fleet') or 1}: {key}: {why}"
+
+    out = []
+    url = collector.store.lake.url
+    if not url.startswith(("az://", "abfs://", "abfss://")):
+        out.append(
+            at(
+                "fleet.lease",
+                "the azure_blob lease lives in the lake's container: set store.lake.url to az:// or abfs[s]://",
+            )
+        )
+    dom = domain_of(collector.site.name, domains)
+    if dom.sites != [collector.site.name]:
+        i = domains.index(dom)
+        out.append(
+            at(
+                f"domains[{i}].sites",
+                f"domain {dom.id!r} spans sites {', '.join(dom.sites)}; an instance evaluates one site's data, "
+                "so a multi-site domain is not supported yet (give each site its own domain)",
+            )
+        )
+    return out
+
+
+def _check_fleet_sessions(fleet: FleetSettings, sources: list[Any], *, file: str, text: str) -> list[str]:
+    """With ``[fleet]``, a persistent MQTT session must belong to the domain, not to the machine."""
+    if not fleet.enabled:
+        return []
+    out = []
+    for i, src in enumerate(sources):
+        client_id = getattr(src, "client_id", "")
+        if getattr(src, "clean_session", True) or "{hostname}" not in client_id:
+            continue
+        key = f"sources[{i}].client_id"
+        out.append(
+            f"{file}:{locate(text, key) or 1}: {key}: with [fleet] the persistent session must follow the domain, "
+            "not the machine (its queued messages would be lost at a takeover): use e.g. 'hciwatch-{domain}'"
+        )
+    return out
+
+
 def _with_site(sink: Any, site: str) -> Any:
     """A sink's OTLP/Azure Monitor resource names the site unless it says otherwise.
 
@@ -133,18 +206,28 @@ def parse_config(raw: dict[str, Any], text: str, *, file: str, path: Path | None
     outbox = validate_section(
         OutboxSettings, raw.get("outbox", {}), file=file, text=text, prefix="outbox", problems=problems
     )
-    if problems or collector is None or analytics is None or api is None or outbox is None:
+    domains = _validate_domains(raw.get("domains"), file=file, text=text, problems=problems)
+    fleet = validate_section(
+        FleetSettings, raw.get("fleet", {}), file=file, text=text, prefix="fleet", problems=problems
+    )
+    if fleet is not None and collector is not None:
+        problems.extend(_check_fleet(fleet, collector, domains, file=file, text=text))
+        problems.extend(_check_fleet_sessions(fleet, sources, file=file, text=text))
+    if problems or collector is None or analytics is None or api is None or outbox is None or fleet is None:
         from hciwatch.redact import redact
 
         problems = [redact(p) for p in problems]  # validation quotes rejected values; they may hold credentials
         raise ConfigError(f"{file}: {len(problems)} problem(s) in the configuration", file=file, problems=problems)
+    domain = domain_of(collector.site.name, domains).id
     return AppConfig(
         collector=collector,
-        sources=sources,
+        sources=[src.for_domain(collector.site.name, domain) for src in sources],
         analytics=analytics,
         exporters=[_with_site(e, collector.site.name) for e in exporters],
         api=api,
         outbox=outbox,
+        domains=domains,
+        fleet=fleet,
         path=path,
     )
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,43 @@ def _selector(lake: Lake) -> Any:
 def fleet_views(lake: Lake, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The analyst views over the whole lake (plus ``extra``)."""
     return {**dict(extra or {}), **fleet_analyst_views(read_site_configs(lake))}
+
+
+class FleetViews:
+    """A central reader's view of a lake: how to open it, and its fleet views kept fresh.
+
+    The API in central mode (``hciwatch serve-fleet``) hands :attr:`settings` to its query
+    workers (each opens the lake itself: a filesystem handle does not cross a process boundary,
+    settings carry only references to secrets) and takes the views from :meth:`views`, rebuilt from
+    the site records at most every ``ttl_s`` seconds so that a site joining the fleet shows up
+    without a restart, and 200 site records are not read on every query.
+    """
+
+    def __init__(self, settings: LakeSettings, *, ttl_s: float = 60.0, extra: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.ttl_s = ttl_s
+        self.extra = dict(extra or {})
+        self.lake = Lake.open(settings.url, settings)
+        self._views: dict[str, str] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def views(self) -> dict[str, str]:
+        """The fleet views (blocking: reads the site records when the cache is older than ``ttl_s``)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._views is None or now - self._at > self.ttl_s:
+                self._views = fleet_views(self.lake, self.extra)
+                self._at = now
+            return self._views
+
+    def reachable(self) -> bool:
+        """True when the lake root can be listed (readiness of a central reader)."""
+        try:
+            self.lake.dirs("")
+        except (OSError, StoreError):
+            return False
+        return True
 
 
 def lake_from_cli(url: str, config_path: str | None = None) -> Lake:
@@ -192,18 +231,3 @@ def spark_ddl(url: str) -> str:
             f"MSCK REPAIR TABLE hciwatch_{name};  -- run again to pick up new partitions"
         )
     return "\n\n".join(out) + "\n"
-
-
-# -- lifecycle state of a network domain in the lake ------------------------------------------------
-
-STATE_DIR = "_state"
-
-
-def save_domain_state(lake: Lake, domain: str, state: bytes) -> None:
-    """The domain owner's alert lifecycle state, where the next owner finds it (one upload)."""
-    lake.write_bytes(f"{STATE_DIR}/{domain}/alert_state.json", state)
-
-
-def load_domain_state(lake: Lake, domain: str) -> bytes | None:
-    """The last saved lifecycle state of ``domain`` (None before its first save)."""
-    return lake.read_bytes(f"{STATE_DIR}/{domain}/alert_state.json")

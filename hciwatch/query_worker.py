@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.lake import LakeSettings
 from hciwatch.query import QueryError, QueryLimits
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,27 @@ def _init_worker(memory_bytes: int) -> None:
 
 
 def _run(
-    data_dir: Path, sql: str, limit: int | None, limits: QueryLimits, extra_views: Mapping[str, str] | None, arrow: bool
+    data_dir: Path,
+    sql: str,
+    limit: int | None,
+    limits: QueryLimits,
+    extra_views: Mapping[str, str] | None,
+    arrow: bool,
+    lake: LakeSettings | None = None,
 ) -> EncodedResult | tuple[str, str, bool]:
     """In the worker: run and encode; errors come back as ``(kind, message, recycle)`` (picklable).
 
     ``recycle``: the worker hit its memory cap; its allocator keeps the pages, so later queries
     (even thread starts) would fail in it: the parent replaces it.
     """
+    from collector.errors import ConfigError
+    from collector.lake import Lake
     from hciwatch.api_encode import arrow_ipc, json_result
     from hciwatch.query import run_query
 
     try:
-        result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views)
+        opened = Lake.open(lake.url, lake) if lake is not None else None
+        result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views, lake=opened)
         body = arrow_ipc(result) if arrow else json_result(result).encode("utf-8")
     except QueryError as exc:
         if "memory" in str(exc).lower():
@@ -84,6 +94,8 @@ def _run(
         return (exc.kind, str(exc), False)
     except MemoryError:
         return ("execution", _MEMORY_MESSAGE.format(mib=_budget_mib), True)
+    except ConfigError as exc:  # the lake's credentials could not be read in the worker
+        return ("internal", f"the lake cannot be opened: {exc}", False)
     return EncodedResult(body, result.table.num_rows, result.truncated)
 
 
@@ -137,12 +149,16 @@ class QueryWorkers:
         limits: QueryLimits,
         extra_views: Mapping[str, str] | None,
         arrow: bool,
+        lake: LakeSettings | None = None,
     ) -> EncodedResult:
-        """Run one query in a worker; raises :class:`QueryError` with a message safe to return."""
+        """Run one query in a worker (over ``lake`` when given); raises :class:`QueryError` with a
+        message safe to return."""
         loop = asyncio.get_running_loop()
         pool = self._get_pool()
         try:
-            fut = loop.run_in_executor(pool, _run, Path(data_dir), sql, limit, limits, dict(extra_views or {}), arrow)
+            fut = loop.run_in_executor(
+                pool, _run, Path(data_dir), sql, limit, limits, dict(extra_views or {}), arrow, lake
+            )
             out = await asyncio.wait_for(fut, limits.timeout_s + KILL_GRACE_S)
         except TimeoutError:
             self.killed_at_timeout += 1

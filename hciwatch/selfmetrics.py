@@ -164,6 +164,10 @@ def _reliability_observations(r: dict[str, Any]) -> Observations:
         "hciwatch.store.buffered_bytes": [({}, r["buffered_bytes"])],
         "hciwatch.window_shed_rows": [({}, r.get("window_shed_rows", 0))],
     }
+    fleet = r.get("fleet")
+    if fleet is not None:
+        owned = fleet["owned"]
+        obs["hciwatch.fleet.domain_epoch"] = [({"domain": d}, float(owned.get(d, 0))) for d in fleet["domains"]]
     h = r.get("http")
     if h is not None:
         obs["hciwatch.api.connections_open"] = [({}, h.open)]

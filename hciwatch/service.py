@@ -68,6 +68,7 @@ from hciwatch.config import AppConfig
 from hciwatch.dashboard_metrics import analytics_snapshot, build_metric_exporters, pipeline_health
 from hciwatch.fleet import write_site_manifest
 from hciwatch.ingest import ALERTS_TABLE_SINK, AlertTableWriter, DurableIngest, PayloadLimits
+from hciwatch.ownership import DomainOwnership
 from hciwatch.parse_pool import OffloadParser
 from hciwatch.pipeline import Pipeline
 from hciwatch.query import QueryLimits
@@ -220,6 +221,15 @@ class Service:
             flush_store=self.ingest.flush,
             window_max_bytes=st.window_max_bytes,
         )
+        self.domain = cfg.domain.id
+        # [fleet]: this instance collects and evaluates its domain only while it holds the lease
+        self.ownership = (
+            DomainOwnership.from_settings(cfg.fleet, [self.domain], st.lake.url, st.lake) if cfg.fleet.enabled else None
+        )
+        self._scheduler_task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # for the worker thread's hand-offs
+        self.gained_at: datetime | None = None  # when this instance last took its domain over
+        self.evaluations_owned = 0  # passes whose state the lease accepted (fleet mode)
         self.parser = OffloadParser(self.pipeline.catalog.user_mappings)  # big scrapes off the event loop's lock
         pull, push = build_sources(cfg)
         self.queue = self.ingest.queue
@@ -286,7 +296,13 @@ class Service:
         are wrapped in :class:`SilencingExporter`, so a change an active silence matches reaches none.
 
         While the outbox's disk fails, changes wait here (in order, bounded) and go first next time.
+        With ``[fleet]`` on, changes of a domain this instance no longer owns are refused (fencing:
+        the new owner carries the incident on).
         """
+        if changes and self.ownership is not None and not self.ownership.owns(self.domain):
+            log.warning("fleet: %d alert change(s) of %s refused: no longer its owner", len(changes), self.domain)
+            self._fenced_off()
+            return
         for a in changes:
             # the site is this instance's own (named in the start banner): not repeated per line
             res = ",".join(f"{k}={v}" for k, v in sorted(a.resource.items()) if k != "site")
@@ -314,6 +330,7 @@ class Service:
             "outbox": self.outbox_fault,
             "alerts_table": self.alerts_table.fault,
             "evaluation": self.evaluation_fault,
+            **({"fleet_lease": self.ownership.fault} if self.ownership is not None else {}),
             **{f"loop {name}": f for name, f in self.loop_faults.items() if not f.ok},
             **{f"loop {name}": f for name, f in self.scheduler.faults().items()},
         }
@@ -329,6 +346,7 @@ class Service:
             "buffered_bytes": self.store.buffered_bytes(),
             "http": self.http_counters,
             "window_shed_rows": self.pipeline.shed_rows,
+            **({} if self.ownership is None else {"fleet": {**self.ownership.describe(), "domains": [self.domain]}}),
         }
 
     # -- readiness -----------------------------------------------------------------------------
@@ -347,7 +365,9 @@ class Service:
         # (the outbox keeps the changes and delivers them when the sink is back).
         # not ready while the log of the last run is replayed: queries would miss those records
         ready = writable and healthy and bool(self.sources) and not self._replaying
+        fleet = {} if self.ownership is None else {"fleet": self.ownership.describe()}
         return {
+            **fleet,
             "ready": ready,
             "replaying": self._replaying,
             "store_writable": writable and healthy,
@@ -404,15 +424,96 @@ class Service:
         step = self.cfg.analytics.evaluation_interval.total_seconds()
         while True:
             await asyncio.sleep(step)
-            now = datetime.now(UTC)
-            self.pipeline.add_findings(source_down_findings(self.scheduler, now))
-            async with self._lock:
-                try:
-                    await self._in_worker(self._evaluate, now)
-                except Exception as exc:  # a pass that fails must not end evaluation for good
-                    self.evaluation_fault.failed(exc)
-                else:
-                    self.evaluation_fault.cleared()
+            await self.evaluate_once(datetime.now(UTC))
+
+    async def evaluate_once(self, now: datetime) -> bool:
+        """One detector pass at ``now``; False when skipped (``[fleet]``: the domain is not ours)."""
+        if self.ownership is not None and not self.ownership.owns(self.domain):
+            return False
+        self.pipeline.add_findings(source_down_findings(self.scheduler, now))
+        async with self._lock:
+            try:
+                await self._in_worker(self._evaluate_and_save, now)
+            except Exception as exc:  # a pass that fails must not end evaluation for good
+                self.evaluation_fault.failed(exc)
+            else:
+                self.evaluation_fault.cleared()
+        return True
+
+    def _evaluate_and_save(self, now: datetime) -> None:
+        """A pass; with ``[fleet]`` the lifecycle state then goes to the lease blob (fenced write)."""
+        self._evaluate(now)
+        if self.ownership is None:
+            return
+        if self.ownership.save_state(self.domain, self.pipeline.manager.to_bytes()):
+            self.evaluations_owned += 1
+        else:
+            self._fenced_off()
+
+    def _fenced_off(self) -> None:
+        """From the worker thread: this pass's output or state was refused, so its in-memory
+        lifecycle state may hold changes nobody received. Give the domain up; if it comes back,
+        it comes back as a gain, rebuilt from the state the lease blob holds."""
+        assert self.ownership is not None and self._loop is not None
+        self.ownership.drop(self.domain)
+        self._loop.call_soon_threadsafe(self._on_loss)
+
+    # -- network-domain ownership (see hciwatch.ownership) ---------------------------------------
+
+    async def _ownership_loop(self) -> None:
+        """Acquire/renew the domain's lease every ``renew_interval``; react to gain and loss."""
+        own = self.ownership
+        assert own is not None
+        while True:
+            try:
+                change = await asyncio.to_thread(own.tick)
+            except Exception as exc:  # storage down: a state, retried; held domains expire safely
+                own.fault.failed(exc)
+                if not own.owns(self.domain):
+                    self._on_loss()
+                await asyncio.sleep(min(own.renew_interval, max(own.fault.retry_in(), 0.5)))
+                continue
+            own.fault.cleared()
+            if self.domain in change.lost:
+                self._on_loss()
+            if self.domain in change.gained:
+                await self._on_gain()
+            await asyncio.sleep(own.renew_interval)
+
+    async def _on_gain(self) -> None:
+        """New owner: rebuild detectors from the lake, continue the last owner's incidents, collect."""
+        assert self.ownership is not None
+        state = await asyncio.to_thread(self.ownership.load_state, self.domain)
+        async with self._lock:
+            try:
+                await self._in_worker(self.pipeline.rebuild_from_store, state)
+            except ValueError as exc:  # unreadable (another version?): continue from this instance's own
+                log.error(
+                    "fleet: the last owner's lifecycle state of %s is unusable (%s); keeping ours", self.domain, exc
+                )
+                await self._in_worker(self.pipeline.rebuild_from_store, None)
+                state = None
+        self.gained_at = datetime.now(UTC)
+        log.info(
+            "fleet: evaluating domain %s (epoch %d)%s",
+            self.domain,
+            self.ownership.epoch(self.domain),
+            ", lifecycle state of the last owner loaded" if state else "",
+        )
+        self._start_sources()
+
+    def _on_loss(self) -> None:
+        """Lost (or handed back): stop collecting; evaluate_once already refuses the domain."""
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+            self._scheduler_task = None
+            log.warning("fleet: domain %s lost; its sources are stopped", self.domain)
+
+    def _start_sources(self) -> None:
+        if self._scheduler_task is None or self._scheduler_task.done():
+            fault = self.loop_faults.setdefault("scheduler", loop_fault("scheduler"))
+            task = supervise("scheduler", self.scheduler.run, fault)
+            self._scheduler_task = asyncio.create_task(task, name="scheduler")
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -437,6 +538,7 @@ class Service:
         from hciwatch.preflight import parse_listen
 
         host, port = parse_listen(self.cfg.api.listen)
+        self._loop = asyncio.get_running_loop()
         api = self.cfg.api
         limits = QueryLimits(
             default_rows=min(10_000, api.query_row_limit), max_rows=api.query_row_limit, timeout_s=api.query_timeout
@@ -478,12 +580,15 @@ class Service:
         self.alerts_table.notify()  # changes an earlier run accepted but did not write yet
         loops: dict[str, Callable[[], Awaitable[object]]] = {
             "alerts-table": self.alerts_table.run,
-            "scheduler": self.scheduler.run,
             "consume": self._consume,
             "flush": self._flush_loop,
             "evaluate": self._evaluate_loop,
             "maintenance": self._maintenance_loop,
         }
+        if self.ownership is None:
+            loops["scheduler"] = self.scheduler.run
+        else:  # the sources run while this instance owns its domain (started on gain)
+            loops["ownership"] = self._ownership_loop
         for name, body in loops.items():  # none may die silently: a crash is logged, shown on /readyz, restarted
             fault = self.loop_faults.setdefault(name, loop_fault(name))
             self._tasks.append(asyncio.create_task(supervise(name, body, fault), name=name))
@@ -532,6 +637,8 @@ class Service:
             return max(0.0, min(cap, deadline - loop.time()))
 
         producers = self._tasks[len(self.dispatchers) :]
+        if self._scheduler_task is not None:
+            producers.append(self._scheduler_task)
         self._stopping = True  # ingest ends between records; what is left is replayed at start
         self.abandoned = [f"task {n}" for n in await cancel_and_wait(producers, STOP_TASKS_S, "stop")]
         busy = not await self._worker_idle(left(STOP_WORKER_S))
@@ -554,6 +661,9 @@ class Service:
                 log.warning("stop: flush and state save abandoned at the deadline; the WAL replays them at start")
             else:
                 log.info("stop: store flushed and state saved after %.1f s", loop.time() - t0)
+        if self.ownership is not None:  # a clean stop hands the domain over at once (no expiry wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self.ownership.release_all), left(2.0) or 0.1)
         await self._drain_sinks(left(SHUTDOWN_GRACE_S))
         consumers = self._tasks[: len(self.dispatchers)]  # the sinks' delivery tasks (what is left is re-sent)
         self.abandoned += [f"task {n}" for n in await cancel_and_wait(consumers, left(1.0) or 0.1, "stop")]

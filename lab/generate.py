@@ -23,6 +23,7 @@ from lab.scenario import (
     BackupBurst,
     DuplicateLbIp,
     HostReboot,
+    IncastBursts,
     NodeScaleOut,
     PfcStorm,
     Scenario,
@@ -547,6 +548,7 @@ def _spec_ips(spec: str) -> list[Any]:
 _CONFOUNDER_RULES: dict[type, tuple[list[str], list[str]]] = {
     BackupBurst: ([AlertKind.EASTWEST_CONGESTION.value], []),
     NodeScaleOut: ([AlertKind.NODE_POOL_EXHAUSTION.value, AlertKind.DUPLICATE_IP.value], []),
+    IncastBursts: ([AlertKind.EASTWEST_CONGESTION.value], []),
     VipFailover: ([AlertKind.DUPLICATE_IP.value], []),
     HostReboot: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value], [AlertKind.SOURCE_DOWN.value]),
     ScrapeGap: ([AlertKind.EASTWEST_CONGESTION.value, AlertKind.METRIC_ANOMALY.value], [AlertKind.SOURCE_DOWN.value]),

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from collector.catalog import windows_perfcounter_metric
 from lab.promtext import Exposition, RowFormatter
 from lab.rand import ar1, stream
-from lab.scenario import BackupBurst, HostReboot, PfcStorm, Scenario, ScrapeGap
+from lab.scenario import BackupBurst, HostReboot, IncastBursts, PfcStorm, Scenario, ScrapeGap
 from lab.timeline import BOOL, F64, Grid, load
 from lab.world import World
 
@@ -145,6 +145,9 @@ class HostModel:
         self.backup = [none.copy() for _ in range(n_hosts)]
         storm = [[none.copy() for _ in site.rdma_adapters] for _ in range(n_hosts)]  # storm source
         spread = [none.copy() for _ in range(n_hosts)]
+        # routine incast bursts: a multiplier per tick (1 outside bursts), own random stream so the
+        # other series of a scenario without them are unchanged
+        self.incast = [np.ones(g.n) for _ in range(n_hosts)]
         for inc in sc.incidents:
             lo_td, hi_td = inc.window(sc.duration)
             lo, hi = lo_td.total_seconds(), hi_td.total_seconds()
@@ -157,6 +160,19 @@ class HostModel:
                     self.reset_at[h].append(g.index_at_or_after(hi))
             elif isinstance(inc, ScrapeGap):
                 self.no_scrape[idx[inc.host]] |= (g.sec >= lo) & (g.sec < hi)
+            elif isinstance(inc, IncastBursts):
+                r = stream(sc.seed, "incast", inc.host, lo)
+                n_bursts = int(r.poisson(inc.per_hour * (hi - lo) / 3600.0))
+                for a_s, d_s, f in zip(
+                    r.uniform(lo, hi, n_bursts),
+                    r.uniform(120, 300, n_bursts),
+                    r.lognormal(np.log(8.0), 0.5, n_bursts),
+                    strict=True,
+                ):
+                    m = g.mask(float(a_s), float(a_s + d_s))
+                    self.incast[idx[inc.host]] = np.where(
+                        m, np.maximum(self.incast[idx[inc.host]], f), self.incast[idx[inc.host]]
+                    )
             elif isinstance(inc, BackupBurst):
                 for name in inc.hosts or site.hosts:
                     self.backup[idx[name]] |= g.mask(lo, hi)
@@ -432,8 +448,8 @@ class HostModel:
             load_term = 0.4 + 0.8 * L
             rcv_rate = baseline * load_term * np.exp(ar1(rng, g.n, 0.9, 0.35))
             burst = rng.random(g.n) < 0.004
-            rcv_rate = np.where(burst, rcv_rate * rng.uniform(4, 12, g.n), rcv_rate)
-            sent_rate = baseline * 0.3 * load_term * np.exp(ar1(rng, g.n, 0.9, 0.4))
+            rcv_rate = np.where(burst, rcv_rate * rng.uniform(4, 12, g.n), rcv_rate) * self.incast[h]
+            sent_rate = baseline * 0.3 * load_term * np.exp(ar1(rng, g.n, 0.9, 0.4)) * self.incast[h]
             storm_level = 15000.0 * np.exp(ar1(rng, g.n, 0.7, 0.4))
             sent_rate = np.where(st, storm_level, sent_rate)
             rcv_rate = np.where(st, rcv_rate * 60.0, rcv_rate)
@@ -478,7 +494,9 @@ class HostModel:
             rx_p = np.rint(rx / rng.uniform(700, 900, g.n))
             tx_p = np.rint(tx / rng.uniform(750, 950, g.n))
             st = self._storm[h][a] if a >= 0 else np.zeros(g.n, dtype=np.bool_)
-            rx_disc = rng.poisson(1e-4 * dt + np.where(st, rng.uniform(50, 400, g.n) * dt, 0.0))
+            # an incast burst overruns the adapter's buffers: a few drops per second per x of burst
+            incast = 2.0 * (self.incast[h] - 1.0) * dt if a >= 0 else 0.0
+            rx_disc = rng.poisson(1e-4 * dt + incast + np.where(st, rng.uniform(50, 400, g.n) * dt, 0.0))
             tx_disc = rng.poisson(2e-5 * dt + np.where(st, rng.uniform(20, 120, g.n) * dt, 0.0))
             unknown = rng.poisson((0.02 if a >= 0 else 0.002) * dt, g.n)
             init_days = up * dt

@@ -29,6 +29,7 @@ class IncidentKind(StrEnum):
     HOST_REBOOT = "host_reboot"
     SCRAPE_GAP = "scrape_gap"
     UPGRADE_BLOCKED = "upgrade_blocked"
+    INCAST_BURSTS = "incast_bursts"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +146,25 @@ class BackupBurst(Incident):
         Incident.__post_init__(self)
         if self.end is None:
             raise ValueError("backup_burst: needs an end")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncastBursts(Incident):
+    """A host whose adapters routinely burst: healthy, but noisier than its peers (shallower
+    buffers on another NIC model, an incast-heavy workload). About ``per_hour`` times an hour, for
+    2-5 minutes, its received and sent PFC pauses rise 5-20x and so do its received discards —
+    the host's normal for the whole window, not an incident (a confounder for congestion
+    detectors that judge every host against one fixed bar)."""
+
+    kind: ClassVar[IncidentKind] = IncidentKind.INCAST_BURSTS
+    confounder: ClassVar[bool] = True
+    host: str = "hci-node-02"
+    per_hour: float = 2.0
+
+    def __post_init__(self) -> None:
+        Incident.__post_init__(self)
+        if not self.per_hour > 0:
+            raise ValueError(f"incast_bursts: per_hour must be positive, got {self.per_hour}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -45,6 +45,10 @@ class SourceSettings(RenamedKeys):
         default=0, ge=0, description="a payload with a sample carrying more labels is refused (0 = no limit)"
     )
 
+    def for_domain(self, site: str, domain: str) -> SourceSettings:
+        """These settings with ``{site}``/``{domain}`` placeholders filled in (none here; MQTT has some)."""
+        return self
+
 
 @runtime_checkable
 class PullSource(Protocol):

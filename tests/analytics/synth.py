@@ -113,6 +113,10 @@ class Effects:
     rdma_errors: list[tuple[str, int, int, float]] = field(default_factory=list)  # host, from, to, rate/s
     # hosts whose SMB client latency alone is multiplied (clients of a stalled storage node)
     smb_latency: list[tuple[Sequence[str], int, int, float]] = field(default_factory=list)
+    # hosts whose adapters routinely burst (host, bursts per hour): healthy, but for a few minutes at
+    # random times PFC pauses and discards jump 5-20x and SMB latency rises a little (incast on an
+    # adapter with shallower buffers; the host's normal, not an incident)
+    bursts: list[tuple[str, float]] = field(default_factory=list)
 
 
 class _Builder:
@@ -211,6 +215,20 @@ def samples(site: Site, fx: Effects | None = None, *, filler_series: int = 0) ->
                 err_rate = err_rate + np.where(_in(t, a, z), r, 0.0)
         disc_rate = p["disc"] * diurnal + np.where(cong, rng.uniform(20, 200), 0.0)
         lat = p["lat"] * (1 + 0.1 * load) * rng.lognormal(0, 0.08, t.size) * np.where(cong, rng.uniform(4, 12), 1)
+        for host, per_hour in fx.bursts:
+            if host == h:
+                n_bursts = int(rng.poisson(per_hour * (site.end_ms - site.start_ms) / 3_600_000))
+                burst = np.ones(t.size)
+                for a, dur, f in zip(
+                    rng.uniform(site.start_ms, site.end_ms, n_bursts),
+                    rng.uniform(60_000, 240_000, n_bursts),
+                    rng.lognormal(np.log(8.0), 0.5, n_bursts),
+                    strict=True,
+                ):
+                    burst = np.where(_in(t, int(a), int(a + dur)), np.maximum(burst, f), burst)
+                pause_rate = pause_rate * burst
+                disc_rate = disc_rate * burst
+                lat = lat * np.where(burst > 1, 1.3, 1.0)
         for hs, a, z, f in fx.smb_latency:
             if h in hs:
                 lat = np.where(_in(t, a, z), lat * f, lat)

@@ -1,5 +1,6 @@
 """The streaming detector (analytics.detector) and the real-export policy of ``hciwatch anomalies``:
-causality, determinism, one alert per episode, messy rows flagged (or refused with --strict)."""
+causality, determinism, one alert per episode (and one more if it escalates), novelty, messy rows
+flagged (or refused with --strict)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,38 @@ def test_a_routinely_large_feature_raises_only_its_own_bar() -> None:
     # the routine spikes are learned: at most one in ten still alerts (clusters of them, which the
     # shift features rightly find rarer)
     assert len([i for i in alerts if 600 <= i < 2500]) <= spikes / 10, (alerts, spikes)
+
+
+def test_a_broken_rhythm_alerts_though_every_value_is_ordinary() -> None:
+    """A series that alternates low/high every row: one high repeated is no outlier in level, step
+    size or mean, but the transition high → high was never seen, so the novelty feature flags it
+    (and nothing else in 3,000 rows); without that feature the break goes unnoticed."""
+    from analytics.detector import DetectorParams
+
+    rng = np.random.default_rng(11)
+    v = [(100.0 if i % 2 else 0.0) + float(rng.normal(0, 2)) for i in range(3000)]
+    v[2500] = v[2499]
+    v[2501] = 100.0 + float(rng.normal(0, 2))
+    det = StreamDetector("medium")
+    assert [i for i, x in enumerate(v) if det.update(x).alert] == [2500]
+    blind = StreamDetector("medium", DetectorParams(novelty_bins=0))
+    assert not any(blind.update(x).alert for x in v)
+
+
+def test_an_incident_inside_an_open_episode_alerts_again() -> None:
+    """A modest rise opens an episode; ten rows later, still inside it, the value jumps by 30 spreads.
+    One alert per episode would stay silent about the real incident; the escalation alerts on it."""
+    from analytics.detector import DetectorParams
+
+    rng = np.random.default_rng(12)
+    v = [100 + float(rng.normal(0, 2)) for _ in range(3000)]
+    v[2000:2040] = [x + 12 for x in v[2000:2040]]
+    v[2010:2040] = [x + 60 for x in v[2010:2040]]
+    det = StreamDetector("medium")
+    alerts = [i for i, x in enumerate(v) if det.update(x).alert]
+    assert [i for i in alerts if 2000 <= i < 2040] == [2000, 2010], alerts
+    once = StreamDetector("medium", DetectorParams(escalate=0))
+    assert [i for i, x in enumerate(v) if once.update(x).alert and 2000 <= i < 2040] == [2000]
 
 
 def test_tail_is_exact_for_a_block_aligned_window() -> None:

@@ -45,12 +45,18 @@ def run_bench(name: str, *args: str) -> str:
             ("--backends", "local", "--rows", "20000", "--batch", "10000", "--sites", "2", "--minutes", "5"),
             "fleet local pool_usage",
         ),
+        (
+            "bench_fleet.py",
+            ("--backends", "local", "--sites", "3", "--hosts", "12", "--hours", "0.25", "--no-spark"),
+            "RESULT fleet sites=3 hosts=12",
+        ),
         ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
-        ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "/s"),
+        ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "RESULT haproxy_parse rows=40 capture_cold="),
         ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
         ("bench_import.py", ("--rows", "300", "--files", "2"), "rows/s"),
         ("bench_wal_ingest.py", ("--series", "200", "--scrapes", "5"), "CPU per million samples"),
         ("bench_replay.py", ("--hours", "1", "--workers", "0"), "RESULT replay samples_per_s="),
+        ("bench_replay.py", ("--hours", "1", "--workers", "2", "--eval"), " eval=1"),
         ("bench_capacity.py", ("--hours", "1", "--fetches", "3"), "RESULT capacity host_cpu_ms_per_s="),
     ],
 )
@@ -99,7 +105,11 @@ RESULT replay samples_per_s=500000 wall_s=10 samples=5000000 cpu_s=8 rss_mib_mai
 series=7655 bytes_per_series=100000
 RESULT eval_ms_per_pass hosts=4 2.5 hosts=50 10.0 hosts=500 100.0
 RESULT parse ratio_cpu_cold=25.10 ratio_cpu_repeat=110.00 samples=176325
+RESULT haproxy_parse rows=300 capture_cold=900000 capture_repeat=4000000 synthetic_cold=1800000 \
+synthetic_repeat=7500000 (samples per CPU-second)
 RESULT capacity host_cpu_ms_per_s=0.1 cluster_cpu_ms_per_s=0.2 hosts_per_cluster=1.333 windows_samples=190 fetch_ms=0.4
+RESULT fleet sites=200 hosts=5000 local_rows_per_s_instance=250000 local_lake_mb=61.5 local_files=1800 \
+local_q_pool_usage_s=1.25 local_q_congestion_signals_s=4.50 azurite_rows_per_s_instance=90000 azurite_lake_mb=61.5
 """
 
 
@@ -122,10 +132,13 @@ def test_summary_table_reads_every_result_line() -> None:
     text = "\n".join(table(res, ("1.0", "2.0")))
     assert "0.50" in text and "0.65" in text  # CPU and RSS ratios against Prometheus
     assert "2.5 / 10.0 / 100.0" in text and "25.1x" in text and "500,000" in text
+    assert "1.80 / 7.50" in text  # HAProxy CSV, cold and repeated reads
     # 1000 ms/s budget; per host 0.1 + 0.2/1.333 + 0.2/60 ms/s; the 50-host intercept is 0
     hosts, line = capacity(res)
     assert round(hosts) == round(1000 / (0.1 + 0.2 / 1.333 + 0.2 / 60))
     assert "HCI hosts" in line and "ingest + detectors" in line
+    assert "fleet (200 sites, 5000 HCI hosts, DuckDB): local 250,000 rows/s per instance, 62 MB" in text
+    assert "pool_usage 1.25 s, congestion_signals 4.50 s; azurite 90,000 rows/s per instance" in text
 
 
 def test_summary_table_without_the_eval_benchmark() -> None:
@@ -137,3 +150,4 @@ def test_summary_table_without_the_eval_benchmark() -> None:
     assert "n/a / n/a / n/a" in text and "bench_eval_pass.py absent" in text
     assert "ingest only" in capacity(res)[1]
     assert "n/a" in "\n".join(table({}, ("n/a", "n/a")))
+    assert "fleet: n/a (bench_fleet.py did not report)" in "\n".join(table({}, ("n/a", "n/a")))

@@ -186,8 +186,12 @@ def test_grafana_panels_query_names_remote_write_produces() -> None:
 # --- Kubernetes: Pod Security "restricted", readiness ---------------------------------------------
 
 
-def _k8s_docs() -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "hciwatch.yaml").read_text()) if d]
+def _k8s_docs(path: Path = DEPLOY / "kubernetes" / "hciwatch.yaml") -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+K8S_FILES = sorted((DEPLOY / "kubernetes").rglob("*.yaml"))
+FLEET = DEPLOY / "kubernetes" / "fleet"
 
 
 def restricted_violations(pod: dict[str, Any], where: str) -> list[str]:
@@ -234,15 +238,89 @@ def test_restricted_checker_catches_the_old_manifest_gap() -> None:
     assert restricted_violations(pod, "p") == ["p/c: seccompProfile.type must be RuntimeDefault or Localhost"]
 
 
-def test_kubernetes_manifests_are_pod_security_restricted() -> None:
-    docs = _k8s_docs()
-    pods = [(f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in docs if d["kind"] in
-            ("Deployment", "StatefulSet", "DaemonSet", "Job")]  # fmt: skip
-    assert pods
+@pytest.mark.parametrize("path", K8S_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_kubernetes_manifests_are_pod_security_restricted(path: Path) -> None:
+    docs = _k8s_docs(path)
+    pods = [(f"{d['kind']}/{d['metadata']['name']}", _pod_spec(d)) for d in docs if _pod_spec(d) is not None]
+    assert pods or path.name == "namespace.yaml"
     problems = [v for where, pod in pods for v in restricted_violations(pod, where)]
     assert problems == []
-    ns = next(d for d in docs if d["kind"] == "Namespace")
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    for ns in namespaces:
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def _pod_spec(doc: dict[str, Any]) -> Any:
+    """The pod template of a workload (a CronJob's through its job template), else None."""
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def _fleet_configs() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Workload name → (its parsed hciwatch config, its pod spec), for every fleet manifest."""
+    from hciwatch.config import parse_config
+
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for path in sorted(FLEET.glob("*.yaml")):
+        docs = _k8s_docs(path)
+        maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+        for d in docs:
+            pod = _pod_spec(d)
+            if pod is None:
+                continue
+            cm_name = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
+            text = maps[cm_name]["data"]["hciwatch.toml"]
+            out[d["metadata"]["name"]] = (parse_config(tomllib.loads(text), text, file=str(path)), pod)
+    return out
+
+
+def test_fleet_sites_write_one_lake_under_their_own_names_and_central_reads_it() -> None:
+    from hciwatch.cli import build_parser
+
+    configs = _fleet_configs()
+    sites = {n: c for n, c in configs.items() if n.startswith("hciwatch-site-")}
+    central = configs["hciwatch-central"]
+    assert len(sites) >= 2
+    names = [cfg.collector.site.name for cfg, _ in sites.values()]
+    assert len(set(names)) == len(names)  # every site writes under its own site=<name>/
+    lakes = {cfg.collector.store.lake.url for cfg, _ in configs.values()}
+    assert len(lakes) == 1 and next(iter(lakes)).startswith("abfss://")
+    parser = build_parser()
+    verbs = {"hciwatch-central": "serve-fleet", "hciwatch-compact": "compact"}
+    for name, (cfg, pod) in configs.items():
+        args = parser.parse_args(pod["containers"][0]["args"])
+        assert args.command == verbs.get(name, "run"), name
+        if args.command != "compact":  # the compactor serves nothing
+            assert cfg.api.token_file is not None and not cfg.api.allow_unauthenticated, name
+    assert parser.parse_args(configs["hciwatch-compact"][1]["containers"][0]["args"]).lake in lakes
+    for name in sites:
+        kinds = {d["kind"] for p in FLEET.glob("*.yaml") for d in _k8s_docs(p) if d["metadata"]["name"] == name}
+        assert "StatefulSet" in kinds and "Deployment" not in kinds  # one writer per site, its WAL on its own volume
+    assert central[1].get("automountServiceAccountToken") is False
+    cron = next(d for d in _k8s_docs(FLEET / "compact-cronjob.yaml") if d["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # one compactor per lake
+
+
+def test_fleet_secret_refs_are_filled_from_secrets() -> None:
+    """Every ``env:NAME`` a fleet config names is an env var from a Secret key; every secret file
+    path lies under a mounted Secret volume; no secret value sits in a ConfigMap."""
+    for name, (cfg, pod) in _fleet_configs().items():
+        c = pod["containers"][0]
+        env = {e["name"]: e for e in c.get("env", [])}
+        secret_vols = {v["name"] for v in pod["volumes"] if "secret" in v}
+        secret_dirs = [m["mountPath"] for m in c["volumeMounts"] if m["name"] in secret_vols]
+        lake = cfg.collector.store.lake
+        refs = [r for r in (lake.sas_token, lake.account_key, lake.connection_string, cfg.api.token_file) if r]
+        assert refs, name
+        for ref in refs:
+            if ref.env is not None:
+                var = env.get(ref.env)
+                assert var is not None and "secretKeyRef" in var["valueFrom"], (name, str(ref))
+            else:
+                assert any(str(ref.path).startswith(d + "/") for d in secret_dirs), (name, str(ref))
 
 
 def test_kubernetes_config_map_is_a_valid_config() -> None:

@@ -70,4 +70,9 @@ def write_fleet(lake: Lake, sites: int, workdir: Path, **kw: int) -> int:
     return sum(write_site(lake, i, workdir=workdir, **kw) for i in range(sites))
 
 
-__all__ = ["DUP_IP", "NETWORK", "T0", "site_name", "write_fleet", "write_site"]
+def record_site(lake: Lake, site: str, networks: list[NetworkSettings]) -> None:
+    """What a site's instance records at start-up (``_sites/<site>.json``: its networks, default pools)."""
+    write_site_manifest(lake, AppConfig(collector=CollectorSettings(site=SiteSettings(name=site), networks=networks)))
+
+
+__all__ = ["DUP_IP", "NETWORK", "T0", "record_site", "site_name", "write_fleet", "write_site"]

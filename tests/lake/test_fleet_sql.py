@@ -75,3 +75,20 @@ def test_cli_sql_over_a_lake(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert [r["site"] for r in rows] == [site_name(0), site_name(1)]
     assert main(["sql", "--lake", str(tmp_path / "nope"), "SELECT 1"]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_fleet_counter_rates_never_reach_across_sites(fleet_lake: Lake) -> None:
+    """Every site has a ``hci-node-01`` with a pause counter: rated per site, no false resets."""
+    rows = _q(
+        fleet_lake,
+        "SELECT site, host, count(*) FILTER (WHERE counter_reset) AS resets, "
+        "round(arg_max(rate_per_sec, ts), 4) AS last_rate, count(DISTINCT base) AS bases "
+        "FROM counter_rates WHERE metric = 'pfc.rx_pause_frames_total' GROUP BY ALL ORDER BY site, host",
+    )
+    assert len(rows) == SITES * 4
+    assert {r["resets"] for r in rows} == {0}
+    assert {r["bases"] for r in rows} == {1}
+    # the synthetic counter rises 500 a minute on node 01 of every third site in the second half hour, else 2
+    for r in rows:
+        storm = int(str(r["site"])[-3:]) % 3 == 0 and r["host"] == "hci-node-01"
+        assert r["last_rate"] == round((500 if storm else 2) / 60, 4), r

@@ -1,9 +1,10 @@
-"""Lifecycle state carried over through the lake: a domain's new owner neither re-fires nor drops.
+"""Lifecycle state carried over in the domain's lease blob: a domain's new owner neither re-fires nor drops.
 
 Two alert managers stand for two instances; the first owns domain ``east`` (holds its lease on a
-real Azurite), fires an incident and saves its lifecycle state into the lake, then dies without
+real Azurite), fires an incident and saves its lifecycle state into the leased blob (a write
+only the lease holder can make, as the service does), then dies without
 releasing. The second takes the lease (after breaking it, as expiry would), loads the state from
-the lake and continues with the same findings: no second firing, and the resolution carries the
+that blob and continues with the same findings: no second firing, and the resolution carries the
 same fingerprint and idempotency scheme. Together with the first instance's changes the stream
 equals what one instance alone produces.
 """
@@ -17,10 +18,9 @@ import pytest
 from analytics.findings import Finding
 from analytics.lifecycle import AlertManager
 from analytics.settings import AnalyticsSettings
-from collector.lake import Lake, LakeSettings
+from collector.lake import LakeSettings
 from collector.lease import BlobLease
 from collector.schema import Alert, AlertKind, Severity
-from hciwatch.fleet import load_domain_state, save_domain_state
 from tests.fixtures.object_stores import ObjectStore
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -44,7 +44,6 @@ def _single(minutes: int) -> list[Alert]:
 def test_takeover_through_the_lake_neither_refires_nor_drops(azurite: ObjectStore) -> None:
     url = azurite.url(azurite.new_bucket())
     settings = LakeSettings.model_validate({"url": url, **azurite.lake_settings()})
-    lake = Lake.open(url, settings)
     lease_a = BlobLease.for_domain(url, settings, "east", holder="hw-a", duration_s=15)
     lease_b = BlobLease.for_domain(url, settings, "east", holder="hw-b", duration_s=15)
 
@@ -53,12 +52,12 @@ def test_takeover_through_the_lake_neither_refires_nor_drops(azurite: ObjectStor
     a = AlertManager(SETTINGS, site="east")
     for m in range(6):  # fires at minute 2
         stream += a.update(_findings(m), T0 + m * M)
-        save_domain_state(lake, "east", a.to_bytes())
+        assert lease_a.save_state(a.to_bytes())
     # hw-a dies holding the lease; the domain is freed (expiry, here broken at once) and hw-b takes it
     assert not lease_b.try_acquire()
     lease_b.break_now()
     assert lease_b.try_acquire() and lease_b.epoch == 2
-    state = load_domain_state(lake, "east")
+    state = lease_b.load_state()
     assert state is not None
     b = AlertManager(SETTINGS, site="east")
     b.load_bytes(state)

@@ -360,3 +360,31 @@ async def test_crash_before_ack_redelivers(mosquitto_broker: MosquittoBroker) ->
     async with running(second, got):
         await wait_until(lambda: len({r.body for r in got}) >= 3, what="redelivery")
     assert {r.body for r in got} == {b"m seq=2i", b"m seq=3i", b"m seq=4i"}
+
+
+async def test_the_next_domain_owner_resumes_the_site_session(mosquitto_broker: MosquittoBroker) -> None:
+    """Per-site topics and one persistent session per domain: what the broker queued while the
+    domain had no owner goes to the next owner (another instance, same resolved client id), and
+    another site's messages go to neither."""
+    b = mosquitto_broker
+    tmpl = settings(b, client_id="hciwatch-{domain}", topics=["telegraf/{site}/#"], clean_session=False)
+    resolved = tmpl.for_domain("east", "east-dom")
+    assert resolved.topics == ["telegraf/east/#"] and resolved.client_id == "hciwatch-east-dom"
+
+    first, second = MqttSource(resolved), MqttSource(resolved)  # two instances, one domain
+    got_first: list[RawRecord] = []
+    async with publisher(b) as pub:
+        async with running(first, got_first):
+            await wait_until(lambda: first.subscribed, what="the first owner's subscription")
+            await pub.publish("telegraf/east/hci-node-01/m", "m seq=0i 1717000000000000000", qos=1)
+            await pub.publish("telegraf/west/hci-node-01/m", "m seq=100i 1717000000000000000", qos=1)
+            await wait_until(lambda: len(got_first) >= 1, what="the first message")
+        # the first owner lost the domain (its source stopped): the broker queues for the session
+        for i in range(1, 6):
+            await pub.publish("telegraf/east/hci-node-01/m", f"m seq={i}i 1717000000000000000", qos=1)
+        got_second: list[RawRecord] = []
+        async with running(second, got_second):
+            await wait_until(lambda: len(got_second) >= 5, what="the queued messages at the next owner")
+            await asyncio.sleep(0.3)  # nothing else arrives (no west message, nothing twice)
+    seqs = [int(r.body.split(b"seq=")[1].split(b"i")[0]) for r in got_first + got_second]
+    assert seqs == [0, 1, 2, 3, 4, 5]

@@ -25,7 +25,7 @@ import csv
 import ipaddress
 import math
 import re
-import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,8 @@ from collector.schema import (
     RawRecord,
     to_ms,
 )
+from collector.sources import skeletons
+from collector.sources.haproxy import _reuse
 from collector.text import without_bom
 
 SOURCE = "haproxy"
@@ -290,6 +292,11 @@ class _Columns:
         self.positions = np.array([p[0] for p in self.plan], dtype=np.intp)
         self.strict = np.array([p[4] for p in self.plan], dtype=np.bool_)
         self.metrics = [p[2].name if p[2] is not None else p[3] for p in self.plan]
+        # the metric codes a payload's first block gets (its samples table starts empty)
+        self.first_codes_of: dict[str, int] = {}
+        for m in [*self.metrics, HAPROXY_STATUS_METRIC.name]:
+            self.first_codes_of.setdefault(m, len(self.first_codes_of))
+        self.first_codes = np.array([self.first_codes_of[m] for m in self.metrics], dtype=np.int32)
         # (plan index, row type, metric used instead) for canonical names that do not fit a row type
         self.overrides = [
             (j, row_type, p[3])
@@ -297,6 +304,28 @@ class _Columns:
             for name, row_type in _CANONICAL_NOT_FOR
             if p[1] == name and p[2] is not None
         ]
+
+    def identifying(self) -> list[int]:
+        """Positions of the cells a row's labels, type, ``haproxy.up`` and IP observation come from."""
+        cells = (self.px, self.sv, self.type, self.status, self.check_status, self.addr)
+        return [i for i in cells if i is not None]
+
+
+_COLUMNS_CACHE: OrderedDict[tuple[int, tuple[str, ...]], tuple[Catalog, _Columns]] = OrderedDict()
+_COLUMNS_CACHE_SIZE = 64
+
+
+def _columns(names: list[str], catalog: Catalog) -> _Columns:
+    """The plan of a header line, kept: a target sends the same header every read (read-only)."""
+    key = (id(catalog), tuple(names))
+    hit = _COLUMNS_CACHE.get(key)
+    if hit is not None and hit[0] is catalog:
+        return hit[1]
+    cols = _Columns(names, catalog)
+    _COLUMNS_CACHE[key] = (catalog, cols)
+    while len(_COLUMNS_CACHE) > _COLUMNS_CACHE_SIZE:
+        _COLUMNS_CACHE.popitem(last=False)
+    return cols
 
 
 class _SampleColumns:
@@ -333,7 +362,12 @@ _LABELS_TYPE = SAMPLES_SCHEMA.field("labels").type
 
 
 class _Block:
-    """The accepted rows under one header line, converted together when the block ends."""
+    """The accepted rows under one header line, converted together when the block ends.
+
+    Rows are held either as split Python lists (the careful reader) or, for a plain payload
+    (see :func:`_parse_plain`), as the byte offsets of every cell in the body: the cells a
+    conversion needs are cut out of the body then, the others never become strings.
+    """
 
     def __init__(self, cols: _Columns) -> None:
         self.cols = cols
@@ -342,30 +376,72 @@ class _Block:
         self.linenos: list[int] = []
         self.types: list[str] = []
         self.quoted: list[int] = []  # rows whose fields were unquoted by the csv module
+        # (rows, metric cells + haproxy.up): the cells that gave a sample, once converted
+        self.keep: npt.NDArray[np.bool_] | None = None
+        # a plain payload: its bytes and every row's cell offsets (rows, fields)
+        self.body: bytes | None = None
+        self.starts: npt.NDArray[np.int64] | None = None
+        self.ends: npt.NDArray[np.int64] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.types)
+
+    def cell(self, r: int, i: int) -> str:
+        """The text of row ``r``'s field ``i``."""
+        if self.body is None:
+            return self.rows[r][i]
+        assert self.starts is not None and self.ends is not None
+        return self.body[int(self.starts[r, i]) : int(self.ends[r, i])].decode("utf-8")
+
+    def column(self, i: int | None) -> list[str]:
+        """Field ``i`` of every row (empty strings when the header has no such column)."""
+        if i is None:
+            return [""] * self.n_rows
+        if self.body is None:
+            return [row[i] for row in self.rows]
+        assert self.starts is not None and self.ends is not None
+        body = self.body
+        return [
+            body[a:b].decode("utf-8") for a, b in zip(self.starts[:, i].tolist(), self.ends[:, i].tolist(), strict=True)
+        ]
 
 
-class _Layout:
-    """Label names in map order (sorted), encoded once per block instead of once per row."""
+# Where a label value comes from, per row: the pool of label values of a block holds these
+# columns one after the other (then the record's own labels, the same on every row).
+_PX, _SV, _TYPE, _STATUS, _CHECK = range(5)
+_PLAIN, _UP, _UP_CHECK = 0, 1, 2  # label sets: metric cells, haproxy.up, haproxy.up of a checked server
 
-    def __init__(self, names: Sequence[str]) -> None:
-        perm = sorted(range(len(names)), key=names.__getitem__)
-        keys = [names[i].encode() for i in perm]
-        self.fmt = f"={len(perm)}i"
-        self.key_data = b"".join(keys)
-        self.key_lens = struct.pack(self.fmt, *map(len, keys))
-        self.size = struct.pack("=i", len(perm))
-        self._perm = perm
 
-    def order(self, values: tuple[str, ...]) -> list[str]:
-        return [values[i] for i in self._perm]
+class _LabelSets:
+    """The three label sets of a block's samples, in map order (sorted by key), as lookup tables.
+
+    ``key[kind, j]`` is the j-th key of label set ``kind`` (an index into ``keys``) and
+    ``source[kind, j]`` where its value comes from: a per-row column (``_PX``...) or, from 5 on,
+    the record's own label ``source - 5``.
+    """
+
+    def __init__(self, extra: Sequence[tuple[str, str]]) -> None:
+        base = [(k, 5 + i) for i, (k, _) in enumerate(extra)] + [("proxy", _PX), ("server", _SV), ("type", _TYPE)]
+        sets = [base, [*base, ("status", _STATUS)], [*base, ("status", _STATUS), ("check_status", _CHECK)]]
+        self.keys = sorted({k for k, _ in sets[-1]})
+        key_id = {k: i for i, k in enumerate(self.keys)}
+        width = len(sets[-1])
+        self.size = np.array([len(ls) for ls in sets], dtype=np.int32)
+        self.key = np.zeros((3, width), dtype=np.int32)
+        self.source = np.zeros((3, width), dtype=np.int64)
+        for kind, labels in enumerate(sets):
+            for j, (k, src) in enumerate(sorted(labels)):
+                self.key[kind, j] = key_id[k]
+                self.source[kind, j] = src
 
 
 class _Samples:
     """The samples table under construction, as arrays.
 
-    Rows of samples come in groups sharing one label map (all metrics of a CSV row; its
-    ``haproxy.up`` sample), so the map column is built by repeating each group's encoded labels
-    rather than converting one Python list per sample.
+    A block's samples come in groups sharing one label map (all metrics of a CSV row; its
+    ``haproxy.up`` sample), so the map column is built with two Arrow ``take`` calls per block
+    over a small pool of label strings, not one Python list per sample or per row.
     """
 
     def __init__(self) -> None:
@@ -373,11 +449,7 @@ class _Samples:
         self.codes_of: dict[str, int] = {}
         self.codes: list[npt.NDArray[np.int32]] = []
         self.values: list[npt.NDArray[np.float64]] = []
-        self.key_data: list[bytes] = []
-        self.key_lens: list[bytes] = []
-        self.item_data: list[bytes] = []
-        self.item_lens: list[bytes] = []
-        self.sizes: list[bytes] = []
+        self.labels: list[pa.Array[Any]] = []
 
     def code(self, metric: str) -> int:
         code = self.codes_of.get(metric)
@@ -386,20 +458,45 @@ class _Samples:
             self.names.append(metric)
         return code
 
-    def add_group(self, layout: _Layout, values: tuple[str, ...], count: int) -> None:
-        """``count`` samples labelled ``values`` (in the order of ``layout.names``)."""
-        items = layout.order(values)
-        text = "".join(items)
-        data = text.encode()
-        if len(data) == len(text):
-            lens = struct.pack(layout.fmt, *map(len, items))
-        else:
-            lens = struct.pack(layout.fmt, *(len(v.encode()) for v in items))
-        self.key_data.append(layout.key_data * count)
-        self.key_lens.append(layout.key_lens * count)
-        self.item_data.append(data * count)
-        self.item_lens.append(lens * count)
-        self.sizes.append(layout.size * count)
+    def add_labels(
+        self,
+        sets: _LabelSets,
+        extra_values: Sequence[str],
+        columns: Sequence[Sequence[str]],
+        keep: npt.NDArray[np.bool_],
+        up_kind: npt.NDArray[np.int8],
+    ) -> None:
+        """Label maps of a block's samples, in sample order (row by row, ``keep`` cells).
+
+        ``columns`` are the per-row label values (``_PX``...``_CHECK``); ``up_kind`` says per
+        row which label set its ``haproxy.up`` sample has. Two maps are built per row (its
+        metrics' and its ``haproxy.up``'s) and each sample takes its row's one.
+        """
+        n_rows, width = keep.shape
+        m_kind = np.empty(2 * n_rows, dtype=np.int8)
+        m_kind[0::2] = _PLAIN
+        m_kind[1::2] = up_kind
+        m_row = np.repeat(np.arange(n_rows, dtype=np.int64), 2)
+        sizes = sets.size[m_kind]
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int32)
+        np.cumsum(sizes, out=offsets[1:])
+        e_map = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        j = np.arange(len(e_map), dtype=np.int64) - offsets[:-1][e_map]
+        flat = m_kind[e_map].astype(np.int64) * sets.key.shape[1] + j  # (kind, j) in the tables
+        source = sets.source.ravel()[flat]
+        # pool: the five per-row columns, then the record's labels
+        index = np.where(source < 5, source * n_rows + m_row[e_map], 5 * n_rows + source - 5)
+        pool = pa.array([v for col in columns for v in col] + list(extra_values), pa.string())
+        maps = pa.MapArray.from_arrays(  # type: ignore[call-overload]
+            pa.array(offsets, pa.int32()),
+            pa.array(sets.keys, pa.string()).take(sets.key.ravel()[flat]),
+            pool.take(index),
+            type=_LABELS_TYPE,
+        )
+        up = np.zeros((n_rows, width), dtype=np.int64)
+        up[:, -1] = 1
+        which = (2 * np.arange(n_rows, dtype=np.int64)[:, None] + up).ravel()[keep.ravel()]
+        self.labels.append(maps.take(which))
 
     def table(self, ts: datetime, source: str, host: str) -> pa.Table:
         codes = np.concatenate(self.codes) if self.codes else np.empty(0, np.int32)
@@ -414,17 +511,11 @@ class _Samples:
         metric = pa.DictionaryArray.from_arrays(
             remap[codes], pa.array([self.names[c] for c in order.tolist()], pa.string())
         )
-        # the stubs accept only int64 offsets here; a map's offsets are int32
-        labels = pa.MapArray.from_arrays(  # type: ignore[call-overload]
-            pa.array(_offsets(b"".join(self.sizes)), pa.int32()),
-            _strings(b"".join(self.key_data), b"".join(self.key_lens)),
-            _strings(b"".join(self.item_data), b"".join(self.item_lens)),
-            type=_LABELS_TYPE,
-        )
+        labels = self.labels[0] if len(self.labels) == 1 else pa.concat_arrays(self.labels)
         zeros = np.zeros(n, np.int32)
         return pa.table(
             {
-                "ts": pa.array(np.full(n, to_ms(ts), np.int64), TS_TYPE),
+                "ts": pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, to_ms(ts), np.int64).data)]),
                 "source": pa.DictionaryArray.from_arrays(zeros, pa.array([source], pa.string())),
                 "host": pa.DictionaryArray.from_arrays(zeros, pa.array([host], pa.string())),
                 "metric": metric,
@@ -433,18 +524,6 @@ class _Samples:
             },
             schema=SAMPLES_SCHEMA,
         )
-
-
-def _offsets(lengths: bytes) -> npt.NDArray[np.int32]:
-    lens = np.frombuffer(lengths, np.int32)
-    out = np.zeros(len(lens) + 1, np.int32)
-    np.cumsum(lens, out=out[1:])
-    return out
-
-
-def _strings(data: bytes, lengths: bytes) -> pa.Array[Any]:
-    offsets = _offsets(lengths)
-    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.data), pa.py_buffer(data))
 
 
 class _IpColumns:
@@ -560,6 +639,107 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     Lines are split and checked one by one (field count, pxname, type), but the ~100 metric
     cells of every row are checked and converted for a whole block of rows at once (see
     :func:`_convert_block`): per-cell Python work dominated the cost of a large LB VM's stats.
+
+    A repeated read of the same target whose rows are unchanged but for their numbers is taken
+    from the previous read's skeleton (:mod:`collector.sources.haproxy._reuse`), with exactly
+    this result; anything unusual in it is read by the careful parser, which refreshes the
+    skeleton.
+    """
+    reusable = skeletons.enabled()
+    if reusable:
+        hit = _reuse.reuse(record, catalog)
+        if hit is not None:
+            return hit
+    plain = _parse_plain(record, catalog) if len(record.body) >= PLAIN_MIN_BYTES else None
+    result, blocks = plain if plain is not None else _parse_careful(record, catalog)
+    if reusable:
+        block = blocks[0]
+        cols = block.cols
+        if len(blocks) == 1 and not block.quoted and block.keep is not None:
+            plan = [p[0] for p in cols.plan]
+            _reuse.remember(record, catalog, cols.width, cols.identifying(), plan, block.keep, result)
+        else:
+            _reuse.CACHE.drop(record)
+    return result
+
+
+def _parse_plain(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, list[_Block]] | None:
+    """A plain payload read with array operations; None when it holds anything unusual.
+
+    Plain: UTF-8 without a ``"``, blank lines at most before one header line, then rows that
+    all have the same number of commas (the header's width, or one more ending in an empty
+    field), a non-empty ``pxname``, a ``type`` of 0-3 or none, and no further ``#`` line. That
+    is every ``show stat`` HAProxy prints; anything else (quoted cells, short rows, a second
+    header, stray text) goes to :func:`_parse_careful`, whose reading this one equals
+    (``tests/sources/test_haproxy_reuse.py`` compares both on the corpus and under hypothesis).
+    """
+    body = _reuse.plain_body(record)
+    head_len = _reuse.header_end(body) if body is not None else 0
+    if body is None or not head_len:
+        return None
+    at = body.find(b"#")
+    if body[:at].strip():
+        return None  # text before the header: reported by the careful reader
+    header = body[at + 1 : head_len].decode("utf-8").rstrip("\n").rstrip("\r").lstrip(" ")
+    cols = _columns(header.split(","), catalog)
+    cells = _reuse.split_rows(body, head_len)
+    if cols.px is None or cols.sv is None or cells is None:
+        return None
+    starts, ends = cells.starts, cells.ends
+    fields = starts.shape[1]
+    buf = cells.buf
+    if fields == cols.width + 1:
+        if (ends[:, -1] != starts[:, -1]).any():
+            return None
+    elif fields != cols.width:
+        return None
+    if (buf[starts[:, 0]] == _HASH_BYTE).any() or (ends[:, cols.px] == starts[:, cols.px]).any():
+        return None
+    block = _Block(cols)
+    block.body, block.starts, block.ends = body, starts, ends
+    sv = block.column(cols.sv)
+    if cols.type is None:
+        block.types = [_INFERRED_TYPE.get(name, "server") for name in sv]
+    else:
+        named = [
+            _TYPE_TEXT.get(t) if t else _INFERRED_TYPE.get(name, "server")
+            for t, name in zip(block.column(cols.type), sv, strict=True)
+        ]
+        if None in named:
+            return None  # other type numbers, text: the careful reader's rules
+        block.types = [t for t in named if t is not None]
+    first_line = body[:head_len].count(b"\n") + 1
+    block.linenos = (cells.data_lines + first_line).tolist()
+    source, extra = _context(record)
+    samples = _Samples()
+    ips = _IpColumns()
+    row_errors: list[tuple[int, ParseError]] = []
+
+    def error(message: str, lineno: int) -> ParseError:
+        return ParseError(message, source=source, target=record.target, line=lineno)
+
+    _convert_block(block, extra, samples, ips, row_errors, error)
+    row_errors.sort(key=lambda e: e[0])
+    result = ParseResult(
+        samples=samples.table(record.ts, source, record.host),
+        ip_observations=ips.table(record.ts, source, record.labels),
+        errors=[e for _, e in row_errors],
+    )
+    return result, [block]
+
+
+_HASH_BYTE = 35
+PLAIN_MIN_BYTES = 16 << 10
+"""Smaller payloads (an LB VM with a few dozen rows) are read faster row by row than by setting
+up the arrays; :func:`_parse_plain` pays off from a few dozen rows on."""
+_INFERRED_TYPE = {"FRONTEND": "frontend", "BACKEND": "backend"}
+
+
+def _parse_careful(record: RawRecord, catalog: Catalog) -> tuple[ParseResult, list[_Block]]:
+    """The careful parser: every line read and checked on its own (see :func:`parse_record`).
+
+    Returns the result and the blocks it read (one per header line), whose layout a repeated
+    read of the same target may reuse.
     """
     errors: list[Exception] = []
     text = _decode(record, errors)
@@ -568,6 +748,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     ips = _IpColumns()
     cols: _Columns | None = None
     block: _Block | None = None
+    blocks: list[_Block] = []
     pending: list[ParseError] = []  # lines before the first header
     row_errors: list[tuple[int, ParseError]] = []
 
@@ -582,12 +763,13 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
                 names = _split_csv(line[1:].lstrip(" "))
             except csv.Error as exc:
                 raise error(f"unreadable CSV header: {exc}", lineno) from None
-            cols = _Columns(names, catalog)
+            cols = _columns(names, catalog)
             if cols.px is None or cols.sv is None:
                 raise error(f"CSV header has no pxname/svname column: {_snippet(line)}", lineno)
             if block is not None:
                 _convert_block(block, extra, samples, ips, row_errors, error)
             block = _Block(cols)
+            blocks.append(block)
             continue
         if cols is None or block is None:
             pending.append(error(f"text before the CSV header ignored: {_snippet(line)}", lineno))
@@ -641,11 +823,12 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         )
     _convert_block(block, extra, samples, ips, row_errors, error)
     row_errors.sort(key=lambda e: e[0])  # a block's bad numbers are found after its bad lines
-    return ParseResult(
+    result = ParseResult(
         samples=samples.table(record.ts, source, record.host),
         ip_observations=ips.table(record.ts, source, record.labels),
         errors=[*pending, *errors, *(e for _, e in row_errors)],
     )
+    return result, blocks
 
 
 def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -657,6 +840,8 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     digit strings, non-ASCII digits) and every cell of a quoted row goes through :func:`_number`,
     so the result is exactly what the cell-by-cell reading gives.
     """
+    if block.body is not None:
+        return _plain_cell_values(block)
     cols = block.cols
     rows = block.rows
     n_rows, width, n_plan = len(rows), cols.width, len(cols.plan)
@@ -703,6 +888,28 @@ def _cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     return values, empty
 
 
+def _plain_cell_values(block: _Block) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`_cell_values` of a plain block, read in place from the body's cell offsets."""
+    assert block.body is not None and block.starts is not None and block.ends is not None
+    cols = block.cols
+    buf = np.frombuffer(block.body, np.uint8)
+    starts, ends = block.starts[:, cols.positions], block.ends[:, cols.positions]
+    empty = ends == starts
+    minus = (buf[np.minimum(starts, len(buf) - 1)] == 45) & ~empty
+    digits = ends - starts - minus
+    non_digit = np.flatnonzero((buf < 48) | (buf > 57))
+    inside = np.searchsorted(non_digit, ends) - np.searchsorted(non_digit, starts + minus)
+    plain = (inside == 0) & (digits > 0) & (digits <= 18)
+    values = np.full(starts.shape, math.nan)
+    flat = np.flatnonzero(plain.ravel())
+    values.ravel()[flat] = _reuse.cast_integers(block.body, starts.ravel()[flat], ends.ravel()[flat])
+    positions = [p[0] for p in cols.plan]
+    for r, j in zip(*(ix.tolist() for ix in np.nonzero(~empty & ~plain)), strict=True):
+        value = _number(block.cell(r, positions[j]))
+        values[r, j] = math.nan if value is None else value
+    return values, empty
+
+
 def _convert_block(
     block: _Block,
     extra: list[tuple[str, str]],
@@ -713,8 +920,7 @@ def _convert_block(
 ) -> None:
     """Samples, IP observations and bad-number errors of one block, in row then column order."""
     cols = block.cols
-    rows = block.rows
-    n_rows, n_plan = len(rows), len(cols.plan)
+    n_rows, n_plan = block.n_rows, len(cols.plan)
     if n_rows == 0:
         return
     assert cols.px is not None and cols.sv is not None
@@ -725,15 +931,14 @@ def _convert_block(
     numeric = ~np.isnan(values)
     bad = ~empty & ~numeric & cols.strict
     for r in np.flatnonzero(bad.any(axis=1)).tolist():
-        row = rows[r]
         cells = [cols.plan[int(j)][:2] for j in np.flatnonzero(bad[r]).tolist()]
-        shown = ", ".join(f"{name!r}={_snippet(row[i])}" for i, name in cells[:5])
+        shown = ", ".join(f"{name!r}={_snippet(block.cell(r, i))}" for i, name in cells[:5])
         more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
         row_errors.append(
             (
                 block.linenos[r],
                 make_error(
-                    f"not a number in column(s) {shown}{more} (row {row[cols.px]}/{row[cols.sv]}); "
+                    f"not a number in column(s) {shown}{more} (row {block.cell(r, cols.px)}/{block.cell(r, cols.sv)}); "
                     "only those cells were skipped",
                     block.linenos[r],
                 ),
@@ -744,39 +949,37 @@ def _convert_block(
     keep = np.zeros((n_rows, n_plan + 1), np.bool_)
     keep[:, :n_plan] = ~empty & numeric  # a bad cell costs that cell only
     codes = np.empty((n_rows, n_plan + 1), np.int32)
-    codes[:, :n_plan] = [samples.code(m) for m in cols.metrics]
+    if not samples.names:
+        samples.codes_of = dict(cols.first_codes_of)
+        samples.names = list(cols.first_codes_of)
+        codes[:, :n_plan] = cols.first_codes
+    else:
+        codes[:, :n_plan] = [samples.code(m) for m in cols.metrics]
     codes[:, n_plan] = samples.code(HAPROXY_STATUS_METRIC.name)
     for j, row_type, metric in cols.overrides:
         codes[[r for r, t in enumerate(block.types) if t == row_type], j] = samples.code(metric)
     full = np.empty((n_rows, n_plan + 1), np.float64)
     full[:, :n_plan] = values
 
-    counts: list[int] = keep[:, :n_plan].sum(axis=1).tolist()
-    names = [k for k, _ in extra] + ["proxy", "server", "type"]
-    plain_layout = _Layout(names)
-    up_layout = _Layout([*names, "status"])
-    check_layout = _Layout([*names, "status", "check_status"])
-    extra_values = tuple(v for _, v in extra)
-    for r, row in enumerate(rows):
-        pxname, svname, row_type = row[cols.px], row[cols.sv], block.types[r]
-        label_values = (*extra_values, pxname, svname, row_type)
-        if counts[r]:
-            samples.add_group(plain_layout, label_values, counts[r])
-        if cols.status is not None and row[cols.status] != "":
-            status = row[cols.status]
-            if cols.check_status is not None and row[cols.check_status] != "":
-                check = row[cols.check_status].lstrip("* ")
-                samples.add_group(check_layout, (*label_values, status, check), 1)
-            else:
-                samples.add_group(up_layout, (*label_values, status), 1)
-            keep[r, n_plan] = True
-            full[r, n_plan] = 1.0 if status_is_up(status) else 0.0
-        if cols.addr is not None and row_type in ("server", "listener"):
-            ip = _addr_ip(row[cols.addr])
-            if ip is not None:
-                kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
-                ips.add(ip, kind, f"{pxname}/{svname}")
+    types = block.types
+    px, sv = block.column(cols.px), block.column(cols.sv)
+    status, check = block.column(cols.status), block.column(cols.check_status)
+    has_status = np.array([st != "" for st in status], dtype=np.bool_)
+    has_check = np.array([c != "" for c in check], dtype=np.bool_)
+    keep[:, n_plan] = has_status
+    full[:, n_plan] = [1.0 if st and status_is_up(st) else 0.0 for st in status]
+    up_kind = np.where(has_check, _UP_CHECK, _UP).astype(np.int8)
+    columns = (px, sv, types, status, [c.lstrip("* ") for c in check])
+    samples.add_labels(_LabelSets(extra), [v for _, v in extra], columns, keep, up_kind)
+    if cols.addr is not None:
+        for r, row_type in enumerate(types):
+            if row_type in ("server", "listener"):
+                ip = _addr_ip(block.cell(r, cols.addr))
+                if ip is not None:
+                    kind = OwnerKind.HAPROXY_SERVER if row_type == "server" else OwnerKind.HAPROXY_FRONTEND
+                    ips.add(ip, kind, f"{px[r]}/{sv[r]}")
     chosen = keep.ravel()
+    block.keep = keep
     samples.codes.append(codes.ravel()[chosen])
     samples.values.append(full.ravel()[chosen])
 

@@ -105,13 +105,16 @@ class MqttSettings(RetrySettings, SourceSettings):
         default="mqtt://127.0.0.1:1883", description="mqtt://host:port (1883) or mqtts://host:port (8883)"
     )
     topics: list[str] = Field(
-        default_factory=lambda: ["telegraf/#"], min_length=1, description="topic filters to subscribe to"
+        default_factory=lambda: ["telegraf/#"],
+        min_length=1,
+        description="topic filters to subscribe to; '{site}' is replaced by [site] name (telegraf/{site}/#)",
     )
     qos: Literal[0, 1] = Field(default=1, description="subscription QoS; 1 = at least once")
     client_id: str = Field(
         default="",
         max_length=128,
-        description="MQTT client id; required for persistent sessions; '{hostname}' is replaced by this machine's name",
+        description="MQTT client id; required for persistent sessions; '{hostname}' is replaced by this "
+        "machine's name, '{domain}' by the network domain's id (with [fleet]: the session follows the domain owner)",
     )
     clean_session: bool = Field(default=False, description="false = persistent session (broker queues while away)")
     shared_group: str = Field(default="", description="subscribe as $share/<group>/<topic> to split load")
@@ -199,6 +202,19 @@ class MqttSettings(RetrySettings, SourceSettings):
         if not self.shared_group:
             return list(self.topics)
         return [f"$share/{self.shared_group}/{t}" for t in self.topics]
+
+    def for_domain(self, site: str, domain: str) -> MqttSettings:
+        """Per-site topics and a per-domain session: ``{site}`` and ``{domain}`` filled in.
+
+        With ``client_id = "hciwatch-{domain}"`` every instance that may own the domain uses the same
+        persistent session, so the broker queues the site's messages while no instance owns it and
+        the next owner resumes exactly where the last one stopped acknowledging.
+        """
+
+        def fill(text: str) -> str:
+            return text.replace("{site}", site).replace("{domain}", domain)
+
+        return self.model_copy(update={"topics": [fill(t) for t in self.topics], "client_id": fill(self.client_id)})
 
     def resolved_client_id(self) -> str:
         return self.client_id.replace("{hostname}", socket.gethostname())

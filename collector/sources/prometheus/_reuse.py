@@ -15,16 +15,13 @@ Anything else (a changed byte, a timestamp on a sample, a token that is not one 
 falls back to the full parser, which then refreshes the skeleton, so the output and error
 messages are exactly the full parser's (``tests/sources/test_prometheus_reuse.py`` compares them).
 
-The cache is bounded in bytes (:data:`MAX_BYTES`, least recently used entry evicted first) and
-thread-safe; ``HCIWATCH_PARSE_REUSE=0`` turns it off (benchmarks measure the cold parser with it).
+The cache (:mod:`collector.sources.skeletons`) is bounded in bytes, least recently used entry
+evicted first, and thread-safe; ``HCIWATCH_PARSE_REUSE=0`` turns it off (benchmarks measure the
+cold parser with it).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +30,14 @@ import pyarrow as pa
 
 from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
+from collector.sources import skeletons
 from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
 from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
+from collector.sources.skeletons import MAX_BYTES, enabled
 
-MAX_BYTES = int(os.environ.get("HCIWATCH_PARSE_REUSE_BYTES", str(256 << 20)))
-"""Bytes of skeletons kept (prefix bytes + index arrays + the shared label arrays)."""
+__all__ = ["CACHE", "MAX_BYTES", "Skeleton", "SkeletonCache", "enabled", "remember", "reuse"]
 
 _NL, _CR, _SPACE, _RBRACE = 10, 13, 32, 125
-
-
-def enabled() -> bool:
-    return os.environ.get("HCIWATCH_PARSE_REUSE", "1").strip() != "0"
 
 
 @dataclass
@@ -63,59 +57,8 @@ class Skeleton:
     nbytes: int
 
 
-def _key(record: RawRecord) -> Hashable:
-    return (record.kind, record.target, record.host, tuple(sorted(record.labels.items())))
-
-
-class SkeletonCache:
-    """Least-recently-used skeletons by target, bounded in bytes."""
-
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, Skeleton] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-            self.hits = self.misses = 0
-
-    def get(self, record: RawRecord, catalog: Catalog) -> Skeleton | None:
-        key = _key(record)
-        with self._lock:
-            sk = self._entries.get(key)
-            if sk is not None and sk.catalog is catalog:
-                self._entries.move_to_end(key)
-                return sk
-        return None
-
-    def put(self, record: RawRecord, sk: Skeleton) -> None:
-        if sk.nbytes > self.max_bytes:
-            return
-        key = _key(record)
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = sk
-            self._bytes += sk.nbytes
-            while self._bytes > self.max_bytes and self._entries:
-                _, ev = self._entries.popitem(last=False)
-                self._bytes -= ev.nbytes
-
-    def drop(self, record: RawRecord) -> None:
-        with self._lock:
-            old = self._entries.pop(_key(record), None)
-            if old is not None:
-                self._bytes -= old.nbytes
+class SkeletonCache(skeletons.SkeletonCache[Skeleton]):
+    """Prometheus skeletons by target (least recently used out first, bounded in bytes)."""
 
 
 CACHE = SkeletonCache()

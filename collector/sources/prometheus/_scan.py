@@ -244,6 +244,24 @@ def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
     return out.cast(pa.string()) if out.type != pa.string() else out
 
 
+def view_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
+    """Byte ranges (sorted, non-overlapping) of ``data`` as a string array, without a copy.
+
+    Element ``2i`` is range ``i``; the odd elements, the gaps between ranges, are null. Arrow's
+    kernels skip null slots, so hashing (dictionary encoding) and casting read only the ranges,
+    and no string is copied to get there. Take the even elements of a kernel's result.
+    """
+    n = len(starts)
+    if n == 0:
+        return pa.array([], pa.string())
+    seg = _segments(data, starts, ends)
+    valid = np.zeros(2 * n - 1, dtype=np.bool_)
+    valid[0::2] = True
+    bufs = seg.buffers()
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little").data)
+    return pa.Array.from_buffers(seg.type, 2 * n - 1, [validity, bufs[1], bufs[2]])
+
+
 def _matches(strs: pa.Array[Any], pattern: str) -> npt.NDArray[Any]:
     """Row mask "matches ``pattern``" (nulls do not match)."""
     return pc.match_substring_regex(strs, pattern).fill_null(False).to_numpy(zero_copy_only=False)
@@ -417,9 +435,13 @@ class Scan:
         self.prefix_end = self.prefix_end[keep]
 
 
-def _dict_encode(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
-    enc = arr.dictionary_encode()
-    idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+def _dict_encode(view: pa.Array[Any]) -> tuple[I32, list[str]]:
+    """Dictionary indices and dictionary of the ranges of a :func:`view_ranges` array."""
+    enc = view.dictionary_encode()
+    ind = enc.indices
+    buf = ind.buffers()[1]
+    assert buf is not None
+    idx = np.frombuffer(memoryview(buf), dtype=np.int32)[ind.offset : ind.offset + len(ind) : 2]
     return idx, [str(s) for s in enc.dictionary.to_pylist()]
 
 
@@ -656,18 +678,19 @@ def _build_rows(
     """Turn accepted lines into rows: names, values, label keys and value references."""
     data = pa.py_buffer(body)
     n_rows = len(lines)
-    name_idx, names = _dict_encode(take_ranges(data, ls[lines], bo))
-    tokens = take_ranges(data, bc + 2, le[lines])
+    name_idx, names = _dict_encode(view_ranges(data, ls[lines], bo))
+    tokens = view_ranges(data, bc + 2, le[lines])
     out.names = names
     out.name_idx = name_idx
     out.line = lines
     out.prefix_end = bc + 1
-    out.value, v_ok = cast_floats(tokens)
+    values, ok = cast_floats(tokens)
+    out.value, v_ok = values[0::2].copy(), ok[0::2].copy()
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
     if not v_ok.all():
         _split_timestamps(tokens, v_ok, out)
-    key_idx, keys = _dict_encode(take_ranges(data, key_start, opens - 1))
+    key_idx, keys = _dict_encode(view_ranges(data, key_start, opens - 1))
     out.keys = keys
     out.e_row = pline
     out.e_key = key_idx
@@ -700,9 +723,12 @@ def _build_rows(
 
 
 def _split_timestamps(tokens: pa.Array[Any], v_ok: BOOL, out: Scan) -> None:
-    """Tokens that are not one number may be ``value timestamp``: split those, vectorized."""
+    """Tokens that are not one number may be ``value timestamp``: split those, vectorized.
+
+    ``tokens`` is a :func:`view_ranges` array: row ``i``'s token is element ``2i``.
+    """
     bad = np.flatnonzero(~v_ok)
-    sub = tokens.take(bad)
+    sub = tokens.take(2 * bad)
     parts = pc.split_pattern(sub, " ")
     two = np.asarray(pc.equal(pc.list_value_length(parts), pa.scalar(2)).to_numpy(zero_copy_only=False), dtype=np.bool_)
     idx = np.flatnonzero(two)

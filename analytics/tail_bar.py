@@ -1,0 +1,97 @@
+"""Self-calibrated alert bars for many series at once: each series' k-th largest recent value.
+
+Why: a robust z (median/MAD) describes a series' *body*; it says nothing about how heavy its
+tail is. A host whose adapters see routine micro-bursts of PFC pauses crosses a fixed z bar many
+times a day while being perfectly healthy, and a quiet host never does. The fix that the
+single-series :mod:`analytics.detector` uses is to calibrate the bar on the series' own past: the
+bar is the k-th largest value the score took over a trailing window (k = 3 of ~2000 values is a
+tail of about 1.5 per mille), never below a floor (the sensitivity's z). A quiet series keeps the
+floor — the bar only ever *rises* for series whose normal tail is heavier — and a noisy series
+gets a bar just above its own routine extremes.
+
+This module is the vectorised form for a bank of series that advance on one step grid (the
+congestion detector's hosts × signals): the window is kept as ``blocks`` blocks of data time,
+each holding only its top ``k`` values, so the k-th largest over the window is exact at block
+granularity and memory is ``blocks × k`` floats per series. Which values are learned (e.g. not
+those of an ongoing incident) and how they are clipped is the caller's policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class TailBank:
+    """Rolling top-``k`` per series over ``window_ms`` of data time (``blocks`` time blocks).
+
+    Series are dense non-negative integer ids chosen by the caller (e.g. a
+    :class:`analytics.baselines.BaselineBank`'s ids); the bank grows to the largest id it sees.
+    """
+
+    def __init__(self, k: int, window_ms: int, blocks: int = 20) -> None:
+        if k < 1 or blocks < 1 or window_ms < blocks:
+            raise ValueError("TailBank needs k >= 1, blocks >= 1 and a window of at least one ms per block")
+        self.k = k
+        self.blocks = blocks
+        self.block_ms = window_ms // blocks
+        self.top = np.full((0, blocks, k), -np.inf)  # per series and block slot: top k, ascending
+        self.block_of = np.full((0, blocks), -1, np.int64)  # which block number each slot holds
+
+    def __len__(self) -> int:
+        return int(self.top.shape[0])
+
+    def _grow(self, n: int) -> None:
+        if n <= self.top.shape[0]:
+            return
+        cap = max(n, 2 * self.top.shape[0], 64)
+        top = np.full((cap, self.blocks, self.k), -np.inf)
+        top[: self.top.shape[0]] = self.top
+        block_of = np.full((cap, self.blocks), -1, np.int64)
+        block_of[: self.block_of.shape[0]] = self.block_of
+        self.top, self.block_of = top, block_of
+
+    def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
+        """Learn one value per id at data time ``bucket_ms`` (NaN values are skipped; an id given
+        twice learns both values)."""
+        ok = np.isfinite(values)
+        ids = np.asarray(ids, np.int64)[ok]
+        vals = np.asarray(values, np.float64)[ok]
+        if ids.size == 0:
+            return
+        self._grow(int(ids.max()) + 1)
+        block = bucket_ms // self.block_ms
+        slot = int(block % self.blocks)
+        while ids.size:
+            # fancy-index assignment keeps one write per id, so duplicates go in rounds
+            uniq, first = np.unique(ids, return_index=True)
+            stale = self.block_of[uniq, slot] != block
+            if stale.any():
+                self.top[uniq[stale], slot] = -np.inf
+                self.block_of[uniq[stale], slot] = block
+            cur = self.top[uniq, slot]  # (m, k) ascending
+            merged = np.sort(np.concatenate([cur, vals[first, None]], axis=1), axis=1)
+            self.top[uniq, slot] = merged[:, 1:]
+            rest = np.ones(ids.size, bool)
+            rest[first] = False
+            ids, vals = ids[rest], vals[rest]
+
+    def kth(self, ids: I64, bucket_ms: int) -> F64:
+        """The k-th largest value each id learned in the window ending at ``bucket_ms``'s block
+        (NaN while it holds fewer than k values: the caller's floor applies)."""
+        ids = np.asarray(ids, np.int64)
+        out = np.full(ids.size, np.nan)
+        known = ids < self.top.shape[0]
+        if not known.any():
+            return out
+        kid = ids[known]
+        block = bucket_ms // self.block_ms
+        b = self.block_of[kid]
+        live = (b > block - self.blocks) & (b <= block)
+        vals = np.where(live[:, :, None], self.top[kid], -np.inf).reshape(kid.size, -1)
+        kth = np.partition(vals, vals.shape[1] - self.k, axis=1)[:, vals.shape[1] - self.k]
+        out[known] = np.where(np.isfinite(kth), kth, np.nan)
+        return out

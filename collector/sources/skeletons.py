@@ -1,0 +1,98 @@
+"""Per-target skeletons of the last clean parse, shared by the parsers that reuse them.
+
+Why: a target answers scrape after scrape with the same rows (series, proxies, servers) and new
+numbers. A parser that keeps what did not change (label maps, metric dictionaries, IP
+observations) only has to read the numbers of the next payload, and the store keeps one copy of
+the label buffers per target instead of one per scrape. Each parser decides what its skeleton
+holds and when a payload fits it; this module only keeps them: least recently used first out,
+bounded in bytes, thread-safe (the service parses on several threads).
+
+``HCIWATCH_PARSE_REUSE=0`` turns reuse off for every parser (benchmarks measure the cold parsers
+with it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, Protocol, TypeVar
+
+from collector.catalog import Catalog
+from collector.schema import RawRecord
+
+MAX_BYTES = int(os.environ.get("HCIWATCH_PARSE_REUSE_BYTES", str(256 << 20)))
+"""Bytes of skeletons one cache keeps."""
+
+
+def enabled() -> bool:
+    """Whether parsers may reuse skeletons (read every call, so tests and benches can toggle it)."""
+    return os.environ.get("HCIWATCH_PARSE_REUSE", "1").strip() != "0"
+
+
+class Sized(Protocol):
+    """What the cache needs of a skeleton: the catalog it was built with and its size."""
+
+    catalog: Catalog
+    nbytes: int
+
+
+S = TypeVar("S", bound=Sized)
+
+
+def target_key(record: RawRecord) -> Hashable:
+    """One skeleton per (kind, target, host, record labels): labels change every sample's map."""
+    return (record.kind, record.target, record.host, tuple(sorted(record.labels.items())))
+
+
+class SkeletonCache(Generic[S]):
+    """Least-recently-used skeletons by target, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, S] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+    def get(self, record: RawRecord, catalog: Catalog) -> S | None:
+        """The target's skeleton, if it was built with this very catalog (mappings may differ)."""
+        key = target_key(record)
+        with self._lock:
+            sk = self._entries.get(key)
+            if sk is not None and sk.catalog is catalog:
+                self._entries.move_to_end(key)
+                return sk
+        return None
+
+    def put(self, record: RawRecord, sk: S) -> None:
+        if sk.nbytes > self.max_bytes:
+            return
+        key = target_key(record)
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[key] = sk
+            self._bytes += sk.nbytes
+            while self._bytes > self.max_bytes and self._entries:
+                _, ev = self._entries.popitem(last=False)
+                self._bytes -= ev.nbytes
+
+    def drop(self, record: RawRecord) -> None:
+        with self._lock:
+            old = self._entries.pop(target_key(record), None)
+            if old is not None:
+                self._bytes -= old.nbytes
