@@ -23,6 +23,7 @@ from collector.domains import owner
 from collector.schema import Alert
 from hciwatch.config import load_config
 from hciwatch.service import Service
+from tests.fixtures.fleet_config import fleet_instance_config
 from tests.fixtures.loopback import free_port, serve
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.fixtures.object_stores import ObjectStore, StoppableAzurite
@@ -44,45 +45,8 @@ DEAD = free_port()  # nothing listens here: the same dead target (same fingerpri
 def _config(
     tmp: Path, name: str, store: ObjectStore, url: str, port: int, *, dead: int = DEAD, extra: str = ""
 ) -> Path:
-    lake = "\n".join(f'{k} = "{v}"' for k, v in store.lake_settings().items())
-    path = tmp / f"{name}.toml"
-    path.write_text(f"""
-data_dir = "{tmp / name}"
-[site]
-name = "east"
-[store]
-flush_interval = 0.5
-[store.lake]
-url = "{url}"
-{lake}
-[fleet]
-enabled = true
-instance = "{name}"
-lease_duration = 15
-renew_interval = 0.5
-member_ttl = 2
-[[sources]]
-type = "windows"
-targets = ["127.0.0.1:{port}"]
-interval = 0.5
-[[sources]]
-type = "windows"
-name = "dead-host"
-targets = ["127.0.0.1:{dead}"]
-interval = 0.5
-timeout = 0.5
-down_after = 1.0
-[analytics]
-evaluation_interval = "1s"
-[analytics.lifecycle.source_down]
-for = "0s"
-hold = "1m"
-[api]
-listen = "127.0.0.1:{free_port()}"
-allow_unauthenticated = true
-{extra}
-""")
-    return path
+    live = f'[[sources]]\ntype = "windows"\ntargets = ["127.0.0.1:{port}"]\ninterval = 0.5'
+    return fleet_instance_config(tmp, name, store, url, dead=dead, hold="1m", sources=live, extra=extra)
 
 
 async def _until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from collector.domains import owner
+from tests.fixtures.fleet_config import fleet_instance_config
 from tests.fixtures.loopback import free_port
 from tests.fixtures.object_stores import ObjectStore
 
@@ -32,43 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240
 
 
 def _config(tmp: Path, name: str, store: ObjectStore, url: str, dead: int, api: int) -> Path:
-    lake = "\n".join(f'{k} = "{v}"' for k, v in store.lake_settings().items())
-    path = tmp / f"{name}.toml"
-    path.write_text(f"""
-data_dir = "{tmp / name}"
-[site]
-name = "east"
-[store]
-flush_interval = 0.5
-[store.lake]
-url = "{url}"
-{lake}
-[fleet]
-enabled = true
-instance = "{name}"
-lease_duration = 15
-renew_interval = 0.5
-member_ttl = 2
-[[sources]]
-type = "windows"
-name = "dead-host"
-targets = ["127.0.0.1:{dead}"]
-interval = 0.5
-timeout = 0.5
-down_after = 1.0
-[analytics]
-evaluation_interval = "1s"
-[analytics.lifecycle.source_down]
-for = "0s"
-hold = "2m"
-[[exporters]]
-type = "jsonl"
-path = "{tmp / name / "alerts.jsonl"}"
-[api]
-listen = "127.0.0.1:{api}"
-allow_unauthenticated = true
-""")
-    return path
+    alerts = f'[[exporters]]\ntype = "jsonl"\npath = "{tmp / name / "alerts.jsonl"}"'
+    return fleet_instance_config(tmp, name, store, url, dead=dead, hold="2m", api=api, extra=alerts)
 
 
 def _readyz(api: int) -> dict[str, Any]:
