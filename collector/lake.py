@@ -382,12 +382,9 @@ class Lake:
                     manifests.append(info.path)
                 continue
             if (sites is not None and m["site"] not in sites) or not info.size:
-                # size 0: an upload in progress — pyarrow's Azure output stream creates the blob empty
-                # at open and commits the content at close (a Parquet file is never empty)
-                continue
-            if not info.size and not self.local:
-                # an upload in progress, or one whose writer died (kill -9): Azure's block blob
-                # exists empty from the stream's open until its commit; never a Parquet file
+                # size 0: an upload in progress, or one whose writer died (kill -9) — pyarrow's Azure
+                # output stream creates the blob empty at open and commits the content at close (a
+                # Parquet file is never empty)
                 continue
             out.append(LakeFile(info.path, m["site"], m["date"], int(info.size or 0)))
         if manifests:

@@ -41,6 +41,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,6 +173,8 @@ class Store:
         self._seq = 0
         self._legacy: set[str] = set()
         self._sited: set[str] = set()
+        if not self.lake.local:
+            self._sweep_windows()
         try:
             if self.lake.local:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -484,6 +487,15 @@ class Store:
         con = duckdb.connect(":memory:")
         self.refresh_views(con)
         return con
+
+    def _sweep_windows(self) -> None:
+        """Scratch dirs of :meth:`connect_window` left by a process killed mid-bootstrap (an hour
+        old at least, so a bootstrap running now in another process on this data dir is spared)."""
+        limit = time.time() - 3600
+        for old in self.data_dir.glob(".window-*"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < limit:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def connect_window(self, since: datetime) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
         """A connection for reading history from ``since`` on many times (a detector bootstrap).

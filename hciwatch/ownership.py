@@ -90,7 +90,8 @@ class DomainOwnership:
 
     One tick at a time (the ownership loop's thread); :meth:`owns`, :meth:`save_state` and
     :meth:`drop` may be called from the pipeline's worker thread meanwhile, so the held set is
-    guarded by a lock (never held across storage I/O).
+    guarded by a lock (never held across storage I/O), and the lease calls themselves by a second
+    one (a release from the worker thread must not interleave with a renewal of the same lease).
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class DomainOwnership:
         self._renewed: dict[str, float] = {}  # domain → when its lease was last renewed (clock())
         self._clock = clock
         self._mu = threading.Lock()
+        self._io = threading.Lock()  # one lease call at a time
 
     @classmethod
     def from_settings(
@@ -162,7 +164,8 @@ class DomainOwnership:
         """One round (blocking I/O: run it in a thread). Raises on backend errors after expiring stale holds."""
         change = Change()
         try:
-            self._round(change)
+            with self._io:
+                self._round(change)
         except Exception:
             change.lost += self._expire_unrenewed()
             raise
@@ -219,7 +222,9 @@ class DomainOwnership:
         """Save ``domain``'s lifecycle state, fenced: False (and the domain is lost) when refused."""
         if not self.owns(domain):
             return False
-        if self.leases[domain].save_state(data):
+        with self._io:
+            saved = self.leases[domain].save_state(data)
+        if saved:
             return True
         with self._mu:
             self._renewed.pop(domain, None)
@@ -232,7 +237,8 @@ class DomainOwnership:
             held = self._renewed.pop(domain, None) is not None
         if held:
             try:
-                self.leases[domain].release()
+                with self._io:
+                    self.leases[domain].release()
             except Exception as exc:  # it frees at expiry instead
                 log.warning("domain %s: release failed (%s); it frees at lease expiry", domain, exc)
 
@@ -246,7 +252,8 @@ class DomainOwnership:
             self._renewed.clear()
         for d in held:
             try:
-                self.leases[d].release()
+                with self._io:
+                    self.leases[d].release()
             except Exception as exc:  # the lease expires by itself; a stop must not hang on it
                 log.warning("domain %s: release failed (%s); it frees at lease expiry", d, exc)
         try:

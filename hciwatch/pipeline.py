@@ -293,12 +293,13 @@ class Pipeline:
             self._views_ready = True
         if self._bootstrap_from_store:
             # first pass after a (re)start: the engine rebuilds baselines from stored history
-            self._bootstrap_from_store = False
             self.flush_store()
-            # the window is read once (on object storage: downloaded once, not once per chunk)
+            # the window is read once (on object storage: downloaded once, not once per chunk);
+            # a read that fails (lake unreachable) leaves the flag set, so the next pass retries it
             cfg = self.cfg.analytics
             since = now - cfg.bootstrap_window - cfg.settle - cfg.evaluation_interval
             store_con, scratch = self.store.connect_window(since)
+            self._bootstrap_from_store = False
             try:
                 if self.incremental:  # rows fed meanwhile are in the store: the engine drops them
                     findings = list(self.engine.evaluate_fed(now, store_con))

@@ -228,7 +228,9 @@ class Service:
         )
         self._scheduler_task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # for the worker thread's hand-offs
-        self.gained_at: datetime | None = None  # when this instance last took its domain over
+        # [fleet]: true from a completed takeover (state loaded, detectors rebuilt) until the loss;
+        # holding the lease alone is not enough, or a pass could run on the standby's stale state
+        self._serving = False
         self.evaluations_owned = 0  # passes whose state the lease accepted (fleet mode)
         self.parser = OffloadParser(self.pipeline.catalog.user_mappings)  # big scrapes off the event loop's lock
         pull, push = build_sources(cfg)
@@ -299,7 +301,7 @@ class Service:
         With ``[fleet]`` on, changes of a domain this instance no longer owns are refused (fencing:
         the new owner carries the incident on).
         """
-        if changes and self.ownership is not None and not self.ownership.owns(self.domain):
+        if changes and not self._serves():
             log.warning("fleet: %d alert change(s) of %s refused: no longer its owner", len(changes), self.domain)
             self._fenced_off()
             return
@@ -428,7 +430,7 @@ class Service:
 
     async def evaluate_once(self, now: datetime) -> bool:
         """One detector pass at ``now``; False when skipped (``[fleet]``: the domain is not ours)."""
-        if self.ownership is not None and not self.ownership.owns(self.domain):
+        if not self._serves():
             return False
         self.pipeline.add_findings(source_down_findings(self.scheduler, now))
         async with self._lock:
@@ -439,6 +441,10 @@ class Service:
             else:
                 self.evaluation_fault.cleared()
         return True
+
+    def _serves(self) -> bool:
+        """Whether this instance evaluates its domain now (always, without ``[fleet]``)."""
+        return self.ownership is None or (self._serving and self.ownership.owns(self.domain))
 
     def _evaluate_and_save(self, now: datetime) -> None:
         """A pass; with ``[fleet]`` the lifecycle state then goes to the lease blob (fenced write)."""
@@ -477,7 +483,12 @@ class Service:
             if self.domain in change.lost:
                 self._on_loss()
             if self.domain in change.gained:
-                await self._on_gain()
+                try:
+                    await self._on_gain()
+                except Exception as exc:  # state or lake unreadable: give the lease up, retry as a gain
+                    own.fault.failed(exc)
+                    self._on_loss()
+                    await asyncio.to_thread(own.drop, self.domain)
             await asyncio.sleep(own.renew_interval)
 
     async def _on_gain(self) -> None:
@@ -493,7 +504,7 @@ class Service:
                 )
                 await self._in_worker(self.pipeline.rebuild_from_store, None)
                 state = None
-        self.gained_at = datetime.now(UTC)
+        self._serving = True
         log.info(
             "fleet: evaluating domain %s (epoch %d)%s",
             self.domain,
@@ -503,7 +514,8 @@ class Service:
         self._start_sources()
 
     def _on_loss(self) -> None:
-        """Lost (or handed back): stop collecting; evaluate_once already refuses the domain."""
+        """Lost (or handed back): stop evaluating and collecting."""
+        self._serving = False
         if self._scheduler_task is not None:
             self._scheduler_task.cancel()
             self._scheduler_task = None

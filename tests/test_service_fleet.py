@@ -10,8 +10,9 @@ comes back, and an owner that cannot renew stops evaluating before its lease cou
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,44 @@ async def test_lease_backend_down_is_a_fault_that_clears(azurite_stoppable: Stop
         before = svc.evaluations_owned
         await _until(lambda: svc.evaluations_owned > before, "evaluation goes on")
     finally:
+        await svc.stop()
+        await runner.cleanup()
+
+
+async def test_a_takeover_that_fails_gives_the_lease_up_and_no_pass_runs_before_it_completes(
+    azurite: ObjectStore, tmp_path: Path
+) -> None:
+    """Holding the lease is not enough to evaluate: no pass runs until the last owner's state is
+    loaded and the detectors are rebuilt; a takeover whose state read fails is a fault, the lease
+    is given up and the next round takes the domain again as a gain."""
+    url = azurite.url(azurite.new_bucket())
+    runner, port = await _target()
+    svc = Service(load_config(_config(tmp_path, "hw-a", azurite, url, port)))
+    assert svc.ownership is not None
+    own = svc.ownership
+    real_load = own.load_state
+    attempts: list[bool] = []
+    gate = threading.Event()
+
+    def load_state(domain: str) -> bytes | None:
+        attempts.append(own.owns(domain))
+        if len(attempts) == 1:
+            raise OSError("lease blob unreachable")
+        gate.wait(30)  # the second takeover waits here: the lease is held, the state not loaded yet
+        return real_load(domain)
+
+    own.load_state = load_state  # type: ignore[method-assign]
+    try:
+        await svc.start()
+        await _until(lambda: len(attempts) >= 2, "the failed takeover is retried as a gain")
+        assert attempts == [True, True]
+        assert own.owns("east") and not await svc.evaluate_once(datetime.now(UTC)), "no pass before the state"
+        assert svc.evaluations_owned == 0
+        gate.set()
+        await _until(lambda: svc.evaluations_owned > 0, "evaluation starts once the takeover completes")
+        assert own.fault.ok
+    finally:
+        gate.set()
         await svc.stop()
         await runner.cleanup()
 
