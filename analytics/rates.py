@@ -201,6 +201,7 @@ _ID_COLUMNS = ("source", "host", "metric", "labels")
 _HEAD_COLUMNS = ("source", "host", "metric")
 _NO_KEYS = np.zeros(0, np.uint64)
 LAYOUTS_MAX = 16_384  # chunk layouts remembered (about one per scraped target)
+LAYOUTS_MAX_BYTES = 128 << 20  # and the identity columns they hold (the rest is re-keyed)
 _ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
 FED_NEW_SERIES_VIEW = (
     "CREATE OR REPLACE VIEW _fed_new_series AS "
@@ -232,11 +233,13 @@ class SeriesKeys:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
         self._view_ready = False
-        # chunk layouts seen before: (source, host, metric of the first row, rows) → the chunk's
-        # identity columns and their keys (see :meth:`chunk_keys`)
+        # chunk layouts seen before: (source, host, metric of the first row) → the last such chunk's
+        # identity columns and their keys (see :meth:`chunk_keys`); no row count in the key, so a
+        # target whose series count changes replaces its entry instead of adding one per count
         self._layouts: OrderedDict[tuple[Any, ...], tuple[list[pa.ChunkedArray[Any]], npt.NDArray[np.uint64]]] = (
             OrderedDict()
         )
+        self._layout_bytes = 0
         self.layout_hits = 0
         self.layout_misses = 0
 
@@ -266,7 +269,7 @@ class SeriesKeys:
         at = 0
         for i, c in enumerate(chunks):
             if c.num_rows:
-                lay = (c.num_rows, heads["source"][at], heads["host"][at], heads["metric"][at])
+                lay = (heads["source"][at], heads["host"][at], heads["metric"][at])
                 at += 1
                 hit = self._layout_hit(lay, c)
                 if hit is not None:
@@ -287,29 +290,32 @@ class SeriesKeys:
                     self._remember(part, k)
         return [k if k is not None else _NO_KEYS for k in out]
 
-    @staticmethod
-    def _layout(chunk: pa.Table) -> tuple[Any, ...]:
-        return (
-            chunk.num_rows,
-            *(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS),
-        )
-
     def _layout_hit(self, lay: tuple[Any, ...], chunk: pa.Table) -> npt.NDArray[np.uint64] | None:
         entry = self._layouts.get(lay)
         if entry is None:
             return None
         cols, keys = entry
+        if len(keys) != chunk.num_rows:
+            return None
         for name, col in zip(_ID_COLUMNS, cols, strict=True):
             if not chunk.column(name).equals(col):
                 return None
         return keys
 
     def _remember(self, chunk: pa.Table, keys: npt.NDArray[np.uint64]) -> None:
-        lay = self._layout(chunk)
-        self._layouts[lay] = ([chunk.column(c) for c in _ID_COLUMNS], keys)
-        self._layouts.move_to_end(lay)
-        while len(self._layouts) > LAYOUTS_MAX:
-            self._layouts.popitem(last=False)
+        lay = tuple(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS)
+        cols = [chunk.column(c) for c in _ID_COLUMNS]
+        size = sum(c.nbytes for c in cols)
+        if size > LAYOUTS_MAX_BYTES // 4:  # a chunk this big (a replay run of records) is not a layout
+            return
+        old = self._layouts.pop(lay, None)
+        if old is not None:
+            self._layout_bytes -= sum(c.nbytes for c in old[0])
+        self._layouts[lay] = (cols, keys)
+        self._layout_bytes += size
+        while len(self._layouts) > LAYOUTS_MAX or self._layout_bytes > LAYOUTS_MAX_BYTES:
+            _, (gone, _k) = self._layouts.popitem(last=False)
+            self._layout_bytes -= sum(c.nbytes for c in gone)
 
     def keys(self, samples: pa.Table, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
         enc = series_strings(samples).dictionary_encode()
@@ -354,6 +360,7 @@ class SeriesKeys:
         could hand back a forgotten key)."""
         self.ids = {s: k for s, k in self.ids.items() if k in keys}
         self._layouts.clear()
+        self._layout_bytes = 0
 
 
 def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:
