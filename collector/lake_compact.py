@@ -54,6 +54,9 @@ from collector.store_layout import EMPTY_DATE
 log = logging.getLogger(__name__)
 
 SORT_KEYS = ("metric", "host", "ip", "fingerprint", "ts")
+# input Parquet bytes merged into one output file: a merge holds its rows in memory (several times
+# the compressed size), so a big day (hundreds of hosts) becomes several files, not one OOM kill
+MAX_BYTES_PER_FILE = 64 << 20
 
 
 @dataclass
@@ -67,6 +70,7 @@ class CompactionStats:
     bytes_in: int = 0
     bytes_out: int = 0
     finished: int = 0  # in-flight compactions of an earlier run completed
+    failed: int = 0  # file groups left as they were after an error (logged; the next run retries)
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -144,9 +148,12 @@ def compact_lake(
     tables: list[str] | None = None,
     sites: set[str] | None = None,
     writer: str = "compactor",
+    max_bytes: int = MAX_BYTES_PER_FILE,
 ) -> CompactionStats:
     """Merge the part files of every closed partition (``date < before``, default today UTC) that
-    has at least ``min_files`` of them, per table and site; see the module docstring for the swap."""
+    has at least ``min_files`` of them, per table and site, into files of at most about
+    ``max_bytes`` of input each; see the module docstring for the swap. A group that fails (a
+    vanished file, storage errors) is logged and left for the next run; the others go on."""
     before = before or datetime.now(UTC).date()
     stats = CompactionStats()
     wid = writer_id(writer)
@@ -164,8 +171,26 @@ def compact_lake(
             if len(files) < min_files:
                 stats.skipped["few files"] += 1
                 continue
-            _compact_partition(lake, name, site, day, files, wid, stats)
+            for group in _bins(files, max_bytes):
+                try:
+                    _compact_partition(lake, name, site, day, group, wid, stats)
+                except (StoreError, OSError, pa.ArrowException) as exc:
+                    stats.failed += 1
+                    log.error("compaction of %s %s/%s left for the next run: %s", name, site, day, exc)
     return stats
+
+
+def _bins(files: list[LakeFile], max_bytes: int) -> list[list[LakeFile]]:
+    """Consecutive groups of at most ``max_bytes`` (one file at least); a lone file is left alone."""
+    out: list[list[LakeFile]] = [[]]
+    size = 0
+    for f in sorted(files, key=lambda f: f.path):
+        if out[-1] and size + f.size > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += f.size
+    return [g for g in out if len(g) > 1]
 
 
 def _compact_partition(

@@ -351,8 +351,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
         f"compacted {stats.partitions} partition(s): {stats.files_in} files -> {stats.files_out} "
         f"({stats.rows:,} rows, {stats.bytes_in / 1e6:.1f} MB -> {stats.bytes_out / 1e6:.1f} MB); "
         f"{stats.finished} interrupted compaction(s) finished"
+        + (f"; {stats.failed} group(s) failed and are left for the next run (see the log)" if stats.failed else "")
     )
-    return 0
+    return 1 if stats.failed else 0
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:

@@ -71,6 +71,19 @@ def test_compaction_merges_closed_days_and_keeps_every_row(lake: Lake) -> None:
     assert compact_lake(lake, before=OPEN, min_files=4).partitions == 0  # idempotent
 
 
+def test_a_big_day_becomes_several_files_each_within_the_byte_budget(lake: Lake) -> None:
+    """A merge holds its rows in memory, so a day larger than the budget is merged in groups."""
+    before = _q(lake, COUNTS)
+    sizes = sorted(f.size for f in lake.files("samples") if f.date == CLOSED)
+    budget = sizes[-1] + sizes[-2]  # any two of a site's six files fit, never all six
+
+    stats = compact_lake(lake, before=OPEN, min_files=4, tables=["samples"], max_bytes=budget)
+
+    assert stats.failed == 0 and stats.partitions > 2
+    assert all(1 < n < 6 for n in _files(lake, CLOSED).values()), _files(lake, CLOSED)
+    assert _q(lake, COUNTS) == before
+
+
 def _selector(lake: Lake) -> pafs.FileSelector:
     return pafs.FileSelector(lake.root, recursive=True)
 
