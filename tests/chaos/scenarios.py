@@ -34,6 +34,7 @@ from tests.chaos.harness import (
     write_config,
 )
 from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker, make_certs
+from tests.fixtures.mounts import mount_tmpfs, umount
 from tests.fixtures.otlp_receiver import OtlpReceiver
 
 During = Callable[[Child], Awaitable[str]]
@@ -130,21 +131,6 @@ async def kill9_during_ingest_and_export(work: Path, peers: Peers, profile: Prof
     return await run_scenario(
         f"kill -9 x{profile.kill_rounds} (ingest+export)", work, peers, during, rounds=profile.kill_rounds
     )
-
-
-def mount_tmpfs(path: Path, size: str) -> str | None:
-    """Mount a tmpfs; returns why not when impossible (not root, no mount, container forbids)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return "needs root and mount(8)"
-    path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    return None if res.returncode == 0 else (res.stderr.strip() or f"mount exited {res.returncode}")
-
-
-def umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 async def _recover_time(child: Child, timeout: float = 30.0) -> float:

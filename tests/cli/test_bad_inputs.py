@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from hciwatch.cli import main
+from tests.fixtures.mounts import mount_tmpfs, remount_read_only, umount
 
 NET = """
 [[networks]]
@@ -395,16 +396,16 @@ def test_debug_shows_the_traceback(ctx: Ctx, capsys: pytest.CaptureFixture[str])
     assert "Traceback" in err and "address already in use" in err
 
 
-def _read_only_mount(path: Path) -> bool:
-    """Make ``path`` a read-only tmpfs holding an (empty) store; False where mounting is refused."""
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True).returncode
-    if ok != 0:
-        return False
+def _read_only_mount(path: Path) -> str | None:
+    """Make ``path`` a read-only tmpfs holding an (empty) store; returns why not when impossible."""
+    why = mount_tmpfs(path, "1m")
+    if why:
+        return why
     (path / "samples").mkdir()
-    if subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", str(path)], capture_output=True)
-        return False
-    return True
+    why = remount_read_only(path)
+    if why:
+        umount(path)
+    return why
 
 
 def test_read_only_data_dir_is_refused_before_run() -> None:
@@ -419,9 +420,9 @@ def test_read_only_data_dir_is_refused_before_run() -> None:
     mounted = False
     try:
         if os.geteuid() == 0:
-            mounted = _read_only_mount(data)
-            if not mounted:
-                pytest.skip("running as root where mount(8) is refused: no way to make a dir root cannot write")
+            why = _read_only_mount(data)
+            assert why is None, f"no way to make a dir root cannot write: {why}"
+            mounted = True
         else:
             (data / "samples").mkdir()
             data.chmod(0o555)
@@ -436,7 +437,7 @@ def test_read_only_data_dir_is_refused_before_run() -> None:
         assert "not writable" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         if mounted:
-            subprocess.run(["umount", str(data)], capture_output=True)
+            umount(data)
         else:
             data.chmod(0o755)
         shutil.rmtree(base)

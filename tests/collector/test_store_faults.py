@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ import collector.store as store_mod
 from collector.errors import StoreError
 from collector.schema import Sample, samples_table
 from collector.store import Store
+from tests.fixtures.mounts import mount_tmpfs, umount
 
 T0 = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
@@ -117,18 +116,14 @@ def test_automatic_flushes_from_append_never_raise_and_wait_for_the_backoff(
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs (needs root and a kernel/container that allows mounting)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a real full disk needs root to mount a small tmpfs; the FlakyDisk tests cover the logic")
+    """A 4 MiB tmpfs: a real full disk (see tests/fixtures/mounts.py for what mounting needs)."""
     mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}); FlakyDisk tests cover it")
+    why = mount_tmpfs(mnt, "4m")
+    assert why is None, why
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        umount(mnt)
 
 
 def _fill(path: Path) -> None:
