@@ -36,9 +36,10 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -126,27 +127,23 @@ def write_parquet_atomic(table: pa.Table, final: Path, *, row_group_size: int = 
 
     Under a hidden temporary name in the final directory, fsynced, renamed, directory fsynced.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_size, **write_opts(table.schema))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_atomic(
+        final, lambda fh: pq.write_table(table, fh, row_group_size=row_group_size, **write_opts(table.schema))
+    )
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:
     """The same for a small local file of bytes."""
+    _write_atomic(final, lambda fh: fh.write(data))
+
+
+def _write_atomic(final: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into a hidden temporary in ``final``'s directory, fsync, rename, fsync the directory."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)

@@ -80,14 +80,10 @@ def _run(
     (even thread starts) would fail in it: the parent replaces it.
     """
     from collector.errors import ConfigError
-    from collector.lake import Lake
-    from hciwatch.api_encode import arrow_ipc, json_result
-    from hciwatch.query import run_query
+    from hciwatch.api_encode import run_and_encode
 
     try:
-        opened = Lake.open(lake.url, lake) if lake is not None else None
-        result = run_query(data_dir, sql, limit=limit, limits=limits, extra_views=extra_views, lake=opened)
-        body = arrow_ipc(result) if arrow else json_result(result).encode("utf-8")
+        result, body = run_and_encode(data_dir, sql, limit, limits, extra_views, arrow, lake)
     except QueryError as exc:
         if "memory" in str(exc).lower():
             return ("execution", _MEMORY_MESSAGE.format(mib=_budget_mib), True)

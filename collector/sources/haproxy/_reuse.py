@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
+from collector.sources.prometheus._scan import view_ranges
 from collector.sources.skeletons import SkeletonCache
 from collector.text import without_bom
 
@@ -283,41 +284,26 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     values[~sk.is_plan] = sk.up
     ms = to_ms(record.ts)
     schema = sk.samples.schema
-    samples = sk.samples.set_column(0, schema.field(0), _ts(ms, len(values))).set_column(
+    samples = sk.samples.set_column(0, schema.field(0), ts_column(ms, len(values))).set_column(
         5, schema.field(5), pa.array(values, pa.float64())
     )
     ips = sk.ip_observations
     if ips.num_rows:
-        ips = ips.set_column(0, ips.schema.field(0), _ts(ms, ips.num_rows))
+        ips = ips.set_column(0, ips.schema.field(0), ts_column(ms, ips.num_rows))
     result = ParseResult()
     result.samples, result.ip_observations = samples, ips
     return result
 
 
-def _ts(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
+def ts_column(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
     """A timestamp column of ``n`` equal values, wrapped without a conversion pass."""
     return pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, ms, dtype=np.int64).data)])
 
 
 def cast_integers(body: bytes, starts: I64, ends: I64) -> F64:
-    """Plain integers at ``[starts, ends)`` of the body as floats, converted by Arrow in place.
-
-    The ranges (increasing, disjoint) and the gaps between them form one string array over the
-    body; the gaps are null, so only the numbers are read.
-    """
-    n = len(starts)
-    if n == 0:
+    """Plain integers at ``[starts, ends)`` of the body as floats, converted by Arrow in place
+    (over the Prometheus scanner's zero-copy range view: only the ranges are read)."""
+    if len(starts) == 0:
         return np.empty(0, dtype=np.float64)
-    offsets = np.empty(2 * n, dtype=np.int32)
-    offsets[0::2] = starts
-    offsets[1::2] = ends
-    valid = np.zeros(2 * n - 1, dtype=np.bool_)
-    valid[0::2] = True
-    strings = pa.StringArray.from_buffers(
-        2 * n - 1,
-        pa.py_buffer(offsets.data),
-        pa.py_buffer(body),
-        pa.py_buffer(np.packbits(valid, bitorder="little").data),
-    )
-    out = pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False)
+    out = pc.cast(view_ranges(pa.py_buffer(body), starts, ends), pa.float64()).to_numpy(zero_copy_only=False)
     return np.asarray(out[0::2], dtype=np.float64)

@@ -515,7 +515,7 @@ class _Samples:
         zeros = np.zeros(n, np.int32)
         return pa.table(
             {
-                "ts": pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, to_ms(ts), np.int64).data)]),
+                "ts": _reuse.ts_column(to_ms(ts), n),
                 "source": pa.DictionaryArray.from_arrays(zeros, pa.array([source], pa.string())),
                 "host": pa.DictionaryArray.from_arrays(zeros, pa.array([host], pa.string())),
                 "metric": metric,
