@@ -56,12 +56,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from sklearn.ensemble import IsolationForest
 
 from analytics.baselines import (
     SOURCE_NAMES,
@@ -78,6 +77,9 @@ from analytics.findings import Finding
 from analytics.settings import AnalyticsSettings
 from analytics.tail_bar import TailBank
 from collector.schema import AlertKind, Severity, from_ms, iso
+
+if TYPE_CHECKING:  # sklearn is imported when the first forest is trained (it costs ~2 s to import)
+    from sklearn.ensemble import IsolationForest
 
 F64 = npt.NDArray[np.float64]
 
@@ -706,6 +708,8 @@ class CongestionDetector:
         )
         if not grown and bucket - self.last_train < self.c.if_retrain.total_seconds() * 1000:
             return
+        from sklearn.ensemble import IsolationForest  # lazy: see the TYPE_CHECKING import above
+
         x = np.asarray(self.train)
         model = IsolationForest(
             n_estimators=self.c.if_estimators,

@@ -32,10 +32,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binom, norm
 
 F64 = npt.NDArray[np.float64]
 HOUR_MS = 3_600_000
+
+
+def _z_two_sided(confidence: float) -> float:
+    """The normal quantile of a two-sided ``confidence`` interval (scipy's, imported on first use
+    so that importing the detectors does not import ``scipy.stats``)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2))
 
 
 def theil_sen(x: F64, y: F64, confidence: float, max_effective: float | None = None) -> tuple[float, float, float]:
@@ -68,7 +75,7 @@ def theil_sen(x: F64, y: F64, confidence: float, max_effective: float | None = N
     if max_effective is not None:
         n_eff = max(1.0, min(n_eff, max_effective))
     var_s = n * (n - 1) * (2 * n + 5) / 18.0 * n / n_eff
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = _z_two_sided(confidence)
     m = slopes.size
     lo_rank = int(np.floor((m - z * np.sqrt(var_s)) / 2))
     hi_rank = int(np.ceil((m + z * np.sqrt(var_s)) / 2))
@@ -109,6 +116,8 @@ def walk_max_p(steps: int, height: int) -> float:
 
     def tail(a: int) -> float:  # P(S_steps ≥ a), S = 2K − steps, K ~ Bin(steps, 1/2)
         k = math.ceil((steps + a) / 2)
+        from scipy.stats import binom  # lazy: importing scipy.stats costs ~0.5 s at startup
+
         return float(binom.sf(k - 1, steps, 0.5))
 
     return min(1.0, tail(height) + tail(height + 1))
@@ -146,7 +155,7 @@ def growth_run(
     elapsed_h = max(now_ms - start, 1) / HOUR_MS
     rate = float(after.sum()) / elapsed_h
     sd = math.sqrt(float(np.dot(after, after))) / elapsed_h
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = _z_two_sided(confidence)
     p = walk_max_p(int(ev.size), best)
     alpha = (1.0 - confidence) / 2
     up = int((steps > 0).sum())
