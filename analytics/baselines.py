@@ -184,6 +184,22 @@ class BaselineBank:
             self.t_ok = grow(self.t_ok, False)
         self._dirty = True
 
+    def retain(self, rows: I64) -> None:
+        """Keep only these series (renumbered 0..n−1 in the given order) and forget the rest.
+
+        Why: a caller whose series come and go (hosts leave a site) would otherwise carry every
+        series it ever saw. Statistics are row-wise, so the kept series' baselines are unchanged.
+        """
+        rows = np.asarray(rows, np.int64)
+        self.keys = [self.keys[int(i)] for i in rows.tolist()]
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.g, self.g_pos = self.g[rows], self.g_pos[rows]
+        if self.tod is not None:
+            self.tod = [None if slot is None else slot[rows] for slot in self.tod]
+        self.t_pos, self.t_days, self.t_dpos = self.t_pos[rows], self.t_days[rows], self.t_dpos[rows]
+        self.g_med, self.g_sig, self.g_n = self.g_med[rows], self.g_sig[rows], self.g_n[rows]
+        self.t_med, self.t_sig, self.t_ok = self.t_med[rows], self.t_sig[rows], self.t_ok[rows]
+
     # -- learning ---------------------------------------------------------------------------
     def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
         """Append one step value per series (NaN values and duplicate ids are skipped)."""

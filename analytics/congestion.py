@@ -273,6 +273,7 @@ class CongestionDetector:
         self.last_train = -(1 << 62)
         self._trained_on = 0
         self.last_bucket = 0
+        self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
 
     # ------------------------------------------------------------------------------------------
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
@@ -735,6 +736,35 @@ class CongestionDetector:
             i.id for i in self.incidents.values() if not i.active and i.ended is not None and now_ms - i.ended > keep
         ]:
             del self.incidents[iid]
+        self._forget(now_ms)
+
+    def _forget(self, now_ms: int) -> None:
+        """Drop every trace of hosts silent for ``baselines.forget_after`` (the setting metric-anomaly
+        series use): state, scores, baselines and tails, so memory follows the hosts a site has now
+        (hosts are replaced, renamed, moved to another cluster). A host still named by a reported
+        incident is kept until the incident is forgotten. One that comes back learns afresh, as a
+        new host would (peers' baselines first)."""
+        forget = self.s.baselines.forget_after.total_seconds() * 1000
+        if not self.hosts or now_ms - min(st.last_data for st in self.hosts.values()) <= forget:
+            return  # the common case: one pass over the hosts, nothing to do
+        named = {h for inc in self.incidents.values() for h in inc.hosts}
+        gone = [
+            h for h, st in self.hosts.items() if not st.active and h not in named and now_ms - st.last_data > forget
+        ]
+        if not gone:
+            return
+        for h in gone:
+            del self.hosts[h]
+            self.scores.pop(h, None)
+            self.host_ids.pop(h, None)
+        # renumber the baselines (and tails) of the hosts kept, in their current order
+        keep = np.sort(np.concatenate([ids for ids in self.host_ids.values()] or [np.zeros(0, np.int64)]))
+        self.bank.retain(keep)
+        if self.tail is not None:
+            self.tail.retain(keep)
+        for h, ids in self.host_ids.items():
+            self.host_ids[h] = np.asarray(np.searchsorted(keep, ids), np.int64)
+        self.forgotten += len(gone)
 
     # ------------------------------------------------------------------------------------------
     def findings(self) -> list[Finding]:

@@ -54,6 +54,13 @@ class TailBank:
         block_of[: self.block_of.shape[0]] = self.block_of
         self.top, self.block_of = top, block_of
 
+    def retain(self, ids: I64) -> None:
+        """Keep only these series, renumbered 0..n−1 in the given order (ids the bank never
+        grew to come back empty)."""
+        ids = np.asarray(ids, np.int64)
+        self._grow(int(ids.max()) + 1 if ids.size else 0)
+        self.top, self.block_of = self.top[ids], self.block_of[ids]
+
     def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
         """Learn one value per id at data time ``bucket_ms`` (NaN values are skipped; an id given
         twice learns both values)."""
