@@ -470,35 +470,37 @@ class CongestionDetector:
         # learn from quiet steps of quiet hosts only (an incident must not become the baseline)
         learn = np.ones(n, bool)
         newly_active: list[str] = []
-        tail_ids: list[npt.NDArray[np.int64]] = []
-        tail_vals: list[F64] = []
-        for i, h in enumerate(hosts):
+        states: list[_HostState] = []
+        for h in hosts:
             st = self.hosts.get(h)
             if st is None:
                 st = _HostState(deque(maxlen=self.c.of_periods), deque(maxlen=self.c.clear_periods))
                 self.hosts[h] = st
+            states.append(st)
+        if self.tail is not None:
+            # the tail counts episodes, not steps: a run of steps over the bar (a victim's
+            # half-hour of slow SMB, a burst) is learned as one value, its peak, when it ends —
+            # so a sustained elevation is not "normal" after three steps — and a host's
+            # incident, onset included, is one episode for every signal. All hosts at once (the
+            # top-k a tail keeps does not depend on the order values arrive in).
+            active = np.array([st.active for st in states], bool)
+            run = np.stack([st.run for st in states]) if states else np.zeros((0, NSIG))
+            peak = np.fmax(run, clipped)
+            below = np.isfinite(clipped) & ~over & ~active[:, None]
+            ended = below & np.isfinite(run)
+            sig_ids = ids[:, :NSIG]
+            self.tail.add(
+                np.concatenate([sig_ids[ended], sig_ids[below]]), np.concatenate([run[ended], clipped[below]]), bucket
+            )
+            new_run = np.where(below, np.nan, peak)  # an active host's run is its peak
+            for st, r in zip(states, new_run, strict=True):
+                st.run = r
+        for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
             st.flags.append(bool(flag[i]))
             st.clears.append(bool(near[i]))
             st.last_data = bucket
             if st.active or bool(flag[i]):
                 learn[i] = False
-            if self.tail is not None:
-                # the tail counts episodes, not steps: a run of steps over the bar (a victim's
-                # half-hour of slow SMB, a burst) is learned as one value, its peak, when it ends —
-                # so a sustained elevation is not "normal" after three steps — and a host's
-                # incident, onset included, is one episode for every signal
-                v = clipped[i]
-                if st.active:
-                    st.run = np.fmax(st.run, v)
-                else:
-                    below = np.isfinite(v) & ~over[i]
-                    ended = below & np.isfinite(st.run)
-                    if ended.any():
-                        tail_ids.append(ids[i, :NSIG][ended])
-                        tail_vals.append(st.run[ended])
-                    tail_ids.append(ids[i, :NSIG][below])
-                    tail_vals.append(v[below])
-                    st.run = np.where(below, np.nan, np.fmax(st.run, v))
             if not st.active and sum(st.flags) >= self.c.min_failing_periods:
                 st.active = True
                 st.onset = bucket
@@ -506,8 +508,6 @@ class CongestionDetector:
                 newly_active.append(h)
             elif st.active and not any(st.clears):
                 self._clear_host(h, bucket)
-        if self.tail is not None and tail_ids:
-            self.tail.add(np.concatenate(tail_ids), np.concatenate(tail_vals), bucket)
         # ... except that a signal still judged on borrowed (peer) baselines is always learned:
         # until it has a history of its own, a host's difference from its peers may be its normal,
         # and refusing to learn it would keep the host on borrowed baselines — and alerting —
@@ -527,38 +527,49 @@ class CongestionDetector:
         # peaks every step; scores and evidence only where someone will read them (the last step of
         # a catch-up, a host that just became congested, a congested host's current step)
         newly = set(newly_active)
-        for i, h in enumerate(hosts):
-            st = self.hosts[h]
+        # numbers for the Python objects below, converted once (the same doubles float() gives)
+        z_l, flag_l = z.tolist(), flag.tolist()
+        score_l = ratio_l = allv_l = med_l = sig_l = src_l = bar_l = scale_l = tput_l = []
+        if final or newly or any(st.active for st in states):
+            finite = np.isfinite(zs)
+            has = finite.any(axis=1)
+            # the largest finite z and z-to-bar ratio per host (a max is exact in any order)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(finite, zs / bar, -np.inf).max(axis=1)
+            score_l = np.where(has, np.where(finite, zs, -np.inf).max(axis=1), np.nan).tolist()
+            ratio_l = np.where(has, ratio, np.nan).tolist()
+            allv_l, med_l, sig_l, src_l = allv.tolist(), med.tolist(), sig.tolist(), src.tolist()
+            bar_l, scale_l, tput_l = bar.tolist(), scale.tolist(), throughput.tolist()
+        for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
             if st.active:
+                zr = z_l[i]
                 for s_i, spec in enumerate(SIGNALS):
-                    zi = float(z[i, s_i])
+                    zi = zr[s_i]
                     if math.isfinite(zi):
                         st.peak_z[spec.name] = max(st.peak_z.get(spec.name, -math.inf), zi)
-            if not (final or h in newly or (st.active and bool(flag[i]))):
+            if not (final or h in newly or (st.active and flag_l[i])):
                 continue
             scores = {
                 spec.name: SignalScore(
-                    float(allv[i, s_i]),
-                    float(med[i, s_i]),
-                    float(sig[i, s_i]),
-                    float(z[i, s_i]),
-                    _SRC_NAMES[int(src[i, s_i])],
-                    float(bar[i, s_i]),
-                    float(scale[i, s_i]),
+                    allv_l[i][s_i],
+                    med_l[i][s_i],
+                    sig_l[i][s_i],
+                    z_l[i][s_i],
+                    _SRC_NAMES[src_l[i][s_i]],
+                    bar_l[i][s_i],
+                    scale_l[i][s_i],
                 )
                 for s_i, spec in enumerate(SIGNALS)
             }
-            fin = zs[i][np.isfinite(zs[i])]
-            ratio = fin / bar[i][np.isfinite(zs[i])]
             self.scores[h] = CongestionScore(
                 h,
                 bucket,
-                float(fin.max()) if fin.size else math.nan,
+                score_l[i],
                 scores,
-                float(throughput[i]),
+                tput_l[i],
                 bool(if_out[i]) if if_known[i] else None,
                 st.active,
-                float(ratio.max()) if ratio.size else math.nan,
+                ratio_l[i],
             )
             if st.active:
                 hcode = int(present[i])

@@ -133,6 +133,9 @@ LB_INFO_METRIC = "k8s.service_lb_ip_info"  # k8s inventory: one per (Service, LB
 LB_INFO_EXPR = f"CASE WHEN metric = '{LB_INFO_METRIC}' THEN CAST(to_json(labels) AS VARCHAR) END"
 
 
+_UNPARSABLE = object()  # a cached json.loads failure
+
+
 class DuplicateIpDetector:
     def __init__(self, settings: AnalyticsSettings, index: NetworkIndex) -> None:
         self.s = settings
@@ -151,11 +154,21 @@ class DuplicateIpDetector:
         """Remember each LoadBalancer IP's Services and ports (evidence for the runbook: the
         AKS-HCI fix is to re-deploy on the *same* port or onto another cluster network)."""
         if tbl.num_rows and "lbinfo" in tbl.column_names:
-            rows = tbl.filter(pc.is_valid(tbl.column("lbinfo"))).select(["lbinfo", "bucket"]).to_pylist()
+            # two columns first, then the rows (filtering the whole step table first cost more than the rest)
+            part = tbl.select(["lbinfo", "bucket"])
+            rows = part.filter(pc.is_valid(part.column("lbinfo"))).to_pylist()
+            parsed: dict[str, Any] = {}  # the same Service is listed at every step of a catch-up
             for r in rows:
-                try:
-                    lab = json.loads(r["lbinfo"])
-                except ValueError:
+                text = r["lbinfo"]
+                if text in parsed:
+                    lab = parsed[text]
+                else:
+                    try:
+                        lab = json.loads(text)
+                    except ValueError:
+                        lab = _UNPARSABLE
+                    parsed[text] = lab
+                if lab is _UNPARSABLE:
                     continue
                 ip = str(lab.get("ip") or "")
                 if not ip:

@@ -93,6 +93,7 @@ class FedRows:
         self.chunks: list[pa.Table] = []
         self.keys: list[npt.NDArray[np.uint64] | None] = []  # per chunk, once computed
         self.spans: list[tuple[int, int]] = []  # per chunk: (min ts, max ts) in ms
+        self.sizes: list[int] = []  # per chunk: nbytes (asking Arrow again walks every buffer)
         self.bytes = 0
         self.shed_rows = 0
 
@@ -103,12 +104,14 @@ class FedRows:
         self.chunks.append(table)
         self.keys.append(None)
         self.spans.append((int(ts.min()), int(ts.max())))
-        self.bytes += table.nbytes
+        size = table.nbytes
+        self.sizes.append(size)
+        self.bytes += size
         while self.max_bytes is not None and self.bytes > self.max_bytes and len(self.chunks) > 1:
             old = self.chunks.pop(0)
             self.keys.pop(0)
             self.spans.pop(0)
-            self.bytes -= old.nbytes
+            self.bytes -= self.sizes.pop(0)
             self.shed_rows += old.num_rows
 
     def table(self) -> pa.Table:
@@ -136,21 +139,25 @@ class FedRows:
         chunks: list[pa.Table] = []
         keys: list[npt.NDArray[np.uint64] | None] = []
         spans: list[tuple[int, int]] = []
-        for tbl, k, (lo, hi) in zip(self.chunks, self.keys, self.spans, strict=True):
+        sizes: list[int] = []
+        for tbl, k, (lo, hi), size in zip(self.chunks, self.keys, self.spans, self.sizes, strict=True):
             if hi <= hi_ms:
                 continue
             if lo > hi_ms:
                 chunks.append(tbl)
                 keys.append(k)
                 spans.append((lo, hi))
+                sizes.append(size)
                 continue
             ts = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
             m = ts > hi_ms
-            chunks.append(tbl.filter(pa.array(m)))
+            part = tbl.filter(pa.array(m))
+            chunks.append(part)
             keys.append(None if k is None else k[m])
             spans.append((int(ts[m].min()), hi))
-        self.chunks, self.keys, self.spans = chunks, keys, spans
-        self.bytes = sum(t.nbytes for t in chunks)
+            sizes.append(part.nbytes)
+        self.chunks, self.keys, self.spans, self.sizes = chunks, keys, spans, sizes
+        self.bytes = sum(sizes)
 
     @property
     def rows(self) -> int:

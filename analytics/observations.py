@@ -324,10 +324,20 @@ class ObservationTracker:
         diff = np.zeros(n, bool)
         diff[1:] = (m[1:] != m[:-1]) & ~brk
         nets = tbl.column("network").combine_chunks()
+        if isinstance(nets, pa.DictionaryArray):
+            # fed rows keep the network dictionary-encoded: decode by code, not one Arrow scalar per
+            # name asked for (each IP's newest answer asks once per IP and pass)
+            net_names: list[str | None] = [*cast(list[str], nets.dictionary.to_pylist()), None]
+            net_code = np.asarray(nets.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
 
-        def net(i: int) -> str | None:
-            v: str | None = nets[int(order[i])].as_py()
-            return v
+            def net(i: int) -> str | None:
+                return net_names[int(net_code[order[i]])]
+
+        else:
+
+            def net(i: int) -> str | None:
+                v: str | None = nets[int(order[i])].as_py()
+                return v
 
         def names(i: int) -> tuple[str, str]:
             code = int(k[i])

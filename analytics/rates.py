@@ -259,18 +259,11 @@ class SeriesKeys:
         """
         out: list[npt.NDArray[np.uint64] | None] = [None] * len(chunks)
         todo: list[int] = []
-        full = [c for c in chunks if c.num_rows]
-        # every chunk's first row in one table: its layout key without a scalar per chunk
-        heads = (
-            pa.concat_tables([c.select(_HEAD_COLUMNS).slice(0, 1) for c in full]).to_pydict()
-            if full
-            else {n: [] for n in _HEAD_COLUMNS}
-        )
-        at = 0
         for i, c in enumerate(chunks):
             if c.num_rows:
-                lay = (heads["source"][at], heads["host"][at], heads["metric"][at])
-                at += 1
+                # the layout key: the first row's source, host and metric (three scalars cost less
+                # than gathering every chunk's first row into one table and decoding it)
+                lay = tuple(c.column(name)[0].as_py() for name in _HEAD_COLUMNS)
                 hit = self._layout_hit(lay, c)
                 if hit is not None:
                     out[i] = hit
