@@ -94,6 +94,13 @@ def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tu
     return med, sig, n
 
 
+def nan_to_zero(x: F64) -> F64:
+    """``np.nan_to_num(x)`` (NaN → 0, ±inf → the largest finite values) at half its cost for the
+    small arrays of one step: the detectors call it a dozen times per step."""
+    out = np.where(np.isnan(x), 0.0, x)
+    return out if np.isfinite(out).all() else np.nan_to_num(out)
+
+
 def poisson_floor(median_rate: F64, step_seconds: float) -> F64:
     """Smallest credible spread of an event rate measured over one step.
 
@@ -101,7 +108,7 @@ def poisson_floor(median_rate: F64, step_seconds: float) -> F64:
     is sqrt(λ/dt). A series that is normally zero gets the σ of one event per step, so a handful of
     errors in one step is noticed but a single one does not make an infinite z-score.
     """
-    lam = np.maximum(np.nan_to_num(median_rate, nan=0.0), 1.0 / step_seconds)
+    lam = np.maximum(nan_to_zero(median_rate), 1.0 / step_seconds)
     return np.asarray(np.sqrt(lam / step_seconds), dtype=np.float64)
 
 
@@ -289,7 +296,7 @@ class BaselineBank:
 
 def robust_z(value: F64, med: F64, sigma: F64, floor: F64) -> F64:
     """(value − median) / max(σ, floor); NaN where there is no baseline."""
-    scale = np.fmax(np.nan_to_num(sigma, nan=0.0), floor)
+    scale = np.fmax(nan_to_zero(sigma), floor)
     scale = np.where(scale > 0, scale, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray((value - med) / scale, dtype=np.float64)

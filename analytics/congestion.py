@@ -70,6 +70,7 @@ from analytics.baselines import (
     BaselineBank,
     CompiledForest,
     median_mad,
+    nan_to_zero,
     poisson_floor,
     robust_z,
 )
@@ -441,14 +442,14 @@ class CongestionDetector:
         rel = self.s.baselines.relative_floor
         for s, spec in enumerate(SIGNALS):
             if spec.kind == "count":
-                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s), rel * np.abs(np.nan_to_num(med[:, s])))
+                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s), rel * np.abs(nan_to_zero(med[:, s])))
             else:
-                floor[:, s] = np.fmax(rel * np.abs(np.nan_to_num(med[:, s])), self.c.latency_floor_seconds)
-        floor[:, NSIG] = np.fmax(rel * np.abs(np.nan_to_num(med[:, NSIG])), 1.0)
+                floor[:, s] = np.fmax(rel * np.abs(nan_to_zero(med[:, s])), self.c.latency_floor_seconds)
+        floor[:, NSIG] = np.fmax(rel * np.abs(nan_to_zero(med[:, NSIG])), 1.0)
         z = robust_z(allv, med, sig, floor)
         zs = z[:, :NSIG]
         bar = self._bars(ids[:, :NSIG], bucket)
-        zn = np.nan_to_num(zs, nan=0.0)
+        zn = nan_to_zero(zs)
         over = zn >= bar
         n_over = over.sum(axis=1)
         near: npt.NDArray[np.bool_] = np.asarray((zn >= self.c.clear_ratio * bar).any(axis=1))
@@ -457,7 +458,7 @@ class CongestionDetector:
         # noisy host's routine burst is as ordinary to it as to the per-signal bars; at the plain
         # bar this is z exactly (throughput has no bar: plain z)
         on_scale = np.concatenate([zs * (self.z_fire / bar), z[:, NSIG:]], axis=1)
-        feats = np.clip(np.nan_to_num(on_scale, nan=0.0), -10.0, 50.0)
+        feats = np.clip(nan_to_zero(on_scale), -10.0, 50.0)
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
         cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
@@ -523,7 +524,7 @@ class CongestionDetector:
                 self.train.append(row)
         self._maybe_train(bucket)
 
-        scale = np.fmax(np.nan_to_num(sig, nan=0.0), floor)  # the z denominator (evidence: band)
+        scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
         # peaks every step; scores and evidence only where someone will read them (the last step of
         # a catch-up, a host that just became congested, a congested host's current step)
         newly = set(newly_active)

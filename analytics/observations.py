@@ -256,13 +256,18 @@ class ObservationTracker:
                 agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
                     [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
                 )
-                rows = agg.rename_columns(
-                    ["ip", "kind", "owner", "cluster", "network", "b", "first_ms", "last_ms", "n", "macs", "names"]
-                ).to_pylist()
-                for r in sorted(rows, key=lambda r: r["first_ms"]):
-                    r["macs"] = [m for m in r["macs"] if m is not None]
-                    r["mac"] = r["macs"][-1] if r["macs"] else None
-                    self._hold(r)
+                # column by column (one list per column, not one dict per group), folded in the same
+                # order as before: by first sighting, ties in group order (a stable sort)
+                ip, kind, owner, cluster, network, first, last, n, macs, names = (
+                    cast(list[Any], agg.column(name).to_pylist())
+                    for name in (
+                        *("ip", "kind", "owner", "cluster", "network"),
+                        *("t_min", "t_max", "t_count", "mac_distinct", "source_distinct"),
+                    )
+                )
+                for j in sorted(range(agg.num_rows), key=first.__getitem__):
+                    ms = [m for m in macs[j] if m is not None]
+                    self._hold(ip[j], kind[j], owner[j], cluster[j], network[j], first[j], last[j], n[j], ms, names[j])
                 changed = True
             if nb.num_rows:
                 changed = self._neighbors(nb) or changed
@@ -375,15 +380,21 @@ class ObservationTracker:
         gmax = np.maximum.reduceat(lt, g0)
         at_max = lt == np.repeat(gmax, g1 - g0)
         win = np.maximum.reduceat(np.where(at_max, np.arange(lip.size), -1), g0)
-        for a, z, w in zip(g0.tolist(), g1.tolist(), win.tolist(), strict=True):
-            ip = ip_names[int(lip[a])]
+        # per IP group: its name, the winner's time, MAC and row (Python ints: one conversion per array)
+        g_ip = lip[g0].tolist()
+        w_t = lt[win].tolist()
+        w_mac = m[li[win]].tolist()
+        w_row = li[win].tolist()
+        lk_l = lk.tolist()
+        for j, (a, z) in enumerate(zip(g0.tolist(), g1.tolist(), strict=True)):
+            ip = ip_names[g_ip[j]]
             cur = self.neighbor_latest.get(ip)
-            ts_w = int(lt[w])
+            ts_w = w_t[j]
             if cur is None or ts_w >= cur[1]:
                 # observers of a group come in name order: the first 20 are the 20 smallest names
-                seen = [ow_names[int(c) % n_ow] for c in lk[a : min(z, a + NEIGHBOR_OBSERVERS)].tolist()]
+                seen = [ow_names[c % n_ow] for c in lk_l[a : min(z, a + NEIGHBOR_OBSERVERS)]]
                 obs = sorted({*(cur[3] if cur else []), *seen})[:NEIGHBOR_OBSERVERS]
-                self.neighbor_latest[ip] = (macs[int(m[li[w]])], ts_w, net(int(li[w])), obs)
+                self.neighbor_latest[ip] = (macs[w_mac[j]], ts_w, net(w_row[j]), obs)
         for i in np.flatnonzero(diff).tolist():
             if t[i] - t[i - 1] <= gap:
                 ip, observer = names(i)
@@ -442,28 +453,39 @@ class ObservationTracker:
         if len(q) > 1 and q[-2].t > ch.t:
             self.changes[(ch.ip, ch.observer)] = deque(sorted(q, key=lambda c: c.t))
 
-    def _hold(self, r: dict[str, Any]) -> None:
-        kind = r["kind"]
-        names = r["names"] or []
+    def _hold(
+        self,
+        ip: str,
+        kind: str,
+        owner: str,
+        cluster: str | None,
+        network: str | None,
+        first_ms: int,
+        last_ms: int,
+        n: int,
+        macs: list[str],
+        names: list[str] | None,
+    ) -> None:
+        """Fold one group of holder rows (see :meth:`fold`): a conflict event, or a holding's
+        sighting span, MACs and sources."""
+        names = names or []
         if kind == "event":
             src = names[0] if names else "event"
-            self.events.append(
-                ConflictEvent(int(r["first_ms"]), r["ip"], r["owner"], r["mac"], r["cluster"], r["network"], src)
-            )
-            if r["n"] > 1 and r["last_ms"] != r["first_ms"]:
-                self.events.append(
-                    ConflictEvent(int(r["last_ms"]), r["ip"], r["owner"], r["mac"], r["cluster"], r["network"], src)
-                )
+            mac = macs[-1] if macs else None
+            self.events.append(ConflictEvent(int(first_ms), ip, owner, mac, cluster, network, src))
+            if n > 1 and last_ms != first_ms:
+                self.events.append(ConflictEvent(int(last_ms), ip, owner, mac, cluster, network, src))
             return
-        key: HoldingKey = (r["ip"], kind, r["owner"], r["cluster"], r["network"])
+        key: HoldingKey = (ip, kind, owner, cluster, network)
         h = self.holdings.get(key)
         if h is None:
-            h = Holding(r["ip"], kind, r["owner"], r["cluster"], r["network"])
+            h = Holding(ip, kind, owner, cluster, network)
             self.holdings[key] = h
-        h.add(int(r["first_ms"]), int(r["last_ms"]), self.ttl)
-        h.sightings += int(r["n"])
-        for m in r["macs"] or []:
-            h.macs[m] = max(h.macs.get(m, 0), int(r["last_ms"]))
+        last = int(last_ms)
+        h.add(int(first_ms), last, self.ttl)
+        h.sightings += int(n)
+        for m in macs:
+            h.macs[m] = max(h.macs.get(m, 0), last)
         h.sources.update(names)
 
     def prune(self, now_ms: int) -> None:
