@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -18,7 +21,7 @@ from analytics.baselines import nan_to_zero, poisson_floor
         elements=st.floats(allow_nan=True, allow_infinity=True, width=32),
     )
 )
-def test_nan_to_zero_is_nan_to_num(x: np.ndarray) -> None:  # type: ignore[type-arg]
+def test_nan_to_zero_is_nan_to_num(x: npt.NDArray[np.floating[Any]]) -> None:
     got, want = nan_to_zero(x), np.nan_to_num(x)
     assert got.dtype == want.dtype and got.shape == want.shape
     assert got.tobytes() == want.tobytes()  # bit for bit (signed zeros included)
