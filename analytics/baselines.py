@@ -94,7 +94,7 @@ def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tu
     return med, sig, n
 
 
-def nan_to_zero(x: F64) -> F64:
+def nan_to_zero(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """``np.nan_to_num(x)`` (NaN → 0, ±inf → the largest finite values) at half its cost for the
     small arrays of one step: the detectors call it a dozen times per step."""
     out = np.where(np.isnan(x), 0.0, x)
