@@ -130,6 +130,10 @@ class FedRows:
         done = [k for k in self.keys if k is not None]
         return np.concatenate(done) if done else np.zeros(0, np.uint64)
 
+    def series_sids(self, keys: SeriesKeys, registry: SeriesRegistry) -> npt.NDArray[np.int64] | None:
+        """Series ids of every fed row (after :meth:`series_keys`), or None if some are unknown."""
+        return keys.sids([k for k in self.keys if k is not None], registry)
+
     def forget_keys(self) -> None:
         """Key the chunks again at the next pass (after series were evicted)."""
         self.keys = [None] * len(self.chunks)
@@ -197,20 +201,25 @@ class _FedReader:
         self.declared = engine.fed["declared_ranges"].table()
         if samples.num_rows:
             self.k = engine.fed["samples"].series_keys(engine.series, self.con, engine.registry)
+            self.sid = engine.fed["samples"].series_sids(engine.series, engine.registry)
             self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
             self.v = np.asarray(samples.column("value").to_numpy(), np.float64)
         else:
             self.k = np.zeros(0, np.uint64)
+            self.sid = None
             self.t = np.zeros(0, np.int64)
             self.v = np.zeros(0, np.float64)
         self.key_seconds = time.perf_counter() - t0
 
     def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
         t = self.t
+        cols = {"k": self.k, "t": t, "value": self.v}
+        if self.sid is not None:
+            cols["sid"] = self.sid
         if t.size and (int(t.min()) <= lo_ms or int(t.max()) > hi_ms):
             m = (t > lo_ms) & (t <= hi_ms)
-            return pa.table({"k": self.k[m], "t": t[m], "value": self.v[m]})
-        return pa.table({"k": self.k, "t": t, "value": self.v})
+            cols = {name: a[m] for name, a in cols.items()}
+        return pa.table(cols)
 
     def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
         return split_observations(self.obs, lo_ms, hi_ms)

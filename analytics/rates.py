@@ -105,9 +105,14 @@ class SeriesRegistry:
         # the index as sorted arrays, for vectorised lookups of many keys
         self._sorted_keys = np.zeros(0, np.uint64)
         self._sorted_ids = np.zeros(0, np.int64)
+        self.generation = 0  # bumps when series are renumbered (:meth:`retain`): ids handed out are stale
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def known_ids(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Series id of each key (−1 for a key never resolved), without fetching anything."""
+        return self._lookup(keys)
 
     def resolve(self, con: Any, keys: npt.NDArray[np.uint64], lo_us: int, hi_us: int) -> npt.NDArray[np.int64]:
         """Series ids of the keys, querying metadata for keys never seen before."""
@@ -189,6 +194,7 @@ class SeriesRegistry:
             i = meta.schema.get_field_index(name)
             meta = meta.set_column(i, name, _dict(meta.column(name)))
         self.meta = meta
+        self.generation += 1
         ks = np.asarray(meta.column("k").to_numpy(), np.uint64)
         self.index = {int(k): i for i, k in enumerate(ks.tolist())}
         order = np.argsort(ks, kind="stable")
@@ -242,6 +248,10 @@ class SeriesKeys:
         self._layout_bytes = 0
         self.layout_hits = 0
         self.layout_misses = 0
+        # series ids of remembered layouts' keys, by the keys array's identity (the array a hit hands
+        # back): (that array, registry generation, ids); only while the layout is remembered
+        self._sid_memo: dict[int, tuple[npt.NDArray[np.uint64], int, npt.NDArray[np.int64]]] = {}
+        self._lay_of: dict[int, tuple[Any, ...]] = {}  # id(a remembered layout's keys) → its layout
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -304,11 +314,51 @@ class SeriesKeys:
         old = self._layouts.pop(lay, None)
         if old is not None:
             self._layout_bytes -= sum(c.nbytes for c in old[0])
+            self._sid_memo.pop(id(old[1]), None)
+            self._lay_of.pop(id(old[1]), None)
         self._layouts[lay] = (cols, keys)
+        self._lay_of[id(keys)] = lay
         self._layout_bytes += size
         while len(self._layouts) > LAYOUTS_MAX or self._layout_bytes > LAYOUTS_MAX_BYTES:
-            _, (gone, _k) = self._layouts.popitem(last=False)
+            _, (gone, gone_keys) = self._layouts.popitem(last=False)
             self._layout_bytes -= sum(c.nbytes for c in gone)
+            self._sid_memo.pop(id(gone_keys), None)
+            self._lay_of.pop(id(gone_keys), None)
+
+    def sids(
+        self, chunk_keys: Sequence[npt.NDArray[np.uint64]], registry: SeriesRegistry
+    ) -> npt.NDArray[np.int64] | None:
+        """Series ids of the keys of fed chunks (concatenated in order), or None when some key has
+        no id yet (the caller resolves them, fetching metadata).
+
+        Why: a remembered layout hands back the same keys array scrape after scrape, so its ids
+        are looked up once, not once per pass (the lookup is a hash of every row's key).
+        """
+        gen = registry.generation
+        out: list[npt.NDArray[np.int64] | None] = []
+        todo: list[int] = []
+        for i, k in enumerate(chunk_keys):
+            memo = self._sid_memo.get(id(k))
+            if memo is not None and memo[0] is k and memo[1] == gen:
+                out.append(memo[2])
+            else:
+                out.append(None)
+                todo.append(i)
+        if todo:
+            ids = registry.known_ids(np.concatenate([chunk_keys[i] for i in todo]))
+            if (ids < 0).any():
+                return None
+            at = 0
+            for i in todo:
+                k = chunk_keys[i]
+                part = ids[at : at + k.size]
+                at += k.size
+                out[i] = part
+                entry = self._layouts.get(self._lay_of.get(id(k), ()))
+                if entry is not None and entry[1] is k:
+                    self._sid_memo[id(k)] = (k, gen, part)
+        done = [x for x in out if x is not None]
+        return np.concatenate(done) if done else np.zeros(0, np.int64)
 
     def keys(self, samples: pa.Table, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
         enc = series_strings(samples).dictionary_encode()
@@ -354,6 +404,8 @@ class SeriesKeys:
         self.ids = {s: k for s, k in self.ids.items() if k in keys}
         self._layouts.clear()
         self._layout_bytes = 0
+        self._sid_memo.clear()
+        self._lay_of.clear()
 
 
 def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:
@@ -427,8 +479,11 @@ class StepAccumulator:
         n = raw.num_rows
         if n == 0:
             return self._empty()
-        keys = np.asarray(raw.column("k").to_numpy(), np.uint64)
-        sid = self.registry.resolve(con, keys, lo_us, hi_us)
+        if "sid" in raw.column_names:  # ids known already (fed rows: SeriesKeys.sids)
+            sid = np.asarray(raw.column("sid").to_numpy(), np.int64)
+        else:
+            keys = np.asarray(raw.column("k").to_numpy(), np.uint64)
+            sid = self.registry.resolve(con, keys, lo_us, hi_us)
         ok = sid >= 0
         if not ok.all():  # a series whose metadata vanished between the two queries: skip it
             sid, raw = sid[ok], raw.filter(pa.array(ok))
