@@ -324,8 +324,8 @@ class ObservationTracker:
         k, t, m = k[order], t[order], m[order]
         n = k.size
         brk = k[1:] != k[:-1]
-        first = np.r_[True, brk]
-        last = np.r_[brk, True]
+        first = np.concatenate(([True], brk))  # (np.r_ costs several times more per call)
+        last = np.concatenate((brk, [True]))
         diff = np.zeros(n, bool)
         diff[1:] = (m[1:] != m[:-1]) & ~brk
         nets = tbl.column("network").combine_chunks()
@@ -375,8 +375,8 @@ class ObservationTracker:
         # the latest neighbour answer per IP: the newest row (ties: the last observer in name order)
         lk, lt = k[li], t[li]
         lip = lk // n_ow
-        g0 = np.flatnonzero(np.r_[True, lip[1:] != lip[:-1]])
-        g1 = np.r_[g0[1:], lip.size]
+        g0 = np.flatnonzero(np.concatenate(([True], lip[1:] != lip[:-1])))
+        g1 = np.append(g0[1:], lip.size)
         gmax = np.maximum.reduceat(lt, g0)
         at_max = lt == np.repeat(gmax, g1 - g0)
         win = np.maximum.reduceat(np.where(at_max, np.arange(lip.size), -1), g0)
