@@ -44,7 +44,7 @@ from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector
 from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks, declare_metallb_range
 from analytics.observations import HELD_SQL, NEIGHBOR_SQL, ObservationTracker, split_observations
 from analytics.overlap import OverlapDetector
-from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_set, query_table, sql_str, window_sql
+from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_sets, query_table, sql_str, window_sql
 from analytics.settings import AnalyticsSettings
 from collector.schema import TABLE_SCHEMAS, to_ms
 
@@ -340,10 +340,9 @@ class Engine:
         the next pass will read.
         """
         if name == "samples" and table.num_rows:
-            declared = in_set(table.column("metric"), [DECLARED_RANGES_METRIC])
+            declared, mask = in_sets(table.column("metric"), [[DECLARED_RANGES_METRIC], self.metrics])
             if declared.any():
                 self.fed["declared_ranges"].add(table.filter(pa.array(declared)))
-            mask = in_set(table.column("metric"), self.metrics)
             if not mask.any():
                 return
             if not mask.all():

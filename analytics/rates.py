@@ -418,20 +418,39 @@ def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, 
 
 def in_set(col: pa.ChunkedArray[Any] | pa.Array[Any], values: Collection[str]) -> npt.NDArray[np.bool_]:
     """Row mask "value in values"; for a dictionary column decided once per dictionary entry."""
+    return in_sets(col, [values])[0]
+
+
+def in_sets(
+    col: pa.ChunkedArray[Any] | pa.Array[Any], value_sets: Sequence[Collection[str]]
+) -> list[npt.NDArray[np.bool_]]:
+    """:func:`in_set` for several value sets over one column, decoding the column once (the
+    engine sorts every fed table's rows into two sets this way)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if not isinstance(arr, pa.DictionaryArray):
-        return np.asarray(
-            pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False), bool
-        )
-    want = set(values)
-    entry = np.fromiter((v in want for v in arr.dictionary.to_pylist()), np.bool_, len(arr.dictionary))
-    if not entry.any():
-        return np.zeros(len(arr), bool)
-    idx = np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
-    mask = entry[idx]
-    if arr.null_count:
-        mask = mask & np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
-    return np.asarray(mask, bool)
+        return [
+            np.asarray(pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False), bool)
+            for values in value_sets
+        ]
+    names = arr.dictionary.to_pylist()
+    idx: npt.NDArray[np.int64] | None = None
+    valid: npt.NDArray[np.bool_] | None = None
+    out: list[npt.NDArray[np.bool_]] = []
+    for values in value_sets:
+        want = set(values)
+        entry = np.fromiter((v in want for v in names), np.bool_, len(names))
+        if not entry.any():
+            out.append(np.zeros(len(arr), bool))
+            continue
+        if idx is None:
+            idx = np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+        mask = entry[idx]
+        if arr.null_count:
+            if valid is None:
+                valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
+            mask = mask & valid
+        out.append(np.asarray(mask, bool))
+    return out
 
 
 class StepAccumulator:
