@@ -252,7 +252,9 @@ class ObservationTracker:
                 self._cover(held)
                 held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
                 # one thread: for the few hundred rows of a pass the thread pool costs ~10x the work, and
-                # the groups then come in first-appearance order (deterministic)
+                # the groups then come in one deterministic order: Acero's hash-table order, which
+                # is *not* first appearance for most passes of a few hundred rows; ties in
+                # first_ms are folded in it, so a replacement must reproduce it (none does yet)
                 agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
                     [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
                 )
