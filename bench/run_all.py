@@ -504,7 +504,7 @@ def run_step(step: Step, demo_dir: Path) -> tuple[Results, int]:
         found.setdefault("demo", {}).update({"wall_s": f"{wall:.2f}", "cpu_s": f"{cpu:.2f}"})
     if rc != 0:
         print(f"!! {step.title()} exited {rc}", flush=True)
-    print(f"   ({wall:.0f} s wall, {cpu:.0f} CPU-s)", flush=True)
+    print(f"   ({wall:.1f} s wall, {cpu:.1f} CPU-s)", flush=True)
     return found, rc
 
 
