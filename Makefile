@@ -103,8 +103,9 @@ eval: install
 # at start and end: ingest CPU/M and RSS vs Prometheus, bytes per series, replay samples/s parse+store
 # and end to end, evaluation ms per pass at 4/50/500 hosts, parse ratio vs prometheus_client, the demo's
 # wall time, and the capacity line (ingest + detectors, with its arithmetic). BENCH_PROFILE=quick: smaller.
+# test-deps: the lake and fleet benches write to Azurite (tools/azurite) and moto_server ([test] extra).
 BENCH_PROFILE ?= full
-bench: install
+bench: test-deps
 	$(BIN)/python bench/run_all.py --profile $(BENCH_PROFILE)
 
 # Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
