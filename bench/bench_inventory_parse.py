@@ -12,8 +12,10 @@ timed as CPU time (the parsers are single-threaded) over all records of the kind
                again and again (see ``collector/sources/k8s_inventory/_reuse.py`` and
                ``collector/sources/neighbors/_reuse.py``).
 
-Rates are output rows (samples + IP observations) per CPU second. Before the timing, every
-record's ``replay`` result is checked against the ``careful`` one (tables, errors, rejections).
+Rates are output rows (samples + IP observations) per CPU second, also printed as one line
+``RESULT inventory_parse k8s_careful=… k8s_cold=… k8s_replay=… neighbors_careful=… …``. Before
+the timing, every record's ``replay`` result is checked against the ``careful`` one (IPC bytes of
+both tables, error texts, rejections): the run stops at the first difference.
 
 Run::
 
@@ -61,6 +63,7 @@ def main() -> None:
     caches = reuse_caches()
     print(f"code: {sys.modules['collector'].__file__}")
     print(f"{'kind':<10} {'records':>8} {'rows':>9}  {'workload':<8} {'CPU s':>8} {'rows/CPU s':>12}")
+    result: list[str] = []
     for kind in KINDS:
         recs = [r for r in records if r.kind == kind]
         if not recs:
@@ -97,6 +100,8 @@ def main() -> None:
         for workload, run in (("careful", careful_run), ("cold", cold_run), ("replay", replay_run)):
             cpu = statistics.median(cpu_time(run) for _ in range(args.repeat))
             print(f"{kind:<10} {len(recs):8d} {rows:9d}  {workload:<8} {cpu:8.3f} {rows / cpu:12,.0f}")
+            result.append(f"{kind}_{workload}={rows / cpu:.0f}")
+    print("RESULT inventory_parse " + " ".join(result) + " (output rows per CPU-second)")
 
 
 def load_records(capture: Path | None, hours: float, seed: int) -> list[Any]:

@@ -202,7 +202,7 @@ def test_known_rows_are_not_normalized_again(monkeypatch: pytest.MonkeyPatch) ->
     table = [ROW, dict(ROW, ip="10.0.0.8", state="stale")]
     neighbors.parse_record(record(json.dumps(table), 0), CATALOG)
     neighbors.parse_record(record(json.dumps([dict(ROW, state="stale"), table[1]]), 1), CATALOG)
-    monkeypatch.setattr(neighbors, "_outcome", _forbidden)
+    monkeypatch.setattr(neighbors, "_outcomes", _forbidden)
     monkeypatch.setattr(_reuse, "table", _forbidden)
     result = neighbors.parse_record(record(json.dumps(table), 2), CATALOG)  # ROW back to reachable
     assert result.ip_observations.num_rows == 2

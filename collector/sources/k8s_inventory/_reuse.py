@@ -26,7 +26,9 @@ test_k8s_inventory_reuse.py`` compares them on the corpus and under hypothesis).
 Nesting: on CPython 3.11 the JSON scanner's depth limit shares the interpreter's recursion
 counter, so whether a deeply nested body is "too deep" depends on how deep the stack already is.
 The fast readers scan :data:`_MARGIN` frames deeper than the careful parser would, so a body they
-accept the careful parser accepts too (one they refuse is handed to the careful parser).
+accept the careful parser accepts too (one they refuse is handed to the careful parser). A List
+served from its skeleton is not scanned again, so one accepted once is accepted again even when
+called from a much deeper stack, where the careful parser might run out of recursion.
 """
 
 from __future__ import annotations

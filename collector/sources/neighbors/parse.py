@@ -320,19 +320,22 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     keys = plain if plain is not None else list(map(_reuse.read_key, rows))
     found: list[_reuse.Outcome | None] = list(map(outcomes.get, keys))  # a None key is never stored
     if None in found:
+        todo: list[tuple[int, Hashable | None]] = []
+        batch: list[Any] = []
         for i, (row, key, outcome) in enumerate(zip(rows, keys, found, strict=True)):
             if outcome is not None:
                 continue
-            if key is None:
-                outcome = _outcome(row, record_host)
-            else:
-                outcome = outcomes.get(key)  # the same row twice in this table
-                if outcome is None:
-                    outcome = known.get(key)
-                if outcome is None:
-                    outcome = _outcome(row if plain is not None else _reuse.projected(row), record_host)
-                outcomes[key] = outcome
+            if key is not None:
+                outcome = known.get(key)  # kept outcomes were not copied (too many)
+                if outcome is not None:
+                    outcomes[key] = found[i] = outcome
+                    continue
+            todo.append((i, key))
+            batch.append(row if key is None or plain is not None else _reuse.projected(row))
+        for (i, key), outcome in zip(todo, _outcomes(batch, record_host), strict=True):
             found[i] = outcome
+            if key is not None:
+                outcomes[key] = outcome
     observations = [o for o in found if type(o) is tuple]
     errors: list[Exception] = []
     skipped = 0
@@ -356,13 +359,12 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     return ParseResult(ip_observations=table, errors=errors)
 
 
-def _outcome(row: Any, record_host: str) -> _reuse.Outcome:
-    """What :func:`parse_careful` makes of one row: its observation, or why not ("" = skipped)."""
-    for _, out, why in neighbor_rows([row]):
-        if out is None:
-            return why
-        return out["ip"], out["mac"], _owner(out["host"] or record_host, out["interface"])
-    raise AssertionError("neighbor_rows yields one outcome per row")
+def _outcomes(rows: list[Any], record_host: str) -> list[_reuse.Outcome]:
+    """What :func:`parse_careful` makes of each row: its observation, or why not ("" = skipped)."""
+    return [
+        (out["ip"], out["mac"], _owner(out["host"] or record_host, out["interface"])) if out is not None else why
+        for _, out, why in neighbor_rows(rows)
+    ]
 
 
 def parse_careful(record: RawRecord, catalog: Catalog) -> ParseResult:
