@@ -5,7 +5,11 @@ numbers. A parser that keeps what did not change (label maps, metric dictionarie
 observations) only has to read the numbers of the next payload, and the store keeps one copy of
 the label buffers per target instead of one per scrape. Each parser decides what its skeleton
 holds and when a payload fits it; this module only keeps them: least recently used first out,
-bounded in bytes, thread-safe (the service parses on several threads).
+bounded in bytes, thread-safe (the service parses on several threads). A cache whose records
+carry a label that changes every time (Kubernetes' ``resource_version``) overrides
+:meth:`SkeletonCache.key` to leave it out. The column helpers at the end build exactly the
+columns the careful builders make (``dictionary_encode`` of a constant, a cast timestamp) for
+less CPU, and put a new ``ts`` on a reused table.
 
 ``HCIWATCH_PARSE_REUSE=0`` turns reuse off for every parser (benchmarks measure the cold parsers
 with it).
