@@ -54,6 +54,7 @@ def run_bench(name: str, *args: str) -> str:
         ),
         ("bench_prom_parse.py", ("--samples", "5000", "--repeat", "1"), "/s"),
         ("bench_haproxy_parse.py", ("--rows", "40", "--repeat", "1"), "RESULT haproxy_parse rows=40 capture_cold="),
+        ("bench_inventory_parse.py", ("--hours", "1", "--repeat", "1"), "RESULT inventory_parse k8s_careful="),
         ("bench_analytics.py", ("--hosts", "12", "--filler", "5"), "full pass"),
         ("bench_import.py", ("--rows", "300", "--files", "2"), "rows/s"),
         ("bench_wal_ingest.py", ("--series", "200", "--scrapes", "5"), "CPU per million samples"),
