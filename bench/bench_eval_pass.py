@@ -48,11 +48,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lab
+from collector.schema import RawRecord
 from collector.store import Store
 from hciwatch.config import parse_config
 from hciwatch.demo import demo_config_text
@@ -113,10 +114,11 @@ class PeakRss:
         m = re.search(key + r":\s+(\d+)", text)
         return int(m.group(1)) if m else 0
 
-    def run(self, phase: str, fn: Callable[[], T]) -> T:
+    def run(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, its peak RSS counted for ``phase``."""
         if self._clear is not None:
             os.write(self._clear, b"5")
-        out = fn()
+        out = fn(*args)
         hwm = self.current_kib("VmHWM")
         if hwm > self.peak_kib.get(phase, 0):
             self.peak_kib[phase] = hwm
@@ -173,14 +175,14 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
         phase = "lab"  # the first record builds the simulated site
         try:
             while True:
-                rec = rss.run(phase, lambda: next(records, None))
+                rec = rss.run(phase, next, records, None)
                 phase = "render"
                 if rec is None:
                     break
                 while rec.ts >= next_eval:
                     counted = next_eval - first > timedelta(minutes=warmup)
                     t0, c0 = time.perf_counter(), time.process_time()
-                    rss.run("pass" if counted else "warm-up", lambda: pipe.evaluate(next_eval))
+                    rss.run("pass" if counted else "warm-up", pipe.evaluate, next_eval)
                     ms = (time.perf_counter() - t0) * 1000
                     cpu_ms = (time.process_time() - c0) * 1000
                     if counted:
@@ -194,8 +196,7 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
                 if len(out.ms) >= passes:
                     break
                 out.records += 1
-                r = rec
-                rss.run("ingest", lambda: pipe.apply(r, parse_one(r, pipe.catalog)))
+                rss.run("ingest", _ingest, pipe, rec)
             if trace:
                 out.trace = _trace_by_file()
         finally:
@@ -204,6 +205,10 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
     out.samples_per_pass = measured_samples // max(1, len(out.ms))
     out.peak_mib = {k: v / 1024 for k, v in rss.peak_kib.items()}
     return out
+
+
+def _ingest(pipe: Pipeline, rec: RawRecord) -> None:
+    pipe.apply(rec, parse_one(rec, pipe.catalog))
 
 
 def _trace_by_file(top: int = 12) -> list[tuple[str, float]]:
@@ -266,6 +271,7 @@ def main() -> None:
         print(json.dumps(asdict(m)))
         return
     results: list[tuple[int, float]] = []
+    prev: Measurement | None = None
     for hosts in args.hosts:
         m = measure_in_child(hosts, args.warmup, args.passes, incremental=True, trace=args.trace)
         med, cmed = statistics.median(m.ms), statistics.median(m.cpu_ms)
@@ -277,6 +283,10 @@ def main() -> None:
             flush=True,
         )
         print(_memory_line(m), flush=True)
+        if prev is not None and hosts != prev.hosts:
+            grow = max(m.peak_mib.values(), default=0.0) - max(prev.peak_mib.values(), default=0.0)
+            print(f"hosts={hosts:>4}: {grow / (hosts - prev.hosts):+.2f} MiB peak RSS per host added since hosts={prev.hosts}")
+        prev = m
         for name, mib in m.trace:
             print(f"hosts={hosts:>4}:   live {mib:9.1f} MiB  {name}", flush=True)
         results.append((hosts, med))
