@@ -22,7 +22,8 @@ configuration (raw values, default metric names, default ``instance`` label)::
 
 How the numbers behave (all cumulative counters raw, as windows_exporter reports them):
 
-* SMB client traffic from each host to every other host's ``ClusterStorage$`` share follows a
+* SMB client traffic from each host to every other host of its Azure Local cluster's
+  ``ClusterStorage$`` share (``SiteSpec.cluster_nodes``; never across clusters) follows a
   per-host working-hours load with slow noise; latency is ~1 ms with a lognormal body and a
   Pareto tail (``request_seconds_total`` is tick-accumulated, i.e. Δseconds/Δrequests = mean
   latency). RDMA Activity bytes are the SMB reads and writes the host sends and receives, split
@@ -184,9 +185,9 @@ class HostModel:
         self._storm, self._storm_host, self._spread = storm, storm_host, spread
         # --- SMB client pairs ------------------------------------------------------------------
         # A pair's increments are made when its first host is built and dropped once its second
-        # is: with one pair per ordered host pair (250,000 at 500 hosts) holding them all at
-        # once was most of a large site's memory. Each pair draws from its own stream, so the
-        # order they are made in changes nothing.
+        # is, so at most one Azure Local cluster's pairs (one per ordered pair of its nodes, 240
+        # at 16 nodes) are held at once. Each pair draws from its own stream, so the order they
+        # are made in changes nothing.
         self._lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
         self.uptime_ticks = rng0.uniform(3, 40, size=n_hosts) * 86400.0 / g.dt
         self.smb: dict[tuple[int, int], dict[str, I64]] = {}
@@ -198,7 +199,7 @@ class HostModel:
             segments, matrix = self._host_series(h)
             self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
-            for o in range(h):  # pairs between h and an earlier host are complete
+            for o in range(site.cluster_peers(h).start, h):  # pairs between h and an earlier peer are complete
                 self.smb.pop((h, o), None)
                 self.smb.pop((o, h), None)
         self.smb.clear()
@@ -339,9 +340,11 @@ class HostModel:
         # --- SMB client shares ----------------------------------------------------------------
         inbound = np.zeros(g.n)
         outbound = np.zeros(g.n)
-        # (the same pairs, in the same order, as a loop over every (client, server) pair)
-        n = self.n_hosts
-        mine = [(c, h) for c in range(h)] + [(h, s) for s in range(n) if s != h] + [(c, h) for c in range(h + 1, n)]
+        # (the same pairs, in the same order, as a loop over every (client, server) pair of the
+        # host's Azure Local cluster: SMB traffic does not leave a cluster)
+        peers = site.cluster_peers(h)
+        lo, hi = peers.start, peers.stop
+        mine = [(c, h) for c in range(lo, h)] + [(h, s) for s in peers if s != h] + [(c, h) for c in range(h + 1, hi)]
         for c, s in mine:
             if c == h:
                 inc = self._pair(c, s)
@@ -386,7 +389,7 @@ class HostModel:
         peer_down_starts = np.zeros(g.n)
         peer_up_again = np.zeros(g.n)
         peer_down = np.zeros(g.n)
-        for p in range(self.n_hosts):
+        for p in peers:
             if p == h:
                 continue
             d = self.down[p]
@@ -427,13 +430,13 @@ class HostModel:
             cq_err = rng.poisson(np.where(st, 0.25 * dt, 0.0) + np.where(st_other, 0.01 * dt, 0.0))
             days = up * dt / 86400.0
             incs: dict[str, tuple[F64 | npt.NDArray[np.int64], float]] = {
-                "RDMA Accepted Connections": (accepted, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Accepted Connections": (accepted, 2 * (len(peers) - 1) + days * rng.uniform(0.5, 3)),
                 "RDMA Completion Queue Errors": (cq_err, float(rng.integers(0, 2))),
                 "RDMA Connection Errors": (conn_err, float(rng.integers(0, 4))),
                 "RDMA Failed Connection Attempts": (failed, float(rng.integers(0, 6))),
                 "RDMA Inbound Bytes/sec": (in_b, float(in_b.mean()) * up * rng.uniform(0.9, 1.1)),
                 "RDMA Inbound Frames/sec": (in_f, float(in_f.mean()) * up * rng.uniform(0.9, 1.1)),
-                "RDMA Initiated Connections": (initiated, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Initiated Connections": (initiated, 2 * (len(peers) - 1) + days * rng.uniform(0.5, 3)),
                 "RDMA Outbound Bytes/sec": (out_b, float(out_b.mean()) * up * rng.uniform(0.9, 1.1)),
                 "RDMA Outbound Frames/sec": (out_f, float(out_f.mean()) * up * rng.uniform(0.9, 1.1)),
             }
