@@ -37,6 +37,10 @@ How the numbers behave (all cumulative counters raw, as windows_exporter reports
 
 from __future__ import annotations
 
+import os
+import tempfile
+from typing import IO
+
 import numpy as np
 import numpy.typing as npt
 
@@ -110,8 +114,61 @@ RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
 
 CHUNK = 256  # scrapes rendered per formatter call, at most
 RENDER_BUDGET = 128 << 20  # bytes of rendered, not yet handed out bodies over all hosts (about)
+MATRIX_BUDGET = 256 << 20  # bytes of host series kept in memory; the rest wait in a scratch file
 BYTES_PER_SLOT = 120  # text per changing series in a body (name, labels, value), roughly
 DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
+
+
+class SeriesStore:
+    """Every host's series matrix (ticks × series, float64), in memory up to a byte budget, then
+    in an unlinked scratch file read back a block of ticks at a time.
+
+    Why: the matrices are hosts × ticks × series — 500 hosts over two days is gigabytes, far more
+    than the bodies rendered from them at any moment (one block per host, see ``RENDER_BUDGET``).
+    The numbers are the same wherever a matrix is kept, so the bytes a scenario renders do not
+    depend on the budget; the demo and the test scenarios stay far below it and never touch disk.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.in_memory = 0
+        self.spilled = 0
+        self._held: list[F64 | tuple[int, int, int]] = []  # a matrix, or (offset, ticks, columns) in the file
+        self._file: IO[bytes] | None = None
+        self.max_columns = 0
+
+    def append(self, matrix: F64) -> None:
+        """Keep ``matrix`` (C-contiguous) as the next host's; written out once the budget is spent."""
+        self.max_columns = max(self.max_columns, matrix.shape[1])
+        if self.in_memory + matrix.nbytes <= self.budget:
+            self.in_memory += matrix.nbytes
+            self._held.append(matrix)
+            return
+        if self._file is None:
+            # lives as long as the store (the generator rendering from it); unlinked from the start,
+            # so the space is returned when it is collected or the process ends, however it ends
+            self._file = tempfile.TemporaryFile(prefix="hciwatch-lab-series-")  # noqa: SIM115
+        offset = self._file.seek(0, os.SEEK_END)
+        np.ascontiguousarray(matrix).tofile(self._file)
+        self._file.flush()
+        self.spilled += matrix.nbytes
+        self._held.append((offset, matrix.shape[0], matrix.shape[1]))
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def rows(self, h: int, lo: int, hi: int) -> F64:
+        """Rows ``lo:hi`` (ticks) of host ``h``'s matrix."""
+        held = self._held[h]
+        if not isinstance(held, tuple):
+            return held[lo:hi]
+        offset, ticks, cols = held
+        lo, hi = max(0, min(lo, ticks)), max(0, min(hi, ticks))
+        if hi <= lo or cols == 0:
+            return np.zeros((max(0, hi - lo), cols))
+        assert self._file is not None
+        raw = os.pread(self._file.fileno(), (hi - lo) * cols * 8, offset + lo * cols * 8)
+        return np.frombuffer(raw, dtype=np.float64).reshape(hi - lo, cols)
 
 
 class HostModel:
@@ -193,19 +250,20 @@ class HostModel:
         self.smb: dict[tuple[int, int], dict[str, I64]] = {}
         # --- per-host series -------------------------------------------------------------------
         self.formatters: list[RowFormatter] = []
-        self.matrices: list[F64] = []
+        self.matrices = SeriesStore(MATRIX_BUDGET)
         self._chunks: list[tuple[int, list[str | None]]] = [(-1, []) for _ in range(n_hosts)]
         for h in range(n_hosts):
             segments, matrix = self._host_series(h)
             self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
+            del matrix
             for o in range(site.cluster_peers(h).start, h):  # pairs between h and an earlier peer are complete
                 self.smb.pop((h, o), None)
                 self.smb.pop((o, h), None)
         self.smb.clear()
         # Bodies are rendered a block of ticks at a time (one formatter call per block), a block
         # small enough that every host's pending bodies together stay within RENDER_BUDGET.
-        body_bytes = max(1, max((m.shape[1] for m in self.matrices), default=0) * BYTES_PER_SLOT)
+        body_bytes = max(1, self.matrices.max_columns * BYTES_PER_SLOT)
         self.block = int(min(CHUNK, max(1, RENDER_BUDGET // (body_bytes * max(1, n_hosts)))))
 
     def _pair(self, c: int, s: int) -> dict[str, I64]:
@@ -563,7 +621,7 @@ class HostModel:
         first, bodies = self._chunks[h]
         if not first <= i < first + len(bodies) or bodies[i - first] is None:
             first = i - i % self.block
-            bodies = list(self.formatters[h].render(self.matrices[h][first : first + self.block]))
+            bodies = list(self.formatters[h].render(self.matrices.rows(h, first, first + self.block)))
             self._chunks[h] = (first, bodies)
         out = bodies[i - first]
         assert out is not None
