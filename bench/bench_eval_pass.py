@@ -21,11 +21,12 @@ temporary directory (write-behind, as in replay), so the figure excludes Parquet
 
 Every measurement runs in its own child process, so its memory figures are its own: the
 kernel's high-water mark of resident memory (``VmHWM``) is reset before each phase call and read
-after it, giving the peak of each phase over the run — ``lab`` (building the simulated site),
-``render`` (the lab making each record's body), ``ingest`` (parsing and applying a record),
-``warm-up`` and ``pass`` (evaluations) — and ``+MiB/host``, the run's peak above the child's
-resident memory before the site was built, per host. ``--trace`` adds, after the last pass, the
-live Python and NumPy memory by source file (tracemalloc; slow, diagnosis only).
+after it, giving the peak of each phase over the run, and the net RSS each phase added is summed
+— ``setup`` (store and pipeline), ``lab`` (building the simulated site), ``render`` (the lab
+making each record's body), ``ingest`` (parsing and applying a record), ``warm-up`` and ``pass``
+(evaluations). ``MiB/host`` is the run's peak above the resident memory after ``setup``, per host
+(what grows with the site). ``--trace`` adds, after the last pass, the live Python and NumPy
+memory by source file (tracemalloc; slow, diagnosis only).
 
 ``--compare`` also measures the former path (the window of recent rows re-queried in DuckDB at
 every pass) on the same site in the same run, so the ratio survives a loaded machine.
@@ -55,13 +56,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lab
 from collector.schema import RawRecord
 from collector.store import Store
-from hciwatch.config import parse_config
+from hciwatch.config import AppConfig, parse_config
 from hciwatch.demo import demo_config_text
 from hciwatch.parse_pool import parse_one
 from hciwatch.pipeline import Pipeline
 
 T = TypeVar("T")
-PHASES = ("lab", "render", "ingest", "warm-up", "pass")
+PHASES = ("setup", "lab", "render", "ingest", "warm-up", "pass")
 
 
 def site_scenario(hosts: int, minutes: int) -> lab.Scenario:
@@ -89,39 +90,44 @@ def site_scenario(hosts: int, minutes: int) -> lab.Scenario:
 
 
 class PeakRss:
-    """Peak resident memory per phase, from the kernel's per-process high-water mark.
+    """Peak resident memory per phase, and how much each phase added, from the kernel's counters.
 
     Why not ``ru_maxrss``: it only ever rises, so the phase that set it hides every later one.
     Writing ``5`` to ``/proc/self/clear_refs`` resets ``VmHWM`` to the current RSS (Linux ≥ 4.0),
-    so resetting before a call and reading after it gives that call's peak. Elsewhere (no procfs)
-    every phase reports ``ru_maxrss``.
+    so resetting before a call and reading after it gives that call's peak. A peak includes what
+    earlier phases left resident, so ``grew_kib`` also sums each phase's net change of ``VmRSS``
+    over its calls: where the memory accumulated. Without procfs every peak is ``ru_maxrss``.
     """
 
     def __init__(self) -> None:
         self.peak_kib: dict[str, int] = {}
+        self.grew_kib: dict[str, int] = {}
         try:
             self._clear: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY)
             self._status: int | None = os.open("/proc/self/status", os.O_RDONLY)
         except OSError:
             self._clear = self._status = None
 
-    def current_kib(self, key: str = "VmRSS") -> int:
+    def read_kib(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) now."""
         if self._status is None:
             import resource
 
-            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            return peak, peak
         text = os.pread(self._status, 8192, 0).decode()
-        m = re.search(key + r":\s+(\d+)", text)
-        return int(m.group(1)) if m else 0
+        rss, hwm = (re.search(key + r":\s+(\d+)", text) for key in ("VmRSS", "VmHWM"))
+        return (int(rss.group(1)) if rss else 0), (int(hwm.group(1)) if hwm else 0)
 
     def run(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, its peak RSS counted for ``phase``."""
+        """``fn(*args)``, its peak and its net change of RSS counted for ``phase``."""
         if self._clear is not None:
             os.write(self._clear, b"5")
+        before, _ = self.read_kib()
         out = fn(*args)
-        hwm = self.current_kib("VmHWM")
-        if hwm > self.peak_kib.get(phase, 0):
-            self.peak_kib[phase] = hwm
+        after, hwm = self.read_kib()
+        self.peak_kib[phase] = max(self.peak_kib.get(phase, 0), hwm)
+        self.grew_kib[phase] = self.grew_kib.get(phase, 0) + after - before
         return out
 
     def close(self) -> None:
@@ -142,6 +148,7 @@ class Measurement:
     records: int = 0
     start_mib: float = 0.0
     peak_mib: dict[str, float] = field(default_factory=dict)
+    grew_mib: dict[str, float] = field(default_factory=dict)
     trace: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -155,7 +162,7 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
     import tomllib
 
     rss = PeakRss()
-    out = Measurement(hosts, incremental, start_mib=rss.current_kib() / 1024)
+    out = Measurement(hosts, incremental, start_mib=rss.read_kib()[0] / 1024)
     if trace:
         import tracemalloc
 
@@ -164,8 +171,7 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
     text = demo_config_text(scenario)
     with tempfile.TemporaryDirectory(prefix="hciwatch-bench-eval-") as tmp:
         cfg = parse_config(tomllib.loads(text), text, file="bench.toml", path=Path(tmp) / "bench.toml")
-        store = Store(Path(tmp), batch_rows=cfg.collector.store.batch_rows, write_behind=True)
-        pipe = Pipeline(cfg, store, store_alerts=False, incremental=incremental)
+        pipe = rss.run("setup", _pipeline, cfg, Path(tmp), incremental)
         step = cfg.analytics.evaluation_interval
         first = scenario.start
         next_eval = first + step
@@ -204,7 +210,14 @@ def measure(hosts: int, warmup: int, passes: int, *, incremental: bool = True, t
             rss.close()
     out.samples_per_pass = measured_samples // max(1, len(out.ms))
     out.peak_mib = {k: v / 1024 for k, v in rss.peak_kib.items()}
+    out.grew_mib = {k: v / 1024 for k, v in rss.grew_kib.items()}
     return out
+
+
+def _pipeline(cfg: AppConfig, tmp: Path, incremental: bool) -> Pipeline:
+    """The store (write-behind, as in replay) and the pipeline, as the service builds them."""
+    store = Store(tmp, batch_rows=cfg.collector.store.batch_rows, write_behind=True)
+    return Pipeline(cfg, store, store_alerts=False, incremental=incremental)
 
 
 def _ingest(pipe: Pipeline, rec: RawRecord) -> None:
@@ -244,11 +257,13 @@ def measure_in_child(hosts: int, warmup: int, passes: int, *, incremental: bool,
 
 def _memory_line(m: Measurement) -> str:
     peak = max(m.peak_mib.values(), default=0.0)
-    phases = ", ".join(f"{p} {m.peak_mib[p]:,.0f}" for p in PHASES if p in m.peak_mib)
-    per_host = (peak - m.start_mib) / m.hosts
+    phases = ", ".join(f"{p} {m.peak_mib[p]:,.0f} (+{m.grew_mib.get(p, 0.0):,.0f})" for p in PHASES if p in m.peak_mib)
+    base = m.start_mib + m.grew_mib.get("setup", 0.0)
+    per_host = (peak - base) / m.hosts
     return (
         f"hosts={m.hosts:>4}: peak RSS {peak:,.0f} MiB ({'incremental' if m.incremental else 'full re-query'}; "
-        f"by phase, MiB: {phases}); +{per_host:.2f} MiB/host above the {m.start_mib:,.0f} MiB before the site"
+        f"peak by phase (+ net growth), MiB: {phases}); "
+        f"{per_host:.2f} MiB/host above the {base:,.0f} MiB before the site"
     )
 
 
@@ -285,7 +300,8 @@ def main() -> None:
         print(_memory_line(m), flush=True)
         if prev is not None and hosts != prev.hosts:
             grow = max(m.peak_mib.values(), default=0.0) - max(prev.peak_mib.values(), default=0.0)
-            print(f"hosts={hosts:>4}: {grow / (hosts - prev.hosts):+.2f} MiB peak RSS per host added since hosts={prev.hosts}")
+            added = grow / (hosts - prev.hosts)
+            print(f"hosts={hosts:>4}: {added:+.2f} MiB peak RSS per host added since hosts={prev.hosts}", flush=True)
         prev = m
         for name, mib in m.trace:
             print(f"hosts={hosts:>4}:   live {mib:9.1f} MiB  {name}", flush=True)
