@@ -257,7 +257,7 @@ def measure_in_child(hosts: int, warmup: int, passes: int, *, incremental: bool,
 
 def _memory_line(m: Measurement) -> str:
     peak = max(m.peak_mib.values(), default=0.0)
-    phases = ", ".join(f"{p} {m.peak_mib[p]:,.0f} (+{m.grew_mib.get(p, 0.0):,.0f})" for p in PHASES if p in m.peak_mib)
+    phases = ", ".join(f"{p} {m.peak_mib[p]:,.0f} ({m.grew_mib.get(p, 0.0):+,.0f})" for p in PHASES if p in m.peak_mib)
     base = m.start_mib + m.grew_mib.get("setup", 0.0)
     per_host = (peak - base) / m.hosts
     return (
