@@ -114,7 +114,7 @@ RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
 
 CHUNK = 256  # scrapes rendered per formatter call, at most
 RENDER_BUDGET = 128 << 20  # bytes of rendered, not yet handed out bodies over all hosts (about)
-MATRIX_BUDGET = 256 << 20  # bytes of host series kept in memory; the rest wait in a scratch file
+MATRIX_BUDGET = 64 << 20  # bytes of host series kept in memory; the rest wait in a scratch file
 BYTES_PER_SLOT = 120  # text per changing series in a body (name, labels, value), roughly
 DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
 
