@@ -241,13 +241,14 @@ class HostModel:
         storm_host = [np.logical_or.reduce(s) for s in storm]
         self._storm, self._storm_host, self._spread = storm, storm_host, spread
         # --- SMB client pairs ------------------------------------------------------------------
-        # A pair's increments are made when its first host is built and dropped once its second
-        # is, so at most one Azure Local cluster's pairs (one per ordered pair of its nodes, 240
-        # at 16 nodes) are held at once. Each pair draws from its own stream, so the order they
-        # are made in changes nothing.
+        # A pair's increments (21 series per ordered pair of a cluster's nodes, 240 pairs at 16
+        # nodes) are made from its own stream whenever they are needed: in full when its client
+        # is built, and again when its server is built first. Only the two series a later-built
+        # server needs (the bytes it serves) are kept meanwhile: with every pair kept in full
+        # until both ends were built, a cluster's pairs over two days were hundreds of megabytes.
         self._lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
         self.uptime_ticks = rng0.uniform(3, 40, size=n_hosts) * 86400.0 / g.dt
-        self.smb: dict[tuple[int, int], dict[str, I64]] = {}
+        self.served: dict[tuple[int, int], tuple[I64, I64]] = {}  # (client, server) → read, write bytes
         # --- per-host series -------------------------------------------------------------------
         self.formatters: list[RowFormatter] = []
         self.matrices = SeriesStore(MATRIX_BUDGET)
@@ -257,22 +258,26 @@ class HostModel:
             self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
             del matrix
-            for o in range(site.cluster_peers(h).start, h):  # pairs between h and an earlier peer are complete
-                self.smb.pop((h, o), None)
-                self.smb.pop((o, h), None)
-        self.smb.clear()
+        assert not self.served, "every pair's server was built"
         # Bodies are rendered a block of ticks at a time (one formatter call per block), a block
         # small enough that every host's pending bodies together stay within RENDER_BUDGET.
         body_bytes = max(1, self.matrices.max_columns * BYTES_PER_SLOT)
         self.block = int(min(CHUNK, max(1, RENDER_BUDGET // (body_bytes * max(1, n_hosts)))))
 
     def _pair(self, c: int, s: int) -> dict[str, I64]:
-        """The increments of client ``c`` → server ``s`` (made once, kept until both are built)."""
-        inc = self.smb.get((c, s))
-        if inc is None:
-            inc = self._smb_pair(c, s, float(self._lat_base[c]))
-            self.smb[(c, s)] = inc
+        """The increments of client ``c`` → server ``s``; the bytes are kept for ``s`` if it is built later."""
+        inc = self._smb_pair(c, s, float(self._lat_base[c]))
+        if s > c:
+            self.served[(c, s)] = (inc["read_bytes_total"], inc["write_bytes_total"])
         return inc
+
+    def _served_bytes(self, c: int, s: int) -> tuple[I64, I64]:
+        """The read and write bytes server ``s`` serves client ``c`` (kept since ``c`` was built, or made now)."""
+        kept = self.served.pop((c, s), None)
+        if kept is not None:
+            return kept
+        inc = self._smb_pair(c, s, float(self._lat_base[c]))
+        return inc["read_bytes_total"], inc["write_bytes_total"]
 
     # ------------------------------------------------------------------------------------------
     def _smb_pair(self, c: int, s: int, lat_c: float) -> dict[str, I64]:
@@ -423,9 +428,9 @@ class HostModel:
                     else:
                         counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1))
             elif s == h:
-                inc = self._pair(c, s)
-                inbound += inc["write_bytes_total"]
-                outbound += inc["read_bytes_total"]
+                read_b, write_b = self._served_bytes(c, s)
+                inbound += write_b
+                outbound += read_b
 
         # --- RDMA Activity and PFC per adapter ------------------------------------------------
         n_ad = len(host.adapters)
