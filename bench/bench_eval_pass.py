@@ -225,7 +225,8 @@ def _ingest(pipe: Pipeline, rec: RawRecord) -> None:
 
 
 def _trace_by_file(top: int = 12) -> list[tuple[str, float]]:
-    """Live traced memory (MiB) by source file, largest first (paths shortened to the repo or package)."""
+    """Live traced memory (MiB) by source file, largest first (paths shortened to the repo or package),
+    then the Arrow memory pool's live and peak bytes."""
     import tracemalloc
 
     stats = tracemalloc.take_snapshot().statistics("filename")
@@ -237,6 +238,12 @@ def _trace_by_file(top: int = 12) -> list[tuple[str, float]]:
             if marker in name:
                 name = name.split(marker, 1)[1]
         out.append((name, s.size / 2**20))
+    # Arrow buffers (fed rows, the store's batches) are not Python allocations: tracemalloc misses them
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    out.append((f"Arrow buffers now ({pool.backend_name} pool)", pa.total_allocated_bytes() / 2**20))
+    out.append((f"Arrow buffers at most ({pool.backend_name} pool)", (pool.max_memory() or 0) / 2**20))
     return out
 
 
