@@ -24,8 +24,10 @@ kernel's high-water mark of resident memory (``VmHWM``) is reset before each pha
 after it, giving the peak of each phase over the run, and the net RSS each phase added is summed
 — ``setup`` (store and pipeline), ``lab`` (building the simulated site), ``render`` (the lab
 making each record's body), ``ingest`` (parsing and applying a record), ``warm-up`` and ``pass``
-(evaluations). ``MiB/host`` is the run's peak above the resident memory after ``setup``, per host
-(what grows with the site). ``--trace`` adds, after the last pass, the live Python and NumPy
+(evaluations). ``MiB/host`` is the run's peak above the resident memory after ``setup``, per host;
+it includes the lab's bodies waiting to be handed out (at most about ``lab.hosts.RENDER_BUDGET``,
+whatever the size), so it falls as sites grow, and the ``per host added`` line (the peak's growth
+from the previous size, per added host) is the cost of one more host. ``--trace`` adds, after the last pass, the live Python and NumPy
 memory by source file (tracemalloc; slow, diagnosis only).
 
 ``--compare`` also measures the former path (the window of recent rows re-queried in DuckDB at
