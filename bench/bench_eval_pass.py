@@ -27,8 +27,9 @@ making each record's body), ``ingest`` (parsing and applying a record), ``warm-u
 (evaluations). ``MiB/host`` is the run's peak above the resident memory after ``setup``, per host;
 it includes the lab's bodies waiting to be handed out (at most about ``lab.hosts.RENDER_BUDGET``,
 whatever the size), so it falls as sites grow, and the ``per host added`` line (the peak's growth
-from the previous size, per added host) is the cost of one more host. ``--trace`` adds, after the last pass, the live Python and NumPy
-memory by source file (tracemalloc; slow, diagnosis only).
+from the previous size, per added host) is the cost of one more host. ``--trace`` adds, after the
+last pass, the live Python and NumPy memory by source file (tracemalloc; slow, diagnosis only)
+and the Arrow pool's live and peak bytes.
 
 ``--compare`` also measures the former path (the window of recent rows re-queried in DuckDB at
 every pass) on the same site in the same run, so the ratio survives a loaded machine.
