@@ -320,6 +320,8 @@ class ParsePool:
         return self
 
     def _start(self) -> ProcessPoolExecutor:
+        if self._pool is not None:  # a second input through the same pool: the same workers
+            return self._pool
         self._shm = shm_handoff.open_dir()
         self._pool = ProcessPoolExecutor(
             self.workers,
