@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import multiprocessing
 import os
 import resource
 import shutil
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                             ips += out.ip_observations.num_rows
                 store.close()
         wall = time.perf_counter() - t0
+        for child in multiprocessing.active_children():  # parse workers still exiting: count their CPU
+            child.join()
         cpu_self = _rusage_cpu(resource.RUSAGE_SELF) - c_self0
         cpu_kids = _rusage_cpu(resource.RUSAGE_CHILDREN) - c_kids0
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

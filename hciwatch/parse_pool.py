@@ -331,9 +331,12 @@ class ParsePool:
         )
         return self._pool
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # after a whole input every task is done: the workers exit on their own (~0.1-0.4 s of
+            # interpreter teardown) while the caller goes on; after an error, wait for the ones
+            # still parsing before their hand-off directory goes
+            self._pool.shutdown(wait=exc_type is not None, cancel_futures=True)
             self._pool = None
         shm_handoff.close_dir(self._shm)
         self._shm = None
