@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     from hciwatch.parse_pool import ParsePool, default_workers
     from hciwatch.pipeline import replay_records
 
+    if args.eval:  # imported before the clock starts, as before the store-only replay stopped importing them
+        import analytics.engine  # noqa: F401 - the detectors' imports (scikit-learn, SciPy): ~1 CPU-s
+
     tmp = Path(tempfile.mkdtemp(prefix="hciwatch-bench-replay-"))
     try:
         capture = args.capture
