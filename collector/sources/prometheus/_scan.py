@@ -54,6 +54,8 @@ _OM_TS_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _LABEL_VALUE = re.compile(r'((?:[^"\\\n]|\\.)*)"')
 _UNESCAPE = re.compile(r'\\(["\\n])')
 _WS = " \t"
+# bytes.strip() strips exactly the ASCII whitespace that a bytes regex's \s matches
+_ONLY_EOF = re.compile(rb"\s*# EOF\s*")
 # Timestamps a datetime can hold (years 1-9999): anything else is garbage, not a sample time.
 TS_MIN_MS = -62_135_596_800_000
 TS_MAX_MS = 253_402_300_799_999
@@ -268,11 +270,19 @@ def _matches(strs: pa.Array[Any], pattern: str) -> npt.NDArray[Any]:
 
 
 def cast_floats(strs: pa.Array[Any]) -> tuple[F64, BOOL]:
-    """Parse number strings; returns values and an ok-mask (never raises)."""
+    """Parse number strings; returns values and an ok-mask (never raises).
+
+    A null element (a gap of a :func:`view_ranges` array) is "ok" with an undefined value: the
+    caller reads only the ranges. Reading the result's buffer in place saves ``to_numpy``'s
+    null-filling copy.
+    """
     n = len(strs)
     try:
-        vals = pc.cast(strs, pa.float64()).to_numpy(zero_copy_only=False)
-        return np.asarray(vals, dtype=np.float64), np.ones(n, dtype=np.bool_)
+        cast = pc.cast(strs, pa.float64())
+        data = cast.buffers()[1]
+        assert data is not None  # a float64 array always has its data buffer
+        vals = np.frombuffer(memoryview(data), dtype=np.float64, count=cast.offset + n)[cast.offset :]
+        return vals, np.ones(n, dtype=np.bool_)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     ok = np.asarray(_matches(strs, f"^(?:{_FLOAT})$"), dtype=np.bool_)
@@ -390,33 +400,39 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.Array[Any]:
-        """The strings ``e_val`` indexes: body ranges, then the blob strings, as ONE array.
+    def take_values(self, refs: I64) -> pa.Array[Any]:
+        """The label values ``refs`` (``e_val`` numbers) name, as one compact string array.
 
-        Element ``2j`` is body range ``j``, odd elements the gaps between, then the blob strings.
-        One array, not a chunked one: Arrow's ``take`` on a chunked array concatenates the chunks
-        first and was the parser's largest single cost. The body is used in place when there is
-        no blob (the usual case); otherwise body and blob are copied once into one buffer.
+        The body ranges and the blob strings are two chunks of one chunked array: Arrow's
+        ``take`` reads both in place, where concatenating them first copied the whole body.
         """
         self._flush()
         n = len(self.vs)
-        size = len(self.body)
-        blob_off = [np.zeros(1, dtype=np.int64)]
-        base = 0
-        for _, chunk, off in self._chunks:
-            blob_off.append(base + off[1:])
-            base += len(chunk)
-        boff = np.concatenate(blob_off)
-        offs = np.empty(2 * n + len(boff), dtype=np.int64)
+        offs = np.empty(2 * n + (1 if n else 0), dtype=np.int32)  # bodies are < 2 GiB
         offs[0 : 2 * n : 2] = self.vs
         offs[1 : 2 * n : 2] = self.ve
-        offs[2 * n :] = size + boff
-        data = pa.py_buffer(self.body + b"".join(ch[1] for ch in self._chunks) if base else self.body)
-        count = len(offs) - 1
-        if offs[-1] > 2**31 - 1:
-            big = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offs.data), data)
-            return big.cast(pa.string())
-        return pa.StringArray.from_buffers(count, pa.py_buffer(offs.astype(np.int32).data), data)
+        if n:
+            offs[-1] = self.ve[-1]
+        chunks: list[pa.Array[Any]] = []
+        if n:
+            chunks.append(pa.StringArray.from_buffers(2 * n, pa.py_buffer(offs.data), pa.py_buffer(self.body)))
+        if self._chunks:
+            blob_off = [np.zeros(1, dtype=np.int64)]
+            base = 0
+            for _, chunk, off in self._chunks:
+                blob_off.append(base + off[1:])
+                base += len(chunk)
+            boff = np.concatenate(blob_off)
+            data = pa.py_buffer(b"".join(ch[1] for ch in self._chunks))
+            if base > 2**31 - 1:
+                big = pa.LargeStringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.data), data)
+                chunks.append(big.cast(pa.string()))
+            else:
+                chunks.append(pa.StringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.astype(np.int32).data), data))
+        if not chunks:
+            return pa.array([], pa.string()).take(refs)
+        out = pa.chunked_array(chunks, pa.string()).take(refs)
+        return out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
@@ -479,8 +495,11 @@ def _escaped_quotes(pos: I64, cls: npt.NDArray[np.uint8], idx: I64) -> I64:
 
 
 def is_openmetrics(body: bytes) -> bool:
-    """An OpenMetrics exposition ends with the ``# EOF`` line (text 0.0.4 has no such marker)."""
-    return body[-64:].rstrip(b" \t\r\n").endswith(b"\n# EOF") or body.strip() == b"# EOF"
+    """An OpenMetrics exposition ends with the ``# EOF`` line (text 0.0.4 has no such marker).
+
+    The whole-body test is a regex, not ``body.strip() == ...``: strip copies a 20 MB body.
+    """
+    return body[-64:].rstrip(b" \t\r\n").endswith(b"\n# EOF") or _ONLY_EOF.fullmatch(body) is not None
 
 
 def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
@@ -507,7 +526,8 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     le[:-1] = pos[nl_idx]
     le[-1] = size
     ne_idx = np.flatnonzero(le > ls)
-    le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
+    if b"\r" in body:  # a memchr: most exporters write LF only, and the gather is not free
+        le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
     ne_idx = ne_idx[le[ne_idx] > ls[ne_idx]]
     out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
@@ -703,7 +723,8 @@ def _build_rows(
         idx = _ranges(sp_first[has_other] + 1, sp_last[has_other])
         bs = pos[idx[cls[idx] == _BSLASH]]
         if len(bs):
-            pair_of = np.unique(np.searchsorted(opens, bs, side="right") - 1)
+            pair_of = np.searchsorted(opens, bs, side="right") - 1  # sorted: bs is
+            pair_of = pair_of[np.r_[True, pair_of[1:] != pair_of[:-1]]]
             raw = take_ranges(data, opens[pair_of] + 1, closes[pair_of])
             fixed = unescape_array(raw)
             changed = np.asarray(pc.not_equal(raw, fixed).to_numpy(zero_copy_only=False), dtype=np.bool_)

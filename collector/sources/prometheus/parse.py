@@ -483,7 +483,7 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             new_val[p] = x_vals[t]
         e_key, e_val = new_key, new_val
     keys = pa.array(sc.keys, pa.string()).take(e_key)
-    values = sc.value_segments().take(e_val)
+    values = sc.take_values(e_val)
     # the stubs accept only int64 offsets here; a map's offsets are int32
     labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32), pa.int32()), keys, values)  # type: ignore[call-overload]
 
