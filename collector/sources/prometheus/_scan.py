@@ -400,6 +400,16 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
+    def values_of(self, refs: I64) -> pa.Array[Any]:
+        """The label values ``refs`` name, for a few thousand entries (not the whole payload)."""
+        base = 2 * len(self.vs)
+        uniq, inv = np.unique(refs, return_inverse=True)
+        n_body = int(np.count_nonzero(uniq < base))
+        j = uniq[:n_body] // 2
+        parts = [take_ranges(pa.py_buffer(self.body), self.vs[j], self.ve[j])]
+        parts.append(pa.array([self.value_str(int(r)) for r in uniq[n_body:].tolist()], pa.string()))
+        return pa.concat_arrays(parts).take(inv.reshape(-1))
+
     def take_values(self, refs: I64) -> pa.Array[Any]:
         """The label values ``refs`` (``e_val`` numbers) name, as one compact string array.
 
