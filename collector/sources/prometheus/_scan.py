@@ -223,18 +223,25 @@ def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> 
     """A zero-copy string array over ``data``: element 2i is range i, odd elements the gaps.
 
     With ``pad`` a final empty element is added, so the array has exactly ``2 * len(starts)``.
+    The offsets are written as int32 directly (one pass per input, no int64 detour).
     """
     n = len(starts)
-    off = np.empty(2 * n + (1 if pad and n else 0), dtype=np.int64)
-    off[0 : 2 * n : 2] = starts
-    off[1 : 2 * n : 2] = ends
-    if pad and n:
-        off[-1] = ends[-1]
-    if len(off) == 0:
+    if n == 0:
         return pa.array([], pa.string())
-    if off[-1] > 2**31 - 1:
-        return pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), data)
-    return pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32).data), data)
+    size = 2 * n + (1 if pad else 0)
+    if int(ends[-1]) > 2**31 - 1:  # ranges are sorted: the last end is the largest offset
+        off = np.empty(size, dtype=np.int64)
+        off[0 : 2 * n : 2] = starts
+        off[1 : 2 * n : 2] = ends
+        if pad:
+            off[-1] = ends[-1]
+        return pa.LargeStringArray.from_buffers(size - 1, pa.py_buffer(off.data), data)
+    off32 = np.empty(size, dtype=np.int32)
+    off32[0 : 2 * n : 2] = starts
+    off32[1 : 2 * n : 2] = ends
+    if pad:
+        off32[-1] = ends[-1]
+    return pa.StringArray.from_buffers(size - 1, pa.py_buffer(off32.data), data)
 
 
 def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
@@ -257,10 +264,9 @@ def view_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
     if n == 0:
         return pa.array([], pa.string())
     seg = _segments(data, starts, ends)
-    valid = np.zeros(2 * n - 1, dtype=np.bool_)
-    valid[0::2] = True
+    # every even element valid: the bit pattern 01010101 (Arrow's bitmaps are LSB first)
+    validity = pa.py_buffer(np.full((2 * n - 1 + 7) // 8, 0x55, dtype=np.uint8).data)
     bufs = seg.buffers()
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little").data)
     return pa.Array.from_buffers(seg.type, 2 * n - 1, [validity, bufs[1], bufs[2]])
 
 
@@ -471,6 +477,37 @@ def _dict_encode(view: pa.Array[Any]) -> tuple[I32, list[str]]:
     return idx, [str(s) for s in enc.dictionary.to_pylist()]
 
 
+_DELIMITED_KEY = re.compile(r"[{,]([a-zA-Z_][a-zA-Z0-9_]*)=")
+
+
+def _label_keys(view: pa.Array[Any]) -> tuple[I32, list[str], BOOL]:
+    """Label keys read with their delimiters (``{key=`` / ``,key=``): ids, keys, ok per id.
+
+    The delimited strings are dictionary-encoded, then checked and stripped once per distinct
+    string. Ids are renumbered so that one key has one id and ids follow the keys' sorted order
+    (``_duplicate_label_rows`` uses that). A string that is not a delimited valid label name
+    gets an id whose ``ok`` is False; its rows go to the exact path.
+    """
+    raw_idx, raw = _dict_encode(view)
+    stripped: list[str] = []
+    ok_raw = np.ones(len(raw), dtype=np.bool_)
+    for i, s in enumerate(raw):
+        m = _DELIMITED_KEY.fullmatch(s)
+        if m is None:
+            ok_raw[i] = False
+            stripped.append("\x00" + s)  # never equal to a key (bodies hold no NUL)
+        else:
+            stripped.append(m.group(1))
+    keys = sorted(set(stripped))
+    ids = {k: i for i, k in enumerate(keys)}
+    remap = np.array([ids[k] for k in stripped], dtype=np.int32)
+    key_ok = np.ones(len(keys), dtype=np.bool_)
+    for i, k in enumerate(stripped):
+        if not ok_raw[i]:
+            key_ok[ids[k]] = False
+    return remap[raw_idx], keys, key_ok
+
+
 def _ranges(starts: I64, ends: I64) -> I64:
     """Indices of the concatenated half-open ranges ``[starts[i], ends[i])``."""
     lens = ends - starts
@@ -623,22 +660,21 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
         np.cumsum(ppl[:-1], out=first_pair[1:])
         bo_g, bc_g = bo[good_lab], bc[good_lab]
         line_bad = np.zeros(n_good, dtype=np.bool_)
+        # a pair's key is read with its delimiters, `{key=` or `,key=`: the checks that the byte
+        # before a value's quote is '=' and that a ',' separates pairs are made once per distinct
+        # key string (see _label_keys), not once per pair
         key_start = np.empty(n_pairs, dtype=np.int64)
         if n_pairs:
-            key_start[1:] = closes[:-1] + 2
+            key_start[1:] = closes[:-1] + 1
             has = ppl > 0
             fp = first_pair[has]
-            key_start[fp] = bo_g[has] + 1
-            pair_bad = buf[opens - 1] != _EQ
-            pair_bad |= opens - 1 <= key_start
-            sep = buf[closes[:-1] + 1] != _COMMA
-            sep[fp[1:] - 1] = False  # the byte after a line's last value is checked below
-            pair_bad[1:] |= sep
-            line_bad[pline[pair_bad]] = True
+            key_start[fp] = bo_g[has]
             lp = first_pair[has] + ppl[has] - 1
             lc = closes[lp]
             gb = bc_g[has]
-            close_ok = (gb == lc + 1) | ((gb == lc + 2) & (buf[lc + 1] == _COMMA))
+            close_ok = gb == lc + 1  # `"}`, or `",}` (a trailing comma)
+            two = np.flatnonzero(gb == lc + 2)
+            close_ok[two] = buf[lc[two] + 1] == _COMMA
             line_bad[np.flatnonzero(has)[~close_ok]] = True
         line_bad[(ppl == 0) & (bc_g != bo_g + 1)] = True
         if line_bad.any():  # drop those lines' pairs; the exact path will explain them
@@ -720,7 +756,7 @@ def _build_rows(
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
     if not v_ok.all():
         _split_timestamps(tokens, v_ok, out)
-    key_idx, keys = _dict_encode(view_ranges(data, key_start, opens - 1))
+    key_idx, keys, key_ok = _label_keys(view_ranges(data, key_start, opens))
     out.keys = keys
     out.e_row = pline
     out.e_key = key_idx
@@ -744,9 +780,8 @@ def _build_rows(
     bad_names = [i for i, s in enumerate(names) if not METRIC_NAME.fullmatch(s)]
     if bad_names:
         keep &= ~np.isin(name_idx, bad_names)
-    bad_keys = [i for i, s in enumerate(keys) if not LABEL_NAME.fullmatch(s)]
-    if bad_keys:
-        keep[out.e_row[np.isin(key_idx, bad_keys)]] = False
+    if not key_ok.all():
+        keep[out.e_row[~key_ok[key_idx]]] = False
     keep &= ~_duplicate_label_rows(out, ppl)
     if openmetrics:
         keep &= ~out.has_ts  # seconds, not milliseconds: the exact path converts them
@@ -777,11 +812,30 @@ def _split_timestamps(tokens: pa.Array[Any], v_ok: BOOL, out: Scan) -> None:
 
 
 def _duplicate_label_rows(out: Scan, counts: I64) -> BOOL:
-    """Rows with a repeated label name (Prometheus rejects them); a 64-bit signature pre-filter."""
+    """Rows with a repeated label name (Prometheus rejects them).
+
+    Key ids follow the keys' sorted order (:func:`_label_keys`) and exporters write labels
+    sorted (client_golang does), so a row whose ids strictly increase has no repeat: only the
+    other rows are checked one by one, or, when there are many, with a 64-bit signature
+    pre-filter.
+    """
     n = out.n
     dup = np.zeros(n, dtype=np.bool_)
     multi = counts > 1
     if not multi.any():
+        return dup
+    er, ek = out.e_row, out.e_key
+    unsorted = (er[1:] == er[:-1]) & (ek[1:] <= ek[:-1])
+    rows = er[1:][unsorted]
+    if not len(rows):
+        return dup
+    rows = rows[np.r_[True, rows[1:] != rows[:-1]]]
+    if len(rows) <= _FEW_UNSORTED:
+        starts = np.searchsorted(er, rows, side="left")
+        for r, a in zip(rows.tolist(), starts.tolist(), strict=True):
+            ks = ek[a : a + int(counts[r])]
+            if len(np.unique(ks)) != len(ks):
+                dup[r] = True
         return dup
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
@@ -796,6 +850,9 @@ def _duplicate_label_rows(out: Scan, counts: I64) -> BOOL:
         if len(np.unique(ks)) != len(ks):
             dup[r] = True
     return dup
+
+
+_FEW_UNSORTED = 256  # rows with unsorted labels checked one by one below this count
 
 
 def _popcount(x: npt.NDArray[np.uint64]) -> I64:
