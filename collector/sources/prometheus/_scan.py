@@ -253,19 +253,25 @@ def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
     return out.cast(pa.string()) if out.type != pa.string() else out
 
 
-def view_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
+def view_ranges(data: pa.Buffer, starts: I64, ends: I64, hide: BOOL | None = None) -> pa.Array[Any]:
     """Byte ranges (sorted, non-overlapping) of ``data`` as a string array, without a copy.
 
     Element ``2i`` is range ``i``; the odd elements, the gaps between ranges, are null. Arrow's
     kernels skip null slots, so hashing (dictionary encoding) and casting read only the ranges,
-    and no string is copied to get there. Take the even elements of a kernel's result.
+    and no string is copied to get there. Take the even elements of a kernel's result. Ranges
+    where ``hide`` is True are null too.
     """
     n = len(starts)
     if n == 0:
         return pa.array([], pa.string())
     seg = _segments(data, starts, ends)
-    # every even element valid: the bit pattern 01010101 (Arrow's bitmaps are LSB first)
-    validity = pa.py_buffer(np.full((2 * n - 1 + 7) // 8, 0x55, dtype=np.uint8).data)
+    if hide is None or not hide.any():
+        # every even element valid: the bit pattern 01010101 (Arrow's bitmaps are LSB first)
+        validity = pa.py_buffer(np.full((2 * n - 1 + 7) // 8, 0x55, dtype=np.uint8).data)
+    else:
+        valid = np.zeros(2 * n - 1, dtype=np.bool_)
+        valid[0::2] = ~hide
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little").data)
     bufs = seg.buffers()
     return pa.Array.from_buffers(seg.type, 2 * n - 1, [validity, bufs[1], bufs[2]])
 
@@ -477,35 +483,27 @@ def _dict_encode(view: pa.Array[Any]) -> tuple[I32, list[str]]:
     return idx, [str(s) for s in enc.dictionary.to_pylist()]
 
 
-_DELIMITED_KEY = re.compile(r"[{,]([a-zA-Z_][a-zA-Z0-9_]*)=")
-
-
-def _label_keys(view: pa.Array[Any]) -> tuple[I32, list[str], BOOL]:
-    """Label keys read with their delimiters (``{key=`` / ``,key=``): ids, keys, ok per id.
+def _label_keys(view: pa.Array[Any]) -> tuple[I32, list[str], BOOL, BOOL]:
+    """Label keys read with their delimiters (``{key=`` / ``,key=``): ids, keys, and per id
+    whether the key is valid and whether it is delimited (``{``/``,`` before, ``=`` after).
 
     The delimited strings are dictionary-encoded, then checked and stripped once per distinct
     string. Ids are renumbered so that one key has one id and ids follow the keys' sorted order
-    (``_duplicate_label_rows`` uses that). A string that is not a delimited valid label name
-    gets an id whose ``ok`` is False; its rows go to the exact path.
+    (``_duplicate_label_rows`` uses that). Rows with an invalid key go to the exact path.
     """
     raw_idx, raw = _dict_encode(view)
     stripped: list[str] = []
-    ok_raw = np.ones(len(raw), dtype=np.bool_)
-    for i, s in enumerate(raw):
-        m = _DELIMITED_KEY.fullmatch(s)
-        if m is None:
-            ok_raw[i] = False
-            stripped.append("\x00" + s)  # never equal to a key (bodies hold no NUL)
+    for s in raw:
+        if len(s) >= 3 and s[0] in "{," and s[-1] == "=":
+            stripped.append(s[1:-1])
         else:
-            stripped.append(m.group(1))
+            stripped.append("\x00" + s)  # never equal to a key (bodies hold no NUL)
     keys = sorted(set(stripped))
     ids = {k: i for i, k in enumerate(keys)}
     remap = np.array([ids[k] for k in stripped], dtype=np.int32)
-    key_ok = np.ones(len(keys), dtype=np.bool_)
-    for i, k in enumerate(stripped):
-        if not ok_raw[i]:
-            key_ok[ids[k]] = False
-    return remap[raw_idx], keys, key_ok
+    key_ok = np.array([LABEL_NAME.fullmatch(k) is not None for k in keys], dtype=np.bool_)
+    delimited = np.array([not k.startswith("\x00") for k in keys], dtype=np.bool_)
+    return remap[raw_idx], keys, key_ok, delimited
 
 
 def _ranges(starts: I64, ends: I64) -> I64:
@@ -741,11 +739,21 @@ def _build_rows(
     *,
     openmetrics: bool = False,
 ) -> None:
-    """Turn accepted lines into rows: names, values, label keys and value references."""
+    """Turn accepted lines into rows: names, values, label keys and value references.
+
+    Lines whose label pairs are not delimited as ``{k="v",k="v"}`` (found while reading the keys)
+    are hidden from the name and value batches, so the batches hold exactly the well-formed lines:
+    a batch cast that fails falls back to Go's grammar for the whole batch.
+    """
     data = pa.py_buffer(body)
     n_rows = len(lines)
-    name_idx, names = _dict_encode(view_ranges(data, ls[lines], bo))
-    tokens = view_ranges(data, bc + 2, le[lines])
+    key_idx, keys, key_ok, delimited = _label_keys(view_ranges(data, key_start, opens))
+    hide = None
+    if not delimited.all():
+        hide = np.zeros(n_rows, dtype=np.bool_)
+        hide[pline[~delimited[key_idx]]] = True
+    name_idx, names = _dict_encode(view_ranges(data, ls[lines], bo, hide))
+    tokens = view_ranges(data, bc + 2, le[lines], hide)
     out.names = names
     out.name_idx = name_idx
     out.line = lines
@@ -754,9 +762,10 @@ def _build_rows(
     out.value, v_ok = values[0::2].copy(), ok[0::2].copy()
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
+    if hide is not None:
+        v_ok |= hide  # not split below; dropped with the key check
     if not v_ok.all():
         _split_timestamps(tokens, v_ok, out)
-    key_idx, keys, key_ok = _label_keys(view_ranges(data, key_start, opens))
     out.keys = keys
     out.e_row = pline
     out.e_key = key_idx
