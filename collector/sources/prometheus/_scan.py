@@ -632,22 +632,24 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
             real_q[cx] = real
             escaped_all = escaped
         # the real quotes, line by line (escaped ones removed from the global list)
-        q_all = np.flatnonzero(is_q)
-        if len(escaped_all):
-            q_all = np.delete(q_all, cq[escaped_all])
         n_good = int(ok.sum())
         real_sum = int(real_q[ok].sum())
-        if real_sum == len(q_all):  # every quote belongs to an accepted line (the usual case)
-            qsel = q_all
+        if real_sum == int(cq[-1]) - len(escaped_all):  # every quote is an accepted line's (usual)
+            if len(escaped_all):
+                is_q = is_q.copy()
+                is_q[escaped_all] = False
+            qpos = pos[is_q]
         else:
+            q_all = np.flatnonzero(is_q)
+            if len(escaped_all):
+                q_all = np.delete(q_all, cq[escaped_all])
             good_lab = np.flatnonzero(ok)
             esc_before = np.zeros(len(lab), dtype=np.int64)
             if len(escaped_all):
                 esc_line = np.searchsorted(f, escaped_all, side="right") - 1
                 np.add.at(esc_before, esc_line, 1)
             start_in_all = cq[f] - (np.cumsum(esc_before) - esc_before)
-            qsel = q_all[_ranges(start_in_all[good_lab], start_in_all[good_lab] + real_q[good_lab])]
-        qpos = pos[qsel]
+            qpos = pos[q_all[_ranges(start_in_all[good_lab], start_in_all[good_lab] + real_q[good_lab])]]
         opens = qpos[0::2]
         closes = qpos[1::2]
         ppl = real_q[ok] // 2  # pairs per accepted line
@@ -710,13 +712,30 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     slow = np.flatnonzero((candidate & ~fast_lines) | other)
     if len(slow):
         _exact_path(body, ls, le, slow, out, openmetrics=openmetrics)
-    for li in np.flatnonzero(is_comment).tolist():
+    for li in _comments_to_check(body, ls, le, np.flatnonzero(is_comment)).tolist():
         try:
             check_comment(body[int(ls[li]) : int(le[li])].decode("utf-8"))
         except LineError as exc:
             out.errors.append((li, str(exc)))
             out.bad_lines += 1
     return out
+
+
+# Comment lines check_comment certainly accepts: `# HELP name ...` and `# TYPE name type` with
+# single spaces (client_golang's layout). Any other comment is checked line by line.
+_PLAIN_COMMENT = (
+    r"^# (?:HELP [a-zA-Z_:][a-zA-Z0-9_:]*(?: .*)?|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (?:"
+    + "|".join(sorted(METRIC_TYPES))
+    + r"))$"
+)
+
+
+def _comments_to_check(body: bytes, ls: I64, le: I64, lines: I64) -> I64:
+    """The comment lines that need :func:`check_comment` (one regex pass over all of them)."""
+    if len(lines) < 16:
+        return lines
+    plain = _matches(view_ranges(pa.py_buffer(body), ls[lines], le[lines]), _PLAIN_COMMENT)[0::2]
+    return lines[~np.asarray(plain, dtype=np.bool_)]
 
 
 def _build_rows(

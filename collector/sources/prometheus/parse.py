@@ -236,15 +236,7 @@ class _NameInfo:
         self.names = names
 
 
-def _row_offsets(e_row: I64, n: int) -> I64:
-    counts = np.bincount(e_row, minlength=n).astype(np.int64)
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=off[1:])
-    return off
-
-
-def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
-    a, b = int(off[row]), int(off[row + 1])
+def _row_labels(sc: Scan, a: int, b: int) -> dict[str, str]:
     return {sc.keys[int(k)]: sc.value_str(int(v)) for k, v in zip(sc.e_key[a:b], sc.e_val[a:b], strict=True)}
 
 
@@ -253,11 +245,13 @@ def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     if not ids:
         return EMPTY_IP_OBSERVATIONS
     rows = np.flatnonzero(np.isin(sc.name_idx, ids))
-    off = _row_offsets(sc.e_row, sc.n)
+    # entries are grouped by row in row order: a row's entries are one searchsorted away
+    starts = np.searchsorted(sc.e_row, rows, side="left")
+    ends = np.searchsorted(sc.e_row, rows, side="right")
     macs: dict[str, str] = {}
     addrs: list[tuple[int, dict[str, str]]] = []
-    for r in rows.tolist():
-        labels = _row_labels(sc, off, r)
+    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        labels = _row_labels(sc, a, b)
         if info.names[sc.name_idx[r]] == NIC_INFO:
             try:
                 macs[labels.get("nic", "")] = normalize_mac(labels.get("mac", ""))
