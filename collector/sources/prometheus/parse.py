@@ -351,8 +351,8 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
         return none
     is_special = np.zeros(len(sc.keys), dtype=np.bool_)
     is_special[special_ids] = True
-    row_windows = info.windows[sc.name_idx]
-    ent_idx = np.flatnonzero(is_special[sc.e_key])
+    row_windows = info.windows.take(sc.name_idx)
+    ent_idx = np.flatnonzero(is_special.take(sc.e_key))
     ent_idx = ent_idx[row_windows[sc.e_row[ent_idx]]]
     if not len(ent_idx):
         return none
@@ -444,7 +444,9 @@ def _normalize_haproxy(sc: Scan, info: _NameInfo) -> Additions:
     Labels already present are never overwritten.
     """
     none: Additions = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
-    level_of_row = info.haproxy_level[sc.name_idx]
+    if not (info.haproxy_level >= 0).any():
+        return none
+    level_of_row = info.haproxy_level.take(sc.name_idx)
     rows = np.flatnonzero(level_of_row >= 0)
     if not len(rows):
         return none
@@ -524,7 +526,7 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
         total = int(off[-1])
         new_key = np.empty(total, dtype=np.int32)
         new_val = np.empty(total, dtype=np.int64)
-        pos = np.arange(len(e_row), dtype=np.int64) + shift[e_row]
+        pos = np.arange(len(e_row), dtype=np.int64) + shift.take(e_row)
         new_key[pos] = e_key
         new_val[pos] = e_val
         if len(a_row):
@@ -550,9 +552,17 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
     else:
         ts_ms = np.full(n, record_ms, dtype=np.int64)
     ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms.data)])
-    metric = pa.DictionaryArray.from_arrays(info.canon_of[sc.name_idx], pa.array(info.canon, pa.string()))
-    source = pa.DictionaryArray.from_arrays(info.source_of[sc.name_idx], pa.array(info.sources, pa.string()))
+    metric = pa.DictionaryArray.from_arrays(_ids_of_rows(info.canon_of, sc.name_idx), pa.array(info.canon, pa.string()))
+    source = pa.DictionaryArray.from_arrays(_ids_of_rows(info.source_of, sc.name_idx), pa.array(info.sources, pa.string()))
     host = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([record.host], pa.string()))
     scaled = (info.divisor != 1.0).any()
-    value = pa.array(sc.value / info.divisor[sc.name_idx] if scaled else sc.value, pa.float64())
+    value = pa.array(sc.value / info.divisor.take(sc.name_idx) if scaled else sc.value, pa.float64())
     return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)
+
+
+def _ids_of_rows(of_name: I32, name_idx: I32) -> I32:
+    """Per row, the id ``of_name`` gives its name; no gather when that mapping is the identity
+    (every name its own canonical name or source, in order: common for the metric column)."""
+    if len(of_name) and np.array_equal(of_name, np.arange(len(of_name), dtype=of_name.dtype)):
+        return np.asarray(name_idx, dtype=np.int32)
+    return of_name.take(name_idx)
