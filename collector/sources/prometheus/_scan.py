@@ -34,7 +34,7 @@ F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
 
 _NL, _QUOTE, _LBRACE, _RBRACE, _BSLASH = 10, 34, 123, 125, 92
-_SPACE, _EQ, _COMMA, _CR, _HASH = 32, 61, 44, 13, 35
+_SPACE, _EQ, _COMMA, _CR, _HASH, _N = 32, 61, 44, 13, 35, 110
 
 # bytes.translate table: structural bytes → 1, everything else → 0 (viewed as numpy bool).
 _SPECIAL_TABLE = bytes(1 if b in (_NL, _QUOTE, _LBRACE, _RBRACE, _BSLASH) else 0 for b in range(256))
@@ -73,11 +73,19 @@ def unescape(raw: str) -> str:
     return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
-def unescape_array(arr: pa.Array[Any]) -> pa.Array[Any]:
-    """:func:`unescape` over an Arrow array; NUL (absent from checked bodies) parks ``\\\\``."""
+def unescape_array(arr: pa.Array[Any], *, quotes: bool = True, newlines: bool = True) -> pa.Array[Any]:
+    """:func:`unescape` over an Arrow array; NUL (absent from checked bodies) parks ``\\\\``.
+
+    ``quotes`` / ``newlines`` False: the caller knows no backslash in ``arr`` is followed by
+    ``"`` / ``n``, so that pass is skipped (with neither, ``\\\\`` → ``\\`` is one pass).
+    """
+    if not quotes and not newlines:
+        return pc.replace_substring(arr, "\\\\", "\\")
     out = pc.replace_substring(arr, "\\\\", "\x00")
-    out = pc.replace_substring(out, '\\"', '"')
-    out = pc.replace_substring(out, "\\n", "\n")
+    if quotes:
+        out = pc.replace_substring(out, '\\"', '"')
+    if newlines:
+        out = pc.replace_substring(out, "\\n", "\n")
     return pc.replace_substring(out, "\x00", "\\")
 
 
@@ -810,7 +818,8 @@ def _build_rows(
             pair_of = np.searchsorted(opens, bs, side="right") - 1  # sorted: bs is
             pair_of = pair_of[np.r_[True, pair_of[1:] != pair_of[:-1]]]
             raw = take_ranges(data, opens[pair_of] + 1, closes[pair_of])
-            fixed = unescape_array(raw)
+            after = np.frombuffer(body, dtype=np.uint8).take(bs + 1)  # what each backslash escapes (values end in a quote)
+            fixed = unescape_array(raw, quotes=bool((after == _QUOTE).any()), newlines=bool((after == _N).any()))
             changed = np.asarray(pc.not_equal(raw, fixed).to_numpy(zero_copy_only=False), dtype=np.bool_)
             if changed.any():
                 out.e_val[pair_of[changed]] = out.blob_add(fixed.filter(pa.array(changed)))
