@@ -458,7 +458,9 @@ class Scan:
                 big = pa.LargeStringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.data), data)
                 chunks.append(big.cast(pa.string()))
             else:
-                chunks.append(pa.StringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.astype(np.int32).data), data))
+                chunks.append(
+                    pa.StringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.astype(np.int32).data), data)
+                )
         if not chunks:
             return pa.array([], pa.string()).take(refs)
         out = pa.chunked_array(chunks, pa.string()).take(refs)
@@ -818,7 +820,9 @@ def _build_rows(
             pair_of = np.searchsorted(opens, bs, side="right") - 1  # sorted: bs is
             pair_of = pair_of[np.r_[True, pair_of[1:] != pair_of[:-1]]]
             raw = take_ranges(data, opens[pair_of] + 1, closes[pair_of])
-            after = np.frombuffer(body, dtype=np.uint8).take(bs + 1)  # what each backslash escapes (values end in a quote)
+            after = np.frombuffer(body, dtype=np.uint8).take(
+                bs + 1
+            )  # what each backslash escapes (values end in a quote)
             fixed = unescape_array(raw, quotes=bool((after == _QUOTE).any()), newlines=bool((after == _N).any()))
             changed = np.asarray(pc.not_equal(raw, fixed).to_numpy(zero_copy_only=False), dtype=np.bool_)
             if changed.any():

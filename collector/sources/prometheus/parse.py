@@ -553,7 +553,9 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
         ts_ms = np.full(n, record_ms, dtype=np.int64)
     ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms.data)])
     metric = pa.DictionaryArray.from_arrays(_ids_of_rows(info.canon_of, sc.name_idx), pa.array(info.canon, pa.string()))
-    source = pa.DictionaryArray.from_arrays(_ids_of_rows(info.source_of, sc.name_idx), pa.array(info.sources, pa.string()))
+    source = pa.DictionaryArray.from_arrays(
+        _ids_of_rows(info.source_of, sc.name_idx), pa.array(info.sources, pa.string())
+    )
     host = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([record.host], pa.string()))
     scaled = (info.divisor != 1.0).any()
     value = pa.array(sc.value / info.divisor.take(sc.name_idx) if scaled else sc.value, pa.float64())
