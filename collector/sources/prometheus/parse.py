@@ -236,8 +236,19 @@ class _NameInfo:
         self.names = names
 
 
-def _row_labels(sc: Scan, a: int, b: int) -> dict[str, str]:
-    return {sc.keys[int(k)]: sc.value_str(int(v)) for k, v in zip(sc.e_key[a:b], sc.e_val[a:b], strict=True)}
+def _rows_labels(sc: Scan, starts: I64, ends: I64) -> list[dict[str, str]]:
+    """The labels of a few rows (entries ``[starts[i], ends[i])``), their values read in one go."""
+    lens = ends - starts
+    total = int(lens.sum())
+    idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total, dtype=np.int64)
+    keys = [sc.keys[k] for k in sc.e_key.take(idx).tolist()]
+    values = [str(v) for v in sc.values_of(sc.e_val.take(idx)).to_pylist()] if total else []
+    out: list[dict[str, str]] = []
+    a = 0
+    for n in lens.tolist():
+        out.append(dict(zip(keys[a : a + n], values[a : a + n], strict=True)))
+        a += n
+    return out
 
 
 def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
@@ -250,8 +261,7 @@ def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     ends = np.searchsorted(sc.e_row, rows, side="right")
     macs: dict[str, str] = {}
     addrs: list[tuple[int, dict[str, str]]] = []
-    for r, a, b in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        labels = _row_labels(sc, a, b)
+    for r, labels in zip(rows.tolist(), _rows_labels(sc, starts, ends), strict=True):
         if info.names[sc.name_idx[r]] == NIC_INFO:
             try:
                 macs[labels.get("nic", "")] = normalize_mac(labels.get("mac", ""))
