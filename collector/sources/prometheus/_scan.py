@@ -516,6 +516,27 @@ def _label_keys(view: pa.Array[Any]) -> tuple[I32, list[str], BOOL, BOOL]:
     return remap[raw_idx], keys, key_ok, delimited
 
 
+def _names(data: pa.Buffer, starts: I64, ends: I64, hide: BOOL | None) -> tuple[I32, list[str]]:
+    """Dictionary-encode the metric names of accepted lines (first-appearance order).
+
+    A family's samples are consecutive lines with one name, so each name is compared with the
+    previous line's (a byte comparison) and only the names that start a run are hashed.
+    """
+    n = len(starts)
+    if hide is not None or n < 2:
+        return _dict_encode(view_ranges(data, starts, ends, hide))
+    view = view_ranges(data, starts, ends)
+    eq = pc.equal(view[2:], view[:-2])  # element 2i: name i+1 == name i (odd elements: gaps)
+    bits = eq.buffers()[1]
+    assert bits is not None  # a boolean array always has its data bitmap
+    same = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little", count=eq.offset + len(eq))
+    head = np.ones(n, dtype=np.bool_)
+    head[1:] = same[eq.offset :: 2] == 0
+    first = np.flatnonzero(head)
+    idx, names = _dict_encode(view_ranges(data, starts.take(first), ends.take(first)))
+    return np.repeat(idx, np.diff(np.r_[first, n])).astype(np.int32), names
+
+
 def _ranges(starts: I64, ends: I64) -> I64:
     """Indices of the concatenated half-open ranges ``[starts[i], ends[i])``."""
     lens = ends - starts
@@ -791,7 +812,7 @@ def _build_rows(
     if not delimited.all():
         hide = np.zeros(n_rows, dtype=np.bool_)
         hide[pline[~delimited[key_idx]]] = True
-    name_idx, names = _dict_encode(view_ranges(data, ls.take(lines), bo, hide))
+    name_idx, names = _names(data, ls.take(lines), bo, hide)
     tokens = view_ranges(data, bc + 2, le.take(lines), hide)
     out.names = names
     out.name_idx = name_idx
