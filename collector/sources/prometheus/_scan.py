@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -463,8 +463,10 @@ class Scan:
                 )
         if not chunks:
             return pa.array([], pa.string()).take(refs)
-        out = pa.chunked_array(chunks, pa.string()).take(refs)
-        return out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()
+        taken = pa.chunked_array(chunks, pa.string()).take(refs)
+        if isinstance(taken, pa.ChunkedArray):  # one chunk in practice
+            return cast("pa.Array[Any]", taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks())
+        return taken
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
@@ -529,7 +531,7 @@ def _names(data: pa.Buffer, starts: I64, ends: I64, hide: BOOL | None) -> tuple[
     eq = pc.equal(view[2:], view[:-2])  # element 2i: name i+1 == name i (odd elements: gaps)
     bits = eq.buffers()[1]
     assert bits is not None  # a boolean array always has its data bitmap
-    same = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little", count=eq.offset + len(eq))
+    same = np.unpackbits(np.frombuffer(memoryview(bits), dtype=np.uint8), bitorder="little", count=eq.offset + len(eq))
     head = np.ones(n, dtype=np.bool_)
     head[1:] = same[eq.offset :: 2] == 0
     first = np.flatnonzero(head)
