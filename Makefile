@@ -98,11 +98,15 @@ fuzz: test-deps
 eval: install
 	$(BIN)/hciwatch eval tests/replay/scenarios/*
 
-# Every bench/bench_*.py (Debian's prometheus is installed for the side-by-side ingest run), then one
-# summary table: ingest CPU/M and RSS vs Prometheus, bytes per series, replay samples/s, evaluation
-# ms per pass at 4/50/500 hosts, parse ratio vs prometheus_client, and the capacity line.
-bench: install
-	$(BIN)/python bench/run_all.py
+# `make demo`'s main job and every bench/bench_*.py (Debian's prometheus is installed for the
+# side-by-side ingest run), then one summary table with the issue's goals (✔/✘) and the load average
+# at start and end: ingest CPU/M and RSS vs Prometheus, bytes per series, replay samples/s parse+store
+# and end to end, evaluation ms per pass at 4/50/500 hosts, parse ratio vs prometheus_client, the demo's
+# wall time, and the capacity line (ingest + detectors, with its arithmetic). BENCH_PROFILE=quick: smaller.
+# test-deps: the lake and fleet benches write to Azurite (tools/azurite) and moto_server ([test] extra).
+BENCH_PROFILE ?= full
+bench: test-deps
+	$(BIN)/python bench/run_all.py --profile $(BENCH_PROFILE)
 
 # Kill, starve and fill the disk under the real service; prints fault/accepted/stored/delivered/lost table.
 # Run as root for the full-disk row (mounts a small tmpfs); prlimit(1) for descriptor exhaustion.

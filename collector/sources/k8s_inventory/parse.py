@@ -59,6 +59,8 @@ from collector.schema import (
     RawRecord,
     to_ms,
 )
+from collector.sources import skeletons
+from collector.sources.k8s_inventory import _reuse
 from collector.text import without_bom
 
 SOURCE = "k8s"
@@ -98,6 +100,15 @@ def _normalize_ip(text: str) -> str | None:
     """Canonical text of an IP; cached because the same addresses come back every scrape."""
     try:
         return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=65536)
+def _normalize_cidr(text: str) -> str | None:
+    """Canonical text of a network (host bits cleared); cached like :func:`_normalize_ip`."""
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
         return None
 
@@ -151,6 +162,7 @@ class _Builder:
         self.s_value: list[float] = []
         self._sample_seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.name_pattern, self.label_rules = self._lb_rules()
+        self.listed = False  # the body was a List: only its kind and items were read
 
     def _lb_rules(self) -> tuple[re.Pattern[str] | None, tuple[tuple[str, str | None], ...]]:
         labels = self.record.labels
@@ -317,9 +329,49 @@ def _load(record: RawRecord) -> dict[str, Any]:
 
 
 def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
-    """Parse one ``k8s`` record (see the module docstring for what becomes what)."""
+    """Parse one ``k8s`` record (see the module docstring for what becomes what).
+
+    A List that is the target's previous list but for its ``metadata`` is answered from that
+    list's tables, and one whose rows come out the same reuses them (:mod:`._reuse`);
+    ``HCIWATCH_PARSE_REUSE=0`` always parses carefully.
+    """
+    if not skeletons.enabled():
+        return parse_careful(record, catalog)
+    try:
+        text = without_bom(record.body).decode("utf-8")
+    except UnicodeDecodeError:
+        return parse_careful(record, catalog)
+    sk = _reuse.CACHE.get(record, catalog)
+    if sk is not None and _reuse.same_list(sk, text):  # only the list's metadata changed
+        ts = to_ms(record.ts)
+        return ParseResult(
+            samples=skeletons.with_ts(sk.samples, ts),
+            ip_observations=skeletons.with_ts(sk.ip_observations, ts),
+            errors=list(sk.errors),
+        )
+    top = _reuse.split_top(text)
+    if top is None:
+        return parse_careful(record, catalog)  # not one JSON object: the careful parser says why
+    body, meta = top
+    b = _walk(record, body)
+    columns = _reuse.columns(b)
+    if sk is not None and columns == sk.columns:  # other items, same rows (a node's heartbeat)
+        samples, observations = skeletons.with_ts(sk.samples, b.ts), skeletons.with_ts(sk.ip_observations, b.ts)
+    else:
+        samples, observations = _reuse.tables(b)
+    if b.listed:
+        _reuse.CACHE.put(record, _reuse.skeleton(catalog, text, meta, columns, samples, observations, b.errors))
+    return ParseResult(samples=samples, ip_observations=observations, errors=b.errors)
+
+
+def parse_careful(record: RawRecord, catalog: Catalog) -> ParseResult:
+    """Parse one ``k8s`` record from scratch: ``json.loads``, the walk, tables built the plain way."""
     del catalog  # inventory facts, not agent metrics: nothing to map
-    body = _load(record)
+    return _walk(record, _load(record)).result()
+
+
+def _walk(record: RawRecord, body: dict[str, Any]) -> _Builder:
+    """Collect the rows and errors of one decoded body (raises for a body that is no k8s object)."""
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ParseError(
@@ -332,6 +384,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     default_kind: str | None
     paths: list[str]
     if base.endswith("List"):
+        b.listed = True
         default_kind = base[: -len("List")] or None
         items = b.list_at(body, "items", "$")
         paths = [f"items[{i}]" for i in range(len(items))]
@@ -398,7 +451,7 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
         b.sample(METRIC_SERVICES_LB, {}, float(counts["Service"]))
     if "Node" in counts:
         b.sample(METRIC_NODES, {}, float(counts["Node"]))
-    return b.result()
+    return b
 
 
 def _required_text(b: _Builder, meta: dict[str, Any], key: str, path: str) -> str | None:
@@ -496,6 +549,9 @@ def _node(b: _Builder, item: dict[str, Any], path: str, name: str) -> None:
     labels: dict[str, str] = {}
     raw_labels = b.dict_at(meta, "labels", f"{path}.metadata") or {}
     for key, value in raw_labels.items():
+        if isinstance(value, str) and value.isascii():  # what b.text accepts, without its path
+            labels[key] = value
+            continue
         text = b.text(value, f"{path}.metadata.labels[{key!r}]")
         if text is not None:
             labels[key] = text
@@ -527,12 +583,11 @@ def _node(b: _Builder, item: dict[str, Any], path: str, name: str) -> None:
         text = b.text(value, cpath)
         if text is None:
             continue
-        try:
-            network = ipaddress.ip_network(text.strip(), strict=False)
-        except ValueError:
+        network = _normalize_cidr(text)
+        if network is None:
             b.error(cpath, f"not a CIDR: {_short(text)}")
             continue
-        b.sample(METRIC_NODE_POD_CIDR_INFO, {"node": name, "pod_cidr": str(network)}, 1.0)
+        b.sample(METRIC_NODE_POD_CIDR_INFO, {"node": name, "pod_cidr": network}, 1.0)
 
 
 def _pod(b: _Builder, item: dict[str, Any], path: str, namespace: str, name: str) -> None:

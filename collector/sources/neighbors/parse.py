@@ -36,7 +36,7 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ from collector.schema import (
     normalize_mac,
     to_ms,
 )
+from collector.sources import skeletons
+from collector.sources.neighbors import _reuse
 
 NEIGHBOR_SOURCE = "neighbors"
 EVENT_SOURCE = "event"
@@ -243,6 +245,9 @@ def _state(row: dict[str, Any]) -> str:
     return ""
 
 
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def neighbor_rows(rows: list[Any]) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     """Normalize every shape to ``{"ip", "mac", "interface", "state", "host"}``.
 
@@ -281,7 +286,7 @@ def neighbor_rows(rows: list[Any]) -> Iterator[tuple[int, dict[str, str] | None,
             or not _is_unicast_mac(mac)
             or addr.is_multicast
             or addr.is_unspecified
-            or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"))
+            or (isinstance(addr, ipaddress.IPv4Address) and addr == _BROADCAST)
         ):
             yield i, None, ""
             continue
@@ -290,7 +295,80 @@ def neighbor_rows(rows: list[Any]) -> Iterator[tuple[int, dict[str, str] | None,
 
 
 def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
-    """``neighbors`` record → owner_kind ``neighbor`` observations (see module docstring)."""
+    """``neighbors`` record → owner_kind ``neighbor`` observations (see module docstring).
+
+    Rows seen in the target's previous table are not normalized again, and an unchanged set of
+    observations reuses the previous table (:mod:`._reuse`); ``HCIWATCH_PARSE_REUSE=0`` always
+    parses carefully.
+    """
+    if not skeletons.enabled():
+        return parse_careful(record, catalog)
+    rows, target = _load(record, NEIGHBOR_SOURCE)
+    source = clean(record.labels.get("source", "")) or NEIGHBOR_SOURCE
+    cluster = clean(record.labels.get("cluster", "")) or None
+    network = clean(record.labels.get("network", "")) or None
+    record_host = clean(record.host)
+    consts = (record_host, source, cluster, network)
+    sk = _reuse.CACHE.get(record, catalog)
+    if sk is not None and sk.consts != consts:
+        sk = None
+    # rows of earlier tables too (an entry flipping between reachable and stale is two keys),
+    # up to a few times this table's size; then only this table's rows are kept
+    known = sk.outcomes if sk is not None else {}
+    outcomes: dict[Hashable, _reuse.Outcome] = known.copy() if len(known) <= _reuse.KEEP * len(rows) + 64 else {}
+    plain = _reuse.plain_keys(rows)
+    keys = plain if plain is not None else list(map(_reuse.read_key, rows))
+    found: list[_reuse.Outcome | None] = list(map(outcomes.get, keys))  # a None key is never stored
+    if None in found:
+        todo: list[tuple[int, Hashable | None]] = []
+        batch: list[Any] = []
+        for i, (row, key, outcome) in enumerate(zip(rows, keys, found, strict=True)):
+            if outcome is not None:
+                continue
+            if key is not None:
+                outcome = known.get(key)  # kept outcomes were not copied (too many)
+                if outcome is not None:
+                    outcomes[key] = found[i] = outcome
+                    continue
+            todo.append((i, key))
+            batch.append(row if key is None or plain is not None else _reuse.projected(row))
+        for (i, key), outcome in zip(todo, _outcomes(batch, record_host), strict=True):
+            found[i] = outcome
+            if key is not None:
+                outcomes[key] = outcome
+    observations = [o for o in found if type(o) is tuple]
+    errors: list[Exception] = []
+    skipped = 0
+    if len(observations) < len(found):
+        for i, outcome in enumerate(found):
+            if type(outcome) is str:
+                if outcome:
+                    errors.append(ParseError(f"[{i}]: {outcome}", source=NEIGHBOR_SOURCE, target=target))
+                else:
+                    skipped += 1
+    if errors and not observations and not skipped:
+        raise _summary(errors, NEIGHBOR_SOURCE, target)
+    ts = to_ms(record.ts)
+    if not observations:
+        table = EMPTY_IP_OBSERVATIONS
+    elif sk is not None and observations == sk.observations:
+        table = skeletons.with_ts(sk.table, ts)
+    else:
+        table = _reuse.table(ts, observations, source, cluster, network)
+    _reuse.CACHE.put(record, _reuse.skeleton(catalog, len(record.body), outcomes, consts, observations, table))
+    return ParseResult(ip_observations=table, errors=errors)
+
+
+def _outcomes(rows: list[Any], record_host: str) -> list[_reuse.Outcome]:
+    """What :func:`parse_careful` makes of each row: its observation, or why not ("" = skipped)."""
+    return [
+        (out["ip"], out["mac"], _owner(out["host"] or record_host, out["interface"])) if out is not None else why
+        for _, out, why in neighbor_rows(rows)
+    ]
+
+
+def parse_careful(record: RawRecord, catalog: Catalog) -> ParseResult:
+    """``neighbors`` record → observations, every row normalized and the table built from scratch."""
     rows, target = _load(record, NEIGHBOR_SOURCE)
     source = clean(record.labels.get("source", "")) or NEIGHBOR_SOURCE
     cluster = clean(record.labels.get("cluster", "")) or None
