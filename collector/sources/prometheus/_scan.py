@@ -989,6 +989,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmet
     out.has_ts = np.concatenate([out.has_ts, np.asarray(rows_has_ts, dtype=np.bool_)])
     out.line = np.concatenate([out.line, np.asarray(rows_line, dtype=np.int64)])
     out.prefix_end = np.concatenate([out.prefix_end, np.asarray(rows_pend, dtype=np.int64)])
-    out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
-    out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
-    out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])
+    if e_row:  # label-less lines (`name value`, the usual exact-path rows) add no entries
+        out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
+        out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
+        out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])
