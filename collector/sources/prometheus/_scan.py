@@ -840,7 +840,9 @@ def _build_rows(
         idx = _ranges(sp_first[has_other] + 1, sp_last[has_other])
         bs = pos[idx[cls[idx] == _BSLASH]]
         if len(bs):
-            pair_of = np.searchsorted(opens, bs, side="right") - 1  # sorted: bs is
+            # the pair whose value holds each backslash (vs = opens + 1 is contiguous; opens is a
+            # strided view searchsorted would copy); sorted, as bs is
+            pair_of = np.searchsorted(out.vs, bs, side="right") - 1
             pair_of = pair_of[np.r_[True, pair_of[1:] != pair_of[:-1]]]
             raw = take_ranges(data, opens[pair_of] + 1, closes[pair_of])
             after = np.frombuffer(body, dtype=np.uint8).take(
