@@ -607,7 +607,7 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     ne_idx = np.flatnonzero(le > ls)
     if b"\r" in body:  # a memchr: most exporters write LF only, and the gather is not free
         le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
-    ne_idx = ne_idx[le.take(ne_idx) > ls.take(ne_idx)]
+        ne_idx = ne_idx[le.take(ne_idx) > ls.take(ne_idx)]  # a line that was only "\r"
     out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
     first_byte[ne_idx] = buf.take(ls.take(ne_idx))
