@@ -522,14 +522,14 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             x_vals.append(sc.blob_ref(v))
     e_row, e_key, e_val = sc.e_row, sc.e_key, sc.e_val
     a_row, a_key, a_val = additions
-    counts = np.bincount(e_row, minlength=n).astype(np.int64)
+    counts = np.bincount(e_row, minlength=n).astype(np.int64, copy=False)
     off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=off[1:])
     k_x = len(extras)
     if k_x or len(a_row):
         # every row keeps its entries in order, then its additions, then the record's labels;
         # positions are computed, so nothing is sorted and no string moves twice
-        a_counts = np.bincount(a_row, minlength=n).astype(np.int64)
+        a_counts = np.bincount(a_row, minlength=n).astype(np.int64, copy=False)
         shift = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(a_counts + k_x, out=shift[1:])
         off = off + shift
