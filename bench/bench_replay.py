@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import multiprocessing
 import os
 import resource
 import shutil
@@ -39,9 +40,15 @@ BYTES_PER_SERIES_BUDGET = 100_000
 
 Set from the first correct measurement (before: ~108 kB; after the shared-memory hand-off and the
 per-pass batching: ~90 kB at 7,655 series). At this size the fixed part dominates (the main
-process is ~200 MiB of imports before it reads a record, a worker ~100 MiB), so the figure falls
-as sites grow; the growth of the main process above its idle state (~33 kB a series here) is the
+process is ~160 MiB of imports before it reads a record, a worker ~110 MiB), so the figure falls
+as sites grow; the growth of the main process above its idle state (~22 kB a series here) is the
 part the store batch and parse-ahead set, independent of the number of series.
+
+It had grown to ~110 kB (same capture and machine: 106.6 kB at the commit that set it, then the
+HAProxy skeleton caches, +13-17 MiB per worker): the store-only main process imported the
+detectors (scikit-learn and SciPy, ~90 MiB) and read the capture itself (zstd in 1 MiB steps came
+back as ~25 MB pieces, plus their split copies). The main process now builds the detectors only
+when a pass runs and leaves the lines to the workers: ~87 kB (main ~317 MiB, workers ~150 MiB).
 """
 
 
@@ -130,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     from hciwatch.parse_pool import ParsePool, default_workers
     from hciwatch.pipeline import replay_records
 
+    if args.eval:  # imported before the clock starts, as before the store-only replay stopped importing them
+        import analytics.engine  # noqa: F401 - the detectors' imports (scikit-learn, SciPy): ~1 CPU-s
+
     tmp = Path(tempfile.mkdtemp(prefix="hciwatch-bench-replay-"))
     try:
         capture = args.capture
@@ -176,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                             ips += out.ip_observations.num_rows
                 store.close()
         wall = time.perf_counter() - t0
+        for child in multiprocessing.active_children():  # parse workers still exiting: count their CPU
+            child.join()
         cpu_self = _rusage_cpu(resource.RUSAGE_SELF) - c_self0
         cpu_kids = _rusage_cpu(resource.RUSAGE_CHILDREN) - c_kids0
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

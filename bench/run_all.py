@@ -230,8 +230,9 @@ def _at_least(x: float, limit: float) -> bool | None:
 def eval_per_host(res: Results) -> tuple[float, str]:
     """CPU-ms per host per pass the detectors cost, and how it was chosen.
 
-    The larger of the 50- and 500-host figures per host (the cost per host grows with the site:
-    the lab's hosts all talk to each other), CPU where ``bench_eval_pass.py`` reported it, else wall.
+    The larger of the 50- and 500-host figures per host (the conservative one: a site's hosts
+    are clusters of at most 16 nodes, so the cost per host is close to flat, but a bench run
+    under load can tilt either way), CPU where ``bench_eval_pass.py`` reported it, else wall.
     """
     for key, unit in (("eval_cpu_ms_per_pass", "CPU-ms"), ("eval_ms_per_pass", "wall ms")):
         per_site = res.get(key, {})

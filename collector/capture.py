@@ -17,8 +17,9 @@ import base64
 import heapq
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,49 +44,110 @@ class TruncatedStream(Exception):
     """A compressed capture ended in the middle of a frame."""
 
 
-def _iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Yield raw lines (with their newline, the last one maybe without) of a plain or zstd file.
+DECOMPRESS_STEP = 64 << 10
+"""Compressed bytes fed to zstd per call. A capture compresses ~25:1, so a 1 MiB step came back
+as one ~25 MB piece (and its split copy): the reader's peak memory, for no speed (measured)."""
+
+
+def _iter_blocks(path: Path, chunk: int = DECOMPRESS_STEP) -> Iterator[bytes]:
+    """Yield the (decompressed) contents of a plain or zstd file, piece by piece.
 
     zstd frames are decoded by hand so a file cut off mid-frame is *detected* (the streaming
     reader would just stop) and reported, instead of silently losing its tail.
     """
     with open(path, "rb") as raw:
-        if path.name.endswith(".zst"):
-
-            def blocks() -> Iterator[bytes]:
-                dctx = zstandard.ZstdDecompressor()
-                dobj = dctx.decompressobj()
-                pending = b""
-                while True:
-                    data = pending or raw.read(chunk)
-                    pending = b""
-                    if not data:
-                        if not dobj.eof:
-                            raise TruncatedStream("compressed stream ends mid-frame (file truncated?)")
+        if not path.name.endswith(".zst"):
+            yield from iter(lambda: raw.read(max(chunk, 1 << 20)), b"")
+            return
+        dctx = zstandard.ZstdDecompressor()
+        dobj = dctx.decompressobj()
+        pending = b""
+        while True:
+            data = pending or raw.read(chunk)
+            pending = b""
+            if not data:
+                if not dobj.eof:
+                    raise TruncatedStream("compressed stream ends mid-frame (file truncated?)")
+                return
+            out = dobj.decompress(data)
+            if out:
+                yield out
+            if dobj.eof:
+                pending = dobj.unused_data
+                if not pending:
+                    nxt = raw.read(chunk)
+                    if not nxt:
                         return
-                    out = dobj.decompress(data)
-                    if out:
-                        yield out
-                    if dobj.eof:
-                        pending = dobj.unused_data
-                        if not pending:
-                            nxt = raw.read(chunk)
-                            if not nxt:
-                                return
-                            pending = nxt
-                        dobj = dctx.decompressobj()
+                    pending = nxt
+                dobj = dctx.decompressobj()
 
-            source: Iterator[bytes] = blocks()
-        else:
-            source = iter(lambda: raw.read(chunk), b"")
-        buf = b""
-        for block in source:
-            buf += block
-            *lines, buf = buf.split(b"\n")
-            for ln in lines:
-                yield ln + b"\n"
-        if buf:
-            yield buf
+
+def _iter_lines(path: Path) -> Iterator[bytes]:
+    """Yield raw lines (with their newline, the last one maybe without) of a plain or zstd file."""
+    buf = b""
+    for block in _iter_blocks(path):
+        buf += block
+        *lines, buf = buf.split(b"\n")
+        for ln in lines:
+            yield ln + b"\n"
+    if buf:
+        yield buf
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """``data`` (whole lines, as :func:`iter_line_blocks` gives them) as :func:`_iter_lines` yields them."""
+    lines = [ln + b"\n" for ln in data.split(b"\n")]
+    last = lines.pop()
+    if last != b"\n":  # the file's last line without its newline
+        lines.append(last[:-1])
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class LineBlock:
+    """Whole lines of a capture file: ``data`` starts at line ``first_line`` and holds ``lines`` of them."""
+
+    first_line: int
+    lines: int
+    data: bytes
+
+
+def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlock]:
+    """The file as blocks of about ``block_bytes`` of whole lines, for readers that split and
+    decode lines elsewhere (a replay's parse workers): the same lines as :func:`_iter_lines`.
+
+    Raises what :func:`_iter_lines` raises, after every whole line read before the fault.
+    """
+    parts: list[bytes] = []
+    size = 0
+    line = 1
+    fault: Exception | None = None
+    try:
+        for piece in _iter_blocks(path):
+            parts.append(piece)
+            size += len(piece)
+            if size < block_bytes:
+                continue
+            data = b"".join(parts)
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: wait for its end
+                parts, size = [data], len(data)
+                continue
+            n = data.count(b"\n", 0, cut)
+            yield LineBlock(line, n, data[:cut])
+            line += n
+            parts = [data[cut:]] if cut < len(data) else []
+            size = len(data) - cut
+    except (TruncatedStream, zstandard.ZstdError, OSError) as exc:
+        fault = exc  # reported after the whole lines read before it, as line by line
+    data = b"".join(parts)
+    cut = data.rfind(b"\n") + 1
+    if cut:
+        yield LineBlock(line, data.count(b"\n", 0, cut), data[:cut])
+    if fault is not None:
+        raise fault
+    if cut < len(data):  # the last line without its newline (not after a fault: it may be cut)
+        yield LineBlock(line + data.count(b"\n", 0, cut), 1, data[cut:])
 
 
 def record_to_json(rec: RawRecord) -> dict[str, Any]:
@@ -191,92 +253,125 @@ class CaptureItem:
     error: CaptureError | None
 
 
-def read_capture(path: Path, *, known_kinds: Iterable[str] | None = None) -> Iterator[CaptureItem]:
+def parse_line(raw_line: bytes, *, file: str, line: int, kinds: Collection[str] | None) -> CaptureItem | None:
+    """One capture line as a record or the precise error it gives (None: a blank line).
+
+    Everything but the order check, which needs the lines before (:func:`order_error`); a
+    replay's parse workers call this on their blocks of lines, :func:`read_capture` line by line.
+    """
+    try:
+        text = raw_line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return CaptureItem(file, line, None, CaptureError(f"not UTF-8 at byte {exc.start}", file=file, line=line))
+    if not text.strip():
+        return None
+    text = text.rstrip("\r\n")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        why = "truncated JSON" if truncated else f"invalid JSON ({exc})"
+        return CaptureItem(file, line, None, CaptureError(why, file=file, line=line))
+    try:
+        rec = record_from_json(obj, file=file, line=line)
+    except CaptureError as err:
+        return CaptureItem(file, line, None, err)
+    if kinds is not None and rec.kind not in kinds:
+        why = f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}"
+        return CaptureItem(file, line, None, CaptureError(why, file=file, line=line, target=rec.target))
+    return CaptureItem(file, line, rec, None)
+
+
+def order_error(ts: datetime, target: str, last_ts: datetime | None, *, file: str, line: int) -> CaptureError | None:
+    """The error for a record earlier than the previous good one (a virtual clock cannot run backwards)."""
+    if last_ts is None or ts >= last_ts:
+        return None
+    why = f"out of order: ts {iso(ts)} is before the previous record's {iso(last_ts)}"
+    return CaptureError(why, file=file, line=line, target=target)
+
+
+def read_error(exc: BaseException, *, file: str, lines_read: int) -> CaptureItem:
+    """The one item that ends a file that could not be read on (after ``lines_read`` lines)."""
+    if isinstance(exc, FileNotFoundError):
+        return CaptureItem(file, 0, None, CaptureError(f"cannot open: {exc.strerror}", file=file, line=0))
+    line = lines_read + 1
+    return CaptureItem(file, line, None, CaptureError(f"unreadable data: {exc}", file=file, line=line))
+
+
+READ_FAULTS = (TruncatedStream, zstandard.ZstdError, OSError)
+"""What reading a capture file on may raise (:func:`read_error` turns it into the last item)."""
+
+
+class CaptureStream(Iterator[CaptureItem]):
+    """:func:`read_capture`'s items, read lazily; ``path`` and ``kinds`` tell a replay that it may
+    hand the file's lines to its parse workers instead (:meth:`ParsePool.parse_capture`) as long
+    as nothing has been read yet (``started``)."""
+
+    def __init__(self, path: Path, kinds: frozenset[str] | None) -> None:
+        self.path = Path(path)
+        self.kinds = kinds
+        self.started = False
+        self._items: Iterator[CaptureItem] | None = None
+
+    def __iter__(self) -> CaptureStream:
+        return self
+
+    def __next__(self) -> CaptureItem:
+        if self._items is None:
+            self.started = True
+            self._items = _read_capture(self.path, self.kinds)
+        return next(self._items)
+
+
+def read_capture(path: Path, *, known_kinds: Iterable[str] | None = None) -> CaptureStream:
     """Yield every line of one capture file as a record or a precise error.
 
     Out-of-order records (``ts`` earlier than the previous good record) are reported and
     skipped: a virtual clock cannot run backwards. A truncated or corrupt compressed stream
     ends the file with one error for the line where it broke.
     """
-    kinds = set(known_kinds) if known_kinds is not None else None
+    return CaptureStream(Path(path), frozenset(known_kinds) if known_kinds is not None else None)
+
+
+def _read_capture(path: Path, kinds: frozenset[str] | None) -> Iterator[CaptureItem]:
     name = str(path)
     last_ts = None
     line_no = 0
-    lines = _iter_lines(Path(path))
+    lines = _iter_lines(path)
     while True:
         try:
             raw_line = next(lines)
         except StopIteration:
             return
-        except FileNotFoundError as exc:
-            yield CaptureItem(name, 0, None, CaptureError(f"cannot open: {exc.strerror}", file=name, line=0))
-            return
-        except (TruncatedStream, zstandard.ZstdError, OSError) as exc:
-            yield CaptureItem(
-                name, line_no + 1, None, CaptureError(f"unreadable data: {exc}", file=name, line=line_no + 1)
-            )
+        except READ_FAULTS as exc:
+            yield read_error(exc, file=name, lines_read=line_no)
             return
         line_no += 1
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield CaptureItem(
-                name, line_no, None, CaptureError(f"not UTF-8 at byte {exc.start}", file=name, line=line_no)
-            )
+        item = parse_line(raw_line, file=name, line=line_no, kinds=kinds)
+        if item is None:
             continue
-        if not line.strip():
-            continue
-        text = line.rstrip("\r\n")
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
-            why = "truncated JSON" if truncated else f"invalid JSON ({exc})"
-            yield CaptureItem(name, line_no, None, CaptureError(why, file=name, line=line_no))
-            continue
-        try:
-            rec = record_from_json(obj, file=name, line=line_no)
-        except CaptureError as err:
-            yield CaptureItem(name, line_no, None, err)
-            continue
-        if kinds is not None and rec.kind not in kinds:
-            yield CaptureItem(
-                name,
-                line_no,
-                None,
-                CaptureError(
-                    f"unknown kind {rec.kind!r}; known kinds: {', '.join(sorted(kinds))}",
-                    file=name,
-                    line=line_no,
-                    target=rec.target,
-                ),
-            )
-            continue
-        if last_ts is not None and rec.ts < last_ts:
-            yield CaptureItem(
-                name,
-                line_no,
-                None,
-                CaptureError(
-                    f"out of order: ts {iso(rec.ts)} is before the previous record's {iso(last_ts)}",
-                    file=name,
-                    line=line_no,
-                    target=rec.target,
-                ),
-            )
-            continue
-        last_ts = rec.ts
-        yield CaptureItem(name, line_no, rec, None)
+        if item.record is not None:
+            err = order_error(item.record.ts, item.record.target, last_ts, file=name, line=line_no)
+            if err is not None:
+                yield CaptureItem(name, line_no, None, err)
+                continue
+            last_ts = item.record.ts
+        yield item
 
 
 def read_captures(paths: Iterable[Path], *, known_kinds: Iterable[str] | None = None) -> Iterator[CaptureItem]:
-    """Merge several capture files by time (each must be sorted); errors come through in place."""
+    """Merge several capture files by time (each must be sorted); errors come through in place.
+
+    One file comes back as its :class:`CaptureStream` (a replay may read it in its workers).
+    """
     kinds = list(known_kinds) if known_kinds is not None else None
     streams = [read_capture(Path(p), known_kinds=kinds) for p in paths]
     if len(streams) == 1:
-        yield from streams[0]
-        return
+        return streams[0]
+    return _merged(streams)
 
+
+def _merged(streams: list[CaptureStream]) -> Iterator[CaptureItem]:
     def keyed(i: int, it: Iterator[CaptureItem]) -> Iterator[tuple[float, int, int, CaptureItem]]:
         last = float("-inf")
         for item in it:

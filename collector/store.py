@@ -102,6 +102,15 @@ def _sql_str(p: Path | str) -> str:
 _fsync_dir = fsync_dir
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Inode and modification time: a file replaced or rewritten since has another."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 class _PartialWrite(Exception):
     """A write failed after ``remaining`` (the rows not stored yet) was cut from its batch."""
 
@@ -173,6 +182,8 @@ class Store:
         self._seq = 0
         self._legacy: set[str] = set()
         self._sited: set[str] = set()
+        # the views of this store's last catalog write, and that file's identity
+        self._catalog_written: tuple[dict[str, str], tuple[int, int] | None] | None = None
         if not self.lake.local:
             self._sweep_windows()
         try:
@@ -560,20 +571,22 @@ class Store:
         if not self.lake.local:
             return False  # DuckDB cannot read object storage without extensions; readers use datasets
         final = self.data_dir / CATALOG_FILE
+        # Relative globs (a copied or moved data dir keeps working; clients run from the data dir)
+        # in an old storage format (DuckDB CLIs older than this library can open it); relative
+        # when the files are in the data dir (the default), else the lake's own path.
+        inside = Path(self.lake.root) == self.data_dir.resolve()
+        base = Path(".") if inside else Path(self.lake.root)
+        stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {self._view_body(base, n)}" for n in TABLE_SCHEMAS}
+        stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
+        if self._catalog_written == (stmts, _file_id(final)):
+            return True  # this store wrote these views and nobody replaced the file since: ~50 ms of DuckDB saved
         tmp = self.data_dir / f".{CATALOG_FILE}.{secrets.token_hex(3)}.tmp"
         try:
-            # Relative globs (a copied or moved data dir keeps working; clients run from the data dir)
-            # in an old storage format (DuckDB CLIs older than this library can open it).
             con = duckdb.connect(":memory:")
             try:
                 con.execute(f"SET file_search_path = '{_sql_str(self.data_dir)}'")
                 con.execute(f"ATTACH '{_sql_str(tmp)}' AS hciwatch_catalog (STORAGE_VERSION '{CATALOG_STORAGE}')")
                 con.execute("USE hciwatch_catalog")
-                # relative when the files are in the data dir (the default), else the lake's own path
-                inside = Path(self.lake.root) == self.data_dir.resolve()
-                base = Path(".") if inside else Path(self.lake.root)
-                stmts = {n: f"CREATE OR REPLACE VIEW {n} AS {self._view_body(base, n)}" for n in TABLE_SCHEMAS}
-                stmts.update({n: f"CREATE OR REPLACE VIEW {n} AS {b}" for n, b in self.extra_views.items()})
                 for stmt in stmts.values():
                     con.execute(stmt)
                 con.execute("CHECKPOINT")
@@ -583,6 +596,7 @@ class Store:
                 con.close()
             os.replace(tmp, final)
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
+            self._catalog_written = (stmts, _file_id(final))
             return True
         except (duckdb.Error, OSError) as exc:
             log.warning("could not write %s: %s", final, exc)

@@ -10,20 +10,33 @@ changes. Workers are started with ``spawn`` (the parent holds DuckDB and Arrow t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
 
+from collector.capture import (
+    READ_FAULTS,
+    CaptureItem,
+    CaptureStream,
+    LineBlock,
+    iter_line_blocks,
+    order_error,
+    parse_line,
+    read_error,
+    split_lines,
+)
 from collector.catalog import Catalog, UserMapping
-from collector.errors import ParseError
+from collector.errors import CaptureError, ParseError
 from collector.registry import get_parser
 from collector.schema import (
     EMPTY_IP_OBSERVATIONS,
@@ -126,6 +139,10 @@ def _to_ipc(table: pa.Table | None, schema: pa.Schema) -> bytes:
 def _parse_chunk(records: list[RawRecord | None], shm_dir: str | None = None) -> _ChunkResult:
     catalog = _worker_catalog
     assert catalog is not None, "worker not initialised"
+    return _chunk_result(records, catalog, shm_dir)
+
+
+def _chunk_result(records: Sequence[RawRecord | None], catalog: Catalog, shm_dir: str | None) -> _ChunkResult:
     outs = [None if r is None else parse_one(r, catalog) for r in records]
     done = [o or ParseOutcome() for o in outs]
     samples = _combined([o.samples for o in done])
@@ -142,6 +159,40 @@ def _parse_chunk(records: list[RawRecord | None], shm_dir: str | None = None) ->
         absent=[o is None for o in outs],
         shm=shm,
     )
+
+
+# one non-blank capture line: its number, and its record's (ts, kind, target, host) or its error's
+# (reason, target); the record itself stays in the worker (the consumer needs no body)
+_Line = tuple[int, tuple[datetime, str, str, str] | None, tuple[str, str] | None]
+
+
+def _block_lines(file: str, block: LineBlock, kinds: frozenset[str] | None) -> tuple[list[_Line], list[RawRecord]]:
+    """Decode and check a block's lines as :func:`collector.capture.read_capture` does, all but
+    the order check (it needs every line before; the consumer does it)."""
+    lines: list[_Line] = []
+    records: list[RawRecord] = []
+    for i, raw in enumerate(split_lines(block.data)):
+        item = parse_line(raw, file=file, line=block.first_line + i, kinds=kinds)
+        if item is None:
+            continue
+        if item.record is None:
+            assert item.error is not None
+            lines.append((item.line, None, (item.error.reason, item.error.target)))
+        else:
+            r = item.record
+            lines.append((item.line, (r.ts, r.kind, r.target, r.host), None))
+            records.append(r)
+    return lines, records
+
+
+def _parse_block(
+    file: str, block: LineBlock, kinds: frozenset[str] | None, shm_dir: str | None
+) -> tuple[list[_Line], _ChunkResult]:
+    """In a worker: a block of capture lines read and parsed (the consumer decodes no JSON)."""
+    catalog = _worker_catalog
+    assert catalog is not None, "worker not initialised"
+    lines, records = _block_lines(file, block, kinds)
+    return lines, _chunk_result(records, catalog, shm_dir)
 
 
 def _outcomes(res: _ChunkResult) -> list[ParseOutcome | None]:
@@ -211,6 +262,14 @@ class RowRuns:
         return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
 
 
+BLOCK_BYTES = 1 << 20
+"""Capture lines per worker task (~90 demo records): few enough tasks that the per-task costs
+(a pickle, an IPC stream, a mapping) stay small, small enough to keep both workers busy."""
+START_BYTES = 4 << 20
+"""A capture with less than this of lines is read and parsed inline: starting the workers costs
+more than they would save."""
+
+
 def default_workers() -> int:
     """Worker processes worth starting here: none on one core (the main process parses).
 
@@ -236,12 +295,22 @@ class ParsePool:
     """
 
     def __init__(
-        self, mappings: Iterable[UserMapping], *, workers: int, chunk: int = 64, ahead: int = 6, start_after: int = 500
+        self,
+        mappings: Iterable[UserMapping],
+        *,
+        workers: int,
+        chunk: int = 64,
+        ahead: int = 6,
+        start_after: int = 500,
+        block_bytes: int = BLOCK_BYTES,
+        start_bytes: int = START_BYTES,
     ) -> None:
         self._mappings = list(mappings)
         self.workers = workers
         self.start_after = start_after
         self.chunk = chunk
+        self.block_bytes = block_bytes
+        self.start_bytes = start_bytes
         self.ahead = max(ahead, workers * 2)
         self._inline = Catalog(self._mappings)
         self._pool: ProcessPoolExecutor | None = None
@@ -251,6 +320,8 @@ class ParsePool:
         return self
 
     def _start(self) -> ProcessPoolExecutor:
+        if self._pool is not None:  # a second input through the same pool: the same workers
+            return self._pool
         self._shm = shm_handoff.open_dir()
         self._pool = ProcessPoolExecutor(
             self.workers,
@@ -260,9 +331,12 @@ class ParsePool:
         )
         return self._pool
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # after a whole input every task is done: the workers exit on their own (~0.1-0.4 s of
+            # interpreter teardown) while the caller goes on; after an error, wait for the ones
+            # still parsing before their hand-off directory goes
+            self._pool.shutdown(wait=exc_type is not None, cancel_futures=True)
             self._pool = None
         shm_handoff.close_dir(self._shm)
         self._shm = None
@@ -292,6 +366,112 @@ class ParsePool:
             pending.append((batch, pool.submit(_parse_chunk, [r for r, _ in batch], shm)))
         while pending:
             yield from _drain_one(pending)
+
+    def parse_capture(self, stream: CaptureStream) -> Iterator[Parsed[str | CaptureError]]:
+        """What ``parse(located read_capture items)`` yields, but the workers read the lines.
+
+        The main process only decompresses the file and cuts it into blocks of whole lines; a
+        worker splits, decodes and checks them (:func:`collector.capture.parse_line`) and parses
+        the records, so the consumer never decodes the ~11 kB of JSON per record nor pickles the
+        record back out. The order check needs every line before, so it is done here, on the
+        results, in input order. A record's ``where`` is ``file:line``; the records yielded carry
+        no body (the consumer has the rows). A file of less than ``start_bytes`` is read and
+        parsed inline (no worker is started for it), a larger one goes to the workers from its
+        first block on: no warm-up parsing in this process.
+        """
+        name = str(stream.path)
+        blocks = iter_line_blocks(stream.path, self.block_bytes)
+        order = _Order(name)
+        head: list[LineBlock] = []
+        size = 0
+        for block in _until_fault(blocks, order):
+            head.append(block)
+            size += len(block.data)
+            if size >= self.start_bytes:
+                break
+        if self.workers == 0 or size < self.start_bytes:
+            for block in itertools.chain(head, _until_fault(blocks, order)):
+                yield from order.inline(block, stream.kinds, self._inline)
+            yield from order.fault()
+            return
+        pool = self._start()
+        shm = str(self._shm) if self._shm is not None else None
+        pending: deque[Future[tuple[list[_Line], _ChunkResult]]] = deque()
+        for block in itertools.chain(head, _until_fault(blocks, order)):
+            pending.append(pool.submit(_parse_block, name, block, stream.kinds, shm))
+            while len(pending) >= self.ahead:
+                yield from order.drain(pending.popleft())
+        while pending:
+            yield from order.drain(pending.popleft())
+        yield from order.fault()
+
+
+def _until_fault(blocks: Iterator[LineBlock], order: _Order) -> Iterator[LineBlock]:
+    """``blocks`` up to a read fault, which ``order`` keeps to report after the lines before it."""
+    try:
+        for block in blocks:
+            order.lines_read = block.first_line + block.lines - 1
+            yield block
+    except READ_FAULTS as exc:
+        order.read_fault = read_error(exc, file=order.file, lines_read=order.lines_read)
+
+
+class _Order:
+    """The consumer's side of :meth:`ParsePool.parse_capture`: lines in order, the order check
+    (a record earlier than the previous good one is refused, its rows dropped) and ``where``."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.last_ts: datetime | None = None
+        self.lines_read = 0
+        self.read_fault: CaptureItem | None = None  # the file could not be read on: its last item
+
+    def fault(self) -> Iterator[Parsed[str | CaptureError]]:
+        if self.read_fault is not None:
+            assert self.read_fault.error is not None
+            yield None, self.read_fault.error, None
+
+    def drain(self, entry: Future[tuple[list[_Line], _ChunkResult]]) -> Iterator[Parsed[str | CaptureError]]:
+        """A worker's block: its lines with the outcomes it parsed (a late record's are dropped)."""
+        lines, res = entry.result()
+        outcomes = iter(_outcomes(res))
+        for line, meta, err in self._checked(lines):
+            outcome = next(outcomes) if meta is not None else None  # each record was parsed
+            if err is not None:  # a bad line, or a record out of order (its rows are dropped)
+                yield None, err, None
+                continue
+            assert meta is not None and outcome is not None
+            ts, kind, target, host = meta
+            yield RawRecord(ts=ts, kind=kind, target=target, body=b"", host=host), f"{self.file}:{line}", outcome
+
+    def inline(
+        self, block: LineBlock, kinds: frozenset[str] | None, catalog: Catalog
+    ) -> Iterator[Parsed[str | CaptureError]]:
+        """A block read and parsed here (a late record is not parsed, as line by line)."""
+        lines, records = _block_lines(self.file, block, kinds)
+        recs = iter(records)
+        for line, meta, err in self._checked(lines):
+            rec = next(recs) if meta is not None else None
+            if err is not None:
+                yield None, err, None
+                continue
+            assert rec is not None
+            yield rec, f"{self.file}:{line}", parse_one(rec, catalog)
+
+    def _checked(
+        self, lines: list[_Line]
+    ) -> Iterator[tuple[int, tuple[datetime, str, str, str] | None, CaptureError | None]]:
+        """Each line with its error, its own or "out of order", in input order (the order check)."""
+        file = self.file
+        for line, meta, err in lines:
+            if meta is None:
+                assert err is not None
+                yield line, None, CaptureError(err[0], file=file, line=line, target=err[1])
+                continue
+            late = order_error(meta[0], meta[2], self.last_ts, file=file, line=line)
+            if late is None:
+                self.last_ts = meta[0]
+            yield line, meta, late
 
 
 def _drain_one(pending: deque[_Chunk[T]]) -> Iterator[Parsed[T]]:

@@ -19,16 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.engine import Engine
 from analytics.findings import Finding
 from analytics.lifecycle import AlertManager
-from collector.capture import CaptureItem
+from collector.capture import CaptureItem, CaptureStream
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
@@ -36,6 +35,9 @@ from collector.store import Store
 from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
 from hciwatch.parse_pool import ParseOutcome, ParsePool, RowRuns, default_workers, parse_one
+
+if TYPE_CHECKING:
+    from analytics.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +188,9 @@ class Pipeline:
         if self.catalog.user_mappings:  # mapped names are not "unmapped" in the store's view
             store.write_catalog(unmapped_metrics_view(self.catalog))
         self._window_max_bytes = window_max_bytes
-        self.engine = Engine(cfg.analytics, cfg.collector.networks, fed_max_bytes=window_max_bytes)
+        # a store-only flow builds the detectors only if a pass is asked for after all: their
+        # imports (scikit-learn, SciPy) are ~100 MB and a second of start-up it does not need
+        self._engine: Engine | None = self._new_engine() if feed_engine else None
         self.incremental = incremental
         self.manager = AlertManager(cfg.analytics, state_path, site=cfg.collector.site.name)
         self.alert_sinks = list(alert_sinks)
@@ -217,6 +221,22 @@ class Pipeline:
         self.defer_rows = defer_rows
         self.feed_engine = feed_engine
         self._pending = {"samples": RowRuns(), "ip_observations": RowRuns()}
+
+    def _new_engine(self) -> Engine:
+        from analytics.engine import Engine
+
+        return Engine(self.cfg.analytics, self.cfg.collector.networks, fed_max_bytes=self._window_max_bytes)
+
+    @property
+    def engine(self) -> Engine:
+        """The detectors (built on first use when the flow was made with ``feed_engine=False``)."""
+        if self._engine is None:
+            self._engine = self._new_engine()
+        return self._engine
+
+    @engine.setter
+    def engine(self, value: Engine) -> None:
+        self._engine = value
 
     # -- ingest --------------------------------------------------------------------------------
 
@@ -334,8 +354,9 @@ class Pipeline:
         bootstrap read of the lake); ``state`` is the lifecycle state the last owner saved (None:
         keep this instance's own), so its open incidents continue instead of firing again.
         """
-        self.engine.close()
-        self.engine = Engine(self.cfg.analytics, self.cfg.collector.networks, fed_max_bytes=self._window_max_bytes)
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = self._new_engine()
         self._bootstrap_from_store = True
         self._external_findings.clear()
         if state is not None:
@@ -357,12 +378,14 @@ class Pipeline:
             self.store.close(flush=False)
         self.manager.save()
         self.con.close()
-        self.engine.close()
+        if self._engine is not None:
+            self._engine.close()
 
     @property
     def shed_rows(self) -> int:
         """Rows dropped unanalysed to keep the memory bound (window or fed rows)."""
-        return sum(w.shed_rows for w in self.windows.values()) + sum(f.shed_rows for f in self.engine.fed.values())
+        fed = self._engine.fed.values() if self._engine is not None else ()
+        return sum(w.shed_rows for w in self.windows.values()) + sum(f.shed_rows for f in fed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +474,13 @@ def replay_records(
     n_workers = default_workers() if workers is None else workers
     try:
         with ParsePool(pipe.catalog.user_mappings, workers=n_workers) as pool:
-            for rec, where, outcome in pool.parse(_located(items)):
+            # one capture file not read yet: the workers read its lines (the JSON decoding too)
+            parsed = (
+                pool.parse_capture(items)
+                if isinstance(items, CaptureStream) and not items.started
+                else pool.parse(_located(items))
+            )
+            for rec, where, outcome in parsed:
                 if rec is None:
                     assert isinstance(where, CaptureError)
                     pipe.stats.records_read += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import zstandard
 
 from collector.schema import AlertKind, RawRecord, iso
@@ -97,7 +100,22 @@ class _Lab:
             out.append(flags)
         return out
 
-    def plan(self) -> list[_Item]:
+    def plan(self) -> Iterator[_Item]:
+        """Every record to build, in time order (ties by kind rank, then target), made lazily.
+
+        Each target's items come from its own generator, already in time order (a jitter is
+        below a 500th of an interval), and :func:`heapq.merge` interleaves them: the plan never
+        holds more than one pending item per target, where a list of every (target, tick) was
+        hosts × ticks objects. Keys that tie exactly belong to one target, hence to one
+        generator, so the merge yields the order a stable sort of the full list did. The random
+        jitters are drawn up front, target by target in the order they always were, and kept
+        as compact arrays.
+
+        A target's offset into each interval is 1.0 % + 1.3 % per host (20 % + 1.3 % per load
+        balancer, ...), taken modulo the interval: a large site's hosts are spread over the
+        interval instead of their first scrape coming minutes after the start (sites of up to 30
+        hosts are laid out exactly as before).
+        """
         sc = self.scenario
         site = sc.site
         start_ms = round(sc.start.timestamp() * 1000)
@@ -106,83 +124,101 @@ class _Lab:
         rng = stream(sc.seed, "schedule")
         jit_fast = max(1, fast_ms // 500)
         jit_slow = max(1, slow_ms // 500)
-        items: list[_Item] = []
         fast_n, slow_n = self.fast.n, self.slow.n
-        for h, name in enumerate(site.hosts):
-            base = int(fast_ms * (0.010 + 0.013 * h))
-            jitter = rng.integers(0, jit_fast, fast_n).tolist()
+        hosts = self.hosts
+
+        def offset(interval_ms: int, share: float) -> int:
+            return int(interval_ms * (share % 1.0))
+
+        def host_scrapes(h: int, name: str, base: int, jitter: npt.NDArray[np.int64]) -> Iterator[_Item]:
             for i in range(fast_n):
-                if self.hosts.scraped(h, i):
-                    items.append(
-                        _Item(
-                            start_ms + i * fast_ms + base + jitter[i],
-                            0,
-                            f"{name}:9182",
-                            "prometheus",
-                            name,
-                            "host",
-                            h,
-                            i,
-                        )
-                    )
-        for k, vm in enumerate(self.lb_vms):
-            base = int(fast_ms * (0.20 + 0.013 * k))
-            jitter = rng.integers(0, jit_fast, fast_n).tolist()
-            for i in range(fast_n):
-                items.append(
-                    _Item(
-                        start_ms + i * fast_ms + base + jitter[i],
-                        1,
-                        f"{vm.name}:stats",
-                        "haproxy-csv",
-                        vm.name,
-                        "lb",
-                        k,
+                if hosts.scraped(h, i):
+                    yield _Item(
+                        start_ms + i * fast_ms + base + int(jitter[i]),
+                        0,
+                        f"{name}:9182",
+                        "prometheus",
+                        name,
+                        "host",
+                        h,
                         i,
                     )
+
+        def lb_scrapes(k: int, vm_name: str, base: int, jitter: npt.NDArray[np.int64]) -> Iterator[_Item]:
+            for i in range(fast_n):
+                yield _Item(
+                    start_ms + i * fast_ms + base + int(jitter[i]),
+                    1,
+                    f"{vm_name}:stats",
+                    "haproxy-csv",
+                    vm_name,
+                    "lb",
+                    k,
+                    i,
                 )
-        for c, cl in enumerate(site.clusters):
-            base = int(slow_ms * (0.40 + 0.013 * c))
-            jitter = rng.integers(0, jit_slow, slow_n).tolist()
-            server = f"https://{self.world.api_vips[cl.name]}:6443"
+
+        def slow_items(
+            base: int,
+            jitter: npt.NDArray[np.int64],
+            after: int,
+            rank: int,
+            target: str,
+            kind: str,
+            host: str,
+            what: str,
+            a: int,
+        ) -> Iterator[_Item]:
             for j in range(slow_n):
-                t = start_ms + j * slow_ms + base + jitter[j]
-                items.append(_Item(t, 2, server + "/api/v1/services", "k8s", cl.name, "svc", c, j))
-                items.append(_Item(t + 41, 2, server + "/api/v1/nodes", "k8s", cl.name, "nodes", c, j))
-        for h, name in enumerate(site.hosts):
-            base = int(slow_ms * (0.60 + 0.013 * h))
-            jitter = rng.integers(0, jit_slow, slow_n).tolist()
+                yield _Item(
+                    start_ms + j * slow_ms + base + int(jitter[j]) + after, rank, target, kind, host, what, a, j
+                )
+
+        def neighbor_scrapes(h: int, name: str, base: int, jitter: npt.NDArray[np.int64]) -> Iterator[_Item]:
+            down = self.slow_down[h]
             for j in range(slow_n):
-                if not self.slow_down[h][j]:
-                    items.append(
-                        _Item(
-                            start_ms + j * slow_ms + base + jitter[j],
-                            3,
-                            f"{name}:neighbors",
-                            "neighbors",
-                            name,
-                            "nbr",
-                            h,
-                            j,
-                        )
+                if not down[j]:
+                    yield _Item(
+                        start_ms + j * slow_ms + base + int(jitter[j]),
+                        3,
+                        f"{name}:neighbors",
+                        "neighbors",
+                        name,
+                        "nbr",
+                        h,
+                        j,
                     )
+
+        streams: list[Iterator[_Item]] = []
+        for h, name in enumerate(site.hosts):
+            base = offset(fast_ms, 0.010 + 0.013 * h)
+            streams.append(host_scrapes(h, name, base, rng.integers(0, jit_fast, fast_n)))
+        for k, vm in enumerate(self.lb_vms):
+            base = offset(fast_ms, 0.20 + 0.013 * k)
+            streams.append(lb_scrapes(k, vm.name, base, rng.integers(0, jit_fast, fast_n)))
+        for c, cl in enumerate(site.clusters):
+            base = offset(slow_ms, 0.40 + 0.013 * c)
+            jitter = rng.integers(0, jit_slow, slow_n)
+            server = f"https://{self.world.api_vips[cl.name]}:6443"
+            streams.append(slow_items(base, jitter, 0, 2, server + "/api/v1/services", "k8s", cl.name, "svc", c))
+            streams.append(slow_items(base, jitter, 41, 2, server + "/api/v1/nodes", "k8s", cl.name, "nodes", c))
+        for h, name in enumerate(site.hosts):
+            base = offset(slow_ms, 0.60 + 0.013 * h)
+            streams.append(neighbor_scrapes(h, name, base, rng.integers(0, jit_slow, slow_n)))
         # AKS Arc clusters: MetalLB's CRDs (with the other lists) and its controller and speaker metrics
         for c, cl in enumerate(site.clusters):
             if not cl.arc:
                 continue
             server = f"https://{self.world.api_vips[cl.name]}:6443/apis/metallb.io/v1beta1"
-            base = int(slow_ms * (0.45 + 0.013 * c))
-            jitter = rng.integers(0, jit_slow, slow_n).tolist()
-            for j in range(slow_n):
-                t = start_ms + j * slow_ms + base + jitter[j]
-                items.append(_Item(t, 2, server + "/ipaddresspools", "k8s", cl.name, "pools", c, j))
-                items.append(_Item(t + 23, 2, server + "/l2advertisements", "k8s", cl.name, "l2", c, j))
-                items.append(
-                    _Item(t + 310, 0, f"{cl.name}-metallb-controller:7472", "prometheus", cl.name, "ctrl", c, j)
-                )
-                items.append(_Item(t + 350, 0, f"{cl.name}-metallb-speaker:7472", "prometheus", cl.name, "spk", c, j))
-        items.sort(key=lambda it: (it.ms, it.rank, it.target))
-        return items
+            base = offset(slow_ms, 0.45 + 0.013 * c)
+            jitter = rng.integers(0, jit_slow, slow_n)
+            for after, rank, target, kind, what in (
+                (0, 2, server + "/ipaddresspools", "k8s", "pools"),
+                (23, 2, server + "/l2advertisements", "k8s", "l2"),
+                (310, 0, f"{cl.name}-metallb-controller:7472", "prometheus", "ctrl"),
+                (350, 0, f"{cl.name}-metallb-speaker:7472", "prometheus", "spk"),
+            ):
+                streams.append(slow_items(base, jitter, after, rank, target, kind, cl.name, what, c))
+        return heapq.merge(*streams, key=lambda it: (it.ms, it.rank, it.target))
 
     def records(self) -> Iterator[tuple[datetime, str, str, str, dict[str, str], str]]:
         """(ts, kind, target, host, labels, body) in time order."""

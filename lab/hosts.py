@@ -22,7 +22,8 @@ configuration (raw values, default metric names, default ``instance`` label)::
 
 How the numbers behave (all cumulative counters raw, as windows_exporter reports them):
 
-* SMB client traffic from each host to every other host's ``ClusterStorage$`` share follows a
+* SMB client traffic from each host to every other host of its Azure Local cluster's
+  ``ClusterStorage$`` share (``SiteSpec.cluster_nodes``; never across clusters) follows a
   per-host working-hours load with slow noise; latency is ~1 ms with a lognormal body and a
   Pareto tail (``request_seconds_total`` is tick-accumulated, i.e. Δseconds/Δrequests = mean
   latency). RDMA Activity bytes are the SMB reads and writes the host sends and receives, split
@@ -35,6 +36,10 @@ How the numbers behave (all cumulative counters raw, as windows_exporter reports
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -109,8 +114,61 @@ RDMA_COUNTERS: tuple[tuple[str, str], ...] = (
 
 CHUNK = 256  # scrapes rendered per formatter call, at most
 RENDER_BUDGET = 128 << 20  # bytes of rendered, not yet handed out bodies over all hosts (about)
+MATRIX_BUDGET = 64 << 20  # bytes of host series kept in memory; the rest wait in a scratch file
 BYTES_PER_SLOT = 120  # text per changing series in a body (name, labels, value), roughly
 DEFAULT_PAUSE_BASELINE = (0.4, 1.6, 0.15, 3.2, 0.8, 0.3, 2.2, 1.0)
+
+
+class SeriesStore:
+    """Every host's series matrix (ticks × series, float64), in memory up to a byte budget, then
+    in an unlinked scratch file read back a block of ticks at a time.
+
+    Why: the matrices are hosts × ticks × series — 500 hosts over two days is gigabytes, far more
+    than the bodies rendered from them at any moment (one block per host, see ``RENDER_BUDGET``).
+    The numbers are the same wherever a matrix is kept, so the bytes a scenario renders do not
+    depend on the budget; the demo and the test scenarios stay far below it and never touch disk.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.in_memory = 0
+        self.spilled = 0
+        self._held: list[F64 | tuple[int, int, int]] = []  # a matrix, or (offset, ticks, columns) in the file
+        self._file: IO[bytes] | None = None
+        self.max_columns = 0
+
+    def append(self, matrix: F64) -> None:
+        """Keep ``matrix`` (C-contiguous) as the next host's; written out once the budget is spent."""
+        self.max_columns = max(self.max_columns, matrix.shape[1])
+        if self.in_memory + matrix.nbytes <= self.budget:
+            self.in_memory += matrix.nbytes
+            self._held.append(matrix)
+            return
+        if self._file is None:
+            # lives as long as the store (the generator rendering from it); unlinked from the start,
+            # so the space is returned when it is collected or the process ends, however it ends
+            self._file = tempfile.TemporaryFile(prefix="hciwatch-lab-series-")  # noqa: SIM115
+        offset = self._file.seek(0, os.SEEK_END)
+        np.ascontiguousarray(matrix).tofile(self._file)
+        self._file.flush()
+        self.spilled += matrix.nbytes
+        self._held.append((offset, matrix.shape[0], matrix.shape[1]))
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def rows(self, h: int, lo: int, hi: int) -> F64:
+        """Rows ``lo:hi`` (ticks) of host ``h``'s matrix."""
+        held = self._held[h]
+        if not isinstance(held, tuple):
+            return held[lo:hi]
+        offset, ticks, cols = held
+        lo, hi = max(0, min(lo, ticks)), max(0, min(hi, ticks))
+        if hi <= lo or cols == 0:
+            return np.zeros((max(0, hi - lo), cols))
+        assert self._file is not None
+        raw = os.pread(self._file.fileno(), (hi - lo) * cols * 8, offset + lo * cols * 8)
+        return np.frombuffer(raw, dtype=np.float64).reshape(hi - lo, cols)
 
 
 class HostModel:
@@ -183,37 +241,43 @@ class HostModel:
         storm_host = [np.logical_or.reduce(s) for s in storm]
         self._storm, self._storm_host, self._spread = storm, storm_host, spread
         # --- SMB client pairs ------------------------------------------------------------------
-        # A pair's increments are made when its first host is built and dropped once its second
-        # is: with one pair per ordered host pair (250,000 at 500 hosts) holding them all at
-        # once was most of a large site's memory. Each pair draws from its own stream, so the
-        # order they are made in changes nothing.
+        # A pair's increments (21 series per ordered pair of a cluster's nodes, 240 pairs at 16
+        # nodes) are made from its own stream whenever they are needed: in full when its client
+        # is built, and again when its server is built first. Only the two series a later-built
+        # server needs (the bytes it serves) are kept meanwhile: with every pair kept in full
+        # until both ends were built, a cluster's pairs over two days were hundreds of megabytes.
         self._lat_base = rng0.uniform(0.0007, 0.0012, size=n_hosts)
         self.uptime_ticks = rng0.uniform(3, 40, size=n_hosts) * 86400.0 / g.dt
-        self.smb: dict[tuple[int, int], dict[str, I64]] = {}
+        self.served: dict[tuple[int, int], tuple[I64, I64]] = {}  # (client, server) → read, write bytes
         # --- per-host series -------------------------------------------------------------------
         self.formatters: list[RowFormatter] = []
-        self.matrices: list[F64] = []
+        self.matrices = SeriesStore(MATRIX_BUDGET)
         self._chunks: list[tuple[int, list[str | None]]] = [(-1, []) for _ in range(n_hosts)]
         for h in range(n_hosts):
             segments, matrix = self._host_series(h)
             self.formatters.append(RowFormatter(segments))
             self.matrices.append(matrix)
-            for o in range(h):  # pairs between h and an earlier host are complete
-                self.smb.pop((h, o), None)
-                self.smb.pop((o, h), None)
-        self.smb.clear()
+            del matrix
+        assert not self.served, "every pair's server was built"
         # Bodies are rendered a block of ticks at a time (one formatter call per block), a block
         # small enough that every host's pending bodies together stay within RENDER_BUDGET.
-        body_bytes = max(1, max((m.shape[1] for m in self.matrices), default=0) * BYTES_PER_SLOT)
+        body_bytes = max(1, self.matrices.max_columns * BYTES_PER_SLOT)
         self.block = int(min(CHUNK, max(1, RENDER_BUDGET // (body_bytes * max(1, n_hosts)))))
 
     def _pair(self, c: int, s: int) -> dict[str, I64]:
-        """The increments of client ``c`` → server ``s`` (made once, kept until both are built)."""
-        inc = self.smb.get((c, s))
-        if inc is None:
-            inc = self._smb_pair(c, s, float(self._lat_base[c]))
-            self.smb[(c, s)] = inc
+        """The increments of client ``c`` → server ``s``; the bytes are kept for ``s`` if it is built later."""
+        inc = self._smb_pair(c, s, float(self._lat_base[c]))
+        if s > c:
+            self.served[(c, s)] = (inc["read_bytes_total"], inc["write_bytes_total"])
         return inc
+
+    def _served_bytes(self, c: int, s: int) -> tuple[I64, I64]:
+        """The read and write bytes server ``s`` serves client ``c`` (kept since ``c`` was built, or made now)."""
+        kept = self.served.pop((c, s), None)
+        if kept is not None:
+            return kept
+        inc = self._smb_pair(c, s, float(self._lat_base[c]))
+        return inc["read_bytes_total"], inc["write_bytes_total"]
 
     # ------------------------------------------------------------------------------------------
     def _smb_pair(self, c: int, s: int, lat_c: float) -> dict[str, I64]:
@@ -339,9 +403,11 @@ class HostModel:
         # --- SMB client shares ----------------------------------------------------------------
         inbound = np.zeros(g.n)
         outbound = np.zeros(g.n)
-        # (the same pairs, in the same order, as a loop over every (client, server) pair)
-        n = self.n_hosts
-        mine = [(c, h) for c in range(h)] + [(h, s) for s in range(n) if s != h] + [(c, h) for c in range(h + 1, n)]
+        # (the same pairs, in the same order, as a loop over every (client, server) pair of the
+        # host's Azure Local cluster: SMB traffic does not leave a cluster)
+        peers = site.cluster_peers(h)
+        lo, hi = peers.start, peers.stop
+        mine = [(c, h) for c in range(lo, h)] + [(h, s) for s in peers if s != h] + [(c, h) for c in range(h + 1, hi)]
         for c, s in mine:
             if c == h:
                 inc = self._pair(c, s)
@@ -362,9 +428,9 @@ class HostModel:
                     else:
                         counter(fname, help_text, lab, inc[fam], mean_rate[fam] * up * rng.uniform(0.9, 1.1))
             elif s == h:
-                inc = self._pair(c, s)
-                inbound += inc["write_bytes_total"]
-                outbound += inc["read_bytes_total"]
+                read_b, write_b = self._served_bytes(c, s)
+                inbound += write_b
+                outbound += read_b
 
         # --- RDMA Activity and PFC per adapter ------------------------------------------------
         n_ad = len(host.adapters)
@@ -386,7 +452,7 @@ class HostModel:
         peer_down_starts = np.zeros(g.n)
         peer_up_again = np.zeros(g.n)
         peer_down = np.zeros(g.n)
-        for p in range(self.n_hosts):
+        for p in peers:
             if p == h:
                 continue
             d = self.down[p]
@@ -427,13 +493,13 @@ class HostModel:
             cq_err = rng.poisson(np.where(st, 0.25 * dt, 0.0) + np.where(st_other, 0.01 * dt, 0.0))
             days = up * dt / 86400.0
             incs: dict[str, tuple[F64 | npt.NDArray[np.int64], float]] = {
-                "RDMA Accepted Connections": (accepted, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Accepted Connections": (accepted, 2 * (len(peers) - 1) + days * rng.uniform(0.5, 3)),
                 "RDMA Completion Queue Errors": (cq_err, float(rng.integers(0, 2))),
                 "RDMA Connection Errors": (conn_err, float(rng.integers(0, 4))),
                 "RDMA Failed Connection Attempts": (failed, float(rng.integers(0, 6))),
                 "RDMA Inbound Bytes/sec": (in_b, float(in_b.mean()) * up * rng.uniform(0.9, 1.1)),
                 "RDMA Inbound Frames/sec": (in_f, float(in_f.mean()) * up * rng.uniform(0.9, 1.1)),
-                "RDMA Initiated Connections": (initiated, 2 * (self.n_hosts - 1) + days * rng.uniform(0.5, 3)),
+                "RDMA Initiated Connections": (initiated, 2 * (len(peers) - 1) + days * rng.uniform(0.5, 3)),
                 "RDMA Outbound Bytes/sec": (out_b, float(out_b.mean()) * up * rng.uniform(0.9, 1.1)),
                 "RDMA Outbound Frames/sec": (out_f, float(out_f.mean()) * up * rng.uniform(0.9, 1.1)),
             }
@@ -560,7 +626,7 @@ class HostModel:
         first, bodies = self._chunks[h]
         if not first <= i < first + len(bodies) or bodies[i - first] is None:
             first = i - i % self.block
-            bodies = list(self.formatters[h].render(self.matrices[h][first : first + self.block]))
+            bodies = list(self.formatters[h].render(self.matrices.rows(h, first, first + self.block)))
             self._chunks[h] = (first, bodies)
         out = bodies[i - first]
         assert out is not None

@@ -2,8 +2,9 @@
 
 Rows are hciwatch's normalized shape ``{"ip", "mac", "interface", "state"}`` with Windows
 ``Get-NetNeighbor`` state names and interface aliases. A host sees, on its management vNIC, the
-gateway, the other hosts, every VM of the cluster network and every VIP with the MAC of the VM
-answering for it; on each storage adapter, the other hosts' storage addresses; plus the
+gateway, the other hosts of its Azure Local cluster (the nodes it talks to; ``SiteSpec.cluster_nodes``),
+every VM of the cluster network and every VIP with the MAC of the VM answering for it; on each
+storage adapter, its cluster peers' storage addresses; plus the
 permanent multicast/broadcast entries Windows always lists (which say nothing about ownership).
 
 When two VMs answer for one VIP (the duplicate-LB-IP incident) each host's cache follows
@@ -78,7 +79,7 @@ class NeighborTables:
             rows.append((iface, int(ipaddress.ip_address(ip)), ip, mac, state))
 
         add(mgmt, site.network.gateway, world.gateway_mac, "Reachable")
-        for other in world.hosts:
+        for other in (world.hosts[p] for p in site.cluster_peers(h)):
             if other.index != h:
                 add(mgmt, other.mgmt_ip, other.mgmt_mac, "")
                 for a, ad in enumerate(other.adapters):

@@ -191,6 +191,8 @@ def _range(start: str, end: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6A
     return [ipaddress.ip_address(int(a) + i) for i in range(int(b) - int(a) + 1)]
 
 
+MAX_CLUSTER_NODES = 16  # machines per Azure Local cluster, at most
+
 DEFAULT_CLUSTERS: tuple[ClusterSpec, ...] = (
     ClusterSpec("aks-mgmt", management=True),
     ClusterSpec(
@@ -230,6 +232,13 @@ class SiteSpec:
     IP per cluster), its VIP pool holds the clusters' control-plane IPs (same subnet, outside the IP
     pool), every cluster is a MetalLB cluster with its own address pools (same subnet, outside the
     IP pool) and there is no management cluster (the Arc Resource Bridge is not an AKS cluster).
+
+    ``cluster_nodes`` is the most machines one Azure Local cluster of the site holds (Azure Local
+    supports 1–16): the hosts, in order, are split into the fewest clusters of at most that many
+    nodes, as evenly as possible (50 hosts → 12, 13, 12, 13). A host's SMB storage traffic, its
+    RDMA connections and the storage and management neighbours it sees stay inside its cluster,
+    as on a real site: a 500-host site is 32 clusters, not one 500-node storage mesh. A site of at
+    most ``cluster_nodes`` hosts is one cluster, as it always was.
     """
 
     name: str = "hci-1"
@@ -247,8 +256,14 @@ class SiteSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     clusters: tuple[ClusterSpec, ...] = DEFAULT_CLUSTERS
     ip_plan: str = "22h2"
+    cluster_nodes: int = MAX_CLUSTER_NODES
 
     def __post_init__(self) -> None:
+        if not 1 <= self.cluster_nodes <= MAX_CLUSTER_NODES:
+            raise ValueError(
+                f"site {self.name}: cluster_nodes must be 1..{MAX_CLUSTER_NODES} "
+                f"(machines per Azure Local cluster), got {self.cluster_nodes}"
+            )
         if self.ip_plan not in ("22h2", "23h2"):
             raise ValueError(f"site {self.name}: ip_plan must be 22h2 or 23h2, got {self.ip_plan!r}")
         if len(self.hosts) < 2 or len(set(self.hosts)) != len(self.hosts):
@@ -327,6 +342,19 @@ class SiteSpec:
     def host_ips(self) -> list[str]:
         first = int(ipaddress.ip_address(self.host_ip_start))
         return [str(ipaddress.ip_address(first + i)) for i in range(len(self.hosts))]
+
+    def hci_clusters(self) -> list[range]:
+        """The site's Azure Local clusters as ranges of host indexes, in host order (see ``cluster_nodes``)."""
+        n = len(self.hosts)
+        k = -(-n // self.cluster_nodes)
+        return [range(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+    def cluster_peers(self, host_index: int) -> range:
+        """The host indexes of ``host_index``'s Azure Local cluster (itself included)."""
+        for c in self.hci_clusters():
+            if host_index in c:
+                return c
+        raise IndexError(f"site {self.name} has no host {host_index}")
 
     def storage_ip(self, host_index: int, adapter_index: int) -> str:
         net = ipaddress.ip_network(self.storage_subnets[adapter_index])

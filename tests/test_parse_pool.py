@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lab
+from collector.capture import read_capture, record_to_json
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
-from collector.schema import RawRecord
-from hciwatch.parse_pool import OffloadParser, ParsePool, parse_one
+from collector.schema import RawRecord, iso
+from hciwatch.parse_pool import OffloadParser, Parsed, ParsePool, parse_one
 
 MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1", True)]
 
@@ -102,3 +109,161 @@ def test_small_payloads_parse_inline_without_a_worker() -> None:
     assert parser.parse(rec, Catalog(MAPPINGS)).samples.num_rows == 1
     assert parser._pool is None and parser.offloaded == 0
     parser.close()
+
+
+# -- a capture read by the workers (ParsePool.parse_capture) ----------------------------------
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+KINDS = frozenset({"prometheus", "haproxy-csv", "k8s", "neighbors", "event"})
+
+
+def _line(ts: datetime, target: str = "h:9182", kind: str = "prometheus", body: str = "a 1\n") -> bytes:
+    obj = {"ts": iso(ts), "kind": kind, "target": target, "host": "h", "labels": {"cluster": "c"}, "body": body}
+    return json.dumps(obj).encode()
+
+
+def _bad_lines() -> list[bytes]:
+    """One of each line a capture reader must refuse (or skip), each with its precise message."""
+    return [
+        b"",  # blank lines are skipped but counted
+        b"   \t",
+        _line(T0 + timedelta(minutes=1))[:-9],  # truncated JSON
+        b"{not json at all}",
+        _line(T0 + timedelta(minutes=1), kind="smtp"),  # unknown kind
+        _line(T0).replace(iso(T0).encode(), b"yesterday"),  # bad ts
+        _line(T0 - timedelta(days=1), target="late:1"),  # out of order
+        b'{"kind": "prometheus", "target": "x", "body": "a 1"}',  # missing ts
+        b"[1, 2]",
+        b'{"ts": "2026-11-20T10:00:00Z", "kind": "prometheus", "target": "x", "body": 3}',
+        _line(T0 + timedelta(minutes=1), target="\xe9t\xe9"),
+        b"\xff\xfe not utf-8",
+        _line(T0 + timedelta(minutes=2), body="garbage{{{ \x00"),  # a payload its parser refuses
+        _line(T0 + timedelta(minutes=2)) + b"\r",  # CRLF line end
+    ]
+
+
+def _located(path: Path) -> list[tuple[RawRecord | None, str | CaptureError]]:
+    """The reference: ``read_capture`` line by line, as a replay of items sees it."""
+    return [
+        (it.record, f"{it.file}:{it.line}") if it.record is not None else (None, it.error)  # type: ignore[misc]
+        for it in read_capture(path, known_kinds=KINDS)
+    ]
+
+
+def _same(got: list[Parsed[str | CaptureError]], want: list[Parsed[str | CaptureError]]) -> None:
+    """``parse_capture``'s items are the reference's: records (all but the body), where, outcomes."""
+    assert len(got) == len(want)
+    for (g_rec, g_where, g_out), (w_rec, w_where, w_out) in zip(got, want, strict=True):
+        if w_rec is None:
+            assert g_rec is None and g_out is None and w_out is None
+            assert isinstance(g_where, CaptureError) and isinstance(w_where, CaptureError)
+            assert (str(g_where), g_where.reason, g_where.file, g_where.line, g_where.target) == (
+                str(w_where),
+                w_where.reason,
+                w_where.file,
+                w_where.line,
+                w_where.target,
+            )
+            continue
+        assert g_rec is not None and g_out is not None and w_out is not None
+        assert (g_rec.ts, g_rec.kind, g_rec.target, g_rec.host) == (w_rec.ts, w_rec.kind, w_rec.target, w_rec.host)
+        assert g_where == w_where
+        assert (g_out.rejected, g_out.errors) == (w_out.rejected, w_out.errors)
+        assert _plain(g_out.samples).equals(_plain(w_out.samples))
+        assert _plain(g_out.ip_observations).equals(_plain(w_out.ip_observations))
+
+
+def _reference(path: Path) -> list[Parsed[str | CaptureError]]:
+    with ParsePool(MAPPINGS, workers=0) as pool:
+        return list(pool.parse(_located(path)))
+
+
+@pytest.fixture(scope="module")
+def lab_lines() -> list[bytes]:
+    """A few minutes of the lab site (every record kind) with every kind of bad line mixed in."""
+    scen = lab.Scenario(duration=timedelta(minutes=6), interval=timedelta(seconds=60))
+    good = [json.dumps(record_to_json(r), separators=(",", ":")).encode() for r in lab.generate(scen)]
+    out: list[bytes] = []
+    bad = _bad_lines()
+    for i, line in enumerate(good):
+        out.append(line)
+        if i % 7 == 3 and bad:
+            out.append(bad.pop(0))
+    return out + bad
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[ParsePool]:
+    with ParsePool(MAPPINGS, workers=2, block_bytes=3000, start_bytes=0, ahead=3) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize("form", ["plain", "zst", "zst-cut", "no-last-newline"])
+def test_workers_reading_the_capture_give_the_line_by_line_outcome(
+    tmp_path: Path, lab_lines: list[bytes], two_workers: ParsePool, form: str
+) -> None:
+    data = b"\n".join(lab_lines) + (b"" if form == "no-last-newline" else b"\n")
+    path = tmp_path / ("c.jsonl.zst" if form.startswith("zst") else "c.jsonl")
+    if form.startswith("zst"):
+        packed = zstandard.ZstdCompressor().compress(data)
+        data = packed[: len(packed) * 2 // 3] if form == "zst-cut" else packed
+    path.write_bytes(data)
+    want = _reference(path)
+    reasons = {w.reason.split(" ")[0].split(":")[0] for _, w, _ in want if isinstance(w, CaptureError)}
+    if form == "zst-cut":
+        assert "unreadable" in reasons
+    else:
+        assert {"truncated", "invalid", "unknown", "bad", "out", "missing", "not", "field"} <= reasons, reasons
+        assert any(o is not None and o.rejected for _, _, o in want), "a record its parser refuses"
+    _same(list(two_workers.parse_capture(read_capture(path, known_kinds=KINDS))), want)
+    with ParsePool(MAPPINGS, workers=0, block_bytes=5000) as pool:  # no workers: inline, block by block
+        _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
+    with ParsePool(MAPPINGS, workers=2) as pool:  # smaller than start_bytes: no worker started
+        _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
+        assert pool._pool is None
+
+
+def test_a_missing_capture_is_one_error(tmp_path: Path, two_workers: ParsePool) -> None:
+    path = tmp_path / "gone.jsonl.zst"
+    got = list(two_workers.parse_capture(read_capture(path, known_kinds=KINDS)))
+    _same(got, _reference(path))
+    assert len(got) == 1 and "cannot open" in str(got[0][1])
+
+
+@given(
+    kinds=st.lists(st.integers(0, len(_bad_lines()) + 3), max_size=40),
+    steps=st.lists(st.integers(-2, 3), min_size=40, max_size=40),
+    block_bytes=st.integers(1, 2000),
+    workers=st.booleans(),
+)
+@settings(max_examples=60)
+def test_any_mix_of_lines_gives_the_line_by_line_outcome(
+    tmp_path_factory: pytest.TempPathFactory,
+    two_workers: ParsePool,
+    kinds: list[int],
+    steps: list[int],
+    block_bytes: int,
+    workers: bool,
+) -> None:
+    """Good records whose times may go backwards (out of order), bad lines of every kind, any block size."""
+    bad = _bad_lines()
+    lines: list[bytes] = []
+    ts = T0
+    for k, step in zip(kinds, steps, strict=False):
+        if k < len(bad):
+            lines.append(bad[k])
+            continue
+        ts += timedelta(seconds=step)
+        lines.append(_line(ts, target=f"t{k}:1", body=f'm{{k="{k}"}} {step}\n'))
+    path = tmp_path_factory.mktemp("mix") / "c.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    if workers:
+        two_workers.block_bytes, before = block_bytes, two_workers.block_bytes
+        try:
+            got = list(two_workers.parse_capture(read_capture(path, known_kinds=KINDS)))
+        finally:
+            two_workers.block_bytes = before
+    else:
+        with ParsePool(MAPPINGS, workers=0, block_bytes=block_bytes) as pool:
+            got = list(pool.parse_capture(read_capture(path, known_kinds=KINDS)))
+    _same(got, _reference(path))

@@ -153,3 +153,23 @@ def test_bad_rows_are_refused_with_the_table_named(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="unknown table"):
         store.append("nope", pa.table({"x": [1]}))
     assert os.listdir(tmp_path / "samples") == ["date=1970-01-01"]
+
+
+def test_the_catalog_is_rewritten_only_when_its_views_or_its_file_changed(tmp_path: Path) -> None:
+    """A replay's closing ``write_catalog`` with the views the store wrote at start costs no DuckDB
+    write; other views, a deleted or a replaced file are written again."""
+    store = Store(tmp_path)
+    cat = tmp_path / CATALOG_FILE
+    first = cat.stat()
+    assert store.write_catalog()
+    assert (cat.stat().st_ino, cat.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    assert store.write_catalog({"answer": "SELECT 42 AS a"})
+    assert cat.stat().st_ino != first.st_ino
+    cat.unlink()
+    assert store.write_catalog() and cat.exists()
+    cat.write_bytes(b"not a catalog")  # someone else's file there now
+    assert store.write_catalog()
+    con = duckdb.connect(str(cat), read_only=True)
+    assert con.execute("SELECT * FROM answer").fetchall() == [(42,)]
+    con.close()
+    store.close()

@@ -1,0 +1,77 @@
+"""Blocks of whole lines (what a replay's parse workers read) are exactly the capture's lines.
+
+:func:`collector.capture.iter_line_blocks` cuts the decompressed file into blocks that a worker
+splits with :func:`collector.capture.split_lines`; together they must give the lines the
+line-by-line reader gives, with the same line numbers, whatever the block size, line lengths,
+blank lines or a missing last newline, and must stop at a damaged stream after the same lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.capture import READ_FAULTS, _iter_lines, iter_line_blocks, split_lines
+
+LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
+
+
+def _lines_of_blocks(path: Path, block_bytes: int) -> tuple[list[bytes], str | None]:
+    got: list[bytes] = []
+    try:
+        for block in iter_line_blocks(path, block_bytes):
+            lines = split_lines(block.data)
+            assert block.first_line == len(got) + 1 and block.lines == len(lines)
+            got += lines
+    except READ_FAULTS as exc:
+        return got, type(exc).__name__
+    return got, None
+
+
+def _lines_one_by_one(path: Path) -> tuple[list[bytes], str | None]:
+    got: list[bytes] = []
+    try:
+        for line in _iter_lines(path):
+            got.append(line)
+    except READ_FAULTS as exc:
+        return got, type(exc).__name__
+    return got, None
+
+
+@given(
+    lines=st.lists(LINE, max_size=60),
+    last_newline=st.booleans(),
+    block_bytes=st.integers(1, 400),
+    zst=st.booleans(),
+)
+def test_blocks_hold_the_same_lines_as_the_line_reader(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], last_newline: bool, block_bytes: int, zst: bool
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+    path = tmp_path_factory.mktemp("blocks") / ("c.jsonl.zst" if zst else "c.jsonl")
+    path.write_bytes(zstandard.ZstdCompressor().compress(data) if zst else data)
+    assert _lines_of_blocks(path, block_bytes) == _lines_one_by_one(path)
+
+
+@given(cut=st.floats(0.05, 0.95), block_bytes=st.integers(1, 5000))
+def test_a_damaged_stream_stops_after_the_same_lines(
+    tmp_path_factory: pytest.TempPathFactory, cut: float, block_bytes: int
+) -> None:
+    data = b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * (i % 97)) for i in range(3000))
+    packed = zstandard.ZstdCompressor(level=1).compress(data)
+    path = tmp_path_factory.mktemp("damaged") / "c.jsonl.zst"
+    path.write_bytes(packed[: int(len(packed) * cut)])
+    got = _lines_of_blocks(path, block_bytes)
+    assert got == _lines_one_by_one(path)
+    assert got[1] is not None, "a stream cut mid-frame is reported"
+
+
+def test_several_frames_and_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl.zst"
+    path.write_bytes(b"".join(zstandard.ZstdCompressor().compress(b"a\nbb\n" * n) for n in (1, 1000, 3)))
+    assert _lines_of_blocks(path, 100) == _lines_one_by_one(path) == ([b"a\n", b"bb\n"] * 1004, None)
+    assert _lines_of_blocks(tmp_path / "gone.jsonl", 100) == ([], "FileNotFoundError")
