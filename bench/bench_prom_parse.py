@@ -12,6 +12,7 @@ Run::
 
     .venv/bin/python bench/bench_prom_parse.py            # ~176k samples, ~20 MB
     .venv/bin/python bench/bench_prom_parse.py --samples 20000 --repeat 5
+    .venv/bin/python bench/bench_prom_parse.py --code /tmp/main-snapshot   # an older checkout
 
 It prints samples/s for both parsers and the ratio (the issue's target: >= 30x): for the cold
 parser (every payload parsed in full, ``HCIWATCH_PARSE_REUSE=0``) and for a repeated scrape of the
@@ -36,11 +37,27 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.catalog import DEFAULT_CATALOG
-from collector.schema import RawRecord
-from collector.sources.prometheus.parse import parse_record
+def _code_root(argv: list[str]) -> Path:
+    """The checkout whose ``collector`` is measured: ``--code DIR`` or this file's checkout.
+
+    Read before the imports below (argparse runs later), so an old snapshot can be measured
+    against the working tree in the same session: ``--code /tmp/main-snapshot``.
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--code" and i + 1 < len(argv):
+            return Path(argv[i + 1]).resolve()
+        if arg.startswith("--code="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+CODE_ROOT = _code_root(sys.argv[1:])
+sys.path.insert(0, str(CODE_ROOT))
+
+from collector.catalog import DEFAULT_CATALOG  # noqa: E402 (after --code picks the checkout)
+from collector.schema import RawRecord  # noqa: E402
+from collector.sources.prometheus.parse import parse_record  # noqa: E402
 
 DEFAULT_SAMPLES = 176_000
 
@@ -668,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs of our parser (median reported)")
     ap.add_argument("--peer-repeat", type=int, default=1, help="timed runs of prometheus_client")
     ap.add_argument("--write", type=Path, help="also write the payload to this file")
+    ap.add_argument("--code", type=Path, help="measure the collector package of this checkout (default: this one)")
     args = ap.parse_args(argv)
 
     body = generate_payload(args.samples)
@@ -708,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     w_rep, c_rep, n_rep = _time(repeat_scrape, args.repeat)
     w_peer, c_peer, n_peer = _time(peer, args.peer_repeat)
     mb = len(body) / 1e6
+    print(f"code: {CODE_ROOT}")
     print(f"payload: {mb:.1f} MB, {n_ours} samples parsed by hciwatch, {n_peer} by prometheus_client")
     for label, wall, cpu, n in (
         ("hciwatch parse_record", w_ours, c_ours, n_ours),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
 
 _NL, _QUOTE, _LBRACE, _RBRACE, _BSLASH = 10, 34, 123, 125, 92
-_SPACE, _EQ, _COMMA, _CR, _HASH = 32, 61, 44, 13, 35
+_SPACE, _EQ, _COMMA, _CR, _HASH, _N = 32, 61, 44, 13, 35, 110
 
 # bytes.translate table: structural bytes → 1, everything else → 0 (viewed as numpy bool).
 _SPECIAL_TABLE = bytes(1 if b in (_NL, _QUOTE, _LBRACE, _RBRACE, _BSLASH) else 0 for b in range(256))
@@ -54,6 +54,8 @@ _OM_TS_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _LABEL_VALUE = re.compile(r'((?:[^"\\\n]|\\.)*)"')
 _UNESCAPE = re.compile(r'\\(["\\n])')
 _WS = " \t"
+# bytes.strip() strips exactly the ASCII whitespace that a bytes regex's \s matches
+_ONLY_EOF = re.compile(rb"\s*# EOF\s*")
 # Timestamps a datetime can hold (years 1-9999): anything else is garbage, not a sample time.
 TS_MIN_MS = -62_135_596_800_000
 TS_MAX_MS = 253_402_300_799_999
@@ -71,11 +73,19 @@ def unescape(raw: str) -> str:
     return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
-def unescape_array(arr: pa.Array[Any]) -> pa.Array[Any]:
-    """:func:`unescape` over an Arrow array; NUL (absent from checked bodies) parks ``\\\\``."""
+def unescape_array(arr: pa.Array[Any], *, quotes: bool = True, newlines: bool = True) -> pa.Array[Any]:
+    """:func:`unescape` over an Arrow array; NUL (absent from checked bodies) parks ``\\\\``.
+
+    ``quotes`` / ``newlines`` False: the caller knows no backslash in ``arr`` is followed by
+    ``"`` / ``n``, so that pass is skipped (with neither, ``\\\\`` → ``\\`` is one pass).
+    """
+    if not quotes and not newlines:
+        return pc.replace_substring(arr, "\\\\", "\\")
     out = pc.replace_substring(arr, "\\\\", "\x00")
-    out = pc.replace_substring(out, '\\"', '"')
-    out = pc.replace_substring(out, "\\n", "\n")
+    if quotes:
+        out = pc.replace_substring(out, '\\"', '"')
+    if newlines:
+        out = pc.replace_substring(out, "\\n", "\n")
     return pc.replace_substring(out, "\x00", "\\")
 
 
@@ -221,18 +231,25 @@ def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> 
     """A zero-copy string array over ``data``: element 2i is range i, odd elements the gaps.
 
     With ``pad`` a final empty element is added, so the array has exactly ``2 * len(starts)``.
+    The offsets are written as int32 directly (one pass per input, no int64 detour).
     """
     n = len(starts)
-    off = np.empty(2 * n + (1 if pad and n else 0), dtype=np.int64)
-    off[0 : 2 * n : 2] = starts
-    off[1 : 2 * n : 2] = ends
-    if pad and n:
-        off[-1] = ends[-1]
-    if len(off) == 0:
+    if n == 0:
         return pa.array([], pa.string())
-    if off[-1] > 2**31 - 1:
-        return pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(off.data), data)
-    return pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off.astype(np.int32).data), data)
+    size = 2 * n + (1 if pad else 0)
+    if int(ends[-1]) > 2**31 - 1:  # ranges are sorted: the last end is the largest offset
+        off = np.empty(size, dtype=np.int64)
+        off[0 : 2 * n : 2] = starts
+        off[1 : 2 * n : 2] = ends
+        if pad:
+            off[-1] = ends[-1]
+        return pa.LargeStringArray.from_buffers(size - 1, pa.py_buffer(off.data), data)
+    off32 = np.empty(size, dtype=np.int32)
+    off32[0 : 2 * n : 2] = starts
+    off32[1 : 2 * n : 2] = ends
+    if pad:
+        off32[-1] = ends[-1]
+    return pa.StringArray.from_buffers(size - 1, pa.py_buffer(off32.data), data)
 
 
 def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
@@ -244,21 +261,26 @@ def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
     return out.cast(pa.string()) if out.type != pa.string() else out
 
 
-def view_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
+def view_ranges(data: pa.Buffer, starts: I64, ends: I64, hide: BOOL | None = None) -> pa.Array[Any]:
     """Byte ranges (sorted, non-overlapping) of ``data`` as a string array, without a copy.
 
     Element ``2i`` is range ``i``; the odd elements, the gaps between ranges, are null. Arrow's
     kernels skip null slots, so hashing (dictionary encoding) and casting read only the ranges,
-    and no string is copied to get there. Take the even elements of a kernel's result.
+    and no string is copied to get there. Take the even elements of a kernel's result. Ranges
+    where ``hide`` is True are null too.
     """
     n = len(starts)
     if n == 0:
         return pa.array([], pa.string())
     seg = _segments(data, starts, ends)
-    valid = np.zeros(2 * n - 1, dtype=np.bool_)
-    valid[0::2] = True
+    if hide is None or not hide.any():
+        # every even element valid: the bit pattern 01010101 (Arrow's bitmaps are LSB first)
+        validity = pa.py_buffer(np.full((2 * n - 1 + 7) // 8, 0x55, dtype=np.uint8).data)
+    else:
+        valid = np.zeros(2 * n - 1, dtype=np.bool_)
+        valid[0::2] = ~hide
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little").data)
     bufs = seg.buffers()
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little").data)
     return pa.Array.from_buffers(seg.type, 2 * n - 1, [validity, bufs[1], bufs[2]])
 
 
@@ -268,11 +290,19 @@ def _matches(strs: pa.Array[Any], pattern: str) -> npt.NDArray[Any]:
 
 
 def cast_floats(strs: pa.Array[Any]) -> tuple[F64, BOOL]:
-    """Parse number strings; returns values and an ok-mask (never raises)."""
+    """Parse number strings; returns values and an ok-mask (never raises).
+
+    A null element (a gap of a :func:`view_ranges` array) is "ok" with an undefined value: the
+    caller reads only the ranges. Reading the result's buffer in place saves ``to_numpy``'s
+    null-filling copy.
+    """
     n = len(strs)
     try:
-        vals = pc.cast(strs, pa.float64()).to_numpy(zero_copy_only=False)
-        return np.asarray(vals, dtype=np.float64), np.ones(n, dtype=np.bool_)
+        cast = pc.cast(strs, pa.float64())
+        data = cast.buffers()[1]
+        assert data is not None  # a float64 array always has its data buffer
+        vals = np.frombuffer(memoryview(data), dtype=np.float64, count=cast.offset + n)[cast.offset :]
+        return vals, np.ones(n, dtype=np.bool_)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     ok = np.asarray(_matches(strs, f"^(?:{_FLOAT})$"), dtype=np.bool_)
@@ -390,33 +420,53 @@ class Scan:
         k = idx - start
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
-    def value_segments(self) -> pa.Array[Any]:
-        """The strings ``e_val`` indexes: body ranges, then the blob strings, as ONE array.
+    def values_of(self, refs: I64) -> pa.Array[Any]:
+        """The label values ``refs`` name, for a few thousand entries (not the whole payload)."""
+        base = 2 * len(self.vs)
+        uniq, inv = np.unique(refs, return_inverse=True)
+        n_body = int(np.count_nonzero(uniq < base))
+        j = uniq[:n_body] // 2
+        parts = [take_ranges(pa.py_buffer(self.body), self.vs[j], self.ve[j])]
+        parts.append(pa.array([self.value_str(int(r)) for r in uniq[n_body:].tolist()], pa.string()))
+        return pa.concat_arrays(parts).take(inv.reshape(-1))
 
-        Element ``2j`` is body range ``j``, odd elements the gaps between, then the blob strings.
-        One array, not a chunked one: Arrow's ``take`` on a chunked array concatenates the chunks
-        first and was the parser's largest single cost. The body is used in place when there is
-        no blob (the usual case); otherwise body and blob are copied once into one buffer.
+    def take_values(self, refs: I64) -> pa.Array[Any]:
+        """The label values ``refs`` (``e_val`` numbers) name, as one compact string array.
+
+        The body ranges and the blob strings are two chunks of one chunked array: Arrow's
+        ``take`` reads both in place, where concatenating them first copied the whole body.
         """
         self._flush()
         n = len(self.vs)
-        size = len(self.body)
-        blob_off = [np.zeros(1, dtype=np.int64)]
-        base = 0
-        for _, chunk, off in self._chunks:
-            blob_off.append(base + off[1:])
-            base += len(chunk)
-        boff = np.concatenate(blob_off)
-        offs = np.empty(2 * n + len(boff), dtype=np.int64)
+        offs = np.empty(2 * n + (1 if n else 0), dtype=np.int32)  # bodies are < 2 GiB
         offs[0 : 2 * n : 2] = self.vs
         offs[1 : 2 * n : 2] = self.ve
-        offs[2 * n :] = size + boff
-        data = pa.py_buffer(self.body + b"".join(ch[1] for ch in self._chunks) if base else self.body)
-        count = len(offs) - 1
-        if offs[-1] > 2**31 - 1:
-            big = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offs.data), data)
-            return big.cast(pa.string())
-        return pa.StringArray.from_buffers(count, pa.py_buffer(offs.astype(np.int32).data), data)
+        if n:
+            offs[-1] = self.ve[-1]
+        chunks: list[pa.Array[Any]] = []
+        if n:
+            chunks.append(pa.StringArray.from_buffers(2 * n, pa.py_buffer(offs.data), pa.py_buffer(self.body)))
+        if self._chunks:
+            blob_off = [np.zeros(1, dtype=np.int64)]
+            base = 0
+            for _, chunk, off in self._chunks:
+                blob_off.append(base + off[1:])
+                base += len(chunk)
+            boff = np.concatenate(blob_off)
+            data = pa.py_buffer(b"".join(ch[1] for ch in self._chunks))
+            if base > 2**31 - 1:
+                big = pa.LargeStringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.data), data)
+                chunks.append(big.cast(pa.string()))
+            else:
+                chunks.append(
+                    pa.StringArray.from_buffers(len(boff) - 1, pa.py_buffer(boff.astype(np.int32).data), data)
+                )
+        if not chunks:
+            return pa.array([], pa.string()).take(refs)
+        taken = pa.chunked_array(chunks, pa.string()).take(refs)
+        if isinstance(taken, pa.ChunkedArray):  # one chunk in practice
+            return cast("pa.Array[Any]", taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks())
+        return taken
 
     def keep_rows(self, keep: BOOL) -> None:
         """Drop rows (and their entries) where ``keep`` is False; strings are not touched."""
@@ -443,6 +493,50 @@ def _dict_encode(view: pa.Array[Any]) -> tuple[I32, list[str]]:
     assert buf is not None
     idx = np.frombuffer(memoryview(buf), dtype=np.int32)[ind.offset : ind.offset + len(ind) : 2]
     return idx, [str(s) for s in enc.dictionary.to_pylist()]
+
+
+def _label_keys(view: pa.Array[Any]) -> tuple[I32, list[str], BOOL, BOOL]:
+    """Label keys read with their delimiters (``{key=`` / ``,key=``): ids, keys, and per id
+    whether the key is valid and whether it is delimited (``{``/``,`` before, ``=`` after).
+
+    The delimited strings are dictionary-encoded, then checked and stripped once per distinct
+    string. Ids are renumbered so that one key has one id and ids follow the keys' sorted order
+    (``_duplicate_label_rows`` uses that). Rows with an invalid key go to the exact path.
+    """
+    raw_idx, raw = _dict_encode(view)
+    stripped: list[str] = []
+    for s in raw:
+        if len(s) >= 3 and s[0] in "{," and s[-1] == "=":
+            stripped.append(s[1:-1])
+        else:
+            stripped.append("\x00" + s)  # never equal to a key (bodies hold no NUL)
+    keys = sorted(set(stripped))
+    ids = {k: i for i, k in enumerate(keys)}
+    remap = np.array([ids[k] for k in stripped], dtype=np.int32)
+    key_ok = np.array([LABEL_NAME.fullmatch(k) is not None for k in keys], dtype=np.bool_)
+    delimited = np.array([not k.startswith("\x00") for k in keys], dtype=np.bool_)
+    return remap[raw_idx], keys, key_ok, delimited
+
+
+def _names(data: pa.Buffer, starts: I64, ends: I64, hide: BOOL | None) -> tuple[I32, list[str]]:
+    """Dictionary-encode the metric names of accepted lines (first-appearance order).
+
+    A family's samples are consecutive lines with one name, so each name is compared with the
+    previous line's (a byte comparison) and only the names that start a run are hashed.
+    """
+    n = len(starts)
+    if hide is not None or n < 2:
+        return _dict_encode(view_ranges(data, starts, ends, hide))
+    view = view_ranges(data, starts, ends)
+    eq = pc.equal(view[2:], view[:-2])  # element 2i: name i+1 == name i (odd elements: gaps)
+    bits = eq.buffers()[1]
+    assert bits is not None  # a boolean array always has its data bitmap
+    same = np.unpackbits(np.frombuffer(memoryview(bits), dtype=np.uint8), bitorder="little", count=eq.offset + len(eq))
+    head = np.ones(n, dtype=np.bool_)
+    head[1:] = same[eq.offset :: 2] == 0
+    first = np.flatnonzero(head)
+    idx, names = _dict_encode(view_ranges(data, starts.take(first), ends.take(first)))
+    return np.repeat(idx, np.diff(np.r_[first, n])).astype(np.int32), names
 
 
 def _ranges(starts: I64, ends: I64) -> I64:
@@ -479,8 +573,11 @@ def _escaped_quotes(pos: I64, cls: npt.NDArray[np.uint8], idx: I64) -> I64:
 
 
 def is_openmetrics(body: bytes) -> bool:
-    """An OpenMetrics exposition ends with the ``# EOF`` line (text 0.0.4 has no such marker)."""
-    return body[-64:].rstrip(b" \t\r\n").endswith(b"\n# EOF") or body.strip() == b"# EOF"
+    """An OpenMetrics exposition ends with the ``# EOF`` line (text 0.0.4 has no such marker).
+
+    The whole-body test is a regex, not ``body.strip() == ...``: strip copies a 20 MB body.
+    """
+    return body[-64:].rstrip(b" \t\r\n").endswith(b"\n# EOF") or _ONLY_EOF.fullmatch(body) is not None
 
 
 def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
@@ -495,26 +592,28 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     buf = np.frombuffer(body, dtype=np.uint8)
     size = len(buf)
     pos = np.flatnonzero(np.frombuffer(body.translate(_SPECIAL_TABLE), dtype=np.bool_))
-    cls = buf[pos]
+    cls = buf.take(pos)  # np.take: a leaner loop than fancy indexing for a 1-D gather
     nl_idx = np.flatnonzero(cls == _NL)
 
     # ---- lines: byte range [ls, le) without CR/LF; structural bytes [sp0, sp1) of pos ----------
     n_lines = len(nl_idx) + 1
     ls = np.empty(n_lines, dtype=np.int64)
     ls[0] = 0
-    ls[1:] = pos[nl_idx] + 1
+    nl_pos = pos.take(nl_idx)
+    ls[1:] = nl_pos + 1
     le = np.empty(n_lines, dtype=np.int64)
-    le[:-1] = pos[nl_idx]
+    le[:-1] = nl_pos
     le[-1] = size
     ne_idx = np.flatnonzero(le > ls)
-    le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
-    ne_idx = ne_idx[le[ne_idx] > ls[ne_idx]]
+    if b"\r" in body:  # a memchr: most exporters write LF only, and the gather is not free
+        le[ne_idx] -= buf[le[ne_idx] - 1] == _CR
+        ne_idx = ne_idx[le.take(ne_idx) > ls.take(ne_idx)]  # a line that was only "\r"
     out.line_start, out.line_end = ls, le
     first_byte = np.zeros(n_lines, dtype=np.uint8)
-    first_byte[ne_idx] = buf[ls[ne_idx]]
+    first_byte[ne_idx] = buf.take(ls.take(ne_idx))
     nonempty = first_byte != 0
     is_comment = first_byte == _HASH
-    candidate = _NAME_START[first_byte]
+    candidate = _NAME_START.take(first_byte)
     other = nonempty & ~is_comment & ~candidate  # leading blanks, junk: the exact path decides
     sp0 = np.empty(n_lines, dtype=np.int64)
     sp0[0] = 0
@@ -525,22 +624,25 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     is_q = cls == _QUOTE
     cq = np.zeros(len(pos) + 1, dtype=np.int32)  # bodies are < 2 GiB (checked by the caller)
     np.cumsum(is_q, out=cq[1:])
-    q_in_line = cq[sp1] - cq[sp0]
+    q_in_line = cq.take(sp1) - cq.take(sp0)
 
     # ---- candidate lines with braces: check the shape `name{...} value` -------------------
     lab = np.flatnonzero(candidate & (sp1 - sp0 >= 2))
     fast_lines = np.zeros(n_lines, dtype=np.bool_)
     if len(lab):
-        f = sp0[lab]
-        last = sp1[lab] - 1
-        n_q = q_in_line[lab]
+        f = sp0.take(lab)
+        last = sp1.take(lab) - 1
+        n_q = q_in_line.take(lab)
         n_other = (last - f + 1) - n_q
-        bo = pos[f]
-        bc = pos[last]
-        line_end = le[lab]
-        ok = (cls[f] == _LBRACE) & (cls[last] == _RBRACE) & ((n_q & 1) == 0) & (bc + 2 < line_end)
-        t = np.flatnonzero(ok)
-        ok[t] = buf[bc[t] + 1] == _SPACE
+        bo = pos.take(f)
+        bc = pos.take(last)
+        line_end = le.take(lab)
+        ok = (cls.take(f) == _LBRACE) & (cls.take(last) == _RBRACE) & ((n_q & 1) == 0) & (bc + 2 < line_end)
+        if ok.all():
+            ok = buf.take(bc + 1) == _SPACE
+        else:
+            t = np.flatnonzero(ok)
+            ok[t] = buf.take(bc.take(t) + 1) == _SPACE
         # lines with more than their two braces (escapes, braces inside values): check each byte
         real_q = n_q.copy()
         escaped_all = np.zeros(0, dtype=np.int64)
@@ -567,22 +669,24 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
             real_q[cx] = real
             escaped_all = escaped
         # the real quotes, line by line (escaped ones removed from the global list)
-        q_all = np.flatnonzero(is_q)
-        if len(escaped_all):
-            q_all = np.delete(q_all, cq[escaped_all])
         n_good = int(ok.sum())
         real_sum = int(real_q[ok].sum())
-        if real_sum == len(q_all):  # every quote belongs to an accepted line (the usual case)
-            qsel = q_all
+        if real_sum == int(cq[-1]) - len(escaped_all):  # every quote is an accepted line's (usual)
+            if len(escaped_all):
+                is_q = is_q.copy()
+                is_q[escaped_all] = False
+            qpos = pos[is_q]
         else:
+            q_all = np.flatnonzero(is_q)
+            if len(escaped_all):
+                q_all = np.delete(q_all, cq[escaped_all])
             good_lab = np.flatnonzero(ok)
             esc_before = np.zeros(len(lab), dtype=np.int64)
             if len(escaped_all):
                 esc_line = np.searchsorted(f, escaped_all, side="right") - 1
                 np.add.at(esc_before, esc_line, 1)
             start_in_all = cq[f] - (np.cumsum(esc_before) - esc_before)
-            qsel = q_all[_ranges(start_in_all[good_lab], start_in_all[good_lab] + real_q[good_lab])]
-        qpos = pos[qsel]
+            qpos = pos[q_all[_ranges(start_in_all[good_lab], start_in_all[good_lab] + real_q[good_lab])]]
         opens = qpos[0::2]
         closes = qpos[1::2]
         ppl = real_q[ok] // 2  # pairs per accepted line
@@ -591,24 +695,28 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
         n_pairs = len(opens)
         first_pair = np.zeros(n_good, dtype=np.int64)
         np.cumsum(ppl[:-1], out=first_pair[1:])
-        bo_g, bc_g = bo[good_lab], bc[good_lab]
+        all_good = n_good == len(lab)
+        bo_g, bc_g = (bo, bc) if all_good else (bo[good_lab], bc[good_lab])
         line_bad = np.zeros(n_good, dtype=np.bool_)
+        # a pair's key is read with its delimiters, `{key=` or `,key=`: the checks that the byte
+        # before a value's quote is '=' and that a ',' separates pairs are made once per distinct
+        # key string (see _label_keys), not once per pair
         key_start = np.empty(n_pairs, dtype=np.int64)
         if n_pairs:
-            key_start[1:] = closes[:-1] + 2
+            key_start[1:] = closes[:-1] + 1
             has = ppl > 0
-            fp = first_pair[has]
-            key_start[fp] = bo_g[has] + 1
-            pair_bad = buf[opens - 1] != _EQ
-            pair_bad |= opens - 1 <= key_start
-            sep = buf[closes[:-1] + 1] != _COMMA
-            sep[fp[1:] - 1] = False  # the byte after a line's last value is checked below
-            pair_bad[1:] |= sep
-            line_bad[pline[pair_bad]] = True
-            lp = first_pair[has] + ppl[has] - 1
-            lc = closes[lp]
-            gb = bc_g[has]
-            close_ok = (gb == lc + 1) | ((gb == lc + 2) & (buf[lc + 1] == _COMMA))
+            if has.all():  # every line has labels (the usual case): no subsets to gather
+                fp, lp, gb = first_pair, first_pair + ppl - 1, bc_g
+                key_start[fp] = bo_g
+            else:
+                fp = first_pair[has]
+                key_start[fp] = bo_g[has]
+                lp = first_pair[has] + ppl[has] - 1
+                gb = bc_g[has]
+            lc = closes.take(lp)
+            close_ok = gb == lc + 1  # `"}`, or `",}` (a trailing comma)
+            two = np.flatnonzero(gb == lc + 2)
+            close_ok[two] = buf[lc[two] + 1] == _COMMA
             line_bad[np.flatnonzero(has)[~close_ok]] = True
         line_bad[(ppl == 0) & (bc_g != bo_g + 1)] = True
         if line_bad.any():  # drop those lines' pairs; the exact path will explain them
@@ -617,7 +725,8 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
             keep_l = ~line_bad
             good_lab, bo_g, bc_g, ppl = good_lab[keep_l], bo_g[keep_l], bc_g[keep_l], ppl[keep_l]
             pline = np.repeat(np.arange(len(good_lab), dtype=np.int64), ppl)
-        lines_ok = lab[good_lab]
+            all_good = False
+        lines_ok = lab if all_good else lab[good_lab]
         fast_lines[lines_ok] = True
         if len(lines_ok):
             _build_rows(
@@ -635,8 +744,8 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
                 ppl,
                 pos,
                 cls,
-                f[good_lab],
-                sp1[lines_ok] - 1,
+                f if all_good else f[good_lab],
+                sp1.take(lines_ok) - 1,
                 openmetrics=openmetrics,
             )
             fast_lines[:] = False
@@ -646,13 +755,30 @@ def scan(body: bytes, *, openmetrics: bool = False) -> Scan:
     slow = np.flatnonzero((candidate & ~fast_lines) | other)
     if len(slow):
         _exact_path(body, ls, le, slow, out, openmetrics=openmetrics)
-    for li in np.flatnonzero(is_comment).tolist():
+    for li in _comments_to_check(body, ls, le, np.flatnonzero(is_comment)).tolist():
         try:
             check_comment(body[int(ls[li]) : int(le[li])].decode("utf-8"))
         except LineError as exc:
             out.errors.append((li, str(exc)))
             out.bad_lines += 1
     return out
+
+
+# Comment lines check_comment certainly accepts: `# HELP name ...` and `# TYPE name type` with
+# single spaces (client_golang's layout). Any other comment is checked line by line.
+_PLAIN_COMMENT = (
+    r"^# (?:HELP [a-zA-Z_:][a-zA-Z0-9_:]*(?: .*)?|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (?:"
+    + "|".join(sorted(METRIC_TYPES))
+    + r"))$"
+)
+
+
+def _comments_to_check(body: bytes, ls: I64, le: I64, lines: I64) -> I64:
+    """The comment lines that need :func:`check_comment` (one regex pass over all of them)."""
+    if len(lines) < 16:
+        return lines
+    plain = _matches(view_ranges(pa.py_buffer(body), ls[lines], le[lines]), _PLAIN_COMMENT)[0::2]
+    return lines[~np.asarray(plain, dtype=np.bool_)]
 
 
 def _build_rows(
@@ -675,11 +801,21 @@ def _build_rows(
     *,
     openmetrics: bool = False,
 ) -> None:
-    """Turn accepted lines into rows: names, values, label keys and value references."""
+    """Turn accepted lines into rows: names, values, label keys and value references.
+
+    Lines whose label pairs are not delimited as ``{k="v",k="v"}`` (found while reading the keys)
+    are hidden from the name and value batches, so the batches hold exactly the well-formed lines:
+    a batch cast that fails falls back to Go's grammar for the whole batch.
+    """
     data = pa.py_buffer(body)
     n_rows = len(lines)
-    name_idx, names = _dict_encode(view_ranges(data, ls[lines], bo))
-    tokens = view_ranges(data, bc + 2, le[lines])
+    key_idx, keys, key_ok, delimited = _label_keys(view_ranges(data, key_start, opens))
+    hide = None
+    if not delimited.all():
+        hide = np.zeros(n_rows, dtype=np.bool_)
+        hide[pline[~delimited[key_idx]]] = True
+    name_idx, names = _names(data, ls.take(lines), bo, hide)
+    tokens = view_ranges(data, bc + 2, le.take(lines), hide)
     out.names = names
     out.name_idx = name_idx
     out.line = lines
@@ -688,9 +824,10 @@ def _build_rows(
     out.value, v_ok = values[0::2].copy(), ok[0::2].copy()
     out.ts = np.zeros(n_rows, dtype=np.int64)
     out.has_ts = np.zeros(n_rows, dtype=np.bool_)
+    if hide is not None:
+        v_ok |= hide  # not split below; dropped with the key check
     if not v_ok.all():
         _split_timestamps(tokens, v_ok, out)
-    key_idx, keys = _dict_encode(view_ranges(data, key_start, opens - 1))
     out.keys = keys
     out.e_row = pline
     out.e_key = key_idx
@@ -703,9 +840,15 @@ def _build_rows(
         idx = _ranges(sp_first[has_other] + 1, sp_last[has_other])
         bs = pos[idx[cls[idx] == _BSLASH]]
         if len(bs):
-            pair_of = np.unique(np.searchsorted(opens, bs, side="right") - 1)
+            # the pair whose value holds each backslash (vs = opens + 1 is contiguous; opens is a
+            # strided view searchsorted would copy); sorted, as bs is
+            pair_of = np.searchsorted(out.vs, bs, side="right") - 1
+            pair_of = pair_of[np.r_[True, pair_of[1:] != pair_of[:-1]]]
             raw = take_ranges(data, opens[pair_of] + 1, closes[pair_of])
-            fixed = unescape_array(raw)
+            after = np.frombuffer(body, dtype=np.uint8).take(
+                bs + 1
+            )  # what each backslash escapes (values end in a quote)
+            fixed = unescape_array(raw, quotes=bool((after == _QUOTE).any()), newlines=bool((after == _N).any()))
             changed = np.asarray(pc.not_equal(raw, fixed).to_numpy(zero_copy_only=False), dtype=np.bool_)
             if changed.any():
                 out.e_val[pair_of[changed]] = out.blob_add(fixed.filter(pa.array(changed)))
@@ -713,9 +856,8 @@ def _build_rows(
     bad_names = [i for i, s in enumerate(names) if not METRIC_NAME.fullmatch(s)]
     if bad_names:
         keep &= ~np.isin(name_idx, bad_names)
-    bad_keys = [i for i, s in enumerate(keys) if not LABEL_NAME.fullmatch(s)]
-    if bad_keys:
-        keep[out.e_row[np.isin(key_idx, bad_keys)]] = False
+    if not key_ok.all():
+        keep[out.e_row[~key_ok[key_idx]]] = False
     keep &= ~_duplicate_label_rows(out, ppl)
     if openmetrics:
         keep &= ~out.has_ts  # seconds, not milliseconds: the exact path converts them
@@ -746,11 +888,30 @@ def _split_timestamps(tokens: pa.Array[Any], v_ok: BOOL, out: Scan) -> None:
 
 
 def _duplicate_label_rows(out: Scan, counts: I64) -> BOOL:
-    """Rows with a repeated label name (Prometheus rejects them); a 64-bit signature pre-filter."""
+    """Rows with a repeated label name (Prometheus rejects them).
+
+    Key ids follow the keys' sorted order (:func:`_label_keys`) and exporters write labels
+    sorted (client_golang does), so a row whose ids strictly increase has no repeat: only the
+    other rows are checked one by one, or, when there are many, with a 64-bit signature
+    pre-filter.
+    """
     n = out.n
     dup = np.zeros(n, dtype=np.bool_)
     multi = counts > 1
     if not multi.any():
+        return dup
+    er, ek = out.e_row, out.e_key
+    unsorted = (er[1:] == er[:-1]) & (ek[1:] <= ek[:-1])
+    rows = er[1:][unsorted]
+    if not len(rows):
+        return dup
+    rows = rows[np.r_[True, rows[1:] != rows[:-1]]]
+    if len(rows) <= _FEW_UNSORTED:
+        starts = np.searchsorted(er, rows, side="left")
+        for r, a in zip(rows.tolist(), starts.tolist(), strict=True):
+            ks = ek[a : a + int(counts[r])]
+            if len(np.unique(ks)) != len(ks):
+                dup[r] = True
         return dup
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
@@ -765,6 +926,9 @@ def _duplicate_label_rows(out: Scan, counts: I64) -> BOOL:
         if len(np.unique(ks)) != len(ks):
             dup[r] = True
     return dup
+
+
+_FEW_UNSORTED = 256  # rows with unsorted labels checked one by one below this count
 
 
 def _popcount(x: npt.NDArray[np.uint64]) -> I64:
@@ -827,6 +991,7 @@ def _exact_path(body: bytes, ls: I64, le: I64, lines: I64, out: Scan, *, openmet
     out.has_ts = np.concatenate([out.has_ts, np.asarray(rows_has_ts, dtype=np.bool_)])
     out.line = np.concatenate([out.line, np.asarray(rows_line, dtype=np.int64)])
     out.prefix_end = np.concatenate([out.prefix_end, np.asarray(rows_pend, dtype=np.int64)])
-    out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
-    out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
-    out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])
+    if e_row:  # label-less lines (`name value`, the usual exact-path rows) add no entries
+        out.e_row = np.concatenate([out.e_row, np.asarray(e_row, dtype=np.int64)])
+        out.e_key = np.concatenate([out.e_key, np.asarray(e_key, dtype=np.int32)])
+        out.e_val = np.concatenate([out.e_val, np.asarray(e_val, dtype=np.int64)])

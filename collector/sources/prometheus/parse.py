@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import itertools
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -236,16 +236,19 @@ class _NameInfo:
         self.names = names
 
 
-def _row_offsets(e_row: I64, n: int) -> I64:
-    counts = np.bincount(e_row, minlength=n).astype(np.int64)
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=off[1:])
-    return off
-
-
-def _row_labels(sc: Scan, off: I64, row: int) -> dict[str, str]:
-    a, b = int(off[row]), int(off[row + 1])
-    return {sc.keys[int(k)]: sc.value_str(int(v)) for k, v in zip(sc.e_key[a:b], sc.e_val[a:b], strict=True)}
+def _rows_labels(sc: Scan, starts: I64, ends: I64) -> list[dict[str, str]]:
+    """The labels of a few rows (entries ``[starts[i], ends[i])``), their values read in one go."""
+    lens = ends - starts
+    total = int(lens.sum())
+    idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total, dtype=np.int64)
+    keys = [sc.keys[k] for k in sc.e_key.take(idx).tolist()]
+    values = [str(v) for v in sc.values_of(sc.e_val.take(idx)).to_pylist()] if total else []
+    out: list[dict[str, str]] = []
+    a = 0
+    for n in lens.tolist():
+        out.append(dict(zip(keys[a : a + n], values[a : a + n], strict=True)))
+        a += n
+    return out
 
 
 def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
@@ -253,11 +256,12 @@ def _nic_observations(sc: Scan, info: _NameInfo, record: RawRecord) -> pa.Table:
     if not ids:
         return EMPTY_IP_OBSERVATIONS
     rows = np.flatnonzero(np.isin(sc.name_idx, ids))
-    off = _row_offsets(sc.e_row, sc.n)
+    # entries are grouped by row in row order: a row's entries are one searchsorted away
+    starts = np.searchsorted(sc.e_row, rows, side="left")
+    ends = np.searchsorted(sc.e_row, rows, side="right")
     macs: dict[str, str] = {}
     addrs: list[tuple[int, dict[str, str]]] = []
-    for r in rows.tolist():
-        labels = _row_labels(sc, off, r)
+    for r, labels in zip(rows.tolist(), _rows_labels(sc, starts, ends), strict=True):
         if info.names[sc.name_idx[r]] == NIC_INFO:
             try:
                 macs[labels.get("nic", "")] = normalize_mac(labels.get("mac", ""))
@@ -312,6 +316,34 @@ def _normalized(metric: str, special: tuple[tuple[str, str], ...]) -> tuple[tupl
     return tuple(normalize_windows_labels(metric, dict(special)).items())
 
 
+# Label sets that exercise every branch of normalize_windows_labels (nic/instance/adapter/port_prio
+# precedence, a PFC priority suffix): metrics it treats alike on all of them form one class.
+_PROBES: tuple[dict[str, str], ...] = (
+    {"instance": "Mellanox ConnectX-6 Dx Adapter #2 Prio 3"},
+    {"nic": "Ethernet 2 Prio 5", "instance": "vEthernet (x)", "adapter": "a", "port_prio": "p", "priority": "7"},
+    {"adapter": "pNIC1", "port_prio": "q"},
+    {"port_prio": "pNIC2 Prio 1", "priority": "2"},
+    {"priority": "4"},
+)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _normalization_class(metric: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """How normalize_windows_labels treats ``metric``, as its answers on :data:`_PROBES`.
+
+    The catalog function looks at the metric only to pick a family (PFC, NIC/RDMA, other); rows
+    of metrics with the same answers are normalized alike, so a payload's thousands of Windows
+    rows need one call per (class, special labels), not one per (metric, special labels).
+    """
+    return tuple(tuple(normalize_windows_labels(metric, dict(p)).items()) for p in _PROBES)
+
+
+def _canon_classes(info: _NameInfo) -> I64:
+    """Per canonical metric of the payload: its normalization class number."""
+    ids: dict[tuple[tuple[tuple[str, str], ...], ...], int] = {}
+    return np.array([ids.setdefault(_normalization_class(c), len(ids)) for c in info.canon], dtype=np.int64)
+
+
 def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
     """Rewrite nic/instance/adapter/priority labels of Windows canonical rows.
 
@@ -319,6 +351,9 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
     catalog function is called once per distinct (metric, special labels). Rewritten labels reuse
     the old entries' slots in place; a row that gains labels (``priority`` split out of a QoS
     instance) gets them as additions, placed by the final assembly without moving anything else.
+
+    Rows are grouped with array operations by (normalization class of the metric, special labels):
+    a host has thousands of such rows but a few dozen groups, so Python runs once per group.
     """
     none: Additions = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
     special_ids = [i for i, k in enumerate(sc.keys) if k in _WINDOWS_SPECIAL]
@@ -326,54 +361,86 @@ def _normalize_windows(sc: Scan, info: _NameInfo) -> Additions:
         return none
     is_special = np.zeros(len(sc.keys), dtype=np.bool_)
     is_special[special_ids] = True
-    row_windows = info.windows[sc.name_idx]
-    ent_idx = np.flatnonzero(is_special[sc.e_key])
+    row_windows = info.windows.take(sc.name_idx)
+    ent_idx = np.flatnonzero(is_special.take(sc.e_key))
     ent_idx = ent_idx[row_windows[sc.e_row[ent_idx]]]
     if not len(ent_idx):
         return none
-    key_ids = {k: i for i, k in enumerate(sc.keys)}
-    cache: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, int]]] = {}
-    set_pos: list[int] = []
-    set_key: list[int] = []
-    set_val: list[int] = []
-    drop: list[int] = []
-    add_row: list[int] = []
-    add_key: list[int] = []
-    add_val: list[int] = []
     rows = sc.e_row[ent_idx]
-    bounds = [*np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]).tolist(), len(ent_idx)]
-    for a, b in itertools.pairwise(bounds):
-        r = int(rows[a])
-        slots = ent_idx[a:b].tolist()
-        special = tuple(sorted((sc.keys[int(sc.e_key[j])], sc.value_str(int(sc.e_val[j]))) for j in slots))
-        metric = info.canonical_name[int(sc.name_idx[r])]
-        hit = cache.get((metric, special))
-        if hit is None:
-            hit = []
-            for k, v in _normalized(metric, special):
-                if k not in key_ids:
-                    key_ids[k] = len(sc.keys)
-                    sc.keys.append(k)
-                hit.append((key_ids[k], sc.blob_ref(v)))
-            cache[(metric, special)] = hit
-        for slot, (k_id, v_ref) in zip(slots, hit, strict=False):
-            set_pos.append(slot)
-            set_key.append(k_id)
-            set_val.append(v_ref)
-        drop.extend(slots[len(hit) :])
-        for k_id, v_ref in hit[len(slots) :]:
-            add_row.append(r)
-            add_key.append(k_id)
-            add_val.append(v_ref)
+    m = len(ent_idx)
+    head = np.r_[True, rows[1:] != rows[:-1]]
+    starts = np.flatnonzero(head)
+    counts = np.diff(np.r_[starts, m])
+    g_rows = rows[starts]
+    rank = np.arange(m, dtype=np.int64) - np.repeat(starts, counts)  # slot number within its row
+    val_idx, val_dict = _dict_encode_strings(sc.values_of(sc.e_val[ent_idx]))
+    # a (key, value) pair as one integer: equal sorted codes <=> equal sorted (key, value) tuples
+    code = sc.e_key[ent_idx].astype(np.int64) * max(len(val_dict), 1) + val_idx
+    by_code = np.lexsort((code, rows))
+    width = int(counts.max())
+    sig = np.full((len(g_rows), width + 1), -1, dtype=np.int64)
+    sig[:, 0] = _canon_classes(info)[info.canon_of[sc.name_idx[g_rows]]]
+    sig[np.repeat(np.arange(len(g_rows)), counts), 1 + rank] = code[by_code]
+    _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    # signatures in order of first appearance: keys and blob strings are added in row order
+    order = np.argsort(first, kind="stable")
+    sig_no = np.empty(len(order), dtype=np.int64)
+    sig_no[order] = np.arange(len(order))
+    row_sig = sig_no[inverse]
+    key_ids = {k: i for i, k in enumerate(sc.keys)}
+    hits: list[list[tuple[int, int]]] = []
+    for g in first[order].tolist():
+        a = int(starts[g])
+        slots = range(a, a + int(counts[g]))
+        special = tuple(sorted((sc.keys[int(sc.e_key[ent_idx[j]])], val_dict[int(val_idx[j])]) for j in slots))
+        metric = info.canonical_name[int(sc.name_idx[int(g_rows[g])])]
+        hit: list[tuple[int, int]] = []
+        for k, v in _normalized(metric, special):
+            if k not in key_ids:
+                key_ids[k] = len(sc.keys)
+                sc.keys.append(k)
+            hit.append((key_ids[k], sc.blob_ref(v)))
+        hits.append(hit)
+    hit_len = np.array([len(h) for h in hits], dtype=np.int64)
+    h_width = max(int(hit_len.max()), 1)
+    hit_key = np.zeros((len(hits), h_width), dtype=np.int32)
+    hit_val = np.zeros((len(hits), h_width), dtype=np.int64)
+    for i, h in enumerate(hits):
+        for j, (k_id, v_ref) in enumerate(h):
+            hit_key[i, j] = k_id
+            hit_val[i, j] = v_ref
+    ent_sig = np.repeat(row_sig, counts)
+    set_mask = rank < hit_len[ent_sig]
+    set_pos = ent_idx[set_mask]
     if not sc.e_key.flags.writeable:  # a zero-copy view of Arrow's dictionary indices
         sc.e_key = sc.e_key.copy()
-    sc.e_key[set_pos] = set_key
-    sc.e_val[set_pos] = set_val
-    if drop:
+    sc.e_key[set_pos] = hit_key[ent_sig[set_mask], rank[set_mask]]
+    sc.e_val[set_pos] = hit_val[ent_sig[set_mask], rank[set_mask]]
+    drop = ent_idx[~set_mask]
+    if len(drop):
         keep = np.ones(len(sc.e_row), dtype=np.bool_)
         keep[drop] = False
         sc.e_row, sc.e_key, sc.e_val = sc.e_row[keep], sc.e_key[keep], sc.e_val[keep]
-    return (np.asarray(add_row, np.int64), np.asarray(add_key, np.int32), np.asarray(add_val, np.int64))
+    extra = np.maximum(hit_len[row_sig] - counts, 0)
+    if not extra.any():
+        return none
+    add_g = np.repeat(np.arange(len(g_rows)), extra)
+    add_rank = np.arange(len(add_g), dtype=np.int64) - np.repeat(np.cumsum(extra) - extra, extra) + counts[add_g]
+    add_sig = row_sig[add_g]
+    return (
+        g_rows[add_g].astype(np.int64),
+        hit_key[add_sig, add_rank].astype(np.int32),
+        hit_val[add_sig, add_rank].astype(np.int64),
+    )
+
+
+def _dict_encode_strings(arr: pa.Array[Any]) -> tuple[I32, list[str]]:
+    """Dictionary indices and dictionary of a string array (no nulls)."""
+    enc = arr.dictionary_encode()
+    return np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int32), [
+        str(x) for x in enc.dictionary.to_pylist()
+    ]
 
 
 def _normalize_haproxy(sc: Scan, info: _NameInfo) -> Additions:
@@ -387,7 +454,9 @@ def _normalize_haproxy(sc: Scan, info: _NameInfo) -> Additions:
     Labels already present are never overwritten.
     """
     none: Additions = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
-    level_of_row = info.haproxy_level[sc.name_idx]
+    if not (info.haproxy_level >= 0).any():
+        return none
+    level_of_row = info.haproxy_level.take(sc.name_idx)
     rows = np.flatnonzero(level_of_row >= 0)
     if not len(rows):
         return none
@@ -453,21 +522,21 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             x_vals.append(sc.blob_ref(v))
     e_row, e_key, e_val = sc.e_row, sc.e_key, sc.e_val
     a_row, a_key, a_val = additions
-    counts = np.bincount(e_row, minlength=n).astype(np.int64)
+    counts = np.bincount(e_row, minlength=n).astype(np.int64, copy=False)
     off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=off[1:])
     k_x = len(extras)
     if k_x or len(a_row):
         # every row keeps its entries in order, then its additions, then the record's labels;
         # positions are computed, so nothing is sorted and no string moves twice
-        a_counts = np.bincount(a_row, minlength=n).astype(np.int64)
+        a_counts = np.bincount(a_row, minlength=n).astype(np.int64, copy=False)
         shift = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(a_counts + k_x, out=shift[1:])
         off = off + shift
         total = int(off[-1])
         new_key = np.empty(total, dtype=np.int32)
         new_val = np.empty(total, dtype=np.int64)
-        pos = np.arange(len(e_row), dtype=np.int64) + shift[e_row]
+        pos = np.arange(len(e_row), dtype=np.int64) + shift.take(e_row)
         new_key[pos] = e_key
         new_val[pos] = e_val
         if len(a_row):
@@ -483,7 +552,7 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
             new_val[p] = x_vals[t]
         e_key, e_val = new_key, new_val
     keys = pa.array(sc.keys, pa.string()).take(e_key)
-    values = sc.value_segments().take(e_val)
+    values = sc.take_values(e_val)
     # the stubs accept only int64 offsets here; a map's offsets are int32
     labels = pa.MapArray.from_arrays(pa.array(off.astype(np.int32), pa.int32()), keys, values)  # type: ignore[call-overload]
 
@@ -493,9 +562,19 @@ def _samples_table(sc: Scan, info: _NameInfo, record: RawRecord, additions: Addi
     else:
         ts_ms = np.full(n, record_ms, dtype=np.int64)
     ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(ts_ms.data)])
-    metric = pa.DictionaryArray.from_arrays(info.canon_of[sc.name_idx], pa.array(info.canon, pa.string()))
-    source = pa.DictionaryArray.from_arrays(info.source_of[sc.name_idx], pa.array(info.sources, pa.string()))
+    metric = pa.DictionaryArray.from_arrays(_ids_of_rows(info.canon_of, sc.name_idx), pa.array(info.canon, pa.string()))
+    source = pa.DictionaryArray.from_arrays(
+        _ids_of_rows(info.source_of, sc.name_idx), pa.array(info.sources, pa.string())
+    )
     host = pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([record.host], pa.string()))
     scaled = (info.divisor != 1.0).any()
-    value = pa.array(sc.value / info.divisor[sc.name_idx] if scaled else sc.value, pa.float64())
+    value = pa.array(sc.value / info.divisor.take(sc.name_idx) if scaled else sc.value, pa.float64())
     return pa.Table.from_arrays([ts, source, host, metric, labels, value], schema=SAMPLES_SCHEMA)
+
+
+def _ids_of_rows(of_name: I32, name_idx: I32) -> I32:
+    """Per row, the id ``of_name`` gives its name; no gather when that mapping is the identity
+    (every name its own canonical name or source, in order: common for the metric column)."""
+    if len(of_name) and np.array_equal(of_name, np.arange(len(of_name), dtype=of_name.dtype)):
+        return np.asarray(name_idx, dtype=np.int32)
+    return of_name.take(name_idx)
