@@ -17,6 +17,7 @@ import base64
 import heapq
 import io
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,10 @@ class LineBlock:
     data: bytes
 
 
+READ_FAULTS = (TruncatedStream, zstandard.ZstdError, OSError)
+"""What reading a capture file on may raise (:func:`read_error` turns it into the last item)."""
+
+
 def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlock]:
     """The file as blocks of about ``block_bytes`` of whole lines, for readers that split and
     decode lines elsewhere (a replay's parse workers): the same lines as :func:`_iter_lines`.
@@ -138,7 +143,7 @@ def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlo
             line += n
             parts = [data[cut:]] if cut < len(data) else []
             size = len(data) - cut
-    except (TruncatedStream, zstandard.ZstdError, OSError) as exc:
+    except READ_FAULTS as exc:
         fault = exc  # reported after the whole lines read before it, as line by line
     data = b"".join(parts)
     cut = data.rfind(b"\n") + 1
@@ -217,7 +222,7 @@ def record_from_json(obj: Any, *, file: str, line: int) -> RawRecord:
     if "body" in obj:
         if not isinstance(obj["body"], str):
             raise CaptureError("field 'body' must be a string", file=file, line=line, target=target)
-        body = obj["body"].encode("utf-8")
+        body = obj["body"].encode("utf-8")  # no lone surrogate: parse_line refused those
     elif "body_b64" in obj:
         try:
             body = base64.b64decode(obj["body_b64"], validate=True)
@@ -253,6 +258,11 @@ class CaptureItem:
     error: CaptureError | None
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: valid JSON, but alone (not as a pair) it decodes to a
+string no UTF-8 encoder (nor Arrow) accepts, which would stop the flow far from this line."""
+
+
 def parse_line(raw_line: bytes, *, file: str, line: int, kinds: Collection[str] | None) -> CaptureItem | None:
     """One capture line as a record or the precise error it gives (None: a blank line).
 
@@ -272,6 +282,17 @@ def parse_line(raw_line: bytes, *, file: str, line: int, kinds: Collection[str] 
         truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         why = "truncated JSON" if truncated else f"invalid JSON ({exc})"
         return CaptureItem(file, line, None, CaptureError(why, file=file, line=line))
+    except ValueError as exc:  # valid JSON the decoder refuses: an integer of more than 4,300 digits
+        return CaptureItem(file, line, None, CaptureError(f"invalid JSON ({exc})", file=file, line=line))
+    except RecursionError:
+        why = "invalid JSON (nested too deeply to decode)"
+        return CaptureItem(file, line, None, CaptureError(why, file=file, line=line))
+    if _SURROGATE_ESCAPE.search(text) is not None:  # rare: most lines skip the re-encode
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            why = "invalid JSON (a \\u escape stands for a lone surrogate, not a character)"
+            return CaptureItem(file, line, None, CaptureError(why, file=file, line=line))
     try:
         rec = record_from_json(obj, file=file, line=line)
     except CaptureError as err:
@@ -296,10 +317,6 @@ def read_error(exc: BaseException, *, file: str, lines_read: int) -> CaptureItem
         return CaptureItem(file, 0, None, CaptureError(f"cannot open: {exc.strerror}", file=file, line=0))
     line = lines_read + 1
     return CaptureItem(file, line, None, CaptureError(f"unreadable data: {exc}", file=file, line=line))
-
-
-READ_FAULTS = (TruncatedStream, zstandard.ZstdError, OSError)
-"""What reading a capture file on may raise (:func:`read_error` turns it into the last item)."""
 
 
 class CaptureStream(Iterator[CaptureItem]):

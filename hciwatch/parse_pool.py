@@ -315,6 +315,7 @@ class ParsePool:
         self._inline = Catalog(self._mappings)
         self._pool: ProcessPoolExecutor | None = None
         self._shm: Path | None = None
+        self._complete = True  # every input given was read to its end (no task can be running)
 
     def __enter__(self) -> ParsePool:
         return self
@@ -334,15 +335,16 @@ class ParsePool:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._pool is not None:
             # after a whole input every task is done: the workers exit on their own (~0.1-0.4 s of
-            # interpreter teardown) while the caller goes on; after an error, wait for the ones
-            # still parsing before their hand-off directory goes
-            self._pool.shutdown(wait=exc_type is not None, cancel_futures=True)
+            # interpreter teardown) while the caller goes on; after an error or an input given up
+            # part way (a break), wait for the ones still parsing before their hand-off dir goes
+            self._pool.shutdown(wait=exc_type is not None or not self._complete, cancel_futures=True)
             self._pool = None
         shm_handoff.close_dir(self._shm)
         self._shm = None
 
     def parse(self, items: Iterable[tuple[RawRecord | None, T]]) -> Iterator[Parsed[T]]:
         """Yield every item with its outcome, in input order."""
+        self._complete = False
         it = iter(items)
         inline = self.start_after if self.workers > 0 else None
         for n, (rec, payload) in enumerate(it, 1):
@@ -350,6 +352,7 @@ class ParsePool:
             if inline is not None and n >= inline:
                 break
         else:
+            self._complete = True
             return
         pool = self._start()
         shm = str(self._shm) if self._shm is not None else None
@@ -366,6 +369,7 @@ class ParsePool:
             pending.append((batch, pool.submit(_parse_chunk, [r for r, _ in batch], shm)))
         while pending:
             yield from _drain_one(pending)
+        self._complete = True
 
     def parse_capture(self, stream: CaptureStream) -> Iterator[Parsed[str | CaptureError]]:
         """What ``parse(located read_capture items)`` yields, but the workers read the lines.
@@ -374,11 +378,13 @@ class ParsePool:
         worker splits, decodes and checks them (:func:`collector.capture.parse_line`) and parses
         the records, so the consumer never decodes the ~11 kB of JSON per record nor pickles the
         record back out. The order check needs every line before, so it is done here, on the
-        results, in input order. A record's ``where`` is ``file:line``; the records yielded carry
-        no body (the consumer has the rows). A file of less than ``start_bytes`` is read and
-        parsed inline (no worker is started for it), a larger one goes to the workers from its
-        first block on: no warm-up parsing in this process.
+        results, in input order. A record's ``where`` is ``file:line``; the records a worker
+        parsed carry ``ts``, ``kind``, ``target`` and ``host`` only — no body, labels or topic
+        (the consumer has the rows; :meth:`Pipeline.apply` reads no more). A file of less than
+        ``start_bytes`` is read and parsed inline (no worker is started for it), a larger one goes
+        to the workers from its first block on: no warm-up parsing in this process.
         """
+        self._complete = False
         name = str(stream.path)
         blocks = iter_line_blocks(stream.path, self.block_bytes)
         order = _Order(name)
@@ -393,6 +399,7 @@ class ParsePool:
             for block in itertools.chain(head, _until_fault(blocks, order)):
                 yield from order.inline(block, stream.kinds, self._inline)
             yield from order.fault()
+            self._complete = True
             return
         pool = self._start()
         shm = str(self._shm) if self._shm is not None else None
@@ -404,6 +411,7 @@ class ParsePool:
         while pending:
             yield from order.drain(pending.popleft())
         yield from order.fault()
+        self._complete = True
 
 
 def _until_fault(blocks: Iterator[LineBlock], order: _Order) -> Iterator[LineBlock]:

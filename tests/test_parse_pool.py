@@ -139,6 +139,12 @@ def _bad_lines() -> list[bytes]:
         b"\xff\xfe not utf-8",
         _line(T0 + timedelta(minutes=2), body="garbage{{{ \x00"),  # a payload its parser refuses
         _line(T0 + timedelta(minutes=2)) + b"\r",  # CRLF line end
+        # valid JSON that used to stop a replay (reported by review): a lone surrogate, an integer
+        # past the decoder's digit limit, nesting past the recursion limit
+        b'{"ts": "2026-11-20T10:00:00Z", "kind": "prometheus", "target": "x", "body": "a\\ud800 1"}',
+        b'{"ts": "2026-11-20T10:00:00Z", "kind": "prometheus", "target": "\\udc00", "body": "a 1"}',
+        b"1" * 5000,
+        b"[" * 100_000 + b"]" * 100_000,
     ]
 
 
@@ -267,3 +273,20 @@ def test_any_mix_of_lines_gives_the_line_by_line_outcome(
         with ParsePool(MAPPINGS, workers=0, block_bytes=block_bytes) as pool:
             got = list(pool.parse_capture(read_capture(path, known_kinds=KINDS)))
     _same(got, _reference(path))
+
+
+def test_an_input_given_up_part_way_waits_for_its_workers_and_leaves_no_handoff_files(
+    tmp_path: Path, lab_lines: list[bytes]
+) -> None:
+    """A consumer that stops reading (a ``break``) leaves tasks running: closing the pool waits for
+    them before their ``/dev/shm`` directory is removed, so no worker writes into a removed dir."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\n".join(lab_lines * 4) + b"\n")
+    with ParsePool(MAPPINGS, workers=2, block_bytes=2000, start_bytes=0, ahead=6) as pool:
+        for n, _ in enumerate(pool.parse_capture(read_capture(path, known_kinds=KINDS))):
+            if n == 3:
+                break
+        handoff = pool._shm
+        assert pool._pool is not None and not pool._complete
+    assert handoff is None or not handoff.exists()
+    assert pool._pool is None and pool._shm is None

@@ -73,6 +73,28 @@ def test_bad_lines_are_reported_precisely_and_skipped(tmp_path: Path) -> None:
     assert "must be a JSON object" in errors[7]
 
 
+def test_valid_json_no_record_can_hold_is_one_error_not_a_crash(tmp_path: Path) -> None:
+    """JSON the decoder accepts but no record can hold (or the decoder refuses past a limit)."""
+    good = '{"ts":"2026-11-20T10:00:00.000Z","kind":"prometheus","target":"h:9182","host":"h","body":"a 1"}'
+    lines = [
+        good.replace('"a 1"', '"a\\ud800 1"'),  # a lone surrogate in the body
+        good.replace('"host":"h"', '"host":"h","labels":{"c":"\\udfff"}'),  # ... in a label
+        good.replace('"a 1"', '"a \\ud83d\\ude00 1"'),  # a surrogate *pair* is a character: kept
+        "1" * 5000,  # past the decoder's 4,300-digit limit
+        "[" * 100_000 + "]" * 100_000,  # past the recursion limit
+        good,
+    ]
+    p = tmp_path / "odd.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    items = list(read_capture(p, known_kinds=KINDS))
+    errors = {i.line: str(i.error) for i in items if i.error}
+    assert [i.line for i in items if i.record] == [3, 6]
+    assert "lone surrogate" in errors[1] and "lone surrogate" in errors[2]
+    assert "invalid JSON" in errors[4] and "digits" in errors[4]
+    assert "nested too deeply" in errors[5]
+    assert items[2].record is not None and items[2].record.body == "a \U0001f600 1".encode()
+
+
 def test_corrupt_zstd_stream_ends_with_one_error(tmp_path: Path) -> None:
     p = tmp_path / "c.jsonl.zst"
     write_capture(p, [RawRecord(T0 + timedelta(seconds=i), "k8s", "api", b"{}" * 50, "c") for i in range(3000)])

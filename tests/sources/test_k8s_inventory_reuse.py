@@ -361,3 +361,12 @@ def test_hypothesis_sequences(items_pool: list[Any], steps: list[Any]) -> None:
             for k, (i, kind, meta, layout, first, labels) in enumerate(steps)
         ]
         check(records, monkeypatch)
+
+
+def test_fast_readers_without_stack_room_defer_to_the_careful_parser() -> None:
+    """A stack with no room for the fast readers' margin gives "not the fast path", never a
+    RecursionError that would be counted as a parser crash (found by review)."""
+    from collector.sources.k8s_inventory import _reuse
+
+    assert _reuse._deeper(10**6, lambda: "fast", "careful") == "careful"
+    assert _reuse._deeper(3, lambda: "fast", "careful") == "fast"

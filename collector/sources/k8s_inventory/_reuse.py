@@ -64,16 +64,24 @@ careful parser (``parse_careful`` → ``_load`` → ``loads`` → ``decode`` →
 T = TypeVar("T")
 
 
-def _deeper(n: int, fn: Callable[[], T]) -> T:
-    """``fn()`` called ``n`` frames further down the stack (see the module docstring)."""
-    return fn() if n <= 0 else _deeper(n - 1, fn)
+def _deeper(n: int, fn: Callable[[], T], too_deep: T) -> T:
+    """``fn()`` called ``n`` frames further down the stack (see the module docstring);
+    ``too_deep`` when the stack has no room for them (the careful path then gives its verdict)."""
+    try:
+        return _down(n, fn)
+    except RecursionError:
+        return too_deep
+
+
+def _down(n: int, fn: Callable[[], T]) -> T:
+    return fn() if n <= 0 else _down(n - 1, fn)
 
 
 def split_top(text: str) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
     """``json.loads(text)`` for a JSON object, read one top-level key at a time, and where the
     text of its ``metadata`` value is (``None`` when absent or repeated); ``None`` when ``text``
     is not one JSON object (the careful parser then says why)."""
-    return _deeper(_MARGIN, lambda: _split_top(text))
+    return _deeper(_MARGIN, lambda: _split_top(text), None)
 
 
 def _skip_ws(text: str, i: int) -> int:
@@ -169,7 +177,7 @@ def same_list(sk: Skeleton, text: str) -> bool:
     start, stop = len(sk.head), len(text) - len(sk.tail)
     if stop <= start or not text.startswith(sk.head) or not text.endswith(sk.tail):
         return False
-    return _deeper(_MARGIN, lambda: _value_end(text, start)) == stop
+    return _deeper(_MARGIN, lambda: _value_end(text, start), -1) == stop
 
 
 def _value_end(text: str, i: int) -> int:

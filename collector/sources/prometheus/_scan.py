@@ -421,7 +421,8 @@ class Scan:
         return data[int(off[k]) : int(off[k + 1])].decode("utf-8")
 
     def values_of(self, refs: I64) -> pa.Array[Any]:
-        """The label values ``refs`` name, for a few thousand entries (not the whole payload)."""
+        """The label values ``refs`` name, gathered for just those entries (the special labels,
+        not every label of the payload)."""
         base = 2 * len(self.vs)
         uniq, inv = np.unique(refs, return_inverse=True)
         n_body = int(np.count_nonzero(uniq < base))
