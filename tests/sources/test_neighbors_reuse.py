@@ -21,18 +21,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lab
 from collector.catalog import Catalog
-from collector.errors import ParseError
 from collector.schema import RawRecord
 from collector.sources.neighbors import _reuse
 from collector.sources.neighbors import parse as neighbors
 from collector.sources.skeletons import SkeletonCache
+from tests.fixtures import reuse_equality
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "collector" / "sources" / "neighbors" / "testdata"
@@ -54,7 +53,7 @@ TS = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CATALOG = Catalog()
 FUZZ = settings(suppress_health_check=list(HealthCheck))
 
-Outcome = tuple[Any, ...]
+Outcome = reuse_equality.Outcome
 
 
 @pytest.fixture(autouse=True)
@@ -75,30 +74,12 @@ def record(body: bytes | str, k: int = 0, **labels: str) -> RawRecord:
     )
 
 
-def ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
 def outcome(rec: RawRecord, monkeypatch: pytest.MonkeyPatch, reuse: bool) -> Outcome:
-    """What the parser makes of ``rec`` (reuse on or off), comparable with ``==``."""
-    with monkeypatch.context() as m:
-        m.setenv("HCIWATCH_PARSE_REUSE", "1" if reuse else "0")
-        try:
-            result = neighbors.parse_record(rec, CATALOG)
-        except ParseError as exc:
-            return ("rejected", str(exc))
-    return ("ok", ipc(result.samples), ipc(result.ip_observations), [str(e) for e in result.errors])
+    return reuse_equality.outcome(neighbors.parse_record, CATALOG, rec, monkeypatch, reuse)
 
 
 def check(records: list[RawRecord], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each record of the sequence, parsed with the cache the previous ones left, is the careful parse."""
-    for i, rec in enumerate(records):
-        fast = outcome(rec, monkeypatch, reuse=True)
-        careful = outcome(rec, monkeypatch, reuse=False)
-        assert fast == careful, f"record {i} of {len(records)}"
+    reuse_equality.check(neighbors.parse_record, CATALOG, records, monkeypatch)
 
 
 def variants(rows: list[Any]) -> list[list[Any]]:

@@ -237,19 +237,14 @@ def _segments(data: pa.Buffer, starts: I64, ends: I64, *, pad: bool = False) -> 
     if n == 0:
         return pa.array([], pa.string())
     size = 2 * n + (1 if pad else 0)
-    if int(ends[-1]) > 2**31 - 1:  # ranges are sorted: the last end is the largest offset
-        off = np.empty(size, dtype=np.int64)
-        off[0 : 2 * n : 2] = starts
-        off[1 : 2 * n : 2] = ends
-        if pad:
-            off[-1] = ends[-1]
-        return pa.LargeStringArray.from_buffers(size - 1, pa.py_buffer(off.data), data)
-    off32 = np.empty(size, dtype=np.int32)
-    off32[0 : 2 * n : 2] = starts
-    off32[1 : 2 * n : 2] = ends
+    large = int(ends[-1]) > 2**31 - 1  # ranges are sorted: the last end is the largest offset
+    off = np.empty(size, dtype=np.int64 if large else np.int32)
+    off[0 : 2 * n : 2] = starts
+    off[1 : 2 * n : 2] = ends
     if pad:
-        off32[-1] = ends[-1]
-    return pa.StringArray.from_buffers(size - 1, pa.py_buffer(off32.data), data)
+        off[-1] = ends[-1]
+    kind = pa.LargeStringArray if large else pa.StringArray
+    return kind.from_buffers(size - 1, pa.py_buffer(off.data), data)
 
 
 def take_ranges(data: pa.Buffer, starts: I64, ends: I64) -> pa.Array[Any]:
