@@ -25,7 +25,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import lab
 from collector.catalog import Catalog
 from collector.schema import RawRecord
 from collector.sources.k8s_inventory import _reuse
@@ -116,8 +115,7 @@ def test_corpus_lists_metadata_items_and_labels_changed(name: str, monkeypatch: 
 
 def test_demo_capture_records(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ``k8s`` record of an hour of the demo site (scale-out, leaked services, reboots) in order."""
-    scenario = dataclasses.replace(lab.compact_scenario(seed=7, hours=1.0), interval=timedelta(seconds=60))
-    records = [r for r in lab.generate(scenario) if r.kind == "k8s"]
+    records = [r for r in reuse_equality.demo_hour() if r.kind == "k8s"]
     assert len(records) > 300
     check(records, monkeypatch)
 

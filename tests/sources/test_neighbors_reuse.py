@@ -25,7 +25,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import lab
 from collector.catalog import Catalog
 from collector.schema import RawRecord
 from collector.sources.neighbors import _reuse
@@ -107,8 +106,7 @@ def test_corpus_tables_over_polls(name: str, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_demo_capture_records(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ``neighbors`` record of an hour of the demo site (duplicate IP, failover) in order."""
-    scenario = dataclasses.replace(lab.compact_scenario(seed=7, hours=1.0), interval=timedelta(seconds=60))
-    records = [r for r in lab.generate(scenario) if r.kind == "neighbors"]
+    records = [r for r in reuse_equality.demo_hour() if r.kind == "neighbors"]
     assert len(records) > 200
     check(records, monkeypatch)
 
