@@ -44,9 +44,18 @@ from analytics.ip_pools import POOL_EXPR, POOL_METRICS, SCOPE_EXPR, PoolDetector
 from analytics.networks import NetworkIndex, NetworkLike, NetworkPlan, compile_networks, declare_metallb_range
 from analytics.observations import HELD_SQL, NEIGHBOR_SQL, ObservationTracker, split_observations
 from analytics.overlap import OverlapDetector
-from analytics.rates import SeriesKeys, SeriesRegistry, StepAccumulator, in_sets, query_table, sql_str, window_sql
+from analytics.rates import (
+    RawRows,
+    SeriesKeys,
+    SeriesRegistry,
+    StepAccumulator,
+    in_sets,
+    query_table,
+    sql_str,
+    window_sql,
+)
 from analytics.settings import AnalyticsSettings
-from collector.schema import TABLE_SCHEMAS, to_ms
+from collector.schema import TABLE_SCHEMAS, TS_TYPE, to_ms
 
 # Samples are read and stepped in pieces of about this much data time (a whole number of steps):
 # a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
@@ -64,6 +73,19 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us)
   AND metric = 'k8s.metallb_pool_range_info'
 """
 DECLARED_RANGES_METRIC = "k8s.metallb_pool_range_info"
+_DECLARED_SET = frozenset([DECLARED_RANGES_METRIC])
+
+
+def ts_ms(table: pa.Table) -> npt.NDArray[np.int64]:
+    """A table's ``ts`` column as int64 ms since the epoch.
+
+    Why: a one-chunk timestamp[ms] column is viewed, not cast (a cast is a kernel call, and the
+    engine decoded each fed chunk's times three times a pass).
+    """
+    col = table.column("ts")
+    if col.num_chunks == 1 and col.type == TS_TYPE:
+        return np.asarray(col.chunk(0).to_numpy(zero_copy_only=False)).view(np.int64)
+    return np.asarray(col.cast(pa.int64()).to_numpy(), np.int64)
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:
@@ -92,6 +114,7 @@ class FedRows:
         self.max_bytes = max_bytes
         self.chunks: list[pa.Table] = []
         self.keys: list[npt.NDArray[np.uint64] | None] = []  # per chunk, once computed
+        self.ts: list[npt.NDArray[np.int64]] = []  # per chunk: ts in ms (decoded once, at feed)
         self.spans: list[tuple[int, int]] = []  # per chunk: (min ts, max ts) in ms
         self.sizes: list[int] = []  # per chunk: nbytes (asking Arrow again walks every buffer)
         self.bytes = 0
@@ -100,9 +123,10 @@ class FedRows:
     def add(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        ts = np.asarray(table.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+        ts = ts_ms(table)
         self.chunks.append(table)
         self.keys.append(None)
+        self.ts.append(ts)
         self.spans.append((int(ts.min()), int(ts.max())))
         size = table.nbytes
         self.sizes.append(size)
@@ -110,6 +134,7 @@ class FedRows:
         while self.max_bytes is not None and self.bytes > self.max_bytes and len(self.chunks) > 1:
             old = self.chunks.pop(0)
             self.keys.pop(0)
+            self.ts.pop(0)
             self.spans.pop(0)
             self.bytes -= self.sizes.pop(0)
             self.shed_rows += old.num_rows
@@ -120,6 +145,19 @@ class FedRows:
         if len(self.chunks) == 1:
             return self.chunks[0]
         return pa.concat_tables(self.chunks)
+
+    def values(self) -> npt.NDArray[np.float64]:
+        """``value`` of every fed row, in :meth:`table` order."""
+        vs = [np.asarray(c.column("value").to_numpy(), np.float64) for c in self.chunks]
+        if len(vs) == 1:
+            return vs[0]
+        return np.concatenate(vs) if vs else np.zeros(0, np.float64)
+
+    def ts_ms(self) -> npt.NDArray[np.int64]:
+        """``ts`` (ms) of every fed row, in :meth:`table` order."""
+        if len(self.ts) == 1:
+            return self.ts[0]
+        return np.concatenate(self.ts) if self.ts else np.zeros(0, np.int64)
 
     def series_keys(self, keys: SeriesKeys, con: Any, registry: SeriesRegistry) -> npt.NDArray[np.uint64]:
         """Series keys of every fed row (in :meth:`table` order), keying only new chunks."""
@@ -142,25 +180,27 @@ class FedRows:
         """Forget rows with ``ts`` ≤ ``hi_ms`` (analysed, or too late to be)."""
         chunks: list[pa.Table] = []
         keys: list[npt.NDArray[np.uint64] | None] = []
+        tss: list[npt.NDArray[np.int64]] = []
         spans: list[tuple[int, int]] = []
         sizes: list[int] = []
-        for tbl, k, (lo, hi), size in zip(self.chunks, self.keys, self.spans, self.sizes, strict=True):
+        for tbl, k, ts, (lo, hi), size in zip(self.chunks, self.keys, self.ts, self.spans, self.sizes, strict=True):
             if hi <= hi_ms:
                 continue
             if lo > hi_ms:
                 chunks.append(tbl)
                 keys.append(k)
+                tss.append(ts)
                 spans.append((lo, hi))
                 sizes.append(size)
                 continue
-            ts = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
             m = ts > hi_ms
             part = tbl.filter(pa.array(m))
             chunks.append(part)
             keys.append(None if k is None else k[m])
+            tss.append(ts[m])
             spans.append((int(ts[m].min()), hi))
             sizes.append(part.nbytes)
-        self.chunks, self.keys, self.spans, self.sizes = chunks, keys, spans, sizes
+        self.chunks, self.keys, self.ts, self.spans, self.sizes = chunks, keys, tss, spans, sizes
         self.bytes = sum(sizes)
 
     @property
@@ -194,16 +234,18 @@ class _FedReader:
     last pass: series keys come from :class:`SeriesKeys`, so DuckDB is asked only about series
     never seen before."""
 
-    def __init__(self, engine: Engine, samples: pa.Table, obs: pa.Table) -> None:
+    def __init__(self, engine: Engine, obs: pa.Table) -> None:
         t0 = time.perf_counter()
         self.con = engine._fed_connection()
         self.obs = obs
         self.declared = engine.fed["declared_ranges"].table()
-        if samples.num_rows:
-            self.k = engine.fed["samples"].series_keys(engine.series, self.con, engine.registry)
-            self.sid = engine.fed["samples"].series_sids(engine.series, engine.registry)
-            self.t = np.asarray(samples.column("ts").cast(pa.int64()).to_numpy(), np.int64)
-            self.v = np.asarray(samples.column("value").to_numpy(), np.float64)
+        self.declared_ts = engine.fed["declared_ranges"].ts_ms()
+        fed = engine.fed["samples"]
+        if fed.chunks:
+            self.k = fed.series_keys(engine.series, self.con, engine.registry)
+            self.sid = fed.series_sids(engine.series, engine.registry)
+            self.t = fed.ts_ms()
+            self.v = fed.values()
         else:
             self.k = np.zeros(0, np.uint64)
             self.sid = None
@@ -211,15 +253,14 @@ class _FedReader:
             self.v = np.zeros(0, np.float64)
         self.key_seconds = time.perf_counter() - t0
 
-    def samples(self, lo_ms: int, hi_ms: int) -> pa.Table:
-        t = self.t
-        cols = {"k": self.k, "t": t, "value": self.v}
-        if self.sid is not None:
-            cols["sid"] = self.sid
+    def samples(self, lo_ms: int, hi_ms: int) -> RawRows:
+        """The rows in (lo, hi] as numpy columns (what :meth:`StepAccumulator.process` reads)."""
+        t, k, v, sid = self.t, self.k, self.v, self.sid
         if t.size and (int(t.min()) <= lo_ms or int(t.max()) > hi_ms):
             m = (t > lo_ms) & (t <= hi_ms)
-            cols = {name: a[m] for name, a in cols.items()}
-        return pa.table(cols)
+            t, k, v = t[m], k[m], v[m]
+            sid = None if sid is None else sid[m]
+        return RawRows(k, t, v, sid)
 
     def observations(self, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
         return split_observations(self.obs, lo_ms, hi_ms)
@@ -229,7 +270,7 @@ class _FedReader:
         tbl = self.declared
         if not tbl.num_rows:
             return []
-        t = np.asarray(tbl.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+        t = self.declared_ts
         out: set[tuple[Any, ...]] = set()
         for labels in tbl.filter((t > lo_ms) & (t <= hi_ms)).column("labels").to_pylist():
             d = dict(labels or [])
@@ -340,7 +381,7 @@ class Engine:
         the next pass will read.
         """
         if name == "samples" and table.num_rows:
-            declared, mask = in_sets(table.column("metric"), [[DECLARED_RANGES_METRIC], self.metrics])
+            declared, mask = in_sets(table.column("metric"), [_DECLARED_SET, self.metrics])
             if declared.any():
                 self.fed["declared_ranges"].add(table.filter(pa.array(declared)))
             if not mask.any():
@@ -356,7 +397,7 @@ class Engine:
             if con is not None:
                 return self.evaluate(con, now)
             t = time.perf_counter()
-            reader = _FedReader(self, self.fed["samples"].table(), self.fed["ip_observations"].table())
+            reader = _FedReader(self, self.fed["ip_observations"].table())
             findings = self._run(reader, now)
             self.timings["series_keys"] = reader.key_seconds
             self.last_eval_seconds = time.perf_counter() - t

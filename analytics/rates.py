@@ -21,6 +21,7 @@ import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -106,6 +107,9 @@ class SeriesRegistry:
         self._sorted_keys = np.zeros(0, np.uint64)
         self._sorted_ids = np.zeros(0, np.int64)
         self.generation = 0  # bumps when series are renumbered (:meth:`retain`): ids handed out are stale
+        # dictionary columns of ``meta`` as (codes with nulls at 0, validity or None, dictionary),
+        # decoded once per ``meta`` (see :meth:`columns`)
+        self._decoded: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_] | None, pa.Array[Any]] | None] = {}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -164,6 +168,7 @@ class SeriesRegistry:
         ids = np.concatenate([self._sorted_ids, np.arange(base, base + len(fresh), dtype=np.int64)])
         order = np.argsort(keys, kind="stable")
         self._sorted_keys, self._sorted_ids = keys[order], ids[order]
+        self._decoded = {}
         if self.meta is None:
             self.meta = add
         else:
@@ -180,10 +185,32 @@ class SeriesRegistry:
                     ).combine_chunks()
             self.meta = pa.table(cols)
 
-    def columns(self, sids: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, pa.ChunkedArray[Any]]:
-        if self.meta is None:
+    def columns(
+        self, sids: npt.NDArray[np.int64], names: Sequence[str]
+    ) -> dict[str, pa.Array[Any] | pa.ChunkedArray[Any]]:
+        """The metadata columns of the given series, one row per id.
+
+        Why: the step table gathers every metadata column at every pass; a dictionary column's
+        codes are decoded to numpy once per ``meta``, so a pass gathers them with numpy and wraps
+        them around the same dictionary (the values ``take`` would give) instead of one Arrow
+        kernel call per column.
+        """
+        meta = self.meta
+        if meta is None:
             raise ValueError("no series resolved yet")
-        return {n: self.meta.column(n).take(sids) for n in names}
+        out: dict[str, pa.Array[Any] | pa.ChunkedArray[Any]] = {}
+        for n in names:
+            if n not in self._decoded:
+                self._decoded[n] = _decode_dict(meta.column(n))
+            dec = self._decoded[n]
+            if dec is None:
+                out[n] = meta.column(n).take(sids)
+                continue
+            codes, valid, dictionary = dec
+            idx = codes[sids]
+            ind: Any = pa.array(idx) if valid is None else pa.array(idx, mask=~valid[sids])  # int32 codes
+            out[n] = pa.DictionaryArray.from_arrays(ind, dictionary)
+        return out
 
     def retain(self, sids: npt.NDArray[np.int64]) -> None:
         """Keep only these series (renumbered 0..n−1 in the given order); forget the rest."""
@@ -194,6 +221,7 @@ class SeriesRegistry:
             i = meta.schema.get_field_index(name)
             meta = meta.set_column(i, name, _dict(meta.column(name)))
         self.meta = meta
+        self._decoded = {}
         self.generation += 1
         ks = np.asarray(meta.column("k").to_numpy(), np.uint64)
         self.index = {int(k): i for i, k in enumerate(ks.tolist())}
@@ -408,6 +436,20 @@ class SeriesKeys:
         self._lay_of.clear()
 
 
+def _decode_dict(
+    col: pa.ChunkedArray[Any],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_] | None, pa.Array[Any]] | None:
+    """A one-chunk int32 dictionary column as (codes with nulls at 0, validity or None,
+    dictionary); None for any other column (gathered by ``take`` then)."""
+    if col.num_chunks != 1 or not pa.types.is_dictionary(col.type) or col.type.index_type != pa.int32():
+        return None
+    arr: Any = col.chunk(0)
+    nulls = arr.null_count
+    codes = np.asarray((arr.indices.fill_null(0) if nulls else arr.indices).to_numpy(zero_copy_only=False), np.int32)
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool) if nulls else None
+    return codes, valid, arr.dictionary
+
+
 def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, Any]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_dictionary(arr.type):
@@ -421,36 +463,98 @@ def in_set(col: pa.ChunkedArray[Any] | pa.Array[Any], values: Collection[str]) -
     return in_sets(col, [values])[0]
 
 
+class _EntryMasks:
+    """Per-entry masks of the dictionaries :func:`in_sets` saw last, by dictionary content.
+
+    Why: the step table's columns share the registry's dictionaries pass after pass, and a parsed
+    table's metric dictionary repeats scrape after scrape; one C++ comparison of the dictionary
+    then replaces decoding it to Python strings and testing each against the set. Equality is
+    exact (Arrow compares the values), and the entries are held, so a hit is never a guess.
+    """
+
+    MAX = 8
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[pa.Array[Any], dict[Any, npt.NDArray[np.bool_]]]] = []
+
+    def masks(self, dictionary: pa.Array[Any]) -> dict[Any, npt.NDArray[np.bool_]]:
+        """The mask memo of this dictionary's content (a fresh one for a dictionary not seen)."""
+        for i, (d, memo) in enumerate(self.seen):
+            if d.equals(dictionary):
+                if i:
+                    self.seen.insert(0, self.seen.pop(i))
+                return memo
+        memo = {}
+        self.seen.insert(0, (dictionary, memo))
+        del self.seen[self.MAX :]
+        return memo
+
+
+_ENTRY_MASKS = _EntryMasks()
+
+
+def _set_key(values: Collection[str]) -> Any:
+    """A hashable stand-in for a value set (frozensets and tuples are their own)."""
+    return values if isinstance(values, (frozenset, tuple)) else frozenset(values)
+
+
 def in_sets(
     col: pa.ChunkedArray[Any] | pa.Array[Any], value_sets: Sequence[Collection[str]]
 ) -> list[npt.NDArray[np.bool_]]:
     """:func:`in_set` for several value sets over one column, decoding the column once (the
     engine sorts every fed table's rows into two sets this way)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = col if not isinstance(col, pa.ChunkedArray) else col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if not isinstance(arr, pa.DictionaryArray):
         return [
             np.asarray(pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False), bool)
             for values in value_sets
         ]
-    names = arr.dictionary.to_pylist()
+    memo = _ENTRY_MASKS.masks(arr.dictionary)
+    names: list[Any] | None = None
     idx: npt.NDArray[np.int64] | None = None
     valid: npt.NDArray[np.bool_] | None = None
+    nulls = arr.null_count
     out: list[npt.NDArray[np.bool_]] = []
     for values in value_sets:
-        want = set(values)
-        entry = np.fromiter((v in want for v in names), np.bool_, len(names))
+        key = _set_key(values)
+        entry = memo.get(key)
+        if entry is None:
+            if names is None:
+                names = arr.dictionary.to_pylist()
+            want = set(values)
+            entry = np.fromiter((v in want for v in names), np.bool_, len(names))
+            memo[key] = entry
         if not entry.any():
             out.append(np.zeros(len(arr), bool))
             continue
         if idx is None:
-            idx = np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+            ind = arr.indices.fill_null(0) if nulls else arr.indices
+            idx = np.asarray(ind.to_numpy(zero_copy_only=False))
         mask = entry[idx]
-        if arr.null_count:
+        if nulls:
             if valid is None:
                 valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)
             mask = mask & valid
         out.append(np.asarray(mask, bool))
     return out
+
+
+@dataclass(slots=True)
+class RawRows:
+    """Raw sample rows as numpy columns (the engine's fed mode hands these to
+    :meth:`StepAccumulator.process` instead of an Arrow table it would decode again).
+
+    ``k`` series key, ``t`` ms, ``value``; ``sid`` the series ids when all are known already.
+    """
+
+    k: npt.NDArray[np.uint64]
+    t: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    sid: npt.NDArray[np.int64] | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.t.size)
 
 
 class StepAccumulator:
@@ -473,6 +577,7 @@ class StepAccumulator:
         self.last_t = np.full(0, -1, np.int64)
         self.last_v = np.full(0, np.nan)
         self._pruned_at = 0
+        self._empty_table: pa.Table | None = None
 
     def retain(self, sids: npt.NDArray[np.int64]) -> None:
         """Keep the last samples of these series only (renumbered as :meth:`SeriesRegistry.retain`)."""
@@ -480,6 +585,11 @@ class StepAccumulator:
         self.last_v = self.last_v[sids]
 
     def _empty(self) -> pa.Table:
+        if self._empty_table is None:  # tables are immutable: one serves every empty call
+            self._empty_table = self._build_empty()
+        return self._empty_table
+
+    def _build_empty(self) -> pa.Table:
         cols: dict[str, pa.Array[Any]] = {
             "sid": pa.array([], pa.int64()),
             "bucket": pa.array([], pa.int64()),
@@ -494,27 +604,29 @@ class StepAccumulator:
             cols[c] = pa.array([], pa.string())
         return pa.table(cols)
 
-    def process(self, con: Any, raw: pa.Table, lo_us: int, hi_us: int) -> pa.Table:
+    def process(self, con: Any, raw: pa.Table | RawRows, lo_us: int, hi_us: int) -> pa.Table:
         n = raw.num_rows
         if n == 0:
             return self._empty()
-        if "sid" in raw.column_names:  # ids known already (fed rows: SeriesKeys.sids)
-            sid = np.asarray(raw.column("sid").to_numpy(), np.int64)
+        if isinstance(raw, RawRows):
+            keys, t, v, sid_known = raw.k, raw.t, raw.value, raw.sid
         else:
             keys = np.asarray(raw.column("k").to_numpy(), np.uint64)
-            sid = self.registry.resolve(con, keys, lo_us, hi_us)
+            t = np.asarray(raw.column("t").to_numpy(), np.int64)
+            v = np.asarray(raw.column("value").to_numpy(), np.float64)
+            sid_known = np.asarray(raw.column("sid").to_numpy(), np.int64) if "sid" in raw.column_names else None
+        # ids known already (fed rows: SeriesKeys.sids), else resolved (fetching new series' metadata)
+        sid = sid_known if sid_known is not None else self.registry.resolve(con, keys, lo_us, hi_us)
         ok = sid >= 0
         if not ok.all():  # a series whose metadata vanished between the two queries: skip it
-            sid, raw = sid[ok], raw.filter(pa.array(ok))
-            n = raw.num_rows
+            sid, t, v = sid[ok], t[ok], v[ok]
+            n = int(sid.size)
             if n == 0:
                 return self._empty()
         grow = len(self.registry) - self.last_t.size
         if grow > 0:
             self.last_t = np.concatenate([self.last_t, np.full(grow, -1, np.int64)])
             self.last_v = np.concatenate([self.last_v, np.full(grow, np.nan)])
-        t = np.asarray(raw.column("t").to_numpy(), np.int64)
-        v = np.asarray(raw.column("value").to_numpy(), np.float64)
         # one int64 sort key: series id high, time within the call low (a call spans < 2^31 ms)
         t0 = int(t.min())
         order = (

@@ -18,7 +18,7 @@ import pytest
 
 import analytics.engine as engine_mod
 from analytics.engine import Engine
-from analytics.rates import StepAccumulator
+from analytics.rates import RawRows, StepAccumulator
 from collector.schema import from_ms
 from tests.analytics.harness import MIN, connect, settings
 from tests.analytics.synth import Effects, random_site, samples
@@ -52,11 +52,15 @@ def test_remembered_series_ids_are_the_registrys_across_evictions(monkeypatch: p
     checked = {"passes": 0}
     process = StepAccumulator.process
 
-    def checking(self: StepAccumulator, con: Any, raw: pa.Table, lo_us: int, hi_us: int) -> pa.Table:
-        if "sid" in raw.column_names:
+    def checking(self: StepAccumulator, con: Any, raw: pa.Table | RawRows, lo_us: int, hi_us: int) -> pa.Table:
+        if isinstance(raw, RawRows):  # the fed reader's numpy columns
+            keys, sid = raw.k, raw.sid
+        else:
             keys = np.asarray(raw.column("k").to_numpy(), np.uint64)
+            sid = np.asarray(raw.column("sid").to_numpy(), np.int64) if "sid" in raw.column_names else None
+        if sid is not None:
             want = self.registry.known_ids(keys)
-            assert np.array_equal(np.asarray(raw.column("sid").to_numpy(), np.int64), want)
+            assert np.array_equal(sid, want)
             checked["passes"] += 1
         return process(self, con, raw, lo_us, hi_us)
 

@@ -1,0 +1,69 @@
+"""The engine plumbing's fast paths give what the careful Arrow path gives.
+
+``SeriesRegistry.columns`` gathers decoded dictionary codes with numpy instead of ``take``;
+``in_sets`` remembers per-entry masks by dictionary content; ``ts_ms`` views instead of casting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from analytics.engine import ts_ms
+from analytics.rates import SeriesRegistry, _dict, in_sets
+from collector.schema import TS_TYPE
+
+
+def _registry(meta: pa.Table) -> SeriesRegistry:
+    reg = SeriesRegistry(["m"], {"pool": "NULL", "scope": "NULL"})
+    reg.meta = meta
+    return reg
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_columns_equal_take(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 50
+    pool: list[Any] = [None if rng.random() < 0.4 else f"p{int(rng.integers(0, 5))}" for _ in range(n)]
+    meta = pa.table(
+        {
+            "k": pa.array(np.arange(n, dtype=np.uint64)),
+            "host": _dict(pa.array([f"h{int(rng.integers(0, 7))}" for _ in range(n)])),
+            "metric": _dict(pa.array([f"m{int(rng.integers(0, 3))}" for _ in range(n)])),
+            "pool": _dict(pa.array(pool, pa.string())),
+            "scope": _dict(pa.array([None] * n, pa.string())),
+        }
+    )
+    reg = _registry(meta)
+    for _ in range(3):  # decoded once, gathered again
+        sids = rng.integers(0, n, 80).astype(np.int64)
+        got = reg.columns(sids, ["host", "metric", "pool", "scope"])
+        for name, col in got.items():
+            want = meta.column(name).take(sids)
+            assert col.type == want.type
+            assert col.to_pylist() == want.to_pylist()
+            got_arr: Any = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            want_arr: Any = want.combine_chunks()
+            assert got_arr.dictionary.equals(want_arr.dictionary)
+
+
+def test_in_sets_memo_follows_dictionary_content() -> None:
+    a = pa.array(["x", "y", "x", None, "z"]).dictionary_encode()
+    b = pa.array(["y", "x", "y", "z", "w"]).dictionary_encode()  # other content, same length
+    for _ in range(2):
+        for arr, rows in ((a, ["x", "y", "x", None, "z"]), (b, ["y", "x", "y", "z", "w"])):
+            for values in (frozenset({"x"}), ("y", "z"), ["w", "x"]):
+                got = in_sets(arr, [values])[0]
+                assert np.array_equal(got, np.array([r is not None and r in set(values) for r in rows]))
+
+
+def test_ts_ms_view_equals_cast() -> None:
+    t = pa.table({"ts": pa.array([0, 1_768_176_060_123, 5], TS_TYPE)})
+    want = np.asarray(t.column("ts").cast(pa.int64()).to_numpy(), np.int64)
+    assert np.array_equal(ts_ms(t), want) and ts_ms(t).dtype == np.int64
+    one: Any = t.column("ts").chunk(0)
+    two = pa.Table.from_batches([pa.record_batch([one], names=["ts"])] * 2)
+    assert np.array_equal(ts_ms(two), np.concatenate([want, want]))
