@@ -236,6 +236,7 @@ _HEAD_COLUMNS = ("source", "host", "metric")
 _NO_KEYS = np.zeros(0, np.uint64)
 LAYOUTS_MAX = 16_384  # chunk layouts remembered (about one per scraped target)
 LAYOUTS_MAX_BYTES = 128 << 20  # and the identity columns they hold (the rest is re-keyed)
+LAYOUT_VARIANTS_MAX = 8  # row counts remembered per first row (a fed batch's target mix varies)
 _ENTRIES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
 FED_NEW_SERIES_VIEW = (
     "CREATE OR REPLACE VIEW _fed_new_series AS "
@@ -267,19 +268,23 @@ class SeriesKeys:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
         self._view_ready = False
-        # chunk layouts seen before: (source, host, metric of the first row) → the last such chunk's
-        # identity columns and their keys (see :meth:`chunk_keys`); no row count in the key, so a
-        # target whose series count changes replaces its entry instead of adding one per count
-        self._layouts: OrderedDict[tuple[Any, ...], tuple[list[pa.ChunkedArray[Any]], npt.NDArray[np.uint64]]] = (
-            OrderedDict()
-        )
+        # chunk layouts seen before: ((source, host, metric of the first row), row count) → the last
+        # such chunk's identity columns and their keys (see :meth:`chunk_keys`). A few row counts
+        # per first row: a replay's pass batches the records of several targets, and which targets
+        # fall in a pass alternates between a handful of mixes (each keyed afresh at every change
+        # when one entry per first row was kept); capped, so a target whose series count drifts
+        # replaces its oldest count instead of adding one per count
+        self._layouts: OrderedDict[
+            tuple[tuple[Any, ...], int], tuple[list[pa.ChunkedArray[Any]], npt.NDArray[np.uint64]]
+        ] = OrderedDict()
+        self._variants: dict[tuple[Any, ...], list[int]] = {}  # first row → its remembered row counts
         self._layout_bytes = 0
         self.layout_hits = 0
         self.layout_misses = 0
         # series ids of remembered layouts' keys, by the keys array's identity (the array a hit hands
         # back): (that array, registry generation, ids); only while the layout is remembered
         self._sid_memo: dict[int, tuple[npt.NDArray[np.uint64], int, npt.NDArray[np.int64]]] = {}
-        self._lay_of: dict[int, tuple[Any, ...]] = {}  # id(a remembered layout's keys) → its layout
+        self._lay_of: dict[int, tuple[tuple[Any, ...], int]] = {}  # id(a remembered layout's keys) → its layout
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -322,36 +327,56 @@ class SeriesKeys:
         return [k if k is not None else _NO_KEYS for k in out]
 
     def _layout_hit(self, lay: tuple[Any, ...], chunk: pa.Table) -> npt.NDArray[np.uint64] | None:
-        entry = self._layouts.get(lay)
+        entry = self._layouts.get((lay, chunk.num_rows))
         if entry is None:
             return None
         cols, keys = entry
         if len(keys) != chunk.num_rows:
             return None
         for name, col in zip(_ID_COLUMNS, cols, strict=True):
-            if not chunk.column(name).equals(col):
+            mine = chunk.column(name)
+            if mine.equals(col):
+                continue
+            # Arrow compares a dictionary column's codes and dictionary, not its values: a batch of
+            # the same rows whose dictionary was built in another order (another mix of records
+            # before it) is equal only decoded
+            if not (pa.types.is_dictionary(mine.type) and pa.types.is_dictionary(col.type)):
+                return None
+            if not mine.cast(pa.string()).equals(col.cast(pa.string())):
                 return None
         return keys
 
     def _remember(self, chunk: pa.Table, keys: npt.NDArray[np.uint64]) -> None:
-        lay = tuple(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS)
+        head = tuple(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS)
+        lay = (head, chunk.num_rows)
         cols = [chunk.column(c) for c in _ID_COLUMNS]
         size = sum(c.nbytes for c in cols)
         if size > LAYOUTS_MAX_BYTES // 4:  # a chunk this big (a replay run of records) is not a layout
             return
-        old = self._layouts.pop(lay, None)
-        if old is not None:
-            self._layout_bytes -= sum(c.nbytes for c in old[0])
-            self._sid_memo.pop(id(old[1]), None)
-            self._lay_of.pop(id(old[1]), None)
+        self._forget_layout(lay)
+        counts = self._variants.setdefault(head, [])
+        if len(counts) >= LAYOUT_VARIANTS_MAX:
+            self._forget_layout((head, counts[0]))
+            counts = self._variants.setdefault(head, [])
+        counts.append(chunk.num_rows)
         self._layouts[lay] = (cols, keys)
         self._lay_of[id(keys)] = lay
         self._layout_bytes += size
         while len(self._layouts) > LAYOUTS_MAX or self._layout_bytes > LAYOUTS_MAX_BYTES:
-            _, (gone, gone_keys) = self._layouts.popitem(last=False)
-            self._layout_bytes -= sum(c.nbytes for c in gone)
-            self._sid_memo.pop(id(gone_keys), None)
-            self._lay_of.pop(id(gone_keys), None)
+            self._forget_layout(next(iter(self._layouts)))
+
+    def _forget_layout(self, lay: tuple[tuple[Any, ...], int]) -> None:
+        old = self._layouts.pop(lay, None)
+        if old is None:
+            return
+        self._layout_bytes -= sum(c.nbytes for c in old[0])
+        self._sid_memo.pop(id(old[1]), None)
+        self._lay_of.pop(id(old[1]), None)
+        counts = self._variants.get(lay[0])
+        if counts is not None:
+            counts.remove(lay[1])
+            if not counts:
+                del self._variants[lay[0]]
 
     def sids(
         self, chunk_keys: Sequence[npt.NDArray[np.uint64]], registry: SeriesRegistry
@@ -382,7 +407,8 @@ class SeriesKeys:
                 part = ids[at : at + k.size]
                 at += k.size
                 out[i] = part
-                entry = self._layouts.get(self._lay_of.get(id(k), ()))
+                lay = self._lay_of.get(id(k))
+                entry = None if lay is None else self._layouts.get(lay)
                 if entry is not None and entry[1] is k:
                     self._sid_memo[id(k)] = (k, gen, part)
         done = [x for x in out if x is not None]
@@ -431,6 +457,7 @@ class SeriesKeys:
         could hand back a forgotten key)."""
         self.ids = {s: k for s, k in self.ids.items() if k in keys}
         self._layouts.clear()
+        self._variants.clear()
         self._layout_bytes = 0
         self._sid_memo.clear()
         self._lay_of.clear()
