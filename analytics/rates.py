@@ -209,7 +209,7 @@ class SeriesRegistry:
             codes, valid, dictionary = dec
             idx = codes[sids]
             ind: Any = pa.array(idx) if valid is None else pa.array(idx, mask=~valid[sids])  # int32 codes
-            out[n] = pa.DictionaryArray.from_arrays(ind, dictionary)
+            out[n] = pa.DictionaryArray.from_arrays(ind, dictionary, safe=False)  # codes of a valid column
         return out
 
     def retain(self, sids: npt.NDArray[np.int64]) -> None:
@@ -278,6 +278,8 @@ class SeriesKeys:
             tuple[tuple[Any, ...], int], tuple[list[pa.ChunkedArray[Any]], npt.NDArray[np.uint64]]
         ] = OrderedDict()
         self._variants: dict[tuple[Any, ...], list[int]] = {}  # first row → its remembered row counts
+        # (id(a remembered layout's keys), column) → that dictionary column decoded (see _layout_hit)
+        self._decoded: dict[tuple[int, int], pa.ChunkedArray[Any]] = {}
         self._layout_bytes = 0
         self.layout_hits = 0
         self.layout_misses = 0
@@ -333,16 +335,19 @@ class SeriesKeys:
         cols, keys = entry
         if len(keys) != chunk.num_rows:
             return None
-        for name, col in zip(_ID_COLUMNS, cols, strict=True):
+        for j, (name, col) in enumerate(zip(_ID_COLUMNS, cols, strict=True)):
             mine = chunk.column(name)
             if mine.equals(col):
                 continue
             # Arrow compares a dictionary column's codes and dictionary, not its values: a batch of
             # the same rows whose dictionary was built in another order (another mix of records
-            # before it) is equal only decoded
+            # before it) is equal only decoded (the remembered side is decoded once)
             if not (pa.types.is_dictionary(mine.type) and pa.types.is_dictionary(col.type)):
                 return None
-            if not mine.cast(pa.string()).equals(col.cast(pa.string())):
+            decoded = self._decoded.get((id(keys), j))
+            if decoded is None:
+                decoded = self._decoded[(id(keys), j)] = col.cast(pa.string())
+            if not mine.cast(pa.string()).equals(decoded):
                 return None
         return keys
 
@@ -372,6 +377,8 @@ class SeriesKeys:
         self._layout_bytes -= sum(c.nbytes for c in old[0])
         self._sid_memo.pop(id(old[1]), None)
         self._lay_of.pop(id(old[1]), None)
+        for j in range(len(_ID_COLUMNS)):
+            self._decoded.pop((id(old[1]), j), None)
         counts = self._variants.get(lay[0])
         if counts is not None:
             counts.remove(lay[1])
@@ -458,6 +465,7 @@ class SeriesKeys:
         self.ids = {s: k for s, k in self.ids.items() if k in keys}
         self._layouts.clear()
         self._variants.clear()
+        self._decoded.clear()
         self._layout_bytes = 0
         self._sid_memo.clear()
         self._lay_of.clear()
