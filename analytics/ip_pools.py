@@ -327,7 +327,8 @@ class PoolDetector:
         mask = in_set(tbl.column("metric"), POOL_METRICS)
         if not mask.any():
             return
-        rows = tbl.filter(pa.array(mask)).select(["metric", "bucket", "mean", "pool", "scope"]).to_pylist()
+        # the five columns first, then their rows (filtering the whole step table cost more than the rest)
+        rows = tbl.select(["metric", "bucket", "mean", "pool", "scope"]).filter(pa.array(mask)).to_pylist()
         cur: dict[tuple[str, str, int], dict[str, float]] = {}
         for r in rows:
             if r["mean"] is None or not math.isfinite(r["mean"]):
