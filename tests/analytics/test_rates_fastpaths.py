@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from analytics.engine import ts_ms
-from analytics.rates import SeriesRegistry, _dict, in_sets
-from collector.schema import TS_TYPE
+from analytics.rates import SeriesKeys, SeriesRegistry, _dict, in_sets
+from collector.schema import SAMPLES_SCHEMA, TS_TYPE
 
 
 def _registry(meta: pa.Table) -> SeriesRegistry:
@@ -67,3 +68,43 @@ def test_ts_ms_view_equals_cast() -> None:
     one: Any = t.column("ts").chunk(0)
     two = pa.Table.from_batches([pa.record_batch([one], names=["ts"])] * 2)
     assert np.array_equal(ts_ms(two), np.concatenate([want, want]))
+
+
+def _batch(rows: list[tuple[str, str, str, dict[str, str]]], order: list[str]) -> pa.Table:
+    """Sample rows whose dictionaries list ``order`` first (as a batch after other records would)."""
+
+    def col(values: list[str]) -> Any:
+        words = list(dict.fromkeys([*order, *values]))
+        return pa.DictionaryArray.from_arrays(pa.array([words.index(v) for v in values], pa.int32()), pa.array(words))
+
+    return pa.Table.from_arrays(
+        [
+            pa.array([1_768_176_060_000] * len(rows), TS_TYPE),
+            col([r[0] for r in rows]),
+            col([r[1] for r in rows]),
+            col([r[2] for r in rows]),
+            pa.array([list(r[3].items()) for r in rows], pa.map_(pa.string(), pa.string())),
+            pa.array([1.0] * len(rows)),
+        ],
+        schema=SAMPLES_SCHEMA,
+    )
+
+
+def test_layout_hits_across_dictionaries_and_row_counts() -> None:
+    rows = [("wmi", f"h{i % 3}", "m.a" if i % 2 else "m.b", {"i": str(i)}) for i in range(12)]
+    con = duckdb.connect(":memory:")
+    reg = SeriesRegistry(["m.a", "m.b"])
+    sk = SeriesKeys()
+    a, b = _batch(rows, []), _batch(rows[:7], [])
+    ka, kb = sk.chunk_keys([a], con, reg)[0], sk.chunk_keys([b], con, reg)[0]
+    assert sk.layout_misses == 2 and np.array_equal(ka[:7], kb)  # same first row, two row counts
+    shuffled = _batch(rows, ["zz", "m.b", "h2", "other"])  # same values, other dictionaries
+    assert not shuffled.column("host").equals(a.column("host"))
+    got = sk.chunk_keys([shuffled, _batch(rows[:7], ["h1"])], con, reg)
+    assert sk.layout_misses == 2 and sk.layout_hits == 2
+    assert np.array_equal(got[0], ka) and np.array_equal(got[1], kb)
+    careful = SeriesKeys().keys(shuffled, con, reg)  # the careful path: series strings, no memo
+    assert np.array_equal(got[0], careful)
+    changed = _batch([*rows[:11], ("wmi", "h9", "m.a", {"i": "11"})], [])  # one value differs
+    assert not np.array_equal(sk.chunk_keys([changed], con, reg)[0], ka) and sk.layout_misses == 3
+    con.close()
