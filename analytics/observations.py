@@ -436,7 +436,7 @@ class ObservationTracker:
         for gk, g in sorted(groups.items(), key=_first_of):
             h = holdings.get(cast(HoldingKey, gk[:5])) if gk[1] != "event" else None
             if h is None:
-                self._hold(*gk[:5], g[0], g[1], g[2], g[3], g[4])
+                self._hold(gk[0], gk[1], gk[2], gk[3], gk[4], g[0], g[1], g[2], g[3], g[4])
                 continue
             # :meth:`_hold` inlined for a holding seen before (nearly every group of a pass)
             first, last = g[0], g[1]
