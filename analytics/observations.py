@@ -231,13 +231,26 @@ def _sorted_codes(enc: pa.DictionaryArray[Any, Any]) -> tuple[list[str], npt.NDA
     return [names[i] for i in by_name], rank[codes]
 
 
+def dictionary_codes(arr: pa.DictionaryArray[Any, Any]) -> npt.NDArray[np.int64]:
+    """Each row's code into the dictionary, -1 for a null row. (``indices.fill_null(-1)`` costs
+    ~0.15 ms on a few hundred rows with nulls; numpy gives the indices with nulls as NaN.)"""
+    ind = arr.indices
+    raw = ind.to_numpy(zero_copy_only=False)
+    if not ind.null_count:
+        return np.asarray(raw, np.int64)
+    out = np.full(raw.size, -1, np.int64)
+    ok = ~np.isnan(raw)
+    out[ok] = raw[ok]
+    return out
+
+
 def _pylist(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> list[Any]:
     """A column as a Python list; a dictionary column decoded by code (its own ``to_pylist``
     makes one Arrow scalar per row, ~30x slower)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if isinstance(arr, pa.DictionaryArray):
         names: list[Any] = [*arr.dictionary.to_pylist(), None]
-        codes = np.asarray(arr.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64).tolist()
+        codes = dictionary_codes(arr).tolist()
         return [names[c] for c in codes]
     return cast(list[Any], arr.to_pylist())
 
@@ -549,7 +562,7 @@ class ObservationTracker:
             # fed rows keep the network dictionary-encoded: decode by code, not one Arrow scalar per
             # name asked for (each IP's newest answer asks once per IP and pass)
             net_names: list[str | None] = [*cast(list[str], nets.dictionary.to_pylist()), None]
-            net_code = np.asarray(nets.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+            net_code = dictionary_codes(nets)
 
             def net(i: int) -> str | None:
                 return net_names[int(net_code[order[i]])]
