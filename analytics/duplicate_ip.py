@@ -165,6 +165,14 @@ class DuplicateIpDetector:
         # ip → {(cluster, namespace/service): (ports, last seen ms)} from the k8s inventory
         self.ports: dict[str, dict[tuple[str, str], tuple[str, int]]] = {}
         self._lbinfo_cache: dict[str, tuple[str, tuple[str, str], str] | None] = {}
+        self._groups: (
+            tuple[
+                ObservationTracker,
+                tuple[int, int],
+                list[tuple[tuple[str, str], dict[Claimant, list[Holding]], list[Holding]]],
+            ]
+            | None
+        ) = None
 
     def process_samples(self, tbl: pa.Table, now_ms: int) -> None:
         """Remember each LoadBalancer IP's Services and ports (evidence for the runbook: the
@@ -261,20 +269,7 @@ class DuplicateIpDetector:
         return self.index.resolve_network(ip, network, cluster) or UNASSIGNED
 
     def _claims(self, obs: ObservationTracker, now_ms: int, out: dict[tuple[str, str], dict[str, Any]]) -> None:
-        by_ip: dict[tuple[str, str], list[Holding]] = defaultdict(list)
-        for h in obs.holdings.values():
-            by_ip[(self._net(h.ip, h.network, h.cluster), h.ip)].append(h)
-        for key, hs in by_ip.items():
-            claims: dict[Claimant, list[Holding]] = defaultdict(list)
-            refs: list[Holding] = []
-            for h in hs:
-                c = claimant_of(h)
-                if c is None:
-                    refs.append(h)
-                else:
-                    claims[c].append(h)
-            if len(claims) < 2:
-                continue
+        for key, claims, refs in self._claim_groups(obs):
             periods = {c: _merge([p for h in v for p in h.periods]) for c, v in claims.items()}
             last = {c: max(h.last for h in v) for c, v in claims.items()}
             live = [c for c in claims if last[c] >= now_ms - self.ttl]
@@ -294,6 +289,35 @@ class DuplicateIpDetector:
                 "pairs": pairs,
                 "references": [r for r in refs if r.last >= now_ms - self.ttl],
             }
+
+    def _claim_groups(
+        self, obs: ObservationTracker
+    ) -> list[tuple[tuple[str, str], dict[Claimant, list[Holding]], list[Holding]]]:
+        """Per (network, IP) with two claimants or more, in holdings order: its claimants' holdings
+        and its references. Depends only on which holdings exist (and in what order) and on the
+        network index, so it is rebuilt only when either changed (``holdings_epoch``, the
+        index's ``epoch``) — not at every pass, where nearly every address has one claimant."""
+        sig = (obs.holdings_epoch, self.index.epoch)
+        cached = self._groups
+        if cached is not None and cached[0] is obs and cached[1] == sig:
+            return cached[2]
+        by_ip: dict[tuple[str, str], list[Holding]] = defaultdict(list)
+        for h in obs.holdings.values():
+            by_ip[(self._net(h.ip, h.network, h.cluster), h.ip)].append(h)
+        groups = []
+        for key, hs in by_ip.items():
+            claims: dict[Claimant, list[Holding]] = defaultdict(list)
+            refs: list[Holding] = []
+            for h in hs:
+                c = claimant_of(h)
+                if c is None:
+                    refs.append(h)
+                else:
+                    claims[c].append(h)
+            if len(claims) >= 2:
+                groups.append((key, claims, refs))
+        self._groups = (obs, sig, groups)
+        return groups
 
     def _flips(self, obs: ObservationTracker, now_ms: int, out: dict[tuple[str, str], dict[str, Any]]) -> None:
         for (ip, observer), q in obs.changes.items():

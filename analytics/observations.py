@@ -334,6 +334,7 @@ class ObservationTracker:
             * 1000
         )
         self.holdings: dict[HoldingKey, Holding] = {}
+        self.holdings_epoch = 0  # bumps whenever a holding is added or forgotten (not when one grows)
         self.changes: dict[tuple[str, str], deque[MacChange]] = {}
         self.events: deque[ConflictEvent] = deque()
         self.neighbor_latest: dict[str, tuple[str, int, str | None, list[str]]] = {}
@@ -731,6 +732,7 @@ class ObservationTracker:
         if h is None:
             h = Holding(ip, kind, owner, cluster, network)
             self.holdings[key] = h
+            self.holdings_epoch += 1
         last = int(last_ms)
         h.add(int(first_ms), last, self.ttl)
         h.sightings += int(n)
@@ -742,6 +744,7 @@ class ObservationTracker:
         before = now_ms - self.retention
         for k in [k for k, h in self.holdings.items() if h.last < before]:
             del self.holdings[k]
+            self.holdings_epoch += 1
         for h in self.holdings.values():
             if h.periods[0][1] < before:
                 h.prune(before)
