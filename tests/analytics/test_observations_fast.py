@@ -17,6 +17,7 @@ forgotten and back, a MAC change after repeated passes).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -196,3 +197,47 @@ def test_neighbour_repeats_then_change_then_forgotten_pair() -> None:
     passes += [(no_held, arp(late + MIN, skip="10.0.0.5"), late + MIN)]
     passes += [(no_held, arp(late + 2 * MIN), late + 2 * MIN)]
     _both(passes)
+
+
+def _findings(fs: list[Any]) -> list[tuple[Any, ...]]:
+    return [(f.kind, f.resource, f.severity, f.summary, json.dumps(f.evidence, default=str), f.active) for f in fs]
+
+
+def test_engine_findings_with_the_detector_caches_equal_fresh_ones() -> None:
+    """Through the fed engine: the duplicate-IP claim groups and the overlap verdicts kept between
+    passes (and the tracker's fast paths) give the findings, pass for pass, of an engine whose
+    tracker is careful and whose caches are dropped before every pass. Holders come and go (the
+    caches' keys), a Service sits on a node-pool address (overlap) and two clusters share a VIP."""
+    from analytics.engine import Engine
+    from collector.schema import from_ms
+    from tests.analytics.harness import HOUR, settings
+    from tests.analytics.synth import Holder, IpWorld, populate_clusters, random_network
+
+    rng = np.random.default_rng(11)
+    start = 1_767_225_600_000
+    end = start + 2 * HOUR
+    net = random_network(rng, "cn-x", ["x1", "x2"], vip_size=30, node_size=20, management="m")
+    world = IpWorld(rng, start, end, poll_s=60, observers=["o1", "o2"])
+    hs = populate_clusters(world, net, services={"x1": 3, "x2": 2}, nodes={"x1": 2, "x2": 2})
+    vip = next(h for h in hs["x1"] if h.owner_kind == "service").ip
+    node_ip = next(h for h in hs["x2"] if h.owner_kind == "node").ip
+    world.holders.append(Holder(vip, "service", "a/b", "x2", net.name, start + 30 * MIN, start + 70 * MIN))
+    world.holders.append(Holder(node_ip, "service", "web/odd", "x1", net.name, start + 50 * MIN, end))
+    world.holders.append(Holder("10.250.0.9", "nic", "hv9/eth0", None, None, start, start + 20 * MIN))
+    obs = world.table()
+    s = settings()
+    fast, careful = Engine(s, [net]), Engine(s, [net])
+    careful.obs = ObservationTracker(s, fast=False)
+    seen = set()
+    for t in range(start + MIN, end + 1, MIN):
+        part = obs.filter((_ms(obs) > t - MIN) & (_ms(obs) <= t))
+        fast.feed("ip_observations", part)
+        careful.feed("ip_observations", part)
+        careful.duplicates._groups = None
+        careful.overlap._verdicts.clear()
+        got, want = fast.evaluate_fed(from_ms(t)), careful.evaluate_fed(from_ms(t))
+        assert _findings(got) == _findings(want), f"at {t}"
+        seen |= {f.kind.value for f in got if f.active}
+    assert {"duplicate_ip", "ip_pool_overlap"} <= seen
+    fast.close()
+    careful.close()
