@@ -295,6 +295,20 @@ class _Names:
         return np.asarray(inverse, np.int64).reshape(used.shape)
 
 
+@dataclass(slots=True)
+class _HeldRepeat:
+    """What the last holder pass derived from its rows' content (all but ``t``), kept when each
+    of its holdings had one group and no row was an event (see
+    :meth:`ObservationTracker._fold_held_repeat`)."""
+
+    content: pa.Table  # the rows without ``t``, to compare the next pass's with
+    keys: list[HoldingKey]  # the holdings, in the order their groups first appeared
+    order: npt.NDArray[np.int64]  # rows by holding (stable)
+    runs: npt.NDArray[np.int64]  # start of each holding's run of ordered rows
+    macs: list[list[str]]  # each holding's distinct MACs
+    sources: list[list[str]]  # each holding's distinct sources
+
+
 NEIGHBOR_COLUMNS = ["ip", "owner", "network", "mac"]  # a neighbour row's content besides its time
 
 
@@ -343,6 +357,7 @@ class ObservationTracker:
         self._pair_key = np.zeros(0, np.int64)
         self._pair_mac = np.zeros(0, np.int64)
         self._pair_t = np.zeros(0, np.int64)
+        self._held_repeat: _HeldRepeat | None = None  # the last holder pass's content (fast path)
         self._nb_repeat: _NeighborRepeat | None = None  # the last neighbour pass's content (fast path)
         self.version = 0  # bumps whenever anything changed (lets consumers skip work)
         self.first_holder_ms: int | None = None  # earliest inventory row ever seen
@@ -363,7 +378,12 @@ class ObservationTracker:
         changed = False
         if held.num_rows or nb.num_rows:
             if held.num_rows:
-                if not (self.fast and held.num_rows <= FAST_HELD_ROWS and self._fold_held_rows(held)):
+                if not (
+                    self.fast
+                    and held.num_rows <= FAST_HELD_ROWS
+                    and (self._fold_held_repeat(held) or self._fold_held_rows(held))
+                ):
+                    self._held_repeat = None
                     self._fold_held_groups(held)
                 changed = True
             if nb.num_rows:
@@ -415,14 +435,20 @@ class ObservationTracker:
         )
         ts = cast(list[int], held.column("t").to_pylist())
         ttl = max(1, self.ttl)
-        groups: dict[tuple[Any, ...], list[Any]] = {}  # key + (b,) → [first, last, n, macs, sources]
+        groups: dict[tuple[Any, ...], list[Any]] = {}  # key + (b,) → [first, last, n, macs, sources, index]
+        row_group: list[int] = []
         for row in zip(ip, kind, owner, cluster, network, ts, mac, source, strict=True):
             t = row[5]
             gk = (*row[:5], t // ttl if t >= 0 else -(-t // ttl))
             g = groups.get(gk)
             if g is None:
-                groups[gk] = [t, t, 1, [] if row[6] is None else [row[6]], [] if row[7] is None else [row[7]]]
+                row_group.append(len(groups))
+                groups[gk] = [
+                    *(t, t, 1),
+                    *([] if row[6] is None else [row[6]], [] if row[7] is None else [row[7]], len(groups)),
+                ]
                 continue
+            row_group.append(g[5])
             if t < g[0]:
                 g[0] = t
             elif t > g[1]:
@@ -451,23 +477,64 @@ class ObservationTracker:
             h = holdings.get(cast(HoldingKey, gk[:5])) if gk[1] != "event" else None
             if h is None:
                 self._hold(gk[0], gk[1], gk[2], gk[3], gk[4], g[0], g[1], g[2], g[3], g[4])
-                continue
-            # :meth:`_hold` inlined for a holding seen before (nearly every group of a pass)
-            first, last = g[0], g[1]
-            p = h.periods[-1]
-            if p[0] <= first and first - p[1] <= self.ttl:
-                if last > p[1]:
-                    p[1] = last
             else:
-                h.add(first, last, self.ttl)
-            h.sightings += g[2]
-            for m in g[3]:
-                seen = h.macs.get(m)
-                if seen is None or seen < last:
-                    h.macs[m] = max(0, last) if seen is None else last
-            if g[4]:
-                h.sources.update(g[4])
+                self._grow(h, g[0], g[1], g[2], g[3], g[4])
+        self._held_repeat = None
+        keys = [cast(HoldingKey, gk[:5]) for gk in groups]
+        if len(set(keys)) == len(keys) and not any(k[1] == "event" for k in keys):
+            # one group per holding, no event: the next pass may repeat this content
+            rk = np.asarray(row_group, np.int64)
+            order = np.argsort(rk, kind="stable")
+            runs = np.flatnonzero(np.concatenate(([True], rk[order][1:] != rk[order][:-1])))
+            vals = list(groups.values())
+            self._held_repeat = _HeldRepeat(
+                held.drop_columns(["t"]), keys, order, runs, [g[3] for g in vals], [g[4] for g in vals]
+            )
         return True
+
+    def _fold_held_repeat(self, held: pa.Table) -> bool:
+        """:meth:`_fold_held_rows` for holder rows that repeat the last pass's content (only ``t``
+        moved): the groups are the last pass's holdings, one each, when every holding's rows
+        still fall in one ``t // ttl`` bucket and every holding is still known — then no holding
+        is new and no row is an event, so the order the groups are folded in is immaterial
+        (see :meth:`_fold_held_rows`), and each group's MACs and sources are the last pass's.
+        Returns False (having changed nothing) when that does not hold."""
+        rep = self._held_repeat
+        if rep is None or held.num_rows != rep.order.size or not held.drop_columns(["t"]).equals(rep.content):
+            return False
+        t = np.asarray(held.column("t").to_numpy(), np.int64)
+        if int(t.min()) < 0:
+            return False
+        ts = t[rep.order]
+        b = ts // max(1, self.ttl)
+        if (np.minimum.reduceat(b, rep.runs) != np.maximum.reduceat(b, rep.runs)).any():
+            return False
+        hs = [self.holdings.get(k) for k in rep.keys]
+        if None in hs:
+            return False
+        first = np.minimum.reduceat(ts, rep.runs).tolist()
+        last = np.maximum.reduceat(ts, rep.runs).tolist()
+        n = np.diff(np.append(rep.runs, ts.size)).tolist()
+        self._add_cover(int(t.min()), np.unique(-(-t // 60_000)).tolist())
+        for j, h in enumerate(hs):
+            self._grow(cast(Holding, h), first[j], last[j], n[j], rep.macs[j], rep.sources[j])
+        return True
+
+    def _grow(self, h: Holding, first: int, last: int, n: int, macs: list[str], sources: list[str]) -> None:
+        """:meth:`_hold` for a holding seen before (nearly every group of a pass)."""
+        p = h.periods[-1]
+        if p[0] <= first and first - p[1] <= self.ttl:
+            if last > p[1]:
+                p[1] = last
+        else:
+            h.add(first, last, self.ttl)
+        h.sightings += n
+        for m in macs:
+            seen = h.macs.get(m)
+            if seen is None or seen < last:
+                h.macs[m] = max(0, last) if seen is None else last
+        if sources:
+            h.sources.update(sources)
 
     def _cover(self, held: pa.Table) -> None:
         inv = ~in_set(held.column("kind"), ["event"])

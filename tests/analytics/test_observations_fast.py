@@ -2,8 +2,8 @@
 
 * :func:`split_observations` with its memo (a pass whose fed rows repeat the last pass's content
   gets the last tables with new times) equals :func:`split_observations_careful`, table for table;
-* an :class:`ObservationTracker` with its fast paths (holder groups gathered in a dict, neighbour
-  passes that repeat the last one's content) ends every pass in the state of one that always
+* an :class:`ObservationTracker` with its fast paths (holder groups gathered in a dict, holder
+  and neighbour passes that repeat the last one's content) ends every pass in the state of one that always
   takes the careful paths (``fast=False``): holdings in the same insertion order with the same
   periods, MACs, sources and sightings, the same MAC changes, events, newest neighbour answers,
   coverage, pair arrays and name ids.
@@ -72,8 +72,13 @@ class _Counts:
     """How often each careful path ran (the fast paths must have been taken too)."""
 
     def __init__(self, tr: ObservationTracker, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.groups = self.neighbors = 0
-        groups, neighbors = tr._fold_held_groups, tr._neighbors_careful
+        self.groups = self.neighbors = self.repeats = 0
+        groups, neighbors, repeat = tr._fold_held_groups, tr._neighbors_careful, tr._fold_held_repeat
+
+        def count_repeat(held: pa.Table) -> bool:
+            done = repeat(held)
+            self.repeats += done
+            return done
 
         def count_groups(held: pa.Table) -> None:
             self.groups += 1
@@ -85,6 +90,7 @@ class _Counts:
 
         monkeypatch.setattr(tr, "_fold_held_groups", count_groups)
         monkeypatch.setattr(tr, "_neighbors_careful", count_neighbors)
+        monkeypatch.setattr(tr, "_fold_held_repeat", count_repeat)
 
 
 def test_demo_hour_passes_fast_equal_careful(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +132,7 @@ def test_demo_hour_passes_fast_equal_careful(monkeypatch: pytest.MonkeyPatch) ->
     assert careful.holdings and careful.changes and careful.events and careful.neighbor_latest
     # most passes took the fast paths (the first, new holders and MAC changes take the careful ones)
     assert 0 < counts.groups < passes // 2 and 0 < counts.neighbors < passes // 2
+    assert counts.repeats > passes // 4  # holder passes that only moved their times
     assert passes < splits[0] < 2 * passes - 10  # the careful split ran for each pass, the memo's less
 
 
