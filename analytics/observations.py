@@ -327,6 +327,9 @@ class _NeighborRepeat:
     seen: list[list[str]]  # each run's first NEIGHBOR_OBSERVERS observers
     mac: list[str]  # each ordered row's MAC
     net: list[str | None]  # each ordered row's network
+    # the observer list a fast pass last gave each IP: the 20 smallest of (what it had ∪ seen),
+    # so merging ``seen`` into it again gives it back
+    made: list[list[str] | None] = field(default_factory=list)
 
 
 class ObservationTracker:
@@ -586,11 +589,14 @@ class ObservationTracker:
         win = np.maximum.reduceat(np.where(at_max, np.arange(t.size), -1), rep.g0).tolist()
         w_t = t[win].tolist()
         latest = self.neighbor_latest
+        made = rep.made
         for j, ip in enumerate(rep.ips):
             cur = latest.get(ip)
             ts_w = w_t[j]
             if cur is None or ts_w >= cur[1]:
-                obs = sorted({*(cur[3] if cur else []), *rep.seen[j]})[:NEIGHBOR_OBSERVERS]
+                obs = made[j]
+                if obs is None or cur is None or cur[3] is not obs:  # else: merging again changes nothing
+                    obs = made[j] = sorted({*(cur[3] if cur else []), *rep.seen[j]})[:NEIGHBOR_OBSERVERS]
                 latest[ip] = (rep.mac[win[j]], ts_w, rep.net[win[j]], obs)
         return False
 
@@ -714,6 +720,7 @@ class ObservationTracker:
                 ],
                 mac=[macs[c] for c in m.tolist()],
                 net=[net(i) for i in range(n)],
+                made=[None] * len(g_ip),
             )
         return changed
 
