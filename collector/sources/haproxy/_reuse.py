@@ -69,6 +69,46 @@ class Skeleton:
     samples: pa.Table
     ip_observations: pa.Table
     nbytes: int
+    flat: FlatLayout
+
+
+@dataclass
+class FlatLayout:
+    """The same layout as cell numbers of the body after the head, for a body without CR.
+
+    Cut at every comma and newline, the body is a sequence of cells (one per field of a row, one
+    per empty line) and separators: separator ``j`` lies between cells ``j`` and ``j + 1``. With
+    the same commas per line, every cell of the skeleton has the same number in the next body, so
+    one pass over the bytes (where are the separators) and a few gathers check and read it.
+    """
+
+    n_commas: int
+    newlines: I64  # the separators that are newlines, by separator number
+    empty: I64  # cells that must be empty: blank lines, trailing cells, metric cells without a sample
+    ident: I64  # identifying cells, in the order of ``Skeleton.ident``
+    kept: I64  # metric cells that gave a sample, in sample order
+
+
+def flat_layout(cells: Cells, ident_cols: I64, plan_cols: I64, kept: BOOL, trailing: bool) -> FlatLayout:
+    """Cell numbers of a split body (see :class:`FlatLayout`)."""
+    fields = cells.starts.shape[1]
+    per_line = np.ones(cells.n_lines, dtype=np.int64)
+    per_line[cells.data_lines] = fields
+    first = np.zeros(cells.n_lines, dtype=np.int64)  # each line's first cell
+    np.cumsum(per_line[:-1], out=first[1:])
+    row_first = first[cells.data_lines][:, None]
+    blank = np.ones(cells.n_lines, dtype=np.bool_)
+    blank[cells.data_lines] = False
+    empty = [first[blank], (row_first + plan_cols)[~kept]]
+    if trailing:
+        empty.append(row_first[:, 0] + fields - 1)
+    return FlatLayout(
+        n_commas=len(cells.data_lines) * (fields - 1),
+        newlines=first[1:] - 1,
+        empty=np.sort(np.concatenate(empty)),
+        ident=(row_first + ident_cols).ravel(),
+        kept=(row_first + plan_cols)[kept],
+    )
 
 
 CACHE: SkeletonCache[Skeleton] = SkeletonCache()
@@ -220,7 +260,9 @@ def remember(
         samples=result.samples,
         ip_observations=result.ip_observations,
         nbytes=0,
+        flat=flat_layout(cells, ident, plan, kept, fields == width + 1),
     )
+    flat = sk.flat
     sk.nbytes = (
         head_len
         + len(sk.ident)
@@ -231,6 +273,10 @@ def remember(
         + sk.up.nbytes
         + int(result.samples.nbytes)
         + int(result.ip_observations.nbytes)
+        + flat.newlines.nbytes
+        + flat.empty.nbytes
+        + flat.ident.nbytes
+        + flat.kept.nbytes
     )
     CACHE.put(record, sk)
 
@@ -253,24 +299,11 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     body = plain_body(record)
     if body is None or not body.startswith(sk.head):
         return None
-    cells = split_rows(body, len(sk.head))
-    if (
-        cells is None
-        or cells.n_lines != sk.n_lines
-        or cells.starts.shape != (sk.kept.shape[0], sk.fields)
-        or not np.array_equal(cells.data_lines, sk.data_lines)
-    ):
+    buf = np.frombuffer(body, dtype=np.uint8)
+    ranges = _flat_ranges(sk, body, buf) if b"\r" not in body else _split_ranges(sk, body, buf)
+    if ranges is None:
         return None
-    starts, ends, buf = cells.starts, cells.ends, cells.buf
-    if sk.trailing and (ends[:, -1] != starts[:, -1]).any():
-        return None  # a cell after the trailing comma: a row too long
-    i_s, i_e = starts[:, sk.ident_cols].ravel(), ends[:, sk.ident_cols].ravel()
-    if not np.array_equal(i_e - i_s, sk.ident_len) or _gather(buf, i_s, i_e) != sk.ident:
-        return None
-    p_s, p_e = starts[:, sk.plan_cols], ends[:, sk.plan_cols]
-    if not np.array_equal(p_e > p_s, sk.kept):
-        return None
-    ks, ke = p_s[sk.kept], p_e[sk.kept]  # row by row, left to right: the order of the samples
+    ks, ke = ranges
     minus = buf[ks] == _MINUS
     digits = ke - ks - minus
     non_digit = np.flatnonzero((buf < 48) | (buf > 57))
@@ -283,16 +316,66 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     values[sk.is_plan] = numbers
     values[~sk.is_plan] = sk.up
     ms = to_ms(record.ts)
-    schema = sk.samples.schema
-    samples = sk.samples.set_column(0, schema.field(0), ts_column(ms, len(values))).set_column(
-        5, schema.field(5), pa.array(values, pa.float64())
-    )
     ips = sk.ip_observations
-    if ips.num_rows:
-        ips = ips.set_column(0, ips.schema.field(0), ts_column(ms, ips.num_rows))
+    m = ips.num_rows
+    stamps = pa.py_buffer(np.full(max(len(values), m), ms, dtype=np.int64).data)  # one buffer for both
+    schema = sk.samples.schema
+    samples = sk.samples.set_column(
+        0, schema.field(0), pa.Array.from_buffers(TS_TYPE, len(values), [None, stamps])
+    ).set_column(5, schema.field(5), pa.array(values, pa.float64()))
+    if m:
+        ips = ips.set_column(0, ips.schema.field(0), pa.Array.from_buffers(TS_TYPE, m, [None, stamps]))
     result = ParseResult()
     result.samples, result.ip_observations = samples, ips
     return result
+
+
+def _flat_ranges(sk: Skeleton, body: bytes, buf: npt.NDArray[np.uint8]) -> tuple[I64, I64] | None:
+    """The sample cells' byte ranges when a body without CR fits the skeleton (else None).
+
+    Same commas and newlines in number, the newlines where the skeleton had them: then every line
+    has the skeleton's fields (see :class:`FlatLayout`).
+    """
+    flat, head_len = sk.flat, len(sk.head)
+    n_nl = len(flat.newlines)
+    if body.count(b"\n", head_len) != n_nl or body.count(b",", head_len) != flat.n_commas:
+        return None
+    rest = buf[head_len:]
+    # cell k is [bounds[k] + 1, bounds[k + 1]): bounds[j + 1] is separator j
+    bounds = np.empty(n_nl + flat.n_commas + 2, dtype=np.int64)
+    bounds[0] = head_len - 1
+    bounds[-1] = len(buf)
+    np.add(np.flatnonzero((rest == _COMMA) | (rest == _NL)), head_len, out=bounds[1:-1])
+    if n_nl and (buf[bounds[flat.newlines + 1]] != _NL).any():
+        return None
+    if len(flat.empty) and (bounds[flat.empty + 1] - bounds[flat.empty] != 1).any():
+        return None  # a blank line, trailing cell or metric cell without a sample is no longer empty
+    i_s, i_e = bounds[flat.ident] + 1, bounds[flat.ident + 1]
+    if not np.array_equal(i_e - i_s, sk.ident_len) or _gather(buf, i_s, i_e) != sk.ident:
+        return None
+    return bounds[flat.kept] + 1, bounds[flat.kept + 1]
+
+
+def _split_ranges(sk: Skeleton, body: bytes, buf: npt.NDArray[np.uint8]) -> tuple[I64, I64] | None:
+    """:func:`_flat_ranges` for a body with CRs (lines are cut as the careful parser cuts them)."""
+    cells = split_rows(body, len(sk.head))
+    if (
+        cells is None
+        or cells.n_lines != sk.n_lines
+        or cells.starts.shape != (sk.kept.shape[0], sk.fields)
+        or not np.array_equal(cells.data_lines, sk.data_lines)
+    ):
+        return None
+    starts, ends = cells.starts, cells.ends
+    if sk.trailing and (ends[:, -1] != starts[:, -1]).any():
+        return None  # a cell after the trailing comma: a row too long
+    i_s, i_e = starts[:, sk.ident_cols].ravel(), ends[:, sk.ident_cols].ravel()
+    if not np.array_equal(i_e - i_s, sk.ident_len) or _gather(buf, i_s, i_e) != sk.ident:
+        return None
+    p_s, p_e = starts[:, sk.plan_cols], ends[:, sk.plan_cols]
+    if not np.array_equal(p_e > p_s, sk.kept):
+        return None
+    return p_s[sk.kept], p_e[sk.kept]  # row by row, left to right: the order of the samples
 
 
 def ts_column(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
