@@ -86,11 +86,16 @@ class FlatLayout:
     newlines: I64  # the separators that are newlines, by separator number
     empty: I64  # cells that must be empty: blank lines, trailing cells, metric cells without a sample
     ident: I64  # identifying cells, in the order of ``Skeleton.ident``
+    ident_cell: I64  # per byte of ``Skeleton.ident``: its cell
+    ident_at: I64  # per byte of ``Skeleton.ident``: its offset in the body from its cell's bounds entry
     kept: I64  # metric cells that gave a sample, in sample order
 
 
-def flat_layout(cells: Cells, ident_cols: I64, plan_cols: I64, kept: BOOL, trailing: bool) -> FlatLayout:
-    """Cell numbers of a split body (see :class:`FlatLayout`)."""
+def flat_layout(
+    cells: Cells, ident_cols: I64, ident_len: I64, plan_cols: I64, kept: BOOL, trailing: bool
+) -> FlatLayout:
+    """Cell numbers of a split body (see :class:`FlatLayout`); ``ident_len`` are the identifying
+    cells' lengths, row by row."""
     fields = cells.starts.shape[1]
     per_line = np.ones(cells.n_lines, dtype=np.int64)
     per_line[cells.data_lines] = fields
@@ -102,11 +107,19 @@ def flat_layout(cells: Cells, ident_cols: I64, plan_cols: I64, kept: BOOL, trail
     empty = [first[blank], (row_first + plan_cols)[~kept]]
     if trailing:
         empty.append(row_first[:, 0] + fields - 1)
+    ident = (row_first + ident_cols).ravel()
+    # the ident bytes as one gather once the lengths are known equal: byte b of cell k is at
+    # bounds[k] + 1 + (its offset in the cell)
+    before = np.zeros(len(ident_len), dtype=np.int64)
+    np.cumsum(ident_len[:-1], out=before[1:])
+    total = int(ident_len.sum())
     return FlatLayout(
         n_commas=len(cells.data_lines) * (fields - 1),
         newlines=first[1:] - 1,
         empty=np.sort(np.concatenate(empty)),
-        ident=(row_first + ident_cols).ravel(),
+        ident=ident,
+        ident_cell=np.repeat(ident, ident_len),
+        ident_at=np.arange(total, dtype=np.int64) - np.repeat(before, ident_len) + 1,
         kept=(row_first + plan_cols)[kept],
     )
 
@@ -260,7 +273,7 @@ def remember(
         samples=result.samples,
         ip_observations=result.ip_observations,
         nbytes=0,
-        flat=flat_layout(cells, ident, plan, kept, fields == width + 1),
+        flat=flat_layout(cells, ident, i_e - i_s, plan, kept, fields == width + 1),
     )
     flat = sk.flat
     sk.nbytes = (
@@ -276,6 +289,8 @@ def remember(
         + flat.newlines.nbytes
         + flat.empty.nbytes
         + flat.ident.nbytes
+        + flat.ident_cell.nbytes
+        + flat.ident_at.nbytes
         + flat.kept.nbytes
     )
     CACHE.put(record, sk)
@@ -304,12 +319,18 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     if ranges is None:
         return None
     ks, ke = ranges
+    if (ke <= ks).any():
+        return None  # a metric cell that gave a sample is empty now
     minus = buf[ks] == _MINUS
     digits = ke - ks - minus
-    non_digit = np.flatnonzero((buf < 48) | (buf > 57))
-    # a plain integer has no non-digit byte after its optional minus
-    inside = np.searchsorted(non_digit, ke) - np.searchsorted(non_digit, ks + minus)
-    if (inside != 0).any() or (digits <= 0).any() or (digits > _MAX_DIGITS).any():
+    if (digits <= 0).any() or (digits > _MAX_DIGITS).any():
+        return None
+    # a plain integer has no non-digit byte after its optional minus: count them with a running
+    # sum (non_digits[i] is how many of the first i bytes are not digits)
+    non_digits = np.empty(len(buf) + 1, dtype=np.int32)
+    non_digits[0] = 0
+    np.cumsum((buf < 48) | (buf > 57), out=non_digits[1:])
+    if (non_digits[ke] != non_digits[ks + minus]).any():
         return None
     numbers = cast_integers(body, ks, ke)
     values = np.empty(len(sk.is_plan), dtype=np.float64)
@@ -338,20 +359,24 @@ def _flat_ranges(sk: Skeleton, body: bytes, buf: npt.NDArray[np.uint8]) -> tuple
     """
     flat, head_len = sk.flat, len(sk.head)
     n_nl = len(flat.newlines)
-    if body.count(b"\n", head_len) != n_nl or body.count(b",", head_len) != flat.n_commas:
+    if body.count(b"\n", head_len) != n_nl:
         return None
     rest = buf[head_len:]
+    seps = np.flatnonzero((rest == _COMMA) | (rest == _NL))
+    if len(seps) != n_nl + flat.n_commas:
+        return None
     # cell k is [bounds[k] + 1, bounds[k + 1]): bounds[j + 1] is separator j
-    bounds = np.empty(n_nl + flat.n_commas + 2, dtype=np.int64)
+    bounds = np.empty(len(seps) + 2, dtype=np.int64)
     bounds[0] = head_len - 1
     bounds[-1] = len(buf)
-    np.add(np.flatnonzero((rest == _COMMA) | (rest == _NL)), head_len, out=bounds[1:-1])
+    np.add(seps, head_len, out=bounds[1:-1])
     if n_nl and (buf[bounds[flat.newlines + 1]] != _NL).any():
-        return None
+        return None  # the newlines elsewhere: lines of other widths
     if len(flat.empty) and (bounds[flat.empty + 1] - bounds[flat.empty] != 1).any():
         return None  # a blank line, trailing cell or metric cell without a sample is no longer empty
-    i_s, i_e = bounds[flat.ident] + 1, bounds[flat.ident + 1]
-    if not np.array_equal(i_e - i_s, sk.ident_len) or _gather(buf, i_s, i_e) != sk.ident:
+    if not np.array_equal(bounds[flat.ident + 1] - bounds[flat.ident] - 1, sk.ident_len):
+        return None
+    if buf[bounds[flat.ident_cell] + flat.ident_at].tobytes() != sk.ident:
         return None
     return bounds[flat.kept] + 1, bounds[flat.kept + 1]
 
