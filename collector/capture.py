@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import heapq
-import importlib
 import io
 import json
 import re
@@ -29,19 +28,12 @@ import zstandard
 
 from collector.errors import CaptureError
 from collector.schema import RawRecord, iso, parse_iso
+from collector.text import ORJSON
 
 REQUIRED = ("ts", "kind", "target")
 
 
-def _fast_json() -> Any:
-    """orjson's module when installed (a dependency, but the reader works without it), else None."""
-    try:
-        return importlib.import_module("orjson")
-    except ImportError:
-        return None
-
-
-_ORJSON: Any = _fast_json()
+_ORJSON: Any = ORJSON
 
 
 def _open_write(path: Path) -> IO[str]:

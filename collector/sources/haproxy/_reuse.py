@@ -20,7 +20,10 @@ whole body, no Python work per row or cell —
   prints), and the body is UTF-8.
 
 Then only the numbers are converted (one Arrow cast) and the previous tables are returned with
-new ``ts`` and ``value`` columns. Anything else — a server added, a status changed, text in a
+new ``ts`` and ``value`` columns. A body without CR (what HAProxy writes) is checked without
+splitting it into rows: one pass finds its commas and newlines, and the skeleton's cells are
+looked up by number (:class:`FlatLayout`); a body with CRs is split row by row as the careful
+parser cuts its lines. Anything else — a server added, a status changed, text in a
 number cell, a stray quote, a short row — falls back to the careful parser, which refreshes the
 skeleton, so output and errors are exactly the careful parser's (``tests/sources/
 test_haproxy_reuse.py`` compares them on the corpus and under hypothesis).
@@ -413,5 +416,9 @@ def cast_integers(body: bytes, starts: I64, ends: I64) -> F64:
     (over the Prometheus scanner's zero-copy range view: only the ranges are read)."""
     if len(starts) == 0:
         return np.empty(0, dtype=np.float64)
-    out = pc.cast(view_ranges(pa.py_buffer(body), starts, ends), pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(out[0::2], dtype=np.float64)
+    cast = pc.cast(view_ranges(pa.py_buffer(body), starts, ends), pa.float64())
+    data = cast.buffers()[1]
+    assert data is not None  # a float64 array always has its data buffer
+    # the values in place (``to_numpy`` would first copy the array to fill the gaps' nulls)
+    n = 2 * len(starts) - 1
+    return np.frombuffer(memoryview(data), dtype=np.float64, count=cast.offset + n)[cast.offset :: 2]
