@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import capture
 from collector.capture import CaptureItem, careful_line, parse_line, record_to_json
 from collector.schema import RawRecord
+from collector.text import ORJSON
 from tests.fixtures.reuse_equality import demo_hour
 
-pytestmark = pytest.mark.skipif(capture._ORJSON is None, reason="orjson is not installed: one path only")
+pytestmark = pytest.mark.skipif(ORJSON is None, reason="orjson is not installed: one path only")
 
 KINDS = frozenset({"prometheus", "haproxy-csv", "k8s", "mqtt", "neighbors", "event"})
 GOOD = (

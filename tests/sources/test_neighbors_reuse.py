@@ -30,6 +30,7 @@ from collector.schema import RawRecord
 from collector.sources.neighbors import _reuse
 from collector.sources.neighbors import parse as neighbors
 from collector.sources.skeletons import SkeletonCache
+from collector.text import ORJSON
 from tests.fixtures import reuse_equality
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -310,7 +311,7 @@ def test_hypothesis_polls(pool: list[Any], tables: list[list[int]], labels: dict
         check(records, monkeypatch)
 
 
-@pytest.mark.skipif(_reuse.ORJSON is None, reason="orjson is not installed")
+@pytest.mark.skipif(ORJSON is None, reason="orjson is not installed")
 def test_plain_rows_take_the_fast_decoder_and_others_do_not() -> None:
     fast = _reuse.fast_rows(record(_PLAIN_BODY))
     assert fast is not None and fast[0] == json.loads(_PLAIN_BODY)
