@@ -260,21 +260,32 @@ class Pipeline:
             for err in outcome.errors[:3]:
                 if len(self.stats.rejects) < self.stats.max_kept_messages:
                     self.stats.rejects.append(f"{loc}[{rec.target}] {rec.kind}: skipped part: {err}")
+        ns, ni = outcome.sample_rows, outcome.ip_observation_rows
         if self.defer_rows:
-            if outcome.samples.num_rows:
-                self._pending["samples"].add(outcome.samples, outcome.samples_origin)
-            if outcome.ip_observations.num_rows:
-                self._pending["ip_observations"].add(outcome.ip_observations, outcome.ip_observations_origin)
-            if self._pending["samples"].rows + self._pending["ip_observations"].rows >= DEFER_MAX_ROWS:
+            # a pool's outcome is handed on by origin (its slice is never cut, see _PooledOutcome)
+            pending = self._pending
+            if ns:
+                if outcome.samples_origin is not None:
+                    pending["samples"].add_rows(outcome.samples_origin, ns)
+                else:
+                    pending["samples"].add(outcome.samples)
+            if ni:
+                if outcome.ip_observations_origin is not None:
+                    pending["ip_observations"].add_rows(outcome.ip_observations_origin, ni)
+                else:
+                    pending["ip_observations"].add(outcome.ip_observations)
+            if pending["samples"].rows + pending["ip_observations"].rows >= DEFER_MAX_ROWS:
                 self.commit_rows()
         else:
-            for name, table in (("samples", outcome.samples), ("ip_observations", outcome.ip_observations)):
-                if table.num_rows:
-                    self._store_rows(name, table)
-        self.stats.samples_stored += outcome.samples.num_rows
-        self.stats.ip_observations_stored += outcome.ip_observations.num_rows
-        self.stats.samples_by_target[rec.target] += outcome.samples.num_rows
-        self.stats.ip_observations_by_target[rec.target] += outcome.ip_observations.num_rows
+            if ns:
+                self._store_rows("samples", outcome.samples)
+            if ni:
+                self._store_rows("ip_observations", outcome.ip_observations)
+        stats = self.stats
+        stats.samples_stored += ns
+        stats.ip_observations_stored += ni
+        stats.samples_by_target[rec.target] += ns
+        stats.ip_observations_by_target[rec.target] += ni
         return True
 
     def _store_rows(self, name: str, table: pa.Table) -> None:
