@@ -178,6 +178,10 @@ class Store:
         self._buffers: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
         self._rows: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
         self._bytes: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)
+        # tables appended whose size is not in _bytes yet: ``nbytes`` of a slice of a larger table
+        # is ~70 µs (a map column's value range is looked up), so it is paid when someone asks
+        # (:meth:`buffered_bytes`), not per append; a replay never asks
+        self._unsized: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
         self._lock = threading.Lock()
         self._seq = 0
         self._legacy: set[str] = set()
@@ -228,7 +232,7 @@ class Store:
         with self._lock:
             self._buffers[name].append(table)
             self._rows[name] += table.num_rows
-            self._bytes[name] += table.nbytes
+            self._unsized[name].append(table)
             full = self._rows[name] >= self.batch_rows
         if full and self.auto_flush and self.write_fault.due():
             try:
@@ -257,6 +261,7 @@ class Store:
             chunks, self._buffers[name] = self._buffers[name], []
             self._rows[name] = 0
             self._bytes[name] = 0
+            self._unsized[name] = []
         return chunks
 
     def _restore(self, name: str, table: pa.Table) -> None:
@@ -274,6 +279,10 @@ class Store:
     def buffered_bytes(self) -> int:
         """Arrow bytes accepted but not yet on disk (what a memory budget bounds)."""
         with self._lock:
+            for name, tables in self._unsized.items():
+                if tables:
+                    self._bytes[name] += sum(t.nbytes for t in tables)
+                    tables.clear()
             return sum(self._bytes.values())
 
     def flush(self, name: str | None = None, *, tag: str = "") -> list[Path]:
