@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -75,12 +75,10 @@ from analytics.baselines import (
     robust_z,
 )
 from analytics.findings import Finding
+from analytics.iforest import ForestFit, fit_forest
 from analytics.settings import AnalyticsSettings
 from analytics.tail_bar import TailBank
 from collector.schema import AlertKind, Severity, from_ms, iso
-
-if TYPE_CHECKING:  # sklearn is imported when the first forest is trained (it costs ~2 s to import)
-    from sklearn.ensemble import IsolationForest
 
 F64 = npt.NDArray[np.float64]
 
@@ -269,7 +267,7 @@ class CongestionDetector:
         self.scores: dict[str, CongestionScore] = {}
         # multivariate model
         self.train: deque[npt.NDArray[np.float64]] = deque(maxlen=self.c.if_train_max)
-        self.model: IsolationForest | None = None
+        self.model: ForestFit | None = None  # sklearn is imported when the first forest is trained
         self.forest: CompiledForest | None = None
         self.last_train = -(1 << 62)
         self._trained_on = 0
@@ -721,16 +719,16 @@ class CongestionDetector:
         )
         if not grown and bucket - self.last_train < self.c.if_retrain.total_seconds() * 1000:
             return
-        from sklearn.ensemble import IsolationForest  # lazy: see the TYPE_CHECKING import above
-
+        # IsolationForest(n_estimators, contamination, max_samples, random_state=seed).fit(x), tree
+        # for tree, without scikit-learn's per-tree overhead (analytics.iforest; imports sklearn)
         x = np.asarray(self.train)
-        model = IsolationForest(
+        model = fit_forest(
+            x,
             n_estimators=self.c.if_estimators,
             contamination=self.c.if_contamination,
             max_samples=min(256, len(x)),
-            random_state=self.s.seed,
+            seed=self.s.seed,
         )
-        model.fit(x)
         self.model = model
         self.forest = CompiledForest(model)
         self.last_train = bucket
