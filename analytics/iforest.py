@@ -62,9 +62,7 @@ def _average_path_length(n: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return out.reshape(-1)
 
 
-def fit_forest(
-    x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int
-) -> ForestFit:
+def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int) -> ForestFit:
     """``IsolationForest(...).fit(x)`` for the detector's inputs, without the per-tree overhead
     (module docstring). ``x``: rows × features, finite floats; ``max_samples`` ≤ rows."""
     # sklearn imports cost ~1.5 s: only once a forest is trained (see analytics.congestion)
@@ -78,7 +76,7 @@ def fit_forest(
     if not 1 <= max_samples <= n:
         raise ValueError(f"max_samples must be in [1, {n}], got {max_samples}")
     rs = np.random.RandomState(seed)
-    y = rs.uniform(size=n).reshape((-1, 1))  # the tree's _fit reshapes y the same way (C-contiguous)
+    y = np.asarray(rs.uniform(size=n), np.float64).reshape((-1, 1))  # as the tree's _fit reshapes it (C order)
     rs.seed(seed)
     seeds = rs.randint(MAX_INT, size=n_estimators)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
@@ -100,7 +98,7 @@ def fit_forest(
         features.append(np.asarray(feats, np.int64))
     # offset_: the contamination percentile of the training rows' score_samples, as sklearn
     # computes them (IsolationForest._compute_score_samples, one chunk)
-    depths = np.zeros(n, order="f")
+    depths = np.zeros(n, np.float64, order="F")
     for tree in trees:
         leaves = tree.apply(xf)
         depths += tree.compute_node_depths()[leaves] + _average_path_length(tree.n_node_samples)[leaves] - 1.0
