@@ -297,7 +297,12 @@ class BaselineBank:
 
 def robust_z(value: F64, med: F64, sigma: F64, floor: F64) -> F64:
     """(value − median) / max(σ, floor); NaN where there is no baseline."""
-    scale = np.fmax(nan_to_zero(sigma), floor)
+    return z_scaled(value, med, np.fmax(nan_to_zero(sigma), floor))
+
+
+def z_scaled(value: F64, med: F64, scale: F64) -> F64:
+    """(value − median) / scale, NaN where the scale is not positive: :func:`robust_z` for a
+    caller that already has ``max(σ, floor)`` (it reports it as well)."""
     scale = np.where(scale > 0, scale, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray((value - med) / scale, dtype=np.float64)

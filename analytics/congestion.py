@@ -71,8 +71,7 @@ from analytics.baselines import (
     CompiledForest,
     median_mad,
     nan_to_zero,
-    poisson_floor,
-    robust_z,
+    z_scaled,
 )
 from analytics.findings import Finding
 from analytics.iforest import ForestFit, fit_forest
@@ -103,6 +102,8 @@ SIGNALS: tuple[SignalSpec, ...] = (
 THROUGHPUT = "throughput"
 NSIG = len(SIGNALS)
 _LOCAL = [0, 1, 3]  # fabric signals measured at the host's own adapters (not SMB latency)
+_COUNTS = [i for i, spec in enumerate(SIGNALS) if spec.kind == "count"]  # event rates: Poisson floor
+_LATENCIES = [i for i, spec in enumerate(SIGNALS) if spec.kind == "latency"]
 # a value enters a host's tail clipped at this multiple of its current bar (as in analytics.detector):
 # one wild step can raise the bar at most threefold, and only together with tail_top - 1 others
 TAIL_CAP = 3.0
@@ -182,7 +183,20 @@ def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
 
 
 def _codes(arr: pa.DictionaryArray[Any, Any]) -> npt.NDArray[np.int64]:
-    return np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    idx = arr.indices
+    if idx.null_count:  # a null becomes code 0 (fill_null is an Arrow kernel call: only when needed)
+        idx = idx.fill_null(0)
+    return np.asarray(idx.to_numpy(zero_copy_only=False), np.int64)
+
+
+def _py_at(arr: pa.Array[Any], at: npt.NDArray[np.int64]) -> list[Any]:
+    """``arr.take(at).to_pylist()``; a dictionary array without nulls through its (small)
+    dictionary, about 20× cheaper than taking from it."""
+    if pa.types.is_dictionary(arr.type) and arr.null_count == 0:
+        d = cast("pa.DictionaryArray[Any, Any]", arr)
+        names = d.dictionary.to_pylist()
+        return [names[c] for c in d.indices.to_numpy(zero_copy_only=False)[at].tolist()]
+    return arr.take(pa.array(at)).to_pylist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +222,59 @@ class CongestionScore:
     iforest_outlier: bool | None
     congested: bool
     ratio: float = math.nan  # largest z-to-bar ratio over the four signals: 1 = at this host's bar
+
+
+@dataclass(slots=True)
+class _ScoreBatch:
+    """One step's judgement of its hosts (rows), from which a host's :class:`CongestionScore` is
+    made when someone reads it. The arrays are the step's own (nothing writes them afterwards)."""
+
+    bucket: int
+    allv: F64  # values: signals, then throughput
+    med: F64
+    sig: F64
+    src: npt.NDArray[np.int64]
+    z: F64
+    bar: F64
+    scale: F64
+    throughput: F64
+    if_out: npt.NDArray[np.bool_]
+    if_known: npt.NDArray[np.bool_]
+    active: list[bool]
+    _top: tuple[list[float], list[float]] | None = None
+
+    def _tops(self) -> tuple[list[float], list[float]]:
+        """Per host the largest finite z and z-to-bar ratio (NaN when none); a max is exact in
+        any order, so all hosts at once give each host's own."""
+        if self._top is None:
+            zs = self.z[:, :NSIG]
+            finite = np.isfinite(zs)
+            has = finite.any(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(finite, zs / self.bar, -np.inf).max(axis=1)
+            score = np.where(has, np.where(finite, zs, -np.inf).max(axis=1), np.nan).tolist()
+            self._top = (score, np.where(has, ratio, np.nan).tolist())
+        return self._top
+
+    def score(self, host: str, i: int) -> CongestionScore:
+        # numbers for the Python objects, converted once per row (the same doubles float() gives)
+        allv, med, sig, src = self.allv[i].tolist(), self.med[i].tolist(), self.sig[i].tolist(), self.src[i].tolist()
+        z, bar, scale = self.z[i].tolist(), self.bar[i].tolist(), self.scale[i].tolist()
+        signals = {
+            spec.name: SignalScore(allv[s], med[s], sig[s], z[s], _SRC_NAMES[src[s]], bar[s], scale[s])
+            for s, spec in enumerate(SIGNALS)
+        }
+        top, ratio = self._tops()
+        return CongestionScore(
+            host,
+            self.bucket,
+            top[i],
+            signals,
+            float(self.throughput[i]),
+            bool(self.if_out[i]) if self.if_known[i] else None,
+            self.active[i],
+            ratio[i],
+        )
 
 
 @dataclass(slots=True)
@@ -264,7 +331,8 @@ class CongestionDetector:
         self.host_ids: dict[str, npt.NDArray[np.int64]] = {}
         self.incidents: dict[int, _Incident] = {}
         self._next_incident = 1
-        self.scores: dict[str, CongestionScore] = {}
+        self._scores: dict[str, CongestionScore] = {}
+        self._pending: dict[str, tuple[_ScoreBatch, int]] = {}  # host → its latest scores, not yet objects
         # multivariate model
         self.train: deque[npt.NDArray[np.float64]] = deque(maxlen=self.c.if_train_max)
         self.model: ForestFit | None = None  # sklearn is imported when the first forest is trained
@@ -273,6 +341,15 @@ class CongestionDetector:
         self._trained_on = 0
         self.last_bucket = 0
         self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
+
+    @property
+    def scores(self) -> dict[str, CongestionScore]:
+        """Latest per-host congestion picture, by host."""
+        if self._pending:
+            for h, (batch, i) in self._pending.items():
+                self._scores[h] = batch.score(h, i)
+            self._pending.clear()
+        return self._scores
 
     # ------------------------------------------------------------------------------------------
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
@@ -317,14 +394,20 @@ class CongestionDetector:
         buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)[rows]
         # group rows by step; step numbers are small, so a stable radix sort on int16 does it
         first = int(buckets.min())
-        steps = (buckets - first) // self.step_ms
-        if int(steps.max()) < 32_768 and bool(np.all(buckets % self.step_ms == first % self.step_ms)):
-            order = np.argsort(steps.astype(np.int16), kind="stable")
+        if first == int(buckets.max()):
+            # one step (a live pass or a replay's 60 s pass): already grouped, in row order
+            order = np.arange(buckets.size)
+            ub, starts = buckets[:1], np.zeros(1, np.int64)
+            step_of = np.zeros(buckets.size, np.int64)
         else:
-            order = np.argsort(buckets, kind="stable")
-        ub, starts, si = np.unique(buckets[order], return_index=True, return_inverse=True)
-        step_of = np.empty(order.size, np.int64)
-        step_of[order] = si
+            steps = (buckets - first) // self.step_ms
+            if int(steps.max()) < 32_768 and bool(np.all(buckets % self.step_ms == first % self.step_ms)):
+                order = np.argsort(steps.astype(np.int16), kind="stable")
+            else:
+                order = np.argsort(buckets, kind="stable")
+            ub, starts, si = np.unique(buckets[order], return_index=True, return_inverse=True)
+            step_of = np.empty(order.size, np.int64)
+            step_of[order] = si
         vals, throughput = self._aggregate(w, step_of, len(ub))
         ends = np.append(starts[1:], order.size)
         last = len(ub) - 1
@@ -436,15 +519,19 @@ class CongestionDetector:
                 sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
                 src[~own, s] = SOURCE_PEERS
         allv = np.concatenate([vals, throughput[:, None]], axis=1)
+        # the smallest spread z is measured in: relative to the level for every signal, at least
+        # the Poisson noise of one step for event counts (baselines.poisson_floor), the latency
+        # floor for SMB latency and 1 B/s for throughput — all hosts and signals at once
+        level = nan_to_zero(med)
+        relative = self.s.baselines.relative_floor * np.abs(level)
         floor = np.empty_like(med)
-        rel = self.s.baselines.relative_floor
-        for s, spec in enumerate(SIGNALS):
-            if spec.kind == "count":
-                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s), rel * np.abs(nan_to_zero(med[:, s])))
-            else:
-                floor[:, s] = np.fmax(rel * np.abs(nan_to_zero(med[:, s])), self.c.latency_floor_seconds)
-        floor[:, NSIG] = np.fmax(rel * np.abs(nan_to_zero(med[:, NSIG])), 1.0)
-        z = robust_z(allv, med, sig, floor)
+        floor[:, _COUNTS] = np.fmax(
+            np.sqrt(np.maximum(level[:, _COUNTS], 1.0 / self.step_s) / self.step_s), relative[:, _COUNTS]
+        )
+        floor[:, _LATENCIES] = np.fmax(relative[:, _LATENCIES], self.c.latency_floor_seconds)
+        floor[:, NSIG] = np.fmax(relative[:, NSIG], 1.0)
+        scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
+        z = z_scaled(allv, med, scale)  # robust_z(allv, med, sig, floor)
         zs = z[:, :NSIG]
         bar = self._bars(ids[:, :NSIG], bucket)
         zn = nan_to_zero(zs)
@@ -522,69 +609,45 @@ class CongestionDetector:
                 self.train.append(row)
         self._maybe_train(bucket)
 
-        scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
         # peaks every step; scores and evidence only where someone will read them (the last step of
-        # a catch-up, a host that just became congested, a congested host's current step)
+        # a catch-up, a host that just became congested, a congested host's current step). The
+        # scores of hosts that are not congested are kept as this step's arrays and become
+        # CongestionScore objects only when read (a replay judges every host at every pass and
+        # reads none of them)
         newly = set(newly_active)
-        # numbers for the Python objects below, converted once (the same doubles float() gives)
-        z_l, flag_l = z.tolist(), flag.tolist()
-        score_l = ratio_l = allv_l = med_l = sig_l = src_l = bar_l = scale_l = tput_l = []
-        if final or newly or any(st.active for st in states):
-            finite = np.isfinite(zs)
-            has = finite.any(axis=1)
-            # the largest finite z and z-to-bar ratio per host (a max is exact in any order)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = np.where(finite, zs / bar, -np.inf).max(axis=1)
-            score_l = np.where(has, np.where(finite, zs, -np.inf).max(axis=1), np.nan).tolist()
-            ratio_l = np.where(has, ratio, np.nan).tolist()
-            allv_l, med_l, sig_l, src_l = allv.tolist(), med.tolist(), sig.tolist(), src.tolist()
-            bar_l, scale_l, tput_l = bar.tolist(), scale.tolist(), throughput.tolist()
+        active = [st.active for st in states]
+        flag_l = flag.tolist()
+        batch = None
+        if final or newly or any(active):
+            batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, active)
         for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
             if st.active:
-                zr = z_l[i]
+                zr = z[i].tolist()
                 for s_i, spec in enumerate(SIGNALS):
                     zi = zr[s_i]
                     if math.isfinite(zi):
                         st.peak_z[spec.name] = max(st.peak_z.get(spec.name, -math.inf), zi)
-            if not (final or h in newly or (st.active and flag_l[i])):
+            if batch is None or not (final or h in newly or (st.active and flag_l[i])):
                 continue
-            scores = {
-                spec.name: SignalScore(
-                    allv_l[i][s_i],
-                    med_l[i][s_i],
-                    sig_l[i][s_i],
-                    z_l[i][s_i],
-                    _SRC_NAMES[src_l[i][s_i]],
-                    bar_l[i][s_i],
-                    scale_l[i][s_i],
-                )
-                for s_i, spec in enumerate(SIGNALS)
-            }
-            self.scores[h] = CongestionScore(
-                h,
+            if not st.active:
+                self._pending[h] = (batch, i)
+                continue
+            score = batch.score(h, i)
+            self._scores[h] = score
+            self._pending.pop(h, None)
+            rows = sel[w.host[sel] == present[i]]
+            st.last_evidence = self._host_evidence(
                 bucket,
-                score_l[i],
-                scores,
-                tput_l[i],
-                bool(if_out[i]) if if_known[i] else None,
-                st.active,
-                ratio_l[i],
+                score.signals,
+                float(throughput[i]),
+                float(med[i, NSIG]),
+                over[i],
+                if_out[i],
+                if_known[i],
+                st,
+                rows,
+                w,
             )
-            if st.active:
-                hcode = int(present[i])
-                rows = [int(j) for j in sel[w.host[sel] == hcode]]
-                st.last_evidence = self._host_evidence(
-                    bucket,
-                    scores,
-                    float(throughput[i]),
-                    float(med[i, NSIG]),
-                    over[i],
-                    if_out[i],
-                    if_known[i],
-                    st,
-                    rows,
-                    w,
-                )
         self._group(newly_active, bucket)
         self.last_bucket = max(self.last_bucket, bucket)
 
@@ -598,7 +661,7 @@ class CongestionDetector:
         if_out: bool,
         if_known: bool,
         st: _HostState,
-        rows: list[int],
+        rows: npt.NDArray[np.intp],
         w: _Window,
     ) -> dict[str, Any]:
         signals: dict[str, Any] = {}
@@ -623,16 +686,18 @@ class CongestionDetector:
         pfc: dict[str, float] = {}
         rdma: dict[str, float] = {}
         disc: dict[str, float] = {}
-        for j in rows:
-            m = w.mnames[int(w.mcode[j])]
-            r = float(w.rate[j])
+        # the host's rows as Python values, one conversion per column (not one Arrow scalar each)
+        orig = w.orig[rows]
+        for m_code, r, sub_v, prio_v in zip(
+            w.mcode[rows].tolist(), w.rate[rows].tolist(), _py_at(w.sub, orig), _py_at(w.prio, orig), strict=True
+        ):
+            m = w.mnames[m_code]
             if not math.isfinite(r):
                 continue
-            o = int(w.orig[j])
-            sub = w.sub[o].as_py() or "?"
+            sub = sub_v or "?"
             if m.startswith("pfc."):
                 direction = "rx" if ".rx_" in m else "tx"
-                key = f"{sub} prio {w.prio[o].as_py() or '?'} {direction}"
+                key = f"{sub} prio {prio_v or '?'} {direction}"
                 pfc[key] = pfc.get(key, 0.0) + r
             elif METRIC_ROLES[m][0] == _RDMA:
                 key = f"{sub} {m.split('.', 1)[1].removesuffix('_total')}"
@@ -765,7 +830,8 @@ class CongestionDetector:
             return
         for h in gone:
             del self.hosts[h]
-            self.scores.pop(h, None)
+            self._scores.pop(h, None)
+            self._pending.pop(h, None)
             self.host_ids.pop(h, None)
         # renumber the baselines (and tails) of the hosts kept, in their current order
         keep = np.sort(np.concatenate([ids for ids in self.host_ids.values()] or [np.zeros(0, np.int64)]))
