@@ -135,6 +135,13 @@ METRIC_ROLES: dict[str, tuple[int, int]] = {
     "net.bytes_sent_per_sec": (_TP, R_NET_FMT),
 }
 CONGESTION_METRICS = tuple(METRIC_ROLES)
+# _aggregate's sums, one slot each per (step, host): event counts by signal (0, 1, 3), SMB
+# Δseconds and Δrequests (raw), the four throughput forms; the value each role sums (0 rate,
+# 1 inc, 2 mean). Formatted SMB latency is paired per share instead (slot −1).
+_SLOT_LNUM, _SLOT_LDEN = NSIG, NSIG + 1
+_NSLOT = NSIG + 6
+_SUM_SLOT = np.array([-1, _SLOT_LNUM, _SLOT_LDEN, -1, -1, NSIG + 5, NSIG + 4, NSIG + 3, NSIG + 2], np.int64)
+_SUM_SOURCE = np.array([0, 1, 1, 2, 2, 0, 2, 0, 2], np.int64)
 
 # label-derived columns the shared window query must provide
 SUB_EXPR = (
@@ -341,6 +348,7 @@ class CongestionDetector:
         self._trained_on = 0
         self.last_bucket = 0
         self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
+        self._role_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
 
     @property
     def scores(self) -> dict[str, CongestionScore]:
@@ -362,8 +370,7 @@ class CongestionDetector:
         # select the congestion rows with numpy on dictionary codes (no per-row strings, no table filter)
         mcol = _dict_col(tbl.column("metric"))
         mnames = cast(list[str], mcol.dictionary.to_pylist())  # a dictionary holds no nulls
-        sig_of = np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64)
-        role_of = np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64)
+        sig_of, role_of = self._roles(mnames)
         mcode_all = _codes(mcol)
         rows = np.flatnonzero(role_of[mcode_all] >= 0)
         if rows.size == 0:
@@ -425,6 +432,21 @@ class CongestionDetector:
                     n == last,
                 )
 
+    def _roles(self, mnames: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(signal, role) per metric dictionary code (role −1: not a congestion metric), kept per
+        dictionary: a pass's metrics come in the same few orders."""
+        key = tuple(mnames)
+        got = self._role_cache.get(key)
+        if got is None:
+            if len(self._role_cache) >= 64:
+                self._role_cache.clear()
+            got = (
+                np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64),
+                np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64),
+            )
+            self._role_cache[key] = got
+        return got
+
     @staticmethod
     def _aggregate(w: _Window, si: npt.NDArray[np.int64], nsteps: int) -> tuple[F64, F64]:
         """Per step, host and signal: the signal values and the throughput, for every step of the
@@ -433,18 +455,21 @@ class CongestionDetector:
         h, role, sig = w.host, w.role, w.sig
         rate, inc, mean = w.rate, w.inc, w.mean
         cell = si * nh + h  # (step, host)
-        vals = np.full((nsteps * nh, NSIG), np.nan)
-        cnt = (role == R_COUNT) & np.isfinite(rate)
-        if cnt.any():
-            flat = cell[cnt] * NSIG + sig[cnt]
-            acc = np.bincount(flat, rate[cnt], minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG)
-            seen = np.bincount(flat, minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG) > 0
-            vals = np.where(seen, acc, np.nan)
+        ncell = nsteps * nh
+        # every sum at once: one bin per (step, host) and slot (_SUM_SLOT), the finite values of
+        # each row in row order — each bin adds the same values in the same order as a sum of
+        # its own would
+        source = _SUM_SOURCE[role]
+        v = np.where(source == 0, rate, np.where(source == 1, inc, mean))
+        slot = np.where(role == R_COUNT, sig, _SUM_SLOT[role])
+        keep = (slot >= 0) & np.isfinite(v)
+        flat = cell[keep] * _NSLOT + slot[keep]
+        acc = np.bincount(flat, v[keep], minlength=ncell * _NSLOT).reshape(ncell, _NSLOT)
+        seen = np.bincount(flat, minlength=ncell * _NSLOT).reshape(ncell, _NSLOT) > 0
+        vals = np.where(seen[:, :NSIG], acc[:, :NSIG], np.nan)  # event rates (SMB's column is never seen)
         # SMB latency: Δseconds / Δrequests over all shares (raw), else formatted averages
-        m = (role == R_LNUM) & np.isfinite(inc)
-        lat_num = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
-        m = (role == R_LDEN) & np.isfinite(inc)
-        lat_den = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
+        lat_num = acc[:, _SLOT_LNUM]
+        lat_den = acc[:, _SLOT_LDEN]
         raw_ok = lat_den > 0
         vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
         fmt = (role == R_LAVG) | (role == R_LRPS)
@@ -465,14 +490,10 @@ class CongestionDetector:
             good = (den > 0) & ~raw_ok
             vals[good, _SMB] = num[good] / den[good]
         # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
-        throughput = np.full(nsteps * nh, np.nan)
-        for r, use_rate in ((R_NET_FMT, False), (R_NET_RAW, True), (R_RDMA_FMT, False), (R_RDMA_RAW, True)):
-            v = rate if use_rate else mean
-            m = (role == r) & np.isfinite(v)
-            if m.any():
-                acc1 = np.bincount(cell[m], v[m], minlength=nsteps * nh)
-                seen1 = np.bincount(cell[m], minlength=nsteps * nh) > 0
-                throughput = np.where(seen1, acc1, throughput)
+        throughput = np.full(ncell, np.nan)
+        for r in (R_NET_FMT, R_NET_RAW, R_RDMA_FMT, R_RDMA_RAW):  # later forms win
+            k = int(_SUM_SLOT[r])
+            throughput = np.where(seen[:, k], acc[:, k], throughput)
         return vals.reshape(nsteps, nh, NSIG), throughput.reshape(nsteps, nh)
 
     # ------------------------------------------------------------------------------------------
@@ -511,13 +532,14 @@ class CongestionDetector:
         # borrowed baseline describes the population, not this host: its spread is the peers'
         # typical spread combined with how far the peers' own medians lie apart (hosts differ —
         # one with twice the PFC pauses of another is not congested for that)
-        for s in range(NSIG + 1):
-            own = src[:, s] != SOURCE_NONE
-            if (~own).any() and own.sum() >= 3:
-                centre, between = median_mad(med[own, s])
-                med[~own, s] = centre
-                sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
-                src[~own, s] = SOURCE_PEERS
+        # (each column only reads and writes itself: which columns borrow is known up front)
+        owns = src != SOURCE_NONE
+        for s in np.flatnonzero((~owns).any(axis=0) & (owns.sum(axis=0) >= 3)).tolist():
+            own = owns[:, s]
+            centre, between = median_mad(med[own, s])
+            med[~own, s] = centre
+            sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
+            src[~own, s] = SOURCE_PEERS
         allv = np.concatenate([vals, throughput[:, None]], axis=1)
         # the smallest spread z is measured in: relative to the level for every signal, at least
         # the Poisson noise of one step for event counts (baselines.poisson_floor), the latency
