@@ -203,7 +203,7 @@ def _py_at(arr: pa.Array[Any], at: npt.NDArray[np.int64]) -> list[Any]:
         d = cast("pa.DictionaryArray[Any, Any]", arr)
         names = d.dictionary.to_pylist()
         return [names[c] for c in d.indices.to_numpy(zero_copy_only=False)[at].tolist()]
-    return arr.take(pa.array(at)).to_pylist()
+    return arr.take(pa.array(at, pa.int64())).to_pylist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,11 +637,11 @@ class CongestionDetector:
         # CongestionScore objects only when read (a replay judges every host at every pass and
         # reads none of them)
         newly = set(newly_active)
-        active = [st.active for st in states]
+        congested = [st.active for st in states]
         flag_l = flag.tolist()
         batch = None
-        if final or newly or any(active):
-            batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, active)
+        if final or newly or any(congested):
+            batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, congested)
         for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
             if st.active:
                 zr = z[i].tolist()
