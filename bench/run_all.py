@@ -68,6 +68,11 @@ GOAL_INGEST_CPU = 0.75  # hciwatch / Prometheus CPU per million samples, at most
 GOAL_INGEST_RSS = 1.0  # hciwatch / Prometheus peak RSS, at most
 GOAL_SERIES = 1.0  # bytes per active series, hciwatch / Prometheus, at most (Prometheus is the anchor)
 GOAL_REPLAY = 1_000_000  # samples/s on two cores, at least
+ISSUE_PROMETHEUS_CPU_PER_M = 1.87
+"""Prometheus 2.42's ingest CPU-s per million samples on the machine the performance issue was
+measured on (the same 176k-sample target). Machines here differ by more than 2x in speed from one
+session to the next; Prometheus's figure from the same run is an anchor that none of our code
+moves, so ``speed_factor`` scales our absolute rates to that machine for comparison."""
 GOAL_PARSE = 30.0  # x prometheus_client by CPU, cold, at least
 GOAL_DEMO_S = 60.0  # `make demo` main job, seconds, at most
 
@@ -319,6 +324,13 @@ def fleet_line(res: Results) -> str:
 Row = tuple[str, str, str, float, str, bool | None]  # label, ours, theirs, ratio, goal ("" = none), met (None: n/a)
 
 
+def speed_factor(res: Results) -> float:
+    """How much faster the issue's machine is than this one, by Prometheus's ingest CPU per million
+    samples (same run): > 1 means this machine is slower. NaN without the ingest benchmark."""
+    prom = _num(res.get("ingest", {}), "cpu_per_m_prometheus")
+    return prom / ISSUE_PROMETHEUS_CPU_PER_M if prom > 0 else math.nan
+
+
 def _replay_rows(res: Results, tag: str, what: str) -> list[Row]:
     rep = res.get("replay" + tag, {})
     rate, cpu, n = _num(rep, "samples_per_s"), _num(rep, "cpu_s"), _num(rep, "samples")
@@ -348,6 +360,14 @@ def _replay_rows(res: Results, tag: str, what: str) -> list[Row]:
             math.nan,
             f"<= {budget:,.0f}",
             _at_most(bps, budget),
+        ),
+        (
+            f"  scaled to the issue's machine (x {_fmt(speed_factor(res), '.2f')}, see machine line)",
+            _fmt(rate * speed_factor(res), ",.0f"),
+            "",
+            math.nan,
+            "",
+            None,
         ),
     ]
 
@@ -446,6 +466,9 @@ def table(res: Results, load: tuple[str, str]) -> list[str]:
         "hciwatch performance summary (one run on this machine)",
         f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) at start {load[0]}, at end {load[1]}"
         " (idle is below ~0.5; under load the wall figures are not the code's)",
+        f"machine speed: Prometheus ingests at {_fmt(_num(res.get('ingest', {}), 'cpu_per_m_prometheus'), '.2f')} "
+        f"CPU-s per M samples here vs {ISSUE_PROMETHEUS_CPU_PER_M} on the machine the issue was measured on: "
+        f"that machine is {_fmt(speed_factor(res), '.2f')}x as fast as this one (the 'scaled' rows)",
         f"{'':{w}s}  {'hciwatch':>18s}  {'Prometheus':>10s}  {'ratio':>6s}  goal",
     ]
     for label, ours, theirs, ratio, goal, met in rows:
