@@ -271,6 +271,14 @@ class BaselineBank:
     # -- querying ---------------------------------------------------------------------------
     def baseline(self, ids: I64) -> tuple[F64, F64, I64]:
         """(median, MAD-σ, source) per id under the current hour's statistics."""
+        if ids.size and int(ids.max()) < self.g_med.size:  # every id known (the common case): no masking
+            kid = ids
+            g_ok = self.g_n[kid] >= self.cfg.min_points
+            t_ok = self.t_ok[kid]
+            med = np.where(t_ok, self.t_med[kid], np.where(g_ok, self.g_med[kid], np.nan))
+            sig = np.where(t_ok, self.t_sig[kid], np.where(g_ok, self.g_sig[kid], np.nan))
+            src = np.where(t_ok, SOURCE_TOD, np.where(g_ok, SOURCE_TRAILING, SOURCE_NONE))
+            return med, sig, src
         med = np.full(ids.size, np.nan)
         sig = np.full(ids.size, np.nan)
         src = np.zeros(ids.size, np.int64)

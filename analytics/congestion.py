@@ -565,7 +565,7 @@ class CongestionDetector:
         # noisy host's routine burst is as ordinary to it as to the per-signal bars; at the plain
         # bar this is z exactly (throughput has no bar: plain z)
         on_scale = np.concatenate([zs * (self.z_fire / bar), z[:, NSIG:]], axis=1)
-        feats = np.clip(nan_to_zero(on_scale), -10.0, 50.0)
+        feats = np.minimum(np.maximum(nan_to_zero(on_scale), -10.0), 50.0)  # np.clip(…, -10, 50): no NaN left
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
         cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
