@@ -173,11 +173,18 @@ class _Window:
     rate: F64
     inc: F64
     mean: F64
-    sub: pa.Array[Any]  # unfiltered (index with ``orig``): read only for evidence
-    prio: pa.Array[Any]
+    sub_col: pa.ChunkedArray[Any]  # unfiltered (index with ``orig``); decoded by subs() when needed
+    prio_col: pa.ChunkedArray[Any]  # unfiltered: read only for evidence
     orig: npt.NDArray[np.int64]  # row → row of the window table
-    subcode: npt.NDArray[np.int64]
-    nsub: int
+    _subs: tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int] | None = None
+
+    def subs(self) -> tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int]:
+        """(the sub column as one dictionary array, each row's sub code, codes' count): read only
+        to pair formatted SMB latency per share and for evidence, so decoded on first use."""
+        if self._subs is None:
+            sub = _dict_col(self.sub_col)
+            self._subs = (sub, _codes(sub)[self.orig], max(1, len(sub.dictionary)))
+        return self._subs
 
 
 def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
@@ -381,7 +388,6 @@ class CongestionDetector:
         by_name = sorted(range(len(names)), key=lambda i: names[i])
         rank = np.empty(len(names), np.int64)
         rank[by_name] = np.arange(len(names))
-        sub = _dict_col(tbl.column("sub"))
         w = _Window(
             host_names=[names[i] for i in by_name],
             host=rank[_codes(hcol)[rows]],
@@ -392,11 +398,9 @@ class CongestionDetector:
             rate=_f64(tbl.column("rate"))[rows],
             inc=_f64(tbl.column("inc"))[rows],
             mean=_f64(tbl.column("mean"))[rows],
-            sub=sub,
-            prio=tbl.column("priority").combine_chunks(),
+            sub_col=tbl.column("sub"),
+            prio_col=tbl.column("priority"),
             orig=rows,
-            subcode=_codes(sub)[rows],
-            nsub=max(1, len(sub.dictionary)),
         )
         buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)[rows]
         # group rows by step; step numbers are small, so a stable radix sort on int16 does it
@@ -475,7 +479,8 @@ class CongestionDetector:
         fmt = (role == R_LAVG) | (role == R_LRPS)
         if fmt.any():
             # pair each share's formatted average latency with its request rate (same step, host, share)
-            pair = cell[fmt] * w.nsub + w.subcode[fmt]
+            _, subcode, nsub = w.subs()
+            pair = cell[fmt] * nsub + subcode[fmt]
             uniq, inv = np.unique(pair, return_inverse=True)
             avg = np.full(uniq.size, np.nan)
             rps = np.full(uniq.size, np.nan)
@@ -483,7 +488,7 @@ class CongestionDetector:
             avg[inv[is_avg]] = mean[fmt][is_avg]
             rps[inv[~is_avg]] = mean[fmt][~is_avg]
             wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
-            ph = uniq // w.nsub
+            ph = uniq // nsub
             ok = np.isfinite(avg) & ~raw_ok[ph]
             num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nsteps * nh)
             den = np.bincount(ph[ok], wt[ok], minlength=nsteps * nh)
@@ -711,7 +716,11 @@ class CongestionDetector:
         # the host's rows as Python values, one conversion per column (not one Arrow scalar each)
         orig = w.orig[rows]
         for m_code, r, sub_v, prio_v in zip(
-            w.mcode[rows].tolist(), w.rate[rows].tolist(), _py_at(w.sub, orig), _py_at(w.prio, orig), strict=True
+            w.mcode[rows].tolist(),
+            w.rate[rows].tolist(),
+            _py_at(w.subs()[0], orig),
+            _py_at(w.prio_col.combine_chunks(), orig),
+            strict=True,
         ):
             m = w.mnames[m_code]
             if not math.isfinite(r):

@@ -48,7 +48,8 @@ def _aggregate_reference(w: Any, si: npt.NDArray[np.int64], nsteps: int) -> tupl
     vals[raw_ok, cg._SMB] = lat_num[raw_ok] / lat_den[raw_ok]
     fmt = (role == cg.R_LAVG) | (role == cg.R_LRPS)
     if fmt.any():
-        pair = cell[fmt] * w.nsub + w.subcode[fmt]
+        _, subcode, nsub = w.subs()
+        pair = cell[fmt] * nsub + subcode[fmt]
         uniq, inv = np.unique(pair, return_inverse=True)
         avg = np.full(uniq.size, np.nan)
         rps = np.full(uniq.size, np.nan)
@@ -56,7 +57,7 @@ def _aggregate_reference(w: Any, si: npt.NDArray[np.int64], nsteps: int) -> tupl
         avg[inv[is_avg]] = mean[fmt][is_avg]
         rps[inv[~is_avg]] = mean[fmt][~is_avg]
         wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
-        ph = uniq // w.nsub
+        ph = uniq // nsub
         ok = np.isfinite(avg) & ~raw_ok[ph]
         num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nsteps * nh)
         den = np.bincount(ph[ok], wt[ok], minlength=nsteps * nh)
