@@ -29,12 +29,14 @@ training sets and asserts identical trees, offsets and scores (tests/analytics/t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+log = logging.getLogger(__name__)
 MAX_INT = int(np.iinfo(np.int32).max)  # sklearn's bagging seeds and _set_random_states draw below this
 
 
@@ -64,7 +66,33 @@ def _average_path_length(n: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
 
 def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int) -> ForestFit:
     """``IsolationForest(...).fit(x)`` for the detector's inputs, without the per-tree overhead
-    (module docstring). ``x``: rows × features, finite floats; ``max_samples`` ≤ rows."""
+    (module docstring). ``x``: rows × features, finite floats; ``max_samples`` ≤ rows.
+
+    The fast path drives scikit-learn's private Cython tree classes; a release that renames or
+    re-signs them must not stop the detector, so their failure falls back (logged once) to the
+    careful path, which gives the same forest."""
+    global _fast_broken
+    if not _fast_broken:
+        try:
+            return fit_forest_fast(
+                x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
+            )
+        except (ImportError, AttributeError, TypeError) as exc:
+            _fast_broken = True
+            log.warning(
+                "IsolationForest fast fit unavailable with this scikit-learn (%s); using IsolationForest.fit", exc
+            )
+    return fit_forest_sklearn(
+        x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
+    )
+
+
+_fast_broken = False
+
+
+def fit_forest_fast(
+    x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int
+) -> ForestFit:
     # sklearn imports cost ~1.5 s: only once a forest is trained (see analytics.congestion)
     from sklearn.tree._criterion import MSE
     from sklearn.tree._splitter import RandomSplitter

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from analytics import iforest
 from analytics.baselines import CompiledForest
-from analytics.iforest import ForestFit, fit_forest, fit_forest_sklearn
+from analytics.iforest import ForestFit, fit_forest, fit_forest_fast, fit_forest_sklearn
 from tests.analytics.harness import HOUR, MIN, connect, replay, settings
 from tests.analytics.synth import Effects, random_site, samples
 
@@ -69,7 +70,7 @@ def _assert_same(a: ForestFit, b: ForestFit, probe: npt.NDArray[np.float64]) -> 
 )
 def test_fast_fit_equals_sklearn(n: int, estimators: int, contamination: float, seed: int) -> None:
     x = _features(n + seed, n)
-    fast = fit_forest(x, n_estimators=estimators, contamination=contamination, max_samples=min(256, n), seed=seed)
+    fast = fit_forest_fast(x, n_estimators=estimators, contamination=contamination, max_samples=min(256, n), seed=seed)
     careful = fit_forest_sklearn(
         x, n_estimators=estimators, contamination=contamination, max_samples=min(256, n), seed=seed
     )
@@ -90,7 +91,7 @@ def test_fast_fit_equals_sklearn_on_the_detectors_training_rows() -> None:
     c = det.c
     for rows in (c.if_min_train, len(x)):
         part, sub = x[:rows], min(256, rows)
-        fast = fit_forest(
+        fast = fit_forest_fast(
             part, n_estimators=c.if_estimators, contamination=c.if_contamination, max_samples=sub, seed=det.s.seed
         )
         careful = fit_forest_sklearn(
@@ -105,7 +106,7 @@ def test_compiled_forest_of_a_fast_fit_scores_like_sklearn() -> None:
 
     x = _features(1, 1500)
     model = IsolationForest(n_estimators=100, contamination=0.005, max_samples=256, random_state=0).fit(x)
-    fast = CompiledForest(fit_forest(x, n_estimators=100, contamination=0.005, max_samples=256, seed=0))
+    fast = CompiledForest(fit_forest_fast(x, n_estimators=100, contamination=0.005, max_samples=256, seed=0))
     probe = np.concatenate([x[:300], _features(2, 300) * 5.0])
     assert fast.offset == model.offset_
     assert np.allclose(fast.score_samples(probe), model.score_samples(probe), atol=1e-12)
@@ -114,4 +115,25 @@ def test_compiled_forest_of_a_fast_fit_scores_like_sklearn() -> None:
 
 def test_max_samples_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="max_samples"):
-        fit_forest(_features(0, 10), n_estimators=10, contamination=0.1, max_samples=11, seed=0)
+        fit_forest_fast(_features(0, 10), n_estimators=10, contamination=0.1, max_samples=11, seed=0)
+
+
+def test_a_scikit_learn_without_the_private_tree_classes_falls_back_to_isolation_forest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fast path drives private classes: a release that re-signs them degrades to the careful
+    fit (same forest), logged once, instead of stopping the congestion detector."""
+
+    def broken(*_a: object, **_k: object) -> ForestFit:
+        raise TypeError("__cinit__() takes exactly 6 positional arguments (5 given)")
+
+    monkeypatch.setattr(iforest, "fit_forest_fast", broken)
+    monkeypatch.setattr(iforest, "_fast_broken", False)
+    x = _features(3, 400)
+    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
+    with caplog.at_level("WARNING", logger="analytics.iforest"):
+        got = [fit_forest(x, **kw) for _ in range(2)]  # type: ignore[arg-type]
+    want = fit_forest_sklearn(x, **kw)  # type: ignore[arg-type]
+    for g in got:
+        _assert_same(g, want, x)
+    assert sum("fast fit unavailable" in r.getMessage() for r in caplog.records) == 1
