@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analytics.iforest import ForestFit
 from analytics.settings import BaselineSettings
 
 F64 = npt.NDArray[np.float64]
@@ -270,6 +271,14 @@ class BaselineBank:
     # -- querying ---------------------------------------------------------------------------
     def baseline(self, ids: I64) -> tuple[F64, F64, I64]:
         """(median, MAD-σ, source) per id under the current hour's statistics."""
+        if ids.size and int(ids.max()) < self.g_med.size:  # every id known (the common case): no masking
+            kid = ids
+            g_ok = self.g_n[kid] >= self.cfg.min_points
+            t_ok = self.t_ok[kid]
+            med = np.where(t_ok, self.t_med[kid], np.where(g_ok, self.g_med[kid], np.nan))
+            sig = np.where(t_ok, self.t_sig[kid], np.where(g_ok, self.g_sig[kid], np.nan))
+            src = np.where(t_ok, SOURCE_TOD, np.where(g_ok, SOURCE_TRAILING, SOURCE_NONE))
+            return med, sig, src
         med = np.full(ids.size, np.nan)
         sig = np.full(ids.size, np.nan)
         src = np.zeros(ids.size, np.int64)
@@ -296,7 +305,12 @@ class BaselineBank:
 
 def robust_z(value: F64, med: F64, sigma: F64, floor: F64) -> F64:
     """(value − median) / max(σ, floor); NaN where there is no baseline."""
-    scale = np.fmax(nan_to_zero(sigma), floor)
+    return z_scaled(value, med, np.fmax(nan_to_zero(sigma), floor))
+
+
+def z_scaled(value: F64, med: F64, scale: F64) -> F64:
+    """(value − median) / scale, NaN where the scale is not positive: :func:`robust_z` for a
+    caller that already has ``max(σ, floor)`` (it reports it as well)."""
     scale = np.where(scale > 0, scale, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray((value - med) / scale, dtype=np.float64)
@@ -315,26 +329,32 @@ def _avg_path_length(n: npt.NDArray[np.float64]) -> F64:
 
 
 class CompiledForest:
-    """A fitted scikit-learn ``IsolationForest`` flattened for fast scoring of a few rows.
+    """A fitted isolation forest flattened for fast scoring of a few rows.
 
     ``IsolationForest.predict`` walks its trees one by one in Python (≈ 10 ms per call even for
     one row); the engine asks about a handful of host-steps per evaluation, so the trees are
     packed into flat arrays once after training and all are walked together with numpy. The
     scores equal ``score_samples`` (tests assert it) and outliers are ``score < offset_``.
+    ``model``: a fitted scikit-learn ``IsolationForest`` or an :class:`analytics.iforest.ForestFit`.
     """
 
     def __init__(self, model: Any) -> None:
+        if isinstance(model, ForestFit):
+            fit = model
+        else:
+            fit = ForestFit(
+                [e.tree_ for e in model.estimators_],
+                list(model.estimators_features_),
+                int(model.max_samples_),
+                float(model.offset_),
+            )
         feats, thr, left, right, adj, roots, depth_max = [], [], [], [], [], [], 0
         base = 0
-        for tree, cols in zip(model.estimators_, model.estimators_features_, strict=True):
-            t = tree.tree_
+        for t, cols in zip(fit.trees, fit.features, strict=True):
             n = t.node_count
             cl, cr = t.children_left, t.children_right
-            depth = np.zeros(n, np.int64)
-            for i in range(n):  # parents precede children in sklearn's node order
-                if cl[i] != -1:
-                    depth[cl[i]] = depth[i] + 1
-                    depth[cr[i]] = depth[i] + 1
+            # the depth of every node, root 0 (sklearn counts the root as 1): integers, so exact
+            depth = np.asarray(t.compute_node_depths(), np.int64) - 1
             leaf = cl == -1
             f = np.where(leaf, 0, np.asarray(cols)[np.maximum(t.feature, 0)])
             feats.append(f)
@@ -352,8 +372,8 @@ class CompiledForest:
         self.leaf_depth = np.concatenate(adj)
         self.roots = np.asarray(roots, np.int64)
         self.steps = depth_max
-        self.norm = float(_avg_path_length(np.array([float(model.max_samples_)]))[0]) * len(roots)
-        self.offset = float(model.offset_)
+        self.norm = float(_avg_path_length(np.array([float(fit.max_samples)]))[0]) * len(roots)
+        self.offset = float(fit.offset)
 
     def score_samples(self, x: F64) -> F64:
         """sklearn's ``score_samples`` (the lower, the more abnormal)."""

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -71,16 +71,13 @@ from analytics.baselines import (
     CompiledForest,
     median_mad,
     nan_to_zero,
-    poisson_floor,
-    robust_z,
+    z_scaled,
 )
 from analytics.findings import Finding
+from analytics.iforest import ForestFit, fit_forest
 from analytics.settings import AnalyticsSettings
 from analytics.tail_bar import TailBank
 from collector.schema import AlertKind, Severity, from_ms, iso
-
-if TYPE_CHECKING:  # sklearn is imported when the first forest is trained (it costs ~2 s to import)
-    from sklearn.ensemble import IsolationForest
 
 F64 = npt.NDArray[np.float64]
 
@@ -105,6 +102,8 @@ SIGNALS: tuple[SignalSpec, ...] = (
 THROUGHPUT = "throughput"
 NSIG = len(SIGNALS)
 _LOCAL = [0, 1, 3]  # fabric signals measured at the host's own adapters (not SMB latency)
+_COUNTS = [i for i, spec in enumerate(SIGNALS) if spec.kind == "count"]  # event rates: Poisson floor
+_LATENCIES = [i for i, spec in enumerate(SIGNALS) if spec.kind == "latency"]
 # a value enters a host's tail clipped at this multiple of its current bar (as in analytics.detector):
 # one wild step can raise the bar at most threefold, and only together with tail_top - 1 others
 TAIL_CAP = 3.0
@@ -136,6 +135,13 @@ METRIC_ROLES: dict[str, tuple[int, int]] = {
     "net.bytes_sent_per_sec": (_TP, R_NET_FMT),
 }
 CONGESTION_METRICS = tuple(METRIC_ROLES)
+# _aggregate's sums, one slot each per (step, host): event counts by signal (0, 1, 3), SMB
+# Δseconds and Δrequests (raw), the four throughput forms; the value each role sums (0 rate,
+# 1 inc, 2 mean). Formatted SMB latency is paired per share instead (slot −1).
+_SLOT_LNUM, _SLOT_LDEN = NSIG, NSIG + 1
+_NSLOT = NSIG + 6
+_SUM_SLOT = np.array([-1, _SLOT_LNUM, _SLOT_LDEN, -1, -1, NSIG + 5, NSIG + 4, NSIG + 3, NSIG + 2], np.int64)
+_SUM_SOURCE = np.array([0, 1, 1, 2, 2, 0, 2, 0, 2], np.int64)
 
 # label-derived columns the shared window query must provide
 SUB_EXPR = (
@@ -167,11 +173,18 @@ class _Window:
     rate: F64
     inc: F64
     mean: F64
-    sub: pa.Array[Any]  # unfiltered (index with ``orig``): read only for evidence
-    prio: pa.Array[Any]
+    sub_col: pa.ChunkedArray[Any]  # unfiltered (index with ``orig``); decoded by subs() when needed
+    prio_col: pa.ChunkedArray[Any]  # unfiltered: read only for evidence
     orig: npt.NDArray[np.int64]  # row → row of the window table
-    subcode: npt.NDArray[np.int64]
-    nsub: int
+    _subs: tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int] | None = None
+
+    def subs(self) -> tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int]:
+        """(the sub column as one dictionary array, each row's sub code, codes' count): read only
+        to pair formatted SMB latency per share and for evidence, so decoded on first use."""
+        if self._subs is None:
+            sub = _dict_col(self.sub_col)
+            self._subs = (sub, _codes(sub)[self.orig], max(1, len(sub.dictionary)))
+        return self._subs
 
 
 def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
@@ -184,7 +197,20 @@ def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
 
 
 def _codes(arr: pa.DictionaryArray[Any, Any]) -> npt.NDArray[np.int64]:
-    return np.asarray(arr.indices.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    idx = arr.indices
+    if idx.null_count:  # a null becomes code 0 (fill_null is an Arrow kernel call: only when needed)
+        idx = idx.fill_null(0)
+    return np.asarray(idx.to_numpy(zero_copy_only=False), np.int64)
+
+
+def _py_at(arr: pa.Array[Any], at: npt.NDArray[np.int64]) -> list[Any]:
+    """``arr.take(at).to_pylist()``; a dictionary array without nulls through its (small)
+    dictionary, about 20× cheaper than taking from it."""
+    if pa.types.is_dictionary(arr.type) and arr.null_count == 0:
+        d = cast("pa.DictionaryArray[Any, Any]", arr)
+        names = d.dictionary.to_pylist()
+        return [names[c] for c in d.indices.to_numpy(zero_copy_only=False)[at].tolist()]
+    return arr.take(pa.array(at, pa.int64())).to_pylist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +236,59 @@ class CongestionScore:
     iforest_outlier: bool | None
     congested: bool
     ratio: float = math.nan  # largest z-to-bar ratio over the four signals: 1 = at this host's bar
+
+
+@dataclass(slots=True)
+class _ScoreBatch:
+    """One step's judgement of its hosts (rows), from which a host's :class:`CongestionScore` is
+    made when someone reads it. The arrays are the step's own (nothing writes them afterwards)."""
+
+    bucket: int
+    allv: F64  # values: signals, then throughput
+    med: F64
+    sig: F64
+    src: npt.NDArray[np.int64]
+    z: F64
+    bar: F64
+    scale: F64
+    throughput: F64
+    if_out: npt.NDArray[np.bool_]
+    if_known: npt.NDArray[np.bool_]
+    active: list[bool]
+    _top: tuple[list[float], list[float]] | None = None
+
+    def _tops(self) -> tuple[list[float], list[float]]:
+        """Per host the largest finite z and z-to-bar ratio (NaN when none); a max is exact in
+        any order, so all hosts at once give each host's own."""
+        if self._top is None:
+            zs = self.z[:, :NSIG]
+            finite = np.isfinite(zs)
+            has = finite.any(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(finite, zs / self.bar, -np.inf).max(axis=1)
+            score = np.where(has, np.where(finite, zs, -np.inf).max(axis=1), np.nan).tolist()
+            self._top = (score, np.where(has, ratio, np.nan).tolist())
+        return self._top
+
+    def score(self, host: str, i: int) -> CongestionScore:
+        # numbers for the Python objects, converted once per row (the same doubles float() gives)
+        allv, med, sig, src = self.allv[i].tolist(), self.med[i].tolist(), self.sig[i].tolist(), self.src[i].tolist()
+        z, bar, scale = self.z[i].tolist(), self.bar[i].tolist(), self.scale[i].tolist()
+        signals = {
+            spec.name: SignalScore(allv[s], med[s], sig[s], z[s], _SRC_NAMES[src[s]], bar[s], scale[s])
+            for s, spec in enumerate(SIGNALS)
+        }
+        top, ratio = self._tops()
+        return CongestionScore(
+            host,
+            self.bucket,
+            top[i],
+            signals,
+            float(self.throughput[i]),
+            bool(self.if_out[i]) if self.if_known[i] else None,
+            self.active[i],
+            ratio[i],
+        )
 
 
 @dataclass(slots=True)
@@ -266,15 +345,26 @@ class CongestionDetector:
         self.host_ids: dict[str, npt.NDArray[np.int64]] = {}
         self.incidents: dict[int, _Incident] = {}
         self._next_incident = 1
-        self.scores: dict[str, CongestionScore] = {}
+        self._scores: dict[str, CongestionScore] = {}
+        self._pending: dict[str, tuple[_ScoreBatch, int]] = {}  # host → its latest scores, not yet objects
         # multivariate model
         self.train: deque[npt.NDArray[np.float64]] = deque(maxlen=self.c.if_train_max)
-        self.model: IsolationForest | None = None
+        self.model: ForestFit | None = None  # sklearn is imported when the first forest is trained
         self.forest: CompiledForest | None = None
         self.last_train = -(1 << 62)
         self._trained_on = 0
         self.last_bucket = 0
         self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
+        self._role_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+
+    @property
+    def scores(self) -> dict[str, CongestionScore]:
+        """Latest per-host congestion picture, by host."""
+        if self._pending:
+            for h, (batch, i) in self._pending.items():
+                self._scores[h] = batch.score(h, i)
+            self._pending.clear()
+        return self._scores
 
     # ------------------------------------------------------------------------------------------
     def process(self, tbl: pa.Table, hi_ms: int) -> None:
@@ -287,8 +377,7 @@ class CongestionDetector:
         # select the congestion rows with numpy on dictionary codes (no per-row strings, no table filter)
         mcol = _dict_col(tbl.column("metric"))
         mnames = cast(list[str], mcol.dictionary.to_pylist())  # a dictionary holds no nulls
-        sig_of = np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64)
-        role_of = np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64)
+        sig_of, role_of = self._roles(mnames)
         mcode_all = _codes(mcol)
         rows = np.flatnonzero(role_of[mcode_all] >= 0)
         if rows.size == 0:
@@ -299,7 +388,6 @@ class CongestionDetector:
         by_name = sorted(range(len(names)), key=lambda i: names[i])
         rank = np.empty(len(names), np.int64)
         rank[by_name] = np.arange(len(names))
-        sub = _dict_col(tbl.column("sub"))
         w = _Window(
             host_names=[names[i] for i in by_name],
             host=rank[_codes(hcol)[rows]],
@@ -310,23 +398,27 @@ class CongestionDetector:
             rate=_f64(tbl.column("rate"))[rows],
             inc=_f64(tbl.column("inc"))[rows],
             mean=_f64(tbl.column("mean"))[rows],
-            sub=sub,
-            prio=tbl.column("priority").combine_chunks(),
+            sub_col=tbl.column("sub"),
+            prio_col=tbl.column("priority"),
             orig=rows,
-            subcode=_codes(sub)[rows],
-            nsub=max(1, len(sub.dictionary)),
         )
         buckets = np.asarray(tbl.column("bucket").to_numpy(), np.int64)[rows]
         # group rows by step; step numbers are small, so a stable radix sort on int16 does it
         first = int(buckets.min())
-        steps = (buckets - first) // self.step_ms
-        if int(steps.max()) < 32_768 and bool(np.all(buckets % self.step_ms == first % self.step_ms)):
-            order = np.argsort(steps.astype(np.int16), kind="stable")
+        if first == int(buckets.max()):
+            # one step (a live pass or a replay's 60 s pass): already grouped, in row order
+            order = np.arange(buckets.size)
+            ub, starts = buckets[:1], np.zeros(1, np.int64)
+            step_of = np.zeros(buckets.size, np.int64)
         else:
-            order = np.argsort(buckets, kind="stable")
-        ub, starts, si = np.unique(buckets[order], return_index=True, return_inverse=True)
-        step_of = np.empty(order.size, np.int64)
-        step_of[order] = si
+            steps = (buckets - first) // self.step_ms
+            if int(steps.max()) < 32_768 and bool(np.all(buckets % self.step_ms == first % self.step_ms)):
+                order = np.argsort(steps.astype(np.int16), kind="stable")
+            else:
+                order = np.argsort(buckets, kind="stable")
+            ub, starts, si = np.unique(buckets[order], return_index=True, return_inverse=True)
+            step_of = np.empty(order.size, np.int64)
+            step_of[order] = si
         vals, throughput = self._aggregate(w, step_of, len(ub))
         ends = np.append(starts[1:], order.size)
         last = len(ub) - 1
@@ -344,6 +436,21 @@ class CongestionDetector:
                     n == last,
                 )
 
+    def _roles(self, mnames: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(signal, role) per metric dictionary code (role −1: not a congestion metric), kept per
+        dictionary: a pass's metrics come in the same few orders."""
+        key = tuple(mnames)
+        got = self._role_cache.get(key)
+        if got is None:
+            if len(self._role_cache) >= 64:
+                self._role_cache.clear()
+            got = (
+                np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64),
+                np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64),
+            )
+            self._role_cache[key] = got
+        return got
+
     @staticmethod
     def _aggregate(w: _Window, si: npt.NDArray[np.int64], nsteps: int) -> tuple[F64, F64]:
         """Per step, host and signal: the signal values and the throughput, for every step of the
@@ -352,24 +459,28 @@ class CongestionDetector:
         h, role, sig = w.host, w.role, w.sig
         rate, inc, mean = w.rate, w.inc, w.mean
         cell = si * nh + h  # (step, host)
-        vals = np.full((nsteps * nh, NSIG), np.nan)
-        cnt = (role == R_COUNT) & np.isfinite(rate)
-        if cnt.any():
-            flat = cell[cnt] * NSIG + sig[cnt]
-            acc = np.bincount(flat, rate[cnt], minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG)
-            seen = np.bincount(flat, minlength=nsteps * nh * NSIG).reshape(nsteps * nh, NSIG) > 0
-            vals = np.where(seen, acc, np.nan)
+        ncell = nsteps * nh
+        # every sum at once: one bin per (step, host) and slot (_SUM_SLOT), the finite values of
+        # each row in row order — each bin adds the same values in the same order as a sum of
+        # its own would
+        source = _SUM_SOURCE[role]
+        v = np.where(source == 0, rate, np.where(source == 1, inc, mean))
+        slot = np.where(role == R_COUNT, sig, _SUM_SLOT[role])
+        keep = (slot >= 0) & np.isfinite(v)
+        flat = cell[keep] * _NSLOT + slot[keep]
+        acc = np.bincount(flat, v[keep], minlength=ncell * _NSLOT).reshape(ncell, _NSLOT)
+        seen = np.bincount(flat, minlength=ncell * _NSLOT).reshape(ncell, _NSLOT) > 0
+        vals = np.where(seen[:, :NSIG], acc[:, :NSIG], np.nan)  # event rates (SMB's column is never seen)
         # SMB latency: Δseconds / Δrequests over all shares (raw), else formatted averages
-        m = (role == R_LNUM) & np.isfinite(inc)
-        lat_num = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
-        m = (role == R_LDEN) & np.isfinite(inc)
-        lat_den = np.bincount(cell[m], inc[m], minlength=nsteps * nh)
+        lat_num = acc[:, _SLOT_LNUM]
+        lat_den = acc[:, _SLOT_LDEN]
         raw_ok = lat_den > 0
         vals[raw_ok, _SMB] = lat_num[raw_ok] / lat_den[raw_ok]
         fmt = (role == R_LAVG) | (role == R_LRPS)
         if fmt.any():
             # pair each share's formatted average latency with its request rate (same step, host, share)
-            pair = cell[fmt] * w.nsub + w.subcode[fmt]
+            _, subcode, nsub = w.subs()
+            pair = cell[fmt] * nsub + subcode[fmt]
             uniq, inv = np.unique(pair, return_inverse=True)
             avg = np.full(uniq.size, np.nan)
             rps = np.full(uniq.size, np.nan)
@@ -377,21 +488,17 @@ class CongestionDetector:
             avg[inv[is_avg]] = mean[fmt][is_avg]
             rps[inv[~is_avg]] = mean[fmt][~is_avg]
             wt = np.where(np.isfinite(rps), rps, np.where(avg > 0, 1.0, 0.0))
-            ph = uniq // w.nsub
+            ph = uniq // nsub
             ok = np.isfinite(avg) & ~raw_ok[ph]
             num = np.bincount(ph[ok], (avg * wt)[ok], minlength=nsteps * nh)
             den = np.bincount(ph[ok], wt[ok], minlength=nsteps * nh)
             good = (den > 0) & ~raw_ok
             vals[good, _SMB] = num[good] / den[good]
         # throughput context: RDMA bytes (raw, else formatted), else NIC bytes
-        throughput = np.full(nsteps * nh, np.nan)
-        for r, use_rate in ((R_NET_FMT, False), (R_NET_RAW, True), (R_RDMA_FMT, False), (R_RDMA_RAW, True)):
-            v = rate if use_rate else mean
-            m = (role == r) & np.isfinite(v)
-            if m.any():
-                acc1 = np.bincount(cell[m], v[m], minlength=nsteps * nh)
-                seen1 = np.bincount(cell[m], minlength=nsteps * nh) > 0
-                throughput = np.where(seen1, acc1, throughput)
+        throughput = np.full(ncell, np.nan)
+        for r in (R_NET_FMT, R_NET_RAW, R_RDMA_FMT, R_RDMA_RAW):  # later forms win
+            k = int(_SUM_SLOT[r])
+            throughput = np.where(seen[:, k], acc[:, k], throughput)
         return vals.reshape(nsteps, nh, NSIG), throughput.reshape(nsteps, nh)
 
     # ------------------------------------------------------------------------------------------
@@ -430,23 +537,28 @@ class CongestionDetector:
         # borrowed baseline describes the population, not this host: its spread is the peers'
         # typical spread combined with how far the peers' own medians lie apart (hosts differ —
         # one with twice the PFC pauses of another is not congested for that)
-        for s in range(NSIG + 1):
-            own = src[:, s] != SOURCE_NONE
-            if (~own).any() and own.sum() >= 3:
-                centre, between = median_mad(med[own, s])
-                med[~own, s] = centre
-                sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
-                src[~own, s] = SOURCE_PEERS
+        # (each column only reads and writes itself: which columns borrow is known up front)
+        owns = src != SOURCE_NONE
+        for s in np.flatnonzero((~owns).any(axis=0) & (owns.sum(axis=0) >= 3)).tolist():
+            own = owns[:, s]
+            centre, between = median_mad(med[own, s])
+            med[~own, s] = centre
+            sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
+            src[~own, s] = SOURCE_PEERS
         allv = np.concatenate([vals, throughput[:, None]], axis=1)
+        # the smallest spread z is measured in: relative to the level for every signal, at least
+        # the Poisson noise of one step for event counts (baselines.poisson_floor), the latency
+        # floor for SMB latency and 1 B/s for throughput — all hosts and signals at once
+        level = nan_to_zero(med)
+        relative = self.s.baselines.relative_floor * np.abs(level)
         floor = np.empty_like(med)
-        rel = self.s.baselines.relative_floor
-        for s, spec in enumerate(SIGNALS):
-            if spec.kind == "count":
-                floor[:, s] = np.fmax(poisson_floor(med[:, s], self.step_s), rel * np.abs(nan_to_zero(med[:, s])))
-            else:
-                floor[:, s] = np.fmax(rel * np.abs(nan_to_zero(med[:, s])), self.c.latency_floor_seconds)
-        floor[:, NSIG] = np.fmax(rel * np.abs(nan_to_zero(med[:, NSIG])), 1.0)
-        z = robust_z(allv, med, sig, floor)
+        floor[:, _COUNTS] = np.fmax(
+            np.sqrt(np.maximum(level[:, _COUNTS], 1.0 / self.step_s) / self.step_s), relative[:, _COUNTS]
+        )
+        floor[:, _LATENCIES] = np.fmax(relative[:, _LATENCIES], self.c.latency_floor_seconds)
+        floor[:, NSIG] = np.fmax(relative[:, NSIG], 1.0)
+        scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
+        z = z_scaled(allv, med, scale)  # robust_z(allv, med, sig, floor)
         zs = z[:, :NSIG]
         bar = self._bars(ids[:, :NSIG], bucket)
         zn = nan_to_zero(zs)
@@ -458,7 +570,7 @@ class CongestionDetector:
         # noisy host's routine burst is as ordinary to it as to the per-signal bars; at the plain
         # bar this is z exactly (throughput has no bar: plain z)
         on_scale = np.concatenate([zs * (self.z_fire / bar), z[:, NSIG:]], axis=1)
-        feats = np.clip(nan_to_zero(on_scale), -10.0, 50.0)
+        feats = np.minimum(np.maximum(nan_to_zero(on_scale), -10.0), 50.0)  # np.clip(…, -10, 50): no NaN left
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
         cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
@@ -524,69 +636,45 @@ class CongestionDetector:
                 self.train.append(row)
         self._maybe_train(bucket)
 
-        scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
         # peaks every step; scores and evidence only where someone will read them (the last step of
-        # a catch-up, a host that just became congested, a congested host's current step)
+        # a catch-up, a host that just became congested, a congested host's current step). The
+        # scores of hosts that are not congested are kept as this step's arrays and become
+        # CongestionScore objects only when read (a replay judges every host at every pass and
+        # reads none of them)
         newly = set(newly_active)
-        # numbers for the Python objects below, converted once (the same doubles float() gives)
-        z_l, flag_l = z.tolist(), flag.tolist()
-        score_l = ratio_l = allv_l = med_l = sig_l = src_l = bar_l = scale_l = tput_l = []
-        if final or newly or any(st.active for st in states):
-            finite = np.isfinite(zs)
-            has = finite.any(axis=1)
-            # the largest finite z and z-to-bar ratio per host (a max is exact in any order)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = np.where(finite, zs / bar, -np.inf).max(axis=1)
-            score_l = np.where(has, np.where(finite, zs, -np.inf).max(axis=1), np.nan).tolist()
-            ratio_l = np.where(has, ratio, np.nan).tolist()
-            allv_l, med_l, sig_l, src_l = allv.tolist(), med.tolist(), sig.tolist(), src.tolist()
-            bar_l, scale_l, tput_l = bar.tolist(), scale.tolist(), throughput.tolist()
+        congested = [st.active for st in states]
+        flag_l = flag.tolist()
+        batch = None
+        if final or newly or any(congested):
+            batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, congested)
         for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
             if st.active:
-                zr = z_l[i]
+                zr = z[i].tolist()
                 for s_i, spec in enumerate(SIGNALS):
                     zi = zr[s_i]
                     if math.isfinite(zi):
                         st.peak_z[spec.name] = max(st.peak_z.get(spec.name, -math.inf), zi)
-            if not (final or h in newly or (st.active and flag_l[i])):
+            if batch is None or not (final or h in newly or (st.active and flag_l[i])):
                 continue
-            scores = {
-                spec.name: SignalScore(
-                    allv_l[i][s_i],
-                    med_l[i][s_i],
-                    sig_l[i][s_i],
-                    z_l[i][s_i],
-                    _SRC_NAMES[src_l[i][s_i]],
-                    bar_l[i][s_i],
-                    scale_l[i][s_i],
-                )
-                for s_i, spec in enumerate(SIGNALS)
-            }
-            self.scores[h] = CongestionScore(
-                h,
+            if not st.active:
+                self._pending[h] = (batch, i)
+                continue
+            score = batch.score(h, i)
+            self._scores[h] = score
+            self._pending.pop(h, None)
+            rows = sel[w.host[sel] == present[i]]
+            st.last_evidence = self._host_evidence(
                 bucket,
-                score_l[i],
-                scores,
-                tput_l[i],
-                bool(if_out[i]) if if_known[i] else None,
-                st.active,
-                ratio_l[i],
+                score.signals,
+                float(throughput[i]),
+                float(med[i, NSIG]),
+                over[i],
+                if_out[i],
+                if_known[i],
+                st,
+                rows,
+                w,
             )
-            if st.active:
-                hcode = int(present[i])
-                rows = [int(j) for j in sel[w.host[sel] == hcode]]
-                st.last_evidence = self._host_evidence(
-                    bucket,
-                    scores,
-                    float(throughput[i]),
-                    float(med[i, NSIG]),
-                    over[i],
-                    if_out[i],
-                    if_known[i],
-                    st,
-                    rows,
-                    w,
-                )
         self._group(newly_active, bucket)
         self.last_bucket = max(self.last_bucket, bucket)
 
@@ -600,7 +688,7 @@ class CongestionDetector:
         if_out: bool,
         if_known: bool,
         st: _HostState,
-        rows: list[int],
+        rows: npt.NDArray[np.intp],
         w: _Window,
     ) -> dict[str, Any]:
         signals: dict[str, Any] = {}
@@ -625,16 +713,22 @@ class CongestionDetector:
         pfc: dict[str, float] = {}
         rdma: dict[str, float] = {}
         disc: dict[str, float] = {}
-        for j in rows:
-            m = w.mnames[int(w.mcode[j])]
-            r = float(w.rate[j])
+        # the host's rows as Python values, one conversion per column (not one Arrow scalar each)
+        orig = w.orig[rows]
+        for m_code, r, sub_v, prio_v in zip(
+            w.mcode[rows].tolist(),
+            w.rate[rows].tolist(),
+            _py_at(w.subs()[0], orig),
+            _py_at(w.prio_col.combine_chunks(), orig),
+            strict=True,
+        ):
+            m = w.mnames[m_code]
             if not math.isfinite(r):
                 continue
-            o = int(w.orig[j])
-            sub = w.sub[o].as_py() or "?"
+            sub = sub_v or "?"
             if m.startswith("pfc."):
                 direction = "rx" if ".rx_" in m else "tx"
-                key = f"{sub} prio {w.prio[o].as_py() or '?'} {direction}"
+                key = f"{sub} prio {prio_v or '?'} {direction}"
                 pfc[key] = pfc.get(key, 0.0) + r
             elif METRIC_ROLES[m][0] == _RDMA:
                 key = f"{sub} {m.split('.', 1)[1].removesuffix('_total')}"
@@ -721,16 +815,16 @@ class CongestionDetector:
         )
         if not grown and bucket - self.last_train < self.c.if_retrain.total_seconds() * 1000:
             return
-        from sklearn.ensemble import IsolationForest  # lazy: see the TYPE_CHECKING import above
-
+        # IsolationForest(n_estimators, contamination, max_samples, random_state=seed).fit(x), tree
+        # for tree, without scikit-learn's per-tree overhead (analytics.iforest; imports sklearn)
         x = np.asarray(self.train)
-        model = IsolationForest(
+        model = fit_forest(
+            x,
             n_estimators=self.c.if_estimators,
             contamination=self.c.if_contamination,
             max_samples=min(256, len(x)),
-            random_state=self.s.seed,
+            seed=self.s.seed,
         )
-        model.fit(x)
         self.model = model
         self.forest = CompiledForest(model)
         self.last_train = bucket
@@ -767,7 +861,8 @@ class CongestionDetector:
             return
         for h in gone:
             del self.hosts[h]
-            self.scores.pop(h, None)
+            self._scores.pop(h, None)
+            self._pending.pop(h, None)
             self.host_ids.pop(h, None)
         # renumber the baselines (and tails) of the hosts kept, in their current order
         keep = np.sort(np.concatenate([ids for ids in self.host_ids.values()] or [np.zeros(0, np.int64)]))

@@ -293,10 +293,12 @@ class NetworkIndex:
             for c in p.all_clusters:
                 self.cluster_net.setdefault(c, p.name)
         self._cache: dict[str, tuple[tuple[int, int] | None, list[PoolRange], str | None]] = {}
+        self.epoch = 0  # bumps at every invalidate: consumers' own caches of lookups key on it
 
     def invalidate(self) -> None:
         """Forget cached lookups (a plan gained a range at run time)."""
         self._cache.clear()
+        self.epoch += 1
 
     def lookup(self, ip: str) -> tuple[tuple[int, int] | None, list[PoolRange], str | None]:
         """(key, pools containing the address, network whose ranges or prefix cover it)."""

@@ -49,27 +49,88 @@ WHERE ts > make_timestamptz($lo_us) AND ts <= make_timestamptz($hi_us) AND owner
 """
 
 
-def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int, *, reuse: bool = True) -> tuple[pa.Table, pa.Table]:
     """:data:`HELD_SQL` and :data:`NEIGHBOR_SQL` over Arrow rows in the ``ip_observations``
     schema (the engine's fed mode): same columns, same rows, in input order.
 
-    Rows are selected first and only the selected rows' dictionary columns are decoded; the
-    neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values)."""
-    # one chunk (the fed rows come as one chunk per record: per-chunk kernel calls would dominate)
-    obs = obs.combine_chunks()
-    t = obs.column("ts").cast(pa.int64())
-    tn = np.asarray(t.to_numpy(), np.int64)
-    in_span = (tn > lo_ms) & (tn <= hi_ms)
+    Inventories and neighbour tables re-list the same rows scrape after scrape, so a pass's fed
+    rows mostly repeat the last pass's in everything but ``ts``: when they do (and the same rows
+    fall in the span), the last split's tables are returned with the new times — what
+    :func:`split_observations_careful` makes of them, at a fraction of the Arrow calls. The memo
+    holds one call's result and is used only on equal content, so the output is a function of
+    the arguments alone, whoever called last (``reuse=False``: always the careful path)."""
+    t = _epoch_ms(obs.column("ts"))
+    in_span = (t > lo_ms) & (t <= hi_ms)
+    memo = _split_memo[0]
+    if (
+        reuse
+        and memo is not None
+        and memo.span.size == in_span.size
+        and np.array_equal(memo.span, in_span)
+        and obs.drop_columns(["ts"]).equals(memo.content)
+    ):
+        return _with_t(memo.held, t[memo.held_rows]), _with_t(memo.nb, t[memo.nb_rows])
+    held_rows, nb_rows = _split_rows(obs, in_span)
+    held, nb = _split_tables(obs, held_rows, nb_rows)
+    if reuse:
+        _split_memo[0] = _SplitMemo(obs.drop_columns(["ts"]), in_span, held, nb, held_rows, nb_rows)
+    return held, nb
+
+
+def split_observations_careful(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table, pa.Table]:
+    """:func:`split_observations` without the memo (tests compare the two)."""
+    return split_observations(obs, lo_ms, hi_ms, reuse=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _SplitMemo:
+    """One split: its input's content (all but ``ts``), which rows were in the span, the tables
+    made and the input rows they hold."""
+
+    content: pa.Table
+    span: npt.NDArray[np.bool_]
+    held: pa.Table
+    nb: pa.Table
+    held_rows: npt.NDArray[np.int64]
+    nb_rows: npt.NDArray[np.int64]
+
+
+_split_memo: list[_SplitMemo | None] = [None]  # the last split (replaced whole: one assignment)
+
+
+def _epoch_ms(col: pa.ChunkedArray[Any]) -> npt.NDArray[np.int64]:
+    """Epoch ms of a ``ts`` column: a millisecond timestamp's values as they are (a tenth of a
+    cast's cost), anything else cast."""
+    if len(col) and pa.types.is_timestamp(col.type) and col.type.unit == "ms" and not col.null_count:
+        return np.asarray(col.to_numpy(), "datetime64[ms]").view(np.int64)
+    return np.asarray(col.cast(pa.int64()).to_numpy(), np.int64)
+
+
+def _with_t(tbl: pa.Table, t: npt.NDArray[np.int64]) -> pa.Table:
+    i = tbl.schema.get_field_index("t")
+    return tbl.set_column(i, tbl.schema.field(i), pa.array(t, pa.int64()))
+
+
+def _split_rows(obs: pa.Table, in_span: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The input rows of the held and the neighbour table."""
     is_nb = in_set(obs.column("owner_kind"), ["neighbor"])
     valid = np.ones(obs.num_rows, bool)
     for name in ("mac", "ip", "owner"):
         col = obs.column(name)
         if col.null_count:
             valid &= np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool)
-    held_mask = pa.array(in_span & ~is_nb)
-    nb_mask = pa.array(in_span & is_nb & valid)
-    with_t = obs.append_column("t", t)
-    h = with_t.filter(held_mask)
+    return np.flatnonzero(in_span & ~is_nb), np.flatnonzero(in_span & is_nb & valid)
+
+
+def _split_tables(
+    obs: pa.Table, held_rows: npt.NDArray[np.int64], nb_rows: npt.NDArray[np.int64]
+) -> tuple[pa.Table, pa.Table]:
+    """The rows selected first and only the selected rows' dictionary columns decoded; the
+    neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values)."""
+    # one chunk (the fed rows come as one chunk per record: per-chunk kernel calls would dominate)
+    obs = obs.combine_chunks()
+    with_t = obs.append_column("t", obs.column("ts").cast(pa.int64()))
+    h = with_t.take(pa.array(held_rows, pa.int64()))
     held = pa.table(
         {
             "ip": h.column("ip"),
@@ -82,7 +143,7 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int) -> tuple[pa.Table,
             "source": h.column("source").cast(pa.string()),
         }
     )
-    nb = with_t.select(["ip", "owner", "network", "t", "mac"]).filter(nb_mask)
+    nb = with_t.select(["ip", "owner", "network", "t", "mac"]).take(pa.array(nb_rows, pa.int64()))
     return held, nb
 
 
@@ -170,6 +231,36 @@ def _sorted_codes(enc: pa.DictionaryArray[Any, Any]) -> tuple[list[str], npt.NDA
     return [names[i] for i in by_name], rank[codes]
 
 
+def dictionary_codes(arr: pa.DictionaryArray[Any, Any]) -> npt.NDArray[np.int64]:
+    """Each row's code into the dictionary, -1 for a null row. (``indices.fill_null(-1)`` costs
+    ~0.15 ms on a few hundred rows with nulls; numpy gives the indices with nulls as NaN.)"""
+    ind = arr.indices
+    raw = ind.to_numpy(zero_copy_only=False)
+    if not ind.null_count:
+        return np.asarray(raw, np.int64)
+    out = np.full(raw.size, -1, np.int64)
+    ok = ~np.isnan(raw)
+    out[ok] = raw[ok]
+    return out
+
+
+def _pylist(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> list[Any]:
+    """A column as a Python list; a dictionary column decoded by code (its own ``to_pylist``
+    makes one Arrow scalar per row, ~30x slower)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(arr, pa.DictionaryArray):
+        names: list[Any] = [*arr.dictionary.to_pylist(), None]
+        codes = dictionary_codes(arr).tolist()
+        return [names[c] for c in codes]
+    return cast(list[Any], arr.to_pylist())
+
+
+def _first_of(item: tuple[tuple[Any, ...], list[Any]]) -> int:
+    return cast(int, item[1][0])
+
+
+FAST_HELD_ROWS = 20_000  # above this, a pass's holder rows are grouped by Acero (vectorised)
+
 NEIGHBOR_OBSERVERS = 20  # observers named per IP in ``neighbor_latest``
 
 
@@ -204,11 +295,49 @@ class _Names:
         return np.asarray(inverse, np.int64).reshape(used.shape)
 
 
+@dataclass(slots=True)
+class _HeldRepeat:
+    """What the last holder pass derived from its rows' content (all but ``t``), kept when each
+    of its holdings had one group and no row was an event (see
+    :meth:`ObservationTracker._fold_held_repeat`)."""
+
+    content: pa.Table  # the rows without ``t``, to compare the next pass's with
+    keys: list[HoldingKey]  # the holdings, in the order their groups first appeared
+    order: npt.NDArray[np.int64]  # rows by holding (stable)
+    runs: npt.NDArray[np.int64]  # start of each holding's run of ordered rows
+    macs: list[list[str]]  # each holding's distinct MACs
+    sources: list[list[str]]  # each holding's distinct sources
+
+
+NEIGHBOR_COLUMNS = ["ip", "owner", "network", "mac"]  # a neighbour row's content besides its time
+
+
+@dataclass(slots=True)
+class _NeighborRepeat:
+    """What the last neighbour pass derived from its rows' content (everything but the times),
+    kept when it had one row per (ip, observer) pair, so a pass with the same content only
+    stores the new times and picks each IP's newest answer (see :meth:`ObservationTracker._neighbors`)."""
+
+    content: pa.Table  # the rows' NEIGHBOR_COLUMNS, to compare the next pass's with
+    order: npt.NDArray[np.int64]  # rows in (ip, observer) name order
+    pos: npt.NDArray[np.int64]  # each ordered row's pair position in the remembered pair arrays
+    g0: npt.NDArray[np.int64]  # start of each IP's run of ordered rows
+    sizes: npt.NDArray[np.int64]  # length of each run
+    ips: list[str]  # each run's IP
+    seen: list[list[str]]  # each run's first NEIGHBOR_OBSERVERS observers
+    mac: list[str]  # each ordered row's MAC
+    net: list[str | None]  # each ordered row's network
+    # the observer list a fast pass last gave each IP: the 20 smallest of (what it had ∪ seen),
+    # so merging ``seen`` into it again gives it back
+    made: list[list[str] | None] = field(default_factory=list)
+
+
 class ObservationTracker:
     """Folds new ``ip_observations`` rows into holdings, MAC changes and events."""
 
-    def __init__(self, settings: AnalyticsSettings) -> None:
+    def __init__(self, settings: AnalyticsSettings, *, fast: bool = True) -> None:
         self.s = settings
+        self.fast = fast  # False: always the careful paths (tests compare the two)
         d = settings.duplicate_ip
         self.ttl = int(d.presence_ttl.total_seconds() * 1000)
         self.retention = int(
@@ -222,6 +351,7 @@ class ObservationTracker:
             * 1000
         )
         self.holdings: dict[HoldingKey, Holding] = {}
+        self.holdings_epoch = 0  # bumps whenever a holding is added or forgotten (not when one grows)
         self.changes: dict[tuple[str, str], deque[MacChange]] = {}
         self.events: deque[ConflictEvent] = deque()
         self.neighbor_latest: dict[str, tuple[str, int, str | None, list[str]]] = {}
@@ -230,6 +360,8 @@ class ObservationTracker:
         self._pair_key = np.zeros(0, np.int64)
         self._pair_mac = np.zeros(0, np.int64)
         self._pair_t = np.zeros(0, np.int64)
+        self._held_repeat: _HeldRepeat | None = None  # the last holder pass's content (fast path)
+        self._nb_repeat: _NeighborRepeat | None = None  # the last neighbour pass's content (fast path)
         self.version = 0  # bumps whenever anything changed (lets consumers skip work)
         self.first_holder_ms: int | None = None  # earliest inventory row ever seen
         self.holder_minutes: list[int] = []  # sorted minute ends (⌈ms / 60 000⌉) of inventory rows
@@ -249,27 +381,13 @@ class ObservationTracker:
         changed = False
         if held.num_rows or nb.num_rows:
             if held.num_rows:
-                self._cover(held)
-                held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
-                # one thread: for the few hundred rows of a pass the thread pool costs ~10x the work, and
-                # the groups then come in one deterministic order: Acero's hash-table order, which
-                # is *not* first appearance for most passes of a few hundred rows; ties in
-                # first_ms are folded in it, so a replacement must reproduce it (none does yet)
-                agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
-                    [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
-                )
-                # column by column (one list per column, not one dict per group), folded in the same
-                # order as before: by first sighting, ties in group order (a stable sort)
-                ip, kind, owner, cluster, network, first, last, n, macs, names = (
-                    cast(list[Any], agg.column(name).to_pylist())
-                    for name in (
-                        *("ip", "kind", "owner", "cluster", "network"),
-                        *("t_min", "t_max", "t_count", "mac_distinct", "source_distinct"),
-                    )
-                )
-                for j in sorted(range(agg.num_rows), key=first.__getitem__):
-                    ms = [m for m in macs[j] if m is not None]
-                    self._hold(ip[j], kind[j], owner[j], cluster[j], network[j], first[j], last[j], n[j], ms, names[j])
+                if not (
+                    self.fast
+                    and held.num_rows <= FAST_HELD_ROWS
+                    and (self._fold_held_repeat(held) or self._fold_held_rows(held))
+                ):
+                    self._held_repeat = None
+                    self._fold_held_groups(held)
                 changed = True
             if nb.num_rows:
                 changed = self._neighbors(nb) or changed
@@ -278,15 +396,165 @@ class ObservationTracker:
         if changed:
             self.version += 1
 
+    def _fold_held_groups(self, held: pa.Table) -> None:
+        """The careful path: holder rows grouped by Acero, groups folded by first sighting."""
+        self._cover(held)
+        held = held.append_column("b", pc.divide(held.column("t"), pa.scalar(max(1, self.ttl), pa.int64())))
+        # one thread: for the few hundred rows of a pass the thread pool costs ~10x the work, and
+        # the groups then come in one deterministic order: Acero's hash-table order, which
+        # is *not* first appearance for most passes of a few hundred rows (a key that collides
+        # with another new key of its mini-batch comes later); ties in first_ms are folded in it,
+        # and :meth:`_fold_held_rows` defers to this path whenever such a tie could show
+        agg = held.group_by(["ip", "kind", "owner", "cluster", "network", "b"], use_threads=False).aggregate(
+            [("t", "min"), ("t", "max"), ("t", "count"), ("mac", "distinct"), ("source", "distinct")]
+        )
+        # column by column (one list per column, not one dict per group), folded in the same
+        # order as before: by first sighting, ties in group order (a stable sort)
+        ip, kind, owner, cluster, network, first, last, n, macs, names = (
+            cast(list[Any], agg.column(name).to_pylist())
+            for name in (
+                *("ip", "kind", "owner", "cluster", "network"),
+                *("t_min", "t_max", "t_count", "mac_distinct", "source_distinct"),
+            )
+        )
+        for j in sorted(range(agg.num_rows), key=first.__getitem__):
+            ms = [m for m in macs[j] if m is not None]
+            self._hold(ip[j], kind[j], owner[j], cluster[j], network[j], first[j], last[j], n[j], ms, names[j])
+
+    def _fold_held_rows(self, held: pa.Table) -> bool:
+        """The fast path of :meth:`_fold_held_groups` for a pass's few hundred holder rows: the
+        same groups (per holding key and ``t // ttl``, as Arrow's integer division truncates)
+        gathered in a dict from Python lists, folded in the same order — by first sighting, ties
+        in first appearance.
+
+        Why it may differ in order only where nothing can tell: groups of *existing* holdings
+        touch disjoint state, so their order is immaterial; only two *new* holdings first seen at
+        the same ms (insertion order of :attr:`holdings`) or two conflict events at the same ms
+        (order of :attr:`events`) would be folded in Acero's hash order. Then, or when an event
+        group's MAC or source would be picked among several, this returns False having changed
+        nothing, and the caller takes the careful path."""
+        ip, kind, owner, cluster, network, mac, source = (
+            _pylist(held.column(name)) for name in ("ip", "kind", "owner", "cluster", "network", "mac", "source")
+        )
+        ts = cast(list[int], held.column("t").to_pylist())
+        ttl = max(1, self.ttl)
+        groups: dict[tuple[Any, ...], list[Any]] = {}  # key + (b,) → [first, last, n, macs, sources, index]
+        row_group: list[int] = []
+        for row in zip(ip, kind, owner, cluster, network, ts, mac, source, strict=True):
+            t = row[5]
+            gk = (*row[:5], t // ttl if t >= 0 else -(-t // ttl))
+            g = groups.get(gk)
+            if g is None:
+                row_group.append(len(groups))
+                groups[gk] = [
+                    *(t, t, 1),
+                    *([] if row[6] is None else [row[6]], [] if row[7] is None else [row[7]], len(groups)),
+                ]
+                continue
+            row_group.append(g[5])
+            if t < g[0]:
+                g[0] = t
+            elif t > g[1]:
+                g[1] = t
+            g[2] += 1
+            if row[6] is not None and row[6] not in g[3]:
+                g[3].append(row[6])
+            if row[7] is not None and row[7] not in g[4]:
+                g[4].append(row[7])
+        holdings = self.holdings
+        new_first: dict[HoldingKey, int] = {}
+        event_firsts: set[int] = set()
+        for gk, g in groups.items():
+            if gk[1] == "event":
+                if g[0] in event_firsts or len(g[3]) > 1 or len(g[4]) > 1:
+                    return False
+                event_firsts.add(g[0])
+            elif gk[:5] not in holdings:
+                key = cast(HoldingKey, gk[:5])
+                f = new_first.get(key)
+                new_first[key] = g[0] if f is None else min(f, g[0])
+        if len(set(new_first.values())) < len(new_first):
+            return False
+        self._cover_rows(kind, ts)
+        for gk, g in sorted(groups.items(), key=_first_of):
+            h = holdings.get(cast(HoldingKey, gk[:5])) if gk[1] != "event" else None
+            if h is None:
+                self._hold(gk[0], gk[1], gk[2], gk[3], gk[4], g[0], g[1], g[2], g[3], g[4])
+            else:
+                self._grow(h, g[0], g[1], g[2], g[3], g[4])
+        self._held_repeat = None
+        keys = [cast(HoldingKey, gk[:5]) for gk in groups]
+        if len(set(keys)) == len(keys) and not any(k[1] == "event" for k in keys):
+            # one group per holding, no event: the next pass may repeat this content
+            rk = np.asarray(row_group, np.int64)
+            order = np.argsort(rk, kind="stable")
+            runs = np.flatnonzero(np.concatenate(([True], rk[order][1:] != rk[order][:-1])))
+            vals = list(groups.values())
+            self._held_repeat = _HeldRepeat(
+                held.drop_columns(["t"]), keys, order, runs, [g[3] for g in vals], [g[4] for g in vals]
+            )
+        return True
+
+    def _fold_held_repeat(self, held: pa.Table) -> bool:
+        """:meth:`_fold_held_rows` for holder rows that repeat the last pass's content (only ``t``
+        moved): the groups are the last pass's holdings, one each, when every holding's rows
+        still fall in one ``t // ttl`` bucket and every holding is still known — then no holding
+        is new and no row is an event, so the order the groups are folded in is immaterial
+        (see :meth:`_fold_held_rows`), and each group's MACs and sources are the last pass's.
+        Returns False (having changed nothing) when that does not hold."""
+        rep = self._held_repeat
+        if rep is None or held.num_rows != rep.order.size or not held.drop_columns(["t"]).equals(rep.content):
+            return False
+        t = np.asarray(held.column("t").to_numpy(), np.int64)
+        if int(t.min()) < 0:
+            return False
+        ts = t[rep.order]
+        b = ts // max(1, self.ttl)
+        if (np.minimum.reduceat(b, rep.runs) != np.maximum.reduceat(b, rep.runs)).any():
+            return False
+        hs = [self.holdings.get(k) for k in rep.keys]
+        if None in hs:
+            return False
+        first = np.minimum.reduceat(ts, rep.runs).tolist()
+        last = np.maximum.reduceat(ts, rep.runs).tolist()
+        n = np.diff(np.append(rep.runs, ts.size)).tolist()
+        self._add_cover(int(t.min()), np.unique(-(-t // 60_000)).tolist())
+        for j, h in enumerate(hs):
+            self._grow(cast(Holding, h), first[j], last[j], n[j], rep.macs[j], rep.sources[j])
+        return True
+
+    def _grow(self, h: Holding, first: int, last: int, n: int, macs: list[str], sources: list[str]) -> None:
+        """:meth:`_hold` for a holding seen before (nearly every group of a pass)."""
+        p = h.periods[-1]
+        if p[0] <= first and first - p[1] <= self.ttl:
+            if last > p[1]:
+                p[1] = last
+        else:
+            h.add(first, last, self.ttl)
+        h.sightings += n
+        for m in macs:
+            seen = h.macs.get(m)
+            if seen is None or seen < last:
+                h.macs[m] = max(0, last) if seen is None else last
+        if sources:
+            h.sources.update(sources)
+
     def _cover(self, held: pa.Table) -> None:
         inv = ~in_set(held.column("kind"), ["event"])
         if not inv.any():
             return
         t = np.asarray(held.column("t").to_numpy(), np.int64)[inv]
-        first = int(t.min())
+        self._add_cover(int(t.min()), np.unique(-(-t // 60_000)).tolist())  # the end of each row's minute
+
+    def _cover_rows(self, kind: list[str], ts: list[int]) -> None:
+        """:meth:`_cover` from Python lists."""
+        t = [t for k, t in zip(kind, ts, strict=True) if k != "event"]
+        if t:
+            self._add_cover(min(t), sorted({-(-x // 60_000) for x in t}))
+
+    def _add_cover(self, first: int, minutes: list[int]) -> None:
         if self.first_holder_ms is None or first < self.first_holder_ms:
             self.first_holder_ms = first
-        minutes = np.unique(-(-t // 60_000)).tolist()  # the end of each row's minute
         if self.holder_minutes and minutes[0] <= self.holder_minutes[-1]:
             self.holder_minutes = sorted(set(self.holder_minutes) | set(minutes))
         else:
@@ -300,6 +568,39 @@ class ObservationTracker:
         return i > 0 and m[i - 1] * 60_000 > t_ms - within_ms
 
     def _neighbors(self, tbl: pa.Table) -> bool:
+        """:meth:`_neighbors_careful`, or for a pass whose rows repeat the last pass's content
+        (ARP tables re-listed scrape after scrape: only the times move) its fast path.
+
+        Why the fast path finds no MAC change: the last pass stored each pair's MAC, this pass
+        has one row per pair with the same MAC (the same content), and nothing but that pass
+        changed the pair arrays since (:meth:`_pair_store` adding pairs and :meth:`_prune_pairs`
+        forgetting some drop the repeat). What is left is the careful path's bookkeeping on the
+        cached order: each pair's last time and each IP's newest answer."""
+        rep = self._nb_repeat
+        if rep is None or not self.fast or tbl.num_rows != rep.order.size:
+            return self._neighbors_careful(tbl)
+        content = tbl.select(NEIGHBOR_COLUMNS)
+        if not content.equals(rep.content):
+            return self._neighbors_careful(tbl)
+        t = np.asarray(tbl.column("t").to_numpy(), np.int64)[rep.order]
+        self._pair_t[rep.pos] = t
+        gmax = np.maximum.reduceat(t, rep.g0)
+        at_max = t == np.repeat(gmax, rep.sizes)
+        win = np.maximum.reduceat(np.where(at_max, np.arange(t.size), -1), rep.g0).tolist()
+        w_t = t[win].tolist()
+        latest = self.neighbor_latest
+        made = rep.made
+        for j, ip in enumerate(rep.ips):
+            cur = latest.get(ip)
+            ts_w = w_t[j]
+            if cur is None or ts_w >= cur[1]:
+                obs = made[j]
+                if obs is None or cur is None or cur[3] is not obs:  # else: merging again changes nothing
+                    obs = made[j] = sorted({*(cur[3] if cur else []), *rep.seen[j]})[:NEIGHBOR_OBSERVERS]
+                latest[ip] = (rep.mac[win[j]], ts_w, rep.net[win[j]], obs)
+        return False
+
+    def _neighbors_careful(self, tbl: pa.Table) -> bool:
         """Detect per-observer MAC changes, vectorised: Python touches only the changes found and
         each IP's newest answer, never each (ip, observer) pair.
 
@@ -335,7 +636,7 @@ class ObservationTracker:
             # fed rows keep the network dictionary-encoded: decode by code, not one Arrow scalar per
             # name asked for (each IP's newest answer asks once per IP and pass)
             net_names: list[str | None] = [*cast(list[str], nets.dictionary.to_pylist()), None]
-            net_code = np.asarray(nets.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+            net_code = dictionary_codes(nets)
 
             def net(i: int) -> str | None:
                 return net_names[int(net_code[order[i]])]
@@ -402,6 +703,25 @@ class ObservationTracker:
                 ip, observer = names(i)
                 self._change(MacChange(int(t[i]), ip, observer, net(i), macs[int(m[i - 1])], macs[int(m[i])]))
                 changed = True
+        self._nb_repeat = None
+        if self.fast and li.size == n:  # one row per pair: the next pass may repeat this content
+            pos_after, _found = self._pair_lookup(pair)
+            g0_l, g1_l = g0.tolist(), g1.tolist()
+            self._nb_repeat = _NeighborRepeat(
+                content=tbl.select(NEIGHBOR_COLUMNS),
+                order=np.asarray(order, np.int64),
+                pos=pos_after,
+                g0=g0,
+                sizes=g1 - g0,
+                ips=[ip_names[c] for c in g_ip],
+                seen=[
+                    [ow_names[c % n_ow] for c in lk_l[a : min(z, a + NEIGHBOR_OBSERVERS)]]
+                    for a, z in zip(g0_l, g1_l, strict=True)
+                ],
+                mac=[macs[c] for c in m.tolist()],
+                net=[net(i) for i in range(n)],
+                made=[None] * len(g_ip),
+            )
         return changed
 
     def _pair_lookup(self, keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -419,6 +739,7 @@ class ObservationTracker:
         self._pair_t[pos[found]] = t[found]
         new = ~found
         if new.any():
+            self._nb_repeat = None  # pair positions move
             pk = np.concatenate([self._pair_key, keys[new]])
             order = np.argsort(pk, kind="stable")
             self._pair_key = pk[order]
@@ -429,6 +750,7 @@ class ObservationTracker:
         """Forget pairs last answered before ``before``; renumber the names once most are gone."""
         keep = self._pair_t >= before
         if not keep.all():
+            self._nb_repeat = None  # pair positions move, forgotten pairs would start afresh
             self._pair_key, self._pair_mac, self._pair_t = (
                 self._pair_key[keep],
                 self._pair_mac[keep],
@@ -437,6 +759,7 @@ class ObservationTracker:
         live = self._pair_key.size
         if len(self._ips) + len(self._observers) + len(self._macs) <= 2 * (3 * live) + 3 * 1024:
             return
+        self._nb_repeat = None  # ids renumbered
         ip_new = self._ips.compact(self._pair_key >> 32)
         ow_new = self._observers.compact(self._pair_key & 0xFFFFFFFF)
         self._pair_mac = self._macs.compact(self._pair_mac)
@@ -483,6 +806,7 @@ class ObservationTracker:
         if h is None:
             h = Holding(ip, kind, owner, cluster, network)
             self.holdings[key] = h
+            self.holdings_epoch += 1
         last = int(last_ms)
         h.add(int(first_ms), last, self.ttl)
         h.sightings += int(n)
@@ -494,6 +818,7 @@ class ObservationTracker:
         before = now_ms - self.retention
         for k in [k for k, h in self.holdings.items() if h.last < before]:
             del self.holdings[k]
+            self.holdings_epoch += 1
         for h in self.holdings.values():
             if h.periods[0][1] < before:
                 h.prune(before)

@@ -28,7 +28,7 @@ from typing import Any
 
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex, NetworkPlan, PoolRange, fmt_ip, metallb_pool_of
-from analytics.observations import ObservationTracker
+from analytics.observations import Holding, HoldingKey, ObservationTracker
 from analytics.settings import AnalyticsSettings
 from collector.schema import AlertKind, Severity, from_ms, iso
 
@@ -84,52 +84,41 @@ class OverlapDetector:
         # 23H2 control-plane IPs: (version, int) → (network, cluster)
         self.cp_ips = {(r.version, r.first): (p.name, r.pool.split(":", 1)[1]) for p in plans for r in p.fixed}
         self.known: dict[tuple[str, str], tuple[Finding, int]] = {}
+        # per holding key: its verdict (:meth:`_verdict`), valid for one epoch of the index
+        self._verdicts: dict[HoldingKey, tuple[str, str, list[str], str, list[str]] | None] = {}
+        self._verdict_epoch = index.epoch
 
     def refresh_config(self) -> None:
         """Recompute the configuration findings (a cluster declared a MetalLB range at run time)."""
         self.config = config_overlaps(self.plans)
+        self._verdicts.clear()
 
     def evaluate(self, obs: ObservationTracker, now_ms: int) -> list[Finding]:
         current: dict[tuple[str, str], Finding] = {}
+        if self._verdict_epoch != self.index.epoch or len(self._verdicts) > 2 * len(obs.holdings) + 1024:
+            self._verdicts.clear()
+            self._verdict_epoch = self.index.epoch
         for h in obs.current(now_ms, self.ttl):
+            hk = (h.ip, h.owner_kind, h.owner, h.cluster, h.network)
+            if hk in self._verdicts:
+                v = self._verdicts[hk]
+            else:
+                v = self._verdicts[hk] = self._verdict(h)
+            if v is None:
+                continue
+            netname, problem, inside, summary, expected = v
             kind = h.owner_kind
-            if kind not in VIP_KINDS and kind not in VM_KINDS and kind != "nic":
-                continue
-            if kind == "haproxy-frontend" and not h.cluster:
-                continue
-            key, pools, _covering = self.index.lookup(h.ip)
-            if key is None:
-                continue
-            net = self.index.resolve_network(h.ip, h.network, h.cluster)
-            plan = self.index.by_name.get(net) if net else None
-            problem = self._problem(kind, pools, plan)
-            cp = self.cp_ips.get(key)
-            if cp is not None and not (kind in VIP_KINDS and h.cluster == cp[1]):
-                # MetalLB does not check conflicts (Microsoft): a Service or VM on a control-plane IP
-                problem = f"the configured control-plane IP of cluster {cp[1]}"
-            if problem is None and plan is not None and kind in VIP_KINDS and h.cluster:
-                owners = {plan.lb_owner[r.pool] for r in pools if r.pool in plan.lb_owner}
-                free_for_all = any(r.kind == "vip" or (r.kind == "lb" and r.pool not in plan.lb_owner) for r in pools)
-                if owners and h.cluster not in owners and not free_for_all:
-                    problem = f"inside the MetalLB pool of cluster {', '.join(sorted(owners))}, not its own"
-            if problem is None:
-                continue
-            netname = net or "unassigned"
-            inside = [f"{r.network}/{r.pool}" for r in pools]
-            summary = (
-                f"{netname}: {kind} {h.owner}{' of cluster ' + h.cluster if h.cluster else ''} holds {h.ip}, {problem}"
-            )
             ev: dict[str, Any] = {
                 "ip": h.ip,
                 "owner_kind": kind,
                 "owner": h.owner,
                 "cluster": h.cluster,
                 "network": netname,
-                "inside_pools": inside,
+                "inside_pools": list(inside),
                 "problem": problem,
                 "last_seen": iso(from_ms(h.last)),
                 "source": "observation",
-                "expected": self._expected(kind, plan),
+                "expected": list(expected),
             }
             res = {"network": netname, "ip": h.ip}
             prev = current.get((netname, h.ip))
@@ -154,6 +143,40 @@ class OverlapDetector:
             else:
                 del self.known[k]
         return out
+
+    def _verdict(self, h: Holding) -> tuple[str, str, list[str], str, list[str]] | None:
+        """What is wrong with a holding's address, if anything: (network, problem, pools it is
+        inside, summary, expected ranges). A function of the holding's key and the configuration
+        (the network index and the plans, which change only with the index's ``epoch`` or
+        :meth:`refresh_config`), so :meth:`evaluate` keeps it per holding key."""
+        kind = h.owner_kind
+        if kind not in VIP_KINDS and kind not in VM_KINDS and kind != "nic":
+            return None
+        if kind == "haproxy-frontend" and not h.cluster:
+            return None
+        key, pools, _covering = self.index.lookup(h.ip)
+        if key is None:
+            return None
+        net = self.index.resolve_network(h.ip, h.network, h.cluster)
+        plan = self.index.by_name.get(net) if net else None
+        problem = self._problem(kind, pools, plan)
+        cp = self.cp_ips.get(key)
+        if cp is not None and not (kind in VIP_KINDS and h.cluster == cp[1]):
+            # MetalLB does not check conflicts (Microsoft): a Service or VM on a control-plane IP
+            problem = f"the configured control-plane IP of cluster {cp[1]}"
+        if problem is None and plan is not None and kind in VIP_KINDS and h.cluster:
+            owners = {plan.lb_owner[r.pool] for r in pools if r.pool in plan.lb_owner}
+            free_for_all = any(r.kind == "vip" or (r.kind == "lb" and r.pool not in plan.lb_owner) for r in pools)
+            if owners and h.cluster not in owners and not free_for_all:
+                problem = f"inside the MetalLB pool of cluster {', '.join(sorted(owners))}, not its own"
+        if problem is None:
+            return None
+        netname = net or "unassigned"
+        inside = [f"{r.network}/{r.pool}" for r in pools]
+        summary = (
+            f"{netname}: {kind} {h.owner}{' of cluster ' + h.cluster if h.cluster else ''} holds {h.ip}, {problem}"
+        )
+        return netname, problem, inside, summary, self._expected(kind, plan)
 
     @staticmethod
     def _expected(kind: str, plan: NetworkPlan | None) -> list[str]:

@@ -10,6 +10,9 @@ to plain UTF-8 before parsing and an unmarked one is passed through untouched (n
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
@@ -21,3 +24,17 @@ def without_bom(body: bytes) -> bytes:
     if body[:2] in UTF16_BOMS:
         return body.decode("utf-16", errors="replace").encode("utf-8")
     return body
+
+
+def _orjson() -> Any:
+    """orjson's module when installed (a dependency, but every reader works without it), else None."""
+    try:
+        return importlib.import_module("orjson")
+    except ImportError:
+        return None
+
+
+ORJSON: Any = _orjson()
+"""For readers of JSON whose common case holds only strings, where orjson and :mod:`json` agree
+exactly (they differ on numbers: orjson refuses ``NaN`` and makes floats of integers past 64
+bits, and on lone surrogates, which orjson refuses): a third of ``json.loads``' CPU."""

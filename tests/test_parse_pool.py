@@ -63,6 +63,15 @@ def test_workers_give_the_inline_outcome_in_input_order() -> None:
         # the same rows; a worker's dictionary columns index one dictionary for its whole chunk
         assert _plain(outcome.samples).equals(_plain(want.samples))
         assert _plain(outcome.ip_observations).equals(_plain(want.ip_observations))
+        # the counts a replay reads instead of the tables (a pooled outcome cuts no slice for them)
+        assert outcome.sample_rows == want.samples.num_rows == outcome.samples.num_rows
+        assert outcome.ip_observation_rows == want.ip_observations.num_rows
+        for rows, origin, table in (
+            (outcome.sample_rows, outcome.samples_origin, outcome.samples),
+            (outcome.ip_observation_rows, outcome.ip_observations_origin, outcome.ip_observations),
+        ):
+            if origin is not None:  # a worker's record: its rows are that slice of the chunk's table
+                assert rows and origin[0].slice(origin[1], rows).equals(table)
     rejected = {o.rejected[0] for _, _, o in got if o is not None and o.rejected}
     assert rejected == {"parse error", "unknown kind"}
     custom = got[-1][2]

@@ -45,6 +45,27 @@ def test_flush_writes_date_partitions_and_views_see_them(tmp_path: Path) -> None
     assert cat.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
 
 
+def test_a_one_day_batch_is_named_and_placed_as_the_row_by_row_split_does(tmp_path: Path) -> None:
+    """The one-day fast path (a min/max instead of a day column) gives the careful path's file."""
+    from collector.store import _one_day
+
+    for start, n, want_day in ((T0, 60, "2026-11-20"), (T0 + timedelta(hours=3), 60, "2026-11-21")):
+        table = samples_table(_rows(n, start))
+        assert _one_day(table.column("ts")) == (
+            date.fromisoformat(want_day),
+            int(start.timestamp() * 1000),
+        )
+        store = Store(tmp_path / want_day)
+        store.append("samples", table)
+        (file,) = store.flush()
+        assert file.parent.name == f"date={want_day}"
+        assert f"-{int(start.timestamp() * 1000)}-" in file.name  # the first ts in ms, as before
+        assert pq.read_table(file).num_rows == n
+    assert _one_day(samples_table(_rows(240)).column("ts")) is None  # crosses midnight: careful path
+    before_epoch = samples_table(_rows(2, datetime(1969, 12, 31, 23, 0, tzinfo=UTC)))
+    assert _one_day(before_epoch.column("ts")) is None
+
+
 def test_batches_flush_automatically_and_buffer_is_reported(tmp_path: Path) -> None:
     store = Store(tmp_path, batch_rows=100)
     store.append("samples", samples_table(_rows(50)))

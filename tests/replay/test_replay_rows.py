@@ -131,3 +131,26 @@ def test_row_runs_hand_on_consecutive_records_as_one_slice_in_order() -> None:
     assert got.column("v").to_pylist() == [*range(7), -1, 7, 8, 9, *range(100, 105)]
     assert got.column("v").num_chunks == 4
     assert runs.rows == 0 and runs.take() is None
+
+
+def test_row_runs_by_origin_match_row_runs_by_table() -> None:
+    """``add_rows`` (a pool's record, by its place in the chunk) gathers what ``add`` does."""
+    a, b = _t(list(range(10))), _t(list(range(100, 105)))
+    steps: list[tuple[pa.Table, tuple[pa.Table, int] | None]] = [
+        (a.slice(0, 3), (a, 0)),
+        (a.slice(3, 4), (a, 3)),
+        (_t([-1]), None),
+        (a.slice(7, 3), (a, 7)),
+        (b.slice(0, 5), (b, 0)),
+    ]
+    by_table, by_origin = RowRuns(), RowRuns()
+    for table, origin in steps:
+        by_table.add(table, origin)
+        if origin is None:
+            by_origin.add(table)
+        else:
+            by_origin.add_rows(origin, table.num_rows)
+    assert by_origin.rows == by_table.rows == 16
+    want, got = by_table.take(), by_origin.take()
+    assert want is not None and got is not None
+    assert got.equals(want) and got.column("v").num_chunks == want.column("v").num_chunks == 4

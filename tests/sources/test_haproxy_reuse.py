@@ -213,6 +213,43 @@ def test_a_changed_payload_is_read_by_the_careful_parser(second: bytes) -> None:
     assert_same_as_careful(FIRST, second)
 
 
+SHORT = b"# pxname,svname,scur,stot\nfe,FRONTEND,1,10\nbe,BACKEND,2,20"  # no newline at the end
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (SHORT, SHORT.replace(b",20", b",21")),  # the last cell of the body is a sample: a hit
+        (SHORT, SHORT[: -len(b"20")]),  # ... that became empty at the very end of the body
+        (SHORT, SHORT.replace(b",20", b",")),
+        (SHORT + b"\n", SHORT + b"\n7"),  # the blank last line holds a number now
+        (FIRST + b"\n\n", FIRST + b"\n3\n"),  # a blank line holds a number now
+        (
+            FIRST,
+            FIRST.replace(b"OPEN,,0,,,\n", b"OPEN,,0,,,").replace(
+                b"UP,L4OK,2,10.0.0.1:80,5s,", b"UP,L4OK\n2,10.0.0.1:80,5s,"
+            ),
+        ),
+        (SHORT, SHORT.replace(b",1,10\nbe,", b",1\n10,be,")),  # a newline moved: same separator counts
+        (SHORT, SHORT.replace(b"be,BACKEND", b"be,BACKENE")),  # an identifying cell of equal length
+        (SHORT, SHORT.replace(b"be,BACKEND", b"bee,BACKEN")),  # identifying cells trade a byte
+        (FIRST.replace(b"\n", b"\r\n"), moved(FIRST)),  # a CRLF skeleton, then an LF body
+        (FIRST, moved(FIRST).replace(b"\n", b"\r\n")),  # an LF skeleton, then a CRLF body
+        (FIRST.replace(b"\n", b"\r\n"), moved(FIRST).replace(b"\n", b"\r\n")),  # CRLF twice: a hit
+    ],
+)
+def test_layout_changes_that_keep_the_separator_counts(first: bytes, second: bytes) -> None:
+    """The fast reader of LF bodies numbers cells by separators (commas and newlines): bodies
+    with as many of each but other lines, other cells or other line ends are the careful parse."""
+    assert_same_as_careful(first, second)
+
+
+def test_the_reads_of_a_short_body_and_of_a_crlf_body_are_hits() -> None:
+    assert assert_same_as_careful(SHORT, SHORT.replace(b",20", b",-21")) == 1
+    crlf = FIRST.replace(b"\n", b"\r\n")
+    assert assert_same_as_careful(crlf, moved(crlf)) == 1
+
+
 @pytest.mark.parametrize(
     "first",
     [
@@ -311,7 +348,7 @@ _cells_plain = st.one_of(
     st.just(""),
     st.integers(min_value=-(10**20), max_value=10**20).map(str),
     st.sampled_from(["UP", "DOWN", "MAINT", "no check", "UP 1/3", "L4OK", "* L7OK", "10.0.0.1:80", "[::1]:8", "1.5"]),
-    st.text(alphabet=st.characters(blacklist_characters=',"\n\r'), max_size=6),
+    st.text(alphabet=st.characters(blacklist_characters=',"\n\r', blacklist_categories=("Cs",)), max_size=6),
 )
 
 

@@ -30,6 +30,7 @@ from collector.schema import RawRecord
 from collector.sources.neighbors import _reuse
 from collector.sources.neighbors import parse as neighbors
 from collector.sources.skeletons import SkeletonCache
+from collector.text import ORJSON
 from tests.fixtures import reuse_equality
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +143,47 @@ def test_edges(tables: list[list[Any]], monkeypatch: pytest.MonkeyPatch) -> None
     records = [record(json.dumps(t), k) for k, t in enumerate(tables + tables)]
     records += [record(json.dumps({"value": tables[0], "Count": len(tables[0])}), 99), record(json.dumps(ROW), 100)]
     check(records, monkeypatch)
+
+
+_PLAIN_BODY = json.dumps([ROW, dict(ROW, ip="10.0.0.8", state=None)])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _PLAIN_BODY.encode(),  # what orjson decodes (plain rows)
+        b"\xef\xbb\xbf" + _PLAIN_BODY.encode(),  # a BOM: json's way
+        _PLAIN_BODY.encode("utf-16"),
+        b"  \r\n" + _PLAIN_BODY.encode() + b"\n ",
+        b"",
+        b"   ",
+        b"5",
+        b'"x"',
+        b"null",
+        b"[]",
+        b"{}",
+        b"[1, 2]",
+        b"[[]]",
+        _PLAIN_BODY.replace('"reachable"', '"re\\ud800"').encode(),  # an escaped lone surrogate
+        _PLAIN_BODY.replace('"eth0"', '"e\\ud83d\\ude00"').encode(),  # a pair
+        _PLAIN_BODY.replace('"reachable"', "NaN", 1).encode(),
+        _PLAIN_BODY.replace('"reachable"', "9" * 30, 1).encode(),  # an integer past 64 bits
+        _PLAIN_BODY.replace('"reachable"', "1e400", 1).encode(),
+        _PLAIN_BODY.replace("eth0", "eth\xff").encode("latin-1"),  # not UTF-8
+        _PLAIN_BODY.replace("eth0", "eth\u00e9").encode(),
+        _PLAIN_BODY.encode()[:-3],  # truncated
+        _PLAIN_BODY.encode() + b"x",
+        json.dumps({"value": [ROW], "Count": 1}).encode(),
+        json.dumps({"value": [ROW]}).encode(),  # no Count: one row that is an object of a list
+        json.dumps({"value": {"a": "b"}, "Count": 1}).encode(),
+        json.dumps({"value": [ROW, "x"], "Count": 2}).encode(),
+        json.dumps(dict(ROW, ip="10.0.0.1", ip2="x")).encode(),
+        b'[{"ip":"10.0.0.5","ip":"10.0.0.6","mac":"00:15:5d:0a:0b:0c","state":"reachable"}]',  # a key twice
+    ],
+)
+def test_bodies_decoded_fast_or_carefully(body: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain rows are decoded by orjson (when installed), every other body by ``json``: the same."""
+    check([record(_PLAIN_BODY, 0), record(body, 1), record(body, 2), record(_PLAIN_BODY, 3)], monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,3 +309,11 @@ def test_hypothesis_polls(pool: list[Any], tables: list[list[int]], labels: dict
             record(json.dumps([pool[i % len(pool)] for i in picks]), k, **labels) for k, picks in enumerate(tables)
         ]
         check(records, monkeypatch)
+
+
+@pytest.mark.skipif(ORJSON is None, reason="orjson is not installed")
+def test_plain_rows_take_the_fast_decoder_and_others_do_not() -> None:
+    fast = _reuse.fast_rows(record(_PLAIN_BODY))
+    assert fast is not None and fast[0] == json.loads(_PLAIN_BODY)
+    assert _reuse.fast_rows(record(json.dumps([dict(ROW, State=5)]))) is None  # a number: json's way
+    assert _reuse.fast_rows(record(b"\xef\xbb\xbf" + _PLAIN_BODY.encode())) is None

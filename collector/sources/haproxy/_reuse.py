@@ -20,7 +20,10 @@ whole body, no Python work per row or cell —
   prints), and the body is UTF-8.
 
 Then only the numbers are converted (one Arrow cast) and the previous tables are returned with
-new ``ts`` and ``value`` columns. Anything else — a server added, a status changed, text in a
+new ``ts`` and ``value`` columns. A body without CR (what HAProxy writes) is checked without
+splitting it into rows: one pass finds its commas and newlines, and the skeleton's cells are
+looked up by number (:class:`FlatLayout`); a body with CRs is split row by row as the careful
+parser cuts its lines. Anything else — a server added, a status changed, text in a
 number cell, a stray quote, a short row — falls back to the careful parser, which refreshes the
 skeleton, so output and errors are exactly the careful parser's (``tests/sources/
 test_haproxy_reuse.py`` compares them on the corpus and under hypothesis).
@@ -69,6 +72,59 @@ class Skeleton:
     samples: pa.Table
     ip_observations: pa.Table
     nbytes: int
+    flat: FlatLayout
+
+
+@dataclass
+class FlatLayout:
+    """The same layout as cell numbers of the body after the head, for a body without CR.
+
+    Cut at every comma and newline, the body is a sequence of cells (one per field of a row, one
+    per empty line) and separators: separator ``j`` lies between cells ``j`` and ``j + 1``. With
+    the same commas per line, every cell of the skeleton has the same number in the next body, so
+    one pass over the bytes (where are the separators) and a few gathers check and read it.
+    """
+
+    n_commas: int
+    newlines: I64  # the separators that are newlines, by separator number
+    empty: I64  # cells that must be empty: blank lines, trailing cells, metric cells without a sample
+    ident: I64  # identifying cells, in the order of ``Skeleton.ident``
+    ident_cell: I64  # per byte of ``Skeleton.ident``: its cell
+    ident_at: I64  # per byte of ``Skeleton.ident``: its offset in the body from its cell's bounds entry
+    kept: I64  # metric cells that gave a sample, in sample order
+
+
+def flat_layout(
+    cells: Cells, ident_cols: I64, ident_len: I64, plan_cols: I64, kept: BOOL, trailing: bool
+) -> FlatLayout:
+    """Cell numbers of a split body (see :class:`FlatLayout`); ``ident_len`` are the identifying
+    cells' lengths, row by row."""
+    fields = cells.starts.shape[1]
+    per_line = np.ones(cells.n_lines, dtype=np.int64)
+    per_line[cells.data_lines] = fields
+    first = np.zeros(cells.n_lines, dtype=np.int64)  # each line's first cell
+    np.cumsum(per_line[:-1], out=first[1:])
+    row_first = first[cells.data_lines][:, None]
+    blank = np.ones(cells.n_lines, dtype=np.bool_)
+    blank[cells.data_lines] = False
+    empty = [first[blank], (row_first + plan_cols)[~kept]]
+    if trailing:
+        empty.append(row_first[:, 0] + fields - 1)
+    ident = (row_first + ident_cols).ravel()
+    # the ident bytes as one gather once the lengths are known equal: byte b of cell k is at
+    # bounds[k] + 1 + (its offset in the cell)
+    before = np.zeros(len(ident_len), dtype=np.int64)
+    np.cumsum(ident_len[:-1], out=before[1:])
+    total = int(ident_len.sum())
+    return FlatLayout(
+        n_commas=len(cells.data_lines) * (fields - 1),
+        newlines=first[1:] - 1,
+        empty=np.sort(np.concatenate(empty)),
+        ident=ident,
+        ident_cell=np.repeat(ident, ident_len),
+        ident_at=np.arange(total, dtype=np.int64) - np.repeat(before, ident_len) + 1,
+        kept=(row_first + plan_cols)[kept],
+    )
 
 
 CACHE: SkeletonCache[Skeleton] = SkeletonCache()
@@ -220,7 +276,9 @@ def remember(
         samples=result.samples,
         ip_observations=result.ip_observations,
         nbytes=0,
+        flat=flat_layout(cells, ident, i_e - i_s, plan, kept, fields == width + 1),
     )
+    flat = sk.flat
     sk.nbytes = (
         head_len
         + len(sk.ident)
@@ -231,6 +289,12 @@ def remember(
         + sk.up.nbytes
         + int(result.samples.nbytes)
         + int(result.ip_observations.nbytes)
+        + flat.newlines.nbytes
+        + flat.empty.nbytes
+        + flat.ident.nbytes
+        + flat.ident_cell.nbytes
+        + flat.ident_at.nbytes
+        + flat.kept.nbytes
     )
     CACHE.put(record, sk)
 
@@ -253,6 +317,75 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     body = plain_body(record)
     if body is None or not body.startswith(sk.head):
         return None
+    buf = np.frombuffer(body, dtype=np.uint8)
+    ranges = _flat_ranges(sk, body, buf) if b"\r" not in body else _split_ranges(sk, body, buf)
+    if ranges is None:
+        return None
+    ks, ke = ranges
+    if (ke <= ks).any():
+        return None  # a metric cell that gave a sample is empty now
+    minus = buf[ks] == _MINUS
+    digits = ke - ks - minus
+    if (digits <= 0).any() or (digits > _MAX_DIGITS).any():
+        return None
+    # a plain integer has no non-digit byte after its optional minus: count them with a running
+    # sum (non_digits[i] is how many of the first i bytes are not digits)
+    non_digits = np.empty(len(buf) + 1, dtype=np.int32)
+    non_digits[0] = 0
+    np.cumsum((buf < 48) | (buf > 57), out=non_digits[1:])
+    if (non_digits[ke] != non_digits[ks + minus]).any():
+        return None
+    numbers = cast_integers(body, ks, ke)
+    values = np.empty(len(sk.is_plan), dtype=np.float64)
+    values[sk.is_plan] = numbers
+    values[~sk.is_plan] = sk.up
+    ms = to_ms(record.ts)
+    ips = sk.ip_observations
+    m = ips.num_rows
+    stamps = pa.py_buffer(np.full(max(len(values), m), ms, dtype=np.int64).data)  # one buffer for both
+    schema = sk.samples.schema
+    samples = sk.samples.set_column(
+        0, schema.field(0), pa.Array.from_buffers(TS_TYPE, len(values), [None, stamps])
+    ).set_column(5, schema.field(5), pa.array(values, pa.float64()))
+    if m:
+        ips = ips.set_column(0, ips.schema.field(0), pa.Array.from_buffers(TS_TYPE, m, [None, stamps]))
+    result = ParseResult()
+    result.samples, result.ip_observations = samples, ips
+    return result
+
+
+def _flat_ranges(sk: Skeleton, body: bytes, buf: npt.NDArray[np.uint8]) -> tuple[I64, I64] | None:
+    """The sample cells' byte ranges when a body without CR fits the skeleton (else None).
+
+    Same commas and newlines in number, the newlines where the skeleton had them: then every line
+    has the skeleton's fields (see :class:`FlatLayout`).
+    """
+    flat, head_len = sk.flat, len(sk.head)
+    n_nl = len(flat.newlines)
+    if body.count(b"\n", head_len) != n_nl:
+        return None
+    rest = buf[head_len:]
+    seps = np.flatnonzero((rest == _COMMA) | (rest == _NL))
+    if len(seps) != n_nl + flat.n_commas:
+        return None
+    # cell k is [bounds[k] + 1, bounds[k + 1]): bounds[j + 1] is separator j
+    bounds = np.empty(len(seps) + 2, dtype=np.int64)
+    bounds[0] = head_len - 1
+    bounds[-1] = len(buf)
+    np.add(seps, head_len, out=bounds[1:-1])
+    if n_nl and (buf[bounds[flat.newlines + 1]] != _NL).any():
+        return None  # the newlines elsewhere: lines of other widths
+    if len(flat.empty) and (bounds[flat.empty + 1] - bounds[flat.empty] != 1).any():
+        return None  # a blank line, trailing cell or metric cell without a sample is no longer empty
+    if not np.array_equal(bounds[flat.ident + 1] - bounds[flat.ident] - 1, sk.ident_len):
+        return None
+    if buf[bounds[flat.ident_cell] + flat.ident_at].tobytes() != sk.ident:
+        return None
+    return bounds[flat.kept] + 1, bounds[flat.kept + 1]
+
+
+def _split_ranges(sk: Skeleton, body: bytes, buf: npt.NDArray[np.uint8]) -> tuple[I64, I64] | None:
+    """:func:`_flat_ranges` for a body with CRs (lines are cut as the careful parser cuts them)."""
     cells = split_rows(body, len(sk.head))
     if (
         cells is None
@@ -261,7 +394,7 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
         or not np.array_equal(cells.data_lines, sk.data_lines)
     ):
         return None
-    starts, ends, buf = cells.starts, cells.ends, cells.buf
+    starts, ends = cells.starts, cells.ends
     if sk.trailing and (ends[:, -1] != starts[:, -1]).any():
         return None  # a cell after the trailing comma: a row too long
     i_s, i_e = starts[:, sk.ident_cols].ravel(), ends[:, sk.ident_cols].ravel()
@@ -270,29 +403,7 @@ def _reuse(sk: Skeleton, record: RawRecord) -> ParseResult | None:
     p_s, p_e = starts[:, sk.plan_cols], ends[:, sk.plan_cols]
     if not np.array_equal(p_e > p_s, sk.kept):
         return None
-    ks, ke = p_s[sk.kept], p_e[sk.kept]  # row by row, left to right: the order of the samples
-    minus = buf[ks] == _MINUS
-    digits = ke - ks - minus
-    non_digit = np.flatnonzero((buf < 48) | (buf > 57))
-    # a plain integer has no non-digit byte after its optional minus
-    inside = np.searchsorted(non_digit, ke) - np.searchsorted(non_digit, ks + minus)
-    if (inside != 0).any() or (digits <= 0).any() or (digits > _MAX_DIGITS).any():
-        return None
-    numbers = cast_integers(body, ks, ke)
-    values = np.empty(len(sk.is_plan), dtype=np.float64)
-    values[sk.is_plan] = numbers
-    values[~sk.is_plan] = sk.up
-    ms = to_ms(record.ts)
-    schema = sk.samples.schema
-    samples = sk.samples.set_column(0, schema.field(0), ts_column(ms, len(values))).set_column(
-        5, schema.field(5), pa.array(values, pa.float64())
-    )
-    ips = sk.ip_observations
-    if ips.num_rows:
-        ips = ips.set_column(0, ips.schema.field(0), ts_column(ms, ips.num_rows))
-    result = ParseResult()
-    result.samples, result.ip_observations = samples, ips
-    return result
+    return p_s[sk.kept], p_e[sk.kept]  # row by row, left to right: the order of the samples
 
 
 def ts_column(ms: int, n: int) -> pa.Array:  # type: ignore[type-arg]
@@ -305,5 +416,9 @@ def cast_integers(body: bytes, starts: I64, ends: I64) -> F64:
     (over the Prometheus scanner's zero-copy range view: only the ranges are read)."""
     if len(starts) == 0:
         return np.empty(0, dtype=np.float64)
-    out = pc.cast(view_ranges(pa.py_buffer(body), starts, ends), pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(out[0::2], dtype=np.float64)
+    cast = pc.cast(view_ranges(pa.py_buffer(body), starts, ends), pa.float64())
+    data = cast.buffers()[1]
+    assert data is not None  # a float64 array always has its data buffer
+    # the values in place (``to_numpy`` would first copy the array to fill the gaps' nulls)
+    n = 2 * len(starts) - 1
+    return np.frombuffer(memoryview(data), dtype=np.float64, count=cast.offset + n)[cast.offset :: 2]

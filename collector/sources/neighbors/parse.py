@@ -303,7 +303,14 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     """
     if not skeletons.enabled():
         return parse_careful(record, catalog)
-    rows, target = _load(record, NEIGHBOR_SOURCE)
+    fast = _reuse.fast_rows(record)
+    plain: list[Hashable] | None
+    if fast is not None:
+        rows, plain = fast
+        target = record.target or record.topic or ""
+    else:
+        rows, target = _load(record, NEIGHBOR_SOURCE)
+        plain = _reuse.plain_keys(rows)
     source = clean(record.labels.get("source", "")) or NEIGHBOR_SOURCE
     cluster = clean(record.labels.get("cluster", "")) or None
     network = clean(record.labels.get("network", "")) or None
@@ -316,7 +323,6 @@ def parse_record(record: RawRecord, catalog: Catalog) -> ParseResult:
     # up to a few times this table's size; then only this table's rows are kept
     known = sk.outcomes if sk is not None else {}
     outcomes: dict[Hashable, _reuse.Outcome] = known.copy() if len(known) <= _reuse.KEEP * len(rows) + 64 else {}
-    plain = _reuse.plain_keys(rows)
     keys = plain if plain is not None else list(map(_reuse.read_key, rows))
     found: list[_reuse.Outcome | None] = list(map(outcomes.get, keys))  # a None key is never stored
     if None in found:

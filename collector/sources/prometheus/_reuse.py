@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.catalog import Catalog
 from collector.schema import TS_TYPE, ParseResult, RawRecord, to_ms
 from collector.sources import skeletons
 from collector.sources.prometheus._scan import _FLOAT as FLOAT_GRAMMAR
-from collector.sources.prometheus._scan import F64, I64, Scan, _matches, cast_floats, take_ranges
+from collector.sources.prometheus._scan import F64, I64, Scan, _matches, take_ranges, view_ranges
 from collector.sources.skeletons import MAX_BYTES, enabled
 
 __all__ = ["CACHE", "MAX_BYTES", "Skeleton", "SkeletonCache", "enabled", "remember", "reuse"]
@@ -48,6 +49,8 @@ class Skeleton:
     n_lines: int
     prefix_len: I64  # per line: bytes that must be identical
     sample_lines: I64  # per row (in row order): its line
+    other_lines: I64  # lines without a sample (comments, blank lines), increasing
+    by_line: I64  # sample_lines[order]: the sample lines in body order
     order: I64  # rows by line (rows of the exact path come after the vectorised ones)
     plain: I64  # positions (in line order) of plain `name value` rows, which Go's float grammar checks
     prefix: pa.Buffer  # the concatenated prefixes
@@ -74,8 +77,9 @@ def _lines(body: bytes) -> tuple[I64, I64]:
     le = np.empty(len(nl) + 1, dtype=np.int64)
     le[:-1] = nl
     le[-1] = len(buf)
-    ne = np.flatnonzero(le > ls)
-    le[ne] -= buf[le[ne] - 1] == _CR
+    if b"\r" in body:  # rare (exporters write LF): only then is a CR before an LF dropped
+        ne = np.flatnonzero(le > ls)
+        le[ne] -= buf[le[ne] - 1] == _CR
     return ls, le
 
 
@@ -91,12 +95,16 @@ def remember(
     plen[sc.line] = sc.prefix_end - ls[sc.line]
     prefix = take_ranges(pa.py_buffer(body), ls, ls + plen)
     order = np.argsort(sc.line, kind="stable")
+    other = np.ones(len(ls), dtype=np.bool_)
+    other[sc.line] = False
     data = _data(prefix)
     sk = Skeleton(
         catalog=catalog,
         n_lines=len(ls),
         prefix_len=plen,
         sample_lines=sc.line.copy(),
+        other_lines=np.flatnonzero(other),
+        by_line=sc.line[order],
         order=order,
         # a labelled row's prefix ends with its "}", a plain row's with its name
         plain=np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[sc.prefix_end[order] - 1] != _RBRACE),
@@ -109,7 +117,8 @@ def remember(
     sk.nbytes = (
         data.size
         + plen.nbytes
-        + 2 * sk.sample_lines.nbytes
+        + 3 * sk.sample_lines.nbytes
+        + sk.other_lines.nbytes
         + sk.plain.nbytes
         + (divisor.nbytes if divisor is not None else 0)
         + _nbytes(result.samples.column("labels"))
@@ -151,46 +160,52 @@ def _reuse(sk: Skeleton, record: RawRecord, body: bytes, ls: I64, le: I64) -> Pa
     if len(ls) != sk.n_lines:
         return None
     plen = sk.prefix_len
-    if ((le - ls) < plen).any():
+    width = le - ls
+    if (width < plen).any():
         return None
-    rows = sk.sample_lines
-    other = np.ones(len(ls), dtype=np.bool_)
-    other[rows] = False
-    if ((le - ls)[other] != plen[other]).any():  # comments and blank lines: whole line, no more
+    other = sk.other_lines
+    if len(other) and (width[other] != plen[other]).any():  # comments and blank lines: whole line, no more
         return None
     data = pa.py_buffer(body)
     got = _data(take_ranges(data, ls, ls + plen))
     if not got.equals(sk.prefix):
         return None
     buf = np.frombuffer(body, dtype=np.uint8)
-    by_line = rows[sk.order]  # take_ranges wants the ranges in body order
+    by_line = sk.by_line  # the ranges below must be in body order
     vstart = ls[by_line] + plen[by_line]
-    if (vstart + 1 >= le[by_line]).any() or (buf[vstart] != _SPACE).any():
+    vend = le[by_line]
+    if (vstart + 1 >= vend).any() or (buf[vstart] != _SPACE).any():
         return None
-    tokens = take_ranges(data, vstart + 1, le[by_line])
-    sorted_values, ok = cast_floats(tokens)
-    if not ok.all():  # timestamps, odd spacing, junk: the full parser decides and explains
-        return None
+    # the value tokens as a zero-copy view (element 2i is row i's token, the gaps are null and
+    # skipped by the cast): no copy of the tokens, one Arrow call
+    tokens = view_ranges(data, vstart + 1, vend)
+    try:
+        cast = pc.cast(tokens, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # timestamps, odd spacing, junk: the
+        return None  # full parser decides and explains
     # the full parser reads plain `name value` lines with Go's grammar (go_float), labelled ones
     # with Arrow's cast; Arrow accepts a few spellings Go does not ("-nan"), so check those rows
-    if len(sk.plain) and not _matches(tokens.take(sk.plain), f"^(?:{FLOAT_GRAMMAR})$").all():
+    if len(sk.plain) and not _matches(tokens.take(2 * sk.plain), f"^(?:{FLOAT_GRAMMAR})$").all():
         return None
-    values = np.empty_like(sorted_values)
-    values[sk.order] = sorted_values
-    n = len(rows)
+    n = len(by_line)
+    cast_data = cast.buffers()[1]
+    assert cast_data is not None  # a float64 array always has its data buffer
+    sorted_values = np.frombuffer(memoryview(cast_data), dtype=np.float64, count=cast.offset + 2 * n - 1)
+    values = np.empty(n, dtype=np.float64)
+    values[sk.order] = sorted_values[cast.offset :: 2]
     ms = to_ms(record.ts)
-    ts = pa.Array.from_buffers(TS_TYPE, n, [None, pa.py_buffer(np.full(n, ms, dtype=np.int64).data)])
+    ips = sk.ip_observations
+    m = ips.num_rows
+    stamps = pa.py_buffer(np.full(max(n, m), ms, dtype=np.int64).data)  # one buffer for both tables
+    ts = pa.Array.from_buffers(TS_TYPE, n, [None, stamps])
     if sk.divisor is not None:
         values = values / sk.divisor
     schema = sk.samples.schema
     samples = sk.samples.set_column(0, schema.field(0), ts).set_column(
         5, schema.field(5), pa.array(values, pa.float64())
     )
-    ips = sk.ip_observations
-    if ips.num_rows:
-        m = ips.num_rows
-        ips_ts = pa.Array.from_buffers(TS_TYPE, m, [None, pa.py_buffer(np.full(m, ms, np.int64).data)])
-        ips = ips.set_column(0, ips.schema.field(0), ips_ts)
+    if m:
+        ips = ips.set_column(0, ips.schema.field(0), pa.Array.from_buffers(TS_TYPE, m, [None, stamps]))
     result = ParseResult()
     result.samples, result.ip_observations = samples, ips
     return result

@@ -1,0 +1,153 @@
+"""The congestion detector's IsolationForest, fitted without scikit-learn's per-tree overhead.
+
+Why: ``IsolationForest.fit`` on a few hundred to 20,000 host-steps of five features spends almost
+all of its ~0.2 s around the trees, not in them: every one of the 100 trees is made by
+``clone`` + ``set_params`` (``inspect.signature`` of the estimator, twice), gets its seed through
+``_set_random_states`` (``get_params`` again), builds two fresh ``RandomState`` objects, validates a
+sample-weight vector as long as the training set, enters a configuration context and goes through
+joblib. Building one tree of ≤ 256 rows takes a few dozen microseconds.
+
+:func:`fit_forest` does exactly what ``IsolationForest(n_estimators, contamination, max_samples,
+random_state=seed).fit(x)`` does for the detector's inputs (dense float rows, an integer
+``max_samples``, a float ``contamination``, all features, no bootstrap, no sample weights) and
+hands the trees to the same Cython tree builder, with the same random streams:
+
+* the targets ``y``: ``RandomState(seed).uniform(size=n)``;
+* the per-tree seeds: ``RandomState(seed).randint(2**31 - 1, size=n_estimators)``;
+* per tree ``s``: the tree's own ``random_state`` is ``RandomState(s).randint(2**31 - 1)`` (what
+  ``_set_random_states`` draws), its feature permutation and its ``max_samples`` rows are
+  ``sample_without_replacement`` from another ``RandomState(s)``, and the rows enter the builder as
+  0/1 sample weights over the whole training set (bagging's path for trees that take weights);
+* the splitter draws its ``rand_r`` state from ``RandomState(tree seed)``.
+
+One ``RandomState`` is re-seeded for all of these (``seed()`` sets the same state a new object
+gets). The cut ``offset`` is ``np.percentile`` of the training rows' ``score_samples``, computed
+with sklearn's own arithmetic (tree by tree, in tree order). A test fits both ways on real
+training sets and asserts identical trees, offsets and scores (tests/analytics/test_iforest_fit.py);
+:func:`fit_forest_sklearn` is that careful path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+MAX_INT = int(np.iinfo(np.int32).max)  # sklearn's bagging seeds and _set_random_states draw below this
+
+
+@dataclass(frozen=True, slots=True)
+class ForestFit:
+    """What scoring needs of a fitted forest: per tree its ``sklearn.tree._tree.Tree`` and the
+    training columns its features refer to, the subsample size and the outlier cut."""
+
+    trees: list[Any]
+    features: list[npt.NDArray[np.int64]]
+    max_samples: int
+    offset: float
+
+
+def _average_path_length(n: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """sklearn's ``_average_path_length`` (same operations, so the same doubles)."""
+    n = np.asarray(n).reshape((1, -1))
+    out = np.zeros(n.shape)
+    mask_1 = n <= 1
+    mask_2 = n == 2
+    not_mask = ~np.logical_or(mask_1, mask_2)
+    out[mask_1] = 0.0
+    out[mask_2] = 1.0
+    out[not_mask] = 2.0 * (np.log(n[not_mask] - 1.0) + np.euler_gamma) - 2.0 * (n[not_mask] - 1.0) / n[not_mask]
+    return out.reshape(-1)
+
+
+def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int) -> ForestFit:
+    """``IsolationForest(...).fit(x)`` for the detector's inputs, without the per-tree overhead
+    (module docstring). ``x``: rows × features, finite floats; ``max_samples`` ≤ rows.
+
+    The fast path drives scikit-learn's private Cython tree classes; a release that renames or
+    re-signs them must not stop the detector, so their failure falls back (logged once) to the
+    careful path, which gives the same forest."""
+    global _fast_broken
+    if not _fast_broken:
+        try:
+            return fit_forest_fast(
+                x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
+            )
+        except (ImportError, AttributeError, TypeError) as exc:
+            _fast_broken = True
+            log.warning(
+                "IsolationForest fast fit unavailable with this scikit-learn (%s); using IsolationForest.fit", exc
+            )
+    return fit_forest_sklearn(
+        x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
+    )
+
+
+_fast_broken = False
+
+
+def fit_forest_fast(
+    x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int
+) -> ForestFit:
+    # sklearn imports cost ~1.5 s: only once a forest is trained (see analytics.congestion)
+    from sklearn.tree._criterion import MSE
+    from sklearn.tree._splitter import RandomSplitter
+    from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
+    from sklearn.utils.random import sample_without_replacement
+
+    xf = np.asarray(x, dtype=np.float32)  # IsolationForest.fit's validate_data(dtype=float32)
+    n, n_features = xf.shape
+    if not 1 <= max_samples <= n:
+        raise ValueError(f"max_samples must be in [1, {n}], got {max_samples}")
+    rs = np.random.RandomState(seed)
+    y = np.asarray(rs.uniform(size=n), np.float64).reshape((-1, 1))  # as the tree's _fit reshapes it (C order)
+    rs.seed(seed)
+    seeds = rs.randint(MAX_INT, size=n_estimators)
+    max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
+    outputs = np.array([1], dtype=np.intp)
+    trees: list[Any] = []
+    features: list[npt.NDArray[np.int64]] = []
+    for s in seeds:
+        rs.seed(s)
+        tree_seed = rs.randint(MAX_INT)  # _set_random_states
+        rs.seed(s)  # _generate_bagging_indices
+        feats = sample_without_replacement(n_features, n_features, random_state=rs)
+        rows = sample_without_replacement(n, max_samples, random_state=rs)
+        weight = np.bincount(rows, minlength=n).astype(np.float64)  # _check_sample_weight's float64
+        rs.seed(tree_seed)  # the tree's check_random_state: the splitter draws its rand_r state
+        splitter = RandomSplitter(MSE(1, n), 1, 1, 0.0, rs, None)
+        tree = Tree(n_features, outputs, 1)
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, max_depth, 0.0).build(tree, xf, y, weight, None)
+        trees.append(tree)
+        features.append(np.asarray(feats, np.int64))
+    # offset_: the contamination percentile of the training rows' score_samples, as sklearn
+    # computes them (IsolationForest._compute_score_samples, one chunk)
+    depths = np.zeros(n, np.float64, order="F")
+    for tree in trees:
+        leaves = tree.apply(xf)
+        depths += tree.compute_node_depths()[leaves] + _average_path_length(tree.n_node_samples)[leaves] - 1.0
+    denominator = len(trees) * _average_path_length(np.array([max_samples]))
+    scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+    offset = float(np.percentile(-scores, 100.0 * contamination))
+    return ForestFit(trees, features, max_samples, offset)
+
+
+def fit_forest_sklearn(
+    x: npt.ArrayLike, *, n_estimators: int, contamination: float, max_samples: int, seed: int
+) -> ForestFit:
+    """The careful path: scikit-learn's ``IsolationForest.fit`` (what :func:`fit_forest` must equal)."""
+    from sklearn.ensemble import IsolationForest
+
+    model = IsolationForest(
+        n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, random_state=seed
+    ).fit(np.asarray(x))
+    return ForestFit(
+        [e.tree_ for e in model.estimators_],
+        [np.asarray(f, np.int64) for f in model.estimators_features_],
+        int(model.max_samples_),
+        float(model.offset_),
+    )
