@@ -348,7 +348,7 @@ _cells_plain = st.one_of(
     st.just(""),
     st.integers(min_value=-(10**20), max_value=10**20).map(str),
     st.sampled_from(["UP", "DOWN", "MAINT", "no check", "UP 1/3", "L4OK", "* L7OK", "10.0.0.1:80", "[::1]:8", "1.5"]),
-    st.text(alphabet=st.characters(blacklist_characters=',"\n\r', blacklist_categories=("Cs",)), max_size=6),
+    st.text(alphabet=st.characters(blacklist_characters=',"\n\r', blacklist_categories=["Cs"]), max_size=6),
 )
 
 
