@@ -70,24 +70,65 @@ def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max
 
     The fast path drives scikit-learn's private Cython tree classes; a release that renames or
     re-signs them must not stop the detector, so their failure falls back (logged once) to the
-    careful path, which gives the same forest."""
-    global _fast_broken
-    if not _fast_broken:
+    careful path, which gives the same forest; and the first fit of a process is checked against
+    the careful one (~0.1-0.3 s once), so a change of meaning cannot build other forests."""
+    global _fast_state
+    kw: dict[str, Any] = {
+        "n_estimators": n_estimators,
+        "contamination": contamination,
+        "max_samples": max_samples,
+        "seed": seed,
+    }
+    if _fast_state != "broken":
         try:
-            return fit_forest_fast(
-                x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
-            )
+            fast = fit_forest_fast(x, **kw)
         except (ImportError, AttributeError, TypeError) as exc:
-            _fast_broken = True
+            _fast_state = "broken"
             log.warning(
                 "IsolationForest fast fit unavailable with this scikit-learn (%s); using IsolationForest.fit", exc
             )
-    return fit_forest_sklearn(
-        x, n_estimators=n_estimators, contamination=contamination, max_samples=max_samples, seed=seed
-    )
+        else:
+            if _fast_state == "verified":
+                return fast
+            # the first fit of a process is made both ways: a release whose private classes keep
+            # their signatures but change a meaning must not build other forests silently
+            careful = fit_forest_sklearn(x, **kw)
+            if same_forest(fast, careful):
+                _fast_state = "verified"
+            else:
+                _fast_state = "broken"
+                log.warning(
+                    "IsolationForest fast fit differs from IsolationForest.fit with this scikit-learn; using the latter"
+                )
+            return careful
+    return fit_forest_sklearn(x, **kw)
 
 
-_fast_broken = False
+TREE_ARRAYS = (
+    "children_left",
+    "children_right",
+    "feature",
+    "threshold",
+    "n_node_samples",
+    "weighted_n_node_samples",
+    "impurity",
+    "value",
+)
+
+
+def same_forest(a: ForestFit, b: ForestFit) -> bool:
+    """Whether two fits are the same forest: cut, subsample size, features and every tree array."""
+    if a.offset != b.offset or a.max_samples != b.max_samples or len(a.trees) != len(b.trees):
+        return False
+    for ta, tb, fa, fb in zip(a.trees, b.trees, a.features, b.features, strict=True):
+        if not np.array_equal(fa, fb) or ta.node_count != tb.node_count:
+            return False
+        if not all(np.array_equal(getattr(ta, n), getattr(tb, n)) for n in TREE_ARRAYS):
+            return False
+    return True
+
+
+_fast_state = "unverified"  # → "verified" after the first fit equals sklearn's, or "broken"
 
 
 def fit_forest_fast(

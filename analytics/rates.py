@@ -18,6 +18,7 @@ per-row work in DuckDB is a hash and a filter.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -347,6 +348,7 @@ class SeriesKeys:
             decoded = self._decoded.get((id(keys), j))
             if decoded is None:
                 decoded = self._decoded[(id(keys), j)] = col.cast(pa.string())
+                self._layout_bytes += decoded.nbytes  # within the layouts' memory bound
             if not mine.cast(pa.string()).equals(decoded):
                 return None
         return keys
@@ -378,7 +380,9 @@ class SeriesKeys:
         self._sid_memo.pop(id(old[1]), None)
         self._lay_of.pop(id(old[1]), None)
         for j in range(len(_ID_COLUMNS)):
-            self._decoded.pop((id(old[1]), j), None)
+            decoded = self._decoded.pop((id(old[1]), j), None)
+            if decoded is not None:
+                self._layout_bytes -= decoded.nbytes
         counts = self._variants.get(lay[0])
         if counts is not None:
             counts.remove(lay[1])
@@ -511,18 +515,20 @@ class _EntryMasks:
 
     def __init__(self) -> None:
         self.seen: list[tuple[pa.Array[Any], dict[Any, npt.NDArray[np.bool_]]]] = []
+        self._lock = threading.Lock()  # shared by every engine in the process (the service's threads)
 
     def masks(self, dictionary: pa.Array[Any]) -> dict[Any, npt.NDArray[np.bool_]]:
         """The mask memo of this dictionary's content (a fresh one for a dictionary not seen)."""
-        for i, (d, memo) in enumerate(self.seen):
-            if d.equals(dictionary):
-                if i:
-                    self.seen.insert(0, self.seen.pop(i))
-                return memo
-        memo = {}
-        self.seen.insert(0, (dictionary, memo))
-        del self.seen[self.MAX :]
-        return memo
+        with self._lock:
+            for i, (d, memo) in enumerate(self.seen):
+                if d.equals(dictionary):
+                    if i:
+                        self.seen.insert(0, self.seen.pop(i))
+                    return memo
+            memo = {}
+            self.seen.insert(0, (dictionary, memo))
+            del self.seen[self.MAX :]
+            return memo
 
 
 _ENTRY_MASKS = _EntryMasks()
@@ -556,7 +562,7 @@ def in_sets(
         if entry is None:
             if names is None:
                 names = arr.dictionary.to_pylist()
-            want = set(values)
+            want = key if isinstance(key, frozenset) else frozenset(key)  # values may be one-shot
             entry = np.fromiter((v in want for v in names), np.bool_, len(names))
             memo[key] = entry
         if not entry.any():

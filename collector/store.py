@@ -182,6 +182,7 @@ class Store:
         # is ~70 µs (a map column's value range is looked up), so it is paid when someone asks
         # (:meth:`buffered_bytes`), not per append; a replay never asks
         self._unsized: dict[str, list[pa.Table]] = {name: [] for name in TABLE_SCHEMAS}
+        self._taken: dict[str, int] = dict.fromkeys(TABLE_SCHEMAS, 0)  # buffers taken for writing, per table
         self._lock = threading.Lock()
         self._seq = 0
         self._legacy: set[str] = set()
@@ -262,6 +263,7 @@ class Store:
             self._rows[name] = 0
             self._bytes[name] = 0
             self._unsized[name] = []
+            self._taken[name] += 1
         return chunks
 
     def _restore(self, name: str, table: pa.Table) -> None:
@@ -277,12 +279,19 @@ class Store:
             return sum(self._rows.values()) if name is None else self._rows[name]
 
     def buffered_bytes(self) -> int:
-        """Arrow bytes accepted but not yet on disk (what a memory budget bounds)."""
+        """Arrow bytes accepted but not yet on disk (what a memory budget bounds).
+
+        The service asks from its event loop while the pipeline thread appends: the tables are
+        sized outside the lock, and a size whose tables were taken meanwhile is dropped."""
         with self._lock:
-            for name, tables in self._unsized.items():
-                if tables:
-                    self._bytes[name] += sum(t.nbytes for t in tables)
-                    tables.clear()
+            pending = {name: (tables, self._taken[name]) for name, tables in self._unsized.items() if tables}
+            for name in pending:
+                self._unsized[name] = []
+        sizes = {name: sum(t.nbytes for t in tables) for name, (tables, _) in pending.items()}
+        with self._lock:
+            for name, (_, taken) in pending.items():
+                if self._taken[name] == taken:  # still buffered
+                    self._bytes[name] += sizes[name]
             return sum(self._bytes.values())
 
     def flush(self, name: str | None = None, *, tag: str = "") -> list[Path]:

@@ -117,6 +117,7 @@ class _PooledOutcome(ParseOutcome):
     def samples(self, value: pa.Table) -> None:
         self._samples = value
         self._s = (value, 0, value.num_rows)
+        self.samples_origin = None  # the rows are no longer the chunk's: consumers take the table
 
     @property
     def ip_observations(self) -> pa.Table:
@@ -129,6 +130,7 @@ class _PooledOutcome(ParseOutcome):
     def ip_observations(self, value: pa.Table) -> None:
         self._ips = value
         self._i = (value, 0, value.num_rows)
+        self.ip_observations_origin = None
 
     @property
     def sample_rows(self) -> int:

@@ -74,6 +74,10 @@ def test_workers_give_the_inline_outcome_in_input_order() -> None:
                 assert rows and origin[0].slice(origin[1], rows).equals(table)
     rejected = {o.rejected[0] for _, _, o in got if o is not None and o.rejected}
     assert rejected == {"parse error", "unknown kind"}
+    # a consumer that replaces a pooled record's rows (a filter, say) stores what it set, not the chunk's
+    pooled = next(o for _, _, o in got if o is not None and o.samples_origin is not None and o.sample_rows > 1)
+    pooled.samples = pooled.samples.slice(0, 1)
+    assert pooled.samples_origin is None and pooled.sample_rows == 1
     custom = got[-1][2]
     assert custom is not None and custom.samples.column("metric").to_pylist() == ["custom.thing_total"]
 

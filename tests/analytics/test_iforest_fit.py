@@ -16,20 +16,9 @@ import pytest
 
 from analytics import iforest
 from analytics.baselines import CompiledForest
-from analytics.iforest import ForestFit, fit_forest, fit_forest_fast, fit_forest_sklearn
+from analytics.iforest import TREE_ARRAYS, ForestFit, fit_forest, fit_forest_fast, fit_forest_sklearn
 from tests.analytics.harness import HOUR, MIN, connect, replay, settings
 from tests.analytics.synth import Effects, random_site, samples
-
-TREE_ARRAYS = (
-    "children_left",
-    "children_right",
-    "feature",
-    "threshold",
-    "n_node_samples",
-    "weighted_n_node_samples",
-    "impurity",
-    "value",
-)
 
 
 def _features(seed: int, n: int) -> npt.NDArray[np.float64]:
@@ -128,7 +117,7 @@ def test_a_scikit_learn_without_the_private_tree_classes_falls_back_to_isolation
         raise TypeError("__cinit__() takes exactly 6 positional arguments (5 given)")
 
     monkeypatch.setattr(iforest, "fit_forest_fast", broken)
-    monkeypatch.setattr(iforest, "_fast_broken", False)
+    monkeypatch.setattr(iforest, "_fast_state", "unverified")
     x = _features(3, 400)
     kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
     with caplog.at_level("WARNING", logger="analytics.iforest"):
@@ -137,3 +126,34 @@ def test_a_scikit_learn_without_the_private_tree_classes_falls_back_to_isolation
     for g in got:
         _assert_same(g, want, x)
     assert sum("fast fit unavailable" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_fast_fit_that_differs_from_isolation_forest_is_caught_at_the_first_fit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Private classes that keep their signatures but change a meaning: the first fit of the
+    process is compared with the careful one, and the careful path is used from then on."""
+    real = iforest.fit_forest_fast
+
+    def shifted(x: npt.ArrayLike, **kw: int | float) -> ForestFit:
+        fit = real(x, **kw)  # type: ignore[arg-type]
+        return ForestFit(fit.trees, fit.features, fit.max_samples, fit.offset + 1e-9)
+
+    monkeypatch.setattr(iforest, "fit_forest_fast", shifted)
+    monkeypatch.setattr(iforest, "_fast_state", "unverified")
+    x = _features(4, 400)
+    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
+    with caplog.at_level("WARNING", logger="analytics.iforest"):
+        got = [fit_forest(x, **kw) for _ in range(2)]  # type: ignore[arg-type]
+    for g in got:
+        _assert_same(g, fit_forest_sklearn(x, **kw), x)  # type: ignore[arg-type]
+    assert iforest._fast_state == "broken"
+    assert sum("differs" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_first_fit_is_verified_and_later_fits_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(iforest, "_fast_state", "unverified")
+    x = _features(5, 400)
+    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
+    _assert_same(fit_forest(x, **kw), fit_forest_sklearn(x, **kw), x)  # type: ignore[arg-type]
+    assert iforest._fast_state == "verified"

@@ -108,3 +108,12 @@ def test_layout_hits_across_dictionaries_and_row_counts() -> None:
     changed = _batch([*rows[:11], ("wmi", "h9", "m.a", {"i": "11"})], [])  # one value differs
     assert not np.array_equal(sk.chunk_keys([changed], con, reg)[0], ka) and sk.layout_misses == 3
     con.close()
+
+
+def test_in_sets_memo_is_not_fooled_by_a_one_shot_value_set() -> None:
+    """The memo key and the entry mask come from one reading of the values: a generator (read
+    once) must not store an empty mask under the set it named."""
+    col = pa.array(["x", "y", "x", None]).dictionary_encode()
+    first = in_sets(col, [iter(["x"])])[0]  # type: ignore[list-item]  # what an untyped caller may pass
+    again = in_sets(col, [["x"]])[0]
+    assert first.tolist() == again.tolist() == [True, False, True, False]
