@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analytics.iforest import ForestFit
+from analytics.iforest import ForestFit, average_path_length
 from analytics.settings import BaselineSettings
 
 F64 = npt.NDArray[np.float64]
@@ -316,18 +316,6 @@ def z_scaled(value: F64, med: F64, scale: F64) -> F64:
         return np.asarray((value - med) / scale, dtype=np.float64)
 
 
-def _avg_path_length(n: npt.NDArray[np.float64]) -> F64:
-    """c(n): the average path length of an unsuccessful BST search among n points (Liu et al.)."""
-    n = np.asarray(n, np.float64)
-    out = np.zeros_like(n)
-    two = n == 2
-    big = n > 2
-    out[two] = 1.0
-    nb = n[big]
-    out[big] = 2.0 * (np.log(nb - 1.0) + np.euler_gamma) - 2.0 * (nb - 1.0) / nb
-    return out
-
-
 class CompiledForest:
     """A fitted isolation forest flattened for fast scoring of a few rows.
 
@@ -361,7 +349,7 @@ class CompiledForest:
             thr.append(np.where(leaf, np.inf, t.threshold))
             left.append(np.where(leaf, np.arange(n), cl) + base)
             right.append(np.where(leaf, np.arange(n), cr) + base)
-            adj.append(np.where(leaf, depth + _avg_path_length(t.n_node_samples.astype(np.float64)), 0.0))
+            adj.append(np.where(leaf, depth + average_path_length(t.n_node_samples.astype(np.float64)), 0.0))
             roots.append(base)
             depth_max = max(depth_max, int(depth.max()))
             base += n
@@ -372,7 +360,7 @@ class CompiledForest:
         self.leaf_depth = np.concatenate(adj)
         self.roots = np.asarray(roots, np.int64)
         self.steps = depth_max
-        self.norm = float(_avg_path_length(np.array([float(fit.max_samples)]))[0]) * len(roots)
+        self.norm = float(average_path_length(np.array([float(fit.max_samples)]))[0]) * len(roots)
         self.offset = float(fit.offset)
 
     def score_samples(self, x: F64) -> F64:

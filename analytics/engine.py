@@ -49,13 +49,14 @@ from analytics.rates import (
     SeriesKeys,
     SeriesRegistry,
     StepAccumulator,
+    epoch_ms,
     in_sets,
     query_table,
     sql_str,
     window_sql,
 )
 from analytics.settings import AnalyticsSettings
-from collector.schema import TABLE_SCHEMAS, TS_TYPE, to_ms
+from collector.schema import TABLE_SCHEMAS, to_ms
 
 # Samples are read and stepped in pieces of about this much data time (a whole number of steps):
 # a catch-up over an hour of a large site then works on arrays of a few MB that the allocator
@@ -77,15 +78,8 @@ _DECLARED_SET = frozenset([DECLARED_RANGES_METRIC])
 
 
 def ts_ms(table: pa.Table) -> npt.NDArray[np.int64]:
-    """A table's ``ts`` column as int64 ms since the epoch.
-
-    Why: a one-chunk timestamp[ms] column is viewed, not cast (a cast is a kernel call, and the
-    engine decoded each fed chunk's times three times a pass).
-    """
-    col = table.column("ts")
-    if col.num_chunks == 1 and col.type == TS_TYPE:
-        return np.asarray(col.chunk(0).to_numpy(zero_copy_only=False)).view(np.int64)
-    return np.asarray(col.cast(pa.int64()).to_numpy(), np.int64)
+    """A table's ``ts`` column as int64 ms since the epoch (viewed, not cast: :func:`epoch_ms`)."""
+    return epoch_ms(table.column("ts"))
 
 
 def _chunks(lo: int, hi: int, size: int) -> Iterator[tuple[int, int]]:

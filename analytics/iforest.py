@@ -51,8 +51,10 @@ class ForestFit:
     offset: float
 
 
-def _average_path_length(n: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    """sklearn's ``_average_path_length`` (same operations, so the same doubles)."""
+def average_path_length(n: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """c(n), the average path length of an unsuccessful BST search among n points (Liu et al.):
+    sklearn's ``_average_path_length``, same operations, so the same doubles (the scorer in
+    analytics.baselines uses it too)."""
     n = np.asarray(n).reshape((1, -1))
     out = np.zeros(n.shape)
     mask_1 = n <= 1
@@ -170,8 +172,8 @@ def fit_forest_fast(
     depths = np.zeros(n, np.float64, order="F")
     for tree in trees:
         leaves = tree.apply(xf)
-        depths += tree.compute_node_depths()[leaves] + _average_path_length(tree.n_node_samples)[leaves] - 1.0
-    denominator = len(trees) * _average_path_length(np.array([max_samples]))
+        depths += tree.compute_node_depths()[leaves] + average_path_length(tree.n_node_samples)[leaves] - 1.0
+    denominator = len(trees) * average_path_length(np.array([max_samples]))
     scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
     offset = float(np.percentile(-scores, 100.0 * contamination))
     return ForestFit(trees, features, max_samples, offset)

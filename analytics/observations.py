@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.rates import in_set, query_table
+from analytics.rates import epoch_ms, in_set, query_table
 from analytics.settings import AnalyticsSettings
 
 # Two plain scans per evaluation (holders/events; neighbour rows — the bulk, with only the columns
@@ -59,7 +59,7 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int, *, reuse: bool = T
     :func:`split_observations_careful` makes of them, at a fraction of the Arrow calls. The memo
     holds one call's result and is used only on equal content, so the output is a function of
     the arguments alone, whoever called last (``reuse=False``: always the careful path)."""
-    t = _epoch_ms(obs.column("ts"))
+    t = epoch_ms(obs.column("ts"))
     in_span = (t > lo_ms) & (t <= hi_ms)
     memo = _split_memo[0]
     if (
@@ -96,14 +96,6 @@ class _SplitMemo:
 
 
 _split_memo: list[_SplitMemo | None] = [None]  # the last split (replaced whole: one assignment)
-
-
-def _epoch_ms(col: pa.ChunkedArray[Any]) -> npt.NDArray[np.int64]:
-    """Epoch ms of a ``ts`` column: a millisecond timestamp's values as they are (a tenth of a
-    cast's cost), anything else cast."""
-    if len(col) and pa.types.is_timestamp(col.type) and col.type.unit == "ms" and not col.null_count:
-        return np.asarray(col.to_numpy(), "datetime64[ms]").view(np.int64)
-    return np.asarray(col.cast(pa.int64()).to_numpy(), np.int64)
 
 
 def _with_t(tbl: pa.Table, t: npt.NDArray[np.int64]) -> pa.Table:

@@ -497,6 +497,15 @@ def _dict(col: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.DictionaryArray[Any, 
     return out
 
 
+def epoch_ms(col: pa.ChunkedArray[Any]) -> npt.NDArray[np.int64]:
+    """A ``ts`` column as int64 ms since the epoch: a millisecond timestamp without nulls is
+    viewed (a cast is a kernel call per column, paid by every detector's reads each pass)."""
+    if len(col) and pa.types.is_timestamp(col.type) and col.type.unit == "ms" and not col.null_count:
+        arr = col.chunk(0) if col.num_chunks == 1 else col
+        return np.asarray(arr.to_numpy(), "datetime64[ms]").view(np.int64)
+    return np.asarray(col.cast(pa.int64()).to_numpy(), np.int64)
+
+
 def in_set(col: pa.ChunkedArray[Any] | pa.Array[Any], values: Collection[str]) -> npt.NDArray[np.bool_]:
     """Row mask "value in values"; for a dictionary column decided once per dictionary entry."""
     return in_sets(col, [values])[0]

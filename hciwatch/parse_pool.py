@@ -300,15 +300,12 @@ class RowRuns:
 
     def add(self, table: pa.Table, origin: tuple[pa.Table, int] | None = None) -> None:
         """Append ``table`` (rows ``origin[1]``… of ``origin[0]`` when a pool says so)."""
-        self.rows += table.num_rows
-        if origin is not None and origin[0] is self._parent and origin[1] == self._stop:
-            self._stop += table.num_rows
+        if origin is not None:
+            self.add_rows(origin, table.num_rows)
             return
+        self.rows += table.num_rows
         self._close_run()
-        if origin is None:
-            self._pieces.append(table)
-        else:
-            self._parent, self._start, self._stop = origin[0], origin[1], origin[1] + table.num_rows
+        self._pieces.append(table)
 
     def add_rows(self, origin: tuple[pa.Table, int], rows: int) -> None:
         """Append rows ``origin[1]``… (``rows`` of them) of ``origin[0]``, a pool's chunk table."""

@@ -125,3 +125,19 @@ def test_iso_round_trip_and_errors() -> None:
         parse_iso("2026-11-20T10:00:00")
     with pytest.raises(ValueError, match="not an ISO"):
         parse_iso("yesterday")
+
+
+def test_a_normalised_record_equals_the_record_built_the_careful_way() -> None:
+    """``RawRecord.normalised`` sets the fields by hand (no ``__post_init__``): a field added to
+    the record later must be set there too, or a pooled record would lack it."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from collector.schema import RawRecord
+
+    ts = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    careful = RawRecord(ts=ts, kind="prometheus", target="hci-node-01:9182", body=b"", host="hci-node-01")
+    fast = RawRecord.normalised(ts, "prometheus", "hci-node-01:9182", "hci-node-01")
+    fields = {f.name for f in dataclasses.fields(RawRecord)}
+    assert fields == {"ts", "kind", "target", "body", "host", "labels", "topic"}
+    assert fast == careful
