@@ -204,10 +204,10 @@ class DuplicateIpDetector:
             return cache[text]
         try:
             lab = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             lab = None
         entry = None
-        if lab is not None:
+        if isinstance(lab, dict):  # an object, as to_json(labels) makes; anything else names no IP
             ip = str(lab.get("ip") or "")
             if ip:
                 key = (str(lab.get("cluster") or ""), f"{lab.get('namespace', '')}/{lab.get('service', '')}")

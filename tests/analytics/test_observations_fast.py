@@ -248,3 +248,17 @@ def test_engine_findings_with_the_detector_caches_equal_fresh_ones() -> None:
     assert {"duplicate_ip", "ip_pool_overlap"} <= seen
     fast.close()
     careful.close()
+
+
+def test_lbinfo_texts_that_are_not_objects_name_no_ip() -> None:
+    """``lbinfo`` comes from ``to_json(labels)`` (an object); any other JSON — or none, or one
+    nested past the recursion limit — names no IP instead of stopping the pass."""
+    from analytics.duplicate_ip import DuplicateIpDetector
+    from analytics.networks import NetworkIndex
+    from tests.analytics.harness import settings
+
+    det = DuplicateIpDetector(settings(), NetworkIndex([]))
+    for text in ("null", "[1]", '"10.0.0.1"', "7", "not json", "[" * 100_000):
+        assert det._lbinfo(text) is None
+    got = det._lbinfo(json.dumps({"ip": "10.0.0.1", "cluster": "c", "namespace": "n", "service": "s", "ports": "80"}))
+    assert got == ("10.0.0.1", ("c", "n/s"), "80")
