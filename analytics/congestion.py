@@ -177,6 +177,13 @@ class _Window:
     prio_col: pa.ChunkedArray[Any]  # unfiltered: read only for evidence
     orig: npt.NDArray[np.int64]  # row → row of the window table
     _subs: tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int] | None = None
+    _prio: pa.Array[Any] | None = None
+
+    def prio(self) -> pa.Array[Any]:
+        """The priority column as one array (evidence of each congested host reads it): once per window."""
+        if self._prio is None:
+            self._prio = self.prio_col.combine_chunks()
+        return self._prio
 
     def subs(self) -> tuple[pa.DictionaryArray[Any, Any], npt.NDArray[np.int64], int]:
         """(the sub column as one dictionary array, each row's sub code, codes' count): read only
@@ -719,7 +726,7 @@ class CongestionDetector:
             w.mcode[rows].tolist(),
             w.rate[rows].tolist(),
             _py_at(w.subs()[0], orig),
-            _py_at(w.prio_col.combine_chunks(), orig),
+            _py_at(w.prio(), orig),
             strict=True,
         ):
             m = w.mnames[m_code]

@@ -10,6 +10,8 @@ detector fits (``if_min_train`` rows up to ``if_train_max``; fewer than 256 rows
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -107,6 +109,23 @@ def test_max_samples_out_of_range_is_refused() -> None:
         fit_forest_fast(_features(0, 10), n_estimators=10, contamination=0.1, max_samples=11, seed=0)
 
 
+SMALL_FIT: dict[str, Any] = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
+
+
+def _fits_with(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fast: Any, seed: int) -> str:
+    """Two fits of one small set with ``fast`` as the fast path in an unverified process; both
+    must equal sklearn's forest. Returns the warnings logged."""
+    monkeypatch.setattr(iforest, "fit_forest_fast", fast)
+    monkeypatch.setattr(iforest, "_fast_state", "unverified")
+    x = _features(seed, 400)
+    with caplog.at_level("WARNING", logger="analytics.iforest"):
+        got = [fit_forest(x, **SMALL_FIT) for _ in range(2)]
+    want = fit_forest_sklearn(x, **SMALL_FIT)
+    for g in got:
+        _assert_same(g, want, x)
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
 def test_a_scikit_learn_without_the_private_tree_classes_falls_back_to_isolation_forest(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,16 +135,7 @@ def test_a_scikit_learn_without_the_private_tree_classes_falls_back_to_isolation
     def broken(*_a: object, **_k: object) -> ForestFit:
         raise TypeError("__cinit__() takes exactly 6 positional arguments (5 given)")
 
-    monkeypatch.setattr(iforest, "fit_forest_fast", broken)
-    monkeypatch.setattr(iforest, "_fast_state", "unverified")
-    x = _features(3, 400)
-    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
-    with caplog.at_level("WARNING", logger="analytics.iforest"):
-        got = [fit_forest(x, **kw) for _ in range(2)]  # type: ignore[arg-type]
-    want = fit_forest_sklearn(x, **kw)  # type: ignore[arg-type]
-    for g in got:
-        _assert_same(g, want, x)
-    assert sum("fast fit unavailable" in r.getMessage() for r in caplog.records) == 1
+    assert _fits_with(monkeypatch, caplog, broken, 3).count("fast fit unavailable") == 1
 
 
 def test_a_fast_fit_that_differs_from_isolation_forest_is_caught_at_the_first_fit(
@@ -135,25 +145,16 @@ def test_a_fast_fit_that_differs_from_isolation_forest_is_caught_at_the_first_fi
     process is compared with the careful one, and the careful path is used from then on."""
     real = iforest.fit_forest_fast
 
-    def shifted(x: npt.ArrayLike, **kw: int | float) -> ForestFit:
-        fit = real(x, **kw)  # type: ignore[arg-type]
+    def shifted(x: npt.ArrayLike, **kw: Any) -> ForestFit:
+        fit = real(x, **kw)
         return ForestFit(fit.trees, fit.features, fit.max_samples, fit.offset + 1e-9)
 
-    monkeypatch.setattr(iforest, "fit_forest_fast", shifted)
-    monkeypatch.setattr(iforest, "_fast_state", "unverified")
-    x = _features(4, 400)
-    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
-    with caplog.at_level("WARNING", logger="analytics.iforest"):
-        got = [fit_forest(x, **kw) for _ in range(2)]  # type: ignore[arg-type]
-    for g in got:
-        _assert_same(g, fit_forest_sklearn(x, **kw), x)  # type: ignore[arg-type]
+    assert _fits_with(monkeypatch, caplog, shifted, 4).count("differs") == 1
     assert iforest._fast_state == "broken"
-    assert sum("differs" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_the_first_fit_is_verified_and_later_fits_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(iforest, "_fast_state", "unverified")
     x = _features(5, 400)
-    kw = {"n_estimators": 20, "contamination": 0.01, "max_samples": 256, "seed": 5}
-    _assert_same(fit_forest(x, **kw), fit_forest_sklearn(x, **kw), x)  # type: ignore[arg-type]
+    _assert_same(fit_forest(x, **SMALL_FIT), fit_forest_sklearn(x, **SMALL_FIT), x)
     assert iforest._fast_state == "verified"
