@@ -30,6 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector.arrow_copy import owned
 from collector.catalog import DEFAULT_CATALOG
 
 _CANONICAL = DEFAULT_CATALOG.all_canonical()
@@ -356,10 +357,12 @@ class SeriesKeys:
     def _remember(self, chunk: pa.Table, keys: npt.NDArray[np.uint64]) -> None:
         head = tuple(chunk.column(c)[0].as_py() for c in _HEAD_COLUMNS)
         lay = (head, chunk.num_rows)
-        cols = [chunk.column(c) for c in _ID_COLUMNS]
-        size = sum(c.nbytes for c in cols)
+        size = sum(chunk.column(c).nbytes for c in _ID_COLUMNS)
         if size > LAYOUTS_MAX_BYTES // 4:  # a chunk this big (a replay run of records) is not a layout
             return
+        # copies: a parsed chunk is a slice of its worker's shared-memory mapping, which a held
+        # slice would keep mapped for as long as the layout is remembered
+        cols = [pa.chunked_array([owned(chunk.column(c))]) for c in _ID_COLUMNS]
         self._forget_layout(lay)
         counts = self._variants.setdefault(head, [])
         if len(counts) >= LAYOUT_VARIANTS_MAX:
@@ -535,7 +538,8 @@ class _EntryMasks:
                         self.seen.insert(0, self.seen.pop(i))
                     return memo
             memo = {}
-            self.seen.insert(0, (dictionary, memo))
+            # a copy: the dictionary may be a slice of a shared-memory chunk it would keep mapped
+            self.seen.insert(0, (owned(dictionary), memo))
             del self.seen[self.MAX :]
             return memo
 
