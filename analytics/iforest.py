@@ -73,7 +73,9 @@ def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max
     The fast path drives scikit-learn's private Cython tree classes; a release that renames or
     re-signs them must not stop the detector, so their failure falls back (logged once) to the
     careful path, which gives the same forest; and the first fit of a process is checked against
-    the careful one (~0.1-0.3 s once), so a change of meaning cannot build other forests."""
+    the careful one, so a change of meaning cannot build other forests. The check fits the first
+    :data:`VERIFY_TREES` trees both ways on the same rows (:func:`verify_fit_kwargs`): the same
+    code path, at a few percent of a 100-tree ``IsolationForest.fit``."""
     global _fast_state
     kw: dict[str, Any] = {
         "n_estimators": n_estimators,
@@ -82,28 +84,43 @@ def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max
         "seed": seed,
     }
     if _fast_state != "broken":
+        # the first fit of a process is also made the careful way (on fewer trees): a release
+        # whose private classes keep their signatures but change a meaning must not build other
+        # forests silently
+        first = _fast_state != "verified"
         try:
-            fast = fit_forest_fast(x, **kw)
+            fast = fit_forest_fast(x, **(verify_fit_kwargs(kw) if first else kw))
         except (ImportError, AttributeError, TypeError) as exc:
             _fast_state = "broken"
             log.warning(
                 "IsolationForest fast fit unavailable with this scikit-learn (%s); using IsolationForest.fit", exc
             )
         else:
-            if _fast_state == "verified":
+            if not first:
                 return fast
-            # the first fit of a process is made both ways: a release whose private classes keep
-            # their signatures but change a meaning must not build other forests silently
-            careful = fit_forest_sklearn(x, **kw)
-            if same_forest(fast, careful):
+            if same_forest(fast, fit_forest_sklearn(x, **verify_fit_kwargs(kw))):
                 _fast_state = "verified"
-            else:
-                _fast_state = "broken"
-                log.warning(
-                    "IsolationForest fast fit differs from IsolationForest.fit with this scikit-learn; using the latter"
-                )
-            return careful
+                return fit_forest_fast(x, **kw)
+            _fast_state = "broken"
+            log.warning(
+                "IsolationForest fast fit differs from IsolationForest.fit with this scikit-learn; using the latter"
+            )
     return fit_forest_sklearn(x, **kw)
+
+
+VERIFY_TREES = 4
+
+
+def verify_fit_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of the first-fit check: the same rows, cut and seed, the first
+    :data:`VERIFY_TREES` trees. Why fewer trees still check the real forest: ``IsolationForest``
+    draws its targets from a fresh ``RandomState(seed)`` whatever the number of trees, and its
+    per-tree seeds with one ``randint(2**31 - 1, size=n_estimators)`` call on another fresh
+    ``RandomState(seed)``, whose first k draws are those of ``size=k`` (sklearn's own warm start
+    relies on it), so a k-tree fit builds exactly the first k trees of the full one
+    (tests/analytics/test_iforest_fit.py checks this). Every tree goes through the same builder
+    calls, and the cut through the same scoring, as in the full fit."""
+    return {**kw, "n_estimators": min(int(kw["n_estimators"]), VERIFY_TREES)}
 
 
 TREE_ARRAYS = (

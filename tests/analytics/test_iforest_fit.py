@@ -158,3 +158,39 @@ def test_the_first_fit_is_verified_and_later_fits_take_the_fast_path(monkeypatch
     x = _features(5, 400)
     _assert_same(fit_forest(x, **SMALL_FIT), fit_forest_sklearn(x, **SMALL_FIT), x)
     assert iforest._fast_state == "verified"
+
+
+def test_a_fit_of_fewer_trees_is_the_first_trees_of_the_full_fit() -> None:
+    """Why the first-fit check may fit only :data:`analytics.iforest.VERIFY_TREES` trees:
+    scikit-learn's k-tree forest is the first k trees of its n-tree forest (same targets, same
+    per-tree seeds), so checking the small fit checks the builder calls of the full one."""
+    x = _features(11, 3000)
+    full = fit_forest_sklearn(x, n_estimators=100, contamination=0.005, max_samples=256, seed=0)
+    for k in (1, iforest.VERIFY_TREES, 30):
+        part = fit_forest_sklearn(x, n_estimators=k, contamination=0.005, max_samples=256, seed=0)
+        head = ForestFit(full.trees[:k], full.features[:k], part.max_samples, part.offset)
+        assert iforest.same_forest(part, head)
+        fast = fit_forest_fast(x, n_estimators=k, contamination=0.005, max_samples=256, seed=0)
+        _assert_same(fast, part, x)
+
+
+def test_the_first_fit_checks_few_trees_and_returns_the_full_forest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check fits :data:`analytics.iforest.VERIFY_TREES` trees the careful way, never the full
+    forest; what the first fit returns is still the full forest sklearn would build."""
+    monkeypatch.setattr(iforest, "_fast_state", "unverified")
+    careful_sizes: list[int] = []
+    real = iforest.fit_forest_sklearn
+
+    def spy(x: npt.ArrayLike, **kw: Any) -> ForestFit:
+        careful_sizes.append(kw["n_estimators"])
+        return real(x, **kw)
+
+    monkeypatch.setattr(iforest, "fit_forest_sklearn", spy)
+    x = _features(6, 900)
+    kw = {**SMALL_FIT, "n_estimators": 100}
+    got = fit_forest(x, **kw)
+    assert careful_sizes == [iforest.VERIFY_TREES]
+    assert iforest._fast_state == "verified"
+    _assert_same(got, real(x, **kw), x)
+    fit_forest(x, **kw)
+    assert careful_sizes == [iforest.VERIFY_TREES], "a verified process fits the fast way only"
