@@ -299,6 +299,10 @@ class _HeldRepeat:
     runs: npt.NDArray[np.int64]  # start of each holding's run of ordered rows
     macs: list[list[str]]  # each holding's distinct MACs
     sources: list[list[str]]  # each holding's distinct sources
+    # the Holding objects of ``keys`` as the last fold of this content found them, and the
+    # ``holdings_epoch`` then (while it is unchanged, the same objects)
+    holdings: list[Holding] | None = None
+    epoch: int = -1
 
 
 NEIGHBOR_COLUMNS = ["ip", "owner", "network", "mac"]  # a neighbour row's content besides its time
@@ -504,16 +508,54 @@ class ObservationTracker:
         b = ts // max(1, self.ttl)
         if (np.minimum.reduceat(b, rep.runs) != np.maximum.reduceat(b, rep.runs)).any():
             return False
-        hs = [self.holdings.get(k) for k in rep.keys]
-        if None in hs:
-            return False
+        if rep.holdings is not None and rep.epoch == self.holdings_epoch:
+            # no holding added or forgotten since the last fold of this content: the same objects,
+            # which already hold this content's sources (a holding never forgets one)
+            hs, sources = rep.holdings, None
+        else:
+            got = [self.holdings.get(k) for k in rep.keys]
+            if None in got:
+                return False
+            hs, sources = cast(list[Holding], got), rep.sources
         first = np.minimum.reduceat(ts, rep.runs).tolist()
         last = np.maximum.reduceat(ts, rep.runs).tolist()
         n = np.diff(np.append(rep.runs, ts.size)).tolist()
         self._add_cover(int(t.min()), np.unique(-(-t // 60_000)).tolist())
-        for j, h in enumerate(hs):
-            self._grow(cast(Holding, h), first[j], last[j], n[j], rep.macs[j], rep.sources[j])
+        self._grow_all(hs, first, last, n, rep.macs, sources)
+        rep.holdings, rep.epoch = hs, self.holdings_epoch
         return True
+
+    def _grow_all(
+        self,
+        hs: list[Holding],
+        first: list[int],
+        last: list[int],
+        n: list[int],
+        macs: list[list[str]],
+        sources: list[list[str]] | None,
+    ) -> None:
+        """:meth:`_grow` for each holding in turn, in one loop (a repeated pass grows every
+        holding of a site: one call per holding was most of the pass); ``sources`` None: every
+        holding already holds its sources."""
+        ttl = self.ttl
+        for j, h in enumerate(hs):
+            f, z = first[j], last[j]
+            p = h.periods[-1]
+            if p[0] <= f and f - p[1] <= ttl:
+                if z > p[1]:
+                    p[1] = z
+            else:
+                h.add(f, z, ttl)
+            h.sightings += n[j]
+            hm = h.macs
+            for m in macs[j]:
+                seen = hm.get(m)
+                if seen is None:
+                    hm[m] = max(0, z)
+                elif seen < z:
+                    hm[m] = z
+            if sources is not None and sources[j]:
+                h.sources.update(sources[j])
 
     def _grow(self, h: Holding, first: int, last: int, n: int, macs: list[str], sources: list[str]) -> None:
         """:meth:`_hold` for a holding seen before (nearly every group of a pass)."""

@@ -184,6 +184,44 @@ def test_new_holdings_first_seen_together_keep_the_careful_order() -> None:
     _both([(first, nb, t0), (again, nb, t0 + MIN), (more, nb, t0 + 2 * MIN)])
 
 
+def test_holder_repeats_reuse_their_holdings_until_one_is_forgotten() -> None:
+    """Holder passes that repeat their content reuse the holdings the last repeat found (and skip
+    their sources) only while no holding was added or forgotten: repeats, a gap past the presence
+    TTL (new periods), a holding pruned past the retention and learnt again from the same
+    content, a new holding elsewhere (epoch moves) — every pass ends in the careful state."""
+    t0 = 1_767_225_600_000
+    settings = AnalyticsSettings.model_validate({})
+    tracker = ObservationTracker(settings)
+    retention, ttl = tracker.retention, tracker.ttl
+    svc = [(f"10.0.0.{i}", "service", f"ns/s{i}", "c1", "net-a", f"aa:{i:02x}", "k8s") for i in range(12)]
+    nic = [("10.9.0.1", "nic", "hv1/eth0", None, None, "bb:01", "wmi")]
+
+    def held(t: int, rows: list[tuple[Any, ...]]) -> pa.Table:
+        return _held([(*r[:5], t, *r[5:]) for r in rows])
+
+    nb = _arp([])
+    passes = [(held(t0 + k * MIN, svc), nb, t0 + k * MIN) for k in range(4)]
+    gap = t0 + 3 * MIN + ttl + 5 * MIN  # past the presence TTL: each holding opens a new period
+    passes += [(held(gap + k * MIN, svc), nb, gap + k * MIN) for k in range(3)]
+    late = gap + 2 * MIN + retention + 2 * MIN
+    passes += [(_held([]), nb, late - MIN)]  # a pass without holder rows: every holding is forgotten
+    passes += [(held(late + k * MIN, svc), nb, late + k * MIN) for k in range(3)]
+    passes += [(held(late + 3 * MIN, svc + nic), nb, late + 3 * MIN)]  # a new holding: the dict path
+    passes += [(held(late + k * MIN, svc + nic), nb, late + k * MIN) for k in range(4, 7)]
+    fast, careful = tracker, ObservationTracker(settings, fast=False)
+    reused = 0
+    for i, (h, n, hi) in enumerate(passes):
+        rep = fast._held_repeat
+        before = None if rep is None else (rep.holdings, rep.epoch)
+        fast.fold(h, n, hi)
+        careful.fold(h, n, hi)
+        assert state(fast) == state(careful), f"pass {i}"
+        assert fast.holdings or hi == late - MIN
+        rep = fast._held_repeat
+        reused += before is not None and before[0] is not None and rep is not None and rep.holdings is before[0]
+    assert reused >= 6, "repeated passes reused the holdings they found"
+
+
 def test_neighbour_repeats_then_change_then_forgotten_pair() -> None:
     """Repeated neighbour passes (fast), a MAC change among them, a pair that goes silent past
     the retention and comes back: every pass ends in the careful state."""
