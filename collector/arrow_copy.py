@@ -18,6 +18,9 @@ import pyarrow as pa
 def owned(col: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
     """``col`` as one array in buffers of its own (values equal, chunks combined)."""
     chunks: list[Any] = list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
+    if not chunks:
+        empty: pa.Array[Any] = pa.array([], col.type)
+        return empty
     if pa.types.is_dictionary(col.type):
         if len(chunks) != 1:
             together: Any = pa.chunked_array(chunks)
@@ -25,7 +28,5 @@ def owned(col: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
         one: pa.DictionaryArray[Any, Any] = chunks[0]
         copied: pa.Array[Any] = pa.DictionaryArray.from_arrays(owned(one.indices), owned(one.dictionary))
         return copied
-    if not chunks:
-        return pa.array([], col.type)
     copy: pa.Array[Any] = pa.concat_arrays(chunks)
     return copy
