@@ -58,4 +58,5 @@ def test_chunks_with_different_dictionaries_and_empty() -> None:
     assert got.to_pylist() == ["x", "y", "y", "z"] and pa.types.is_dictionary(got.type)
     empty = owned(pa.chunked_array([], pa.float64()))
     assert len(empty) == 0 and empty.type == pa.float64()
-    assert owned(pa.chunked_array([], pa.dictionary(pa.int32(), pa.string()))).to_pylist() == []
+    no_chunks: Any = pa.chunked_array([], pa.dictionary(pa.int32(), pa.string()))
+    assert owned(no_chunks).to_pylist() == []
