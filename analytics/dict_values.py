@@ -13,7 +13,7 @@ value has one canonical code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ def _plain(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any] | None:
     dictionary), or None when the column is anything else."""
     if col.num_chunks != 1 or col.null_count or not pa.types.is_dictionary(col.type):
         return None
-    arr: pa.DictionaryArray[Any, Any] = col.chunk(0)
+    arr = cast("pa.DictionaryArray[Any, Any]", col.chunk(0))
     if not pa.types.is_string(arr.dictionary.type) or arr.dictionary.null_count:
         return None
     return arr
@@ -51,7 +51,7 @@ class RememberedColumn:
         arr = _plain(col)
         if arr is not None:
             index: dict[str, int] = {}
-            names = arr.dictionary.to_pylist()
+            names = cast(list[str], arr.dictionary.to_pylist())  # no null entry (_plain)
             canon = np.fromiter((index.setdefault(v, i) for i, v in enumerate(names)), np.int64, len(names))
             self.index = index
             self.codes = canon[np.asarray(arr.indices.to_numpy(zero_copy_only=False), np.int64)]
@@ -75,7 +75,7 @@ class RememberedColumn:
                 if len(arr) != self.codes.size:
                     return False
                 get = self.index.get
-                names = arr.dictionary.to_pylist()
+                names = cast(list[str], arr.dictionary.to_pylist())
                 to_canon = np.fromiter((get(v, -1) for v in names), np.int64, len(names))
                 got = to_canon[np.asarray(arr.indices.to_numpy(zero_copy_only=False), np.int64)]
                 return bool(np.array_equal(got, self.codes))

@@ -74,6 +74,9 @@ def config_overlaps(plans: list[NetworkPlan]) -> list[Finding]:
     return out
 
 
+_Verdict = tuple[str, str, list[str], str, list[str]]  # see OverlapDetector._verdict
+
+
 class OverlapDetector:
     def __init__(self, settings: AnalyticsSettings, plans: list[NetworkPlan], index: NetworkIndex) -> None:
         self.s = settings
@@ -87,24 +90,23 @@ class OverlapDetector:
         # per holding key: its verdict (:meth:`_verdict`), valid for one epoch of the index
         self._verdicts: dict[HoldingKey, tuple[str, str, list[str], str, list[str]] | None] = {}
         self._verdict_epoch = index.epoch
+        # the holdings with a verdict, in holdings order (see :meth:`_flagged`), and what they
+        # were made from: (tracker, its holdings_epoch, the index epoch, the configuration's)
+        self._flagged_list: list[tuple[Holding, _Verdict]] = []
+        self._flagged_sig: tuple[ObservationTracker, int, int, int] | None = None
+        self._config_generation = 0
 
     def refresh_config(self) -> None:
         """Recompute the configuration findings (a cluster declared a MetalLB range at run time)."""
         self.config = config_overlaps(self.plans)
         self._verdicts.clear()
+        self._config_generation += 1
 
     def evaluate(self, obs: ObservationTracker, now_ms: int) -> list[Finding]:
         current: dict[tuple[str, str], Finding] = {}
-        if self._verdict_epoch != self.index.epoch or len(self._verdicts) > 2 * len(obs.holdings) + 1024:
-            self._verdicts.clear()
-            self._verdict_epoch = self.index.epoch
-        for h in obs.current(now_ms, self.ttl):
-            hk = (h.ip, h.owner_kind, h.owner, h.cluster, h.network)
-            if hk in self._verdicts:
-                v = self._verdicts[hk]
-            else:
-                v = self._verdicts[hk] = self._verdict(h)
-            if v is None:
+        cut = now_ms - self.ttl
+        for h, v in self._flagged(obs):
+            if h.last < cut:  # obs.current(now_ms, ttl): held within the TTL
                 continue
             netname, problem, inside, summary, expected = v
             kind = h.owner_kind
@@ -144,7 +146,33 @@ class OverlapDetector:
                 del self.known[k]
         return out
 
-    def _verdict(self, h: Holding) -> tuple[str, str, list[str], str, list[str]] | None:
+    def _flagged(self, obs: ObservationTracker) -> list[tuple[Holding, _Verdict]]:
+        """Every holding whose address has a verdict, with it, in holdings order.
+
+        Why: a pass looked up the verdict of every current holding, nearly all of them None.
+        Verdicts depend only on a holding's key and the configuration, and which holdings exist
+        (and their order) only moves with ``holdings_epoch``; so the list is rebuilt only when
+        either changed, and a pass walks the few flagged holdings (those seen within the TTL
+        are the ones :meth:`ObservationTracker.current` would have given, in its order)."""
+        sig = (obs, obs.holdings_epoch, self.index.epoch, self._config_generation)
+        if sig == self._flagged_sig:
+            return self._flagged_list
+        if self._verdict_epoch != self.index.epoch or len(self._verdicts) > 2 * len(obs.holdings) + 1024:
+            self._verdicts.clear()
+            self._verdict_epoch = self.index.epoch
+        out: list[tuple[Holding, _Verdict]] = []
+        for h in obs.holdings.values():
+            hk = (h.ip, h.owner_kind, h.owner, h.cluster, h.network)
+            if hk in self._verdicts:
+                v = self._verdicts[hk]
+            else:
+                v = self._verdicts[hk] = self._verdict(h)
+            if v is not None:
+                out.append((h, v))
+        self._flagged_list, self._flagged_sig = out, sig
+        return out
+
+    def _verdict(self, h: Holding) -> _Verdict | None:
         """What is wrong with a holding's address, if anything: (network, problem, pools it is
         inside, summary, expected ranges). A function of the holding's key and the configuration
         (the network index and the plans, which change only with the index's ``epoch`` or

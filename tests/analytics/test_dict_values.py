@@ -8,7 +8,9 @@ the decoding path)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +20,7 @@ from analytics import dict_values
 from analytics.dict_values import RememberedColumn
 
 
-def _encode(values: list[str | None], dictionary: list[str | None], chunks: int = 1) -> pa.ChunkedArray[Any]:
+def _encode(values: Sequence[str | None], dictionary: Sequence[str | None], chunks: int = 1) -> pa.ChunkedArray[Any]:
     """``values`` as a string-dictionary column over exactly ``dictionary`` (order, extra and
     repeated entries kept), in ``chunks`` chunks."""
     pos: dict[str | None, int] = {}
@@ -27,10 +29,9 @@ def _encode(values: list[str | None], dictionary: list[str | None], chunks: int 
     codes = [None if v is None else pos[v] for v in values]
     d = pa.array(dictionary, pa.string())
     cuts = np.linspace(0, len(values), chunks + 1).astype(int).tolist()
-    parts = [
-        pa.DictionaryArray.from_arrays(pa.array(codes[a:b], pa.int32()), d) for a, b in zip(cuts, cuts[1:], strict=False)
-    ]
-    return pa.chunked_array(parts, pa.dictionary(pa.int32(), pa.string()))
+    parts = [pa.DictionaryArray.from_arrays(pa.array(codes[a:b], pa.int32()), d) for a, b in pairwise(cuts)]
+    out: Any = pa.chunked_array(parts)
+    return cast("pa.ChunkedArray[Any]", out)
 
 
 def _want(mine: pa.ChunkedArray[Any], col: pa.ChunkedArray[Any]) -> bool:

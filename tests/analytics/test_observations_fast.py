@@ -249,7 +249,8 @@ def _findings(fs: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def test_engine_findings_with_the_detector_caches_equal_fresh_ones() -> None:
-    """Through the fed engine: the duplicate-IP claim groups and the overlap verdicts kept between
+    """Through the fed engine: the duplicate-IP claim groups and the overlap verdicts (and list of
+    flagged holdings) kept between
     passes (and the tracker's fast paths) give the findings, pass for pass, of an engine whose
     tracker is careful and whose caches are dropped before every pass. Holders come and go (the
     caches' keys), a Service sits on a node-pool address (overlap) and two clusters share a VIP."""
@@ -280,6 +281,7 @@ def test_engine_findings_with_the_detector_caches_equal_fresh_ones() -> None:
         careful.feed("ip_observations", part)
         careful.duplicates._groups = None
         careful.overlap._verdicts.clear()
+        careful.overlap._flagged_sig = None
         got, want = fast.evaluate_fed(from_ms(t)), careful.evaluate_fed(from_ms(t))
         assert _findings(got) == _findings(want), f"at {t}"
         seen |= {f.kind.value for f in got if f.active}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from analytics.networks import compile_networks
 from analytics.overlap import config_overlaps
@@ -67,3 +68,54 @@ def test_addresses_in_the_wrong_pool_are_reported_while_seen() -> None:
     assert {x.resource["ip"] for _, x in run.resolved("ip_pool_overlap")} == {misplaced_svc}
     assert not run.firing("duplicate_ip")
     del hs
+
+
+def test_flagged_holdings_follow_the_holdings_and_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list of holdings with a verdict is what walking every holding gives, and is rebuilt
+    when a holding is added or forgotten, the network index changes or the configuration is
+    refreshed (a declared MetalLB range) — not at a pass where none of these moved."""
+    from typing import Any
+
+    from analytics.networks import NetworkIndex
+    from analytics.observations import Holding, ObservationTracker
+    from analytics.overlap import OverlapDetector
+    from tests.analytics.harness import settings
+
+    rng = np.random.default_rng(5)
+    net = random_network(rng, "cn", ["w1"], vip_size=20, node_size=20)
+    s = settings()
+    plans = compile_networks([net], s.pools)
+    index = NetworkIndex(plans)
+    det = OverlapDetector(s, plans, index)
+    obs = ObservationTracker(s)
+    calls = [0]
+    verdict = det._verdict
+
+    def counted(h: Holding) -> Any:
+        calls[0] += 1
+        return verdict(h)
+
+    monkeypatch.setattr(det, "_verdict", counted)
+
+    def want() -> list[tuple[Holding, Any]]:
+        return [(h, v) for h in obs.holdings.values() if (v := verdict(h)) is not None]
+
+    obs._hold("10.99.0.1", "node", "w1-np-x", "w1", net.name, START, START, 1, [], ["k8s"])  # outside the node pool
+    obs._hold("10.99.0.2", "pod", "p", "w1", net.name, START, START, 1, [], ["k8s"])  # no verdict for a pod
+    assert det._flagged(obs) == want() and len(want()) == 1
+    made = calls[0]
+    assert det._flagged(obs) is det._flagged(obs) and calls[0] == made, "nothing moved: kept"
+    obs._hold("10.99.0.3", "node", "w1-np-y", "w1", net.name, START, START, 1, [], ["k8s"])  # epoch moves
+    assert det._flagged(obs) == want() and len(want()) == 2
+    obs.prune(START + 10 * 24 * HOUR)  # every holding forgotten
+    assert det._flagged(obs) == [] == want()
+    obs._hold("10.99.0.1", "node", "w1-np-x", "w1", net.name, START, START, 1, [], ["k8s"])
+    kept = det._flagged(obs)
+    index.invalidate()
+    assert det._flagged(obs) is not kept and det._flagged(obs) == want()
+    kept = det._flagged(obs)
+    det.refresh_config()
+    assert det._flagged(obs) is not kept and det._flagged(obs) == want()
+    # the findings only name flagged holdings seen within the TTL
+    assert [f.resource["ip"] for f in det.evaluate(obs, START + MIN)] == ["10.99.0.1"]
+    assert [f.active for f in det.evaluate(obs, START + det.ttl + MIN)] == [False]
