@@ -45,21 +45,16 @@ class RememberedColumn:
 
     def __init__(self, col: pa.ChunkedArray[Any]) -> None:
         self.col = col
+        self._plain = _plain(col) is not None
         self._strings: pa.ChunkedArray[Any] | None = None
-        self.index: dict[str, int] | None = None  # value → canonical code (its first entry)
-        self.codes: npt.NDArray[np.int64] | None = None  # each row's canonical code
-        arr = _plain(col)
-        if arr is not None:
-            index: dict[str, int] = {}
-            names = cast(list[str], arr.dictionary.to_pylist())  # no null entry (_plain)
-            canon = np.fromiter((index.setdefault(v, i) for i, v in enumerate(names)), np.int64, len(names))
-            self.index = index
-            self.codes = canon[np.asarray(arr.indices.to_numpy(zero_copy_only=False), np.int64)]
+        # value → canonical code (its first entry) and each row's canonical code, made on first
+        # need like the strings: a column compared one way only holds what that way needs
+        self._canon: tuple[dict[str, int], npt.NDArray[np.int32]] | None = None
 
     @property
     def nbytes(self) -> int:
         """What this holds besides the column itself (the layouts' memory bound counts it)."""
-        own = 0 if self.codes is None else self.codes.nbytes + 64 * len(self.index or ())
+        own = 0 if self._canon is None else self._canon[1].nbytes + 64 * len(self._canon[0])
         return own + (0 if self._strings is None else self._strings.nbytes)
 
     def strings(self) -> pa.ChunkedArray[Any]:
@@ -67,16 +62,29 @@ class RememberedColumn:
             self._strings = self.col.cast(pa.string())
         return self._strings
 
+    def canonical(self) -> tuple[dict[str, int], npt.NDArray[np.int32]]:
+        """(value → canonical code, each row's canonical code) of a plain remembered column."""
+        if self._canon is None:
+            arr = _plain(self.col)
+            if arr is None:
+                raise ValueError("canonical codes of a column that is not plain")
+            index: dict[str, int] = {}
+            names = cast(list[str], arr.dictionary.to_pylist())  # no null entry (_plain)
+            canon = np.fromiter((index.setdefault(v, i) for i, v in enumerate(names)), np.int32, len(names))
+            self._canon = (index, canon[np.asarray(arr.indices.to_numpy(zero_copy_only=False), np.int64)])
+        return self._canon
+
     def equals(self, mine: pa.ChunkedArray[Any]) -> bool:
         """Whether ``mine`` (a dictionary column) holds the same values, row by row."""
-        if self.codes is not None and self.index is not None:
+        if self._plain:
             arr = _plain(mine)
             if arr is not None and len(arr.dictionary) <= MAX_ENTRIES_PER_ROW * len(arr):
-                if len(arr) != self.codes.size:
+                if len(arr) != len(self.col):
                     return False
-                get = self.index.get
+                index, codes = self.canonical()
+                get = index.get
                 names = cast(list[str], arr.dictionary.to_pylist())
-                to_canon = np.fromiter((get(v, -1) for v in names), np.int64, len(names))
+                to_canon = np.fromiter((get(v, -1) for v in names), np.int32, len(names))
                 got = to_canon[np.asarray(arr.indices.to_numpy(zero_copy_only=False), np.int64)]
-                return bool(np.array_equal(got, self.codes))
+                return bool(np.array_equal(got, codes))
         return bool(mine.cast(pa.string()).equals(self.strings()))

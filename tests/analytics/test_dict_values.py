@@ -87,6 +87,7 @@ def test_the_code_path_is_taken_for_small_dictionaries(monkeypatch: pytest.Monke
     rows = [names[i % 4] for i in range(100)]
     col = _encode(rows, names)
     remembered = RememberedColumn(col)
+    assert remembered.nbytes == 0, "nothing is derived before it is needed"
 
     def no_strings(self: RememberedColumn) -> pa.ChunkedArray[Any]:
         raise AssertionError("decoded")
@@ -94,16 +95,20 @@ def test_the_code_path_is_taken_for_small_dictionaries(monkeypatch: pytest.Monke
     monkeypatch.setattr(RememberedColumn, "strings", no_strings)
     assert remembered.equals(_encode(rows, names[::-1]))
     assert not remembered.equals(_encode(rows[1:] + rows[:1], names[::-1]))
-    assert remembered.nbytes > 0
+    assert remembered.nbytes == remembered.canonical()[1].nbytes + 64 * len(names)
 
 
 def test_decoded_strings_are_made_once_and_counted() -> None:
     many = [f"m{i}" for i in range(50)]
     col = _encode(many * 2, many)
     remembered = RememberedColumn(col)
-    before = remembered.nbytes
     assert remembered.equals(_encode(many * 2, many[::-1]))  # 50 entries for 100 rows: decoded
     first = remembered.strings()
-    assert remembered.nbytes == before + first.nbytes
+    assert remembered.nbytes == first.nbytes, "no canonical codes for a column compared decoded"
     assert remembered.equals(_encode(many * 2, many[::-1])) and remembered.strings() is first
     assert len(many) > dict_values.MAX_ENTRIES_PER_ROW * 100
+
+
+def test_canonical_codes_need_a_plain_column() -> None:
+    with pytest.raises(ValueError, match="not plain"):
+        RememberedColumn(_encode(["a", "b"], ["a", "b"], chunks=2)).canonical()
