@@ -30,7 +30,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.dict_values import RememberedColumn
 from collector.arrow_copy import owned
 from collector.catalog import DEFAULT_CATALOG
 
@@ -282,7 +281,7 @@ class SeriesKeys:
         ] = OrderedDict()
         self._variants: dict[tuple[Any, ...], list[int]] = {}  # first row → its remembered row counts
         # (id(a remembered layout's keys), column) → that dictionary column decoded (see _layout_hit)
-        self._decoded: dict[tuple[int, int], RememberedColumn] = {}
+        self._decoded: dict[tuple[int, int], pa.ChunkedArray[Any]] = {}
         self._layout_bytes = 0
         self.layout_hits = 0
         self.layout_misses = 0
@@ -347,15 +346,11 @@ class SeriesKeys:
             # before it) is equal only decoded (the remembered side is decoded once)
             if not (pa.types.is_dictionary(mine.type) and pa.types.is_dictionary(col.type)):
                 return None
-            # (by canonical codes where the dictionaries are small: analytics.dict_values)
             decoded = self._decoded.get((id(keys), j))
             if decoded is None:
-                decoded = self._decoded[(id(keys), j)] = RememberedColumn(col)
+                decoded = self._decoded[(id(keys), j)] = col.cast(pa.string())
                 self._layout_bytes += decoded.nbytes  # within the layouts' memory bound
-            held = decoded.nbytes
-            same = decoded.equals(mine)
-            self._layout_bytes += decoded.nbytes - held  # the strings, decoded on first need
-            if not same:
+            if not mine.cast(pa.string()).equals(decoded):
                 return None
         return keys
 
