@@ -166,6 +166,7 @@ _Chunk = tuple[list[tuple[RawRecord | None, T]], "Future[_ChunkResult]"]
 _worker_catalog: Catalog | None = None
 
 PRELOAD = (
+    "__main__",
     "hciwatch.parse_pool",
     "collector.sources.prometheus.parse",
     "collector.sources.haproxy.parse",
@@ -174,8 +175,11 @@ PRELOAD = (
 )
 """What the forkserver imports before it forks a worker: every module the parse of a demo
 capture needs (numpy, pyarrow and pyarrow.compute come with them). A spawned worker spent ~0.3
-CPU-s importing them (plus ~0.1 s of interpreter teardown at exit, which a forked child skips
-with ``os._exit``); forked from the forkserver, each worker starts with them at no cost."""
+CPU-s importing them (plus its interpreter's teardown at exit, which a forked child skips with
+``os._exit``); forked from the forkserver, each worker starts with them at no cost.
+``"__main__"`` (multiprocessing's own default) is the parent's main script, which every spawned
+worker ran again: for the ``hciwatch`` console script that is the whole CLI (~0.3 s more per
+worker); the forkserver runs it once (``python -m hciwatch`` is not re-run at all)."""
 
 
 def worker_context() -> BaseContext:
