@@ -49,6 +49,11 @@ HAProxy skeleton caches, +13-17 MiB per worker): the store-only main process imp
 detectors (scikit-learn and SciPy, ~90 MiB) and read the capture itself (zstd in 1 MiB steps came
 back as ~25 MB pieces, plus their split copies). The main process now builds the detectors only
 when a pass runs and leaves the lines to the workers: ~87 kB (main ~317 MiB, workers ~150 MiB).
+
+Since the parse workers are forked from a forkserver that imported the parsers once, the sum
+counts that forkserver (~100 MiB of imports) as well as each worker's own peak (a forked worker's
+RSS counts the imported pages it touches, which it shares with the forkserver): an upper bound,
+as before; the workers' peaks fell from ~150 to ~60-100 MiB each.
 """
 
 

@@ -397,9 +397,9 @@ class ParsePool:
 
     ``payload`` travels alongside untouched (the caller's location string, say); a ``None``
     record passes through with a ``None`` outcome (a capture line that held no record). The
-    first ``start_after`` records are parsed inline and the workers start only after them (a
-    spawned worker costs about a second of imports), so small inputs and one-core machines
-    (``workers == 0``) pay nothing.
+    first ``start_after`` records are parsed inline and the workers start only after them (the
+    first pool of a process starts the forkserver, ~0.3 CPU-s of imports), so small inputs and
+    one-core machines (``workers == 0``) pay nothing.
     Chunks keep the per-task overhead of pickling small; at most ``ahead`` chunks are in flight,
     which bounds memory however long the input is.
     """
