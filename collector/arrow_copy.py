@@ -17,13 +17,16 @@ import pyarrow as pa
 
 def owned(col: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
     """``col`` as one array in buffers of its own (values equal, chunks combined)."""
-    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-    if pa.types.is_dictionary(col.type):
-        parts: list[pa.DictionaryArray] = list(chunks)
-        if len(parts) != 1:
-            return owned(pa.chunked_array(parts, col.type).unify_dictionaries().combine_chunks())
-        one = parts[0]
-        return pa.DictionaryArray.from_arrays(owned(one.indices), owned(one.dictionary))
+    chunks: list[Any] = list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
     if not chunks:
-        return pa.array([], col.type)
-    return pa.concat_arrays(chunks)
+        empty: pa.Array[Any] = pa.array([], col.type)
+        return empty
+    if pa.types.is_dictionary(col.type):
+        if len(chunks) != 1:
+            together: Any = pa.chunked_array(chunks)
+            return owned(together.unify_dictionaries().combine_chunks())
+        one: pa.DictionaryArray[Any, Any] = chunks[0]
+        copied: pa.Array[Any] = pa.DictionaryArray.from_arrays(owned(one.indices), owned(one.dictionary))
+        return copied
+    copy: pa.Array[Any] = pa.concat_arrays(chunks)
+    return copy
