@@ -15,12 +15,12 @@ import itertools
 import logging
 import multiprocessing
 import os
-from multiprocessing.context import BaseContext
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TypeVar
 
