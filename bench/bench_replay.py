@@ -49,6 +49,11 @@ HAProxy skeleton caches, +13-17 MiB per worker): the store-only main process imp
 detectors (scikit-learn and SciPy, ~90 MiB) and read the capture itself (zstd in 1 MiB steps came
 back as ~25 MB pieces, plus their split copies). The main process now builds the detectors only
 when a pass runs and leaves the lines to the workers: ~87 kB (main ~317 MiB, workers ~150 MiB).
+
+Since the parse workers are forked from a forkserver that imported the parsers once, the sum
+counts that forkserver (~100 MiB of imports) as well as each worker's own peak (a forked worker's
+RSS counts the imported pages it touches, which it shares with the forkserver): an upper bound,
+as before; the workers' peaks fell from ~150 to ~60-100 MiB each.
 """
 
 
@@ -66,12 +71,13 @@ def _rss_mib() -> float:
 
 
 class ChildPeaks:
-    """Peak RSS (``VmHWM``) of this process's children, polled from ``/proc`` while they run.
+    """Peak RSS (``VmHWM``) of this process's descendants, polled from ``/proc`` while they run.
 
     ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` is no measure of a spawned worker: it counts the
     forked copy of the parent before ``exec`` (so it reports the parent's size at spawn time),
     and only children already waited for. ``VmHWM`` restarts at ``exec``; the last reading of each
-    child is kept (a child that exits between polls may have grown a little after it).
+    process is kept (one that exits between polls may have grown a little after it). Descendants,
+    not only children: replay's parse workers are children of its forkserver (itself a child).
     """
 
     def __init__(self, every: float = 0.25) -> None:
@@ -89,24 +95,27 @@ class ChildPeaks:
         self._thread.join()
 
     def _run(self) -> None:
-        me = f"PPid:\t{os.getpid()}\n"
+        family = {os.getpid()}  # this process and every descendant seen so far
         while not self._stop.wait(self._every):
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
+            for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):  # parents first, mostly
                 try:
                     with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
                         status = fh.read()
                 except OSError:
                     continue
-                if me not in status:
-                    continue
+                ppid = hwm = None
                 for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        kib = int(line.split()[1])
-                        # the latest reading, not the largest: between fork and exec a child
-                        # shows the parent's high-water mark; after exec VmHWM restarts and only grows
-                        self.peak_kib[int(pid)] = kib
+                    if line.startswith("PPid:"):
+                        ppid = int(line.split()[1])
+                    elif line.startswith("VmHWM:"):
+                        hwm = int(line.split()[1])
+                if ppid not in family or pid in family:
+                    continue
+                family.add(pid)
+                if hwm is not None:
+                    # the latest reading, not the largest: between fork and exec a child
+                    # shows the parent's high-water mark; after exec VmHWM restarts and only grows
+                    self.peak_kib[pid] = hwm
 
     def largest_mib(self) -> float:
         return max(self.peak_kib.values(), default=0) / 1024
@@ -114,6 +123,18 @@ class ChildPeaks:
     def total_mib(self) -> float:
         """Sum of the children's peaks (an upper bound of their peak together)."""
         return sum(self.peak_kib.values()) / 1024
+
+
+def _stop_forkserver() -> None:
+    """Stop and wait for this process's forkserver, if one runs (replay's parse workers are its
+    children): ``RUSAGE_CHILDREN`` counts a process, and the children it waited for, only once
+    it has been waited for itself."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if callable(stop):
+        stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         for child in multiprocessing.active_children():  # parse workers still exiting: count their CPU
             child.join()
+        _stop_forkserver()  # its CPU and that of the workers it forked (and reaped) count once it is waited for
         cpu_self = _rusage_cpu(resource.RUSAGE_SELF) - c_self0
         cpu_kids = _rusage_cpu(resource.RUSAGE_CHILDREN) - c_kids0
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -4,8 +4,9 @@ Replay spends most of its time in the parsers (pure functions of a record and th
 the rest storing rows and running the detectors, which must stay in order in one process. A
 pool of worker processes parses chunks of records ahead of the consumer and hands results back
 in input order, so the outcome is byte-for-byte the same as parsing inline; only the wall time
-changes. Workers are started with ``spawn`` (the parent holds DuckDB and Arrow threads, which a
-``fork`` would copy mid-flight).
+changes. Workers are not forked from the parent (it holds DuckDB and Arrow threads, which a
+``fork`` would copy mid-flight): a replay's workers are forked from a ``forkserver`` that has
+imported the parsers once (:func:`worker_context`), the service's one offload worker is spawned.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TypeVar
 
@@ -163,9 +165,49 @@ _Chunk = tuple[list[tuple[RawRecord | None, T]], "Future[_ChunkResult]"]
 
 _worker_catalog: Catalog | None = None
 
+PRELOAD = (
+    "__main__",
+    "hciwatch.parse_pool",
+    "collector.sources.prometheus.parse",
+    "collector.sources.haproxy.parse",
+    "collector.sources.k8s_inventory.parse",
+    "collector.sources.neighbors.parse",
+)
+"""What the forkserver imports before it forks a worker: every module the parse of a demo
+capture needs (numpy, pyarrow and pyarrow.compute come with them). A spawned worker spent ~0.3
+CPU-s importing them (plus its interpreter's teardown at exit, which a forked child skips with
+``os._exit``); forked from the forkserver, each worker starts with them at no cost.
+``"__main__"`` (multiprocessing's own default) is the parent's main script, which every spawned
+worker ran again: for the ``hciwatch`` console script that is the whole CLI (~0.3 s more per
+worker); the forkserver runs it once (``python -m hciwatch`` is not re-run at all)."""
 
-def _init_worker(mappings: list[UserMapping]) -> None:
+
+def worker_context() -> BaseContext:
+    """The start method of replay's parse workers: a ``forkserver`` that preloads :data:`PRELOAD`.
+
+    The forkserver is a single-threaded process started from a clean interpreter (not a fork of
+    this one, which holds DuckDB and Arrow threads), so forking it is safe; it is started once per
+    process, on the first pool, and stays until this process exits (the service does not use it:
+    its one offload worker is spawned). Where there is no forkserver (not POSIX), ``spawn``.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+def _init_worker(mappings: list[UserMapping], environ: dict[str, str] | None = None) -> None:
+    """A worker's catalog; and the parent's environment as it is now, when given.
+
+    A forked worker inherits the forkserver's environment, which is the parent's at the time the
+    forkserver started; the parsers read switches from it at call time (``HCIWATCH_PARSE_REUSE``),
+    so the parent's current one is put in place, as a spawned worker would have it.
+    """
     global _worker_catalog
+    if environ is not None and environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
     _worker_catalog = Catalog(mappings)
 
 
@@ -355,9 +397,9 @@ class ParsePool:
 
     ``payload`` travels alongside untouched (the caller's location string, say); a ``None``
     record passes through with a ``None`` outcome (a capture line that held no record). The
-    first ``start_after`` records are parsed inline and the workers start only after them (a
-    spawned worker costs about a second of imports), so small inputs and one-core machines
-    (``workers == 0``) pay nothing.
+    first ``start_after`` records are parsed inline and the workers start only after them (the
+    first pool of a process starts the forkserver, ~0.3 CPU-s of imports), so small inputs and
+    one-core machines (``workers == 0``) pay nothing.
     Chunks keep the per-task overhead of pickling small; at most ``ahead`` chunks are in flight,
     which bounds memory however long the input is.
     """
@@ -394,9 +436,9 @@ class ParsePool:
         self._shm = shm_handoff.open_dir()
         self._pool = ProcessPoolExecutor(
             self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=worker_context(),
             initializer=_init_worker,
-            initargs=(self._mappings,),
+            initargs=(self._mappings, dict(os.environ)),
         )
         return self._pool
 

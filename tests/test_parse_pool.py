@@ -303,3 +303,33 @@ def test_an_input_given_up_part_way_waits_for_its_workers_and_leaves_no_handoff_
         assert pool._pool is not None and not pool._complete
     assert handoff is None or not handoff.exists()
     assert pool._pool is None and pool._shm is None
+
+
+def test_workers_are_forked_from_a_preloading_forkserver_and_see_the_environment_of_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay's workers come from the forkserver (the parsers imported once), yet read the
+    parent's environment as it is when the pool starts, as spawned workers would: the parsers
+    read switches such as ``HCIWATCH_PARSE_REUSE`` at call time."""
+    import importlib
+    import os
+
+    from collector.registry import BUILTIN_PARSERS
+    from hciwatch import parse_pool
+
+    assert parse_pool.worker_context().get_start_method() == "forkserver"
+    with ParsePool([], workers=1) as first:  # starts the forkserver, if no test did before
+        assert first._start().submit(os.getpid).result() != os.getpid()
+    monkeypatch.setenv("HCIWATCH_TEST_WORKER_ENV", "after the forkserver started")
+    monkeypatch.delenv("HCIWATCH_PARSE_REUSE", raising=False)
+    with ParsePool([], workers=1) as pool:
+        ex = pool._start()
+        assert ex.submit(os.getenv, "HCIWATCH_TEST_WORKER_ENV").result() == "after the forkserver started"
+        assert ex.submit(os.getenv, "HCIWATCH_PARSE_REUSE").result() is None
+    # the forkserver skips a module it cannot import without a word: every name must be real
+    for name in parse_pool.PRELOAD[1:]:
+        assert importlib.import_module(name).__name__ == name
+    assert parse_pool.PRELOAD[0] == "__main__"  # the parent's script, as multiprocessing preloads it
+    assert {"prometheus", "haproxy-csv", "k8s", "neighbors"} <= {
+        kind for kind, ref in BUILTIN_PARSERS.items() if ref.split(":")[0] in parse_pool.PRELOAD
+    }
