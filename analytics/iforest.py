@@ -98,9 +98,12 @@ def fit_forest(x: npt.ArrayLike, *, n_estimators: int, contamination: float, max
         else:
             if not first:
                 return fast
-            if same_forest(fast, fit_forest_sklearn(x, **verify_fit_kwargs(kw))):
+            check = verify_fit_kwargs(kw)
+            if same_forest(fast, fit_forest_sklearn(x, **check)):
                 _fast_state = "verified"
-                return fit_forest_fast(x, **kw)
+                # the whole forest through the calls the check just ran (no second fit of a forest
+                # the check already built whole)
+                return fast if check == kw else fit_forest_fast(x, **kw)
             _fast_state = "broken"
             log.warning(
                 "IsolationForest fast fit differs from IsolationForest.fit with this scikit-learn; using the latter"

@@ -363,6 +363,7 @@ class SeriesKeys:
         # copies: a parsed chunk is a slice of its worker's shared-memory mapping, which a held
         # slice would keep mapped for as long as the layout is remembered
         cols = [pa.chunked_array([owned(chunk.column(c))]) for c in _ID_COLUMNS]
+        size = sum(c.nbytes for c in cols)  # what _forget_layout takes back (a slice can count more)
         self._forget_layout(lay)
         counts = self._variants.setdefault(head, [])
         if len(counts) >= LAYOUT_VARIANTS_MAX:

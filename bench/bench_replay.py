@@ -95,7 +95,8 @@ class ChildPeaks:
         self._thread.join()
 
     def _run(self) -> None:
-        family = {os.getpid()}  # this process and every descendant seen so far
+        me = os.getpid()
+        family = {me}  # this process and every descendant seen so far
         while not self._stop.wait(self._every):
             for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):  # parents first, mostly
                 try:
@@ -109,9 +110,12 @@ class ChildPeaks:
                         ppid = int(line.split()[1])
                     elif line.startswith("VmHWM:"):
                         hwm = int(line.split()[1])
-                if ppid not in family or pid in family:
+                if pid not in family:
+                    if ppid not in family:
+                        continue
+                    family.add(pid)
+                elif pid == me:
                     continue
-                family.add(pid)
                 if hwm is not None:
                     # the latest reading, not the largest: between fork and exec a child
                     # shows the parent's high-water mark; after exec VmHWM restarts and only grows

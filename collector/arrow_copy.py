@@ -16,7 +16,11 @@ import pyarrow as pa
 
 
 def owned(col: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
-    """``col`` as one array in buffers of its own (values equal, chunks combined)."""
+    """``col`` as one array in buffers of its own (values equal, chunks combined).
+
+    A top-level dictionary column's dictionary is copied too; a dictionary nested in a list,
+    struct or map child is not (no column the memos hold has one).
+    """
     chunks: list[Any] = list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
     if not chunks:
         empty: pa.Array[Any] = pa.array([], col.type)
@@ -26,7 +30,9 @@ def owned(col: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
             together: Any = pa.chunked_array(chunks)
             return owned(together.unify_dictionaries().combine_chunks())
         one: pa.DictionaryArray[Any, Any] = chunks[0]
-        copied: pa.Array[Any] = pa.DictionaryArray.from_arrays(owned(one.indices), owned(one.dictionary))
+        copied: pa.Array[Any] = pa.DictionaryArray.from_arrays(
+            owned(one.indices), owned(one.dictionary), ordered=one.type.ordered
+        )
         return copied
     copy: pa.Array[Any] = pa.concat_arrays(chunks)
     return copy

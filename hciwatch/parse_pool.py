@@ -18,6 +18,8 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.context import BaseContext
@@ -185,10 +187,14 @@ worker); the forkserver runs it once (``python -m hciwatch`` is not re-run at al
 def worker_context() -> BaseContext:
     """The start method of replay's parse workers: a ``forkserver`` that preloads :data:`PRELOAD`.
 
-    The forkserver is a single-threaded process started from a clean interpreter (not a fork of
-    this one, which holds DuckDB and Arrow threads), so forking it is safe; it is started once per
-    process, on the first pool, and stays until this process exits (the service does not use it:
-    its one offload worker is spawned). Where there is no forkserver (not POSIX), ``spawn``.
+    The forkserver is started from a clean interpreter (not a fork of this one, which holds DuckDB
+    and Arrow threads mid-flight); after its imports it runs only the threads of OpenBLAS and the
+    allocator, which both re-initialise in a forked child (Python 3.12 warns about forking with
+    threads: check this when moving past 3.11). It is started once per process, on the first pool,
+    and stays until this process exits (the service does not use it: its one offload worker is
+    spawned). Environment variables a module reads at import (``HCIWATCH_PARSE_REUSE_BYTES``) keep
+    the value they had when the forkserver started. Where there is no forkserver (not POSIX), or
+    it cannot start a worker (:meth:`ParsePool._start`), ``spawn``.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -434,18 +440,27 @@ class ParsePool:
         if self._pool is not None:  # a second input through the same pool: the same workers
             return self._pool
         self._shm = shm_handoff.open_dir()
-        self._pool = ProcessPoolExecutor(
-            self.workers,
-            mp_context=worker_context(),
-            initializer=_init_worker,
-            initargs=(self._mappings, dict(os.environ)),
-        )
+        ctx = worker_context()
+        self._pool = self._executor(ctx)
+        if ctx.get_start_method() != "spawn":
+            try:  # a forkserver that died (a preloaded module that raised) fails here, not mid-replay
+                self._pool.submit(_started).result(timeout=START_TIMEOUT_S)
+            except (OSError, EOFError, BrokenProcessPool, FuturesTimeout) as exc:
+                log.warning("parse workers could not start from the forkserver (%r); spawning them instead", exc)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._executor(multiprocessing.get_context("spawn"))
         return self._pool
+
+    def _executor(self, ctx: BaseContext) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self._mappings, dict(os.environ))
+        )
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._pool is not None:
-            # after a whole input every task is done: the workers exit on their own (~0.1-0.4 s of
-            # interpreter teardown) while the caller goes on; after an error or an input given up
+            # after a whole input every task is done: the workers exit on their own while the
+            # caller goes on (a spawned one's interpreter teardown takes ~0.1-0.4 s; a forked one
+            # leaves with os._exit); after an error or an input given up
             # part way (a break), wait for the ones still parsing before their hand-off dir goes
             self._pool.shutdown(wait=exc_type is not None or not self._complete, cancel_futures=True)
             self._pool = None
@@ -522,6 +537,13 @@ class ParsePool:
             yield from order.drain(pending.popleft())
         yield from order.fault()
         self._complete = True
+
+
+def _started() -> None:
+    """A no-op task: its result says a worker runs (see :meth:`ParsePool._start`)."""
+
+
+START_TIMEOUT_S = 120.0  # a first worker that has not run by then will not (a forkserver stuck at start)
 
 
 def _until_fault(blocks: Iterator[LineBlock], order: _Order) -> Iterator[LineBlock]:

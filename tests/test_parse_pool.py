@@ -333,3 +333,39 @@ def test_workers_are_forked_from_a_preloading_forkserver_and_see_the_environment
     assert {"prometheus", "haproxy-csv", "k8s", "neighbors"} <= {
         kind for kind, ref in BUILTIN_PARSERS.items() if ref.split(":")[0] in parse_pool.PRELOAD
     }
+
+
+def test_a_forkserver_that_cannot_start_workers_falls_back_to_spawn(tmp_path: Path) -> None:
+    """A preloaded module that raises kills the forkserver before it forks anything; the pool
+    says so once and spawns its workers instead, and the parse gives what it gives inline.
+
+    Run in a fresh interpreter: the forkserver is one per process, and this test's broken one
+    must not be the one later tests (or a module-scoped pool's workers) use.
+    """
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "hciwatch_test_broken_preload.py").write_text("raise RuntimeError('broken on purpose')\n")
+    script = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+from collector.catalog import Catalog
+from hciwatch import parse_pool
+from hciwatch.parse_pool import ParsePool, parse_one
+from tests.test_parse_pool import _records, _same
+parse_pool.PRELOAD = ("hciwatch_test_broken_preload",)
+items = _records()
+with ParsePool([], workers=2, start_after=0, chunk=8) as pool:
+    got = list(pool.parse(items))
+    print("start method", pool._start()._mp_context.get_start_method())
+_same(got, [(r, w, None if r is None else parse_one(r, Catalog([]))) for r, w in items])
+print("same outcome")
+"""
+    repo = str(Path(__file__).resolve().parent.parent)
+    # the forkserver's interpreter finds modules on PYTHONPATH (3.11 ignores the parent's sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), repo])}
+    run = subprocess.run([sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "spawning them instead" in run.stdout
+    assert "start method spawn" in run.stdout and "same outcome" in run.stdout

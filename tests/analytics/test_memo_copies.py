@@ -11,8 +11,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 
-from analytics.rates import _ENTRY_MASKS, SeriesKeys, SeriesRegistry, in_sets
+from analytics import rates
+from analytics.rates import SeriesKeys, SeriesRegistry, in_sets
 from collector.schema import SAMPLES_SCHEMA, TS_TYPE
 
 
@@ -62,10 +64,14 @@ def test_layout_memo_holds_copies_and_still_hits() -> None:
     con.close()
 
 
-def test_mask_memo_holds_a_copy_of_the_dictionary() -> None:
+def test_mask_memo_holds_a_copy_of_the_dictionary(monkeypatch: pytest.MonkeyPatch) -> None:
+    masks = rates._EntryMasks()  # a memo of its own: the shared one may hold this content already
+    monkeypatch.setattr(rates, "_ENTRY_MASKS", masks)
     chunk, buf = _chunk()
     col = chunk.column("metric")
     assert _inside(col, buf)
     got = in_sets(col, [frozenset({"m.a"})])[0]
     assert got.tolist() == [i % 2 == 1 for i in range(12)]
-    assert not any(_inside(d, buf) for d, _memo in _ENTRY_MASKS.seen)
+    (held, _memo), *_ = masks.seen
+    first: Any = col.chunk(0)
+    assert held.equals(first.dictionary) and not _inside(held, buf)
