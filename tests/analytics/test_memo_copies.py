@@ -16,6 +16,7 @@ import pytest
 from analytics import rates
 from analytics.rates import SeriesKeys, SeriesRegistry, in_sets
 from collector.schema import SAMPLES_SCHEMA, TS_TYPE
+from tests.fixtures.ipc_buffers import from_ipc, inside
 
 
 def _chunk() -> tuple[pa.Table, pa.Buffer]:
@@ -31,23 +32,7 @@ def _chunk() -> tuple[pa.Table, pa.Buffer]:
         ],
         schema=SAMPLES_SCHEMA,
     )
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    buf = sink.getvalue()
-    return pa.ipc.open_stream(buf).read_all(), buf
-
-
-def _inside(arr: Any, buf: pa.Buffer) -> bool:
-    stack = list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
-    while stack:
-        a = stack.pop()
-        for b in a.buffers():
-            if b is not None and buf.address <= b.address < buf.address + buf.size:
-                return True
-        if isinstance(a, pa.DictionaryArray):
-            stack.append(a.dictionary)
-    return False
+    return from_ipc(table)
 
 
 def test_layout_memo_holds_copies_and_still_hits() -> None:
@@ -58,7 +43,7 @@ def test_layout_memo_holds_copies_and_still_hits() -> None:
     first = sk.chunk_keys([chunk], con, reg)[0]
     assert sk.layout_misses == 1
     for cols, _keys in sk._layouts.values():
-        assert not any(_inside(c, buf) for c in cols)
+        assert not any(inside(c, buf) for c in cols)
     again, _ = _chunk()  # the same rows in another buffer: a hit on the copied columns
     assert (sk.chunk_keys([again], con, reg)[0] == first).all() and sk.layout_hits == 1
     con.close()
@@ -69,9 +54,9 @@ def test_mask_memo_holds_a_copy_of_the_dictionary(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(rates, "_ENTRY_MASKS", masks)
     chunk, buf = _chunk()
     col = chunk.column("metric")
-    assert _inside(col, buf)
+    assert inside(col, buf)
     got = in_sets(col, [frozenset({"m.a"})])[0]
     assert got.tolist() == [i % 2 == 1 for i in range(12)]
     (held, _memo), *_ = masks.seen
     first: Any = col.chunk(0)
-    assert held.equals(first.dictionary) and not _inside(held, buf)
+    assert held.equals(first.dictionary) and not inside(held, buf)

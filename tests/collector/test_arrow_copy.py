@@ -7,30 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from collector.arrow_copy import owned
-
-
-def _addresses(arr: pa.Array[Any]) -> list[int]:
-    out: list[int] = []
-    stack = [arr]
-    while stack:
-        a = stack.pop()
-        out += [b.address for b in a.buffers() if b is not None]
-        if isinstance(a, pa.DictionaryArray):
-            stack.append(a.dictionary)
-    return out
-
-
-def _from_ipc(table: pa.Table) -> tuple[pa.Table, pa.Buffer]:
-    """``table`` read zero-copy from one IPC buffer, as a parse worker's chunk is."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    buf = sink.getvalue()
-    return pa.ipc.open_stream(buf).read_all(), buf
-
-
-def _outside(arr: Any, buf: pa.Buffer) -> bool:
-    return all(not (buf.address <= a < buf.address + buf.size) for a in _addresses(arr))
+from tests.fixtures.ipc_buffers import from_ipc, inside
 
 
 def test_copies_plain_dictionary_and_map_columns() -> None:
@@ -43,12 +20,12 @@ def test_copies_plain_dictionary_and_map_columns() -> None:
             "value": pa.array([1.0, 2.0, None, 4.0]),
         }
     )
-    read, buf = _from_ipc(table)
+    read, buf = from_ipc(table)
     for name in table.column_names:
         col = read.column(name).slice(1, 3)
-        assert not _outside(col.chunk(0), buf)  # the premise: a zero-copy slice
+        assert inside(col.chunk(0), buf)  # the premise: a zero-copy slice
         got = owned(col)
-        assert _outside(got, buf)
+        assert not inside(got, buf)
         assert got.to_pylist() == col.to_pylist() and got.type == col.type
 
 
