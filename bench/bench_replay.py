@@ -53,7 +53,10 @@ when a pass runs and leaves the lines to the workers: ~87 kB (main ~317 MiB, wor
 Since the parse workers are forked from a forkserver that imported the parsers once, the sum
 counts that forkserver (~100 MiB of imports) as well as each worker's own peak (a forked worker's
 RSS counts the imported pages it touches, which it shares with the forkserver): an upper bound,
-as before; the workers' peaks fell from ~150 to ~60-100 MiB each.
+as before; the workers' peaks fell from ~150 to ~105 MiB each. End to end (detectors on) the
+8 h demo capture measures ~95 kB (main ~390 MiB: its layout and mask memos no longer hold slices
+that pinned ~75 MiB of workers' shared-memory chunks); the 48 h capture ~106 kB (main ~465 MiB),
+over budget: the budget is set at the demo's size.
 """
 
 
