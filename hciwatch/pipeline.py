@@ -34,7 +34,7 @@ from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
 from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
-from hciwatch.parse_pool import ParseOutcome, ParsePool, RowRuns, default_workers, parse_one
+from hciwatch.parse_pool import ParseOutcome, ParsePool, RowRuns, default_workers, parse_one, prestart_workers
 
 if TYPE_CHECKING:
     from analytics.engine import Engine
@@ -463,6 +463,9 @@ def replay_records(
     deterministic, so a replay that dies is simply run again into a fresh data dir (rows of the
     batch in flight are lost with the process, as the README's replay section says).
     """
+    n_workers = default_workers() if workers is None else workers
+    # the workers' forkserver imports the parsers on the other core while this process sets up
+    prestart_workers(n_workers, items.path if isinstance(items, CaptureStream) and not items.started else None)
     from analytics.views import analyst_views
 
     store = Store(
@@ -491,7 +494,6 @@ def replay_records(
     next_eval: datetime | None = None
     first: datetime | None = None
     last: datetime | None = None
-    n_workers = default_workers() if workers is None else workers
     try:
         with ParsePool(pipe.catalog.user_mappings, workers=n_workers) as pool:
             # one capture file not read yet: the workers read its lines (the JSON decoding too)

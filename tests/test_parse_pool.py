@@ -369,3 +369,32 @@ print("same outcome")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "spawning them instead" in run.stdout
     assert "start method spawn" in run.stdout and "same outcome" in run.stdout
+
+
+def test_the_forkserver_is_started_ahead_of_a_replay_of_a_large_capture_only(tmp_path: Path) -> None:
+    """``prestart_workers`` starts the forkserver (without waiting for it) for a capture worth
+    workers, and not for a small one, nor with no workers. In a fresh interpreter: the forkserver
+    is one per process, and an earlier test may have started this one's."""
+    import os
+    import subprocess
+    import sys
+
+    from hciwatch.parse_pool import PRESTART_MIN_FILE_BYTES
+
+    small, large = tmp_path / "small.jsonl.zst", tmp_path / "large.jsonl.zst"
+    small.write_bytes(b"x" * 1000)
+    large.write_bytes(b"x" * PRESTART_MIN_FILE_BYTES)
+    script = f"""
+import multiprocessing.forkserver as fs
+from pathlib import Path
+from hciwatch.parse_pool import prestart_workers
+prestart_workers(2, Path({str(small)!r})); prestart_workers(0, Path({str(large)!r})); prestart_workers(2, None)
+print("after small", fs._forkserver._forkserver_pid is not None)
+prestart_workers(2, Path({str(large)!r}))
+print("after large", fs._forkserver._forkserver_pid is not None)
+"""
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": repo}
+    run = subprocess.run([sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "after small False" in run.stdout and "after large True" in run.stdout
