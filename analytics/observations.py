@@ -534,7 +534,7 @@ class ObservationTracker:
         macs: list[list[str]],
         sources: list[list[str]] | None,
     ) -> None:
-        """:meth:`_grow` for each holding in turn, in one loop (a repeated pass grows every
+        """:meth:`_hold` for holdings seen before, in one loop (a repeated pass grows every
         holding of a site: one call per holding was most of the pass); ``sources`` None: every
         holding already holds its sources."""
         ttl = self.ttl
@@ -558,20 +558,8 @@ class ObservationTracker:
                 h.sources.update(sources[j])
 
     def _grow(self, h: Holding, first: int, last: int, n: int, macs: list[str], sources: list[str]) -> None:
-        """:meth:`_hold` for a holding seen before (nearly every group of a pass)."""
-        p = h.periods[-1]
-        if p[0] <= first and first - p[1] <= self.ttl:
-            if last > p[1]:
-                p[1] = last
-        else:
-            h.add(first, last, self.ttl)
-        h.sightings += n
-        for m in macs:
-            seen = h.macs.get(m)
-            if seen is None or seen < last:
-                h.macs[m] = max(0, last) if seen is None else last
-        if sources:
-            h.sources.update(sources)
+        """:meth:`_hold` for a holding seen before (one group of a pass that is not a repeat)."""
+        self._grow_all([h], [first], [last], [n], [macs], [sources])
 
     def _cover(self, held: pa.Table) -> None:
         inv = ~in_set(held.column("kind"), ["event"])
