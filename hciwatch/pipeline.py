@@ -34,7 +34,16 @@ from collector.schema import TABLE_SCHEMAS, Alert, RawRecord, alerts_table, iso
 from collector.store import Store
 from collector.unmapped import unmapped_metrics_view
 from hciwatch.config import AppConfig
-from hciwatch.parse_pool import ParseOutcome, ParsePool, RowRuns, default_workers, parse_one, prestart_workers
+from hciwatch.parse_pool import (
+    FeedSets,
+    ParseOutcome,
+    ParsePool,
+    RowRuns,
+    SplitRuns,
+    default_workers,
+    parse_one,
+    prestart_workers,
+)
 
 if TYPE_CHECKING:
     from analytics.engine import Engine
@@ -220,6 +229,7 @@ class Pipeline:
         self.defer_rows = defer_rows
         self.feed_engine = feed_engine
         self._pending = {"samples": RowRuns(), "ip_observations": RowRuns()}
+        self._split = SplitRuns()  # the pending samples' rows the engine keeps, cut by the workers
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -277,6 +287,7 @@ class Pipeline:
                     pending["samples"].add_rows(outcome.samples_origin, ns)
                 else:
                     pending["samples"].add(outcome.samples)
+                self._split.add(outcome.split)
             if ni:
                 if outcome.ip_observations_origin is not None:
                     pending["ip_observations"].add_rows(outcome.ip_observations_origin, ni)
@@ -296,21 +307,31 @@ class Pipeline:
         stats.ip_observations_by_target[rec.target] += ni
         return True
 
-    def _store_rows(self, name: str, table: pa.Table) -> None:
+    def _store_rows(
+        self, name: str, table: pa.Table, split: tuple[FeedSets, list[pa.Table | None]] | None = None
+    ) -> None:
         self.store.append(name, table)
         if not self.feed_engine:
             return
         if self.incremental:
-            self.engine.feed(name, table)
+            self.engine.feed(name, table, split)
         else:
             self.windows[name].add(table)
+
+    def feed_sets(self) -> FeedSets:
+        """The metric sets a parse pool should cut this flow's samples by (:class:`ParsePool`'s
+        ``feed_sets``): the engine's when rows are gathered for it, else none."""
+        if not (self.defer_rows and self.feed_engine and self.incremental):
+            return ()
+        return self.engine.feed_sets
 
     def commit_rows(self) -> None:
         """Hand the rows gathered under ``defer_rows`` to the store and the engine, in order."""
         for name, runs in self._pending.items():
             table = runs.take()
+            split = self._split.take() if name == "samples" else None
             if table is not None:
-                self._store_rows(name, table)
+                self._store_rows(name, table, split)
 
     def add_findings(self, findings: Iterable[Finding]) -> None:
         """Findings made outside the detectors (source_down from the scheduler) for the next pass."""
@@ -495,7 +516,7 @@ def replay_records(
     first: datetime | None = None
     last: datetime | None = None
     try:
-        with ParsePool(pipe.catalog.user_mappings, workers=n_workers) as pool:
+        with ParsePool(pipe.catalog.user_mappings, workers=n_workers, feed_sets=pipe.feed_sets()) as pool:
             # one capture file not read yet: the workers read its lines (the JSON decoding too)
             parsed = (
                 pool.parse_capture(items)
