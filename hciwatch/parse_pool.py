@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -325,16 +326,44 @@ def _split(
     counts: list[list[int]] = []
     if samples is None or not samples.num_rows:
         return [None] * len(sets), [[0] * len(rows) for _ in sets]
-    metric = samples.column("metric")
     ends = np.cumsum(rows)
     starts = ends - np.asarray(rows, np.int64)
-    value_type = metric.type.value_type if pa.types.is_dictionary(metric.type) else metric.type
-    for values in sets:
-        mask = pc.is_in(metric, value_set=pa.array(sorted(values), value_type))
-        kept = np.concatenate(([0], np.cumsum(np.asarray(mask.to_numpy(), bool))))  # kept before each row
+    for mask in _set_masks(samples.column("metric"), sets):
+        if mask is None:
+            tables.append(None)
+            counts.append([0] * len(rows))
+            continue
+        kept = np.concatenate(([0], np.cumsum(mask)))  # rows kept before each row
         counts.append((kept[ends] - kept[starts]).tolist())
-        tables.append(samples.filter(mask) if kept[-1] else None)
+        tables.append(samples.filter(pa.array(mask)) if kept[-1] else None)
     return tables, counts
+
+
+def _set_masks(metric: pa.ChunkedArray, sets: FeedSets) -> list[npt.NDArray[np.bool_] | None]:
+    """Per set, "metric in set" for every row (None: no row is). A chunk's metric column is one
+    dictionary array: each set is tested against its ~150 entries, not its ~30,000 rows
+    (a quarter of the cost of ``pc.is_in`` over the column)."""
+    arr = metric.chunk(0) if metric.num_chunks == 1 else metric.combine_chunks()
+    if not isinstance(arr, pa.DictionaryArray) or arr.null_count:
+        value_type = arr.type.value_type if isinstance(arr, pa.DictionaryArray) else arr.type
+        out: list[npt.NDArray[np.bool_] | None] = []
+        for values in sets:
+            mask = pc.is_in(arr, value_set=pa.array(sorted(values), value_type))
+            m = np.asarray(mask.to_numpy(zero_copy_only=False), bool)
+            out.append(m if m.any() else None)
+        return out
+    idx: npt.NDArray[Any] | None = None
+    masks: list[npt.NDArray[np.bool_] | None] = []
+    for values in sets:
+        entry = pc.is_in(arr.dictionary, value_set=pa.array(sorted(values), arr.dictionary.type))
+        hit = np.asarray(entry.to_numpy(zero_copy_only=False), bool)
+        if not hit.any():
+            masks.append(None)
+            continue
+        if idx is None:
+            idx = arr.indices.to_numpy()
+        masks.append(hit[idx])
+    return masks
 
 
 def _chunk_result(
