@@ -65,16 +65,27 @@ FeedSets = tuple[frozenset[str], ...]
 samples over too, cut in the worker (:func:`_split`), so the consumer does not sort every row
 again to keep the few the detectors read (~4 % of a demo capture's samples)."""
 
-# a record's rows of one table as a pool hands them over: (the chunk's table, first row, rows)
-Rows = tuple[pa.Table, int, int]
-
 
 @dataclass(frozen=True, slots=True)
-class SplitRows:
-    """A pooled record's rows of each metric set of ``sets`` (what ``samples`` holds of them)."""
+class ChunkSplit:
+    """A chunk's samples cut by the metric sets ``sets``: per set, the rows in it (as one table)
+    and, per record of the chunk, how many of those come before it (one more entry: all).
+
+    Shared by the chunk's records (a record names it and its index, :attr:`ParseOutcome.split`),
+    so handing a record on costs no per-record slice or tuple (:class:`SplitRuns`).
+    """
 
     sets: FeedSets
-    parts: tuple[Rows, ...]  # per set
+    tables: list[pa.Table]
+    starts: list[list[int]]
+
+    def rows(self, first: int, stop: int) -> list[pa.Table | None]:
+        """Per set, the rows of records ``first`` … ``stop - 1`` (None: none)."""
+        out: list[pa.Table | None] = []
+        for table, at in zip(self.tables, self.starts, strict=True):
+            lo, hi = at[first], at[stop]
+            out.append(table.slice(lo, hi - lo) if hi > lo else None)
+        return out
 
 
 @dataclass
@@ -93,8 +104,8 @@ class ParseOutcome:
     # consumer can hand consecutive records on as one slice (:class:`RowRuns`); never pickled
     samples_origin: tuple[pa.Table, int] | None = None
     ip_observations_origin: tuple[pa.Table, int] | None = None
-    # set by a pool given feed sets, with ``samples_origin``: the record's rows of each set
-    split: SplitRows | None = None
+    # set by a pool given feed sets: the chunk's split and this record's index in it
+    split: tuple[ChunkSplit, int] | None = None
 
     @property
     def sample_rows(self) -> int:
@@ -122,7 +133,7 @@ class _PooledOutcome(ParseOutcome):
         ip_observations: tuple[pa.Table, int, int],
         errors: list[str],
         rejected: tuple[str, str] | None,
-        split: SplitRows | None = None,
+        split: tuple[ChunkSplit, int] | None = None,
     ) -> None:
         # (the chunk's table, first row, rows): not through ParseOutcome.__init__ (no slices)
         self.split = split
@@ -445,16 +456,14 @@ def _outcomes(res: _ChunkResult, sets: FeedSets = ()) -> list[ParseOutcome | Non
             s_at += ns
             i_at += ni
         return out
-    at = [0] * len(split)
-    per_record = iter(zip(*res.split_rows, strict=True))
+    chunk = ChunkSplit(sets, split, [[0, *itertools.accumulate(rows)] for rows in res.split_rows])
+    k = 0
     for (ns, ni), errors, rejected, absent in zip(res.rows, res.errors, res.rejected, res.absent, strict=True):
         if absent:
             out.append(None)
             continue
-        counts = next(per_record)
-        parts = tuple((t, a, n) for t, a, n in zip(split, at, counts, strict=True))
-        at = [a + n for a, n in zip(at, counts, strict=True)]
-        out.append(_PooledOutcome((samples, s_at, ns), (ips, i_at, ni), errors, rejected, SplitRows(sets, parts)))
+        out.append(_PooledOutcome((samples, s_at, ns), (ips, i_at, ni), errors, rejected, (chunk, k)))
+        k += 1
         s_at += ns
         i_at += ni
     return out
@@ -507,34 +516,52 @@ class RowRuns:
 
 
 class SplitRuns:
-    """The split rows (:class:`SplitRows`) of the records a :class:`RowRuns` of samples gathers.
+    """The split rows (:attr:`ParseOutcome.split`) of the records a :class:`RowRuns` of samples
+    gathers, as runs of consecutive records of one chunk (one slice per set and run).
 
     :meth:`take` gives them only when every record with samples since the last call came with
-    them (from one pool's sets): a record parsed inline has none, and the consumer then sorts
+    them, cut by the same sets: a record parsed inline has none, and the consumer then sorts
     the rows itself, as without a split.
     """
 
     def __init__(self) -> None:
         self.sets: FeedSets | None = None
-        self._runs: list[RowRuns] = []
+        self._pieces: list[list[pa.Table]] = []  # per set
+        self._chunk: ChunkSplit | None = None
+        self._first = self._stop = 0  # the open run: records first … stop - 1 of _chunk
         self._whole = True
 
-    def add(self, split: SplitRows | None) -> None:
+    def add(self, split: tuple[ChunkSplit, int] | None) -> None:
         """Append a record's split (None: a record with samples but no split)."""
-        if split is None or (self.sets is not None and split.sets is not self.sets):
+        if split is None:
             self._whole = False
             return
-        if self.sets is None:
-            self.sets = split.sets
-            self._runs = [RowRuns() for _ in split.sets]
-        for runs, (table, at, n) in zip(self._runs, split.parts, strict=True):
-            if n:
-                runs.add_rows((table, at), n)
+        chunk, k = split
+        if chunk is self._chunk and k == self._stop:
+            self._stop += 1
+            return
+        if chunk.sets is not self.sets:
+            if self.sets is not None:
+                self._whole = False  # another pool's sets: not these rows' split
+                return
+            self.sets = chunk.sets
+            self._pieces = [[] for _ in chunk.sets]
+        self._close_run()
+        self._chunk, self._first, self._stop = chunk, k, k + 1
+
+    def _close_run(self) -> None:
+        if self._chunk is not None:
+            for pieces, part in zip(self._pieces, self._chunk.rows(self._first, self._stop), strict=True):
+                if part is not None:
+                    pieces.append(part)
+            self._chunk = None
 
     def take(self) -> tuple[FeedSets, list[pa.Table | None]] | None:
         """Per set, everything added since the last call as one table (None: no rows); None
         when some record came without its split."""
-        tables = [runs.take() for runs in self._runs]
+        self._close_run()
+        tables = [None if not p else p[0] if len(p) == 1 else pa.concat_tables(p) for p in self._pieces]
+        self._pieces = [[] for _ in self._pieces]
         whole, self._whole = self._whole, True
         return (self.sets, tables) if whole and self.sets is not None else None
 

@@ -287,6 +287,7 @@ class Pipeline:
                     pending["samples"].add_rows(outcome.samples_origin, ns)
                 else:
                     pending["samples"].add(outcome.samples)
+            if ns or outcome.split is not None:  # (a record without samples keeps a run of them going)
                 self._split.add(outcome.split)
             if ni:
                 if outcome.ip_observations_origin is not None:
