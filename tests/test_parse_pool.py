@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -18,7 +21,7 @@ from collector.capture import read_capture, record_to_json
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import RawRecord, iso
-from hciwatch.parse_pool import OffloadParser, Parsed, ParsePool, parse_one
+from hciwatch.parse_pool import ChunkSplit, FeedSets, OffloadParser, Parsed, ParsePool, SplitRuns, parse_one
 
 MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1", True)]
 
@@ -387,6 +390,7 @@ def test_the_forkserver_is_started_ahead_of_a_replay_of_a_large_capture_only(tmp
     script = f"""
 import multiprocessing.forkserver as fs
 from pathlib import Path
+from typing import Any
 from hciwatch.parse_pool import prestart_workers
 prestart_workers(2, Path({str(small)!r})); prestart_workers(0, Path({str(large)!r})); prestart_workers(2, None)
 print("after small", fs._forkserver._forkserver_pid is not None)
@@ -398,3 +402,87 @@ print("after large", fs._forkserver._forkserver_pid is not None)
     run = subprocess.run([sys.executable, "-c", script], env=env, cwd=repo, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "after small False" in run.stdout and "after large True" in run.stdout
+
+
+# the detectors' kind of sets: one no lab record has, one of a few metrics most prometheus records have
+SETS = (
+    frozenset(["k8s.metallb_pool_range_info"]),
+    frozenset(["net.bytes_total", "pfc.rx_pause_frames_total", "custom.thing_total"]),
+)
+
+
+def _set_rows(samples: pa.Table, values: frozenset[str]) -> list[dict[str, object]]:
+    metric = samples.column("metric").cast(pa.string())
+    return _plain(samples.filter(pc.is_in(metric, pa.array(sorted(values), pa.string())))).to_pylist()
+
+
+def _check_split(got: Sequence[Parsed[Any]], inline: int) -> int:
+    """Every pooled record's split rows are its samples of each set, in order; returns how many
+    records with samples came with a split (the first ``inline`` records, parsed here, have none)."""
+    split = 0
+    for n, (_, _, outcome) in enumerate(got):
+        if outcome is None or outcome.rejected is not None:
+            continue
+        if outcome.split is None:
+            assert n < inline or not outcome.sample_rows
+            continue
+        chunk, k = outcome.split
+        assert chunk.sets is SETS
+        for values, part in zip(SETS, chunk.rows(k, k + 1), strict=True):
+            want = _set_rows(outcome.samples, values)
+            assert (_plain(part).to_pylist() if part is not None else []) == want
+        split += bool(_set_rows(outcome.samples, SETS[1]))
+    return split
+
+
+def test_a_pool_given_feed_sets_hands_over_each_set_s_rows_of_every_record() -> None:
+    items = _records()
+    with ParsePool(MAPPINGS, workers=2, chunk=7, ahead=2, start_after=3, feed_sets=SETS) as pool:
+        got = list(pool.parse(items))
+    assert _check_split(got, inline=3) > 5
+    # a consumer that replaces a record's rows replaces its split too (it no longer describes them)
+    pooled = next(o for _, _, o in got if o is not None and o.split is not None and o.sample_rows > 1)
+    pooled.samples = pooled.samples.slice(0, 1)
+    assert pooled.split is None
+
+
+def test_workers_reading_a_capture_hand_over_the_split_too(tmp_path: Path, lab_lines: list[bytes]) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\n".join(lab_lines) + b"\n")
+    with ParsePool(MAPPINGS, workers=2, block_bytes=3000, start_bytes=0, ahead=3, feed_sets=SETS) as pool:
+        got = list(pool.parse_capture(read_capture(path, known_kinds=KINDS)))
+    assert _check_split(got, inline=0) > 5
+
+
+def _chunk(first: int, counts: list[list[int]], sets: FeedSets = SETS) -> ChunkSplit:
+    """A chunk split whose set j holds the values first, first + 1, … (counts[j]: per record)."""
+    tables = [
+        pa.table({"v": pa.array(range(first + 100 * j, first + 100 * j + sum(c)), pa.int64())})
+        for j, c in enumerate(counts)
+    ]
+    return ChunkSplit(sets, tables, [[0, *itertools.accumulate(c)] for c in counts])
+
+
+def test_split_runs_gather_runs_of_records_and_give_up_on_a_record_without_a_split() -> None:
+    a = _chunk(0, [[0, 0, 0, 0], [2, 1, 0, 3]])
+    b = _chunk(50, [[0, 1], [1, 1]])
+    runs = SplitRuns()
+    assert runs.take() is None  # nothing, no sets yet
+    for k in (0, 1, 3):  # record 2 was late (dropped): two runs of chunk a
+        runs.add((a, k))
+    runs.add((b, 0))
+    runs.add((b, 1))
+    got = runs.take()
+    assert got is not None and got[0] is SETS
+    declared, watched = got[1]
+    assert declared is not None and declared.column("v").to_pylist() == [50]
+    assert watched is not None and watched.column("v").to_pylist() == [100, 101, 102, 103, 104, 105, 150, 151]
+    assert watched.column("v").num_chunks == 3  # one slice per run
+    runs.add((b, 0))
+    runs.add(None)  # a record parsed inline: the engine sorts this commit's rows itself
+    assert runs.take() is None
+    runs.add((_chunk(0, [[1], [1]], (SETS[1], SETS[0])), 0))  # another pool's sets
+    assert runs.take() is None
+    runs.add((b, 1))
+    got = runs.take()
+    assert got is not None and [t.num_rows if t is not None else 0 for t in got[1]] == [1, 1]
