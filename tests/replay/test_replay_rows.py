@@ -154,3 +154,26 @@ def test_row_runs_by_origin_match_row_runs_by_table() -> None:
     want, got = by_table.take(), by_origin.take()
     assert want is not None and got is not None
     assert got.equals(want) and got.column("v").num_chunks == want.column("v").num_chunks == 4
+
+
+def test_worker_parsed_samples_reach_the_engine_already_cut(
+    capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parse workers cut every record's samples by the engine's feed sets, so a replay's
+    passes are fed split samples (the engine sorts no row itself) once the workers run; the
+    findings are those of the inline replay (test above)."""
+    from analytics.engine import Engine
+
+    fed: list[bool] = []
+    feed = Engine.feed
+
+    def spy(self: Engine, name: str, table: pa.Table, split: object = None) -> None:
+        if name == "samples":
+            fed.append(split is not None and split[0] == self.feed_sets)  # type: ignore[index]
+        feed(self, name, table, split)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "feed", spy)
+    monkeypatch.setenv("HCIWATCH_PARSE_WORKERS", "2")
+    _replay(capture, tmp_path / "replay")
+    capsys.readouterr()
+    assert len(fed) > 50 and all(fed)
