@@ -121,15 +121,16 @@ READ_FAULTS = (TruncatedStream, zstandard.ZstdError, OSError)
 """What reading a capture file on may raise (:func:`read_error` turns it into the last item)."""
 
 
-def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlock]:
-    """The file as blocks of about ``block_bytes`` of whole lines, for readers that split and
-    decode lines elsewhere (a replay's parse workers): the same lines as :func:`_iter_lines`.
+def iter_line_data(path: Path, block_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The file as pieces of about ``block_bytes`` of whole lines (the last line without its
+    newline, if so, alone), not numbered: a replay's parse workers split them into lines anyway
+    and count them there (:meth:`hciwatch.parse_pool.ParsePool.parse_capture`), so the reading
+    process does not scan every byte once more for newlines.
 
     Raises what :func:`_iter_lines` raises, after every whole line read before the fault.
     """
     parts: list[bytes] = []  # read, not yet in a block: whole lines then a part of one
     size = 0
-    line = 1
     fault: Exception | None = None
     try:
         for piece in _iter_blocks(path):
@@ -143,10 +144,7 @@ def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlo
             # the block is copied once, straight from the pieces (a piece is ~1.6 MB of a capture:
             # joining them and then cutting the joined copy was two copies of every byte)
             whole = len(parts) == 1 and cut == len(piece)
-            data = piece if whole else b"".join([*parts[:-1], memoryview(piece)[:cut]])
-            n = data.count(b"\n")
-            yield LineBlock(line, n, data)
-            line += n
+            yield piece if whole else b"".join([*parts[:-1], memoryview(piece)[:cut]])
             parts = [piece[cut:]] if cut < len(piece) else []
             size = len(piece) - cut
     except READ_FAULTS as exc:
@@ -154,11 +152,29 @@ def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlo
     data = b"".join(parts)
     cut = data.rfind(b"\n") + 1
     if cut:
-        yield LineBlock(line, data.count(b"\n", 0, cut), data[:cut])
+        yield data[:cut] if cut < len(data) else data
     if fault is not None:
         raise fault
     if cut < len(data):  # the last line without its newline (not after a fault: it may be cut)
-        yield LineBlock(line + data.count(b"\n", 0, cut), 1, data[cut:])
+        yield data[cut:]
+
+
+def line_count(data: bytes) -> int:
+    """Lines in a piece of :func:`iter_line_data` (what :func:`split_lines` gives of it)."""
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlock]:
+    """:func:`iter_line_data`'s pieces with their line numbers: the same lines as
+    :func:`_iter_lines`, for readers that split and decode lines elsewhere.
+
+    Raises what :func:`_iter_lines` raises, after every whole line read before the fault.
+    """
+    line = 1
+    for data in iter_line_data(path, block_bytes):
+        n = line_count(data)
+        yield LineBlock(line, n, data)
+        line += n
 
 
 def record_to_json(rec: RawRecord) -> dict[str, Any]:

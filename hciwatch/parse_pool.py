@@ -36,8 +36,7 @@ from collector.capture import (
     READ_FAULTS,
     CaptureItem,
     CaptureStream,
-    LineBlock,
-    iter_line_blocks,
+    iter_line_data,
     order_error,
     parse_line,
     read_error,
@@ -405,13 +404,17 @@ def _chunk_result(
 _Line = tuple[int, tuple[datetime, str, str, str] | None, tuple[str, str] | None]
 
 
-def _block_lines(file: str, block: LineBlock, kinds: frozenset[str] | None) -> tuple[list[_Line], list[RawRecord]]:
-    """Decode and check a block's lines as :func:`collector.capture.read_capture` does, all but
-    the order check (it needs every line before; the consumer does it)."""
+def _block_lines(
+    file: str, data: bytes, first_line: int, kinds: frozenset[str] | None
+) -> tuple[list[_Line], list[RawRecord], int]:
+    """Decode and check a block's lines (numbered from ``first_line``) as
+    :func:`collector.capture.read_capture` does, all but the order check (it needs every line
+    before; the consumer does it); and how many lines the block holds, blank ones included."""
     lines: list[_Line] = []
     records: list[RawRecord] = []
-    for i, raw in enumerate(split_lines(block.data)):
-        item = parse_line(raw, file=file, line=block.first_line + i, kinds=kinds)
+    raws = split_lines(data)
+    for i, raw in enumerate(raws):
+        item = parse_line(raw, file=file, line=first_line + i, kinds=kinds)
         if item is None:
             continue
         if item.record is None:
@@ -421,17 +424,20 @@ def _block_lines(file: str, block: LineBlock, kinds: frozenset[str] | None) -> t
             r = item.record
             lines.append((item.line, (r.ts, r.kind, r.target, r.host), None))
             records.append(r)
-    return lines, records
+    return lines, records, len(raws)
 
 
 def _parse_block(
-    file: str, block: LineBlock, kinds: frozenset[str] | None, shm_dir: str | None
-) -> tuple[list[_Line], _ChunkResult]:
-    """In a worker: a block of capture lines read and parsed (the consumer decodes no JSON)."""
+    file: str, data: bytes, kinds: frozenset[str] | None, shm_dir: str | None
+) -> tuple[list[_Line], int, _ChunkResult]:
+    """In a worker: a block of capture lines read and parsed (the consumer decodes no JSON).
+
+    Its lines are numbered from 1 and counted here: the consumer, which takes the blocks in
+    order, adds the lines of the blocks before (it never scans a block for newlines itself)."""
     catalog = _worker_catalog
     assert catalog is not None, "worker not initialised"
-    lines, records = _block_lines(file, block, kinds)
-    return lines, _chunk_result(records, catalog, shm_dir, _worker_sets)
+    lines, records, n = _block_lines(file, data, 1, kinds)
+    return lines, n, _chunk_result(records, catalog, shm_dir, _worker_sets)
 
 
 def _outcomes(res: _ChunkResult, sets: FeedSets = ()) -> list[ParseOutcome | None]:
@@ -704,13 +710,13 @@ class ParsePool:
         """
         self._complete = False
         name = str(stream.path)
-        blocks = iter_line_blocks(stream.path, self.block_bytes)
+        blocks = iter_line_data(stream.path, self.block_bytes)
         order = _Order(name, self.feed_sets)
-        head: list[LineBlock] = []
+        head: list[bytes] = []
         size = 0
         for block in _until_fault(blocks, order):
             head.append(block)
-            size += len(block.data)
+            size += len(block)
             if size >= self.start_bytes:
                 break
         if self.workers == 0 or size < self.start_bytes:
@@ -721,7 +727,7 @@ class ParsePool:
             return
         pool = self._start()
         shm = str(self._shm) if self._shm is not None else None
-        pending: deque[Future[tuple[list[_Line], _ChunkResult]]] = deque()
+        pending: deque[Future[tuple[list[_Line], int, _ChunkResult]]] = deque()
         for block in itertools.chain(head, _until_fault(blocks, order)):
             pending.append(pool.submit(_parse_block, name, block, stream.kinds, shm))
             while len(pending) >= self.ahead:
@@ -739,14 +745,13 @@ def _started() -> None:
 START_TIMEOUT_S = 120.0  # a first worker that has not run by then will not (a forkserver stuck at start)
 
 
-def _until_fault(blocks: Iterator[LineBlock], order: _Order) -> Iterator[LineBlock]:
+def _until_fault(blocks: Iterator[bytes], order: _Order) -> Iterator[bytes]:
     """``blocks`` up to a read fault, which ``order`` keeps to report after the lines before it."""
     try:
-        for block in blocks:
-            order.lines_read = block.first_line + block.lines - 1
+        for block in blocks:  # noqa: UP028 - ``yield from`` would close ``blocks`` when a caller stops early
             yield block
     except READ_FAULTS as exc:
-        order.read_fault = read_error(exc, file=order.file, lines_read=order.lines_read)
+        order.read_fault = exc
 
 
 class _Order:
@@ -757,19 +762,23 @@ class _Order:
         self.file = file
         self.sets = sets
         self.last_ts: datetime | None = None
-        self.lines_read = 0
-        self.read_fault: CaptureItem | None = None  # the file could not be read on: its last item
+        self.lines_read = 0  # lines of the blocks taken so far
+        self.read_fault: BaseException | None = None  # the file could not be read on after them
 
     def fault(self) -> Iterator[Parsed[str | CaptureError]]:
+        """The item that ends a file that could not be read on (after every block was taken:
+        the lines read before the fault are counted by then)."""
         if self.read_fault is not None:
-            assert self.read_fault.error is not None
-            yield None, self.read_fault.error, None
+            item: CaptureItem = read_error(self.read_fault, file=self.file, lines_read=self.lines_read)
+            assert item.error is not None
+            yield None, item.error, None
 
-    def drain(self, entry: Future[tuple[list[_Line], _ChunkResult]]) -> Iterator[Parsed[str | CaptureError]]:
+    def drain(self, entry: Future[tuple[list[_Line], int, _ChunkResult]]) -> Iterator[Parsed[str | CaptureError]]:
         """A worker's block: its lines with the outcomes it parsed (a late record's are dropped)."""
-        lines, res = entry.result()
+        lines, n, res = entry.result()
+        base, self.lines_read = self.lines_read, self.lines_read + n
         outcomes = iter(_outcomes(res, self.sets))
-        for line, meta, err in self._checked(lines):
+        for line, meta, err in self._checked(lines, base):
             outcome = next(outcomes) if meta is not None else None  # each record was parsed
             if err is not None:  # a bad line, or a record out of order (its rows are dropped)
                 yield None, err, None
@@ -779,10 +788,11 @@ class _Order:
             yield RawRecord.normalised(ts, kind, target, host), f"{self.file}:{line}", outcome
 
     def inline(
-        self, block: LineBlock, kinds: frozenset[str] | None, catalog: Catalog
+        self, data: bytes, kinds: frozenset[str] | None, catalog: Catalog
     ) -> Iterator[Parsed[str | CaptureError]]:
         """A block read and parsed here (a late record is not parsed, as line by line)."""
-        lines, records = _block_lines(self.file, block, kinds)
+        lines, records, n = _block_lines(self.file, data, self.lines_read + 1, kinds)
+        self.lines_read += n
         recs = iter(records)
         for line, meta, err in self._checked(lines):
             rec = next(recs) if meta is not None else None
@@ -793,11 +803,13 @@ class _Order:
             yield rec, f"{self.file}:{line}", parse_one(rec, catalog)
 
     def _checked(
-        self, lines: list[_Line]
+        self, lines: list[_Line], base: int = 0
     ) -> Iterator[tuple[int, tuple[datetime, str, str, str] | None, CaptureError | None]]:
-        """Each line with its error, its own or "out of order", in input order (the order check)."""
+        """Each line (its number in the block plus ``base``) with its error, its own or "out of
+        order", in input order (the order check)."""
         file = self.file
-        for line, meta, err in lines:
+        for at, meta, err in lines:
+            line = at + base
             if meta is None:
                 assert err is not None
                 yield line, None, CaptureError(err[0], file=file, line=line, target=err[1])
