@@ -19,7 +19,9 @@ window of recent rows at every pass, the flow hands it each parsed table as it a
 (:meth:`Engine.feed`). The engine keeps only the rows of the metrics it watches, and only until
 the pass that analyses them (:meth:`Engine.evaluate_fed`), so a pass scans exactly the rows that
 arrived since the previous one — not the window again — while the same step, baseline and
-holding state carries everything older. Both modes give the same findings (``tests/replay`` and
+holding state carries everything older. A replay's parse workers cut each record's samples by
+:attr:`Engine.feed_sets` already, so there the engine only appends what it is handed.
+Both modes give the same findings (``tests/replay`` and
 ``tests/analytics/test_engine_fed.py`` check it); the connection mode stays for cold start
 (bootstrap from the store) and the analyst-side tools.
 """

@@ -4,7 +4,10 @@ Replay spends most of its time in the parsers (pure functions of a record and th
 the rest storing rows and running the detectors, which must stay in order in one process. A
 pool of worker processes parses chunks of records ahead of the consumer and hands results back
 in input order, so the outcome is byte-for-byte the same as parsing inline; only the wall time
-changes. Workers are not forked from the parent (it holds DuckDB and Arrow threads, which a
+changes. Work per row that the consumer would do on the critical path is done in the workers
+where it can be: they count a capture block's lines and cut each record's samples by the
+detectors' metric sets (:data:`FeedSets`), so the consumer appends instead of sorting rows.
+Workers are not forked from the parent (it holds DuckDB and Arrow threads, which a
 ``fork`` would copy mid-flight): a replay's workers are forked from a ``forkserver`` that has
 imported the parsers once (:func:`worker_context`), the service's one offload worker is spawned.
 """
