@@ -71,7 +71,7 @@ def split_observations(obs: pa.Table, lo_ms: int, hi_ms: int, *, reuse: bool = T
     ):
         return _with_t(memo.held, t[memo.held_rows]), _with_t(memo.nb, t[memo.nb_rows])
     held_rows, nb_rows = _split_rows(obs, in_span)
-    held, nb = _split_tables(obs, held_rows, nb_rows)
+    held, nb = _split_tables(obs, t, held_rows, nb_rows)
     if reuse:
         _split_memo[0] = _SplitMemo(obs.drop_columns(["ts"]), in_span, held, nb, held_rows, nb_rows)
     return held, nb
@@ -115,14 +115,16 @@ def _split_rows(obs: pa.Table, in_span: npt.NDArray[np.bool_]) -> tuple[npt.NDAr
 
 
 def _split_tables(
-    obs: pa.Table, held_rows: npt.NDArray[np.int64], nb_rows: npt.NDArray[np.int64]
+    obs: pa.Table, t: npt.NDArray[np.int64], held_rows: npt.NDArray[np.int64], nb_rows: npt.NDArray[np.int64]
 ) -> tuple[pa.Table, pa.Table]:
     """The rows selected first and only the selected rows' dictionary columns decoded; the
-    neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values)."""
+    neighbour rows (the bulk) keep ``network`` dictionary-encoded (same values). ``t`` is the
+    rows' ``ts`` in ms (already decoded by the caller: no cast of the column, no take of it)."""
     # one chunk (the fed rows come as one chunk per record: per-chunk kernel calls would dominate)
     obs = obs.combine_chunks()
-    with_t = obs.append_column("t", obs.column("ts").cast(pa.int64()))
-    h = with_t.take(pa.array(held_rows, pa.int64()))
+    h = obs.select(["ip", "owner_kind", "owner", "cluster", "network", "mac", "source"]).take(
+        pa.array(held_rows, pa.int64())
+    )
     held = pa.table(
         {
             "ip": h.column("ip"),
@@ -130,12 +132,13 @@ def _split_tables(
             "owner": h.column("owner"),
             "cluster": h.column("cluster").cast(pa.string()),
             "network": h.column("network").cast(pa.string()),
-            "t": h.column("t"),
+            "t": pa.array(t[held_rows], pa.int64()),
             "mac": h.column("mac"),
             "source": h.column("source").cast(pa.string()),
         }
     )
-    nb = with_t.select(["ip", "owner", "network", "t", "mac"]).take(pa.array(nb_rows, pa.int64()))
+    nb = obs.select(["ip", "owner", "network", "mac"]).take(pa.array(nb_rows, pa.int64()))
+    nb = nb.add_column(3, "t", pa.array(t[nb_rows], pa.int64()))
     return held, nb
 
 
@@ -825,12 +828,17 @@ class ObservationTracker:
 
     def prune(self, now_ms: int) -> None:
         before = now_ms - self.retention
-        for k in [k for k, h in self.holdings.items() if h.last < before]:
+        # one scan: a holding last seen before the cut goes, one with an older period loses it
+        gone: list[HoldingKey] = []
+        for k, h in self.holdings.items():
+            periods = h.periods
+            if periods[-1][1] < before:
+                gone.append(k)
+            elif periods[0][1] < before:
+                h.prune(before)
+        for k in gone:
             del self.holdings[k]
             self.holdings_epoch += 1
-        for h in self.holdings.values():
-            if h.periods[0][1] < before:
-                h.prune(before)
         for ck in list(self.changes):
             q = self.changes[ck]
             while q and q[0].t < before:
