@@ -151,6 +151,7 @@ def _valid_texts(col: pa.ChunkedArray[Any]) -> tuple[npt.NDArray[np.int64], list
 
 
 _LbEntry = tuple[str, tuple[str, str], str]  # (ip, (cluster, namespace/service), ports) of one lbinfo text
+_NO_FLOOR = 1 << 62  # no IP in ``ports``: any cut-off is below the floor
 LBINFO_CACHE = 4096  # distinct lbinfo texts remembered parsed (cleared whole when full)
 
 
@@ -167,6 +168,9 @@ class DuplicateIpDetector:
         self.known: dict[tuple[str, str], _Known] = {}
         # ip → {(cluster, namespace/service): (ports, last seen ms)} from the k8s inventory
         self.ports: dict[str, dict[tuple[str, str], tuple[str, int]]] = {}
+        # a lower bound of every IP's last sighting in ``ports`` (lowered at each write, made exact
+        # at each clean-up), so a pass with nothing past the retention skips the scan of every IP
+        self._ports_floor = _NO_FLOOR
         self._lbinfo_cache: dict[str, _LbEntry | None] = {}
         # the last ``lbinfo`` column read, its Service rows and their entries (see _lb_rows)
         self._lb_memo: tuple[Any, npt.NDArray[np.int64], list[_LbEntry | None]] | None = None
@@ -192,10 +196,16 @@ class DuplicateIpDetector:
                 for entry, bucket in zip(entries, buckets, strict=True):
                     if entry is not None:
                         ip, key, port_text = entry
-                        ports.setdefault(ip, {})[key] = (port_text, int(cast(int, bucket)))
+                        seen = int(cast(int, bucket))
+                        ports.setdefault(ip, {})[key] = (port_text, seen)
+                        if seen < self._ports_floor:
+                            self._ports_floor = seen
         cutoff = now_ms - self.retention
+        if cutoff <= self._ports_floor:
+            return  # every IP was seen at or after the floor: none is past the retention
         for ip in [ip for ip, d in self.ports.items() if max(v[1] for v in d.values()) < cutoff]:
             del self.ports[ip]
+        self._ports_floor = min((max(v[1] for v in d.values()) for d in self.ports.values()), default=_NO_FLOOR)
 
     def _lb_rows(self, col: pa.ChunkedArray[Any]) -> tuple[npt.NDArray[np.int64], list[_LbEntry | None]]:
         """The rows of a step table's ``lbinfo`` column that name a Service, and what each names.

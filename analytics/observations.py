@@ -293,6 +293,7 @@ class _HeldRepeat:
     # ``holdings_epoch`` then (while it is unchanged, the same objects)
     holdings: list[Holding] | None = None
     epoch: int = -1
+    sizes: list[int] | None = None  # each holding's row count (made at the first repeat)
 
 
 NEIGHBOR_COLUMNS = ["ip", "owner", "network", "mac"]  # a neighbour row's content besides its time
@@ -492,11 +493,16 @@ class ObservationTracker:
         if rep is None or held.num_rows != rep.order.size or not held.drop_columns(["t"]).equals(rep.content):
             return False
         t = np.asarray(held.column("t").to_numpy(), np.int64)
-        if int(t.min()) < 0:
+        t_min = int(t.min())
+        if t_min < 0:
             return False
         ts = t[rep.order]
-        b = ts // max(1, self.ttl)
-        if (np.minimum.reduceat(b, rep.runs) != np.maximum.reduceat(b, rep.runs)).any():
+        first_a = np.minimum.reduceat(ts, rep.runs)
+        last_a = np.maximum.reduceat(ts, rep.runs)
+        ttl = max(1, self.ttl)
+        # every holding's rows in one t // ttl bucket (t ≥ 0: the bucket of the least and of the
+        # greatest time are the least and greatest bucket)
+        if (first_a // ttl != last_a // ttl).any():
             return False
         if rep.holdings is not None and rep.epoch == self.holdings_epoch:
             # no holding added or forgotten since the last fold of this content: the same objects,
@@ -507,11 +513,12 @@ class ObservationTracker:
             if None in got:
                 return False
             hs, sources = cast(list[Holding], got), rep.sources
-        first = np.minimum.reduceat(ts, rep.runs).tolist()
-        last = np.maximum.reduceat(ts, rep.runs).tolist()
-        n = np.diff(np.append(rep.runs, ts.size)).tolist()
-        self._add_cover(int(t.min()), np.unique(-(-t // 60_000)).tolist())
-        self._grow_all(hs, first, last, n, rep.macs, sources)
+        if rep.sizes is None:
+            rep.sizes = np.diff(np.append(rep.runs, ts.size)).tolist()
+        minute = -(-t // 60_000)  # the end of each row's minute
+        m_lo, m_hi = int(minute.min()), int(minute.max())
+        self._add_cover(t_min, [m_lo] if m_lo == m_hi else np.unique(minute).tolist())
+        self._grow_all(hs, first_a.tolist(), last_a.tolist(), rep.sizes, rep.macs, sources)
         rep.holdings, rep.epoch = hs, self.holdings_epoch
         return True
 

@@ -161,3 +161,25 @@ def test_lbinfo_rows_memo_follows_the_column() -> None:
     det.process_samples(_lb_table(b, 180_000), 180_000)
     assert det.ports["10.0.0.1"] == {("c", "n/s"): ("443", 180_000)}
     assert det.ports["10.0.0.2"] == {("c", "n/s"): ("80", 120_000)}
+
+
+def test_ports_past_the_retention_go_whatever_the_floor() -> None:
+    """An IP goes once its last sighting is past the retention, also one re-seen by a late row
+    (older than every other sighting: the floor that lets a pass skip the scan moves down)."""
+    settings = AnalyticsSettings.model_validate({})
+    det = DuplicateIpDetector(settings, NetworkIndex([]))
+    keep = det.retention
+    svc = {"ip": "10.0.0.1", "cluster": "c", "namespace": "n", "service": "s", "ports": "80"}
+    one, two = json.dumps(svc), json.dumps({**svc, "ip": "10.0.0.2"})
+    det.process_samples(_lb_table([one], 60_000), 60_000)
+    det.process_samples(_lb_table([two], 120_000), 120_000)
+    det.process_samples(_lb_table([None], 60_000 + keep), 60_000 + keep)  # 10.0.0.1: at the cut, kept
+    assert set(det.ports) == {"10.0.0.1", "10.0.0.2"}
+    det.process_samples(_lb_table([None], 60_001 + keep), 60_001 + keep)
+    assert set(det.ports) == {"10.0.0.2"}
+    det.process_samples(_lb_table([one], 100_000), 99_999 + keep)  # a late row of 10.0.0.1
+    assert set(det.ports) == {"10.0.0.1", "10.0.0.2"}
+    det.process_samples(_lb_table([None], 100_001 + keep), 100_001 + keep)
+    assert set(det.ports) == {"10.0.0.2"}
+    det.process_samples(_lb_table([None], 120_001 + keep), 120_001 + keep)
+    assert not det.ports
