@@ -463,12 +463,27 @@ class ObservationTracker:
         if len(set(new_first.values())) < len(new_first):
             return False
         self._cover_rows(kind, ts)
+        # groups of holdings seen before are grown in one call after the loop, in the same order:
+        # a holding's own groups keep their order (one made here grows after it is made), and
+        # no other group touches it
+        grow: list[Holding] = []
+        grow_g: list[list[Any]] = []
         for gk, g in sorted(groups.items(), key=_first_of):
             h = holdings.get(cast(HoldingKey, gk[:5])) if gk[1] != "event" else None
             if h is None:
                 self._hold(gk[0], gk[1], gk[2], gk[3], gk[4], g[0], g[1], g[2], g[3], g[4])
             else:
-                self._grow(h, g[0], g[1], g[2], g[3], g[4])
+                grow.append(h)
+                grow_g.append(g)
+        if grow:
+            self._grow_all(
+                grow,
+                [g[0] for g in grow_g],
+                [g[1] for g in grow_g],
+                [g[2] for g in grow_g],
+                [g[3] for g in grow_g],
+                [g[4] for g in grow_g],
+            )
         self._held_repeat = None
         keys = [cast(HoldingKey, gk[:5]) for gk in groups]
         if len(set(keys)) == len(keys) and not any(k[1] == "event" for k in keys):
@@ -553,10 +568,6 @@ class ObservationTracker:
                     hm[m] = z
             if sources is not None and sources[j]:
                 h.sources.update(sources[j])
-
-    def _grow(self, h: Holding, first: int, last: int, n: int, macs: list[str], sources: list[str]) -> None:
-        """:meth:`_hold` for a holding seen before (one group of a pass that is not a repeat)."""
-        self._grow_all([h], [first], [last], [n], [macs], [sources])
 
     def _cover(self, held: pa.Table) -> None:
         inv = ~in_set(held.column("kind"), ["event"])
