@@ -361,7 +361,7 @@ class SeriesKeys:
                 continue
             # Arrow compares a dictionary column's codes and dictionary, not its values: a batch of
             # the same rows whose dictionary was built in another order (another mix of records
-            # before it) is equal only decoded (the remembered side is decoded once)
+            # before it) is equal only decoded: compared by codes mapped across the dictionaries
             if not (pa.types.is_dictionary(mine.type) and pa.types.is_dictionary(col.type)):
                 return None
             codes = self._decoded.get((id(keys), j))
@@ -541,6 +541,8 @@ class _DictCodes:
             return False
         arr: Any = other.chunk(0) if other.num_chunks == 1 else other.combine_chunks()
         dictionary = arr.dictionary
+        if dictionary.type != self.dictionary.type:
+            return False  # values of another type (a miss: the chunk is keyed afresh)
         if self._seen is None or not self._seen.equals(dictionary):
             found = pc.index_in(dictionary, value_set=self.dictionary)  # null: not a value here
             remap = np.asarray(found.fill_null(-2).to_numpy(zero_copy_only=False), np.int64)

@@ -183,3 +183,11 @@ def test_ports_past_the_retention_go_whatever_the_floor() -> None:
     assert set(det.ports) == {"10.0.0.2"}
     det.process_samples(_lb_table([None], 120_001 + keep), 120_001 + keep)
     assert not det.ports
+
+
+def test_dict_codes_of_another_value_type_are_a_miss() -> None:
+    memo = _DictCodes(_col(["a", "b", None], []))
+    large: Any = _col(["a", "b", None], []).chunk(0)
+    other = pa.chunked_array([pa.DictionaryArray.from_arrays(large.indices, large.dictionary.cast(pa.large_string()))])
+    assert not memo.same_values(other)
+    assert memo.same_values(_col(["a", "b", None], ["b"]))
