@@ -685,11 +685,18 @@ class ObservationTracker:
             def net(i: int) -> str | None:
                 return net_names[int(net_code[order[i]])]
 
+            def net_rows() -> list[str | None]:
+                """:func:`net` of every ordered row (one conversion, not one per row)."""
+                return [net_names[c] for c in net_code[order].tolist()]
+
         else:
 
             def net(i: int) -> str | None:
                 v: str | None = nets[int(order[i])].as_py()
                 return v
+
+            def net_rows() -> list[str | None]:
+                return cast(list[str | None], nets.take(pa.array(order, pa.int64())).to_pylist())
 
         def names(i: int) -> tuple[str, str]:
             code = int(k[i])
@@ -763,7 +770,7 @@ class ObservationTracker:
                     for a, z in zip(g0_l, g1_l, strict=True)
                 ],
                 mac=[macs[c] for c in m.tolist()],
-                net=[net(i) for i in range(n)],
+                net=net_rows(),
                 made=[None] * len(g_ip),
             )
         return changed
