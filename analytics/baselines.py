@@ -144,6 +144,10 @@ class BaselineBank:
         self._stats_hour = -1
         self._last_refresh = -(1 << 62)
         self._dirty = True
+        # bumped whenever :meth:`baseline` may answer differently for some id (statistics
+        # recomputed, series added or renumbered): a caller that asks for the same ids every step
+        # keeps the answer, and what it derives from it, until this moves
+        self.version = 0
 
     # -- series management ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -191,6 +195,7 @@ class BaselineBank:
             self.t_sig = grow(self.t_sig, np.nan)
             self.t_ok = grow(self.t_ok, False)
         self._dirty = True
+        self.version += 1
 
     def retain(self, rows: I64) -> None:
         """Keep only these series (renumbered 0..n−1 in the given order) and forget the rest.
@@ -207,6 +212,7 @@ class BaselineBank:
         self.t_pos, self.t_days, self.t_dpos = self.t_pos[rows], self.t_days[rows], self.t_dpos[rows]
         self.g_med, self.g_sig, self.g_n = self.g_med[rows], self.g_sig[rows], self.g_n[rows]
         self.t_med, self.t_sig, self.t_ok = self.t_med[rows], self.t_sig[rows], self.t_ok[rows]
+        self.version += 1
 
     # -- learning ---------------------------------------------------------------------------
     def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
@@ -216,8 +222,9 @@ class BaselineBank:
             return
         ids = ids[ok]
         vals = values[ok].astype(np.float32)
-        ids, first = np.unique(ids, return_index=True)
-        vals = vals[first]
+        if len(set(ids.tolist())) < ids.size:  # duplicates: the first value of each id
+            ids, first = np.unique(ids, return_index=True)
+            vals = vals[first]
         pos = self.g_pos[ids] % self.g_cap
         self.g[ids, pos] = vals
         self.g_pos[ids] += 1
@@ -267,6 +274,7 @@ class BaselineBank:
         self._stats_hour = hour
         self._last_refresh = bucket_ms
         self._dirty = False
+        self.version += 1
 
     # -- querying ---------------------------------------------------------------------------
     def baseline(self, ids: I64) -> tuple[F64, F64, I64]:
