@@ -66,10 +66,14 @@ def median_mad(values: npt.ArrayLike) -> tuple[float, float]:
     return med, sig
 
 
-def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64) -> F64:
-    """Median per row of an ascending-sorted block whose NaNs are at the end (n valid values)."""
+def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64, start: I64 | None = None) -> F64:
+    """Median per row of an ascending-sorted block whose NaNs are at the end (n valid values), or
+    of the n values from column ``start`` on."""
     lo = np.clip((n - 1) // 2, 0, None)
     hi = np.clip(n // 2, 0, None)
+    if start is not None:  # (a row without values may start past its end: its median is NaN anyway)
+        last = sorted_block.shape[-1] - 1
+        lo, hi = np.minimum(lo + start, last), np.minimum(hi + start, last)
     a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
     b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
     return np.asarray(np.where(n > 0, (a + b) / 2, np.nan), np.float64)
@@ -79,18 +83,21 @@ def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tu
     """Row-wise median, MAD-σ and count over the last axis, ignoring NaN.
 
     Vectorised with two sorts (``np.nanmedian`` falls back to a Python loop per row for wide
-    arrays, which is far too slow for thousands of series).
+    arrays, which is far too slow for thousands of series). The values are sorted in their own
+    type (float32 rings sort faster; widening keeps the order), and the deviations are taken of
+    the sorted values (the same values per row, so the same sorted deviations).
     """
-    b = block.astype(np.float64)
+    b = np.sort(block, axis=-1).astype(np.float64)
     n = np.sum(np.isfinite(b), axis=-1).astype(np.int64)
-    med = _sorted_median(np.sort(b, axis=-1), n)
+    med = _sorted_median(b, n)
     dev = np.sort(np.abs(b - med[..., None]), axis=-1)
     sig = _sorted_median(dev, n) * MAD_TO_SIGMA
     flat = sig == 0
     if flat.any():  # only rows whose MAD is 0 pay for the fallback (module docstring)
+        # the non-zero deviations of a sorted row are the run after its zeros
         d = dev[flat]
-        off = np.sort(np.where(d > 0, d, np.nan), axis=-1)
-        sig[flat] = _sorted_median(off, np.sum(d > 0, axis=-1).astype(np.int64)) * MAD_TO_SIGMA
+        zero = np.sum(d == 0, axis=-1).astype(np.int64)
+        sig[flat] = _sorted_median(d, np.sum(d > 0, axis=-1).astype(np.int64), zero) * MAD_TO_SIGMA
         sig[flat] = np.nan_to_num(sig[flat], nan=0.0)
     return med, sig, n
 
