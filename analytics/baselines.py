@@ -74,8 +74,12 @@ def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64, start: I64 | N
     if start is not None:  # (a row without values may start past its end: its median is NaN anyway)
         last = sorted_block.shape[-1] - 1
         lo, hi = np.minimum(lo + start, last), np.minimum(hi + start, last)
-    a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
-    b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
+    if sorted_block.ndim == 2:  # the banks' blocks: plain fancy indexing (take_along_axis builds it)
+        r = np.arange(sorted_block.shape[0])
+        a, b = sorted_block[r, lo], sorted_block[r, hi]
+    else:
+        a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
+        b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
     return np.asarray(np.where(n > 0, (a + b) / 2, np.nan), np.float64)
 
 

@@ -328,6 +328,7 @@ class _HostSet:
 
     ids: npt.NDArray[np.int64]  # (hosts, signals + throughput)
     states: list[_HostState]
+    sig_ids: npt.NDArray[np.int64]  # ids[:, :NSIG], contiguous
     version: int = -1  # the bank's version the baselines below were read at
     med: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))
     sig: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))
@@ -388,6 +389,7 @@ class CongestionDetector:
         self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
         self._role_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         self._host_sets: dict[tuple[str, ...], _HostSet] = {}
+        self._order_cache: dict[tuple[str, ...], tuple[list[str], npt.NDArray[np.int64]]] = {}
 
     @property
     def scores(self) -> dict[str, CongestionScore]:
@@ -416,12 +418,9 @@ class CongestionDetector:
             return
         mcode = mcode_all[rows]
         hcol = _dict_col(tbl.column("host"))
-        names = cast(list[str], hcol.dictionary.to_pylist())
-        by_name = sorted(range(len(names)), key=lambda i: names[i])
-        rank = np.empty(len(names), np.int64)
-        rank[by_name] = np.arange(len(names))
+        host_names, rank = self._host_order(cast(list[str], hcol.dictionary.to_pylist()))
         w = _Window(
-            host_names=[names[i] for i in by_name],
+            host_names=host_names,
             host=rank[_codes(hcol)[rows]],
             sig=sig_of[mcode],
             role=role_of[mcode],
@@ -452,14 +451,15 @@ class CongestionDetector:
             step_of = np.empty(order.size, np.int64)
             step_of[order] = si
         vals, throughput = self._aggregate(w, step_of, len(ub))
-        ends = np.append(starts[1:], order.size)
+        bounds = [*starts.tolist(), order.size]
         last = len(ub) - 1
-        for n, (b, a, z) in enumerate(zip(ub, starts, ends, strict=True)):
+        for n, b in enumerate(ub.tolist()):
+            a, z = bounds[n], bounds[n + 1]
             present = np.flatnonzero(np.isfinite(vals[n]).any(axis=1) | np.isfinite(throughput[n]))
             if present.size:
                 self._judge(
-                    int(b),
-                    [w.host_names[i] for i in present],
+                    b,
+                    [w.host_names[i] for i in present.tolist()],
                     vals[n][present],
                     throughput[n][present],
                     order[a:z],
@@ -467,6 +467,21 @@ class CongestionDetector:
                     w,
                     n == last,
                 )
+
+    def _host_order(self, names: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """(the host dictionary's names in name order, each code's rank in it), kept per
+        dictionary: a pass's hosts come in the same few orders."""
+        key = tuple(names)
+        got = self._order_cache.get(key)
+        if got is None:
+            if len(self._order_cache) >= 64:
+                self._order_cache.clear()
+            by_name = sorted(range(len(names)), key=lambda i: names[i])
+            rank = np.empty(len(names), np.int64)
+            rank[by_name] = np.arange(len(names))
+            got = ([names[i] for i in by_name], rank)
+            self._order_cache[key] = got
+        return got
 
     def _roles(self, mnames: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(signal, role) per metric dictionary code (role −1: not a congestion metric), kept per
@@ -561,7 +576,7 @@ class CongestionDetector:
                     st = _HostState(deque(maxlen=self.c.of_periods), deque(maxlen=self.c.clear_periods))
                     self.hosts[h] = st
                 states.append(st)
-            hs = _HostSet(ids, states)
+            hs = _HostSet(ids, states, np.ascontiguousarray(ids[:, :NSIG]))
             self._host_sets[key] = hs
         return hs
 
@@ -626,7 +641,8 @@ class CongestionDetector:
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (allv - med) / hs.pos_scale  # z_scaled(allv, med, scale)
         zs = z[:, :NSIG]
-        bar = self._bars(ids[:, :NSIG], bucket)
+        sig_ids = hs.sig_ids
+        bar = self._bars(sig_ids, bucket)
         zn = nan_to_zero(zs)
         over = zn >= bar
         n_over = over.sum(axis=1)
@@ -660,18 +676,17 @@ class CongestionDetector:
             peak = np.fmax(run, clipped)
             below = np.isfinite(clipped) & ~over & ~active[:, None]
             ended = below & np.isfinite(run)
-            sig_ids = ids[:, :NSIG]
             self.tail.add(
                 np.concatenate([sig_ids[ended], sig_ids[below]]), np.concatenate([run[ended], clipped[below]]), bucket
             )
             new_run = np.where(below, np.nan, peak)  # an active host's run is its peak
             for st, r in zip(states, new_run, strict=True):
                 st.run = r
-        for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
-            st.flags.append(bool(flag[i]))
-            st.clears.append(bool(near[i]))
+        for i, (h, st, flag_i, near_i) in enumerate(zip(hosts, states, flag.tolist(), near.tolist(), strict=True)):
+            st.flags.append(flag_i)
+            st.clears.append(near_i)
             st.last_data = bucket
-            if st.active or bool(flag[i]):
+            if st.active or flag_i:
                 learn[i] = False
             if not st.active and sum(st.flags) >= self.c.min_failing_periods:
                 st.active = True
@@ -691,8 +706,7 @@ class CongestionDetector:
             # train only on steps judged against a baseline (cold-start zeros would teach the
             # forest that "no baseline yet" is normal)
             judged = np.isfinite(zs).sum(axis=1) >= 2
-            for row in feats[learn & judged]:
-                self.train.append(row)
+            self.train.extend(feats[learn & judged])  # row by row
         self._maybe_train(bucket)
 
         # peaks every step; scores and evidence only where someone will read them (the last step of
