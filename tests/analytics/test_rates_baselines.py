@@ -159,3 +159,48 @@ def test_compiled_forest_scores_exactly_like_sklearn() -> None:
     probe = rng.normal(size=(200, 5)) * 3
     assert np.allclose(fast.score_samples(probe), model.score_samples(probe), atol=1e-12)
     assert (fast.outlier(probe) == (model.predict(probe) == -1)).all()
+
+
+def test_bank_version_moves_when_baselines_may_change() -> None:
+    """Callers keep what :meth:`BaselineBank.baseline` gave until ``version`` moves: new series,
+    recomputed statistics and renumbering move it; learning values alone does not (statistics
+    change only at a refresh), and neither does a refresh that is not due."""
+    cfg = BaselineSettings.model_validate({"window": "1h", "min_points": 5, "refresh": "10m", "time_of_day": False})
+    bank = BaselineBank(cfg, STEP)
+    v0 = bank.version
+    ids = bank.ids(["a", "b"])
+    assert bank.version > v0
+    bank.refresh(T0)
+    v1 = bank.version
+    assert v1 > v0
+    for k in range(6):
+        bank.add(ids, np.array([1.0, 2.0]) + k, T0 + k * STEP)
+        assert bank.version == v1
+        bank.refresh(T0 + k * STEP)  # not due (10 min)
+        assert bank.version == v1
+    before = bank.baseline(ids)
+    bank.refresh(T0 + 10 * STEP)
+    assert bank.version > v1
+    assert bank.baseline(ids)[0].tolist() != before[0].tolist()
+    v2 = bank.version
+    bank.retain(np.array([1]))
+    assert bank.version > v2
+
+
+def test_distinct_ids_in_any_order_learn_as_sorted_ids() -> None:
+    """Values for distinct ids in any order are learned as for the same ids in order; of an id
+    given twice the first value is learned."""
+    cfg = BaselineSettings.model_validate({"window": "1h", "min_points": 5, "refresh": "10m", "tod_min_points": 5})
+    a, b = BaselineBank(cfg, STEP), BaselineBank(cfg, STEP)
+    ids_a, ids_b = a.ids(list("wxyz")), b.ids(list("wxyz"))
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        order = rng.permutation(4)
+        vals = rng.normal(size=4)
+        a.add(ids_a[order], vals[order], T0 + k * STEP)
+        b.add(np.concatenate([ids_b, ids_b[:1]]), np.concatenate([vals, [99.0]]), T0 + k * STEP)
+    for bank in (a, b):
+        bank.refresh(T0 + 40 * STEP, force=True)
+    for x, y in zip(a.baseline(ids_a), b.baseline(ids_b), strict=True):
+        assert x.tobytes() == y.tobytes()
+    assert a.g.tobytes() == b.g.tobytes() and a.t_days.tobytes() == b.t_days.tobytes()
