@@ -672,7 +672,7 @@ class CongestionDetector:
             # incident, onset included, is one episode for every signal. All hosts at once (the
             # top-k a tail keeps does not depend on the order values arrive in).
             active = np.array([st.active for st in states], bool)
-            run = np.stack([st.run for st in states]) if states else np.zeros((0, NSIG))
+            run = np.array([st.run for st in states]) if states else np.zeros((0, NSIG))  # np.stack's rows
             peak = np.fmax(run, clipped)
             below = np.isfinite(clipped) & ~over & ~active[:, None]
             ended = below & np.isfinite(run)
@@ -682,7 +682,8 @@ class CongestionDetector:
             new_run = np.where(below, np.nan, peak)  # an active host's run is its peak
             for st, r in zip(states, new_run, strict=True):
                 st.run = r
-        for i, (h, st, flag_i, near_i) in enumerate(zip(hosts, states, flag.tolist(), near.tolist(), strict=True)):
+        flag_l = flag.tolist()
+        for i, (h, st, flag_i, near_i) in enumerate(zip(hosts, states, flag_l, near.tolist(), strict=True)):
             st.flags.append(flag_i)
             st.clears.append(near_i)
             st.last_data = bucket
@@ -716,7 +717,6 @@ class CongestionDetector:
         # reads none of them)
         newly = set(newly_active)
         congested = [st.active for st in states]
-        flag_l = flag.tolist()
         batch = None
         if final or newly or any(congested):
             batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, congested)
