@@ -66,12 +66,20 @@ def median_mad(values: npt.ArrayLike) -> tuple[float, float]:
     return med, sig
 
 
-def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64) -> F64:
-    """Median per row of an ascending-sorted block whose NaNs are at the end (n valid values)."""
+def _sorted_median(sorted_block: npt.NDArray[np.float64], n: I64, start: I64 | None = None) -> F64:
+    """Median per row of an ascending-sorted block whose NaNs are at the end (n valid values), or
+    of the n values from column ``start`` on."""
     lo = np.clip((n - 1) // 2, 0, None)
     hi = np.clip(n // 2, 0, None)
-    a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
-    b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
+    if start is not None:  # (a row without values may start past its end: its median is NaN anyway)
+        last = sorted_block.shape[-1] - 1
+        lo, hi = np.minimum(lo + start, last), np.minimum(hi + start, last)
+    if sorted_block.ndim == 2:  # the banks' blocks: plain fancy indexing (take_along_axis builds it)
+        r = np.arange(sorted_block.shape[0])
+        a, b = sorted_block[r, lo], sorted_block[r, hi]
+    else:
+        a = np.take_along_axis(sorted_block, lo[..., None], axis=-1)[..., 0]
+        b = np.take_along_axis(sorted_block, hi[..., None], axis=-1)[..., 0]
     return np.asarray(np.where(n > 0, (a + b) / 2, np.nan), np.float64)
 
 
@@ -79,18 +87,21 @@ def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tu
     """Row-wise median, MAD-σ and count over the last axis, ignoring NaN.
 
     Vectorised with two sorts (``np.nanmedian`` falls back to a Python loop per row for wide
-    arrays, which is far too slow for thousands of series).
+    arrays, which is far too slow for thousands of series). The values are sorted in their own
+    type (float32 rings sort faster; widening keeps the order), and the deviations are taken of
+    the sorted values (the same values per row, so the same sorted deviations).
     """
-    b = block.astype(np.float64)
+    b = np.sort(block, axis=-1).astype(np.float64)
     n = np.sum(np.isfinite(b), axis=-1).astype(np.int64)
-    med = _sorted_median(np.sort(b, axis=-1), n)
+    med = _sorted_median(b, n)
     dev = np.sort(np.abs(b - med[..., None]), axis=-1)
     sig = _sorted_median(dev, n) * MAD_TO_SIGMA
     flat = sig == 0
     if flat.any():  # only rows whose MAD is 0 pay for the fallback (module docstring)
+        # the non-zero deviations of a sorted row are the run after its zeros
         d = dev[flat]
-        off = np.sort(np.where(d > 0, d, np.nan), axis=-1)
-        sig[flat] = _sorted_median(off, np.sum(d > 0, axis=-1).astype(np.int64)) * MAD_TO_SIGMA
+        zero = np.sum(d == 0, axis=-1).astype(np.int64)
+        sig[flat] = _sorted_median(d, np.sum(d > 0, axis=-1).astype(np.int64), zero) * MAD_TO_SIGMA
         sig[flat] = np.nan_to_num(sig[flat], nan=0.0)
     return med, sig, n
 
@@ -144,6 +155,10 @@ class BaselineBank:
         self._stats_hour = -1
         self._last_refresh = -(1 << 62)
         self._dirty = True
+        # bumped whenever :meth:`baseline` may answer differently for some id (statistics
+        # recomputed, series added or renumbered): a caller that asks for the same ids every step
+        # keeps the answer, and what it derives from it, until this moves
+        self.version = 0
 
     # -- series management ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -191,6 +206,7 @@ class BaselineBank:
             self.t_sig = grow(self.t_sig, np.nan)
             self.t_ok = grow(self.t_ok, False)
         self._dirty = True
+        self.version += 1
 
     def retain(self, rows: I64) -> None:
         """Keep only these series (renumbered 0..n−1 in the given order) and forget the rest.
@@ -207,6 +223,7 @@ class BaselineBank:
         self.t_pos, self.t_days, self.t_dpos = self.t_pos[rows], self.t_days[rows], self.t_dpos[rows]
         self.g_med, self.g_sig, self.g_n = self.g_med[rows], self.g_sig[rows], self.g_n[rows]
         self.t_med, self.t_sig, self.t_ok = self.t_med[rows], self.t_sig[rows], self.t_ok[rows]
+        self.version += 1
 
     # -- learning ---------------------------------------------------------------------------
     def add(self, ids: I64, values: F64, bucket_ms: int) -> None:
@@ -216,8 +233,9 @@ class BaselineBank:
             return
         ids = ids[ok]
         vals = values[ok].astype(np.float32)
-        ids, first = np.unique(ids, return_index=True)
-        vals = vals[first]
+        if len(set(ids.tolist())) < ids.size:  # duplicates: the first value of each id
+            ids, first = np.unique(ids, return_index=True)
+            vals = vals[first]
         pos = self.g_pos[ids] % self.g_cap
         self.g[ids, pos] = vals
         self.g_pos[ids] += 1
@@ -267,6 +285,7 @@ class BaselineBank:
         self._stats_hour = hour
         self._last_refresh = bucket_ms
         self._dirty = False
+        self.version += 1
 
     # -- querying ---------------------------------------------------------------------------
     def baseline(self, ids: I64) -> tuple[F64, F64, I64]:

@@ -71,7 +71,6 @@ from analytics.baselines import (
     CompiledForest,
     median_mad,
     nan_to_zero,
-    z_scaled,
 )
 from analytics.findings import Finding
 from analytics.iforest import ForestFit, fit_forest
@@ -102,6 +101,7 @@ SIGNALS: tuple[SignalSpec, ...] = (
 THROUGHPUT = "throughput"
 NSIG = len(SIGNALS)
 _LOCAL = [0, 1, 3]  # fabric signals measured at the host's own adapters (not SMB latency)
+_LOCAL_MASK = np.isin(np.arange(NSIG), _LOCAL)
 _COUNTS = [i for i, spec in enumerate(SIGNALS) if spec.kind == "count"]  # event rates: Poisson floor
 _LATENCIES = [i for i, spec in enumerate(SIGNALS) if spec.kind == "latency"]
 # a value enters a host's tail clipped at this multiple of its current bar (as in analytics.detector):
@@ -196,6 +196,8 @@ class _Window:
 
 def _dict_col(col: pa.ChunkedArray[Any]) -> pa.DictionaryArray[Any, Any]:
     """A column as one dictionary array (the step table's columns already are)."""
+    if col.num_chunks == 1 and pa.types.is_dictionary(col.type):  # the usual step table: as it is
+        return cast("pa.DictionaryArray[Any, Any]", col.chunk(0))
     if pa.types.is_dictionary(col.type):
         arr = (col.unify_dictionaries() if col.num_chunks > 1 else col).combine_chunks()
     else:
@@ -314,6 +316,29 @@ class _HostState:
 
 
 @dataclass(slots=True)
+class _HostSet:
+    """The hosts of a step (name order) with their ids, states and baselines, kept while the same
+    hosts report.
+
+    Why: a replay judges the same few hosts at every step, and what their baselines give changes
+    only when the bank's statistics do (a refresh, every ``baselines.refresh`` of data time): ids,
+    states, the peers' borrowed baselines and the spreads z is measured in are worked out then,
+    not at every step. Nothing writes these arrays after they are made (score batches keep them).
+    """
+
+    ids: npt.NDArray[np.int64]  # (hosts, signals + throughput)
+    states: list[_HostState]
+    sig_ids: npt.NDArray[np.int64]  # ids[:, :NSIG], contiguous
+    version: int = -1  # the bank's version the baselines below were read at
+    med: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))
+    sig: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))
+    src: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, NSIG + 1), np.int64))
+    scale: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))
+    pos_scale: F64 = field(default_factory=lambda: np.zeros((0, NSIG + 1)))  # scale, NaN where not > 0
+    borrowed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros((0, NSIG + 1), bool))  # not own
+
+
+@dataclass(slots=True)
 class _Incident:
     id: int
     anchor: str
@@ -363,6 +388,8 @@ class CongestionDetector:
         self.last_bucket = 0
         self.forgotten = 0  # hosts whose state was dropped after baselines.forget_after of silence
         self._role_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self._host_sets: dict[tuple[str, ...], _HostSet] = {}
+        self._order_cache: dict[tuple[str, ...], tuple[list[str], npt.NDArray[np.int64]]] = {}
 
     @property
     def scores(self) -> dict[str, CongestionScore]:
@@ -391,12 +418,9 @@ class CongestionDetector:
             return
         mcode = mcode_all[rows]
         hcol = _dict_col(tbl.column("host"))
-        names = cast(list[str], hcol.dictionary.to_pylist())
-        by_name = sorted(range(len(names)), key=lambda i: names[i])
-        rank = np.empty(len(names), np.int64)
-        rank[by_name] = np.arange(len(names))
+        host_names, rank = self._host_order(cast(list[str], hcol.dictionary.to_pylist()))
         w = _Window(
-            host_names=[names[i] for i in by_name],
+            host_names=host_names,
             host=rank[_codes(hcol)[rows]],
             sig=sig_of[mcode],
             role=role_of[mcode],
@@ -427,14 +451,15 @@ class CongestionDetector:
             step_of = np.empty(order.size, np.int64)
             step_of[order] = si
         vals, throughput = self._aggregate(w, step_of, len(ub))
-        ends = np.append(starts[1:], order.size)
+        bounds = [*starts.tolist(), order.size]
         last = len(ub) - 1
-        for n, (b, a, z) in enumerate(zip(ub, starts, ends, strict=True)):
+        for n, b in enumerate(ub.tolist()):
+            a, z = bounds[n], bounds[n + 1]
             present = np.flatnonzero(np.isfinite(vals[n]).any(axis=1) | np.isfinite(throughput[n]))
             if present.size:
                 self._judge(
-                    int(b),
-                    [w.host_names[i] for i in present],
+                    b,
+                    [w.host_names[i] for i in present.tolist()],
                     vals[n][present],
                     throughput[n][present],
                     order[a:z],
@@ -442,6 +467,21 @@ class CongestionDetector:
                     w,
                     n == last,
                 )
+
+    def _host_order(self, names: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """(the host dictionary's names in name order, each code's rank in it), kept per
+        dictionary: a pass's hosts come in the same few orders."""
+        key = tuple(names)
+        got = self._order_cache.get(key)
+        if got is None:
+            if len(self._order_cache) >= 64:
+                self._order_cache.clear()
+            by_name = sorted(range(len(names)), key=lambda i: names[i])
+            rank = np.empty(len(names), np.int64)
+            rank[by_name] = np.arange(len(names))
+            got = ([names[i] for i in by_name], rank)
+            self._order_cache[key] = got
+        return got
 
     def _roles(self, mnames: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(signal, role) per metric dictionary code (role −1: not a congestion metric), kept per
@@ -521,20 +561,30 @@ class CongestionDetector:
             out[i] = self.host_ids[h]
         return out
 
-    def _judge(
-        self,
-        bucket: int,
-        hosts: list[str],
-        vals: F64,
-        throughput: F64,
-        sel: npt.NDArray[np.intp],
-        present: npt.NDArray[np.intp],
-        w: _Window,
-        final: bool,
-    ) -> None:
-        n = len(hosts)
-        ids = self._ids(hosts)
-        self.bank.refresh(bucket)
+    def _host_set(self, hosts: list[str]) -> _HostSet:
+        """The pass's hosts as a :class:`_HostSet` (the same one while the same hosts report)."""
+        key = tuple(hosts)
+        hs = self._host_sets.get(key)
+        if hs is None:
+            if len(self._host_sets) >= 16:  # host sets come and go (a live site): keep a few
+                self._host_sets.clear()
+            ids = self._ids(hosts)
+            states = []
+            for h in hosts:
+                st = self.hosts.get(h)
+                if st is None:
+                    st = _HostState(deque(maxlen=self.c.of_periods), deque(maxlen=self.c.clear_periods))
+                    self.hosts[h] = st
+                states.append(st)
+            hs = _HostSet(ids, states, np.ascontiguousarray(ids[:, :NSIG]))
+            self._host_sets[key] = hs
+        return hs
+
+    def _baselines(self, hs: _HostSet) -> None:
+        """Fill ``hs`` with its hosts' baselines under the bank's current statistics: median,
+        spread, source (peers' where a host has none of its own) and the spread z is measured in."""
+        ids = hs.ids
+        n = ids.shape[0]
         flat = ids.reshape(-1)
         med, sig, src = self.bank.baseline(flat)
         med = med.reshape(n, NSIG + 1)
@@ -552,7 +602,6 @@ class CongestionDetector:
             med[~own, s] = centre
             sig[~own, s] = math.hypot(float(np.median(sig[own, s])), between)
             src[~own, s] = SOURCE_PEERS
-        allv = np.concatenate([vals, throughput[:, None]], axis=1)
         # the smallest spread z is measured in: relative to the level for every signal, at least
         # the Poisson noise of one step for event counts (baselines.poisson_floor), the latency
         # floor for SMB latency and 1 B/s for throughput — all hosts and signals at once
@@ -565,9 +614,35 @@ class CongestionDetector:
         floor[:, _LATENCIES] = np.fmax(relative[:, _LATENCIES], self.c.latency_floor_seconds)
         floor[:, NSIG] = np.fmax(relative[:, NSIG], 1.0)
         scale = np.fmax(nan_to_zero(sig), floor)  # the z denominator (evidence: band)
-        z = z_scaled(allv, med, scale)  # robust_z(allv, med, sig, floor)
+        hs.med, hs.sig, hs.src, hs.scale = med, sig, src, scale
+        hs.pos_scale = np.where(scale > 0, scale, np.nan)  # z_scaled's denominator
+        hs.borrowed = (src != SOURCE_TRAILING) & (src != SOURCE_TOD)
+        hs.version = self.bank.version
+
+    def _judge(
+        self,
+        bucket: int,
+        hosts: list[str],
+        vals: F64,
+        throughput: F64,
+        sel: npt.NDArray[np.intp],
+        present: npt.NDArray[np.intp],
+        w: _Window,
+        final: bool,
+    ) -> None:
+        n = len(hosts)
+        hs = self._host_set(hosts)
+        ids, states = hs.ids, hs.states
+        self.bank.refresh(bucket)
+        if hs.version != self.bank.version:
+            self._baselines(hs)
+        med, sig, src, scale = hs.med, hs.sig, hs.src, hs.scale
+        allv = np.concatenate([vals, throughput[:, None]], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (allv - med) / hs.pos_scale  # z_scaled(allv, med, scale)
         zs = z[:, :NSIG]
-        bar = self._bars(ids[:, :NSIG], bucket)
+        sig_ids = hs.sig_ids
+        bar = self._bars(sig_ids, bucket)
         zn = nan_to_zero(zs)
         over = zn >= bar
         n_over = over.sum(axis=1)
@@ -580,23 +655,16 @@ class CongestionDetector:
         feats = np.minimum(np.maximum(nan_to_zero(on_scale), -10.0), 50.0)  # np.clip(…, -10, 50): no NaN left
         if_out = np.zeros(n, bool)
         if_known = np.zeros(n, bool)
-        cand = np.nonzero(over[:, _LOCAL].any(axis=1) & (n_over < self.c.min_signals))[0]
+        local = (over & _LOCAL_MASK).any(axis=1)
+        cand = np.flatnonzero(local & (n_over < self.c.min_signals))
         if self.forest is not None and cand.size:
             if_out[cand] = self.forest.outlier(feats[cand])
             if_known[cand] = True
-        local = over[:, _LOCAL].any(axis=1)
         flag: npt.NDArray[np.bool_] = np.asarray(local & ((n_over >= self.c.min_signals) | if_out))
 
         # learn from quiet steps of quiet hosts only (an incident must not become the baseline)
         learn = np.ones(n, bool)
         newly_active: list[str] = []
-        states: list[_HostState] = []
-        for h in hosts:
-            st = self.hosts.get(h)
-            if st is None:
-                st = _HostState(deque(maxlen=self.c.of_periods), deque(maxlen=self.c.clear_periods))
-                self.hosts[h] = st
-            states.append(st)
         if self.tail is not None:
             # the tail counts episodes, not steps: a run of steps over the bar (a victim's
             # half-hour of slow SMB, a burst) is learned as one value, its peak, when it ends —
@@ -604,22 +672,22 @@ class CongestionDetector:
             # incident, onset included, is one episode for every signal. All hosts at once (the
             # top-k a tail keeps does not depend on the order values arrive in).
             active = np.array([st.active for st in states], bool)
-            run = np.stack([st.run for st in states]) if states else np.zeros((0, NSIG))
+            run = np.array([st.run for st in states]) if states else np.zeros((0, NSIG))  # np.stack's rows
             peak = np.fmax(run, clipped)
             below = np.isfinite(clipped) & ~over & ~active[:, None]
             ended = below & np.isfinite(run)
-            sig_ids = ids[:, :NSIG]
             self.tail.add(
                 np.concatenate([sig_ids[ended], sig_ids[below]]), np.concatenate([run[ended], clipped[below]]), bucket
             )
             new_run = np.where(below, np.nan, peak)  # an active host's run is its peak
             for st, r in zip(states, new_run, strict=True):
                 st.run = r
-        for i, (h, st) in enumerate(zip(hosts, states, strict=True)):
-            st.flags.append(bool(flag[i]))
-            st.clears.append(bool(near[i]))
+        flag_l = flag.tolist()
+        for i, (h, st, flag_i, near_i) in enumerate(zip(hosts, states, flag_l, near.tolist(), strict=True)):
+            st.flags.append(flag_i)
+            st.clears.append(near_i)
             st.last_data = bucket
-            if st.active or bool(flag[i]):
+            if st.active or flag_i:
                 learn[i] = False
             if not st.active and sum(st.flags) >= self.c.min_failing_periods:
                 st.active = True
@@ -632,15 +700,14 @@ class CongestionDetector:
         # until it has a history of its own, a host's difference from its peers may be its normal,
         # and refusing to learn it would keep the host on borrowed baselines — and alerting —
         # for ever (a host that joins mid-incident alerts until its own baseline takes over)
-        cells = learn[:, None] | ((src != SOURCE_TRAILING) & (src != SOURCE_TOD))
+        cells = learn[:, None] | hs.borrowed
         if cells.any():
             self.bank.add(ids[cells], allv[cells], bucket)
         if learn.any() and self.c.isolation_forest:
             # train only on steps judged against a baseline (cold-start zeros would teach the
             # forest that "no baseline yet" is normal)
             judged = np.isfinite(zs).sum(axis=1) >= 2
-            for row in feats[learn & judged]:
-                self.train.append(row)
+            self.train.extend(feats[learn & judged])  # row by row
         self._maybe_train(bucket)
 
         # peaks every step; scores and evidence only where someone will read them (the last step of
@@ -650,7 +717,6 @@ class CongestionDetector:
         # reads none of them)
         newly = set(newly_active)
         congested = [st.active for st in states]
-        flag_l = flag.tolist()
         batch = None
         if final or newly or any(congested):
             batch = _ScoreBatch(bucket, allv, med, sig, src, z, bar, scale, throughput, if_out, if_known, congested)
@@ -866,6 +932,7 @@ class CongestionDetector:
         ]
         if not gone:
             return
+        self._host_sets.clear()  # their states and ids
         for h in gone:
             del self.hosts[h]
             self._scores.pop(h, None)

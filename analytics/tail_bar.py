@@ -73,32 +73,46 @@ class TailBank:
         block = bucket_ms // self.block_ms
         slot = int(block % self.blocks)
         while ids.size:
-            # fancy-index assignment keeps one write per id, so duplicates go in rounds
-            uniq, first = np.unique(ids, return_index=True)
+            # fancy-index assignment keeps one write per id, so duplicates go in rounds; ids that
+            # are all distinct (the usual call: one value per series) are one round as they come
+            # (each id's update reads and writes only its own row, so their order is immaterial)
+            rest: npt.NDArray[np.bool_] | None = None
+            if len(set(ids.tolist())) == ids.size:
+                uniq, new = ids, vals
+            else:
+                uniq, first = np.unique(ids, return_index=True)
+                new = vals[first]
+                rest = np.ones(ids.size, bool)
+                rest[first] = False
             stale = self.block_of[uniq, slot] != block
             if stale.any():
                 self.top[uniq[stale], slot] = -np.inf
                 self.block_of[uniq[stale], slot] = block
             cur = self.top[uniq, slot]  # (m, k) ascending
-            merged = np.sort(np.concatenate([cur, vals[first, None]], axis=1), axis=1)
+            merged = np.sort(np.concatenate([cur, new[:, None]], axis=1), axis=1)
             self.top[uniq, slot] = merged[:, 1:]
-            rest = np.ones(ids.size, bool)
-            rest[first] = False
+            if rest is None:
+                return
             ids, vals = ids[rest], vals[rest]
 
     def kth(self, ids: I64, bucket_ms: int) -> F64:
         """The k-th largest value each id learned in the window ending at ``bucket_ms``'s block
         (NaN while it holds fewer than k values: the caller's floor applies)."""
         ids = np.asarray(ids, np.int64)
+        if ids.size and int(ids.max()) < self.top.shape[0]:  # every id known (the usual call)
+            return self._kth(ids, bucket_ms)
         out = np.full(ids.size, np.nan)
         known = ids < self.top.shape[0]
         if not known.any():
             return out
-        kid = ids[known]
+        out[known] = self._kth(ids[known], bucket_ms)
+        return out
+
+    def _kth(self, kid: I64, bucket_ms: int) -> F64:
+        """:meth:`kth` of ids the bank has rows for."""
         block = bucket_ms // self.block_ms
         b = self.block_of[kid]
         live = (b > block - self.blocks) & (b <= block)
         vals = np.where(live[:, :, None], self.top[kid], -np.inf).reshape(kid.size, -1)
         kth = np.partition(vals, vals.shape[1] - self.k, axis=1)[:, vals.shape[1] - self.k]
-        out[known] = np.where(np.isfinite(kth), kth, np.nan)
-        return out
+        return np.asarray(np.where(np.isfinite(kth), kth, np.nan), np.float64)

@@ -6,6 +6,8 @@
   windows of many steps, an incident).
 * Scores of hosts that are not congested become objects only when read: a detector read after
   every pass and one read only at the end report the same scores and findings.
+* A step's hosts keep their baselines (borrowed ones and spreads included) until the bank's
+  statistics change: the same scores, findings and alerts as reading them at every step.
 """
 
 from __future__ import annotations
@@ -132,3 +134,44 @@ def test_scores_read_late_equal_scores_read_at_once() -> None:
     assert repr(at_once.engine.congestion_scores()) == repr(late.engine.congestion_scores())
     assert {t: repr(f) for t, f in at_once.history.items()} == {t: repr(f) for t, f in late.history.items()}
     assert [(t, repr(a)) for t, a in at_once.alerts] == [(t, repr(a)) for t, a in late.alerts]
+
+
+class _EveryStep(CongestionDetector):
+    """Reads its hosts' baselines at every step (no host set kept): the former path."""
+
+    def _host_set(self, hosts: list[str]) -> Any:
+        self._host_sets.clear()
+        return super()._host_set(hosts)
+
+
+def test_baselines_kept_per_host_set_equal_baselines_read_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step's hosts keep their ids, states, borrowed baselines and spreads until the bank's
+    statistics change: the same scores, findings and alerts as reading them at every step, on a
+    site whose host set changes (a host stops reporting for a while) with an incident."""
+    site, con = _site(6)
+    t0 = site.start_ms + 3 * HOUR
+    fine = [(t0 - 30 * MIN, t0 + 40 * MIN)]
+    s = settings()
+    calls = {"baselines": 0, "steps": 0}
+    real_baselines, real_judge = CongestionDetector._baselines, CongestionDetector._judge
+
+    def baselines(self: CongestionDetector, hs: Any) -> None:
+        calls["baselines"] += type(self) is CongestionDetector
+        real_baselines(self, hs)
+
+    def judge(self: CongestionDetector, *args: Any) -> None:
+        calls["steps"] += type(self) is CongestionDetector
+        real_judge(self, *args)
+
+    monkeypatch.setattr(CongestionDetector, "_baselines", baselines)
+    monkeypatch.setattr(CongestionDetector, "_judge", judge)
+    kept = replay(con, site.start_ms, site.end_ms, settings=s, fine=fine)
+    every = Engine(s, [])
+    every.congestion = _EveryStep(s)
+    each = replay(con, site.start_ms, site.end_ms, settings=s, fine=fine, engine=every)
+    assert kept.engine is not None and each.engine is not None
+    assert kept.firing("eastwest_congestion")
+    assert 0 < calls["baselines"] < calls["steps"] / 3, calls  # kept across steps (a control)
+    assert repr(each.engine.congestion_scores()) == repr(kept.engine.congestion_scores())
+    assert {t: repr(f) for t, f in each.history.items()} == {t: repr(f) for t, f in kept.history.items()}
+    assert [(t, repr(a)) for t, a in each.alerts] == [(t, repr(a)) for t, a in kept.alerts]

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.baselines import BaselineBank, median_mad, poisson_floor, robust_z
+from analytics.baselines import BaselineBank, _nan_med_mad, median_mad, poisson_floor, robust_z
 from analytics.rates import SeriesRegistry, StepAccumulator, is_counter, metric_forms, query_table, window_sql
 from analytics.settings import BaselineSettings
 from collector.schema import Sample, from_ms, samples_table
@@ -88,6 +88,27 @@ def test_window_sql_reads_both_forms_from_duckdb() -> None:
     assert is_counter("smb.client.requests_total") and not is_counter("smb.client.requests_per_sec")
 
 
+def test_bank_statistics_are_each_rows_median_mad() -> None:
+    """The vectorised statistics (one sort of the float32 ring, zero-MAD rows read after their
+    zeros) equal :func:`median_mad` of each row: rings of rates that are mostly 0 with bursts,
+    constant, partly filled (NaN), empty, and with repeated values."""
+    rng = np.random.default_rng(7)
+    rows = rng.exponential(2.0, size=(40, 90))
+    rows[rng.random(rows.shape) < 0.6] = 0.0  # an idle counter's rate: mostly 0
+    rows[5:10] = np.round(rows[5:10])  # ties
+    rows[10:13] = 0.0
+    rows[10, 3] = 4.0  # one burst in a quiet ring: MAD 0, spread from the burst
+    rows[11] = 2.5  # constant: spread 0
+    rows[13:20, 40:] = np.nan  # ring not yet wrapped
+    rows[20] = np.nan  # no values
+    block = rows.astype(np.float32)
+    med, sig, n = _nan_med_mad(block)
+    for i, row in enumerate(block.astype(np.float64)):
+        want_med, want_sig = median_mad(row)
+        assert n[i] == np.isfinite(row).sum()
+        assert (med[i], sig[i]) == (want_med, want_sig) or (math.isnan(want_med) and math.isnan(med[i])), i
+
+
 def test_median_mad_and_floors() -> None:
     med, sig = median_mad([1, 2, 3, 4, 100, float("nan")])
     assert med == 3 and math.isclose(sig, 1.4826 * 1)
@@ -138,3 +159,48 @@ def test_compiled_forest_scores_exactly_like_sklearn() -> None:
     probe = rng.normal(size=(200, 5)) * 3
     assert np.allclose(fast.score_samples(probe), model.score_samples(probe), atol=1e-12)
     assert (fast.outlier(probe) == (model.predict(probe) == -1)).all()
+
+
+def test_bank_version_moves_when_baselines_may_change() -> None:
+    """Callers keep what :meth:`BaselineBank.baseline` gave until ``version`` moves: new series,
+    recomputed statistics and renumbering move it; learning values alone does not (statistics
+    change only at a refresh), and neither does a refresh that is not due."""
+    cfg = BaselineSettings.model_validate({"window": "1h", "min_points": 5, "refresh": "10m", "time_of_day": False})
+    bank = BaselineBank(cfg, STEP)
+    v0 = bank.version
+    ids = bank.ids(["a", "b"])
+    assert bank.version > v0
+    bank.refresh(T0)
+    v1 = bank.version
+    assert v1 > v0
+    for k in range(6):
+        bank.add(ids, np.array([1.0, 2.0]) + k, T0 + k * STEP)
+        assert bank.version == v1
+        bank.refresh(T0 + k * STEP)  # not due (10 min)
+        assert bank.version == v1
+    before = bank.baseline(ids)
+    bank.refresh(T0 + 10 * STEP)
+    assert bank.version > v1
+    assert bank.baseline(ids)[0].tolist() != before[0].tolist()
+    v2 = bank.version
+    bank.retain(np.array([1]))
+    assert bank.version > v2
+
+
+def test_distinct_ids_in_any_order_learn_as_sorted_ids() -> None:
+    """Values for distinct ids in any order are learned as for the same ids in order; of an id
+    given twice the first value is learned."""
+    cfg = BaselineSettings.model_validate({"window": "1h", "min_points": 5, "refresh": "10m", "tod_min_points": 5})
+    a, b = BaselineBank(cfg, STEP), BaselineBank(cfg, STEP)
+    ids_a, ids_b = a.ids(list("wxyz")), b.ids(list("wxyz"))
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        order = rng.permutation(4)
+        vals = rng.normal(size=4)
+        a.add(ids_a[order], vals[order], T0 + k * STEP)
+        b.add(np.concatenate([ids_b, ids_b[:1]]), np.concatenate([vals, [99.0]]), T0 + k * STEP)
+    for bank in (a, b):
+        bank.refresh(T0 + 40 * STEP, force=True)
+    for x, y in zip(a.baseline(ids_a), b.baseline(ids_b), strict=True):
+        assert x.tobytes() == y.tobytes()
+    assert a.g.tobytes() == b.g.tobytes() and a.t_days.tobytes() == b.t_days.tobytes()

@@ -45,3 +45,22 @@ def test_an_id_given_twice_in_one_call_learns_both_values_and_nan_is_skipped() -
     bank = TailBank(k=2, window_ms=60 * MIN, blocks=6)
     bank.add(np.array([3, 3, 3]), np.array([5.0, math.nan, 9.0]), 0)
     assert bank.kth(np.array([3]), 0)[0] == 5.0
+
+
+def test_distinct_ids_in_any_order_learn_as_one_id_at_a_time() -> None:
+    """One call with every id once (the congestion detector's usual call, hosts in any order)
+    keeps exactly what adding the ids one by one keeps; ids past the bank's rows read NaN."""
+    rng = np.random.default_rng(11)
+    together = TailBank(k=3, window_ms=60 * MIN, blocks=6)
+    apart = TailBank(k=3, window_ms=60 * MIN, blocks=6)
+    for step in range(120):
+        ids = rng.permutation(8)[: rng.integers(1, 9)]
+        vals = rng.standard_t(3, size=ids.size)
+        vals[rng.random(ids.size) < 0.1] = np.nan
+        together.add(ids, vals, step * MIN)
+        for i, v in zip(ids.tolist(), vals.tolist(), strict=True):
+            apart.add(np.array([i]), np.array([v]), step * MIN)
+        probe = np.array([7, 0, 3, 12])
+        got, want = together.kth(probe, step * MIN), apart.kth(probe, step * MIN)
+        assert got.tobytes() == want.tobytes()
+        assert math.isnan(got[3]), "an id the bank never saw has no bar"
