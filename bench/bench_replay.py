@@ -154,7 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", action="store_true", help="end to end: run the detectors as replay does")
     args = ap.parse_args(argv)
     if args.code:
-        sys.path.insert(0, str(args.code.resolve()))
+        code = str(args.code.resolve())
+        sys.path.insert(0, code)
+        # the parse workers fork from a forkserver, a fresh interpreter that imports from its own
+        # sys.path (Python 3.11 does not pass it this one's), whose first entry is the working
+        # directory: without both they ran the code of the checkout the bench was started in
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (code, os.environ.get("PYTHONPATH")) if p)
+        if args.capture is not None:
+            args.capture = args.capture.resolve()
+        os.chdir(code)
 
     import duckdb
 

@@ -219,9 +219,11 @@ PRELOAD = (
 capture needs (numpy, pyarrow and pyarrow.compute come with them). A spawned worker spent ~0.3
 CPU-s importing them (plus its interpreter's teardown at exit, which a forked child skips with
 ``os._exit``); forked from the forkserver, each worker starts with them at no cost.
-``"__main__"`` (multiprocessing's own default) is the parent's main script, which every spawned
-worker ran again: for the ``hciwatch`` console script that is the whole CLI (~0.3 s more per
-worker); the forkserver runs it once (``python -m hciwatch`` is not re-run at all)."""
+``"__main__"`` is multiprocessing's own default entry. On Python 3.11 it imports nothing: the
+parent hands the forkserver its script as ``init_main_from_path``, a key ``forkserver.main`` does
+not read (nor does it read ``sys_path``: the forkserver imports from its own ``sys.path``, which
+``PYTHONPATH`` sets). Forked workers do not re-run the parent's script either, unlike spawned ones
+(for the ``hciwatch`` console script that was the whole CLI, ~0.3 s per worker)."""
 
 
 def worker_context() -> BaseContext:
