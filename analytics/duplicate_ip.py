@@ -50,8 +50,10 @@ import pyarrow as pa
 
 from analytics.findings import Finding
 from analytics.networks import NetworkIndex
-from analytics.observations import Holding, MacChange, ObservationTracker, dictionary_codes
+from analytics.observations import Holding, MacChange, ObservationTracker
+from analytics.rates import dictionary_codes
 from analytics.settings import AnalyticsSettings
+from collector.arrow_copy import owned
 from collector.schema import AlertKind, Severity, from_ms, iso
 
 UNASSIGNED = "unassigned"
@@ -148,6 +150,8 @@ def _valid_texts(col: pa.ChunkedArray[Any]) -> tuple[npt.NDArray[np.int64], list
     return rows, cast(list[str | None], arr.take(pa.array(rows, pa.int64())).to_pylist())
 
 
+_LbEntry = tuple[str, tuple[str, str], str]  # (ip, (cluster, namespace/service), ports) of one lbinfo text
+_NO_FLOOR = 1 << 62  # no IP in ``ports``: any cut-off is below the floor
 LBINFO_CACHE = 4096  # distinct lbinfo texts remembered parsed (cleared whole when full)
 
 
@@ -164,7 +168,12 @@ class DuplicateIpDetector:
         self.known: dict[tuple[str, str], _Known] = {}
         # ip → {(cluster, namespace/service): (ports, last seen ms)} from the k8s inventory
         self.ports: dict[str, dict[tuple[str, str], tuple[str, int]]] = {}
-        self._lbinfo_cache: dict[str, tuple[str, tuple[str, str], str] | None] = {}
+        # a lower bound of every IP's last sighting in ``ports`` (lowered at each write, made exact
+        # at each clean-up), so a pass with nothing past the retention skips the scan of every IP
+        self._ports_floor = _NO_FLOOR
+        self._lbinfo_cache: dict[str, _LbEntry | None] = {}
+        # the last ``lbinfo`` column read, its Service rows and their entries (see _lb_rows)
+        self._lb_memo: tuple[Any, npt.NDArray[np.int64], list[_LbEntry | None]] | None = None
         self._groups: (
             tuple[
                 ObservationTracker,
@@ -180,22 +189,41 @@ class DuplicateIpDetector:
         if tbl.num_rows and "lbinfo" in tbl.column_names:
             col = tbl.column("lbinfo")
             if col.null_count < len(col):
-                # the few Service rows among a step table's hundreds, as two plain lists
-                rows, texts = _valid_texts(col)
+                # the few Service rows among a step table's hundreds, and what each names
+                rows, entries = self._lb_rows(col)
                 buckets = np.asarray(tbl.column("bucket").to_numpy())[rows].tolist()
                 ports = self.ports
-                for text, bucket in zip(texts, buckets, strict=True):
-                    if text is None:
-                        continue
-                    entry = self._lbinfo(text)
+                for entry, bucket in zip(entries, buckets, strict=True):
                     if entry is not None:
                         ip, key, port_text = entry
-                        ports.setdefault(ip, {})[key] = (port_text, int(cast(int, bucket)))
+                        seen = int(cast(int, bucket))
+                        ports.setdefault(ip, {})[key] = (port_text, seen)
+                        if seen < self._ports_floor:
+                            self._ports_floor = seen
         cutoff = now_ms - self.retention
+        if cutoff <= self._ports_floor:
+            return  # every IP was seen at or after the floor: none is past the retention
         for ip in [ip for ip, d in self.ports.items() if max(v[1] for v in d.values()) < cutoff]:
             del self.ports[ip]
+        self._ports_floor = min((max(v[1] for v in d.values()) for d in self.ports.values()), default=_NO_FLOOR)
 
-    def _lbinfo(self, text: str) -> tuple[str, tuple[str, str], str] | None:
+    def _lb_rows(self, col: pa.ChunkedArray[Any]) -> tuple[npt.NDArray[np.int64], list[_LbEntry | None]]:
+        """The rows of a step table's ``lbinfo`` column that name a Service, and what each names.
+
+        Why: a steady site's step table is the same series pass after pass, so the column equals
+        the last pass's (one C++ comparison; the registry even hands back the same array) and
+        its rows and parsed entries are the last pass's — instead of decoding it again."""
+        arr: Any = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        memo = self._lb_memo
+        if memo is not None and (memo[0] is arr or memo[0].equals(arr)):
+            return memo[1], memo[2]
+        rows, texts = _valid_texts(col)
+        entries = [None if text is None else self._lbinfo(text) for text in texts]
+        # a copy: the column's dictionary may be a slice of a shared-memory chunk
+        self._lb_memo = (owned(arr), rows, entries)
+        return rows, entries
+
+    def _lbinfo(self, text: str) -> _LbEntry | None:
         """(ip, (cluster, namespace/service), ports) of one ``lbinfo`` JSON text, or None when it
         names no IP or is not JSON; parsed once per distinct text (the inventory lists the same
         Services at every scrape)."""
