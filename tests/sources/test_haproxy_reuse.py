@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -172,6 +173,9 @@ def test_new_numbers_of_a_small_payload_are_a_hit() -> None:
         FIRST.replace(b"fe,FRONTEND,1,", b"fe,FRONTEND,,").replace(b"OPEN,,0,,,", b"OPEN,,0,,,"),
         FIRST.replace(b",2,20,", b",1234567890123456789,20,"),  # 19 digits: past the plain form
         FIRST.replace(b",2,20,", b",-,20,"),  # a lone minus
+        FIRST.replace(b",2,20,", b",0x1F,20,"),  # hexadecimal, which Arrow's integer cast reads
+        FIRST.replace(b",2,20,", b",-0x1,20,"),
+        FIRST.replace(b",2,20,", b",+2,20,"),  # a plus sign
         FIRST.replace(b",2,20,", b",\xd9\xa3,20,"),  # an Arabic-Indic digit
         FIRST.replace(b"5s,", b'"5s, ago",'),  # a quoted cell holding a comma
         FIRST.replace(b"5s,", b'"5s\nago",'),  # a quoted cell spanning lines
@@ -308,7 +312,23 @@ def test_fuzz_spliced_reads_equal_the_careful_parser(name: str, junk: bytes, cut
     st.lists(
         st.tuples(
             st.integers(min_value=0, max_value=10**6),
-            st.sampled_from([b"", b"-1", b"0", b"007", b"x", b"1.5", b"99999999999999999999", b"-", b" 1", b'"']),
+            st.sampled_from(
+                [
+                    b"",
+                    b"-1",
+                    b"0",
+                    b"-0",
+                    b"007",
+                    b"x",
+                    b"0x1F",
+                    b"+1",
+                    b"1.5",
+                    b"99999999999999999999",
+                    b"-",
+                    b" 1",
+                    b'"',
+                ]
+            ),
         ),
         max_size=4,
     ),
@@ -371,3 +391,29 @@ def test_fuzz_plain_rows_equal_the_careful_parser(rows: list[list[str]], crlf: b
         assert_equal(("", got[0]), careful(rec))
     _reuse.CACHE.clear()
     assert_same_as_careful(body, body)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [b"0", b"7", b"-7", b"007", b"-0", b"-00", b"123456789012345678", b"-123456789012345678", b"9007199254740993"],
+)
+def test_plain_integers_are_read_as_the_float_cast_reads_them(cell: bytes) -> None:
+    """:func:`_reuse.integers` (an integer cast) gives the float cast's values bit for bit: the
+    sign of ``-0`` included, and integers past 2**53 rounded alike."""
+    body = b"a," + cell + b",b,1\n"
+    buf = np.frombuffer(body, dtype=np.uint8)
+    starts, ends = np.array([2, len(body) - 2]), np.array([2 + len(cell), len(body) - 1])
+    got = _reuse.integers(body, buf, starts, ends)
+    assert got is not None
+    assert got.tobytes() == _reuse.cast_integers(body, starts, ends).tobytes()
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [b"0x1F", b"0X1f", b"-0x1", b"0x", b"+1", b"-", b"1.5", b"1e3", b" 1", b"1 ", b"x", b"--1", b"1234567890123456789"],
+)
+def test_anything_but_a_plain_integer_is_refused(cell: bytes) -> None:
+    """Arrow's integer cast also reads hexadecimal: refused like every other non-plain cell."""
+    body = b"a," + cell + b",1\n"
+    buf = np.frombuffer(body, dtype=np.uint8)
+    assert _reuse.integers(body, buf, np.array([2, len(body) - 2]), np.array([2 + len(cell), len(body) - 1])) is None

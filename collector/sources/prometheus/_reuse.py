@@ -6,7 +6,7 @@ fresh copy of every label string) is most of a scrape's CPU and most of the stor
 memory. So after a clean parse the *skeleton* of the payload is kept per target: every line's
 bytes up to the end of ``name{...}`` (whole lines for comments and blank lines) and the parsed
 result. The next payload from that target is checked against it — same line count, every prefix
-byte-identical (one gather and one buffer comparison, vectorised), each sample line continuing
+byte-identical (one vectorised Arrow ``equal``, line by line, in place), each sample line continuing
 with a space and a number — and then only the value tokens are parsed; the result reuses the
 previous label/metric/source/host arrays. Tables of one target therefore share their label
 buffers in the store's buffer (one copy, not one per scrape).
@@ -53,7 +53,7 @@ class Skeleton:
     by_line: I64  # sample_lines[order]: the sample lines in body order
     order: I64  # rows by line (rows of the exact path come after the vectorised ones)
     plain: I64  # positions (in line order) of plain `name value` rows, which Go's float grammar checks
-    prefix: pa.Buffer  # the concatenated prefixes
+    prefixes: pa.Array[Any]  # element 2j: line j's prefix, odd elements empty (see :func:`_interleaved`)
     divisor: F64 | None  # per row, when any catalog unit divides
     samples: pa.Table
     ip_observations: pa.Table
@@ -97,7 +97,6 @@ def remember(
     order = np.argsort(sc.line, kind="stable")
     other = np.ones(len(ls), dtype=np.bool_)
     other[sc.line] = False
-    data = _data(prefix)
     sk = Skeleton(
         catalog=catalog,
         n_lines=len(ls),
@@ -108,15 +107,16 @@ def remember(
         order=order,
         # a labelled row's prefix ends with its "}", a plain row's with its name
         plain=np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[sc.prefix_end[order] - 1] != _RBRACE),
-        prefix=data,
+        prefixes=_interleaved(prefix),
         divisor=divisor,
         samples=result.samples,
         ip_observations=result.ip_observations,
         nbytes=0,
     )
     sk.nbytes = (
-        data.size
+        _data(prefix).size
         + plen.nbytes
+        + 2 * len(ls) * 4
         + 3 * sk.sample_lines.nbytes
         + sk.other_lines.nbytes
         + sk.plain.nbytes
@@ -125,6 +125,19 @@ def remember(
         + result.ip_observations.nbytes
     )
     CACHE.put(record, sk)
+
+
+def _interleaved(prefix: pa.Array[Any]) -> pa.Array[Any]:
+    """The compact prefixes as the shape of a :func:`~._scan.view_ranges` of the next body's
+    prefixes: element ``2j`` is line ``j``'s prefix, the odd elements are empty strings (over the
+    same value bytes, only the offsets are new), so one ``equal`` compares line by line."""
+    offsets, values = prefix.buffers()[1:3]
+    assert offsets is not None and values is not None  # a sample line's prefix has its name
+    o = np.frombuffer(memoryview(offsets), dtype=np.int32)[prefix.offset : prefix.offset + len(prefix) + 1]
+    off = np.empty(2 * len(prefix), dtype=np.int32)
+    off[0::2] = o[:-1]
+    off[1::2] = o[1:]
+    return pa.StringArray.from_buffers(2 * len(prefix) - 1, pa.py_buffer(off.data), values)
 
 
 def _data(arr: pa.Array[Any]) -> pa.Buffer:
@@ -167,8 +180,10 @@ def _reuse(sk: Skeleton, record: RawRecord, body: bytes, ls: I64, le: I64) -> Pa
     if len(other) and (width[other] != plen[other]).any():  # comments and blank lines: whole line, no more
         return None
     data = pa.py_buffer(body)
-    got = _data(take_ranges(data, ls, ls + plen))
-    if not got.equals(sk.prefix):
+    # every line's prefix against the skeleton's, in place (no gather of ~all the body): the
+    # view's gaps are null, so only its ``2j`` elements compare, each with line j's prefix
+    same = pc.equal(view_ranges(data, ls, ls + plen), sk.prefixes)
+    if same.true_count != len(ls):
         return None
     buf = np.frombuffer(body, dtype=np.uint8)
     by_line = sk.by_line  # the ranges below must be in body order
