@@ -93,7 +93,9 @@ def _nan_med_mad(block: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> tu
     """
     b = np.sort(block, axis=-1).astype(np.float64)
     n = np.sum(np.isfinite(b), axis=-1).astype(np.int64)
-    med = _sorted_median(b, n)
+    # + 0.0: -0.0 and 0.0 tie, and which one a sort puts first depends on the type sorted; one
+    # sign for a zero median keeps evidence ("baseline: 0.0") the same whatever the ring's type
+    med = _sorted_median(b, n) + 0.0
     dev = np.sort(np.abs(b - med[..., None]), axis=-1)
     sig = _sorted_median(dev, n) * MAD_TO_SIGMA
     flat = sig == 0

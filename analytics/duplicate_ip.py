@@ -211,11 +211,11 @@ class DuplicateIpDetector:
         """The rows of a step table's ``lbinfo`` column that name a Service, and what each names.
 
         Why: a steady site's step table is the same series pass after pass, so the column equals
-        the last pass's (one C++ comparison; the registry even hands back the same array) and
-        its rows and parsed entries are the last pass's — instead of decoding it again."""
+        the last pass's (one C++ comparison against the memo's own copy) and its rows and parsed
+        entries are the last pass's — instead of decoding it again."""
         arr: Any = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         memo = self._lb_memo
-        if memo is not None and (memo[0] is arr or memo[0].equals(arr)):
+        if memo is not None and memo[0].equals(arr):
             return memo[1], memo[2]
         rows, texts = _valid_texts(col)
         entries = [None if text is None else self._lbinfo(text) for text in texts]

@@ -368,7 +368,10 @@ class SeriesKeys:
             if codes is None:
                 codes = self._decoded[(id(keys), j)] = _DictCodes(col)
                 self._layout_bytes += codes.nbytes  # within the layouts' memory bound
-            if not codes.same_values(mine):
+            before = codes.nbytes
+            same = codes.same_values(mine)
+            self._layout_bytes += codes.nbytes - before  # the other dictionary it now remembers
+            if not same:
                 return None
         return keys
 
@@ -533,7 +536,9 @@ class _DictCodes:
 
     @property
     def nbytes(self) -> int:
-        return int(self.codes.nbytes + self.dictionary.nbytes)
+        """Memory held, the last other dictionary and its map included (they change per match)."""
+        seen = 0 if self._seen is None else self._seen.nbytes
+        return int(self.codes.nbytes + self.dictionary.nbytes + seen + self._remap.nbytes)
 
     def same_values(self, other: pa.ChunkedArray[Any]) -> bool:
         """Whether ``other`` (a dictionary column) decodes to the same values, nulls included."""

@@ -143,6 +143,37 @@ def test_dict_codes_with_a_value_twice_never_match_wrongly() -> None:
     )
     memo = _DictCodes(twice)
     assert not memo.same_values(_col(["a", "b", "b"], []))
+    # remembered with a value twice: equal rows may miss (keyed afresh), never a wrong match
+    assert not memo.same_values(_col(["a", "b", "a"], []))
+
+
+def _dict_col(codes: list[int | None], dictionary: list[str | None]) -> pa.ChunkedArray[Any]:
+    return pa.chunked_array(
+        [pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(dictionary, pa.string()))]
+    )
+
+
+def test_dict_codes_match_another_dictionary_holding_a_value_twice() -> None:
+    memo = _DictCodes(_col(["a", "b", "a", None], []))
+    assert memo.same_values(_dict_col([0, 1, 2, None], ["a", "b", "a"]))  # equal rows: a match
+    assert not memo.same_values(_dict_col([0, 1, 1, None], ["a", "b", "a"]))
+    assert not memo.same_values(_dict_col([0, 1, 2, 0], ["a", "b", "a"]))  # a value for a null row
+
+
+def test_dict_codes_with_a_null_entry_never_match_unequal_rows() -> None:
+    memo = _DictCodes(_col(["a", None, "b"], []))
+    cases: list[list[int | None]] = [[0, 1, 2], [0, None, 2], [0, 1, 1], [2, 1, 0]]
+    for codes in cases:
+        other = _dict_col(codes, ["a", None, "b"])
+        if memo.same_values(other):  # a match only where the rows decode to the same values
+            assert other.cast(pa.string()).equals(_col(["a", None, "b"], []).cast(pa.string()))
+
+
+def test_dict_codes_count_the_dictionary_they_last_mapped() -> None:
+    memo = _DictCodes(_col(["a", "b"], []))
+    alone = memo.nbytes
+    assert memo.same_values(_col(["a", "b"], ["b", "a", "c", "d"]))
+    assert memo.nbytes > alone  # the other dictionary and its map are held until the next one
 
 
 def _lb_table(texts: list[str | None], bucket: int) -> pa.Table:
