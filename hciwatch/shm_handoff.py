@@ -21,6 +21,7 @@ import itertools
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -109,3 +110,42 @@ def read_streams(path: str, lengths: list[int]) -> list[pa.Table]:
         out.append(pa.ipc.open_stream(stream).read_all())
         at += n
     return out
+
+
+def write_block(directory: Path, parts: Sequence[bytes | memoryview]) -> str | None:
+    """Write ``parts`` one after the other into a new file in ``directory`` (a worker's input).
+
+    Why: a capture block handed to a worker through the executor's pipe is joined into one
+    ``bytes``, pickled (a second copy) and pushed through the pipe in 64 KiB turns of both
+    processes; written here it is copied once, by the kernel, and the worker reads it in one
+    call (:func:`take_block`). Returns the file, or None when it could not be written (no space,
+    the directory gone): the caller sends the bytes instead.
+    """
+    path = str(directory / f"in-{next(_seq)}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return None
+    try:
+        try:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None
+    return path
+
+
+def take_block(path: str) -> bytes:
+    """In a worker: the contents of a :func:`write_block` file, which is removed."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

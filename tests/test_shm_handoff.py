@@ -41,3 +41,18 @@ def test_directories_of_dead_processes_are_removed(tmp_path: Path) -> None:
     mine = shm_handoff.open_dir(tmp_path)
     assert mine is not None and mine.exists()
     assert not stale.exists()
+
+
+def test_a_block_written_in_parts_is_read_back_whole_and_removed(tmp_path: Path) -> None:
+    d = shm_handoff.open_dir(tmp_path)
+    assert d is not None
+    piece = b"b" * 300_000
+    path = shm_handoff.write_block(d, [b"a\n" * 1000, memoryview(piece)[:1000], b""])
+    assert path is not None and Path(path).parent == d
+    assert shm_handoff.take_block(path) == b"a\n" * 1000 + b"b" * 1000
+    assert list(d.iterdir()) == []
+    shm_handoff.close_dir(d)
+
+
+def test_a_block_that_cannot_be_written_is_none(tmp_path: Path) -> None:
+    assert shm_handoff.write_block(tmp_path / "gone", [b"a\n"]) is None
