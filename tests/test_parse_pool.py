@@ -249,14 +249,15 @@ def test_workers_reading_the_capture_give_the_line_by_line_outcome(
 def test_blocks_go_by_pipe_when_no_shared_memory_file_can_be_written(
     tmp_path: Path, lab_lines: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lines travel through ``/dev/shm`` files the workers remove, or (no space) the pipe."""
+    """The lines travel through ``/dev/shm`` files reused once read (as many as blocks in flight),
+    or (no space) the pipe."""
     path = tmp_path / "c.jsonl"
     path.write_bytes(b"\n".join(lab_lines) + b"\n")
     want = _reference(path)
-    with ParsePool(MAPPINGS, workers=2, block_bytes=3000, start_bytes=0) as pool:
+    with ParsePool(MAPPINGS, workers=2, block_bytes=3000, start_bytes=0, ahead=4) as pool:
         _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
-        assert pool._shm is None or list(pool._shm.iterdir()) == []  # every block file was taken
-        monkeypatch.setattr(shm_handoff, "write_block", lambda *_: None)
+        assert pool._shm is None or 0 < len(list(pool._shm.glob("in-*"))) <= 4
+        monkeypatch.setattr(shm_handoff.BlockFiles, "write", lambda *_: None)
         _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
 
 
