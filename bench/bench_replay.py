@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         # sys.path (Python 3.11 does not pass it this one's), whose first entry is the working
         # directory: without both they ran the code of the checkout the bench was started in
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (code, os.environ.get("PYTHONPATH")) if p)
-        if args.capture is not None:
-            args.capture = args.capture.resolve()
+        for key, value in vars(args).items():  # every path argument, before it would move
+            if isinstance(value, Path):
+                setattr(args, key, value.resolve())
         os.chdir(code)
 
     import duckdb
