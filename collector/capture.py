@@ -137,7 +137,7 @@ def iter_line_parts(path: Path, block_bytes: int = 1 << 20) -> Iterator[list[byt
     """:func:`iter_line_data`'s pieces, each as the decompressed parts it is made of, not joined.
 
     Why: a reader that writes a piece somewhere (a replay hands each to a parse worker through a
-    shared-memory file, :func:`hciwatch.shm_handoff.write_block`) writes the parts one after the
+    shared-memory file, :class:`hciwatch.shm_handoff.BlockFiles`) writes the parts one after the
     other, and the join's copy of every byte (~0.13 s of the 48 h capture's 358 MiB) is not made.
     A ``memoryview`` part refers to a decompressed part the next piece's first part is cut from.
 

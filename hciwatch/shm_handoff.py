@@ -12,6 +12,9 @@ Files live in one directory per consumer process, named after its pid; the consu
 when done, and a later consumer removes the directories of dead processes (a consumer killed
 with ``SIGKILL`` leaves files in tmpfs, which is memory). Where there is no writable
 ``/dev/shm`` (or it fills up), the results travel as bytes as before.
+
+The capture blocks a replay hands to its workers go the other way through the same directory
+(:class:`BlockFiles`), and likewise by pipe where a file cannot be written.
 """
 
 from __future__ import annotations
