@@ -39,7 +39,7 @@ from collector.capture import (
     READ_FAULTS,
     CaptureItem,
     CaptureStream,
-    iter_line_data,
+    iter_line_parts,
     order_error,
     parse_line,
     read_error,
@@ -433,14 +433,22 @@ def _block_lines(
 
 
 def _parse_block(
-    file: str, data: bytes, kinds: frozenset[str] | None, shm_dir: str | None
+    file: str,
+    data: bytes,
+    kinds: frozenset[str] | None,
+    shm_dir: str | None,
+    block_file: tuple[str, int] | None = None,
 ) -> tuple[list[_Line], int, _ChunkResult]:
     """In a worker: a block of capture lines read and parsed (the consumer decodes no JSON).
 
     Its lines are numbered from 1 and counted here: the consumer, which takes the blocks in
-    order, adds the lines of the blocks before (it never scans a block for newlines itself)."""
+    order, adds the lines of the blocks before (it never scans a block for newlines itself).
+    With ``block_file`` the lines are at the start of that shared-memory file, this long
+    (:class:`shm_handoff.BlockFiles`), not in ``data``."""
     catalog = _worker_catalog
     assert catalog is not None, "worker not initialised"
+    if block_file is not None:
+        data = shm_handoff.take_block(*block_file)
     lines, records, n = _block_lines(file, data, 1, kinds)
     return lines, n, _chunk_result(records, catalog, shm_dir, _worker_sets)
 
@@ -715,30 +723,34 @@ class ParsePool:
         """
         self._complete = False
         name = str(stream.path)
-        blocks = iter_line_data(stream.path, self.block_bytes)
+        blocks = iter_line_parts(stream.path, self.block_bytes)
         order = _Order(name, self.feed_sets)
-        head: list[bytes] = []
+        head: list[list[bytes | memoryview]] = []
         size = 0
         for block in _until_fault(blocks, order):
             head.append(block)
-            size += len(block)
+            size += sum(map(len, block))
             if size >= self.start_bytes:
                 break
         if self.workers == 0 or size < self.start_bytes:
             for block in itertools.chain(head, _until_fault(blocks, order)):
-                yield from order.inline(block, stream.kinds, self._inline)
+                yield from order.inline(b"".join(block), stream.kinds, self._inline)
             yield from order.fault()
             self._complete = True
             return
         pool = self._start()
         shm = str(self._shm) if self._shm is not None else None
-        pending: deque[Future[tuple[list[_Line], int, _ChunkResult]]] = deque()
+        files = shm_handoff.BlockFiles(self._shm) if self._shm is not None else None
+        pending: deque[tuple[Future[tuple[list[_Line], int, _ChunkResult]], str | None]] = deque()
         for block in itertools.chain(head, _until_fault(blocks, order)):
-            pending.append(pool.submit(_parse_block, name, block, stream.kinds, shm))
+            # through a shared-memory file when it can be written, else the joined bytes by pipe
+            file = files.write(block) if files is not None else None
+            data = b"" if file is not None else b"".join(block)
+            pending.append((pool.submit(_parse_block, name, data, stream.kinds, shm, file), file and file[0]))
             while len(pending) >= self.ahead:
-                yield from order.drain(pending.popleft())
+                yield from _drained(order, pending.popleft(), files)
         while pending:
-            yield from order.drain(pending.popleft())
+            yield from _drained(order, pending.popleft(), files)
         yield from order.fault()
         self._complete = True
 
@@ -750,7 +762,19 @@ def _started() -> None:
 START_TIMEOUT_S = 120.0  # a first worker that has not run by then will not (a forkserver stuck at start)
 
 
-def _until_fault(blocks: Iterator[bytes], order: _Order) -> Iterator[bytes]:
+def _drained(
+    order: _Order,
+    entry: tuple[Future[tuple[list[_Line], int, _ChunkResult]], str | None],
+    files: shm_handoff.BlockFiles | None,
+) -> Iterator[Parsed[str | CaptureError]]:
+    """:meth:`_Order.drain` of a task; then its block's file (read by then) is free again."""
+    fut, file = entry
+    yield from order.drain(fut)
+    if file is not None and files is not None:
+        files.release(file)
+
+
+def _until_fault(blocks: Iterator[T], order: _Order) -> Iterator[T]:
     """``blocks`` up to a read fault, which ``order`` keeps to report after the lines before it."""
     try:
         for block in blocks:  # noqa: UP028 - ``yield from`` would close ``blocks`` when a caller stops early

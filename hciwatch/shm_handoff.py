@@ -12,6 +12,9 @@ Files live in one directory per consumer process, named after its pid; the consu
 when done, and a later consumer removes the directories of dead processes (a consumer killed
 with ``SIGKILL`` leaves files in tmpfs, which is memory). Where there is no writable
 ``/dev/shm`` (or it fills up), the results travel as bytes as before.
+
+The capture blocks a replay hands to its workers go the other way through the same directory
+(:class:`BlockFiles`), and likewise by pipe where a file cannot be written.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -109,3 +113,54 @@ def read_streams(path: str, lengths: list[int]) -> list[pa.Table]:
         out.append(pa.ipc.open_stream(stream).read_all())
         at += n
     return out
+
+
+class BlockFiles:
+    """Files in a hand-off directory that carry capture blocks to the workers, each rewritten in
+    place for a later block once its worker has read it.
+
+    Why: a capture block handed to a worker through the executor's pipe is joined into one
+    ``bytes``, pickled (a second copy) and pushed through the pipe in 64 KiB turns of both
+    processes; written here it is copied once, by the kernel, and the worker reads it in one
+    call (:func:`take_block`). Rewriting a file keeps its tmpfs pages: a new file per block cost
+    three times the CPU (pages allocated and zeroed by the writer, freed at the unlink).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._free: list[str] = []
+
+    def write(self, parts: Sequence[bytes | memoryview]) -> tuple[str, int] | None:
+        """Write ``parts`` one after the other from the start of a free file: that file and the
+        length written (a reused file may be longer), or None when it could not be written (no
+        space, the directory gone): the caller sends the bytes instead."""
+        path = self._free.pop() if self._free else str(self.directory / f"in-{next(_seq)}")
+        size = 0
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                for part in parts:
+                    view = memoryview(part)
+                    size += len(view)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return None
+        return path, size
+
+    def release(self, path: str) -> None:
+        """``path`` was read by its worker (its task's result is in): a later block may use it."""
+        self._free.append(path)
+
+
+def take_block(path: str, size: int) -> bytes:
+    """In a worker: the ``size`` bytes a :meth:`BlockFiles.write` put at the start of ``path``."""
+    with open(path, "rb", buffering=0) as f:
+        data = f.read(size)
+    if len(data) != size:
+        raise OSError(f"capture block {path}: {len(data)} bytes of {size}")
+    return data

@@ -21,6 +21,7 @@ from collector.capture import read_capture, record_to_json
 from collector.catalog import Catalog, UserMapping
 from collector.errors import CaptureError
 from collector.schema import RawRecord, iso
+from hciwatch import shm_handoff
 from hciwatch.parse_pool import ChunkSplit, FeedSets, OffloadParser, Parsed, ParsePool, SplitRuns, parse_one
 
 MAPPINGS = [UserMapping("windows_custom_thing_total", "custom.thing_total", "1", True)]
@@ -243,6 +244,21 @@ def test_workers_reading_the_capture_give_the_line_by_line_outcome(
     with ParsePool(MAPPINGS, workers=2) as pool:  # smaller than start_bytes: no worker started
         _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
         assert pool._pool is None
+
+
+def test_blocks_go_by_pipe_when_no_shared_memory_file_can_be_written(
+    tmp_path: Path, lab_lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lines travel through ``/dev/shm`` files reused once read (as many as blocks in flight),
+    or (no space) the pipe."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\n".join(lab_lines) + b"\n")
+    want = _reference(path)
+    with ParsePool(MAPPINGS, workers=2, block_bytes=3000, start_bytes=0, ahead=4) as pool:
+        _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
+        assert pool._shm is None or 0 < len(list(pool._shm.glob("in-*"))) <= 4
+        monkeypatch.setattr(shm_handoff.BlockFiles, "write", lambda *_: None)
+        _same(list(pool.parse_capture(read_capture(path, known_kinds=KINDS))), want)
 
 
 def test_a_missing_capture_is_one_error(tmp_path: Path, two_workers: ParsePool) -> None:

@@ -41,3 +41,25 @@ def test_directories_of_dead_processes_are_removed(tmp_path: Path) -> None:
     mine = shm_handoff.open_dir(tmp_path)
     assert mine is not None and mine.exists()
     assert not stale.exists()
+
+
+def test_block_files_carry_blocks_written_in_parts_and_are_reused_once_released(tmp_path: Path) -> None:
+    d = shm_handoff.open_dir(tmp_path)
+    assert d is not None
+    files = shm_handoff.BlockFiles(d)
+    piece = b"b" * 300_000
+    first = files.write([b"a\n" * 1000, memoryview(piece)[:1000], b""])
+    second = files.write([piece])
+    assert first is not None and second is not None and first[0] != second[0]
+    assert shm_handoff.take_block(*first) == b"a\n" * 1000 + b"b" * 1000
+    assert shm_handoff.take_block(*second) == piece
+    files.release(first[0])
+    third = files.write([b"c\n"])  # shorter than what the file held: only its own bytes are read
+    assert third == (first[0], 2) and shm_handoff.take_block(*third) == b"c\n"
+    assert len(list(d.iterdir())) == 2
+    shm_handoff.close_dir(d)
+    assert not d.exists()
+
+
+def test_a_block_that_cannot_be_written_is_none(tmp_path: Path) -> None:
+    assert shm_handoff.BlockFiles(tmp_path / "gone").write([b"a\n"]) is None

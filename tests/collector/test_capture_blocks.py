@@ -15,7 +15,7 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.capture import READ_FAULTS, _iter_lines, iter_line_blocks, split_lines
+from collector.capture import READ_FAULTS, _iter_lines, iter_line_blocks, iter_line_data, iter_line_parts, split_lines
 
 LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
 
@@ -75,3 +75,28 @@ def test_several_frames_and_a_missing_file(tmp_path: Path) -> None:
     path.write_bytes(b"".join(zstandard.ZstdCompressor().compress(b"a\nbb\n" * n) for n in (1, 1000, 3)))
     assert _lines_of_blocks(path, 100) == _lines_one_by_one(path) == ([b"a\n", b"bb\n"] * 1004, None)
     assert _lines_of_blocks(tmp_path / "gone.jsonl", 100) == ([], "FileNotFoundError")
+
+
+def _pieces(path: Path, block_bytes: int, parts: bool) -> tuple[list[bytes], str | None]:
+    got: list[bytes] = []
+    try:
+        if parts:
+            got += (b"".join(p) for p in iter_line_parts(path, block_bytes))
+        else:
+            got += iter_line_data(path, block_bytes)
+    except READ_FAULTS as exc:
+        return got, type(exc).__name__
+    return got, None
+
+
+@given(cut=st.floats(0.05, 1.0), block_bytes=st.integers(1, 5000), frames=st.integers(1, 3))
+def test_the_parts_of_a_piece_are_that_piece_not_joined(
+    tmp_path_factory: pytest.TempPathFactory, cut: float, block_bytes: int, frames: int
+) -> None:
+    """What a replay writes into a worker's shared-memory file is what the pipe would carry."""
+    data = b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * (i % 97)) for i in range(2000)) + b"last"
+    step = len(data) // frames + 1
+    packed = b"".join(zstandard.ZstdCompressor(level=1).compress(data[i : i + step]) for i in range(0, len(data), step))
+    path = tmp_path_factory.mktemp("parts") / "c.jsonl.zst"
+    path.write_bytes(packed[: int(len(packed) * cut)])
+    assert _pieces(path, block_bytes, True) == _pieces(path, block_bytes, False)
