@@ -100,21 +100,12 @@ def _iter_lines(path: Path) -> Iterator[bytes]:
 
 
 def split_lines(data: bytes) -> list[bytes]:
-    """``data`` (whole lines, as :func:`iter_line_blocks` gives them) as :func:`_iter_lines` yields them."""
+    """``data`` (whole lines, as :func:`iter_line_data` gives them) as :func:`_iter_lines` yields them."""
     lines = [ln + b"\n" for ln in data.split(b"\n")]
     last = lines.pop()
     if last != b"\n":  # the file's last line without its newline
         lines.append(last[:-1])
     return lines
-
-
-@dataclass(frozen=True, slots=True)
-class LineBlock:
-    """Whole lines of a capture file: ``data`` starts at line ``first_line`` and holds ``lines`` of them."""
-
-    first_line: int
-    lines: int
-    data: bytes
 
 
 READ_FAULTS = (TruncatedStream, zstandard.ZstdError, OSError)
@@ -172,24 +163,6 @@ def iter_line_parts(path: Path, block_bytes: int = 1 << 20) -> Iterator[list[byt
         raise fault
     if cut < len(data):  # the last line without its newline (not after a fault: it may be cut)
         yield [data[cut:]]
-
-
-def line_count(data: bytes) -> int:
-    """Lines in a piece of :func:`iter_line_data` (what :func:`split_lines` gives of it)."""
-    return data.count(b"\n") + (not data.endswith(b"\n"))
-
-
-def iter_line_blocks(path: Path, block_bytes: int = 1 << 20) -> Iterator[LineBlock]:
-    """:func:`iter_line_data`'s pieces with their line numbers: the same lines as
-    :func:`_iter_lines`, for readers that split and decode lines elsewhere.
-
-    Raises what :func:`_iter_lines` raises, after every whole line read before the fault.
-    """
-    line = 1
-    for data in iter_line_data(path, block_bytes):
-        n = line_count(data)
-        yield LineBlock(line, n, data)
-        line += n
 
 
 def record_to_json(rec: RawRecord) -> dict[str, Any]:

@@ -222,8 +222,9 @@ CPU-s importing them (plus its interpreter's teardown at exit, which a forked ch
 ``"__main__"`` is multiprocessing's own default entry. On Python 3.11 it imports nothing: the
 parent hands the forkserver its script as ``init_main_from_path``, a key ``forkserver.main`` does
 not read (nor does it read ``sys_path``: the forkserver imports from its own ``sys.path``, which
-``PYTHONPATH`` sets). Forked workers do not re-run the parent's script either, unlike spawned ones
-(for the ``hciwatch`` console script that was the whole CLI, ~0.3 s per worker)."""
+``PYTHONPATH`` sets). Each forked worker still runs the parent's script as ``__mp_main__``
+(multiprocessing's ``prepare``); for the ``hciwatch`` console script that imports ``hciwatch.cli``
+over the preloaded parsers, ~0.03 CPU-s (its commands import what they need when they run)."""
 
 
 def worker_context() -> BaseContext:
@@ -557,9 +558,9 @@ class SplitRuns:
         if chunk is self._chunk and k == self._stop:
             self._stop += 1
             return
-        if chunk.sets is not self.sets:
+        if self.sets is None or chunk.sets != self.sets:
             if self.sets is not None:
-                self._whole = False  # another pool's sets: not these rows' split
+                self._whole = False  # other sets than this batch's first record's: not its split
                 return
             self.sets = chunk.sets
             self._pieces = [[] for _ in chunk.sets]
@@ -578,9 +579,11 @@ class SplitRuns:
         when some record came without its split."""
         self._close_run()
         tables = [None if not p else p[0] if len(p) == 1 else pa.concat_tables(p) for p in self._pieces]
-        self._pieces = [[] for _ in self._pieces]
-        whole, self._whole = self._whole, True
-        return (self.sets, tables) if whole and self.sets is not None else None
+        out = (self.sets, tables) if self._whole and self.sets is not None else None
+        # the next batch takes its first record's sets (an engine rebuilt with other sets, or
+        # another pool, gets its splits used again instead of the consumer's sort for good)
+        self.sets, self._pieces, self._whole = None, [], True
+        return out
 
 
 BLOCK_BYTES = 1 << 20
@@ -630,7 +633,7 @@ class ParsePool:
         """``feed_sets``: the workers also hand over each set's rows of every record's samples
         (:attr:`ParseOutcome.split`; records parsed inline carry none)."""
         self._mappings = list(mappings)
-        self.feed_sets = feed_sets
+        self._feed_sets = feed_sets
         self.workers = workers
         self.start_after = start_after
         self.chunk = chunk
@@ -641,6 +644,12 @@ class ParsePool:
         self._pool: ProcessPoolExecutor | None = None
         self._shm: Path | None = None
         self._complete = True  # every input given was read to its end (no task can be running)
+
+    @property
+    def feed_sets(self) -> FeedSets:
+        """The sets the workers cut by, fixed for the pool's life: the workers get them when
+        they start, and a chunk's split is labelled with them when it is taken."""
+        return self._feed_sets
 
     def __enter__(self) -> ParsePool:
         return self

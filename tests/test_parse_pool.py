@@ -455,6 +455,8 @@ def test_a_pool_given_feed_sets_hands_over_each_set_s_rows_of_every_record() -> 
     items = _records()
     with ParsePool(MAPPINGS, workers=2, chunk=7, ahead=2, start_after=3, feed_sets=SETS) as pool:
         got = list(pool.parse(items))
+        with pytest.raises(AttributeError):  # the workers cut by the sets they started with
+            pool.feed_sets = (SETS[1], SETS[0])  # type: ignore[misc]
     assert _check_split(got, inline=3) > 5
     # a consumer that replaces a record's rows replaces its split too (it no longer describes them)
     pooled = next(o for _, _, o in got if o is not None and o.split is not None and o.sample_rows > 1)
@@ -497,8 +499,17 @@ def test_split_runs_gather_runs_of_records_and_give_up_on_a_record_without_a_spl
     runs.add((b, 0))
     runs.add(None)  # a record parsed inline: the engine sorts this commit's rows itself
     assert runs.take() is None
-    runs.add((_chunk(0, [[1], [1]], (SETS[1], SETS[0])), 0))  # another pool's sets
+    other = _chunk(0, [[1], [1]], (SETS[1], SETS[0]))
+    runs.add((b, 1))
+    runs.add((other, 0))  # another pool's sets within one batch: not this batch's split
     assert runs.take() is None
     runs.add((b, 1))
     got = runs.take()
     assert got is not None and [t.num_rows if t is not None else 0 for t in got[1]] == [1, 1]
+    runs.add((other, 0))  # a later batch of other sets (an engine rebuilt): its split is used
+    got = runs.take()
+    assert got is not None and got[0] == (SETS[1], SETS[0])
+    runs.add((_chunk(0, [[1], [1]], (frozenset(SETS[0]), frozenset(SETS[1]))), 0))
+    runs.add((b, 0))  # equal sets in another tuple: one batch
+    got = runs.take()
+    assert got is not None and got[0] == SETS

@@ -1,8 +1,9 @@
 """Blocks of whole lines (what a replay's parse workers read) are exactly the capture's lines.
 
-:func:`collector.capture.iter_line_blocks` cuts the decompressed file into blocks that a worker
-splits with :func:`collector.capture.split_lines`; together they must give the lines the
-line-by-line reader gives, with the same line numbers, whatever the block size, line lengths,
+:func:`collector.capture.iter_line_data` cuts the decompressed file into blocks that a worker
+splits with :func:`collector.capture.split_lines` (the consumer numbers them as it takes the
+blocks in order); together they must give the lines the line-by-line reader gives, in the same
+order (so with the same line numbers), whatever the block size, line lengths,
 blank lines or a missing last newline, and must stop at a damaged stream after the same lines.
 """
 
@@ -15,7 +16,7 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.capture import READ_FAULTS, _iter_lines, iter_line_blocks, iter_line_data, iter_line_parts, split_lines
+from collector.capture import READ_FAULTS, _iter_lines, iter_line_data, iter_line_parts, split_lines
 
 LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
 
@@ -23,10 +24,8 @@ LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"."))
 def _lines_of_blocks(path: Path, block_bytes: int) -> tuple[list[bytes], str | None]:
     got: list[bytes] = []
     try:
-        for block in iter_line_blocks(path, block_bytes):
-            lines = split_lines(block.data)
-            assert block.first_line == len(got) + 1 and block.lines == len(lines)
-            got += lines
+        for data in iter_line_data(path, block_bytes):
+            got += split_lines(data)
     except READ_FAULTS as exc:
         return got, type(exc).__name__
     return got, None
