@@ -55,8 +55,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -358,6 +359,23 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+KEPT_MAX = 64
+"""Entries of a per-dictionary cache of the detector (the hosts' or metrics' few orders a pass
+sees); past it the cache starts again (a site whose dictionaries keep changing rebuilds them)."""
+
+
+def _kept(cache: dict[_K, _V], key: _K, build: Callable[[], _V]) -> _V:
+    """``cache[key]``, built on first use; the cache is cleared when it holds :data:`KEPT_MAX`."""
+    got = cache.get(key)
+    if got is None:
+        if len(cache) >= KEPT_MAX:
+            cache.clear()
+        got = cache[key] = build()
+    return got
+
+
 class CongestionDetector:
     """Incremental east-west congestion detection over the samples table."""
 
@@ -471,32 +489,26 @@ class CongestionDetector:
     def _host_order(self, names: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
         """(the host dictionary's names in name order, each code's rank in it), kept per
         dictionary: a pass's hosts come in the same few orders."""
-        key = tuple(names)
-        got = self._order_cache.get(key)
-        if got is None:
-            if len(self._order_cache) >= 64:
-                self._order_cache.clear()
+
+        def build() -> tuple[list[str], npt.NDArray[np.int64]]:
             by_name = sorted(range(len(names)), key=lambda i: names[i])
             rank = np.empty(len(names), np.int64)
             rank[by_name] = np.arange(len(names))
-            got = ([names[i] for i in by_name], rank)
-            self._order_cache[key] = got
-        return got
+            return [names[i] for i in by_name], rank
+
+        return _kept(self._order_cache, tuple(names), build)
 
     def _roles(self, mnames: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(signal, role) per metric dictionary code (role −1: not a congestion metric), kept per
         dictionary: a pass's metrics come in the same few orders."""
-        key = tuple(mnames)
-        got = self._role_cache.get(key)
-        if got is None:
-            if len(self._role_cache) >= 64:
-                self._role_cache.clear()
-            got = (
+        return _kept(
+            self._role_cache,
+            tuple(mnames),
+            lambda: (
                 np.array([METRIC_ROLES.get(m, (0, -1))[0] for m in mnames], np.int64),
                 np.array([METRIC_ROLES.get(m, (0, -1))[1] for m in mnames], np.int64),
-            )
-            self._role_cache[key] = got
-        return got
+            ),
+        )
 
     @staticmethod
     def _aggregate(w: _Window, si: npt.NDArray[np.int64], nsteps: int) -> tuple[F64, F64]:
