@@ -159,7 +159,7 @@ class BlockFiles:
 
 def take_block(path: str, size: int) -> bytes:
     """In a worker: the ``size`` bytes a :meth:`BlockFiles.write` put at the start of ``path``."""
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb") as f:  # buffered: its read(size) reads on past a short read
         data = f.read(size)
     if len(data) != size:
         raise OSError(f"capture block {path}: {len(data)} bytes of {size}")
