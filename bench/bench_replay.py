@@ -56,7 +56,9 @@ RSS counts the imported pages it touches, which it shares with the forkserver): 
 as before; the workers' peaks fell from ~150 to ~105 MiB each. End to end (detectors on) the
 8 h demo capture measures ~95 kB (main ~390 MiB: its layout and mask memos no longer hold slices
 that pinned ~75 MiB of workers' shared-memory chunks); the 48 h capture ~106 kB (main ~465 MiB),
-over budget: the budget is set at the demo's size.
+over budget: the budget is set at the demo's size. Since the workers cut the detectors' samples
+and capture blocks reach them through reused shared-memory files: ~91 kB on 8 h (main ~365 MiB),
+~101-103 kB on 48 h (main ~440 MiB).
 """
 
 
