@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from analytics.iforest import ForestFit, average_path_length
 from analytics.settings import BaselineSettings
+from analytics.tail_bar import first_of_each
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -235,9 +236,7 @@ class BaselineBank:
             return
         ids = ids[ok]
         vals = values[ok].astype(np.float32)
-        if len(set(ids.tolist())) < ids.size:  # duplicates: the first value of each id
-            ids, first = np.unique(ids, return_index=True)
-            vals = vals[first]
+        ids, vals, _ = first_of_each(ids, vals)  # an id given twice: its first value
         pos = self.g_pos[ids] % self.g_cap
         self.g[ids, pos] = vals
         self.g_pos[ids] += 1

@@ -489,15 +489,8 @@ class ObservationTracker:
             else:
                 grow.append(h)
                 grow_g.append(g)
-        if grow:
-            self._grow_all(
-                grow,
-                [g[0] for g in grow_g],
-                [g[1] for g in grow_g],
-                [g[2] for g in grow_g],
-                [g[3] for g in grow_g],
-                [g[4] for g in grow_g],
-            )
+        if grow:  # (first, last, rows, macs, sources) of each group, as five lists
+            self._grow_all(grow, *([g[j] for g in grow_g] for j in range(5)))
         self._held_repeat = None
         keys = [cast(HoldingKey, gk[:5]) for gk in groups]
         if len(set(keys)) == len(keys) and not any(k[1] == "event" for k in keys):

@@ -121,7 +121,12 @@ def iter_line_data(path: Path, block_bytes: int = 1 << 20) -> Iterator[bytes]:
     Raises what :func:`_iter_lines` raises, after every whole line read before the fault.
     """
     for parts in iter_line_parts(path, block_bytes):
-        yield parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+        yield joined(parts)
+
+
+def joined(parts: list[bytes | memoryview]) -> bytes:
+    """A piece of :func:`iter_line_parts` as one ``bytes`` (a piece of one part: that part)."""
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
 
 
 def iter_line_parts(path: Path, block_bytes: int = 1 << 20) -> Iterator[list[bytes | memoryview]]:

@@ -40,6 +40,7 @@ from collector.capture import (
     CaptureItem,
     CaptureStream,
     iter_line_parts,
+    joined,
     order_error,
     parse_line,
     read_error,
@@ -743,7 +744,7 @@ class ParsePool:
                 break
         if self.workers == 0 or size < self.start_bytes:
             for block in itertools.chain(head, _until_fault(blocks, order)):
-                yield from order.inline(b"".join(block), stream.kinds, self._inline)
+                yield from order.inline(joined(block), stream.kinds, self._inline)
             yield from order.fault()
             self._complete = True
             return
@@ -754,7 +755,7 @@ class ParsePool:
         for block in itertools.chain(head, _until_fault(blocks, order)):
             # through a shared-memory file when it can be written, else the joined bytes by pipe
             file = files.write(block) if files is not None else None
-            data = b"" if file is not None else b"".join(block)
+            data = b"" if file is not None else joined(block)
             pending.append((pool.submit(_parse_block, name, data, stream.kinds, shm, file), file and file[0]))
             while len(pending) >= self.ahead:
                 yield from _drained(order, pending.popleft(), files)
